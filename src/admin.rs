@@ -1,0 +1,386 @@
+//! Policy changes, shared by the CLI and the dashboard: approve, register, upgrade, grant,
+//! revoke, unregister and dismiss. Each is one locked, atomic update of config.json (or
+//! pending.json) followed by an audit record naming where it came from.
+
+use crate::audit::{self, Record};
+use crate::identity;
+use crate::paths::Paths;
+use crate::pending::{self, PendingEntry};
+use crate::policy::{self, BinaryHash, BinaryPolicy, canonical_or_literal};
+use std::path::{Path, PathBuf};
+
+/// Where a policy change came from, as the audit log records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The `keychain-auth` command line.
+    Cli,
+    /// The dashboard.
+    Dashboard,
+}
+
+impl Source {
+    /// The audit log's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Cli => "cli",
+            Source::Dashboard => "dashboard",
+        }
+    }
+}
+
+/// Permissions to add or remove.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Grants {
+    /// Services to read.
+    pub read: Vec<String>,
+    /// Services to write and delete in.
+    pub write: Vec<String>,
+    /// The search flag.
+    pub search: bool,
+}
+
+impl Grants {
+    /// True when nothing is named.
+    pub fn is_empty(&self) -> bool {
+        self.read.is_empty() && self.write.is_empty() && !self.search
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        for s in self.read.iter().chain(&self.write) {
+            if s.is_empty()
+                || s.len() > crate::protocol::MAX_SERVICE_LEN
+                || s.chars().any(char::is_control)
+            {
+                return Err(format!("{s:?} is not a valid service name"));
+            }
+        }
+        Ok(())
+    }
+
+    fn add_to(&self, b: &mut BinaryPolicy) {
+        b.allowed_read_services.extend(self.read.iter().cloned());
+        b.allowed_write_services.extend(self.write.iter().cloned());
+        b.can_search |= self.search;
+    }
+
+    fn remove_from(&self, b: &mut BinaryPolicy) {
+        for s in &self.read {
+            b.allowed_read_services.remove(s);
+        }
+        for s in &self.write {
+            b.allowed_write_services.remove(s);
+        }
+        if self.search {
+            b.can_search = false;
+        }
+    }
+
+    fn record(&self, rec: &mut Record) {
+        rec.read = self.read.clone();
+        rec.write = self.write.clone();
+        rec.search = self.search.then_some(true);
+    }
+}
+
+/// The result of an upgrade.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upgrade {
+    /// The binary's entry after the upgrade.
+    pub entry: BinaryPolicy,
+    /// The hash it had before; `None` when it was already current.
+    pub old_hash: Option<BinaryHash>,
+}
+
+fn audit_change(
+    paths: &Paths,
+    source: Source,
+    change: &str,
+    entry: &BinaryPolicy,
+    fill: impl FnOnce(&mut Record),
+) -> Result<(), String> {
+    let mut rec = Record::new("policy_change", source.as_str());
+    rec.action = Some(change.into());
+    rec.path = Some(entry.path.display().to_string());
+    rec.hash = Some(entry.hash.to_string());
+    rec.status = Some("success".into());
+    fill(&mut rec);
+    audit::append_once(&paths.audit, &rec).map_err(|e| {
+        format!(
+            "the change was made but the audit log {} could not be written: {e}",
+            paths.audit.display()
+        )
+    })
+}
+
+/// Checks before a change that the audit log can be opened, so a change is not made unaudited.
+fn audit_ready(paths: &Paths) -> Result<(), String> {
+    audit::AuditLog::open(&paths.audit)
+        .map(|_| ())
+        .map_err(|e| format!("cannot open the audit log {}: {e}", paths.audit.display()))
+}
+
+/// Approves a pending caller by hash with `grants` (zero privileges when empty).
+pub fn approve(
+    paths: &Paths,
+    source: Source,
+    selector: &str,
+    grants: &Grants,
+) -> Result<BinaryPolicy, String> {
+    grants.validate()?;
+    audit_ready(paths)?;
+    let queue = pending::load(&paths.pending)?;
+    let entry: PendingEntry = pending::find(&queue, selector)?.clone();
+    let added = policy::update(&paths.config, |p| {
+        if let Some(b) = p.by_hash(&entry.hash) {
+            return Err(format!(
+                "{} is already approved (as {})",
+                entry.hash.short(),
+                b.path.display()
+            ));
+        }
+        if let Some(b) = p.by_path(&entry.path) {
+            return Err(format!(
+                "{} is registered with another hash ({}): this is a changed binary; keep its permissions with: keychain-auth upgrade {}",
+                b.path.display(),
+                b.hash.short(),
+                b.path.display()
+            ));
+        }
+        let mut b = BinaryPolicy::new(entry.path.clone(), entry.hash.clone());
+        grants.add_to(&mut b);
+        p.registered_binaries.push(b.clone());
+        Ok(b)
+    })?;
+    pending::remove(&paths.pending, &entry.hash)?;
+    audit_change(paths, source, "approve", &added, |r| grants.record(r))?;
+    Ok(added)
+}
+
+/// Registers the binary at `path` (hashing it now) with `grants`.
+pub fn register(
+    paths: &Paths,
+    source: Source,
+    path: &Path,
+    grants: &Grants,
+) -> Result<BinaryPolicy, String> {
+    grants.validate()?;
+    let (path, hash) = hash_binary(path)?;
+    audit_ready(paths)?;
+    let added = policy::update(&paths.config, |p| {
+        if let Some(b) = p.by_hash(&hash) {
+            return Err(format!(
+                "this binary ({}) is already registered as {}",
+                hash.short(),
+                b.path.display()
+            ));
+        }
+        if let Some(b) = p.by_path(&path) {
+            return Err(format!(
+                "{} is already registered with another hash ({}); if the binary was updated, run: keychain-auth upgrade {}",
+                path.display(),
+                b.hash.short(),
+                path.display()
+            ));
+        }
+        let mut b = BinaryPolicy::new(path.clone(), hash.clone());
+        grants.add_to(&mut b);
+        p.registered_binaries.push(b.clone());
+        Ok(b)
+    })?;
+    pending::remove(&paths.pending, &hash)?;
+    audit_change(paths, source, "register", &added, |r| grants.record(r))?;
+    Ok(added)
+}
+
+/// Re-hashes the binary registered at `path` and moves its permissions to the new hash.
+pub fn upgrade(paths: &Paths, source: Source, path: &Path) -> Result<Upgrade, String> {
+    let (path, hash) = hash_binary(path)?;
+    audit_ready(paths)?;
+    let result = policy::update(&paths.config, |p| {
+        if let Some(other) = p.by_hash(&hash)
+            && other.path != path
+        {
+            return Err(format!(
+                "the binary at {} is identical to the one registered as {}; unregister one of them first",
+                path.display(),
+                other.path.display()
+            ));
+        }
+        let b = p
+            .registered_binaries
+            .iter_mut()
+            .find(|b| b.path == path)
+            .ok_or_else(|| {
+                format!(
+                    "{} is not registered; register it with: keychain-auth register {}",
+                    path.display(),
+                    path.display()
+                )
+            })?;
+        if b.hash == hash {
+            return Ok(Upgrade {
+                entry: b.clone(),
+                old_hash: None,
+            });
+        }
+        let old = std::mem::replace(&mut b.hash, hash.clone());
+        Ok(Upgrade {
+            entry: b.clone(),
+            old_hash: Some(old),
+        })
+    })?;
+    if let Some(old) = &result.old_hash {
+        pending::remove(&paths.pending, &hash)?;
+        audit_change(paths, source, "upgrade", &result.entry, |r| {
+            r.old_hash = Some(old.to_string());
+        })?;
+    }
+    Ok(result)
+}
+
+/// Adds permissions to the binary `selector` names (hash, prefix or path).
+pub fn grant(
+    paths: &Paths,
+    source: Source,
+    selector: &str,
+    grants: &Grants,
+) -> Result<BinaryPolicy, String> {
+    change_grants(paths, source, selector, grants, "grant", Grants::add_to)
+}
+
+/// Removes permissions from the binary `selector` names.
+pub fn revoke(
+    paths: &Paths,
+    source: Source,
+    selector: &str,
+    grants: &Grants,
+) -> Result<BinaryPolicy, String> {
+    change_grants(
+        paths,
+        source,
+        selector,
+        grants,
+        "revoke",
+        Grants::remove_from,
+    )
+}
+
+fn change_grants(
+    paths: &Paths,
+    source: Source,
+    selector: &str,
+    grants: &Grants,
+    change: &str,
+    apply: fn(&Grants, &mut BinaryPolicy),
+) -> Result<BinaryPolicy, String> {
+    if grants.is_empty() {
+        return Err(format!(
+            "nothing to {change}: give --read SERVICE, --write SERVICE or --search"
+        ));
+    }
+    grants.validate()?;
+    audit_ready(paths)?;
+    let entry = policy::update(&paths.config, |p| {
+        let i = p.resolve(selector)?;
+        let b = &mut p.registered_binaries[i];
+        apply(grants, b);
+        Ok(b.clone())
+    })?;
+    audit_change(paths, source, change, &entry, |r| grants.record(r))?;
+    Ok(entry)
+}
+
+/// Replaces the permissions of the binary `selector` names with exactly `grants` (the
+/// dashboard's permission editor); audited as grant and/or revoke of the difference.
+pub fn set_grants(
+    paths: &Paths,
+    source: Source,
+    selector: &str,
+    grants: &Grants,
+) -> Result<BinaryPolicy, String> {
+    grants.validate()?;
+    audit_ready(paths)?;
+    let (before, after) = policy::update(&paths.config, |p| {
+        let i = p.resolve(selector)?;
+        let b = &mut p.registered_binaries[i];
+        let before = b.clone();
+        b.allowed_read_services = grants.read.iter().cloned().collect();
+        b.allowed_write_services = grants.write.iter().cloned().collect();
+        b.can_search = grants.search;
+        Ok((before, b.clone()))
+    })?;
+    let added = Grants {
+        read: after
+            .allowed_read_services
+            .difference(&before.allowed_read_services)
+            .cloned()
+            .collect(),
+        write: after
+            .allowed_write_services
+            .difference(&before.allowed_write_services)
+            .cloned()
+            .collect(),
+        search: after.can_search && !before.can_search,
+    };
+    let removed = Grants {
+        read: before
+            .allowed_read_services
+            .difference(&after.allowed_read_services)
+            .cloned()
+            .collect(),
+        write: before
+            .allowed_write_services
+            .difference(&after.allowed_write_services)
+            .cloned()
+            .collect(),
+        search: before.can_search && !after.can_search,
+    };
+    if !added.is_empty() {
+        audit_change(paths, source, "grant", &after, |r| added.record(r))?;
+    }
+    if !removed.is_empty() {
+        audit_change(paths, source, "revoke", &after, |r| removed.record(r))?;
+    }
+    Ok(after)
+}
+
+/// Removes the binary `selector` names.
+pub fn unregister(paths: &Paths, source: Source, selector: &str) -> Result<BinaryPolicy, String> {
+    audit_ready(paths)?;
+    let removed = policy::update(&paths.config, |p| {
+        let i = p.resolve(selector)?;
+        Ok(p.registered_binaries.remove(i))
+    })?;
+    audit_change(paths, source, "unregister", &removed, |_| {})?;
+    Ok(removed)
+}
+
+/// Drops a pending entry without approving it.
+pub fn dismiss(paths: &Paths, source: Source, selector: &str) -> Result<PendingEntry, String> {
+    audit_ready(paths)?;
+    let entry = pending::update(&paths.pending, |q| {
+        let e = pending::find(q, selector)?.clone();
+        q.entries.retain(|x| x.hash != e.hash);
+        Ok::<_, String>(e)
+    })??;
+    let mut rec = Record::new("policy_change", source.as_str());
+    rec.action = Some("dismiss".into());
+    rec.path = Some(entry.path.display().to_string());
+    rec.hash = Some(entry.hash.to_string());
+    rec.status = Some("success".into());
+    audit::append_once(&paths.audit, &rec).map_err(|e| e.to_string())?;
+    Ok(entry)
+}
+
+/// Canonical path and hash of a binary given on the command line.
+fn hash_binary(path: &Path) -> Result<(PathBuf, BinaryHash), String> {
+    let canonical = canonical_or_literal(path);
+    let meta = std::fs::metadata(&canonical)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if !meta.is_file() {
+        return Err(format!("{} is not a regular file", path.display()));
+    }
+    let hash = identity::hash_path(&canonical)
+        .map_err(|e| format!("cannot hash {}: {e}", canonical.display()))?;
+    Ok((canonical, hash))
+}

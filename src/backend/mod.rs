@@ -1,0 +1,219 @@
+//! The keychain seam: where secrets actually live.
+//!
+//! [`Backend`] is the one trait the broker talks to. Stores implement single-item primitives;
+//! batches go through [`Backend::apply`], which must be all-or-nothing. Its default
+//! implementation ([`apply_with_rollback`]) records what each step replaced and restores it when a
+//! later step fails; a store that can commit a batch atomically overrides it.
+
+pub mod file;
+pub mod memory;
+
+use crate::protocol::Attributes;
+use std::fmt;
+
+/// Which kind of store serves the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    /// The OS keychain (Secret Service on Linux).
+    Keyring,
+    /// The JSON file store for headless machines.
+    File,
+}
+
+impl BackendKind {
+    /// The name used in STATUS, config and `KEYCHAIN_AUTH_BACKEND`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendKind::Keyring => "keyring",
+            BackendKind::File => "file",
+        }
+    }
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A stored secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Item {
+    /// The secret value.
+    pub value: String,
+    /// Its attributes.
+    pub attributes: Attributes,
+}
+
+impl fmt::Debug for Item {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print the secret, even in a debug dump or a panic message.
+        f.debug_struct("Item")
+            .field("value", &"<redacted>")
+            .field("attributes", &self.attributes)
+            .finish()
+    }
+}
+
+/// A target name with its attributes, as search returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The target name.
+    pub target: String,
+    /// Its attributes.
+    pub attributes: Attributes,
+}
+
+/// One step of a batch.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Store `item` at (service, target), replacing any earlier value and attributes.
+    Set {
+        /// Service namespace.
+        service: String,
+        /// Target name.
+        target: String,
+        /// What to store.
+        item: Item,
+    },
+    /// Remove (service, target) if present.
+    Delete {
+        /// Service namespace.
+        service: String,
+        /// Target name.
+        target: String,
+    },
+}
+
+impl fmt::Debug for Change {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Change::Set {
+                service, target, ..
+            } => write!(f, "Set({service}/{target})"),
+            Change::Delete { service, target } => write!(f, "Delete({service}/{target})"),
+        }
+    }
+}
+
+/// Why a store call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BackendError {
+    /// The store cannot be reached or used now (locked, corrupt, no bus); the message says what
+    /// to do.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// The keychain seam. Implementations must never log or format secret values.
+pub trait Backend: Send + Sync {
+    /// Which kind of store this is.
+    fn kind(&self) -> BackendKind;
+
+    /// A short human description (e.g. the file path) for status screens and notices.
+    fn describe(&self) -> String;
+
+    /// The item at (service, target), if any.
+    fn get(&self, service: &str, target: &str) -> Result<Option<Item>, BackendError>;
+
+    /// Stores one item, replacing value and attributes.
+    fn set(&self, service: &str, target: &str, item: &Item) -> Result<(), BackendError>;
+
+    /// Removes one item; `Ok(false)` when it did not exist.
+    fn delete(&self, service: &str, target: &str) -> Result<bool, BackendError>;
+
+    /// Targets of `service` starting with `prefix` whose attributes contain every pair of
+    /// `filter`, sorted by target.
+    fn list(
+        &self,
+        service: &str,
+        prefix: &str,
+        filter: &Attributes,
+    ) -> Result<Vec<Entry>, BackendError>;
+
+    /// Applies `changes` all-or-nothing: on failure, everything already changed is restored.
+    fn apply(&self, changes: &[Change]) -> Result<(), BackendError> {
+        apply_with_rollback(self, changes)
+    }
+}
+
+/// Applies `changes` one by one, remembering what each replaced; when a step fails, restores
+/// the earlier steps in reverse order and returns the failure.
+pub fn apply_with_rollback<B: Backend + ?Sized>(
+    backend: &B,
+    changes: &[Change],
+) -> Result<(), BackendError> {
+    let mut undo: Vec<(String, String, Option<Item>)> = Vec::with_capacity(changes.len());
+    for change in changes {
+        let (service, target) = match change {
+            Change::Set {
+                service, target, ..
+            }
+            | Change::Delete { service, target } => (service, target),
+        };
+        let step = backend.get(service, target).and_then(|old| {
+            match change {
+                Change::Set { item, .. } => backend.set(service, target, item)?,
+                Change::Delete { .. } => {
+                    backend.delete(service, target)?;
+                }
+            }
+            Ok(old)
+        });
+        match step {
+            Ok(old) => undo.push((service.clone(), target.clone(), old)),
+            Err(e) => {
+                let mut failed_restores = 0usize;
+                for (service, target, old) in undo.into_iter().rev() {
+                    let restored = match old {
+                        Some(item) => backend.set(&service, &target, &item),
+                        None => backend.delete(&service, &target).map(|_| ()),
+                    };
+                    if restored.is_err() {
+                        failed_restores += 1;
+                    }
+                }
+                return Err(match (e, failed_restores) {
+                    (e, 0) => e,
+                    (BackendError::Unavailable(m), n) => BackendError::Unavailable(format!(
+                        "{m}; restoring the batch also failed for {n} item(s)"
+                    )),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// True when `attributes` contains every pair of `filter`.
+pub fn matches_filter(attributes: &Attributes, filter: &Attributes) -> bool {
+    filter
+        .iter()
+        .all(|(k, v)| attributes.get(k).is_some_and(|a| a == v))
+}
+
+/// Opens the store the broker should use: `KEYCHAIN_AUTH_BACKEND` (`auto`, `keyring`, `file`)
+/// wins over config.json's `"backend"`.
+///
+/// This build serves the file store; an explicit `keyring` choice is refused rather than
+/// silently downgraded.
+pub fn open(paths: &crate::paths::Paths) -> Result<std::sync::Arc<dyn Backend>, String> {
+    let configured = crate::policy::load(&paths.config)
+        .ok()
+        .and_then(|p| p.backend);
+    let choice = std::env::var("KEYCHAIN_AUTH_BACKEND")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or(configured)
+        .unwrap_or_else(|| "auto".into());
+    match choice.as_str() {
+        "auto" | "file" => Ok(std::sync::Arc::new(file::FileStore::new(&paths.file_store))),
+        "keyring" => Err(
+            "the keyring backend was chosen but this build has no Secret Service support; set KEYCHAIN_AUTH_BACKEND=file to use the file store"
+                .into(),
+        ),
+        other => Err(format!(
+            "unknown backend {other:?} (from KEYCHAIN_AUTH_BACKEND or config.json): use auto, keyring or file"
+        )),
+    }
+}

@@ -1,0 +1,285 @@
+//! The `keychain-auth` command line (SPEC §8). Every command exits non-zero with a one-line
+//! reason on failure.
+
+use crate::admin::{self, Grants, Source};
+use crate::paths::Paths;
+use crate::server::{Limits, Server};
+use crate::{pending, policy};
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// keychain-auth: a security broker between command-line tools and the OS keychain.
+#[derive(Debug, Parser)]
+#[command(name = "keychain-auth", version, about, long_about = None)]
+pub struct Cli {
+    /// Socket path (overrides KEYCHAIN_AUTH_SOCKET and the XDG default).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon in the foreground.
+    Start,
+    /// List callers refused because their binary is not approved.
+    ListPending {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve a pending caller by hash (zero privileges unless flags are given).
+    Approve {
+        /// Full hash, bare hex, or a unique prefix of at least 8 hex digits.
+        hash: String,
+        #[command(flatten)]
+        grants: GrantArgs,
+    },
+    /// Register the binary at PATH (hashing it now).
+    Register {
+        /// The executable.
+        path: PathBuf,
+        #[command(flatten)]
+        grants: GrantArgs,
+    },
+    /// Re-hash a changed binary, keeping its permissions.
+    Upgrade {
+        /// The registered executable.
+        path: PathBuf,
+    },
+    /// Add permissions to a registered binary.
+    Grant {
+        /// Hash (or unique prefix) or path.
+        binary: String,
+        #[command(flatten)]
+        grants: GrantArgs,
+    },
+    /// Remove permissions from a registered binary.
+    Revoke {
+        /// Hash (or unique prefix) or path.
+        binary: String,
+        #[command(flatten)]
+        grants: GrantArgs,
+    },
+    /// Remove a registered binary.
+    Unregister {
+        /// Hash (or unique prefix) or path.
+        binary: String,
+    },
+    /// List registered binaries and their permissions.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Permission flags shared by approve, register, grant and revoke.
+#[derive(Debug, Args, Clone, Default)]
+pub struct GrantArgs {
+    /// A service it may read (repeatable).
+    #[arg(long = "read", value_name = "SVC")]
+    pub read: Vec<String>,
+    /// A service it may write and delete in (repeatable).
+    #[arg(long = "write", value_name = "SVC")]
+    pub write: Vec<String>,
+    /// Allow search and prefix matches.
+    #[arg(long)]
+    pub search: bool,
+}
+
+impl From<GrantArgs> for Grants {
+    fn from(g: GrantArgs) -> Grants {
+        Grants {
+            read: g.read,
+            write: g.write,
+            search: g.search,
+        }
+    }
+}
+
+/// Parses the process arguments and runs the command; the error is the one-line reason.
+pub fn main() -> Result<(), String> {
+    run(Cli::parse())
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> Result<(), String> {
+    let paths = Paths::from_env(cli.socket.as_deref()).map_err(|e| e.to_string())?;
+    match cli.command {
+        Command::Start => start(paths),
+        Command::ListPending { json } => list_pending(&paths, json),
+        Command::Approve { hash, grants } => {
+            let b = admin::approve(&paths, Source::Cli, &hash, &grants.into())?;
+            println!("approved {} ({})", b.path.display(), b.hash.short());
+            print_permissions(&b);
+            Ok(())
+        }
+        Command::Register { path, grants } => {
+            let b = admin::register(&paths, Source::Cli, &path, &grants.into())?;
+            println!("registered {} ({})", b.path.display(), b.hash.short());
+            print_permissions(&b);
+            Ok(())
+        }
+        Command::Upgrade { path } => {
+            let u = admin::upgrade(&paths, Source::Cli, &path)?;
+            match u.old_hash {
+                Some(old) => println!(
+                    "upgraded {}: {} -> {} (permissions kept)",
+                    u.entry.path.display(),
+                    old.short(),
+                    u.entry.hash.short()
+                ),
+                None => println!(
+                    "{} is already up to date ({})",
+                    u.entry.path.display(),
+                    u.entry.hash.short()
+                ),
+            }
+            Ok(())
+        }
+        Command::Grant { binary, grants } => {
+            let b = admin::grant(&paths, Source::Cli, &binary, &grants.into())?;
+            print_permissions(&b);
+            Ok(())
+        }
+        Command::Revoke { binary, grants } => {
+            let b = admin::revoke(&paths, Source::Cli, &binary, &grants.into())?;
+            print_permissions(&b);
+            Ok(())
+        }
+        Command::Unregister { binary } => {
+            let b = admin::unregister(&paths, Source::Cli, &binary)?;
+            println!("unregistered {} ({})", b.path.display(), b.hash.short());
+            Ok(())
+        }
+        Command::List { json } => list(&paths, json),
+    }
+}
+
+fn print_permissions(b: &policy::BinaryPolicy) {
+    println!(
+        "{}  read: {}  write: {}  search: {}",
+        b.path.display(),
+        join_or_dash(b.allowed_read_services.iter()),
+        join_or_dash(b.allowed_write_services.iter()),
+        if b.can_search { "yes" } else { "no" }
+    );
+}
+
+fn join_or_dash<'a>(items: impl Iterator<Item = &'a String>) -> String {
+    let v: Vec<&str> = items.map(String::as_str).collect();
+    if v.is_empty() {
+        "-".into()
+    } else {
+        v.join(",")
+    }
+}
+
+fn start(paths: Paths) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(async move {
+        let backend = crate::backend::open(&paths)?;
+        let socket = paths.socket.clone();
+        let description = backend.describe();
+        let server = Server::bind(paths, backend, Limits::default()).map_err(|e| e.to_string())?;
+        eprintln!(
+            "keychain-auth {}: listening on {} ({})",
+            crate::VERSION,
+            socket.display(),
+            description
+        );
+        server.run(shutdown_signal()).await;
+        eprintln!("keychain-auth: stopped");
+        Ok(())
+    })
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        // Without signal handlers the daemon still runs; it just cannot clean up on a signal.
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn list_pending(paths: &Paths, json: bool) -> Result<(), String> {
+    let mut queue = pending::load(&paths.pending)?;
+    queue
+        .entries
+        .sort_by_key(|e| std::cmp::Reverse(e.last_seen));
+    if json {
+        let text = serde_json::to_string_pretty(&queue.entries).map_err(|e| e.to_string())?;
+        println!("{text}");
+        return Ok(());
+    }
+    if queue.entries.is_empty() {
+        println!("no pending callers");
+        return Ok(());
+    }
+    println!(
+        "{:<12}  {:>8}  {:<20}  {:<24}  PATH / ARGV",
+        "HASH", "ATTEMPTS", "LAST SEEN", "ASKED"
+    );
+    for e in &queue.entries {
+        let asked = format!("{} {}", e.last_action, e.last_service);
+        println!(
+            "{:<12}  {:>8}  {:<20}  {:<24}  {}{}",
+            e.hash.short(),
+            e.attempts,
+            e.last_seen.format("%Y-%m-%d %H:%M:%S"),
+            asked,
+            e.path.display(),
+            match &e.changed_from {
+                Some(old) => format!("  (changed version of registered {})", old.short()),
+                None => String::new(),
+            }
+        );
+        println!("{:<70}  {}", "", e.argv.join(" "));
+    }
+    Ok(())
+}
+
+fn list(paths: &Paths, json: bool) -> Result<(), String> {
+    let policy = policy::load(&paths.config).map_err(|e| e.to_string())?;
+    if json {
+        let text =
+            serde_json::to_string_pretty(&policy.registered_binaries).map_err(|e| e.to_string())?;
+        println!("{text}");
+        return Ok(());
+    }
+    if policy.registered_binaries.is_empty() {
+        println!("no registered binaries");
+        return Ok(());
+    }
+    println!(
+        "{:<12}  {:<20}  {:<20}  {:<6}  PATH",
+        "HASH", "READ", "WRITE", "SEARCH"
+    );
+    for b in &policy.registered_binaries {
+        println!(
+            "{:<12}  {:<20}  {:<20}  {:<6}  {}",
+            b.hash.short(),
+            join_or_dash(b.allowed_read_services.iter()),
+            join_or_dash(b.allowed_write_services.iter()),
+            if b.can_search { "yes" } else { "no" },
+            b.path.display()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,42 @@
+//! keychain-auth: a per-user security broker between command-line tools and the OS keychain.
+//!
+//! A caller connects to a Unix socket ([`server`]); the daemon learns from the kernel who it is
+//! ([`identity`]), looks the executable's SHA-256 up in the user's approved binaries ([`policy`]),
+//! and serves batch requests ([`protocol`], [`exec`]) against a keychain [`backend`] only inside the
+//! service namespaces that binary was granted. Every decision is appended to the [`audit`] log;
+//! unknown binaries are refused and queued in [`pending`] for the user to approve from the [`cli`].
+//!
+//! The module tree follows the request path:
+//!
+//! | module | the one thing it does |
+//! |---|---|
+//! | [`paths`] | where every file and the socket live (environment-derived, so tests isolate) |
+//! | [`fsutil`] | locked, atomic, 0600 writes of the JSON state files |
+//! | [`protocol`] | the wire format: typed requests/responses, strict validation |
+//! | [`identity`] | peer credentials → executable → cached SHA-256 |
+//! | [`policy`] | config.json: approved binaries and what each may do |
+//! | [`pending`] | pending.json: refused callers waiting for review |
+//! | [`audit`] | the JSON-lines audit log |
+//! | [`backend`] | the keychain seam and its stores |
+//! | [`admin`] | policy changes shared by the CLI and the dashboard, each audited |
+//! | [`exec`] | authorise a request, run it all-or-nothing against a backend |
+//! | [`server`] | the Unix-socket listener and per-connection sessions |
+//! | [`client`] | a minimal protocol client (status probe, reference client) |
+//! | [`cli`] | the `keychain-auth` command line |
+
+pub mod admin;
+pub mod audit;
+pub mod backend;
+pub mod cli;
+pub mod client;
+pub mod exec;
+pub mod fsutil;
+pub mod identity;
+pub mod paths;
+pub mod pending;
+pub mod policy;
+pub mod protocol;
+pub mod server;
+
+/// The version reported by `STATUS` and `--version`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

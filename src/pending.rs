@@ -1,0 +1,258 @@
+//! The pending queue: `pending.json`, callers that were refused because their binary is not
+//! approved, kept for the user to review (SPEC §6).
+//!
+//! One entry per hash. Entries expire 24 h after they were last seen, and the queue holds at most
+//! [`MAX_ENTRIES`] (the least recently seen are evicted) so a flood of callers cannot fill the disk.
+
+use crate::fsutil::{self, FileLock};
+use crate::policy::{BinaryHash, match_hash};
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Most entries kept.
+pub const MAX_ENTRIES: usize = 500;
+/// How long an entry lives after it was last seen.
+pub const EXPIRY_HOURS: i64 = 24;
+/// Most argv words kept, and their longest length, so one caller cannot grow the file much.
+const MAX_ARGS: usize = 32;
+const MAX_ARG_LEN: usize = 256;
+
+/// One refused binary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingEntry {
+    /// Its hash.
+    pub hash: BinaryHash,
+    /// Its executable path as the kernel reported it.
+    pub path: PathBuf,
+    /// The pid of the latest attempt.
+    pub pid: i32,
+    /// The command line of the latest attempt (shortened).
+    pub argv: Vec<String>,
+    /// First refusal.
+    pub first_seen: DateTime<Utc>,
+    /// Latest refusal.
+    pub last_seen: DateTime<Utc>,
+    /// Refusals so far.
+    pub attempts: u64,
+    /// What it asked for last (`read`, `write`, …).
+    pub last_action: String,
+    /// The service it asked for last.
+    pub last_service: String,
+    /// When this path is registered under another hash: that hash (the binary changed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed_from: Option<BinaryHash>,
+}
+
+/// The whole pending.json.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingFile {
+    /// The entries, in no particular order.
+    #[serde(default)]
+    pub entries: Vec<PendingEntry>,
+}
+
+/// One refused attempt to record.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    /// The caller's hash.
+    pub hash: BinaryHash,
+    /// Its executable path.
+    pub path: PathBuf,
+    /// Its pid.
+    pub pid: i32,
+    /// Its command line.
+    pub argv: Vec<String>,
+    /// What it asked.
+    pub action: String,
+    /// Which service.
+    pub service: String,
+    /// The registered hash of the same path, if any.
+    pub changed_from: Option<BinaryHash>,
+}
+
+/// Reads pending.json (missing → empty), dropping expired entries.
+pub fn load(path: &Path) -> Result<PendingFile, String> {
+    let bytes =
+        fsutil::read_optional(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut file: PendingFile = match bytes {
+        None => PendingFile::default(),
+        Some(b) => serde_json::from_slice(&b)
+            .map_err(|e| format!("{} is not valid ({e})", path.display()))?,
+    };
+    expire(&mut file, Utc::now());
+    Ok(file)
+}
+
+fn expire(file: &mut PendingFile, now: DateTime<Utc>) {
+    let cutoff = now - Duration::hours(EXPIRY_HOURS);
+    file.entries.retain(|e| e.last_seen > cutoff);
+}
+
+/// Runs `f` under the lock on a fresh copy and writes the result atomically. A corrupt queue is
+/// replaced (it only holds refusals, which the next attempt records again).
+pub fn update<T>(path: &Path, f: impl FnOnce(&mut PendingFile) -> T) -> Result<T, String> {
+    let _lock =
+        FileLock::acquire(path).map_err(|e| format!("cannot lock {}: {e}", path.display()))?;
+    let mut file = load(path).unwrap_or_default();
+    let out = f(&mut file);
+    let mut bytes = serde_json::to_vec_pretty(&file).map_err(|e| e.to_string())?;
+    bytes.push(b'\n');
+    fsutil::write_atomic(path, &bytes)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(out)
+}
+
+/// Records a refused attempt.
+pub fn record(path: &Path, attempt: Attempt) -> Result<(), String> {
+    update(path, |file| apply_attempt(file, attempt, Utc::now()))
+}
+
+fn apply_attempt(file: &mut PendingFile, a: Attempt, now: DateTime<Utc>) {
+    expire(file, now);
+    let argv: Vec<String> = a
+        .argv
+        .into_iter()
+        .take(MAX_ARGS)
+        .map(|s| shorten(&s))
+        .collect();
+    if let Some(e) = file.entries.iter_mut().find(|e| e.hash == a.hash) {
+        e.path = a.path;
+        e.pid = a.pid;
+        e.argv = argv;
+        e.last_seen = now;
+        e.attempts = e.attempts.saturating_add(1);
+        e.last_action = a.action;
+        e.last_service = a.service;
+        e.changed_from = a.changed_from;
+        return;
+    }
+    if file.entries.len() >= MAX_ENTRIES {
+        file.entries.sort_by_key(|e| std::cmp::Reverse(e.last_seen));
+        file.entries.truncate(MAX_ENTRIES - 1);
+    }
+    file.entries.push(PendingEntry {
+        hash: a.hash,
+        path: a.path,
+        pid: a.pid,
+        argv,
+        first_seen: now,
+        last_seen: now,
+        attempts: 1,
+        last_action: a.action,
+        last_service: a.service,
+        changed_from: a.changed_from,
+    });
+}
+
+fn shorten(s: &str) -> String {
+    if s.len() <= MAX_ARG_LEN {
+        return s.to_string();
+    }
+    let mut end = MAX_ARG_LEN;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+/// The entry a `HASH` argument (full, bare hex or unique ≥ 8-digit prefix) names.
+pub fn find<'a>(file: &'a PendingFile, selector: &str) -> Result<&'a PendingEntry, String> {
+    let hashes: Vec<&BinaryHash> = file.entries.iter().map(|e| &e.hash).collect();
+    let h = match_hash(selector, &hashes).map_err(|e| {
+        if e.starts_with("no binary") {
+            format!(
+                "no pending caller with hash {selector}; list them with: keychain-auth list-pending (or register a binary by path with: keychain-auth register PATH)"
+            )
+        } else {
+            e
+        }
+    })?;
+    file.entries
+        .iter()
+        .find(|e| &e.hash == h)
+        .ok_or_else(|| format!("no pending caller with hash {selector}"))
+}
+
+/// Removes the entry for `hash`; true when there was one.
+pub fn remove(path: &Path, hash: &BinaryHash) -> Result<bool, String> {
+    update(path, |file| {
+        let before = file.entries.len();
+        file.entries.retain(|e| &e.hash != hash);
+        before != file.entries.len()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attempt(i: usize) -> Attempt {
+        Attempt {
+            hash: BinaryHash::from_digest(&{
+                let mut d = [0u8; 32];
+                d[0] = i as u8;
+                d[1] = (i >> 8) as u8;
+                d
+            }),
+            path: format!("/bin/x{i}").into(),
+            pid: i as i32,
+            argv: vec!["x".into(), "y".repeat(1000)],
+            action: "read".into(),
+            service: "aws".into(),
+            changed_from: None,
+        }
+    }
+
+    #[test]
+    fn upsert_counts_attempts_and_shortens_argv() {
+        let mut f = PendingFile::default();
+        let t0 = Utc::now();
+        apply_attempt(&mut f, attempt(1), t0);
+        apply_attempt(&mut f, attempt(1), t0 + Duration::minutes(5));
+        assert_eq!(f.entries.len(), 1);
+        let e = &f.entries[0];
+        assert_eq!(e.attempts, 2);
+        assert_eq!(e.first_seen, t0);
+        assert_eq!(e.last_seen, t0 + Duration::minutes(5));
+        assert!(e.argv[1].len() <= MAX_ARG_LEN + '…'.len_utf8());
+    }
+
+    #[test]
+    fn expires_after_a_day_and_caps_size() {
+        let mut f = PendingFile::default();
+        let t0 = Utc::now();
+        apply_attempt(&mut f, attempt(1), t0);
+        apply_attempt(&mut f, attempt(2), t0 + Duration::hours(25));
+        assert_eq!(f.entries.len(), 1);
+        assert_eq!(f.entries[0].pid, 2);
+        for i in 0..(MAX_ENTRIES + 100) {
+            apply_attempt(
+                &mut f,
+                attempt(i + 10),
+                t0 + Duration::hours(26) + Duration::seconds(i as i64),
+            );
+        }
+        assert_eq!(f.entries.len(), MAX_ENTRIES);
+        // the newest survive
+        assert!(
+            f.entries
+                .iter()
+                .any(|e| e.pid == (MAX_ENTRIES + 109) as i32)
+        );
+        assert!(!f.entries.iter().any(|e| e.pid == 10));
+    }
+
+    #[test]
+    fn record_and_find_on_disk() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("pending.json");
+        record(&p, attempt(7)).unwrap();
+        let f = load(&p).unwrap();
+        let h = f.entries[0].hash.clone();
+        assert_eq!(find(&f, &h.hex()[..8]).unwrap().pid, 7);
+        assert!(find(&f, "ffffffff").unwrap_err().contains("list-pending"));
+        assert!(remove(&p, &h).unwrap());
+        assert!(load(&p).unwrap().entries.is_empty());
+    }
+}

@@ -1,0 +1,640 @@
+//! The wire protocol (SPEC §3): newline-delimited JSON over a Unix stream socket.
+//!
+//! [`parse_line`] turns one request line into a validated [`Incoming`] or a [`Response`] carrying
+//! `malformed_request`; nothing past this module ever sees unvalidated input.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Default cap on one request line, newline excluded.
+pub const DEFAULT_MAX_LINE: usize = 64 * 1024;
+/// Most targets one request may name.
+pub const MAX_TARGETS: usize = 1000;
+/// Longest service name, in bytes.
+pub const MAX_SERVICE_LEN: usize = 256;
+/// Longest target name, in bytes.
+pub const MAX_TARGET_LEN: usize = 1024;
+/// Most attributes on one request.
+pub const MAX_ATTRIBUTES: usize = 64;
+/// Longest attribute name or value, in bytes.
+pub const MAX_ATTRIBUTE_LEN: usize = 1024;
+/// Longest request id, in bytes.
+pub const MAX_ID_LEN: usize = 256;
+
+/// Attribute pairs as carried on the wire (sorted for stable output).
+pub type Attributes = BTreeMap<String, String>;
+
+/// What a request asks to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Return values and attributes.
+    Read,
+    /// Store values (and attributes).
+    Write,
+    /// Remove targets.
+    Delete,
+    /// List targets and attributes, never values.
+    Search,
+}
+
+impl Action {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Read => "read",
+            Action::Write => "write",
+            Action::Delete => "delete",
+            Action::Search => "search",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Action> {
+        Some(match s {
+            "read" => Action::Read,
+            "write" => Action::Write,
+            "delete" => Action::Delete,
+            "search" => Action::Search,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How `targets` are matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MatchMode {
+    /// Each target names exactly one item.
+    Exact,
+    /// Each target is a prefix; `""` matches every target of the service.
+    Prefix,
+}
+
+impl MatchMode {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MatchMode::Exact => "exact",
+            MatchMode::Prefix => "prefix",
+        }
+    }
+}
+
+/// A validated `REQUEST`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// The caller's id, echoed in the response.
+    pub id: Option<String>,
+    /// What to do.
+    pub action: Action,
+    /// The service namespace.
+    pub service: String,
+    /// How targets match. Search always matches by prefix.
+    pub mode: MatchMode,
+    /// Target names (exact) or prefixes. Never empty after validation.
+    pub targets: Vec<String>,
+    /// Values to write, aligned with `targets` (write only).
+    pub values: Vec<String>,
+    /// Attributes to store (write) or to filter by (search, prefix read/delete).
+    pub attributes: Attributes,
+}
+
+/// One validated line from a client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Incoming {
+    /// A keychain request.
+    Request(Request),
+    /// `{"type":"STATUS"}`.
+    Status,
+}
+
+/// The raw shape of a request line, before validation.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRequest {
+    #[serde(rename = "type")]
+    kind: String,
+    id: Option<String>,
+    action: Option<String>,
+    service: Option<String>,
+    #[serde(rename = "match")]
+    mode: Option<String>,
+    targets: Option<Vec<String>>,
+    values: Option<Vec<String>>,
+    attributes: Option<Attributes>,
+}
+
+/// Why a request was refused or failed; clients treat unknown reasons as denial.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// The caller's hash is not approved (or its approved path now holds another binary).
+    UnregisteredBinary,
+    /// The binary's policy does not allow this kind of action (search, prefix match).
+    ActionNotInPolicy,
+    /// The binary has no access of the needed kind to this service.
+    ServiceNotAllowed,
+    /// The request is not valid protocol.
+    MalformedRequest,
+    /// The request line exceeds the size cap.
+    RequestTooLarge,
+    /// An exact read or delete named targets that do not exist.
+    NotFound,
+    /// The keychain backend cannot be used right now.
+    BackendUnavailable,
+    /// Anything else that went wrong inside the broker.
+    InternalError,
+}
+
+impl Reason {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::UnregisteredBinary => "unregistered_binary",
+            Reason::ActionNotInPolicy => "action_not_in_policy",
+            Reason::ServiceNotAllowed => "service_not_allowed",
+            Reason::MalformedRequest => "malformed_request",
+            Reason::RequestTooLarge => "request_too_large",
+            Reason::NotFound => "not_found",
+            Reason::BackendUnavailable => "backend_unavailable",
+            Reason::InternalError => "internal_error",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Outcome class of a response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// The request was carried out.
+    Success,
+    /// Policy (or the impossibility of establishing it) refused the request.
+    Denied,
+    /// The request was invalid or failed.
+    Error,
+}
+
+impl Status {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Success => "success",
+            Status::Denied => "denied",
+            Status::Error => "error",
+        }
+    }
+}
+
+/// One item of a response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResultItem {
+    /// The target name.
+    pub target: String,
+    /// The secret (read only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// The target's attributes (read and search).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attributes: Option<Attributes>,
+}
+
+/// A `RESPONSE` line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Response {
+    /// Always `"RESPONSE"`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The request's id, when it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The outcome.
+    pub status: Status,
+    /// Present whenever status is not success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Reason>,
+    /// What a person should do; present whenever status is not success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The results of a successful request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub results: Option<Vec<ResultItem>>,
+}
+
+impl Response {
+    /// A success with `results`.
+    pub fn success(id: Option<String>, results: Vec<ResultItem>) -> Response {
+        Response {
+            kind: "RESPONSE".into(),
+            id,
+            status: Status::Success,
+            reason: None,
+            message: None,
+            results: Some(results),
+        }
+    }
+
+    /// A refusal or failure.
+    pub fn failure(
+        id: Option<String>,
+        status: Status,
+        reason: Reason,
+        message: impl Into<String>,
+    ) -> Response {
+        Response {
+            kind: "RESPONSE".into(),
+            id,
+            status,
+            reason: Some(reason),
+            message: Some(message.into()),
+            results: None,
+        }
+    }
+
+    /// `malformed_request` with an explanation.
+    pub fn malformed(id: Option<String>, why: impl fmt::Display) -> Response {
+        Response::failure(
+            id,
+            Status::Error,
+            Reason::MalformedRequest,
+            format!("malformed request: {why}"),
+        )
+    }
+
+    /// Serialises to one line, newline included.
+    pub fn to_line(&self) -> Vec<u8> {
+        to_line(self)
+    }
+}
+
+/// The answer to `{"type":"STATUS"}`: liveness facts only, never a secret, target or policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusInfo {
+    /// Always `"STATUS"`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The broker's version.
+    pub version: String,
+    /// The daemon's process id.
+    pub pid: u32,
+    /// Seconds since the daemon started.
+    pub uptime_s: u64,
+    /// `keyring` or `file`.
+    pub backend: String,
+    /// Connections open right now (this one included).
+    pub connections: u64,
+    /// Requests served since start.
+    pub requests: u64,
+}
+
+impl StatusInfo {
+    /// Serialises to one line, newline included.
+    pub fn to_line(&self) -> Vec<u8> {
+        to_line(self)
+    }
+}
+
+fn to_line<T: Serialize>(v: &T) -> Vec<u8> {
+    // Serialising these plain structs cannot fail; fall back to a fixed error line regardless.
+    let mut out = serde_json::to_vec(v).unwrap_or_else(|_| {
+        br#"{"type":"RESPONSE","status":"error","reason":"internal_error","message":"could not encode the response"}"#.to_vec()
+    });
+    out.push(b'\n');
+    out
+}
+
+/// Parses and validates one request line (without its newline).
+///
+/// On failure the returned response is `malformed_request`, echoing the id when one could be
+/// recovered from the line.
+pub fn parse_line(line: &[u8]) -> Result<Incoming, Box<Response>> {
+    let raw: RawRequest = match serde_json::from_slice(line) {
+        Ok(r) => r,
+        Err(e) => {
+            return Err(Box::new(Response::malformed(
+                recover_id(line),
+                json_error(&e),
+            )));
+        }
+    };
+    let id = raw.id.clone();
+    validate(raw).map_err(|why| Box::new(Response::malformed(id, why)))
+}
+
+fn json_error(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Syntax | Category::Eof => format!("not valid JSON ({e})"),
+        Category::Io => "could not read the request".into(),
+        // serde's "invalid type" messages quote the offending value, which may be a secret:
+        // only the messages that name keys are passed on.
+        Category::Data => {
+            let text = e.to_string();
+            if text.starts_with("unknown field") || text.starts_with("missing field") {
+                text
+            } else {
+                format!(
+                    "a field has the wrong type (line {} column {}): type, id, action, service and match are strings; targets and values are arrays of strings; attributes is an object of strings",
+                    e.line(),
+                    e.column()
+                )
+            }
+        }
+    }
+}
+
+/// Best effort: the `id` of a line that failed strict parsing, when it is a JSON object with a
+/// short string id.
+fn recover_id(line: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(line).ok()?;
+    let id = v.get("id")?.as_str()?;
+    (id.len() <= MAX_ID_LEN && !id.chars().any(char::is_control)).then(|| id.to_string())
+}
+
+fn check_text(what: &str, s: &str, max: usize, allow_empty: bool) -> Result<(), String> {
+    if s.is_empty() && !allow_empty {
+        return Err(format!("{what} must not be empty"));
+    }
+    if s.len() > max {
+        return Err(format!("{what} is longer than {max} bytes"));
+    }
+    if s.chars().any(char::is_control) {
+        return Err(format!("{what} contains a control character"));
+    }
+    Ok(())
+}
+
+fn validate(raw: RawRequest) -> Result<Incoming, String> {
+    if let Some(id) = &raw.id {
+        check_text("id", id, MAX_ID_LEN, true)?;
+    }
+    match raw.kind.as_str() {
+        "STATUS" => {
+            if raw.action.is_some()
+                || raw.service.is_some()
+                || raw.mode.is_some()
+                || raw.targets.is_some()
+                || raw.values.is_some()
+                || raw.attributes.is_some()
+            {
+                return Err("STATUS takes no fields besides type and id".into());
+            }
+            return Ok(Incoming::Status);
+        }
+        "REQUEST" => {}
+        other => {
+            return Err(format!(
+                "unknown type {:?}: expected REQUEST or STATUS",
+                truncate(other)
+            ));
+        }
+    }
+    let action_name = raw.action.ok_or("missing action")?;
+    let action = Action::parse(&action_name).ok_or_else(|| {
+        format!(
+            "unknown action {:?}: expected read, write, delete or search",
+            truncate(&action_name)
+        )
+    })?;
+    let service = raw.service.ok_or("missing service")?;
+    check_text("service", &service, MAX_SERVICE_LEN, false)?;
+    let mode = match raw.mode.as_deref() {
+        None | Some("exact") => MatchMode::Exact,
+        Some("prefix") => MatchMode::Prefix,
+        Some(other) => {
+            return Err(format!(
+                "unknown match {:?}: expected exact or prefix",
+                truncate(other)
+            ));
+        }
+    };
+    let attributes = raw.attributes.unwrap_or_default();
+    if attributes.len() > MAX_ATTRIBUTES {
+        return Err(format!("more than {MAX_ATTRIBUTES} attributes"));
+    }
+    for (k, v) in &attributes {
+        check_text("attribute name", k, MAX_ATTRIBUTE_LEN, false)?;
+        check_text("attribute value", v, MAX_ATTRIBUTE_LEN, true)?;
+    }
+    // Search always matches by prefix; a missing target list means every target.
+    let mode = if action == Action::Search {
+        MatchMode::Prefix
+    } else {
+        mode
+    };
+    let targets = match raw.targets {
+        Some(t) => t,
+        None if action == Action::Search => vec![String::new()],
+        None => return Err("missing targets".into()),
+    };
+    if targets.is_empty() {
+        return Err("targets must not be empty".into());
+    }
+    if targets.len() > MAX_TARGETS {
+        return Err(format!("more than {MAX_TARGETS} targets"));
+    }
+    for t in &targets {
+        check_text("target", t, MAX_TARGET_LEN, mode == MatchMode::Prefix)?;
+    }
+    if mode == MatchMode::Exact {
+        let mut seen = std::collections::HashSet::with_capacity(targets.len());
+        if let Some(dup) = targets.iter().find(|t| !seen.insert(t.as_str())) {
+            return Err(format!("target {:?} is named twice", truncate(dup)));
+        }
+    }
+    let values = match action {
+        Action::Write => {
+            if mode == MatchMode::Prefix {
+                return Err("match \"prefix\" is not allowed for write".into());
+            }
+            let values = raw.values.ok_or("write needs values")?;
+            if values.len() != targets.len() {
+                return Err(format!(
+                    "write has {} targets but {} values",
+                    targets.len(),
+                    values.len()
+                ));
+            }
+            values
+        }
+        _ => {
+            if raw.values.is_some() {
+                return Err(format!("{action} takes no values"));
+            }
+            Vec::new()
+        }
+    };
+    if matches!(action, Action::Read | Action::Delete)
+        && mode == MatchMode::Exact
+        && !attributes.is_empty()
+    {
+        return Err(format!(
+            "attributes filter only prefix {action}; an exact {action} takes none"
+        ));
+    }
+    Ok(Incoming::Request(Request {
+        id: raw.id,
+        action,
+        service,
+        mode,
+        targets,
+        values,
+        attributes,
+    }))
+}
+
+/// Shortens caller-supplied text quoted back in an error message.
+fn truncate(s: &str) -> String {
+    const MAX: usize = 64;
+    if s.len() <= MAX {
+        return s.to_string();
+    }
+    let mut end = MAX;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Incoming, Box<Response>> {
+        parse_line(s.as_bytes())
+    }
+
+    fn malformed(s: &str) -> String {
+        let r = parse(s).expect_err("should be malformed");
+        assert_eq!(r.reason, Some(Reason::MalformedRequest), "{s}");
+        assert_eq!(r.status, Status::Error);
+        r.message.unwrap()
+    }
+
+    #[test]
+    fn parses_full_write() {
+        let r = parse(r#"{"type":"REQUEST","id":"7","action":"write","service":"aws","targets":["a","b"],"values":["1","2"],"attributes":{"env":"prod"}}"#).unwrap();
+        let Incoming::Request(r) = r else { panic!() };
+        assert_eq!(r.id.as_deref(), Some("7"));
+        assert_eq!(r.action, Action::Write);
+        assert_eq!(r.mode, MatchMode::Exact);
+        assert_eq!(r.values, vec!["1", "2"]);
+        assert_eq!(r.attributes["env"], "prod");
+    }
+
+    #[test]
+    fn search_defaults_to_all_targets_by_prefix() {
+        let Incoming::Request(r) =
+            parse(r#"{"type":"REQUEST","action":"search","service":"aws"}"#).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(r.targets, vec![String::new()]);
+        assert_eq!(r.mode, MatchMode::Prefix);
+    }
+
+    #[test]
+    fn status_is_recognised() {
+        assert_eq!(parse(r#"{"type":"STATUS"}"#).unwrap(), Incoming::Status);
+        malformed(r#"{"type":"STATUS","service":"x"}"#);
+    }
+
+    #[test]
+    fn rejects_catalogue() {
+        let cases = [
+            "",
+            "null",
+            "{}",
+            "[]",
+            "not json",
+            r#"{"type":"REQUEST"}"#,
+            r#"{"type":"request","action":"read","service":"s","targets":["a"]}"#,
+            r#"{"type":"REQUEST","action":"steal","service":"s","targets":["a"]}"#,
+            r#"{"type":"REQUEST","action":"read","service":"","targets":["a"]}"#,
+            r#"{"type":"REQUEST","action":"read","service":"s","targets":[]}"#,
+            r#"{"type":"REQUEST","action":"read","service":"s","targets":[""]}"#,
+            r#"{"type":"REQUEST","action":"read","service":"s","targets":["a\u0000"]}"#,
+            r#"{"type":"REQUEST","action":"read","service":"s\n","targets":["a"]}"#,
+            r#"{"type":"REQUEST","action":"read","service":"s","targets":["a"],"extra":1}"#,
+            r#"{"type":"REQUEST","action":"read","service":"s","match":"fuzzy","targets":["a"]}"#,
+            r#"{"type":"REQUEST","action":"write","service":"s","targets":["a"]}"#,
+            r#"{"type":"REQUEST","action":"write","service":"s","targets":["a","b"],"values":["1"]}"#,
+            r#"{"type":"REQUEST","action":"write","service":"s","match":"prefix","targets":["a"],"values":["1"]}"#,
+            r#"{"type":"REQUEST","action":"read","service":"s","targets":["a"],"values":["1"]}"#,
+            r#"{"type":"REQUEST","action":"read","service":"s","targets":["a","a"]}"#,
+            r#"{"type":"REQUEST","action":"read","service":"s","targets":["a"],"attributes":{"k":"v"}}"#,
+            r#"{"type":"REQUEST","action":"read","service":1,"targets":["a"]}"#,
+        ];
+        for c in cases {
+            malformed(c);
+        }
+    }
+
+    #[test]
+    fn rejects_too_many_targets() {
+        let targets: Vec<String> = (0..=MAX_TARGETS).map(|i| format!("\"t{i}\"")).collect();
+        let line = format!(
+            r#"{{"type":"REQUEST","action":"read","service":"s","targets":[{}]}}"#,
+            targets.join(",")
+        );
+        assert!(malformed(&line).contains("1000"));
+    }
+
+    #[test]
+    fn deep_nesting_is_malformed_not_a_crash() {
+        let deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
+        malformed(&deep);
+        let deep_obj = format!(
+            r#"{{"type":"REQUEST","attributes":{}}}"#,
+            "{\"a\":".repeat(5000) + "1" + &"}".repeat(5000)
+        );
+        malformed(&deep_obj);
+    }
+
+    #[test]
+    fn id_is_echoed_on_malformed_when_recoverable() {
+        let r =
+            parse(r#"{"type":"REQUEST","id":"abc","action":"nope","service":"s"}"#).unwrap_err();
+        assert_eq!(r.id.as_deref(), Some("abc"));
+        let r = parse(r#"{"type":"REQUEST","id":"abc","bogus":true}"#).unwrap_err();
+        assert_eq!(r.id.as_deref(), Some("abc"));
+    }
+
+    #[test]
+    fn error_messages_do_not_echo_values() {
+        let line = r#"{"type":"REQUEST","action":"write","service":"s","targets":["a","b"],"values":["SECRET-CANARY"]}"#;
+        let msg = malformed(line);
+        assert!(!msg.contains("SECRET-CANARY"), "{msg}");
+        let line = r#"{"type":"REQUEST","action":"write","service":"s","targets":["a"],"values":"SECRET-CANARY"}"#;
+        let msg = malformed(line);
+        assert!(!msg.contains("SECRET-CANARY"), "{msg}");
+        let line =
+            r#"{"type":"REQUEST","action":"write","service":"s","targets":["a"],"values":[7]}"#;
+        assert!(malformed(line).contains("wrong type"));
+    }
+
+    #[test]
+    fn response_shape() {
+        let ok = Response::success(Some("1".into()), vec![]);
+        let v: serde_json::Value = serde_json::from_slice(&ok.to_line()).unwrap();
+        assert_eq!(v["type"], "RESPONSE");
+        assert_eq!(v["status"], "success");
+        assert!(v.get("reason").is_none());
+        let no = Response::failure(None, Status::Denied, Reason::NotFound, "x");
+        let v: serde_json::Value = serde_json::from_slice(&no.to_line()).unwrap();
+        assert_eq!(v["reason"], "not_found");
+        assert_eq!(v["message"], "x");
+    }
+}

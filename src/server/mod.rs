@@ -1,0 +1,209 @@
+//! The daemon: a tokio Unix-socket listener whose connections are sessions.
+//!
+//! [`Server::bind`] prepares the socket safely ([`socket`]); [`Server::run`] accepts connections
+//! with a cap and error back-off, and gives each a [`session`] that identifies the peer once and
+//! then answers its request lines in order through [`handler`]. The shared state is [`Broker`].
+//! The dashboard embeds the same `Server` in-process.
+
+pub mod frame;
+pub mod handler;
+pub mod session;
+pub mod socket;
+
+use crate::audit::{AuditLog, Record};
+use crate::backend::Backend;
+use crate::identity::HashCache;
+use crate::paths::Paths;
+use crate::policy::PolicyCache;
+use crate::protocol::StatusInfo;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::net::UnixListener;
+use tokio::sync::Semaphore;
+
+/// Tunables of a running broker.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Cap on one request line (bytes, newline excluded).
+    pub max_line: usize,
+    /// A connection with no request for this long is closed.
+    pub idle_timeout: Duration,
+    /// Most connections served at once; more are refused with a message.
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_line: crate::protocol::DEFAULT_MAX_LINE,
+            idle_timeout: Duration::from_secs(30),
+            max_connections: 512,
+        }
+    }
+}
+
+/// Counters reported by STATUS and shown by the dashboard.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Connections open now.
+    pub connections: AtomicU64,
+    /// Requests answered since start.
+    pub requests: AtomicU64,
+}
+
+/// Everything the sessions share.
+pub struct Broker {
+    /// Where the files are.
+    pub paths: Paths,
+    /// The keychain.
+    pub backend: Arc<dyn Backend>,
+    /// The policy as of the latest change on disk.
+    pub policy: PolicyCache,
+    /// Executable hashes already computed.
+    pub hashes: HashCache,
+    /// The audit log.
+    pub audit: AuditLog,
+    /// Counters.
+    pub stats: Stats,
+    /// Limits.
+    pub limits: Limits,
+    started: Instant,
+}
+
+impl Broker {
+    /// The STATUS answer.
+    pub fn status(&self) -> StatusInfo {
+        StatusInfo {
+            kind: "STATUS".into(),
+            version: crate::VERSION.into(),
+            pid: std::process::id(),
+            uptime_s: self.started.elapsed().as_secs(),
+            backend: self.backend.kind().as_str().into(),
+            connections: self.stats.connections.load(Ordering::Relaxed),
+            requests: self.stats.requests.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Another broker answers on the socket.
+    #[error("a keychain-auth daemon is already running on {socket} (pid {pid})")]
+    AlreadyRunning {
+        /// The socket.
+        socket: String,
+        /// Its pid.
+        pid: u32,
+    },
+    /// Any other failure, with what to do.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// A bound, not yet running broker.
+pub struct Server {
+    listener: UnixListener,
+    broker: Arc<Broker>,
+    socket_id: Option<(u64, u64)>,
+}
+
+impl Server {
+    /// Binds the socket (refusing when a live daemon answers there, replacing a stale one) and
+    /// opens the audit log. Must be called inside a tokio runtime.
+    pub fn bind(
+        paths: Paths,
+        backend: Arc<dyn Backend>,
+        mut limits: Limits,
+    ) -> Result<Server, StartError> {
+        let audit = AuditLog::open(&paths.audit).map_err(|e| {
+            StartError::Other(format!(
+                "cannot open the audit log {}: {e}",
+                paths.audit.display()
+            ))
+        })?;
+        if let Ok(p) = crate::policy::load(&paths.config)
+            && let Some(max) = p.max_request_bytes
+        {
+            limits.max_line = max.max(1024);
+        }
+        let (listener, socket_id) = socket::bind(&paths.socket)?;
+        let broker = Arc::new(Broker {
+            policy: PolicyCache::new(&paths.config),
+            paths,
+            backend,
+            hashes: HashCache::new(),
+            audit,
+            stats: Stats::default(),
+            limits,
+            started: Instant::now(),
+        });
+        Ok(Server {
+            listener,
+            broker,
+            socket_id,
+        })
+    }
+
+    /// The shared state (for the dashboard's embedded mode).
+    pub fn broker(&self) -> Arc<Broker> {
+        self.broker.clone()
+    }
+
+    /// Serves until `shutdown` completes, then removes the socket file.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let Server {
+            listener,
+            broker,
+            socket_id,
+        } = self;
+        let mut start = Record::new("daemon", "daemon");
+        start.action = Some("start".into());
+        start.message = Some(format!(
+            "listening on {} with the {}",
+            broker.paths.socket.display(),
+            broker.backend.describe()
+        ));
+        let _ = broker.audit.append(&start);
+        tokio::select! {
+            () = accept_loop(&listener, &broker) => {}
+            () = shutdown => {}
+        }
+        socket::remove_if_ours(&broker.paths.socket, socket_id);
+        let mut stop = Record::new("daemon", "daemon");
+        stop.action = Some("stop".into());
+        let _ = broker.audit.append(&stop);
+    }
+}
+
+async fn accept_loop(listener: &UnixListener, broker: &Arc<Broker>) {
+    let slots = Arc::new(Semaphore::new(broker.limits.max_connections));
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                backoff = Duration::from_millis(5);
+                let broker = broker.clone();
+                match slots.clone().try_acquire_owned() {
+                    Ok(permit) => {
+                        tokio::spawn(async move {
+                            session::serve(stream, broker).await;
+                            drop(permit);
+                        });
+                    }
+                    Err(_) => {
+                        tokio::spawn(session::refuse_busy(stream, broker));
+                    }
+                }
+            }
+            Err(e) => {
+                // EMFILE/ENFILE and friends: wait for descriptors to free up instead of spinning.
+                eprintln!("keychain-auth: accept failed: {e}; retrying in {backoff:?}");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! Creating the listening socket without a window in which it is reachable by others: the
+//! directory is made 0700 first, the socket is bound under a 0177 umask and then set to 0600.
+//! A socket file left by a dead daemon is replaced; a live daemon is never displaced.
+
+use super::StartError;
+use crate::fsutil;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::time::Duration;
+use tokio::net::UnixListener;
+
+/// Binds `path`, returning the listener and the socket file's (dev, inode).
+pub fn bind(path: &Path) -> Result<(UnixListener, Option<(u64, u64)>), StartError> {
+    let dir = path.parent().ok_or_else(|| {
+        StartError::Other(format!("socket path {} has no directory", path.display()))
+    })?;
+    fsutil::ensure_private_dir(dir).map_err(|e| {
+        StartError::Other(format!(
+            "cannot create socket directory {}: {e}",
+            dir.display()
+        ))
+    })?;
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err(StartError::Other(format!(
+                "{} exists and is not a socket; move it away or choose another path with --socket",
+                path.display()
+            )));
+        }
+        match crate::client::status(path, Duration::from_secs(2)) {
+            Ok(st) => {
+                return Err(StartError::AlreadyRunning {
+                    socket: path.display().to_string(),
+                    pid: st.pid,
+                });
+            }
+            Err(_) => {
+                // Nobody answers: a stale socket from a daemon that died.
+                std::fs::remove_file(path).map_err(|e| {
+                    StartError::Other(format!(
+                        "cannot remove stale socket {}: {e}",
+                        path.display()
+                    ))
+                })?;
+            }
+        }
+    }
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
+    let bound = std::os::unix::net::UnixListener::bind(path);
+    nix::sys::stat::umask(old);
+    let std_listener = bound
+        .map_err(|e| StartError::Other(format!("cannot listen on {}: {e}", path.display())))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| StartError::Other(format!("cannot restrict {}: {e}", path.display())))?;
+    std_listener
+        .set_nonblocking(true)
+        .map_err(|e| StartError::Other(e.to_string()))?;
+    let listener = UnixListener::from_std(std_listener)
+        .map_err(|e| StartError::Other(format!("cannot register the socket: {e}")))?;
+    let id = std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
+    Ok((listener, id))
+}
+
+/// Removes the socket file if it is still the one this daemon bound.
+pub fn remove_if_ours(path: &Path, id: Option<(u64, u64)>) {
+    if let Ok(m) = std::fs::symlink_metadata(path)
+        && Some((m.dev(), m.ino())) == id
+    {
+        let _ = std::fs::remove_file(path);
+    }
+}
