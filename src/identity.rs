@@ -88,22 +88,34 @@ struct ExeKey {
     ctime: (i64, i64),
 }
 
+impl ExeKey {
+    fn of(m: &std::fs::Metadata) -> ExeKey {
+        ExeKey {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        }
+    }
+}
+
 impl HashCache {
     /// An empty cache.
     pub fn new() -> HashCache {
         HashCache::default()
     }
 
+    /// The cached hash of the opened file `f`, if it was hashed before in this state.
+    pub fn cached(&self, f: &File) -> io::Result<Option<BinaryHash>> {
+        let key = ExeKey::of(&f.metadata()?);
+        Ok(self.lock().get(&key).cloned())
+    }
+
     /// The hash of the opened file `f`, computed once per (dev, ino, size, mtime, ctime).
     pub fn hash_file(&self, f: &File) -> io::Result<BinaryHash> {
         let m = f.metadata()?;
-        let key = ExeKey {
-            dev: m.dev(),
-            ino: m.ino(),
-            size: m.size(),
-            mtime: (m.mtime(), m.mtime_nsec()),
-            ctime: (m.ctime(), m.ctime_nsec()),
-        };
+        let key = ExeKey::of(&m);
         if let Some(h) = self.lock().get(&key) {
             return Ok(h.clone());
         }
@@ -148,9 +160,23 @@ pub fn hash_path(path: &std::path::Path) -> io::Result<BinaryHash> {
     hash_reader(File::open(path)?)
 }
 
-/// Identifies the peer of a connected Unix socket. Blocking: it reads `/proc` and may hash a
-/// file, so the server runs it off the async workers.
-pub fn identify(sock: BorrowedFd<'_>, cache: &HashCache) -> Result<Peer, IdentityError> {
+/// How far [`identify`] may go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hashing {
+    /// Hash the executable when its hash is not cached (may take long for a large binary).
+    Allowed,
+    /// Only use the cache; answer `Ok(None)` on a miss (cheap enough for an async worker).
+    CachedOnly,
+}
+
+/// Identifies the peer of a connected Unix socket. With [`Hashing::Allowed`] it may read a large
+/// file, so the server first tries [`Hashing::CachedOnly`] on its async worker and runs the full
+/// identification off the workers only on a cache miss.
+pub fn identify(
+    sock: BorrowedFd<'_>,
+    cache: &HashCache,
+    hashing: Hashing,
+) -> Result<Option<Peer>, IdentityError> {
     let cred = getsockopt(&sock, sockopt::PeerCredentials).map_err(IdentityError::Credentials)?;
     let (uid, pid) = (cred.uid(), cred.pid());
     if uid != nix::unistd::geteuid().as_raw() {
@@ -161,13 +187,15 @@ pub fn identify(sock: BorrowedFd<'_>, cache: &HashCache) -> Result<Peer, Identit
     if pidfd.as_ref().is_some_and(|fd| exited(fd.as_fd())) {
         return Err(IdentityError::Exited(pid));
     }
-    let exe = read_exe(pid, cache);
+    let Some(exe) = read_exe(pid, cache, hashing) else {
+        return Ok(None);
+    };
     // Everything above was read through /proc/<pid>; if the process is gone now, the pid may
     // already belong to someone else, so none of it can be trusted.
     if pidfd.as_ref().is_some_and(|fd| exited(fd.as_fd())) {
         return Err(IdentityError::Exited(pid));
     }
-    Ok(Peer { uid, pid, exe })
+    Ok(Some(Peer { uid, pid, exe }))
 }
 
 /// A pidfd polls readable once its process has exited.
@@ -180,7 +208,8 @@ fn exited(pidfd: BorrowedFd<'_>) -> bool {
     }
 }
 
-fn read_exe(pid: i32, cache: &HashCache) -> Exe {
+/// The peer's executable; `None` when `hashing` is cache-only and the cache misses.
+fn read_exe(pid: i32, cache: &HashCache, hashing: Hashing) -> Option<Exe> {
     let link = format!("/proc/{pid}/exe");
     let path = std::fs::read_link(&link).ok();
     let unverifiable = |why: String| Exe::Unverifiable {
@@ -188,32 +217,43 @@ fn read_exe(pid: i32, cache: &HashCache) -> Exe {
         why,
     };
     let Some(p) = path.as_ref() else {
-        return unverifiable(format!("cannot read the executable of pid {pid}"));
+        return Some(unverifiable(format!(
+            "cannot read the executable of pid {pid}"
+        )));
     };
     let text = p.to_string_lossy();
     if text.starts_with("/memfd:") {
-        return unverifiable(format!(
+        return Some(unverifiable(format!(
             "pid {pid} runs an in-memory executable ({text}), which cannot be approved"
-        ));
+        )));
     }
     if text.ends_with(" (deleted)") {
-        return unverifiable(format!(
+        return Some(unverifiable(format!(
             "pid {pid} runs an executable that was deleted from disk ({text}), which cannot be approved; restart it from an installed file"
-        ));
+        )));
     }
     let file = match File::open(&link) {
         Ok(f) => f,
-        Err(e) => return unverifiable(format!("cannot open the executable of pid {pid}: {e}")),
+        Err(e) => {
+            return Some(unverifiable(format!(
+                "cannot open the executable of pid {pid}: {e}"
+            )));
+        }
     };
-    let hash = match cache.hash_file(&file) {
-        Ok(h) => h,
-        Err(e) => return unverifiable(format!("cannot hash {text}: {e}")),
+    let hashed = match hashing {
+        Hashing::Allowed => cache.hash_file(&file).map(Some),
+        Hashing::CachedOnly => cache.cached(&file),
     };
-    Exe::Verified {
+    let hash = match hashed {
+        Ok(Some(h)) => h,
+        Ok(None) => return None,
+        Err(e) => return Some(unverifiable(format!("cannot hash {text}: {e}"))),
+    };
+    Some(Exe::Verified {
         path: p.clone(),
         hash,
         argv: read_cmdline(pid),
-    }
+    })
 }
 
 fn read_cmdline(pid: i32) -> Vec<String> {
@@ -237,7 +277,19 @@ mod tests {
     fn identifies_own_process_over_a_socketpair() {
         let (a, _b) = UnixStream::pair().unwrap();
         let cache = HashCache::new();
-        let peer = identify(a.as_fd(), &cache).unwrap();
+        assert_eq!(
+            identify(a.as_fd(), &cache, Hashing::CachedOnly).unwrap(),
+            None,
+            "cold cache: cache-only identification must not hash"
+        );
+        let peer = identify(a.as_fd(), &cache, Hashing::Allowed)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            identify(a.as_fd(), &cache, Hashing::CachedOnly).unwrap(),
+            Some(peer.clone()),
+            "warm cache"
+        );
         assert_eq!(peer.pid, std::process::id() as i32);
         let Exe::Verified { path, hash, argv } = peer.exe else {
             panic!("{:?}", peer.exe)

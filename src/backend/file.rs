@@ -125,6 +125,11 @@ impl Backend for FileStore {
         format!("file store {}", self.path.display())
     }
 
+    /// Reads come from the cached parse (one `stat` to notice external edits).
+    fn fast_reads(&self) -> bool {
+        true
+    }
+
     fn get(&self, service: &str, target: &str) -> Result<Option<Item>, BackendError> {
         self.read(|items| {
             items

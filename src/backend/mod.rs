@@ -131,6 +131,13 @@ pub trait Backend: Send + Sync {
         filter: &Attributes,
     ) -> Result<Vec<Entry>, BackendError>;
 
+    /// True when `get` and `list` answer from memory or the page cache, never waiting on IPC or
+    /// a sync to disk, so the server may call them on its async workers. Mutations are always
+    /// run off the workers.
+    fn fast_reads(&self) -> bool {
+        false
+    }
+
     /// Applies `changes` all-or-nothing: on failure, everything already changed is restored.
     fn apply(&self, changes: &[Change]) -> Result<(), BackendError> {
         apply_with_rollback(self, changes)

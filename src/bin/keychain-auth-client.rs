@@ -5,14 +5,31 @@
 //! keychain-auth-client '{"type":"REQUEST","action":"read","service":"aws","targets":["key"]}'
 //! ```
 //!
-//! The socket is `--socket PATH`, else the same default as the daemon's. It exits 0 when every
-//! response was `success` (or a STATUS), 1 when any was not, 2 on a connection error.
+//! Options:
+//! - `--socket PATH`: the broker's socket (default: the same as the daemon's);
+//! - `--repeat N`: send the argument lines N times (a load generator for benchmarks);
+//! - `--reconnect`: open a new connection for every round (measures connect + identify);
+//! - `--quiet`: do not print responses;
+//! - `--stats`: print one JSON summary line of per-round latencies at the end.
+//!
+//! It exits 0 when every response was `success` (or a STATUS), 1 when any was not, 2 on a
+//! connection error.
 
 use keychain_auth::client::Client;
 use keychain_auth::paths::Paths;
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+#[derive(Default)]
+struct Options {
+    socket: Option<PathBuf>,
+    repeat: usize,
+    reconnect: bool,
+    quiet: bool,
+    stats: bool,
+    lines: Vec<String>,
+}
 
 fn main() {
     std::process::exit(match run() {
@@ -25,20 +42,45 @@ fn main() {
     });
 }
 
-fn run() -> Result<bool, String> {
-    let mut args: Vec<String> = std::env::args().skip(1).collect();
-    let mut socket: Option<PathBuf> = None;
-    if let Some(i) = args.iter().position(|a| a == "--socket") {
-        if i + 1 >= args.len() {
-            return Err("--socket needs a path".into());
+fn parse_args() -> Result<Options, String> {
+    let mut o = Options {
+        repeat: 1,
+        ..Options::default()
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--socket" => o.socket = Some(args.next().ok_or("--socket needs a path")?.into()),
+            "--repeat" => {
+                o.repeat = args
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .filter(|&n| n > 0)
+                    .ok_or("--repeat needs a positive number")?;
+            }
+            "--reconnect" => o.reconnect = true,
+            "--quiet" => o.quiet = true,
+            "--stats" => o.stats = true,
+            _ => o.lines.push(a),
         }
-        socket = Some(PathBuf::from(args.remove(i + 1)));
-        args.remove(i);
     }
-    let paths = Paths::from_env(socket.as_deref()).map_err(|e| e.to_string())?;
-    let mut client = Client::connect(&paths.socket, Duration::from_secs(30))
-        .map_err(|e| format!("cannot connect to {}: {e}", paths.socket.display()))?;
+    if o.repeat > 1 && o.lines.is_empty() {
+        return Err("--repeat needs request lines as arguments".into());
+    }
+    Ok(o)
+}
+
+fn run() -> Result<bool, String> {
+    let o = parse_args()?;
+    let paths = Paths::from_env(o.socket.as_deref()).map_err(|e| e.to_string())?;
+    let connect = || {
+        Client::connect(&paths.socket, Duration::from_secs(60))
+            .map_err(|e| format!("cannot connect to {}: {e}", paths.socket.display()))
+    };
+    let mut client = connect()?;
     let mut all_ok = true;
+    let mut errors = 0usize;
+    let mut out = std::io::stdout().lock();
     let mut send = |line: &str, client: &mut Client| -> Result<(), String> {
         let resp = client
             .round_trip(line.as_bytes())
@@ -46,21 +88,47 @@ fn run() -> Result<bool, String> {
         let ok = serde_json::from_str::<serde_json::Value>(&resp)
             .map(|v| v["type"] == "STATUS" || v["status"] == "success")
             .unwrap_or(false);
-        all_ok &= ok;
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "{resp}")
-            .and_then(|()| out.flush())
-            .map_err(|e| e.to_string())
+        if !ok {
+            all_ok = false;
+            errors += 1;
+        }
+        if !o.quiet {
+            writeln!(out, "{resp}")
+                .and_then(|()| out.flush())
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
     };
-    if args.is_empty() {
+    if o.lines.is_empty() {
         for line in std::io::stdin().lock().lines() {
             let line = line.map_err(|e| e.to_string())?;
             send(&line, &mut client)?;
         }
-    } else {
-        for line in &args {
+        return Ok(all_ok);
+    }
+    let mut samples: Vec<u64> = Vec::with_capacity(if o.stats { o.repeat } else { 0 });
+    let started = Instant::now();
+    for _ in 0..o.repeat {
+        let t = Instant::now();
+        if o.reconnect {
+            client = connect()?;
+        }
+        for line in &o.lines {
             send(line, &mut client)?;
         }
+        if o.stats {
+            samples.push(t.elapsed().as_nanos() as u64);
+        }
+    }
+    if o.stats {
+        let elapsed = started.elapsed().as_secs_f64();
+        let summary = serde_json::json!({
+            "rounds": o.repeat,
+            "errors": errors,
+            "elapsed_s": elapsed,
+            "samples_ns": samples,
+        });
+        println!("{summary}");
     }
     Ok(all_ok)
 }

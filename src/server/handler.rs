@@ -7,13 +7,41 @@ use crate::audit::Record;
 use crate::exec;
 use crate::identity::{Exe, Peer};
 use crate::pending::{self, Attempt};
-use crate::protocol::{self, Incoming, Reason, Request, Response, Status};
+use crate::protocol::{self, Action, Incoming, Reason, Request, Response, Status};
 use std::sync::atomic::Ordering;
 
-/// Answers one request line (without its newline) from `peer`; returns the response line.
-pub fn handle(broker: &Broker, peer: &Peer, line: &[u8]) -> Vec<u8> {
+/// A request line after parsing: the request, or the `malformed_request` answer.
+pub type Parsed = Result<Incoming, Box<Response>>;
+
+/// Parses one request line (without its newline).
+pub fn parse(line: &[u8]) -> Parsed {
+    protocol::parse_line(line)
+}
+
+/// True when answering `parsed` cannot wait on anything slow (IPC, fsync, the pending queue),
+/// so it may run on an async worker: STATUS, malformed input, and reads or searches by an
+/// approved caller on a store with fast reads.
+pub fn is_quick(broker: &Broker, peer: &Peer, parsed: &Parsed) -> bool {
+    let req = match parsed {
+        Ok(Incoming::Request(r)) => r,
+        Ok(Incoming::Status) | Err(_) => return true,
+    };
+    if !matches!(req.action, Action::Read | Action::Search) || !broker.backend.fast_reads() {
+        return false;
+    }
+    let Exe::Verified { hash, .. } = &peer.exe else {
+        return false;
+    };
+    broker
+        .policy
+        .current()
+        .is_ok_and(|p| p.lookup(hash).is_some())
+}
+
+/// Answers one parsed request line from `peer`; returns the response line.
+pub fn respond(broker: &Broker, peer: &Peer, parsed: Parsed) -> Vec<u8> {
     broker.stats.requests.fetch_add(1, Ordering::Relaxed);
-    match protocol::parse_line(line) {
+    match parsed {
         Ok(Incoming::Status) => broker.status().to_line(),
         Ok(Incoming::Request(req)) => decide(broker, peer, &req).to_line(),
         Err(resp) => {

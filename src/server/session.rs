@@ -5,7 +5,7 @@ use super::Broker;
 use super::frame::{self, Frame};
 use super::handler;
 use crate::audit::Record;
-use crate::identity::{self, IdentityError, Peer};
+use crate::identity::{self, Hashing, IdentityError, Peer};
 use crate::protocol::{Reason, Response, Status};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -56,25 +56,22 @@ pub async fn serve(stream: UnixStream, broker: Arc<Broker>) {
                 return;
             }
             Ok(Ok(Frame::Line)) => {
-                let (b, p) = (broker.clone(), peer.clone());
-                let request = std::mem::take(&mut line);
-                match tokio::task::spawn_blocking(move || {
-                    let reply = handler::handle(&b, &p, &request);
-                    (reply, request)
-                })
-                .await
-                {
-                    Ok((reply, request)) => {
-                        line = request;
-                        reply
-                    }
-                    Err(_) => Response::failure(
-                        None,
-                        Status::Error,
-                        Reason::InternalError,
-                        "the request could not be processed",
-                    )
-                    .to_line(),
+                let parsed = handler::parse(&line);
+                if handler::is_quick(&broker, &peer, &parsed) {
+                    handler::respond(&broker, &peer, parsed)
+                } else {
+                    let (b, p) = (broker.clone(), peer.clone());
+                    tokio::task::spawn_blocking(move || handler::respond(&b, &p, parsed))
+                        .await
+                        .unwrap_or_else(|_| {
+                            Response::failure(
+                                None,
+                                Status::Error,
+                                Reason::InternalError,
+                                "the request could not be processed",
+                            )
+                            .to_line()
+                        })
                 }
             }
         };
@@ -84,20 +81,30 @@ pub async fn serve(stream: UnixStream, broker: Arc<Broker>) {
     }
 }
 
-/// Identifies the peer off the async workers; drops (and audits) foreign users and peers that
+/// Identifies the peer: on the async worker when its executable's hash is cached, else off the
+/// workers (hashing a large binary takes long). Drops (and audits) foreign users and peers that
 /// vanish before verification.
 async fn identify(stream: UnixStream, broker: &Arc<Broker>) -> Option<(UnixStream, Peer)> {
-    let std_stream = stream.into_std().ok()?;
-    let b = broker.clone();
-    let (std_stream, result) = tokio::task::spawn_blocking(move || {
-        use std::os::fd::AsFd;
-        let r = identity::identify(std_stream.as_fd(), &b.hashes);
-        (std_stream, r)
-    })
-    .await
-    .ok()?;
+    use std::os::fd::AsFd;
+    let quick = identity::identify(stream.as_fd(), &broker.hashes, Hashing::CachedOnly);
+    let (stream, result) = match quick {
+        Ok(None) => {
+            let std_stream = stream.into_std().ok()?;
+            let b = broker.clone();
+            let (std_stream, r) = tokio::task::spawn_blocking(move || {
+                let r = identity::identify(std_stream.as_fd(), &b.hashes, Hashing::Allowed);
+                (std_stream, r)
+            })
+            .await
+            .ok()?;
+            (UnixStream::from_std(std_stream).ok()?, r)
+        }
+        other => (stream, other),
+    };
     match result {
-        Ok(peer) => Some((UnixStream::from_std(std_stream).ok()?, peer)),
+        Ok(Some(peer)) => Some((stream, peer)),
+        // Hashing::Allowed never answers None; treat it as unidentifiable all the same.
+        Ok(None) => None,
         Err(e) => {
             let mut rec = Record::new("connection_refused", "daemon");
             rec.status = Some("denied".into());

@@ -1,0 +1,468 @@
+//! Side-by-side benchmarks of the broker (issue: "compare the broker with the floor").
+//!
+//! `cargo bench --bench broker` runs every comparison with the two sides interleaved over
+//! several rounds and prints one summary table of medians. Run without `--bench` (as
+//! `cargo test --bench broker` does, and so `cargo test`), it runs a short smoke pass that only
+//! proves the code paths still work: no figure it prints means anything and nothing is timed
+//! against a target.
+//!
+//! The client side of every socket comparison is a separate process (`keychain-auth-client`
+//! with `--repeat/--reconnect/--stats`) that connects like a real caller; the daemon is the real
+//! `keychain-auth start` binary with isolated HOME/XDG directories.
+
+use keychain_auth::audit::{AuditLog, Record};
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const DAEMON: &str = env!("CARGO_BIN_EXE_keychain-auth");
+const CLIENT: &str = env!("CARGO_BIN_EXE_keychain-auth-client");
+
+/// Iteration counts: real figures with `--bench`, a few iterations otherwise.
+struct Scale {
+    rounds: usize,
+    connects: usize,
+    persistent: usize,
+    concurrent_clients: usize,
+    per_client: usize,
+    audit_records: usize,
+    fsync_records: usize,
+}
+
+impl Scale {
+    fn full() -> Scale {
+        Scale {
+            rounds: 5,
+            connects: 2000,
+            persistent: 50_000,
+            concurrent_clients: 256,
+            per_client: 100,
+            audit_records: 100_000,
+            fsync_records: 300,
+        }
+    }
+    fn smoke() -> Scale {
+        Scale {
+            rounds: 1,
+            connects: 20,
+            persistent: 200,
+            concurrent_clients: 8,
+            per_client: 5,
+            audit_records: 100,
+            fsync_records: 3,
+        }
+    }
+}
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let scale = if full { Scale::full() } else { Scale::smoke() };
+    if !full {
+        println!("broker bench: smoke mode (run `cargo bench --bench broker` for figures)");
+    }
+    let mut table = Table::default();
+    let env = Env::new();
+    let daemon = env.start_daemon();
+    let floor = Floor::start(&env.root.join("floor.sock"));
+
+    let small = env.client_copy("small", 0);
+    let big = env.client_copy("big", if full { 100 * 1024 * 1024 } else { 1024 * 1024 });
+    for c in [&small, &big] {
+        env.cli(&[
+            "register",
+            c.to_str().unwrap_or_default(),
+            "--read",
+            "bench",
+            "--write",
+            "bench",
+        ]);
+    }
+    let write =
+        r#"{"type":"REQUEST","action":"write","service":"bench","targets":["k"],"values":["v"]}"#;
+    let read = r#"{"type":"REQUEST","action":"read","service":"bench","targets":["k"]}"#;
+    env.client(&small, &["--quiet", write]);
+
+    // 1 and 2: connect + identify + one exact read, per connection.
+    let mut broker_connect = Vec::new();
+    let mut floor_connect = Vec::new();
+    let mut big_connect = Vec::new();
+    // Warm the hash cache for both clients before measuring.
+    env.client(&small, &["--quiet", read]);
+    env.client(&big, &["--quiet", read]);
+    let n = scale.connects.to_string();
+    for _ in 0..scale.rounds {
+        broker_connect.push(env.stats(&small, &env.socket, &["--repeat", &n, "--reconnect", read]));
+        floor_connect.push(env.stats(&small, &floor.path, &["--repeat", &n, "--reconnect", read]));
+        big_connect.push(env.stats(&big, &env.socket, &["--repeat", &n, "--reconnect", read]));
+    }
+    let b = median_of(&broker_connect, |s| s.p50_us);
+    let f = median_of(&floor_connect, |s| s.p50_us);
+    let g = median_of(&big_connect, |s| s.p50_us);
+    table.row(
+        "1",
+        "connect+identify+read (file store) vs floor server",
+        format!("{b:.1} µs vs {f:.1} µs (p50)"),
+        format!("{:.2}×", b / f),
+        "≤ 2.0×",
+    );
+    let big_size = std::fs::metadata(&big).map(|m| m.len()).unwrap_or(0);
+    let small_size = std::fs::metadata(&small).map(|m| m.len()).unwrap_or(0);
+    table.row(
+        "2",
+        &format!(
+            "same, {} MB client vs {} KB client",
+            big_size / (1024 * 1024),
+            small_size / 1024
+        ),
+        format!("{g:.1} µs vs {b:.1} µs (p50)"),
+        format!("{:.2}×", g / b),
+        "≤ 1.2×",
+    );
+
+    // 3: reads per second on one persistent connection.
+    let n = scale.persistent.to_string();
+    let mut persistent = Vec::new();
+    let mut floor_persistent = Vec::new();
+    for _ in 0..scale.rounds {
+        persistent.push(env.stats(&small, &env.socket, &["--repeat", &n, read]));
+        floor_persistent.push(env.stats(&small, &floor.path, &["--repeat", &n, read]));
+    }
+    let rps = median_of(&persistent, |s| s.per_second);
+    let frps = median_of(&floor_persistent, |s| s.per_second);
+    table.row(
+        "3",
+        "exact reads/s on one persistent connection (floor alongside)",
+        format!("{rps:.0}/s (floor {frps:.0}/s)"),
+        format!("{:.2}× floor time", frps / rps),
+        "≥ 20,000/s",
+    );
+
+    // 4: many concurrent clients.
+    let mut errors = 0usize;
+    let mut p99s = Vec::new();
+    let mut all = Vec::new();
+    for _ in 0..scale.rounds {
+        let (e, samples) = env.concurrent(&small, scale.concurrent_clients, scale.per_client, read);
+        errors += e;
+        p99s.push(percentile(&samples, 99.0));
+        all.extend(samples);
+    }
+    table.row(
+        "4",
+        &format!(
+            "{} concurrent clients × {} reads each",
+            scale.concurrent_clients, scale.per_client
+        ),
+        format!(
+            "{errors} errors; p50 {:.0} µs, p99 {:.0} µs (median of rounds' p99)",
+            percentile(&all, 50.0),
+            median(&mut p99s)
+        ),
+        String::from("-"),
+        "0 errors; p99 reported",
+    );
+
+    // 7: audit append cost, and the cost of fsync per record.
+    let log = AuditLog::open(&env.root.join("bench-audit/audit.log")).expect("audit log");
+    let rec = sample_record();
+    let t = Instant::now();
+    for _ in 0..scale.audit_records {
+        log.append(&rec).expect("append");
+    }
+    let plain = t.elapsed().as_secs_f64() * 1e6 / scale.audit_records as f64;
+    let synced_file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(env.root.join("bench-audit/audit.log"))
+        .expect("open");
+    let line = rec.to_line();
+    let t = Instant::now();
+    for _ in 0..scale.fsync_records {
+        (&synced_file).write_all(&line).expect("write");
+        synced_file.sync_data().expect("fsync");
+    }
+    let synced = t.elapsed().as_secs_f64() * 1e6 / scale.fsync_records as f64;
+    table.row(
+        "7",
+        "audit append per record: O_APPEND write (shipped) vs write+fdatasync",
+        format!("{plain:.2} µs vs {synced:.0} µs"),
+        format!("{:.0}×", synced / plain),
+        "reported",
+    );
+
+    drop(daemon);
+    table.print();
+}
+
+fn sample_record() -> Record {
+    let mut rec = Record::new("request", "daemon");
+    rec.pid = Some(4242);
+    rec.path = Some("/usr/local/bin/mycli".into());
+    rec.hash = Some(format!("sha256:{}", "ab".repeat(32)));
+    rec.action = Some("read".into());
+    rec.service = Some("aws".into());
+    rec.mode = Some("exact".into());
+    rec.targets = vec!["prod-api-key".into()];
+    rec.count = Some(1);
+    rec.status = Some("success".into());
+    rec
+}
+
+/// Figures from one `keychain-auth-client --stats` run.
+struct Stats {
+    p50_us: f64,
+    per_second: f64,
+}
+
+#[derive(Default)]
+struct Table {
+    rows: Vec<[String; 5]>,
+}
+
+impl Table {
+    fn row(&mut self, n: &str, what: &str, figures: String, ratio: String, target: &str) {
+        println!("[{n}] {what}: {figures} → {ratio} (target {target})");
+        self.rows
+            .push([n.into(), what.into(), figures, ratio, target.into()]);
+    }
+
+    fn print(&self) {
+        println!();
+        println!("| # | comparison | measured | ratio | target |");
+        println!("|---|---|---|---|---|");
+        for r in &self.rows {
+            println!("| {} | {} | {} | {} | {} |", r[0], r[1], r[2], r[3], r[4]);
+        }
+    }
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() { 0.0 } else { v[v.len() / 2] }
+}
+
+fn median_of(v: &[Stats], f: impl Fn(&Stats) -> f64) -> f64 {
+    let mut xs: Vec<f64> = v.iter().map(f).collect();
+    median(&mut xs)
+}
+
+fn percentile(samples: &[f64], p: f64) -> f64 {
+    let mut v = samples.to_vec();
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        return 0.0;
+    }
+    let i = ((p / 100.0) * (v.len() - 1) as f64).round() as usize;
+    v[i.min(v.len() - 1)]
+}
+
+/// An isolated HOME/XDG tree with its own socket.
+struct Env {
+    root: PathBuf,
+    socket: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Env {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().to_path_buf();
+        for d in ["home", "config", "data", "run"] {
+            std::fs::create_dir_all(root.join(d)).expect("mkdir");
+        }
+        let socket = root.join("run/keychain-auth/agent.sock");
+        Env {
+            root,
+            socket,
+            _dir: dir,
+        }
+    }
+
+    fn command(&self, program: &Path) -> Command {
+        let mut c = Command::new(program);
+        c.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.root.join("home"))
+            .env("XDG_CONFIG_HOME", self.root.join("config"))
+            .env("XDG_DATA_HOME", self.root.join("data"))
+            .env("XDG_RUNTIME_DIR", self.root.join("run"))
+            .env("KEYCHAIN_AUTH_SOCKET", &self.socket)
+            .env("KEYCHAIN_AUTH_BACKEND", "file");
+        c
+    }
+
+    fn start_daemon(&self) -> Daemon {
+        let child = self
+            .command(Path::new(DAEMON))
+            .arg("start")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start daemon");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while keychain_auth::client::status(&self.socket, Duration::from_secs(1)).is_err() {
+            assert!(Instant::now() < deadline, "daemon did not come up");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Daemon(child)
+    }
+
+    fn cli(&self, args: &[&str]) {
+        let out = self
+            .command(Path::new(DAEMON))
+            .args(args)
+            .output()
+            .expect("cli");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A copy of the client padded with unique bytes to at least `size` bytes.
+    fn client_copy(&self, name: &str, size: u64) -> PathBuf {
+        let path = self.root.join(name);
+        std::fs::copy(CLIENT, &path).expect("copy client");
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .expect("open copy");
+        f.write_all(name.as_bytes()).expect("pad");
+        let len = f.metadata().expect("meta").len();
+        if size > len {
+            f.set_len(size).expect("pad");
+        }
+        path
+    }
+
+    fn client(&self, client: &Path, args: &[&str]) -> std::process::Output {
+        let out = self.command(client).args(args).output().expect("client");
+        assert!(
+            out.status.success(),
+            "client {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    fn stats(&self, client: &Path, socket: &Path, args: &[&str]) -> Stats {
+        let mut all = vec![
+            "--socket",
+            socket.to_str().unwrap_or_default(),
+            "--quiet",
+            "--stats",
+        ];
+        all.extend_from_slice(args);
+        let out = self.client(client, &all);
+        let v: Value = serde_json::from_slice(&out.stdout).expect("stats json");
+        let mut samples: Vec<f64> = v["samples_ns"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_f64)
+                    .map(|ns| ns / 1000.0)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let rounds = v["rounds"].as_f64().unwrap_or(0.0);
+        let elapsed = v["elapsed_s"].as_f64().unwrap_or(1.0);
+        Stats {
+            p50_us: median(&mut samples),
+            per_second: rounds / elapsed,
+        }
+    }
+
+    /// `clients` processes started together, each sending `per_client` requests on its own
+    /// connection; returns the error count and every request's latency in µs.
+    fn concurrent(
+        &self,
+        client: &Path,
+        clients: usize,
+        per_client: usize,
+        line: &str,
+    ) -> (usize, Vec<f64>) {
+        let n = per_client.to_string();
+        let children: Vec<Child> = (0..clients)
+            .map(|_| {
+                self.command(client)
+                    .args(["--quiet", "--stats", "--repeat", &n, line])
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .expect("spawn client")
+            })
+            .collect();
+        let mut errors = 0;
+        let mut samples = Vec::new();
+        for c in children {
+            let out = c.wait_with_output().expect("wait client");
+            match serde_json::from_slice::<Value>(&out.stdout) {
+                Ok(v) if out.status.success() => {
+                    errors += v["errors"].as_u64().unwrap_or(0) as usize;
+                    samples.extend(
+                        v["samples_ns"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(Value::as_f64)
+                            .map(|ns| ns / 1000.0),
+                    );
+                }
+                _ => errors += per_client,
+            }
+        }
+        (errors, samples)
+    }
+}
+
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.0.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.0.wait();
+    }
+}
+
+/// The physical floor: a minimal Unix-socket server that answers every line with a fixed
+/// response, one thread per connection.
+struct Floor {
+    path: PathBuf,
+}
+
+impl Floor {
+    fn start(path: &Path) -> Floor {
+        let listener = UnixListener::bind(path).expect("bind floor");
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                std::thread::spawn(move || serve_fixed(stream));
+            }
+        });
+        Floor {
+            path: path.to_path_buf(),
+        }
+    }
+}
+
+fn serve_fixed(stream: UnixStream) {
+    const ANSWER: &[u8] = b"{\"type\":\"RESPONSE\",\"status\":\"success\",\"results\":[{\"target\":\"k\",\"value\":\"v\",\"attributes\":{}}]}\n";
+    let mut writer = match stream.try_clone() {
+        Ok(w) => w,
+        Err(_) => return,
+    };
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+        if writer.write_all(ANSWER).is_err() {
+            return;
+        }
+        line.clear();
+    }
+}
