@@ -102,8 +102,36 @@ impl From<GrantArgs> for Grants {
 }
 
 /// Parses the process arguments and runs the command; the error is the one-line reason.
+///
+/// `--help` and `--version` print and exit 0; a usage error is reduced to clap's first line (the
+/// full usage stays one `--help` away), so every failure is one line.
 pub fn main() -> Result<(), String> {
-    run(Cli::parse())
+    match Cli::try_parse() {
+        Ok(cli) => run(cli),
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => Err(usage_error(&e.to_string())),
+    }
+}
+
+/// A clap error folded into one line (its text before the usage block, without the `error: `
+/// prefix), plus a pointer to `--help`.
+fn usage_error(rendered: &str) -> String {
+    let text: Vec<&str> = rendered
+        .lines()
+        .take_while(|l| !l.starts_with("Usage:"))
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let text = text.join(" ");
+    let text = text.trim_start_matches("error: ");
+    format!(
+        "{} (see keychain-auth --help)",
+        if text.is_empty() {
+            "invalid arguments"
+        } else {
+            text
+        }
+    )
 }
 
 /// Runs a parsed command line.
@@ -282,4 +310,24 @@ fn list(paths: &Paths, json: bool) -> Result<(), String> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_errors_are_one_line() {
+        for args in [
+            &["keychain-auth", "grant"][..],
+            &["keychain-auth", "frobnicate"],
+            &["keychain-auth", "approve", "abc", "--read"],
+        ] {
+            let e = Cli::try_parse_from(args).unwrap_err();
+            let line = usage_error(&e.to_string());
+            assert!(!line.contains('\n'), "{line}");
+            assert!(!line.starts_with("error:"), "{line}");
+            assert!(line.ends_with("(see keychain-auth --help)"), "{line}");
+        }
+    }
 }
