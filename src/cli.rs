@@ -120,7 +120,9 @@ fn usage_error(rendered: &str) -> String {
         .lines()
         .take_while(|l| !l.starts_with("Usage:"))
         .map(str::trim)
-        .filter(|l| !l.is_empty())
+        .filter(|l| {
+            !l.is_empty() && !l.starts_with("For more information") && !l.starts_with("tip:")
+        })
         .collect();
     let text = text.join(" ");
     let text = text.trim_start_matches("error: ");
@@ -328,6 +330,7 @@ mod tests {
             assert!(!line.contains('\n'), "{line}");
             assert!(!line.starts_with("error:"), "{line}");
             assert!(line.ends_with("(see keychain-auth --help)"), "{line}");
+            assert_eq!(line.matches("--help").count(), 1, "{line}");
         }
     }
 }
