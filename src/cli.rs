@@ -210,8 +210,11 @@ fn join_or_dash<'a>(items: impl Iterator<Item = &'a String>) -> String {
 }
 
 fn start(paths: Paths) -> Result<(), String> {
+    // One async worker per core, at most four: sessions are short and blocking work (hashing,
+    // fsync'd writes, D-Bus) runs on tokio's separate blocking pool.
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 4));
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(workers)
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
