@@ -1,0 +1,128 @@
+//! The daemon as a process: file and socket modes, refusing a second instance, replacing a stale
+//! socket, cleaning up on SIGTERM; and the CLI's failure contract.
+
+mod common;
+
+use common::{TestEnv, request};
+use nix::sys::signal::Signal;
+
+#[test]
+fn files_and_socket_are_private() {
+    let env = TestEnv::new();
+    let _d = env.start();
+    let tool = env.client("tool");
+    env.run_client(&tool, &[&request("read", "s", &["k"])]);
+    env.register(&env.client("other"), &["--write", "s"]);
+    assert_eq!(common::mode(env.socket.parent().expect("dir")), 0o700);
+    assert_eq!(common::mode(&env.socket), 0o600);
+    for p in [env.config(), env.pending(), env.audit()] {
+        assert_eq!(common::mode(&p), 0o600, "{}", p.display());
+        assert_eq!(
+            common::mode(p.parent().expect("dir")),
+            0o700,
+            "{}",
+            p.display()
+        );
+    }
+}
+
+#[test]
+fn second_start_is_refused_stale_socket_is_replaced_sigterm_cleans_up() {
+    let env = TestEnv::new();
+    let mut first = env.start();
+    let err = env.cli_err(&["start"]);
+    assert!(err.contains("already running"), "{err}");
+    assert!(err.contains(&first.pid().to_string()), "{err}");
+    // A daemon killed outright leaves its socket file behind...
+    first.stop_with(Signal::SIGKILL);
+    assert!(env.socket.exists(), "stale socket left by SIGKILL");
+    // ...which the next start replaces.
+    let mut second = env.start();
+    assert_eq!(
+        common::status(&env.socket).expect("status")["pid"],
+        second.pid()
+    );
+    let status = second.stop_with(Signal::SIGTERM);
+    assert!(status.success(), "SIGTERM is a clean exit: {status:?}");
+    assert!(!env.socket.exists(), "SIGTERM removes the socket");
+    let audit = env.audit_records();
+    assert!(
+        audit
+            .iter()
+            .any(|r| r["event"] == "daemon" && r["action"] == "stop")
+    );
+}
+
+#[test]
+fn start_refuses_a_socket_path_that_is_not_a_socket() {
+    let env = TestEnv::new();
+    std::fs::create_dir_all(env.socket.parent().expect("dir")).expect("dir");
+    std::fs::write(&env.socket, b"precious").expect("file");
+    let err = env.cli_err(&["start"]);
+    assert!(err.contains("not a socket"), "{err}");
+    assert_eq!(std::fs::read(&env.socket).expect("kept"), b"precious");
+}
+
+#[test]
+fn cli_failures_are_one_line_and_hashes_take_every_form() {
+    let env = TestEnv::new();
+    let tool = env.client("tool");
+    let tool_s = tool.to_str().expect("utf8");
+    // Failures: each exits non-zero with one line (cli_err asserts both).
+    assert!(
+        env.cli_err(&["approve", "deadbeef"])
+            .contains("no pending caller")
+    );
+    assert!(env.cli_err(&["approve", "abc"]).contains("at least 8"));
+    assert!(
+        env.cli_err(&["register", "/nonexistent/tool"])
+            .contains("cannot read")
+    );
+    assert!(
+        env.cli_err(&["grant", "deadbeefdead"])
+            .contains("nothing to grant")
+    );
+    assert!(
+        env.cli_err(&["unregister", "deadbeefdead"])
+            .contains("no binary")
+    );
+    assert!(env.cli_err(&["upgrade", tool_s]).contains("not registered"));
+    env.cli_err(&["grant"]);
+    env.cli_err(&["no-such-command"]);
+    // Every hash form names the same binary.
+    env.register(&tool, &[]);
+    assert!(
+        env.cli_err(&["register", tool_s])
+            .contains("already registered")
+    );
+    let full = env.registered()[0]["hash"]
+        .as_str()
+        .expect("hash")
+        .to_string();
+    let bare = full.trim_start_matches("sha256:").to_string();
+    for (form, svc) in [
+        (full.as_str(), "a"),
+        (bare.as_str(), "b"),
+        (&bare[..8], "c"),
+        (&bare.to_uppercase()[..10], "d"),
+        (tool_s, "e"),
+    ] {
+        env.cli_ok(&["grant", form, "--read", svc]);
+    }
+    assert_eq!(
+        env.registered()[0]["allowed_read_services"],
+        serde_json::json!(["a", "b", "c", "d", "e"])
+    );
+    env.cli_ok(&["revoke", &bare[..8], "--read", "a", "--read", "b"]);
+    assert_eq!(
+        env.registered()[0]["allowed_read_services"],
+        serde_json::json!(["c", "d", "e"])
+    );
+    // The daemon is not running: a client says so and exits 2.
+    let out = env
+        .command(&tool)
+        .arg(request("read", "s", &["k"]))
+        .output()
+        .expect("client");
+    assert_eq!(out.status.code(), Some(2));
+}
