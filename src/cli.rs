@@ -75,6 +75,14 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Move every secret into the keyring or the file store (stop the daemon first).
+    Migrate {
+        /// Destination: keyring or file.
+        #[arg(long, value_name = "keyring|file")]
+        to: String,
+    },
+    /// Check the setup: backend and why, Secret Service, daemon, permissions, config.
+    Doctor,
 }
 
 /// Permission flags shared by approve, register, grant and revoke.
@@ -157,6 +165,8 @@ pub fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::List { json } => list(&paths, json),
+        Command::Migrate { to } => crate::doctor::migrate(&paths, &to),
+        Command::Doctor => crate::doctor::doctor(&paths),
     }
 }
 
@@ -180,21 +190,26 @@ fn join_or_dash<'a>(items: impl Iterator<Item = &'a String>) -> String {
 }
 
 fn start(paths: Paths) -> Result<(), String> {
+    // Chosen before the runtime starts: the probe blocks (briefly, bounded).
+    let selection = crate::backend::select::open_selection(&paths)?;
+    if let Some(notice) = &selection.notice {
+        eprintln!("keychain-auth: {notice}");
+    }
+    let reason = selection.reason.clone();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     runtime.block_on(async move {
-        let backend = crate::backend::open(&paths)?;
+        let backend = selection.backend;
         let socket = paths.socket.clone();
-        let description = backend.describe();
         let server = Server::bind(paths, backend, Limits::default()).map_err(|e| e.to_string())?;
         eprintln!(
             "keychain-auth {}: listening on {} ({})",
             crate::VERSION,
             socket.display(),
-            description
+            reason
         );
         server.run(shutdown_signal()).await;
         eprintln!("keychain-auth: stopped");
