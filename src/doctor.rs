@@ -17,8 +17,32 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 use std::time::Duration;
 
-/// How long doctor and migrate wait for a daemon's STATUS.
-const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long doctor and migrate wait for a daemon's STATUS (a daemon hashes a new caller's
+/// executable once before answering, which takes a moment for a large binary).
+const STATUS_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Whether a daemon serves the socket.
+enum Running {
+    Yes(crate::protocol::StatusInfo),
+    /// Something accepts connections there but did not answer STATUS.
+    Silent(String),
+    No,
+}
+
+fn running(socket: &Path) -> Running {
+    match client::status(socket, STATUS_TIMEOUT) {
+        Ok(s) => Running::Yes(s),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            Running::No
+        }
+        Err(e) => Running::Silent(e.to_string()),
+    }
+}
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Level {
@@ -71,10 +95,14 @@ impl Checks {
 pub fn doctor(paths: &Paths) -> Result<(), String> {
     let mut c = Checks::default();
     check_config(paths, &mut c);
-    let daemon = client::status(&paths.socket, STATUS_TIMEOUT).ok();
-    check_backend(paths, daemon.as_ref().map(|s| s.backend.as_str()), &mut c);
+    let daemon = running(&paths.socket);
+    let serving = match &daemon {
+        Running::Yes(s) => Some(s.backend.as_str()),
+        _ => None,
+    };
+    check_backend(paths, serving, &mut c);
     match &daemon {
-        Some(s) => c.add(
+        Running::Yes(s) => c.add(
             Level::Ok,
             "daemon",
             format!(
@@ -86,7 +114,15 @@ pub fn doctor(paths: &Paths) -> Result<(), String> {
                 s.backend
             ),
         ),
-        None => c.problem(
+        Running::Silent(e) => c.problem(
+            "daemon",
+            format!(
+                "something listens on {} but did not answer STATUS ({e})",
+                paths.socket.display()
+            ),
+            "check the daemon's output; restart it (stop it, then keychain-auth start)",
+        ),
+        Running::No => c.problem(
             "daemon",
             format!("no daemon answers on {}", paths.socket.display()),
             "run: keychain-auth start",
@@ -384,13 +420,22 @@ pub fn migrate(paths: &Paths, to: &str) -> Result<(), String> {
         Some(p @ (Preference::Keyring | Preference::File)) => p,
         _ => return Err(format!("--to {to:?}: use keyring or file")),
     };
-    if let Ok(s) = client::status(&paths.socket, STATUS_TIMEOUT) {
-        return Err(format!(
-            "a keychain-auth daemon (pid {}) is running on {} and serving the {} store: stop it, migrate, then start it again so it serves the new store",
-            s.pid,
-            paths.socket.display(),
-            s.backend
-        ));
+    match running(&paths.socket) {
+        Running::Yes(s) => {
+            return Err(format!(
+                "a keychain-auth daemon (pid {}) is running on {} and serving the {} store: stop it, migrate, then start it again so it serves the new store",
+                s.pid,
+                paths.socket.display(),
+                s.backend
+            ));
+        }
+        Running::Silent(e) => {
+            return Err(format!(
+                "something listens on {} but did not answer STATUS ({e}): stop the daemon, then migrate",
+                paths.socket.display()
+            ));
+        }
+        Running::No => {}
     }
     let keyring =
         SecretServiceStore::new(secret_service::DEFAULT_TIMEOUT).map_err(|e| e.to_string())?;

@@ -47,9 +47,9 @@ pub const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// What to tell a person whose keyring is locked.
 pub const UNLOCK_HINT: &str = "the keyring (Secret Service default collection) is locked: unlock it \
-     by logging in to your desktop session, from Seahorse (\"Passwords and Keys\"), or in a terminal with \
-     `gnome-keyring-daemon --unlock` (type the password, then Ctrl-D); keychain-auth never prompts on \
-     its own";
+     by logging in to your desktop session or from Seahorse (\"Passwords and Keys\"); on a headless \
+     machine run `gnome-keyring-daemon --replace --unlock --components=secrets` and type the password, \
+     then Ctrl-D. keychain-auth never prompts on its own";
 
 /// The label of the item at (service, target).
 pub fn label(service: &str, target: &str) -> String {
@@ -94,6 +94,7 @@ pub enum Probe {
 #[derive(Debug)]
 enum Fail {
     Locked,
+    Timeout,
     Other(String),
 }
 
@@ -101,6 +102,8 @@ impl From<secret_service::Error> for Fail {
     fn from(e: secret_service::Error) -> Fail {
         if is_locked_error(&e) {
             Fail::Locked
+        } else if is_timeout(&e) {
+            Fail::Timeout
         } else {
             Fail::Other(describe_error(&e))
         }
@@ -123,6 +126,13 @@ fn error_name(e: &secret_service::Error) -> Option<String> {
         secret_service::Error::ZbusFdo(fdo) => Some(zbus::DBusError::name(fdo).to_string()),
         _ => None,
     }
+}
+
+/// True when a D-Bus call ran into the connection's method timeout.
+fn is_timeout(e: &secret_service::Error) -> bool {
+    matches!(e, secret_service::Error::Zbus(zbus::Error::InputOutput(io))
+        if io.kind() == std::io::ErrorKind::TimedOut)
+        || error_name(e).is_some_and(|n| n.ends_with(".TimedOut") || n.ends_with(".NoReply"))
 }
 
 fn is_locked_error(e: &secret_service::Error) -> bool {
@@ -160,12 +170,22 @@ pub struct SecretServiceStore {
     handle: tokio::runtime::Handle,
     conn: Arc<tokio::sync::Mutex<Option<Arc<Conn>>>>,
     timeout: Duration,
+    address: Option<Arc<str>>,
 }
 
 impl SecretServiceStore {
     /// A store whose operations are each bounded by `timeout`. Connects lazily (and reconnects
     /// after a failure), so creating it never touches D-Bus.
     pub fn new(timeout: Duration) -> Result<SecretServiceStore, BackendError> {
+        SecretServiceStore::at(None, timeout)
+    }
+
+    /// Like [`SecretServiceStore::new`], on the bus at `address` (a D-Bus address such as
+    /// `unix:path=/run/user/1000/bus`) instead of the session bus the environment names.
+    pub fn at(
+        address: Option<&str>,
+        timeout: Duration,
+    ) -> Result<SecretServiceStore, BackendError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("keychain-auth-dbus")
@@ -179,6 +199,7 @@ impl SecretServiceStore {
             runtime: Some(runtime),
             conn: Arc::new(tokio::sync::Mutex::new(None)),
             timeout,
+            address: address.map(Arc::from),
         })
     }
 
@@ -192,10 +213,11 @@ impl SecretServiceStore {
     {
         let slot = self.conn.clone();
         let timeout = self.timeout;
+        let address = self.address.clone();
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         self.handle.spawn(async move {
             let result = tokio::time::timeout(timeout, async {
-                let conn = connect(&slot, timeout).await?;
+                let conn = connect(&slot, address.as_deref(), timeout).await?;
                 let out = op(conn).await;
                 if let Err(Fail::Other(_)) = &out {
                     // The connection may be broken (bus gone, service restarted): reconnect
@@ -209,19 +231,18 @@ impl SecretServiceStore {
         });
         let outcome = match rx.recv_timeout(timeout + Duration::from_secs(1)) {
             Ok(Ok(r)) => r,
-            Ok(Err(_)) | Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                return Err(BackendError::Unavailable(format!(
-                    "the Secret Service did not answer within {} s while trying to {what}; \
-                     is gnome-keyring (or KWallet) hung or waiting for a prompt?",
-                    timeout.as_secs_f32()
-                )));
-            }
+            Ok(Err(_)) | Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(Fail::Timeout),
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
                 Err(Fail::Other("the D-Bus worker stopped unexpectedly".into()))
             }
         };
         outcome.map_err(|f| match f {
             Fail::Locked => BackendError::Unavailable(UNLOCK_HINT.into()),
+            Fail::Timeout => BackendError::Unavailable(format!(
+                "the Secret Service did not answer within {} s while trying to {what}; \
+                 is gnome-keyring (or KWallet) hung or waiting for a prompt?",
+                timeout.as_secs_f32()
+            )),
             Fail::Other(m) => {
                 BackendError::Unavailable(format!("Secret Service, trying to {what}: {m}"))
             }
@@ -234,8 +255,9 @@ impl SecretServiceStore {
     /// Never prompts and never writes.
     pub fn probe(&self, timeout: Duration) -> Probe {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let address = self.address.clone();
         self.handle.spawn(async move {
-            let r = tokio::time::timeout(timeout, probe_inner(timeout)).await;
+            let r = tokio::time::timeout(timeout, probe_inner(address.as_deref(), timeout)).await;
             let _ = tx.send(r);
         });
         match rx.recv_timeout(timeout + Duration::from_secs(1)) {
@@ -281,13 +303,14 @@ impl Drop for SecretServiceStore {
 /// The shared connection, opening it when there is none.
 async fn connect(
     slot: &tokio::sync::Mutex<Option<Arc<Conn>>>,
+    address: Option<&str>,
     timeout: Duration,
 ) -> Result<Arc<Conn>, Fail> {
     let mut guard = slot.lock().await;
     if let Some(c) = guard.as_ref() {
         return Ok(c.clone());
     }
-    let bus = session_bus(timeout)
+    let bus = session_bus(address, timeout)
         .await
         .map_err(|e| Fail::Other(format!("cannot connect to the D-Bus session bus: {e}")))?;
     let ss = SecretService::connect_with_existing(EncryptionType::Dh, bus).await?;
@@ -296,15 +319,18 @@ async fn connect(
     Ok(conn)
 }
 
-async fn session_bus(timeout: Duration) -> zbus::Result<zbus::Connection> {
-    zbus::connection::Builder::session()?
-        .method_timeout(timeout)
-        .build()
-        .await
+async fn session_bus(address: Option<&str>, timeout: Duration) -> zbus::Result<zbus::Connection> {
+    match address {
+        Some(a) => zbus::connection::Builder::address(a)?,
+        None => zbus::connection::Builder::session()?,
+    }
+    .method_timeout(timeout)
+    .build()
+    .await
 }
 
-async fn probe_inner(timeout: Duration) -> Probe {
-    let bus = match session_bus(timeout).await {
+async fn probe_inner(address: Option<&str>, timeout: Duration) -> Probe {
+    let bus = match session_bus(address, timeout).await {
         Ok(b) => b,
         Err(e) => {
             return Probe::Unreachable(format!(
@@ -584,5 +610,17 @@ mod tests {
             label("aws", "prod-api-key"),
             "keychain-auth: aws/prod-api-key"
         );
+    }
+}
+
+#[cfg(test)]
+mod timeout_tests {
+    use super::*;
+
+    #[test]
+    fn zbus_timeouts_are_recognised() {
+        let io = std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out");
+        let e = secret_service::Error::Zbus(zbus::Error::InputOutput(Arc::new(io)));
+        assert!(is_timeout(&e), "{e:?}");
     }
 }
