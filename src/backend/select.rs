@@ -11,8 +11,9 @@
 //! - `auto` probes read-only with a short timeout. Only "unreachable" (no session bus, nothing
 //!   on it provides `org.freedesktop.secrets`) selects the file store, with a one-line notice.
 //!   A timeout, an error or a locked collection keeps the keyring.
-//! - Under `auto`, the first successful keyring write records `"backend": "keyring"` in
-//!   config.json, so a later failure cannot silently switch to the file store.
+//! - Under `auto` (or `keyring` from the environment), the first successful keyring write
+//!   records `"backend": "keyring"` in config.json unless it already names a backend, so a
+//!   later failure (or a start without the variable) cannot silently switch to the file store.
 
 use super::secret_service::{self, Probe, SecretServiceStore};
 use super::{Backend, BackendError, BackendKind, Change, Entry, Item};
@@ -192,7 +193,9 @@ pub fn decide(req: &Requested, probe: Option<&Probe>, file_store: &str) -> Decis
             Decision::Keyring {
                 reason: format!("keyring, chosen by {how}: {state}"),
                 notice,
-                pin: false,
+                // Chosen by the environment: record it too, so that a later start without the
+                // variable cannot fall back to the file store.
+                pin: req.origin == Origin::Env && req.config_error.is_none(),
             }
         }
         (Preference::Auto, Some(Probe::Unreachable(why))) => match &req.config_error {
@@ -531,7 +534,8 @@ mod tests {
                 d => panic!("{d:?}"),
             }
         }
-        // explicit keyring + locked → keyring with the unlock hint, never pinned (already explicit).
+        // explicit keyring + locked → keyring with the unlock hint; pinned when the choice came
+        // from the environment, not when config.json already says keyring.
         match decide(
             &req(Preference::Keyring, Origin::Env),
             Some(&Probe::Locked),
@@ -539,11 +543,19 @@ mod tests {
         ) {
             Decision::Keyring {
                 notice: Some(n),
-                pin: false,
+                pin: true,
                 ..
             } => assert!(n.contains("unlock"), "{n}"),
             d => panic!("{d:?}"),
         }
+        assert!(matches!(
+            decide(
+                &req(Preference::Keyring, Origin::Config),
+                Some(&Probe::Available),
+                "f"
+            ),
+            Decision::Keyring { pin: false, .. }
+        ));
         // file → file, whatever the probe.
         assert!(matches!(
             decide(&req(Preference::File, Origin::Env), None, "f"),
