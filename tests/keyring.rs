@@ -56,6 +56,98 @@ fn file_item_count(home: &Home) -> usize {
         .unwrap_or(0)
 }
 
+/// The broker's protocol flow, identical for both stores: runs against the daemon in `home`.
+fn store_flow(home: &Home) {
+    home.register_client(&["aws"]);
+    let names = |r: &Value| -> Vec<String> {
+        r["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["target"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // Several requests on one connection; awkward values survive byte for byte.
+    let values = ["line1\nline2", "quote \" backslash \\ tab\t", "ünï 🔑", ""];
+    let targets: Vec<String> = (0..4).map(|i| format!("app/k{i}")).collect();
+    let t: Vec<&str> = targets.iter().map(String::as_str).collect();
+    let rs = home.client(&[
+        write("aws", &t, &values, json!({"env":"prod","service":"not-ours"})),
+        read("aws", &t),
+        json!({"type":"REQUEST","action":"search","service":"aws","targets":["app/"],"attributes":{"env":"prod"}}),
+    ]);
+    assert_success(&rs[0]);
+    assert_success(&rs[1]);
+    for (i, v) in values.iter().enumerate() {
+        assert_eq!(rs[1]["results"][i]["value"], *v);
+        assert_eq!(
+            rs[1]["results"][i]["attributes"],
+            json!({"env":"prod","service":"not-ours"})
+        );
+    }
+    assert_eq!(names(&rs[2]), targets);
+    // A 100-target batch, then a prefix read of all of it.
+    let many: Vec<String> = (0..100).map(|i| format!("bulk/{i:03}")).collect();
+    let m: Vec<&str> = many.iter().map(String::as_str).collect();
+    let vals: Vec<String> = (0..100).map(|i| format!("v{i}")).collect();
+    let v: Vec<&str> = vals.iter().map(String::as_str).collect();
+    assert_success(&home.request(write("aws", &m, &v, json!({"kind":"bulk"}))));
+    let r = home.request(json!({"type":"REQUEST","action":"read","service":"aws","match":"prefix","targets":["bulk/"]}));
+    assert_success(&r);
+    assert_eq!(names(&r), many);
+    assert_eq!(r["results"][42]["value"], "v42");
+    // Exact read naming a missing target fails as a whole and names it.
+    let r = home.request(read("aws", &["app/k0", "app/nope"]));
+    assert_eq!(r["reason"], "not_found", "{r}");
+    assert!(r["message"].as_str().unwrap().contains("app/nope"));
+    assert!(r.get("results").is_none() || r["results"].is_null());
+    // Exact delete naming a missing target deletes nothing.
+    let r = home.request(
+        json!({"type":"REQUEST","action":"delete","service":"aws","targets":["app/k0","app/nope"]}),
+    );
+    assert_eq!(r["reason"], "not_found");
+    assert_success(&home.request(read("aws", &["app/k0"])));
+    // A service the binary may not use is refused, nothing touched.
+    let r = home.request(write("gcp", &["x"], &["y"], json!({})));
+    assert_eq!(r["reason"], "service_not_allowed", "{r}");
+    // Prefix delete with an attribute filter removes only the matching items.
+    assert_success(&home.request(write("aws", &["app/other"], &["o"], json!({"env":"dev"}))));
+    let r = home.request(json!({"type":"REQUEST","action":"delete","service":"aws","match":"prefix","targets":["app/"],"attributes":{"env":"prod"}}));
+    assert_success(&r);
+    assert_eq!(names(&r), targets);
+    let r = home
+        .request(json!({"type":"REQUEST","action":"search","service":"aws","targets":["app/"]}));
+    assert_eq!(names(&r), ["app/other"]);
+    // Delete everything; search finds nothing.
+    assert_success(&home.request(
+        json!({"type":"REQUEST","action":"delete","service":"aws","match":"prefix","targets":[""]}),
+    ));
+    let r = home.request(json!({"type":"REQUEST","action":"search","service":"aws"}));
+    assert_success(&r);
+    assert!(r["results"].as_array().unwrap().is_empty());
+    // Every request was audited, without values.
+    let audit = std::fs::read_to_string(home.audit()).unwrap();
+    assert!(audit.contains("\"action\":\"write\"") && !audit.contains("ünï 🔑"));
+}
+
+#[test]
+fn same_flow_on_the_file_store() {
+    let home = Home::new();
+    let (_d, status) = Daemon::start(&home, &[("KEYCHAIN_AUTH_BACKEND".into(), "file".into())]);
+    assert_eq!(status.backend, "file");
+    store_flow(&home);
+}
+
+#[test]
+fn same_flow_on_the_keyring() {
+    let Some(s) = Session::start() else { return };
+    let (_d, status) = Daemon::start(&s.home, &s.env());
+    assert_eq!(status.backend, "keyring");
+    store_flow(&s.home);
+    assert_eq!(s.count_items("xdg:schema", "org.keychain-auth.Secret"), 0);
+    assert!(!s.home.file_store().exists());
+}
+
 #[test]
 fn protocol_flow_on_the_keyring_and_secret_tool_interop() {
     let Some(s) = Session::start() else { return };
