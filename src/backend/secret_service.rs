@@ -244,7 +244,9 @@ impl SecretServiceStore {
                 timeout.as_secs_f32()
             )),
             Fail::Other(m) => {
-                BackendError::Unavailable(format!("Secret Service, trying to {what}: {m}"))
+                BackendError::Unavailable(format!(
+                "Secret Service, trying to {what}: {m}; is the keyring still running on the session bus? `keychain-auth doctor` checks"
+            ))
             }
         })
     }
