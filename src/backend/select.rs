@@ -155,7 +155,7 @@ pub enum Decision {
 
 /// The fix offered when the keyring is required but unreachable.
 const START_ONE: &str = "start one (a desktop session runs it; on a headless machine: \
-    `dbus-run-session -- $SHELL`, then `echo -n PASSWORD | gnome-keyring-daemon --unlock --components=secrets`), \
+    `dbus-run-session -- $SHELL`, then `gnome-keyring-daemon --unlock --components=secrets` and type the password, then Ctrl-D), \
     or use the file store with KEYCHAIN_AUTH_BACKEND=file (secrets kept in the keyring are not there: \
     `keychain-auth migrate --to file` moves them while the keyring is reachable)";
 
