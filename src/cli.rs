@@ -75,6 +75,14 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Move every secret into the keyring or the file store (stop the daemon first).
+    Migrate {
+        /// Destination: keyring or file.
+        #[arg(long, value_name = "keyring|file")]
+        to: String,
+    },
+    /// Check the setup: backend and why, Secret Service, daemon, permissions, config.
+    Doctor,
 }
 
 /// Permission flags shared by approve, register, grant and revoke.
@@ -187,6 +195,8 @@ pub fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::List { json } => list(&paths, json),
+        Command::Migrate { to } => crate::doctor::migrate(&paths, &to),
+        Command::Doctor => crate::doctor::doctor(&paths),
     }
 }
 
@@ -210,6 +220,12 @@ fn join_or_dash<'a>(items: impl Iterator<Item = &'a String>) -> String {
 }
 
 fn start(paths: Paths) -> Result<(), String> {
+    // Chosen before the runtime starts: the probe blocks (briefly, bounded).
+    let selection = crate::backend::select::open_selection(&paths)?;
+    if let Some(notice) = &selection.notice {
+        eprintln!("keychain-auth: {notice}");
+    }
+    let reason = selection.reason.clone();
     // One async worker per core, at most four: sessions are short and blocking work (hashing,
     // fsync'd writes, D-Bus) runs on tokio's separate blocking pool.
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 4));
@@ -219,15 +235,14 @@ fn start(paths: Paths) -> Result<(), String> {
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     runtime.block_on(async move {
-        let backend = crate::backend::open(&paths)?;
+        let backend = selection.backend;
         let socket = paths.socket.clone();
-        let description = backend.describe();
         let server = Server::bind(paths, backend, Limits::default()).map_err(|e| e.to_string())?;
         eprintln!(
             "keychain-auth {}: listening on {} ({})",
             crate::VERSION,
             socket.display(),
-            description
+            reason
         );
         server.run(shutdown_signal()).await;
         eprintln!("keychain-auth: stopped");

@@ -22,6 +22,7 @@
 //! | [`exec`] | authorise a request, run it all-or-nothing against a backend |
 //! | [`server`] | the Unix-socket listener and per-connection sessions |
 //! | [`client`] | a minimal protocol client (status probe, reference client) |
+//! | [`doctor`] | `doctor` (setup checks) and `migrate` (move secrets between stores) |
 //! | [`cli`] | the `keychain-auth` command line |
 
 pub mod admin;
@@ -29,6 +30,7 @@ pub mod audit;
 pub mod backend;
 pub mod cli;
 pub mod client;
+pub mod doctor;
 pub mod exec;
 pub mod fsutil;
 pub mod identity;

@@ -183,6 +183,16 @@ impl Backend for FileStore {
         })
     }
 
+    fn services(&self) -> Result<Vec<String>, BackendError> {
+        self.read(|items| {
+            items
+                .iter()
+                .filter(|(_, t)| !t.is_empty())
+                .map(|(s, _)| s.clone())
+                .collect()
+        })
+    }
+
     /// One locked read-modify-write and one atomic replace for the whole batch.
     fn apply(&self, changes: &[Change]) -> Result<(), BackendError> {
         self.mutate(|items| {

@@ -79,6 +79,12 @@ impl Backend for MemoryStore {
             .is_some())
     }
 
+    fn services(&self) -> Result<Vec<String>, BackendError> {
+        let mut s: Vec<String> = self.lock().keys().map(|(s, _)| s.clone()).collect();
+        s.dedup();
+        Ok(s)
+    }
+
     fn list(
         &self,
         service: &str,

@@ -7,6 +7,9 @@
 
 pub mod file;
 pub mod memory;
+pub mod migrate;
+pub mod secret_service;
+pub mod select;
 
 use crate::protocol::Attributes;
 use std::fmt;
@@ -138,6 +141,16 @@ pub trait Backend: Send + Sync {
         false
     }
 
+    /// Every service that holds at least one item, sorted; with [`Backend::list`] this
+    /// enumerates the whole store (used by `keychain-auth migrate`). Stores that cannot
+    /// enumerate say so.
+    fn services(&self) -> Result<Vec<String>, BackendError> {
+        Err(BackendError::Unavailable(format!(
+            "the {} cannot list its services",
+            self.describe()
+        )))
+    }
+
     /// Applies `changes` all-or-nothing: on failure, everything already changed is restored.
     fn apply(&self, changes: &[Change]) -> Result<(), BackendError> {
         apply_with_rollback(self, changes)
@@ -199,28 +212,8 @@ pub fn matches_filter(attributes: &Attributes, filter: &Attributes) -> bool {
         .all(|(k, v)| attributes.get(k).is_some_and(|a| a == v))
 }
 
-/// Opens the store the broker should use: `KEYCHAIN_AUTH_BACKEND` (`auto`, `keyring`, `file`)
-/// wins over config.json's `"backend"`.
-///
-/// This build serves the file store; an explicit `keyring` choice is refused rather than
-/// silently downgraded.
+/// Opens the store the broker should use (see [`select::select`] for the rules); records a
+/// fallback notice in the audit log. The entry point for the daemon and the dashboard.
 pub fn open(paths: &crate::paths::Paths) -> Result<std::sync::Arc<dyn Backend>, String> {
-    let configured = crate::policy::load(&paths.config)
-        .ok()
-        .and_then(|p| p.backend);
-    let choice = std::env::var("KEYCHAIN_AUTH_BACKEND")
-        .ok()
-        .filter(|s| !s.is_empty())
-        .or(configured)
-        .unwrap_or_else(|| "auto".into());
-    match choice.as_str() {
-        "auto" | "file" => Ok(std::sync::Arc::new(file::FileStore::new(&paths.file_store))),
-        "keyring" => Err(
-            "the keyring backend was chosen but this build has no Secret Service support; set KEYCHAIN_AUTH_BACKEND=file to use the file store"
-                .into(),
-        ),
-        other => Err(format!(
-            "unknown backend {other:?} (from KEYCHAIN_AUTH_BACKEND or config.json): use auto, keyring or file"
-        )),
-    }
+    select::open_selection(paths).map(|s| s.backend)
 }

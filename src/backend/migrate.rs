@@ -1,0 +1,185 @@
+//! Moving every item between two stores (`keychain-auth migrate`).
+//!
+//! Item by item: copy to the destination, read the copy back and compare, then delete the
+//! source (only if it still holds what was copied). An item already present in the destination
+//! with the same value and attributes — a copy made by an interrupted run — is not copied again,
+//! only removed from the source. So a run killed at any point and started again loses nothing
+//! and duplicates nothing. A destination item with a different value is a conflict: both are
+//! left untouched and reported.
+
+use super::{Backend, BackendError};
+use crate::protocol::Attributes;
+
+/// What a migration did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// Items copied, verified and removed from the source.
+    pub moved: usize,
+    /// Items whose identical copy was already in the destination (removed from the source).
+    pub already_there: usize,
+    /// `service/target` names left in both stores because their contents differ.
+    pub conflicts: Vec<String>,
+}
+
+/// Why a migration stopped, with what it had done until then.
+#[derive(Debug)]
+pub struct Stopped {
+    /// Work done before the failure (all of it is safe to keep).
+    pub report: Report,
+    /// The failure.
+    pub error: String,
+}
+
+/// Moves every item of `from` into `to`. `progress` is called after each item with
+/// (service, target).
+pub fn migrate(
+    from: &dyn Backend,
+    to: &dyn Backend,
+    progress: &mut dyn FnMut(&str, &str),
+) -> Result<Report, Stopped> {
+    let mut report = Report::default();
+    let fail = |report: &Report, what: String, e: BackendError| Stopped {
+        report: report.clone(),
+        error: format!("{what}: {e}"),
+    };
+    let services = from
+        .services()
+        .map_err(|e| fail(&report, format!("listing {}", from.describe()), e))?;
+    for service in &services {
+        let entries = from
+            .list(service, "", &Attributes::new())
+            .map_err(|e| fail(&report, format!("listing {service}"), e))?;
+        for entry in entries {
+            let target = entry.target.as_str();
+            let name = format!("{service}/{target}");
+            let Some(item) = from
+                .get(service, target)
+                .map_err(|e| fail(&report, format!("reading {name}"), e))?
+            else {
+                continue; // removed meanwhile: nothing to move
+            };
+            match to
+                .get(service, target)
+                .map_err(|e| fail(&report, format!("checking {name} in the destination"), e))?
+            {
+                Some(existing) if existing == item => report.already_there += 1,
+                Some(_) => {
+                    report.conflicts.push(name);
+                    continue;
+                }
+                None => {
+                    to.set(service, target, &item)
+                        .map_err(|e| fail(&report, format!("copying {name}"), e))?;
+                    let copy = to
+                        .get(service, target)
+                        .map_err(|e| fail(&report, format!("verifying {name}"), e))?;
+                    if copy.as_ref() != Some(&item) {
+                        return Err(Stopped {
+                            report,
+                            error: format!(
+                                "the copy of {name} read back differently; the source was kept"
+                            ),
+                        });
+                    }
+                    report.moved += 1;
+                }
+            }
+            // Delete the source only if it still holds what was copied.
+            let now = from
+                .get(service, target)
+                .map_err(|e| fail(&report, format!("re-reading {name}"), e))?;
+            if now.as_ref() == Some(&item) {
+                from.delete(service, target)
+                    .map_err(|e| fail(&report, format!("removing {name} from the source"), e))?;
+            } else if now.is_some() {
+                report
+                    .conflicts
+                    .push(format!("{name} (changed during the migration)"));
+            }
+            progress(service, target);
+        }
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::Item;
+    use crate::backend::memory::MemoryStore;
+
+    fn item(v: &str, env: &str) -> Item {
+        Item {
+            value: v.into(),
+            attributes: [("env".to_string(), env.to_string())].into(),
+        }
+    }
+
+    fn fill(s: &MemoryStore, n: usize) {
+        for i in 0..n {
+            s.set(
+                &format!("svc{}", i % 3),
+                &format!("t{i:03}"),
+                &item(&format!("v{i}"), "p"),
+            )
+            .unwrap();
+        }
+    }
+
+    #[test]
+    fn moves_everything_with_attributes() {
+        let (a, b) = (MemoryStore::new(), MemoryStore::new());
+        fill(&a, 30);
+        let expected = a.snapshot();
+        let r = migrate(&a, &b, &mut |_, _| {}).unwrap();
+        assert_eq!(r.moved, 30);
+        assert!(a.snapshot().is_empty());
+        assert_eq!(b.snapshot(), expected);
+        // Idempotent: a second run finds nothing to do.
+        let r = migrate(&a, &b, &mut |_, _| {}).unwrap();
+        assert_eq!(r, Report::default());
+        assert_eq!(b.snapshot(), expected);
+    }
+
+    #[test]
+    fn interrupted_at_every_step_then_rerun_loses_and_duplicates_nothing() {
+        // Fail the Nth mutation (in either store) for every N the run performs, then rerun.
+        for fail_in_dest in [true, false] {
+            for n in 1..=10 {
+                let (a, b) = (MemoryStore::new(), MemoryStore::new());
+                fill(&a, 10);
+                let expected = a.snapshot();
+                if fail_in_dest {
+                    b.fail_on_mutation(n);
+                } else {
+                    a.fail_on_mutation(n);
+                }
+                let first = migrate(&a, &b, &mut |_, _| {});
+                assert!(first.is_err(), "mutation {n} should have failed");
+                // Nothing lost: every item is in at least one store, with its contents.
+                let (sa, sb) = (a.snapshot(), b.snapshot());
+                for (k, v) in &expected {
+                    assert!(sa.get(k) == Some(v) || sb.get(k) == Some(v), "{k:?} lost");
+                }
+                let second = migrate(&a, &b, &mut |_, _| {}).unwrap();
+                assert!(second.conflicts.is_empty());
+                assert!(a.snapshot().is_empty());
+                assert_eq!(b.snapshot(), expected);
+            }
+        }
+    }
+
+    #[test]
+    fn a_different_destination_item_is_a_conflict_left_alone() {
+        let (a, b) = (MemoryStore::new(), MemoryStore::new());
+        a.set("s", "x", &item("new", "p")).unwrap();
+        a.set("s", "y", &item("y", "p")).unwrap();
+        b.set("s", "x", &item("old", "p")).unwrap();
+        let r = migrate(&a, &b, &mut |_, _| {}).unwrap();
+        assert_eq!(r.conflicts, ["s/x"]);
+        assert_eq!(r.moved, 1);
+        assert_eq!(a.get("s", "x").unwrap().unwrap().value, "new");
+        assert_eq!(b.get("s", "x").unwrap().unwrap().value, "old");
+        assert_eq!(b.get("s", "y").unwrap().unwrap().value, "y");
+    }
+}

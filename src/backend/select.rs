@@ -1,0 +1,587 @@
+//! Choosing the store (SPEC §9): `KEYCHAIN_AUTH_BACKEND=auto|keyring|file`, else config.json's
+//! `"backend"`, else `auto`.
+//!
+//! The rules, in the order they apply:
+//! - An explicit `keyring` or `file` in the environment wins over everything.
+//! - An unset (or `auto`) environment defers to an explicit `keyring` or `file` in config.json.
+//!   That is how a pin holds: `auto` means "decide for me", and a recorded decision is one.
+//! - `keyring` (explicit or pinned) never falls back: when no Secret Service is reachable,
+//!   `start` fails at once saying what to set or run; when it is locked or slow, the daemon
+//!   starts and requests answer `backend_unavailable` with the cause.
+//! - `auto` probes read-only with a short timeout. Only "unreachable" (no session bus, nothing
+//!   on it provides `org.freedesktop.secrets`) selects the file store, with a one-line notice.
+//!   A timeout, an error or a locked collection keeps the keyring.
+//! - Under `auto` (or `keyring` from the environment), the first successful keyring write
+//!   records `"backend": "keyring"` in config.json unless it already names a backend, so a
+//!   later failure (or a start without the variable) cannot silently switch to the file store.
+
+use super::secret_service::{self, Probe, SecretServiceStore};
+use super::{Backend, BackendError, BackendKind, Change, Entry, Item};
+use crate::audit::{self, Record};
+use crate::paths::Paths;
+use crate::protocol::Attributes;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// The environment variable that chooses the store.
+pub const ENV: &str = "KEYCHAIN_AUTH_BACKEND";
+
+/// What the user asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Preference {
+    /// Probe, prefer the keyring.
+    Auto,
+    /// The Secret Service, or nothing.
+    Keyring,
+    /// The JSON file store.
+    File,
+}
+
+impl Preference {
+    /// Parses `auto`, `keyring` or `file`.
+    pub fn parse(s: &str) -> Option<Preference> {
+        match s {
+            "auto" => Some(Preference::Auto),
+            "keyring" => Some(Preference::Keyring),
+            "file" => Some(Preference::File),
+            _ => None,
+        }
+    }
+
+    /// The name as written in config and the environment.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Preference::Auto => "auto",
+            Preference::Keyring => "keyring",
+            Preference::File => "file",
+        }
+    }
+}
+
+/// Where the preference came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// `KEYCHAIN_AUTH_BACKEND`.
+    Env,
+    /// config.json `"backend"`.
+    Config,
+    /// Neither says anything.
+    Default,
+}
+
+/// The effective preference and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Requested {
+    /// What is asked for.
+    pub preference: Preference,
+    /// Who asked.
+    pub origin: Origin,
+    /// config.json could not be read (so a pin in it is unknown).
+    pub config_error: Option<String>,
+}
+
+impl Requested {
+    /// "KEYCHAIN_AUTH_BACKEND=keyring", "config.json \"backend\": \"file\"", "the default (auto)".
+    pub fn origin_text(&self) -> String {
+        match self.origin {
+            Origin::Env => format!("{ENV}={}", self.preference.as_str()),
+            Origin::Config => format!("config.json \"backend\": \"{}\"", self.preference.as_str()),
+            Origin::Default => "the default (auto)".into(),
+        }
+    }
+}
+
+/// Reads the preference from `env_value` (the environment variable) and config.json.
+pub fn requested_from(paths: &Paths, env_value: Option<&str>) -> Result<Requested, String> {
+    let env =
+        match env_value.filter(|s| !s.is_empty()) {
+            Some(s) => Some(Preference::parse(s).ok_or_else(|| {
+                format!("{ENV}={s:?} is not a backend: use auto, keyring or file")
+            })?),
+            None => None,
+        };
+    let (config, config_error) = match crate::policy::load(&paths.config) {
+        Ok(p) => match p.backend.as_deref() {
+            None | Some("") => (None, None),
+            Some(s) => (
+                Some(Preference::parse(s).ok_or_else(|| {
+                    format!(
+                        "{}: \"backend\": {s:?} is not a backend: use auto, keyring or file",
+                        paths.config.display()
+                    )
+                })?),
+                None,
+            ),
+        },
+        Err(e) => (None, Some(e.to_string())),
+    };
+    let (preference, origin) = match (env, config) {
+        (Some(p @ (Preference::Keyring | Preference::File)), _) => (p, Origin::Env),
+        (_, Some(p @ (Preference::Keyring | Preference::File))) => (p, Origin::Config),
+        (Some(Preference::Auto), _) => (Preference::Auto, Origin::Env),
+        (None, Some(Preference::Auto)) => (Preference::Auto, Origin::Config),
+        (None, None) => (Preference::Auto, Origin::Default),
+    };
+    Ok(Requested {
+        preference,
+        origin,
+        config_error,
+    })
+}
+
+/// What to do given the request and, for `auto` and `keyring`, the probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Serve the Secret Service.
+    Keyring {
+        /// Why, for status screens.
+        reason: String,
+        /// A one-line notice for start-up (locked, not answering).
+        notice: Option<String>,
+        /// Record `"backend": "keyring"` after the first successful write.
+        pin: bool,
+    },
+    /// Serve the file store.
+    File {
+        /// Why.
+        reason: String,
+        /// A one-line notice for start-up (the auto fallback).
+        notice: Option<String>,
+    },
+    /// Do not start: the message says what to set or run.
+    Refuse(String),
+}
+
+/// The fix offered when the keyring is required but unreachable.
+const START_ONE: &str = "start one (a desktop session runs it; on a headless machine: \
+    `dbus-run-session -- $SHELL`, then `gnome-keyring-daemon --unlock --components=secrets` and type the password, then Ctrl-D), \
+    or use the file store with KEYCHAIN_AUTH_BACKEND=file (secrets kept in the keyring are not there: \
+    `keychain-auth migrate --to file` moves them while the keyring is reachable)";
+
+/// Decides the store; pure, so the whole matrix is unit-tested.
+pub fn decide(req: &Requested, probe: Option<&Probe>, file_store: &str) -> Decision {
+    let how = req.origin_text();
+    let keyring_state = |probe: &Probe| match probe {
+        Probe::Available => ("the Secret Service answered".to_string(), None),
+        Probe::Locked => (
+            "the Secret Service answered but is locked".to_string(),
+            Some(format!(
+                "{}; until then requests answer backend_unavailable",
+                secret_service::UNLOCK_HINT
+            )),
+        ),
+        Probe::Trouble(t) => (
+            format!("the Secret Service is not usable right now ({t})"),
+            Some(format!(
+                "the Secret Service is not usable right now ({t}); staying on the keyring, requests answer backend_unavailable until it answers"
+            )),
+        ),
+        Probe::Unreachable(w) => (w.clone(), None),
+    };
+    match (req.preference, probe) {
+        (Preference::File, _) => Decision::File {
+            reason: format!("file store {file_store}, chosen by {how}"),
+            notice: None,
+        },
+        (_, None) => Decision::Refuse("the Secret Service was not probed".into()),
+        (Preference::Keyring, Some(Probe::Unreachable(why))) => Decision::Refuse(format!(
+            "the keyring backend is required ({how}) but no Secret Service is reachable: {why}. Fix: {START_ONE}"
+        )),
+        (Preference::Keyring, Some(p)) => {
+            let (state, notice) = keyring_state(p);
+            Decision::Keyring {
+                reason: format!("keyring, chosen by {how}: {state}"),
+                notice,
+                // Chosen by the environment: record it too, so that a later start without the
+                // variable cannot fall back to the file store.
+                pin: req.origin == Origin::Env && req.config_error.is_none(),
+            }
+        }
+        (Preference::Auto, Some(Probe::Unreachable(why))) => match &req.config_error {
+            Some(e) => Decision::Refuse(format!(
+                "no Secret Service is reachable ({why}) and {e}, so whether the keyring was pinned is unknown; \
+                 auto will not guess the file store: repair config.json, or set {ENV}=file or {ENV}=keyring"
+            )),
+            None => Decision::File {
+                reason: format!("file store {file_store}: {how} found no Secret Service ({why})"),
+                notice: Some(format!(
+                    "no Secret Service reachable ({why}); using the file store {file_store}. Set {ENV}=keyring to require the keyring"
+                )),
+            },
+        },
+        (Preference::Auto, Some(p)) => {
+            let (state, notice) = keyring_state(p);
+            Decision::Keyring {
+                reason: format!("keyring, chosen by {how}: {state}"),
+                notice,
+                pin: req.config_error.is_none(),
+            }
+        }
+    }
+}
+
+/// The chosen store and why.
+pub struct Selection {
+    /// The store to serve.
+    pub backend: Arc<dyn Backend>,
+    /// What was asked for.
+    pub requested: Requested,
+    /// Why this store (for doctor, the start-up line and the dashboard).
+    pub reason: String,
+    /// A one-line notice to show at start (fallback, locked, not answering).
+    pub notice: Option<String>,
+    /// What the probe found, when it ran.
+    pub probe: Option<Probe>,
+}
+
+impl Selection {
+    /// Which kind of store was chosen.
+    pub fn kind(&self) -> BackendKind {
+        self.backend.kind()
+    }
+}
+
+/// Chooses the store without side effects (nothing is printed or audited).
+pub fn select(paths: &Paths) -> Result<Selection, String> {
+    let env = std::env::var(ENV).ok();
+    let requested = requested_from(paths, env.as_deref())?;
+    let file_store = paths.file_store.display().to_string();
+    let mut store = None;
+    let mut probe = None;
+    if requested.preference != Preference::File {
+        let s =
+            SecretServiceStore::new(secret_service::DEFAULT_TIMEOUT).map_err(|e| e.to_string())?;
+        probe = Some(s.probe(secret_service::PROBE_TIMEOUT));
+        store = Some(s);
+    }
+    let decision = decide(&requested, probe.as_ref(), &file_store);
+    let (backend, reason, notice): (Arc<dyn Backend>, _, _) = match decision {
+        Decision::Refuse(m) => return Err(m),
+        Decision::File { reason, notice } => (
+            Arc::new(super::file::FileStore::new(&paths.file_store)),
+            reason,
+            notice,
+        ),
+        Decision::Keyring {
+            reason,
+            notice,
+            pin,
+        } => {
+            let store = store.ok_or("the Secret Service store was not created")?;
+            let backend: Arc<dyn Backend> = if pin {
+                Arc::new(PinOnWrite::new(store, paths))
+            } else {
+                Arc::new(store)
+            };
+            (backend, reason, notice)
+        }
+    };
+    Ok(Selection {
+        backend,
+        requested,
+        reason,
+        notice,
+        probe,
+    })
+}
+
+/// [`select`], then records a notice (fallback, locked) in the audit log.
+pub fn open_selection(paths: &Paths) -> Result<Selection, String> {
+    let sel = select(paths)?;
+    if let Some(notice) = &sel.notice {
+        let mut rec = Record::new("daemon", "daemon");
+        rec.action = Some(match sel.kind() {
+            BackendKind::File => "backend_fallback".into(),
+            BackendKind::Keyring => "backend_notice".into(),
+        });
+        rec.message = Some(notice.clone());
+        if let Err(e) = audit::append_once(&paths.audit, &rec) {
+            eprintln!("keychain-auth: cannot audit the backend notice: {e}");
+        }
+    }
+    Ok(sel)
+}
+
+/// Records `"backend": "keyring"` in config.json unless an explicit choice is already there.
+/// Returns whether the file changed.
+pub fn pin_keyring(config: &std::path::Path) -> Result<bool, String> {
+    crate::policy::update(config, |p| match p.backend.as_deref() {
+        None | Some("") | Some("auto") => {
+            p.backend = Some(Preference::Keyring.as_str().into());
+            Ok(true)
+        }
+        Some(_) => Ok(false),
+    })
+}
+
+/// The keyring store chosen by `auto`: after its first successful write, pins the choice.
+pub struct PinOnWrite {
+    inner: SecretServiceStore,
+    config: PathBuf,
+    audit: PathBuf,
+    pinned: AtomicBool,
+}
+
+impl PinOnWrite {
+    /// Wraps `inner`, pinning into `paths.config` and auditing to `paths.audit`.
+    pub fn new(inner: SecretServiceStore, paths: &Paths) -> PinOnWrite {
+        PinOnWrite {
+            inner,
+            config: paths.config.clone(),
+            audit: paths.audit.clone(),
+            pinned: AtomicBool::new(false),
+        }
+    }
+
+    fn pin(&self) {
+        if self.pinned.load(Ordering::SeqCst) {
+            return;
+        }
+        match pin_keyring(&self.config) {
+            Ok(changed) => {
+                self.pinned.store(true, Ordering::SeqCst);
+                if changed {
+                    let mut rec = Record::new("policy_change", "daemon");
+                    rec.action = Some("pin_backend".into());
+                    rec.message = Some(
+                        "backend pinned to keyring in config.json after the first successful keyring write"
+                            .into(),
+                    );
+                    let _ = audit::append_once(&self.audit, &rec);
+                }
+            }
+            // Not pinned yet: try again after the next write, and say so.
+            Err(e) => eprintln!(
+                "keychain-auth: warning: could not record \"backend\": \"keyring\" in {}: {e}",
+                self.config.display()
+            ),
+        }
+    }
+}
+
+impl Backend for PinOnWrite {
+    fn kind(&self) -> BackendKind {
+        self.inner.kind()
+    }
+
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+
+    fn get(&self, service: &str, target: &str) -> Result<Option<Item>, BackendError> {
+        self.inner.get(service, target)
+    }
+
+    fn set(&self, service: &str, target: &str, item: &Item) -> Result<(), BackendError> {
+        self.inner.set(service, target, item)?;
+        self.pin();
+        Ok(())
+    }
+
+    fn delete(&self, service: &str, target: &str) -> Result<bool, BackendError> {
+        self.inner.delete(service, target)
+    }
+
+    fn list(
+        &self,
+        service: &str,
+        prefix: &str,
+        filter: &Attributes,
+    ) -> Result<Vec<Entry>, BackendError> {
+        self.inner.list(service, prefix, filter)
+    }
+
+    fn services(&self) -> Result<Vec<String>, BackendError> {
+        self.inner.services()
+    }
+
+    fn fast_reads(&self) -> bool {
+        self.inner.fast_reads()
+    }
+
+    fn apply(&self, changes: &[Change]) -> Result<(), BackendError> {
+        self.inner.apply(changes)?;
+        if changes.iter().any(|c| matches!(c, Change::Set { .. })) {
+            self.pin();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paths(dir: &std::path::Path) -> Paths {
+        Paths {
+            socket: dir.join("s.sock"),
+            config: dir.join("config.json"),
+            pending: dir.join("pending.json"),
+            audit: dir.join("audit.log"),
+            file_store: dir.join("keyring.json"),
+        }
+    }
+
+    fn write_config(p: &Paths, backend: &str) {
+        crate::policy::update(&p.config, |c| {
+            c.backend = Some(backend.into());
+            Ok(())
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn environment_wins_and_auto_defers_to_a_pin() {
+        let t = tempfile::tempdir().unwrap();
+        let p = paths(t.path());
+        let r = requested_from(&p, None).unwrap();
+        assert_eq!(
+            (r.preference, r.origin),
+            (Preference::Auto, Origin::Default)
+        );
+        write_config(&p, "keyring");
+        let r = requested_from(&p, Some("file")).unwrap();
+        assert_eq!((r.preference, r.origin), (Preference::File, Origin::Env));
+        let r = requested_from(&p, Some("auto")).unwrap();
+        assert_eq!(
+            (r.preference, r.origin),
+            (Preference::Keyring, Origin::Config)
+        );
+        let r = requested_from(&p, None).unwrap();
+        assert_eq!(
+            (r.preference, r.origin),
+            (Preference::Keyring, Origin::Config)
+        );
+        write_config(&p, "file");
+        let r = requested_from(&p, Some("keyring")).unwrap();
+        assert_eq!((r.preference, r.origin), (Preference::Keyring, Origin::Env));
+        assert!(
+            requested_from(&p, Some("kwallet"))
+                .unwrap_err()
+                .contains("auto, keyring or file")
+        );
+        write_config(&p, "bogus");
+        assert!(requested_from(&p, None).unwrap_err().contains("\"bogus\""));
+    }
+
+    #[test]
+    fn corrupt_config_is_reported_not_ignored() {
+        let t = tempfile::tempdir().unwrap();
+        let p = paths(t.path());
+        std::fs::write(&p.config, b"{broken").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&p.config, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let r = requested_from(&p, None).unwrap();
+        assert!(r.config_error.is_some());
+        let d = decide(&r, Some(&Probe::Unreachable("no bus".into())), "f");
+        assert!(matches!(d, Decision::Refuse(m) if m.contains("repair config.json")));
+        let d = decide(&r, Some(&Probe::Available), "f");
+        assert!(matches!(d, Decision::Keyring { pin: false, .. }));
+    }
+
+    fn req(preference: Preference, origin: Origin) -> Requested {
+        Requested {
+            preference,
+            origin,
+            config_error: None,
+        }
+    }
+
+    #[test]
+    fn decision_matrix() {
+        let unreachable = Probe::Unreachable("no session bus".into());
+        let timeout = Probe::Trouble("did not answer within 3 s".into());
+        let auto = req(Preference::Auto, Origin::Default);
+        // auto + reachable → keyring, pinned on first write.
+        assert!(matches!(
+            decide(&auto, Some(&Probe::Available), "f"),
+            Decision::Keyring {
+                pin: true,
+                notice: None,
+                ..
+            }
+        ));
+        // auto + unreachable → file with a notice.
+        match decide(&auto, Some(&unreachable), "/x/keyring.json") {
+            Decision::File {
+                notice: Some(n), ..
+            } => {
+                assert!(
+                    n.contains("no session bus") && n.contains("/x/keyring.json"),
+                    "{n}"
+                )
+            }
+            d => panic!("{d:?}"),
+        }
+        // auto + timeout or locked → still keyring, with a notice.
+        for p in [&timeout, &Probe::Locked] {
+            assert!(matches!(
+                decide(&auto, Some(p), "f"),
+                Decision::Keyring {
+                    notice: Some(_),
+                    pin: true,
+                    ..
+                }
+            ));
+        }
+        // explicit (or pinned) keyring + unreachable → refuse, saying what to run or set.
+        for origin in [Origin::Env, Origin::Config] {
+            match decide(&req(Preference::Keyring, origin), Some(&unreachable), "f") {
+                Decision::Refuse(m) => {
+                    assert!(
+                        m.contains("gnome-keyring-daemon")
+                            && m.contains("KEYCHAIN_AUTH_BACKEND=file"),
+                        "{m}"
+                    )
+                }
+                d => panic!("{d:?}"),
+            }
+        }
+        // explicit keyring + locked → keyring with the unlock hint; pinned when the choice came
+        // from the environment, not when config.json already says keyring.
+        match decide(
+            &req(Preference::Keyring, Origin::Env),
+            Some(&Probe::Locked),
+            "f",
+        ) {
+            Decision::Keyring {
+                notice: Some(n),
+                pin: true,
+                ..
+            } => assert!(n.contains("unlock"), "{n}"),
+            d => panic!("{d:?}"),
+        }
+        assert!(matches!(
+            decide(
+                &req(Preference::Keyring, Origin::Config),
+                Some(&Probe::Available),
+                "f"
+            ),
+            Decision::Keyring { pin: false, .. }
+        ));
+        // file → file, whatever the probe.
+        assert!(matches!(
+            decide(&req(Preference::File, Origin::Env), None, "f"),
+            Decision::File { notice: None, .. }
+        ));
+    }
+
+    #[test]
+    fn pin_only_replaces_auto_or_nothing() {
+        let t = tempfile::tempdir().unwrap();
+        let p = paths(t.path());
+        assert!(pin_keyring(&p.config).unwrap());
+        assert_eq!(
+            crate::policy::load(&p.config).unwrap().backend.as_deref(),
+            Some("keyring")
+        );
+        assert!(!pin_keyring(&p.config).unwrap());
+        write_config(&p, "file");
+        assert!(!pin_keyring(&p.config).unwrap());
+        assert_eq!(
+            crate::policy::load(&p.config).unwrap().backend.as_deref(),
+            Some("file")
+        );
+    }
+}

@@ -1,0 +1,551 @@
+//! `keychain-auth doctor` and `keychain-auth migrate`: the operator commands around the stores.
+//!
+//! `doctor` prints one screen of checks — active backend and why, the Secret Service's state,
+//! the daemon, permissions of the socket and files, config validity, pending count, audit log
+//! size — each problem with its fix, and fails when there is a problem. `migrate` moves every
+//! item between the file store and the keyring (see [`crate::backend::migrate`]).
+
+use crate::audit::{self, Record};
+use crate::backend::file::FileStore;
+use crate::backend::migrate::{self, Report};
+use crate::backend::secret_service::{self, Probe, SecretServiceStore};
+use crate::backend::select::{self, Decision, Preference};
+use crate::backend::{Backend, BackendKind};
+use crate::paths::Paths;
+use crate::{client, pending, policy};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
+use std::time::Duration;
+
+/// How long doctor and migrate wait for a daemon's STATUS (a daemon hashes a new caller's
+/// executable once before answering, which takes a moment for a large binary).
+const STATUS_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Whether a daemon serves the socket.
+enum Running {
+    Yes(crate::protocol::StatusInfo),
+    /// Something accepts connections there but did not answer STATUS.
+    Silent(String),
+    No,
+}
+
+fn running(socket: &Path) -> Running {
+    match client::status(socket, STATUS_TIMEOUT) {
+        Ok(s) => Running::Yes(s),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            Running::No
+        }
+        Err(e) => Running::Silent(e.to_string()),
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Level {
+    Ok,
+    Info,
+    Warn,
+    Problem,
+}
+
+struct Check {
+    level: Level,
+    topic: &'static str,
+    text: String,
+    fix: Option<String>,
+}
+
+#[derive(Default)]
+struct Checks(Vec<Check>);
+
+impl Checks {
+    fn add(&mut self, level: Level, topic: &'static str, text: impl Into<String>) {
+        self.0.push(Check {
+            level,
+            topic,
+            text: text.into(),
+            fix: None,
+        });
+    }
+
+    fn problem(&mut self, topic: &'static str, text: impl Into<String>, fix: impl Into<String>) {
+        self.0.push(Check {
+            level: Level::Problem,
+            topic,
+            text: text.into(),
+            fix: Some(fix.into()),
+        });
+    }
+
+    fn warn(&mut self, topic: &'static str, text: impl Into<String>, fix: impl Into<String>) {
+        self.0.push(Check {
+            level: Level::Warn,
+            topic,
+            text: text.into(),
+            fix: Some(fix.into()),
+        });
+    }
+}
+
+/// Runs every check, prints the screen, and fails with the problem count when there is one.
+pub fn doctor(paths: &Paths) -> Result<(), String> {
+    let mut c = Checks::default();
+    check_config(paths, &mut c);
+    let daemon = running(&paths.socket);
+    let serving = match &daemon {
+        Running::Yes(s) => Some(s.backend.as_str()),
+        _ => None,
+    };
+    check_backend(paths, serving, &mut c);
+    match &daemon {
+        Running::Yes(s) => c.add(
+            Level::Ok,
+            "daemon",
+            format!(
+                "running on {} (pid {}, version {}, up {} s, {} store)",
+                paths.socket.display(),
+                s.pid,
+                s.version,
+                s.uptime_s,
+                s.backend
+            ),
+        ),
+        Running::Silent(e) => c.problem(
+            "daemon",
+            format!(
+                "something listens on {} but did not answer STATUS ({e})",
+                paths.socket.display()
+            ),
+            "check the daemon's output; restart it (stop it, then keychain-auth start)",
+        ),
+        Running::No => c.problem(
+            "daemon",
+            format!("no daemon answers on {}", paths.socket.display()),
+            "run: keychain-auth start",
+        ),
+    }
+    check_socket(&paths.socket, &mut c);
+    for (what, path) in [
+        ("config", &paths.config),
+        ("pending", &paths.pending),
+        ("audit log", &paths.audit),
+        ("file store", &paths.file_store),
+    ] {
+        check_file(what, path, &mut c);
+    }
+    match pending::load(&paths.pending) {
+        Ok(q) if q.entries.is_empty() => c.add(Level::Ok, "pending", "no pending callers"),
+        Ok(q) => c.add(
+            Level::Info,
+            "pending",
+            format!(
+                "{} pending caller(s): review with `keychain-auth list-pending`",
+                q.entries.len()
+            ),
+        ),
+        Err(e) => c.problem(
+            "pending",
+            e,
+            format!("repair or move away {}", paths.pending.display()),
+        ),
+    }
+    match std::fs::metadata(&paths.audit) {
+        Ok(m) => c.add(
+            Level::Ok,
+            "audit log",
+            format!("{} ({})", paths.audit.display(), human_size(m.len())),
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => c.add(
+            Level::Info,
+            "audit log",
+            format!(
+                "{} does not exist yet (created by the first event)",
+                paths.audit.display()
+            ),
+        ),
+        Err(e) => c.problem(
+            "audit log",
+            format!("{}: {e}", paths.audit.display()),
+            "make the file readable and writable by you (chmod 600)",
+        ),
+    }
+    print(&c);
+    let problems = c.0.iter().filter(|x| x.level == Level::Problem).count();
+    if problems > 0 {
+        return Err(format!(
+            "{problems} problem(s) found; each is listed above with its fix"
+        ));
+    }
+    Ok(())
+}
+
+fn print(c: &Checks) {
+    println!("keychain-auth {} doctor", crate::VERSION);
+    for x in &c.0 {
+        let tag = match x.level {
+            Level::Ok => "ok",
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Problem => "PROBLEM",
+        };
+        println!("{tag:<8} {:<15} {}", x.topic, x.text);
+        if let Some(fix) = &x.fix {
+            println!("{:<8} {:<15} fix: {fix}", "", "");
+        }
+    }
+}
+
+fn human_size(n: u64) -> String {
+    match n {
+        n if n >= 1 << 30 => format!("{:.1} GiB", n as f64 / f64::from(1u32 << 30)),
+        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / f64::from(1u32 << 20)),
+        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
+        n => format!("{n} bytes"),
+    }
+}
+
+fn check_config(paths: &Paths, c: &mut Checks) {
+    match policy::load(&paths.config) {
+        Ok(p) => c.add(
+            Level::Ok,
+            "config",
+            format!(
+                "{}: valid, {} registered binar{}{}",
+                paths.config.display(),
+                p.registered_binaries.len(),
+                if p.registered_binaries.len() == 1 {
+                    "y"
+                } else {
+                    "ies"
+                },
+                match &p.backend {
+                    Some(b) => format!(", \"backend\": \"{b}\""),
+                    None => String::new(),
+                }
+            ),
+        ),
+        Err(e) => c.problem(
+            "config",
+            e.to_string(),
+            format!(
+                "repair {} (or move it away to start with an empty policy); until then every request is denied",
+                paths.config.display()
+            ),
+        ),
+    }
+}
+
+fn check_backend(paths: &Paths, running: Option<&str>, c: &mut Checks) {
+    let env = std::env::var(select::ENV).ok();
+    let requested = match select::requested_from(paths, env.as_deref()) {
+        Ok(r) => r,
+        Err(e) => {
+            c.problem(
+                "backend",
+                e,
+                format!("set {} to auto, keyring or file", select::ENV),
+            );
+            return;
+        }
+    };
+    let probe = match SecretServiceStore::new(secret_service::DEFAULT_TIMEOUT) {
+        Ok(s) => s.probe(secret_service::PROBE_TIMEOUT),
+        Err(e) => Probe::Trouble(e.to_string()),
+    };
+    let keyring_wanted = requested.preference != Preference::File;
+    match &probe {
+        Probe::Available => c.add(Level::Ok, "secret service", "reachable and unlocked"),
+        Probe::Locked if keyring_wanted => c.problem(
+            "secret service",
+            "reachable but locked: requests answer backend_unavailable",
+            secret_service::UNLOCK_HINT,
+        ),
+        Probe::Locked => c.add(Level::Info, "secret service", "reachable but locked"),
+        Probe::Unreachable(w) if requested.preference == Preference::Keyring => c.problem(
+            "secret service",
+            format!("unreachable: {w}"),
+            "start a Secret Service (see `keychain-auth start`'s message) or set KEYCHAIN_AUTH_BACKEND=file",
+        ),
+        Probe::Unreachable(w) => c.add(Level::Info, "secret service", format!("unreachable: {w}")),
+        Probe::Trouble(t) if keyring_wanted => c.problem(
+            "secret service",
+            format!("not usable: {t}"),
+            "check that gnome-keyring (or KWallet) runs and answers, then run doctor again",
+        ),
+        Probe::Trouble(t) => c.add(Level::Info, "secret service", format!("not usable: {t}")),
+    }
+    let file_store = paths.file_store.display().to_string();
+    let chosen = match select::decide(&requested, Some(&probe), &file_store) {
+        Decision::Keyring { reason, pin, .. } => {
+            let pinned = if pin {
+                " (to be pinned in config.json by the first successful write)"
+            } else {
+                ""
+            };
+            c.add(Level::Ok, "backend", format!("{reason}{pinned}"));
+            BackendKind::Keyring
+        }
+        Decision::File { reason, .. } => {
+            c.add(Level::Ok, "backend", reason);
+            BackendKind::File
+        }
+        Decision::Refuse(m) => {
+            c.problem(
+                "backend",
+                "no store can be used: `keychain-auth start` would refuse",
+                m,
+            );
+            return;
+        }
+    };
+    if let Some(r) = running
+        && r != chosen.as_str()
+    {
+        c.warn(
+            "backend",
+            format!(
+                "the running daemon serves the {r} store, but a start now would choose {chosen}"
+            ),
+            "restart the daemon (stop it, then keychain-auth start)",
+        );
+    }
+    if chosen == BackendKind::Keyring {
+        let file = FileStore::new(&paths.file_store);
+        let n = file.services().ok().map(|services| {
+            services
+                .iter()
+                .filter_map(|s| file.list(s, "", &Default::default()).ok())
+                .map(|v| v.len())
+                .sum::<usize>()
+        });
+        if let Some(n @ 1..) = n {
+            c.warn(
+                "file store",
+                format!("{file_store} still holds {n} item(s) the keyring backend does not serve"),
+                "keychain-auth migrate --to keyring",
+            );
+        }
+    }
+}
+
+fn check_socket(socket: &Path, c: &mut Checks) {
+    if let Some(dir) = socket.parent() {
+        match std::fs::metadata(dir) {
+            Ok(m) => check_mode(c, "socket dir", dir, &m, 0o077, "chmod 700"),
+            Err(_) => return,
+        }
+    }
+    match std::fs::symlink_metadata(socket) {
+        Ok(m) if m.file_type().is_socket() => {
+            check_mode(c, "socket", socket, &m, 0o077, "chmod 600")
+        }
+        Ok(_) => c.problem(
+            "socket",
+            format!("{} exists but is not a socket", socket.display()),
+            format!(
+                "remove it (rm {}) and run keychain-auth start",
+                socket.display()
+            ),
+        ),
+        Err(_) => {}
+    }
+}
+
+fn check_file(topic: &'static str, path: &Path, c: &mut Checks) {
+    match std::fs::metadata(path) {
+        Ok(m) => {
+            check_mode(c, topic, path, &m, 0o077, "chmod 600");
+            if let Some(dir) = path.parent()
+                && let Ok(dm) = std::fs::metadata(dir)
+            {
+                check_mode(c, topic, dir, &dm, 0o022, "chmod 700");
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => c.problem(
+            topic,
+            format!("{}: {e}", path.display()),
+            "make it readable by you",
+        ),
+    }
+}
+
+/// A problem when `path` is not ours or has any of `forbidden` mode bits.
+fn check_mode(
+    c: &mut Checks,
+    topic: &'static str,
+    path: &Path,
+    m: &std::fs::Metadata,
+    forbidden: u32,
+    chmod: &str,
+) {
+    let me = nix::unistd::geteuid().as_raw();
+    if m.uid() != me {
+        c.problem(
+            topic,
+            format!(
+                "{} is owned by uid {}, not by you (uid {me})",
+                path.display(),
+                m.uid()
+            ),
+            format!("chown it to yourself or move it away: {}", path.display()),
+        );
+    } else if m.mode() & forbidden != 0 {
+        c.problem(
+            topic,
+            format!(
+                "{} has mode {:o}: others can reach it",
+                path.display(),
+                m.mode() & 0o777
+            ),
+            format!("{chmod} {}", path.display()),
+        );
+    } else {
+        c.add(
+            Level::Ok,
+            topic,
+            format!("{} (mode {:o})", path.display(), m.mode() & 0o777),
+        );
+    }
+}
+
+/// `keychain-auth migrate --to keyring|file`: moves every item from the other store, audits
+/// the counts, and records the destination as `"backend"` in config.json.
+pub fn migrate(paths: &Paths, to: &str) -> Result<(), String> {
+    let dest = match Preference::parse(to) {
+        Some(p @ (Preference::Keyring | Preference::File)) => p,
+        _ => return Err(format!("--to {to:?}: use keyring or file")),
+    };
+    match running(&paths.socket) {
+        Running::Yes(s) => {
+            return Err(format!(
+                "a keychain-auth daemon (pid {}) is running on {} and serving the {} store: stop it, migrate, then start it again so it serves the new store",
+                s.pid,
+                paths.socket.display(),
+                s.backend
+            ));
+        }
+        Running::Silent(e) => {
+            return Err(format!(
+                "something listens on {} but did not answer STATUS ({e}): stop the daemon, then migrate",
+                paths.socket.display()
+            ));
+        }
+        Running::No => {}
+    }
+    let keyring =
+        SecretServiceStore::new(secret_service::DEFAULT_TIMEOUT).map_err(|e| e.to_string())?;
+    match keyring.probe(secret_service::PROBE_TIMEOUT) {
+        Probe::Available => {}
+        Probe::Locked => return Err(secret_service::UNLOCK_HINT.into()),
+        Probe::Unreachable(w) => {
+            return Err(format!(
+                "migrating needs the Secret Service, and none is reachable: {w}; run this where your keyring runs (your desktop session)"
+            ));
+        }
+        Probe::Trouble(t) => return Err(format!("the Secret Service is not usable: {t}")),
+    }
+    let file = FileStore::new(&paths.file_store);
+    let (from, into): (&dyn Backend, &dyn Backend) = match dest {
+        Preference::Keyring => (&file, &keyring),
+        _ => (&keyring, &file),
+    };
+    let mut done = 0usize;
+    let result = migrate::migrate(from, into, &mut |_, _| done += 1);
+    let (report, error) = match result {
+        Ok(r) => (r, None),
+        Err(s) => (s.report, Some(s.error)),
+    };
+    let summary = summary(&report, from, into);
+    let mut rec = Record::new("migrate", "cli");
+    rec.action = Some("migrate".into());
+    rec.count = Some(report.moved);
+    rec.targets = report.conflicts.clone();
+    rec.status = Some(if error.is_none() && report.conflicts.is_empty() {
+        "success".into()
+    } else {
+        "error".into()
+    });
+    rec.message = Some(match &error {
+        Some(e) => format!("{summary}; stopped: {e}"),
+        None => summary.clone(),
+    });
+    if let Err(e) = audit::append_once(&paths.audit, &rec) {
+        eprintln!("keychain-auth: warning: cannot write the audit log: {e}");
+    }
+    println!("{summary}");
+    if let Some(e) = error {
+        return Err(format!(
+            "migration stopped: {e}; what was moved is safe, run the same command again to finish"
+        ));
+    }
+    policy::update(&paths.config, |p| {
+        p.backend = Some(dest.as_str().into());
+        Ok(())
+    })?;
+    println!("config.json now records \"backend\": \"{}\"", dest.as_str());
+    if let Ok(v) = std::env::var(select::ENV)
+        && !v.is_empty()
+        && v != dest.as_str()
+        && v != "auto"
+    {
+        eprintln!(
+            "keychain-auth: warning: {}={v} is set in your environment and overrides config.json: unset it or set it to {}",
+            select::ENV,
+            dest.as_str()
+        );
+    }
+    if !report.conflicts.is_empty() {
+        return Err(format!(
+            "{} item(s) differ between the stores and were left in both: {}; delete the copy you do not want, then run migrate again",
+            report.conflicts.len(),
+            report.conflicts.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+fn summary(r: &Report, from: &dyn Backend, into: &dyn Backend) -> String {
+    format!(
+        "migrate from the {} to the {}: {} moved, {} already there, {} conflict(s)",
+        from.describe(),
+        into.describe(),
+        r.moved,
+        r.already_there,
+        r.conflicts.len()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_well() {
+        assert_eq!(human_size(12), "12 bytes");
+        assert_eq!(human_size(2048), "2.0 KiB");
+        assert_eq!(human_size(3 << 20), "3.0 MiB");
+    }
+
+    #[test]
+    fn group_readable_file_store_is_a_problem_with_a_fix() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("keyring.json");
+        std::fs::write(&p, b"{}").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let mut c = Checks::default();
+        check_file("file store", &p, &mut c);
+        let bad: Vec<_> = c.0.iter().filter(|x| x.level == Level::Problem).collect();
+        assert_eq!(bad.len(), 1);
+        assert!(bad[0].fix.as_deref().unwrap().starts_with("chmod 600"));
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let mut c = Checks::default();
+        check_file("file store", &p, &mut c);
+        assert!(c.0.iter().all(|x| x.level != Level::Problem));
+    }
+}
