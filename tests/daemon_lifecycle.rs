@@ -126,3 +126,21 @@ fn cli_failures_are_one_line_and_hashes_take_every_form() {
         .expect("client");
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn start_never_unlinks_a_live_listener_that_is_slow_to_answer() {
+    let env = TestEnv::new();
+    std::fs::create_dir_all(env.socket.parent().expect("dir")).expect("dir");
+    // Something listens but never answers (a daemon busy hashing, a hung process).
+    let silent = std::os::unix::net::UnixListener::bind(&env.socket).expect("bind");
+    let out = env
+        .command(common::DAEMON)
+        .arg("start")
+        .output()
+        .expect("start");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("does not answer STATUS"), "{err}");
+    assert!(env.socket.exists(), "the live listener's socket was kept");
+    drop(silent);
+}

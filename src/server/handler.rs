@@ -38,12 +38,22 @@ pub fn is_quick(broker: &Broker, peer: &Peer, parsed: &Parsed) -> bool {
         .is_ok_and(|p| p.lookup(hash).is_some())
 }
 
+/// Answers STATUS (to any same-uid peer, verified or not).
+pub fn status_line(broker: &Broker) -> Vec<u8> {
+    broker.stats.requests.fetch_add(1, Ordering::Relaxed);
+    broker.status().to_line()
+}
+
 /// Answers one parsed request line from `peer`; returns the response line.
 pub fn respond(broker: &Broker, peer: &Peer, parsed: Parsed) -> Vec<u8> {
+    let req = match parsed {
+        Ok(Incoming::Status) => return status_line(broker),
+        Ok(Incoming::Request(req)) => Ok(req),
+        Err(resp) => Err(resp),
+    };
     broker.stats.requests.fetch_add(1, Ordering::Relaxed);
-    match parsed {
-        Ok(Incoming::Status) => broker.status().to_line(),
-        Ok(Incoming::Request(req)) => decide(broker, peer, &req).to_line(),
+    match req {
+        Ok(req) => decide(broker, peer, &req).to_line(),
         Err(resp) => {
             let mut rec = base_record(peer);
             rec.id = resp.id.clone();

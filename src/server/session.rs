@@ -1,16 +1,18 @@
-//! One connection: identify the peer once, then answer its request lines in order until it
-//! closes, goes idle or sends an over-long line.
+//! One connection: identify the peer once (its uid at once, its executable's hash in the
+//! background when not cached), then answer its request lines in order until it closes, goes
+//! idle or sends an over-long line.
 
 use super::Broker;
 use super::frame::{self, Frame};
 use super::handler;
 use crate::audit::Record;
 use crate::identity::{self, Hashing, IdentityError, Peer};
-use crate::protocol::{Reason, Response, Status};
+use crate::protocol::{Incoming, Reason, Response, Status};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
+use tokio::task::JoinHandle;
 
 /// Keeps the open-connection gauge right however the session ends.
 struct Gauge(Arc<Broker>);
@@ -21,14 +23,64 @@ impl Drop for Gauge {
     }
 }
 
-/// Serves one accepted connection to the end.
+/// What is known of the peer: its identity, or the background task still hashing its
+/// executable (a large binary seen for the first time).
+enum Identity {
+    Known(Arc<Peer>),
+    Hashing(JoinHandle<Result<Option<Peer>, IdentityError>>),
+}
+
+impl Identity {
+    /// Checks the peer's credentials on the async worker and its executable against the hash
+    /// cache; on a cache miss, hashing starts off the workers. `None` when the peer is refused
+    /// (another uid, gone).
+    fn start(stream: &UnixStream, broker: &Arc<Broker>) -> Option<Identity> {
+        use std::os::fd::AsFd;
+        match identity::identify(stream.as_fd(), &broker.hashes, Hashing::CachedOnly) {
+            Ok(Some(peer)) => Some(Identity::Known(Arc::new(peer))),
+            Ok(None) => {
+                // The hashing task gets its own descriptor of the same socket.
+                let fd = stream.as_fd().try_clone_to_owned().ok()?;
+                let b = broker.clone();
+                Some(Identity::Hashing(tokio::task::spawn_blocking(move || {
+                    identity::identify(fd.as_fd(), &b.hashes, Hashing::Allowed)
+                })))
+            }
+            Err(e) => {
+                refused(broker, e);
+                None
+            }
+        }
+    }
+
+    /// The verified peer, waiting for the hash if need be; `None` when it cannot be verified.
+    async fn peer(&mut self, broker: &Broker) -> Option<Arc<Peer>> {
+        if let Identity::Hashing(task) = self {
+            match task.await {
+                Ok(Ok(Some(peer))) => *self = Identity::Known(Arc::new(peer)),
+                Ok(Err(e)) => {
+                    refused(broker, e);
+                    return None;
+                }
+                // Hashing::Allowed never answers None; a failed task verifies nothing either.
+                Ok(Ok(None)) | Err(_) => return None,
+            }
+        }
+        match self {
+            Identity::Known(peer) => Some(peer.clone()),
+            Identity::Hashing(_) => None,
+        }
+    }
+}
+
+/// Serves one accepted connection to the end. STATUS is answered at once; every other line waits
+/// until the peer is verified.
 pub async fn serve(stream: UnixStream, broker: Arc<Broker>) {
     broker.stats.connections.fetch_add(1, Ordering::Relaxed);
     let _gauge = Gauge(broker.clone());
-    let Some((stream, peer)) = identify(stream, &broker).await else {
+    let Some(mut identity) = Identity::start(&stream, &broker) else {
         return;
     };
-    let peer = Arc::new(peer);
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read);
     let mut line = Vec::with_capacity(1024);
@@ -50,28 +102,22 @@ pub async fn serve(stream: UnixStream, broker: Arc<Broker>) {
                         broker.limits.max_line
                     ),
                 );
-                handler::audit_too_large(&broker, &peer);
+                if let Some(peer) = identity.peer(&broker).await {
+                    handler::audit_too_large(&broker, &peer);
+                }
                 let _ = write.write_all(&r.to_line()).await;
                 let _ = write.shutdown().await;
                 return;
             }
             Ok(Ok(Frame::Line)) => {
                 let parsed = handler::parse(&line);
-                if handler::is_quick(&broker, &peer, &parsed) {
-                    handler::respond(&broker, &peer, parsed)
+                if matches!(parsed, Ok(Incoming::Status)) {
+                    handler::status_line(&broker)
                 } else {
-                    let (b, p) = (broker.clone(), peer.clone());
-                    tokio::task::spawn_blocking(move || handler::respond(&b, &p, parsed))
-                        .await
-                        .unwrap_or_else(|_| {
-                            Response::failure(
-                                None,
-                                Status::Error,
-                                Reason::InternalError,
-                                "the request could not be processed",
-                            )
-                            .to_line()
-                        })
+                    let Some(peer) = identity.peer(&broker).await else {
+                        return;
+                    };
+                    answer(&broker, peer, parsed).await
                 }
             }
         };
@@ -81,46 +127,39 @@ pub async fn serve(stream: UnixStream, broker: Arc<Broker>) {
     }
 }
 
-/// Identifies the peer: on the async worker when its executable's hash is cached, else off the
-/// workers (hashing a large binary takes long). Drops (and audits) foreign users and peers that
-/// vanish before verification.
-async fn identify(stream: UnixStream, broker: &Arc<Broker>) -> Option<(UnixStream, Peer)> {
-    use std::os::fd::AsFd;
-    let quick = identity::identify(stream.as_fd(), &broker.hashes, Hashing::CachedOnly);
-    let (stream, result) = match quick {
-        Ok(None) => {
-            let std_stream = stream.into_std().ok()?;
-            let b = broker.clone();
-            let (std_stream, r) = tokio::task::spawn_blocking(move || {
-                let r = identity::identify(std_stream.as_fd(), &b.hashes, Hashing::Allowed);
-                (std_stream, r)
-            })
-            .await
-            .ok()?;
-            (UnixStream::from_std(std_stream).ok()?, r)
-        }
-        other => (stream, other),
-    };
-    match result {
-        Ok(Some(peer)) => Some((stream, peer)),
-        // Hashing::Allowed never answers None; treat it as unidentifiable all the same.
-        Ok(None) => None,
-        Err(e) => {
-            let mut rec = Record::new("connection_refused", "daemon");
-            rec.status = Some("denied".into());
-            rec.message = Some(e.to_string());
-            match e {
-                IdentityError::ForeignUid { uid, pid } => {
-                    rec.uid = Some(uid);
-                    rec.pid = Some(pid);
-                }
-                IdentityError::Exited(pid) => rec.pid = Some(pid),
-                IdentityError::Credentials(_) => {}
-            }
-            let _ = broker.audit.append(&rec);
-            None
-        }
+/// Answers a request line: on the async worker when that cannot block, else off it.
+async fn answer(broker: &Arc<Broker>, peer: Arc<Peer>, parsed: handler::Parsed) -> Vec<u8> {
+    if handler::is_quick(broker, &peer, &parsed) {
+        return handler::respond(broker, &peer, parsed);
     }
+    let b = broker.clone();
+    tokio::task::spawn_blocking(move || handler::respond(&b, &peer, parsed))
+        .await
+        .unwrap_or_else(|_| {
+            Response::failure(
+                None,
+                Status::Error,
+                Reason::InternalError,
+                "the request could not be processed",
+            )
+            .to_line()
+        })
+}
+
+/// Audits a connection that is dropped because its peer cannot be served.
+fn refused(broker: &Broker, e: IdentityError) {
+    let mut rec = Record::new("connection_refused", "daemon");
+    rec.status = Some("denied".into());
+    rec.message = Some(e.to_string());
+    match e {
+        IdentityError::ForeignUid { uid, pid } => {
+            rec.uid = Some(uid);
+            rec.pid = Some(pid);
+        }
+        IdentityError::Exited(pid) => rec.pid = Some(pid),
+        IdentityError::Credentials(_) => {}
+    }
+    let _ = broker.audit.append(&rec);
 }
 
 /// Answers a connection over the cap with one line and closes it.

@@ -27,21 +27,34 @@ pub fn bind(path: &Path) -> Result<(UnixListener, Option<(u64, u64)>), StartErro
                 path.display()
             )));
         }
-        match crate::client::status(path, Duration::from_secs(2)) {
-            Ok(st) => {
-                return Err(StartError::AlreadyRunning {
-                    socket: path.display().to_string(),
-                    pid: st.pid,
-                });
-            }
-            Err(_) => {
-                // Nobody answers: a stale socket from a daemon that died.
+        // Only "nobody is listening" makes a socket stale. A listener that answers slowly (or
+        // not at all) is alive: never unlink a live daemon's socket.
+        match std::os::unix::net::UnixStream::connect(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
                 std::fs::remove_file(path).map_err(|e| {
                     StartError::Other(format!(
                         "cannot remove stale socket {}: {e}",
                         path.display()
                     ))
                 })?;
+            }
+            Err(e) => {
+                return Err(StartError::Other(format!(
+                    "cannot check whether a daemon already listens on {}: {e}",
+                    path.display()
+                )));
+            }
+            Ok(_) => {
+                return Err(match crate::client::status(path, Duration::from_secs(10)) {
+                    Ok(st) => StartError::AlreadyRunning {
+                        socket: path.display().to_string(),
+                        pid: st.pid,
+                    },
+                    Err(e) => StartError::Other(format!(
+                        "something listens on {} but does not answer STATUS ({e}); stop it, or remove the socket file if you are sure no daemon runs",
+                        path.display()
+                    )),
+                });
             }
         }
     }
