@@ -18,6 +18,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The private bus + gnome-keyring harness of the keyring tests, for comparison 5.
+#[path = "../tests/keyring_support/mod.rs"]
+mod keyring_support;
+
 const DAEMON: &str = env!("CARGO_BIN_EXE_keychain-auth");
 const CLIENT: &str = env!("CARGO_BIN_EXE_keychain-auth-client");
 
@@ -30,6 +34,7 @@ struct Scale {
     per_client: usize,
     audit_records: usize,
     fsync_records: usize,
+    keyring_reads: usize,
 }
 
 impl Scale {
@@ -42,6 +47,7 @@ impl Scale {
             per_client: 100,
             audit_records: 100_000,
             fsync_records: 300,
+            keyring_reads: 300,
         }
     }
     fn smoke() -> Scale {
@@ -53,6 +59,7 @@ impl Scale {
             per_client: 5,
             audit_records: 100,
             fsync_records: 3,
+            keyring_reads: 5,
         }
     }
 }
@@ -165,6 +172,9 @@ fn main() {
         "0 errors; p99 reported",
     );
 
+    // 5: one read through the broker on a real gnome-keyring vs one direct read in-process.
+    keyring_row(&mut table, &scale);
+
     // 7: audit append cost, and the cost of fsync per record.
     let log = AuditLog::open(&env.root.join("bench-audit/audit.log")).expect("audit log");
     let rec = sample_record();
@@ -194,6 +204,76 @@ fn main() {
 
     drop(daemon);
     table.print();
+}
+
+/// Comparison 5 on a private bus with an unlocked gnome-keyring: p50 of single reads, the broker
+/// side from a separate client process on one persistent connection, the direct side with the
+/// broker's own Secret Service store (the same crate) in this process.
+fn keyring_row(table: &mut Table, scale: &Scale) {
+    let Some(session) = keyring_support::Session::start() else {
+        table.row(
+            "5",
+            "read through the broker on gnome-keyring vs direct read",
+            "skipped: gnome-keyring/dbus not installed".into(),
+            "-".into(),
+            "≤ 1.3×",
+        );
+        return;
+    };
+    let (_daemon, status) = keyring_support::Daemon::start(&session.home, &session.env());
+    assert_eq!(
+        status.backend, "keyring",
+        "the daemon must serve the keyring"
+    );
+    session.home.register_client(&["bench"]);
+    let written = session
+        .home
+        .client(&[serde_json::json!({"type":"REQUEST","action":"write",
+        "service":"bench","targets":["k"],"values":["some secret value"]})]);
+    assert_eq!(written[0]["status"], "success", "{written:?}");
+    let store = session.store();
+    let read = r#"{"type":"REQUEST","action":"read","service":"bench","targets":["k"]}"#;
+    let n = scale.keyring_reads.to_string();
+    let (mut direct, mut broker) = (Vec::new(), Vec::new());
+    for _ in 0..scale.rounds {
+        let mut samples = Vec::with_capacity(scale.keyring_reads);
+        for _ in 0..scale.keyring_reads {
+            let t = Instant::now();
+            let item = keychain_auth::backend::Backend::get(&store, "bench", "k");
+            samples.push(t.elapsed().as_secs_f64() * 1e6);
+            assert!(matches!(item, Ok(Some(_))), "direct read failed");
+        }
+        direct.push(median(&mut samples));
+        let out = session
+            .home
+            .command(CLIENT, &session.env())
+            .env("KEYCHAIN_AUTH_SOCKET", session.home.socket())
+            .args(["--quiet", "--stats", "--repeat", &n, read])
+            .output()
+            .expect("client");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).expect("stats json");
+        let mut samples: Vec<f64> = v["samples_ns"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_f64)
+            .map(|ns| ns / 1000.0)
+            .collect();
+        broker.push(median(&mut samples));
+    }
+    let (b, d) = (median(&mut broker), median(&mut direct));
+    table.row(
+        "5",
+        "one read through the broker on gnome-keyring vs direct read (same crate, in-process)",
+        format!("{b:.0} µs vs {d:.0} µs (p50)"),
+        format!("{:.2}×", b / d),
+        "≤ 1.3×",
+    );
 }
 
 fn sample_record() -> Record {
