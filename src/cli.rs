@@ -25,6 +25,15 @@ pub struct Cli {
 pub enum Command {
     /// Run the daemon in the foreground.
     Start,
+    /// The dashboard: connects to a running broker, else embeds one.
+    Tui {
+        /// Always embed a broker (fail when one already runs).
+        #[arg(long, conflicts_with = "connect")]
+        embed: bool,
+        /// Always connect (fail when none runs).
+        #[arg(long)]
+        connect: bool,
+    },
     /// List callers refused because their binary is not approved.
     ListPending {
         /// Print JSON instead of a table.
@@ -149,6 +158,14 @@ pub fn run(cli: Cli) -> Result<(), String> {
     let paths = Paths::from_env(cli.socket.as_deref()).map_err(|e| e.to_string())?;
     match cli.command {
         Command::Start => start(paths),
+        Command::Tui { embed, connect } => crate::tui::run(
+            paths,
+            match (embed, connect) {
+                (true, _) => crate::tui::broker::ModeChoice::Embed,
+                (_, true) => crate::tui::broker::ModeChoice::Connect,
+                _ => crate::tui::broker::ModeChoice::Auto,
+            },
+        ),
         Command::ListPending { json } => list_pending(&paths, json),
         Command::Approve { hash, grants } => {
             let b = admin::approve(&paths, Source::Cli, &hash, &grants.into())?;

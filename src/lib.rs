@@ -24,6 +24,7 @@
 //! | [`client`] | a minimal protocol client (status probe, reference client) |
 //! | [`doctor`] | `doctor` (setup checks) and `migrate` (move secrets between stores) |
 //! | [`cli`] | the `keychain-auth` command line |
+//! | [`tui`] | the dashboard: live panes over the broker, approvals and edits |
 
 pub mod admin;
 pub mod audit;
@@ -39,6 +40,7 @@ pub mod pending;
 pub mod policy;
 pub mod protocol;
 pub mod server;
+pub mod tui;
 
 /// The version reported by `STATUS` and `--version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,147 @@
+//! Inputs to the reducer ([`Action`]) and the work it asks for ([`Effect`]).
+
+use super::state::{PolicyRow, State};
+use crate::admin::Grants;
+use crate::audit::Record;
+use crate::pending::PendingEntry;
+use crate::policy::BinaryHash;
+
+/// Everything that can change the state: keyboard commands, mouse, and results of effects.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// A raw key press, mapped through the keymap for the open modal or pane.
+    Key(ratatui::crossterm::event::KeyEvent),
+    /// A key bound in the keymap.
+    Command(Command),
+    /// A printable character typed into a modal's input.
+    Char(char),
+    /// Backspace in a modal's input.
+    Backspace,
+    /// A left click at (column, row).
+    Click(u16, u16),
+    /// Mouse wheel (positive: down).
+    Scroll(i8),
+    /// The terminal was resized.
+    Resize(u16, u16),
+    /// Fresh pending queue.
+    PendingLoaded(Vec<PendingEntry>),
+    /// Fresh policies.
+    PoliciesLoaded(Vec<PolicyRow>),
+    /// The audit tail: records (oldest first) and whether older ones exist.
+    AuditLoaded(Vec<Record>, bool),
+    /// Records appended since the last load.
+    AuditAppended(Vec<Record>),
+    /// Broker counters.
+    Status {
+        /// Backend name.
+        backend: String,
+        /// Open connections.
+        connections: u64,
+        /// Requests served.
+        requests: u64,
+        /// Broker pid.
+        pid: u32,
+    },
+    /// Facts for the upgrade confirmation.
+    UpgradePreview {
+        /// The binary's path.
+        path: String,
+        /// Registered hash.
+        old: BinaryHash,
+        /// Hash now on disk.
+        new: BinaryHash,
+        /// Size now on disk.
+        size: u64,
+        /// Modification time now on disk.
+        mtime: String,
+    },
+    /// An effect finished: success flag and a message.
+    Done(bool, String),
+}
+
+/// Keyboard commands; the keymap binds keys to these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// Quit (asks first when the embedded broker has callers).
+    Quit,
+    /// Toggle the help overlay.
+    Help,
+    /// Next pane.
+    NextPane,
+    /// Previous pane.
+    PrevPane,
+    /// Focus pane 1, 2, 3.
+    Focus(u8),
+    /// Selection down.
+    Down,
+    /// Selection up.
+    Up,
+    /// First row.
+    Top,
+    /// Last row.
+    Bottom,
+    /// Open: approve (pending), detail (audit), edit (policies); save in the editor.
+    Enter,
+    /// Close the modal / clear the filter.
+    Escape,
+    /// Approve the selected pending caller.
+    Approve,
+    /// Dismiss the selected pending caller.
+    Dismiss,
+    /// Start typing the audit filter.
+    Filter,
+    /// Toggle follow mode.
+    Follow,
+    /// Edit the selected binary's permissions.
+    Edit,
+    /// Upgrade the selected binary.
+    Upgrade,
+    /// Register a binary by path.
+    Register,
+    /// Unregister the selected binary.
+    Unregister,
+    /// Editor: next field.
+    NextField,
+    /// Editor: toggle search / confirm: yes.
+    Toggle,
+    /// Confirm: yes.
+    Yes,
+    /// Confirm: no.
+    No,
+    /// Reload everything from disk.
+    Reload,
+}
+
+/// Work the reducer asks the executor to do; results come back as [`Action`]s.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// Re-read pending.json.
+    LoadPending,
+    /// Re-read config.json and check binaries on disk.
+    LoadPolicies,
+    /// Read audit records appended since the last read.
+    LoadAuditNew,
+    /// Read older audit records before the loaded ones.
+    LoadAuditOlder,
+    /// Ask the broker for its counters.
+    LoadStatus,
+    /// Approve with grants.
+    Approve(BinaryHash, Grants),
+    /// Replace permissions.
+    SetGrants(BinaryHash, Grants),
+    /// Dismiss a pending entry.
+    Dismiss(BinaryHash),
+    /// Hash the file at a path and report old → new for confirmation.
+    PreviewUpgrade(String),
+    /// Upgrade the binary at a path.
+    Upgrade(String),
+    /// Register a path with zero privileges.
+    Register(String),
+    /// Unregister a binary.
+    Unregister(BinaryHash),
+}
+
+/// Convenience for tests and the loop: applies `action` and returns the effects.
+pub fn apply(state: &mut State, action: Action) -> Vec<Effect> {
+    super::update::update(state, action)
+}

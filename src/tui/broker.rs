@@ -1,0 +1,110 @@
+//! The one seam between the dashboard and a broker: embedded (the same server and backends,
+//! in-process, stopped when the dashboard quits) or connected (a broker already answering on
+//! the socket, asked for STATUS).
+
+use crate::paths::Paths;
+use crate::protocol::StatusInfo;
+use crate::server::{Limits, Server};
+use std::time::Duration;
+
+/// How `keychain-auth tui` finds its broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModeChoice {
+    /// Connect when a broker answers, else embed one.
+    Auto,
+    /// Embed; fail when a broker already runs.
+    Embed,
+    /// Connect; fail when none answers.
+    Connect,
+}
+
+/// The broker the dashboard shows.
+pub enum Broker {
+    /// Running in this process.
+    Embedded {
+        /// Its shared state (counters).
+        state: std::sync::Arc<crate::server::Broker>,
+        /// The runtime serving it.
+        runtime: tokio::runtime::Runtime,
+        /// Stops it.
+        stop: Option<tokio::sync::oneshot::Sender<()>>,
+    },
+    /// Another process, reached over the socket.
+    Connected {
+        /// The socket.
+        socket: std::path::PathBuf,
+    },
+}
+
+impl Broker {
+    /// Connects or embeds according to `choice`; the error says why neither is possible.
+    pub fn open(paths: &Paths, choice: ModeChoice) -> Result<Broker, String> {
+        let running = crate::client::status(&paths.socket, Duration::from_secs(2)).is_ok();
+        match (choice, running) {
+            (ModeChoice::Auto | ModeChoice::Connect, true) => Ok(Broker::Connected {
+                socket: paths.socket.clone(),
+            }),
+            (ModeChoice::Connect, false) => Err(format!(
+                "no broker answers on {} (start one with `keychain-auth start`, or drop --connect to embed one)",
+                paths.socket.display()
+            )),
+            (ModeChoice::Embed, true) => Err(format!(
+                "a broker already runs on {}; drop --embed to connect to it",
+                paths.socket.display()
+            )),
+            (ModeChoice::Auto | ModeChoice::Embed, false) => Self::embed(paths),
+        }
+    }
+
+    fn embed(paths: &Paths) -> Result<Broker, String> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("embedded-broker")
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the embedded broker: {e}"))?;
+        let backend = crate::backend::open(paths)?;
+        let server = runtime
+            .block_on(async { Server::bind(paths.clone(), backend, Limits::default()) })
+            .map_err(|e| e.to_string())?;
+        let state = server.broker();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        runtime.spawn(server.run(async move {
+            let _ = rx.await;
+        }));
+        Ok(Broker::Embedded {
+            state,
+            runtime,
+            stop: Some(tx),
+        })
+    }
+
+    /// True for the in-process broker.
+    pub fn embedded(&self) -> bool {
+        matches!(self, Broker::Embedded { .. })
+    }
+
+    /// The broker's counters.
+    pub fn status(&self) -> Result<StatusInfo, String> {
+        match self {
+            Broker::Embedded { state, .. } => Ok(state.status()),
+            Broker::Connected { socket } => crate::client::status(socket, Duration::from_secs(2))
+                .map_err(|e| format!("the broker on {} does not answer: {e}", socket.display())),
+        }
+    }
+
+    /// Stops an embedded broker (removing its socket); nothing for a connected one.
+    pub fn shutdown(self) {
+        if let Broker::Embedded {
+            runtime, mut stop, ..
+        } = self
+        {
+            if let Some(tx) = stop.take() {
+                let _ = tx.send(());
+            }
+            // Let `run` finish its cleanup (socket removal, audit record).
+            runtime.block_on(async { tokio::time::sleep(Duration::from_millis(100)).await });
+            runtime.shutdown_timeout(Duration::from_secs(2));
+        }
+    }
+}

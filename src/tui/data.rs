@@ -1,0 +1,217 @@
+//! Reading what the panes show: pending.json, config.json with each binary's state on disk, and
+//! the audit log's tail — read backwards from the end in chunks, so a log of a million lines
+//! costs only the records on screen (plus paging), never the whole file.
+
+use super::state::{OnDisk, PolicyRow};
+use crate::audit::Record;
+use crate::identity::HashCache;
+use crate::paths::Paths;
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::PathBuf;
+
+/// How many records one page (initial tail or one step back) holds.
+pub const PAGE: usize = 2000;
+
+/// The policies with their on-disk state (hashing through a cache keyed by file stamp).
+pub fn load_policies(paths: &Paths, hashes: &HashCache) -> Result<Vec<PolicyRow>, String> {
+    let policy = crate::policy::load(&paths.config).map_err(|e| e.to_string())?;
+    Ok(policy
+        .registered_binaries
+        .into_iter()
+        .map(|entry| {
+            let on_disk = match File::open(&entry.path) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => OnDisk::Missing,
+                Err(_) => OnDisk::Unknown,
+                Ok(f) => match hashes.hash_file(&f) {
+                    Ok(h) if h == entry.hash => OnDisk::Ok,
+                    Ok(h) => OnDisk::Changed(h),
+                    Err(_) => OnDisk::Unknown,
+                },
+            };
+            PolicyRow { entry, on_disk }
+        })
+        .collect())
+}
+
+/// A window onto the end of the audit log: bytes `[start, end)` are loaded.
+#[derive(Debug)]
+pub struct AuditTail {
+    path: PathBuf,
+    start: u64,
+    end: u64,
+}
+
+impl AuditTail {
+    /// A tail of the log at `path`; nothing read yet.
+    pub fn new(path: PathBuf) -> AuditTail {
+        AuditTail {
+            path,
+            start: 0,
+            end: 0,
+        }
+    }
+
+    /// Reads the last [`PAGE`] records. Returns them (oldest first) and whether older ones
+    /// exist.
+    pub fn open_tail(&mut self) -> io::Result<(Vec<Record>, bool)> {
+        let len = match std::fs::metadata(&self.path) {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(e),
+        };
+        self.start = len;
+        self.end = len;
+        self.older()
+    }
+
+    /// Reads up to [`PAGE`] records before the loaded ones.
+    pub fn older(&mut self) -> io::Result<(Vec<Record>, bool)> {
+        if self.start == 0 {
+            return Ok((Vec::new(), false));
+        }
+        let mut f = File::open(&self.path)?;
+        let mut lines: Vec<Vec<u8>> = Vec::new();
+        let mut pos = self.start;
+        let mut carry: Vec<u8> = Vec::new();
+        const CHUNK: u64 = 64 * 1024;
+        while pos > 0 && lines.len() < PAGE {
+            let from = pos.saturating_sub(CHUNK);
+            let mut buf = vec![0u8; (pos - from) as usize];
+            f.seek(SeekFrom::Start(from))?;
+            f.read_exact(&mut buf)?;
+            buf.extend_from_slice(&carry);
+            // Split off complete lines from the end; the first piece may be partial.
+            let mut parts: Vec<&[u8]> = buf.split(|&b| b == b'\n').collect();
+            let first = parts.remove(0);
+            for p in parts.into_iter().rev() {
+                if !p.is_empty() {
+                    lines.push(p.to_vec());
+                }
+                if lines.len() >= PAGE {
+                    break;
+                }
+            }
+            carry = first.to_vec();
+            pos = from;
+            if lines.len() >= PAGE {
+                // Where the oldest kept line starts.
+                let consumed: usize = lines.iter().map(|l| l.len() + 1).sum();
+                pos = self.start.saturating_sub(consumed as u64);
+                carry.clear();
+            }
+        }
+        if pos == 0 && !carry.is_empty() && lines.len() < PAGE {
+            lines.push(carry);
+        }
+        self.start = pos;
+        lines.reverse();
+        Ok((parse(&lines), self.start > 0))
+    }
+
+    /// Reads the records appended since the last read. A log that shrank (rotated or
+    /// truncated) is re-opened from its tail: `Ok(None)` tells the caller to reload.
+    pub fn newer(&mut self) -> io::Result<Option<Vec<Record>>> {
+        let len = match std::fs::metadata(&self.path) {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if len < self.end {
+            return Ok(None);
+        }
+        if len == self.end {
+            return Ok(Some(Vec::new()));
+        }
+        let mut f = File::open(&self.path)?;
+        f.seek(SeekFrom::Start(self.end))?;
+        let mut buf = Vec::with_capacity((len - self.end) as usize);
+        f.take(len - self.end).read_to_end(&mut buf)?;
+        // Only complete lines; a partial last line is read next time.
+        let complete = buf.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        self.end += complete as u64;
+        let lines: Vec<Vec<u8>> = buf[..complete]
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(<[u8]>::to_vec)
+            .collect();
+        Ok(Some(parse(&lines)))
+    }
+}
+
+fn parse(lines: &[Vec<u8>]) -> Vec<Record> {
+    lines
+        .iter()
+        .map(|l| {
+            serde_json::from_slice(l).unwrap_or_else(|_| {
+                let mut r = Record::new("unreadable", "?");
+                r.ts = String::new();
+                r.message = Some(String::from_utf8_lossy(l).chars().take(200).collect());
+                r
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn write_log(path: &std::path::Path, n: usize) {
+        let mut f = std::fs::File::create(path).unwrap();
+        for i in 0..n {
+            let mut r = Record::new("request", "daemon");
+            r.id = Some(format!("{i}"));
+            f.write_all(&r.to_line()).unwrap();
+        }
+    }
+
+    fn ids(v: &[Record]) -> Vec<usize> {
+        v.iter()
+            .map(|r| r.id.as_ref().unwrap().parse().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn tail_pages_backwards_and_follows_appends() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("audit.log");
+        write_log(&p, PAGE * 2 + 10);
+        let mut tail = AuditTail::new(p.clone());
+        let (last, more) = tail.open_tail().unwrap();
+        assert!(more);
+        assert_eq!(ids(&last), (PAGE + 10..PAGE * 2 + 10).collect::<Vec<_>>());
+        let (older, more) = tail.older().unwrap();
+        assert!(more);
+        assert_eq!(ids(&older), (10..PAGE + 10).collect::<Vec<_>>());
+        let (oldest, more) = tail.older().unwrap();
+        assert!(!more);
+        assert_eq!(ids(&oldest), (0..10).collect::<Vec<_>>());
+        // appended, with a partial line that only counts once complete
+        let mut f = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
+        let mut r = Record::new("request", "daemon");
+        r.id = Some("999999".into());
+        let line = r.to_line();
+        f.write_all(&line[..10]).unwrap();
+        assert_eq!(tail.newer().unwrap().unwrap().len(), 0);
+        f.write_all(&line[10..]).unwrap();
+        assert_eq!(ids(&tail.newer().unwrap().unwrap()), [999_999]);
+        // truncated: reload
+        std::fs::write(&p, b"").unwrap();
+        assert!(tail.newer().unwrap().is_none());
+    }
+
+    #[test]
+    fn small_and_missing_logs() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("audit.log");
+        let mut tail = AuditTail::new(p.clone());
+        assert_eq!(tail.open_tail().unwrap().0.len(), 0);
+        write_log(&p, 3);
+        let mut tail = AuditTail::new(p);
+        let (v, more) = tail.open_tail().unwrap();
+        assert_eq!(ids(&v), [0, 1, 2]);
+        assert!(!more);
+    }
+}

@@ -1,0 +1,315 @@
+//! The keymap as data. Each binding has the keys, the command, a description and the scope it
+//! applies in; the `?` overlay and the hint bar are generated from this table, so they cannot
+//! drift from what the keys do.
+
+use super::action::Command;
+use super::state::Pane;
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+/// Where a binding applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Every pane (no modal open).
+    Global,
+    /// One pane.
+    Pane(Pane),
+    /// The permission editor.
+    Editor,
+    /// A yes/no confirmation.
+    Confirm,
+}
+
+/// One binding.
+#[derive(Debug, Clone, Copy)]
+pub struct Binding {
+    /// The keys, as matched.
+    pub keys: &'static [KeyCode],
+    /// How the keys are shown.
+    pub label: &'static str,
+    /// What they do.
+    pub command: Command,
+    /// The description shown in help and hints.
+    pub desc: &'static str,
+    /// Where it applies.
+    pub scope: Scope,
+    /// Shown in the hint bar (the help overlay shows all).
+    pub hint: bool,
+}
+
+const fn b(
+    keys: &'static [KeyCode],
+    label: &'static str,
+    command: Command,
+    desc: &'static str,
+    scope: Scope,
+    hint: bool,
+) -> Binding {
+    Binding {
+        keys,
+        label,
+        command,
+        desc,
+        scope,
+        hint,
+    }
+}
+
+use KeyCode::{BackTab, Char, Down, End, Enter, Esc, Home, Tab, Up};
+use Scope::{Confirm, Editor, Global};
+
+/// Every binding, in the order help shows them.
+pub const KEYMAP: &[Binding] = &[
+    b(
+        &[Char('a'), Enter],
+        "a/enter",
+        Command::Approve,
+        "approve (opens the permission editor)",
+        Scope::Pane(Pane::Pending),
+        true,
+    ),
+    b(
+        &[Char('d')],
+        "d",
+        Command::Dismiss,
+        "dismiss the caller (confirm)",
+        Scope::Pane(Pane::Pending),
+        true,
+    ),
+    b(
+        &[Enter],
+        "enter",
+        Command::Enter,
+        "show the record in full",
+        Scope::Pane(Pane::Audit),
+        true,
+    ),
+    b(
+        &[Char('/')],
+        "/",
+        Command::Filter,
+        "filter by text, status, binary or service",
+        Scope::Pane(Pane::Audit),
+        true,
+    ),
+    b(
+        &[Char('f')],
+        "f",
+        Command::Follow,
+        "follow new records on/off",
+        Scope::Pane(Pane::Audit),
+        true,
+    ),
+    b(
+        &[Char('e'), Enter],
+        "e/enter",
+        Command::Edit,
+        "edit permissions",
+        Scope::Pane(Pane::Policies),
+        true,
+    ),
+    b(
+        &[Char('u')],
+        "u",
+        Command::Upgrade,
+        "upgrade a changed binary (confirm)",
+        Scope::Pane(Pane::Policies),
+        true,
+    ),
+    b(
+        &[Char('n')],
+        "n",
+        Command::Register,
+        "register a binary by path",
+        Scope::Pane(Pane::Policies),
+        true,
+    ),
+    b(
+        &[Char('x')],
+        "x",
+        Command::Unregister,
+        "unregister (confirm)",
+        Scope::Pane(Pane::Policies),
+        true,
+    ),
+    b(
+        &[Char('j'), Down],
+        "j/↓",
+        Command::Down,
+        "down",
+        Global,
+        false,
+    ),
+    b(&[Char('k'), Up], "k/↑", Command::Up, "up", Global, false),
+    b(
+        &[Char('g'), Home],
+        "g",
+        Command::Top,
+        "first row (audit: load older)",
+        Global,
+        false,
+    ),
+    b(
+        &[Char('G'), End],
+        "G",
+        Command::Bottom,
+        "last row",
+        Global,
+        false,
+    ),
+    b(&[Tab], "tab", Command::NextPane, "next pane", Global, true),
+    b(
+        &[BackTab],
+        "S-tab",
+        Command::PrevPane,
+        "previous pane",
+        Global,
+        false,
+    ),
+    b(
+        &[Char('1')],
+        "1",
+        Command::Focus(1),
+        "Pending pane",
+        Global,
+        false,
+    ),
+    b(
+        &[Char('2')],
+        "2",
+        Command::Focus(2),
+        "Audit pane",
+        Global,
+        false,
+    ),
+    b(
+        &[Char('3')],
+        "3",
+        Command::Focus(3),
+        "Policies pane",
+        Global,
+        false,
+    ),
+    b(
+        &[Char('r')],
+        "r",
+        Command::Reload,
+        "reload from disk",
+        Global,
+        false,
+    ),
+    b(
+        &[Esc],
+        "esc",
+        Command::Escape,
+        "clear the filter / close",
+        Global,
+        false,
+    ),
+    b(&[Char('?')], "?", Command::Help, "help", Global, true),
+    b(&[Char('q')], "q", Command::Quit, "quit", Global, true),
+    b(
+        &[Tab],
+        "tab",
+        Command::NextField,
+        "next field",
+        Editor,
+        true,
+    ),
+    b(
+        &[Enter],
+        "enter",
+        Command::Enter,
+        "add the typed service; save when empty",
+        Editor,
+        true,
+    ),
+    b(
+        &[Char(' ')],
+        "space",
+        Command::Toggle,
+        "toggle search (on the search field)",
+        Editor,
+        true,
+    ),
+    b(&[Esc], "esc", Command::Escape, "cancel", Editor, true),
+    b(&[Char('y')], "y", Command::Yes, "yes", Confirm, true),
+    b(&[Char('n'), Esc], "n/esc", Command::No, "no", Confirm, true),
+];
+
+/// The command `key` means in `scope`, falling back to global bindings for pane scopes.
+pub fn lookup(scope: Scope, key: KeyEvent) -> Option<Command> {
+    if key.modifiers.contains(KeyModifiers::CONTROL) {
+        return (key.code == Char('c')).then_some(Command::Quit);
+    }
+    let find = |s: Scope| {
+        KEYMAP
+            .iter()
+            .find(|b| b.scope == s && b.keys.contains(&key.code))
+            .map(|b| b.command)
+    };
+    match scope {
+        Scope::Pane(_) => find(scope).or_else(|| find(Global)),
+        other => find(other),
+    }
+}
+
+/// The bindings the hint bar shows for `scope`: its own first, then the global hints.
+pub fn hints(scope: Scope) -> Vec<&'static Binding> {
+    let own = KEYMAP.iter().filter(|b| b.hint && b.scope == scope);
+    let global = KEYMAP
+        .iter()
+        .filter(move |b| b.hint && b.scope == Global && matches!(scope, Scope::Pane(_)));
+    own.chain(global).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(c: KeyCode) -> KeyEvent {
+        KeyEvent::new(c, KeyModifiers::NONE)
+    }
+
+    #[test]
+    fn pane_bindings_win_over_global_ones() {
+        let p = Scope::Pane(Pane::Policies);
+        assert_eq!(lookup(p, key(Char('n'))), Some(Command::Register));
+        assert_eq!(lookup(p, key(Char('j'))), Some(Command::Down));
+        assert_eq!(
+            lookup(Scope::Pane(Pane::Pending), key(Enter)),
+            Some(Command::Approve)
+        );
+        assert_eq!(lookup(Confirm, key(Char('n'))), Some(Command::No));
+        assert_eq!(
+            lookup(Editor, key(Char('q'))),
+            None,
+            "typing q in the editor is text"
+        );
+        assert_eq!(
+            lookup(Editor, KeyEvent::new(Char('c'), KeyModifiers::CONTROL)),
+            Some(Command::Quit)
+        );
+    }
+
+    #[test]
+    fn no_key_is_bound_twice_in_one_scope() {
+        for (i, a) in KEYMAP.iter().enumerate() {
+            for b in &KEYMAP[i + 1..] {
+                if a.scope == b.scope {
+                    for k in a.keys {
+                        assert!(!b.keys.contains(k), "{:?} bound twice in {:?}", k, a.scope);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn hints_come_from_the_table() {
+        let h: Vec<&str> = hints(Scope::Pane(Pane::Audit))
+            .iter()
+            .map(|b| b.label)
+            .collect();
+        assert_eq!(h, ["enter", "/", "f", "tab", "?", "q"]);
+    }
+}

@@ -1,0 +1,281 @@
+//! The dashboard, `keychain-auth tui`.
+//!
+//! Elm-style: terminal input, file-watch events and effect results become [`action::Action`]s;
+//! the pure [`update::update`] turns each into state changes plus [`action::Effect`]s; an executor
+//! thread runs the effects (admin calls, file reads) and sends results back as actions; the
+//! [`view`] draws the state and nothing else. The keymap is data ([`keymap`]) and generates the
+//! help overlay and the hint bar.
+
+pub mod action;
+pub mod broker;
+pub mod data;
+pub mod keymap;
+pub mod state;
+#[cfg(test)]
+mod test_support;
+pub mod update;
+pub mod view;
+
+use crate::admin::{self, Source};
+use crate::identity::HashCache;
+use crate::paths::Paths;
+use action::{Action, Effect};
+use broker::{Broker, ModeChoice};
+use notify::Watcher;
+use ratatui::crossterm::event::{
+    self, DisableMouseCapture, EnableMouseCapture, Event, KeyEventKind, MouseButton, MouseEventKind,
+};
+use ratatui::crossterm::execute;
+use state::{BrokerInfo, State};
+use std::sync::mpsc;
+
+/// Runs the dashboard until the user quits.
+pub fn run(paths: Paths, choice: ModeChoice) -> Result<(), String> {
+    let broker = Broker::open(&paths, choice)?;
+    let mut state = State::new(BrokerInfo {
+        embedded: broker.embedded(),
+        socket: paths.socket.display().to_string(),
+        backend: "?".into(),
+        connections: 0,
+        requests: 0,
+        pid: 0,
+    });
+    let (tx, rx) = mpsc::channel::<Action>();
+    let (fx_tx, fx_rx) = mpsc::channel::<Effect>();
+
+    // File watcher: any change in the config or data directory reloads what changed.
+    let _watcher = watch(&paths, fx_tx.clone());
+    // Input thread.
+    let input_tx = tx.clone();
+    std::thread::spawn(move || input_loop(&input_tx));
+
+    let mut terminal = ratatui::try_init().map_err(|e| format!("cannot open the terminal: {e}"))?;
+    let _ = execute!(std::io::stdout(), EnableMouseCapture);
+    let result = std::thread::scope(|scope| {
+        let exec_tx = tx.clone();
+        let (paths_ref, broker_ref) = (&paths, &broker);
+        scope.spawn(move || executor(paths_ref, broker_ref, &fx_rx, &exec_tx));
+        for fx in [
+            Effect::LoadPending,
+            Effect::LoadPolicies,
+            Effect::LoadAuditOlder,
+            Effect::LoadStatus,
+        ] {
+            let _ = fx_tx.send(fx);
+        }
+        let size = terminal.size().map_err(|e| e.to_string())?;
+        state.size = (size.width, size.height);
+        let outcome = (|| -> Result<(), String> {
+            loop {
+                terminal
+                    .draw(|f| view::draw(f, &state))
+                    .map_err(|e| format!("cannot draw: {e}"))?;
+                let Ok(first) = rx.recv() else {
+                    return Ok(());
+                };
+                // Apply everything already queued before drawing again.
+                for action in std::iter::once(first).chain(rx.try_iter()) {
+                    for fx in update::update(&mut state, action) {
+                        let _ = fx_tx.send(fx);
+                    }
+                }
+                if state.quit {
+                    return Ok(());
+                }
+            }
+        })();
+        drop(fx_tx); // stops the executor
+        outcome
+    });
+    let _ = execute!(std::io::stdout(), DisableMouseCapture);
+    ratatui::restore();
+    broker.shutdown();
+    result
+}
+
+/// Turns terminal events into actions, by way of the keymap for the current modal or pane.
+fn input_loop(tx: &mpsc::Sender<Action>) {
+    // Keys are sent raw: what they mean depends on the state (modal, pane), which the reducer
+    // owns.
+    loop {
+        let Ok(ev) = event::read() else { return };
+        let action = match ev {
+            Event::Key(k) if k.kind != KeyEventKind::Release => Some(Action::Key(k)),
+            Event::Mouse(m) => match m.kind {
+                MouseEventKind::Down(MouseButton::Left) => Some(Action::Click(m.column, m.row)),
+                MouseEventKind::ScrollDown => Some(Action::Scroll(1)),
+                MouseEventKind::ScrollUp => Some(Action::Scroll(-1)),
+                _ => None,
+            },
+            Event::Resize(w, h) => Some(Action::Resize(w, h)),
+            _ => None,
+        };
+        if let Some(a) = action
+            && tx.send(a).is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// Runs effects until the channel closes, sending results back as actions.
+fn executor(
+    paths: &Paths,
+    broker: &Broker,
+    effects: &mpsc::Receiver<Effect>,
+    tx: &mpsc::Sender<Action>,
+) {
+    let hashes = HashCache::new();
+    let mut tail = data::AuditTail::new(paths.audit.clone());
+    let mut tail_opened = false;
+    let done = |r: Result<String, String>| match r {
+        Ok(m) => Action::Done(true, m),
+        Err(m) => Action::Done(false, m),
+    };
+    for fx in effects.iter() {
+        let action = match fx {
+            Effect::LoadPending => match crate::pending::load(&paths.pending) {
+                Ok(q) => Action::PendingLoaded(q.entries),
+                Err(e) => Action::Done(false, e),
+            },
+            Effect::LoadPolicies => match data::load_policies(paths, &hashes) {
+                Ok(rows) => Action::PoliciesLoaded(rows),
+                Err(e) => Action::Done(false, e),
+            },
+            Effect::LoadAuditOlder if !tail_opened => {
+                tail_opened = true;
+                match tail.open_tail() {
+                    Ok((records, more)) => Action::AuditLoaded(records, more),
+                    Err(e) => Action::Done(false, format!("cannot read the audit log: {e}")),
+                }
+            }
+            Effect::LoadAuditOlder => match tail.older() {
+                Ok((records, more)) => Action::AuditLoaded(records, more),
+                Err(e) => Action::Done(false, format!("cannot read the audit log: {e}")),
+            },
+            Effect::LoadAuditNew => match tail.newer() {
+                Ok(Some(records)) => Action::AuditAppended(records),
+                // Rotated or truncated: start over from the new tail.
+                Ok(None) => match tail.open_tail() {
+                    Ok((records, more)) => Action::AuditAppended({
+                        let _ = more;
+                        records
+                    }),
+                    Err(e) => Action::Done(false, format!("cannot read the audit log: {e}")),
+                },
+                Err(e) => Action::Done(false, format!("cannot read the audit log: {e}")),
+            },
+            Effect::LoadStatus => match broker.status() {
+                Ok(st) => Action::Status {
+                    backend: st.backend,
+                    connections: st.connections,
+                    requests: st.requests,
+                    pid: st.pid,
+                },
+                Err(e) => Action::Done(false, e),
+            },
+            Effect::Approve(h, g) => done(
+                admin::approve(paths, Source::Dashboard, h.as_str(), &g)
+                    .map(|b| format!("approved {} ({})", b.path.display(), b.hash.short())),
+            ),
+            Effect::SetGrants(h, g) => done(
+                admin::set_grants(paths, Source::Dashboard, h.as_str(), &g)
+                    .map(|b| format!("saved permissions of {}", b.path.display())),
+            ),
+            Effect::Dismiss(h) => done(
+                admin::dismiss(paths, Source::Dashboard, h.as_str())
+                    .map(|e| format!("dismissed {}", e.path.display())),
+            ),
+            Effect::Unregister(h) => done(
+                admin::unregister(paths, Source::Dashboard, h.as_str())
+                    .map(|b| format!("unregistered {}", b.path.display())),
+            ),
+            Effect::Register(p) => done(
+                admin::register(
+                    paths,
+                    Source::Dashboard,
+                    std::path::Path::new(&p),
+                    &Default::default(),
+                )
+                .map(|b| format!("registered {} with zero privileges", b.path.display())),
+            ),
+            Effect::Upgrade(p) => done(
+                admin::upgrade(paths, Source::Dashboard, std::path::Path::new(&p))
+                    .map(|u| format!("upgraded {} (permissions kept)", u.entry.path.display())),
+            ),
+            Effect::PreviewUpgrade(p) => preview_upgrade(paths, &p),
+        };
+        if tx.send(action).is_err() {
+            return;
+        }
+    }
+}
+
+fn preview_upgrade(paths: &Paths, path: &str) -> Action {
+    let policy = match crate::policy::load(&paths.config) {
+        Ok(p) => p,
+        Err(e) => return Action::Done(false, e.to_string()),
+    };
+    let Some(entry) = policy.by_path(std::path::Path::new(path)) else {
+        return Action::Done(false, format!("{path} is no longer registered"));
+    };
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) => return Action::Done(false, format!("cannot read {path}: {e}")),
+    };
+    match crate::identity::hash_path(std::path::Path::new(path)) {
+        Ok(new) => Action::UpgradePreview {
+            path: path.into(),
+            old: entry.hash.clone(),
+            new,
+            size: meta.len(),
+            mtime: meta
+                .modified()
+                .map(|t| {
+                    chrono::DateTime::<chrono::Utc>::from(t)
+                        .format("%Y-%m-%d %H:%M:%S UTC")
+                        .to_string()
+                })
+                .unwrap_or_else(|_| "?".into()),
+        },
+        Err(e) => Action::Done(false, format!("cannot hash {path}: {e}")),
+    }
+}
+
+/// Watches the config and data directories; a change to pending.json, config.json or the
+/// audit log becomes a reload effect (plus a STATUS refresh, since requests move counters).
+fn watch(paths: &Paths, fx: mpsc::Sender<Effect>) -> Option<notify::RecommendedWatcher> {
+    let pending = paths.pending.file_name()?.to_os_string();
+    let config = paths.config.file_name()?.to_os_string();
+    let audit = paths.audit.file_name()?.to_os_string();
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        let Ok(ev) = res else { return };
+        if ev.kind.is_access() {
+            return;
+        }
+        for p in &ev.paths {
+            let name = p.file_name();
+            let effects: &[Effect] = if name == Some(pending.as_os_str()) {
+                &[Effect::LoadPending]
+            } else if name == Some(config.as_os_str()) {
+                &[Effect::LoadPolicies]
+            } else if name == Some(audit.as_os_str()) {
+                &[Effect::LoadAuditNew, Effect::LoadStatus]
+            } else {
+                &[]
+            };
+            for e in effects {
+                let _ = fx.send(e.clone());
+            }
+        }
+    })
+    .ok()?;
+    for dir in [paths.config.parent(), paths.audit.parent()]
+        .into_iter()
+        .flatten()
+    {
+        let _ = crate::fsutil::ensure_private_dir(dir);
+        let _ = watcher.watch(dir, notify::RecursiveMode::NonRecursive);
+    }
+    Some(watcher)
+}

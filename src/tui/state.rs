@@ -1,0 +1,240 @@
+//! The dashboard's state: everything the views draw, nothing they compute.
+
+use crate::audit::Record;
+use crate::pending::PendingEntry;
+use crate::policy::{BinaryHash, BinaryPolicy};
+
+/// The three panes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pane {
+    /// Callers waiting for approval.
+    Pending,
+    /// The tailed audit log.
+    Audit,
+    /// Registered binaries.
+    Policies,
+}
+
+impl Pane {
+    /// All panes in tab order.
+    pub const ALL: [Pane; 3] = [Pane::Pending, Pane::Audit, Pane::Policies];
+
+    /// The pane's title.
+    pub fn title(self) -> &'static str {
+        match self {
+            Pane::Pending => "Pending",
+            Pane::Audit => "Audit",
+            Pane::Policies => "Policies",
+        }
+    }
+}
+
+/// How the dashboard reaches the broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerInfo {
+    /// True when the broker runs inside this process.
+    pub embedded: bool,
+    /// The socket it serves.
+    pub socket: String,
+    /// `keyring` or `file` (or `?` before the first STATUS).
+    pub backend: String,
+    /// Open connections (callers).
+    pub connections: u64,
+    /// Requests served.
+    pub requests: u64,
+    /// The broker's pid.
+    pub pid: u32,
+}
+
+/// What is on disk at a registered binary's path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OnDisk {
+    /// Same hash as registered.
+    Ok,
+    /// Another binary: its hash.
+    Changed(BinaryHash),
+    /// Nothing there.
+    Missing,
+    /// Not hashed yet.
+    Unknown,
+}
+
+/// A registered binary as the Policies pane shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyRow {
+    /// The entry from config.json.
+    pub entry: BinaryPolicy,
+    /// What is at its path now.
+    pub on_disk: OnDisk,
+}
+
+/// Which list of the permission editor has the focus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    /// Services it may read.
+    Read,
+    /// Services it may write.
+    Write,
+    /// The search flag.
+    Search,
+}
+
+/// What saving the permission editor does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EditorGoal {
+    /// Approve a pending caller.
+    Approve(BinaryHash),
+    /// Replace a registered binary's permissions.
+    Edit(BinaryHash),
+}
+
+/// The permission editor (approve and edit).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Editor {
+    /// What saving does.
+    pub goal: EditorGoal,
+    /// The binary's path, for the title.
+    pub path: String,
+    /// Read services.
+    pub read: Vec<String>,
+    /// Write services.
+    pub write: Vec<String>,
+    /// Search flag.
+    pub search: bool,
+    /// Focused field.
+    pub field: Field,
+    /// The service name being typed.
+    pub input: String,
+}
+
+/// A destructive action waiting for `y`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Confirm {
+    /// Drop a pending entry.
+    Dismiss(BinaryHash),
+    /// Remove a registered binary.
+    Unregister(BinaryHash),
+    /// Move a binary's permissions to the file now at its path.
+    Upgrade(String),
+    /// Quit (stopping the embedded broker with callers connected).
+    Quit,
+}
+
+/// A modal on top of the panes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Modal {
+    /// The keymap.
+    Help,
+    /// Typing the audit filter.
+    Filter(String),
+    /// One audit record in full.
+    Detail(Box<Record>),
+    /// The permission editor.
+    Editor(Editor),
+    /// A yes/no question with the facts to decide on.
+    Confirm {
+        /// What `y` does.
+        what: Confirm,
+        /// The question and facts, one entry per line.
+        lines: Vec<String>,
+    },
+    /// Typing a path to register.
+    Register(String),
+}
+
+/// The whole dashboard state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct State {
+    /// The broker.
+    pub broker: BrokerInfo,
+    /// Focused pane.
+    pub pane: Pane,
+    /// Pending callers, most recent first.
+    pub pending: Vec<PendingEntry>,
+    /// Selected pending row.
+    pub pending_sel: usize,
+    /// Registered binaries.
+    pub policies: Vec<PolicyRow>,
+    /// Selected policy row.
+    pub policy_sel: usize,
+    /// Loaded audit records, oldest first.
+    pub audit: Vec<Record>,
+    /// True when older records exist before the loaded ones.
+    pub audit_more_before: bool,
+    /// Selected row among the filtered audit records.
+    pub audit_sel: usize,
+    /// Keep the selection on the newest record.
+    pub follow: bool,
+    /// Audit filter text (empty: none).
+    pub filter: String,
+    /// The open modal.
+    pub modal: Option<Modal>,
+    /// A one-line message (result of the last action).
+    pub message: Option<(bool, String)>,
+    /// Set when the dashboard should exit.
+    pub quit: bool,
+    /// The terminal size, for mouse hit-testing.
+    pub size: (u16, u16),
+}
+
+impl State {
+    /// An empty state.
+    pub fn new(broker: BrokerInfo) -> State {
+        State {
+            broker,
+            pane: Pane::Pending,
+            pending: Vec::new(),
+            pending_sel: 0,
+            policies: Vec::new(),
+            policy_sel: 0,
+            audit: Vec::new(),
+            audit_more_before: false,
+            audit_sel: 0,
+            follow: true,
+            filter: String::new(),
+            modal: None,
+            message: None,
+            quit: false,
+            size: (80, 24),
+        }
+    }
+
+    /// Indices into `audit` of the records the filter keeps.
+    pub fn audit_visible(&self) -> Vec<usize> {
+        let f = self.filter.to_lowercase();
+        self.audit
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| f.is_empty() || record_text(r).to_lowercase().contains(&f))
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// The newest successful request time per binary hash among the loaded records.
+    pub fn last_used(&self, hash: &BinaryHash) -> Option<&str> {
+        self.audit
+            .iter()
+            .rev()
+            .find(|r| {
+                r.event == "request"
+                    && r.status.as_deref() == Some("success")
+                    && r.hash.as_deref() == Some(hash.as_str())
+            })
+            .map(|r| r.ts.as_str())
+    }
+}
+
+/// The text the audit filter matches: status, reason, binary, service, action, targets.
+pub fn record_text(r: &Record) -> String {
+    let mut parts: Vec<&str> = vec![r.event.as_str(), r.source.as_str()];
+    for s in [
+        &r.status, &r.reason, &r.path, &r.hash, &r.service, &r.action, &r.message,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        parts.push(s);
+    }
+    parts.extend(r.targets.iter().map(String::as_str));
+    parts.join(" ")
+}

@@ -1,0 +1,110 @@
+//! Fixed sample data for reducer and snapshot tests (fixed clock, fixed hashes).
+
+use super::state::{BrokerInfo, OnDisk, PolicyRow, State};
+use crate::audit::Record;
+use crate::pending::PendingEntry;
+use crate::policy::{BinaryHash, BinaryPolicy};
+use chrono::{DateTime, TimeZone, Utc};
+
+/// 2026-11-24 10:00:00 UTC.
+pub fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0)
+        .single()
+        .expect("valid time")
+}
+
+/// A hash of 64 × `c`.
+pub fn hash(c: char) -> BinaryHash {
+    BinaryHash::parse(&c.to_string().repeat(64)).expect("hash")
+}
+
+/// A request record with `status` for `service`.
+pub fn record(status: &str, service: &str) -> Record {
+    let mut r = Record::new("request", "daemon");
+    r.ts = "2026-11-24T09:59:30.000Z".into();
+    r.pid = Some(4242);
+    r.path = Some("/usr/local/bin/mycli".into());
+    r.hash = Some(hash('a').to_string());
+    r.action = Some("read".into());
+    r.service = Some(service.into());
+    r.mode = Some("exact".into());
+    r.targets = vec!["prod-api-key".into()];
+    r.count = Some(1);
+    r.status = Some(status.into());
+    if status != "success" {
+        r.reason = Some("service_not_allowed".into());
+    }
+    r
+}
+
+/// A state with nothing loaded.
+pub fn empty_state() -> State {
+    State::new(BrokerInfo {
+        embedded: true,
+        socket: "/run/user/1000/keychain-auth/agent.sock".into(),
+        backend: "file".into(),
+        connections: 0,
+        requests: 0,
+        pid: 4100,
+    })
+}
+
+/// Two pending callers (one a changed binary), two policies (one changed on disk), three audit
+/// records.
+pub fn sample_state() -> State {
+    let mut s = empty_state();
+    let t = now();
+    s.pending = vec![
+        PendingEntry {
+            hash: hash('d'),
+            path: "/home/me/.npm/_npx/1f2e/node_modules/.bin/leftpad".into(),
+            pid: 5150,
+            argv: vec!["leftpad".into(), "--fix".into()],
+            first_seen: t - chrono::Duration::minutes(3),
+            last_seen: t - chrono::Duration::seconds(20),
+            attempts: 3,
+            last_action: "read".into(),
+            last_service: "aws".into(),
+            changed_from: None,
+        },
+        PendingEntry {
+            hash: hash('c'),
+            path: "/usr/local/bin/deploy".into(),
+            pid: 5200,
+            argv: vec!["deploy".into(), "prod".into()],
+            first_seen: t - chrono::Duration::minutes(1),
+            last_seen: t - chrono::Duration::minutes(1),
+            attempts: 1,
+            last_action: "write".into(),
+            last_service: "k8s".into(),
+            changed_from: Some(hash('b')),
+        },
+    ];
+    let mut mycli = BinaryPolicy::new("/usr/local/bin/mycli".into(), hash('a'));
+    mycli.registered_at = "2026-11-20T08:00:00Z".into();
+    mycli.allowed_read_services.insert("aws".into());
+    mycli.allowed_write_services.insert("aws".into());
+    let mut deploy = BinaryPolicy::new("/usr/local/bin/deploy".into(), hash('b'));
+    deploy.registered_at = "2026-11-21T12:30:00Z".into();
+    deploy.allowed_read_services.insert("k8s".into());
+    deploy.can_search = true;
+    s.policies = vec![
+        PolicyRow {
+            entry: mycli,
+            on_disk: OnDisk::Ok,
+        },
+        PolicyRow {
+            entry: deploy,
+            on_disk: OnDisk::Changed(hash('c')),
+        },
+    ];
+    s.audit = vec![
+        record("success", "aws"),
+        record("denied", "gcp"),
+        record("success", "aws"),
+    ];
+    s.audit_sel = 2;
+    s.broker.connections = 1;
+    s.broker.requests = 17;
+    s
+}

@@ -1,0 +1,830 @@
+//! The reducer: `update(state, action) -> effects`. Pure — no I/O, no clock, no terminal — so
+//! every interaction is unit-tested by feeding actions and checking state and effects.
+
+use super::action::{Action, Command, Effect};
+use super::state::{Confirm, Editor, EditorGoal, Field, Modal, OnDisk, Pane, State};
+use super::view;
+use crate::admin::Grants;
+use ratatui::crossterm::event::{self, KeyCode};
+
+/// Most audit records kept in memory; older ones are dropped (and can be paged in again).
+pub const MAX_AUDIT_IN_MEMORY: usize = 20_000;
+
+/// Applies `action` to `state` and returns the effects to run.
+pub fn update(state: &mut State, action: Action) -> Vec<Effect> {
+    match action {
+        Action::Key(k) => match key_action(state, k) {
+            Some(a) => update(state, a),
+            None => vec![],
+        },
+        Action::Command(c) => command(state, c),
+        Action::Char(c) => {
+            type_char(state, c);
+            vec![]
+        }
+        Action::Backspace => {
+            backspace(state);
+            vec![]
+        }
+        Action::Click(x, y) => {
+            click(state, x, y);
+            vec![]
+        }
+        Action::Scroll(d) => {
+            if state.modal.is_none() {
+                move_sel(state, i64::from(d));
+            }
+            vec![]
+        }
+        Action::Resize(w, h) => {
+            state.size = (w, h);
+            vec![]
+        }
+        Action::PendingLoaded(mut entries) => {
+            entries.sort_by_key(|e| std::cmp::Reverse(e.last_seen));
+            state.pending = entries;
+            state.pending_sel = clamp(state.pending_sel, state.pending.len());
+            vec![]
+        }
+        Action::PoliciesLoaded(rows) => {
+            state.policies = rows;
+            state.policy_sel = clamp(state.policy_sel, state.policies.len());
+            vec![]
+        }
+        Action::AuditLoaded(records, more_before) => {
+            let added = records.len();
+            let first_load = state.audit.is_empty();
+            if first_load {
+                state.audit = records;
+                state.audit_more_before = more_before;
+            } else {
+                // Older records, prepended: keep the selection on the same record.
+                let mut older = records;
+                older.append(&mut state.audit);
+                state.audit = older;
+                state.audit_more_before = more_before;
+                state.audit_sel += added;
+            }
+            follow(state);
+            vec![]
+        }
+        Action::AuditAppended(mut records) => {
+            state.audit.append(&mut records);
+            if state.audit.len() > MAX_AUDIT_IN_MEMORY {
+                let drop = state.audit.len() - MAX_AUDIT_IN_MEMORY;
+                state.audit.drain(..drop);
+                state.audit_more_before = true;
+                state.audit_sel = state.audit_sel.saturating_sub(drop);
+            }
+            follow(state);
+            vec![]
+        }
+        Action::Status {
+            backend,
+            connections,
+            requests,
+            pid,
+        } => {
+            state.broker.backend = backend;
+            state.broker.connections = connections;
+            state.broker.requests = requests;
+            state.broker.pid = pid;
+            vec![]
+        }
+        Action::UpgradePreview {
+            path,
+            old,
+            new,
+            size,
+            mtime,
+        } => {
+            state.modal = Some(Modal::Confirm {
+                lines: vec![
+                    format!("Upgrade {path}?"),
+                    format!("approved hash  {}", old.short()),
+                    format!("hash on disk   {}", new.short()),
+                    format!("on disk: {size} bytes, modified {mtime}"),
+                    "Its permissions move to the new binary.".into(),
+                ],
+                what: Confirm::Upgrade(path),
+            });
+            vec![]
+        }
+        Action::Done(ok, msg) => {
+            state.message = Some((ok, msg));
+            vec![
+                Effect::LoadPending,
+                Effect::LoadPolicies,
+                Effect::LoadStatus,
+            ]
+        }
+    }
+}
+
+/// Maps a key to an action in the current context: the keymap for the open modal or pane, and
+/// text input for modals that take text.
+pub fn key_action(state: &State, key: event::KeyEvent) -> Option<Action> {
+    use super::keymap::{self, Scope};
+    let text_modal = matches!(
+        state.modal,
+        Some(Modal::Filter(_)) | Some(Modal::Register(_)) | Some(Modal::Editor(_))
+    );
+    let scope = match &state.modal {
+        Some(Modal::Editor(_)) => Scope::Editor,
+        Some(Modal::Confirm { .. }) => Scope::Confirm,
+        Some(Modal::Filter(_)) | Some(Modal::Register(_)) => Scope::Editor,
+        Some(Modal::Help) | Some(Modal::Detail(_)) => {
+            return Some(Action::Command(Command::Escape));
+        }
+        None => Scope::Pane(state.pane),
+    };
+    if let Some(c) = keymap::lookup(scope, key) {
+        // In text inputs only enter, esc, tab (and space in the editor) are commands.
+        let allowed = !text_modal
+            || matches!(
+                c,
+                Command::Enter | Command::Escape | Command::NextField | Command::Quit
+            )
+            || (c == Command::Toggle && matches!(state.modal, Some(Modal::Editor(_))));
+        if allowed {
+            return Some(Action::Command(c));
+        }
+    }
+    match key.code {
+        KeyCode::Char(c) if text_modal => Some(Action::Char(c)),
+        KeyCode::Backspace if text_modal => Some(Action::Backspace),
+        _ => None,
+    }
+}
+
+fn clamp(sel: usize, len: usize) -> usize {
+    sel.min(len.saturating_sub(1))
+}
+
+fn follow(state: &mut State) {
+    let n = state.audit_visible().len();
+    if state.follow {
+        state.audit_sel = n.saturating_sub(1);
+    } else {
+        state.audit_sel = clamp(state.audit_sel, n);
+    }
+}
+
+fn len_of(state: &State, pane: Pane) -> usize {
+    match pane {
+        Pane::Pending => state.pending.len(),
+        Pane::Audit => state.audit_visible().len(),
+        Pane::Policies => state.policies.len(),
+    }
+}
+
+fn sel_mut(state: &mut State, pane: Pane) -> &mut usize {
+    match pane {
+        Pane::Pending => &mut state.pending_sel,
+        Pane::Audit => &mut state.audit_sel,
+        Pane::Policies => &mut state.policy_sel,
+    }
+}
+
+fn move_sel(state: &mut State, delta: i64) -> Vec<Effect> {
+    let pane = state.pane;
+    let len = len_of(state, pane);
+    let sel = sel_mut(state, pane);
+    let at_top = *sel == 0;
+    let next = (*sel as i64 + delta).clamp(0, len.saturating_sub(1) as i64) as usize;
+    *sel = next;
+    if pane == Pane::Audit {
+        state.follow = len > 0 && next == len - 1;
+        if delta < 0 && at_top && state.audit_more_before {
+            return vec![Effect::LoadAuditOlder];
+        }
+    }
+    vec![]
+}
+
+fn command(state: &mut State, c: Command) -> Vec<Effect> {
+    if state.modal.is_some() {
+        return modal_command(state, c);
+    }
+    state.message = None;
+    match c {
+        Command::Quit => {
+            if state.broker.embedded && state.broker.connections > 0 {
+                state.modal = Some(Modal::Confirm {
+                    lines: vec![
+                        format!(
+                            "{} caller connection(s) are open to the embedded broker.",
+                            state.broker.connections
+                        ),
+                        "Quitting stops the broker. Quit?".into(),
+                    ],
+                    what: Confirm::Quit,
+                });
+            } else {
+                state.quit = true;
+            }
+            vec![]
+        }
+        Command::Help => {
+            state.modal = Some(Modal::Help);
+            vec![]
+        }
+        Command::NextPane | Command::PrevPane => {
+            let i = Pane::ALL.iter().position(|p| *p == state.pane).unwrap_or(0);
+            let step = if c == Command::NextPane { 1 } else { 2 };
+            state.pane = Pane::ALL[(i + step) % 3];
+            vec![]
+        }
+        Command::Focus(n) => {
+            if let Some(p) = Pane::ALL.get(usize::from(n.saturating_sub(1))) {
+                state.pane = *p;
+            }
+            vec![]
+        }
+        Command::Down => move_sel(state, 1),
+        Command::Up => move_sel(state, -1),
+        Command::Top => {
+            let more = state.pane == Pane::Audit && state.audit_more_before;
+            let at_top = *sel_mut(state, state.pane) == 0;
+            *sel_mut(state, state.pane) = 0;
+            if state.pane == Pane::Audit {
+                state.follow = false;
+            }
+            if more && at_top {
+                vec![Effect::LoadAuditOlder]
+            } else {
+                vec![]
+            }
+        }
+        Command::Bottom => {
+            let len = len_of(state, state.pane);
+            *sel_mut(state, state.pane) = len.saturating_sub(1);
+            if state.pane == Pane::Audit {
+                state.follow = true;
+            }
+            vec![]
+        }
+        Command::Reload => vec![
+            Effect::LoadPending,
+            Effect::LoadPolicies,
+            Effect::LoadAuditNew,
+            Effect::LoadStatus,
+        ],
+        Command::Escape => {
+            state.filter.clear();
+            follow(state);
+            vec![]
+        }
+        Command::Approve => {
+            if let Some(e) = state.pending.get(state.pending_sel) {
+                let field = if matches!(e.last_action.as_str(), "write" | "delete") {
+                    Field::Write
+                } else {
+                    Field::Read
+                };
+                state.modal = Some(Modal::Editor(Editor {
+                    goal: EditorGoal::Approve(e.hash.clone()),
+                    path: e.path.display().to_string(),
+                    read: vec![],
+                    write: vec![],
+                    search: false,
+                    field,
+                    input: e.last_service.clone(),
+                }));
+            }
+            vec![]
+        }
+        Command::Dismiss => {
+            if let Some(e) = state.pending.get(state.pending_sel) {
+                state.modal = Some(Modal::Confirm {
+                    lines: vec![
+                        format!("Dismiss the pending caller {}?", e.path.display()),
+                        format!("hash {} · {} attempt(s)", e.hash.short(), e.attempts),
+                        "It is queued again if it calls again.".into(),
+                    ],
+                    what: Confirm::Dismiss(e.hash.clone()),
+                });
+            }
+            vec![]
+        }
+        Command::Enter => {
+            match state.pane {
+                Pane::Pending => return command(state, Command::Approve),
+                Pane::Policies => return command(state, Command::Edit),
+                Pane::Audit => {
+                    let visible = state.audit_visible();
+                    if let Some(&i) = visible.get(state.audit_sel) {
+                        state.modal = Some(Modal::Detail(Box::new(state.audit[i].clone())));
+                    }
+                }
+            }
+            vec![]
+        }
+        Command::Filter => {
+            state.modal = Some(Modal::Filter(state.filter.clone()));
+            vec![]
+        }
+        Command::Follow => {
+            state.follow = !state.follow;
+            follow(state);
+            vec![]
+        }
+        Command::Edit => {
+            if let Some(row) = state.policies.get(state.policy_sel) {
+                let e = &row.entry;
+                state.modal = Some(Modal::Editor(Editor {
+                    goal: EditorGoal::Edit(e.hash.clone()),
+                    path: e.path.display().to_string(),
+                    read: e.allowed_read_services.iter().cloned().collect(),
+                    write: e.allowed_write_services.iter().cloned().collect(),
+                    search: e.can_search,
+                    field: Field::Read,
+                    input: String::new(),
+                }));
+            }
+            vec![]
+        }
+        Command::Upgrade => {
+            let Some(row) = state.policies.get(state.policy_sel) else {
+                return vec![];
+            };
+            let path = row.entry.path.display().to_string();
+            match &row.on_disk {
+                OnDisk::Changed(_) => vec![Effect::PreviewUpgrade(path)],
+                OnDisk::Ok => {
+                    state.message =
+                        Some((true, format!("{path} is unchanged: nothing to upgrade")));
+                    vec![]
+                }
+                OnDisk::Missing => {
+                    state.message =
+                        Some((false, format!("{path} is missing: nothing to upgrade to")));
+                    vec![]
+                }
+                OnDisk::Unknown => {
+                    state.message = Some((false, format!("{path} has not been checked yet")));
+                    vec![Effect::LoadPolicies]
+                }
+            }
+        }
+        Command::Register => {
+            state.modal = Some(Modal::Register(String::new()));
+            vec![]
+        }
+        Command::Unregister => {
+            if let Some(row) = state.policies.get(state.policy_sel) {
+                let e = &row.entry;
+                state.modal = Some(Modal::Confirm {
+                    lines: vec![
+                        format!("Unregister {}?", e.path.display()),
+                        format!("hash {}: it loses every permission", e.hash.short()),
+                    ],
+                    what: Confirm::Unregister(e.hash.clone()),
+                });
+            }
+            vec![]
+        }
+        Command::NextField | Command::Toggle | Command::Yes | Command::No => vec![],
+    }
+}
+
+fn modal_command(state: &mut State, c: Command) -> Vec<Effect> {
+    let Some(modal) = state.modal.take() else {
+        return vec![];
+    };
+    match modal {
+        Modal::Help | Modal::Detail(_) => vec![], // any command closes them
+        Modal::Filter(text) => match c {
+            Command::Enter => {
+                state.filter = text;
+                state.audit_sel = 0;
+                follow(state);
+                vec![]
+            }
+            Command::Escape | Command::Quit => vec![],
+            _ => {
+                state.modal = Some(Modal::Filter(text));
+                vec![]
+            }
+        },
+        Modal::Register(path) => match c {
+            Command::Enter if !path.trim().is_empty() => vec![Effect::Register(path.trim().into())],
+            Command::Escape | Command::Quit => vec![],
+            _ => {
+                state.modal = Some(Modal::Register(path));
+                vec![]
+            }
+        },
+        Modal::Confirm { what, lines } => match c {
+            Command::Yes => match what {
+                Confirm::Dismiss(h) => vec![Effect::Dismiss(h)],
+                Confirm::Unregister(h) => vec![Effect::Unregister(h)],
+                Confirm::Upgrade(p) => vec![Effect::Upgrade(p)],
+                Confirm::Quit => {
+                    state.quit = true;
+                    vec![]
+                }
+            },
+            Command::No | Command::Escape => vec![],
+            _ => {
+                state.modal = Some(Modal::Confirm { what, lines });
+                vec![]
+            }
+        },
+        Modal::Editor(mut ed) => match c {
+            Command::Escape | Command::Quit => vec![],
+            Command::NextField => {
+                ed.field = match ed.field {
+                    Field::Read => Field::Write,
+                    Field::Write => Field::Search,
+                    Field::Search => Field::Read,
+                };
+                state.modal = Some(Modal::Editor(ed));
+                vec![]
+            }
+            Command::Toggle => {
+                if ed.field == Field::Search {
+                    ed.search = !ed.search;
+                } else {
+                    ed.input.push(' ');
+                }
+                state.modal = Some(Modal::Editor(ed));
+                vec![]
+            }
+            Command::Enter => {
+                let input = ed.input.trim().to_string();
+                if input.is_empty() {
+                    let grants = Grants {
+                        read: ed.read,
+                        write: ed.write,
+                        search: ed.search,
+                    };
+                    return vec![match ed.goal {
+                        EditorGoal::Approve(h) => Effect::Approve(h, grants),
+                        EditorGoal::Edit(h) => Effect::SetGrants(h, grants),
+                    }];
+                }
+                let list = match ed.field {
+                    Field::Read => Some(&mut ed.read),
+                    Field::Write => Some(&mut ed.write),
+                    Field::Search => None,
+                };
+                if let Some(list) = list
+                    && !list.contains(&input)
+                {
+                    list.push(input);
+                    list.sort();
+                }
+                ed.input.clear();
+                state.modal = Some(Modal::Editor(ed));
+                vec![]
+            }
+            _ => {
+                state.modal = Some(Modal::Editor(ed));
+                vec![]
+            }
+        },
+    }
+}
+
+fn type_char(state: &mut State, c: char) {
+    if c.is_control() {
+        return;
+    }
+    match &mut state.modal {
+        Some(Modal::Filter(t)) | Some(Modal::Register(t)) => t.push(c),
+        Some(Modal::Editor(ed)) if ed.field != Field::Search => ed.input.push(c),
+        _ => {}
+    }
+}
+
+fn backspace(state: &mut State) {
+    match &mut state.modal {
+        Some(Modal::Filter(t)) | Some(Modal::Register(t)) => {
+            t.pop();
+        }
+        Some(Modal::Editor(ed)) if !ed.input.is_empty() => {
+            ed.input.pop();
+        }
+        Some(Modal::Editor(ed)) => match ed.field {
+            Field::Read => {
+                ed.read.pop();
+            }
+            Field::Write => {
+                ed.write.pop();
+            }
+            Field::Search => ed.search = false,
+        },
+        _ => {}
+    }
+}
+
+fn click(state: &mut State, x: u16, y: u16) {
+    if state.modal.is_some() {
+        return;
+    }
+    let area = ratatui::layout::Rect::new(0, 0, state.size.0, state.size.1);
+    let l = view::layout(area, state.pane);
+    for (pane, rect) in Pane::ALL.iter().zip(l.panes) {
+        if rect.contains(ratatui::layout::Position::new(x, y)) {
+            state.pane = *pane;
+            let list = view::list_area(rect);
+            if y >= list.y && y < list.y + list.height {
+                let len = len_of(state, *pane);
+                let sel = *sel_mut(state, *pane);
+                let offset = view::scroll_offset(sel, len, list.height as usize);
+                let i = offset + usize::from(y - list.y);
+                if i < len {
+                    *sel_mut(state, *pane) = i;
+                    if *pane == Pane::Audit {
+                        state.follow = i + 1 == len;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::*;
+    use super::*;
+
+    #[test]
+    fn navigation_moves_and_clamps_per_pane() {
+        let mut s = sample_state();
+        assert_eq!(s.pane, Pane::Pending);
+        update(&mut s, Action::Command(Command::Down));
+        update(&mut s, Action::Command(Command::Down));
+        update(&mut s, Action::Command(Command::Down));
+        assert_eq!(s.pending_sel, 1, "clamped to the last of two");
+        update(&mut s, Action::Command(Command::Top));
+        assert_eq!(s.pending_sel, 0);
+        update(&mut s, Action::Command(Command::NextPane));
+        assert_eq!(s.pane, Pane::Audit);
+        update(&mut s, Action::Command(Command::Focus(3)));
+        assert_eq!(s.pane, Pane::Policies);
+        update(&mut s, Action::Command(Command::PrevPane));
+        assert_eq!(s.pane, Pane::Audit);
+        update(&mut s, Action::Command(Command::Top));
+        assert_eq!(s.audit_sel, 0);
+        assert!(!s.follow, "leaving the bottom stops following");
+        update(&mut s, Action::Command(Command::Bottom));
+        assert!(s.follow);
+    }
+
+    #[test]
+    fn approve_opens_the_editor_preset_to_zero_with_the_asked_service_and_saves() {
+        let mut s = sample_state();
+        let hash = s.pending[0].hash.clone();
+        assert!(update(&mut s, Action::Command(Command::Approve)).is_empty());
+        let Some(Modal::Editor(ed)) = &s.modal else {
+            panic!("editor expected")
+        };
+        assert!(ed.read.is_empty() && ed.write.is_empty() && !ed.search);
+        assert_eq!(ed.input, "aws", "suggests the service it asked for");
+        assert_eq!(ed.field, Field::Read);
+        update(&mut s, Action::Command(Command::Enter)); // add aws
+        update(&mut s, Action::Command(Command::NextField));
+        for c in "gcp".chars() {
+            update(&mut s, Action::Char(c));
+        }
+        update(&mut s, Action::Command(Command::Enter)); // add gcp to write
+        update(&mut s, Action::Command(Command::NextField));
+        update(&mut s, Action::Command(Command::Toggle)); // search on
+        let fx = update(&mut s, Action::Command(Command::Enter)); // save
+        assert_eq!(
+            fx,
+            vec![Effect::Approve(
+                hash,
+                Grants {
+                    read: vec!["aws".into()],
+                    write: vec!["gcp".into()],
+                    search: true
+                }
+            )]
+        );
+        assert!(s.modal.is_none());
+    }
+
+    #[test]
+    fn editor_backspace_edits_input_then_removes_services_and_escape_cancels() {
+        let mut s = sample_state();
+        update(&mut s, Action::Command(Command::Focus(3)));
+        update(&mut s, Action::Command(Command::Edit));
+        let Some(Modal::Editor(ed)) = &s.modal else {
+            panic!()
+        };
+        assert_eq!(ed.read, ["aws"]);
+        update(&mut s, Action::Char('x'));
+        update(&mut s, Action::Backspace); // removes x
+        update(&mut s, Action::Backspace); // removes aws
+        let Some(Modal::Editor(ed)) = &s.modal else {
+            panic!()
+        };
+        assert!(ed.read.is_empty());
+        let hash = s.policies[0].entry.hash.clone();
+        let fx = update(&mut s, Action::Command(Command::Enter));
+        assert_eq!(
+            fx,
+            vec![Effect::SetGrants(
+                hash,
+                Grants {
+                    read: vec![],
+                    write: vec!["aws".into()],
+                    search: false
+                }
+            )]
+        );
+        update(&mut s, Action::Command(Command::Edit));
+        assert!(update(&mut s, Action::Command(Command::Escape)).is_empty());
+        assert!(s.modal.is_none(), "escape cancels without effects");
+    }
+
+    #[test]
+    fn destructive_actions_confirm_first() {
+        let mut s = sample_state();
+        let pending = s.pending[0].hash.clone();
+        assert!(update(&mut s, Action::Command(Command::Dismiss)).is_empty());
+        assert!(matches!(s.modal, Some(Modal::Confirm { .. })));
+        assert!(update(&mut s, Action::Command(Command::No)).is_empty());
+        assert!(s.modal.is_none());
+        update(&mut s, Action::Command(Command::Dismiss));
+        assert_eq!(
+            update(&mut s, Action::Command(Command::Yes)),
+            vec![Effect::Dismiss(pending)]
+        );
+        update(&mut s, Action::Command(Command::Focus(3)));
+        let reg = s.policies[0].entry.hash.clone();
+        update(&mut s, Action::Command(Command::Unregister));
+        assert_eq!(
+            update(&mut s, Action::Command(Command::Yes)),
+            vec![Effect::Unregister(reg)]
+        );
+    }
+
+    #[test]
+    fn upgrade_previews_then_confirms_and_refuses_unchanged_binaries() {
+        let mut s = sample_state();
+        update(&mut s, Action::Command(Command::Focus(3)));
+        // row 0 is unchanged on disk
+        assert!(update(&mut s, Action::Command(Command::Upgrade)).is_empty());
+        assert!(
+            s.message
+                .as_ref()
+                .is_some_and(|m| m.1.contains("unchanged"))
+        );
+        update(&mut s, Action::Command(Command::Down));
+        let path = s.policies[1].entry.path.display().to_string();
+        assert_eq!(
+            update(&mut s, Action::Command(Command::Upgrade)),
+            vec![Effect::PreviewUpgrade(path.clone())]
+        );
+        update(
+            &mut s,
+            Action::UpgradePreview {
+                path: path.clone(),
+                old: hash('b'),
+                new: hash('c'),
+                size: 1234,
+                mtime: "2026-11-24 10:00:00".into(),
+            },
+        );
+        let Some(Modal::Confirm { lines, .. }) = &s.modal else {
+            panic!()
+        };
+        assert!(lines.iter().any(|l| l.contains("bbbbbbbbbbbb")));
+        assert!(lines.iter().any(|l| l.contains("cccccccccccc")));
+        assert_eq!(
+            update(&mut s, Action::Command(Command::Yes)),
+            vec![Effect::Upgrade(path)]
+        );
+    }
+
+    #[test]
+    fn register_takes_a_path() {
+        let mut s = sample_state();
+        update(&mut s, Action::Command(Command::Register));
+        assert!(
+            update(&mut s, Action::Command(Command::Enter)).is_empty(),
+            "empty path: nothing"
+        );
+        for c in "/usr/bin/tool".chars() {
+            update(&mut s, Action::Char(c));
+        }
+        assert_eq!(
+            update(&mut s, Action::Command(Command::Enter)),
+            vec![Effect::Register("/usr/bin/tool".into())]
+        );
+    }
+
+    #[test]
+    fn filter_narrows_the_audit_and_escape_clears_it() {
+        let mut s = sample_state();
+        update(&mut s, Action::Command(Command::Focus(2)));
+        assert_eq!(s.audit_visible().len(), 3);
+        update(&mut s, Action::Command(Command::Filter));
+        for c in "denied".chars() {
+            update(&mut s, Action::Char(c));
+        }
+        update(&mut s, Action::Command(Command::Enter));
+        assert_eq!(s.filter, "denied");
+        assert_eq!(s.audit_visible().len(), 1);
+        update(&mut s, Action::Command(Command::Enter));
+        assert!(matches!(s.modal, Some(Modal::Detail(_))));
+        update(&mut s, Action::Command(Command::Escape));
+        update(&mut s, Action::Command(Command::Escape));
+        assert!(s.filter.is_empty());
+        assert_eq!(s.audit_visible().len(), 3);
+    }
+
+    #[test]
+    fn follow_tracks_appended_records_and_older_pages_load_at_the_top() {
+        let mut s = sample_state();
+        update(&mut s, Action::Command(Command::Focus(2)));
+        assert_eq!(s.audit_sel, 2);
+        update(
+            &mut s,
+            Action::AuditAppended(vec![record("success", "gcp")]),
+        );
+        assert_eq!(s.audit_sel, 3, "following the newest");
+        update(&mut s, Action::Command(Command::Follow));
+        update(
+            &mut s,
+            Action::AuditAppended(vec![record("success", "gcp")]),
+        );
+        assert_eq!(s.audit_sel, 3, "not following: selection stays");
+        s.audit_more_before = true;
+        update(&mut s, Action::Command(Command::Top));
+        assert_eq!(
+            update(&mut s, Action::Command(Command::Up)),
+            vec![Effect::LoadAuditOlder]
+        );
+        update(
+            &mut s,
+            Action::AuditLoaded(vec![record("error", "old")], false),
+        );
+        assert_eq!(s.audit.len(), 6);
+        assert_eq!(s.audit_sel, 1, "selection stays on the same record");
+        assert_eq!(s.audit[0].service.as_deref(), Some("old"));
+    }
+
+    #[test]
+    fn quitting_the_embedded_broker_with_callers_asks_first() {
+        let mut s = sample_state();
+        s.broker.embedded = true;
+        s.broker.connections = 2;
+        update(&mut s, Action::Command(Command::Quit));
+        assert!(!s.quit);
+        update(&mut s, Action::Command(Command::Yes));
+        assert!(s.quit);
+        let mut s = sample_state();
+        s.broker.embedded = false;
+        s.broker.connections = 2;
+        update(&mut s, Action::Command(Command::Quit));
+        assert!(
+            s.quit,
+            "connected mode quits at once: the broker keeps running"
+        );
+    }
+
+    #[test]
+    fn effect_results_show_a_message_and_reload() {
+        let mut s = sample_state();
+        let fx = update(&mut s, Action::Done(false, "no such binary".into()));
+        assert_eq!(s.message, Some((false, "no such binary".into())));
+        assert!(fx.contains(&Effect::LoadPolicies) && fx.contains(&Effect::LoadPending));
+        update(
+            &mut s,
+            Action::Status {
+                backend: "keyring".into(),
+                connections: 4,
+                requests: 99,
+                pid: 7,
+            },
+        );
+        assert_eq!(s.broker.backend, "keyring");
+        assert_eq!(s.broker.connections, 4);
+        update(&mut s, Action::PendingLoaded(vec![]));
+        assert_eq!(s.pending_sel, 0);
+        assert!(update(&mut s, Action::Command(Command::Approve)).is_empty());
+        assert!(s.modal.is_none(), "nothing to approve");
+    }
+
+    #[test]
+    fn mouse_selects_panes_and_rows() {
+        let mut s = sample_state();
+        s.size = (120, 36);
+        let l = view::layout(ratatui::layout::Rect::new(0, 0, 120, 36), s.pane);
+        let policies = view::list_area(l.panes[2]);
+        update(&mut s, Action::Click(policies.x + 2, policies.y + 1));
+        assert_eq!(s.pane, Pane::Policies);
+        assert_eq!(s.policy_sel, 1);
+        let l = view::layout(ratatui::layout::Rect::new(0, 0, 120, 36), s.pane);
+        let pending = view::list_area(l.panes[0]);
+        update(&mut s, Action::Click(pending.x, pending.y));
+        assert_eq!((s.pane, s.pending_sel), (Pane::Pending, 0));
+        update(&mut s, Action::Scroll(1));
+        assert_eq!(s.pending_sel, 1);
+    }
+}
