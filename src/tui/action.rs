@@ -57,6 +57,21 @@ pub enum Action {
     },
     /// An effect finished: success flag and a message.
     Done(bool, String),
+    /// The live connection count, asked for when quitting an embedded broker.
+    QuitChecked(u64),
+    /// A watched file changed on disk.
+    FileChanged(WatchedFile),
+}
+
+/// The files the dashboard watches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchedFile {
+    /// pending.json.
+    Pending,
+    /// config.json.
+    Config,
+    /// The audit log.
+    Audit,
 }
 
 /// Keyboard commands; the keymap binds keys to these.
@@ -125,6 +140,8 @@ pub enum Effect {
     LoadAuditOlder,
     /// Ask the broker for its counters.
     LoadStatus,
+    /// Ask the broker how many callers are connected, before quitting.
+    CheckQuit,
     /// Approve with grants.
     Approve(BinaryHash, Grants),
     /// Replace permissions.

@@ -19,7 +19,7 @@ pub mod view;
 use crate::admin::{self, Source};
 use crate::identity::HashCache;
 use crate::paths::Paths;
-use action::{Action, Effect};
+use action::{Action, Effect, WatchedFile};
 use broker::{Broker, ModeChoice};
 use notify::Watcher;
 use ratatui::crossterm::event::{
@@ -44,7 +44,7 @@ pub fn run(paths: Paths, choice: ModeChoice) -> Result<(), String> {
     let (fx_tx, fx_rx) = mpsc::channel::<Effect>();
 
     // File watcher: any change in the config or data directory reloads what changed.
-    let _watcher = watch(&paths, fx_tx.clone());
+    let _watcher = watch(&paths, tx.clone());
     // Input thread.
     let input_tx = tx.clone();
     std::thread::spawn(move || input_loop(&input_tx));
@@ -174,6 +174,11 @@ fn executor(
                 },
                 Err(e) => Action::Done(false, e),
             },
+            Effect::CheckQuit => match broker.status() {
+                Ok(st) => Action::QuitChecked(st.connections),
+                // The broker cannot say: assume callers may be connected and ask.
+                Err(_) => Action::QuitChecked(1),
+            },
             Effect::Approve(h, g) => done(
                 admin::approve(paths, Source::Dashboard, h.as_str(), &g)
                     .map(|b| format!("approved {} ({})", b.path.display(), b.hash.short())),
@@ -243,8 +248,8 @@ fn preview_upgrade(paths: &Paths, path: &str) -> Action {
 }
 
 /// Watches the config and data directories; a change to pending.json, config.json or the
-/// audit log becomes a reload effect (plus a STATUS refresh, since requests move counters).
-fn watch(paths: &Paths, fx: mpsc::Sender<Effect>) -> Option<notify::RecommendedWatcher> {
+/// audit log becomes a [`Action::FileChanged`] for the reducer.
+fn watch(paths: &Paths, tx: mpsc::Sender<Action>) -> Option<notify::RecommendedWatcher> {
     let pending = paths.pending.file_name()?.to_os_string();
     let config = paths.config.file_name()?.to_os_string();
     let audit = paths.audit.file_name()?.to_os_string();
@@ -255,18 +260,16 @@ fn watch(paths: &Paths, fx: mpsc::Sender<Effect>) -> Option<notify::RecommendedW
         }
         for p in &ev.paths {
             let name = p.file_name();
-            let effects: &[Effect] = if name == Some(pending.as_os_str()) {
-                &[Effect::LoadPending]
+            let file = if name == Some(pending.as_os_str()) {
+                WatchedFile::Pending
             } else if name == Some(config.as_os_str()) {
-                &[Effect::LoadPolicies]
+                WatchedFile::Config
             } else if name == Some(audit.as_os_str()) {
-                &[Effect::LoadAuditNew, Effect::LoadStatus]
+                WatchedFile::Audit
             } else {
-                &[]
+                continue;
             };
-            for e in effects {
-                let _ = fx.send(e.clone());
-            }
+            let _ = tx.send(Action::FileChanged(file));
         }
     })
     .ok()?;

@@ -1,7 +1,7 @@
 //! The reducer: `update(state, action) -> effects`. Pure — no I/O, no clock, no terminal — so
 //! every interaction is unit-tested by feeding actions and checking state and effects.
 
-use super::action::{Action, Command, Effect};
+use super::action::{Action, Command, Effect, WatchedFile};
 use super::state::{Confirm, Editor, EditorGoal, Field, Modal, OnDisk, Pane, State};
 use super::view;
 use crate::admin::Grants;
@@ -110,6 +110,29 @@ pub fn update(state: &mut State, action: Action) -> Vec<Effect> {
             });
             vec![]
         }
+        Action::FileChanged(file) => match file {
+            WatchedFile::Pending => vec![Effect::LoadPending],
+            WatchedFile::Config => vec![Effect::LoadPolicies],
+            // A new audit record means a request: the counters moved too.
+            WatchedFile::Audit => vec![Effect::LoadAuditNew, Effect::LoadStatus],
+        },
+        Action::QuitChecked(connections) => {
+            state.broker.connections = connections;
+            if connections > 0 {
+                state.modal = Some(Modal::Confirm {
+                    lines: vec![
+                        format!(
+                            "{connections} caller connection(s) are open to the embedded broker."
+                        ),
+                        "Quitting stops the broker. Quit?".into(),
+                    ],
+                    what: Confirm::Quit,
+                });
+            } else {
+                state.quit = true;
+            }
+            vec![]
+        }
         Action::Done(ok, msg) => {
             state.message = Some((ok, msg));
             vec![
@@ -209,21 +232,13 @@ fn command(state: &mut State, c: Command) -> Vec<Effect> {
     state.message = None;
     match c {
         Command::Quit => {
-            if state.broker.embedded && state.broker.connections > 0 {
-                state.modal = Some(Modal::Confirm {
-                    lines: vec![
-                        format!(
-                            "{} caller connection(s) are open to the embedded broker.",
-                            state.broker.connections
-                        ),
-                        "Quitting stops the broker. Quit?".into(),
-                    ],
-                    what: Confirm::Quit,
-                });
+            if state.broker.embedded {
+                // The count on screen may be stale: ask the broker now.
+                vec![Effect::CheckQuit]
             } else {
                 state.quit = true;
+                vec![]
             }
-            vec![]
         }
         Command::Help => {
             state.modal = Some(Modal::Help);
@@ -773,11 +788,21 @@ mod tests {
     fn quitting_the_embedded_broker_with_callers_asks_first() {
         let mut s = sample_state();
         s.broker.embedded = true;
-        s.broker.connections = 2;
-        update(&mut s, Action::Command(Command::Quit));
+        s.broker.connections = 0; // stale: the broker is asked
+        assert_eq!(
+            update(&mut s, Action::Command(Command::Quit)),
+            vec![Effect::CheckQuit]
+        );
+        update(&mut s, Action::QuitChecked(2));
         assert!(!s.quit);
+        assert!(matches!(s.modal, Some(Modal::Confirm { .. })));
         update(&mut s, Action::Command(Command::Yes));
         assert!(s.quit);
+        let mut s = sample_state();
+        s.broker.connections = 5; // stale the other way
+        update(&mut s, Action::Command(Command::Quit));
+        update(&mut s, Action::QuitChecked(0));
+        assert!(s.quit, "nobody connected: quit at once");
         let mut s = sample_state();
         s.broker.embedded = false;
         s.broker.connections = 2;
@@ -805,6 +830,14 @@ mod tests {
         );
         assert_eq!(s.broker.backend, "keyring");
         assert_eq!(s.broker.connections, 4);
+        assert_eq!(
+            update(&mut s, Action::FileChanged(WatchedFile::Audit)),
+            vec![Effect::LoadAuditNew, Effect::LoadStatus]
+        );
+        assert_eq!(
+            update(&mut s, Action::FileChanged(WatchedFile::Config)),
+            vec![Effect::LoadPolicies]
+        );
         update(&mut s, Action::PendingLoaded(vec![]));
         assert_eq!(s.pending_sel, 0);
         assert!(update(&mut s, Action::Command(Command::Approve)).is_empty());

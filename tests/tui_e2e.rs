@@ -1,0 +1,157 @@
+//! The dashboard end to end: the real binary in tmux, driven with send-keys and read with
+//! capture-pane. Nothing runs before it, so it embeds the broker; an unknown client knocks,
+//! shows up in Pending, is approved with a read grant from the keyboard, and its next request
+//! succeeds and shows up in the Audit pane.
+
+mod common;
+
+use common::{TestEnv, expect, request, wait_for};
+use std::process::Command;
+
+/// A private tmux server, killed on drop.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn cmd(&self) -> Command {
+        let mut c = Command::new("tmux");
+        c.args(["-L", &self.socket, "-f", "/dev/null"]);
+        c
+    }
+
+    fn capture(&self) -> String {
+        let out = self
+            .cmd()
+            .args(["capture-pane", "-p", "-t", "dash"])
+            .output()
+            .expect("capture-pane");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let ok = self
+            .cmd()
+            .args(["send-keys", "-t", "dash"])
+            .args(keys)
+            .status()
+            .expect("send-keys")
+            .success();
+        assert!(ok, "send-keys {keys:?}");
+    }
+
+    fn wait_screen(&self, what: &str, f: impl Fn(&str) -> bool) -> String {
+        let mut last = String::new();
+        let found = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            wait_for(20, what, || {
+                last = self.capture();
+                f(&last).then(|| last.clone())
+            })
+        }));
+        match found {
+            Ok(screen) => screen,
+            Err(_) => panic!("timed out waiting for {what}; the screen was:\n{last}"),
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.cmd().arg("kill-server").status();
+    }
+}
+
+fn tmux_available() -> bool {
+    if Command::new("tmux").arg("-V").output().is_ok() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "tmux is required for the dashboard end-to-end test (apt-get install tmux)"
+    );
+    eprintln!("SKIPPED: tmux is not installed");
+    false
+}
+
+#[test]
+fn approve_an_unknown_caller_from_the_dashboard() {
+    if !tmux_available() {
+        return;
+    }
+    let env = TestEnv::new();
+    // One secret in the file store for the client to read once approved.
+    let store = env.file_store();
+    std::fs::create_dir_all(store.parent().expect("dir")).expect("dir");
+    common::set_mode(store.parent().expect("dir"), 0o700);
+    std::fs::write(
+        &store,
+        br#"{"version":1,"items":{"aws":{"prod-key":{"value":"s3cret","attributes":{}}}}}"#,
+    )
+    .expect("store");
+    common::set_mode(&store, 0o600);
+
+    let tmux = Tmux {
+        socket: format!("ka-e2e-{}", common::nonce()),
+    };
+    let mut new = tmux.cmd();
+    new.env_clear()
+        .envs(env.env_vars())
+        .env("TERM", "xterm-256color")
+        .args(["new-session", "-d", "-s", "dash", "-x", "120", "-y", "36"])
+        .arg(common::DAEMON)
+        .arg("tui");
+    assert!(new.status().expect("tmux").success());
+    tmux.wait_screen("the dashboard with an embedded broker", |s| {
+        s.contains("EMBEDDED") && s.contains("Pending")
+    });
+    assert!(
+        common::status(&env.socket).is_some(),
+        "the embedded broker answers"
+    );
+
+    // An unknown caller knocks.
+    let client = env.client("e2e-client");
+    let read = request("read", "aws", &["prod-key"]);
+    expect(
+        &env.run_client(&client, &[&read])[0],
+        "denied",
+        Some("unregistered_binary"),
+    );
+    tmux.wait_screen("the caller in Pending", |s| {
+        s.contains("e2e-client") && s.contains("read aws")
+    });
+
+    // Approve from the keyboard: Pending pane, approve, add the suggested service, save.
+    tmux.keys(&["1"]);
+    tmux.keys(&["a"]);
+    tmux.wait_screen("the permission editor", |s| {
+        s.contains("Approve") && s.contains("+ aws")
+    });
+    tmux.keys(&["Enter"]);
+    tmux.keys(&["Enter"]);
+    tmux.wait_screen("the approval message", |s| s.contains("approved"));
+    let reg = env.registered();
+    assert_eq!(reg.len(), 1);
+    assert_eq!(reg[0]["allowed_read_services"], serde_json::json!(["aws"]));
+    assert_eq!(reg[0]["allowed_write_services"], serde_json::json!([]));
+    assert!(
+        env.audit_records()
+            .iter()
+            .any(|r| r["event"] == "policy_change" && r["source"] == "dashboard")
+    );
+
+    // The caller's next request succeeds, and the Audit pane shows it.
+    let r = &env.run_client(&client, &[&read])[0];
+    expect(r, "success", None);
+    assert_eq!(r["results"][0]["value"], "s3cret");
+    tmux.wait_screen("the success in the Audit pane", |s| {
+        s.lines()
+            .any(|l| l.contains("success") && l.contains("e2e-client") && l.contains("read aws"))
+    });
+
+    // Quitting stops the embedded broker and removes its socket.
+    tmux.keys(&["q"]);
+    wait_for(20, "the embedded broker to stop", || {
+        (!env.socket.exists()).then_some(())
+    });
+}
