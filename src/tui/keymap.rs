@@ -313,3 +313,24 @@ mod tests {
         assert_eq!(h, ["enter", "/", "f", "tab", "?", "q"]);
     }
 }
+
+#[cfg(test)]
+mod readme {
+    use super::*;
+
+    /// README's key table is the keymap: every binding has its row.
+    #[test]
+    fn readme_lists_every_binding() {
+        let readme = include_str!("../../README.md");
+        for b in KEYMAP {
+            let scope = match b.scope {
+                Scope::Global => "everywhere",
+                Scope::Pane(p) => p.title(),
+                Scope::Editor => "permission editor",
+                Scope::Confirm => "confirmation",
+            };
+            let row = format!("| `{}` | {} | {} |", b.label, scope, b.desc);
+            assert!(readme.contains(&row), "README lacks the row: {row}");
+        }
+    }
+}

@@ -10,6 +10,8 @@ pub mod action;
 pub mod broker;
 pub mod data;
 pub mod keymap;
+#[cfg(all(test, feature = "screenshots"))]
+mod screenshots;
 pub mod state;
 #[cfg(test)]
 mod test_support;

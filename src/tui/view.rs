@@ -207,7 +207,7 @@ fn table_in<'a>(
             .fg(Color::White)
             .add_modifier(Modifier::BOLD)
     } else {
-        Style::new().add_modifier(Modifier::REVERSED)
+        Style::new().bg(Color::DarkGray)
     };
     let table = Table::new(rows, widths)
         .header(Row::new(header).style(Style::new().bold().underlined()))
