@@ -35,6 +35,7 @@ struct Scale {
     audit_records: usize,
     fsync_records: usize,
     keyring_reads: usize,
+    audit_lines: usize,
 }
 
 impl Scale {
@@ -48,6 +49,7 @@ impl Scale {
             audit_records: 100_000,
             fsync_records: 300,
             keyring_reads: 300,
+            audit_lines: 1_000_000,
         }
     }
     fn smoke() -> Scale {
@@ -60,6 +62,7 @@ impl Scale {
             audit_records: 100,
             fsync_records: 3,
             keyring_reads: 5,
+            audit_lines: 10_000,
         }
     }
 }
@@ -175,6 +178,9 @@ fn main() {
     // 5: one read through the broker on a real gnome-keyring vs one direct read in-process.
     keyring_row(&mut table, &scale);
 
+    // 6: the dashboard over a long audit log.
+    dashboard_row(&mut table, &scale);
+
     // 7: audit append cost, and the cost of fsync per record.
     let log = AuditLog::open(&env.root.join("bench-audit/audit.log")).expect("audit log");
     let rec = sample_record();
@@ -273,6 +279,105 @@ fn keyring_row(table: &mut Table, scale: &Scale) {
         format!("{b:.0} µs vs {d:.0} µs (p50)"),
         format!("{:.2}×", b / d),
         "≤ 1.3×",
+    );
+}
+
+/// Comparison 6: `keychain-auth tui --embed` in tmux over an audit log of `audit_lines` lines;
+/// time from spawning to the first frame on screen and to the audit page shown, and the
+/// dashboard's resident memory then (VmRSS and its peak VmHWM). Measured from outside, so the
+/// times include tmux's start and the capture polling (≈ 5 ms resolution).
+fn dashboard_row(table: &mut Table, scale: &Scale) {
+    let what = format!("dashboard over a {}-line audit log", scale.audit_lines);
+    if Command::new("tmux").arg("-V").output().is_err() {
+        table.row(
+            "6",
+            &what,
+            "skipped: tmux not installed".into(),
+            "-".into(),
+            "≤ 300 ms, ≤ 64 MB",
+        );
+        return;
+    }
+    let env = Env::new();
+    let log = env.root.join("data/keychain-auth/audit.log");
+    std::fs::create_dir_all(log.parent().expect("dir")).expect("dir");
+    {
+        let mut w = std::io::BufWriter::new(std::fs::File::create(&log).expect("log"));
+        let mut rec = sample_record();
+        for i in 0..scale.audit_lines {
+            rec.id = Some(i.to_string());
+            w.write_all(&rec.to_line()).expect("write");
+        }
+        w.flush().expect("flush");
+    }
+    let size_mb = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0) / (1024 * 1024);
+    let tmux_socket = format!("ka-bench-{}", std::process::id());
+    let tmux = |args: &[&str]| {
+        let mut c = Command::new("tmux");
+        c.args(["-L", &tmux_socket, "-f", "/dev/null"]).args(args);
+        c
+    };
+    let capture = || {
+        tmux(&["capture-pane", "-p", "-t", "dash"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    let t0 = Instant::now();
+    let mut new = tmux(&["new-session", "-d", "-s", "dash", "-x", "120", "-y", "36"]);
+    new.env_clear()
+        .envs(
+            env.command(Path::new(DAEMON))
+                .get_envs()
+                .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned()))),
+        )
+        .env("TERM", "xterm-256color")
+        .args([DAEMON, "tui", "--embed"]);
+    assert!(new.status().expect("tmux").success(), "tmux new-session");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut first_frame = None;
+    let loaded = loop {
+        let screen = capture();
+        if first_frame.is_none() && screen.contains("keychain-auth") {
+            first_frame = Some(t0.elapsed());
+        }
+        if screen.contains("2000 records") {
+            break t0.elapsed();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "dashboard did not show the audit page:\n{screen}"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    let pid = tmux(&["list-panes", "-t", "dash", "-F", "#{pane_pid}"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kb = |key: &str| -> f64 {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    let (rss, hwm) = (kb("VmRSS:") / 1024.0, kb("VmHWM:") / 1024.0);
+    let _ = tmux(&["send-keys", "-t", "dash", "q"]).status();
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = tmux(&["kill-server"]).status();
+    let first = first_frame.unwrap_or(loaded);
+    table.row(
+        "6",
+        &format!("{what} ({size_mb} MB): first frame, audit page shown, memory"),
+        format!(
+            "first frame {:.0} ms, 2,000-record page {:.0} ms; RSS {rss:.1} MB (peak {hwm:.1} MB)",
+            first.as_secs_f64() * 1000.0,
+            loaded.as_secs_f64() * 1000.0
+        ),
+        "-".into(),
+        "≤ 300 ms, ≤ 64 MB",
     );
 }
 
