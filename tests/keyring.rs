@@ -6,6 +6,7 @@
 //! Skipped with a message when gnome-keyring is not installed, unless `CI` is set (then they
 //! fail).
 
+mod common;
 mod keyring_support;
 
 use keychain_auth::backend::{Backend, BackendError, BackendKind, Change, Entry, Item};
@@ -146,6 +147,30 @@ fn same_flow_on_the_keyring() {
     store_flow(&s.home);
     assert_eq!(s.count_items("xdg:schema", "org.keychain-auth.Secret"), 0);
     assert!(!s.home.file_store().exists());
+}
+
+/// The full SPEC flow of the broker suite (`tests/common/flow.rs`, also run on the file store by
+/// `tests/flow.rs`), here against a daemon serving a real gnome-keyring.
+#[test]
+fn full_spec_flow_on_the_keyring() {
+    let Some(s) = Session::start() else { return };
+    let mut env = common::TestEnv::new();
+    env.extra_env = vec![("KEYCHAIN_AUTH_BACKEND".into(), "keyring".into())];
+    env.extra_env.extend(
+        s.env()
+            .into_iter()
+            .map(|(k, v)| (k, v.to_string_lossy().into_owned())),
+    );
+    let _d = env.start();
+    assert_eq!(common::status(&env.socket).unwrap()["backend"], "keyring");
+    common::flow::full_flow(&env, "aws-full-flow");
+    // What the flow left lives in gnome-keyring, not in a file.
+    assert!(!env.file_store().exists());
+    assert_eq!(
+        s.count_items("keychain-auth:service", "aws-full-flow"),
+        2,
+        "prod-db-password and w remain"
+    );
 }
 
 #[test]

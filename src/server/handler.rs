@@ -7,7 +7,9 @@ use crate::audit::Record;
 use crate::exec;
 use crate::identity::{Exe, Peer};
 use crate::pending::{self, Attempt};
+use crate::policy::Snapshot;
 use crate::protocol::{self, Action, Incoming, Reason, Request, Response, Status};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 /// A request line after parsing: the request, or the `malformed_request` answer.
@@ -18,24 +20,32 @@ pub fn parse(line: &[u8]) -> Parsed {
     protocol::parse_line(line)
 }
 
-/// True when answering `parsed` cannot wait on anything slow (IPC, fsync, the pending queue),
-/// so it may run on an async worker: STATUS, malformed input, and reads or searches by an
-/// approved caller on a store with fast reads.
-pub fn is_quick(broker: &Broker, peer: &Peer, parsed: &Parsed) -> bool {
+/// Where a request line is answered.
+pub enum Lane {
+    /// On the async worker: it cannot wait on anything slow. Carries the policy already read to
+    /// decide this, so it is not read twice.
+    Quick(Option<Arc<Snapshot>>),
+    /// Off the workers: it may wait on IPC, an fsync or the pending queue.
+    Blocking,
+}
+
+/// Chooses the lane: STATUS, malformed input, and reads or searches by an approved caller on a
+/// store with fast reads are quick; everything else blocks.
+pub fn lane(broker: &Broker, peer: &Peer, parsed: &Parsed) -> Lane {
     let req = match parsed {
         Ok(Incoming::Request(r)) => r,
-        Ok(Incoming::Status) | Err(_) => return true,
+        Ok(Incoming::Status) | Err(_) => return Lane::Quick(None),
     };
     if !matches!(req.action, Action::Read | Action::Search) || !broker.backend.fast_reads() {
-        return false;
+        return Lane::Blocking;
     }
     let Exe::Verified { hash, .. } = &peer.exe else {
-        return false;
+        return Lane::Blocking;
     };
-    broker
-        .policy
-        .current()
-        .is_ok_and(|p| p.lookup(hash).is_some())
+    match broker.policy.current() {
+        Ok(p) if p.lookup(hash).is_some() => Lane::Quick(Some(p)),
+        _ => Lane::Blocking,
+    }
 }
 
 /// Answers STATUS (to any same-uid peer, verified or not).
@@ -44,8 +54,14 @@ pub fn status_line(broker: &Broker) -> Vec<u8> {
     broker.status().to_line()
 }
 
-/// Answers one parsed request line from `peer`; returns the response line.
-pub fn respond(broker: &Broker, peer: &Peer, parsed: Parsed) -> Vec<u8> {
+/// Answers one parsed request line from `peer`, with the policy when the caller already read
+/// it; returns the response line.
+pub fn respond(
+    broker: &Broker,
+    peer: &Peer,
+    parsed: Parsed,
+    policy: Option<Arc<Snapshot>>,
+) -> Vec<u8> {
     let req = match parsed {
         Ok(Incoming::Status) => return status_line(broker),
         Ok(Incoming::Request(req)) => Ok(req),
@@ -53,7 +69,7 @@ pub fn respond(broker: &Broker, peer: &Peer, parsed: Parsed) -> Vec<u8> {
     };
     broker.stats.requests.fetch_add(1, Ordering::Relaxed);
     match req {
-        Ok(req) => decide(broker, peer, &req).to_line(),
+        Ok(req) => decide(broker, peer, &req, policy).to_line(),
         Err(resp) => {
             let mut rec = base_record(peer);
             rec.id = resp.id.clone();
@@ -109,7 +125,7 @@ fn refuse(broker: &Broker, mut rec: Record, resp: Response) -> Response {
     resp
 }
 
-fn decide(broker: &Broker, peer: &Peer, req: &Request) -> Response {
+fn decide(broker: &Broker, peer: &Peer, req: &Request, policy: Option<Arc<Snapshot>>) -> Response {
     let rec = request_record(peer, req);
     let id = req.id.clone();
     let denied =
@@ -120,7 +136,7 @@ fn decide(broker: &Broker, peer: &Peer, req: &Request) -> Response {
             return refuse(broker, rec, denied(Reason::UnregisteredBinary, why.clone()));
         }
     };
-    let policy = match broker.policy.current() {
+    let policy = match policy.map_or_else(|| broker.policy.current(), Ok) {
         Ok(p) => p,
         Err(e) => {
             let msg = format!("{e}; every request is denied until the policy can be read");

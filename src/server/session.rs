@@ -129,11 +129,11 @@ pub async fn serve(stream: UnixStream, broker: Arc<Broker>) {
 
 /// Answers a request line: on the async worker when that cannot block, else off it.
 async fn answer(broker: &Arc<Broker>, peer: Arc<Peer>, parsed: handler::Parsed) -> Vec<u8> {
-    if handler::is_quick(broker, &peer, &parsed) {
-        return handler::respond(broker, &peer, parsed);
+    if let handler::Lane::Quick(policy) = handler::lane(broker, &peer, &parsed) {
+        return handler::respond(broker, &peer, parsed, policy);
     }
     let b = broker.clone();
-    tokio::task::spawn_blocking(move || handler::respond(&b, &peer, parsed))
+    tokio::task::spawn_blocking(move || handler::respond(&b, &peer, parsed, None))
         .await
         .unwrap_or_else(|_| {
             Response::failure(

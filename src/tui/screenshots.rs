@@ -170,14 +170,7 @@ fn screenshots() {
     let pending = f.pending.clone();
     update(&mut f, Action::PendingLoaded(pending));
     update(&mut f, Action::PoliciesLoaded(rows));
-    f.message = Some((
-        true,
-        format!(
-            "approved {} ({})",
-            approved.path.display(),
-            approved.hash.short()
-        ),
-    ));
+    // Focusing clears the message line, so the result is set after it.
     update(&mut f, Action::Command(Command::Focus(3)));
     f.message = Some((
         true,
