@@ -28,6 +28,8 @@ pub enum Broker {
         runtime: tokio::runtime::Runtime,
         /// Stops it.
         stop: Option<tokio::sync::oneshot::Sender<()>>,
+        /// The backend selection's notice (fallback to the file store, locked keyring).
+        notice: Option<String>,
     },
     /// Another process, reached over the socket.
     Connected {
@@ -63,9 +65,10 @@ impl Broker {
             .enable_all()
             .build()
             .map_err(|e| format!("cannot start the embedded broker: {e}"))?;
-        let backend = crate::backend::open(paths)?;
+        let selection = crate::backend::select::open_selection(paths)?;
+        let notice = selection.notice;
         let server = runtime
-            .block_on(async { Server::bind(paths.clone(), backend, Limits::default()) })
+            .block_on(async { Server::bind(paths.clone(), selection.backend, Limits::default()) })
             .map_err(|e| e.to_string())?;
         let state = server.broker();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -76,7 +79,16 @@ impl Broker {
             state,
             runtime,
             stop: Some(tx),
+            notice,
         })
+    }
+
+    /// What the embedded broker's backend selection wants the user to know, if anything.
+    pub fn notice(&self) -> Option<&str> {
+        match self {
+            Broker::Embedded { notice, .. } => notice.as_deref(),
+            Broker::Connected { .. } => None,
+        }
     }
 
     /// True for the in-process broker.

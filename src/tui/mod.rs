@@ -42,6 +42,8 @@ pub fn run(paths: Paths, choice: ModeChoice) -> Result<(), String> {
         requests: 0,
         pid: 0,
     });
+    // A fallback to the file store (or a locked keyring) is said, not silent.
+    state.message = broker.notice().map(|n| (false, n.to_string()));
     let (tx, rx) = mpsc::channel::<Action>();
     let (fx_tx, fx_rx) = mpsc::channel::<Effect>();
 
