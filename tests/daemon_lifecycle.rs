@@ -144,3 +144,20 @@ fn start_never_unlinks_a_live_listener_that_is_slow_to_answer() {
     assert!(env.socket.exists(), "the live listener's socket was kept");
     drop(silent);
 }
+
+#[test]
+fn dashboard_mode_flags_fail_clearly_when_impossible() {
+    let env = TestEnv::new();
+    // Nothing runs: --connect cannot connect.
+    let err = env.cli_err(&["tui", "--connect"]);
+    assert!(err.contains("no broker answers"), "{err}");
+    // A broker runs: --embed cannot embed a second one.
+    let _d = env.start();
+    let err = env.cli_err(&["tui", "--embed"]);
+    assert!(err.contains("already runs"), "{err}");
+    assert!(
+        common::status(&env.socket).is_some(),
+        "the running broker is untouched"
+    );
+    env.cli_err(&["tui", "--embed", "--connect"]);
+}
