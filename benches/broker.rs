@@ -22,6 +22,12 @@ use std::time::{Duration, Instant};
 #[path = "../tests/keyring_support/mod.rs"]
 mod keyring_support;
 
+/// The integration tests' harness: isolated HOME/XDG tree, daemon, client copies.
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::TestEnv;
+
 const DAEMON: &str = env!("CARGO_BIN_EXE_keychain-auth");
 const CLIENT: &str = env!("CARGO_BIN_EXE_keychain-auth-client");
 
@@ -74,14 +80,14 @@ fn main() {
         println!("broker bench: smoke mode (run `cargo bench --bench broker` for figures)");
     }
     let mut table = Table::default();
-    let env = Env::new();
-    let daemon = env.start_daemon();
+    let env = TestEnv::new();
+    let daemon = env.start();
     let floor = Floor::start(&env.root.join("floor.sock"));
 
-    let small = env.client_copy("small", 0);
-    let big = env.client_copy("big", if full { 100 * 1024 * 1024 } else { 1024 * 1024 });
+    let small = env.client_named("small", 0);
+    let big = env.client_named("big", if full { 100 * 1024 * 1024 } else { 1024 * 1024 });
     for c in [&small, &big] {
-        env.cli(&[
+        env.cli_ok(&[
             "register",
             c.to_str().unwrap_or_default(),
             "--read",
@@ -93,20 +99,35 @@ fn main() {
     let write =
         r#"{"type":"REQUEST","action":"write","service":"bench","targets":["k"],"values":["v"]}"#;
     let read = r#"{"type":"REQUEST","action":"read","service":"bench","targets":["k"]}"#;
-    env.client(&small, &["--quiet", write]);
+    client_run(&env, &small, &["--quiet", write]);
 
     // 1 and 2: connect + identify + one exact read, per connection.
     let mut broker_connect = Vec::new();
     let mut floor_connect = Vec::new();
     let mut big_connect = Vec::new();
     // Warm the hash cache for both clients before measuring.
-    env.client(&small, &["--quiet", read]);
-    env.client(&big, &["--quiet", read]);
+    client_run(&env, &small, &["--quiet", read]);
+    client_run(&env, &big, &["--quiet", read]);
     let n = scale.connects.to_string();
     for _ in 0..scale.rounds {
-        broker_connect.push(env.stats(&small, &env.socket, &["--repeat", &n, "--reconnect", read]));
-        floor_connect.push(env.stats(&small, &floor.path, &["--repeat", &n, "--reconnect", read]));
-        big_connect.push(env.stats(&big, &env.socket, &["--repeat", &n, "--reconnect", read]));
+        broker_connect.push(stats(
+            &env,
+            &small,
+            &env.socket,
+            &["--repeat", &n, "--reconnect", read],
+        ));
+        floor_connect.push(stats(
+            &env,
+            &small,
+            &floor.path,
+            &["--repeat", &n, "--reconnect", read],
+        ));
+        big_connect.push(stats(
+            &env,
+            &big,
+            &env.socket,
+            &["--repeat", &n, "--reconnect", read],
+        ));
     }
     let b = median_of(&broker_connect, |s| s.p50_us);
     let f = median_of(&floor_connect, |s| s.p50_us);
@@ -137,8 +158,8 @@ fn main() {
     let mut persistent = Vec::new();
     let mut floor_persistent = Vec::new();
     for _ in 0..scale.rounds {
-        persistent.push(env.stats(&small, &env.socket, &["--repeat", &n, read]));
-        floor_persistent.push(env.stats(&small, &floor.path, &["--repeat", &n, read]));
+        persistent.push(stats(&env, &small, &env.socket, &["--repeat", &n, read]));
+        floor_persistent.push(stats(&env, &small, &floor.path, &["--repeat", &n, read]));
     }
     let rps = median_of(&persistent, |s| s.per_second);
     let frps = median_of(&floor_persistent, |s| s.per_second);
@@ -155,7 +176,13 @@ fn main() {
     let mut p99s = Vec::new();
     let mut all = Vec::new();
     for _ in 0..scale.rounds {
-        let (e, samples) = env.concurrent(&small, scale.concurrent_clients, scale.per_client, read);
+        let (e, samples) = concurrent(
+            &env,
+            &small,
+            scale.concurrent_clients,
+            scale.per_client,
+            read,
+        );
         errors += e;
         p99s.push(percentile(&samples, 99.0));
         all.extend(samples);
@@ -298,7 +325,7 @@ fn dashboard_row(table: &mut Table, scale: &Scale) {
         );
         return;
     }
-    let env = Env::new();
+    let env = TestEnv::new();
     let log = env.root.join("data/keychain-auth/audit.log");
     std::fs::create_dir_all(log.parent().expect("dir")).expect("dir");
     {
@@ -326,11 +353,7 @@ fn dashboard_row(table: &mut Table, scale: &Scale) {
     let t0 = Instant::now();
     let mut new = tmux(&["new-session", "-d", "-s", "dash", "-x", "120", "-y", "36"]);
     new.env_clear()
-        .envs(
-            env.command(Path::new(DAEMON))
-                .get_envs()
-                .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned()))),
-        )
+        .envs(env.env_vars())
         .env("TERM", "xterm-256color")
         .args([DAEMON, "tui", "--embed"]);
     assert!(new.status().expect("tmux").success(), "tmux new-session");
@@ -443,177 +466,86 @@ fn percentile(samples: &[f64], p: f64) -> f64 {
     v[i.min(v.len() - 1)]
 }
 
-/// An isolated HOME/XDG tree with its own socket.
-struct Env {
-    root: PathBuf,
-    socket: PathBuf,
-    _dir: tempfile::TempDir,
+/// Runs a client copy with `args`, which must succeed.
+fn client_run(env: &TestEnv, client: &Path, args: &[&str]) -> std::process::Output {
+    let out = env.command(client).args(args).output().expect("client");
+    assert!(
+        out.status.success(),
+        "client {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }
 
-impl Env {
-    fn new() -> Env {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let root = dir.path().to_path_buf();
-        for d in ["home", "config", "data", "run"] {
-            std::fs::create_dir_all(root.join(d)).expect("mkdir");
-        }
-        let socket = root.join("run/keychain-auth/agent.sock");
-        Env {
-            root,
-            socket,
-            _dir: dir,
-        }
+/// One `keychain-auth-client --stats` run: median latency and rate.
+fn stats(env: &TestEnv, client: &Path, socket: &Path, args: &[&str]) -> Stats {
+    let mut all = vec![
+        "--socket",
+        socket.to_str().unwrap_or_default(),
+        "--quiet",
+        "--stats",
+    ];
+    all.extend_from_slice(args);
+    let out = client_run(env, client, &all);
+    let v: Value = serde_json::from_slice(&out.stdout).expect("stats json");
+    let mut samples: Vec<f64> = v["samples_ns"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_f64)
+                .map(|ns| ns / 1000.0)
+                .collect()
+        })
+        .unwrap_or_default();
+    let rounds = v["rounds"].as_f64().unwrap_or(0.0);
+    let elapsed = v["elapsed_s"].as_f64().unwrap_or(1.0);
+    Stats {
+        p50_us: median(&mut samples),
+        per_second: rounds / elapsed,
     }
+}
 
-    fn command(&self, program: &Path) -> Command {
-        let mut c = Command::new(program);
-        c.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.root.join("home"))
-            .env("XDG_CONFIG_HOME", self.root.join("config"))
-            .env("XDG_DATA_HOME", self.root.join("data"))
-            .env("XDG_RUNTIME_DIR", self.root.join("run"))
-            .env("KEYCHAIN_AUTH_SOCKET", &self.socket)
-            .env("KEYCHAIN_AUTH_BACKEND", "file");
-        c
-    }
-
-    fn start_daemon(&self) -> Daemon {
-        let child = self
-            .command(Path::new(DAEMON))
-            .arg("start")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start daemon");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while keychain_auth::client::status(&self.socket, Duration::from_secs(1)).is_err() {
-            assert!(Instant::now() < deadline, "daemon did not come up");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Daemon(child)
-    }
-
-    fn cli(&self, args: &[&str]) {
-        let out = self
-            .command(Path::new(DAEMON))
-            .args(args)
-            .output()
-            .expect("cli");
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    /// A copy of the client padded with unique bytes to at least `size` bytes.
-    fn client_copy(&self, name: &str, size: u64) -> PathBuf {
-        let path = self.root.join(name);
-        std::fs::copy(CLIENT, &path).expect("copy client");
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .expect("open copy");
-        f.write_all(name.as_bytes()).expect("pad");
-        let len = f.metadata().expect("meta").len();
-        if size > len {
-            f.set_len(size).expect("pad");
-        }
-        path
-    }
-
-    fn client(&self, client: &Path, args: &[&str]) -> std::process::Output {
-        let out = self.command(client).args(args).output().expect("client");
-        assert!(
-            out.status.success(),
-            "client {args:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
-    }
-
-    fn stats(&self, client: &Path, socket: &Path, args: &[&str]) -> Stats {
-        let mut all = vec![
-            "--socket",
-            socket.to_str().unwrap_or_default(),
-            "--quiet",
-            "--stats",
-        ];
-        all.extend_from_slice(args);
-        let out = self.client(client, &all);
-        let v: Value = serde_json::from_slice(&out.stdout).expect("stats json");
-        let mut samples: Vec<f64> = v["samples_ns"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_f64)
-                    .map(|ns| ns / 1000.0)
-                    .collect()
-            })
-            .unwrap_or_default();
-        let rounds = v["rounds"].as_f64().unwrap_or(0.0);
-        let elapsed = v["elapsed_s"].as_f64().unwrap_or(1.0);
-        Stats {
-            p50_us: median(&mut samples),
-            per_second: rounds / elapsed,
-        }
-    }
-
-    /// `clients` processes started together, each sending `per_client` requests on its own
-    /// connection; returns the error count and every request's latency in µs.
-    fn concurrent(
-        &self,
-        client: &Path,
-        clients: usize,
-        per_client: usize,
-        line: &str,
-    ) -> (usize, Vec<f64>) {
-        let n = per_client.to_string();
-        let children: Vec<Child> = (0..clients)
-            .map(|_| {
-                self.command(client)
-                    .args(["--quiet", "--stats", "--repeat", &n, line])
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .expect("spawn client")
-            })
-            .collect();
-        let mut errors = 0;
-        let mut samples = Vec::new();
-        for c in children {
-            let out = c.wait_with_output().expect("wait client");
-            match serde_json::from_slice::<Value>(&out.stdout) {
-                Ok(v) if out.status.success() => {
-                    errors += v["errors"].as_u64().unwrap_or(0) as usize;
-                    samples.extend(
-                        v["samples_ns"]
-                            .as_array()
-                            .into_iter()
-                            .flatten()
-                            .filter_map(Value::as_f64)
-                            .map(|ns| ns / 1000.0),
-                    );
-                }
-                _ => errors += per_client,
+/// `clients` processes started together, each sending `per_client` requests on its own
+/// connection; returns the error count and every request's latency in µs.
+fn concurrent(
+    env: &TestEnv,
+    client: &Path,
+    clients: usize,
+    per_client: usize,
+    line: &str,
+) -> (usize, Vec<f64>) {
+    let n = per_client.to_string();
+    let children: Vec<Child> = (0..clients)
+        .map(|_| {
+            env.command(client)
+                .args(["--quiet", "--stats", "--repeat", &n, line])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn client")
+        })
+        .collect();
+    let mut errors = 0;
+    let mut samples = Vec::new();
+    for c in children {
+        let out = c.wait_with_output().expect("wait client");
+        match serde_json::from_slice::<Value>(&out.stdout) {
+            Ok(v) if out.status.success() => {
+                errors += v["errors"].as_u64().unwrap_or(0) as usize;
+                samples.extend(
+                    v["samples_ns"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_f64)
+                        .map(|ns| ns / 1000.0),
+                );
             }
+            _ => errors += per_client,
         }
-        (errors, samples)
     }
-}
-
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.0.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let _ = self.0.wait();
-    }
+    (errors, samples)
 }
 
 /// The physical floor: a minimal Unix-socket server that answers every line with a fixed

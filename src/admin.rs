@@ -75,6 +75,23 @@ impl Grants {
         }
     }
 
+    /// What `to` allows that `from` did not.
+    fn gained(from: &BinaryPolicy, to: &BinaryPolicy) -> Grants {
+        Grants {
+            read: to
+                .allowed_read_services
+                .difference(&from.allowed_read_services)
+                .cloned()
+                .collect(),
+            write: to
+                .allowed_write_services
+                .difference(&from.allowed_write_services)
+                .cloned()
+                .collect(),
+            search: to.can_search && !from.can_search,
+        }
+    }
+
     fn record(&self, rec: &mut Record) {
         rec.read = self.read.clone();
         rec.write = self.write.clone();
@@ -309,32 +326,8 @@ pub fn set_grants(
         b.can_search = grants.search;
         Ok((before, b.clone()))
     })?;
-    let added = Grants {
-        read: after
-            .allowed_read_services
-            .difference(&before.allowed_read_services)
-            .cloned()
-            .collect(),
-        write: after
-            .allowed_write_services
-            .difference(&before.allowed_write_services)
-            .cloned()
-            .collect(),
-        search: after.can_search && !before.can_search,
-    };
-    let removed = Grants {
-        read: before
-            .allowed_read_services
-            .difference(&after.allowed_read_services)
-            .cloned()
-            .collect(),
-        write: before
-            .allowed_write_services
-            .difference(&after.allowed_write_services)
-            .cloned()
-            .collect(),
-        search: before.can_search && !after.can_search,
-    };
+    let added = Grants::gained(&before, &after);
+    let removed = Grants::gained(&after, &before);
     if !added.is_empty() {
         audit_change(paths, source, "grant", &after, |r| added.record(r))?;
     }

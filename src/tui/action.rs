@@ -1,6 +1,6 @@
 //! Inputs to the reducer ([`Action`]) and the work it asks for ([`Effect`]).
 
-use super::state::{PolicyRow, State};
+use super::state::PolicyRow;
 use crate::admin::Grants;
 use crate::audit::Record;
 use crate::pending::PendingEntry;
@@ -156,9 +156,4 @@ pub enum Effect {
     Register(String),
     /// Unregister a binary.
     Unregister(BinaryHash),
-}
-
-/// Convenience for tests and the loop: applies `action` and returns the effects.
-pub fn apply(state: &mut State, action: Action) -> Vec<Effect> {
-    super::update::update(state, action)
 }

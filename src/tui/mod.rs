@@ -161,10 +161,7 @@ fn executor(
                 Ok(Some(records)) => Action::AuditAppended(records),
                 // Rotated or truncated: start over from the new tail.
                 Ok(None) => match tail.open_tail() {
-                    Ok((records, more)) => Action::AuditAppended({
-                        let _ = more;
-                        records
-                    }),
+                    Ok((records, _)) => Action::AuditAppended(records),
                     Err(e) => Action::Done(false, format!("cannot read the audit log: {e}")),
                 },
                 Err(e) => Action::Done(false, format!("cannot read the audit log: {e}")),
