@@ -163,8 +163,27 @@ pub fn ensure_secret_dir(dir: &Path) -> io::Result<()> {
 }
 
 fn ensure_dir(dir: &Path, forbidden: u32) -> io::Result<()> {
-    create_missing(dir)?;
     let me = nix::unistd::geteuid().as_raw();
+    // A symbolic link on the way that another user owns could be pointed elsewhere later.
+    for comp in dir.ancestors() {
+        if comp.as_os_str().is_empty() {
+            continue;
+        }
+        let m = match fs::symlink_metadata(comp) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        if m.file_type().is_symlink() && m.uid() != me && m.uid() != 0 {
+            return Err(refused(format!(
+                "{} goes through the symbolic link {}, which uid {} owns and could point elsewhere; use a directory of your own",
+                dir.display(),
+                comp.display(),
+                m.uid()
+            )));
+        }
+    }
+    create_missing(dir)?;
     let real = fs::canonicalize(dir)?;
     let meta = fs::metadata(&real)?;
     if !meta.is_dir() {
@@ -285,7 +304,7 @@ impl FileLock {
                 ));
             }
             std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(20));
+            pause = (pause * 2).min(Duration::from_millis(10));
         }
     }
 }
@@ -554,6 +573,18 @@ mod tests {
         fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
         let e = ensure_private_dir(&open.join("mine")).unwrap_err();
         assert!(e.to_string().contains("is inside"), "{e}");
+        // A symbolic link on the way owned by another uid is refused (as root only: chown).
+        if nix::unistd::geteuid().is_root() {
+            let link = d.join("link");
+            std::os::unix::fs::symlink(&deep, &link).unwrap();
+            std::os::unix::fs::lchown(&link, Some(65534), Some(65534)).unwrap();
+            let e = ensure_private_dir(&link.join("sub")).unwrap_err();
+            assert!(e.to_string().contains("symbolic link"), "{e}");
+            assert!(
+                !deep.join("sub").exists(),
+                "nothing created through the link"
+            );
+        }
         // 0755 of ours: fine for state, not for the secret store; unchanged either way.
         let rx = d.join("rx");
         fs::create_dir(&rx).unwrap();

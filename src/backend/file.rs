@@ -40,6 +40,9 @@ struct Cache {
 pub struct FileStore {
     path: PathBuf,
     cache: Mutex<Cache>,
+    /// Serialises this process's writers, so they queue here (woken at once) and only other
+    /// processes contend for the file lock.
+    writer: Mutex<()>,
 }
 
 impl FileStore {
@@ -48,6 +51,7 @@ impl FileStore {
         FileStore {
             path: path.to_path_buf(),
             cache: Mutex::new(Cache::default()),
+            writer: Mutex::new(()),
         }
     }
 
@@ -120,6 +124,7 @@ impl FileStore {
     /// The in-memory cache is not held during the write (and its fsync), so reads go on.
     fn mutate<T>(&self, f: impl FnOnce(&mut Items) -> T) -> Result<T, BackendError> {
         self.check_dir()?;
+        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let _lock = FileLock::acquire(&self.path).map_err(|e| self.unavailable(e))?;
         let mut items = {
             let mut cache = self.lock_cache();
