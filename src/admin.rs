@@ -37,12 +37,14 @@ pub struct Grants {
     pub write: Vec<String>,
     /// The search flag.
     pub search: bool,
+    /// Injection variables it may run with (`allow_env`, SPEC §10).
+    pub allow_env: Vec<String>,
 }
 
 impl Grants {
     /// True when nothing is named.
     pub fn is_empty(&self) -> bool {
-        self.read.is_empty() && self.write.is_empty() && !self.search
+        self.read.is_empty() && self.write.is_empty() && !self.search && self.allow_env.is_empty()
     }
 
     fn validate(&self) -> Result<(), String> {
@@ -54,6 +56,14 @@ impl Grants {
                 return Err(format!("{s:?} is not a valid service name"));
             }
         }
+        for v in &self.allow_env {
+            if !crate::identity::process::INJECTION_VARS.contains(&v.as_str()) {
+                return Err(format!(
+                    "{v:?} is not an injection variable the broker checks (those are: {})",
+                    crate::identity::process::INJECTION_VARS.join(", ")
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -61,6 +71,7 @@ impl Grants {
         b.allowed_read_services.extend(self.read.iter().cloned());
         b.allowed_write_services.extend(self.write.iter().cloned());
         b.can_search |= self.search;
+        b.allow_env.extend(self.allow_env.iter().cloned());
     }
 
     fn remove_from(&self, b: &mut BinaryPolicy) {
@@ -72,6 +83,9 @@ impl Grants {
         }
         if self.search {
             b.can_search = false;
+        }
+        for v in &self.allow_env {
+            b.allow_env.remove(v);
         }
     }
 
@@ -89,6 +103,7 @@ impl Grants {
                 .cloned()
                 .collect(),
             search: to.can_search && !from.can_search,
+            allow_env: to.allow_env.difference(&from.allow_env).cloned().collect(),
         }
     }
 
@@ -96,6 +111,7 @@ impl Grants {
         rec.read = self.read.clone();
         rec.write = self.write.clone();
         rec.search = self.search.then_some(true);
+        rec.allow_env = self.allow_env.clone();
     }
 }
 
@@ -147,6 +163,7 @@ pub fn approve(
     audit_ready(paths)?;
     let queue = pending::load(&paths.pending)?;
     let entry: PendingEntry = pending::find(&queue, selector)?.clone();
+    check_pending_path(&entry)?;
     let added = policy::update(&paths.config, |p| {
         if let Some(b) = p.by_hash(&entry.hash) {
             return Err(format!(
@@ -171,6 +188,24 @@ pub fn approve(
     pending::remove(&paths.pending, &entry.hash)?;
     audit_change(paths, source, "approve", &added, |r| grants.record(r))?;
     Ok(added)
+}
+
+/// Checks that the file at a pending caller's path is the binary that called: the path comes
+/// from the caller's side (in another mount namespace it can name any file), so approving must
+/// never bind a path to a hash the file there does not have.
+fn check_pending_path(entry: &PendingEntry) -> Result<(), String> {
+    let shown = format!("{:?}", entry.path);
+    match identity::hash_path(&entry.path) {
+        Ok(h) if h == entry.hash => Ok(()),
+        Ok(h) => Err(format!(
+            "the file at {shown} is not the binary that asked (it has hash {}, the caller ran {}); the caller may run from another mount namespace or the file was replaced. Nothing was approved; register the file you trust with: keychain-auth register PATH",
+            h.short(),
+            entry.hash.short()
+        )),
+        Err(e) => Err(format!(
+            "cannot read {shown} to check that it is the binary that asked ({e}); nothing was approved"
+        )),
+    }
 }
 
 /// Registers the binary at `path` (hashing it now) with `grants`.

@@ -76,6 +76,9 @@ pub struct Record {
     /// Search flag granted or revoked (policy changes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub search: Option<bool>,
+    /// Injection variables allowed or disallowed by a policy change.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_env: Vec<String>,
 }
 
 impl Record {

@@ -106,6 +106,9 @@ pub struct GrantArgs {
     /// Allow search and prefix matches.
     #[arg(long)]
     pub search: bool,
+    /// An injection variable (LD_PRELOAD, PYTHONPATH, …) it may run with (repeatable).
+    #[arg(long = "allow-env", value_name = "VAR")]
+    pub allow_env: Vec<String>,
 }
 
 impl From<GrantArgs> for Grants {
@@ -114,6 +117,7 @@ impl From<GrantArgs> for Grants {
             read: g.read,
             write: g.write,
             search: g.search,
+            allow_env: g.allow_env,
         }
     }
 }

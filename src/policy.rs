@@ -94,6 +94,9 @@ pub struct BinaryPolicy {
     /// Whether it may search and use prefix matches.
     #[serde(default)]
     pub can_search: bool,
+    /// Injection variables (`LD_PRELOAD`, `PYTHONPATH`, …) it may run with (SPEC §10).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub allow_env: BTreeSet<String>,
     /// Fields written by newer versions, kept as they are.
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
@@ -109,6 +112,7 @@ impl BinaryPolicy {
             allowed_read_services: BTreeSet::new(),
             allowed_write_services: BTreeSet::new(),
             can_search: false,
+            allow_env: BTreeSet::new(),
             extra: serde_json::Map::new(),
         }
     }

@@ -5,9 +5,9 @@
 use super::Broker;
 use crate::audit::Record;
 use crate::exec;
-use crate::identity::{Exe, Peer};
+use crate::identity::{self, Exe, Integrity, Peer};
 use crate::pending::{self, Attempt};
-use crate::policy::Snapshot;
+use crate::policy::{BinaryPolicy, Snapshot};
 use crate::protocol::{self, Action, Incoming, Reason, Request, Response, Status};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -125,13 +125,39 @@ fn refuse(broker: &Broker, mut rec: Record, resp: Response) -> Response {
     resp
 }
 
+/// The injection guard (SPEC §10): a traced caller is refused, and so is one whose environment
+/// carries an injection variable its policy does not list in `allow_env`.
+fn injection_guard(pid: i32, binary: &BinaryPolicy, integrity: &Integrity) -> Result<(), String> {
+    if integrity.tracer != 0 {
+        return Err(identity::traced_message(pid, integrity.tracer));
+    }
+    match integrity
+        .injected
+        .iter()
+        .find(|v| !binary.allow_env.contains(v.as_str()))
+    {
+        Some(var) => Err(format!(
+            "{} (pid {pid}) runs with {var} set, which can inject code into it; unset {var}, or if this is intended allow it with: keychain-auth grant {} --allow-env {var}",
+            binary.path.display(),
+            binary.hash.short()
+        )),
+        None => Ok(()),
+    }
+}
+
 fn decide(broker: &Broker, peer: &Peer, req: &Request, policy: Option<Arc<Snapshot>>) -> Response {
     let rec = request_record(peer, req);
     let id = req.id.clone();
     let denied =
         |reason, message: String| Response::failure(id.clone(), Status::Denied, reason, message);
-    let (path, hash, argv) = match &peer.exe {
-        Exe::Verified { path, hash, argv } => (path, hash, argv),
+    let (path, hash, argv, integrity) = match &peer.exe {
+        Exe::Verified {
+            path,
+            hash,
+            argv,
+            integrity,
+            ..
+        } => (path, hash, argv, integrity),
         Exe::Unverifiable { why, .. } => {
             return refuse(broker, rec, denied(Reason::UnregisteredBinary, why.clone()));
         }
@@ -177,6 +203,9 @@ fn decide(broker: &Broker, peer: &Peer, req: &Request, policy: Option<Arc<Snapsh
         }
         return refuse(broker, rec, denied(Reason::UnregisteredBinary, message));
     };
+    if let Err(message) = injection_guard(peer.pid, binary, integrity) {
+        return refuse(broker, rec, denied(Reason::InjectedEnvironment, message));
+    }
     if let Err((reason, message)) = binary.authorize(req) {
         return refuse(broker, rec, denied(reason, message));
     }
