@@ -79,6 +79,18 @@ pub struct Record {
     /// Injection variables allowed or disallowed by a policy change.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allow_env: Vec<String>,
+    /// The caller chain: the caller first, then who launched it (SPEC §10).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chain: Vec<crate::identity::Link>,
+    /// For an interpreter running a script: the script's path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script: Option<String>,
+    /// The script's hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script_hash: Option<String>,
+    /// Launch rules added or removed by a policy change.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub via: Vec<String>,
 }
 
 impl Record {

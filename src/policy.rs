@@ -6,6 +6,7 @@
 //! a corrupt or unsafe file into a denial with a reason, never into access.
 
 use crate::fsutil::{self, FileLock, FileStamp};
+use crate::identity::Program;
 use crate::protocol::{Action, MatchMode, Reason, Request};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};
@@ -97,6 +98,16 @@ pub struct BinaryPolicy {
     /// Injection variables (`LD_PRELOAD`, `PYTHONPATH`, …) it may run with (SPEC §10).
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub allow_env: BTreeSet<String>,
+    /// For a script: the interpreter it was approved under (`path`/`hash` above are the
+    /// script's own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interpreter: Option<InterpreterRef>,
+    /// For a bare interpreter: serve it whatever script or inline code it runs.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_any_script: bool,
+    /// Launch rule: served only when one of these hashes is among its ancestors.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub launched_by: BTreeSet<BinaryHash>,
     /// Fields written by newer versions, kept as they are.
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
@@ -113,6 +124,9 @@ impl BinaryPolicy {
             allowed_write_services: BTreeSet::new(),
             can_search: false,
             allow_env: BTreeSet::new(),
+            interpreter: None,
+            allow_any_script: false,
+            launched_by: BTreeSet::new(),
             extra: serde_json::Map::new(),
         }
     }
@@ -164,6 +178,15 @@ fn shell_word(s: &str) -> String {
     }
 }
 
+/// The interpreter a script entry was approved under.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InterpreterRef {
+    /// The interpreter's path.
+    pub path: PathBuf,
+    /// Its hash.
+    pub hash: BinaryHash,
+}
+
 /// The whole config.json.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PolicyFile {
@@ -178,6 +201,9 @@ pub struct PolicyFile {
     /// The approved binaries.
     #[serde(default)]
     pub registered_binaries: Vec<BinaryPolicy>,
+    /// Interpreter names added to the built-in list (SPEC §10).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub interpreters: Vec<String>,
     /// Fields written by newer versions, kept as they are.
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
@@ -190,6 +216,7 @@ impl Default for PolicyFile {
             backend: None,
             max_request_bytes: None,
             registered_binaries: Vec::new(),
+            interpreters: Vec::new(),
             extra: serde_json::Map::new(),
         }
     }
@@ -364,6 +391,21 @@ impl Snapshot {
         self.index
             .get(hash)
             .map(|&i| &self.file.registered_binaries[i])
+    }
+
+    /// The entry that serves a caller running the executable `exe` with `program` (SPEC §10):
+    /// a binary by its own hash; a script by the pair (script hash, interpreter hash); and an
+    /// interpreter running anything else only through a bare entry with `allow_any_script`.
+    pub fn lookup_caller(&self, exe: &BinaryHash, program: &Program) -> Option<&BinaryPolicy> {
+        let any_script = || self.lookup(exe).filter(|b| b.allow_any_script);
+        match program {
+            Program::Binary => self.lookup(exe).filter(|b| b.interpreter.is_none()),
+            Program::Script { hash, .. } => self
+                .lookup(hash)
+                .filter(|b| b.interpreter.as_ref().is_some_and(|i| &i.hash == exe))
+                .or_else(any_script),
+            Program::NoFile(_) => any_script(),
+        }
     }
 }
 

@@ -19,7 +19,9 @@
 //! `/proc` reads, not a hash, per identification.
 
 pub mod cache;
+pub mod chain;
 pub mod process;
+pub mod script;
 pub mod sender;
 
 pub use cache::{HashCache, hash_path, hash_reader};
@@ -30,7 +32,7 @@ use process::FileId;
 use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// A verified (or refused) writer of requests.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +60,10 @@ pub enum Exe {
         file: FileId,
         /// Tracer and environment.
         integrity: Integrity,
+        /// What it runs, when it is an interpreter.
+        program: Program,
+        /// Who launched it: parent first ([`chain`]).
+        chain: Vec<Link>,
     },
     /// An executable that cannot be trusted (another user namespace, deleted file, memfd,
     /// unreadable); the text says why.
@@ -67,6 +73,37 @@ pub enum Exe {
         /// Why it is refused.
         why: String,
     },
+}
+
+/// One process of the caller chain (SPEC §10), as recorded in audit records and pending entries.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Link {
+    /// Its executable's path as the kernel reports it.
+    pub path: String,
+    /// SHA-256 of its opened executable; `null` when it could not be read.
+    pub hash: Option<BinaryHash>,
+    /// Its pid.
+    pub pid: i32,
+    /// Its command line.
+    #[serde(default)]
+    pub argv: Vec<String>,
+}
+
+/// What the peer's executable runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Program {
+    /// The executable itself (not an interpreter).
+    Binary,
+    /// An interpreter running a script file.
+    Script {
+        /// The script's canonical path.
+        path: PathBuf,
+        /// SHA-256 of the opened script.
+        hash: BinaryHash,
+    },
+    /// An interpreter running code that has no file (inline, standard input, REPL, module
+    /// search); the text says which.
+    NoFile(String),
 }
 
 /// What could make an approved binary act for someone else (SPEC §10, injection guard).
@@ -162,13 +199,26 @@ pub fn identify(
     cache: &HashCache,
     hashing: Hashing,
 ) -> Result<Option<Peer>, IdentityError> {
+    identify_with(pid, uid, pidfd, ctx, cache, hashing, &[])
+}
+
+/// [`identify`], with the interpreters config.json adds to [`script::DEFAULT_INTERPRETERS`].
+pub fn identify_with(
+    pid: i32,
+    uid: u32,
+    pidfd: Option<BorrowedFd<'_>>,
+    ctx: &Context,
+    cache: &HashCache,
+    hashing: Hashing,
+    interpreters: &[String],
+) -> Result<Option<Peer>, IdentityError> {
     if uid != nix::unistd::geteuid().as_raw() {
         return Err(IdentityError::ForeignUid { uid, pid });
     }
     if pidfd.is_some_and(exited) {
         return Err(IdentityError::Exited(pid));
     }
-    let Some(exe) = read_exe(pid, ctx, cache, hashing) else {
+    let Some(exe) = read_exe(pid, ctx, cache, hashing, interpreters) else {
         return Ok(None);
     };
     // Everything above was read through /proc/<pid>; if the process is gone now, the pid may
@@ -220,7 +270,13 @@ pub fn exited(pidfd: BorrowedFd<'_>) -> bool {
 }
 
 /// The process's executable; `None` when `hashing` is cache-only and the cache misses.
-fn read_exe(pid: i32, ctx: &Context, cache: &HashCache, hashing: Hashing) -> Option<Exe> {
+fn read_exe(
+    pid: i32,
+    ctx: &Context,
+    cache: &HashCache,
+    hashing: Hashing,
+    interpreters: &[String],
+) -> Option<Exe> {
     let path = process::exe_link(pid).ok();
     let unverifiable = |why: String| Exe::Unverifiable {
         path: path.clone(),
@@ -295,13 +351,55 @@ fn read_exe(pid: i32, ctx: &Context, cache: &HashCache, hashing: Hashing) -> Opt
             )));
         }
     };
+    let argv = process::cmdline(pid);
+    let program = match script::family_of(p, interpreters) {
+        None => Program::Binary,
+        Some(family) => match script::script_arg(family, &argv) {
+            script::ScriptArg::NoFile(why) => Program::NoFile(why),
+            script::ScriptArg::File(arg) => match open_script(pid, &arg) {
+                Ok((path, file)) => {
+                    let hashed = match hashing {
+                        Hashing::Allowed => cache.hash_file(&file).map(Some),
+                        Hashing::CachedOnly => cache.cached(&file),
+                    };
+                    match hashed {
+                        Ok(Some(hash)) => Program::Script { path, hash },
+                        Ok(None) => return None,
+                        Err(e) => Program::NoFile(format!("cannot read the script {arg:?}: {e}")),
+                    }
+                }
+                Err(e) => Program::NoFile(format!(
+                    "cannot open the script {arg:?} that pid {pid} runs: {e}"
+                )),
+            },
+        },
+    };
+    let chain = chain::ancestors(pid, ctx, cache, hashing)?;
     Some(Exe::Verified {
         path: p.clone(),
         hash,
-        argv: process::cmdline(pid),
+        argv,
         file: id,
         integrity,
+        program,
+        chain,
     })
+}
+
+/// Opens the script `arg` as the process `pid` sees it (relative paths against its working
+/// directory, through `/proc/<pid>/cwd`); returns its canonical path and the open file.
+fn open_script(pid: i32, arg: &str) -> std::io::Result<(PathBuf, File)> {
+    use std::os::fd::AsRawFd;
+    let file = if Path::new(arg).is_absolute() {
+        File::open(arg)?
+    } else {
+        File::open(Path::new(&format!("/proc/{pid}/cwd")).join(arg))?
+    };
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let path = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))?;
+    Ok((path, file))
 }
 
 /// Identifies the peer of a connected socket as of `connect()` (used where one process owns the

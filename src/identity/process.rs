@@ -54,13 +54,7 @@ pub(crate) fn own_user_ns() -> io::Result<FileId> {
 /// The command line, one string a word (lossy UTF-8); empty when unreadable.
 pub(crate) fn cmdline(pid: i32) -> Vec<String> {
     std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|bytes| {
-            bytes
-                .split(|&b| b == 0)
-                .filter(|s| !s.is_empty())
-                .map(|s| String::from_utf8_lossy(s).into_owned())
-                .collect()
-        })
+        .map(|bytes| split_cmdline(&bytes))
         .unwrap_or_default()
 }
 
@@ -130,4 +124,94 @@ mod tests {
         assert_eq!(exe_id(pid).unwrap(), (exe.dev(), exe.ino()));
         assert!(!cmdline(pid).is_empty());
     }
+}
+
+/// A process pinned through its `/proc/<pid>` directory: every read goes through this open
+/// directory, so once the process has exited reads fail instead of reaching a process that
+/// reused the pid.
+#[derive(Debug)]
+pub(crate) struct ProcDir {
+    dir: std::os::fd::OwnedFd,
+}
+
+impl ProcDir {
+    /// Opens `/proc/<pid>`.
+    pub(crate) fn open(pid: i32) -> io::Result<ProcDir> {
+        use nix::fcntl::{OFlag, open};
+        use nix::sys::stat::Mode;
+        let dir = open(
+            format!("/proc/{pid}").as_str(),
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )?;
+        Ok(ProcDir { dir })
+    }
+
+    /// Opens a file below the directory (`exe`, `cmdline`, …).
+    pub(crate) fn open_file(&self, name: &str) -> io::Result<std::fs::File> {
+        use nix::fcntl::{OFlag, openat};
+        use nix::sys::stat::Mode;
+        let fd = openat(
+            &self.dir,
+            name,
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )?;
+        Ok(std::fs::File::from(fd))
+    }
+
+    /// Reads a whole file below the directory.
+    pub(crate) fn read(&self, name: &str) -> io::Result<Vec<u8>> {
+        use std::io::Read;
+        let mut buf = Vec::new();
+        self.open_file(name)?.read_to_end(&mut buf)?;
+        Ok(buf)
+    }
+
+    /// Where a link below the directory points (`exe`, `cwd`).
+    pub(crate) fn read_link(&self, name: &str) -> io::Result<PathBuf> {
+        Ok(PathBuf::from(nix::fcntl::readlinkat(&self.dir, name)?))
+    }
+
+    /// The parent pid and the real uid, from `status`.
+    pub(crate) fn parent_and_uid(&self) -> io::Result<(i32, u32)> {
+        let status = String::from_utf8_lossy(&self.read("status")?).into_owned();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next().map(str::to_string))
+        };
+        let ppid = field("PPid:").and_then(|v| v.parse().ok());
+        let uid = field("Uid:").and_then(|v| v.parse().ok());
+        match (ppid, uid) {
+            (Some(p), Some(u)) => Ok((p, u)),
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "no PPid/Uid in status",
+            )),
+        }
+    }
+
+    /// The command line, one string a word.
+    pub(crate) fn cmdline(&self) -> Vec<String> {
+        self.read("cmdline")
+            .map(|bytes| split_cmdline(&bytes))
+            .unwrap_or_default()
+    }
+
+    /// The user namespace's (device, inode).
+    pub(crate) fn user_ns(&self) -> io::Result<FileId> {
+        let m = self.open_file("ns/user")?.metadata()?;
+        Ok((m.dev(), m.ino()))
+    }
+}
+
+/// Splits a NUL-separated `cmdline`.
+pub(crate) fn split_cmdline(bytes: &[u8]) -> Vec<String> {
+    bytes
+        .split(|&b| b == 0)
+        .filter(|s| !s.is_empty())
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect()
 }

@@ -224,22 +224,38 @@ impl Session {
     /// Identifies `s` on the async worker when its executable's hash is cached, else off it.
     async fn identify(&self, s: &Arc<Sender>) -> Result<Peer, IdentityError> {
         let b = &self.broker;
+        // Interpreters config.json adds; a policy that cannot be read denies everything anyway.
+        let extra = b
+            .policy
+            .current()
+            .map(|p| p.file.interpreters.clone())
+            .unwrap_or_default();
         let fd = s.pidfd.as_ref().map(|f| f.as_fd());
-        if let Some(p) = identity::identify(
+        let cheap = identity::identify_with(
             s.pid,
             s.uid,
             fd,
             &b.identity,
             &b.hashes,
             Hashing::CachedOnly,
-        )? {
+            &extra,
+        )?;
+        if let Some(p) = cheap {
             return Ok(p);
         }
         let pid = s.pid;
         let (b, s) = (self.broker.clone(), s.clone());
         tokio::task::spawn_blocking(move || {
             let fd = s.pidfd.as_ref().map(|f| f.as_fd());
-            identity::identify(s.pid, s.uid, fd, &b.identity, &b.hashes, Hashing::Allowed)
+            identity::identify_with(
+                s.pid,
+                s.uid,
+                fd,
+                &b.identity,
+                &b.hashes,
+                Hashing::Allowed,
+                &extra,
+            )
         })
         .await
         .map_err(|_| IdentityError::Exited(pid))?
