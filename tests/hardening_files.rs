@@ -423,3 +423,37 @@ fn stale_temp_copies_are_removed_at_start() {
     );
     assert!(d.output().contains("interrupted write"), "{}", d.output());
 }
+
+#[test]
+fn sigterm_stops_the_daemon_while_a_request_waits_on_a_held_lock() {
+    let (env, d, tool) = serving();
+    // Another process of yours holds the store's lock and never lets go.
+    let lock_path = env.file_store().with_file_name("keyring.json.lock");
+    let lock = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&lock_path)
+        .expect("lock file");
+    lock.lock().expect("flock");
+    let mut writer = env
+        .command(&tool)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("client");
+    {
+        use std::io::Write;
+        let mut stdin = writer.stdin.take().expect("stdin");
+        writeln!(stdin, "{}", write_request("s", &["k"], &["v2"], json!({}))).expect("send");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        writer.try_wait().expect("wait").is_none(),
+        "the write should be waiting for the lock"
+    );
+    status_is_quick(&env);
+    sigterm_stops(d);
+    let _ = writer.kill();
+    let _ = writer.wait();
+    drop(lock);
+}
