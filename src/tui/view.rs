@@ -1,8 +1,10 @@
 //! Drawing: pure functions from [`State`] to a frame. Nothing here changes state or does I/O;
-//! the layout helpers are shared with the reducer for mouse hit-testing.
+//! the layout helpers are shared with the reducer for mouse hit-testing. Every text a caller
+//! controls goes through [`crate::display`] before it is drawn.
 
 use super::keymap::{self, KEYMAP, Scope};
 use super::state::{Field, Modal, OnDisk, Pane, State};
+use crate::display::{self, clean};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style, Stylize};
@@ -96,7 +98,7 @@ fn status_bar(frame: &mut Frame<'_>, area: Rect, s: &State) {
     ];
     if !s.filter.is_empty() {
         spans.push(Span::styled(
-            format!(" · filter: {}", s.filter),
+            format!(" · filter: {}", clean(&s.filter)),
             Style::new().cyan(),
         ));
     }
@@ -110,7 +112,7 @@ fn hint_bar(frame: &mut Frame<'_>, area: Rect, s: &State) {
         } else {
             Style::new().red().bold()
         };
-        frame.render_widget(Line::styled(format!(" {msg}"), style), area);
+        frame.render_widget(Line::styled(format!(" {}", clean(msg)), style), area);
         return;
     }
     let scope = match &s.modal {
@@ -228,22 +230,26 @@ fn pending(frame: &mut Frame<'_>, area: Rect, s: &State) {
         .map(|e| {
             let path = match &e.changed_from {
                 Some(old) => Line::from(vec![
-                    Span::raw(e.path.display().to_string()),
+                    Span::raw(display::path(&e.path)),
                     Span::styled(
                         format!(" (changed version of {})", old.short()),
                         Style::new().yellow().bold(),
                     ),
                 ]),
-                None => Line::raw(e.path.display().to_string()),
+                None => Line::raw(display::path(&e.path)),
             };
             vec![
                 Cell::from(e.hash.short().to_string()),
                 Cell::from(path),
-                Cell::from(format!("{} {}", e.last_action, e.last_service)),
+                Cell::from(format!(
+                    "{} {}",
+                    clean(&e.last_action),
+                    clean(&e.last_service)
+                )),
                 Cell::from(e.attempts.to_string()),
                 Cell::from(time(&e.first_seen)),
                 Cell::from(time(&e.last_seen)),
-                Cell::from(e.argv.join(" ")).dark_gray(),
+                Cell::from(display::join(&e.argv)).dark_gray(),
             ]
         })
         .collect();
@@ -307,10 +313,10 @@ fn audit(frame: &mut Frame<'_>, area: Rect, s: &State) {
                 .unwrap_or_else(|| r.source.clone());
             vec![
                 Cell::from(r.ts.get(5..19).unwrap_or(&r.ts).replace('T', " ")),
-                Cell::from(status).style(status_style(r.status.as_deref())),
-                Cell::from(who),
-                Cell::from(what),
-                Cell::from(detail),
+                Cell::from(clean(&status).into_owned()).style(status_style(r.status.as_deref())),
+                Cell::from(clean(&who).into_owned()),
+                Cell::from(clean(&what).into_owned()),
+                Cell::from(clean(&detail).into_owned()),
             ]
         })
         .collect();
@@ -358,12 +364,12 @@ fn policies(frame: &mut Frame<'_>, area: Rect, s: &State) {
                 if v.is_empty() {
                     "-".to_string()
                 } else {
-                    v.iter().cloned().collect::<Vec<_>>().join(",")
+                    v.iter().map(|x| clean(x)).collect::<Vec<_>>().join(",")
                 }
             };
             vec![
                 Cell::from(e.hash.short().to_string()),
-                Cell::from(e.path.display().to_string()),
+                Cell::from(display::path(&e.path)),
                 Cell::from(state).style(style),
                 Cell::from(list(&e.allowed_read_services)),
                 Cell::from(list(&e.allowed_write_services)),
@@ -430,7 +436,7 @@ fn modal(frame: &mut Frame<'_>, s: &State, m: &Modal) {
             vec![
                 Line::from(vec![
                     Span::raw("/ "),
-                    Span::styled(format!("{text}▏"), Style::new().cyan()),
+                    Span::styled(format!("{}▏", clean(text)), Style::new().cyan()),
                 ]),
                 Line::raw(""),
                 Line::raw("Matches status, reason, binary path or hash, service, action, targets.")
@@ -443,7 +449,7 @@ fn modal(frame: &mut Frame<'_>, s: &State, m: &Modal) {
             "Register a binary",
             vec![
                 Line::raw("Path of the executable (it is hashed now; zero privileges):"),
-                Line::styled(format!("{text}▏"), Style::new().cyan()),
+                Line::styled(format!("{}▏", clean(text)), Style::new().cyan()),
                 Line::raw(""),
                 Line::raw("enter: register · esc: cancel").dark_gray(),
             ],
@@ -453,12 +459,17 @@ fn modal(frame: &mut Frame<'_>, s: &State, m: &Modal) {
             let json = serde_json::to_string_pretty(r.as_ref()).unwrap_or_default();
             (
                 "Audit record",
-                json.lines().map(|l| Line::raw(l.to_string())).collect(),
+                json.lines()
+                    .map(|l| Line::raw(display::clean_json(l).into_owned()))
+                    .collect(),
                 90,
             )
         }
         Modal::Confirm { lines, .. } => {
-            let mut v: Vec<Line<'_>> = lines.iter().map(|l| Line::raw(l.clone())).collect();
+            let mut v: Vec<Line<'_>> = lines
+                .iter()
+                .map(|l| Line::raw(clean(l).into_owned()))
+                .collect();
             v.push(Line::raw(""));
             v.push(Line::from(vec![
                 Span::styled(" y ", Style::new().black().on_green()),
@@ -480,11 +491,11 @@ fn modal(frame: &mut Frame<'_>, s: &State, m: &Modal) {
                             Style::new()
                         },
                     ),
-                    Span::raw(value),
+                    Span::raw(clean(&value).into_owned()),
                 ];
                 if focused && f != Field::Search {
                     spans.push(Span::styled(
-                        format!("  + {}▏", ed.input),
+                        format!("  + {}▏", clean(&ed.input)),
                         Style::new().cyan(),
                     ));
                 }
@@ -504,7 +515,7 @@ fn modal(frame: &mut Frame<'_>, s: &State, m: &Modal) {
             (
                 title,
                 vec![
-                    Line::styled(ed.path.clone(), Style::new().bold()),
+                    Line::styled(clean(&ed.path).into_owned(), Style::new().bold()),
                     Line::raw(""),
                     field(Field::Read, "read", join(&ed.read)),
                     field(Field::Write, "write", join(&ed.write)),
@@ -646,6 +657,20 @@ mod tests {
             update(&mut s, Action::Char(c));
         }
         snap("register", &s);
+    }
+
+    #[test]
+    fn hostile_names_are_shown_escaped() {
+        let mut s = sample_state();
+        s.pending[0].path = "/tmp/evil\x1b[31m\nname\u{202e}gpj".into();
+        s.pending[0].argv = vec!["evil".into(), "\x1b]0;pwned\x07".into(), "\x1b[2J".into()];
+        s.audit[0].path = Some("/tmp/evil\x1b[31m\nname".into());
+        s.audit[0].reason = Some("bad\rreason\u{9b}".into());
+        let screen = render(&s, 120, 36);
+        assert!(!screen.contains('\x1b') && !screen.contains('\u{202e}'));
+        insta::assert_snapshot!("hostile_names_120x36", screen);
+        update(&mut s, Action::Command(Command::Approve));
+        insta::assert_snapshot!("hostile_names_approve_120x36", render(&s, 120, 36));
     }
 
     #[test]

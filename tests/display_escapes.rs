@@ -1,0 +1,131 @@
+//! Caller-controlled text never drives the terminal: a caller whose file name and argv carry
+//! ESC/OSC/CSI sequences, BEL and a newline is shown escaped by `list-pending` and `list`, and
+//! `--json` stays exact JSON; output into a closed pipe exits quietly.
+
+mod common;
+
+use common::{TestEnv, request};
+use std::io::Read;
+use std::process::Stdio;
+
+const OSC_TITLE: &str = "\x1b]0;pwned\x07";
+const CLEAR: &str = "\x1b[2J";
+
+fn assert_no_raw_controls(what: &str, text: &str) {
+    let bad: Vec<char> = text
+        .chars()
+        .filter(|&c| c != '\n' && (c.is_control() || ('\u{202a}'..='\u{202e}').contains(&c)))
+        .collect();
+    assert!(bad.is_empty(), "{what} has raw controls {bad:?}:\n{text}");
+}
+
+/// A pending caller with a hostile name and argv; returns its path.
+fn hostile_pending(env: &TestEnv) -> std::path::PathBuf {
+    let plain = env.client("plain");
+    let evil = plain.with_file_name("evil\x1b[31m\nname\u{202e}");
+    std::fs::rename(&plain, &evil).expect("rename");
+    let req = request("read", "svc", &["k"]);
+    let out = env
+        .command(&evil)
+        .args([req.as_str(), OSC_TITLE, CLEAR])
+        .output()
+        .expect("run hostile client");
+    assert_ne!(out.status.code(), Some(2), "client could not connect");
+    assert_eq!(env.pending_entries().len(), 1, "the caller is pending");
+    evil
+}
+
+#[test]
+fn list_pending_and_list_escape_hostile_names_and_argv() {
+    let env = TestEnv::new();
+    let _d = env.start();
+    let evil = hostile_pending(&env);
+
+    let text = env.cli_ok(&["list-pending"]);
+    assert_no_raw_controls("list-pending", &text);
+    assert!(text.contains("\\x1b]0;pwned\\x07"), "{text}");
+    assert!(text.contains("\\x1b[2J"), "{text}");
+    assert!(text.contains("evil\\x1b[31m\\nname\\u{202e}"), "{text}");
+
+    // --json: exact JSON, same values, nothing raw.
+    let json = env.cli_ok(&["list-pending", "--json"]);
+    assert_no_raw_controls("list-pending --json", &json);
+    let v: serde_json::Value = serde_json::from_str(&json).expect("exact JSON");
+    let argv: Vec<&str> = v[0]["argv"]
+        .as_array()
+        .expect("argv")
+        .iter()
+        .filter_map(|a| a.as_str())
+        .collect();
+    assert!(
+        argv.contains(&OSC_TITLE) && argv.contains(&CLEAR),
+        "{argv:?}"
+    );
+
+    env.register(&evil, &["--read", "svc"]);
+    let text = env.cli_ok(&["list"]);
+    assert_no_raw_controls("list", &text);
+    assert!(text.contains("evil\\x1b[31m\\nname\\u{202e}"), "{text}");
+    let json = env.cli_ok(&["list", "--json"]);
+    assert_no_raw_controls("list --json", &json);
+    serde_json::from_str::<serde_json::Value>(&json).expect("exact JSON");
+
+    // Errors quoting the path are escaped too.
+    let err = env.cli_err(&["unregister", "/nonexistent/\x1b]0;x\x07"]);
+    assert_no_raw_controls("error", &err);
+}
+
+#[test]
+fn a_closed_pipe_ends_output_quietly() {
+    let env = TestEnv::new();
+    let _d = env.start();
+    hostile_pending(&env);
+    // Enough pending callers that the output outgrows any pipe buffer: copies of the real entry.
+    let mut file: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(env.pending()).expect("pending.json")).expect("json");
+    let entry = file["entries"][0].clone();
+    let entries: Vec<serde_json::Value> = (0..400)
+        .map(|i| {
+            let mut e = entry.clone();
+            e["hash"] = format!("{i:064x}").into();
+            e["argv"] = vec!["\x1b[2J".repeat(50); 8].into();
+            e
+        })
+        .collect();
+    file["entries"] = entries.into();
+    std::fs::write(env.pending(), serde_json::to_vec(&file).expect("json")).expect("write");
+    for args in [&["list-pending"][..], &["list-pending", "--json"]] {
+        let full = env.cli_ok(args);
+        assert!(
+            full.len() > 1 << 19,
+            "{args:?}: output must outgrow the pipe"
+        );
+    }
+    for args in [&["list-pending"][..], &["list-pending", "--json"]] {
+        let mut child = env
+            .command(common::DAEMON)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let mut first = [0u8; 10];
+        child
+            .stdout
+            .take()
+            .expect("stdout")
+            .read_exact(&mut first)
+            .expect("first bytes");
+        // The reader is gone (like `| head -c 10`).
+        let mut stderr = String::new();
+        child
+            .stderr
+            .take()
+            .expect("stderr")
+            .read_to_string(&mut stderr)
+            .expect("stderr");
+        let status = child.wait().expect("wait");
+        assert!(status.success(), "{args:?}: {status:?}, stderr {stderr:?}");
+        assert_eq!(stderr, "", "{args:?}");
+    }
+}
