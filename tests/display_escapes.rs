@@ -129,3 +129,49 @@ fn a_closed_pipe_ends_output_quietly() {
         assert_eq!(stderr, "", "{args:?}");
     }
 }
+
+#[test]
+fn a_huge_unknown_key_is_echoed_short_and_escaped_in_the_response_and_the_audit_log() {
+    let env = TestEnv::new();
+    // A cap large enough that a 100 KB key is within the line limit.
+    std::fs::create_dir_all(env.config().parent().expect("dir")).expect("mkdir");
+    std::fs::write(
+        env.config(),
+        r#"{"protocol_version":"1","max_request_bytes":262144}"#,
+    )
+    .expect("config");
+    std::fs::set_permissions(
+        env.config(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .expect("chmod");
+    let _d = env.start();
+    let key = format!("\\u001b]0;pwned\\u0007\\u202e{}", "k".repeat(100_000));
+    let line =
+        format!(r#"{{"type":"REQUEST","action":"read","service":"s","targets":["t"],"{key}":1}}"#);
+    let mut raw = common::Raw::connect(&env.socket);
+    let r = raw.round_trip(line.as_bytes()).expect("answer");
+    let msg = common::expect(&r, "error", Some("malformed_request"));
+    assert!(msg.len() < 300, "message of {} bytes", msg.len());
+    assert!(
+        msg.contains("unknown field \"\\x1b]0;pwned\\x07\\u{202e}kkk"),
+        "{msg}"
+    );
+    assert!(msg.contains("…\""), "{msg}");
+    assert_no_raw_controls("response", &msg);
+    let recs = common::wait_for(10, "the audit record", || {
+        let recs = env.audit_records();
+        recs.iter()
+            .any(|r| r["reason"] == "malformed_request")
+            .then_some(recs)
+    });
+    let rec = recs
+        .iter()
+        .find(|r| r["reason"] == "malformed_request")
+        .expect("record");
+    let text = rec.to_string();
+    assert!(text.len() < 1000, "audit record of {} bytes", text.len());
+    let m = rec["message"].as_str().expect("message");
+    assert_eq!(m, msg);
+    assert_no_raw_controls("audit message", m);
+}
