@@ -155,3 +155,42 @@ fn approve_an_unknown_caller_from_the_dashboard() {
         (!env.socket.exists()).then_some(())
     });
 }
+
+#[test]
+fn a_connected_dashboard_shows_a_dead_broker_and_reconnects_by_itself() {
+    if !tmux_available() {
+        return;
+    }
+    let env = TestEnv::new();
+    let mut daemon = env.start();
+    let tmux = Tmux {
+        socket: format!("ka-e2e-{}", common::nonce()),
+    };
+    let mut new = tmux.cmd();
+    new.env_clear()
+        .envs(env.env_vars())
+        .env("TERM", "xterm-256color")
+        .args(["new-session", "-d", "-s", "dash", "-x", "120", "-y", "36"])
+        .arg(common::DAEMON)
+        .args(["tui", "--connect"]);
+    assert!(new.status().expect("tmux").success());
+    tmux.wait_screen("the dashboard connected", |s| s.contains(" CONNECTED "));
+
+    // The broker dies: the badge says so within a few ticks.
+    daemon.stop_with(nix::sys::signal::Signal::SIGKILL);
+    let t = std::time::Instant::now();
+    let screen = tmux.wait_screen("DISCONNECTED", |s| s.contains("DISCONNECTED"));
+    assert!(!screen.contains(" CONNECTED "), "{screen}");
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(5),
+        "took {:?}",
+        t.elapsed()
+    );
+
+    // A new broker on the same socket: picked up by itself, the stale error cleared.
+    let _daemon = env.start();
+    let screen = tmux.wait_screen("CONNECTED again", |s| s.contains(" CONNECTED "));
+    assert!(!screen.contains("DISCONNECTED"), "{screen}");
+    assert!(!screen.contains("does not answer"), "{screen}");
+    tmux.keys(&["q"]);
+}

@@ -42,6 +42,10 @@ pub enum Action {
         /// Broker pid.
         pid: u32,
     },
+    /// The broker did not answer STATUS: why.
+    StatusFailed(String),
+    /// The clock ticked ([`crate::tui::TICK`]): time to check on the broker.
+    Tick,
     /// Facts for the upgrade confirmation.
     UpgradePreview {
         /// The binary's path.

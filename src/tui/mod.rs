@@ -31,6 +31,9 @@ use ratatui::crossterm::execute;
 use state::{BrokerInfo, State};
 use std::sync::mpsc;
 
+/// How often the dashboard checks on the broker.
+pub const TICK: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Runs the dashboard until the user quits.
 pub fn run(paths: Paths, choice: ModeChoice) -> Result<(), String> {
     let broker = Broker::open(&paths, choice)?;
@@ -41,6 +44,7 @@ pub fn run(paths: Paths, choice: ModeChoice) -> Result<(), String> {
         connections: 0,
         requests: 0,
         pid: 0,
+        reachable: true,
     });
     // A fallback to the file store (or a locked keyring) is said, not silent.
     state.message = broker.notice().map(|n| (false, n.to_string()));
@@ -52,6 +56,14 @@ pub fn run(paths: Paths, choice: ModeChoice) -> Result<(), String> {
     // Input thread.
     let input_tx = tx.clone();
     std::thread::spawn(move || input_loop(&input_tx));
+    // The clock: the reducer asks the broker for STATUS on each tick, so a broker that died
+    // shows as DISCONNECTED within a tick and a restarted one is picked up by itself.
+    let tick_tx = tx.clone();
+    std::thread::spawn(move || {
+        while tick_tx.send(Action::Tick).is_ok() {
+            std::thread::sleep(TICK);
+        }
+    });
 
     let mut terminal = ratatui::try_init().map_err(|e| format!("cannot open the terminal: {e}"))?;
     let _ = execute!(std::io::stdout(), EnableMouseCapture);
@@ -173,7 +185,7 @@ fn executor(
                     requests: st.requests,
                     pid: st.pid,
                 },
-                Err(e) => Action::Done(false, e),
+                Err(e) => Action::StatusFailed(e),
             },
             Effect::CheckQuit => match broker.status() {
                 Ok(st) => Action::QuitChecked(st.connections),

@@ -44,6 +44,8 @@ pub struct BrokerInfo {
     pub requests: u64,
     /// The broker's pid.
     pub pid: u32,
+    /// False while a connected broker does not answer (the dashboard keeps retrying).
+    pub reachable: bool,
 }
 
 /// What is on disk at a registered binary's path.
@@ -175,6 +177,9 @@ pub struct State {
     pub quit: bool,
     /// The terminal size, for mouse hit-testing.
     pub size: (u16, u16),
+    /// A STATUS asked for by the clock has not been answered yet (ticks do not pile up
+    /// behind a broker that hangs).
+    pub status_in_flight: bool,
 }
 
 impl State {
@@ -196,6 +201,7 @@ impl State {
             message: None,
             quit: false,
             size: (80, 24),
+            status_in_flight: false,
         }
     }
 

@@ -89,7 +89,32 @@ pub fn update(state: &mut State, action: Action) -> Vec<Effect> {
             state.broker.connections = connections;
             state.broker.requests = requests;
             state.broker.pid = pid;
+            state.status_in_flight = false;
+            if state.broker.reachable {
+                return vec![];
+            }
+            // Back: the error that said it was gone is stale now, and whatever happened
+            // meanwhile is on disk.
+            state.broker.reachable = true;
+            state.message = Some((true, "reconnected to the broker".into()));
+            vec![
+                Effect::LoadPending,
+                Effect::LoadPolicies,
+                Effect::LoadAuditNew,
+            ]
+        }
+        Action::StatusFailed(why) => {
+            state.status_in_flight = false;
+            if state.broker.reachable {
+                state.broker.reachable = false;
+                state.message = Some((false, why));
+            }
             vec![]
+        }
+        Action::Tick if state.status_in_flight => vec![],
+        Action::Tick => {
+            state.status_in_flight = true;
+            vec![Effect::LoadStatus]
         }
         Action::UpgradePreview {
             path,
@@ -842,6 +867,47 @@ mod tests {
         assert_eq!(s.pending_sel, 0);
         assert!(update(&mut s, Action::Command(Command::Approve)).is_empty());
         assert!(s.modal.is_none(), "nothing to approve");
+    }
+
+    #[test]
+    fn a_broker_that_stops_answering_shows_disconnected_and_reconnects_by_itself() {
+        let mut s = sample_state();
+        s.broker.embedded = false;
+        assert_eq!(update(&mut s, Action::Tick), vec![Effect::LoadStatus]);
+        assert!(
+            update(&mut s, Action::Tick).is_empty(),
+            "ticks do not pile up behind an unanswered STATUS"
+        );
+        update(
+            &mut s,
+            Action::StatusFailed("the broker on /s does not answer".into()),
+        );
+        assert!(!s.broker.reachable);
+        assert_eq!(
+            s.message,
+            Some((false, "the broker on /s does not answer".into()))
+        );
+        // Still down: the clock keeps asking, the message is not repeated.
+        s.message = None;
+        assert_eq!(update(&mut s, Action::Tick), vec![Effect::LoadStatus]);
+        update(&mut s, Action::StatusFailed("again".into()));
+        assert_eq!(s.message, None);
+        // Back: the stale error goes, and what happened meanwhile is reloaded.
+        update(&mut s, Action::Tick);
+        s.message = Some((false, "the broker on /s does not answer".into()));
+        let fx = update(
+            &mut s,
+            Action::Status {
+                backend: "file".into(),
+                connections: 0,
+                requests: 1,
+                pid: 9,
+            },
+        );
+        assert!(s.broker.reachable);
+        assert_eq!(s.message, Some((true, "reconnected to the broker".into())));
+        assert!(fx.contains(&Effect::LoadAuditNew) && fx.contains(&Effect::LoadPending));
+        assert_eq!(update(&mut s, Action::Tick), vec![Effect::LoadStatus]);
     }
 
     #[test]

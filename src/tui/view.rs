@@ -79,22 +79,37 @@ pub fn draw(frame: &mut Frame<'_>, state: &State) {
 fn status_bar(frame: &mut Frame<'_>, area: Rect, s: &State) {
     let mode = if s.broker.embedded {
         Span::styled(" EMBEDDED broker ", Style::new().black().on_yellow().bold())
-    } else {
+    } else if s.broker.reachable {
         Span::styled(" CONNECTED ", Style::new().black().on_green().bold())
+    } else {
+        Span::styled(
+            " DISCONNECTED · reconnecting… ",
+            Style::new().white().on_red().bold(),
+        )
     };
     let mut spans = vec![
         Span::styled(" keychain-auth ", Style::new().bold().reversed()),
         mode,
-        Span::raw(format!(
-            " backend {} · {} conn · {} req · {} pending · {} binaries · pid {} · {}",
-            s.broker.backend,
-            s.broker.connections,
-            s.broker.requests,
-            s.pending.len(),
-            s.policies.len(),
-            s.broker.pid,
-            s.broker.socket,
-        )),
+        Span::raw(if s.broker.reachable {
+            format!(
+                " backend {} · {} conn · {} req · {} pending · {} binaries · pid {} · {}",
+                s.broker.backend,
+                s.broker.connections,
+                s.broker.requests,
+                s.pending.len(),
+                s.policies.len(),
+                s.broker.pid,
+                s.broker.socket,
+            )
+        } else {
+            // The broker's counters would be stale: only what is on disk.
+            format!(
+                " {} pending · {} binaries · {}",
+                s.pending.len(),
+                s.policies.len(),
+                s.broker.socket,
+            )
+        }),
     ];
     if !s.filter.is_empty() {
         spans.push(Span::styled(
@@ -657,6 +672,16 @@ mod tests {
             update(&mut s, Action::Char(c));
         }
         snap("register", &s);
+    }
+
+    #[test]
+    fn status_bar_tells_connected_from_disconnected() {
+        let mut s = sample_state();
+        s.broker.embedded = false;
+        let up = render(&s, 120, 36);
+        assert!(up.lines().next().is_some_and(|l| l.contains(" CONNECTED ")));
+        update(&mut s, Action::StatusFailed("the broker on /run/user/1000/keychain-auth/agent.sock does not answer: connection refused".into()));
+        snap("disconnected", &s);
     }
 
     #[test]
