@@ -46,6 +46,10 @@ pub fn run(paths: Paths, choice: ModeChoice) -> Result<(), String> {
         pid: 0,
         reachable: true,
     });
+    state.mono = monochrome(
+        std::env::var_os("NO_COLOR").as_deref(),
+        std::env::var("TERM").ok().as_deref(),
+    );
     // A fallback to the file store (or a locked keyring) is said, not silent.
     state.message = broker.notice().map(|n| (false, n.to_string()));
     let (tx, rx) = mpsc::channel::<Action>();
@@ -107,6 +111,15 @@ pub fn run(paths: Paths, choice: ModeChoice) -> Result<(), String> {
     ratatui::restore();
     broker.shutdown();
     result
+}
+
+/// True when the dashboard must not rely on colour: `NO_COLOR` set to anything non-empty
+/// (<https://no-color.org>), or a terminal type without colours.
+pub fn monochrome(no_color: Option<&std::ffi::OsStr>, term: Option<&str>) -> bool {
+    no_color.is_some_and(|v| !v.is_empty())
+        || term.is_some_and(|t| {
+            matches!(t, "dumb" | "vt100" | "vt102" | "vt220" | "linux-m") || t.ends_with("-mono")
+        })
 }
 
 /// Turns terminal events into actions, by way of the keymap for the current modal or pane.

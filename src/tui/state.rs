@@ -180,6 +180,9 @@ pub struct State {
     /// A STATUS asked for by the clock has not been answered yet (ticks do not pile up
     /// behind a broker that hangs).
     pub status_in_flight: bool,
+    /// Draw without colour (`NO_COLOR`, monochrome terminals): what colour marked is shown in
+    /// reverse video instead.
+    pub mono: bool,
 }
 
 impl State {
@@ -202,6 +205,7 @@ impl State {
             quit: false,
             size: (80, 24),
             status_in_flight: false,
+            mono: false,
         }
     }
 

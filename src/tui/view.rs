@@ -74,6 +74,21 @@ pub fn draw(frame: &mut Frame<'_>, state: &State) {
     if let Some(m) = &state.modal {
         modal(frame, state, m);
     }
+    if state.mono {
+        monochrome(frame.buffer_mut());
+    }
+}
+
+/// Drops every colour; whatever had a background colour (the selected row, badges, key caps)
+/// is drawn in reverse video instead, so the selection stays visible without colour.
+fn monochrome(buf: &mut ratatui::buffer::Buffer) {
+    for cell in &mut buf.content {
+        if cell.bg != Color::Reset {
+            cell.modifier.insert(Modifier::REVERSED);
+        }
+        cell.fg = Color::Reset;
+        cell.bg = Color::Reset;
+    }
 }
 
 fn status_bar(frame: &mut Frame<'_>, area: Rect, s: &State) {
@@ -682,6 +697,37 @@ mod tests {
         assert!(up.lines().next().is_some_and(|l| l.contains(" CONNECTED ")));
         update(&mut s, Action::StatusFailed("the broker on /run/user/1000/keychain-auth/agent.sock does not answer: connection refused".into()));
         snap("disconnected", &s);
+    }
+
+    #[test]
+    fn no_color_keeps_the_selection_visible_in_reverse_video() {
+        let mut s = sample_state();
+        s.mono = true;
+        let mut t = Terminal::new(TestBackend::new(80, 24)).expect("terminal");
+        t.draw(|f| draw(f, &s)).expect("draw");
+        let buf = t.backend().buffer();
+        assert!(
+            buf.content
+                .iter()
+                .all(|c| c.fg == Color::Reset && c.bg == Color::Reset),
+            "no colour at all"
+        );
+        // The selected pending row (first data row) is reversed; the next row is not.
+        let row = |y: u16| (1..79).map(|x| buf[(x, y)].modifier).collect::<Vec<_>>();
+        assert!(row(3).iter().all(|m| m.contains(Modifier::REVERSED)));
+        assert!(row(4).iter().all(|m| !m.contains(Modifier::REVERSED)));
+        insta::assert_debug_snapshot!("no_color_80x24", buf);
+    }
+
+    #[test]
+    fn monochrome_is_detected_from_no_color_and_term() {
+        use crate::tui::monochrome;
+        use std::ffi::OsStr;
+        assert!(monochrome(Some(OsStr::new("1")), Some("xterm-256color")));
+        assert!(!monochrome(Some(OsStr::new("")), Some("xterm-256color")));
+        assert!(!monochrome(None, Some("xterm-256color")));
+        assert!(monochrome(None, Some("vt100")));
+        assert!(monochrome(None, Some("xterm-mono")));
     }
 
     #[test]
