@@ -121,6 +121,8 @@ pub enum Command {
     Unregister,
     /// Editor: next field.
     NextField,
+    /// Editor: previous field.
+    PrevField,
     /// Editor: toggle search / confirm: yes.
     Toggle,
     /// Confirm: yes.

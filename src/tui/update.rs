@@ -128,7 +128,7 @@ pub fn update(state: &mut State, action: Action) -> Vec<Effect> {
                     format!("Upgrade {path}?"),
                     format!("approved hash  {}", old.short()),
                     format!("hash on disk   {}", new.short()),
-                    format!("on disk: {size} bytes, modified {mtime}"),
+                    format!("on disk: {}, modified {mtime}", human_size(size)),
                     "Its permissions move to the new binary.".into(),
                 ],
                 what: Confirm::Upgrade(path),
@@ -173,36 +173,42 @@ pub fn update(state: &mut State, action: Action) -> Vec<Effect> {
 /// text input for modals that take text.
 pub fn key_action(state: &State, key: event::KeyEvent) -> Option<Action> {
     use super::keymap::{self, Scope};
-    let text_modal = matches!(
-        state.modal,
-        Some(Modal::Filter(_)) | Some(Modal::Register(_)) | Some(Modal::Editor(_))
-    );
-    let scope = match &state.modal {
-        Some(Modal::Editor(_)) => Scope::Editor,
-        Some(Modal::Confirm { .. }) => Scope::Confirm,
-        Some(Modal::Filter(_)) | Some(Modal::Register(_)) => Scope::Editor,
-        Some(Modal::Help) | Some(Modal::Detail(_)) => {
-            return Some(Action::Command(Command::Escape));
-        }
-        None => Scope::Pane(state.pane),
-    };
+    let scope = keymap::scope(state);
+    // Text scopes have only their own bindings: every other key is text.
+    let text_modal = matches!(scope, Scope::Editor | Scope::Input);
     if let Some(c) = keymap::lookup(scope, key) {
-        // In text inputs only enter, esc, tab (and space in the editor) are commands.
-        let allowed = !text_modal
-            || matches!(
-                c,
-                Command::Enter | Command::Escape | Command::NextField | Command::Quit
-            )
-            || (c == Command::Toggle && matches!(state.modal, Some(Modal::Editor(_))));
-        if allowed {
-            return Some(Action::Command(c));
-        }
+        return Some(Action::Command(c));
+    }
+    if scope == Scope::Viewer {
+        // Any other key closes an overlay too.
+        return Some(Action::Command(Command::Escape));
     }
     match key.code {
         KeyCode::Char(c) if text_modal => Some(Action::Char(c)),
         KeyCode::Backspace if text_modal => Some(Action::Backspace),
         _ => None,
     }
+}
+
+/// A size for people: `4.0 MiB (4,194,304 bytes)`; small sizes in bytes only.
+pub fn human_size(bytes: u64) -> String {
+    let mut digits = bytes.to_string();
+    let mut i = digits.len();
+    while i > 3 {
+        i -= 3;
+        digits.insert(i, ',');
+    }
+    if bytes < 1024 {
+        return format!("{digits} bytes");
+    }
+    let units = ["KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64 / 1024.0;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < units.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    format!("{v:.1} {} ({digits} bytes)", units[u])
 }
 
 fn clamp(sel: usize, len: usize) -> usize {
@@ -424,7 +430,9 @@ fn command(state: &mut State, c: Command) -> Vec<Effect> {
             }
             vec![]
         }
-        Command::NextField | Command::Toggle | Command::Yes | Command::No => vec![],
+        Command::NextField | Command::PrevField | Command::Toggle | Command::Yes | Command::No => {
+            vec![]
+        }
     }
 }
 
@@ -473,12 +481,11 @@ fn modal_command(state: &mut State, c: Command) -> Vec<Effect> {
         },
         Modal::Editor(mut ed) => match c {
             Command::Escape | Command::Quit => vec![],
-            Command::NextField => {
-                ed.field = match ed.field {
-                    Field::Read => Field::Write,
-                    Field::Write => Field::Search,
-                    Field::Search => Field::Read,
-                };
+            Command::NextField | Command::PrevField => {
+                let order = [Field::Read, Field::Write, Field::Search];
+                let i = order.iter().position(|f| *f == ed.field).unwrap_or(0);
+                let step = if c == Command::NextField { 1 } else { 2 };
+                ed.field = order[(i + step) % 3];
                 state.modal = Some(Modal::Editor(ed));
                 vec![]
             }
@@ -908,6 +915,44 @@ mod tests {
         assert_eq!(s.message, Some((true, "reconnected to the broker".into())));
         assert!(fx.contains(&Effect::LoadAuditNew) && fx.contains(&Effect::LoadPending));
         assert_eq!(update(&mut s, Action::Tick), vec![Effect::LoadStatus]);
+    }
+
+    #[test]
+    fn sizes_are_in_human_units() {
+        assert_eq!(human_size(0), "0 bytes");
+        assert_eq!(human_size(1023), "1,023 bytes");
+        assert_eq!(human_size(4_194_304), "4.0 MiB (4,194,304 bytes)");
+        assert_eq!(human_size(1_536), "1.5 KiB (1,536 bytes)");
+        assert_eq!(human_size(3 << 30), "3.0 GiB (3,221,225,472 bytes)");
+    }
+
+    #[test]
+    fn keys_follow_the_mode() {
+        use ratatui::crossterm::event::{KeyEvent, KeyModifiers};
+        let key = |c| Action::Key(KeyEvent::new(c, KeyModifiers::NONE));
+        // In a text input, pane keys are text.
+        let mut s = sample_state();
+        update(&mut s, Action::Command(Command::Focus(2)));
+        update(&mut s, Action::Command(Command::Filter));
+        for c in ['q', 'd', '?', '1'] {
+            update(&mut s, key(KeyCode::Char(c)));
+        }
+        assert_eq!(s.modal, Some(Modal::Filter("qd?1".into())));
+        assert!(!s.quit);
+        // Shift-Tab goes back a field in the editor.
+        let mut s = sample_state();
+        update(&mut s, Action::Command(Command::Approve));
+        let field = |s: &State| match &s.modal {
+            Some(Modal::Editor(ed)) => ed.field,
+            _ => panic!("editor closed"),
+        };
+        assert_eq!(field(&s), Field::Read);
+        update(&mut s, key(KeyCode::BackTab));
+        assert_eq!(field(&s), Field::Search);
+        update(&mut s, key(KeyCode::BackTab));
+        assert_eq!(field(&s), Field::Write);
+        update(&mut s, key(KeyCode::Tab));
+        assert_eq!(field(&s), Field::Search);
     }
 
     #[test]

@@ -145,13 +145,8 @@ fn hint_bar(frame: &mut Frame<'_>, area: Rect, s: &State) {
         frame.render_widget(Line::styled(format!(" {}", clean(msg)), style), area);
         return;
     }
-    let scope = match &s.modal {
-        Some(Modal::Editor(_)) => Scope::Editor,
-        Some(Modal::Confirm { .. }) => Scope::Confirm,
-        _ => Scope::Pane(s.pane),
-    };
     let mut spans = vec![];
-    for b in keymap::hints(scope) {
+    for b in keymap::hints(keymap::scope(s)) {
         spans.push(Span::styled(
             format!(" {} ", b.label),
             Style::new().black().on_gray(),
@@ -538,14 +533,15 @@ fn modal(frame: &mut Frame<'_>, s: &State, m: &Modal) {
                     v.join(", ")
                 }
             };
-            let title = match ed.goal {
-                super::state::EditorGoal::Approve(_) => "Approve",
-                super::state::EditorGoal::Edit(_) => "Edit permissions",
+            let (title, hash) = match &ed.goal {
+                super::state::EditorGoal::Approve(h) => ("Approve", h),
+                super::state::EditorGoal::Edit(h) => ("Edit permissions", h),
             };
             (
                 title,
                 vec![
                     Line::styled(clean(&ed.path).into_owned(), Style::new().bold()),
+                    Line::raw(hash.to_string()),
                     Line::raw(""),
                     field(Field::Read, "read", join(&ed.read)),
                     field(Field::Write, "write", join(&ed.write)),
@@ -556,8 +552,6 @@ fn modal(frame: &mut Frame<'_>, s: &State, m: &Modal) {
                     ),
                     Line::raw(""),
                     Line::raw("type a service + enter to add · backspace removes · tab next field")
-                        .dark_gray(),
-                    Line::raw("space toggles search · enter on an empty field saves · esc cancels")
                         .dark_gray(),
                 ],
                 76,
