@@ -131,6 +131,10 @@ pub enum Command {
     No,
     /// Reload everything from disk.
     Reload,
+    /// Overlay: one page down.
+    PageDown,
+    /// Overlay: one page up.
+    PageUp,
 }
 
 /// Work the reducer asks the executor to do; results come back as [`Action`]s.

@@ -84,7 +84,7 @@ const fn b(
     }
 }
 
-use KeyCode::{BackTab, Char, Down, End, Enter, Esc, Home, Tab, Up};
+use KeyCode::{BackTab, Char, Down, End, Enter, Esc, Home, PageDown, PageUp, Tab, Up};
 use Scope::{Confirm, Editor, Global, Input, Viewer};
 
 /// Every binding, in the order help shows them.
@@ -273,6 +273,40 @@ pub const KEYMAP: &[Binding] = &[
     b(&[Enter], "enter", Command::Enter, "apply", Input, true),
     b(&[Esc], "esc", Command::Escape, "cancel", Input, true),
     b(
+        &[Char('j'), Down],
+        "j/↓",
+        Command::Down,
+        "scroll down",
+        Viewer,
+        true,
+    ),
+    b(
+        &[Char('k'), Up],
+        "k/↑",
+        Command::Up,
+        "scroll up",
+        Viewer,
+        false,
+    ),
+    b(
+        &[PageDown, Char(' ')],
+        "PgDn",
+        Command::PageDown,
+        "page down",
+        Viewer,
+        true,
+    ),
+    b(&[PageUp], "PgUp", Command::PageUp, "page up", Viewer, true),
+    b(&[Char('g'), Home], "g", Command::Top, "top", Viewer, false),
+    b(
+        &[Char('G'), End],
+        "G",
+        Command::Bottom,
+        "bottom",
+        Viewer,
+        false,
+    ),
+    b(
         &[Esc, Char('q'), Enter],
         "esc/q",
         Command::Escape,
@@ -356,7 +390,7 @@ mod tests {
     fn modals_hint_their_own_keys_only() {
         let labels = |sc| hints(sc).iter().map(|b| b.label).collect::<Vec<_>>();
         assert_eq!(labels(Input), ["enter", "esc"]);
-        assert_eq!(labels(Viewer), ["esc/q"]);
+        assert_eq!(labels(Viewer), ["j/↓", "PgDn", "PgUp", "esc/q"]);
         assert_eq!(labels(Confirm), ["y", "n/esc"]);
         assert!(labels(Editor).contains(&"S-tab"));
         assert!(!labels(Editor).contains(&"q"));

@@ -183,6 +183,8 @@ pub struct State {
     /// Draw without colour (`NO_COLOR`, monochrome terminals): what colour marked is shown in
     /// reverse video instead.
     pub mono: bool,
+    /// First line shown of the open overlay (help, record detail).
+    pub scroll: usize,
 }
 
 impl State {
@@ -206,6 +208,7 @@ impl State {
             size: (80, 24),
             status_in_flight: false,
             mono: false,
+            scroll: 0,
         }
     }
 

@@ -273,6 +273,7 @@ fn command(state: &mut State, c: Command) -> Vec<Effect> {
         }
         Command::Help => {
             state.modal = Some(Modal::Help);
+            state.scroll = 0;
             vec![]
         }
         Command::NextPane | Command::PrevPane => {
@@ -361,6 +362,7 @@ fn command(state: &mut State, c: Command) -> Vec<Effect> {
                     let visible = state.audit_visible();
                     if let Some(&i) = visible.get(state.audit_sel) {
                         state.modal = Some(Modal::Detail(Box::new(state.audit[i].clone())));
+                        state.scroll = 0;
                     }
                 }
             }
@@ -430,7 +432,13 @@ fn command(state: &mut State, c: Command) -> Vec<Effect> {
             }
             vec![]
         }
-        Command::NextField | Command::PrevField | Command::Toggle | Command::Yes | Command::No => {
+        Command::NextField
+        | Command::PrevField
+        | Command::PageDown
+        | Command::PageUp
+        | Command::Toggle
+        | Command::Yes
+        | Command::No => {
             vec![]
         }
     }
@@ -441,7 +449,24 @@ fn modal_command(state: &mut State, c: Command) -> Vec<Effect> {
         return vec![];
     };
     match modal {
-        Modal::Help | Modal::Detail(_) => vec![], // any command closes them
+        Modal::Help | Modal::Detail(_) => {
+            let (len, page) = view::overlay_extent(state, &modal);
+            let max = len.saturating_sub(page);
+            let page = page.max(1);
+            state.scroll = match c {
+                Command::Down => state.scroll + 1,
+                Command::Up => state.scroll.saturating_sub(1),
+                Command::PageDown => state.scroll + page,
+                Command::PageUp => state.scroll.saturating_sub(page),
+                Command::Top => 0,
+                Command::Bottom => max,
+                // Anything else closes it.
+                _ => return vec![],
+            }
+            .min(max);
+            state.modal = Some(modal);
+            vec![]
+        }
         Modal::Filter(text) => match c {
             Command::Enter => {
                 state.filter = text;

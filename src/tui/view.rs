@@ -327,6 +327,7 @@ fn audit(frame: &mut Frame<'_>, area: Rect, s: &State) {
             };
             let status = r.status.clone().unwrap_or_else(|| r.event.clone());
             let detail = match (&r.reason, r.targets.is_empty()) {
+                _ if r.event == "policy_change" => policy_change(r).unwrap_or_default(),
                 (Some(reason), _) => reason.clone(),
                 (None, false) => r.targets.join(","),
                 (None, true) => r.message.clone().unwrap_or_default(),
@@ -452,10 +453,134 @@ fn centered(area: Rect, w: u16, h: u16) -> Rect {
     )
 }
 
+/// Where a scrolling overlay (help, record detail) goes on a screen of `area`.
+fn overlay_rect(area: Rect, m: &Modal) -> Rect {
+    let w = if matches!(m, Modal::Help) { 76 } else { 90 };
+    let inner_w = w.min(area.width).saturating_sub(2);
+    let len = overlay_lines(m, inner_w).len() as u16;
+    centered(
+        area,
+        w,
+        len.saturating_add(2).min(area.height.saturating_sub(2)),
+    )
+}
+
+/// The lines of a scrolling overlay, already cut to `width` columns (so the reducer and the
+/// view agree on how far it scrolls).
+fn overlay_lines(m: &Modal, width: u16) -> Vec<Line<'static>> {
+    match m {
+        Modal::Help => help_lines(),
+        Modal::Detail(r) => detail_lines(r, usize::from(width.max(1))),
+        _ => vec![],
+    }
+}
+
+/// For a scrolling overlay on the current screen: how many lines it has and how many show at
+/// once. The reducer clamps the scroll offset with this.
+pub fn overlay_extent(state: &State, m: &Modal) -> (usize, usize) {
+    let area = Rect::new(0, 0, state.size.0, state.size.1);
+    let rect = overlay_rect(area, m);
+    let len = overlay_lines(m, rect.width.saturating_sub(2)).len();
+    (len, usize::from(rect.height.saturating_sub(2)))
+}
+
+/// Every field of a record (as stored, JSON), long lines wrapped at `width` characters; a
+/// policy change first says what it changed.
+fn detail_lines(r: &crate::audit::Record, width: usize) -> Vec<Line<'static>> {
+    let mut out = vec![];
+    if let Some(change) = policy_change(r) {
+        out.push(Line::styled(
+            clean(&change).into_owned(),
+            Style::new().bold(),
+        ));
+        out.push(Line::raw(""));
+    }
+    let json = serde_json::to_string_pretty(r).unwrap_or_default();
+    for l in json.lines() {
+        let l = display::clean_json(l);
+        let chars: Vec<char> = l.chars().collect();
+        for chunk in chars.chunks(width) {
+            out.push(Line::raw(chunk.iter().collect::<String>()));
+        }
+    }
+    out
+}
+
+/// What a policy-change record changed, in one line: `grant read +aws +gcp · search +`,
+/// `revoke write -k8s`, `upgrade aaaa… → bbbb…`; `None` for other records.
+pub fn policy_change(r: &crate::audit::Record) -> Option<String> {
+    if r.event != "policy_change" {
+        return None;
+    }
+    let action = r.action.as_deref().unwrap_or("change");
+    let sign = if action == "revoke" { "-" } else { "+" };
+    let mut parts = vec![];
+    for (what, list) in [("read", &r.read), ("write", &r.write)] {
+        if !list.is_empty() {
+            let items: Vec<String> = list.iter().map(|x| format!("{sign}{x}")).collect();
+            parts.push(format!("{what} {}", items.join(" ")));
+        }
+    }
+    if r.search == Some(true) {
+        parts.push(format!("search {sign}"));
+    }
+    if let (Some(old), Some(new)) = (&r.old_hash, &r.hash) {
+        let short = |h: &str| {
+            h.trim_start_matches("sha256:")
+                .chars()
+                .take(12)
+                .collect::<String>()
+        };
+        parts.push(format!("{} → {}", short(old), short(new)));
+    }
+    if parts.is_empty() && matches!(action, "approve" | "register") {
+        parts.push("zero privileges".into());
+    }
+    Some(if parts.is_empty() {
+        action.to_string()
+    } else {
+        format!("{action} {}", parts.join(" · "))
+    })
+}
+
+fn overlay(frame: &mut Frame<'_>, s: &State, m: &Modal) {
+    let rect = overlay_rect(frame.area(), m);
+    let lines = overlay_lines(m, rect.width.saturating_sub(2));
+    let page = usize::from(rect.height.saturating_sub(2));
+    let len = lines.len();
+    let first = s.scroll.min(len.saturating_sub(page));
+    let title = if matches!(m, Modal::Help) {
+        "Keys"
+    } else {
+        "Audit record"
+    };
+    let position = if len > page {
+        format!(
+            " {}–{} of {} · j/k PgUp/PgDn ",
+            first + 1,
+            (first + page).min(len),
+            len
+        )
+    } else {
+        String::new()
+    };
+    frame.render_widget(Clear, rect);
+    frame.render_widget(
+        Paragraph::new(lines.into_iter().skip(first).take(page).collect::<Vec<_>>()).block(
+            Block::bordered()
+                .border_type(BorderType::Rounded)
+                .border_style(Style::new().cyan())
+                .title(format!(" {title} "))
+                .title(Line::raw(position).right_aligned()),
+        ),
+        rect,
+    );
+}
+
 fn modal(frame: &mut Frame<'_>, s: &State, m: &Modal) {
     let area = frame.area();
     let (title, lines, w): (&str, Vec<Line<'_>>, u16) = match m {
-        Modal::Help => ("Keys", help_lines(), 76),
+        Modal::Help | Modal::Detail(_) => return overlay(frame, s, m),
         Modal::Filter(text) => (
             "Filter audit records",
             vec![
@@ -480,16 +605,6 @@ fn modal(frame: &mut Frame<'_>, s: &State, m: &Modal) {
             ],
             70,
         ),
-        Modal::Detail(r) => {
-            let json = serde_json::to_string_pretty(r.as_ref()).unwrap_or_default();
-            (
-                "Audit record",
-                json.lines()
-                    .map(|l| Line::raw(display::clean_json(l).into_owned()))
-                    .collect(),
-                90,
-            )
-        }
         Modal::Confirm { lines, .. } => {
             let mut v: Vec<Line<'_>> = lines
                 .iter()
@@ -559,12 +674,7 @@ fn modal(frame: &mut Frame<'_>, s: &State, m: &Modal) {
         }
     };
     let _ = s;
-    // Help wraps its lines: give it the whole height.
-    let h = if matches!(m, Modal::Help) {
-        area.height.saturating_sub(2)
-    } else {
-        (lines.len() as u16).saturating_add(2)
-    };
+    let h = (lines.len() as u16).saturating_add(2);
     let rect = centered(area, w, h);
     frame.render_widget(Clear, rect);
     frame.render_widget(
@@ -578,29 +688,34 @@ fn modal(frame: &mut Frame<'_>, s: &State, m: &Modal) {
     );
 }
 
+/// The help overlay: a key column and a description column, grouped by where the keys apply,
+/// generated from the keymap.
 fn help_lines() -> Vec<Line<'static>> {
-    let mut lines = vec![];
-    let groups: [(&str, Scope); 6] = [
-        ("Everywhere", Scope::Global),
-        ("Pending", Scope::Pane(Pane::Pending)),
-        ("Audit", Scope::Pane(Pane::Audit)),
-        ("Policies", Scope::Pane(Pane::Policies)),
-        ("Permission editor", Scope::Editor),
-        ("Confirmations", Scope::Confirm),
+    let groups = [
+        Scope::Global,
+        Scope::Pane(Pane::Pending),
+        Scope::Pane(Pane::Audit),
+        Scope::Pane(Pane::Policies),
+        Scope::Editor,
+        Scope::Input,
+        Scope::Viewer,
+        Scope::Confirm,
     ];
-    for (name, scope) in groups {
-        lines.push(Line::styled(name, Style::new().bold().underlined()));
-        let items: Vec<Span<'static>> = KEYMAP
-            .iter()
-            .filter(|b| b.scope == scope)
-            .flat_map(|b| {
-                [
-                    Span::styled(format!(" {} ", b.label), Style::new().cyan().bold()),
-                    Span::raw(format!("{}  ", b.desc)),
-                ]
-            })
-            .collect();
-        lines.push(Line::from(items));
+    let mut lines = vec![];
+    for scope in groups {
+        if !lines.is_empty() {
+            lines.push(Line::raw(""));
+        }
+        let name = scope.name();
+        let mut heading: String = name.chars().take(1).flat_map(char::to_uppercase).collect();
+        heading.extend(name.chars().skip(1));
+        lines.push(Line::styled(heading, Style::new().bold().underlined()));
+        for b in KEYMAP.iter().filter(|b| b.scope == scope) {
+            lines.push(Line::from(vec![
+                Span::styled(format!("  {:<10}", b.label), Style::new().cyan().bold()),
+                Span::raw(b.desc),
+            ]));
+        }
     }
     lines
 }
@@ -613,6 +728,7 @@ mod tests {
     use crate::tui::update::update;
     use ratatui::Terminal;
     use ratatui::backend::TestBackend;
+    use ratatui::crossterm::event;
 
     fn render(state: &State, w: u16, h: u16) -> String {
         let mut t = Terminal::new(TestBackend::new(w, h)).expect("terminal");
@@ -722,6 +838,84 @@ mod tests {
         assert!(!monochrome(None, Some("xterm-256color")));
         assert!(monochrome(None, Some("vt100")));
         assert!(monochrome(None, Some("xterm-mono")));
+    }
+
+    fn policy_record(action: &str, read: &[&str], write: &[&str]) -> crate::audit::Record {
+        let mut r = crate::audit::Record::new("policy_change", "dashboard");
+        r.ts = "2026-11-24T09:59:50.000Z".into();
+        r.action = Some(action.into());
+        r.path = Some("/usr/local/bin/deploy".into());
+        r.hash = Some(hash('c').to_string());
+        r.status = Some("success".into());
+        r.read = read.iter().map(|x| x.to_string()).collect();
+        r.write = write.iter().map(|x| x.to_string()).collect();
+        r
+    }
+
+    #[test]
+    fn policy_changes_say_what_changed() {
+        let r = policy_record("grant", &["aws", "gcp"], &["k8s"]);
+        assert_eq!(
+            policy_change(&r).as_deref(),
+            Some("grant read +aws +gcp · write +k8s")
+        );
+        let mut r = policy_record("revoke", &[], &["k8s"]);
+        r.search = Some(true);
+        assert_eq!(
+            policy_change(&r).as_deref(),
+            Some("revoke write -k8s · search -")
+        );
+        let r = policy_record("approve", &[], &[]);
+        assert_eq!(
+            policy_change(&r).as_deref(),
+            Some("approve zero privileges")
+        );
+        let mut r = policy_record("upgrade", &[], &[]);
+        r.old_hash = Some(hash('b').to_string());
+        assert_eq!(
+            policy_change(&r).as_deref(),
+            Some("upgrade bbbbbbbbbbbb → cccccccccccc")
+        );
+        assert_eq!(policy_change(&record("success", "aws")), None);
+        let mut s = sample_state();
+        s.audit.push(policy_record("grant", &["aws"], &[]));
+        s.audit.push(policy_record("revoke", &[], &["k8s"]));
+        update(&mut s, Action::Command(Command::Focus(2)));
+        snap("audit_policy_changes", &s);
+    }
+
+    #[test]
+    fn record_detail_scrolls_and_shows_every_field() {
+        let mut s = sample_state();
+        s.size = (80, 24);
+        let mut r = policy_record("grant", &["aws"], &["k8s"]);
+        r.message = Some(format!("a long message {}", "x".repeat(150)));
+        r.targets = (0..20).map(|i| format!("target-{i}")).collect();
+        s.audit.push(r);
+        update(&mut s, Action::Command(Command::Focus(2)));
+        update(&mut s, Action::Command(Command::Bottom));
+        update(&mut s, Action::Command(Command::Enter));
+        assert!(matches!(s.modal, Some(Modal::Detail(_))));
+        let top = render(&s, 80, 24);
+        assert!(top.contains("grant read +aws · write +k8s"), "{top}");
+        insta::assert_snapshot!("detail_scroll_top_80x24", top);
+        let key = |c| Action::Key(event::KeyEvent::new(c, event::KeyModifiers::NONE));
+        update(&mut s, key(event::KeyCode::Char('j')));
+        assert_eq!(s.scroll, 1);
+        update(&mut s, key(event::KeyCode::PageDown));
+        assert_eq!(s.scroll, 21);
+        update(&mut s, key(event::KeyCode::Char('G')));
+        let (len, page) = overlay_extent(&s, s.modal.as_ref().expect("modal"));
+        assert_eq!(s.scroll, len - page);
+        update(&mut s, key(event::KeyCode::Char('j')));
+        assert_eq!(s.scroll, len - page, "clamped at the end");
+        let bottom = render(&s, 80, 24);
+        assert!(bottom.contains("\"write\""), "{bottom}");
+        insta::assert_snapshot!("detail_scroll_bottom_80x24", bottom);
+        update(&mut s, key(event::KeyCode::PageUp));
+        assert_eq!(s.scroll, len - page - 20);
+        update(&mut s, key(event::KeyCode::Esc));
+        assert!(s.modal.is_none());
     }
 
     #[test]
