@@ -249,11 +249,24 @@ fn join_or_dash<'a>(items: impl Iterator<Item = &'a String>) -> String {
     }
 }
 
+/// Sends the daemon's log events to stderr as `keychain-auth: …` lines (the messages carry their
+/// prefix), info and above.
+fn log_to_stderr() {
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .with_level(false)
+        .with_ansi(false)
+        .try_init();
+}
+
 fn start(paths: Paths) -> Result<(), String> {
     // Chosen before the runtime starts: the probe blocks (briefly, bounded).
     let selection = crate::backend::select::open_selection(&paths)?;
+    log_to_stderr();
     if let Some(notice) = &selection.notice {
-        eprintln!("keychain-auth: {notice}");
+        tracing::warn!("keychain-auth: {notice}");
     }
     let reason = selection.reason.clone();
     // One async worker per core, at most four: sessions are short and blocking work (hashing,
@@ -268,14 +281,14 @@ fn start(paths: Paths) -> Result<(), String> {
         let backend = selection.backend;
         let socket = paths.socket.clone();
         let server = Server::bind(paths, backend, Limits::default()).map_err(|e| e.to_string())?;
-        eprintln!(
+        tracing::info!(
             "keychain-auth {}: listening on {} ({})",
             crate::VERSION,
             socket.display(),
             reason
         );
         server.run(shutdown_signal()).await;
-        eprintln!("keychain-auth: stopped");
+        tracing::info!("keychain-auth: stopped");
         Ok(())
     })
 }

@@ -194,3 +194,49 @@ fn a_connected_dashboard_shows_a_dead_broker_and_reconnects_by_itself() {
     assert!(!screen.contains("does not answer"), "{screen}");
     tmux.keys(&["q"]);
 }
+
+#[test]
+fn the_embedded_brokers_messages_go_to_the_message_line_not_over_the_screen() {
+    if !tmux_available() {
+        return;
+    }
+    let env = TestEnv::new();
+    // pending.json is a directory: the broker cannot queue a refused caller and says so.
+    std::fs::create_dir_all(env.pending()).expect("pending.json as a directory");
+    let tmux = Tmux {
+        socket: format!("ka-e2e-{}", common::nonce()),
+    };
+    let mut new = tmux.cmd();
+    new.env_clear()
+        .envs(env.env_vars())
+        .env("TERM", "xterm-256color")
+        .args(["new-session", "-d", "-s", "dash", "-x", "120", "-y", "36"])
+        .arg(common::DAEMON)
+        .args(["tui", "--embed"]);
+    assert!(new.status().expect("tmux").success());
+    tmux.wait_screen("the dashboard", |s| s.contains("EMBEDDED"));
+    let client = env.client("e2e-client");
+    expect(
+        &env.run_client(&client, &[&request("read", "aws", &["k"])])[0],
+        "denied",
+        Some("unregistered_binary"),
+    );
+    let screen = tmux.wait_screen("the broker's warning on the message line", |s| {
+        s.contains("could not record a pending caller")
+    });
+    let lines: Vec<&str> = screen.lines().collect();
+    let at: Vec<usize> = (0..lines.len())
+        .filter(|&i| lines[i].contains("could not record a pending caller"))
+        .collect();
+    assert_eq!(
+        at,
+        [35],
+        "only on the last line (the message line):\n{screen}"
+    );
+    assert!(
+        !screen.contains("keychain-auth: could not record"),
+        "not the raw stderr line:\n{screen}"
+    );
+    assert!(lines[0].starts_with(" keychain-auth "), "{screen}");
+    tmux.keys(&["q"]);
+}

@@ -173,7 +173,7 @@ fn decide(broker: &Broker, peer: &Peer, req: &Request, policy: Option<Arc<Snapsh
             },
         );
         if let Err(e) = queued {
-            eprintln!("keychain-auth: could not record a pending caller: {e}");
+            tracing::warn!("keychain-auth: could not record a pending caller: {e}");
         }
         return refuse(broker, rec, denied(Reason::UnregisteredBinary, message));
     };

@@ -200,7 +200,7 @@ async fn accept_loop(listener: &UnixListener, broker: &Arc<Broker>) {
             }
             Err(e) => {
                 // EMFILE/ENFILE and friends: wait for descriptors to free up instead of spinning.
-                eprintln!("keychain-auth: accept failed: {e}; retrying in {backoff:?}");
+                tracing::warn!("keychain-auth: accept failed: {e}; retrying in {backoff:?}");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(1));
             }

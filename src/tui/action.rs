@@ -44,6 +44,9 @@ pub enum Action {
     },
     /// The broker did not answer STATUS: why.
     StatusFailed(String),
+    /// A log event from the process (the embedded broker): whether it is a warning or worse,
+    /// and its text. Shown on the message line.
+    Log(bool, String),
     /// The clock ticked ([`crate::tui::TICK`]): time to check on the broker.
     Tick,
     /// Facts for the upgrade confirmation.
@@ -59,6 +62,9 @@ pub enum Action {
         /// Modification time now on disk.
         mtime: String,
     },
+    /// Reading a state file failed: why. Shown, and not retried until the file changes (a
+    /// retry on every failure would spin).
+    LoadFailed(String),
     /// An effect finished: success flag and a message.
     Done(bool, String),
     /// The live connection count, asked for when quitting an embedded broker.

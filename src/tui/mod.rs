@@ -10,6 +10,7 @@ pub mod action;
 pub mod broker;
 pub mod data;
 pub mod keymap;
+pub mod log;
 #[cfg(all(test, feature = "screenshots"))]
 mod screenshots;
 pub mod state;
@@ -36,6 +37,10 @@ pub const TICK: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Runs the dashboard until the user quits.
 pub fn run(paths: Paths, choice: ModeChoice) -> Result<(), String> {
+    let (tx, rx) = mpsc::channel::<Action>();
+    // Before the broker starts: whatever it logs goes to the message line, never over the
+    // screen.
+    log::install(tx.clone());
     let broker = Broker::open(&paths, choice)?;
     let mut state = State::new(BrokerInfo {
         embedded: broker.embedded(),
@@ -52,7 +57,6 @@ pub fn run(paths: Paths, choice: ModeChoice) -> Result<(), String> {
     );
     // A fallback to the file store (or a locked keyring) is said, not silent.
     state.message = broker.notice().map(|n| (false, n.to_string()));
-    let (tx, rx) = mpsc::channel::<Action>();
     let (fx_tx, fx_rx) = mpsc::channel::<Effect>();
 
     // File watcher: any change in the config or data directory reloads what changed.
@@ -165,11 +169,11 @@ fn executor(
         let action = match fx {
             Effect::LoadPending => match crate::pending::load(&paths.pending) {
                 Ok(q) => Action::PendingLoaded(q.entries),
-                Err(e) => Action::Done(false, e),
+                Err(e) => Action::LoadFailed(e),
             },
             Effect::LoadPolicies => match data::load_policies(paths, &hashes) {
                 Ok(rows) => Action::PoliciesLoaded(rows),
-                Err(e) => Action::Done(false, e),
+                Err(e) => Action::LoadFailed(e),
             },
             Effect::LoadAuditOlder if !tail_opened => {
                 tail_opened = true;

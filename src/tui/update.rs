@@ -111,6 +111,14 @@ pub fn update(state: &mut State, action: Action) -> Vec<Effect> {
             }
             vec![]
         }
+        Action::LoadFailed(why) => {
+            state.message = Some((false, why));
+            vec![]
+        }
+        Action::Log(warning, text) => {
+            state.message = Some((!warning, text));
+            vec![]
+        }
         Action::Tick if state.status_in_flight => vec![],
         Action::Tick => {
             state.status_in_flight = true;
@@ -978,6 +986,23 @@ mod tests {
         assert_eq!(field(&s), Field::Write);
         update(&mut s, key(KeyCode::Tab));
         assert_eq!(field(&s), Field::Search);
+    }
+
+    #[test]
+    fn log_events_and_load_failures_show_without_reloading() {
+        let mut s = sample_state();
+        assert!(
+            update(
+                &mut s,
+                Action::LoadFailed("cannot read pending.json".into())
+            )
+            .is_empty()
+        );
+        assert_eq!(s.message, Some((false, "cannot read pending.json".into())));
+        assert!(update(&mut s, Action::Log(true, "accept failed".into())).is_empty());
+        assert_eq!(s.message, Some((false, "accept failed".into())));
+        update(&mut s, Action::Log(false, "stopped".into()));
+        assert_eq!(s.message, Some((true, "stopped".into())));
     }
 
     #[test]
