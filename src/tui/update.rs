@@ -604,7 +604,7 @@ fn click(state: &mut State, x: u16, y: u16) {
         return;
     }
     let area = ratatui::layout::Rect::new(0, 0, state.size.0, state.size.1);
-    let l = view::layout(area, state.pane);
+    let l = view::layout(area, state);
     for (pane, rect) in Pane::ALL.iter().zip(l.panes) {
         if rect.contains(ratatui::layout::Position::new(x, y)) {
             state.pane = *pane;
@@ -1009,12 +1009,12 @@ mod tests {
     fn mouse_selects_panes_and_rows() {
         let mut s = sample_state();
         s.size = (120, 36);
-        let l = view::layout(ratatui::layout::Rect::new(0, 0, 120, 36), s.pane);
+        let l = view::layout(ratatui::layout::Rect::new(0, 0, 120, 36), &s);
         let policies = view::list_area(l.panes[2]);
         update(&mut s, Action::Click(policies.x + 2, policies.y + 1));
         assert_eq!(s.pane, Pane::Policies);
         assert_eq!(s.policy_sel, 1);
-        let l = view::layout(ratatui::layout::Rect::new(0, 0, 120, 36), s.pane);
+        let l = view::layout(ratatui::layout::Rect::new(0, 0, 120, 36), &s);
         let pending = view::list_area(l.panes[0]);
         update(&mut s, Action::Click(pending.x, pending.y));
         assert_eq!((s.pane, s.pending_sel), (Pane::Pending, 0));

@@ -22,15 +22,32 @@ pub struct Areas {
     pub hints: Rect,
 }
 
-/// Status bar on top, hint bar at the bottom, the three panes stacked between; the focused
-/// pane gets twice the height of the others.
-pub fn layout(area: Rect, focused: Pane) -> Areas {
+/// Most lines the message line grows to (a long message wraps instead of losing its end).
+const MAX_MESSAGE_LINES: usize = 4;
+
+/// How many lines the message (or hint) line needs at `width`.
+fn message_height(s: &State, width: u16) -> u16 {
+    let Some((_, msg)) = &s.message else { return 1 };
+    message_paragraph(msg)
+        .line_count(width)
+        .clamp(1, MAX_MESSAGE_LINES) as u16
+}
+
+/// The message line's text, wrapped at word boundaries.
+fn message_paragraph(msg: &str) -> Paragraph<'static> {
+    Paragraph::new(format!(" {}", clean(msg))).wrap(Wrap { trim: true })
+}
+
+/// Status bar on top, hint bar (or the message, wrapped) at the bottom, the three panes stacked
+/// between; the focused pane gets twice the height of the others.
+pub fn layout(area: Rect, s: &State) -> Areas {
     let [status, body, hints] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Fill(1),
-        Constraint::Length(1),
+        Constraint::Length(message_height(s, area.width)),
     ])
     .areas(area);
+    let focused = s.pane;
     let weight = |p: Pane| if p == focused { 2 } else { 1 };
     let [a, b, c] = Layout::vertical([
         Constraint::Fill(weight(Pane::Pending)),
@@ -65,7 +82,7 @@ pub fn scroll_offset(sel: usize, len: usize, height: usize) -> usize {
 
 /// Draws the whole dashboard.
 pub fn draw(frame: &mut Frame<'_>, state: &State) {
-    let areas = layout(frame.area(), state.pane);
+    let areas = layout(frame.area(), state);
     status_bar(frame, areas.status, state);
     pending(frame, areas.panes[0], state);
     audit(frame, areas.panes[1], state);
@@ -91,46 +108,104 @@ fn monochrome(buf: &mut ratatui::buffer::Buffer) {
     }
 }
 
+/// `s` cut to `width` characters in the middle, keeping the file name whole when it fits:
+/// `/home/me/…/deploy-tool`.
+pub fn shorten_middle(s: &str, width: usize) -> String {
+    let chars: Vec<char> = s.chars().collect();
+    if chars.len() <= width {
+        return s.to_string();
+    }
+    if width <= 1 {
+        return "…".chars().take(width).collect();
+    }
+    let tail_start = s.rfind('/').map_or(0, |i| s[..i].chars().count());
+    let tail_len = chars.len() - tail_start;
+    if tail_len + 1 >= width {
+        // Not even the file name fits: its end.
+        let keep = width - 1;
+        return std::iter::once('…')
+            .chain(chars[chars.len() - keep..].iter().copied())
+            .collect();
+    }
+    let head_room = width - 1 - tail_len;
+    let mut head: String = chars[..head_room].iter().collect();
+    if let Some(slash) = head.rfind('/')
+        && slash > 0
+    {
+        head.truncate(slash + 1);
+    }
+    format!("{head}…{}", chars[tail_start..].iter().collect::<String>())
+}
+
 fn status_bar(frame: &mut Frame<'_>, area: Rect, s: &State) {
-    let mode = if s.broker.embedded {
-        Span::styled(" EMBEDDED broker ", Style::new().black().on_yellow().bold())
+    let (mode, mode_style) = if s.broker.embedded {
+        (" EMBEDDED broker ", Style::new().black().on_yellow().bold())
     } else if s.broker.reachable {
-        Span::styled(" CONNECTED ", Style::new().black().on_green().bold())
+        (" CONNECTED ", Style::new().black().on_green().bold())
     } else {
-        Span::styled(
+        (
             " DISCONNECTED · reconnecting… ",
             Style::new().white().on_red().bold(),
         )
     };
+    let name = " keychain-auth ";
+    // Whole segments, most important first; what does not fit is left out whole, never cut
+    // mid-word. The socket path is shortened in the middle instead.
+    let mut segments: Vec<(u8, String)> = vec![];
+    if s.broker.reachable {
+        segments.push((2, format!("backend {}", s.broker.backend)));
+        segments.push((3, format!("{} conn", s.broker.connections)));
+        segments.push((4, format!("{} req", s.broker.requests)));
+    }
+    segments.push((0, format!("{} pending", s.pending.len())));
+    segments.push((1, format!("{} binaries", s.policies.len())));
+    if s.broker.reachable {
+        segments.push((5, format!("pid {}", s.broker.pid)));
+    }
+    let filter = (!s.filter.is_empty()).then(|| format!(" · filter: {}", clean(&s.filter)));
+    let width = usize::from(area.width);
+    let fixed = name.chars().count()
+        + mode.chars().count()
+        + filter.as_ref().map_or(0, |f| f.chars().count());
+    let socket = &s.broker.socket;
+    let text_len = |segs: &[(u8, String)], socket_len: usize| {
+        segs.iter()
+            .map(|(_, t)| t.chars().count() + 3)
+            .sum::<usize>()
+            + socket_len
+            + 1
+    };
+    // The socket path whole when it is of a usual length: counters go first.
+    let min_socket = 48.min(socket.chars().count());
+    while fixed + text_len(&segments, min_socket) > width {
+        // The counts of pending callers and binaries always stay.
+        let Some(drop) = segments
+            .iter()
+            .enumerate()
+            .filter(|(_, (p, _))| *p >= 2)
+            .max_by_key(|(_, (p, _))| *p)
+            .map(|(i, _)| i)
+        else {
+            break;
+        };
+        segments.remove(drop);
+    }
+    let room = width.saturating_sub(fixed + text_len(&segments, 0));
+    let mut text = String::new();
+    for (_, t) in &segments {
+        text.push(' ');
+        text.push_str(t);
+        text.push_str(" ·");
+    }
+    text.push(' ');
+    text.push_str(&shorten_middle(socket, room));
     let mut spans = vec![
-        Span::styled(" keychain-auth ", Style::new().bold().reversed()),
-        mode,
-        Span::raw(if s.broker.reachable {
-            format!(
-                " backend {} · {} conn · {} req · {} pending · {} binaries · pid {} · {}",
-                s.broker.backend,
-                s.broker.connections,
-                s.broker.requests,
-                s.pending.len(),
-                s.policies.len(),
-                s.broker.pid,
-                s.broker.socket,
-            )
-        } else {
-            // The broker's counters would be stale: only what is on disk.
-            format!(
-                " {} pending · {} binaries · {}",
-                s.pending.len(),
-                s.policies.len(),
-                s.broker.socket,
-            )
-        }),
+        Span::styled(name, Style::new().bold().reversed()),
+        Span::styled(mode, mode_style),
+        Span::raw(text),
     ];
-    if !s.filter.is_empty() {
-        spans.push(Span::styled(
-            format!(" · filter: {}", clean(&s.filter)),
-            Style::new().cyan(),
-        ));
+    if let Some(f) = filter {
+        spans.push(Span::styled(f, Style::new().cyan()));
     }
     frame.render_widget(Line::from(spans), area);
 }
@@ -142,11 +217,35 @@ fn hint_bar(frame: &mut Frame<'_>, area: Rect, s: &State) {
         } else {
             Style::new().red().bold()
         };
-        frame.render_widget(Line::styled(format!(" {}", clean(msg)), style), area);
+        frame.render_widget(message_paragraph(msg).style(style), area);
         return;
     }
+    // Hints that do not fit are dropped, least important (last) first; help, quit and the
+    // keys that leave a dialog always stay.
+    let mut hints = keymap::hints(keymap::scope(s));
+    let essential = |b: &keymap::Binding| {
+        matches!(
+            b.command,
+            super::action::Command::Help
+                | super::action::Command::Quit
+                | super::action::Command::Escape
+                | super::action::Command::Yes
+                | super::action::Command::No
+        )
+    };
+    let width = |hs: &[&keymap::Binding]| {
+        hs.iter()
+            .map(|b| b.label.chars().count() + b.desc.chars().count() + 4)
+            .sum::<usize>()
+    };
+    while width(&hints) > usize::from(area.width) {
+        let Some(i) = hints.iter().rposition(|b| !essential(b)) else {
+            break;
+        };
+        hints.remove(i);
+    }
     let mut spans = vec![];
-    for b in keymap::hints(keymap::scope(s)) {
+    for b in hints {
         spans.push(Span::styled(
             format!(" {} ", b.label),
             Style::new().black().on_gray(),
@@ -175,6 +274,23 @@ fn pane_block(title: &str, n: u8, focused: bool, extra: String) -> Block<'static
 
 /// Below this width, columns marked secondary are left out.
 const NARROW: u16 = 110;
+
+/// The width column `index` gets in a pane of `area` (0 when it is left out).
+fn column_width(area: Rect, columns: &[Column<'_>], index: usize) -> usize {
+    let kept: Vec<(usize, Constraint)> = columns
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| !c.2 || area.width >= NARROW)
+        .map(|(i, c)| (i, c.1))
+        .collect();
+    let inner = Block::bordered().inner(area);
+    let rects = Layout::horizontal(kept.iter().map(|(_, c)| *c))
+        .spacing(1)
+        .split(Rect::new(0, 0, inner.width, 1));
+    kept.iter()
+        .position(|(i, _)| *i == index)
+        .map_or(0, |k| usize::from(rects[k].width))
+}
 
 /// A table column: header, width, and whether it is dropped on narrow terminals.
 type Column<'a> = (&'a str, Constraint, bool);
@@ -247,21 +363,41 @@ fn time(ts: &chrono::DateTime<chrono::Utc>) -> String {
     ts.format("%m-%d %H:%M:%S").to_string()
 }
 
+const PENDING_COLUMNS: &[Column<'static>] = &[
+    ("hash", Constraint::Length(12), false),
+    ("path", Constraint::Fill(2), false),
+    ("asked", Constraint::Length(14), false),
+    ("tries", Constraint::Length(5), false),
+    ("first seen", Constraint::Length(14), true),
+    ("last seen", Constraint::Length(14), false),
+    ("argv", Constraint::Fill(1), true),
+];
+
 fn pending(frame: &mut Frame<'_>, area: Rect, s: &State) {
     let focused = s.pane == Pane::Pending;
+    let path_w = column_width(area, PENDING_COLUMNS, 1);
     let rows = s
         .pending
         .iter()
         .map(|e| {
+            let shown = display::path(&e.path);
             let path = match &e.changed_from {
-                Some(old) => Line::from(vec![
-                    Span::raw(display::path(&e.path)),
-                    Span::styled(
-                        format!(" (changed version of {})", old.short()),
-                        Style::new().yellow().bold(),
-                    ),
-                ]),
-                None => Line::raw(display::path(&e.path)),
+                Some(old) => {
+                    // The marker is never cut: its short form when the full one leaves the
+                    // path too little room.
+                    let full = format!(" (changed version of {})", old.short());
+                    let marker = if path_w >= full.chars().count() + 12 {
+                        full
+                    } else {
+                        " (changed version)".to_string()
+                    };
+                    let room = path_w.saturating_sub(marker.chars().count());
+                    Line::from(vec![
+                        Span::raw(shorten_middle(&shown, room)),
+                        Span::styled(marker, Style::new().yellow().bold()),
+                    ])
+                }
+                None => Line::raw(shorten_middle(&shown, path_w)),
             };
             vec![
                 Cell::from(e.hash.short().to_string()),
@@ -287,15 +423,7 @@ fn pending(frame: &mut Frame<'_>, area: Rect, s: &State) {
             focused,
             format!(" {} waiting ", s.pending.len()),
         ),
-        &[
-            ("hash", Constraint::Length(12), false),
-            ("path", Constraint::Fill(2), false),
-            ("asked", Constraint::Length(14), false),
-            ("tries", Constraint::Length(5), false),
-            ("first seen", Constraint::Length(14), true),
-            ("last seen", Constraint::Length(14), false),
-            ("argv", Constraint::Fill(1), true),
-        ],
+        PENDING_COLUMNS,
         rows,
         s.pending_sel,
         focused,
@@ -370,8 +498,20 @@ fn audit(frame: &mut Frame<'_>, area: Rect, s: &State) {
     );
 }
 
+const POLICY_COLUMNS: &[Column<'static>] = &[
+    ("hash", Constraint::Length(12), false),
+    ("path", Constraint::Fill(2), false),
+    ("state", Constraint::Length(17), false),
+    ("read", Constraint::Fill(1), false),
+    ("write", Constraint::Fill(1), false),
+    ("search", Constraint::Length(6), false),
+    ("registered", Constraint::Length(16), true),
+    ("last used", Constraint::Length(14), true),
+];
+
 fn policies(frame: &mut Frame<'_>, area: Rect, s: &State) {
     let focused = s.pane == Pane::Policies;
+    let path_w = column_width(area, POLICY_COLUMNS, 1);
     let rows = s
         .policies
         .iter()
@@ -395,7 +535,7 @@ fn policies(frame: &mut Frame<'_>, area: Rect, s: &State) {
             };
             vec![
                 Cell::from(e.hash.short().to_string()),
-                Cell::from(display::path(&e.path)),
+                Cell::from(shorten_middle(&display::path(&e.path), path_w)),
                 Cell::from(state).style(style),
                 Cell::from(list(&e.allowed_read_services)),
                 Cell::from(list(&e.allowed_write_services)),
@@ -424,16 +564,7 @@ fn policies(frame: &mut Frame<'_>, area: Rect, s: &State) {
             focused,
             format!(" {} registered ", s.policies.len()),
         ),
-        &[
-            ("hash", Constraint::Length(12), false),
-            ("path", Constraint::Fill(2), false),
-            ("state", Constraint::Length(17), false),
-            ("read", Constraint::Fill(1), false),
-            ("write", Constraint::Fill(1), false),
-            ("search", Constraint::Length(6), false),
-            ("registered", Constraint::Length(16), true),
-            ("last used", Constraint::Length(14), true),
-        ],
+        POLICY_COLUMNS,
         rows,
         s.policy_sel,
         focused,
@@ -916,6 +1047,50 @@ mod tests {
         assert_eq!(s.scroll, len - page - 20);
         update(&mut s, key(event::KeyCode::Esc));
         assert!(s.modal.is_none());
+    }
+
+    #[test]
+    fn paths_are_shortened_in_the_middle() {
+        assert_eq!(shorten_middle("/usr/bin/ls", 20), "/usr/bin/ls");
+        assert_eq!(
+            shorten_middle("/home/me/projects/acme/tools/bin/deploy-tool", 24),
+            "/home/me/…/deploy-tool"
+        );
+        assert_eq!(shorten_middle("/a/very-long-file-name", 10), "…file-name");
+        for w in 0..40 {
+            let out = shorten_middle("/home/me/projects/acme/tools/bin/deploy-tool", w);
+            assert!(out.chars().count() <= w, "{w}: {out}");
+        }
+    }
+
+    #[test]
+    fn layout_keeps_what_matters_at_80x24() {
+        let mut s = sample_state();
+        s.broker.socket =
+            "/run/user/1000/keychain-auth/a-rather-long-directory-name/agent.sock".into();
+        s.pending[0].path = "/home/me/projects/acme/tools/node_modules/.bin/deploy-tool".into();
+        let screen = render(&s, 80, 24);
+        let lines: Vec<&str> = screen.lines().collect();
+        assert!(
+            lines[0].contains("agent.sock"),
+            "socket path kept whole at its end: {}",
+            lines[0]
+        );
+        assert!(lines[0].contains("2 pending"), "{}", lines[0]);
+        assert!(screen.contains("/home/me/…/deploy-tool"), "{screen}");
+        assert!(screen.contains("(changed version"), "{screen}");
+        assert!(screen.contains("version)"), "marker not cut: {screen}");
+        let hints = lines[23];
+        assert!(
+            hints.contains("? ") && hints.contains("help") && hints.contains("q  quit"),
+            "{hints}"
+        );
+        insta::assert_snapshot!("layout_80x24", screen);
+        // A long first-run notice wraps and keeps its fix.
+        s.message = Some((false, "no Secret Service reachable (org.freedesktop.secrets is not provided on the session bus); using the file store /home/me/.local/share/keychain-auth/keyring.json. Set KEYCHAIN_AUTH_BACKEND=keyring to require the keyring".into()));
+        let screen = render(&s, 80, 24);
+        assert!(screen.contains("to require the keyring"), "{screen}");
+        insta::assert_snapshot!("notice_wraps_80x24", screen);
     }
 
     #[test]
