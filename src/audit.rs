@@ -76,6 +76,31 @@ pub struct Record {
     /// Search flag granted or revoked (policy changes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub search: Option<bool>,
+    /// Injection variables allowed or disallowed by a policy change.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_env: Vec<String>,
+    /// The caller chain: the caller first, then who launched it (SPEC §10).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chain: Vec<crate::identity::Link>,
+    /// For an interpreter running a script: the script's path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script: Option<String>,
+    /// The script's hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script_hash: Option<String>,
+    /// Launch rules added or removed by a policy change.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub via: Vec<String>,
+    /// Live approval (SPEC §11): the decision an approver gave (`once`, `time`, `always`,
+    /// `deny`, `forget`), or `timeout` / `withdrawn` / `no_answer`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<String>,
+    /// Who answered (`dashboard`, `dashboard pid N`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answered_by: Option<String>,
+    /// The prompt a record belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
 }
 
 impl Record {

@@ -107,15 +107,58 @@ pub struct GrantArgs {
     /// Allow search and prefix matches.
     #[arg(long)]
     pub search: bool,
+    /// An injection variable (LD_PRELOAD, PYTHONPATH, …) it may run with (repeatable).
+    #[arg(long = "allow-env", value_name = "VAR")]
+    pub allow_env: Vec<String>,
+    /// Serve it only when this launcher (path or full hash) is among its ancestors (repeatable).
+    #[arg(long = "via", value_name = "HASH|PATH")]
+    pub via: Vec<String>,
+    /// For an interpreter: serve it whatever script or inline code it runs.
+    #[arg(long = "allow-any-script")]
+    pub allow_any_script: bool,
+    /// The services named here are granted for this long only (10m, 2h, 1d).
+    #[arg(long = "for", value_name = "DURATION")]
+    pub for_: Option<String>,
+    /// The services named here are granted for one successful use.
+    #[arg(long)]
+    pub once: bool,
+    /// Every use of the services named here is held for a dashboard to confirm.
+    #[arg(long)]
+    pub confirm: bool,
 }
 
-impl From<GrantArgs> for Grants {
-    fn from(g: GrantArgs) -> Grants {
-        Grants {
+impl TryFrom<GrantArgs> for Grants {
+    type Error = String;
+    fn try_from(g: GrantArgs) -> Result<Grants, String> {
+        let expires_at = match &g.for_ {
+            Some(d) => Some(
+                chrono::Utc::now()
+                    + chrono::Duration::seconds(
+                        i64::try_from(policy::parse_duration(d)?).unwrap_or(i64::MAX / 2),
+                    ),
+            ),
+            None => None,
+        };
+        if (expires_at.is_some() || g.once || g.confirm) && g.read.is_empty() && g.write.is_empty()
+        {
+            return Err(
+                "--for, --once and --confirm apply to the services named with --read or --write"
+                    .into(),
+            );
+        }
+        Ok(Grants {
+            terms: policy::GrantTerms {
+                expires_at,
+                uses_left: g.once.then_some(1),
+                confirm: g.confirm,
+            },
             read: g.read,
             write: g.write,
             search: g.search,
-        }
+            allow_env: g.allow_env,
+            via: g.via,
+            allow_any_script: g.allow_any_script,
+        })
     }
 }
 
@@ -169,7 +212,7 @@ pub fn run(cli: Cli) -> Result<(), String> {
         ),
         Command::ListPending { json } => list_pending(&paths, json),
         Command::Approve { hash, grants } => {
-            let b = admin::approve(&paths, Source::Cli, &hash, &grants.into())?;
+            let b = admin::approve(&paths, Source::Cli, &hash, &grants.try_into()?)?;
             crate::outln!(
                 "approved {} ({})",
                 crate::display::path(&b.path),
@@ -179,7 +222,7 @@ pub fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::Register { path, grants } => {
-            let b = admin::register(&paths, Source::Cli, &path, &grants.into())?;
+            let b = admin::register(&paths, Source::Cli, &path, &grants.try_into()?)?;
             crate::outln!(
                 "registered {} ({})",
                 crate::display::path(&b.path),
@@ -206,12 +249,12 @@ pub fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::Grant { binary, grants } => {
-            let b = admin::grant(&paths, Source::Cli, &binary, &grants.into())?;
+            let b = admin::grant(&paths, Source::Cli, &binary, &grants.try_into()?)?;
             print_permissions(&b);
             Ok(())
         }
         Command::Revoke { binary, grants } => {
-            let b = admin::revoke(&paths, Source::Cli, &binary, &grants.into())?;
+            let b = admin::revoke(&paths, Source::Cli, &binary, &grants.try_into()?)?;
             print_permissions(&b);
             Ok(())
         }
@@ -345,6 +388,21 @@ fn list_pending(paths: &Paths, json: bool) -> Result<(), String> {
             }
         );
         crate::outln!("{:<70}  {}", "", crate::display::join(&e.argv));
+        if let Some(i) = &e.interpreter {
+            crate::outln!(
+                "{:<70}  run by {} ({})",
+                "",
+                crate::display::path(&i.path),
+                i.hash.short()
+            );
+        }
+        if e.chain.len() > 1 {
+            crate::outln!(
+                "{:<70}  launched by {}",
+                "",
+                clean(&chain_line(&e.chain[1..]))
+            );
+        }
     }
     Ok(())
 }
@@ -377,8 +435,61 @@ fn list(paths: &Paths, json: bool) -> Result<(), String> {
             if b.can_search { "yes" } else { "no" },
             crate::display::path(&b.path)
         );
+        for note in policy_notes(b) {
+            crate::outln!("{:<66}  {}", "", clean(&note));
+        }
     }
     Ok(())
+}
+
+/// The second-form details of an entry (SPEC §10), one line each.
+fn policy_notes(b: &policy::BinaryPolicy) -> Vec<String> {
+    let mut notes = Vec::new();
+    if let Some(i) = &b.interpreter {
+        notes.push(format!(
+            "script run by {} ({})",
+            i.path.display(),
+            i.hash.short()
+        ));
+    }
+    if b.allow_any_script {
+        notes.push("INTERPRETER: serves ANY script or inline code it runs".into());
+    }
+    if !b.launched_by.is_empty() {
+        let v: Vec<&str> = b
+            .launched_by
+            .iter()
+            .map(policy::BinaryHash::short)
+            .collect();
+        notes.push(format!("only when launched by {}", v.join(", ")));
+    }
+    for (svc, t) in &b.service_terms {
+        if !t.is_empty() {
+            notes.push(format!("{svc}: {}", t.describe(chrono::Utc::now())));
+        }
+    }
+    if !b.allow_env.is_empty() {
+        let v: Vec<&str> = b.allow_env.iter().map(String::as_str).collect();
+        notes.push(format!("may run with {}", v.join(", ")));
+    }
+    notes
+}
+
+/// Ancestors as `name (hash) ← name (hash)`.
+fn chain_line(links: &[crate::identity::Link]) -> String {
+    links
+        .iter()
+        .map(|l| {
+            let name = std::path::Path::new(&l.path)
+                .file_name()
+                .map_or_else(|| l.path.clone(), |n| n.to_string_lossy().into_owned());
+            match &l.hash {
+                Some(h) => format!("{name} ({}, pid {})", h.short(), l.pid),
+                None => format!("{name} (pid {})", l.pid),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ← ")
 }
 
 #[cfg(test)]

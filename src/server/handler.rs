@@ -5,10 +5,11 @@
 use super::Broker;
 use crate::audit::Record;
 use crate::exec;
-use crate::identity::{Exe, Peer};
+use crate::identity::{self, Exe, Integrity, Link, Peer, Program};
 use crate::pending::{self, Attempt};
-use crate::policy::Snapshot;
+use crate::policy::{BinaryHash, BinaryPolicy, InterpreterRef, Snapshot};
 use crate::protocol::{self, Action, Incoming, Reason, Request, Response, Status};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -34,16 +35,24 @@ pub enum Lane {
 pub fn lane(broker: &Broker, peer: &Peer, parsed: &Parsed) -> Lane {
     let req = match parsed {
         Ok(Incoming::Request(r)) => r,
-        Ok(Incoming::Status) | Err(_) => return Lane::Quick(None),
+        Ok(Incoming::Status | Incoming::Subscribe | Incoming::Answer(_)) | Err(_) => {
+            return Lane::Quick(None);
+        }
     };
     if !matches!(req.action, Action::Read | Action::Search) || !broker.backend.fast_reads() {
         return Lane::Blocking;
     }
-    let Exe::Verified { hash, .. } = &peer.exe else {
+    let Exe::Verified { hash, program, .. } = &peer.exe else {
         return Lane::Blocking;
     };
     match broker.policy.current() {
-        Ok(p) if p.lookup(hash).is_some() => Lane::Quick(Some(p)),
+        // Grants with terms may need a config write (uses) or an approver (confirm).
+        Ok(p)
+            if p.lookup_caller(hash, program)
+                .is_some_and(|b| b.terms_for(&req.service).is_none()) =>
+        {
+            Lane::Quick(Some(p))
+        }
         _ => Lane::Blocking,
     }
 }
@@ -54,28 +63,59 @@ pub fn status_line(broker: &Broker) -> Vec<u8> {
     broker.status().to_line()
 }
 
+/// What answering a request line produced.
+pub enum Reply {
+    /// The response line.
+    Line(Vec<u8>),
+    /// The request is refused unless an approver allows it: hold it and ask ([`super::ask`]).
+    Ask(Box<Ask>),
+}
+
+/// A request held for an approver, with the refusal it gets when nobody allows it.
+pub struct Ask {
+    /// The request.
+    pub req: Request,
+    /// The refusal it gets without an answer.
+    pub refusal: Response,
+    /// Its audit record so far.
+    pub rec: Record,
+    /// Whether the caller is approved at all (an unknown caller is approved by an answer).
+    pub registered: bool,
+    /// Whether it is allowed but its grant asks for confirmation of every use.
+    pub confirm: bool,
+    /// The hash of the policy entry (registered) or pending entry (unknown) an answer changes.
+    pub subject: BinaryHash,
+}
+
 /// Answers one parsed request line from `peer`, with the policy when the caller already read
-/// it; returns the response line.
+/// it; returns the response line, or the request to hold for an approver.
 pub fn respond(
     broker: &Broker,
     peer: &Peer,
     parsed: Parsed,
     policy: Option<Arc<Snapshot>>,
-) -> Vec<u8> {
+) -> Reply {
     let req = match parsed {
-        Ok(Incoming::Status) => return status_line(broker),
+        Ok(Incoming::Status) => return Reply::Line(status_line(broker)),
         Ok(Incoming::Request(req)) => Ok(req),
+        Ok(Incoming::Subscribe | Incoming::Answer(_)) => Err(Box::new(Response::malformed(
+            None,
+            "SUBSCRIBE opens an approver connection, and ANSWER is only accepted on one",
+        ))),
         Err(resp) => Err(resp),
     };
     broker.stats.requests.fetch_add(1, Ordering::Relaxed);
     match req {
-        Ok(req) => decide(broker, peer, &req, policy).to_line(),
+        Ok(req) => match decide(broker, peer, &req, policy) {
+            Verdict::Done(resp) => Reply::Line(resp.to_line()),
+            Verdict::Ask(ask) => Reply::Ask(ask),
+        },
         Err(resp) => {
             let mut rec = base_record(peer);
             rec.id = resp.id.clone();
             finish(&mut rec, &resp);
             let _ = broker.audit.append(&rec);
-            resp.to_line()
+            Reply::Line(resp.to_line())
         }
     }
 }
@@ -92,9 +132,19 @@ fn base_record(peer: &Peer) -> Record {
     let mut rec = Record::new("request", "daemon");
     rec.pid = Some(peer.pid);
     match &peer.exe {
-        Exe::Verified { path, hash, .. } => {
+        Exe::Verified {
+            path,
+            hash,
+            program,
+            ..
+        } => {
             rec.path = Some(path.display().to_string());
             rec.hash = Some(hash.to_string());
+            if let Program::Script { path, hash } = program {
+                rec.script = Some(path.display().to_string());
+                rec.script_hash = Some(hash.to_string());
+            }
+            rec.chain = caller_chain(peer);
         }
         Exe::Unverifiable { path, .. } => {
             rec.path = path.as_ref().map(|p| p.display().to_string());
@@ -112,79 +162,294 @@ fn request_record(peer: &Peer, req: &Request) -> Record {
     rec.with_targets(req.targets.iter())
 }
 
-fn finish(rec: &mut Record, resp: &Response) {
+pub(crate) fn finish(rec: &mut Record, resp: &Response) {
     rec.status = Some(resp.status.as_str().into());
     rec.reason = resp.reason.map(|r| r.as_str().into());
     rec.message = resp.message.clone();
 }
 
 /// Audits a refusal and returns it.
-fn refuse(broker: &Broker, mut rec: Record, resp: Response) -> Response {
+pub(crate) fn refuse(broker: &Broker, mut rec: Record, resp: Response) -> Response {
     finish(&mut rec, &resp);
     let _ = broker.audit.append(&rec);
     resp
 }
 
-fn decide(broker: &Broker, peer: &Peer, req: &Request, policy: Option<Arc<Snapshot>>) -> Response {
+/// The injection guard (SPEC §10): a traced caller is refused, and so is one whose environment
+/// carries an injection variable its policy does not list in `allow_env`.
+fn injection_guard(pid: i32, binary: &BinaryPolicy, integrity: &Integrity) -> Result<(), String> {
+    if integrity.tracer != 0 {
+        return Err(identity::traced_message(pid, integrity.tracer));
+    }
+    match integrity
+        .injected
+        .iter()
+        .find(|v| !binary.allow_env.contains(v.as_str()))
+    {
+        Some(var) => Err(format!(
+            "{} (pid {pid}) runs with {var} set, which can inject code into it; unset {var}, or if this is intended allow it with: keychain-auth grant {} --allow-env {var}",
+            binary.path.display(),
+            binary.hash.short()
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The caller chain of `peer` for records: the caller itself, then its ancestors.
+fn caller_chain(peer: &Peer) -> Vec<Link> {
+    let Exe::Verified {
+        path,
+        hash,
+        argv,
+        chain,
+        ..
+    } = &peer.exe
+    else {
+        return Vec::new();
+    };
+    let mut links = Vec::with_capacity(chain.len() + 1);
+    links.push(Link {
+        path: path.display().to_string(),
+        hash: Some(hash.clone()),
+        pid: peer.pid,
+        argv: argv.clone(),
+    });
+    links.extend(chain.iter().cloned());
+    links
+}
+
+/// The chain as one line for messages: `git-credential-… ← git ← bash`.
+fn chain_text(peer: &Peer) -> String {
+    caller_chain(peer)
+        .iter()
+        .map(|l| {
+            let name = Path::new(&l.path)
+                .file_name()
+                .map_or_else(|| l.path.clone(), |n| n.to_string_lossy().into_owned());
+            match &l.hash {
+                Some(h) => format!("{name} ({})", h.short()),
+                None => name,
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ← ")
+}
+
+/// The launch rule (SPEC §10): with `launched_by`, one of those hashes must be an ancestor.
+fn launch_rule(peer: &Peer, binary: &BinaryPolicy, chain: &[Link]) -> Result<(), String> {
+    if binary.launched_by.is_empty()
+        || chain.iter().any(|l| {
+            l.hash
+                .as_ref()
+                .is_some_and(|h| binary.launched_by.contains(h))
+        })
+    {
+        return Ok(());
+    }
+    let allowed: Vec<&str> = binary.launched_by.iter().map(BinaryHash::short).collect();
+    Err(format!(
+        "{} may only be used when launched by {} and was launched by: {}",
+        binary.path.display(),
+        allowed.join(", "),
+        chain_text(peer)
+    ))
+}
+
+/// Why an unknown caller is refused, and the pending entry it makes (none for code without a
+/// file, which cannot be approved as such).
+fn unknown_caller(policy: &Snapshot, peer: &Peer, req: &Request) -> (String, Option<Attempt>) {
+    let Exe::Verified {
+        path: exe_path,
+        hash: exe_hash,
+        argv,
+        program,
+        ..
+    } = &peer.exe
+    else {
+        return (String::new(), None);
+    };
+    let (path, hash, interpreter) = match program {
+        Program::NoFile(why) => {
+            return (
+                format!(
+                    "{why}; run a script file instead and approve it, or approve the interpreter itself with: keychain-auth register {} --allow-any-script (any code it runs is then served)",
+                    exe_path.display()
+                ),
+                None,
+            );
+        }
+        Program::Binary => (exe_path, exe_hash, None),
+        Program::Script { path, hash } => (
+            path,
+            hash,
+            Some(InterpreterRef {
+                path: exe_path.clone(),
+                hash: exe_hash.clone(),
+            }),
+        ),
+    };
+    let registered = policy.file.by_path(path);
+    let changed_from = registered.map(|b| b.hash.clone());
+    let message = match registered {
+        Some(b) if &b.hash == hash => format!(
+            "{} is approved to run under {}, but now runs under {} ({}); if the interpreter was updated, keep its permissions with: keychain-auth upgrade {}",
+            path.display(),
+            b.interpreter
+                .as_ref()
+                .map_or_else(|| "no interpreter".into(), |i| i.path.display().to_string()),
+            exe_path.display(),
+            exe_hash.short(),
+            path.display()
+        ),
+        Some(b) => format!(
+            "{} changed since it was approved (approved {}, now {}); if you updated it, keep its permissions with: keychain-auth upgrade {}",
+            path.display(),
+            b.hash.short(),
+            hash.short(),
+            path.display()
+        ),
+        None => format!(
+            "{}{} ({}) is not approved; review it with `keychain-auth list-pending` and approve it with: keychain-auth approve {}",
+            path.display(),
+            interpreter
+                .as_ref()
+                .map_or_else(String::new, |i| format!(" run by {}", i.path.display())),
+            hash.short(),
+            hash.short()
+        ),
+    };
+    let attempt = Attempt {
+        hash: hash.clone(),
+        path: path.clone(),
+        pid: peer.pid,
+        argv: argv.clone(),
+        action: req.action.as_str().into(),
+        service: req.service.clone(),
+        changed_from,
+        interpreter,
+        chain: caller_chain(peer),
+    };
+    (message, Some(attempt))
+}
+
+/// What deciding a request produced.
+pub(crate) enum Verdict {
+    /// The final response.
+    Done(Response),
+    /// Refused unless an approver allows it.
+    Ask(Box<Ask>),
+}
+
+pub(crate) fn decide(
+    broker: &Broker,
+    peer: &Peer,
+    req: &Request,
+    policy: Option<Arc<Snapshot>>,
+) -> Verdict {
     let rec = request_record(peer, req);
     let id = req.id.clone();
     let denied =
         |reason, message: String| Response::failure(id.clone(), Status::Denied, reason, message);
-    let (path, hash, argv) = match &peer.exe {
-        Exe::Verified { path, hash, argv } => (path, hash, argv),
+    let done = |rec: Record, resp: Response| Verdict::Done(refuse(broker, rec, resp));
+    // Held for an approver only where one is attached and the caller did not opt out.
+    let may_ask = || req.prompt && broker.approvals.attached();
+    let ask = |rec: Record, refusal: Response, subject: &BinaryHash, registered, confirm| {
+        Verdict::Ask(Box::new(Ask {
+            req: req.clone(),
+            refusal,
+            rec,
+            registered,
+            confirm,
+            subject: subject.clone(),
+        }))
+    };
+    let (hash, integrity, program, chain) = match &peer.exe {
+        Exe::Verified {
+            hash,
+            integrity,
+            program,
+            chain,
+            ..
+        } => (hash, integrity, program, chain),
         Exe::Unverifiable { why, .. } => {
-            return refuse(broker, rec, denied(Reason::UnregisteredBinary, why.clone()));
+            return done(rec, denied(Reason::UnregisteredBinary, why.clone()));
         }
     };
     let policy = match policy.map_or_else(|| broker.policy.current(), Ok) {
         Ok(p) => p,
         Err(e) => {
             let msg = format!("{e}; every request is denied until the policy can be read");
-            return refuse(broker, rec, denied(Reason::InternalError, msg));
+            return done(rec, denied(Reason::InternalError, msg));
         }
     };
-    let Some(binary) = policy.lookup(hash) else {
-        let changed_from = policy.file.by_path(path).map(|b| b.hash.clone());
-        let message = match &changed_from {
-            Some(old) => format!(
-                "{} changed since it was approved (approved {}, now {}); if you updated it, keep its permissions with: keychain-auth upgrade {}",
-                path.display(),
-                old.short(),
-                hash.short(),
-                path.display()
-            ),
-            None => format!(
-                "{} ({}) is not an approved binary; review it with `keychain-auth list-pending` and approve it with: keychain-auth approve {}",
-                path.display(),
-                hash.short(),
-                hash.short()
-            ),
+    let Some(binary) = policy.lookup_caller(hash, program) else {
+        let (message, attempt) = unknown_caller(&policy, peer, req);
+        let refusal = denied(Reason::UnregisteredBinary, message);
+        let Some(attempt) = attempt else {
+            return done(rec, refusal);
         };
-        let queued = pending::record(
-            &broker.paths.pending,
-            Attempt {
-                hash: hash.clone(),
-                path: path.clone(),
-                pid: peer.pid,
-                argv: argv.clone(),
-                action: req.action.as_str().into(),
-                service: req.service.clone(),
-                changed_from,
-            },
-        );
-        if let Err(e) = queued {
-            tracing::warn!("keychain-auth: could not record a pending caller: {e}");
+        let subject = attempt.hash.clone();
+        let shown = attempt.path.display().to_string();
+        match pending::record(&broker.paths.pending, attempt) {
+            Ok(true) if !broker.approvals.attached() => {
+                super::notify::new_caller(&shown, req.action.as_str(), &req.service);
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("keychain-auth: could not record a pending caller: {e}"),
         }
-        return refuse(broker, rec, denied(Reason::UnregisteredBinary, message));
+        return if may_ask() {
+            ask(rec, refusal, &subject, false, false)
+        } else {
+            done(rec, refusal)
+        };
     };
-    if let Err((reason, message)) = binary.authorize(req) {
-        return refuse(broker, rec, denied(reason, message));
+    if let Err(message) = launch_rule(peer, binary, chain) {
+        return done(rec, denied(Reason::LauncherNotAllowed, message));
     }
+    if let Err(message) = injection_guard(peer.pid, binary, integrity) {
+        return done(rec, denied(Reason::InjectedEnvironment, message));
+    }
+    if let Err((reason, message)) = binary.authorize(req) {
+        let refusal = denied(reason, message);
+        return if may_ask() {
+            ask(rec, refusal, &binary.hash, true, false)
+        } else {
+            done(rec, refusal)
+        };
+    }
+    let terms = binary.terms_for(&req.service);
+    if terms.is_some_and(|t| t.confirm) {
+        let refusal = denied(
+            Reason::ServiceNotAllowed,
+            format!(
+                "every use of {} by {} must be confirmed in the dashboard, and no dashboard answered",
+                req.service,
+                binary.path.display()
+            ),
+        );
+        return if may_ask() {
+            ask(rec, refusal, &binary.hash, true, true)
+        } else {
+            done(rec, refusal)
+        };
+    }
+    let resp = carry_out(broker, rec, req);
+    if resp.status == Status::Success && terms.is_some_and(|t| t.uses_left.is_some()) {
+        let hash = binary.hash.clone();
+        if let Err(e) = crate::admin::consume_use(&broker.paths, &hash, &req.service) {
+            tracing::warn!("keychain-auth: could not count a use of a one-time grant: {e}");
+        }
+    }
+    Verdict::Done(resp)
+}
+
+/// Runs an authorised request against the store and audits it. What cannot be audited is not
+/// granted: a change is taken back, a read withheld.
+pub(crate) fn carry_out(broker: &Broker, rec: Record, req: &Request) -> Response {
     let outcome = exec::execute(broker.backend.as_ref(), req);
     let mut rec = rec.with_targets(outcome.targets.iter());
     finish(&mut rec, &outcome.response);
     if let Err(e) = broker.audit.append(&rec) {
-        // What cannot be audited is not granted: take a change back, withhold a read.
         let mut message = format!(
             "the audit log {} cannot be written ({e}); the request was not carried out",
             broker.audit.path().display()
@@ -198,7 +463,12 @@ fn decide(broker: &Broker, peer: &Peer, req: &Request, policy: Option<Arc<Snapsh
                 broker.audit.path().display()
             );
         }
-        return Response::failure(id, Status::Error, Reason::InternalError, message);
+        return Response::failure(
+            req.id.clone(),
+            Status::Error,
+            Reason::InternalError,
+            message,
+        );
     }
     outcome.response
 }

@@ -5,23 +5,27 @@
 //! then answers its request lines in order through [`handler`]. The shared state is [`Broker`].
 //! The dashboard embeds the same `Server` in-process.
 
+pub mod admission;
+pub mod approval;
+pub mod ask;
 pub mod frame;
 pub mod handler;
+pub mod notify;
 pub mod session;
 pub mod socket;
 
 use crate::audit::{AuditLog, Record};
 use crate::backend::Backend;
-use crate::identity::HashCache;
+use crate::identity::{self, HashCache};
 use crate::paths::Paths;
 use crate::policy::PolicyCache;
 use crate::protocol::StatusInfo;
+use admission::Admissions;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::net::UnixListener;
-use tokio::sync::Semaphore;
 
 /// Tunables of a running broker.
 #[derive(Debug, Clone)]
@@ -32,6 +36,10 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// Most connections served at once; more are refused with a message.
     pub max_connections: usize,
+    /// Most connections one connecting process may hold.
+    pub max_per_process: usize,
+    /// STATUS-only slots kept beyond `max_connections`.
+    pub reserve: usize,
 }
 
 impl Default for Limits {
@@ -40,6 +48,8 @@ impl Default for Limits {
             max_line: crate::protocol::DEFAULT_MAX_LINE,
             idle_timeout: Duration::from_secs(30),
             max_connections: 512,
+            max_per_process: 64,
+            reserve: 16,
         }
     }
 }
@@ -63,6 +73,13 @@ pub struct Broker {
     pub policy: PolicyCache,
     /// Executable hashes already computed.
     pub hashes: HashCache,
+    /// The daemon's own view (its user namespace) that callers are compared against.
+    pub identity: identity::Context,
+    /// Connection caps.
+    pub admissions: Arc<Admissions>,
+    /// Attached approvers and held requests (SPEC §11).
+    pub approvals: approval::Approvals,
+    own_hash: std::sync::OnceLock<Option<crate::policy::BinaryHash>>,
     /// The audit log.
     pub audit: AuditLog,
     /// Counters.
@@ -73,6 +90,29 @@ pub struct Broker {
 }
 
 impl Broker {
+    /// The hash of the broker's own executable: only keychain-auth itself may subscribe as an
+    /// approver. `None` when it cannot be read (then nobody may).
+    pub fn own_hash(&self) -> Option<&crate::policy::BinaryHash> {
+        self.own_hash
+            .get_or_init(|| {
+                std::fs::File::open("/proc/self/exe")
+                    .and_then(|f| self.hashes.hash_file(&f))
+                    .ok()
+            })
+            .as_ref()
+    }
+
+    /// How long a held request waits for an answer (config.json `prompt_timeout_s`).
+    pub fn prompt_timeout(&self) -> Duration {
+        self.policy
+            .current()
+            .ok()
+            .and_then(|p| p.file.prompt_timeout_s)
+            .map_or(approval::DEFAULT_PROMPT_TIMEOUT, |s| {
+                Duration::from_secs(s.clamp(1, 3600))
+            })
+    }
+
     /// The STATUS answer.
     pub fn status(&self) -> StatusInfo {
         StatusInfo {
@@ -118,6 +158,7 @@ impl Server {
         backend: Arc<dyn Backend>,
         mut limits: Limits,
     ) -> Result<Server, StartError> {
+        protect_process()?;
         let audit = AuditLog::open(&paths.audit).map_err(|e| {
             StartError::Other(format!(
                 "cannot open the audit log {}: {e}",
@@ -130,7 +171,21 @@ impl Server {
             limits.max_line = max.max(1024);
         }
         let (listener, socket_id) = socket::bind(&paths.socket)?;
+        identity::sender::enable(std::os::fd::AsFd::as_fd(&listener)).map_err(|e| {
+            StartError::Other(format!(
+                "cannot ask the kernel for per-message credentials on {}: {e}",
+                paths.socket.display()
+            ))
+        })?;
         let broker = Arc::new(Broker {
+            approvals: approval::Approvals::new(),
+            own_hash: std::sync::OnceLock::new(),
+            identity: identity::Context::current(),
+            admissions: Admissions::new(
+                limits.max_connections,
+                limits.max_per_process,
+                limits.reserve,
+            ),
             policy: PolicyCache::new(&paths.config),
             paths,
             backend,
@@ -169,6 +224,7 @@ impl Server {
         let _ = broker.audit.append(&start);
         tokio::select! {
             () = accept_loop(&listener, &broker) => {}
+            () = prune_loop(&broker) => {}
             () = shutdown => {}
         }
         socket::remove_if_ours(&broker.paths.socket, socket_id);
@@ -178,25 +234,37 @@ impl Server {
     }
 }
 
+/// Removes grants whose time is up, every few seconds (they are never served in the meantime:
+/// every request checks the end time itself).
+async fn prune_loop(broker: &Arc<Broker>) {
+    loop {
+        let paths = broker.paths.clone();
+        let pruned = tokio::task::spawn_blocking(move || crate::admin::prune_expired(&paths)).await;
+        if let Ok(Err(e)) = pruned {
+            tracing::warn!("keychain-auth: could not prune expired grants: {e}");
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+}
+
+/// The broker protects itself (SPEC §10): non-dumpable, so no same-user process can ptrace it or
+/// read its memory through `/proc/<pid>/mem`, and no core file, so no secret lands on disk if it
+/// crashes.
+fn protect_process() -> Result<(), StartError> {
+    use nix::sys::resource::{Resource, setrlimit};
+    nix::sys::prctl::set_dumpable(false)
+        .map_err(|e| StartError::Other(format!("cannot make the broker non-dumpable: {e}")))?;
+    setrlimit(Resource::RLIMIT_CORE, 0, 0)
+        .map_err(|e| StartError::Other(format!("cannot disable core dumps: {e}")))
+}
+
 async fn accept_loop(listener: &UnixListener, broker: &Arc<Broker>) {
-    let slots = Arc::new(Semaphore::new(broker.limits.max_connections));
     let mut backoff = Duration::from_millis(5);
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
                 backoff = Duration::from_millis(5);
-                let broker = broker.clone();
-                match slots.clone().try_acquire_owned() {
-                    Ok(permit) => {
-                        tokio::spawn(async move {
-                            session::serve(stream, broker).await;
-                            drop(permit);
-                        });
-                    }
-                    Err(_) => {
-                        tokio::spawn(session::refuse_busy(stream, broker));
-                    }
-                }
+                tokio::spawn(session::serve(stream, broker.clone()));
             }
             Err(e) => {
                 // EMFILE/ENFILE and friends: wait for descriptors to free up instead of spinning.

@@ -1,18 +1,32 @@
-//! One connection: identify the peer once (its uid at once, its executable's hash in the
-//! background when not cached), then answer its request lines in order until it closes, goes
-//! idle or sends an over-long line.
+//! One connection: admit it, then answer its request lines in order until it closes, goes idle
+//! or sends an over-long line. Every line is answered as the process that wrote it (per-message
+//! credentials, [`frame`]): the connection remembers each writer it verified, pinned by its
+//! pidfd, and re-checks before every request that it still runs the same executable with no
+//! tracer attached. A process that executes another program while connected is refused for the
+//! rest of the connection.
 
 use super::Broker;
-use super::frame::{self, Frame};
-use super::handler;
+use super::admission::Slot;
+use super::approval::{Answer, ApproverEvent, Decision};
+use super::ask;
+use super::frame::{Frame, LineReader, Writer};
+use super::handler::{self, Reply};
 use crate::audit::Record;
-use crate::identity::{self, Hashing, IdentityError, Peer};
-use crate::protocol::{Incoming, Reason, Response, Status};
+use crate::identity::process::FileId;
+use crate::identity::sender::{self, Sender};
+use crate::identity::{self, Connector, Exe, Hashing, IdentityError, Peer};
+use crate::protocol::{AnswerLine, Incoming, Reason, Response, Status};
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use tokio::io::{AsyncWriteExt, BufReader};
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
-use tokio::task::JoinHandle;
+
+/// A reserve (STATUS-only) connection is closed after this long without a line.
+const RESERVE_IDLE: Duration = Duration::from_secs(2);
+/// Most distinct writers one connection may have; more is not a client, it is a probe.
+const MAX_WRITERS: usize = 16;
 
 /// Keeps the open-connection gauge right however the session ends.
 struct Gauge(Arc<Broker>);
@@ -23,163 +37,476 @@ impl Drop for Gauge {
     }
 }
 
-/// What is known of the peer: its identity, or the background task still hashing its
-/// executable (a large binary seen for the first time).
-enum Identity {
-    Known(Arc<Peer>),
-    Hashing(JoinHandle<Result<Option<Peer>, IdentityError>>),
+/// A writer this connection verified, pinned by the chunk that carried its pidfd.
+struct Known {
+    peer: Arc<Peer>,
+    pin: Arc<Sender>,
 }
 
-impl Identity {
-    /// Checks the peer's credentials on the async worker and its executable against the hash
-    /// cache; on a cache miss, hashing starts off the workers. `None` when the peer is refused
-    /// (another uid, gone).
-    fn start(stream: &UnixStream, broker: &Arc<Broker>) -> Option<Identity> {
-        use std::os::fd::AsFd;
-        match identity::identify(stream.as_fd(), &broker.hashes, Hashing::CachedOnly) {
-            Ok(Some(peer)) => Some(Identity::Known(Arc::new(peer))),
-            Ok(None) => {
-                // The hashing task gets its own descriptor of the same socket.
-                let fd = stream.as_fd().try_clone_to_owned().ok()?;
-                let b = broker.clone();
-                Some(Identity::Hashing(tokio::task::spawn_blocking(move || {
-                    identity::identify(fd.as_fd(), &b.hashes, Hashing::Allowed)
-                })))
-            }
-            Err(e) => {
-                refused(broker, e);
-                None
-            }
-        }
-    }
-
-    /// The verified peer, waiting for the hash if need be; `None` when it cannot be verified.
-    async fn peer(&mut self, broker: &Broker) -> Option<Arc<Peer>> {
-        if let Identity::Hashing(task) = self {
-            match task.await {
-                Ok(Ok(Some(peer))) => *self = Identity::Known(Arc::new(peer)),
-                Ok(Err(e)) => {
-                    refused(broker, e);
-                    return None;
-                }
-                // Hashing::Allowed never answers None; a failed task verifies nothing either.
-                Ok(Ok(None)) | Err(_) => return None,
-            }
-        }
-        match self {
-            Identity::Known(peer) => Some(peer.clone()),
-            Identity::Hashing(_) => None,
-        }
-    }
+/// One admitted connection's state.
+struct Session {
+    broker: Arc<Broker>,
+    connector: Connector,
+    /// What the connecting process ran when the connection was accepted.
+    connect_exe: Option<FileId>,
+    known: Vec<Known>,
 }
 
-/// Serves one accepted connection to the end. STATUS is answered at once; every other line waits
-/// until the peer is verified.
-pub async fn serve(stream: UnixStream, broker: Arc<Broker>) {
+/// Serves one accepted connection to the end: checks the connecting uid, admits it under the
+/// caps, and answers its lines.
+pub async fn serve(mut stream: UnixStream, broker: Arc<Broker>) {
+    let connector = match identity::connector(stream.as_fd()) {
+        Ok(c) => c,
+        Err(e) => return refused(&broker, &e),
+    };
+    let ticket = match broker.admissions.admit(connector.pid) {
+        Ok(t) => t,
+        Err(why) => return refuse_busy(stream, &broker, why).await,
+    };
+    // Inherited from the listener; set again so no kernel leaves a window without credentials.
+    if let Err(e) = sender::enable(stream.as_fd()) {
+        let errno = nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EINVAL));
+        return refused(&broker, &IdentityError::Credentials(errno));
+    }
     broker.stats.connections.fetch_add(1, Ordering::Relaxed);
     let _gauge = Gauge(broker.clone());
-    let Some(mut identity) = Identity::start(&stream, &broker) else {
-        return;
+    let mut session = Session {
+        connect_exe: identity::process::exe_id(connector.pid).ok(),
+        connector,
+        broker,
+        known: Vec::new(),
     };
-    let (read, mut write) = stream.into_split();
-    let mut reader = BufReader::new(read);
-    let mut line = Vec::with_capacity(1024);
+    let reserve = ticket.slot == Slot::Reserve;
+    let idle = if reserve {
+        RESERVE_IDLE
+    } else {
+        session.broker.limits.idle_timeout
+    };
+    let max = session.broker.limits.max_line;
+    let mut lines = LineReader::new();
     loop {
-        let next = tokio::time::timeout(
-            broker.limits.idle_timeout,
-            frame::read_line(&mut reader, &mut line, broker.limits.max_line),
-        )
-        .await;
-        let reply = match next {
-            Err(_) | Ok(Err(_)) | Ok(Ok(Frame::Eof)) => return,
-            Ok(Ok(Frame::TooLarge)) => {
-                let r = Response::failure(
-                    None,
-                    Status::Error,
-                    Reason::RequestTooLarge,
-                    format!(
-                        "request line is longer than {} bytes; the connection is closed",
-                        broker.limits.max_line
-                    ),
-                );
-                if let Some(peer) = identity.peer(&broker).await {
-                    handler::audit_too_large(&broker, &peer);
-                }
-                let _ = write.write_all(&r.to_line()).await;
-                let _ = write.shutdown().await;
-                return;
+        let frame = match tokio::time::timeout(idle, lines.next(&stream, max)).await {
+            Ok(Ok(f)) => f,
+            Err(_) | Ok(Err(_)) => return,
+        };
+        let (writer, too_large) = match frame {
+            Frame::Eof => return,
+            Frame::Line(w) => (w, false),
+            Frame::TooLarge(w) => (w, true),
+        };
+        let Some(sender) = session.sender(writer) else {
+            return;
+        };
+        if too_large {
+            let r = Response::failure(
+                None,
+                Status::Error,
+                Reason::RequestTooLarge,
+                format!("request line is longer than {max} bytes; the connection is closed"),
+            );
+            if let Some(peer) = session.peer(&sender).await {
+                handler::audit_too_large(&session.broker, &peer);
             }
-            Ok(Ok(Frame::Line)) => {
-                let parsed = handler::parse(&line);
-                if matches!(parsed, Ok(Incoming::Status)) {
-                    handler::status_line(&broker)
-                } else {
-                    let Some(peer) = identity.peer(&broker).await else {
-                        return;
-                    };
-                    answer(&broker, peer, parsed).await
-                }
+            let _ = stream.write_all(&r.to_line()).await;
+            let _ = stream.shutdown().await;
+            return;
+        }
+        let parsed = handler::parse(lines.line());
+        if matches!(parsed, Ok(Incoming::Subscribe)) && !reserve {
+            if session.runs_keychain_auth(&sender).await {
+                let label = format!("dashboard pid {}", sender.pid);
+                return session.approver(&mut stream, &mut lines, label).await;
+            }
+            let r = Response::failure(
+                None,
+                Status::Denied,
+                Reason::UnregisteredBinary,
+                "only keychain-auth itself (a connected dashboard) may subscribe as an approver",
+            );
+            let _ = stream.write_all(&r.to_line()).await;
+            continue;
+        }
+        let reply = if matches!(parsed, Ok(Incoming::Status)) {
+            handler::status_line(&session.broker)
+        } else if reserve {
+            let why = format!(
+                "the broker is serving its maximum of {} connections; try again shortly",
+                session.broker.limits.max_connections
+            );
+            return refuse_busy(stream, &session.broker, why).await;
+        } else {
+            let Some(peer) = session.peer(&sender).await else {
+                return;
+            };
+            match answer(&session.broker, peer.clone(), parsed).await {
+                Reply::Line(line) => line,
+                Reply::Ask(ask) => match hold(&session.broker, &stream, peer, *ask).await {
+                    Some(line) => line,
+                    None => return,
+                },
             }
         };
-        if write.write_all(&reply).await.is_err() {
+        if stream.write_all(&reply).await.is_err() {
             return;
         }
     }
 }
 
+impl Session {
+    /// The single, same-uid process that wrote a line; `None` (connection dropped, audited)
+    /// otherwise.
+    fn sender(&self, writer: Writer) -> Option<Arc<Sender>> {
+        match writer {
+            Writer::One(s) if s.uid == nix::unistd::geteuid().as_raw() => Some(s),
+            Writer::One(s) => {
+                refused(
+                    &self.broker,
+                    &IdentityError::ForeignUid {
+                        uid: s.uid,
+                        pid: s.pid,
+                    },
+                );
+                None
+            }
+            Writer::Unknown => {
+                refused(&self.broker, &IdentityError::NoSender);
+                None
+            }
+            Writer::Mixed => {
+                let mut rec = Record::new("connection_refused", "daemon");
+                rec.status = Some("denied".into());
+                rec.pid = Some(self.connector.pid);
+                rec.message = Some(
+                    "a request line was written by more than one process; the connection was closed"
+                        .into(),
+                );
+                let _ = self.broker.audit.append(&rec);
+                None
+            }
+        }
+    }
+
+    /// The verified identity of the writer `s`; `None` when it cannot be served at all (gone,
+    /// too many writers).
+    async fn peer(&mut self, s: &Arc<Sender>) -> Option<Arc<Peer>> {
+        if let Some(i) = self.known.iter().position(|k| k.peer.pid == s.pid) {
+            let pinned_alive = self.known[i]
+                .pin
+                .pidfd
+                .as_ref()
+                .is_none_or(|fd| !identity::exited(fd.as_fd()));
+            if pinned_alive {
+                let k = &mut self.known[i];
+                if let Err(why) = identity::revalidate(&k.peer) {
+                    // Sticky: an exec or a tracer is not forgotten on this connection.
+                    k.peer = Arc::new(unverifiable(&k.peer, why));
+                }
+                return Some(k.peer.clone());
+            }
+            // The process it was is gone; whoever has its pid now is identified afresh.
+            self.known.swap_remove(i);
+        }
+        if self.known.len() >= MAX_WRITERS {
+            let mut rec = Record::new("connection_refused", "daemon");
+            rec.status = Some("denied".into());
+            rec.pid = Some(s.pid);
+            rec.message = Some(format!(
+                "more than {MAX_WRITERS} processes wrote on one connection; it was closed"
+            ));
+            let _ = self.broker.audit.append(&rec);
+            return None;
+        }
+        let mut peer = match self.identify(s).await {
+            Ok(p) => p,
+            Err(e) => {
+                refused(&self.broker, &e);
+                return None;
+            }
+        };
+        if s.pid == self.connector.pid
+            && let (Some(before), Exe::Verified { file, .. }) = (self.connect_exe, &peer.exe)
+            && before != *file
+        {
+            peer = unverifiable(
+                &peer,
+                format!(
+                    "pid {} started another program (execve) after it connected; its requests on this connection are refused: reconnect",
+                    s.pid
+                ),
+            );
+        }
+        let peer = Arc::new(peer);
+        self.known.push(Known {
+            peer: peer.clone(),
+            pin: s.clone(),
+        });
+        Some(peer)
+    }
+
+    /// Identifies `s` on the async worker when its executable's hash is cached, else off it.
+    async fn identify(&self, s: &Arc<Sender>) -> Result<Peer, IdentityError> {
+        let b = &self.broker;
+        // Interpreters config.json adds; a policy that cannot be read denies everything anyway.
+        let extra = b
+            .policy
+            .current()
+            .map(|p| p.file.interpreters.clone())
+            .unwrap_or_default();
+        let fd = s.pidfd.as_ref().map(|f| f.as_fd());
+        let cheap = identity::identify_with(
+            s.pid,
+            s.uid,
+            fd,
+            &b.identity,
+            &b.hashes,
+            Hashing::CachedOnly,
+            &extra,
+        )?;
+        if let Some(p) = cheap {
+            return Ok(p);
+        }
+        let pid = s.pid;
+        let (b, s) = (self.broker.clone(), s.clone());
+        tokio::task::spawn_blocking(move || {
+            let fd = s.pidfd.as_ref().map(|f| f.as_fd());
+            identity::identify_with(
+                s.pid,
+                s.uid,
+                fd,
+                &b.identity,
+                &b.hashes,
+                Hashing::Allowed,
+                &extra,
+            )
+        })
+        .await
+        .map_err(|_| IdentityError::Exited(pid))?
+        .and_then(|p| p.ok_or(IdentityError::Exited(pid)))
+    }
+}
+
+/// `peer` refused for `why`, keeping its path for the audit record.
+fn unverifiable(peer: &Peer, why: String) -> Peer {
+    let path = match &peer.exe {
+        Exe::Verified { path, .. } => Some(path.clone()),
+        Exe::Unverifiable { path, .. } => path.clone(),
+    };
+    Peer {
+        uid: peer.uid,
+        pid: peer.pid,
+        exe: Exe::Unverifiable { path, why },
+    }
+}
+
 /// Answers a request line: on the async worker when that cannot block, else off it.
-async fn answer(broker: &Arc<Broker>, peer: Arc<Peer>, parsed: handler::Parsed) -> Vec<u8> {
+async fn answer(broker: &Arc<Broker>, peer: Arc<Peer>, parsed: handler::Parsed) -> Reply {
     if let handler::Lane::Quick(policy) = handler::lane(broker, &peer, &parsed) {
         return handler::respond(broker, &peer, parsed, policy);
     }
     let b = broker.clone();
     tokio::task::spawn_blocking(move || handler::respond(&b, &peer, parsed, None))
         .await
-        .unwrap_or_else(|_| {
-            Response::failure(
-                None,
-                Status::Error,
-                Reason::InternalError,
-                "the request could not be processed",
-            )
-            .to_line()
-        })
+        .unwrap_or_else(|_| Reply::Line(internal_error()))
+}
+
+fn internal_error() -> Vec<u8> {
+    Response::failure(
+        None,
+        Status::Error,
+        Reason::InternalError,
+        "the request could not be processed",
+    )
+    .to_line()
+}
+
+/// Holds a request for an approver (SPEC §11) until the first answer, the prompt timeout, or
+/// the caller hanging up; `None` when the caller is gone.
+async fn hold(
+    broker: &Arc<Broker>,
+    stream: &UnixStream,
+    peer: Arc<Peer>,
+    ask: handler::Ask,
+) -> Option<Vec<u8>> {
+    let timeout = broker.prompt_timeout();
+    let (key, prompt) = ask::prompt_for(&peer, &ask, timeout);
+    let settle = |ask, id: String, answer, why: &'static str| {
+        let (b, peer) = (broker.clone(), peer.clone());
+        async move {
+            tokio::task::spawn_blocking(move || ask::settle(&b, &peer, ask, &id, answer, why))
+                .await
+                .unwrap_or_else(|_| internal_error())
+        }
+    };
+    let Some(mut wait) = broker.approvals.ask(key, prompt) else {
+        return Some(settle(ask, String::new(), None, "no_answer").await);
+    };
+    if wait.opened {
+        ask::audit_prompt(broker, &ask, &wait.id);
+    }
+    let id = wait.id.clone();
+    let (answer, why) = tokio::select! {
+        a = &mut wait.answer => (a.ok(), "no_answer"),
+        () = tokio::time::sleep(timeout) => {
+            broker.approvals.leave(&id, wait.ticket, "timeout");
+            // An answer that raced the deadline still counts.
+            (wait.answer.try_recv().ok(), "timeout")
+        }
+        () = hung_up(stream) => {
+            broker.approvals.leave(&id, wait.ticket, "withdrawn");
+            let mut rec = ask.rec.clone();
+            rec.prompt = Some(id);
+            rec.decision = Some("withdrawn".into());
+            rec.status = Some(Status::Denied.as_str().into());
+            rec.message = Some("the caller hung up while its request was held".into());
+            let _ = broker.audit.append(&rec);
+            return None;
+        }
+    };
+    Some(settle(ask, id, answer, why).await)
+}
+
+/// Resolves once the peer has closed its end entirely (POLLHUP; a half-close that still waits
+/// for the answer does not count). Checked every 200 ms: holding is rare and long.
+async fn hung_up(stream: &UnixStream) {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    loop {
+        let mut fds = [PollFd::new(stream.as_fd(), PollFlags::empty())];
+        if poll(&mut fds, PollTimeout::ZERO).is_err()
+            || fds[0]
+                .revents()
+                .is_some_and(|r| r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR))
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+impl Session {
+    /// Serves a subscribed approver (SPEC §11) until it disconnects: every prompt and its
+    /// resolution is sent as a line, and `ANSWER` lines decide prompts — accepted only from a
+    /// writer running keychain-auth itself, like the subscription.
+    async fn approver(&mut self, stream: &mut UnixStream, lines: &mut LineReader, label: String) {
+        let broker = self.broker.clone();
+        let (id, mut events) = broker.approvals.attach();
+        let max = broker.limits.max_line;
+        let mut ok = stream
+            .write_all(b"{\"type\":\"SUBSCRIBED\"}\n")
+            .await
+            .is_ok();
+        while ok {
+            tokio::select! {
+                ev = events.recv() => {
+                    let Some(ev) = ev else { break };
+                    ok = stream.write_all(&event_line(&ev)).await.is_ok();
+                }
+                frame = lines.next(stream, max) => {
+                    let Ok(Frame::Line(writer)) = frame else { break };
+                    let Some(sender) = self.sender(writer) else { break };
+                    let reply = match handler::parse(lines.line()) {
+                        Ok(Incoming::Status) => handler::status_line(&broker),
+                        Ok(Incoming::Answer(a)) => {
+                            if !self.runs_keychain_auth(&sender).await {
+                                break;
+                            }
+                            answer_line(&broker, a, &label)
+                        }
+                        Ok(_) => Response::malformed(None, "an approver connection takes ANSWER and STATUS lines").to_line(),
+                        Err(resp) => resp.to_line(),
+                    };
+                    ok = stream.write_all(&reply).await.is_ok();
+                }
+            }
+        }
+        broker.approvals.detach(id);
+    }
+
+    /// Whether the writer `s` runs the broker's own executable.
+    async fn runs_keychain_auth(&mut self, s: &Arc<Sender>) -> bool {
+        let Some(peer) = self.peer(s).await else {
+            return false;
+        };
+        match (&peer.exe, self.broker.own_hash()) {
+            (Exe::Verified { hash, .. }, Some(own)) => hash == own,
+            _ => false,
+        }
+    }
+}
+
+/// The line an approver event is sent as.
+fn event_line(ev: &ApproverEvent) -> Vec<u8> {
+    let v = match ev {
+        ApproverEvent::Prompt(p) => {
+            let mut v = serde_json::to_value(p).unwrap_or_default();
+            if let Some(o) = v.as_object_mut() {
+                o.insert("type".into(), "PROMPT".into());
+            }
+            v
+        }
+        ApproverEvent::Resolved { id, outcome, by } => serde_json::json!({
+            "type": "RESOLVED", "prompt_id": id, "outcome": outcome, "by": by,
+        }),
+    };
+    let mut line = serde_json::to_vec(&v).unwrap_or_default();
+    line.push(b'\n');
+    line
+}
+
+/// Applies an `ANSWER` line; the reply says whether it decided the prompt.
+fn answer_line(broker: &Broker, a: AnswerLine, by: &str) -> Vec<u8> {
+    let decision = match a.decision.as_str() {
+        "once" => Decision::Once,
+        "time" => Decision::For(Duration::from_secs(
+            a.for_s.unwrap_or(3600).clamp(1, 366 * 86_400),
+        )),
+        "always" => Decision::Always(crate::admin::Grants {
+            read: a.read.unwrap_or_default(),
+            write: a.write.unwrap_or_default(),
+            search: a.search.unwrap_or(false),
+            ..Default::default()
+        }),
+        "deny" => Decision::Deny,
+        _ => Decision::Forget,
+    };
+    let result = broker.approvals.answer(
+        &a.prompt,
+        Answer {
+            decision,
+            by: by.to_string(),
+        },
+    );
+    let v = match result {
+        Ok(_) => serde_json::json!({"type": "ANSWERED", "prompt_id": a.prompt}),
+        Err(why) => serde_json::json!({"type": "ANSWERED", "prompt_id": a.prompt, "error": why}),
+    };
+    let mut line = serde_json::to_vec(&v).unwrap_or_default();
+    line.push(b'\n');
+    line
 }
 
 /// Audits a connection that is dropped because its peer cannot be served.
-fn refused(broker: &Broker, e: IdentityError) {
+fn refused(broker: &Broker, e: &IdentityError) {
     let mut rec = Record::new("connection_refused", "daemon");
     rec.status = Some("denied".into());
     rec.message = Some(e.to_string());
     match e {
         IdentityError::ForeignUid { uid, pid } => {
-            rec.uid = Some(uid);
-            rec.pid = Some(pid);
+            rec.uid = Some(*uid);
+            rec.pid = Some(*pid);
         }
-        IdentityError::Exited(pid) => rec.pid = Some(pid),
-        IdentityError::Credentials(_) => {}
+        IdentityError::Exited(pid) => rec.pid = Some(*pid),
+        IdentityError::Credentials(_) | IdentityError::NoSender => {}
     }
     let _ = broker.audit.append(&rec);
 }
 
-/// Answers a connection over the cap with one line and closes it.
-pub async fn refuse_busy(mut stream: UnixStream, broker: Arc<Broker>) {
+/// Answers a connection that cannot be admitted with one line and closes it.
+async fn refuse_busy(mut stream: UnixStream, broker: &Broker, why: String) {
     let mut rec = Record::new("connection_refused", "daemon");
     rec.status = Some("error".into());
-    rec.message = Some(format!(
-        "more than {} connections open",
-        broker.limits.max_connections
-    ));
+    rec.message = Some(why.clone());
     let _ = broker.audit.append(&rec);
-    let r = Response::failure(
-        None,
-        Status::Error,
-        Reason::InternalError,
-        format!(
-            "the broker is serving its maximum of {} connections; try again shortly",
-            broker.limits.max_connections
-        ),
-    );
+    let r = Response::failure(None, Status::Error, Reason::InternalError, why);
     let _ = stream.write_all(&r.to_line()).await;
     let _ = stream.shutdown().await;
 }
