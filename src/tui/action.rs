@@ -47,6 +47,8 @@ pub enum Action {
     /// A log event from the process (the embedded broker): whether it is a warning or worse,
     /// and its text. Shown on the message line.
     Log(bool, String),
+    /// A batch of a whole-log search: its number, the matches (newest first), the progress.
+    SearchFound(u64, Vec<Record>, super::data::SearchProgress),
     /// The clock ticked ([`crate::tui::TICK`]): time to check on the broker.
     Tick,
     /// Facts for the upgrade confirmation.
@@ -172,4 +174,8 @@ pub enum Effect {
     Register(String),
     /// Unregister a binary.
     Unregister(BinaryHash),
+    /// Search the whole audit log (backwards from the end) for the text; the search's number.
+    Search(u64, String),
+    /// Stop the running search.
+    CancelSearch,
 }

@@ -161,12 +161,37 @@ fn executor(
     let hashes = HashCache::new();
     let mut tail = data::AuditTail::new(paths.audit.clone());
     let mut tail_opened = false;
+    // The number of the search that may run; a search thread stops once it changes.
+    let current_search = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let done = |r: Result<String, String>| match r {
         Ok(m) => Action::Done(true, m),
         Err(m) => Action::Done(false, m),
     };
     for fx in effects.iter() {
         let action = match fx {
+            Effect::Search(generation, filter) => {
+                use std::sync::atomic::Ordering;
+                current_search.store(generation, Ordering::SeqCst);
+                let (current, tx, log) = (current_search.clone(), tx.clone(), paths.audit.clone());
+                std::thread::spawn(move || {
+                    let r = data::search_backwards(&log, &filter, |found, progress| {
+                        current.load(Ordering::SeqCst) == generation
+                            && tx
+                                .send(Action::SearchFound(generation, found, progress))
+                                .is_ok()
+                    });
+                    if let Err(e) = r {
+                        let _ = tx.send(Action::LoadFailed(format!(
+                            "cannot search the audit log: {e}"
+                        )));
+                    }
+                });
+                continue;
+            }
+            Effect::CancelSearch => {
+                current_search.store(0, std::sync::atomic::Ordering::SeqCst);
+                continue;
+            }
             Effect::LoadPending => match crate::pending::load(&paths.pending) {
                 Ok(q) => Action::PendingLoaded(q.entries),
                 Err(e) => Action::LoadFailed(e),

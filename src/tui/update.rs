@@ -68,7 +68,37 @@ pub fn update(state: &mut State, action: Action) -> Vec<Effect> {
             follow(state);
             vec![]
         }
+        Action::SearchFound(generation, found, progress) => {
+            let Some(search) = state.search.as_mut().filter(|s| s.generation == generation) else {
+                return vec![]; // a cancelled search
+            };
+            let added = found.len();
+            let mut older: Vec<_> = found.into_iter().rev().collect();
+            older.append(&mut search.matches);
+            search.matches = older;
+            search.progress = progress;
+            if !state.follow {
+                state.audit_sel += added;
+            }
+            if search.matches.len() >= MAX_AUDIT_IN_MEMORY {
+                // Enough to page through: stop, and say the count is a floor.
+                search.progress.done = false;
+                follow(state);
+                return vec![Effect::CancelSearch];
+            }
+            follow(state);
+            vec![]
+        }
         Action::AuditAppended(mut records) => {
+            if let Some(search) = &mut state.search {
+                let f = state.filter.to_lowercase();
+                search.matches.extend(
+                    records
+                        .iter()
+                        .filter(|r| super::state::record_text(r).to_lowercase().contains(&f))
+                        .cloned(),
+                );
+            }
             state.audit.append(&mut records);
             if state.audit.len() > MAX_AUDIT_IN_MEMORY {
                 let drop = state.audit.len() - MAX_AUDIT_IN_MEMORY;
@@ -224,7 +254,7 @@ fn clamp(sel: usize, len: usize) -> usize {
 }
 
 fn follow(state: &mut State) {
-    let n = state.audit_visible().len();
+    let n = state.audit_rows().len();
     if state.follow {
         state.audit_sel = n.saturating_sub(1);
     } else {
@@ -235,7 +265,7 @@ fn follow(state: &mut State) {
 fn len_of(state: &State, pane: Pane) -> usize {
     match pane {
         Pane::Pending => state.pending.len(),
-        Pane::Audit => state.audit_visible().len(),
+        Pane::Audit => state.audit_rows().len(),
         Pane::Policies => state.policies.len(),
     }
 }
@@ -326,9 +356,14 @@ fn command(state: &mut State, c: Command) -> Vec<Effect> {
             Effect::LoadStatus,
         ],
         Command::Escape => {
+            let searching = state.search.take().is_some();
             state.filter.clear();
             follow(state);
-            vec![]
+            if searching {
+                vec![Effect::CancelSearch]
+            } else {
+                vec![]
+            }
         }
         Command::Approve => {
             if let Some(e) = state.pending.get(state.pending_sel) {
@@ -367,9 +402,8 @@ fn command(state: &mut State, c: Command) -> Vec<Effect> {
                 Pane::Pending => return command(state, Command::Approve),
                 Pane::Policies => return command(state, Command::Edit),
                 Pane::Audit => {
-                    let visible = state.audit_visible();
-                    if let Some(&i) = visible.get(state.audit_sel) {
-                        state.modal = Some(Modal::Detail(Box::new(state.audit[i].clone())));
+                    if let Some(r) = state.audit_rows().get(state.audit_sel) {
+                        state.modal = Some(Modal::Detail(Box::new((*r).clone())));
                         state.scroll = 0;
                     }
                 }
@@ -479,8 +513,21 @@ fn modal_command(state: &mut State, c: Command) -> Vec<Effect> {
             Command::Enter => {
                 state.filter = text;
                 state.audit_sel = 0;
+                state.follow = true;
+                let fx = if state.filter.is_empty() {
+                    state.search = None;
+                    vec![Effect::CancelSearch]
+                } else {
+                    state.search_gen += 1;
+                    state.search = Some(super::state::Search {
+                        generation: state.search_gen,
+                        matches: vec![],
+                        progress: Default::default(),
+                    });
+                    vec![Effect::Search(state.search_gen, state.filter.clone())]
+                };
                 follow(state);
-                vec![]
+                fx
             }
             Command::Escape | Command::Quit => vec![],
             _ => {
@@ -810,15 +857,44 @@ mod tests {
         for c in "denied".chars() {
             update(&mut s, Action::Char(c));
         }
-        update(&mut s, Action::Command(Command::Enter));
+        // Applying the filter starts a search of the whole log.
+        let fx = update(&mut s, Action::Command(Command::Enter));
         assert_eq!(s.filter, "denied");
-        assert_eq!(s.audit_visible().len(), 1);
+        assert_eq!(fx, vec![Effect::Search(1, "denied".into())]);
+        assert!(s.audit_rows().is_empty(), "nothing found yet");
+        // Results arrive newest first, batch by batch, older batches going above.
+        let mut newer = record("denied", "gcp");
+        newer.id = Some("newer".into());
+        let mut older = record("denied", "gcp");
+        older.id = Some("older".into());
+        let mut p = crate::tui::data::SearchProgress {
+            records: 1000,
+            bytes: 100,
+            total_bytes: 1000,
+            done: false,
+        };
+        update(&mut s, Action::SearchFound(1, vec![newer], p));
+        p.done = true;
+        p.bytes = 1000;
+        update(&mut s, Action::SearchFound(1, vec![older], p));
+        let ids: Vec<_> = s.audit_rows().iter().map(|r| r.id.clone()).collect();
+        assert_eq!(ids, [Some("older".into()), Some("newer".into())]);
+        assert_eq!(s.audit_sel, 1, "following: the newest match");
+        // A stale search's results are dropped.
+        update(
+            &mut s,
+            Action::SearchFound(0, vec![record("denied", "x")], p),
+        );
+        assert_eq!(s.audit_rows().len(), 2);
         update(&mut s, Action::Command(Command::Enter));
         assert!(matches!(s.modal, Some(Modal::Detail(_))));
         update(&mut s, Action::Command(Command::Escape));
-        update(&mut s, Action::Command(Command::Escape));
-        assert!(s.filter.is_empty());
-        assert_eq!(s.audit_visible().len(), 3);
+        assert_eq!(
+            update(&mut s, Action::Command(Command::Escape)),
+            vec![Effect::CancelSearch]
+        );
+        assert!(s.filter.is_empty() && s.search.is_none());
+        assert_eq!(s.audit_rows().len(), 3);
     }
 
     #[test]

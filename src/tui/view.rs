@@ -443,11 +443,10 @@ fn status_style(status: Option<&str>) -> Style {
 
 fn audit(frame: &mut Frame<'_>, area: Rect, s: &State) {
     let focused = s.pane == Pane::Audit;
-    let visible = s.audit_visible();
+    let visible = s.audit_rows();
     let rows = visible
         .iter()
-        .map(|&i| {
-            let r = &s.audit[i];
+        .map(|&r| {
             let what = match (&r.action, &r.service) {
                 (Some(a), Some(svc)) => format!("{a} {svc}"),
                 (Some(a), None) => a.clone(),
@@ -474,16 +473,50 @@ fn audit(frame: &mut Frame<'_>, area: Rect, s: &State) {
             ]
         })
         .collect();
-    let extra = format!(
-        " {}{} records{} ",
-        if s.audit_more_before { "… " } else { "" },
-        visible.len(),
-        if s.follow { " · following" } else { "" }
-    );
+    let following = if s.follow { " · following" } else { "" };
+    let (title, extra, empty) = match &s.search {
+        None => (
+            "Audit".to_string(),
+            format!(
+                " {}{} records{following} ",
+                if s.audit_more_before { "… " } else { "" },
+                visible.len(),
+            ),
+            "No audit records yet.".to_string(),
+        ),
+        Some(search) => {
+            let p = &search.progress;
+            let n = thousands(p.records);
+            let extra = if p.done {
+                format!(" {} matches in {n} records{following} ", visible.len())
+            } else if p.bytes == 0 || search.matches.len() >= super::update::MAX_AUDIT_IN_MEMORY {
+                format!(
+                    " {} matches · searched {n} records{following} ",
+                    visible.len()
+                )
+            } else {
+                format!(
+                    " {} matches · searching… {n} records ({}%) · esc cancels ",
+                    visible.len(),
+                    p.bytes * 100 / p.total_bytes.max(1)
+                )
+            };
+            let empty = if p.done {
+                format!("No match in {n} records.")
+            } else {
+                format!("Searching the whole log… {n} records so far.")
+            };
+            (
+                format!("Audit · filter \"{}\"", clean(&s.filter)),
+                extra,
+                empty,
+            )
+        }
+    };
     table_in(
         frame,
         area,
-        pane_block("Audit", 2, focused, extra),
+        pane_block(&title, 2, focused, extra),
         &[
             ("time", Constraint::Length(14), false),
             ("status", Constraint::Length(9), false),
@@ -494,7 +527,7 @@ fn audit(frame: &mut Frame<'_>, area: Rect, s: &State) {
         rows,
         s.audit_sel,
         focused,
-        "No audit records yet.",
+        &empty,
     );
 }
 
@@ -582,6 +615,17 @@ fn centered(area: Rect, w: u16, h: u16) -> Rect {
         w,
         h,
     )
+}
+
+/// `1234567` as `1,234,567`.
+fn thousands(n: u64) -> String {
+    let mut digits = n.to_string();
+    let mut i = digits.len();
+    while i > 3 {
+        i -= 3;
+        digits.insert(i, ',');
+    }
+    digits
 }
 
 /// Where a scrolling overlay (help, record detail) goes on a screen of `area`.
@@ -1091,6 +1135,47 @@ mod tests {
         let screen = render(&s, 80, 24);
         assert!(screen.contains("to require the keyring"), "{screen}");
         insta::assert_snapshot!("notice_wraps_80x24", screen);
+    }
+
+    #[test]
+    fn search_shows_its_filter_progress_and_no_match() {
+        let mut s = sample_state();
+        update(&mut s, Action::Command(Command::Focus(2)));
+        update(&mut s, Action::Command(Command::Filter));
+        for c in "denied".chars() {
+            update(&mut s, Action::Char(c));
+        }
+        update(&mut s, Action::Command(Command::Enter));
+        let mut p = crate::tui::data::SearchProgress {
+            records: 120_345,
+            bytes: 30_000_000,
+            total_bytes: 250_000_000,
+            done: false,
+        };
+        update(
+            &mut s,
+            Action::SearchFound(1, vec![record("denied", "gcp")], p),
+        );
+        let running = render(&s, 120, 36);
+        assert!(running.contains("Audit · filter \"denied\""), "{running}");
+        assert!(
+            running.contains("searching… 120,345 records (12%)"),
+            "{running}"
+        );
+        insta::assert_snapshot!("search_running_120x36", running);
+        p.done = true;
+        p.records = 1_000_000;
+        p.bytes = p.total_bytes;
+        update(&mut s, Action::SearchFound(1, vec![], p));
+        assert!(render(&s, 120, 36).contains("1 matches in 1,000,000 records"));
+        // No match at all.
+        update(&mut s, Action::Command(Command::Filter));
+        update(&mut s, Action::Char('z'));
+        update(&mut s, Action::Command(Command::Enter));
+        update(&mut s, Action::SearchFound(2, vec![], p));
+        let none = render(&s, 120, 36);
+        assert!(none.contains("No match in 1,000,000 records."), "{none}");
+        insta::assert_snapshot!("search_no_match_120x36", none);
     }
 
     #[test]
