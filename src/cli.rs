@@ -304,13 +304,16 @@ fn log_to_stderr() {
         .try_init();
 }
 
+/// Runs the daemon. Everything that can refuse the start (socket directory, a daemon already
+/// running, state directories and files, the backend) is checked before anything is printed or
+/// audited, so a refused start prints exactly one line: the reason.
 fn start(paths: Paths) -> Result<(), String> {
-    // Chosen before the runtime starts: the probe blocks (briefly, bounded).
-    let selection = crate::backend::select::open_selection(&paths)?;
+    let notes = crate::server::preflight::check(&paths).map_err(|e| e.to_string())?;
+    // Chosen before the runtime starts: the probe blocks (briefly, bounded). No side effects.
+    let selection = crate::backend::select::select(&paths)?;
+    let notice = selection.notice.clone();
+    let notice_record = crate::backend::select::notice_record(&selection);
     log_to_stderr();
-    if let Some(notice) = &selection.notice {
-        tracing::warn!("keychain-auth: {notice}");
-    }
     let reason = selection.reason.clone();
     // One async worker per core, at most four: sessions are short and blocking work (hashing,
     // fsync'd writes, D-Bus) runs on tokio's separate blocking pool.
@@ -320,10 +323,21 @@ fn start(paths: Paths) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    runtime.block_on(async move {
+    let served = runtime.block_on(async move {
         let backend = selection.backend;
         let socket = paths.socket.clone();
         let server = Server::bind(paths, backend, Limits::default()).map_err(|e| e.to_string())?;
+        if let Some(notice) = &notice {
+            tracing::warn!("keychain-auth: {notice}");
+        }
+        if let Some(rec) = &notice_record
+            && let Err(e) = server.broker().audit.append(rec)
+        {
+            tracing::warn!("keychain-auth: cannot audit the backend notice: {e}");
+        }
+        for note in &notes {
+            tracing::warn!("keychain-auth: {note}");
+        }
         tracing::info!(
             "keychain-auth {}: listening on {} ({})",
             crate::VERSION,
@@ -331,9 +345,15 @@ fn start(paths: Paths) -> Result<(), String> {
             reason
         );
         server.run(shutdown_signal()).await;
-        tracing::info!("keychain-auth: stopped");
         Ok(())
-    })
+    });
+    // A request still stuck in blocking work (a slow keyring, a lock held by another process)
+    // must not keep a stopped daemon alive: give it a moment, then exit regardless.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    if served.is_ok() {
+        tracing::info!("keychain-auth: stopped");
+    }
+    served
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -201,8 +201,6 @@ fn the_embedded_brokers_messages_go_to_the_message_line_not_over_the_screen() {
         return;
     }
     let env = TestEnv::new();
-    // pending.json is a directory: the broker cannot queue a refused caller and says so.
-    std::fs::create_dir_all(env.pending()).expect("pending.json as a directory");
     let tmux = Tmux {
         socket: format!("ka-e2e-{}", common::nonce()),
     };
@@ -215,6 +213,14 @@ fn the_embedded_brokers_messages_go_to_the_message_line_not_over_the_screen() {
         .args(["tui", "--embed"]);
     assert!(new.status().expect("tmux").success());
     tmux.wait_screen("the dashboard", |s| s.contains("EMBEDDED"));
+    // pending.json becomes a directory while the broker runs: it cannot queue a refused caller
+    // and says so. (The dashboard says first that it cannot read it; the broker's warning
+    // replaces that.)
+    let _ = std::fs::remove_file(env.pending());
+    std::fs::create_dir_all(env.pending()).expect("pending.json as a directory");
+    tmux.wait_screen("the dashboard's own read error", |s| {
+        s.contains("pending.json")
+    });
     let client = env.client("e2e-client");
     expect(
         &env.run_client(&client, &[&request("read", "aws", &["k"])])[0],
