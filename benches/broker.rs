@@ -80,6 +80,12 @@ fn main() {
         println!("broker bench: smoke mode (run `cargo bench --bench broker` for figures)");
     }
     let mut table = Table::default();
+    // `-- --only-search`: just comparison 10 (it needs no daemon).
+    if std::env::args().any(|a| a == "--only-search") {
+        search_row(&mut table, &scale);
+        table.print();
+        return;
+    }
     let env = TestEnv::new();
     let daemon = env.start();
     let floor = Floor::start(&env.root.join("floor.sock"));
@@ -207,6 +213,7 @@ fn main() {
 
     // 6: the dashboard over a long audit log.
     dashboard_row(&mut table, &scale);
+    search_row(&mut table, &scale);
 
     // 7: audit append cost, and the cost of fsync per record.
     let log = AuditLog::open(&env.root.join("bench-audit/audit.log")).expect("audit log");
@@ -515,6 +522,71 @@ fn dashboard_row(table: &mut Table, scale: &Scale) {
         ),
         "-".into(),
         "≤ 300 ms, ≤ 64 MB",
+    );
+}
+
+/// Comparison 10: the dashboard's whole-log search (`tui::data::search_backwards`, what the
+/// audit filter runs) over an `audit_lines`-line log: time to the first match when the only
+/// match is in the middle of the log, and the whole scan (a filter matching nothing).
+fn search_row(table: &mut Table, scale: &Scale) {
+    use keychain_auth::tui::data::search_backwards;
+    let dir = tempfile::tempdir().expect("tmp");
+    let log = dir.path().join("audit.log");
+    {
+        let mut w = std::io::BufWriter::new(std::fs::File::create(&log).expect("log"));
+        let mut rec = sample_record();
+        for i in 0..scale.audit_lines {
+            rec.id = Some(i.to_string());
+            rec.service = Some(
+                if i == scale.audit_lines / 2 {
+                    "needle-svc"
+                } else {
+                    "bench"
+                }
+                .into(),
+            );
+            w.write_all(&rec.to_line()).expect("write");
+        }
+        w.flush().expect("flush");
+    }
+    let size_mb = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0) / (1024 * 1024);
+    let mut first = Vec::new();
+    let mut whole = Vec::new();
+    for _ in 0..scale.rounds {
+        let t = Instant::now();
+        let mut at = None;
+        search_backwards(&log, "NEEDLE-svc", |found, _| {
+            if !found.is_empty() && at.is_none() {
+                at = Some(t.elapsed());
+            }
+            at.is_none()
+        })
+        .expect("search");
+        first.push(at.expect("the needle is found").as_secs_f64() * 1000.0);
+        let t = Instant::now();
+        let mut records = 0;
+        search_backwards(&log, "no-such-text", |_, p| {
+            records = p.records;
+            true
+        })
+        .expect("search");
+        assert_eq!(records as usize, scale.audit_lines);
+        whole.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (f, w) = (median(&mut first), median(&mut whole));
+    table.row(
+        "10",
+        &format!(
+            "audit search over a {}-line log ({size_mb} MB): first match (mid-log) / whole scan",
+            scale.audit_lines
+        ),
+        format!("{f:.0} ms / {w:.0} ms"),
+        "-".into(),
+        "≤ 1000 ms / ≤ 5000 ms",
     );
 }
 

@@ -2,6 +2,7 @@
 //! reason on failure.
 
 use crate::admin::{self, Grants, Source};
+use crate::display::clean;
 use crate::paths::Paths;
 use crate::server::{Limits, Server};
 use crate::{pending, policy};
@@ -212,28 +213,36 @@ pub fn run(cli: Cli) -> Result<(), String> {
         Command::ListPending { json } => list_pending(&paths, json),
         Command::Approve { hash, grants } => {
             let b = admin::approve(&paths, Source::Cli, &hash, &grants.try_into()?)?;
-            println!("approved {} ({})", b.path.display(), b.hash.short());
+            crate::outln!(
+                "approved {} ({})",
+                crate::display::path(&b.path),
+                b.hash.short()
+            );
             print_permissions(&b);
             Ok(())
         }
         Command::Register { path, grants } => {
             let b = admin::register(&paths, Source::Cli, &path, &grants.try_into()?)?;
-            println!("registered {} ({})", b.path.display(), b.hash.short());
+            crate::outln!(
+                "registered {} ({})",
+                crate::display::path(&b.path),
+                b.hash.short()
+            );
             print_permissions(&b);
             Ok(())
         }
         Command::Upgrade { path } => {
             let u = admin::upgrade(&paths, Source::Cli, &path)?;
             match u.old_hash {
-                Some(old) => println!(
+                Some(old) => crate::outln!(
                     "upgraded {}: {} -> {} (permissions kept)",
-                    u.entry.path.display(),
+                    crate::display::path(&u.entry.path),
                     old.short(),
                     u.entry.hash.short()
                 ),
-                None => println!(
+                None => crate::outln!(
                     "{} is already up to date ({})",
-                    u.entry.path.display(),
+                    crate::display::path(&u.entry.path),
                     u.entry.hash.short()
                 ),
             }
@@ -251,7 +260,11 @@ pub fn run(cli: Cli) -> Result<(), String> {
         }
         Command::Unregister { binary } => {
             let b = admin::unregister(&paths, Source::Cli, &binary)?;
-            println!("unregistered {} ({})", b.path.display(), b.hash.short());
+            crate::outln!(
+                "unregistered {} ({})",
+                crate::display::path(&b.path),
+                b.hash.short()
+            );
             Ok(())
         }
         Command::List { json } => list(&paths, json),
@@ -261,9 +274,9 @@ pub fn run(cli: Cli) -> Result<(), String> {
 }
 
 fn print_permissions(b: &policy::BinaryPolicy) {
-    println!(
+    crate::outln!(
         "{}  read: {}  write: {}  search: {}",
-        b.path.display(),
+        crate::display::path(&b.path),
         join_or_dash(b.allowed_read_services.iter()),
         join_or_dash(b.allowed_write_services.iter()),
         if b.can_search { "yes" } else { "no" }
@@ -271,12 +284,24 @@ fn print_permissions(b: &policy::BinaryPolicy) {
 }
 
 fn join_or_dash<'a>(items: impl Iterator<Item = &'a String>) -> String {
-    let v: Vec<&str> = items.map(String::as_str).collect();
+    let v: Vec<std::borrow::Cow<'a, str>> = items.map(|s| clean(s)).collect();
     if v.is_empty() {
         "-".into()
     } else {
         v.join(",")
     }
+}
+
+/// Sends the daemon's log events to stderr as `keychain-auth: …` lines (the messages carry their
+/// prefix), info and above.
+fn log_to_stderr() {
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .with_level(false)
+        .with_ansi(false)
+        .try_init();
 }
 
 /// Runs the daemon. Everything that can refuse the start (socket directory, a daemon already
@@ -288,6 +313,7 @@ fn start(paths: Paths) -> Result<(), String> {
     let selection = crate::backend::select::select(&paths)?;
     let notice = selection.notice.clone();
     let notice_record = crate::backend::select::notice_record(&selection);
+    log_to_stderr();
     let reason = selection.reason.clone();
     // One async worker per core, at most four: sessions are short and blocking work (hashing,
     // fsync'd writes, D-Bus) runs on tokio's separate blocking pool.
@@ -302,17 +328,17 @@ fn start(paths: Paths) -> Result<(), String> {
         let socket = paths.socket.clone();
         let server = Server::bind(paths, backend, Limits::default()).map_err(|e| e.to_string())?;
         if let Some(notice) = &notice {
-            eprintln!("keychain-auth: {notice}");
+            tracing::warn!("keychain-auth: {notice}");
         }
         if let Some(rec) = &notice_record
             && let Err(e) = server.broker().audit.append(rec)
         {
-            eprintln!("keychain-auth: cannot audit the backend notice: {e}");
+            tracing::warn!("keychain-auth: cannot audit the backend notice: {e}");
         }
         for note in &notes {
-            eprintln!("keychain-auth: {note}");
+            tracing::warn!("keychain-auth: {note}");
         }
-        eprintln!(
+        tracing::info!(
             "keychain-auth {}: listening on {} ({})",
             crate::VERSION,
             socket.display(),
@@ -325,7 +351,7 @@ fn start(paths: Paths) -> Result<(), String> {
     // must not keep a stopped daemon alive: give it a moment, then exit regardless.
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     if served.is_ok() {
-        eprintln!("keychain-auth: stopped");
+        tracing::info!("keychain-auth: stopped");
     }
     served
 }
@@ -353,42 +379,49 @@ fn list_pending(paths: &Paths, json: bool) -> Result<(), String> {
         .sort_by_key(|e| std::cmp::Reverse(e.last_seen));
     if json {
         let text = serde_json::to_string_pretty(&queue.entries).map_err(|e| e.to_string())?;
-        println!("{text}");
+        crate::outln!("{}", crate::display::json(&text));
         return Ok(());
     }
     if queue.entries.is_empty() {
-        println!("no pending callers");
+        crate::outln!("no pending callers");
         return Ok(());
     }
-    println!(
+    crate::outln!(
         "{:<12}  {:>8}  {:<20}  {:<24}  PATH / ARGV",
-        "HASH", "ATTEMPTS", "LAST SEEN", "ASKED"
+        "HASH",
+        "ATTEMPTS",
+        "LAST SEEN",
+        "ASKED"
     );
     for e in &queue.entries {
-        let asked = format!("{} {}", e.last_action, e.last_service);
-        println!(
+        let asked = format!("{} {}", clean(&e.last_action), clean(&e.last_service));
+        crate::outln!(
             "{:<12}  {:>8}  {:<20}  {:<24}  {}{}",
             e.hash.short(),
             e.attempts,
             e.last_seen.format("%Y-%m-%d %H:%M:%S"),
             asked,
-            e.path.display(),
+            crate::display::path(&e.path),
             match &e.changed_from {
                 Some(old) => format!("  (changed version of registered {})", old.short()),
                 None => String::new(),
             }
         );
-        println!("{:<70}  {}", "", e.argv.join(" "));
+        crate::outln!("{:<70}  {}", "", crate::display::join(&e.argv));
         if let Some(i) = &e.interpreter {
-            println!(
+            crate::outln!(
                 "{:<70}  run by {} ({})",
                 "",
-                i.path.display(),
+                crate::display::path(&i.path),
                 i.hash.short()
             );
         }
         if e.chain.len() > 1 {
-            println!("{:<70}  launched by {}", "", chain_line(&e.chain[1..]));
+            crate::outln!(
+                "{:<70}  launched by {}",
+                "",
+                clean(&chain_line(&e.chain[1..]))
+            );
         }
     }
     Ok(())
@@ -399,28 +432,31 @@ fn list(paths: &Paths, json: bool) -> Result<(), String> {
     if json {
         let text =
             serde_json::to_string_pretty(&policy.registered_binaries).map_err(|e| e.to_string())?;
-        println!("{text}");
+        crate::outln!("{}", crate::display::json(&text));
         return Ok(());
     }
     if policy.registered_binaries.is_empty() {
-        println!("no registered binaries");
+        crate::outln!("no registered binaries");
         return Ok(());
     }
-    println!(
+    crate::outln!(
         "{:<12}  {:<20}  {:<20}  {:<6}  PATH",
-        "HASH", "READ", "WRITE", "SEARCH"
+        "HASH",
+        "READ",
+        "WRITE",
+        "SEARCH"
     );
     for b in &policy.registered_binaries {
-        println!(
+        crate::outln!(
             "{:<12}  {:<20}  {:<20}  {:<6}  {}",
             b.hash.short(),
             join_or_dash(b.allowed_read_services.iter()),
             join_or_dash(b.allowed_write_services.iter()),
             if b.can_search { "yes" } else { "no" },
-            b.path.display()
+            crate::display::path(&b.path)
         );
         for note in policy_notes(b) {
-            println!("{:<66}  {note}", "");
+            crate::outln!("{:<66}  {}", "", clean(&note));
         }
     }
     Ok(())

@@ -11,6 +11,7 @@ use crate::backend::migrate::{self, Report};
 use crate::backend::secret_service::{self, Probe, SecretServiceStore};
 use crate::backend::select::{self, Decision, Preference};
 use crate::backend::{Backend, BackendKind};
+use crate::display::clean;
 use crate::paths::Paths;
 use crate::{client, pending, policy};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -184,7 +185,7 @@ pub fn doctor(paths: &Paths) -> Result<(), String> {
 }
 
 fn print(c: &Checks) {
-    println!("keychain-auth {} doctor", crate::VERSION);
+    crate::outln!("keychain-auth {} doctor", crate::VERSION);
     for x in &c.0 {
         let tag = match x.level {
             Level::Ok => "ok",
@@ -192,9 +193,9 @@ fn print(c: &Checks) {
             Level::Warn => "warn",
             Level::Problem => "PROBLEM",
         };
-        println!("{tag:<8} {:<15} {}", x.topic, x.text);
+        crate::outln!("{tag:<8} {:<15} {}", x.topic, clean(&x.text));
         if let Some(fix) = &x.fix {
-            println!("{:<8} {:<15} fix: {fix}", "", "");
+            crate::outln!("{:<8} {:<15} fix: {}", "", "", clean(fix));
         }
     }
 }
@@ -490,7 +491,7 @@ pub fn migrate(paths: &Paths, to: &str) -> Result<(), String> {
     if let Err(e) = audit::append_once(&paths.audit, &rec) {
         eprintln!("keychain-auth: warning: cannot write the audit log: {e}");
     }
-    println!("{summary}");
+    crate::outln!("{}", clean(&summary));
     if let Some(e) = error {
         return Err(format!(
             "migration stopped: {e}; what was moved is safe, run the same command again to finish"
@@ -500,7 +501,7 @@ pub fn migrate(paths: &Paths, to: &str) -> Result<(), String> {
         p.backend = Some(dest.as_str().into());
         Ok(())
     })?;
-    println!("config.json now records \"backend\": \"{}\"", dest.as_str());
+    crate::outln!("config.json now records \"backend\": \"{}\"", dest.as_str());
     if let Ok(v) = std::env::var(select::ENV)
         && !v.is_empty()
         && v != dest.as_str()

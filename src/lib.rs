@@ -23,6 +23,7 @@
 //! | [`server`] | the Unix-socket listener and per-connection sessions |
 //! | [`client`] | a minimal protocol client (status probe, reference client) |
 //! | [`doctor`] | `doctor` (setup checks) and `migrate` (move secrets between stores) |
+//! | [`display`] | caller-controlled text made safe to print (escapes, bounds, EPIPE) |
 //! | [`cli`] | the `keychain-auth` command line |
 //! | [`tui`] | the dashboard: live panes over the broker, approvals and edits |
 
@@ -31,6 +32,7 @@ pub mod audit;
 pub mod backend;
 pub mod cli;
 pub mod client;
+pub mod display;
 pub mod doctor;
 pub mod exec;
 pub mod fsutil;

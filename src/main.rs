@@ -2,7 +2,8 @@
 
 fn main() {
     if let Err(reason) = keychain_auth::cli::main() {
-        eprintln!("keychain-auth: {reason}");
+        // A reason can quote a path or a caller's text: never let it drive the terminal.
+        eprintln!("keychain-auth: {}", keychain_auth::display::clean(&reason));
         std::process::exit(1);
     }
 }

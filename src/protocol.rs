@@ -402,7 +402,15 @@ fn json_error(e: &serde_json::Error) -> String {
         // only the messages that name keys are passed on.
         Category::Data => {
             let text = e.to_string();
-            if text.starts_with("unknown field") || text.starts_with("missing field") {
+            if let Some(rest) = text.strip_prefix("unknown field `") {
+                // The key is the caller's: bounded and escaped, never echoed whole. serde's
+                // message ends in "`, expected one of `type`, …" (names that are ours).
+                let (key, expected) = match rest.rfind("`, expected") {
+                    Some(end) => (&rest[..end], &rest[end + 1..]),
+                    None => (rest, ""),
+                };
+                format!("unknown field {}{expected}", quote(key))
+            } else if text.starts_with("missing field") {
                 text
             } else {
                 format!(
@@ -462,8 +470,8 @@ fn validate(raw: RawRequest) -> Result<Incoming, String> {
             let decision = raw.decision.ok_or("missing decision")?;
             if !["once", "time", "always", "deny", "forget"].contains(&decision.as_str()) {
                 return Err(format!(
-                    "unknown decision {:?}: expected once, time, always, deny or forget",
-                    truncate(&decision)
+                    "unknown decision {}: expected once, time, always, deny or forget",
+                    quote(&decision)
                 ));
             }
             for s in raw.read.iter().chain(&raw.write).flatten() {
@@ -485,16 +493,16 @@ fn validate(raw: RawRequest) -> Result<Incoming, String> {
         }
         other => {
             return Err(format!(
-                "unknown type {:?}: expected REQUEST or STATUS",
-                truncate(other)
+                "unknown type {}: expected REQUEST or STATUS",
+                quote(other)
             ));
         }
     }
     let action_name = raw.action.ok_or("missing action")?;
     let action = Action::parse(&action_name).ok_or_else(|| {
         format!(
-            "unknown action {:?}: expected read, write, delete or search",
-            truncate(&action_name)
+            "unknown action {}: expected read, write, delete or search",
+            quote(&action_name)
         )
     })?;
     let service = raw.service.ok_or("missing service")?;
@@ -504,8 +512,8 @@ fn validate(raw: RawRequest) -> Result<Incoming, String> {
         Some("prefix") => MatchMode::Prefix,
         Some(other) => {
             return Err(format!(
-                "unknown match {:?}: expected exact or prefix",
-                truncate(other)
+                "unknown match {}: expected exact or prefix",
+                quote(other)
             ));
         }
     };
@@ -540,7 +548,7 @@ fn validate(raw: RawRequest) -> Result<Incoming, String> {
     if mode == MatchMode::Exact {
         let mut seen = std::collections::HashSet::with_capacity(targets.len());
         if let Some(dup) = targets.iter().find(|t| !seen.insert(t.as_str())) {
-            return Err(format!("target {:?} is named twice", truncate(dup)));
+            return Err(format!("target {} is named twice", quote(dup)));
         }
     }
     let values = match action {
@@ -585,17 +593,13 @@ fn validate(raw: RawRequest) -> Result<Incoming, String> {
     }))
 }
 
-/// Shortens caller-supplied text quoted back in an error message.
-fn truncate(s: &str) -> String {
-    const MAX: usize = 64;
-    if s.len() <= MAX {
-        return s.to_string();
-    }
-    let mut end = MAX;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
+/// Most characters of a caller's text quoted back in an error message.
+pub const MAX_ECHO_CHARS: usize = 64;
+
+/// Caller-supplied text quoted back in an error message: at most [`MAX_ECHO_CHARS`] characters
+/// (then `…`), control and bidi characters escaped, in double quotes.
+fn quote(s: &str) -> String {
+    format!("\"{}\"", crate::display::bounded(s, MAX_ECHO_CHARS))
 }
 
 #[cfg(test)]
@@ -713,6 +717,33 @@ mod tests {
         let line =
             r#"{"type":"REQUEST","action":"write","service":"s","targets":["a"],"values":[7]}"#;
         assert!(malformed(line).contains("wrong type"));
+    }
+
+    #[test]
+    fn echoed_keys_and_values_are_bounded_and_escaped() {
+        let key = format!("\\u001b]0;pwned\\u0007{}", "k".repeat(100_000));
+        let line = format!(r#"{{"type":"REQUEST","{key}":1}}"#);
+        let msg = malformed(&line);
+        assert!(msg.len() < 300, "{} bytes", msg.len());
+        assert!(!msg.chars().any(char::is_control), "{msg}");
+        assert!(
+            msg.contains("unknown field \"\\x1b]0;pwned\\x07kkk"),
+            "{msg}"
+        );
+        assert!(msg.contains("…\""), "{msg}");
+        let long = format!("\\u202e{}", "a".repeat(5000));
+        for line in [
+            format!(r#"{{"type":"{long}"}}"#),
+            format!(r#"{{"type":"REQUEST","action":"{long}","service":"s"}}"#),
+            format!(r#"{{"type":"REQUEST","action":"read","service":"s","match":"{long}"}}"#),
+        ] {
+            let msg = malformed(&line);
+            assert!(msg.len() < 200, "{msg}");
+            assert!(
+                msg.contains("\\u{202e}aaa") && !msg.contains('\u{202e}'),
+                "{msg}"
+            );
+        }
     }
 
     #[test]

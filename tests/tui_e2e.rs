@@ -155,3 +155,157 @@ fn approve_an_unknown_caller_from_the_dashboard() {
         (!env.socket.exists()).then_some(())
     });
 }
+
+#[test]
+fn a_connected_dashboard_shows_a_dead_broker_and_reconnects_by_itself() {
+    if !tmux_available() {
+        return;
+    }
+    let env = TestEnv::new();
+    let mut daemon = env.start();
+    let tmux = Tmux {
+        socket: format!("ka-e2e-{}", common::nonce()),
+    };
+    let mut new = tmux.cmd();
+    new.env_clear()
+        .envs(env.env_vars())
+        .env("TERM", "xterm-256color")
+        .args(["new-session", "-d", "-s", "dash", "-x", "120", "-y", "36"])
+        .arg(common::DAEMON)
+        .args(["tui", "--connect"]);
+    assert!(new.status().expect("tmux").success());
+    tmux.wait_screen("the dashboard connected", |s| s.contains(" CONNECTED "));
+
+    // The broker dies: the badge says so within a few ticks.
+    daemon.stop_with(nix::sys::signal::Signal::SIGKILL);
+    let t = std::time::Instant::now();
+    let screen = tmux.wait_screen("DISCONNECTED", |s| s.contains("DISCONNECTED"));
+    assert!(!screen.contains(" CONNECTED "), "{screen}");
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(5),
+        "took {:?}",
+        t.elapsed()
+    );
+
+    // A new broker on the same socket: picked up by itself, the stale error cleared.
+    let _daemon = env.start();
+    let screen = tmux.wait_screen("CONNECTED again", |s| s.contains(" CONNECTED "));
+    assert!(!screen.contains("DISCONNECTED"), "{screen}");
+    assert!(!screen.contains("does not answer"), "{screen}");
+    tmux.keys(&["q"]);
+}
+
+#[test]
+fn the_embedded_brokers_messages_go_to_the_message_line_not_over_the_screen() {
+    if !tmux_available() {
+        return;
+    }
+    let env = TestEnv::new();
+    let tmux = Tmux {
+        socket: format!("ka-e2e-{}", common::nonce()),
+    };
+    let mut new = tmux.cmd();
+    new.env_clear()
+        .envs(env.env_vars())
+        .env("TERM", "xterm-256color")
+        .args(["new-session", "-d", "-s", "dash", "-x", "120", "-y", "36"])
+        .arg(common::DAEMON)
+        .args(["tui", "--embed"]);
+    assert!(new.status().expect("tmux").success());
+    tmux.wait_screen("the dashboard", |s| s.contains("EMBEDDED"));
+    // pending.json becomes a directory while the broker runs: it cannot queue a refused caller
+    // and says so. (The dashboard says first that it cannot read it; the broker's warning
+    // replaces that.)
+    let _ = std::fs::remove_file(env.pending());
+    std::fs::create_dir_all(env.pending()).expect("pending.json as a directory");
+    tmux.wait_screen("the dashboard's own read error", |s| {
+        s.contains("pending.json")
+    });
+    let client = env.client("e2e-client");
+    expect(
+        &env.run_client(&client, &[&request("read", "aws", &["k"])])[0],
+        "denied",
+        Some("unregistered_binary"),
+    );
+    let screen = tmux.wait_screen("the broker's warning on the message line", |s| {
+        s.contains("could not record a pending caller")
+    });
+    let lines: Vec<&str> = screen.lines().collect();
+    let at: Vec<usize> = (0..lines.len())
+        .filter(|&i| lines[i].contains("could not record a pending caller"))
+        .collect();
+    // On the message line at the bottom (it wraps over up to four lines), right below the
+    // last pane's border, and nowhere else.
+    assert_eq!(at.len(), 1, "{screen}");
+    assert!(at[0] >= 32, "on the message line:\n{screen}");
+    assert!(
+        lines[at[0] - 1].starts_with('└'),
+        "right below the panes:\n{screen}"
+    );
+    assert!(
+        !screen.contains("keychain-auth: could not record"),
+        "not the raw stderr line:\n{screen}"
+    );
+    assert!(lines[0].starts_with(" keychain-auth "), "{screen}");
+    tmux.keys(&["q"]);
+}
+
+#[test]
+fn the_audit_filter_searches_the_whole_log() {
+    if !tmux_available() {
+        return;
+    }
+    let env = TestEnv::new();
+    // 300,000 records, far more than the 2,000 loaded; one match, near the start.
+    let log = env.audit();
+    std::fs::create_dir_all(log.parent().expect("dir")).expect("dir");
+    common::set_mode(log.parent().expect("dir"), 0o700);
+    {
+        use std::io::Write;
+        let mut w = std::io::BufWriter::new(std::fs::File::create(&log).expect("log"));
+        for i in 0..300_000 {
+            let svc = if i == 10 { "needle-svc" } else { "bench" };
+            writeln!(
+                w,
+                r#"{{"ts":"2026-11-24T09:00:00.000Z","event":"request","source":"daemon","pid":4242,"path":"/usr/local/bin/mycli","action":"read","service":"{svc}","targets":["k{i}"],"status":"success"}}"#
+            )
+            .expect("write");
+        }
+    }
+    common::set_mode(&log, 0o600);
+    let tmux = Tmux {
+        socket: format!("ka-e2e-{}", common::nonce()),
+    };
+    let mut new = tmux.cmd();
+    new.env_clear()
+        .envs(env.env_vars())
+        .env("TERM", "xterm-256color")
+        .args(["new-session", "-d", "-s", "dash", "-x", "120", "-y", "36"])
+        .arg(common::DAEMON)
+        .args(["tui", "--embed"]);
+    assert!(new.status().expect("tmux").success());
+    tmux.wait_screen("the dashboard", |s| {
+        s.contains("EMBEDDED") && s.contains("records")
+    });
+    tmux.keys(&["2", "/"]);
+    tmux.wait_screen("the filter input", |s| s.contains("Filter audit records"));
+    tmux.keys(&["-l", "needle"]);
+    tmux.keys(&["Enter"]);
+    let screen = tmux.wait_screen("the match from the start of the log", |s| {
+        s.contains("read needle-svc") && s.contains("k10")
+    });
+    assert!(screen.contains("Audit · filter \"needle\""), "{screen}");
+    let screen = tmux.wait_screen("the finished count", |s| s.contains("1 matches in 300,00"));
+    assert!(!screen.contains("read bench"), "{screen}");
+    // No match: said so, with how many records were searched.
+    tmux.keys(&["/"]);
+    tmux.keys(&["-l", "zzz"]);
+    tmux.keys(&["Enter"]);
+    tmux.wait_screen("no match", |s| s.contains("No match in 300,00"));
+    // Esc clears the filter: the loaded tail is back.
+    tmux.keys(&["Escape"]);
+    tmux.wait_screen("the tail again", |s| {
+        s.contains("read bench") && !s.contains("filter \"")
+    });
+    tmux.keys(&["q"]);
+}

@@ -305,7 +305,7 @@ pub fn open_selection(paths: &Paths) -> Result<Selection, String> {
     if let Some(rec) = notice_record(&sel)
         && let Err(e) = audit::append_once(&paths.audit, &rec)
     {
-        eprintln!("keychain-auth: cannot audit the backend notice: {e}");
+        tracing::warn!("keychain-auth: cannot audit the backend notice: {e}");
     }
     Ok(sel)
 }
@@ -359,7 +359,7 @@ impl PinOnWrite {
                 }
             }
             // Not pinned yet: try again after the next write, and say so.
-            Err(e) => eprintln!(
+            Err(e) => tracing::warn!(
                 "keychain-auth: warning: could not record \"backend\": \"keyring\" in {}: {e}",
                 self.config.display()
             ),

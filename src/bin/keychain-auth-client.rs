@@ -36,7 +36,10 @@ fn main() {
         Ok(true) => 0,
         Ok(false) => 1,
         Err(e) => {
-            eprintln!("keychain-auth-client: {e}");
+            eprintln!(
+                "keychain-auth-client: {}",
+                keychain_auth::display::clean(&e)
+            );
             2
         }
     });

@@ -395,7 +395,7 @@ pub(crate) fn decide(
                 super::notify::new_caller(&shown, req.action.as_str(), &req.service);
             }
             Ok(_) => {}
-            Err(e) => eprintln!("keychain-auth: could not record a pending caller: {e}"),
+            Err(e) => tracing::warn!("keychain-auth: could not record a pending caller: {e}"),
         }
         return if may_ask() {
             ask(rec, refusal, &subject, false, false)
@@ -437,7 +437,7 @@ pub(crate) fn decide(
     if resp.status == Status::Success && terms.is_some_and(|t| t.uses_left.is_some()) {
         let hash = binary.hash.clone();
         if let Err(e) = crate::admin::consume_use(&broker.paths, &hash, &req.service) {
-            eprintln!("keychain-auth: could not count a use of a one-time grant: {e}");
+            tracing::warn!("keychain-auth: could not count a use of a one-time grant: {e}");
         }
     }
     Verdict::Done(resp)

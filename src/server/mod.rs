@@ -246,7 +246,7 @@ async fn prune_loop(broker: &Arc<Broker>) {
         let paths = broker.paths.clone();
         let pruned = tokio::task::spawn_blocking(move || crate::admin::prune_expired(&paths)).await;
         if let Ok(Err(e)) = pruned {
-            eprintln!("keychain-auth: could not prune expired grants: {e}");
+            tracing::warn!("keychain-auth: could not prune expired grants: {e}");
         }
         tokio::time::sleep(Duration::from_secs(5)).await;
     }
@@ -273,7 +273,7 @@ async fn accept_loop(listener: &UnixListener, broker: &Arc<Broker>) {
             }
             Err(e) => {
                 // EMFILE/ENFILE and friends: wait for descriptors to free up instead of spinning.
-                eprintln!("keychain-auth: accept failed: {e}; retrying in {backoff:?}");
+                tracing::warn!("keychain-auth: accept failed: {e}; retrying in {backoff:?}");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(1));
             }

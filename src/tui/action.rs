@@ -42,6 +42,15 @@ pub enum Action {
         /// Broker pid.
         pid: u32,
     },
+    /// The broker did not answer STATUS: why.
+    StatusFailed(String),
+    /// A log event from the process (the embedded broker): whether it is a warning or worse,
+    /// and its text. Shown on the message line.
+    Log(bool, String),
+    /// A batch of a whole-log search: its number, the matches (newest first), the progress.
+    SearchFound(u64, Vec<Record>, super::data::SearchProgress),
+    /// The clock ticked ([`crate::tui::TICK`]): time to check on the broker.
+    Tick,
     /// Facts for the upgrade confirmation.
     UpgradePreview {
         /// The binary's path.
@@ -55,6 +64,9 @@ pub enum Action {
         /// Modification time now on disk.
         mtime: String,
     },
+    /// Reading a state file failed: why. Shown, and not retried until the file changes (a
+    /// retry on every failure would spin).
+    LoadFailed(String),
     /// An effect finished: success flag and a message.
     Done(bool, String),
     /// The live connection count, asked for when quitting an embedded broker.
@@ -117,6 +129,8 @@ pub enum Command {
     Unregister,
     /// Editor: next field.
     NextField,
+    /// Editor: previous field.
+    PrevField,
     /// Editor: toggle search / confirm: yes.
     Toggle,
     /// Confirm: yes.
@@ -125,6 +139,10 @@ pub enum Command {
     No,
     /// Reload everything from disk.
     Reload,
+    /// Overlay: one page down.
+    PageDown,
+    /// Overlay: one page up.
+    PageUp,
 }
 
 /// Work the reducer asks the executor to do; results come back as [`Action`]s.
@@ -156,4 +174,8 @@ pub enum Effect {
     Register(String),
     /// Unregister a binary.
     Unregister(BinaryHash),
+    /// Search the whole audit log (backwards from the end) for the text; the search's number.
+    Search(u64, String),
+    /// Stop the running search.
+    CancelSearch,
 }

@@ -225,3 +225,187 @@ mod tests {
         assert!(!more);
     }
 }
+
+/// How far a whole-log search has got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SearchProgress {
+    /// Records (lines) looked at so far.
+    pub records: u64,
+    /// Bytes read so far, from the end.
+    pub bytes: u64,
+    /// The log's size when the search started.
+    pub total_bytes: u64,
+    /// True when the whole log was searched.
+    pub done: bool,
+}
+
+/// Bytes read per step of a backwards search.
+const SEARCH_CHUNK: usize = 1 << 20;
+
+/// Searches the whole log at `path` for records whose text ([`super::state::record_text`],
+/// any case) contains `filter`, from the newest backwards. After each chunk `found` gets the
+/// matches of that chunk (newest first) and the progress; it returns false to stop (cancel).
+pub fn search_backwards(
+    path: &std::path::Path,
+    filter: &str,
+    mut found: impl FnMut(Vec<Record>, SearchProgress) -> bool,
+) -> io::Result<()> {
+    let needle = filter.to_lowercase();
+    // Raw lines are pre-screened as lowercased ASCII; a filter the JSON text may not contain
+    // literally (non-ASCII, quote, backslash) screens nothing out and every line is parsed.
+    let screen = needle.is_ascii() && !needle.contains(['"', '\\']);
+    let mut f = File::open(path)?;
+    let total = f.metadata()?.len();
+    let mut end = total;
+    let mut carry: Vec<u8> = Vec::new(); // the start of a line whose beginning is further back
+    let mut progress = SearchProgress {
+        total_bytes: total,
+        ..SearchProgress::default()
+    };
+    let mut buf = vec![0u8; SEARCH_CHUNK];
+    loop {
+        let start = end.saturating_sub(SEARCH_CHUNK as u64);
+        let n = (end - start) as usize;
+        f.seek(SeekFrom::Start(start))?;
+        f.read_exact(&mut buf[..n])?;
+        let mut chunk = Vec::with_capacity(n + carry.len());
+        chunk.extend_from_slice(&buf[..n]);
+        chunk.append(&mut carry);
+        // All but the first (maybe partial) line are whole, unless this is the file's start.
+        let first_nl = if start == 0 {
+            None
+        } else {
+            chunk.iter().position(|&b| b == b'\n')
+        };
+        let body = match first_nl {
+            Some(i) => {
+                carry = chunk[..=i].to_vec();
+                carry.pop();
+                &chunk[i + 1..]
+            }
+            None if start == 0 => &chunk[..],
+            None => {
+                // One line longer than a chunk: keep reading back.
+                carry = chunk;
+                end = start;
+                progress.bytes = total - end;
+                continue;
+            }
+        };
+        let mut lower = body.to_vec();
+        lower.make_ascii_lowercase();
+        let mut matches = vec![];
+        let mut line_end = body.len();
+        for (i, _) in lower.iter().enumerate().rev().filter(|(_, b)| **b == b'\n') {
+            scan_line(
+                &body[i + 1..line_end],
+                &lower[i + 1..line_end],
+                &needle,
+                screen,
+                &mut matches,
+                &mut progress,
+            );
+            line_end = i;
+        }
+        scan_line(
+            &body[..line_end],
+            &lower[..line_end],
+            &needle,
+            screen,
+            &mut matches,
+            &mut progress,
+        );
+        end = start;
+        progress.bytes = total - end;
+        progress.done = start == 0;
+        if !found(matches, progress) || progress.done {
+            return Ok(());
+        }
+    }
+}
+
+fn scan_line(
+    raw: &[u8],
+    lower: &[u8],
+    needle: &str,
+    screen: bool,
+    matches: &mut Vec<Record>,
+    progress: &mut SearchProgress,
+) {
+    if raw.iter().all(u8::is_ascii_whitespace) {
+        return;
+    }
+    progress.records += 1;
+    if screen && !std::str::from_utf8(lower).is_ok_and(|l| l.contains(needle)) {
+        return;
+    }
+    if let Ok(r) = serde_json::from_slice::<Record>(raw)
+        && super::state::record_text(&r)
+            .to_lowercase()
+            .contains(needle)
+    {
+        matches.push(r);
+    }
+}
+
+#[cfg(test)]
+mod search_tests {
+    use super::*;
+    use crate::tui::test_support::record;
+
+    fn log_of(n: usize, chunk_breaker: bool) -> tempfile::NamedTempFile {
+        use std::io::Write;
+        let mut f = tempfile::NamedTempFile::new().expect("tmp");
+        for i in 0..n {
+            let mut r = record(if i % 100 == 7 { "denied" } else { "success" }, "aws");
+            r.id = Some(format!("r{i}"));
+            if chunk_breaker && i == 3 {
+                r.message = Some("x".repeat(3 * SEARCH_CHUNK));
+            }
+            f.write_all(&r.to_line()).expect("write");
+        }
+        f
+    }
+
+    fn run(f: &tempfile::NamedTempFile, filter: &str) -> (Vec<String>, SearchProgress) {
+        let mut ids = vec![];
+        let mut last = SearchProgress::default();
+        search_backwards(f.path(), filter, |m, p| {
+            ids.extend(m.into_iter().filter_map(|r| r.id));
+            last = p;
+            true
+        })
+        .expect("search");
+        (ids, last)
+    }
+
+    #[test]
+    fn finds_every_match_newest_first_across_chunks() {
+        let f = log_of(30_000, true);
+        let (ids, p) = run(&f, "DENIED");
+        let want: Vec<String> = (0..30_000)
+            .rev()
+            .filter(|i| i % 100 == 7)
+            .map(|i| format!("r{i}"))
+            .collect();
+        assert_eq!(ids, want);
+        assert!(p.done);
+        assert_eq!(p.records, 30_000);
+        assert_eq!(p.bytes, p.total_bytes);
+        let (ids, p) = run(&f, "no-such-thing");
+        assert!(ids.is_empty());
+        assert_eq!(p.records, 30_000);
+    }
+
+    #[test]
+    fn stops_when_told() {
+        let f = log_of(30_000, false);
+        let mut calls = 0;
+        search_backwards(f.path(), "denied", |_, _| {
+            calls += 1;
+            false
+        })
+        .expect("search");
+        assert_eq!(calls, 1);
+    }
+}

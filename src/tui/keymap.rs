@@ -3,7 +3,7 @@
 //! drift from what the keys do.
 
 use super::action::Command;
-use super::state::Pane;
+use super::state::{Modal, Pane, State};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 /// Where a binding applies.
@@ -15,8 +15,38 @@ pub enum Scope {
     Pane(Pane),
     /// The permission editor.
     Editor,
+    /// A one-line text input (audit filter, register path).
+    Input,
+    /// A read-only overlay (help, one audit record).
+    Viewer,
     /// A yes/no confirmation.
     Confirm,
+}
+
+impl Scope {
+    /// How README's key table names the scope.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scope::Global => "everywhere",
+            Scope::Pane(p) => p.title(),
+            Scope::Editor => "permission editor",
+            Scope::Input => "text input",
+            Scope::Viewer => "help, record detail",
+            Scope::Confirm => "confirmation",
+        }
+    }
+}
+
+/// The scope keys are looked up in, and hints shown for, in this state: the open modal's, else
+/// the focused pane's. Dispatch and the hint bar both use this, so they cannot disagree.
+pub fn scope(state: &State) -> Scope {
+    match &state.modal {
+        None => Scope::Pane(state.pane),
+        Some(Modal::Editor(_)) => Scope::Editor,
+        Some(Modal::Filter(_) | Modal::Register(_)) => Scope::Input,
+        Some(Modal::Help | Modal::Detail(_)) => Scope::Viewer,
+        Some(Modal::Confirm { .. }) => Scope::Confirm,
+    }
 }
 
 /// One binding.
@@ -54,8 +84,8 @@ const fn b(
     }
 }
 
-use KeyCode::{BackTab, Char, Down, End, Enter, Esc, Home, Tab, Up};
-use Scope::{Confirm, Editor, Global};
+use KeyCode::{BackTab, Char, Down, End, Enter, Esc, Home, PageDown, PageUp, Tab, Up};
+use Scope::{Confirm, Editor, Global, Input, Viewer};
 
 /// Every binding, in the order help shows them.
 pub const KEYMAP: &[Binding] = &[
@@ -231,7 +261,59 @@ pub const KEYMAP: &[Binding] = &[
         Editor,
         true,
     ),
+    b(
+        &[BackTab],
+        "S-tab",
+        Command::PrevField,
+        "previous field",
+        Editor,
+        true,
+    ),
     b(&[Esc], "esc", Command::Escape, "cancel", Editor, true),
+    b(&[Enter], "enter", Command::Enter, "apply", Input, true),
+    b(&[Esc], "esc", Command::Escape, "cancel", Input, true),
+    b(
+        &[Char('j'), Down],
+        "j/↓",
+        Command::Down,
+        "scroll down",
+        Viewer,
+        true,
+    ),
+    b(
+        &[Char('k'), Up],
+        "k/↑",
+        Command::Up,
+        "scroll up",
+        Viewer,
+        false,
+    ),
+    b(
+        &[PageDown, Char(' ')],
+        "PgDn",
+        Command::PageDown,
+        "page down",
+        Viewer,
+        true,
+    ),
+    b(&[PageUp], "PgUp", Command::PageUp, "page up", Viewer, true),
+    b(&[Char('g'), Home], "g", Command::Top, "top", Viewer, false),
+    b(
+        &[Char('G'), End],
+        "G",
+        Command::Bottom,
+        "bottom",
+        Viewer,
+        false,
+    ),
+    b(
+        &[Esc, Char('q'), Enter],
+        "esc/q",
+        Command::Escape,
+        "close",
+        Viewer,
+        true,
+    ),
     b(&[Char('y')], "y", Command::Yes, "yes", Confirm, true),
     b(&[Char('n'), Esc], "n/esc", Command::No, "no", Confirm, true),
 ];
@@ -305,6 +387,16 @@ mod tests {
     }
 
     #[test]
+    fn modals_hint_their_own_keys_only() {
+        let labels = |sc| hints(sc).iter().map(|b| b.label).collect::<Vec<_>>();
+        assert_eq!(labels(Input), ["enter", "esc"]);
+        assert_eq!(labels(Viewer), ["j/↓", "PgDn", "PgUp", "esc/q"]);
+        assert_eq!(labels(Confirm), ["y", "n/esc"]);
+        assert!(labels(Editor).contains(&"S-tab"));
+        assert!(!labels(Editor).contains(&"q"));
+    }
+
+    #[test]
     fn hints_come_from_the_table() {
         let h: Vec<&str> = hints(Scope::Pane(Pane::Audit))
             .iter()
@@ -323,13 +415,7 @@ mod readme {
     fn readme_lists_every_binding() {
         let readme = include_str!("../../README.md");
         for b in KEYMAP {
-            let scope = match b.scope {
-                Scope::Global => "everywhere",
-                Scope::Pane(p) => p.title(),
-                Scope::Editor => "permission editor",
-                Scope::Confirm => "confirmation",
-            };
-            let row = format!("| `{}` | {} | {} |", b.label, scope, b.desc);
+            let row = format!("| `{}` | {} | {} |", b.label, b.scope.name(), b.desc);
             assert!(readme.contains(&row), "README lacks the row: {row}");
         }
     }

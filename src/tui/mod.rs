@@ -10,6 +10,7 @@ pub mod action;
 pub mod broker;
 pub mod data;
 pub mod keymap;
+pub mod log;
 #[cfg(all(test, feature = "screenshots"))]
 mod screenshots;
 pub mod state;
@@ -31,8 +32,15 @@ use ratatui::crossterm::execute;
 use state::{BrokerInfo, State};
 use std::sync::mpsc;
 
+/// How often the dashboard checks on the broker.
+pub const TICK: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Runs the dashboard until the user quits.
 pub fn run(paths: Paths, choice: ModeChoice) -> Result<(), String> {
+    let (tx, rx) = mpsc::channel::<Action>();
+    // Before the broker starts: whatever it logs goes to the message line, never over the
+    // screen.
+    log::install(tx.clone());
     let broker = Broker::open(&paths, choice)?;
     let mut state = State::new(BrokerInfo {
         embedded: broker.embedded(),
@@ -41,10 +49,14 @@ pub fn run(paths: Paths, choice: ModeChoice) -> Result<(), String> {
         connections: 0,
         requests: 0,
         pid: 0,
+        reachable: true,
     });
+    state.mono = monochrome(
+        std::env::var_os("NO_COLOR").as_deref(),
+        std::env::var("TERM").ok().as_deref(),
+    );
     // A fallback to the file store (or a locked keyring) is said, not silent.
     state.message = broker.notice().map(|n| (false, n.to_string()));
-    let (tx, rx) = mpsc::channel::<Action>();
     let (fx_tx, fx_rx) = mpsc::channel::<Effect>();
 
     // File watcher: any change in the config or data directory reloads what changed.
@@ -52,6 +64,14 @@ pub fn run(paths: Paths, choice: ModeChoice) -> Result<(), String> {
     // Input thread.
     let input_tx = tx.clone();
     std::thread::spawn(move || input_loop(&input_tx));
+    // The clock: the reducer asks the broker for STATUS on each tick, so a broker that died
+    // shows as DISCONNECTED within a tick and a restarted one is picked up by itself.
+    let tick_tx = tx.clone();
+    std::thread::spawn(move || {
+        while tick_tx.send(Action::Tick).is_ok() {
+            std::thread::sleep(TICK);
+        }
+    });
 
     let mut terminal = ratatui::try_init().map_err(|e| format!("cannot open the terminal: {e}"))?;
     let _ = execute!(std::io::stdout(), EnableMouseCapture);
@@ -97,6 +117,15 @@ pub fn run(paths: Paths, choice: ModeChoice) -> Result<(), String> {
     result
 }
 
+/// True when the dashboard must not rely on colour: `NO_COLOR` set to anything non-empty
+/// (<https://no-color.org>), or a terminal type without colours.
+pub fn monochrome(no_color: Option<&std::ffi::OsStr>, term: Option<&str>) -> bool {
+    no_color.is_some_and(|v| !v.is_empty())
+        || term.is_some_and(|t| {
+            matches!(t, "dumb" | "vt100" | "vt102" | "vt220" | "linux-m") || t.ends_with("-mono")
+        })
+}
+
 /// Turns terminal events into actions, by way of the keymap for the current modal or pane.
 fn input_loop(tx: &mpsc::Sender<Action>) {
     // Keys are sent raw: what they mean depends on the state (modal, pane), which the reducer
@@ -132,19 +161,44 @@ fn executor(
     let hashes = HashCache::new();
     let mut tail = data::AuditTail::new(paths.audit.clone());
     let mut tail_opened = false;
+    // The number of the search that may run; a search thread stops once it changes.
+    let current_search = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let done = |r: Result<String, String>| match r {
         Ok(m) => Action::Done(true, m),
         Err(m) => Action::Done(false, m),
     };
     for fx in effects.iter() {
         let action = match fx {
+            Effect::Search(generation, filter) => {
+                use std::sync::atomic::Ordering;
+                current_search.store(generation, Ordering::SeqCst);
+                let (current, tx, log) = (current_search.clone(), tx.clone(), paths.audit.clone());
+                std::thread::spawn(move || {
+                    let r = data::search_backwards(&log, &filter, |found, progress| {
+                        current.load(Ordering::SeqCst) == generation
+                            && tx
+                                .send(Action::SearchFound(generation, found, progress))
+                                .is_ok()
+                    });
+                    if let Err(e) = r {
+                        let _ = tx.send(Action::LoadFailed(format!(
+                            "cannot search the audit log: {e}"
+                        )));
+                    }
+                });
+                continue;
+            }
+            Effect::CancelSearch => {
+                current_search.store(0, std::sync::atomic::Ordering::SeqCst);
+                continue;
+            }
             Effect::LoadPending => match crate::pending::load(&paths.pending) {
                 Ok(q) => Action::PendingLoaded(q.entries),
-                Err(e) => Action::Done(false, e),
+                Err(e) => Action::LoadFailed(e),
             },
             Effect::LoadPolicies => match data::load_policies(paths, &hashes) {
                 Ok(rows) => Action::PoliciesLoaded(rows),
-                Err(e) => Action::Done(false, e),
+                Err(e) => Action::LoadFailed(e),
             },
             Effect::LoadAuditOlder if !tail_opened => {
                 tail_opened = true;
@@ -173,7 +227,7 @@ fn executor(
                     requests: st.requests,
                     pid: st.pid,
                 },
-                Err(e) => Action::Done(false, e),
+                Err(e) => Action::StatusFailed(e),
             },
             Effect::CheckQuit => match broker.status() {
                 Ok(st) => Action::QuitChecked(st.connections),

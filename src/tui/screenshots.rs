@@ -135,10 +135,107 @@ fn save(name: &str, state: &State, w: u16, h: u16) {
         .expect("png");
 }
 
+/// A real-looking SHA-256 (of `seed`).
+fn real_hash(seed: &str) -> crate::policy::BinaryHash {
+    use sha2::Digest;
+    crate::policy::BinaryHash::parse(&hex::encode(sha2::Sha256::digest(seed.as_bytes())))
+        .expect("hash")
+}
+
+/// The sample state with real-looking hashes, paths and a day's worth of audit records.
+fn realistic_state() -> State {
+    let mut s = sample_state();
+    let (leftpad, deploy_new, deploy_old, mycli) = (
+        real_hash("leftpad"),
+        real_hash("deploy 2.4.1"),
+        real_hash("deploy 2.4.0"),
+        real_hash("mycli"),
+    );
+    s.broker.socket = "/run/user/1000/keychain-auth/agent.sock".into();
+    s.broker.pid = 48213;
+    s.broker.requests = 1_284;
+    s.pending[0].hash = leftpad.clone();
+    s.pending[0].path = "/home/alex/.npm/_npx/8c1f2e7a/node_modules/.bin/leftpad".into();
+    s.pending[0].argv = vec![
+        "node".into(),
+        "leftpad".into(),
+        "--fix".into(),
+        "src/".into(),
+    ];
+    s.pending[1].hash = deploy_new.clone();
+    s.pending[1].path = "/home/alex/.local/bin/deploy-tool".into();
+    s.pending[1].argv = vec!["deploy-tool".into(), "--env".into(), "prod".into()];
+    s.pending[1].changed_from = Some(deploy_old.clone());
+    s.policies[0].entry.hash = mycli.clone();
+    s.policies[0].entry.path = "/usr/local/bin/mycli".into();
+    s.policies[1].entry.hash = deploy_old.clone();
+    s.policies[1].entry.path = "/home/alex/.local/bin/deploy-tool".into();
+    s.policies[1].on_disk = OnDisk::Changed(deploy_new.clone());
+    let mut audit = vec![];
+    let calls: [(&str, &str, &str, &str, &str); 8] = [
+        ("success", "mycli", "read", "aws", "prod-api-key"),
+        ("success", "mycli", "read", "aws", "staging-api-key"),
+        ("denied", "mycli", "read", "gcp", ""),
+        ("success", "deploy-tool", "read", "k8s", "cluster-token"),
+        ("success", "mycli", "write", "aws", "prod-api-key"),
+        ("denied", "leftpad", "read", "aws", ""),
+        ("error", "mycli", "read", "aws", "rotated-key"),
+        ("success", "mycli", "search", "aws", "prod-api-key"),
+    ];
+    for i in 0..24 {
+        let (status, who, action, service, target) = calls[i % calls.len()];
+        let mut r = record(status, service);
+        r.ts = format!(
+            "2026-11-24T09:{:02}:{:02}.{:03}Z",
+            12 + i * 2,
+            (i * 17) % 60,
+            i * 37 % 1000
+        );
+        r.pid = Some(40_000 + i as i32 * 13);
+        r.action = Some(action.into());
+        let (path, hash) = match who {
+            "mycli" => ("/usr/local/bin/mycli".to_string(), mycli.to_string()),
+            "deploy-tool" => (
+                "/home/alex/.local/bin/deploy-tool".to_string(),
+                deploy_old.to_string(),
+            ),
+            _ => (
+                "/home/alex/.npm/_npx/8c1f2e7a/node_modules/.bin/leftpad".to_string(),
+                leftpad.to_string(),
+            ),
+        };
+        r.path = Some(path);
+        r.hash = Some(hash);
+        r.targets = if target.is_empty() {
+            vec![]
+        } else {
+            vec![target.into()]
+        };
+        r.reason = match status {
+            "denied" if who == "leftpad" => Some("unregistered_binary".into()),
+            "denied" => Some("service_not_allowed".into()),
+            "error" => Some("not_found".into()),
+            _ => None,
+        };
+        audit.push(r);
+    }
+    let mut grant = crate::audit::Record::new("policy_change", "dashboard");
+    grant.ts = "2026-11-24T09:59:48.311Z".into();
+    grant.action = Some("grant".into());
+    grant.path = Some("/usr/local/bin/mycli".into());
+    grant.hash = Some(mycli.to_string());
+    grant.status = Some("success".into());
+    grant.read = vec!["gcp".into()];
+    audit.push(grant);
+    s.audit = audit;
+    s.audit_sel = s.audit.len() - 1;
+    s
+}
+
 #[test]
 #[ignore = "writes screenshots/*.png; run with --features screenshots -- --ignored"]
 fn screenshots() {
-    let s = sample_state();
+    let s = realistic_state();
     save("dashboard", &s, 120, 36);
     let mut a = s.clone();
     update(&mut a, Action::Command(Command::Focus(2)));
@@ -187,9 +284,9 @@ fn screenshots() {
     update(
         &mut u,
         Action::UpgradePreview {
-            path: "/usr/local/bin/deploy".into(),
-            old: hash('b'),
-            new: hash('c'),
+            path: "/home/alex/.local/bin/deploy-tool".into(),
+            old: real_hash("deploy 2.4.0"),
+            new: real_hash("deploy 2.4.1"),
             size: 4_194_304,
             mtime: "2026-11-24 09:58:12 UTC".into(),
         },
@@ -198,4 +295,20 @@ fn screenshots() {
     let mut e = empty_state();
     e.broker.embedded = false;
     save("empty-connected", &e, 120, 36);
+    // The broker went away: the badge says so, the reason is on the message line.
+    let mut d = s.clone();
+    d.broker.embedded = false;
+    update(
+        &mut d,
+        Action::StatusFailed(
+            "the broker on /run/user/1000/keychain-auth/agent.sock does not answer: connection refused (os error 111)".into(),
+        ),
+    );
+    save("disconnected", &d, 120, 36);
+    // A policy change in full.
+    let mut r = s.clone();
+    update(&mut r, Action::Command(Command::Focus(2)));
+    update(&mut r, Action::Command(Command::Bottom));
+    update(&mut r, Action::Command(Command::Enter));
+    save("audit-detail", &r, 120, 36);
 }

@@ -44,6 +44,8 @@ pub struct BrokerInfo {
     pub requests: u64,
     /// The broker's pid.
     pub pid: u32,
+    /// False while a connected broker does not answer (the dashboard keeps retrying).
+    pub reachable: bool,
 }
 
 /// What is on disk at a registered binary's path.
@@ -175,6 +177,29 @@ pub struct State {
     pub quit: bool,
     /// The terminal size, for mouse hit-testing.
     pub size: (u16, u16),
+    /// A STATUS asked for by the clock has not been answered yet (ticks do not pile up
+    /// behind a broker that hangs).
+    pub status_in_flight: bool,
+    /// Draw without colour (`NO_COLOR`, monochrome terminals): what colour marked is shown in
+    /// reverse video instead.
+    pub mono: bool,
+    /// First line shown of the open overlay (help, record detail).
+    pub scroll: usize,
+    /// The whole-log search behind the audit filter, while a filter is set.
+    pub search: Option<Search>,
+    /// Numbers searches, so results of a cancelled one are recognised and dropped.
+    pub search_gen: u64,
+}
+
+/// A search of the whole audit log for the filter text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Search {
+    /// Its number ([`State::search_gen`] when it started).
+    pub generation: u64,
+    /// The matches found so far, oldest first.
+    pub matches: Vec<Record>,
+    /// How far it got.
+    pub progress: super::data::SearchProgress,
 }
 
 impl State {
@@ -196,6 +221,11 @@ impl State {
             message: None,
             quit: false,
             size: (80, 24),
+            status_in_flight: false,
+            mono: false,
+            scroll: 0,
+            search: None,
+            search_gen: 0,
         }
     }
 
@@ -208,6 +238,19 @@ impl State {
             .filter(|(_, r)| f.is_empty() || record_text(r).to_lowercase().contains(&f))
             .map(|(i, _)| i)
             .collect()
+    }
+
+    /// The records the Audit pane lists: the search's matches while a filter is set, else the
+    /// loaded tail.
+    pub fn audit_rows(&self) -> Vec<&Record> {
+        match &self.search {
+            Some(search) => search.matches.iter().collect(),
+            None => self
+                .audit_visible()
+                .into_iter()
+                .map(|i| &self.audit[i])
+                .collect(),
+        }
     }
 
     /// The newest successful request time per binary hash among the loaded records.

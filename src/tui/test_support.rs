@@ -46,6 +46,7 @@ pub fn empty_state() -> State {
         connections: 0,
         requests: 0,
         pid: 4100,
+        reachable: true,
     })
 }
 

@@ -68,7 +68,37 @@ pub fn update(state: &mut State, action: Action) -> Vec<Effect> {
             follow(state);
             vec![]
         }
+        Action::SearchFound(generation, found, progress) => {
+            let Some(search) = state.search.as_mut().filter(|s| s.generation == generation) else {
+                return vec![]; // a cancelled search
+            };
+            let added = found.len();
+            let mut older: Vec<_> = found.into_iter().rev().collect();
+            older.append(&mut search.matches);
+            search.matches = older;
+            search.progress = progress;
+            if !state.follow {
+                state.audit_sel += added;
+            }
+            if search.matches.len() >= MAX_AUDIT_IN_MEMORY {
+                // Enough to page through: stop, and say the count is a floor.
+                search.progress.done = false;
+                follow(state);
+                return vec![Effect::CancelSearch];
+            }
+            follow(state);
+            vec![]
+        }
         Action::AuditAppended(mut records) => {
+            if let Some(search) = &mut state.search {
+                let f = state.filter.to_lowercase();
+                search.matches.extend(
+                    records
+                        .iter()
+                        .filter(|r| super::state::record_text(r).to_lowercase().contains(&f))
+                        .cloned(),
+                );
+            }
             state.audit.append(&mut records);
             if state.audit.len() > MAX_AUDIT_IN_MEMORY {
                 let drop = state.audit.len() - MAX_AUDIT_IN_MEMORY;
@@ -89,7 +119,40 @@ pub fn update(state: &mut State, action: Action) -> Vec<Effect> {
             state.broker.connections = connections;
             state.broker.requests = requests;
             state.broker.pid = pid;
+            state.status_in_flight = false;
+            if state.broker.reachable {
+                return vec![];
+            }
+            // Back: the error that said it was gone is stale now, and whatever happened
+            // meanwhile is on disk.
+            state.broker.reachable = true;
+            state.message = Some((true, "reconnected to the broker".into()));
+            vec![
+                Effect::LoadPending,
+                Effect::LoadPolicies,
+                Effect::LoadAuditNew,
+            ]
+        }
+        Action::StatusFailed(why) => {
+            state.status_in_flight = false;
+            if state.broker.reachable {
+                state.broker.reachable = false;
+                state.message = Some((false, why));
+            }
             vec![]
+        }
+        Action::LoadFailed(why) => {
+            state.message = Some((false, why));
+            vec![]
+        }
+        Action::Log(warning, text) => {
+            state.message = Some((!warning, text));
+            vec![]
+        }
+        Action::Tick if state.status_in_flight => vec![],
+        Action::Tick => {
+            state.status_in_flight = true;
+            vec![Effect::LoadStatus]
         }
         Action::UpgradePreview {
             path,
@@ -103,7 +166,7 @@ pub fn update(state: &mut State, action: Action) -> Vec<Effect> {
                     format!("Upgrade {path}?"),
                     format!("approved hash  {}", old.short()),
                     format!("hash on disk   {}", new.short()),
-                    format!("on disk: {size} bytes, modified {mtime}"),
+                    format!("on disk: {}, modified {mtime}", human_size(size)),
                     "Its permissions move to the new binary.".into(),
                 ],
                 what: Confirm::Upgrade(path),
@@ -148,30 +211,15 @@ pub fn update(state: &mut State, action: Action) -> Vec<Effect> {
 /// text input for modals that take text.
 pub fn key_action(state: &State, key: event::KeyEvent) -> Option<Action> {
     use super::keymap::{self, Scope};
-    let text_modal = matches!(
-        state.modal,
-        Some(Modal::Filter(_)) | Some(Modal::Register(_)) | Some(Modal::Editor(_))
-    );
-    let scope = match &state.modal {
-        Some(Modal::Editor(_)) => Scope::Editor,
-        Some(Modal::Confirm { .. }) => Scope::Confirm,
-        Some(Modal::Filter(_)) | Some(Modal::Register(_)) => Scope::Editor,
-        Some(Modal::Help) | Some(Modal::Detail(_)) => {
-            return Some(Action::Command(Command::Escape));
-        }
-        None => Scope::Pane(state.pane),
-    };
+    let scope = keymap::scope(state);
+    // Text scopes have only their own bindings: every other key is text.
+    let text_modal = matches!(scope, Scope::Editor | Scope::Input);
     if let Some(c) = keymap::lookup(scope, key) {
-        // In text inputs only enter, esc, tab (and space in the editor) are commands.
-        let allowed = !text_modal
-            || matches!(
-                c,
-                Command::Enter | Command::Escape | Command::NextField | Command::Quit
-            )
-            || (c == Command::Toggle && matches!(state.modal, Some(Modal::Editor(_))));
-        if allowed {
-            return Some(Action::Command(c));
-        }
+        return Some(Action::Command(c));
+    }
+    if scope == Scope::Viewer {
+        // Any other key closes an overlay too.
+        return Some(Action::Command(Command::Escape));
     }
     match key.code {
         KeyCode::Char(c) if text_modal => Some(Action::Char(c)),
@@ -180,12 +228,33 @@ pub fn key_action(state: &State, key: event::KeyEvent) -> Option<Action> {
     }
 }
 
+/// A size for people: `4.0 MiB (4,194,304 bytes)`; small sizes in bytes only.
+pub fn human_size(bytes: u64) -> String {
+    let mut digits = bytes.to_string();
+    let mut i = digits.len();
+    while i > 3 {
+        i -= 3;
+        digits.insert(i, ',');
+    }
+    if bytes < 1024 {
+        return format!("{digits} bytes");
+    }
+    let units = ["KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64 / 1024.0;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < units.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    format!("{v:.1} {} ({digits} bytes)", units[u])
+}
+
 fn clamp(sel: usize, len: usize) -> usize {
     sel.min(len.saturating_sub(1))
 }
 
 fn follow(state: &mut State) {
-    let n = state.audit_visible().len();
+    let n = state.audit_rows().len();
     if state.follow {
         state.audit_sel = n.saturating_sub(1);
     } else {
@@ -196,7 +265,7 @@ fn follow(state: &mut State) {
 fn len_of(state: &State, pane: Pane) -> usize {
     match pane {
         Pane::Pending => state.pending.len(),
-        Pane::Audit => state.audit_visible().len(),
+        Pane::Audit => state.audit_rows().len(),
         Pane::Policies => state.policies.len(),
     }
 }
@@ -242,6 +311,7 @@ fn command(state: &mut State, c: Command) -> Vec<Effect> {
         }
         Command::Help => {
             state.modal = Some(Modal::Help);
+            state.scroll = 0;
             vec![]
         }
         Command::NextPane | Command::PrevPane => {
@@ -286,9 +356,14 @@ fn command(state: &mut State, c: Command) -> Vec<Effect> {
             Effect::LoadStatus,
         ],
         Command::Escape => {
+            let searching = state.search.take().is_some();
             state.filter.clear();
             follow(state);
-            vec![]
+            if searching {
+                vec![Effect::CancelSearch]
+            } else {
+                vec![]
+            }
         }
         Command::Approve => {
             if let Some(e) = state.pending.get(state.pending_sel) {
@@ -327,9 +402,9 @@ fn command(state: &mut State, c: Command) -> Vec<Effect> {
                 Pane::Pending => return command(state, Command::Approve),
                 Pane::Policies => return command(state, Command::Edit),
                 Pane::Audit => {
-                    let visible = state.audit_visible();
-                    if let Some(&i) = visible.get(state.audit_sel) {
-                        state.modal = Some(Modal::Detail(Box::new(state.audit[i].clone())));
+                    if let Some(r) = state.audit_rows().get(state.audit_sel) {
+                        state.modal = Some(Modal::Detail(Box::new((*r).clone())));
+                        state.scroll = 0;
                     }
                 }
             }
@@ -399,7 +474,15 @@ fn command(state: &mut State, c: Command) -> Vec<Effect> {
             }
             vec![]
         }
-        Command::NextField | Command::Toggle | Command::Yes | Command::No => vec![],
+        Command::NextField
+        | Command::PrevField
+        | Command::PageDown
+        | Command::PageUp
+        | Command::Toggle
+        | Command::Yes
+        | Command::No => {
+            vec![]
+        }
     }
 }
 
@@ -408,13 +491,43 @@ fn modal_command(state: &mut State, c: Command) -> Vec<Effect> {
         return vec![];
     };
     match modal {
-        Modal::Help | Modal::Detail(_) => vec![], // any command closes them
+        Modal::Help | Modal::Detail(_) => {
+            let (len, page) = view::overlay_extent(state, &modal);
+            let max = len.saturating_sub(page);
+            let page = page.max(1);
+            state.scroll = match c {
+                Command::Down => state.scroll + 1,
+                Command::Up => state.scroll.saturating_sub(1),
+                Command::PageDown => state.scroll + page,
+                Command::PageUp => state.scroll.saturating_sub(page),
+                Command::Top => 0,
+                Command::Bottom => max,
+                // Anything else closes it.
+                _ => return vec![],
+            }
+            .min(max);
+            state.modal = Some(modal);
+            vec![]
+        }
         Modal::Filter(text) => match c {
             Command::Enter => {
                 state.filter = text;
                 state.audit_sel = 0;
+                state.follow = true;
+                let fx = if state.filter.is_empty() {
+                    state.search = None;
+                    vec![Effect::CancelSearch]
+                } else {
+                    state.search_gen += 1;
+                    state.search = Some(super::state::Search {
+                        generation: state.search_gen,
+                        matches: vec![],
+                        progress: Default::default(),
+                    });
+                    vec![Effect::Search(state.search_gen, state.filter.clone())]
+                };
                 follow(state);
-                vec![]
+                fx
             }
             Command::Escape | Command::Quit => vec![],
             _ => {
@@ -448,12 +561,11 @@ fn modal_command(state: &mut State, c: Command) -> Vec<Effect> {
         },
         Modal::Editor(mut ed) => match c {
             Command::Escape | Command::Quit => vec![],
-            Command::NextField => {
-                ed.field = match ed.field {
-                    Field::Read => Field::Write,
-                    Field::Write => Field::Search,
-                    Field::Search => Field::Read,
-                };
+            Command::NextField | Command::PrevField => {
+                let order = [Field::Read, Field::Write, Field::Search];
+                let i = order.iter().position(|f| *f == ed.field).unwrap_or(0);
+                let step = if c == Command::NextField { 1 } else { 2 };
+                ed.field = order[(i + step) % 3];
                 state.modal = Some(Modal::Editor(ed));
                 vec![]
             }
@@ -540,7 +652,7 @@ fn click(state: &mut State, x: u16, y: u16) {
         return;
     }
     let area = ratatui::layout::Rect::new(0, 0, state.size.0, state.size.1);
-    let l = view::layout(area, state.pane);
+    let l = view::layout(area, state);
     for (pane, rect) in Pane::ALL.iter().zip(l.panes) {
         if rect.contains(ratatui::layout::Position::new(x, y)) {
             state.pane = *pane;
@@ -745,15 +857,44 @@ mod tests {
         for c in "denied".chars() {
             update(&mut s, Action::Char(c));
         }
-        update(&mut s, Action::Command(Command::Enter));
+        // Applying the filter starts a search of the whole log.
+        let fx = update(&mut s, Action::Command(Command::Enter));
         assert_eq!(s.filter, "denied");
-        assert_eq!(s.audit_visible().len(), 1);
+        assert_eq!(fx, vec![Effect::Search(1, "denied".into())]);
+        assert!(s.audit_rows().is_empty(), "nothing found yet");
+        // Results arrive newest first, batch by batch, older batches going above.
+        let mut newer = record("denied", "gcp");
+        newer.id = Some("newer".into());
+        let mut older = record("denied", "gcp");
+        older.id = Some("older".into());
+        let mut p = crate::tui::data::SearchProgress {
+            records: 1000,
+            bytes: 100,
+            total_bytes: 1000,
+            done: false,
+        };
+        update(&mut s, Action::SearchFound(1, vec![newer], p));
+        p.done = true;
+        p.bytes = 1000;
+        update(&mut s, Action::SearchFound(1, vec![older], p));
+        let ids: Vec<_> = s.audit_rows().iter().map(|r| r.id.clone()).collect();
+        assert_eq!(ids, [Some("older".into()), Some("newer".into())]);
+        assert_eq!(s.audit_sel, 1, "following: the newest match");
+        // A stale search's results are dropped.
+        update(
+            &mut s,
+            Action::SearchFound(0, vec![record("denied", "x")], p),
+        );
+        assert_eq!(s.audit_rows().len(), 2);
         update(&mut s, Action::Command(Command::Enter));
         assert!(matches!(s.modal, Some(Modal::Detail(_))));
         update(&mut s, Action::Command(Command::Escape));
-        update(&mut s, Action::Command(Command::Escape));
-        assert!(s.filter.is_empty());
-        assert_eq!(s.audit_visible().len(), 3);
+        assert_eq!(
+            update(&mut s, Action::Command(Command::Escape)),
+            vec![Effect::CancelSearch]
+        );
+        assert!(s.filter.is_empty() && s.search.is_none());
+        assert_eq!(s.audit_rows().len(), 3);
     }
 
     #[test]
@@ -848,15 +989,111 @@ mod tests {
     }
 
     #[test]
+    fn a_broker_that_stops_answering_shows_disconnected_and_reconnects_by_itself() {
+        let mut s = sample_state();
+        s.broker.embedded = false;
+        assert_eq!(update(&mut s, Action::Tick), vec![Effect::LoadStatus]);
+        assert!(
+            update(&mut s, Action::Tick).is_empty(),
+            "ticks do not pile up behind an unanswered STATUS"
+        );
+        update(
+            &mut s,
+            Action::StatusFailed("the broker on /s does not answer".into()),
+        );
+        assert!(!s.broker.reachable);
+        assert_eq!(
+            s.message,
+            Some((false, "the broker on /s does not answer".into()))
+        );
+        // Still down: the clock keeps asking, the message is not repeated.
+        s.message = None;
+        assert_eq!(update(&mut s, Action::Tick), vec![Effect::LoadStatus]);
+        update(&mut s, Action::StatusFailed("again".into()));
+        assert_eq!(s.message, None);
+        // Back: the stale error goes, and what happened meanwhile is reloaded.
+        update(&mut s, Action::Tick);
+        s.message = Some((false, "the broker on /s does not answer".into()));
+        let fx = update(
+            &mut s,
+            Action::Status {
+                backend: "file".into(),
+                connections: 0,
+                requests: 1,
+                pid: 9,
+            },
+        );
+        assert!(s.broker.reachable);
+        assert_eq!(s.message, Some((true, "reconnected to the broker".into())));
+        assert!(fx.contains(&Effect::LoadAuditNew) && fx.contains(&Effect::LoadPending));
+        assert_eq!(update(&mut s, Action::Tick), vec![Effect::LoadStatus]);
+    }
+
+    #[test]
+    fn sizes_are_in_human_units() {
+        assert_eq!(human_size(0), "0 bytes");
+        assert_eq!(human_size(1023), "1,023 bytes");
+        assert_eq!(human_size(4_194_304), "4.0 MiB (4,194,304 bytes)");
+        assert_eq!(human_size(1_536), "1.5 KiB (1,536 bytes)");
+        assert_eq!(human_size(3 << 30), "3.0 GiB (3,221,225,472 bytes)");
+    }
+
+    #[test]
+    fn keys_follow_the_mode() {
+        use ratatui::crossterm::event::{KeyEvent, KeyModifiers};
+        let key = |c| Action::Key(KeyEvent::new(c, KeyModifiers::NONE));
+        // In a text input, pane keys are text.
+        let mut s = sample_state();
+        update(&mut s, Action::Command(Command::Focus(2)));
+        update(&mut s, Action::Command(Command::Filter));
+        for c in ['q', 'd', '?', '1'] {
+            update(&mut s, key(KeyCode::Char(c)));
+        }
+        assert_eq!(s.modal, Some(Modal::Filter("qd?1".into())));
+        assert!(!s.quit);
+        // Shift-Tab goes back a field in the editor.
+        let mut s = sample_state();
+        update(&mut s, Action::Command(Command::Approve));
+        let field = |s: &State| match &s.modal {
+            Some(Modal::Editor(ed)) => ed.field,
+            _ => panic!("editor closed"),
+        };
+        assert_eq!(field(&s), Field::Read);
+        update(&mut s, key(KeyCode::BackTab));
+        assert_eq!(field(&s), Field::Search);
+        update(&mut s, key(KeyCode::BackTab));
+        assert_eq!(field(&s), Field::Write);
+        update(&mut s, key(KeyCode::Tab));
+        assert_eq!(field(&s), Field::Search);
+    }
+
+    #[test]
+    fn log_events_and_load_failures_show_without_reloading() {
+        let mut s = sample_state();
+        assert!(
+            update(
+                &mut s,
+                Action::LoadFailed("cannot read pending.json".into())
+            )
+            .is_empty()
+        );
+        assert_eq!(s.message, Some((false, "cannot read pending.json".into())));
+        assert!(update(&mut s, Action::Log(true, "accept failed".into())).is_empty());
+        assert_eq!(s.message, Some((false, "accept failed".into())));
+        update(&mut s, Action::Log(false, "stopped".into()));
+        assert_eq!(s.message, Some((true, "stopped".into())));
+    }
+
+    #[test]
     fn mouse_selects_panes_and_rows() {
         let mut s = sample_state();
         s.size = (120, 36);
-        let l = view::layout(ratatui::layout::Rect::new(0, 0, 120, 36), s.pane);
+        let l = view::layout(ratatui::layout::Rect::new(0, 0, 120, 36), &s);
         let policies = view::list_area(l.panes[2]);
         update(&mut s, Action::Click(policies.x + 2, policies.y + 1));
         assert_eq!(s.pane, Pane::Policies);
         assert_eq!(s.policy_sel, 1);
-        let l = view::layout(ratatui::layout::Rect::new(0, 0, 120, 36), s.pane);
+        let l = view::layout(ratatui::layout::Rect::new(0, 0, 120, 36), &s);
         let pending = view::list_area(l.panes[0]);
         update(&mut s, Action::Click(pending.x, pending.y));
         assert_eq!((s.pane, s.pending_sel), (Pane::Pending, 0));

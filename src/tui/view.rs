@@ -1,8 +1,10 @@
 //! Drawing: pure functions from [`State`] to a frame. Nothing here changes state or does I/O;
-//! the layout helpers are shared with the reducer for mouse hit-testing.
+//! the layout helpers are shared with the reducer for mouse hit-testing. Every text a caller
+//! controls goes through [`crate::display`] before it is drawn.
 
 use super::keymap::{self, KEYMAP, Scope};
 use super::state::{Field, Modal, OnDisk, Pane, State};
+use crate::display::{self, clean};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style, Stylize};
@@ -20,15 +22,32 @@ pub struct Areas {
     pub hints: Rect,
 }
 
-/// Status bar on top, hint bar at the bottom, the three panes stacked between; the focused
-/// pane gets twice the height of the others.
-pub fn layout(area: Rect, focused: Pane) -> Areas {
+/// Most lines the message line grows to (a long message wraps instead of losing its end).
+const MAX_MESSAGE_LINES: usize = 4;
+
+/// How many lines the message (or hint) line needs at `width`.
+fn message_height(s: &State, width: u16) -> u16 {
+    let Some((_, msg)) = &s.message else { return 1 };
+    message_paragraph(msg)
+        .line_count(width)
+        .clamp(1, MAX_MESSAGE_LINES) as u16
+}
+
+/// The message line's text, wrapped at word boundaries.
+fn message_paragraph(msg: &str) -> Paragraph<'static> {
+    Paragraph::new(format!(" {}", clean(msg))).wrap(Wrap { trim: true })
+}
+
+/// Status bar on top, hint bar (or the message, wrapped) at the bottom, the three panes stacked
+/// between; the focused pane gets twice the height of the others.
+pub fn layout(area: Rect, s: &State) -> Areas {
     let [status, body, hints] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Fill(1),
-        Constraint::Length(1),
+        Constraint::Length(message_height(s, area.width)),
     ])
     .areas(area);
+    let focused = s.pane;
     let weight = |p: Pane| if p == focused { 2 } else { 1 };
     let [a, b, c] = Layout::vertical([
         Constraint::Fill(weight(Pane::Pending)),
@@ -63,7 +82,7 @@ pub fn scroll_offset(sel: usize, len: usize, height: usize) -> usize {
 
 /// Draws the whole dashboard.
 pub fn draw(frame: &mut Frame<'_>, state: &State) {
-    let areas = layout(frame.area(), state.pane);
+    let areas = layout(frame.area(), state);
     status_bar(frame, areas.status, state);
     pending(frame, areas.panes[0], state);
     audit(frame, areas.panes[1], state);
@@ -72,33 +91,121 @@ pub fn draw(frame: &mut Frame<'_>, state: &State) {
     if let Some(m) = &state.modal {
         modal(frame, state, m);
     }
+    if state.mono {
+        monochrome(frame.buffer_mut());
+    }
+}
+
+/// Drops every colour; whatever had a background colour (the selected row, badges, key caps)
+/// is drawn in reverse video instead, so the selection stays visible without colour.
+fn monochrome(buf: &mut ratatui::buffer::Buffer) {
+    for cell in &mut buf.content {
+        if cell.bg != Color::Reset {
+            cell.modifier.insert(Modifier::REVERSED);
+        }
+        cell.fg = Color::Reset;
+        cell.bg = Color::Reset;
+    }
+}
+
+/// `s` cut to `width` characters in the middle, keeping the file name whole when it fits:
+/// `/home/me/…/deploy-tool`.
+pub fn shorten_middle(s: &str, width: usize) -> String {
+    let chars: Vec<char> = s.chars().collect();
+    if chars.len() <= width {
+        return s.to_string();
+    }
+    if width <= 1 {
+        return "…".chars().take(width).collect();
+    }
+    let tail_start = s.rfind('/').map_or(0, |i| s[..i].chars().count());
+    let tail_len = chars.len() - tail_start;
+    if tail_len + 1 >= width {
+        // Not even the file name fits: its end.
+        let keep = width - 1;
+        return std::iter::once('…')
+            .chain(chars[chars.len() - keep..].iter().copied())
+            .collect();
+    }
+    let head_room = width - 1 - tail_len;
+    let mut head: String = chars[..head_room].iter().collect();
+    if let Some(slash) = head.rfind('/')
+        && slash > 0
+    {
+        head.truncate(slash + 1);
+    }
+    format!("{head}…{}", chars[tail_start..].iter().collect::<String>())
 }
 
 fn status_bar(frame: &mut Frame<'_>, area: Rect, s: &State) {
-    let mode = if s.broker.embedded {
-        Span::styled(" EMBEDDED broker ", Style::new().black().on_yellow().bold())
+    let (mode, mode_style) = if s.broker.embedded {
+        (" EMBEDDED broker ", Style::new().black().on_yellow().bold())
+    } else if s.broker.reachable {
+        (" CONNECTED ", Style::new().black().on_green().bold())
     } else {
-        Span::styled(" CONNECTED ", Style::new().black().on_green().bold())
+        (
+            " DISCONNECTED · reconnecting… ",
+            Style::new().white().on_red().bold(),
+        )
     };
+    let name = " keychain-auth ";
+    // Whole segments, most important first; what does not fit is left out whole, never cut
+    // mid-word. The socket path is shortened in the middle instead.
+    let mut segments: Vec<(u8, String)> = vec![];
+    if s.broker.reachable {
+        segments.push((2, format!("backend {}", s.broker.backend)));
+        segments.push((3, format!("{} conn", s.broker.connections)));
+        segments.push((4, format!("{} req", s.broker.requests)));
+    }
+    segments.push((0, format!("{} pending", s.pending.len())));
+    segments.push((1, format!("{} binaries", s.policies.len())));
+    if s.broker.reachable {
+        segments.push((5, format!("pid {}", s.broker.pid)));
+    }
+    let filter = (!s.filter.is_empty()).then(|| format!(" · filter: {}", clean(&s.filter)));
+    let width = usize::from(area.width);
+    let fixed = name.chars().count()
+        + mode.chars().count()
+        + filter.as_ref().map_or(0, |f| f.chars().count());
+    let socket = &s.broker.socket;
+    let text_len = |segs: &[(u8, String)], socket_len: usize| {
+        segs.iter()
+            .map(|(_, t)| t.chars().count() + 3)
+            .sum::<usize>()
+            + socket_len
+            + 1
+    };
+    // The socket path whole when it is of a usual length: counters go first.
+    let min_socket = 48.min(socket.chars().count());
+    while fixed + text_len(&segments, min_socket) > width {
+        // The counts of pending callers and binaries always stay.
+        let Some(drop) = segments
+            .iter()
+            .enumerate()
+            .filter(|(_, (p, _))| *p >= 2)
+            .max_by_key(|(_, (p, _))| *p)
+            .map(|(i, _)| i)
+        else {
+            break;
+        };
+        segments.remove(drop);
+    }
+    let room = width.saturating_sub(fixed + text_len(&segments, 0));
+    let mut text = String::new();
+    for (_, t) in &segments {
+        text.push(' ');
+        text.push_str(t);
+        text.push_str(" ·");
+    }
+    text.push(' ');
+    text.push_str(&shorten_middle(socket, room));
     let mut spans = vec![
-        Span::styled(" keychain-auth ", Style::new().bold().reversed()),
-        mode,
-        Span::raw(format!(
-            " backend {} · {} conn · {} req · {} pending · {} binaries · pid {} · {}",
-            s.broker.backend,
-            s.broker.connections,
-            s.broker.requests,
-            s.pending.len(),
-            s.policies.len(),
-            s.broker.pid,
-            s.broker.socket,
-        )),
+        Span::styled(name, Style::new().bold().reversed()),
+        Span::styled(mode, mode_style),
+        Span::raw(text),
     ];
-    if !s.filter.is_empty() {
-        spans.push(Span::styled(
-            format!(" · filter: {}", s.filter),
-            Style::new().cyan(),
-        ));
+    if let Some(f) = filter {
+        spans.push(Span::styled(f, Style::new().cyan()));
     }
     frame.render_widget(Line::from(spans), area);
 }
@@ -110,16 +217,35 @@ fn hint_bar(frame: &mut Frame<'_>, area: Rect, s: &State) {
         } else {
             Style::new().red().bold()
         };
-        frame.render_widget(Line::styled(format!(" {msg}"), style), area);
+        frame.render_widget(message_paragraph(msg).style(style), area);
         return;
     }
-    let scope = match &s.modal {
-        Some(Modal::Editor(_)) => Scope::Editor,
-        Some(Modal::Confirm { .. }) => Scope::Confirm,
-        _ => Scope::Pane(s.pane),
+    // Hints that do not fit are dropped, least important (last) first; help, quit and the
+    // keys that leave a dialog always stay.
+    let mut hints = keymap::hints(keymap::scope(s));
+    let essential = |b: &keymap::Binding| {
+        matches!(
+            b.command,
+            super::action::Command::Help
+                | super::action::Command::Quit
+                | super::action::Command::Escape
+                | super::action::Command::Yes
+                | super::action::Command::No
+        )
     };
+    let width = |hs: &[&keymap::Binding]| {
+        hs.iter()
+            .map(|b| b.label.chars().count() + b.desc.chars().count() + 4)
+            .sum::<usize>()
+    };
+    while width(&hints) > usize::from(area.width) {
+        let Some(i) = hints.iter().rposition(|b| !essential(b)) else {
+            break;
+        };
+        hints.remove(i);
+    }
     let mut spans = vec![];
-    for b in keymap::hints(scope) {
+    for b in hints {
         spans.push(Span::styled(
             format!(" {} ", b.label),
             Style::new().black().on_gray(),
@@ -148,6 +274,23 @@ fn pane_block(title: &str, n: u8, focused: bool, extra: String) -> Block<'static
 
 /// Below this width, columns marked secondary are left out.
 const NARROW: u16 = 110;
+
+/// The width column `index` gets in a pane of `area` (0 when it is left out).
+fn column_width(area: Rect, columns: &[Column<'_>], index: usize) -> usize {
+    let kept: Vec<(usize, Constraint)> = columns
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| !c.2 || area.width >= NARROW)
+        .map(|(i, c)| (i, c.1))
+        .collect();
+    let inner = Block::bordered().inner(area);
+    let rects = Layout::horizontal(kept.iter().map(|(_, c)| *c))
+        .spacing(1)
+        .split(Rect::new(0, 0, inner.width, 1));
+    kept.iter()
+        .position(|(i, _)| *i == index)
+        .map_or(0, |k| usize::from(rects[k].width))
+}
 
 /// A table column: header, width, and whether it is dropped on narrow terminals.
 type Column<'a> = (&'a str, Constraint, bool);
@@ -220,30 +363,54 @@ fn time(ts: &chrono::DateTime<chrono::Utc>) -> String {
     ts.format("%m-%d %H:%M:%S").to_string()
 }
 
+const PENDING_COLUMNS: &[Column<'static>] = &[
+    ("hash", Constraint::Length(12), false),
+    ("path", Constraint::Fill(2), false),
+    ("asked", Constraint::Length(14), false),
+    ("tries", Constraint::Length(5), false),
+    ("first seen", Constraint::Length(14), true),
+    ("last seen", Constraint::Length(14), false),
+    ("argv", Constraint::Fill(1), true),
+];
+
 fn pending(frame: &mut Frame<'_>, area: Rect, s: &State) {
     let focused = s.pane == Pane::Pending;
+    let path_w = column_width(area, PENDING_COLUMNS, 1);
     let rows = s
         .pending
         .iter()
         .map(|e| {
+            let shown = display::path(&e.path);
             let path = match &e.changed_from {
-                Some(old) => Line::from(vec![
-                    Span::raw(e.path.display().to_string()),
-                    Span::styled(
-                        format!(" (changed version of {})", old.short()),
-                        Style::new().yellow().bold(),
-                    ),
-                ]),
-                None => Line::raw(e.path.display().to_string()),
+                Some(old) => {
+                    // The marker is never cut: its short form when the full one leaves the
+                    // path too little room.
+                    let full = format!(" (changed version of {})", old.short());
+                    let marker = if path_w >= full.chars().count() + 12 {
+                        full
+                    } else {
+                        " (changed version)".to_string()
+                    };
+                    let room = path_w.saturating_sub(marker.chars().count());
+                    Line::from(vec![
+                        Span::raw(shorten_middle(&shown, room)),
+                        Span::styled(marker, Style::new().yellow().bold()),
+                    ])
+                }
+                None => Line::raw(shorten_middle(&shown, path_w)),
             };
             vec![
                 Cell::from(e.hash.short().to_string()),
                 Cell::from(path),
-                Cell::from(format!("{} {}", e.last_action, e.last_service)),
+                Cell::from(format!(
+                    "{} {}",
+                    clean(&e.last_action),
+                    clean(&e.last_service)
+                )),
                 Cell::from(e.attempts.to_string()),
                 Cell::from(time(&e.first_seen)),
                 Cell::from(time(&e.last_seen)),
-                Cell::from(e.argv.join(" ")).dark_gray(),
+                Cell::from(display::join(&e.argv)).dark_gray(),
             ]
         })
         .collect();
@@ -256,15 +423,7 @@ fn pending(frame: &mut Frame<'_>, area: Rect, s: &State) {
             focused,
             format!(" {} waiting ", s.pending.len()),
         ),
-        &[
-            ("hash", Constraint::Length(12), false),
-            ("path", Constraint::Fill(2), false),
-            ("asked", Constraint::Length(14), false),
-            ("tries", Constraint::Length(5), false),
-            ("first seen", Constraint::Length(14), true),
-            ("last seen", Constraint::Length(14), false),
-            ("argv", Constraint::Fill(1), true),
-        ],
+        PENDING_COLUMNS,
         rows,
         s.pending_sel,
         focused,
@@ -284,11 +443,10 @@ fn status_style(status: Option<&str>) -> Style {
 
 fn audit(frame: &mut Frame<'_>, area: Rect, s: &State) {
     let focused = s.pane == Pane::Audit;
-    let visible = s.audit_visible();
+    let visible = s.audit_rows();
     let rows = visible
         .iter()
-        .map(|&i| {
-            let r = &s.audit[i];
+        .map(|&r| {
             let what = match (&r.action, &r.service) {
                 (Some(a), Some(svc)) => format!("{a} {svc}"),
                 (Some(a), None) => a.clone(),
@@ -296,6 +454,7 @@ fn audit(frame: &mut Frame<'_>, area: Rect, s: &State) {
             };
             let status = r.status.clone().unwrap_or_else(|| r.event.clone());
             let detail = match (&r.reason, r.targets.is_empty()) {
+                _ if r.event == "policy_change" => policy_change(r).unwrap_or_default(),
                 (Some(reason), _) => reason.clone(),
                 (None, false) => r.targets.join(","),
                 (None, true) => r.message.clone().unwrap_or_default(),
@@ -307,23 +466,57 @@ fn audit(frame: &mut Frame<'_>, area: Rect, s: &State) {
                 .unwrap_or_else(|| r.source.clone());
             vec![
                 Cell::from(r.ts.get(5..19).unwrap_or(&r.ts).replace('T', " ")),
-                Cell::from(status).style(status_style(r.status.as_deref())),
-                Cell::from(who),
-                Cell::from(what),
-                Cell::from(detail),
+                Cell::from(clean(&status).into_owned()).style(status_style(r.status.as_deref())),
+                Cell::from(clean(&who).into_owned()),
+                Cell::from(clean(&what).into_owned()),
+                Cell::from(clean(&detail).into_owned()),
             ]
         })
         .collect();
-    let extra = format!(
-        " {}{} records{} ",
-        if s.audit_more_before { "… " } else { "" },
-        visible.len(),
-        if s.follow { " · following" } else { "" }
-    );
+    let following = if s.follow { " · following" } else { "" };
+    let (title, extra, empty) = match &s.search {
+        None => (
+            "Audit".to_string(),
+            format!(
+                " {}{} records{following} ",
+                if s.audit_more_before { "… " } else { "" },
+                visible.len(),
+            ),
+            "No audit records yet.".to_string(),
+        ),
+        Some(search) => {
+            let p = &search.progress;
+            let n = thousands(p.records);
+            let extra = if p.done {
+                format!(" {} matches in {n} records{following} ", visible.len())
+            } else if p.bytes == 0 || search.matches.len() >= super::update::MAX_AUDIT_IN_MEMORY {
+                format!(
+                    " {} matches · searched {n} records{following} ",
+                    visible.len()
+                )
+            } else {
+                format!(
+                    " {} matches · searching… {n} records ({}%) · esc cancels ",
+                    visible.len(),
+                    p.bytes * 100 / p.total_bytes.max(1)
+                )
+            };
+            let empty = if p.done {
+                format!("No match in {n} records.")
+            } else {
+                format!("Searching the whole log… {n} records so far.")
+            };
+            (
+                format!("Audit · filter \"{}\"", clean(&s.filter)),
+                extra,
+                empty,
+            )
+        }
+    };
     table_in(
         frame,
         area,
-        pane_block("Audit", 2, focused, extra),
+        pane_block(&title, 2, focused, extra),
         &[
             ("time", Constraint::Length(14), false),
             ("status", Constraint::Length(9), false),
@@ -334,12 +527,24 @@ fn audit(frame: &mut Frame<'_>, area: Rect, s: &State) {
         rows,
         s.audit_sel,
         focused,
-        "No audit records yet.",
+        &empty,
     );
 }
 
+const POLICY_COLUMNS: &[Column<'static>] = &[
+    ("hash", Constraint::Length(12), false),
+    ("path", Constraint::Fill(2), false),
+    ("state", Constraint::Length(17), false),
+    ("read", Constraint::Fill(1), false),
+    ("write", Constraint::Fill(1), false),
+    ("search", Constraint::Length(6), false),
+    ("registered", Constraint::Length(16), true),
+    ("last used", Constraint::Length(14), true),
+];
+
 fn policies(frame: &mut Frame<'_>, area: Rect, s: &State) {
     let focused = s.pane == Pane::Policies;
+    let path_w = column_width(area, POLICY_COLUMNS, 1);
     let rows = s
         .policies
         .iter()
@@ -358,12 +563,12 @@ fn policies(frame: &mut Frame<'_>, area: Rect, s: &State) {
                 if v.is_empty() {
                     "-".to_string()
                 } else {
-                    v.iter().cloned().collect::<Vec<_>>().join(",")
+                    v.iter().map(|x| clean(x)).collect::<Vec<_>>().join(",")
                 }
             };
             vec![
                 Cell::from(e.hash.short().to_string()),
-                Cell::from(e.path.display().to_string()),
+                Cell::from(shorten_middle(&display::path(&e.path), path_w)),
                 Cell::from(state).style(style),
                 Cell::from(list(&e.allowed_read_services)),
                 Cell::from(list(&e.allowed_write_services)),
@@ -392,16 +597,7 @@ fn policies(frame: &mut Frame<'_>, area: Rect, s: &State) {
             focused,
             format!(" {} registered ", s.policies.len()),
         ),
-        &[
-            ("hash", Constraint::Length(12), false),
-            ("path", Constraint::Fill(2), false),
-            ("state", Constraint::Length(17), false),
-            ("read", Constraint::Fill(1), false),
-            ("write", Constraint::Fill(1), false),
-            ("search", Constraint::Length(6), false),
-            ("registered", Constraint::Length(16), true),
-            ("last used", Constraint::Length(14), true),
-        ],
+        POLICY_COLUMNS,
         rows,
         s.policy_sel,
         focused,
@@ -421,16 +617,151 @@ fn centered(area: Rect, w: u16, h: u16) -> Rect {
     )
 }
 
+/// `1234567` as `1,234,567`.
+fn thousands(n: u64) -> String {
+    let mut digits = n.to_string();
+    let mut i = digits.len();
+    while i > 3 {
+        i -= 3;
+        digits.insert(i, ',');
+    }
+    digits
+}
+
+/// Where a scrolling overlay (help, record detail) goes on a screen of `area`.
+fn overlay_rect(area: Rect, m: &Modal) -> Rect {
+    let w = if matches!(m, Modal::Help) { 76 } else { 90 };
+    let inner_w = w.min(area.width).saturating_sub(2);
+    let len = overlay_lines(m, inner_w).len() as u16;
+    centered(
+        area,
+        w,
+        len.saturating_add(2).min(area.height.saturating_sub(2)),
+    )
+}
+
+/// The lines of a scrolling overlay, already cut to `width` columns (so the reducer and the
+/// view agree on how far it scrolls).
+fn overlay_lines(m: &Modal, width: u16) -> Vec<Line<'static>> {
+    match m {
+        Modal::Help => help_lines(),
+        Modal::Detail(r) => detail_lines(r, usize::from(width.max(1))),
+        _ => vec![],
+    }
+}
+
+/// For a scrolling overlay on the current screen: how many lines it has and how many show at
+/// once. The reducer clamps the scroll offset with this.
+pub fn overlay_extent(state: &State, m: &Modal) -> (usize, usize) {
+    let area = Rect::new(0, 0, state.size.0, state.size.1);
+    let rect = overlay_rect(area, m);
+    let len = overlay_lines(m, rect.width.saturating_sub(2)).len();
+    (len, usize::from(rect.height.saturating_sub(2)))
+}
+
+/// Every field of a record (as stored, JSON), long lines wrapped at `width` characters; a
+/// policy change first says what it changed.
+fn detail_lines(r: &crate::audit::Record, width: usize) -> Vec<Line<'static>> {
+    let mut out = vec![];
+    if let Some(change) = policy_change(r) {
+        out.push(Line::styled(
+            clean(&change).into_owned(),
+            Style::new().bold(),
+        ));
+        out.push(Line::raw(""));
+    }
+    let json = serde_json::to_string_pretty(r).unwrap_or_default();
+    for l in json.lines() {
+        let l = display::clean_json(l);
+        let chars: Vec<char> = l.chars().collect();
+        for chunk in chars.chunks(width) {
+            out.push(Line::raw(chunk.iter().collect::<String>()));
+        }
+    }
+    out
+}
+
+/// What a policy-change record changed, in one line: `grant read +aws +gcp · search +`,
+/// `revoke write -k8s`, `upgrade aaaa… → bbbb…`; `None` for other records.
+pub fn policy_change(r: &crate::audit::Record) -> Option<String> {
+    if r.event != "policy_change" {
+        return None;
+    }
+    let action = r.action.as_deref().unwrap_or("change");
+    let sign = if action == "revoke" { "-" } else { "+" };
+    let mut parts = vec![];
+    for (what, list) in [("read", &r.read), ("write", &r.write)] {
+        if !list.is_empty() {
+            let items: Vec<String> = list.iter().map(|x| format!("{sign}{x}")).collect();
+            parts.push(format!("{what} {}", items.join(" ")));
+        }
+    }
+    if r.search == Some(true) {
+        parts.push(format!("search {sign}"));
+    }
+    if let (Some(old), Some(new)) = (&r.old_hash, &r.hash) {
+        let short = |h: &str| {
+            h.trim_start_matches("sha256:")
+                .chars()
+                .take(12)
+                .collect::<String>()
+        };
+        parts.push(format!("{} → {}", short(old), short(new)));
+    }
+    if parts.is_empty() && matches!(action, "approve" | "register") {
+        parts.push("zero privileges".into());
+    }
+    Some(if parts.is_empty() {
+        action.to_string()
+    } else {
+        format!("{action} {}", parts.join(" · "))
+    })
+}
+
+fn overlay(frame: &mut Frame<'_>, s: &State, m: &Modal) {
+    let rect = overlay_rect(frame.area(), m);
+    let lines = overlay_lines(m, rect.width.saturating_sub(2));
+    let page = usize::from(rect.height.saturating_sub(2));
+    let len = lines.len();
+    let first = s.scroll.min(len.saturating_sub(page));
+    let title = if matches!(m, Modal::Help) {
+        "Keys"
+    } else {
+        "Audit record"
+    };
+    let position = if len > page {
+        format!(
+            " {}–{} of {} · j/k PgUp/PgDn ",
+            first + 1,
+            (first + page).min(len),
+            len
+        )
+    } else {
+        String::new()
+    };
+    frame.render_widget(Clear, rect);
+    frame.render_widget(
+        Paragraph::new(lines.into_iter().skip(first).take(page).collect::<Vec<_>>()).block(
+            Block::bordered()
+                .border_type(BorderType::Rounded)
+                .border_style(Style::new().cyan())
+                .title(format!(" {title} "))
+                .title(Line::raw(position).right_aligned()),
+        ),
+        rect,
+    );
+}
+
 fn modal(frame: &mut Frame<'_>, s: &State, m: &Modal) {
     let area = frame.area();
     let (title, lines, w): (&str, Vec<Line<'_>>, u16) = match m {
-        Modal::Help => ("Keys", help_lines(), 76),
+        Modal::Help | Modal::Detail(_) => return overlay(frame, s, m),
         Modal::Filter(text) => (
             "Filter audit records",
             vec![
                 Line::from(vec![
                     Span::raw("/ "),
-                    Span::styled(format!("{text}▏"), Style::new().cyan()),
+                    Span::styled(format!("{}▏", clean(text)), Style::new().cyan()),
                 ]),
                 Line::raw(""),
                 Line::raw("Matches status, reason, binary path or hash, service, action, targets.")
@@ -443,22 +774,17 @@ fn modal(frame: &mut Frame<'_>, s: &State, m: &Modal) {
             "Register a binary",
             vec![
                 Line::raw("Path of the executable (it is hashed now; zero privileges):"),
-                Line::styled(format!("{text}▏"), Style::new().cyan()),
+                Line::styled(format!("{}▏", clean(text)), Style::new().cyan()),
                 Line::raw(""),
                 Line::raw("enter: register · esc: cancel").dark_gray(),
             ],
             70,
         ),
-        Modal::Detail(r) => {
-            let json = serde_json::to_string_pretty(r.as_ref()).unwrap_or_default();
-            (
-                "Audit record",
-                json.lines().map(|l| Line::raw(l.to_string())).collect(),
-                90,
-            )
-        }
         Modal::Confirm { lines, .. } => {
-            let mut v: Vec<Line<'_>> = lines.iter().map(|l| Line::raw(l.clone())).collect();
+            let mut v: Vec<Line<'_>> = lines
+                .iter()
+                .map(|l| Line::raw(clean(l).into_owned()))
+                .collect();
             v.push(Line::raw(""));
             v.push(Line::from(vec![
                 Span::styled(" y ", Style::new().black().on_green()),
@@ -480,11 +806,11 @@ fn modal(frame: &mut Frame<'_>, s: &State, m: &Modal) {
                             Style::new()
                         },
                     ),
-                    Span::raw(value),
+                    Span::raw(clean(&value).into_owned()),
                 ];
                 if focused && f != Field::Search {
                     spans.push(Span::styled(
-                        format!("  + {}▏", ed.input),
+                        format!("  + {}▏", clean(&ed.input)),
                         Style::new().cyan(),
                     ));
                 }
@@ -497,14 +823,15 @@ fn modal(frame: &mut Frame<'_>, s: &State, m: &Modal) {
                     v.join(", ")
                 }
             };
-            let title = match ed.goal {
-                super::state::EditorGoal::Approve(_) => "Approve",
-                super::state::EditorGoal::Edit(_) => "Edit permissions",
+            let (title, hash) = match &ed.goal {
+                super::state::EditorGoal::Approve(h) => ("Approve", h),
+                super::state::EditorGoal::Edit(h) => ("Edit permissions", h),
             };
             (
                 title,
                 vec![
-                    Line::styled(ed.path.clone(), Style::new().bold()),
+                    Line::styled(clean(&ed.path).into_owned(), Style::new().bold()),
+                    Line::raw(hash.to_string()),
                     Line::raw(""),
                     field(Field::Read, "read", join(&ed.read)),
                     field(Field::Write, "write", join(&ed.write)),
@@ -516,20 +843,13 @@ fn modal(frame: &mut Frame<'_>, s: &State, m: &Modal) {
                     Line::raw(""),
                     Line::raw("type a service + enter to add · backspace removes · tab next field")
                         .dark_gray(),
-                    Line::raw("space toggles search · enter on an empty field saves · esc cancels")
-                        .dark_gray(),
                 ],
                 76,
             )
         }
     };
     let _ = s;
-    // Help wraps its lines: give it the whole height.
-    let h = if matches!(m, Modal::Help) {
-        area.height.saturating_sub(2)
-    } else {
-        (lines.len() as u16).saturating_add(2)
-    };
+    let h = (lines.len() as u16).saturating_add(2);
     let rect = centered(area, w, h);
     frame.render_widget(Clear, rect);
     frame.render_widget(
@@ -543,29 +863,34 @@ fn modal(frame: &mut Frame<'_>, s: &State, m: &Modal) {
     );
 }
 
+/// The help overlay: a key column and a description column, grouped by where the keys apply,
+/// generated from the keymap.
 fn help_lines() -> Vec<Line<'static>> {
-    let mut lines = vec![];
-    let groups: [(&str, Scope); 6] = [
-        ("Everywhere", Scope::Global),
-        ("Pending", Scope::Pane(Pane::Pending)),
-        ("Audit", Scope::Pane(Pane::Audit)),
-        ("Policies", Scope::Pane(Pane::Policies)),
-        ("Permission editor", Scope::Editor),
-        ("Confirmations", Scope::Confirm),
+    let groups = [
+        Scope::Global,
+        Scope::Pane(Pane::Pending),
+        Scope::Pane(Pane::Audit),
+        Scope::Pane(Pane::Policies),
+        Scope::Editor,
+        Scope::Input,
+        Scope::Viewer,
+        Scope::Confirm,
     ];
-    for (name, scope) in groups {
-        lines.push(Line::styled(name, Style::new().bold().underlined()));
-        let items: Vec<Span<'static>> = KEYMAP
-            .iter()
-            .filter(|b| b.scope == scope)
-            .flat_map(|b| {
-                [
-                    Span::styled(format!(" {} ", b.label), Style::new().cyan().bold()),
-                    Span::raw(format!("{}  ", b.desc)),
-                ]
-            })
-            .collect();
-        lines.push(Line::from(items));
+    let mut lines = vec![];
+    for scope in groups {
+        if !lines.is_empty() {
+            lines.push(Line::raw(""));
+        }
+        let name = scope.name();
+        let mut heading: String = name.chars().take(1).flat_map(char::to_uppercase).collect();
+        heading.extend(name.chars().skip(1));
+        lines.push(Line::styled(heading, Style::new().bold().underlined()));
+        for b in KEYMAP.iter().filter(|b| b.scope == scope) {
+            lines.push(Line::from(vec![
+                Span::styled(format!("  {:<10}", b.label), Style::new().cyan().bold()),
+                Span::raw(b.desc),
+            ]));
+        }
     }
     lines
 }
@@ -578,6 +903,7 @@ mod tests {
     use crate::tui::update::update;
     use ratatui::Terminal;
     use ratatui::backend::TestBackend;
+    use ratatui::crossterm::event;
 
     fn render(state: &State, w: u16, h: u16) -> String {
         let mut t = Terminal::new(TestBackend::new(w, h)).expect("terminal");
@@ -646,6 +972,224 @@ mod tests {
             update(&mut s, Action::Char(c));
         }
         snap("register", &s);
+    }
+
+    #[test]
+    fn status_bar_tells_connected_from_disconnected() {
+        let mut s = sample_state();
+        s.broker.embedded = false;
+        let up = render(&s, 120, 36);
+        assert!(up.lines().next().is_some_and(|l| l.contains(" CONNECTED ")));
+        update(&mut s, Action::StatusFailed("the broker on /run/user/1000/keychain-auth/agent.sock does not answer: connection refused".into()));
+        snap("disconnected", &s);
+    }
+
+    #[test]
+    fn no_color_keeps_the_selection_visible_in_reverse_video() {
+        let mut s = sample_state();
+        s.mono = true;
+        let mut t = Terminal::new(TestBackend::new(80, 24)).expect("terminal");
+        t.draw(|f| draw(f, &s)).expect("draw");
+        let buf = t.backend().buffer();
+        assert!(
+            buf.content
+                .iter()
+                .all(|c| c.fg == Color::Reset && c.bg == Color::Reset),
+            "no colour at all"
+        );
+        // The selected pending row (first data row) is reversed; the next row is not.
+        let row = |y: u16| (1..79).map(|x| buf[(x, y)].modifier).collect::<Vec<_>>();
+        assert!(row(3).iter().all(|m| m.contains(Modifier::REVERSED)));
+        assert!(row(4).iter().all(|m| !m.contains(Modifier::REVERSED)));
+        insta::assert_debug_snapshot!("no_color_80x24", buf);
+    }
+
+    #[test]
+    fn monochrome_is_detected_from_no_color_and_term() {
+        use crate::tui::monochrome;
+        use std::ffi::OsStr;
+        assert!(monochrome(Some(OsStr::new("1")), Some("xterm-256color")));
+        assert!(!monochrome(Some(OsStr::new("")), Some("xterm-256color")));
+        assert!(!monochrome(None, Some("xterm-256color")));
+        assert!(monochrome(None, Some("vt100")));
+        assert!(monochrome(None, Some("xterm-mono")));
+    }
+
+    fn policy_record(action: &str, read: &[&str], write: &[&str]) -> crate::audit::Record {
+        let mut r = crate::audit::Record::new("policy_change", "dashboard");
+        r.ts = "2026-11-24T09:59:50.000Z".into();
+        r.action = Some(action.into());
+        r.path = Some("/usr/local/bin/deploy".into());
+        r.hash = Some(hash('c').to_string());
+        r.status = Some("success".into());
+        r.read = read.iter().map(|x| x.to_string()).collect();
+        r.write = write.iter().map(|x| x.to_string()).collect();
+        r
+    }
+
+    #[test]
+    fn policy_changes_say_what_changed() {
+        let r = policy_record("grant", &["aws", "gcp"], &["k8s"]);
+        assert_eq!(
+            policy_change(&r).as_deref(),
+            Some("grant read +aws +gcp · write +k8s")
+        );
+        let mut r = policy_record("revoke", &[], &["k8s"]);
+        r.search = Some(true);
+        assert_eq!(
+            policy_change(&r).as_deref(),
+            Some("revoke write -k8s · search -")
+        );
+        let r = policy_record("approve", &[], &[]);
+        assert_eq!(
+            policy_change(&r).as_deref(),
+            Some("approve zero privileges")
+        );
+        let mut r = policy_record("upgrade", &[], &[]);
+        r.old_hash = Some(hash('b').to_string());
+        assert_eq!(
+            policy_change(&r).as_deref(),
+            Some("upgrade bbbbbbbbbbbb → cccccccccccc")
+        );
+        assert_eq!(policy_change(&record("success", "aws")), None);
+        let mut s = sample_state();
+        s.audit.push(policy_record("grant", &["aws"], &[]));
+        s.audit.push(policy_record("revoke", &[], &["k8s"]));
+        update(&mut s, Action::Command(Command::Focus(2)));
+        snap("audit_policy_changes", &s);
+    }
+
+    #[test]
+    fn record_detail_scrolls_and_shows_every_field() {
+        let mut s = sample_state();
+        s.size = (80, 24);
+        let mut r = policy_record("grant", &["aws"], &["k8s"]);
+        r.message = Some(format!("a long message {}", "x".repeat(150)));
+        r.targets = (0..20).map(|i| format!("target-{i}")).collect();
+        s.audit.push(r);
+        update(&mut s, Action::Command(Command::Focus(2)));
+        update(&mut s, Action::Command(Command::Bottom));
+        update(&mut s, Action::Command(Command::Enter));
+        assert!(matches!(s.modal, Some(Modal::Detail(_))));
+        let top = render(&s, 80, 24);
+        assert!(top.contains("grant read +aws · write +k8s"), "{top}");
+        insta::assert_snapshot!("detail_scroll_top_80x24", top);
+        let key = |c| Action::Key(event::KeyEvent::new(c, event::KeyModifiers::NONE));
+        update(&mut s, key(event::KeyCode::Char('j')));
+        assert_eq!(s.scroll, 1);
+        update(&mut s, key(event::KeyCode::PageDown));
+        assert_eq!(s.scroll, 21);
+        update(&mut s, key(event::KeyCode::Char('G')));
+        let (len, page) = overlay_extent(&s, s.modal.as_ref().expect("modal"));
+        assert_eq!(s.scroll, len - page);
+        update(&mut s, key(event::KeyCode::Char('j')));
+        assert_eq!(s.scroll, len - page, "clamped at the end");
+        let bottom = render(&s, 80, 24);
+        assert!(bottom.contains("\"write\""), "{bottom}");
+        insta::assert_snapshot!("detail_scroll_bottom_80x24", bottom);
+        update(&mut s, key(event::KeyCode::PageUp));
+        assert_eq!(s.scroll, len - page - 20);
+        update(&mut s, key(event::KeyCode::Esc));
+        assert!(s.modal.is_none());
+    }
+
+    #[test]
+    fn paths_are_shortened_in_the_middle() {
+        assert_eq!(shorten_middle("/usr/bin/ls", 20), "/usr/bin/ls");
+        assert_eq!(
+            shorten_middle("/home/me/projects/acme/tools/bin/deploy-tool", 24),
+            "/home/me/…/deploy-tool"
+        );
+        assert_eq!(shorten_middle("/a/very-long-file-name", 10), "…file-name");
+        for w in 0..40 {
+            let out = shorten_middle("/home/me/projects/acme/tools/bin/deploy-tool", w);
+            assert!(out.chars().count() <= w, "{w}: {out}");
+        }
+    }
+
+    #[test]
+    fn layout_keeps_what_matters_at_80x24() {
+        let mut s = sample_state();
+        s.broker.socket =
+            "/run/user/1000/keychain-auth/a-rather-long-directory-name/agent.sock".into();
+        s.pending[0].path = "/home/me/projects/acme/tools/node_modules/.bin/deploy-tool".into();
+        let screen = render(&s, 80, 24);
+        let lines: Vec<&str> = screen.lines().collect();
+        assert!(
+            lines[0].contains("agent.sock"),
+            "socket path kept whole at its end: {}",
+            lines[0]
+        );
+        assert!(lines[0].contains("2 pending"), "{}", lines[0]);
+        assert!(screen.contains("/home/me/…/deploy-tool"), "{screen}");
+        assert!(screen.contains("(changed version"), "{screen}");
+        assert!(screen.contains("version)"), "marker not cut: {screen}");
+        let hints = lines[23];
+        assert!(
+            hints.contains("? ") && hints.contains("help") && hints.contains("q  quit"),
+            "{hints}"
+        );
+        insta::assert_snapshot!("layout_80x24", screen);
+        // A long first-run notice wraps and keeps its fix.
+        s.message = Some((false, "no Secret Service reachable (org.freedesktop.secrets is not provided on the session bus); using the file store /home/me/.local/share/keychain-auth/keyring.json. Set KEYCHAIN_AUTH_BACKEND=keyring to require the keyring".into()));
+        let screen = render(&s, 80, 24);
+        assert!(screen.contains("to require the keyring"), "{screen}");
+        insta::assert_snapshot!("notice_wraps_80x24", screen);
+    }
+
+    #[test]
+    fn search_shows_its_filter_progress_and_no_match() {
+        let mut s = sample_state();
+        update(&mut s, Action::Command(Command::Focus(2)));
+        update(&mut s, Action::Command(Command::Filter));
+        for c in "denied".chars() {
+            update(&mut s, Action::Char(c));
+        }
+        update(&mut s, Action::Command(Command::Enter));
+        let mut p = crate::tui::data::SearchProgress {
+            records: 120_345,
+            bytes: 30_000_000,
+            total_bytes: 250_000_000,
+            done: false,
+        };
+        update(
+            &mut s,
+            Action::SearchFound(1, vec![record("denied", "gcp")], p),
+        );
+        let running = render(&s, 120, 36);
+        assert!(running.contains("Audit · filter \"denied\""), "{running}");
+        assert!(
+            running.contains("searching… 120,345 records (12%)"),
+            "{running}"
+        );
+        insta::assert_snapshot!("search_running_120x36", running);
+        p.done = true;
+        p.records = 1_000_000;
+        p.bytes = p.total_bytes;
+        update(&mut s, Action::SearchFound(1, vec![], p));
+        assert!(render(&s, 120, 36).contains("1 matches in 1,000,000 records"));
+        // No match at all.
+        update(&mut s, Action::Command(Command::Filter));
+        update(&mut s, Action::Char('z'));
+        update(&mut s, Action::Command(Command::Enter));
+        update(&mut s, Action::SearchFound(2, vec![], p));
+        let none = render(&s, 120, 36);
+        assert!(none.contains("No match in 1,000,000 records."), "{none}");
+        insta::assert_snapshot!("search_no_match_120x36", none);
+    }
+
+    #[test]
+    fn hostile_names_are_shown_escaped() {
+        let mut s = sample_state();
+        s.pending[0].path = "/tmp/evil\x1b[31m\nname\u{202e}gpj".into();
+        s.pending[0].argv = vec!["evil".into(), "\x1b]0;pwned\x07".into(), "\x1b[2J".into()];
+        s.audit[0].path = Some("/tmp/evil\x1b[31m\nname".into());
+        s.audit[0].reason = Some("bad\rreason\u{9b}".into());
+        let screen = render(&s, 120, 36);
+        assert!(!screen.contains('\x1b') && !screen.contains('\u{202e}'));
+        insta::assert_snapshot!("hostile_names_120x36", screen);
+        update(&mut s, Action::Command(Command::Approve));
+        insta::assert_snapshot!("hostile_names_approve_120x36", render(&s, 120, 36));
     }
 
     #[test]
