@@ -53,6 +53,11 @@ impl Grants {
             {
                 return Err(format!("{s:?} is not a valid service name"));
             }
+            if crate::audit::chain::is_reserved_service(s) {
+                return Err(format!(
+                    "{s:?} is reserved for keychain-auth itself (its audit key) and cannot be granted"
+                ));
+            }
         }
         Ok(())
     }
@@ -121,7 +126,7 @@ fn audit_change(
     rec.hash = Some(entry.hash.to_string());
     rec.status = Some("success".into());
     fill(&mut rec);
-    audit::append_once(&paths.audit, &rec).map_err(|e| {
+    audit::append_once(paths, &rec).map_err(|e| {
         format!(
             "the change was made but the audit log {} could not be written: {e}",
             paths.audit.display()
@@ -131,8 +136,7 @@ fn audit_change(
 
 /// Checks before a change that the audit log can be opened, so a change is not made unaudited.
 fn audit_ready(paths: &Paths) -> Result<(), String> {
-    audit::AuditLog::open(&paths.audit)
-        .map(|_| ())
+    audit::ready(paths)
         .map_err(|e| format!("cannot open the audit log {}: {e}", paths.audit.display()))
 }
 
@@ -361,7 +365,7 @@ pub fn dismiss(paths: &Paths, source: Source, selector: &str) -> Result<PendingE
     rec.path = Some(entry.path.display().to_string());
     rec.hash = Some(entry.hash.to_string());
     rec.status = Some("success".into());
-    audit::append_once(&paths.audit, &rec).map_err(|e| e.to_string())?;
+    audit::append_once(paths, &rec).map_err(|e| e.to_string())?;
     Ok(entry)
 }
 

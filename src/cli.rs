@@ -92,6 +92,58 @@ pub enum Command {
     },
     /// Check the setup: backend and why, Secret Service, daemon, permissions, config.
     Doctor,
+    /// Print the audit log (a table, or JSON lines); `audit verify` checks its chain.
+    #[command(args_conflicts_with_subcommands = true)]
+    Audit {
+        /// `verify`: check the chain.
+        #[command(subcommand)]
+        check: Option<AuditCheck>,
+        #[command(flatten)]
+        show: AuditArgs,
+    },
+}
+
+/// `keychain-auth audit verify`.
+#[derive(Debug, Subcommand)]
+pub enum AuditCheck {
+    /// Check every record of the log and its rotated files; exit non-zero on any break.
+    Verify {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Filters and output of `keychain-auth audit`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct AuditArgs {
+    /// Keep printing new records (also across rotation) until interrupted.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// JSON lines as written, for scripts.
+    #[arg(long)]
+    pub json: bool,
+    /// Records at or after T (RFC 3339, a local date or "date time", or an age: 30m, 2h, 7d).
+    #[arg(long, value_name = "T")]
+    pub since: Option<String>,
+    /// Records before T (same forms as --since).
+    #[arg(long, value_name = "T")]
+    pub until: Option<String>,
+    /// Caller binary: a path substring or a hash prefix.
+    #[arg(long, value_name = "X")]
+    pub binary: Option<String>,
+    /// Service name.
+    #[arg(long, value_name = "S")]
+    pub service: Option<String>,
+    /// success, denied or error.
+    #[arg(long, value_name = "S")]
+    pub status: Option<String>,
+    /// An action (read, write, delete, search, approve, grant, …) or event (request, policy_change, connection_refused, daemon, audit).
+    #[arg(long, value_name = "A")]
+    pub action: Option<String>,
+    /// Only the last N matching records.
+    #[arg(short = 'n', value_name = "N")]
+    pub last: Option<usize>,
 }
 
 /// Permission flags shared by approve, register, grant and revoke.
@@ -214,6 +266,11 @@ pub fn run(cli: Cli) -> Result<(), String> {
         Command::List { json } => list(&paths, json),
         Command::Migrate { to } => crate::doctor::migrate(&paths, &to),
         Command::Doctor => crate::doctor::doctor(&paths),
+        Command::Audit {
+            check: Some(AuditCheck::Verify { json }),
+            ..
+        } => audit_verify(&paths, json),
+        Command::Audit { check: None, show } => audit_show(&paths, show),
     }
 }
 
@@ -347,6 +404,70 @@ fn list(paths: &Paths, json: bool) -> Result<(), String> {
         );
     }
     Ok(())
+}
+
+fn audit_verify(paths: &Paths, json: bool) -> Result<(), String> {
+    use crate::audit::{chain, verify};
+    let sel = crate::backend::select::select(paths)?;
+    let key = match chain::load(sel.backend.as_ref())? {
+        Some(k) => k,
+        None => {
+            let (files, _) = verify::log_files(&paths.audit);
+            if files.is_empty() {
+                println!("no audit log yet at {}", paths.audit.display());
+                return Ok(());
+            }
+            return Err(format!(
+                "the {} holds no audit key ({}/{}), so the log cannot be checked: was it written with another store? (KEYCHAIN_AUTH_BACKEND chooses)",
+                sel.backend.describe(),
+                chain::KEY_SERVICE,
+                chain::KEY_TARGET
+            ));
+        }
+    };
+    let report = verify::verify(&paths.audit, &key);
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string(&report).map_err(|e| e.to_string())?
+        );
+    } else {
+        print!("{}", report.render());
+    }
+    match report.breaks.first() {
+        None => Ok(()),
+        Some(b) => Err(format!(
+            "audit log NOT verified: first break in {}{}{}: {}",
+            b.file.display(),
+            if b.line > 0 {
+                format!(" line {}", b.line)
+            } else {
+                String::new()
+            },
+            b.seq.map_or(String::new(), |s| format!(" (seq {s})")),
+            b.message
+        )),
+    }
+}
+
+fn audit_show(paths: &Paths, a: AuditArgs) -> Result<(), String> {
+    use crate::audit::show;
+    let time = |t: Option<String>| t.as_deref().map(show::parse_time).transpose();
+    let filter = show::Filter {
+        since: time(a.since)?,
+        until: time(a.until)?,
+        binary: a.binary,
+        service: a.service,
+        status: a.status,
+        action: a.action,
+    };
+    show::run(
+        &paths.audit,
+        &filter,
+        a.last,
+        show::Format::choose(a.json),
+        a.follow,
+    )
 }
 
 #[cfg(test)]

@@ -474,7 +474,7 @@ pub fn migrate(paths: &Paths, to: &str) -> Result<(), String> {
         Some(e) => format!("{summary}; stopped: {e}"),
         None => summary.clone(),
     });
-    if let Err(e) = audit::append_once(&paths.audit, &rec) {
+    if let Err(e) = audit::append_once(paths, &rec) {
         eprintln!("keychain-auth: warning: cannot write the audit log: {e}");
     }
     println!("{summary}");

@@ -117,6 +117,16 @@ impl BinaryPolicy {
     pub fn authorize(&self, req: &Request) -> Result<(), (Reason, String)> {
         let short = self.hash.short();
         let path = self.path.display();
+        // keychain-auth's own secrets (the audit key) are never served, whatever config.json says.
+        if crate::audit::chain::is_reserved_service(&req.service) {
+            return Err((
+                Reason::ServiceNotAllowed,
+                format!(
+                    "service {:?} is reserved for keychain-auth itself and is never served",
+                    req.service
+                ),
+            ));
+        }
         let needs_search = req.action == Action::Search || req.mode == MatchMode::Prefix;
         if needs_search && !self.can_search {
             let what = if req.action == Action::Search {
@@ -171,6 +181,12 @@ pub struct PolicyFile {
     /// Cap on one request line in bytes (default 64 KiB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_request_bytes: Option<usize>,
+    /// Size at which the daemon rotates the audit log (default 64 MiB; 0 turns rotation off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_max_bytes: Option<u64>,
+    /// Rotated audit files kept (default 5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_keep: Option<usize>,
     /// The approved binaries.
     #[serde(default)]
     pub registered_binaries: Vec<BinaryPolicy>,
@@ -185,6 +201,8 @@ impl Default for PolicyFile {
             protocol_version: PROTOCOL_VERSION.into(),
             backend: None,
             max_request_bytes: None,
+            audit_max_bytes: None,
+            audit_keep: None,
             registered_binaries: Vec::new(),
             extra: serde_json::Map::new(),
         }

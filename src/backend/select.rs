@@ -296,7 +296,8 @@ pub fn open_selection(paths: &Paths) -> Result<Selection, String> {
             BackendKind::Keyring => "backend_notice".into(),
         });
         rec.message = Some(notice.clone());
-        if let Err(e) = audit::append_once(&paths.audit, &rec) {
+        let keys = audit::KeySource::Store(sel.backend.clone());
+        if let Err(e) = audit::append_with(paths, keys, &rec) {
             eprintln!("keychain-auth: cannot audit the backend notice: {e}");
         }
     }
@@ -319,7 +320,7 @@ pub fn pin_keyring(config: &std::path::Path) -> Result<bool, String> {
 pub struct PinOnWrite {
     inner: SecretServiceStore,
     config: PathBuf,
-    audit: PathBuf,
+    paths: Paths,
     pinned: AtomicBool,
 }
 
@@ -329,7 +330,7 @@ impl PinOnWrite {
         PinOnWrite {
             inner,
             config: paths.config.clone(),
-            audit: paths.audit.clone(),
+            paths: paths.clone(),
             pinned: AtomicBool::new(false),
         }
     }
@@ -348,7 +349,7 @@ impl PinOnWrite {
                         "backend pinned to keyring in config.json after the first successful keyring write"
                             .into(),
                     );
-                    let _ = audit::append_once(&self.audit, &rec);
+                    let _ = audit::append_once(&self.paths, &rec);
                 }
             }
             // Not pinned yet: try again after the next write, and say so.
@@ -375,7 +376,11 @@ impl Backend for PinOnWrite {
 
     fn set(&self, service: &str, target: &str, item: &Item) -> Result<(), BackendError> {
         self.inner.set(service, target, item)?;
-        self.pin();
+        // keychain-auth's own key (audit chain) is not a caller's write: storing it neither
+        // pins nor audits (it happens while the audit log waits for that key).
+        if !crate::audit::chain::is_reserved_service(service) {
+            self.pin();
+        }
         Ok(())
     }
 

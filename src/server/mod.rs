@@ -10,7 +10,7 @@ pub mod handler;
 pub mod session;
 pub mod socket;
 
-use crate::audit::{AuditLog, Record};
+use crate::audit::{AuditLog, KeySource, Record, Rotation};
 use crate::backend::Backend;
 use crate::identity::HashCache;
 use crate::paths::Paths;
@@ -118,12 +118,19 @@ impl Server {
         backend: Arc<dyn Backend>,
         mut limits: Limits,
     ) -> Result<Server, StartError> {
-        let audit = AuditLog::open(&paths.audit).map_err(|e| {
+        let keys = KeySource::Store(backend.clone());
+        let rotation = Rotation::from_config(&paths.config);
+        let audit = AuditLog::open(&paths.audit, keys, rotation).map_err(|e| {
             StartError::Other(format!(
                 "cannot open the audit log {}: {e}",
                 paths.audit.display()
             ))
         })?;
+        // Fetch the chain key now; when the store cannot give it yet (a locked keyring), every
+        // request is refused until it can, since nothing unchained is granted.
+        if let Err(e) = audit.warm_key() {
+            eprintln!("keychain-auth: {e}; requests are refused until the audit key can be read");
+        }
         if let Ok(p) = crate::policy::load(&paths.config)
             && let Some(max) = p.max_request_bytes
         {
