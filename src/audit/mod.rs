@@ -334,6 +334,9 @@ struct Inner {
     log: Option<File>,
     state: Option<File>,
     key: Option<Key>,
+    /// The state bytes this process last wrote or checked, and what they say: when the file
+    /// still holds exactly these bytes, their MAC need not be checked again.
+    last_state: Option<(Vec<u8>, State)>,
 }
 
 /// An open, chained audit log. Every append takes an exclusive lock on `audit.state` (shared
@@ -423,10 +426,12 @@ impl AuditLog {
         let state = self.lock_state(&mut inner)?;
         let out = self.append_locked(&mut inner, &state, &key, record);
         let _ = state.unlock();
+        inner.state = Some(state);
         out
     }
 
-    /// Takes the cross-process lock on the state file, reopening it when it was replaced.
+    /// Takes the cross-process lock on the state file, reopening it when it was replaced; the
+    /// caller unlocks it and puts it back in `inner`.
     fn lock_state(&self, inner: &mut Inner) -> io::Result<File> {
         for _ in 0..8 {
             let f = match inner.state.take() {
@@ -436,10 +441,7 @@ impl AuditLog {
             f.lock()?;
             let held = f.metadata()?;
             match std::fs::symlink_metadata(&self.state_path) {
-                Ok(m) if m.dev() == held.dev() && m.ino() == held.ino() => {
-                    inner.state = Some(f.try_clone()?);
-                    return Ok(f);
-                }
+                Ok(m) if m.dev() == held.dev() && m.ino() == held.ino() => return Ok(f),
                 _ => {
                     // Removed or replaced while we waited: lock the file now at the path.
                     let _ = f.unlock();
@@ -485,7 +487,11 @@ impl AuditLog {
         // 2. Where the chain stands, and whether the log is still as we left it.
         let mut buf = Vec::with_capacity(STATE_LEN);
         read_all_at(state_file, &mut buf)?;
-        let mut pos = match State::parse(&buf, key) {
+        let parsed = match &inner.last_state {
+            Some((bytes, s)) if *bytes == buf => Ok(Some(s.clone())),
+            _ => State::parse(&buf, key),
+        };
+        let mut pos = match parsed {
             Ok(Some(s)) => {
                 let mut pos = Pos {
                     seq: s.seq,
@@ -569,11 +575,13 @@ impl AuditLog {
         let Some(log) = inner.log.as_ref() else {
             return Err(other("the audit log is not open".into()));
         };
-        let meta = log.metadata()?;
-        let (dev, ino) = (meta.dev(), meta.ino());
-        if meta.size() != size {
+        let (dev, ino) = if size == 0 && fresh {
+            let meta = log.metadata()?;
             size = meta.size();
-        }
+            (meta.dev(), meta.ino())
+        } else {
+            (dev, ino)
+        };
         fresh |= size == 0;
 
         // 4. Seal and write the notes and the record with one write.
@@ -604,6 +612,7 @@ impl AuditLog {
         bytes.resize(bytes.len().max(STATE_LEN), b' ');
         bytes.push(b'\n');
         state_file.write_all_at(&bytes, 0)?;
+        inner.last_state = Some((bytes, state));
         Ok(())
     }
 
@@ -656,6 +665,9 @@ fn read_all_at(f: &File, buf: &mut Vec<u8>) -> io::Result<()> {
         }
         buf.extend_from_slice(&chunk[..n]);
         off += n as u64;
+        if n < chunk.len() {
+            return Ok(()); // a short read of a regular file is its end
+        }
         if buf.len() > 64 * 1024 {
             return Err(other("the audit state file is too large".into()));
         }
