@@ -431,3 +431,53 @@ fn rotation_under_concurrent_load_loses_no_record() {
         "no colour when not a terminal: {table}"
     );
 }
+
+#[test]
+fn follow_prints_every_record_across_rotations() {
+    let env = TestEnv::new();
+    rotation_config(&env, 4 * 1024, 100);
+    let client = env.client("followed");
+    env.register(&client, &["--read", "aws", "--search"]);
+    let d = env.start();
+    let mut follower = env
+        .command(common::DAEMON)
+        .args(["audit", "--follow", "--json", "--action", "read"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn audit --follow");
+    let stdout = follower.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    // 3 batches, each several rotations' worth, with pauses so the follower sees some live
+    reads(&env, &client, "f1", 30);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    reads(&env, &client, "f2", 30);
+    reads(&env, &client, "f3", 30);
+    let mut ids = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while ids.len() < 90 && std::time::Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(std::time::Duration::from_millis(200)) {
+            let v: Value = serde_json::from_str(&line).expect("json line");
+            ids.push(v["id"].as_str().expect("id").to_string());
+        }
+    }
+    let _ = follower.kill();
+    let _ = follower.wait();
+    stop(d);
+    assert!(audit_files(&env).len() >= 6, "rotated several times");
+    let mut unique = ids.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), ids.len(), "printed twice: {ids:?}");
+    assert_eq!(ids.len(), 90, "follow missed records: {ids:?}");
+}

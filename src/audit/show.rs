@@ -298,6 +298,7 @@ pub fn run(
     let mut ring: std::collections::VecDeque<(Vec<u8>, Record)> = Default::default();
     let (files, _) = log_files(log);
     let mut skipped = 0u64;
+    let mut last_seq = None;
     for f in &files {
         let Ok(file) = File::open(f) else { continue };
         for line in BufReader::new(file).split(b'\n') {
@@ -306,6 +307,7 @@ pub fn run(
                 skipped += u64::from(!line.is_empty());
                 continue;
             };
+            last_seq = r.seq.or(last_seq);
             if !filter.matches(&r) {
                 continue;
             }
@@ -349,7 +351,7 @@ pub fn run(
         };
     }
     if follow {
-        match follow_log(log, filter, format, &mut out) {
+        match follow_log(log, filter, format, &mut out, last_seq) {
             Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
                 return Err(format!("following {}: {e}", log.display()));
             }
@@ -359,10 +361,41 @@ pub fn run(
     Ok(())
 }
 
+/// Prints `line` when it is a record after `last_seq` that passes the filter; moves `last_seq`.
+fn feed(
+    line: &[u8],
+    last_seq: &mut Option<u64>,
+    filter: &Filter,
+    format: Format,
+    out: &mut impl Write,
+) -> io::Result<()> {
+    let Some(r) = parse(line) else {
+        return Ok(());
+    };
+    if let Some(s) = r.seq {
+        if last_seq.is_some_and(|l| s <= l) {
+            return Ok(()); // already printed (or passed over) before a rotation
+        }
+        *last_seq = Some(s);
+    }
+    if filter.matches(&r) {
+        emit(out, line, &r, format)?;
+    }
+    Ok(())
+}
+
 /// Prints records appended from now on. A rename (rotation by the daemon or logrotate) is
-/// noticed by the path's inode changing: the old file is read to its end, then the new one
-/// from its start. A truncation restarts at the beginning.
-fn follow_log(log: &Path, filter: &Filter, format: Format, out: &mut impl Write) -> io::Result<()> {
+/// noticed by the path's inode changing: the old file is read to its end, then any rotated file
+/// holding records not yet seen (several rotations may happen between two looks), then the new
+/// file from its start; records are never printed twice (by `seq`). A truncation restarts at the
+/// beginning of the file.
+fn follow_log(
+    log: &Path,
+    filter: &Filter,
+    format: Format,
+    out: &mut impl Write,
+    mut last_seq: Option<u64>,
+) -> io::Result<()> {
     let mut cur: Option<(File, u64, Vec<u8>)> = None; // file, inode, partial line
     if let Ok(mut f) = File::open(log) {
         let ino = f.metadata()?.ino();
@@ -387,20 +420,23 @@ fn follow_log(log: &Path, filter: &Filter, format: Format, out: &mut impl Write)
                 partial.extend_from_slice(&buf[..n]);
                 while let Some(i) = partial.iter().position(|&b| b == b'\n') {
                     let line: Vec<u8> = partial.drain(..=i).collect();
-                    let line = &line[..line.len() - 1];
-                    if let Some(r) = parse(line)
-                        && filter.matches(&r)
-                    {
-                        emit(out, line, &r, format)?;
-                    }
+                    feed(&line[..line.len() - 1], &mut last_seq, filter, format, out)?;
                 }
             }
             out.flush()?;
         }
-        // The path now names another file: the old one is finished (read to its end above).
         let at_path = std::fs::metadata(log).ok().map(|m| m.ino());
         let held = cur.as_ref().map(|(_, ino, _)| *ino);
         if at_path.is_some() && at_path != held && !progressed {
+            // The held file is finished: catch up from the rotated files, then the new one.
+            let (files, _) = log_files(log);
+            for f in files.iter().filter(|f| f.as_path() != log) {
+                if let Ok(file) = File::open(f) {
+                    for line in BufReader::new(file).split(b'\n') {
+                        feed(&line?, &mut last_seq, filter, format, out)?;
+                    }
+                }
+            }
             cur = File::open(log)
                 .ok()
                 .and_then(|f| Some((f.metadata().ok()?.ino(), f)))
@@ -408,9 +444,7 @@ fn follow_log(log: &Path, filter: &Filter, format: Format, out: &mut impl Write)
             continue;
         }
         if !progressed {
-            // A closed reader (`| head`) ends the follow: probe with an empty write.
-            out.write_all(b"")?;
-            out.flush()?;
+            // A closed reader (`| head`) ends the follow at the next record printed (EPIPE).
             std::thread::sleep(Duration::from_millis(200));
         }
     }
