@@ -151,7 +151,7 @@ pub fn approve(
     audit_ready(paths)?;
     let queue = pending::load(&paths.pending)?;
     let entry: PendingEntry = pending::find(&queue, selector)?.clone();
-    let added = policy::update(&paths.config, |p| {
+    let added = policy::update(paths, |p| {
         if let Some(b) = p.by_hash(&entry.hash) {
             return Err(format!(
                 "{} is already approved (as {})",
@@ -187,7 +187,7 @@ pub fn register(
     grants.validate()?;
     let (path, hash) = hash_binary(path)?;
     audit_ready(paths)?;
-    let added = policy::update(&paths.config, |p| {
+    let added = policy::update(paths, |p| {
         if let Some(b) = p.by_hash(&hash) {
             return Err(format!(
                 "this binary ({}) is already registered as {}",
@@ -217,7 +217,7 @@ pub fn register(
 pub fn upgrade(paths: &Paths, source: Source, path: &Path) -> Result<Upgrade, String> {
     let (path, hash) = hash_binary(path)?;
     audit_ready(paths)?;
-    let result = policy::update(&paths.config, |p| {
+    let result = policy::update(paths, |p| {
         if let Some(other) = p.by_hash(&hash)
             && other.path != path
         {
@@ -301,7 +301,7 @@ fn change_grants(
     }
     grants.validate()?;
     audit_ready(paths)?;
-    let entry = policy::update(&paths.config, |p| {
+    let entry = policy::update(paths, |p| {
         let i = p.resolve(selector)?;
         let b = &mut p.registered_binaries[i];
         apply(grants, b);
@@ -321,7 +321,7 @@ pub fn set_grants(
 ) -> Result<BinaryPolicy, String> {
     grants.validate()?;
     audit_ready(paths)?;
-    let (before, after) = policy::update(&paths.config, |p| {
+    let (before, after) = policy::update(paths, |p| {
         let i = p.resolve(selector)?;
         let b = &mut p.registered_binaries[i];
         let before = b.clone();
@@ -344,7 +344,7 @@ pub fn set_grants(
 /// Removes the binary `selector` names.
 pub fn unregister(paths: &Paths, source: Source, selector: &str) -> Result<BinaryPolicy, String> {
     audit_ready(paths)?;
-    let removed = policy::update(&paths.config, |p| {
+    let removed = policy::update(paths, |p| {
         let i = p.resolve(selector)?;
         Ok(p.registered_binaries.remove(i))
     })?;

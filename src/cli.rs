@@ -92,6 +92,12 @@ pub enum Command {
     },
     /// Check the setup: backend and why, Secret Service, daemon, permissions, config.
     Doctor,
+    /// Policy integrity: `policy accept` adopts an edit made outside keychain-auth.
+    Policy {
+        /// What to do.
+        #[command(subcommand)]
+        action: PolicyAction,
+    },
     /// Print the audit log (a table, or JSON lines); `audit verify` checks its chain.
     #[command(args_conflicts_with_subcommands = true)]
     Audit {
@@ -100,6 +106,18 @@ pub enum Command {
         check: Option<AuditCheck>,
         #[command(flatten)]
         show: AuditArgs,
+    },
+}
+
+/// `keychain-auth policy ...`.
+#[derive(Debug, Subcommand)]
+pub enum PolicyAction {
+    /// Show how config.json was edited outside keychain-auth and, when you answer y on the
+    /// terminal, adopt the edit (seal it, serve it).
+    Accept {
+        /// Adopt without asking (for scripts; the difference is still printed).
+        #[arg(long)]
+        yes: bool,
     },
 }
 
@@ -271,6 +289,9 @@ pub fn run(cli: Cli) -> Result<(), String> {
             ..
         } => audit_verify(&paths, json),
         Command::Audit { check: None, show } => audit_show(&paths, show),
+        Command::Policy {
+            action: PolicyAction::Accept { yes },
+        } => policy_accept(&paths, yes),
     }
 }
 
@@ -448,6 +469,80 @@ fn audit_verify(paths: &Paths, json: bool) -> Result<(), String> {
             b.message
         )),
     }
+}
+
+fn policy_accept(paths: &Paths, yes: bool) -> Result<(), String> {
+    use crate::seal::Integrity;
+    use std::io::{BufRead, Write};
+    let keys = crate::audit::KeySource::Select(Box::new(paths.clone()));
+    let file = policy::load(&paths.config).map_err(|e| e.to_string())?;
+    let shown = match policy::integrity(paths, &keys, &file)? {
+        Integrity::Sealed => {
+            println!(
+                "{} matches its seal: nothing to accept",
+                paths.config.display()
+            );
+            return Ok(());
+        }
+        Integrity::Unsealed => None,
+        Integrity::Edited(d) => Some(d),
+    };
+    match &shown {
+        Some(d) => println!("{}:\n{}", d.summary(), d.render().trim_end()),
+        None => println!(
+            "{} is not sealed yet (written before sealing existed, or by hand)",
+            paths.config.display()
+        ),
+    }
+    if !yes {
+        let tty = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/tty")
+            .map_err(|_| {
+                "policy accept asks for confirmation on a terminal and none is attached; run it in one (or pass --yes)".to_string()
+            })?;
+        let mut w = &tty;
+        write!(w, "Adopt this and serve it? [y/N] ").map_err(|e| e.to_string())?;
+        w.flush().map_err(|e| e.to_string())?;
+        let mut answer = String::new();
+        std::io::BufReader::new(&tty)
+            .read_line(&mut answer)
+            .map_err(|e| e.to_string())?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
+            return Err("not adopted: nothing was changed".into());
+        }
+    }
+    let adopted = policy::accept(paths, &keys, |now| Some(now) == shown.as_ref())
+        .map_err(|e| {
+            if e.starts_with("not adopted") {
+                "config.json changed again while you were reviewing it; nothing was adopted: run `keychain-auth policy accept` again".to_string()
+            } else {
+                e
+            }
+        })?;
+    let mut rec = crate::audit::Record::new("policy_change", "cli");
+    rec.action = Some("accept".into());
+    rec.status = Some("success".into());
+    rec.message = Some(match &shown {
+        Some(d) => format!(
+            "adopted an edit made outside keychain-auth: {}",
+            d.summary()
+        ),
+        None => "sealed a config.json written before sealing".into(),
+    });
+    crate::audit::append_once(paths, &rec)
+        .map_err(|e| format!("the edit was adopted but the audit log could not be written: {e}"))?;
+    println!(
+        "{} {}",
+        if adopted || shown.is_none() {
+            "adopted:"
+        } else {
+            "nothing to adopt:"
+        },
+        paths.config.display()
+    );
+    Ok(())
 }
 
 fn audit_show(paths: &Paths, a: AuditArgs) -> Result<(), String> {

@@ -95,6 +95,7 @@ impl Checks {
 pub fn doctor(paths: &Paths) -> Result<(), String> {
     let mut c = Checks::default();
     check_config(paths, &mut c);
+    check_seal(paths, &mut c);
     let daemon = running(&paths.socket);
     let serving = match &daemon {
         Running::Yes(s) => Some(s.backend.as_str()),
@@ -205,6 +206,43 @@ fn human_size(n: u64) -> String {
         n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / f64::from(1u32 << 20)),
         n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
         n => format!("{n} bytes"),
+    }
+}
+
+/// config.json's seal: edits made outside keychain-auth, and what they changed.
+fn check_seal(paths: &Paths, c: &mut Checks) {
+    use crate::seal::Integrity;
+    let Ok(file) = policy::load(&paths.config) else {
+        return; // reported by the config check
+    };
+    match policy::integrity(paths, &audit::KeySource::Select(Box::new(paths.clone())), &file) {
+        Err(e) => c.problem(
+            "config seal",
+            format!("cannot check the seal of {}: {e}", paths.config.display()),
+            "make the store reachable (see the backend check); until then the daemon denies every request",
+        ),
+        Ok(Integrity::Sealed) => c.add(
+            Level::Ok,
+            "config seal",
+            format!("{} matches its seal", paths.config.display()),
+        ),
+        Ok(Integrity::Unsealed) => c.add(
+            Level::Warn,
+            "config seal",
+            format!(
+                "{} is not sealed yet (written before sealing existed, or by hand); the next keychain-auth change seals it",
+                paths.config.display()
+            ),
+        ),
+        Ok(Integrity::Edited(d)) => c.problem(
+            "config seal",
+            format!(
+                "{}; the added or changed entries are not served:\n{}",
+                d.summary(),
+                d.render().trim_end()
+            ),
+            "review and adopt it with `keychain-auth policy accept`, or undo the edit",
+        ),
     }
 }
 
@@ -483,7 +521,7 @@ pub fn migrate(paths: &Paths, to: &str) -> Result<(), String> {
             "migration stopped: {e}; what was moved is safe, run the same command again to finish"
         ));
     }
-    policy::update(&paths.config, |p| {
+    policy::update(paths, |p| {
         p.backend = Some(dest.as_str().into());
         Ok(())
     })?;

@@ -481,3 +481,151 @@ fn follow_prints_every_record_across_rotations() {
     assert_eq!(unique.len(), ids.len(), "printed twice: {ids:?}");
     assert_eq!(ids.len(), 90, "follow missed records: {ids:?}");
 }
+
+/// Runs `keychain-auth policy accept` on a pseudo-terminal (util-linux `script`), typing
+/// `answer`; returns (success, everything the terminal showed).
+fn accept_on_a_tty(env: &TestEnv, answer: &str) -> (bool, String) {
+    use std::io::Write;
+    let mut child = env
+        .command("script")
+        .args([
+            "-qec",
+            &format!("{} policy accept", common::DAEMON),
+            "/dev/null",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("script (util-linux)");
+    // answer once the prompt is up (typed earlier, the terminal would still queue it)
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(answer.as_bytes()).expect("type");
+    stdin.flush().expect("flush");
+    let out = child.wait_with_output().expect("script output");
+    drop(stdin);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn out_of_band_config_edit_is_held_detected_and_adopted() {
+    let env = TestEnv::new();
+    let good = env.client("good");
+    let widened = env.client("widened");
+    env.register(&good, &["--read", "aws", "--search"]);
+    env.register(&widened, &["--read", "aws", "--search"]);
+    let d = env.start();
+    let prefix_read = |svc: &str| {
+        format!(
+            r#"{{"type":"REQUEST","action":"read","service":"{svc}","match":"prefix","targets":[""]}}"#
+        )
+    };
+    common::expect(
+        &env.run_client(&widened, &[&prefix_read("aws")])[0],
+        "success",
+        None,
+    );
+
+    // An editor widens one entry: gcp added to its read services.
+    let text = std::fs::read_to_string(env.config()).expect("config");
+    let mut v: Value = serde_json::from_str(&text).expect("json");
+    let wpath = std::fs::canonicalize(&widened).expect("canonical");
+    for b in v["registered_binaries"].as_array_mut().expect("array") {
+        if b["path"] == wpath.to_str().expect("utf8") {
+            b["allowed_read_services"] = serde_json::json!(["aws", "gcp"]);
+        }
+    }
+    std::fs::write(env.config(), serde_json::to_vec_pretty(&v).expect("json")).expect("edit");
+
+    // The touched entry is not served at all; the untouched one still is.
+    for svc in ["gcp", "aws"] {
+        let r = &env.run_client(&widened, &[&prefix_read(svc)])[0];
+        let msg = common::expect(r, "denied", Some("unregistered_binary"));
+        assert!(
+            msg.contains("outside keychain-auth") && msg.contains("policy accept"),
+            "{msg}"
+        );
+    }
+    common::expect(
+        &env.run_client(&good, &[&prefix_read("aws")])[0],
+        "success",
+        None,
+    );
+    assert!(
+        env.pending_entries().is_empty(),
+        "a held entry is not queued as unknown"
+    );
+
+    // doctor shows what changed
+    let doc = env.cli(&["doctor"]);
+    let doc_text =
+        String::from_utf8_lossy(&doc.stdout).into_owned() + &String::from_utf8_lossy(&doc.stderr);
+    assert!(
+        doc_text.contains("edited outside keychain-auth"),
+        "{doc_text}"
+    );
+    assert!(
+        doc_text.contains("+ now") && doc_text.contains("aws,gcp"),
+        "{doc_text}"
+    );
+
+    // keychain-auth's own writers do not seal it unreviewed
+    let err = env.cli_err(&["grant", good.to_str().expect("utf8"), "--write", "aws"]);
+    assert!(err.contains("policy accept"), "{err}");
+
+    // policy accept needs a terminal
+    let no_tty = env
+        .command("setsid")
+        .args(["-w", common::DAEMON, "policy", "accept"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("setsid");
+    assert!(!no_tty.status.success());
+    assert!(
+        String::from_utf8_lossy(&no_tty.stderr).contains("terminal"),
+        "{}",
+        String::from_utf8_lossy(&no_tty.stderr)
+    );
+
+    // answered "n" on the terminal: nothing adopted
+    let (ok, shown) = accept_on_a_tty(&env, "n\n");
+    assert!(!ok, "{shown}");
+    assert!(
+        shown.contains("aws,gcp") && shown.contains("[y/N]"),
+        "{shown}"
+    );
+    common::expect(
+        &env.run_client(&widened, &[&prefix_read("gcp")])[0],
+        "denied",
+        Some("unregistered_binary"),
+    );
+
+    // answered "y": adopted, sealed, served, audited
+    let (ok, shown) = accept_on_a_tty(&env, "y\n");
+    assert!(ok, "{shown}");
+    common::expect(
+        &env.run_client(&widened, &[&prefix_read("gcp")])[0],
+        "success",
+        None,
+    );
+    let doc = env.cli(&["doctor"]);
+    assert!(
+        String::from_utf8_lossy(&doc.stdout).contains("matches its seal"),
+        "{}",
+        String::from_utf8_lossy(&doc.stdout)
+    );
+    env.cli_ok(&["grant", good.to_str().expect("utf8"), "--write", "aws"]);
+    stop(d);
+    let recs = all_records(&env);
+    assert!(
+        recs.iter().any(|r| r["action"] == "accept"),
+        "accept is audited"
+    );
+    assert!(verify(&env).0);
+}

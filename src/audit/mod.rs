@@ -223,6 +223,17 @@ impl KeySource {
         Ok(k)
     }
 
+    /// The store itself, when this source names one (the CLI's selection is made again).
+    pub fn store(&self) -> Option<Arc<dyn Backend>> {
+        match self {
+            KeySource::Store(s) => Some(s.clone()),
+            KeySource::Select(paths) => crate::backend::select::select(paths)
+                .ok()
+                .map(|s| s.backend),
+            KeySource::Fixed(_) => None,
+        }
+    }
+
     fn fetch(&self, log: &Path) -> Result<Key, String> {
         match self {
             KeySource::Fixed(k) => Ok(k.clone()),

@@ -306,8 +306,8 @@ pub fn open_selection(paths: &Paths) -> Result<Selection, String> {
 
 /// Records `"backend": "keyring"` in config.json unless an explicit choice is already there.
 /// Returns whether the file changed.
-pub fn pin_keyring(config: &std::path::Path) -> Result<bool, String> {
-    crate::policy::update(config, |p| match p.backend.as_deref() {
+pub fn pin_keyring(paths: &Paths, keys: &audit::KeySource) -> Result<bool, String> {
+    crate::policy::update_with(paths, keys, |p| match p.backend.as_deref() {
         None | Some("") | Some("auto") => {
             p.backend = Some(Preference::Keyring.as_str().into());
             Ok(true)
@@ -339,7 +339,10 @@ impl PinOnWrite {
         if self.pinned.load(Ordering::SeqCst) {
             return;
         }
-        match pin_keyring(&self.config) {
+        match pin_keyring(
+            &self.paths,
+            &audit::KeySource::Select(Box::new(self.paths.clone())),
+        ) {
             Ok(changed) => {
                 self.pinned.store(true, Ordering::SeqCst);
                 if changed {
@@ -428,8 +431,12 @@ mod tests {
         }
     }
 
+    fn test_keys() -> audit::KeySource {
+        audit::KeySource::Fixed(audit::Key::from_bytes(&[5u8; 32]))
+    }
+
     fn write_config(p: &Paths, backend: &str) {
-        crate::policy::update(&p.config, |c| {
+        crate::policy::update_with(p, &test_keys(), |c| {
             c.backend = Some(backend.into());
             Ok(())
         })
@@ -576,14 +583,14 @@ mod tests {
     fn pin_only_replaces_auto_or_nothing() {
         let t = tempfile::tempdir().unwrap();
         let p = paths(t.path());
-        assert!(pin_keyring(&p.config).unwrap());
+        assert!(pin_keyring(&p, &test_keys()).unwrap());
         assert_eq!(
             crate::policy::load(&p.config).unwrap().backend.as_deref(),
             Some("keyring")
         );
-        assert!(!pin_keyring(&p.config).unwrap());
+        assert!(!pin_keyring(&p, &test_keys()).unwrap());
         write_config(&p, "file");
-        assert!(!pin_keyring(&p.config).unwrap());
+        assert!(!pin_keyring(&p, &test_keys()).unwrap());
         assert_eq!(
             crate::policy::load(&p.config).unwrap().backend.as_deref(),
             Some("file")

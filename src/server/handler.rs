@@ -144,6 +144,14 @@ fn decide(broker: &Broker, peer: &Peer, req: &Request, policy: Option<Arc<Snapsh
         }
     };
     let Some(binary) = policy.lookup(hash) else {
+        if policy.is_held(hash) {
+            let message = format!(
+                "the policy entry for {} ({}) was added or changed outside keychain-auth and is not served; review and adopt it with: keychain-auth policy accept",
+                path.display(),
+                hash.short()
+            );
+            return refuse(broker, rec, denied(Reason::UnregisteredBinary, message));
+        }
         let changed_from = policy.file.by_path(path).map(|b| b.hash.clone());
         let message = match &changed_from {
             Some(old) => format!(

@@ -138,7 +138,7 @@ impl Server {
         }
         let (listener, socket_id) = socket::bind(&paths.socket)?;
         let broker = Arc::new(Broker {
-            policy: PolicyCache::new(&paths.config),
+            policy: PolicyCache::sealed(&paths, KeySource::Store(backend.clone())),
             paths,
             backend,
             hashes: HashCache::new(),
