@@ -218,8 +218,122 @@ fn main() {
     // verify throughput.
     audit_rows(&mut table, &scale);
 
+    // 8 and 9: identity of the second form — the caller chain and a script caller.
+    chain_and_script(&env, &floor, &small, read, &scale, &mut table);
+
     drop(daemon);
     table.print();
+}
+
+/// Comparison 8: connect+identify+read p50 for the client with no ancestors to walk (orphaned
+/// to pid 1 by a double fork) vs under four nested shells (a 4-hop chain, every link hashed
+/// through the cache). Comparison 9: a Python script caller (identity = interpreter + script)
+/// doing the same loop against the broker and against the floor server.
+fn chain_and_script(
+    env: &TestEnv,
+    floor: &Floor,
+    client: &Path,
+    read: &str,
+    scale: &Scale,
+    table: &mut Table,
+) {
+    let n = scale.connects.to_string();
+    let client_cmd = format!(
+        "{} --quiet --stats --repeat {n} --reconnect '{read}'",
+        client.display()
+    );
+    let via_shells = |depth: usize, orphan: bool| -> f64 {
+        let out = env.root.join(format!("chain-{}.json", common::nonce()));
+        let mut cmd = format!("{client_cmd} > {}", out.display());
+        if orphan {
+            cmd = format!("( {cmd} & )");
+        }
+        for _ in 0..depth {
+            cmd = format!(
+                "sh -c \"{}; true\"",
+                cmd.replace('\\', "\\\\").replace('"', "\\\"")
+            );
+        }
+        let status = env.command("sh").arg("-c").arg(&cmd).status().expect("sh");
+        assert!(status.success(), "{cmd}");
+        let v: Value = common::wait_for(120, "client stats", || {
+            serde_json::from_slice(&std::fs::read(&out).ok()?).ok()
+        });
+        let mut samples: Vec<f64> = v["samples_ns"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_f64)
+            .map(|ns| ns / 1000.0)
+            .collect();
+        median(&mut samples)
+    };
+    let mut none = Vec::new();
+    let mut four = Vec::new();
+    for _ in 0..scale.rounds {
+        none.push(via_shells(0, true));
+        four.push(via_shells(4, false));
+    }
+    let (a, b) = (median(&mut none), median(&mut four));
+    table.row(
+        "8",
+        "connect+identify+read: no ancestors vs a 4-hop caller chain",
+        format!("{a:.1} µs vs {b:.1} µs (p50)"),
+        format!("{:.2}×", b / a),
+        "reported",
+    );
+
+    let Some(python) = ["/usr/bin/python3"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+    else {
+        println!("[9] skipped: no /usr/bin/python3");
+        return;
+    };
+    let script = env.root.join("bench_script.py");
+    std::fs::write(
+        &script,
+        format!(
+            "#!{python}\nimport os, socket, sys, time, json\nreq = (os.environ['REQ'] + '\\n').encode()\nout = []\nfor _ in range(int(sys.argv[2])):\n    t = time.perf_counter_ns()\n    s = socket.socket(socket.AF_UNIX)\n    s.connect(sys.argv[1])\n    s.sendall(req)\n    s.makefile('rb').readline()\n    s.close()\n    out.append(time.perf_counter_ns() - t)\nout.sort()\nprint(out[len(out) // 2] / 1000)\n"
+        ),
+    )
+    .expect("script");
+    common::set_mode(&script, 0o755);
+    env.cli_ok(&[
+        "register",
+        script.to_str().unwrap_or_default(),
+        "--read",
+        "bench",
+    ]);
+    let run = |socket: &Path| -> f64 {
+        let out = env
+            .command(python)
+            .arg(&script)
+            .arg(socket)
+            .arg(&n)
+            .env("REQ", read)
+            .output()
+            .expect("python");
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(f64::NAN)
+    };
+    run(&env.socket); // warm the cache (interpreter and script)
+    let mut broker = Vec::new();
+    let mut fl = Vec::new();
+    for _ in 0..scale.rounds {
+        broker.push(run(&env.socket));
+        fl.push(run(&floor.path));
+    }
+    let (a, b) = (median(&mut broker), median(&mut fl));
+    table.row(
+        "9",
+        "Python script caller: connect+identify+read, broker vs floor server",
+        format!("{a:.1} µs vs {b:.1} µs (p50)"),
+        format!("{:.2}×", a / b),
+        "reported",
+    );
 }
 
 /// Comparison 5 on a private bus with an unlocked gnome-keyring: p50 of single reads, the broker

@@ -37,12 +37,35 @@ pub struct Grants {
     pub write: Vec<String>,
     /// The search flag.
     pub search: bool,
+    /// Injection variables it may run with (`allow_env`, SPEC §10).
+    pub allow_env: Vec<String>,
+    /// Launchers (`--via HASH|PATH`): once resolved, full hashes (`launched_by`, SPEC §10).
+    pub via: Vec<String>,
+    /// For an interpreter: serve it whatever it runs (`allow_any_script`).
+    pub allow_any_script: bool,
 }
 
 impl Grants {
     /// True when nothing is named.
     pub fn is_empty(&self) -> bool {
-        self.read.is_empty() && self.write.is_empty() && !self.search
+        self.read.is_empty()
+            && self.write.is_empty()
+            && !self.search
+            && self.allow_env.is_empty()
+            && self.via.is_empty()
+            && !self.allow_any_script
+    }
+
+    /// Checks every name and turns each `--via` into a full hash (a path is hashed now).
+    fn resolve(&self) -> Result<Grants, String> {
+        self.validate()?;
+        let mut out = self.clone();
+        out.via = self
+            .via
+            .iter()
+            .map(|v| launcher_hash(v).map(|h| h.to_string()))
+            .collect::<Result<_, _>>()?;
+        Ok(out)
     }
 
     fn validate(&self) -> Result<(), String> {
@@ -59,6 +82,14 @@ impl Grants {
                 ));
             }
         }
+        for v in &self.allow_env {
+            if !crate::identity::process::INJECTION_VARS.contains(&v.as_str()) {
+                return Err(format!(
+                    "{v:?} is not an injection variable the broker checks (those are: {})",
+                    crate::identity::process::INJECTION_VARS.join(", ")
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -66,6 +97,10 @@ impl Grants {
         b.allowed_read_services.extend(self.read.iter().cloned());
         b.allowed_write_services.extend(self.write.iter().cloned());
         b.can_search |= self.search;
+        b.allow_env.extend(self.allow_env.iter().cloned());
+        b.launched_by
+            .extend(self.via.iter().filter_map(|v| BinaryHash::parse(v).ok()));
+        b.allow_any_script |= self.allow_any_script;
     }
 
     fn remove_from(&self, b: &mut BinaryPolicy) {
@@ -77,6 +112,15 @@ impl Grants {
         }
         if self.search {
             b.can_search = false;
+        }
+        for v in &self.allow_env {
+            b.allow_env.remove(v);
+        }
+        for v in self.via.iter().filter_map(|v| BinaryHash::parse(v).ok()) {
+            b.launched_by.remove(&v);
+        }
+        if self.allow_any_script {
+            b.allow_any_script = false;
         }
     }
 
@@ -94,6 +138,13 @@ impl Grants {
                 .cloned()
                 .collect(),
             search: to.can_search && !from.can_search,
+            allow_env: to.allow_env.difference(&from.allow_env).cloned().collect(),
+            via: to
+                .launched_by
+                .difference(&from.launched_by)
+                .map(ToString::to_string)
+                .collect(),
+            allow_any_script: to.allow_any_script && !from.allow_any_script,
         }
     }
 
@@ -101,6 +152,8 @@ impl Grants {
         rec.read = self.read.clone();
         rec.write = self.write.clone();
         rec.search = self.search.then_some(true);
+        rec.allow_env = self.allow_env.clone();
+        rec.via = self.via.clone();
     }
 }
 
@@ -147,10 +200,17 @@ pub fn approve(
     selector: &str,
     grants: &Grants,
 ) -> Result<BinaryPolicy, String> {
-    grants.validate()?;
+    let grants = &grants.resolve()?;
     audit_ready(paths)?;
     let queue = pending::load(&paths.pending)?;
     let entry: PendingEntry = pending::find(&queue, selector)?.clone();
+    check_pending_path(&entry)?;
+    if entry.interpreter.is_none()
+        && crate::identity::script::family_of(&entry.path, &interpreters(paths)).is_some()
+        && !grants.allow_any_script
+    {
+        return Err(bare_interpreter(&entry.path));
+    }
     let added = policy::update(paths, |p| {
         if let Some(b) = p.by_hash(&entry.hash) {
             return Err(format!(
@@ -168,6 +228,7 @@ pub fn approve(
             ));
         }
         let mut b = BinaryPolicy::new(entry.path.clone(), entry.hash.clone());
+        b.interpreter = entry.interpreter.clone();
         grants.add_to(&mut b);
         p.registered_binaries.push(b.clone());
         Ok(b)
@@ -177,6 +238,31 @@ pub fn approve(
     Ok(added)
 }
 
+/// Checks that the file at a pending caller's path is the binary that called: the path comes
+/// from the caller's side (in another mount namespace it can name any file), so approving must
+/// never bind a path to a hash the file there does not have.
+fn check_pending_path(entry: &PendingEntry) -> Result<(), String> {
+    if let Some(i) = &entry.interpreter {
+        check_file_hash(&i.path, &i.hash)?;
+    }
+    check_file_hash(&entry.path, &entry.hash)
+}
+
+fn check_file_hash(path: &Path, hash: &BinaryHash) -> Result<(), String> {
+    let shown = format!("{path:?}");
+    match identity::hash_path(path) {
+        Ok(h) if &h == hash => Ok(()),
+        Ok(h) => Err(format!(
+            "the file at {shown} is not the binary that asked (it has hash {}, the caller ran {}); the caller may run from another mount namespace or the file was replaced. Nothing was approved; register the file you trust with: keychain-auth register PATH",
+            h.short(),
+            hash.short()
+        )),
+        Err(e) => Err(format!(
+            "cannot read {shown} to check that it is the binary that asked ({e}); nothing was approved"
+        )),
+    }
+}
+
 /// Registers the binary at `path` (hashing it now) with `grants`.
 pub fn register(
     paths: &Paths,
@@ -184,8 +270,14 @@ pub fn register(
     path: &Path,
     grants: &Grants,
 ) -> Result<BinaryPolicy, String> {
-    grants.validate()?;
-    let (path, hash) = hash_binary(path)?;
+    let grants = &grants.resolve()?;
+    let (path, hash, interpreter) = identify_file(paths, path)?;
+    if interpreter.is_none()
+        && crate::identity::script::family_of(&path, &interpreters(paths)).is_some()
+        && !grants.allow_any_script
+    {
+        return Err(bare_interpreter(&path));
+    }
     audit_ready(paths)?;
     let added = policy::update(paths, |p| {
         if let Some(b) = p.by_hash(&hash) {
@@ -204,6 +296,7 @@ pub fn register(
             ));
         }
         let mut b = BinaryPolicy::new(path.clone(), hash.clone());
+        b.interpreter = interpreter.clone();
         grants.add_to(&mut b);
         p.registered_binaries.push(b.clone());
         Ok(b)
@@ -238,12 +331,21 @@ pub fn upgrade(paths: &Paths, source: Source, path: &Path) -> Result<Upgrade, St
                     path.display()
                 )
             })?;
-        if b.hash == hash {
+        // A script keeps its interpreter's path; both hashes are taken again.
+        let new_interpreter = match &b.interpreter {
+            Some(i) => Some(policy::InterpreterRef {
+                path: i.path.clone(),
+                hash: hash_binary(&i.path)?.1,
+            }),
+            None => None,
+        };
+        if b.hash == hash && b.interpreter == new_interpreter {
             return Ok(Upgrade {
                 entry: b.clone(),
                 old_hash: None,
             });
         }
+        b.interpreter = new_interpreter;
         let old = std::mem::replace(&mut b.hash, hash.clone());
         Ok(Upgrade {
             entry: b.clone(),
@@ -296,10 +398,10 @@ fn change_grants(
 ) -> Result<BinaryPolicy, String> {
     if grants.is_empty() {
         return Err(format!(
-            "nothing to {change}: give --read SERVICE, --write SERVICE or --search"
+            "nothing to {change}: give --read SERVICE, --write SERVICE, --search, --allow-env VAR, --via HASH|PATH or --allow-any-script"
         ));
     }
-    grants.validate()?;
+    let grants = &grants.resolve()?;
     audit_ready(paths)?;
     let entry = policy::update(paths, |p| {
         let i = p.resolve(selector)?;
@@ -367,6 +469,97 @@ pub fn dismiss(paths: &Paths, source: Source, selector: &str) -> Result<PendingE
     rec.status = Some("success".into());
     audit::append_once(paths, &rec).map_err(|e| e.to_string())?;
     Ok(entry)
+}
+
+/// The interpreter names config.json adds (none when it cannot be read: the built-in list).
+fn interpreters(paths: &Paths) -> Vec<String> {
+    policy::load(&paths.config)
+        .map(|p| p.interpreters)
+        .unwrap_or_default()
+}
+
+/// Why a bare interpreter is not approved without `--allow-any-script`.
+fn bare_interpreter(path: &Path) -> String {
+    format!(
+        "{} is an interpreter: approving it would serve every script and every line of inline code it runs. Register the script instead (keychain-auth register SCRIPT), or pass --allow-any-script if that is really what you want",
+        path.display()
+    )
+}
+
+/// The hash a `--via` argument names: a path (hashed now) or a full hash.
+fn launcher_hash(selector: &str) -> Result<BinaryHash, String> {
+    if selector.contains('/') {
+        return hash_binary(Path::new(selector)).map(|(_, h)| h);
+    }
+    BinaryHash::parse(selector).map_err(|_| {
+        format!("--via {selector:?}: give the launcher's path or its full sha256 hash")
+    })
+}
+
+/// What `register PATH` registers: a binary by its own hash, or a script (a file starting with
+/// `#!`) by its hash together with the interpreter its `#!` line names (`/usr/bin/env NAME` is
+/// looked up on `PATH`).
+fn identify_file(
+    paths: &Paths,
+    path: &Path,
+) -> Result<(PathBuf, BinaryHash, Option<policy::InterpreterRef>), String> {
+    use crate::identity::script::{self, Shebang};
+    use std::io::BufRead;
+    let (path, hash) = hash_binary(path)?;
+    let mut first = Vec::new();
+    std::fs::File::open(&path)
+        .map(std::io::BufReader::new)
+        .and_then(|mut r| r.read_until(b'\n', &mut first))
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let Some(bang) = script::shebang(first.strip_suffix(b"\n").unwrap_or(&first)) else {
+        return Ok((path, hash, None));
+    };
+    let interp = match bang {
+        Shebang::Path(p) => PathBuf::from(p),
+        Shebang::Env(name) => std::env::var_os("PATH")
+            .map(|p| {
+                std::env::split_paths(&p)
+                    .map(|d| d.join(&name))
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
+            .into_iter()
+            .find(|c| c.is_file())
+            .ok_or_else(|| {
+                format!(
+                    "{} runs `{name}` through /usr/bin/env, and no {name} is on PATH",
+                    path.display()
+                )
+            })?,
+    };
+    let (interp_path, interp_hash) = hash_binary(&interp)?;
+    let mut magic = [0u8; 2];
+    if std::fs::File::open(&interp_path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
+        .is_ok()
+        && &magic == b"#!"
+    {
+        return Err(format!(
+            "{} is run by {}, which is itself a script (a version manager's shim?); write the real interpreter's path in the #! line",
+            path.display(),
+            interp_path.display()
+        ));
+    }
+    if script::family_of(&interp_path, &interpreters(paths)).is_none() {
+        return Err(format!(
+            "{} is run by {}, which is not an interpreter the broker knows; add its name to \"interpreters\" in config.json first",
+            path.display(),
+            interp_path.display()
+        ));
+    }
+    Ok((
+        path,
+        hash,
+        Some(policy::InterpreterRef {
+            path: interp_path,
+            hash: interp_hash,
+        }),
+    ))
 }
 
 /// Canonical path and hash of a binary given on the command line.

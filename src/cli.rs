@@ -176,6 +176,15 @@ pub struct GrantArgs {
     /// Allow search and prefix matches.
     #[arg(long)]
     pub search: bool,
+    /// An injection variable (LD_PRELOAD, PYTHONPATH, …) it may run with (repeatable).
+    #[arg(long = "allow-env", value_name = "VAR")]
+    pub allow_env: Vec<String>,
+    /// Serve it only when this launcher (path or full hash) is among its ancestors (repeatable).
+    #[arg(long = "via", value_name = "HASH|PATH")]
+    pub via: Vec<String>,
+    /// For an interpreter: serve it whatever script or inline code it runs.
+    #[arg(long = "allow-any-script")]
+    pub allow_any_script: bool,
 }
 
 impl From<GrantArgs> for Grants {
@@ -184,6 +193,9 @@ impl From<GrantArgs> for Grants {
             read: g.read,
             write: g.write,
             search: g.search,
+            allow_env: g.allow_env,
+            via: g.via,
+            allow_any_script: g.allow_any_script,
         }
     }
 }
@@ -394,6 +406,17 @@ fn list_pending(paths: &Paths, json: bool) -> Result<(), String> {
             }
         );
         println!("{:<70}  {}", "", e.argv.join(" "));
+        if let Some(i) = &e.interpreter {
+            println!(
+                "{:<70}  run by {} ({})",
+                "",
+                i.path.display(),
+                i.hash.short()
+            );
+        }
+        if e.chain.len() > 1 {
+            println!("{:<70}  launched by {}", "", chain_line(&e.chain[1..]));
+        }
     }
     Ok(())
 }
@@ -423,6 +446,9 @@ fn list(paths: &Paths, json: bool) -> Result<(), String> {
             if b.can_search { "yes" } else { "no" },
             b.path.display()
         );
+        for note in policy_notes(b) {
+            println!("{:<66}  {note}", "");
+        }
     }
     Ok(())
 }
@@ -563,6 +589,51 @@ fn audit_show(paths: &Paths, a: AuditArgs) -> Result<(), String> {
         show::Format::choose(a.json),
         a.follow,
     )
+}
+
+/// The second-form details of an entry (SPEC §10), one line each.
+fn policy_notes(b: &policy::BinaryPolicy) -> Vec<String> {
+    let mut notes = Vec::new();
+    if let Some(i) = &b.interpreter {
+        notes.push(format!(
+            "script run by {} ({})",
+            i.path.display(),
+            i.hash.short()
+        ));
+    }
+    if b.allow_any_script {
+        notes.push("INTERPRETER: serves ANY script or inline code it runs".into());
+    }
+    if !b.launched_by.is_empty() {
+        let v: Vec<&str> = b
+            .launched_by
+            .iter()
+            .map(policy::BinaryHash::short)
+            .collect();
+        notes.push(format!("only when launched by {}", v.join(", ")));
+    }
+    if !b.allow_env.is_empty() {
+        let v: Vec<&str> = b.allow_env.iter().map(String::as_str).collect();
+        notes.push(format!("may run with {}", v.join(", ")));
+    }
+    notes
+}
+
+/// Ancestors as `name (hash) ← name (hash)`.
+fn chain_line(links: &[crate::identity::Link]) -> String {
+    links
+        .iter()
+        .map(|l| {
+            let name = std::path::Path::new(&l.path)
+                .file_name()
+                .map_or_else(|| l.path.clone(), |n| n.to_string_lossy().into_owned());
+            match &l.hash {
+                Some(h) => format!("{name} ({}, pid {})", h.short(), l.pid),
+                None => format!("{name} (pid {})", l.pid),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ← ")
 }
 
 #[cfg(test)]

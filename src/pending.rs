@@ -5,7 +5,8 @@
 //! [`MAX_ENTRIES`] (the least recently seen are evicted) so a flood of callers cannot fill the disk.
 
 use crate::fsutil::{self, FileLock};
-use crate::policy::{BinaryHash, match_hash};
+use crate::identity::Link;
+use crate::policy::{BinaryHash, InterpreterRef, match_hash};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -42,6 +43,12 @@ pub struct PendingEntry {
     /// When this path is registered under another hash: that hash (the binary changed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub changed_from: Option<BinaryHash>,
+    /// For a script: the interpreter that ran it (`hash`/`path` above are the script's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interpreter: Option<InterpreterRef>,
+    /// Who launched the latest attempt: the caller first, then its ancestors (shortened).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chain: Vec<Link>,
 }
 
 /// The whole pending.json.
@@ -69,6 +76,10 @@ pub struct Attempt {
     pub service: String,
     /// The registered hash of the same path, if any.
     pub changed_from: Option<BinaryHash>,
+    /// For a script: its interpreter.
+    pub interpreter: Option<InterpreterRef>,
+    /// The caller chain, caller first.
+    pub chain: Vec<Link>,
 }
 
 /// Reads pending.json (missing → empty), dropping expired entries.
@@ -116,6 +127,20 @@ fn apply_attempt(file: &mut PendingFile, a: Attempt, now: DateTime<Utc>) {
         .take(MAX_ARGS)
         .map(|s| shorten(&s))
         .collect();
+    let chain: Vec<Link> = a
+        .chain
+        .into_iter()
+        .map(|mut l| {
+            l.argv = l
+                .argv
+                .into_iter()
+                .take(MAX_ARGS)
+                .map(|s| shorten(&s))
+                .collect();
+            l.path = shorten(&l.path);
+            l
+        })
+        .collect();
     if let Some(e) = file.entries.iter_mut().find(|e| e.hash == a.hash) {
         e.path = a.path;
         e.pid = a.pid;
@@ -125,6 +150,8 @@ fn apply_attempt(file: &mut PendingFile, a: Attempt, now: DateTime<Utc>) {
         e.last_action = a.action;
         e.last_service = a.service;
         e.changed_from = a.changed_from;
+        e.interpreter = a.interpreter;
+        e.chain = chain;
         return;
     }
     if file.entries.len() >= MAX_ENTRIES {
@@ -142,6 +169,8 @@ fn apply_attempt(file: &mut PendingFile, a: Attempt, now: DateTime<Utc>) {
         last_action: a.action,
         last_service: a.service,
         changed_from: a.changed_from,
+        interpreter: a.interpreter,
+        chain,
     });
 }
 
@@ -201,6 +230,8 @@ mod tests {
             action: "read".into(),
             service: "aws".into(),
             changed_from: None,
+            interpreter: None,
+            chain: Vec::new(),
         }
     }
 

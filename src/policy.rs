@@ -6,6 +6,7 @@
 //! a corrupt or unsafe file into a denial with a reason, never into access.
 
 use crate::fsutil::{self, FileLock, FileStamp};
+use crate::identity::Program;
 use crate::protocol::{Action, MatchMode, Reason, Request};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};
@@ -94,6 +95,19 @@ pub struct BinaryPolicy {
     /// Whether it may search and use prefix matches.
     #[serde(default)]
     pub can_search: bool,
+    /// Injection variables (`LD_PRELOAD`, `PYTHONPATH`, …) it may run with (SPEC §10).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub allow_env: BTreeSet<String>,
+    /// For a script: the interpreter it was approved under (`path`/`hash` above are the
+    /// script's own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interpreter: Option<InterpreterRef>,
+    /// For a bare interpreter: serve it whatever script or inline code it runs.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_any_script: bool,
+    /// Launch rule: served only when one of these hashes is among its ancestors.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub launched_by: BTreeSet<BinaryHash>,
     /// Fields written by newer versions, kept as they are.
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
@@ -109,6 +123,10 @@ impl BinaryPolicy {
             allowed_read_services: BTreeSet::new(),
             allowed_write_services: BTreeSet::new(),
             can_search: false,
+            allow_env: BTreeSet::new(),
+            interpreter: None,
+            allow_any_script: false,
+            launched_by: BTreeSet::new(),
             extra: serde_json::Map::new(),
         }
     }
@@ -170,6 +188,15 @@ fn shell_word(s: &str) -> String {
     }
 }
 
+/// The interpreter a script entry was approved under.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InterpreterRef {
+    /// The interpreter's path.
+    pub path: PathBuf,
+    /// Its hash.
+    pub hash: BinaryHash,
+}
+
 /// The whole config.json.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PolicyFile {
@@ -193,6 +220,9 @@ pub struct PolicyFile {
     /// HMAC over the rest of the file, written by keychain-auth (see [`crate::seal`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seal: Option<String>,
+    /// Interpreter names added to the built-in list (SPEC §10).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub interpreters: Vec<String>,
     /// Fields written by newer versions, kept as they are.
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
@@ -208,6 +238,7 @@ impl Default for PolicyFile {
             audit_keep: None,
             registered_binaries: Vec::new(),
             seal: None,
+            interpreters: Vec::new(),
             extra: serde_json::Map::new(),
         }
     }
@@ -479,6 +510,21 @@ impl Snapshot {
     /// served until `keychain-auth policy accept`.
     pub fn is_held(&self, hash: &BinaryHash) -> bool {
         self.held.contains(hash)
+    }
+
+    /// The entry that serves a caller running the executable `exe` with `program` (SPEC §10):
+    /// a binary by its own hash; a script by the pair (script hash, interpreter hash); and an
+    /// interpreter running anything else only through a bare entry with `allow_any_script`.
+    pub fn lookup_caller(&self, exe: &BinaryHash, program: &Program) -> Option<&BinaryPolicy> {
+        let any_script = || self.lookup(exe).filter(|b| b.allow_any_script);
+        match program {
+            Program::Binary => self.lookup(exe).filter(|b| b.interpreter.is_none()),
+            Program::Script { hash, .. } => self
+                .lookup(hash)
+                .filter(|b| b.interpreter.as_ref().is_some_and(|i| &i.hash == exe))
+                .or_else(any_script),
+            Program::NoFile(_) => any_script(),
+        }
     }
 }
 

@@ -139,6 +139,11 @@ pub enum Reason {
     UnregisteredBinary,
     /// The binary's policy does not allow this kind of action (search, prefix match).
     ActionNotInPolicy,
+    /// The binary has a launch rule and none of the allowed launchers is among its ancestors.
+    LauncherNotAllowed,
+    /// The caller runs under a tracer, or with a loader or interpreter injection variable its
+    /// policy does not allow (SPEC §10).
+    InjectedEnvironment,
     /// The binary has no access of the needed kind to this service.
     ServiceNotAllowed,
     /// The request is not valid protocol.
@@ -159,6 +164,8 @@ impl Reason {
         match self {
             Reason::UnregisteredBinary => "unregistered_binary",
             Reason::ActionNotInPolicy => "action_not_in_policy",
+            Reason::InjectedEnvironment => "injected_environment",
+            Reason::LauncherNotAllowed => "launcher_not_allowed",
             Reason::ServiceNotAllowed => "service_not_allowed",
             Reason::MalformedRequest => "malformed_request",
             Reason::RequestTooLarge => "request_too_large",

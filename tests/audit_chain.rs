@@ -338,7 +338,7 @@ fn real_logrotate_rename_and_copytruncate_are_noticed_and_recorded() {
     reads(&env, &client, "after-rename", 5);
     let current = env.audit_records();
     assert_eq!(current[0]["action"], "log_replaced", "{:?}", current[0]);
-    assert!(current[0]["prev_chain"].is_string());
+    assert!(current[0]["prev_mac"].is_string());
     assert_eq!(
         current.iter().filter(|r| r["event"] == "request").count(),
         5,

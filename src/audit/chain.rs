@@ -2,15 +2,16 @@
 //! and the HMAC-SHA-256 that links each record to the one before it.
 //!
 //! **Canonical bytes.** A chained line is the record's compact JSON with `"seq"` as its first
-//! member and `"chain"` as its last: `{"seq":7,…,"chain":"<64 hex>"}`. Its canonical bytes are
-//! the line exactly as written, without the newline and without the final
-//! `,"chain":"<64 hex>"` member, so they end with the closing `}`. Byte-exact (not re-serialised)
+//! member and `"mac"` (the chain value) as its last: `{"seq":7,…,"mac":"<64 hex>"}`. Its
+//! canonical bytes are the line exactly as written, without the newline and without the final
+//! `,"mac":"<64 hex>"` member, so they end with the closing `}`. (The member is not called
+//! `"chain"`: that name holds the caller chain of SPEC §10.) Byte-exact (not re-serialised)
 //! on purpose: no JSON library's key order or number format can change the result, anyone can
 //! reproduce it with a string operation, and any change to a byte of the line breaks the chain.
 //!
 //! **Chain value.** `chain(n) = HMAC-SHA-256(key, chain(n-1) || canonical(n))`, where
 //! `chain(n-1)` is the previous record's 32 raw bytes (32 zero bytes before the first record).
-//! The first record of every file also carries `"prev_chain"` (that input, in hex), so a file
+//! The first record of every file also carries `"prev_mac"` (that input, in hex), so a file
 //! can be checked on its own after older files were rotated away.
 
 use crate::backend::{Backend, Item};
@@ -26,9 +27,9 @@ pub const KEY_SERVICE: &str = "keychain-auth.internal";
 /// The target holding the key.
 pub const KEY_TARGET: &str = "audit-key";
 
-/// The `,"chain":"` that precedes a record's chain value.
-const CHAIN_OPEN: &[u8] = b",\"chain\":\"";
-/// Bytes after the canonical part of a chained line (without `}`): `,"chain":"<64 hex>"}`.
+/// The `,"mac":"` that precedes a record's chain value.
+const CHAIN_OPEN: &[u8] = b",\"mac\":\"";
+/// Bytes after the canonical part of a chained line (without `}`): `,"mac":"<64 hex>"}`.
 pub const CHAIN_SUFFIX_LEN: usize = CHAIN_OPEN.len() + 64 + 2;
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
@@ -82,7 +83,7 @@ impl Key {
 }
 
 /// Splits a chained line (without newline) into its canonical bytes' prefix (everything before
-/// `,"chain":"`; the canonical bytes are this followed by `}`) and the chain value.
+/// `,"mac":"`; the canonical bytes are this followed by `}`) and the chain value.
 pub fn split_line(line: &[u8]) -> Option<(&[u8], [u8; 32])> {
     if line.len() < CHAIN_SUFFIX_LEN + 2 || !line.ends_with(b"\"}") {
         return None;
@@ -181,7 +182,7 @@ mod tests {
         let prev = [0u8; 32];
         let (line, chain) = seal_line(&key, &prev, br#"{"seq":1,"ts":"x"}"#.to_vec());
         let text = std::str::from_utf8(&line).unwrap();
-        assert!(text.starts_with(r#"{"seq":1,"ts":"x","chain":""#), "{text}");
+        assert!(text.starts_with(r#"{"seq":1,"ts":"x","mac":""#), "{text}");
         assert!(text.ends_with("\"}\n"));
         let body = &line[..line.len() - 1];
         let (head, c) = split_line(body).unwrap();

@@ -5,7 +5,7 @@
 //! that could hold one.
 //!
 //! Each line carries `"seq"` (1, 2, 3, … with no gap, across rotated files and restarts) and
-//! `"chain"`, an HMAC-SHA-256 keyed with a secret kept in the store (see [`chain`] for the exact
+//! `"mac"`, the chain value: an HMAC-SHA-256 keyed with a secret kept in the store (see [`chain`] for the exact
 //! bytes). [`AuditLog`] writes them; [`verify`] checks them; [`show`] prints the log for people
 //! and scripts.
 
@@ -33,10 +33,10 @@ pub struct Record {
     /// Position in the chain (set by the writer; first member of every chained line).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seq: Option<u64>,
-    /// The chain value this record follows, hex; only on the first record of a file and on
+    /// The `mac` of the record this one follows, hex; only on the first record of a file and on
     /// records written after a break, so each file can be checked on its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prev_chain: Option<String>,
+    pub prev_mac: Option<String>,
     /// RFC 3339 timestamp (UTC, milliseconds).
     pub ts: String,
     /// `request`, `connection_refused`, `policy_change`, `daemon`, `migrate`, `audit` (a break
@@ -96,9 +96,24 @@ pub struct Record {
     /// Search flag granted or revoked (policy changes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub search: Option<bool>,
+    /// Injection variables allowed or disallowed by a policy change.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_env: Vec<String>,
+    /// The caller chain: the caller first, then who launched it (SPEC §10).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chain: Vec<crate::identity::Link>,
+    /// For an interpreter running a script: the script's path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script: Option<String>,
+    /// The script's hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script_hash: Option<String>,
+    /// Launch rules added or removed by a policy change.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub via: Vec<String>,
     /// HMAC-SHA-256 chain value, hex (set by the writer; last member of every chained line).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub chain: Option<String>,
+    pub mac: Option<String>,
 }
 
 impl Record {
@@ -600,8 +615,8 @@ impl AuditLog {
         for (i, r) in notes.iter().chain(std::iter::once(record)).enumerate() {
             let mut r = r.clone();
             r.seq = Some(pos.seq + 1);
-            r.prev_chain = (fresh && i == 0).then(|| hex::encode(pos.chain));
-            r.chain = None;
+            r.prev_mac = (fresh && i == 0).then(|| hex::encode(pos.chain));
+            r.mac = None;
             let canonical = serde_json::to_vec(&r).map_err(|e| other(e.to_string()))?;
             let (line, chain) = chain::seal_line(key, &pos.chain, canonical);
             out.extend_from_slice(&line);
@@ -837,8 +852,8 @@ mod tests {
             recs.iter().map(|r| r.seq.unwrap()).collect::<Vec<_>>(),
             [1, 2, 3]
         );
-        assert_eq!(recs[0].prev_chain.as_deref(), Some(&*"0".repeat(64)));
-        assert!(recs[1].prev_chain.is_none());
+        assert_eq!(recs[0].prev_mac.as_deref(), Some(&*"0".repeat(64)));
+        assert!(recs[1].prev_mac.is_none());
         assert_eq!(recs[0].count, Some(150));
         assert_eq!(recs[0].targets.len(), MAX_LOGGED_TARGETS);
         assert_eq!(recs[1].source, "cli");
@@ -867,7 +882,7 @@ mod tests {
         assert_eq!(recs.len(), 2, "{recs:?}");
         assert_eq!(recs[0].event, "audit");
         assert_eq!(recs[0].action.as_deref(), Some("log_replaced"));
-        assert!(recs[0].prev_chain.is_some());
+        assert!(recs[0].prev_mac.is_some());
         let r = verify::verify(&p, &key());
         assert!(r.ok, "{}", r.render());
         assert_eq!(r.records, 3);

@@ -181,7 +181,7 @@ impl Walker<'_> {
             );
             return;
         };
-        let prev_field = prev_chain_field(head, seq);
+        let prev_field = prev_mac_field(head, seq);
         let expected_prev: [u8; 32] = match (&self.prev, prev_field) {
             (Some((pseq, pchain, pfile, pline)), field) => {
                 if seq <= *pseq {
@@ -327,13 +327,13 @@ impl Walker<'_> {
     }
 }
 
-/// The `"prev_chain"` of a canonical head `{"seq":N,"prev_chain":"<hex>",…`, if it has one.
-fn prev_chain_field(head: &[u8], seq: u64) -> Option<[u8; 32]> {
+/// The `"prev_mac"` of a canonical head `{"seq":N,"prev_mac":"<hex>",…`, if it has one.
+fn prev_mac_field(head: &[u8], seq: u64) -> Option<[u8; 32]> {
     let digits = seq.to_string();
     let rest = head
         .strip_prefix(b"{\"seq\":")?
         .strip_prefix(digits.as_bytes())?
-        .strip_prefix(b",\"prev_chain\":\"")?;
+        .strip_prefix(b",\"prev_mac\":\"")?;
     let mut out = [0u8; 32];
     hex::decode_to_slice(rest.get(..64)?, &mut out).ok()?;
     Some(out)

@@ -1,67 +1,187 @@
-//! Reading newline-delimited request lines with a hard size cap.
+//! Reading newline-delimited request lines with a hard size cap, each with the process that
+//! wrote it.
+//!
+//! Bytes arrive in chunks, each with its writer's credentials ([`sender::recv`]). A line's
+//! writer is the sender of every chunk it was assembled from: one process, or [`Writer::Mixed`]
+//! when two processes' bytes meet in one line (never honoured), or [`Writer::Unknown`] when the
+//! kernel attached no credentials.
 
-use tokio::io::{AsyncBufRead, AsyncBufReadExt};
+use crate::identity::sender::{self, Sender};
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::AsFd;
+use std::sync::Arc;
+use tokio::io::Interest;
+use tokio::net::UnixStream;
+
+/// Bytes read per receive call.
+const CHUNK: usize = 16 * 1024;
+
+/// Who wrote a line.
+#[derive(Debug, Clone)]
+pub enum Writer {
+    /// One process wrote all of it.
+    One(Arc<Sender>),
+    /// Bytes of more than one process.
+    Mixed,
+    /// Some bytes came without credentials.
+    Unknown,
+}
 
 /// What the next read produced.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Frame {
-    /// A complete line is in the buffer (newline and a trailing `\r` stripped).
-    Line,
+    /// A complete line is in [`LineReader::line`] (newline and a trailing `\r` stripped).
+    Line(Writer),
     /// The peer closed the connection with nothing pending.
     Eof,
     /// The line exceeded the cap; the connection cannot be resynchronised.
-    TooLarge,
+    TooLarge(Writer),
 }
 
-/// Reads one line into `buf` (cleared first), never buffering more than `max` bytes of it. A
-/// final line without a newline before EOF counts as a line.
-pub async fn read_line<R: AsyncBufRead + Unpin>(
-    reader: &mut R,
-    buf: &mut Vec<u8>,
-    max: usize,
-) -> std::io::Result<Frame> {
-    buf.clear();
-    loop {
-        let available = reader.fill_buf().await?;
-        if available.is_empty() {
-            return Ok(if buf.is_empty() {
-                Frame::Eof
-            } else {
-                Frame::Line
+/// Splits a connection's byte stream into lines and keeps track of who wrote which bytes.
+pub struct LineReader {
+    /// Received bytes not yet returned as a line.
+    buf: Vec<u8>,
+    /// The chunks `buf` is made of, in order: (length, sender).
+    chunks: VecDeque<(usize, Option<Arc<Sender>>)>,
+    /// The last line returned.
+    line: Vec<u8>,
+    control: Vec<u8>,
+    scratch: Box<[u8]>,
+}
+
+impl Default for LineReader {
+    fn default() -> Self {
+        LineReader::new()
+    }
+}
+
+impl LineReader {
+    /// A reader with empty buffers.
+    pub fn new() -> LineReader {
+        LineReader {
+            buf: Vec::with_capacity(1024),
+            chunks: VecDeque::new(),
+            line: Vec::with_capacity(1024),
+            control: sender::control_buffer(),
+            scratch: vec![0u8; CHUNK].into_boxed_slice(),
+        }
+    }
+
+    /// The line the last [`Frame::Line`] announced.
+    pub fn line(&self) -> &[u8] {
+        &self.line
+    }
+
+    /// Reads until a whole line is buffered (at most `max` bytes, newline excluded). A final line
+    /// without a newline before end of stream counts as a line.
+    pub async fn next(&mut self, stream: &UnixStream, max: usize) -> io::Result<Frame> {
+        let mut scanned = 0;
+        loop {
+            if let Some(i) = self.buf[scanned..].iter().position(|&b| b == b'\n') {
+                let end = scanned + i;
+                if end > max {
+                    return Ok(Frame::TooLarge(self.take(self.buf.len())));
+                }
+                self.line.clear();
+                self.line.extend_from_slice(&self.buf[..end]);
+                if self.line.last() == Some(&b'\r') {
+                    self.line.pop();
+                }
+                return Ok(Frame::Line(self.take(end + 1)));
+            }
+            scanned = self.buf.len();
+            if scanned > max {
+                return Ok(Frame::TooLarge(self.take(scanned)));
+            }
+            let (n, from) = self.recv(stream).await?;
+            if n == 0 {
+                if self.buf.is_empty() {
+                    return Ok(Frame::Eof);
+                }
+                self.line.clear();
+                self.line.extend_from_slice(&self.buf);
+                return Ok(Frame::Line(self.take(self.buf.len())));
+            }
+            self.buf.extend_from_slice(&self.scratch[..n]);
+            self.chunks.push_back((n, from.map(Arc::new)));
+        }
+    }
+
+    async fn recv(&mut self, stream: &UnixStream) -> io::Result<(usize, Option<Sender>)> {
+        loop {
+            stream.readable().await?;
+            let (scratch, control) = (&mut self.scratch, &mut self.control);
+            match stream.try_io(Interest::READABLE, || {
+                sender::recv(stream.as_fd(), scratch, control)
+            }) {
+                Ok(r) => return Ok(r),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Consumes the first `n` buffered bytes and returns who wrote them.
+    fn take(&mut self, n: usize) -> Writer {
+        self.buf.drain(..n);
+        let mut left = n;
+        let mut writer: Option<Writer> = None;
+        while left > 0 {
+            let Some((len, from)) = self.chunks.front_mut() else {
+                break;
+            };
+            let this = match from {
+                Some(s) => Writer::One(s.clone()),
+                None => Writer::Unknown,
+            };
+            writer = Some(match (writer, this) {
+                (None, w) => w,
+                (Some(Writer::One(a)), Writer::One(b)) if a.pid == b.pid && a.uid == b.uid => {
+                    Writer::One(a)
+                }
+                (Some(Writer::Unknown), _) | (_, Writer::Unknown) => Writer::Unknown,
+                _ => Writer::Mixed,
             });
-        }
-        if let Some(i) = available.iter().position(|&b| b == b'\n') {
-            if buf.len() + i > max {
-                return Ok(Frame::TooLarge);
+            if *len > left {
+                *len -= left;
+                left = 0;
+            } else {
+                left -= *len;
+                self.chunks.pop_front();
             }
-            buf.extend_from_slice(&available[..i]);
-            reader.consume(i + 1);
-            if buf.last() == Some(&b'\r') {
-                buf.pop();
-            }
-            return Ok(Frame::Line);
         }
-        let n = available.len();
-        if buf.len() + n > max {
-            return Ok(Frame::TooLarge);
-        }
-        buf.extend_from_slice(available);
-        reader.consume(n);
+        writer.unwrap_or(Writer::Unknown)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::AsyncWriteExt;
 
-    async fn frames(input: &[u8], max: usize) -> Vec<(Frame, Vec<u8>)> {
-        let mut r = tokio::io::BufReader::with_capacity(4, input);
+    async fn frames(input: &[&[u8]], max: usize) -> Vec<(String, Vec<u8>)> {
+        let (a, mut b) = UnixStream::pair().unwrap();
+        sender::enable(a.as_fd()).unwrap();
+        for part in input {
+            b.write_all(part).await.unwrap();
+        }
+        drop(b);
+        let mut r = LineReader::new();
         let mut out = Vec::new();
-        let mut buf = Vec::new();
         loop {
-            let f = read_line(&mut r, &mut buf, max).await.unwrap();
-            let stop = f != Frame::Line;
-            out.push((f, buf.clone()));
+            let f = r.next(&a, max).await.unwrap();
+            let (name, stop) = match &f {
+                Frame::Line(Writer::One(s)) => {
+                    assert_eq!(s.pid, std::process::id() as i32);
+                    ("line", false)
+                }
+                Frame::Line(w) => panic!("writer {w:?}"),
+                Frame::Eof => ("eof", true),
+                Frame::TooLarge(_) => ("too large", true),
+            };
+            out.push((name.to_string(), r.line().to_vec()));
             if stop {
                 return out;
             }
@@ -70,16 +190,41 @@ mod tests {
 
     #[tokio::test]
     async fn splits_lines_and_caps() {
-        let f = frames(b"ab\r\ncd\nef", 10).await;
-        assert_eq!(f[0], (Frame::Line, b"ab".to_vec()));
-        assert_eq!(f[1], (Frame::Line, b"cd".to_vec()));
-        assert_eq!(f[2], (Frame::Line, b"ef".to_vec()));
-        assert_eq!(f[3].0, Frame::Eof);
-        let f = frames(b"0123456789\n", 10).await;
-        assert_eq!(f[0], (Frame::Line, b"0123456789".to_vec()));
-        let f = frames(b"0123456789A\n", 10).await;
-        assert_eq!(f[0].0, Frame::TooLarge);
-        let f = frames(&[b'x'; 100], 10).await;
-        assert_eq!(f[0].0, Frame::TooLarge);
+        let f = frames(&[b"ab\r\ncd\nef"], 10).await;
+        assert_eq!(f[0], ("line".into(), b"ab".to_vec()));
+        assert_eq!(f[1], ("line".into(), b"cd".to_vec()));
+        assert_eq!(f[2], ("line".into(), b"ef".to_vec()));
+        assert_eq!(f[3].0, "eof");
+        let f = frames(&[b"01234", b"56789\n"], 10).await;
+        assert_eq!(f[0], ("line".into(), b"0123456789".to_vec()));
+        let f = frames(&[b"0123456789A\n"], 10).await;
+        assert_eq!(f[0].0, "too large");
+        let f = frames(&[&[b'x'; 100]], 10).await;
+        assert_eq!(f[0].0, "too large");
+    }
+
+    #[test]
+    fn a_line_of_two_writers_is_mixed() {
+        let me = std::process::id() as i32;
+        let s = |pid| {
+            Some(Arc::new(Sender {
+                pid,
+                uid: 0,
+                pidfd: None,
+            }))
+        };
+        let mut r = LineReader::new();
+        r.buf.extend_from_slice(b"{\"a\"\n{\"b\":1}\n");
+        r.chunks.push_back((3, s(me)));
+        r.chunks.push_back((2, s(me + 1)));
+        r.chunks.push_back((8, s(me + 1)));
+        assert!(matches!(r.take(5), Writer::Mixed));
+        match r.take(8) {
+            Writer::One(w) => assert_eq!(w.pid, me + 1),
+            w => panic!("{w:?}"),
+        }
+        r.buf.extend_from_slice(b"x\n");
+        r.chunks.push_back((2, None));
+        assert!(matches!(r.take(2), Writer::Unknown));
     }
 }

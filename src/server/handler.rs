@@ -5,10 +5,11 @@
 use super::Broker;
 use crate::audit::Record;
 use crate::exec;
-use crate::identity::{Exe, Peer};
+use crate::identity::{self, Exe, Integrity, Link, Peer, Program};
 use crate::pending::{self, Attempt};
-use crate::policy::Snapshot;
+use crate::policy::{BinaryHash, BinaryPolicy, InterpreterRef, Snapshot};
 use crate::protocol::{self, Action, Incoming, Reason, Request, Response, Status};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -39,11 +40,11 @@ pub fn lane(broker: &Broker, peer: &Peer, parsed: &Parsed) -> Lane {
     if !matches!(req.action, Action::Read | Action::Search) || !broker.backend.fast_reads() {
         return Lane::Blocking;
     }
-    let Exe::Verified { hash, .. } = &peer.exe else {
+    let Exe::Verified { hash, program, .. } = &peer.exe else {
         return Lane::Blocking;
     };
     match broker.policy.current() {
-        Ok(p) if p.lookup(hash).is_some() => Lane::Quick(Some(p)),
+        Ok(p) if p.lookup_caller(hash, program).is_some() => Lane::Quick(Some(p)),
         _ => Lane::Blocking,
     }
 }
@@ -92,9 +93,19 @@ fn base_record(peer: &Peer) -> Record {
     let mut rec = Record::new("request", "daemon");
     rec.pid = Some(peer.pid);
     match &peer.exe {
-        Exe::Verified { path, hash, .. } => {
+        Exe::Verified {
+            path,
+            hash,
+            program,
+            ..
+        } => {
             rec.path = Some(path.display().to_string());
             rec.hash = Some(hash.to_string());
+            if let Program::Script { path, hash } = program {
+                rec.script = Some(path.display().to_string());
+                rec.script_hash = Some(hash.to_string());
+            }
+            rec.chain = caller_chain(peer);
         }
         Exe::Unverifiable { path, .. } => {
             rec.path = path.as_ref().map(|p| p.display().to_string());
@@ -125,13 +136,176 @@ fn refuse(broker: &Broker, mut rec: Record, resp: Response) -> Response {
     resp
 }
 
+/// The injection guard (SPEC §10): a traced caller is refused, and so is one whose environment
+/// carries an injection variable its policy does not list in `allow_env`.
+fn injection_guard(pid: i32, binary: &BinaryPolicy, integrity: &Integrity) -> Result<(), String> {
+    if integrity.tracer != 0 {
+        return Err(identity::traced_message(pid, integrity.tracer));
+    }
+    match integrity
+        .injected
+        .iter()
+        .find(|v| !binary.allow_env.contains(v.as_str()))
+    {
+        Some(var) => Err(format!(
+            "{} (pid {pid}) runs with {var} set, which can inject code into it; unset {var}, or if this is intended allow it with: keychain-auth grant {} --allow-env {var}",
+            binary.path.display(),
+            binary.hash.short()
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The caller chain of `peer` for records: the caller itself, then its ancestors.
+fn caller_chain(peer: &Peer) -> Vec<Link> {
+    let Exe::Verified {
+        path,
+        hash,
+        argv,
+        chain,
+        ..
+    } = &peer.exe
+    else {
+        return Vec::new();
+    };
+    let mut links = Vec::with_capacity(chain.len() + 1);
+    links.push(Link {
+        path: path.display().to_string(),
+        hash: Some(hash.clone()),
+        pid: peer.pid,
+        argv: argv.clone(),
+    });
+    links.extend(chain.iter().cloned());
+    links
+}
+
+/// The chain as one line for messages: `git-credential-… ← git ← bash`.
+fn chain_text(peer: &Peer) -> String {
+    caller_chain(peer)
+        .iter()
+        .map(|l| {
+            let name = Path::new(&l.path)
+                .file_name()
+                .map_or_else(|| l.path.clone(), |n| n.to_string_lossy().into_owned());
+            match &l.hash {
+                Some(h) => format!("{name} ({})", h.short()),
+                None => name,
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ← ")
+}
+
+/// The launch rule (SPEC §10): with `launched_by`, one of those hashes must be an ancestor.
+fn launch_rule(peer: &Peer, binary: &BinaryPolicy, chain: &[Link]) -> Result<(), String> {
+    if binary.launched_by.is_empty()
+        || chain.iter().any(|l| {
+            l.hash
+                .as_ref()
+                .is_some_and(|h| binary.launched_by.contains(h))
+        })
+    {
+        return Ok(());
+    }
+    let allowed: Vec<&str> = binary.launched_by.iter().map(BinaryHash::short).collect();
+    Err(format!(
+        "{} may only be used when launched by {} and was launched by: {}",
+        binary.path.display(),
+        allowed.join(", "),
+        chain_text(peer)
+    ))
+}
+
+/// Why an unknown caller is refused, and the pending entry it makes (none for code without a
+/// file, which cannot be approved as such).
+fn unknown_caller(policy: &Snapshot, peer: &Peer, req: &Request) -> (String, Option<Attempt>) {
+    let Exe::Verified {
+        path: exe_path,
+        hash: exe_hash,
+        argv,
+        program,
+        ..
+    } = &peer.exe
+    else {
+        return (String::new(), None);
+    };
+    let (path, hash, interpreter) = match program {
+        Program::NoFile(why) => {
+            return (
+                format!(
+                    "{why}; run a script file instead and approve it, or approve the interpreter itself with: keychain-auth register {} --allow-any-script (any code it runs is then served)",
+                    exe_path.display()
+                ),
+                None,
+            );
+        }
+        Program::Binary => (exe_path, exe_hash, None),
+        Program::Script { path, hash } => (
+            path,
+            hash,
+            Some(InterpreterRef {
+                path: exe_path.clone(),
+                hash: exe_hash.clone(),
+            }),
+        ),
+    };
+    let registered = policy.file.by_path(path);
+    let changed_from = registered.map(|b| b.hash.clone());
+    let message = match registered {
+        Some(b) if &b.hash == hash => format!(
+            "{} is approved to run under {}, but now runs under {} ({}); if the interpreter was updated, keep its permissions with: keychain-auth upgrade {}",
+            path.display(),
+            b.interpreter
+                .as_ref()
+                .map_or_else(|| "no interpreter".into(), |i| i.path.display().to_string()),
+            exe_path.display(),
+            exe_hash.short(),
+            path.display()
+        ),
+        Some(b) => format!(
+            "{} changed since it was approved (approved {}, now {}); if you updated it, keep its permissions with: keychain-auth upgrade {}",
+            path.display(),
+            b.hash.short(),
+            hash.short(),
+            path.display()
+        ),
+        None => format!(
+            "{}{} ({}) is not approved; review it with `keychain-auth list-pending` and approve it with: keychain-auth approve {}",
+            path.display(),
+            interpreter
+                .as_ref()
+                .map_or_else(String::new, |i| format!(" run by {}", i.path.display())),
+            hash.short(),
+            hash.short()
+        ),
+    };
+    let attempt = Attempt {
+        hash: hash.clone(),
+        path: path.clone(),
+        pid: peer.pid,
+        argv: argv.clone(),
+        action: req.action.as_str().into(),
+        service: req.service.clone(),
+        changed_from,
+        interpreter,
+        chain: caller_chain(peer),
+    };
+    (message, Some(attempt))
+}
+
 fn decide(broker: &Broker, peer: &Peer, req: &Request, policy: Option<Arc<Snapshot>>) -> Response {
     let rec = request_record(peer, req);
     let id = req.id.clone();
     let denied =
         |reason, message: String| Response::failure(id.clone(), Status::Denied, reason, message);
-    let (path, hash, argv) = match &peer.exe {
-        Exe::Verified { path, hash, argv } => (path, hash, argv),
+    let (hash, integrity, program, chain) = match &peer.exe {
+        Exe::Verified {
+            hash,
+            integrity,
+            program,
+            chain,
+            ..
+        } => (hash, integrity, program, chain),
         Exe::Unverifiable { why, .. } => {
             return refuse(broker, rec, denied(Reason::UnregisteredBinary, why.clone()));
         }
@@ -143,48 +317,36 @@ fn decide(broker: &Broker, peer: &Peer, req: &Request, policy: Option<Arc<Snapsh
             return refuse(broker, rec, denied(Reason::InternalError, msg));
         }
     };
-    let Some(binary) = policy.lookup(hash) else {
-        if policy.is_held(hash) {
+    let Some(binary) = policy.lookup_caller(hash, program) else {
+        let entry = match program {
+            Program::Script { hash: script, .. } => script,
+            _ => hash,
+        };
+        if policy.is_held(entry) || policy.is_held(hash) {
             let message = format!(
                 "the policy entry for {} ({}) was added or changed outside keychain-auth and is not served; review and adopt it with: keychain-auth policy accept",
-                path.display(),
-                hash.short()
+                policy
+                    .file
+                    .by_hash(entry)
+                    .map_or_else(String::new, |b| b.path.display().to_string()),
+                entry.short()
             );
             return refuse(broker, rec, denied(Reason::UnregisteredBinary, message));
         }
-        let changed_from = policy.file.by_path(path).map(|b| b.hash.clone());
-        let message = match &changed_from {
-            Some(old) => format!(
-                "{} changed since it was approved (approved {}, now {}); if you updated it, keep its permissions with: keychain-auth upgrade {}",
-                path.display(),
-                old.short(),
-                hash.short(),
-                path.display()
-            ),
-            None => format!(
-                "{} ({}) is not an approved binary; review it with `keychain-auth list-pending` and approve it with: keychain-auth approve {}",
-                path.display(),
-                hash.short(),
-                hash.short()
-            ),
-        };
-        let queued = pending::record(
-            &broker.paths.pending,
-            Attempt {
-                hash: hash.clone(),
-                path: path.clone(),
-                pid: peer.pid,
-                argv: argv.clone(),
-                action: req.action.as_str().into(),
-                service: req.service.clone(),
-                changed_from,
-            },
-        );
-        if let Err(e) = queued {
+        let (message, attempt) = unknown_caller(&policy, peer, req);
+        if let Some(attempt) = attempt
+            && let Err(e) = pending::record(&broker.paths.pending, attempt)
+        {
             eprintln!("keychain-auth: could not record a pending caller: {e}");
         }
         return refuse(broker, rec, denied(Reason::UnregisteredBinary, message));
     };
+    if let Err(message) = launch_rule(peer, binary, chain) {
+        return refuse(broker, rec, denied(Reason::LauncherNotAllowed, message));
+    }
+    if let Err(message) = injection_guard(peer.pid, binary, integrity) {
+        return refuse(broker, rec, denied(Reason::InjectedEnvironment, message));
+    }
     if let Err((reason, message)) = binary.authorize(req) {
         return refuse(broker, rec, denied(reason, message));
     }

@@ -5,6 +5,7 @@
 //! then answers its request lines in order through [`handler`]. The shared state is [`Broker`].
 //! The dashboard embeds the same `Server` in-process.
 
+pub mod admission;
 pub mod frame;
 pub mod handler;
 pub mod session;
@@ -12,16 +13,16 @@ pub mod socket;
 
 use crate::audit::{AuditLog, KeySource, Record, Rotation};
 use crate::backend::Backend;
-use crate::identity::HashCache;
+use crate::identity::{self, HashCache};
 use crate::paths::Paths;
 use crate::policy::PolicyCache;
 use crate::protocol::StatusInfo;
+use admission::Admissions;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::net::UnixListener;
-use tokio::sync::Semaphore;
 
 /// Tunables of a running broker.
 #[derive(Debug, Clone)]
@@ -32,6 +33,10 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// Most connections served at once; more are refused with a message.
     pub max_connections: usize,
+    /// Most connections one connecting process may hold.
+    pub max_per_process: usize,
+    /// STATUS-only slots kept beyond `max_connections`.
+    pub reserve: usize,
 }
 
 impl Default for Limits {
@@ -40,6 +45,8 @@ impl Default for Limits {
             max_line: crate::protocol::DEFAULT_MAX_LINE,
             idle_timeout: Duration::from_secs(30),
             max_connections: 512,
+            max_per_process: 64,
+            reserve: 16,
         }
     }
 }
@@ -63,6 +70,10 @@ pub struct Broker {
     pub policy: PolicyCache,
     /// Executable hashes already computed.
     pub hashes: HashCache,
+    /// The daemon's own view (its user namespace) that callers are compared against.
+    pub identity: identity::Context,
+    /// Connection caps.
+    pub admissions: Arc<Admissions>,
     /// The audit log.
     pub audit: AuditLog,
     /// Counters.
@@ -118,6 +129,7 @@ impl Server {
         backend: Arc<dyn Backend>,
         mut limits: Limits,
     ) -> Result<Server, StartError> {
+        protect_process()?;
         let keys = KeySource::Store(backend.clone());
         let rotation = Rotation::from_config(&paths.config);
         let audit = AuditLog::open(&paths.audit, keys, rotation).map_err(|e| {
@@ -137,7 +149,19 @@ impl Server {
             limits.max_line = max.max(1024);
         }
         let (listener, socket_id) = socket::bind(&paths.socket)?;
+        identity::sender::enable(std::os::fd::AsFd::as_fd(&listener)).map_err(|e| {
+            StartError::Other(format!(
+                "cannot ask the kernel for per-message credentials on {}: {e}",
+                paths.socket.display()
+            ))
+        })?;
         let broker = Arc::new(Broker {
+            identity: identity::Context::current(),
+            admissions: Admissions::new(
+                limits.max_connections,
+                limits.max_per_process,
+                limits.reserve,
+            ),
             policy: PolicyCache::sealed(&paths, KeySource::Store(backend.clone())),
             paths,
             backend,
@@ -185,25 +209,24 @@ impl Server {
     }
 }
 
+/// The broker protects itself (SPEC §10): non-dumpable, so no same-user process can ptrace it or
+/// read its memory through `/proc/<pid>/mem`, and no core file, so no secret lands on disk if it
+/// crashes.
+fn protect_process() -> Result<(), StartError> {
+    use nix::sys::resource::{Resource, setrlimit};
+    nix::sys::prctl::set_dumpable(false)
+        .map_err(|e| StartError::Other(format!("cannot make the broker non-dumpable: {e}")))?;
+    setrlimit(Resource::RLIMIT_CORE, 0, 0)
+        .map_err(|e| StartError::Other(format!("cannot disable core dumps: {e}")))
+}
+
 async fn accept_loop(listener: &UnixListener, broker: &Arc<Broker>) {
-    let slots = Arc::new(Semaphore::new(broker.limits.max_connections));
     let mut backoff = Duration::from_millis(5);
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
                 backoff = Duration::from_millis(5);
-                let broker = broker.clone();
-                match slots.clone().try_acquire_owned() {
-                    Ok(permit) => {
-                        tokio::spawn(async move {
-                            session::serve(stream, broker).await;
-                            drop(permit);
-                        });
-                    }
-                    Err(_) => {
-                        tokio::spawn(session::refuse_busy(stream, broker));
-                    }
-                }
+                tokio::spawn(session::serve(stream, broker.clone()));
             }
             Err(e) => {
                 // EMFILE/ENFILE and friends: wait for descriptors to free up instead of spinning.

@@ -66,6 +66,8 @@ pub fn sample_state() -> State {
             last_action: "read".into(),
             last_service: "aws".into(),
             changed_from: None,
+            interpreter: None,
+            chain: Vec::new(),
         },
         PendingEntry {
             hash: hash('c'),
@@ -78,6 +80,8 @@ pub fn sample_state() -> State {
             last_action: "write".into(),
             last_service: "k8s".into(),
             changed_from: Some(hash('b')),
+            interpreter: None,
+            chain: Vec::new(),
         },
     ];
     let mut mycli = BinaryPolicy::new("/usr/local/bin/mycli".into(), hash('a'));

@@ -473,6 +473,7 @@ fn modal_command(state: &mut State, c: Command) -> Vec<Effect> {
                         read: ed.read,
                         write: ed.write,
                         search: ed.search,
+                        ..Grants::default()
                     };
                     return vec![match ed.goal {
                         EditorGoal::Approve(h) => Effect::Approve(h, grants),
@@ -615,7 +616,8 @@ mod tests {
                 Grants {
                     read: vec!["aws".into()],
                     write: vec!["gcp".into()],
-                    search: true
+                    search: true,
+                    ..Grants::default()
                 }
             )]
         );
@@ -647,7 +649,8 @@ mod tests {
                 Grants {
                     read: vec![],
                     write: vec!["aws".into()],
-                    search: false
+                    search: false,
+                    ..Grants::default()
                 }
             )]
         );

@@ -1,0 +1,487 @@
+//! Who is calling: kernel credentials → executable → SHA-256 (SPEC §5, §10).
+//!
+//! Nothing the caller says is trusted. Identity belongs to the process that *wrote* each request:
+//! [`sender`] reads the writer's pid and uid from the kernel with every chunk (`SCM_CREDENTIALS`)
+//! and a pidfd pinning it (`SCM_PIDFD`), so a socket handed to, inherited by or kept across a
+//! fork by another process is answered as that process. [`identify`] then establishes what the
+//! writer runs:
+//! - a writer of another uid, or one that exits (its pid could be reused) before verification
+//!   ends, is not served at all;
+//! - a writer in another user namespace is not trusted: there, `PR_SET_MM_MAP` can point
+//!   `/proc/<pid>/exe` at a binary the process never ran;
+//! - the executable is opened through `/proc/<pid>/exe` and hashed from that open file, never by
+//!   re-opening a path that may since have been replaced; deleted and in-memory executables
+//!   cannot be approved;
+//! - its tracer (`TracerPid`) and the loader/interpreter injection variables of its environment
+//!   are recorded in [`Integrity`] for the policy to judge ([`process::INJECTION_VARS`]).
+//!
+//! Hashes are cached by the file's whole change stamp ([`cache`]), so a known binary costs a few
+//! `/proc` reads, not a hash, per identification.
+
+pub mod cache;
+pub mod chain;
+pub mod process;
+pub mod script;
+pub mod sender;
+
+pub use cache::{HashCache, hash_path, hash_reader};
+
+use crate::policy::BinaryHash;
+use nix::sys::socket::{getsockopt, sockopt};
+use process::FileId;
+use std::fs::File;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+/// A verified (or refused) writer of requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    /// Its uid.
+    pub uid: u32,
+    /// Its pid.
+    pub pid: i32,
+    /// What it runs.
+    pub exe: Exe,
+}
+
+/// The peer's executable, or why it cannot be trusted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exe {
+    /// A regular executable on disk.
+    Verified {
+        /// Its path as the kernel reports it.
+        path: PathBuf,
+        /// SHA-256 of the opened file.
+        hash: BinaryHash,
+        /// Its command line (from `/proc/<pid>/cmdline`).
+        argv: Vec<String>,
+        /// The (device, inode) of the opened executable, to notice an exec later.
+        file: FileId,
+        /// Tracer and environment.
+        integrity: Integrity,
+        /// What it runs, when it is an interpreter.
+        program: Program,
+        /// Who launched it: parent first ([`chain`]).
+        chain: Vec<Link>,
+    },
+    /// An executable that cannot be trusted (another user namespace, deleted file, memfd,
+    /// unreadable); the text says why.
+    Unverifiable {
+        /// Its path as far as it is known.
+        path: Option<PathBuf>,
+        /// Why it is refused.
+        why: String,
+    },
+}
+
+/// One process of the caller chain (SPEC §10), as recorded in audit records and pending entries.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Link {
+    /// Its executable's path as the kernel reports it.
+    pub path: String,
+    /// SHA-256 of its opened executable; `null` when it could not be read.
+    pub hash: Option<BinaryHash>,
+    /// Its pid.
+    pub pid: i32,
+    /// Its command line.
+    #[serde(default)]
+    pub argv: Vec<String>,
+}
+
+/// What the peer's executable runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Program {
+    /// The executable itself (not an interpreter).
+    Binary,
+    /// An interpreter running a script file.
+    Script {
+        /// The script's canonical path.
+        path: PathBuf,
+        /// SHA-256 of the opened script.
+        hash: BinaryHash,
+    },
+    /// An interpreter running code that has no file (inline, standard input, REPL, module
+    /// search); the text says which.
+    NoFile(String),
+}
+
+/// What could make an approved binary act for someone else (SPEC §10, injection guard).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Integrity {
+    /// The pid tracing it (`TracerPid`), 0 when none.
+    pub tracer: i32,
+    /// Injection variables set in its environment ([`process::INJECTION_VARS`]).
+    pub injected: Vec<String>,
+}
+
+/// Why a connection or a request cannot be served at all.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    /// The kernel would not say who the peer is.
+    #[error("cannot read peer credentials: {0}")]
+    Credentials(nix::Error),
+    /// The kernel attached no credentials to a request.
+    #[error("a request arrived without the writer's credentials")]
+    NoSender,
+    /// The peer belongs to another user.
+    #[error("peer uid {uid} (pid {pid}) is not the daemon's user")]
+    ForeignUid {
+        /// The peer's uid.
+        uid: u32,
+        /// The peer's pid.
+        pid: i32,
+    },
+    /// The peer exited before it could be verified.
+    #[error("peer pid {0} exited before it could be verified")]
+    Exited(i32),
+}
+
+/// How far [`identify`] may go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hashing {
+    /// Hash the executable when its hash is not cached (may take long for a large binary).
+    Allowed,
+    /// Only use the cache; answer `Ok(None)` on a miss (cheap enough for an async worker).
+    CachedOnly,
+}
+
+/// The connecting peer as `SO_PEERCRED` saw it at `connect()`, with its pidfd where the kernel
+/// has `SO_PEERPIDFD`. A peer of another uid is refused here, before anything is read.
+#[derive(Debug)]
+pub struct Connector {
+    /// Its pid at connect time.
+    pub pid: i32,
+    /// Its uid.
+    pub uid: u32,
+    /// Its pidfd.
+    pub pidfd: Option<OwnedFd>,
+}
+
+/// Reads and checks the credentials of a connected socket's peer.
+pub fn connector(sock: BorrowedFd<'_>) -> Result<Connector, IdentityError> {
+    let cred = getsockopt(&sock, sockopt::PeerCredentials).map_err(IdentityError::Credentials)?;
+    let (uid, pid) = (cred.uid(), cred.pid());
+    if uid != nix::unistd::geteuid().as_raw() {
+        return Err(IdentityError::ForeignUid { uid, pid });
+    }
+    Ok(Connector {
+        pid,
+        uid,
+        pidfd: getsockopt(&sock, sockopt::PeerPidfd).ok(),
+    })
+}
+
+/// The daemon's view of itself that identification compares against.
+#[derive(Debug, Clone, Copy)]
+pub struct Context {
+    /// The daemon's own user namespace; `None` when it cannot be read (then no peer is trusted).
+    pub user_ns: Option<FileId>,
+}
+
+impl Context {
+    /// Reads the daemon's own namespace.
+    pub fn current() -> Context {
+        Context {
+            user_ns: process::own_user_ns().ok(),
+        }
+    }
+}
+
+/// Identifies the process `pid` (uid `uid`, pinned by `pidfd` when the kernel gave one), as the
+/// writer of a request. With [`Hashing::CachedOnly`] it answers `Ok(None)` instead of hashing an
+/// executable it has not seen, so the server can run the full identification off its workers.
+pub fn identify(
+    pid: i32,
+    uid: u32,
+    pidfd: Option<BorrowedFd<'_>>,
+    ctx: &Context,
+    cache: &HashCache,
+    hashing: Hashing,
+) -> Result<Option<Peer>, IdentityError> {
+    identify_with(pid, uid, pidfd, ctx, cache, hashing, &[])
+}
+
+/// [`identify`], with the interpreters config.json adds to [`script::DEFAULT_INTERPRETERS`].
+pub fn identify_with(
+    pid: i32,
+    uid: u32,
+    pidfd: Option<BorrowedFd<'_>>,
+    ctx: &Context,
+    cache: &HashCache,
+    hashing: Hashing,
+    interpreters: &[String],
+) -> Result<Option<Peer>, IdentityError> {
+    if uid != nix::unistd::geteuid().as_raw() {
+        return Err(IdentityError::ForeignUid { uid, pid });
+    }
+    if pidfd.is_some_and(exited) {
+        return Err(IdentityError::Exited(pid));
+    }
+    let Some(exe) = read_exe(pid, ctx, cache, hashing, interpreters) else {
+        return Ok(None);
+    };
+    // Everything above was read through /proc/<pid>; if the process is gone now, the pid may
+    // already belong to someone else, so none of it can be trusted.
+    if pidfd.is_some_and(exited) {
+        return Err(IdentityError::Exited(pid));
+    }
+    Ok(Some(Peer { uid, pid, exe }))
+}
+
+/// Checks, before a request of an already identified writer is served, that it still runs the
+/// executable it was identified with and that no tracer has attached since. `Err` says why not.
+pub fn revalidate(peer: &Peer) -> Result<(), String> {
+    let pid = peer.pid;
+    let Exe::Verified { file, .. } = &peer.exe else {
+        return Ok(());
+    };
+    match process::exe_id(pid) {
+        Ok(now) if now == *file => {}
+        Ok(_) => {
+            return Err(format!(
+                "pid {pid} started another program (execve) while connected; its requests on this connection are refused: reconnect"
+            ));
+        }
+        Err(e) => return Err(format!("cannot read the executable of pid {pid}: {e}")),
+    }
+    match process::tracer_pid(pid) {
+        Ok(0) => Ok(()),
+        Ok(t) => Err(traced_message(pid, t)),
+        Err(e) => Err(format!("cannot read the status of pid {pid}: {e}")),
+    }
+}
+
+/// The message for a traced peer.
+pub fn traced_message(pid: i32, tracer: i32) -> String {
+    format!(
+        "pid {pid} is being traced by pid {tracer} (a debugger or tracer can make it send any request and read the answers); run it without a tracer"
+    )
+}
+
+/// Whether the process behind `pidfd` has exited (a pidfd polls readable then).
+pub fn exited(pidfd: BorrowedFd<'_>) -> bool {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let mut fds = [PollFd::new(pidfd, PollFlags::POLLIN)];
+    match poll(&mut fds, PollTimeout::ZERO) {
+        Ok(n) => n > 0,
+        Err(_) => true,
+    }
+}
+
+/// The process's executable; `None` when `hashing` is cache-only and the cache misses.
+fn read_exe(
+    pid: i32,
+    ctx: &Context,
+    cache: &HashCache,
+    hashing: Hashing,
+    interpreters: &[String],
+) -> Option<Exe> {
+    let path = process::exe_link(pid).ok();
+    let unverifiable = |why: String| Exe::Unverifiable {
+        path: path.clone(),
+        why,
+    };
+    if pid <= 0 {
+        return Some(unverifiable(
+            "the writer runs in a pid namespace the broker cannot see into".into(),
+        ));
+    }
+    match (process::user_ns(pid), ctx.user_ns) {
+        (Ok(ns), Some(own)) if ns == own => {}
+        (Ok(_), Some(_)) => {
+            return Some(unverifiable(format!(
+                "pid {pid} runs in another user namespace (a sandbox or container), where the executable the kernel reports can be forged; run it outside the namespace"
+            )));
+        }
+        (Err(e), _) => {
+            return Some(unverifiable(format!(
+                "cannot read the user namespace of pid {pid}: {e}"
+            )));
+        }
+        (Ok(_), None) => {
+            return Some(unverifiable(
+                "the broker cannot read its own user namespace, so no caller can be verified"
+                    .into(),
+            ));
+        }
+    }
+    let Some(p) = path.as_ref() else {
+        return Some(unverifiable(format!(
+            "cannot read the executable of pid {pid}"
+        )));
+    };
+    let text = p.to_string_lossy();
+    if text.starts_with("/memfd:") {
+        return Some(unverifiable(format!(
+            "pid {pid} runs an in-memory executable ({text}), which cannot be approved"
+        )));
+    }
+    if text.ends_with(" (deleted)") {
+        return Some(unverifiable(format!(
+            "pid {pid} runs an executable that was deleted from disk ({text}), which cannot be approved; restart it from an installed file"
+        )));
+    }
+    let file = match File::open(format!("/proc/{pid}/exe")) {
+        Ok(f) => f,
+        Err(e) => {
+            return Some(unverifiable(format!(
+                "cannot open the executable of pid {pid}: {e}"
+            )));
+        }
+    };
+    let hashed = match hashing {
+        Hashing::Allowed => cache.hash_file(&file).map(Some),
+        Hashing::CachedOnly => cache.cached(&file),
+    };
+    let hash = match hashed {
+        Ok(Some(h)) => h,
+        Ok(None) => return None,
+        Err(e) => return Some(unverifiable(format!("cannot hash {text}: {e}"))),
+    };
+    let id = match file.metadata() {
+        Ok(m) => (m.dev(), m.ino()),
+        Err(e) => return Some(unverifiable(format!("cannot stat {text}: {e}"))),
+    };
+    let integrity = match (process::tracer_pid(pid), process::injection_vars(pid)) {
+        (Ok(tracer), Ok(injected)) => Integrity { tracer, injected },
+        (Err(e), _) | (_, Err(e)) => {
+            return Some(unverifiable(format!(
+                "cannot read the status and environment of pid {pid}: {e}"
+            )));
+        }
+    };
+    let argv = process::cmdline(pid);
+    let program = match script::family_of(p, interpreters) {
+        None => Program::Binary,
+        Some(family) => match script::script_arg(family, &argv) {
+            script::ScriptArg::NoFile(why) => Program::NoFile(why),
+            script::ScriptArg::File(arg) => match open_script(pid, &arg) {
+                Ok((path, file)) => {
+                    let hashed = match hashing {
+                        Hashing::Allowed => cache.hash_file(&file).map(Some),
+                        Hashing::CachedOnly => cache.cached(&file),
+                    };
+                    match hashed {
+                        Ok(Some(hash)) => Program::Script { path, hash },
+                        Ok(None) => return None,
+                        Err(e) => Program::NoFile(format!("cannot read the script {arg:?}: {e}")),
+                    }
+                }
+                Err(e) => Program::NoFile(format!(
+                    "cannot open the script {arg:?} that pid {pid} runs: {e}"
+                )),
+            },
+        },
+    };
+    let chain = chain::ancestors(pid, ctx, cache, hashing)?;
+    Some(Exe::Verified {
+        path: p.clone(),
+        hash,
+        argv,
+        file: id,
+        integrity,
+        program,
+        chain,
+    })
+}
+
+/// Opens the script `arg` as the process `pid` sees it (relative paths against its working
+/// directory, through `/proc/<pid>/cwd`); returns its canonical path and the open file.
+fn open_script(pid: i32, arg: &str) -> std::io::Result<(PathBuf, File)> {
+    use std::os::fd::AsRawFd;
+    let file = if Path::new(arg).is_absolute() {
+        File::open(arg)?
+    } else {
+        File::open(Path::new(&format!("/proc/{pid}/cwd")).join(arg))?
+    };
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let path = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))?;
+    Ok((path, file))
+}
+
+/// Identifies the peer of a connected socket as of `connect()` (used where one process owns the
+/// connection, such as tests and tools); the server identifies each request's writer instead.
+pub fn identify_connector(
+    sock: BorrowedFd<'_>,
+    cache: &HashCache,
+    hashing: Hashing,
+) -> Result<Option<Peer>, IdentityError> {
+    let c = connector(sock)?;
+    identify(
+        c.pid,
+        c.uid,
+        c.pidfd.as_ref().map(AsFd::as_fd),
+        &Context::current(),
+        cache,
+        hashing,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixStream;
+
+    #[test]
+    fn identifies_own_process_over_a_socketpair() {
+        let (a, _b) = UnixStream::pair().unwrap();
+        let cache = HashCache::new();
+        assert_eq!(
+            identify_connector(a.as_fd(), &cache, Hashing::CachedOnly).unwrap(),
+            None,
+            "cold cache: cache-only identification must not hash"
+        );
+        let peer = identify_connector(a.as_fd(), &cache, Hashing::Allowed)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            identify_connector(a.as_fd(), &cache, Hashing::CachedOnly).unwrap(),
+            Some(peer.clone()),
+            "warm cache"
+        );
+        assert_eq!(peer.pid, std::process::id() as i32);
+        assert_eq!(revalidate(&peer), Ok(()));
+        let Exe::Verified {
+            path,
+            hash,
+            argv,
+            integrity,
+            ..
+        } = peer.exe
+        else {
+            panic!("{:?}", peer.exe)
+        };
+        assert_eq!(path, std::env::current_exe().unwrap());
+        assert_eq!(hash, hash_path(&path).unwrap());
+        assert!(!argv.is_empty());
+        assert_eq!(integrity.tracer, 0);
+    }
+
+    #[test]
+    fn a_foreign_namespace_is_never_verified() {
+        let cache = HashCache::new();
+        let ctx = Context {
+            user_ns: Some((u64::MAX, u64::MAX)),
+        };
+        let me = std::process::id() as i32;
+        let uid = nix::unistd::geteuid().as_raw();
+        let peer = identify(me, uid, None, &ctx, &cache, Hashing::Allowed)
+            .unwrap()
+            .unwrap();
+        let Exe::Unverifiable { why, .. } = peer.exe else {
+            panic!("{:?}", peer.exe)
+        };
+        assert!(why.contains("another user namespace"), "{why}");
+    }
+
+    #[test]
+    fn another_uid_is_refused_before_anything_is_read() {
+        let cache = HashCache::new();
+        let uid = nix::unistd::geteuid().as_raw().wrapping_add(1);
+        let r = identify(1, uid, None, &Context::current(), &cache, Hashing::Allowed);
+        assert!(matches!(r, Err(IdentityError::ForeignUid { .. })), "{r:?}");
+    }
+}
