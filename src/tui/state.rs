@@ -175,6 +175,8 @@ pub struct State {
     pub quit: bool,
     /// The terminal size, for mouse hit-testing.
     pub size: (u16, u16),
+    /// The audit chain and policy seal, as checked in the background (`None`: still checking).
+    pub integrity: Option<String>,
 }
 
 impl State {
@@ -196,6 +198,7 @@ impl State {
             message: None,
             quit: false,
             size: (80, 24),
+            integrity: None,
         }
     }
 
