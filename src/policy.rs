@@ -603,7 +603,9 @@ impl PolicyCache {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if state.0 != Some(stamp) {
             state.1 = load(&self.path).and_then(|f| self.snapshot(f));
-            state.0 = Some(stamp);
+            // A failure is not cached: the next request tries again (a keyring being unlocked
+            // gives the seal key back without config.json changing).
+            state.0 = state.1.is_ok().then_some(stamp);
         }
         state.1.clone()
     }
