@@ -493,11 +493,15 @@ pub fn migrate(paths: &Paths, to: &str) -> Result<(), String> {
         _ => (&keyring, &file),
     };
     let mut done = 0usize;
+    // keychain-auth's own key goes first and stays in the source until config.json names the
+    // destination (see backend::migrate).
+    let reserved_conflicts = migrate::copy_reserved(from, into)?;
     let result = migrate::migrate(from, into, &mut |_, _| done += 1);
-    let (report, error) = match result {
+    let (mut report, error) = match result {
         Ok(r) => (r, None),
         Err(s) => (s.report, Some(s.error)),
     };
+    report.conflicts.extend(reserved_conflicts.iter().cloned());
     let summary = summary(&report, from, into);
     let mut rec = Record::new("migrate", "cli");
     rec.action = Some("migrate".into());
@@ -526,6 +530,9 @@ pub fn migrate(paths: &Paths, to: &str) -> Result<(), String> {
         Ok(())
     })?;
     println!("config.json now records \"backend\": \"{}\"", dest.as_str());
+    if reserved_conflicts.is_empty() {
+        migrate::drop_reserved(from, into)?;
+    }
     if let Ok(v) = std::env::var(select::ENV)
         && !v.is_empty()
         && v != dest.as_str()

@@ -450,9 +450,15 @@ impl AuditLog {
         let mut inner = self.lock_inner();
         let key = self.key(&mut inner)?;
         let state = self.lock_state(&mut inner)?;
-        let out = self.append_locked(&mut inner, &state, &key, record);
+        let deferred = take_deferred(&self.path);
+        let out = self.append_locked(&mut inner, &state, &key, &deferred, record);
         let _ = state.unlock();
         inner.state = Some(state);
+        if out.is_err() {
+            for r in deferred {
+                defer(&self.path, r);
+            }
+        }
         out
     }
 
@@ -485,6 +491,7 @@ impl AuditLog {
         inner: &mut Inner,
         state_file: &File,
         key: &Key,
+        deferred: &[Record],
         record: &Record,
     ) -> io::Result<()> {
         let mut notes: Vec<Record> = Vec::new();
@@ -612,7 +619,8 @@ impl AuditLog {
 
         // 4. Seal and write the notes and the record with one write.
         let mut out = Vec::with_capacity(512);
-        for (i, r) in notes.iter().chain(std::iter::once(record)).enumerate() {
+        let all = notes.iter().chain(deferred).chain(std::iter::once(record));
+        for (i, r) in all.enumerate() {
             let mut r = r.clone();
             r.seq = Some(pos.seq + 1);
             r.prev_mac = (fresh && i == 0).then(|| hex::encode(pos.chain));
@@ -799,6 +807,25 @@ pub fn ready(paths: &Paths) -> io::Result<()> {
         Rotation::default(),
     )?
     .warm_key()
+}
+
+/// Records waiting for the audit key, by log path (see [`defer`]).
+static DEFERRED: std::sync::Mutex<Vec<(PathBuf, Record)>> = std::sync::Mutex::new(Vec::new());
+
+/// Keeps `record` until the next append to the log at `log` in this process can be chained
+/// (the key is in a locked keyring), which writes it first, with its original time.
+pub fn defer(log: &Path, record: Record) {
+    DEFERRED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push((log.to_path_buf(), record));
+}
+
+fn take_deferred(log: &Path) -> Vec<Record> {
+    let mut all = DEFERRED.lock().unwrap_or_else(|p| p.into_inner());
+    let (mine, rest): (Vec<_>, Vec<_>) = all.drain(..).partition(|(p, _)| p == log);
+    *all = rest;
+    mine.into_iter().map(|(_, r)| r).collect()
 }
 
 /// Appends `record` to the log of `paths` with the key from the selected store, and closes it

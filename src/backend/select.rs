@@ -298,7 +298,12 @@ pub fn open_selection(paths: &Paths) -> Result<Selection, String> {
         rec.message = Some(notice.clone());
         let keys = audit::KeySource::Store(sel.backend.clone());
         if let Err(e) = audit::append_with(paths, keys, &rec) {
-            eprintln!("keychain-auth: cannot audit the backend notice: {e}");
+            // Typically the audit key sits in the locked keyring this notice is about: the
+            // record is written (chained) by the first append that can read the key.
+            eprintln!(
+                "keychain-auth: the backend notice is not in the audit log yet ({e}); it is written once the audit key can be read"
+            );
+            audit::defer(&paths.audit, rec);
         }
     }
     Ok(sel)

@@ -87,6 +87,9 @@ fn stop(child: &mut Child) {
 pub struct Home {
     /// The temporary directory (removed on drop).
     pub dir: tempfile::TempDir,
+    /// The session bus every command of this home sees (set by [`Session::start`]): the CLI
+    /// must use the same store as the daemon, since both read the audit key from it.
+    pub bus: Option<OsString>,
 }
 
 impl Home {
@@ -102,7 +105,7 @@ impl Home {
             std::fs::Permissions::from_mode(0o700),
         )
         .unwrap();
-        Home { dir }
+        Home { dir, bus: None }
     }
 
     /// The home directory.
@@ -133,7 +136,7 @@ impl Home {
     /// The base environment (no D-Bus address: add one with [`Bus::env`]).
     pub fn env(&self) -> Vec<(String, OsString)> {
         let p = self.path();
-        vec![
+        let mut v: Vec<(String, OsString)> = vec![
             ("HOME".into(), p.into()),
             ("XDG_RUNTIME_DIR".into(), p.join("run").into()),
             ("XDG_CONFIG_HOME".into(), p.join("config").into()),
@@ -143,7 +146,11 @@ impl Home {
                 "PATH".into(),
                 std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
             ),
-        ]
+        ];
+        if let Some(bus) = &self.bus {
+            v.push(("DBUS_SESSION_BUS_ADDRESS".into(), bus.clone()));
+        }
+        v
     }
 
     /// A command with exactly this home's environment plus `extra`.
@@ -477,8 +484,9 @@ impl Session {
         if !keyring_tools_available() {
             return None;
         }
-        let home = Home::new();
+        let mut home = Home::new();
         let bus = Bus::start(&home);
+        home.bus = Some(bus.address.clone().into());
         let keyring = Keyring::start(&home, &bus);
         Some(Session {
             keyring: Some(keyring),
