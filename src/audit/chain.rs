@@ -146,7 +146,10 @@ pub fn load(store: &dyn Backend) -> Result<Option<Key>, String> {
 }
 
 /// Reads the key from `store`, creating it on first use. Creation is serialised by a lock next
-/// to `lock_near` (the audit log) so two processes never make two keys.
+/// to `lock_near` (the audit log) so two processes never make two keys, and refused when the
+/// log's chain has already started (its state file is not empty): then this process is looking
+/// at another store than the one holding the key (a CLI without the daemon's session bus, or
+/// another `KEYCHAIN_AUTH_BACKEND`), and a second key would fork the chain.
 pub fn load_or_create(store: &dyn Backend, lock_near: &Path) -> Result<Key, String> {
     if let Some(k) = load(store)? {
         return Ok(k);
@@ -156,6 +159,18 @@ pub fn load_or_create(store: &dyn Backend, lock_near: &Path) -> Result<Key, Stri
         .map_err(|e| format!("cannot lock {}: {e}", key_lock.display()))?;
     if let Some(k) = load(store)? {
         return Ok(k);
+    }
+    let state = super::state_path(lock_near);
+    if std::fs::metadata(&state).is_ok_and(|m| m.len() > 0) {
+        return Err(format!(
+            "the {} holds no audit key ({KEY_SERVICE}/{KEY_TARGET}) but the audit log's chain has started ({} exists): \
+             this command is probably using another store than the daemon (check the session bus and KEYCHAIN_AUTH_BACKEND; \
+             `keychain-auth doctor` says which store is chosen). If the key is really lost, move {} away to start a new chain \
+             (audit verify will report the change)",
+            store.describe(),
+            state.display(),
+            state.display()
+        ));
     }
     let (bytes, key) = Key::generate()?;
     let item = Item {
@@ -216,6 +231,12 @@ mod tests {
         let a = load_or_create(&store, &log).unwrap();
         let b = load_or_create(&store, &log).unwrap();
         assert_eq!(a.mac(&[b"x"]), b.mac(&[b"x"]));
+        // another store, once the chain has started: no second key
+        std::fs::write(crate::audit::state_path(&log), b"{}").unwrap();
+        let other = MemoryStore::new();
+        let err = load_or_create(&other, &log).unwrap_err();
+        assert!(err.contains("another store"), "{err}");
+        assert!(load(&other).unwrap().is_none());
         assert!(is_reserved_service(KEY_SERVICE));
         assert!(!is_reserved_service("keychain-auth"));
         assert_eq!(format!("{a:?}"), "Key(<redacted>)");
