@@ -1031,6 +1031,27 @@ mod tests {
     }
 
     #[test]
+    fn symlinks_and_fifos_in_place_of_the_files_are_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("audit.log");
+        let log = open(&p, Rotation::default());
+        log.append(&Record::new("request", "daemon")).unwrap();
+        // the state file replaced by a symlink to a file the attacker chose: not followed
+        let decoy = t.path().join("decoy");
+        std::fs::write(&decoy, b"").unwrap();
+        std::fs::remove_file(state_path(&p)).unwrap();
+        std::os::unix::fs::symlink(&decoy, state_path(&p)).unwrap();
+        assert!(log.append(&Record::new("request", "daemon")).is_err());
+        assert_eq!(std::fs::read(&decoy).unwrap(), b"");
+        std::fs::remove_file(state_path(&p)).unwrap();
+        // a FIFO as a rotated file: verify reports it instead of hanging
+        nix::unistd::mkfifo(&rotated_path(&p, 1), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let r = verify::verify(&p, &key());
+        assert!(!r.ok);
+        assert!(r.render().contains("not a regular file"), "{}", r.render());
+    }
+
+    #[test]
     fn a_crash_between_log_and_state_is_adopted() {
         let t = tempfile::tempdir().unwrap();
         let p = t.path().join("audit.log");

@@ -300,7 +300,9 @@ pub fn run(
     let mut skipped = 0u64;
     let mut last_seq = None;
     for f in &files {
-        let Ok(file) = File::open(f) else { continue };
+        let Ok(file) = super::verify::open_regular(f) else {
+            continue;
+        };
         for line in BufReader::new(file).split(b'\n') {
             let line = line.map_err(|e| format!("cannot read {}: {e}", f.display()))?;
             let Some(r) = parse(&line) else {
@@ -397,7 +399,7 @@ fn follow_log(
     mut last_seq: Option<u64>,
 ) -> io::Result<()> {
     let mut cur: Option<(File, u64, Vec<u8>)> = None; // file, inode, partial line
-    if let Ok(mut f) = File::open(log) {
+    if let Ok(mut f) = super::verify::open_regular(log) {
         let ino = f.metadata()?.ino();
         f.seek(SeekFrom::End(0))?;
         cur = Some((f, ino, Vec::new()));
@@ -431,13 +433,13 @@ fn follow_log(
             // The held file is finished: catch up from the rotated files, then the new one.
             let (files, _) = log_files(log);
             for f in files.iter().filter(|f| f.as_path() != log) {
-                if let Ok(file) = File::open(f) {
+                if let Ok(file) = super::verify::open_regular(f) {
                     for line in BufReader::new(file).split(b'\n') {
                         feed(&line?, &mut last_seq, filter, format, out)?;
                     }
                 }
             }
-            cur = File::open(log)
+            cur = super::verify::open_regular(log)
                 .ok()
                 .and_then(|f| Some((f.metadata().ok()?.ino(), f)))
                 .map(|(ino, f)| (f, ino, Vec::new()));

@@ -93,6 +93,20 @@ pub struct Report {
     pub notices: Vec<Notice>,
 }
 
+/// Opens `path` for reading only if it is a regular file: never follows a symlink and never
+/// waits on a FIFO put in the log's place.
+pub fn open_regular(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    if !f.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    Ok(f)
+}
+
 /// Most breaks listed; the first is the one that matters.
 pub const MAX_BREAKS: usize = 100;
 
@@ -370,7 +384,7 @@ pub fn verify(log: &Path, key: &Key) -> Report {
             first_seq: None,
             last_seq: None,
         };
-        match File::open(file) {
+        match open_regular(file) {
             Ok(f) => {
                 let mut r = BufReader::with_capacity(1 << 20, f);
                 let mut buf = Vec::with_capacity(1024);
