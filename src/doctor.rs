@@ -155,11 +155,14 @@ pub fn doctor(paths: &Paths) -> Result<(), String> {
         ),
     }
     match std::fs::metadata(&paths.audit) {
-        Ok(m) => c.add(
-            Level::Ok,
-            "audit log",
-            format!("{} ({})", paths.audit.display(), human_size(m.len())),
-        ),
+        Ok(m) => {
+            c.add(
+                Level::Ok,
+                "audit log",
+                format!("{} ({})", paths.audit.display(), human_size(m.len())),
+            );
+            check_chain(paths, &mut c);
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => c.add(
             Level::Info,
             "audit log",
@@ -206,6 +209,41 @@ fn human_size(n: u64) -> String {
         n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / f64::from(1u32 << 20)),
         n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
         n => format!("{n} bytes"),
+    }
+}
+
+/// The audit chain, as `audit verify` checks it.
+fn check_chain(paths: &Paths, c: &mut Checks) {
+    let key =
+        crate::backend::select::select(paths).and_then(|s| audit::chain::load(s.backend.as_ref()));
+    match key {
+        Ok(Some(key)) => {
+            let r = audit::verify::verify(&paths.audit, &key);
+            match r.breaks.first() {
+                None => c.add(
+                    Level::Ok,
+                    "audit chain",
+                    format!("verified: {} records in {} file(s)", r.records, r.files.len()),
+                ),
+                Some(b) => c.problem(
+                    "audit chain",
+                    format!(
+                        "BROKEN: {} break(s), the first in {} line {}: {}",
+                        r.breaks.len(),
+                        b.file.display(),
+                        b.line,
+                        b.message
+                    ),
+                    "see `keychain-auth audit verify` for every break; the log was changed by something other than keychain-auth",
+                ),
+            }
+        }
+        Ok(None) => c.add(
+            Level::Info,
+            "audit chain",
+            "no audit key in the store yet: nothing chained",
+        ),
+        Err(e) => c.add(Level::Warn, "audit chain", format!("not checked: {e}")),
     }
 }
 

@@ -201,11 +201,18 @@ fn verify_locates_every_kind_of_tampering() {
         assert!(verify(&env).0, "{what}: restored log verifies");
     };
 
-    // edited: one target name changed on line 5
+    // edited: one target name changed on line 5 (doctor says so too)
     let mut ls = owned();
     assert!(ls[4].contains("\"id\":\""), "{}", ls[4]);
     ls[4] = ls[4].replacen("\"id\":\"t-", "\"id\":\"x-", 1);
     with_lines(ls);
+    let doc = env.cli(&["doctor"]);
+    let doc_text = String::from_utf8_lossy(&doc.stdout);
+    assert!(!doc.status.success());
+    assert!(
+        doc_text.contains("BROKEN") && doc_text.contains("line 5"),
+        "{doc_text}"
+    );
     check("edited", "edited", 5, Some(seq_at(4)));
 
     // deleted: line 5 removed; line 5 now holds the next record

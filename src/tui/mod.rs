@@ -53,7 +53,10 @@ pub fn run(paths: Paths, choice: ModeChoice) -> Result<(), String> {
     let check_tx = tx.clone();
     let check_paths = paths.clone();
     std::thread::spawn(move || {
-        let _ = check_tx.send(Action::Integrity(integrity_line(&check_paths)));
+        let line = integrity_line(&check_paths, &mut |pct| {
+            let _ = check_tx.send(Action::Integrity(format!("checking log… {pct}%")));
+        });
+        let _ = check_tx.send(Action::Integrity(line));
     });
     // Input thread.
     let input_tx = tx.clone();
@@ -105,7 +108,7 @@ pub fn run(paths: Paths, choice: ModeChoice) -> Result<(), String> {
 
 /// "log verified" / "log BROKEN (line N)", and the policy seal when an edit was made outside
 /// keychain-auth.
-fn integrity_line(paths: &Paths) -> String {
+fn integrity_line(paths: &Paths, progress: &mut dyn FnMut(u64)) -> String {
     use crate::audit::{KeySource, chain, verify};
     let store = crate::backend::select::select(paths).map(|s| s.backend);
     let key = match &store {
@@ -114,7 +117,14 @@ fn integrity_line(paths: &Paths) -> String {
     };
     let log = match &key {
         Ok(Some(k)) => {
-            let r = verify::verify(&paths.audit, k);
+            let mut last = 0u64;
+            let r = verify::verify_with_progress(&paths.audit, k, &mut |done, total| {
+                let pct = done.saturating_mul(100) / total.max(1);
+                if pct >= last + 5 {
+                    last = pct;
+                    progress(pct);
+                }
+            });
             match r.breaks.first() {
                 None => "log verified".to_string(),
                 Some(b) => format!("log BROKEN (line {}): audit verify", b.line),
