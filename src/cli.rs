@@ -159,7 +159,7 @@ pub struct AuditArgs {
     /// An action (read, write, delete, search, approve, grant, …) or event (request, policy_change, connection_refused, daemon, audit).
     #[arg(long, value_name = "A")]
     pub action: Option<String>,
-    /// Only the last N matching records.
+    /// Only the last N matching records (with --follow: 10 unless given).
     #[arg(short = 'n', value_name = "N")]
     pub last: Option<usize>,
 }
@@ -582,10 +582,12 @@ fn audit_show(paths: &Paths, a: AuditArgs) -> Result<(), String> {
         status: a.status,
         action: a.action,
     };
+    // Like `tail -f`: a follow without -n starts from the last 10 matching records.
+    let last = a.last.or(a.follow.then_some(10));
     show::run(
         &paths.audit,
         &filter,
-        a.last,
+        last,
         show::Format::choose(a.json),
         a.follow,
     )
