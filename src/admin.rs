@@ -173,11 +173,9 @@ fn audit_change(
     entry: &BinaryPolicy,
     fill: impl FnOnce(&mut Record),
 ) -> Result<(), String> {
-    let mut rec = Record::new("policy_change", source.as_str());
-    rec.action = Some(change.into());
+    let mut rec = Record::policy_change(source.as_str(), change);
     rec.path = Some(entry.path.display().to_string());
     rec.hash = Some(entry.hash.to_string());
-    rec.status = Some("success".into());
     fill(&mut rec);
     audit::append_once(paths, &rec).map_err(|e| {
         format!(
@@ -462,11 +460,9 @@ pub fn dismiss(paths: &Paths, source: Source, selector: &str) -> Result<PendingE
         q.entries.retain(|x| x.hash != e.hash);
         Ok::<_, String>(e)
     })??;
-    let mut rec = Record::new("policy_change", source.as_str());
-    rec.action = Some("dismiss".into());
+    let mut rec = Record::policy_change(source.as_str(), "dismiss");
     rec.path = Some(entry.path.display().to_string());
     rec.hash = Some(entry.hash.to_string());
-    rec.status = Some("success".into());
     audit::append_once(paths, &rec).map_err(|e| e.to_string())?;
     Ok(entry)
 }

@@ -547,9 +547,7 @@ fn policy_accept(paths: &Paths, yes: bool) -> Result<(), String> {
                 e
             }
         })?;
-    let mut rec = crate::audit::Record::new("policy_change", "cli");
-    rec.action = Some("accept".into());
-    rec.status = Some("success".into());
+    let mut rec = crate::audit::Record::policy_change("cli", "accept");
     rec.message = Some(match &shown {
         Some(d) => format!(
             "adopted an edit made outside keychain-auth: {}",

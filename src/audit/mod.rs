@@ -127,6 +127,46 @@ impl Record {
         }
     }
 
+    /// A request from a caller (`event:"request"`); the handler fills in who and what.
+    pub fn request() -> Record {
+        Record::new("request", "daemon")
+    }
+
+    /// A connection dropped before any request (`event:"connection_refused"`).
+    pub fn connection_refused(status: &str, message: String) -> Record {
+        let mut r = Record::new("connection_refused", "daemon");
+        r.status = Some(status.into());
+        r.message = Some(message);
+        r
+    }
+
+    /// A successful policy change `action` (approve, grant, accept, …) made from `source`
+    /// (`cli`, `dashboard`, `daemon`).
+    pub fn policy_change(source: &str, action: &str) -> Record {
+        let mut r = Record::new("policy_change", source);
+        r.action = Some(action.into());
+        r.status = Some("success".into());
+        r
+    }
+
+    /// A daemon event (`start`, `stop`, `backend_notice`, `backend_fallback`).
+    pub fn daemon(action: &str, message: Option<String>) -> Record {
+        let mut r = Record::new("daemon", "daemon");
+        r.action = Some(action.into());
+        r.message = message;
+        r
+    }
+
+    /// A break in the log the writer noticed (`event:"audit"`): `log_replaced`,
+    /// `log_truncated`, `log_appended`, `state_missing`, `state_invalid`.
+    pub fn audit_break(action: &str, message: String) -> Record {
+        let mut r = Record::new("audit", "daemon");
+        r.action = Some(action.into());
+        r.status = Some("error".into());
+        r.message = Some(message);
+        r
+    }
+
     /// Sets the target names (shortened to [`MAX_LOGGED_TARGETS`]) and their exact count.
     pub fn with_targets<'a>(
         mut self,
@@ -676,11 +716,7 @@ impl AuditLog {
 
 /// A break noticed while appending.
 fn note(action: &str, message: String) -> Record {
-    let mut r = Record::new("audit", "daemon");
-    r.action = Some(action.into());
-    r.status = Some("error".into());
-    r.message = Some(message);
-    r
+    Record::audit_break(action, message)
 }
 
 fn record_len_hint(r: &Record) -> u64 {

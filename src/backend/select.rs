@@ -290,12 +290,11 @@ pub fn select(paths: &Paths) -> Result<Selection, String> {
 pub fn open_selection(paths: &Paths) -> Result<Selection, String> {
     let sel = select(paths)?;
     if let Some(notice) = &sel.notice {
-        let mut rec = Record::new("daemon", "daemon");
-        rec.action = Some(match sel.kind() {
-            BackendKind::File => "backend_fallback".into(),
-            BackendKind::Keyring => "backend_notice".into(),
-        });
-        rec.message = Some(notice.clone());
+        let action = match sel.kind() {
+            BackendKind::File => "backend_fallback",
+            BackendKind::Keyring => "backend_notice",
+        };
+        let rec = Record::daemon(action, Some(notice.clone()));
         let keys = audit::KeySource::Store(sel.backend.clone());
         if let Err(e) = audit::append_with(paths, keys, &rec) {
             // Typically the audit key sits in the locked keyring this notice is about: the
@@ -351,8 +350,7 @@ impl PinOnWrite {
             Ok(changed) => {
                 self.pinned.store(true, Ordering::SeqCst);
                 if changed {
-                    let mut rec = Record::new("policy_change", "daemon");
-                    rec.action = Some("pin_backend".into());
+                    let mut rec = Record::policy_change("daemon", "pin_backend");
                     rec.message = Some(
                         "backend pinned to keyring in config.json after the first successful keyring write"
                             .into(),
