@@ -54,9 +54,11 @@ impl std::fmt::Debug for Key {
 impl Key {
     /// A key from its 32 bytes.
     pub fn from_bytes(bytes: &[u8; 32]) -> Key {
-        // HMAC accepts keys of any length; 32 bytes cannot fail.
-        let mac = <HmacSha256 as KeyInit>::new_from_slice(bytes)
-            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+        // HMAC pads a key shorter than the hash's 64-byte block with zeros (RFC 2104), so the
+        // padded block is the same key, given in the form that needs no length check.
+        let mut block = [0u8; 64];
+        block[..32].copy_from_slice(bytes);
+        let mac = <HmacSha256 as KeyInit>::new(&block.into());
         Key { mac }
     }
 
@@ -211,6 +213,23 @@ mod tests {
         assert_ne!(chain_of(&key, &prev, head2), c2);
         // another key gives another chain
         assert_ne!(chain_of(&Key::from_bytes(&[8u8; 32]), &prev, head), chain);
+    }
+
+    #[test]
+    fn the_padded_key_is_rfc_2104_hmac() {
+        // RFC 4231 test case 1: key 0x0b × 20, "Hi There". Zero-padding the key to 32 bytes
+        // gives the same HMAC block, so the same value.
+        let mut rfc = [0u8; 32];
+        rfc[..20].fill(0x0b);
+        assert_eq!(
+            hex::encode(Key::from_bytes(&rfc).mac(&[b"Hi There"])),
+            "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"
+        );
+        let bytes = [0x0bu8; 32];
+        let mut reference = <HmacSha256 as KeyInit>::new_from_slice(&bytes).unwrap();
+        reference.update(b"Hi There");
+        let want: [u8; 32] = reference.finalize().into_bytes().into();
+        assert_eq!(Key::from_bytes(&bytes).mac(&[b"Hi", b" There"]), want);
     }
 
     #[test]
