@@ -636,3 +636,45 @@ fn out_of_band_config_edit_is_held_detected_and_adopted() {
     );
     assert!(verify(&env).0);
 }
+
+#[test]
+fn a_request_whose_record_cannot_be_chained_is_not_carried_out() {
+    let env = TestEnv::new();
+    let client = env.client("failclosed");
+    env.register(&client, &["--read", "aws", "--write", "aws"]);
+    let d = env.start();
+    let w = |t: &str| common::write_request("aws", &[t], &["v"], serde_json::json!({}));
+    common::expect(
+        &env.run_client_stdin(&client, &[&w("before")])[0],
+        "success",
+        None,
+    );
+
+    // The state file replaced by a symlink: the writer will not follow it, so no record can be
+    // chained, and nothing is granted.
+    let state = env.audit().with_file_name("audit.state");
+    let saved = std::fs::read(&state).expect("state");
+    std::fs::remove_file(&state).expect("rm state");
+    std::os::unix::fs::symlink(env.root.join("elsewhere"), &state).expect("symlink");
+    let r = &env.run_client_stdin(&client, &[&w("during")])[0];
+    let msg = common::expect(r, "error", Some("internal_error"));
+    assert!(msg.contains("not carried out"), "{msg}");
+    let r = &env.run_client(&client, &[&request("read", "aws", &["before"])])[0];
+    common::expect(r, "error", Some("internal_error"));
+    assert!(
+        r.get("results")
+            .is_none_or(|v| v.as_array().is_none_or(|a| a.is_empty())),
+        "a read is withheld: {r}"
+    );
+    assert!(!env.root.join("elsewhere").exists());
+
+    // Repaired: the write that failed was undone, the chain carries on and still verifies.
+    std::fs::remove_file(&state).expect("rm symlink");
+    std::fs::write(&state, &saved).expect("restore state");
+    common::set_mode(&state, 0o600);
+    let r = &env.run_client(&client, &[&request("read", "aws", &["during"])])[0];
+    common::expect(r, "error", Some("not_found"));
+    stop(d);
+    let (ok, report) = verify(&env);
+    assert!(ok, "{report}");
+}
