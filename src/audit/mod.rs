@@ -177,7 +177,8 @@ impl Record {
         self
     }
 
-    /// The line to append, newline included.
+    /// The record as one unchained JSON line, newline included (tests and benchmarks; the log
+    /// itself is written by [`AuditLog::append`], which adds `seq` and `mac`).
     pub fn to_line(&self) -> Vec<u8> {
         let mut line = serde_json::to_vec(self)
             .unwrap_or_else(|_| br#"{"event":"audit_encoding_failed"}"#.to_vec());
