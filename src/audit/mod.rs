@@ -404,7 +404,14 @@ struct Inner {
     /// The state bytes this process last wrote or checked, and what they say: when the file
     /// still holds exactly these bytes, their MAC need not be checked again.
     last_state: Option<(Vec<u8>, State)>,
+    /// When the key last could not be had, and why: the store is not asked again for
+    /// [`KEY_RETRY`], so a hung keyring does not stall every append (some run on the async
+    /// workers) for its whole timeout.
+    key_failed: Option<(std::time::Instant, String)>,
 }
+
+/// How long a failure to get the key is remembered before the store is asked again.
+pub const KEY_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// An open, chained audit log. Every append takes an exclusive lock on `audit.state` (shared
 /// with every other keychain-auth process), reads the chain position from it, checks that the
@@ -480,9 +487,22 @@ impl AuditLog {
         if let Some(k) = &inner.key {
             return Ok(k.clone());
         }
-        let k = self.keys.get(&self.path).map_err(other)?;
-        inner.key = Some(k.clone());
-        Ok(k)
+        if let Some((at, why)) = &inner.key_failed
+            && at.elapsed() < KEY_RETRY
+        {
+            return Err(other(why.clone()));
+        }
+        match self.keys.get(&self.path) {
+            Ok(k) => {
+                inner.key = Some(k.clone());
+                inner.key_failed = None;
+                Ok(k)
+            }
+            Err(why) => {
+                inner.key_failed = Some((std::time::Instant::now(), why.clone()));
+                Err(other(why))
+            }
+        }
     }
 
     /// Appends one record, chained. An error means the record is not in the log and the caller
