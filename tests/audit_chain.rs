@@ -356,7 +356,13 @@ fn real_logrotate_rename_and_copytruncate_are_noticed_and_recorded() {
     reads(&env, &client, "after-copytruncate", 5);
     let current = env.audit_records();
     assert_eq!(current[0]["action"], "log_truncated", "{:?}", current[0]);
+
+    // rename again, compressing the older rotated file (compress + delaycompress)
+    run_logrotate(&env, &bin, "create 0600\n  compress\n  delaycompress");
+    reads(&env, &client, "after-compress", 5);
     stop(d);
+    let gz = env.audit().with_extension("log.2.gz");
+    assert!(gz.exists(), "logrotate compressed the older rotated file");
 
     let (ok, report) = verify(&env);
     assert!(ok, "{report}");
@@ -365,8 +371,18 @@ fn real_logrotate_rename_and_copytruncate_are_noticed_and_recorded() {
         notices.contains("renamed") && notices.contains("cut"),
         "{notices}"
     );
-    let recs = all_records(&env);
-    for tag in ["before", "after-rename", "after-copytruncate"] {
+    // `audit --json` reads the compressed file too
+    let recs: Vec<Value> = env
+        .cli_ok(&["audit", "--json"])
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    for tag in [
+        "before",
+        "after-rename",
+        "after-copytruncate",
+        "after-compress",
+    ] {
         let n = recs
             .iter()
             .filter(|r| r["id"].as_str().is_some_and(|i| i.starts_with(tag)))

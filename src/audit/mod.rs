@@ -1021,6 +1021,47 @@ mod tests {
     }
 
     #[test]
+    fn rotated_files_compressed_by_logrotate_are_read() {
+        use std::io::Write as _;
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("audit.log");
+        let log = open(
+            &p,
+            Rotation {
+                max_bytes: 2048,
+                keep: 20,
+            },
+        );
+        for _ in 0..40 {
+            log.append(&Record::new("request", "daemon")).unwrap();
+        }
+        // logrotate `compress`: audit.log.2 becomes audit.log.2.gz
+        let plain = rotated_path(&p, 2);
+        let mut gz = flate2::write::GzEncoder::new(
+            std::fs::File::create(format!("{}.gz", plain.display())).unwrap(),
+            flate2::Compression::default(),
+        );
+        gz.write_all(&std::fs::read(&plain).unwrap()).unwrap();
+        gz.finish().unwrap();
+        std::fs::remove_file(&plain).unwrap();
+        let r = verify::verify(&p, &key());
+        assert!(r.ok, "{}", r.render());
+        assert_eq!(r.records, 40);
+        assert!(
+            r.files
+                .iter()
+                .any(|f| f.file.extension().is_some_and(|e| e == "gz"))
+        );
+        // a corrupted compressed file is a break, not a crash
+        let gzp = format!("{}.gz", plain.display());
+        let mut bytes = std::fs::read(&gzp).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0xff;
+        std::fs::write(&gzp, bytes).unwrap();
+        assert!(!verify::verify(&p, &key()).ok);
+    }
+
+    #[test]
     fn concurrent_writers_never_fork_the_chain() {
         let t = tempfile::tempdir().unwrap();
         let p = t.path().join("audit.log");

@@ -9,7 +9,7 @@ use super::Record;
 use super::verify::log_files;
 use chrono::{DateTime, Local, Utc};
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, IsTerminal, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufRead, IsTerminal, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::Duration;
@@ -300,10 +300,10 @@ pub fn run(
     let mut skipped = 0u64;
     let mut last_seq = None;
     for f in &files {
-        let Ok(file) = super::verify::open_regular(f) else {
+        let Ok(reader) = super::verify::open_lines(f) else {
             continue;
         };
-        for line in BufReader::new(file).split(b'\n') {
+        for line in reader.split(b'\n') {
             let line = line.map_err(|e| format!("cannot read {}: {e}", f.display()))?;
             let Some(r) = parse(&line) else {
                 skipped += u64::from(!line.is_empty());
@@ -433,8 +433,8 @@ fn follow_log(
             // The held file is finished: catch up from the rotated files, then the new one.
             let (files, _) = log_files(log);
             for f in files.iter().filter(|f| f.as_path() != log) {
-                if let Ok(file) = super::verify::open_regular(f) {
-                    for line in BufReader::new(file).split(b'\n') {
+                if let Ok(reader) = super::verify::open_lines(f) {
+                    for line in reader.split(b'\n') {
                         feed(&line?, &mut last_seq, filter, format, out)?;
                     }
                 }

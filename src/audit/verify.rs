@@ -107,39 +107,64 @@ pub fn open_regular(path: &Path) -> std::io::Result<File> {
     Ok(f)
 }
 
+/// The seq of the first chained record of a file, if it starts with one.
+fn first_seq(path: &Path) -> Option<u64> {
+    let mut line = Vec::new();
+    open_lines(path).ok()?.read_until(b'\n', &mut line).ok()?;
+    chain::line_seq(&line)
+}
+
+/// The lines of a log file, decompressed when its name ends in `.gz`.
+pub fn open_lines(path: &Path) -> std::io::Result<Box<dyn BufRead>> {
+    let f = open_regular(path)?;
+    Ok(if path.extension().is_some_and(|e| e == "gz") {
+        Box::new(BufReader::with_capacity(
+            1 << 20,
+            flate2::read::MultiGzDecoder::new(f),
+        ))
+    } else {
+        Box::new(BufReader::with_capacity(1 << 20, f))
+    })
+}
+
 /// Most breaks listed; the first is the one that matters.
 pub const MAX_BREAKS: usize = 100;
 
-/// The log's files, oldest first: `audit.log.N` … `audit.log.1`, then `audit.log`. A gap in the
-/// numbering is returned as the missing numbers.
+/// The log's files, oldest first: the rotated files `audit.log.N` and `audit.log.N.gz`
+/// (compressed by logrotate) ordered by the seq of their first record (files from before the
+/// chain first, highest number first), then `audit.log`. Both forms of one number can exist
+/// (a switch to `compress` leaves the plain file behind); both are read. A gap in the numbering
+/// is returned as the missing numbers.
 pub fn log_files(log: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
     let dir = log.parent().unwrap_or(Path::new("."));
     let name = log.file_name().unwrap_or_default().to_string_lossy();
-    let mut numbers: Vec<usize> = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .filter_map(|e| {
-                    let n = e.file_name().to_string_lossy().into_owned();
-                    n.strip_prefix(&*name)?
-                        .strip_prefix('.')?
-                        .parse::<usize>()
-                        .ok()
-                        .filter(|&k| k > 0)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    numbers.sort_unstable();
+    let mut found: Vec<(usize, PathBuf)> = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.filter_map(|e| e.ok()) {
+            let n = e.file_name().to_string_lossy().into_owned();
+            let Some(rest) = n.strip_prefix(&*name).and_then(|r| r.strip_prefix('.')) else {
+                continue;
+            };
+            let digits = rest.strip_suffix(".gz").unwrap_or(rest);
+            if let Ok(k) = digits.parse::<usize>()
+                && k > 0
+            {
+                found.push((k, e.path()));
+            }
+        }
+    }
+    let numbers: std::collections::BTreeSet<usize> = found.iter().map(|(k, _)| *k).collect();
     let highest = numbers.last().copied().unwrap_or(0);
     let missing = (1..highest)
-        .filter(|k| numbers.binary_search(k).is_err())
+        .filter(|k| !numbers.contains(k))
         .map(|k| super::rotated_path(log, k))
         .collect();
-    let mut files: Vec<PathBuf> = numbers
-        .iter()
-        .rev()
-        .map(|&k| super::rotated_path(log, k))
+    let mut keyed: Vec<(Option<u64>, std::cmp::Reverse<usize>, PathBuf)> = found
+        .into_iter()
+        .map(|(k, p)| (first_seq(&p), std::cmp::Reverse(k), p))
         .collect();
+    keyed.sort();
+    let mut files: Vec<PathBuf> = keyed.into_iter().map(|(_, _, p)| p).collect();
     if log.exists() {
         files.push(log.to_path_buf());
     }
@@ -395,9 +420,8 @@ pub fn verify_with_progress(log: &Path, key: &Key, progress: &mut dyn FnMut(u64,
             first_seq: None,
             last_seq: None,
         };
-        match open_regular(file) {
-            Ok(f) => {
-                let mut r = BufReader::with_capacity(1 << 20, f);
+        match open_lines(file) {
+            Ok(mut r) => {
                 let mut buf = Vec::with_capacity(1024);
                 let mut lineno = 0u64;
                 loop {
