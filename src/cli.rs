@@ -185,18 +185,49 @@ pub struct GrantArgs {
     /// For an interpreter: serve it whatever script or inline code it runs.
     #[arg(long = "allow-any-script")]
     pub allow_any_script: bool,
+    /// The services named here are granted for this long only (10m, 2h, 1d).
+    #[arg(long = "for", value_name = "DURATION")]
+    pub for_: Option<String>,
+    /// The services named here are granted for one successful use.
+    #[arg(long)]
+    pub once: bool,
+    /// Every use of the services named here is held for a dashboard to confirm.
+    #[arg(long)]
+    pub confirm: bool,
 }
 
-impl From<GrantArgs> for Grants {
-    fn from(g: GrantArgs) -> Grants {
-        Grants {
+impl TryFrom<GrantArgs> for Grants {
+    type Error = String;
+    fn try_from(g: GrantArgs) -> Result<Grants, String> {
+        let expires_at = match &g.for_ {
+            Some(d) => Some(
+                chrono::Utc::now()
+                    + chrono::Duration::seconds(
+                        i64::try_from(policy::parse_duration(d)?).unwrap_or(i64::MAX / 2),
+                    ),
+            ),
+            None => None,
+        };
+        if (expires_at.is_some() || g.once || g.confirm) && g.read.is_empty() && g.write.is_empty()
+        {
+            return Err(
+                "--for, --once and --confirm apply to the services named with --read or --write"
+                    .into(),
+            );
+        }
+        Ok(Grants {
+            terms: policy::GrantTerms {
+                expires_at,
+                uses_left: g.once.then_some(1),
+                confirm: g.confirm,
+            },
             read: g.read,
             write: g.write,
             search: g.search,
             allow_env: g.allow_env,
             via: g.via,
             allow_any_script: g.allow_any_script,
-        }
+        })
     }
 }
 
@@ -250,13 +281,13 @@ pub fn run(cli: Cli) -> Result<(), String> {
         ),
         Command::ListPending { json } => list_pending(&paths, json),
         Command::Approve { hash, grants } => {
-            let b = admin::approve(&paths, Source::Cli, &hash, &grants.into())?;
+            let b = admin::approve(&paths, Source::Cli, &hash, &grants.try_into()?)?;
             println!("approved {} ({})", b.path.display(), b.hash.short());
             print_permissions(&b);
             Ok(())
         }
         Command::Register { path, grants } => {
-            let b = admin::register(&paths, Source::Cli, &path, &grants.into())?;
+            let b = admin::register(&paths, Source::Cli, &path, &grants.try_into()?)?;
             println!("registered {} ({})", b.path.display(), b.hash.short());
             print_permissions(&b);
             Ok(())
@@ -279,12 +310,12 @@ pub fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::Grant { binary, grants } => {
-            let b = admin::grant(&paths, Source::Cli, &binary, &grants.into())?;
+            let b = admin::grant(&paths, Source::Cli, &binary, &grants.try_into()?)?;
             print_permissions(&b);
             Ok(())
         }
         Command::Revoke { binary, grants } => {
-            let b = admin::revoke(&paths, Source::Cli, &binary, &grants.into())?;
+            let b = admin::revoke(&paths, Source::Cli, &binary, &grants.try_into()?)?;
             print_permissions(&b);
             Ok(())
         }
@@ -611,6 +642,11 @@ fn policy_notes(b: &policy::BinaryPolicy) -> Vec<String> {
             .map(policy::BinaryHash::short)
             .collect();
         notes.push(format!("only when launched by {}", v.join(", ")));
+    }
+    for (svc, t) in &b.service_terms {
+        if !t.is_empty() {
+            notes.push(format!("{svc}: {}", t.describe(chrono::Utc::now())));
+        }
     }
     if !b.allow_env.is_empty() {
         let v: Vec<&str> = b.allow_env.iter().map(String::as_str).collect();

@@ -114,12 +114,12 @@ pub fn update<T>(path: &Path, f: impl FnOnce(&mut PendingFile) -> T) -> Result<T
     Ok(out)
 }
 
-/// Records a refused attempt.
-pub fn record(path: &Path, attempt: Attempt) -> Result<(), String> {
+/// Records a refused attempt; `true` when the caller is new to the queue.
+pub fn record(path: &Path, attempt: Attempt) -> Result<bool, String> {
     update(path, |file| apply_attempt(file, attempt, Utc::now()))
 }
 
-fn apply_attempt(file: &mut PendingFile, a: Attempt, now: DateTime<Utc>) {
+fn apply_attempt(file: &mut PendingFile, a: Attempt, now: DateTime<Utc>) -> bool {
     expire(file, now);
     let argv: Vec<String> = a
         .argv
@@ -152,7 +152,7 @@ fn apply_attempt(file: &mut PendingFile, a: Attempt, now: DateTime<Utc>) {
         e.changed_from = a.changed_from;
         e.interpreter = a.interpreter;
         e.chain = chain;
-        return;
+        return false;
     }
     if file.entries.len() >= MAX_ENTRIES {
         file.entries.sort_by_key(|e| std::cmp::Reverse(e.last_seen));
@@ -172,6 +172,7 @@ fn apply_attempt(file: &mut PendingFile, a: Attempt, now: DateTime<Utc>) {
         interpreter: a.interpreter,
         chain,
     });
+    true
 }
 
 fn shorten(s: &str) -> String {

@@ -111,6 +111,16 @@ pub struct Record {
     /// Launch rules added or removed by a policy change.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub via: Vec<String>,
+    /// Live approval (SPEC §11): the decision an approver gave (`once`, `time`, `always`,
+    /// `deny`, `forget`), or `timeout` / `withdrawn` / `no_answer`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<String>,
+    /// Who answered (`dashboard`, `dashboard pid N`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answered_by: Option<String>,
+    /// The prompt a record belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
     /// HMAC-SHA-256 chain value, hex (set by the writer; last member of every chained line).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac: Option<String>,
