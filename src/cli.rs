@@ -357,12 +357,15 @@ fn join_or_dash<'a>(items: impl Iterator<Item = &'a String>) -> String {
     }
 }
 
+/// Runs the daemon. Everything that can refuse the start (socket directory, a daemon already
+/// running, state directories and files, the backend) is checked before anything is printed or
+/// audited, so a refused start prints exactly one line: the reason.
 fn start(paths: Paths) -> Result<(), String> {
-    // Chosen before the runtime starts: the probe blocks (briefly, bounded).
-    let selection = crate::backend::select::open_selection(&paths)?;
-    if let Some(notice) = &selection.notice {
-        eprintln!("keychain-auth: {notice}");
-    }
+    let notes = crate::server::preflight::check(&paths).map_err(|e| e.to_string())?;
+    // Chosen before the runtime starts: the probe blocks (briefly, bounded). No side effects.
+    let selection = crate::backend::select::select(&paths)?;
+    let notice = selection.notice.clone();
+    let notice_record = crate::backend::select::notice_record(&selection);
     let reason = selection.reason.clone();
     // One async worker per core, at most four: sessions are short and blocking work (hashing,
     // fsync'd writes, D-Bus) runs on tokio's separate blocking pool.
@@ -372,10 +375,21 @@ fn start(paths: Paths) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    runtime.block_on(async move {
+    let served = runtime.block_on(async move {
         let backend = selection.backend;
         let socket = paths.socket.clone();
         let server = Server::bind(paths, backend, Limits::default()).map_err(|e| e.to_string())?;
+        if let Some(notice) = &notice {
+            eprintln!("keychain-auth: {notice}");
+        }
+        if let Some(rec) = &notice_record
+            && let Err(e) = server.broker().audit.append(rec)
+        {
+            eprintln!("keychain-auth: cannot audit the backend notice: {e}");
+        }
+        for note in &notes {
+            eprintln!("keychain-auth: {note}");
+        }
         eprintln!(
             "keychain-auth {}: listening on {} ({})",
             crate::VERSION,
@@ -383,9 +397,15 @@ fn start(paths: Paths) -> Result<(), String> {
             reason
         );
         server.run(shutdown_signal()).await;
-        eprintln!("keychain-auth: stopped");
         Ok(())
-    })
+    });
+    // A request still stuck in blocking work (a slow keyring, a lock held by another process)
+    // must not keep a stopped daemon alive: give it a moment, then exit regardless.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    if served.is_ok() {
+        eprintln!("keychain-auth: stopped");
+    }
+    served
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -84,8 +84,18 @@ pub struct Attempt {
 
 /// Reads pending.json (missing → empty), dropping expired entries.
 pub fn load(path: &Path) -> Result<PendingFile, String> {
-    let bytes =
-        fsutil::read_optional(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    parse(path, read(path)?)
+}
+
+/// The bytes of pending.json (`None`: missing), read through [`fsutil::open_state`].
+fn read(path: &Path) -> Result<Option<Vec<u8>>, String> {
+    fsutil::read_optional(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::PermissionDenied => e.to_string(),
+        _ => format!("cannot read {}: {e}", path.display()),
+    })
+}
+
+fn parse(path: &Path, bytes: Option<Vec<u8>>) -> Result<PendingFile, String> {
     let mut file: PendingFile = match bytes {
         None => PendingFile::default(),
         Some(b) => serde_json::from_slice(&b)
@@ -101,11 +111,12 @@ fn expire(file: &mut PendingFile, now: DateTime<Utc>) {
 }
 
 /// Runs `f` under the lock on a fresh copy and writes the result atomically. A corrupt queue is
-/// replaced (it only holds refusals, which the next attempt records again).
+/// replaced (it only holds refusals, which the next attempt records again); a file that is not
+/// a private regular file of ours (a link, a FIFO, another user's) is refused, not replaced.
 pub fn update<T>(path: &Path, f: impl FnOnce(&mut PendingFile) -> T) -> Result<T, String> {
     let _lock =
         FileLock::acquire(path).map_err(|e| format!("cannot lock {}: {e}", path.display()))?;
-    let mut file = load(path).unwrap_or_default();
+    let mut file = parse(path, read(path)?).unwrap_or_default();
     let out = f(&mut file);
     let mut bytes = serde_json::to_vec_pretty(&file).map_err(|e| e.to_string())?;
     bytes.push(b'\n');

@@ -459,16 +459,14 @@ pub fn load(path: &Path) -> Result<PolicyFile, PolicyError> {
         path: path.to_path_buf(),
         why,
     };
-    let meta = match std::fs::metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(PolicyFile::default()),
-        Err(e) => return Err(err(format!("cannot be read: {e}"))),
-    };
-    fsutil::check_private(path, &meta).map_err(err)?;
-    let bytes = fsutil::read_optional(path)
-        .map_err(|e| err(format!("cannot be read: {e}")))?
-        .unwrap_or_default();
-    parse(&bytes).map_err(err)
+    // Opened without following links or blocking, and checked: a regular file of ours that
+    // group and others cannot read or write.
+    match fsutil::read_optional(path) {
+        Ok(None) => Ok(PolicyFile::default()),
+        Ok(Some(bytes)) => parse(&bytes).map_err(err),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(err(e.to_string())),
+        Err(e) => Err(err(format!("cannot be read: {e}"))),
+    }
 }
 
 /// Parses config.json text.

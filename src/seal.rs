@@ -318,8 +318,8 @@ mod tests {
         f.registered_binaries.push(entry('a', "aws"));
         f.registered_binaries.push(entry('b', "gcp"));
         let bytes = seal_bytes(&key, &mut f).unwrap();
-        std::fs::write(&config, &bytes).unwrap();
-        std::fs::write(copy_path(&config), &bytes).unwrap();
+        crate::fsutil::write_atomic(&config, &bytes).unwrap();
+        crate::fsutil::write_atomic(&copy_path(&config), &bytes).unwrap();
         let parsed: PolicyFile = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(check(&config, &parsed, &key, None), Integrity::Sealed);
         // re-indented: still sealed

@@ -826,43 +826,43 @@ fn tail_pos(f: &File, size: u64) -> Pos {
         .unwrap_or(genesis)
 }
 
-fn open_append(path: &Path) -> io::Result<File> {
+/// Opens (creating 0600) a file of the log with the rules of every state file
+/// ([`fsutil::check_state_file`]): never through a link, never blocking on a FIFO put in its
+/// place, only a regular file of ours that others cannot write. The log is opened readable too
+/// (the writer reads its tail after a crash or a lost state file).
+fn open_checked(path: &Path, opts: &mut OpenOptions) -> io::Result<File> {
     if let Some(dir) = path.parent() {
         fsutil::ensure_private_dir(dir)?;
     }
-    let f = OpenOptions::new()
-        .create(true)
-        .read(true)
-        .append(true)
+    match std::fs::symlink_metadata(path) {
+        Ok(m) => fsutil::check_state_file(path, &m)?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let f = opts
         .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
         .open(path)?;
-    check_regular(path, &f)?;
+    fsutil::check_state_file(path, &f.metadata()?)?;
     Ok(f)
+}
+
+fn open_append(path: &Path) -> io::Result<File> {
+    open_checked(
+        path,
+        OpenOptions::new().create(true).read(true).append(true),
+    )
 }
 
 fn open_state(path: &Path) -> io::Result<File> {
-    if let Some(dir) = path.parent() {
-        fsutil::ensure_private_dir(dir)?;
-    }
-    let f = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)?;
-    check_regular(path, &f)?;
-    Ok(f)
-}
-
-fn check_regular(path: &Path, f: &File) -> io::Result<()> {
-    let m = f.metadata()?;
-    if !m.is_file() {
-        return Err(other(format!("{} is not a regular file", path.display())));
-    }
-    fsutil::check_private(path, &m).map_err(other)
+    open_checked(
+        path,
+        OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true),
+    )
 }
 
 /// Checks that a record could be appended now (the log opens, the key can be had), so a change

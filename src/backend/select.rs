@@ -286,15 +286,21 @@ pub fn select(paths: &Paths) -> Result<Selection, String> {
     })
 }
 
+/// The audit record of the selection's notice (fallback, locked), if it has one. The daemon
+/// appends it only once it is about to serve, so a refused start leaves none.
+pub fn notice_record(sel: &Selection) -> Option<Record> {
+    let notice = sel.notice.as_ref()?;
+    let action = match sel.kind() {
+        BackendKind::File => "backend_fallback",
+        BackendKind::Keyring => "backend_notice",
+    };
+    Some(Record::daemon(action, Some(notice.clone())))
+}
+
 /// [`select`], then records a notice (fallback, locked) in the audit log.
 pub fn open_selection(paths: &Paths) -> Result<Selection, String> {
     let sel = select(paths)?;
-    if let Some(notice) = &sel.notice {
-        let action = match sel.kind() {
-            BackendKind::File => "backend_fallback",
-            BackendKind::Keyring => "backend_notice",
-        };
-        let rec = Record::daemon(action, Some(notice.clone()));
+    if let Some(rec) = notice_record(&sel) {
         let keys = audit::KeySource::Store(sel.backend.clone());
         if let Err(e) = audit::append_with(paths, keys, &rec) {
             // Typically the audit key sits in the locked keyring this notice is about: the

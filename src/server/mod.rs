@@ -11,6 +11,7 @@ pub mod ask;
 pub mod frame;
 pub mod handler;
 pub mod notify;
+pub mod preflight;
 pub mod session;
 pub mod socket;
 
@@ -152,13 +153,17 @@ pub struct Server {
 
 impl Server {
     /// Binds the socket (refusing when a live daemon answers there, replacing a stale one) and
-    /// opens the audit log. Must be called inside a tokio runtime.
+    /// opens the audit log, after the [`preflight`] checks. Must be called inside a tokio runtime.
     pub fn bind(
         paths: Paths,
         backend: Arc<dyn Backend>,
         mut limits: Limits,
     ) -> Result<Server, StartError> {
         protect_process()?;
+        preflight::check(&paths)?;
+        if backend.kind() == crate::backend::BackendKind::File {
+            preflight::check_file_store(&paths)?;
+        }
         let keys = KeySource::Store(backend.clone());
         let rotation = Rotation::from_config(&paths.config);
         let audit = AuditLog::open(&paths.audit, keys, rotation).map_err(|e| {
