@@ -385,7 +385,13 @@ fn start(paths: Paths) -> Result<(), String> {
         if let Some(rec) = &notice_record
             && let Err(e) = server.broker().audit.append(rec)
         {
-            eprintln!("keychain-auth: cannot audit the backend notice: {e}");
+            // Typically the audit key is in the locked keyring this notice is about: the
+            // record is written (chained) by the first append that can read the key.
+            eprintln!(
+                "keychain-auth: the backend notice is not in the audit log yet ({e}); it is written once the audit key can be read"
+            );
+            let audit = server.broker().audit.path().to_path_buf();
+            crate::audit::defer(&audit, rec.clone());
         }
         for note in &notes {
             eprintln!("keychain-auth: {note}");
