@@ -434,6 +434,9 @@ fn dashboard_row(table: &mut Table, scale: &Scale) {
         }
         w.flush().expect("flush");
     }
+    // State files must be 0600 in 0700 directories, or the broker refuses them.
+    common::set_mode(&log, 0o600);
+    common::set_mode(log.parent().expect("dir"), 0o700);
     let size_mb = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0) / (1024 * 1024);
     let tmux_socket = format!("ka-bench-{}", std::process::id());
     let tmux = |args: &[&str]| {
