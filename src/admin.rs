@@ -82,6 +82,11 @@ impl Grants {
             {
                 return Err(format!("{s:?} is not a valid service name"));
             }
+            if crate::audit::chain::is_reserved_service(s) {
+                return Err(format!(
+                    "{s:?} is reserved for keychain-auth itself (its audit key) and cannot be granted"
+                ));
+            }
         }
         for v in &self.allow_env {
             if !crate::identity::process::INJECTION_VARS.contains(&v.as_str()) {
@@ -190,13 +195,11 @@ fn audit_change(
     entry: &BinaryPolicy,
     fill: impl FnOnce(&mut Record),
 ) -> Result<(), String> {
-    let mut rec = Record::new("policy_change", source.as_str());
-    rec.action = Some(change.into());
+    let mut rec = Record::policy_change(source.as_str(), change);
     rec.path = Some(entry.path.display().to_string());
     rec.hash = Some(entry.hash.to_string());
-    rec.status = Some("success".into());
     fill(&mut rec);
-    audit::append_once(&paths.audit, &rec).map_err(|e| {
+    audit::append_once(paths, &rec).map_err(|e| {
         format!(
             "the change was made but the audit log {} could not be written: {e}",
             paths.audit.display()
@@ -207,7 +210,7 @@ fn audit_change(
 /// Counts one successful use of a grant with `uses_left` for `service`; the grants of the
 /// service go when none is left (audited as `expire`).
 pub fn consume_use(paths: &Paths, hash: &BinaryHash, service: &str) -> Result<(), String> {
-    let gone = policy::update(&paths.config, |p| {
+    let gone = policy::update(paths, |p| {
         let Some(b) = p.registered_binaries.iter_mut().find(|b| &b.hash == hash) else {
             return Ok(None);
         };
@@ -252,7 +255,7 @@ pub fn prune_expired(paths: &Paths) -> Result<usize, String> {
         Err(_) => return Ok(0),
         Ok(_) => {}
     }
-    let removed = policy::update(&paths.config, |p| {
+    let removed = policy::update(paths, |p| {
         let list = due(p);
         let mut out = Vec::new();
         for (hash, svc) in list {
@@ -280,8 +283,7 @@ fn drop_service(b: &mut BinaryPolicy, service: &str) {
 
 /// Checks before a change that the audit log can be opened, so a change is not made unaudited.
 fn audit_ready(paths: &Paths) -> Result<(), String> {
-    audit::AuditLog::open(&paths.audit)
-        .map(|_| ())
+    audit::ready(paths)
         .map_err(|e| format!("cannot open the audit log {}: {e}", paths.audit.display()))
 }
 
@@ -303,7 +305,7 @@ pub fn approve(
     {
         return Err(bare_interpreter(&entry.path));
     }
-    let added = policy::update(&paths.config, |p| {
+    let added = policy::update(paths, |p| {
         if let Some(b) = p.by_hash(&entry.hash) {
             return Err(format!(
                 "{} is already approved (as {})",
@@ -371,7 +373,7 @@ pub fn register(
         return Err(bare_interpreter(&path));
     }
     audit_ready(paths)?;
-    let added = policy::update(&paths.config, |p| {
+    let added = policy::update(paths, |p| {
         if let Some(b) = p.by_hash(&hash) {
             return Err(format!(
                 "this binary ({}) is already registered as {}",
@@ -402,7 +404,7 @@ pub fn register(
 pub fn upgrade(paths: &Paths, source: Source, path: &Path) -> Result<Upgrade, String> {
     let (path, hash) = hash_binary(path)?;
     audit_ready(paths)?;
-    let result = policy::update(&paths.config, |p| {
+    let result = policy::update(paths, |p| {
         if let Some(other) = p.by_hash(&hash)
             && other.path != path
         {
@@ -495,7 +497,7 @@ fn change_grants(
     }
     let grants = &grants.resolve()?;
     audit_ready(paths)?;
-    let entry = policy::update(&paths.config, |p| {
+    let entry = policy::update(paths, |p| {
         let i = p.resolve(selector)?;
         let b = &mut p.registered_binaries[i];
         apply(grants, b);
@@ -515,7 +517,7 @@ pub fn set_grants(
 ) -> Result<BinaryPolicy, String> {
     grants.validate()?;
     audit_ready(paths)?;
-    let (before, after) = policy::update(&paths.config, |p| {
+    let (before, after) = policy::update(paths, |p| {
         let i = p.resolve(selector)?;
         let b = &mut p.registered_binaries[i];
         let before = b.clone();
@@ -544,7 +546,7 @@ pub fn set_grants(
 /// Removes the binary `selector` names.
 pub fn unregister(paths: &Paths, source: Source, selector: &str) -> Result<BinaryPolicy, String> {
     audit_ready(paths)?;
-    let removed = policy::update(&paths.config, |p| {
+    let removed = policy::update(paths, |p| {
         let i = p.resolve(selector)?;
         Ok(p.registered_binaries.remove(i))
     })?;
@@ -560,12 +562,10 @@ pub fn dismiss(paths: &Paths, source: Source, selector: &str) -> Result<PendingE
         q.entries.retain(|x| x.hash != e.hash);
         Ok::<_, String>(e)
     })??;
-    let mut rec = Record::new("policy_change", source.as_str());
-    rec.action = Some("dismiss".into());
+    let mut rec = Record::policy_change(source.as_str(), "dismiss");
     rec.path = Some(entry.path.display().to_string());
     rec.hash = Some(entry.hash.to_string());
-    rec.status = Some("success".into());
-    audit::append_once(&paths.audit, &rec).map_err(|e| e.to_string())?;
+    audit::append_once(paths, &rec).map_err(|e| e.to_string())?;
     Ok(entry)
 }
 

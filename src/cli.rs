@@ -93,6 +93,76 @@ pub enum Command {
     },
     /// Check the setup: backend and why, Secret Service, daemon, permissions, config.
     Doctor,
+    /// Policy integrity: `policy accept` adopts an edit made outside keychain-auth.
+    Policy {
+        /// What to do.
+        #[command(subcommand)]
+        action: PolicyAction,
+    },
+    /// Print the audit log (a table, or JSON lines); `audit verify` checks its chain.
+    #[command(args_conflicts_with_subcommands = true)]
+    Audit {
+        /// `verify`: check the chain.
+        #[command(subcommand)]
+        check: Option<AuditCheck>,
+        #[command(flatten)]
+        show: AuditArgs,
+    },
+}
+
+/// `keychain-auth policy ...`.
+#[derive(Debug, Subcommand)]
+pub enum PolicyAction {
+    /// Show how config.json was edited outside keychain-auth and, when you answer y on the
+    /// terminal, adopt the edit (seal it, serve it).
+    Accept {
+        /// Adopt without asking (for scripts; the difference is still printed).
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+/// `keychain-auth audit verify`.
+#[derive(Debug, Subcommand)]
+pub enum AuditCheck {
+    /// Check every record of the log and its rotated files; exit non-zero on any break.
+    Verify {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Filters and output of `keychain-auth audit`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct AuditArgs {
+    /// Keep printing new records (also across rotation) until interrupted.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// JSON lines as written, for scripts.
+    #[arg(long)]
+    pub json: bool,
+    /// Records at or after T (RFC 3339, a local date or "date time", or an age: 30m, 2h, 7d).
+    #[arg(long, value_name = "T")]
+    pub since: Option<String>,
+    /// Records before T (same forms as --since).
+    #[arg(long, value_name = "T")]
+    pub until: Option<String>,
+    /// Caller binary: a path substring or a hash prefix.
+    #[arg(long, value_name = "X")]
+    pub binary: Option<String>,
+    /// Service name.
+    #[arg(long, value_name = "S")]
+    pub service: Option<String>,
+    /// success, denied or error.
+    #[arg(long, value_name = "S")]
+    pub status: Option<String>,
+    /// An action (read, write, delete, search, approve, grant, …) or event (request, policy_change, connection_refused, daemon, audit).
+    #[arg(long, value_name = "A")]
+    pub action: Option<String>,
+    /// Only the last N matching records (with --follow: 10 unless given).
+    #[arg(short = 'n', value_name = "N")]
+    pub last: Option<usize>,
 }
 
 /// Permission flags shared by approve, register, grant and revoke.
@@ -270,6 +340,14 @@ pub fn run(cli: Cli) -> Result<(), String> {
         Command::List { json } => list(&paths, json),
         Command::Migrate { to } => crate::doctor::migrate(&paths, &to),
         Command::Doctor => crate::doctor::doctor(&paths),
+        Command::Audit {
+            check: Some(AuditCheck::Verify { json }),
+            ..
+        } => audit_verify(&paths, json),
+        Command::Audit { check: None, show } => audit_show(&paths, show),
+        Command::Policy {
+            action: PolicyAction::Accept { yes },
+        } => policy_accept(&paths, yes),
     }
 }
 
@@ -333,7 +411,13 @@ fn start(paths: Paths) -> Result<(), String> {
         if let Some(rec) = &notice_record
             && let Err(e) = server.broker().audit.append(rec)
         {
-            tracing::warn!("keychain-auth: cannot audit the backend notice: {e}");
+            // Typically the audit key is in the locked keyring this notice is about: the
+            // record is written (chained) by the first append that can read the key.
+            tracing::warn!(
+                "keychain-auth: the backend notice is not in the audit log yet ({e}); it is written once the audit key can be read"
+            );
+            let audit = server.broker().audit.path().to_path_buf();
+            crate::audit::defer(&audit, rec.clone());
         }
         for note in &notes {
             tracing::warn!("keychain-auth: {note}");
@@ -460,6 +544,144 @@ fn list(paths: &Paths, json: bool) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+fn audit_verify(paths: &Paths, json: bool) -> Result<(), String> {
+    use crate::audit::{chain, verify};
+    let sel = crate::backend::select::select(paths)?;
+    let key = match chain::load(sel.backend.as_ref())? {
+        Some(k) => k,
+        None => {
+            let (files, _) = verify::log_files(&paths.audit);
+            if files.is_empty() {
+                println!("no audit log yet at {}", paths.audit.display());
+                return Ok(());
+            }
+            return Err(format!(
+                "the {} holds no audit key ({}/{}), so the log cannot be checked: was it written with another store? (KEYCHAIN_AUTH_BACKEND chooses)",
+                sel.backend.describe(),
+                chain::KEY_SERVICE,
+                chain::KEY_TARGET
+            ));
+        }
+    };
+    let report = verify::verify(&paths.audit, &key);
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string(&report).map_err(|e| e.to_string())?
+        );
+    } else {
+        print!("{}", report.render());
+    }
+    match report.breaks.first() {
+        None => Ok(()),
+        Some(b) => Err(format!(
+            "audit log NOT verified: first break in {}{}{}: {}",
+            b.file.display(),
+            if b.line > 0 {
+                format!(" line {}", b.line)
+            } else {
+                String::new()
+            },
+            b.seq.map_or(String::new(), |s| format!(" (seq {s})")),
+            b.message
+        )),
+    }
+}
+
+fn policy_accept(paths: &Paths, yes: bool) -> Result<(), String> {
+    use crate::seal::Integrity;
+    use std::io::{BufRead, Write};
+    let keys = crate::audit::KeySource::Select(Box::new(paths.clone()));
+    let file = policy::load(&paths.config).map_err(|e| e.to_string())?;
+    let shown = match policy::integrity(paths, &keys, &file)? {
+        Integrity::Sealed => {
+            println!(
+                "{} matches its seal: nothing to accept",
+                paths.config.display()
+            );
+            return Ok(());
+        }
+        Integrity::Unsealed => None,
+        Integrity::Edited(d) => Some(d),
+    };
+    match &shown {
+        Some(d) => println!("{}:\n{}", d.summary(), d.render().trim_end()),
+        None => println!(
+            "{} is not sealed yet (written before sealing existed, or by hand)",
+            paths.config.display()
+        ),
+    }
+    if !yes {
+        let tty = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/tty")
+            .map_err(|_| {
+                "policy accept asks for confirmation on a terminal and none is attached; run it in one (or pass --yes)".to_string()
+            })?;
+        let mut w = &tty;
+        write!(w, "Adopt this and serve it? [y/N] ").map_err(|e| e.to_string())?;
+        w.flush().map_err(|e| e.to_string())?;
+        let mut answer = String::new();
+        std::io::BufReader::new(&tty)
+            .read_line(&mut answer)
+            .map_err(|e| e.to_string())?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
+            return Err("not adopted: nothing was changed".into());
+        }
+    }
+    let adopted = policy::accept(paths, &keys, |now| Some(now) == shown.as_ref())
+        .map_err(|e| {
+            if e.starts_with("not adopted") {
+                "config.json changed again while you were reviewing it; nothing was adopted: run `keychain-auth policy accept` again".to_string()
+            } else {
+                e
+            }
+        })?;
+    let mut rec = crate::audit::Record::policy_change("cli", "accept");
+    rec.message = Some(match &shown {
+        Some(d) => format!(
+            "adopted an edit made outside keychain-auth: {}",
+            d.summary()
+        ),
+        None => "sealed a config.json written before sealing".into(),
+    });
+    crate::audit::append_once(paths, &rec)
+        .map_err(|e| format!("the edit was adopted but the audit log could not be written: {e}"))?;
+    println!(
+        "{} {}",
+        if adopted || shown.is_none() {
+            "adopted:"
+        } else {
+            "nothing to adopt:"
+        },
+        paths.config.display()
+    );
+    Ok(())
+}
+
+fn audit_show(paths: &Paths, a: AuditArgs) -> Result<(), String> {
+    use crate::audit::show;
+    let time = |t: Option<String>| t.as_deref().map(show::parse_time).transpose();
+    let filter = show::Filter {
+        since: time(a.since)?,
+        until: time(a.until)?,
+        binary: a.binary,
+        service: a.service,
+        status: a.status,
+        action: a.action,
+    };
+    // Like `tail -f`: a follow without -n starts from the last 10 matching records.
+    let last = a.last.or(a.follow.then_some(10));
+    show::run(
+        &paths.audit,
+        &filter,
+        last,
+        show::Format::choose(a.json),
+        a.follow,
+    )
 }
 
 /// The second-form details of an entry (SPEC §10), one line each.

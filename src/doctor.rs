@@ -96,6 +96,7 @@ impl Checks {
 pub fn doctor(paths: &Paths) -> Result<(), String> {
     let mut c = Checks::default();
     check_config(paths, &mut c);
+    check_seal(paths, &mut c);
     let daemon = running(&paths.socket);
     let serving = match &daemon {
         Running::Yes(s) => Some(s.backend.as_str()),
@@ -155,11 +156,14 @@ pub fn doctor(paths: &Paths) -> Result<(), String> {
         ),
     }
     match std::fs::metadata(&paths.audit) {
-        Ok(m) => c.add(
-            Level::Ok,
-            "audit log",
-            format!("{} ({})", paths.audit.display(), human_size(m.len())),
-        ),
+        Ok(m) => {
+            c.add(
+                Level::Ok,
+                "audit log",
+                format!("{} ({})", paths.audit.display(), human_size(m.len())),
+            );
+            check_chain(paths, &mut c);
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => c.add(
             Level::Info,
             "audit log",
@@ -206,6 +210,78 @@ fn human_size(n: u64) -> String {
         n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / f64::from(1u32 << 20)),
         n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
         n => format!("{n} bytes"),
+    }
+}
+
+/// The audit chain, as `audit verify` checks it.
+fn check_chain(paths: &Paths, c: &mut Checks) {
+    let key =
+        crate::backend::select::select(paths).and_then(|s| audit::chain::load(s.backend.as_ref()));
+    match key {
+        Ok(Some(key)) => {
+            let r = audit::verify::verify(&paths.audit, &key);
+            match r.breaks.first() {
+                None => c.add(
+                    Level::Ok,
+                    "audit chain",
+                    format!("verified: {} records in {} file(s)", r.records, r.files.len()),
+                ),
+                Some(b) => c.problem(
+                    "audit chain",
+                    format!(
+                        "BROKEN: {} break(s), the first in {} line {}: {}",
+                        r.breaks.len(),
+                        b.file.display(),
+                        b.line,
+                        b.message
+                    ),
+                    "see `keychain-auth audit verify` for every break; the log was changed by something other than keychain-auth",
+                ),
+            }
+        }
+        Ok(None) => c.add(
+            Level::Info,
+            "audit chain",
+            "no audit key in the store yet: nothing chained",
+        ),
+        Err(e) => c.add(Level::Warn, "audit chain", format!("not checked: {e}")),
+    }
+}
+
+/// config.json's seal: edits made outside keychain-auth, and what they changed.
+fn check_seal(paths: &Paths, c: &mut Checks) {
+    use crate::seal::Integrity;
+    let Ok(file) = policy::load(&paths.config) else {
+        return; // reported by the config check
+    };
+    match policy::integrity(paths, &audit::KeySource::Select(Box::new(paths.clone())), &file) {
+        Err(e) => c.problem(
+            "config seal",
+            format!("cannot check the seal of {}: {e}", paths.config.display()),
+            "make the store reachable (see the backend check); until then the daemon denies every request",
+        ),
+        Ok(Integrity::Sealed) => c.add(
+            Level::Ok,
+            "config seal",
+            format!("{} matches its seal", paths.config.display()),
+        ),
+        Ok(Integrity::Unsealed) => c.add(
+            Level::Warn,
+            "config seal",
+            format!(
+                "{} is not sealed yet (written before sealing existed, or by hand); the next keychain-auth change seals it",
+                paths.config.display()
+            ),
+        ),
+        Ok(Integrity::Edited(d)) => c.problem(
+            "config seal",
+            format!(
+                "{}; the added or changed entries are not served:\n{}",
+                d.summary(),
+                d.render().trim_end()
+            ),
+            "review and adopt it with `keychain-auth policy accept`, or undo the edit",
+        ),
     }
 }
 
@@ -469,11 +545,15 @@ pub fn migrate(paths: &Paths, to: &str) -> Result<(), String> {
         _ => (&keyring, &file),
     };
     let mut done = 0usize;
+    // keychain-auth's own key goes first and stays in the source until config.json names the
+    // destination (see backend::migrate).
+    let reserved_conflicts = migrate::copy_reserved(from, into)?;
     let result = migrate::migrate(from, into, &mut |_, _| done += 1);
-    let (report, error) = match result {
+    let (mut report, error) = match result {
         Ok(r) => (r, None),
         Err(s) => (s.report, Some(s.error)),
     };
+    report.conflicts.extend(reserved_conflicts.iter().cloned());
     let summary = summary(&report, from, into);
     let mut rec = Record::new("migrate", "cli");
     rec.action = Some("migrate".into());
@@ -488,7 +568,7 @@ pub fn migrate(paths: &Paths, to: &str) -> Result<(), String> {
         Some(e) => format!("{summary}; stopped: {e}"),
         None => summary.clone(),
     });
-    if let Err(e) = audit::append_once(&paths.audit, &rec) {
+    if let Err(e) = audit::append_once(paths, &rec) {
         eprintln!("keychain-auth: warning: cannot write the audit log: {e}");
     }
     crate::outln!("{}", clean(&summary));
@@ -497,11 +577,14 @@ pub fn migrate(paths: &Paths, to: &str) -> Result<(), String> {
             "migration stopped: {e}; what was moved is safe, run the same command again to finish"
         ));
     }
-    policy::update(&paths.config, |p| {
+    policy::update(paths, |p| {
         p.backend = Some(dest.as_str().into());
         Ok(())
     })?;
     crate::outln!("config.json now records \"backend\": \"{}\"", dest.as_str());
+    if reserved_conflicts.is_empty() {
+        migrate::drop_reserved(from, into)?;
+    }
     if let Ok(v) = std::env::var(select::ENV)
         && !v.is_empty()
         && v != dest.as_str()

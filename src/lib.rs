@@ -15,6 +15,7 @@
 //! | [`protocol`] | the wire format: typed requests/responses, strict validation |
 //! | [`identity`] | peer credentials → executable → cached SHA-256 |
 //! | [`policy`] | config.json: approved binaries and what each may do |
+//! | [`seal`] | config.json's seal: edits made outside keychain-auth are held, not served |
 //! | [`pending`] | pending.json: refused callers waiting for review |
 //! | [`audit`] | the JSON-lines audit log |
 //! | [`backend`] | the keychain seam and its stores |
@@ -41,6 +42,7 @@ pub mod paths;
 pub mod pending;
 pub mod policy;
 pub mod protocol;
+pub mod seal;
 pub mod server;
 pub mod tui;
 

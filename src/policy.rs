@@ -139,6 +139,16 @@ impl BinaryPolicy {
     pub fn authorize(&self, req: &Request) -> Result<(), (Reason, String)> {
         let short = self.hash.short();
         let path = self.path.display();
+        // keychain-auth's own secrets (the audit key) are never served, whatever config.json says.
+        if crate::audit::chain::is_reserved_service(&req.service) {
+            return Err((
+                Reason::ServiceNotAllowed,
+                format!(
+                    "service {:?} is reserved for keychain-auth itself and is never served",
+                    req.service
+                ),
+            ));
+        }
         let needs_search = req.action == Action::Search || req.mode == MatchMode::Prefix;
         if needs_search && !self.can_search {
             let what = if req.action == Action::Search {
@@ -304,9 +314,18 @@ pub struct PolicyFile {
     /// Cap on one request line in bytes (default 64 KiB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_request_bytes: Option<usize>,
+    /// Size at which the daemon rotates the audit log (default 64 MiB; 0 turns rotation off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_max_bytes: Option<u64>,
+    /// Rotated audit files kept (default 5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_keep: Option<usize>,
     /// The approved binaries.
     #[serde(default)]
     pub registered_binaries: Vec<BinaryPolicy>,
+    /// HMAC over the rest of the file, written by keychain-auth (see [`crate::seal`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal: Option<String>,
     /// Interpreter names added to the built-in list (SPEC §10).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub interpreters: Vec<String>,
@@ -324,7 +343,10 @@ impl Default for PolicyFile {
             protocol_version: PROTOCOL_VERSION.into(),
             backend: None,
             max_request_bytes: None,
+            audit_max_bytes: None,
+            audit_keep: None,
             registered_binaries: Vec::new(),
+            seal: None,
             interpreters: Vec::new(),
             prompt_timeout_s: None,
             extra: serde_json::Map::new(),
@@ -458,20 +480,99 @@ pub fn parse(bytes: &[u8]) -> Result<PolicyFile, String> {
     Ok(file)
 }
 
-/// Runs `f` on the current policy under the exclusive lock and writes the result atomically when
-/// `f` succeeds. A corrupt file is never overwritten.
+/// Runs `f` on the current policy under the exclusive lock and writes the result atomically,
+/// sealed (see [`crate::seal`]), when `f` succeeds. A corrupt file is never overwritten, and a
+/// file edited outside keychain-auth is not changed (so the edit is never sealed unreviewed)
+/// until `keychain-auth policy accept` adopts it.
 pub fn update<T>(
-    path: &Path,
+    paths: &crate::paths::Paths,
     f: impl FnOnce(&mut PolicyFile) -> Result<T, String>,
 ) -> Result<T, String> {
+    update_with(
+        paths,
+        &crate::audit::KeySource::Select(Box::new(paths.clone())),
+        f,
+    )
+}
+
+/// [`update`] with the seal key from `keys`.
+pub fn update_with<T>(
+    paths: &crate::paths::Paths,
+    keys: &crate::audit::KeySource,
+    f: impl FnOnce(&mut PolicyFile) -> Result<T, String>,
+) -> Result<T, String> {
+    write_sealed(paths, keys, |policy, integrity| {
+        if let crate::seal::Integrity::Edited(d) = integrity
+            && d.needs_review()
+        {
+            return Err(format!(
+                "{}; nothing was changed. Review it with `keychain-auth policy accept` (which shows the difference and adopts it), or undo the edit",
+                d.summary()
+            ));
+        }
+        f(policy)
+    })
+}
+
+/// Adopts the current config.json as it is (an edit made outside keychain-auth) when `confirm`
+/// approves the difference shown to it; returns whether anything was adopted.
+pub fn accept(
+    paths: &crate::paths::Paths,
+    keys: &crate::audit::KeySource,
+    confirm: impl FnOnce(&crate::seal::Diff) -> bool,
+) -> Result<bool, String> {
+    write_sealed(paths, keys, |_, integrity| match integrity {
+        crate::seal::Integrity::Edited(d) => {
+            if confirm(d) {
+                Ok(true)
+            } else {
+                Err("not adopted: nothing was changed".into())
+            }
+        }
+        _ => Ok(false),
+    })
+}
+
+/// The seal state of `file` (just read from `paths.config`), with the key from `keys`.
+pub fn integrity(
+    paths: &crate::paths::Paths,
+    keys: &crate::audit::KeySource,
+    file: &PolicyFile,
+) -> Result<crate::seal::Integrity, String> {
+    let (key, store) = crate::seal::key_and_store(keys, &paths.audit)?;
+    Ok(crate::seal::check(
+        &paths.config,
+        file,
+        &key,
+        store.as_deref(),
+    ))
+}
+
+fn write_sealed<T>(
+    paths: &crate::paths::Paths,
+    keys: &crate::audit::KeySource,
+    f: impl FnOnce(&mut PolicyFile, &crate::seal::Integrity) -> Result<T, String>,
+) -> Result<T, String> {
+    let path = &paths.config;
+    let (key, store) = crate::seal::key_and_store(keys, &paths.audit)
+        .map_err(|e| format!("cannot seal {}: {e}", path.display()))?;
     let _lock =
         FileLock::acquire(path).map_err(|e| format!("cannot lock {}: {e}", path.display()))?;
     let mut policy = load(path).map_err(|e| e.to_string())?;
-    let out = f(&mut policy)?;
-    let mut bytes = serde_json::to_vec_pretty(&policy).map_err(|e| e.to_string())?;
-    bytes.push(b'\n');
+    let integrity = crate::seal::check(path, &policy, &key, store.as_deref());
+    let out = f(&mut policy, &integrity)?;
+    let bytes = crate::seal::seal_bytes(&key, &mut policy)?;
     fsutil::write_atomic(path, &bytes)
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    fsutil::write_atomic(&crate::seal::copy_path(path), &bytes).map_err(|e| {
+        format!(
+            "cannot write {}: {e}",
+            crate::seal::copy_path(path).display()
+        )
+    })?;
+    if let Some(s) = &store {
+        crate::seal::set_marker(s.as_ref());
+    }
     Ok(out)
 }
 
@@ -481,24 +582,42 @@ pub struct Snapshot {
     /// The parsed file.
     pub file: PolicyFile,
     index: HashMap<BinaryHash, usize>,
+    /// Entries edited outside keychain-auth, not served until accepted.
+    held: std::collections::HashSet<BinaryHash>,
+    /// What was edited outside keychain-auth, when anything was.
+    pub edited: Option<String>,
 }
 
 impl Snapshot {
-    fn new(file: PolicyFile) -> Snapshot {
+    fn new(file: PolicyFile, held: Vec<BinaryHash>, edited: Option<String>) -> Snapshot {
         let index = file
             .registered_binaries
             .iter()
             .enumerate()
             .map(|(i, b)| (b.hash.clone(), i))
             .collect();
-        Snapshot { file, index }
+        Snapshot {
+            file,
+            index,
+            held: held.into_iter().collect(),
+            edited,
+        }
     }
 
-    /// The entry approved for `hash`.
+    /// The entry approved for `hash`; `None` also when that entry is held (see [`Snapshot::is_held`]).
     pub fn lookup(&self, hash: &BinaryHash) -> Option<&BinaryPolicy> {
+        if self.held.contains(hash) {
+            return None;
+        }
         self.index
             .get(hash)
             .map(|&i| &self.file.registered_binaries[i])
+    }
+
+    /// True when the entry for `hash` was added or changed outside keychain-auth and is not
+    /// served until `keychain-auth policy accept`.
+    pub fn is_held(&self, hash: &BinaryHash) -> bool {
+        self.held.contains(hash)
     }
 
     /// The entry that serves a caller running the executable `exe` with `program` (SPEC §10):
@@ -528,14 +647,18 @@ type Cached = (
 #[derive(Debug)]
 pub struct PolicyCache {
     path: PathBuf,
+    /// Where the seal key comes from and the audit log it belongs to; `None`: seal not checked.
+    seal: Option<(crate::audit::KeySource, PathBuf)>,
     state: Mutex<Cached>,
 }
 
 impl PolicyCache {
     /// A cache for the config at `path`; nothing is read until [`PolicyCache::current`].
+    /// The seal is not checked: for tools and tests; the daemon uses [`PolicyCache::sealed`].
     pub fn new(path: &Path) -> PolicyCache {
         PolicyCache {
             path: path.to_path_buf(),
+            seal: None,
             state: Mutex::new((
                 None,
                 Err(PolicyError {
@@ -544,6 +667,34 @@ impl PolicyCache {
                 }),
             )),
         }
+    }
+
+    /// A cache of `paths.config` that checks its seal with the key from `keys`: entries edited
+    /// outside keychain-auth are held (see [`crate::seal`]).
+    pub fn sealed(paths: &crate::paths::Paths, keys: crate::audit::KeySource) -> PolicyCache {
+        let mut c = PolicyCache::new(&paths.config);
+        c.seal = Some((keys, paths.audit.clone()));
+        c
+    }
+
+    fn snapshot(&self, file: PolicyFile) -> Result<Arc<Snapshot>, PolicyError> {
+        let Some((keys, audit)) = &self.seal else {
+            return Ok(Arc::new(Snapshot::new(file, Vec::new(), None)));
+        };
+        let key = keys.get(audit).map_err(|e| PolicyError {
+            path: self.path.clone(),
+            why: format!("its seal cannot be checked ({e}); every request is denied until it can"),
+        })?;
+        let store = keys.store();
+        Ok(Arc::new(
+            match crate::seal::check(&self.path, &file, &key, store.as_deref()) {
+                crate::seal::Integrity::Edited(d) => {
+                    let held = d.held(&file);
+                    Snapshot::new(file, held, Some(d.summary()))
+                }
+                _ => Snapshot::new(file, Vec::new(), None),
+            },
+        ))
     }
 
     /// The policy in force now, or why there is none (in which case everything is denied).
@@ -559,8 +710,10 @@ impl PolicyCache {
         };
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if state.0 != Some(stamp) {
-            state.1 = load(&self.path).map(|f| Arc::new(Snapshot::new(f)));
-            state.0 = Some(stamp);
+            state.1 = load(&self.path).and_then(|f| self.snapshot(f));
+            // A failure is not cached: the next request tries again (a keyring being unlocked
+            // gives the seal key back without config.json changing).
+            state.0 = state.1.is_ok().then_some(stamp);
         }
         state.1.clone()
     }
@@ -655,33 +808,69 @@ mod tests {
         );
     }
 
+    fn test_paths(dir: &Path) -> crate::paths::Paths {
+        crate::paths::Paths {
+            socket: dir.join("s.sock"),
+            config: dir.join("cfg/config.json"),
+            pending: dir.join("cfg/pending.json"),
+            audit: dir.join("data/audit.log"),
+            file_store: dir.join("store.json"),
+        }
+    }
+
+    fn keys() -> crate::audit::KeySource {
+        crate::audit::KeySource::Fixed(crate::audit::Key::from_bytes(&[6u8; 32]))
+    }
+
     #[test]
     fn update_and_cache_follow_changes() {
         let t = tempfile::tempdir().unwrap();
-        let path = t.path().join("cfg/config.json");
-        let cache = PolicyCache::new(&path);
+        let paths = test_paths(t.path());
+        let path = paths.config.clone();
+        let cache = PolicyCache::sealed(&paths, keys());
         assert!(cache.current().unwrap().lookup(&h('a')).is_none());
-        update(&path, |p| {
+        update_with(&paths, &keys(), |p| {
             p.registered_binaries
                 .push(BinaryPolicy::new("/bin/x".into(), h('a')));
+            p.registered_binaries
+                .push(BinaryPolicy::new("/bin/y".into(), h('b')));
             Ok(())
         })
         .unwrap();
         assert!(cache.current().unwrap().lookup(&h('a')).is_some());
+        // edited outside keychain-auth: the touched entry is held, the other still served
+        let mut edited = load(&path).unwrap();
+        edited.registered_binaries[0]
+            .allowed_read_services
+            .insert("prod".into());
+        std::fs::write(&path, serde_json::to_vec(&edited).unwrap()).unwrap();
+        let snap = cache.current().unwrap();
+        assert!(snap.lookup(&h('a')).is_none() && snap.is_held(&h('a')));
+        assert!(snap.lookup(&h('b')).is_some());
+        assert!(snap.edited.as_deref().unwrap().contains("1 changed"));
+        // keychain-auth's writers refuse to seal it unreviewed; accept adopts it
+        let err = update_with(&paths, &keys(), |_| Ok(())).unwrap_err();
+        assert!(err.contains("policy accept"), "{err}");
+        assert!(accept(&paths, &keys(), |_| false).is_err());
+        assert!(cache.current().unwrap().is_held(&h('a')));
+        assert!(accept(&paths, &keys(), |d| d.changed.len() == 1).unwrap());
+        let snap = cache.current().unwrap();
+        assert!(
+            snap.lookup(&h('a'))
+                .unwrap()
+                .allowed_read_services
+                .contains("prod")
+        );
         // corrupt: denied with a reason, not overwritten by update
         std::fs::write(&path, b"{oops").unwrap();
         let err = cache.current().unwrap_err();
         assert!(err.why.contains("not valid"), "{err}");
-        assert!(update(&path, |_| Ok(())).is_err());
+        assert!(update_with(&paths, &keys(), |_| Ok(())).is_err());
         assert_eq!(std::fs::read(&path).unwrap(), b"{oops");
-        // repaired: back
-        update_repair(&path);
+        // moved away: an empty policy (removing entries grants nothing), sealed by the next write
+        std::fs::remove_file(&path).unwrap();
+        update_with(&paths, &keys(), |_| Ok(())).unwrap();
         assert!(cache.current().unwrap().lookup(&h('a')).is_none());
-    }
-
-    fn update_repair(path: &Path) {
-        std::fs::remove_file(path).unwrap();
-        update(path, |_| Ok(())).unwrap();
     }
 
     #[test]

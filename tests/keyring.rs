@@ -40,6 +40,8 @@ fn assert_unavailable(r: &Value) -> String {
     r["message"].as_str().unwrap().to_string()
 }
 
+/// Callers' items in the file store (keychain-auth's own reserved items, the audit key, are
+/// not counted).
 fn file_item_count(home: &Home) -> usize {
     let Ok(text) = std::fs::read_to_string(home.file_store()) else {
         return 0;
@@ -50,8 +52,9 @@ fn file_item_count(home: &Home) -> usize {
     v["items"]
         .as_object()
         .map(|s| {
-            s.values()
-                .map(|t| t.as_object().map_or(0, |t| t.len()))
+            s.iter()
+                .filter(|(svc, _)| !svc.starts_with("keychain-auth."))
+                .map(|(_, t)| t.as_object().map_or(0, |t| t.len()))
                 .sum()
         })
         .unwrap_or(0)
@@ -145,7 +148,13 @@ fn same_flow_on_the_keyring() {
     let (_d, status) = Daemon::start(&s.home, &s.env());
     assert_eq!(status.backend, "keyring");
     store_flow(&s.home);
-    assert_eq!(s.count_items("xdg:schema", "org.keychain-auth.Secret"), 0);
+    // Only keychain-auth's own reserved items remain: the audit key and the policy marker.
+    let reserved = s.count_items("keychain-auth:service", "keychain-auth.internal");
+    assert_eq!(reserved, 2);
+    assert_eq!(
+        s.count_items("xdg:schema", "org.keychain-auth.Secret"),
+        reserved
+    );
     assert!(!s.home.file_store().exists());
 }
 
@@ -324,7 +333,8 @@ fn protocol_flow_on_the_keyring_and_secret_tool_interop() {
     assert_eq!(r["reason"], "not_found");
     assert_success(&s.home.request(read("aws", &["prod-db"])));
 
-    // Prefix delete empties the service; the keyring holds nothing of ours afterwards.
+    // Prefix delete empties the service; the keyring holds no caller item of ours afterwards
+    // (only keychain-auth's own reserved items: the audit key and the policy-sealed marker).
     let r = s.home.request(
         json!({"type":"REQUEST","action":"delete","service":"aws","match":"prefix","targets":[""]}),
     );
@@ -333,10 +343,15 @@ fn protocol_flow_on_the_keyring_and_secret_tool_interop() {
         &["search", "--all", "xdg:schema", "org.keychain-auth.Secret"],
         None,
     );
+    let listed = String::from_utf8_lossy(&out.stdout);
+    let ours: Vec<&str> = listed
+        .lines()
+        .filter(|l| l.starts_with("label = keychain-auth: "))
+        .collect();
     assert!(
-        !String::from_utf8_lossy(&out.stdout).contains("keychain-auth"),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
+        ours.iter()
+            .all(|l| l.starts_with("label = keychain-auth: keychain-auth.internal/")),
+        "{ours:?}"
     );
     // Nothing went to the file store.
     assert!(!s.home.file_store().exists());
@@ -751,7 +766,14 @@ fn assert_all_in(store: &dyn Backend, expected: &serde_json::Map<String, Value>)
             total += 1;
         }
     }
-    assert_eq!(store.services().unwrap().len(), expected.len());
+    // keychain-auth's own reserved items (the audit key) move too and are not in `expected`.
+    let services: Vec<String> = store
+        .services()
+        .unwrap()
+        .into_iter()
+        .filter(|s| !s.starts_with("keychain-auth."))
+        .collect();
+    assert_eq!(services.len(), expected.len());
     eprintln!("verified {total} items");
 }
 
@@ -820,8 +842,14 @@ fn migrate_both_ways_survives_a_kill_half_way_and_reruns() {
     assert!(text.contains("0 conflict(s)"), "{text}");
     assert_eq!(file_item_count(&s.home), 0);
     assert_all_in(&store, &expected);
-    // No duplicates in the keyring itself.
-    assert_eq!(s.count_items("xdg:schema", "org.keychain-auth.Secret"), N);
+    // No duplicates in the keyring itself (besides the callers' items: keychain-auth's own
+    // reserved items, the audit key and the policy marker).
+    let reserved = s.count_items("keychain-auth:service", "keychain-auth.internal");
+    assert!(reserved <= 2, "{reserved}");
+    assert_eq!(
+        s.count_items("xdg:schema", "org.keychain-auth.Secret"),
+        N + reserved
+    );
     assert_eq!(s.home.configured_backend().as_deref(), Some("keyring"));
     // Idempotent.
     let out = s.home.cli(&s.env(), &["migrate", "--to", "keyring"]);

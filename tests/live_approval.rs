@@ -191,6 +191,8 @@ fn timeouts_opt_outs_hangups_and_other_callers() {
         ),
     )
     .unwrap();
+    // A hand edit of config.json is held until adopted (policy integrity).
+    e.env.cli_ok(&["policy", "accept", "--yes"]);
     let (_id, mut rx) = e.broker.approvals.attach();
     let read = request("read", "aws", &["k"]);
     // No answer: the refusal of today, and the pending entry.
@@ -216,6 +218,7 @@ fn timeouts_opt_outs_hangups_and_other_callers() {
             .replace("\"prompt_timeout_s\":1,", "\"prompt_timeout_s\":30,"),
     )
     .unwrap();
+    e.env.cli_ok(&["policy", "accept", "--yes"]);
     let held = e.spawn(&e.reader, &read);
     let p = e.next_prompt(&mut rx);
     assert!(common::status(&e.env.socket).is_some());

@@ -6,6 +6,11 @@
 //! only removed from the source. So a run killed at any point and started again loses nothing
 //! and duplicates nothing. A destination item with a different value is a conflict: both are
 //! left untouched and reported.
+//!
+//! keychain-auth's own reserved items (the audit key, see [`crate::audit::chain`]) are not moved
+//! item by item: [`copy_reserved`] copies them first, and [`drop_reserved`] removes them from
+//! the source only once config.json names the destination, so the key is in the store that
+//! config.json selects at every moment of an interrupted run.
 
 use super::{Backend, BackendError};
 use crate::protocol::Attributes;
@@ -45,7 +50,10 @@ pub fn migrate(
     let services = from
         .services()
         .map_err(|e| fail(&report, format!("listing {}", from.describe()), e))?;
-    for service in &services {
+    for service in services
+        .iter()
+        .filter(|s| !crate::audit::chain::is_reserved_service(s))
+    {
         let entries = from
             .list(service, "", &Attributes::new())
             .map_err(|e| fail(&report, format!("listing {service}"), e))?;
@@ -100,6 +108,55 @@ pub fn migrate(
         }
     }
     Ok(report)
+}
+
+/// Copies keychain-auth's reserved items from `from` to `to` (no deletion); returns the names
+/// that exist in both with different contents (left as they are).
+pub fn copy_reserved(from: &dyn Backend, to: &dyn Backend) -> Result<Vec<String>, String> {
+    let service = crate::audit::chain::KEY_SERVICE;
+    let entries = from
+        .list(service, "", &Attributes::new())
+        .map_err(|e| format!("listing {service} in the {}: {e}", from.describe()))?;
+    let mut conflicts = Vec::new();
+    for entry in entries {
+        let name = format!("{service}/{}", entry.target);
+        let Some(item) = from
+            .get(service, &entry.target)
+            .map_err(|e| format!("reading {name}: {e}"))?
+        else {
+            continue;
+        };
+        match to
+            .get(service, &entry.target)
+            .map_err(|e| format!("checking {name} in the destination: {e}"))?
+        {
+            Some(existing) if existing == item => {}
+            Some(_) => conflicts.push(name),
+            None => to
+                .set(service, &entry.target, &item)
+                .map_err(|e| format!("copying {name}: {e}"))?,
+        }
+    }
+    Ok(conflicts)
+}
+
+/// Removes keychain-auth's reserved items from `from` once they are in `to` (identical).
+pub fn drop_reserved(from: &dyn Backend, to: &dyn Backend) -> Result<(), String> {
+    let service = crate::audit::chain::KEY_SERVICE;
+    let entries = from
+        .list(service, "", &Attributes::new())
+        .map_err(|e| format!("listing {service}: {e}"))?;
+    for entry in entries {
+        let here = from
+            .get(service, &entry.target)
+            .map_err(|e| e.to_string())?;
+        let there = to.get(service, &entry.target).map_err(|e| e.to_string())?;
+        if here.is_some() && here == there {
+            from.delete(service, &entry.target)
+                .map_err(|e| format!("removing {service}/{} from the source: {e}", entry.target))?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -181,5 +238,48 @@ mod tests {
         assert_eq!(a.get("s", "x").unwrap().unwrap().value, "new");
         assert_eq!(b.get("s", "x").unwrap().unwrap().value, "old");
         assert_eq!(b.get("s", "y").unwrap().unwrap().value, "y");
+    }
+
+    #[test]
+    fn the_audit_key_is_copied_first_and_dropped_last() {
+        let from = MemoryStore::new();
+        let to = MemoryStore::new();
+        let key = Item {
+            value: "ab".repeat(32),
+            attributes: Attributes::new(),
+        };
+        from.set("keychain-auth.internal", "audit-key", &key)
+            .unwrap();
+        from.set("aws", "k", &key).unwrap();
+        assert!(copy_reserved(&from, &to).unwrap().is_empty());
+        let r = migrate(&from, &to, &mut |_, _| {}).unwrap();
+        assert_eq!(r.moved, 1, "only the caller's item is counted");
+        // still in the source until dropped
+        assert!(
+            from.get("keychain-auth.internal", "audit-key")
+                .unwrap()
+                .is_some()
+        );
+        drop_reserved(&from, &to).unwrap();
+        assert!(
+            from.get("keychain-auth.internal", "audit-key")
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(
+            to.get("keychain-auth.internal", "audit-key").unwrap(),
+            Some(key.clone())
+        );
+        // a different key in the destination is a conflict, and nothing is dropped
+        from.set(
+            "keychain-auth.internal",
+            "audit-key",
+            &Item {
+                value: "cd".repeat(32),
+                ..key
+            },
+        )
+        .unwrap();
+        assert_eq!(copy_reserved(&from, &to).unwrap().len(), 1);
     }
 }

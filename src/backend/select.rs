@@ -290,30 +290,34 @@ pub fn select(paths: &Paths) -> Result<Selection, String> {
 /// appends it only once it is about to serve, so a refused start leaves none.
 pub fn notice_record(sel: &Selection) -> Option<Record> {
     let notice = sel.notice.as_ref()?;
-    let mut rec = Record::new("daemon", "daemon");
-    rec.action = Some(match sel.kind() {
-        BackendKind::File => "backend_fallback".into(),
-        BackendKind::Keyring => "backend_notice".into(),
-    });
-    rec.message = Some(notice.clone());
-    Some(rec)
+    let action = match sel.kind() {
+        BackendKind::File => "backend_fallback",
+        BackendKind::Keyring => "backend_notice",
+    };
+    Some(Record::daemon(action, Some(notice.clone())))
 }
 
 /// [`select`], then records a notice (fallback, locked) in the audit log.
 pub fn open_selection(paths: &Paths) -> Result<Selection, String> {
     let sel = select(paths)?;
-    if let Some(rec) = notice_record(&sel)
-        && let Err(e) = audit::append_once(&paths.audit, &rec)
-    {
-        tracing::warn!("keychain-auth: cannot audit the backend notice: {e}");
+    if let Some(rec) = notice_record(&sel) {
+        let keys = audit::KeySource::Store(sel.backend.clone());
+        if let Err(e) = audit::append_with(paths, keys, &rec) {
+            // Typically the audit key sits in the locked keyring this notice is about: the
+            // record is written (chained) by the first append that can read the key.
+            tracing::warn!(
+                "keychain-auth: the backend notice is not in the audit log yet ({e}); it is written once the audit key can be read"
+            );
+            audit::defer(&paths.audit, rec);
+        }
     }
     Ok(sel)
 }
 
 /// Records `"backend": "keyring"` in config.json unless an explicit choice is already there.
 /// Returns whether the file changed.
-pub fn pin_keyring(config: &std::path::Path) -> Result<bool, String> {
-    crate::policy::update(config, |p| match p.backend.as_deref() {
+pub fn pin_keyring(paths: &Paths, keys: &audit::KeySource) -> Result<bool, String> {
+    crate::policy::update_with(paths, keys, |p| match p.backend.as_deref() {
         None | Some("") | Some("auto") => {
             p.backend = Some(Preference::Keyring.as_str().into());
             Ok(true)
@@ -326,7 +330,7 @@ pub fn pin_keyring(config: &std::path::Path) -> Result<bool, String> {
 pub struct PinOnWrite {
     inner: SecretServiceStore,
     config: PathBuf,
-    audit: PathBuf,
+    paths: Paths,
     pinned: AtomicBool,
 }
 
@@ -336,7 +340,7 @@ impl PinOnWrite {
         PinOnWrite {
             inner,
             config: paths.config.clone(),
-            audit: paths.audit.clone(),
+            paths: paths.clone(),
             pinned: AtomicBool::new(false),
         }
     }
@@ -345,17 +349,19 @@ impl PinOnWrite {
         if self.pinned.load(Ordering::SeqCst) {
             return;
         }
-        match pin_keyring(&self.config) {
+        match pin_keyring(
+            &self.paths,
+            &audit::KeySource::Select(Box::new(self.paths.clone())),
+        ) {
             Ok(changed) => {
                 self.pinned.store(true, Ordering::SeqCst);
                 if changed {
-                    let mut rec = Record::new("policy_change", "daemon");
-                    rec.action = Some("pin_backend".into());
+                    let mut rec = Record::policy_change("daemon", "pin_backend");
                     rec.message = Some(
                         "backend pinned to keyring in config.json after the first successful keyring write"
                             .into(),
                     );
-                    let _ = audit::append_once(&self.audit, &rec);
+                    let _ = audit::append_once(&self.paths, &rec);
                 }
             }
             // Not pinned yet: try again after the next write, and say so.
@@ -382,7 +388,11 @@ impl Backend for PinOnWrite {
 
     fn set(&self, service: &str, target: &str, item: &Item) -> Result<(), BackendError> {
         self.inner.set(service, target, item)?;
-        self.pin();
+        // keychain-auth's own key (audit chain) is not a caller's write: storing it neither
+        // pins nor audits (it happens while the audit log waits for that key).
+        if !crate::audit::chain::is_reserved_service(service) {
+            self.pin();
+        }
         Ok(())
     }
 
@@ -430,8 +440,12 @@ mod tests {
         }
     }
 
+    fn test_keys() -> audit::KeySource {
+        audit::KeySource::Fixed(audit::Key::from_bytes(&[5u8; 32]))
+    }
+
     fn write_config(p: &Paths, backend: &str) {
-        crate::policy::update(&p.config, |c| {
+        crate::policy::update_with(p, &test_keys(), |c| {
             c.backend = Some(backend.into());
             Ok(())
         })
@@ -578,14 +592,14 @@ mod tests {
     fn pin_only_replaces_auto_or_nothing() {
         let t = tempfile::tempdir().unwrap();
         let p = paths(t.path());
-        assert!(pin_keyring(&p.config).unwrap());
+        assert!(pin_keyring(&p, &test_keys()).unwrap());
         assert_eq!(
             crate::policy::load(&p.config).unwrap().backend.as_deref(),
             Some("keyring")
         );
-        assert!(!pin_keyring(&p.config).unwrap());
+        assert!(!pin_keyring(&p, &test_keys()).unwrap());
         write_config(&p, "file");
-        assert!(!pin_keyring(&p.config).unwrap());
+        assert!(!pin_keyring(&p, &test_keys()).unwrap());
         assert_eq!(
             crate::policy::load(&p.config).unwrap().backend.as_deref(),
             Some("file")

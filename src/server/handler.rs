@@ -383,6 +383,21 @@ pub(crate) fn decide(
         }
     };
     let Some(binary) = policy.lookup_caller(hash, program) else {
+        let entry = match program {
+            Program::Script { hash: script, .. } => script,
+            _ => hash,
+        };
+        if policy.is_held(entry) || policy.is_held(hash) {
+            let message = format!(
+                "the policy entry for {} ({}) was added or changed outside keychain-auth and is not served; review and adopt it with: keychain-auth policy accept",
+                policy
+                    .file
+                    .by_hash(entry)
+                    .map_or_else(String::new, |b| b.path.display().to_string()),
+                entry.short()
+            );
+            return done(rec, denied(Reason::UnregisteredBinary, message));
+        }
         let (message, attempt) = unknown_caller(&policy, peer, req);
         let refusal = denied(Reason::UnregisteredBinary, message);
         let Some(attempt) = attempt else {

@@ -15,7 +15,7 @@ pub mod preflight;
 pub mod session;
 pub mod socket;
 
-use crate::audit::{AuditLog, Record};
+use crate::audit::{AuditLog, KeySource, Record, Rotation};
 use crate::backend::Backend;
 use crate::identity::{self, HashCache};
 use crate::paths::Paths;
@@ -164,12 +164,19 @@ impl Server {
         if backend.kind() == crate::backend::BackendKind::File {
             preflight::check_file_store(&paths)?;
         }
-        let audit = AuditLog::open(&paths.audit).map_err(|e| {
+        let keys = KeySource::Store(backend.clone());
+        let rotation = Rotation::from_config(&paths.config);
+        let audit = AuditLog::open(&paths.audit, keys, rotation).map_err(|e| {
             StartError::Other(format!(
                 "cannot open the audit log {}: {e}",
                 paths.audit.display()
             ))
         })?;
+        // Fetch the chain key now; when the store cannot give it yet (a locked keyring), every
+        // request is refused until it can, since nothing unchained is granted.
+        if let Err(e) = audit.warm_key() {
+            eprintln!("keychain-auth: {e}; requests are refused until the audit key can be read");
+        }
         if let Ok(p) = crate::policy::load(&paths.config)
             && let Some(max) = p.max_request_bytes
         {
@@ -191,7 +198,7 @@ impl Server {
                 limits.max_per_process,
                 limits.reserve,
             ),
-            policy: PolicyCache::new(&paths.config),
+            policy: PolicyCache::sealed(&paths, KeySource::Store(backend.clone())),
             paths,
             backend,
             hashes: HashCache::new(),

@@ -69,6 +69,8 @@ pub enum Action {
     LoadFailed(String),
     /// An effect finished: success flag and a message.
     Done(bool, String),
+    /// The background integrity check finished: audit chain and policy seal, one short line.
+    Integrity(String),
     /// The live connection count, asked for when quitting an embedded broker.
     QuitChecked(u64),
     /// A watched file changed on disk.

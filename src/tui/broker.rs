@@ -73,8 +73,11 @@ impl Broker {
             .map_err(|e| e.to_string())?;
         let state = server.broker();
         // Audited only now that the broker will serve.
-        if let Some(rec) = &notice_record {
-            let _ = state.audit.append(rec);
+        if let Some(rec) = &notice_record
+            && state.audit.append(rec).is_err()
+        {
+            // The key is in the locked keyring: written by the first append that can.
+            crate::audit::defer(state.audit.path(), rec.clone());
         }
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         runtime.spawn(server.run(async move {

@@ -61,6 +61,15 @@ pub fn run(paths: Paths, choice: ModeChoice) -> Result<(), String> {
 
     // File watcher: any change in the config or data directory reloads what changed.
     let _watcher = watch(&paths, tx.clone());
+    // Audit chain and policy seal, checked once in the background (a long log takes a while).
+    let check_tx = tx.clone();
+    let check_paths = paths.clone();
+    std::thread::spawn(move || {
+        let line = integrity_line(&check_paths, &mut |pct| {
+            let _ = check_tx.send(Action::Integrity(format!("checking log… {pct}%")));
+        });
+        let _ = check_tx.send(Action::Integrity(line));
+    });
     // Input thread.
     let input_tx = tx.clone();
     std::thread::spawn(move || input_loop(&input_tx));
@@ -124,6 +133,45 @@ pub fn monochrome(no_color: Option<&std::ffi::OsStr>, term: Option<&str>) -> boo
         || term.is_some_and(|t| {
             matches!(t, "dumb" | "vt100" | "vt102" | "vt220" | "linux-m") || t.ends_with("-mono")
         })
+}
+
+/// "log verified" / "log BROKEN (line N)", and the policy seal when an edit was made outside
+/// keychain-auth.
+fn integrity_line(paths: &Paths, progress: &mut dyn FnMut(u64)) -> String {
+    use crate::audit::{KeySource, chain, verify};
+    let store = crate::backend::select::select(paths).map(|s| s.backend);
+    let key = match &store {
+        Ok(s) => chain::load(s.as_ref()),
+        Err(e) => Err(e.clone()),
+    };
+    let log = match &key {
+        Ok(Some(k)) => {
+            let mut last = 0u64;
+            let r = verify::verify_with_progress(&paths.audit, k, &mut |done, total| {
+                let pct = done.saturating_mul(100) / total.max(1);
+                if pct >= last + 5 {
+                    last = pct;
+                    progress(pct);
+                }
+            });
+            match r.breaks.first() {
+                None => "log verified".to_string(),
+                Some(b) => format!("log BROKEN (line {}): audit verify", b.line),
+            }
+        }
+        Ok(None) => "log not chained yet".into(),
+        Err(_) => "log unchecked (no key)".into(),
+    };
+    let policy = match (crate::policy::load(&paths.config), store) {
+        (Ok(file), Ok(s)) => match crate::policy::integrity(paths, &KeySource::Store(s), &file) {
+            Ok(crate::seal::Integrity::Edited(_)) => {
+                " · config EDITED outside keychain-auth: policy accept"
+            }
+            _ => "",
+        },
+        _ => "",
+    };
+    format!("{log}{policy}")
 }
 
 /// Turns terminal events into actions, by way of the keymap for the current modal or pane.

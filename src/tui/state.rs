@@ -189,6 +189,8 @@ pub struct State {
     pub search: Option<Search>,
     /// Numbers searches, so results of a cancelled one are recognised and dropped.
     pub search_gen: u64,
+    /// The audit chain and policy seal, as checked in the background (`None`: still checking).
+    pub integrity: Option<String>,
 }
 
 /// A search of the whole audit log for the filter text.
@@ -226,6 +228,7 @@ impl State {
             scroll: 0,
             search: None,
             search_gen: 0,
+            integrity: None,
         }
     }
 

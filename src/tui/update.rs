@@ -179,6 +179,10 @@ pub fn update(state: &mut State, action: Action) -> Vec<Effect> {
             // A new audit record means a request: the counters moved too.
             WatchedFile::Audit => vec![Effect::LoadAuditNew, Effect::LoadStatus],
         },
+        Action::Integrity(text) => {
+            state.integrity = Some(text);
+            Vec::new()
+        }
         Action::QuitChecked(connections) => {
             state.broker.connections = connections;
             if connections > 0 {

@@ -473,7 +473,13 @@ fn audit(frame: &mut Frame<'_>, area: Rect, s: &State) {
             ]
         })
         .collect();
-    let following = if s.follow { " · following" } else { "" };
+    let following = format!(
+        "{}{}",
+        if s.follow { " · following" } else { "" },
+        s.integrity
+            .as_deref()
+            .map_or_else(String::new, |i| format!(" · {i}"))
+    );
     let (title, extra, empty) = match &s.search {
         None => (
             "Audit".to_string(),
@@ -914,6 +920,18 @@ mod tests {
     fn snap(name: &str, state: &State) {
         insta::assert_snapshot!(format!("{name}_120x36"), render(state, 120, 36));
         insta::assert_snapshot!(format!("{name}_80x24"), render(state, 80, 24));
+    }
+
+    #[test]
+    fn audit_title_shows_the_integrity_check() {
+        let mut s = empty_state();
+        assert!(!render(&s, 120, 36).contains("verified"));
+        update(
+            &mut s,
+            Action::Integrity("log BROKEN (line 7): audit verify".into()),
+        );
+        let screen = render(&s, 120, 36);
+        assert!(screen.contains("log BROKEN (line 7)"), "{screen}");
     }
 
     #[test]

@@ -87,6 +87,9 @@ fn stop(child: &mut Child) {
 pub struct Home {
     /// The temporary directory (removed on drop).
     pub dir: tempfile::TempDir,
+    /// The session bus every command of this home sees (set by [`Session::start`]): the CLI
+    /// must use the same store as the daemon, since both read the audit key from it.
+    pub bus: Option<OsString>,
 }
 
 impl Home {
@@ -102,7 +105,7 @@ impl Home {
             std::fs::Permissions::from_mode(0o700),
         )
         .unwrap();
-        Home { dir }
+        Home { dir, bus: None }
     }
 
     /// The home directory.
@@ -133,7 +136,7 @@ impl Home {
     /// The base environment (no D-Bus address: add one with [`Bus::env`]).
     pub fn env(&self) -> Vec<(String, OsString)> {
         let p = self.path();
-        vec![
+        let mut v: Vec<(String, OsString)> = vec![
             ("HOME".into(), p.into()),
             ("XDG_RUNTIME_DIR".into(), p.join("run").into()),
             ("XDG_CONFIG_HOME".into(), p.join("config").into()),
@@ -143,7 +146,11 @@ impl Home {
                 "PATH".into(),
                 std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
             ),
-        ]
+        ];
+        if let Some(bus) = &self.bus {
+            v.push(("DBUS_SESSION_BUS_ADDRESS".into(), bus.clone()));
+        }
+        v
     }
 
     /// A command with exactly this home's environment plus `extra`.
@@ -233,13 +240,19 @@ impl Home {
         v.get("backend").and_then(|b| b.as_str()).map(String::from)
     }
 
-    /// Writes config.json's `"backend"`.
+    /// Writes config.json's `"backend"` by hand, as a user editing the file would (nothing
+    /// else is in it in the tests that use this, so there is no policy the seal would hold).
     pub fn set_configured_backend(&self, backend: &str) {
-        keychain_auth::policy::update(&self.config(), |p| {
-            p.backend = Some(backend.into());
-            Ok(())
-        })
-        .unwrap();
+        let path = self.config();
+        let mut v: serde_json::Value = std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_else(|| serde_json::json!({"protocol_version": "1"}));
+        v["backend"] = serde_json::Value::String(backend.into());
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
     }
 }
 
@@ -471,8 +484,9 @@ impl Session {
         if !keyring_tools_available() {
             return None;
         }
-        let home = Home::new();
+        let mut home = Home::new();
         let bus = Bus::start(&home);
+        home.bus = Some(bus.address.clone().into());
         let keyring = Keyring::start(&home, &bus);
         Some(Session {
             keyring: Some(keyring),

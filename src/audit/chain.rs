@@ -1,0 +1,263 @@
+//! The audit chain's cryptography: the key kept in the store, the canonical bytes of a record,
+//! and the HMAC-SHA-256 that links each record to the one before it.
+//!
+//! **Canonical bytes.** A chained line is the record's compact JSON with `"seq"` as its first
+//! member and `"mac"` (the chain value) as its last: `{"seq":7,…,"mac":"<64 hex>"}`. Its
+//! canonical bytes are the line exactly as written, without the newline and without the final
+//! `,"mac":"<64 hex>"` member, so they end with the closing `}`. (The member is not called
+//! `"chain"`: that name holds the caller chain of SPEC §10.) Byte-exact (not re-serialised)
+//! on purpose: no JSON library's key order or number format can change the result, anyone can
+//! reproduce it with a string operation, and any change to a byte of the line breaks the chain.
+//!
+//! **Chain value.** `chain(n) = HMAC-SHA-256(key, chain(n-1) || canonical(n))`, where
+//! `chain(n-1)` is the previous record's 32 raw bytes (32 zero bytes before the first record).
+//! The first record of every file also carries `"prev_mac"` (that input, in hex), so a file
+//! can be checked on its own after older files were rotated away.
+
+use crate::backend::{Backend, Item};
+use crate::fsutil::FileLock;
+use hmac::{KeyInit, Mac};
+use std::path::Path;
+
+/// Services starting with this are reserved for keychain-auth itself: no request, policy entry
+/// or grant may name one.
+pub const RESERVED_PREFIX: &str = "keychain-auth.";
+/// The reserved service holding the key.
+pub const KEY_SERVICE: &str = "keychain-auth.internal";
+/// The target holding the key.
+pub const KEY_TARGET: &str = "audit-key";
+
+/// The `,"mac":"` that precedes a record's chain value.
+const CHAIN_OPEN: &[u8] = b",\"mac\":\"";
+/// Bytes after the canonical part of a chained line (without `}`): `,"mac":"<64 hex>"}`.
+pub const CHAIN_SUFFIX_LEN: usize = CHAIN_OPEN.len() + 64 + 2;
+
+type HmacSha256 = hmac::Hmac<sha2::Sha256>;
+
+/// True when `service` is reserved for keychain-auth (see [`RESERVED_PREFIX`]).
+pub fn is_reserved_service(service: &str) -> bool {
+    service.starts_with(RESERVED_PREFIX)
+}
+
+/// The 32-byte key of the audit chain and the policy seal. Never printed.
+#[derive(Clone)]
+pub struct Key {
+    mac: HmacSha256,
+}
+
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Key(<redacted>)")
+    }
+}
+
+impl Key {
+    /// A key from its 32 bytes.
+    pub fn from_bytes(bytes: &[u8; 32]) -> Key {
+        // HMAC pads a key shorter than the hash's 64-byte block with zeros (RFC 2104), so the
+        // padded block is the same key, given in the form that needs no length check.
+        let mut block = [0u8; 64];
+        block[..32].copy_from_slice(bytes);
+        let mac = <HmacSha256 as KeyInit>::new(&block.into());
+        Key { mac }
+    }
+
+    /// 32 fresh random bytes from the OS.
+    pub fn generate() -> Result<([u8; 32], Key), String> {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes).map_err(|e| format!("the OS gave no random bytes: {e}"))?;
+        Ok((bytes, Key::from_bytes(&bytes)))
+    }
+
+    /// HMAC-SHA-256 over the concatenation of `parts`.
+    pub fn mac(&self, parts: &[&[u8]]) -> [u8; 32] {
+        let mut m = self.mac.clone();
+        for p in parts {
+            m.update(p);
+        }
+        m.finalize().into_bytes().into()
+    }
+
+    /// The chain value of a record with `canonical` bytes following `prev`.
+    pub fn chain(&self, prev: &[u8; 32], canonical: &[u8]) -> [u8; 32] {
+        self.mac(&[prev, canonical])
+    }
+}
+
+/// Splits a chained line (without newline) into its canonical bytes' prefix (everything before
+/// `,"mac":"`; the canonical bytes are this followed by `}`) and the chain value.
+pub fn split_line(line: &[u8]) -> Option<(&[u8], [u8; 32])> {
+    if line.len() < CHAIN_SUFFIX_LEN + 2 || !line.ends_with(b"\"}") {
+        return None;
+    }
+    let cut = line.len() - CHAIN_SUFFIX_LEN;
+    let (head, tail) = line.split_at(cut);
+    let hexpart = tail.strip_prefix(CHAIN_OPEN)?.strip_suffix(b"\"}")?;
+    let mut chain = [0u8; 32];
+    hex::decode_to_slice(hexpart, &mut chain).ok()?;
+    Some((head, chain))
+}
+
+/// The chain value of a line split by [`split_line`], computed from `prev`.
+pub fn chain_of(key: &Key, prev: &[u8; 32], head: &[u8]) -> [u8; 32] {
+    key.mac(&[prev, head, b"}"])
+}
+
+/// Turns the compact JSON of a record without `chain` (ending in `}`) into its chained line
+/// (newline included) and returns the chain value.
+pub fn seal_line(key: &Key, prev: &[u8; 32], mut canonical: Vec<u8>) -> (Vec<u8>, [u8; 32]) {
+    let chain = key.chain(prev, &canonical);
+    canonical.pop(); // the closing brace
+    canonical.extend_from_slice(CHAIN_OPEN);
+    let mut hexbuf = [0u8; 64];
+    // 32 bytes always fit 64 hex digits.
+    let _ = hex::encode_to_slice(chain, &mut hexbuf);
+    canonical.extend_from_slice(&hexbuf);
+    canonical.extend_from_slice(b"\"}\n");
+    (canonical, chain)
+}
+
+/// The `"seq"` of a chained line: it must start with `{"seq":<digits>,`.
+pub fn line_seq(line: &[u8]) -> Option<u64> {
+    let rest = line.strip_prefix(b"{\"seq\":")?;
+    let end = rest.iter().position(|b| !b.is_ascii_digit())?;
+    if end == 0 || end > 19 || rest[end] != b',' {
+        return None;
+    }
+    std::str::from_utf8(&rest[..end]).ok()?.parse().ok()
+}
+
+fn parse_key(item: &Item) -> Result<Key, String> {
+    let mut bytes = [0u8; 32];
+    hex::decode_to_slice(item.value.trim(), &mut bytes).map_err(|_| {
+        format!("the audit key ({KEY_SERVICE}/{KEY_TARGET}) in the store is not 64 hex digits")
+    })?;
+    Ok(Key::from_bytes(&bytes))
+}
+
+/// Reads the key from `store`; `Ok(None)` when there is none yet.
+pub fn load(store: &dyn Backend) -> Result<Option<Key>, String> {
+    match store.get(KEY_SERVICE, KEY_TARGET) {
+        Ok(Some(item)) => parse_key(&item).map(Some),
+        Ok(None) => Ok(None),
+        Err(e) => Err(format!(
+            "cannot read the audit key from the {}: {e}",
+            store.describe()
+        )),
+    }
+}
+
+/// Reads the key from `store`, creating it on first use. Creation is serialised by a lock next
+/// to `lock_near` (the audit log) so two processes never make two keys, and refused when the
+/// log's chain has already started (its state file is not empty): then this process is looking
+/// at another store than the one holding the key (a CLI without the daemon's session bus, or
+/// another `KEYCHAIN_AUTH_BACKEND`), and a second key would fork the chain.
+pub fn load_or_create(store: &dyn Backend, lock_near: &Path) -> Result<Key, String> {
+    if let Some(k) = load(store)? {
+        return Ok(k);
+    }
+    let key_lock = lock_near.with_file_name("audit.key");
+    let _lock = FileLock::acquire(&key_lock)
+        .map_err(|e| format!("cannot lock {}: {e}", key_lock.display()))?;
+    if let Some(k) = load(store)? {
+        return Ok(k);
+    }
+    let state = super::state_path(lock_near);
+    if std::fs::metadata(&state).is_ok_and(|m| m.len() > 0) {
+        return Err(format!(
+            "the {} holds no audit key ({KEY_SERVICE}/{KEY_TARGET}) but the audit log's chain has started ({} exists): \
+             this command is probably using another store than the daemon (check the session bus and KEYCHAIN_AUTH_BACKEND; \
+             `keychain-auth doctor` says which store is chosen). If the key is really lost, move {} away to start a new chain \
+             (audit verify will report the change)",
+            store.describe(),
+            state.display(),
+            state.display()
+        ));
+    }
+    let (bytes, key) = Key::generate()?;
+    let item = Item {
+        value: hex::encode(bytes),
+        attributes: Default::default(),
+    };
+    store.set(KEY_SERVICE, KEY_TARGET, &item).map_err(|e| {
+        format!(
+            "cannot store the audit key in the {}: {e}",
+            store.describe()
+        )
+    })?;
+    Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::memory::MemoryStore;
+
+    #[test]
+    fn sealed_lines_split_back_and_verify() {
+        let key = Key::from_bytes(&[7u8; 32]);
+        let prev = [0u8; 32];
+        let (line, chain) = seal_line(&key, &prev, br#"{"seq":1,"ts":"x"}"#.to_vec());
+        let text = std::str::from_utf8(&line).unwrap();
+        assert!(text.starts_with(r#"{"seq":1,"ts":"x","mac":""#), "{text}");
+        assert!(text.ends_with("\"}\n"));
+        let body = &line[..line.len() - 1];
+        let (head, c) = split_line(body).unwrap();
+        assert_eq!(c, chain);
+        assert_eq!(head, br#"{"seq":1,"ts":"x""#);
+        assert_eq!(chain_of(&key, &prev, head), chain);
+        assert_eq!(line_seq(body), Some(1));
+        // one byte changed: the chain no longer matches
+        let edited = text.replace("\"x\"", "\"y\"");
+        let (head2, c2) = split_line(edited.trim_end().as_bytes()).unwrap();
+        assert_ne!(chain_of(&key, &prev, head2), c2);
+        // another key gives another chain
+        assert_ne!(chain_of(&Key::from_bytes(&[8u8; 32]), &prev, head), chain);
+    }
+
+    #[test]
+    fn the_padded_key_is_rfc_2104_hmac() {
+        // RFC 4231 test case 1: key 0x0b × 20, "Hi There". Zero-padding the key to 32 bytes
+        // gives the same HMAC block, so the same value.
+        let mut rfc = [0u8; 32];
+        rfc[..20].fill(0x0b);
+        assert_eq!(
+            hex::encode(Key::from_bytes(&rfc).mac(&[b"Hi There"])),
+            "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"
+        );
+        let bytes = [0x0bu8; 32];
+        let mut reference = <HmacSha256 as KeyInit>::new_from_slice(&bytes).unwrap();
+        reference.update(b"Hi There");
+        let want: [u8; 32] = reference.finalize().into_bytes().into();
+        assert_eq!(Key::from_bytes(&bytes).mac(&[b"Hi", b" There"]), want);
+    }
+
+    #[test]
+    fn seq_parsing_is_strict() {
+        assert_eq!(line_seq(br#"{"seq":12,"x":1}"#), Some(12));
+        assert_eq!(line_seq(br#"{"ts":"x","seq":12}"#), None);
+        assert_eq!(line_seq(br#"{"seq":,"x":1}"#), None);
+        assert_eq!(line_seq(br#"{"seq":-1,"x":1}"#), None);
+        assert_eq!(split_line(br#"{"seq":1}"#), None);
+    }
+
+    #[test]
+    fn key_is_created_once_and_reserved() {
+        let t = tempfile::tempdir().unwrap();
+        let store = MemoryStore::new();
+        let log = t.path().join("audit.log");
+        assert!(load(&store).unwrap().is_none());
+        let a = load_or_create(&store, &log).unwrap();
+        let b = load_or_create(&store, &log).unwrap();
+        assert_eq!(a.mac(&[b"x"]), b.mac(&[b"x"]));
+        // another store, once the chain has started: no second key
+        std::fs::write(crate::audit::state_path(&log), b"{}").unwrap();
+        let other = MemoryStore::new();
+        let err = load_or_create(&other, &log).unwrap_err();
+        assert!(err.contains("another store"), "{err}");
+        assert!(load(&other).unwrap().is_none());
+        assert!(is_reserved_service(KEY_SERVICE));
+        assert!(!is_reserved_service("keychain-auth"));
+        assert_eq!(format!("{a:?}"), "Key(<redacted>)");
+    }
+}

@@ -1,0 +1,1179 @@
+//! The audit log: one JSON object per line, chained and tamper-evident (SPEC §7, §13).
+//!
+//! Every request (granted, denied, error), every refused connection and every policy change is
+//! recorded. Target names and counts are logged; secret values never are — [`Record`] has no field
+//! that could hold one.
+//!
+//! Each line carries `"seq"` (1, 2, 3, … with no gap, across rotated files and restarts) and
+//! `"mac"`, the chain value: an HMAC-SHA-256 keyed with a secret kept in the store (see [`chain`] for the exact
+//! bytes). [`AuditLog`] writes them; [`verify`] checks them; [`show`] prints the log for people
+//! and scripts.
+
+pub mod chain;
+pub mod show;
+pub mod verify;
+
+use crate::backend::Backend;
+use crate::fsutil;
+use crate::paths::Paths;
+pub use chain::Key;
+use serde::{Deserialize, Serialize};
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Most target names written into one record; the count is always exact.
+pub const MAX_LOGGED_TARGETS: usize = 100;
+
+/// One audit record. Optional fields are omitted when empty.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// Position in the chain (set by the writer; first member of every chained line).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    /// The `mac` of the record this one follows, hex; only on the first record of a file and on
+    /// records written after a break, so each file can be checked on its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prev_mac: Option<String>,
+    /// RFC 3339 timestamp (UTC, milliseconds).
+    pub ts: String,
+    /// `request`, `connection_refused`, `policy_change`, `daemon`, `migrate`, `audit` (a break
+    /// the writer noticed).
+    pub event: String,
+    /// Who caused it: `daemon`, `cli`, `dashboard`.
+    pub source: String,
+    /// Caller pid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<i32>,
+    /// Caller uid (on refused connections).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    /// Executable path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Executable hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash: Option<String>,
+    /// The request id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// read, write, delete, search; or for policy changes: approve, register, upgrade, grant,
+    /// revoke, unregister, dismiss.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    /// Service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// exact / prefix.
+    #[serde(rename = "match", default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// Target names (requested, or returned by search and prefix operations).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<String>,
+    /// How many targets, exact even when `targets` is shortened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<usize>,
+    /// success / denied / error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// Reason code when not success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Human explanation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Previous hash (upgrade).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_hash: Option<String>,
+    /// Services granted or revoked for reading (policy changes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub read: Vec<String>,
+    /// Services granted or revoked for writing (policy changes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub write: Vec<String>,
+    /// Search flag granted or revoked (policy changes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search: Option<bool>,
+    /// Injection variables allowed or disallowed by a policy change.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_env: Vec<String>,
+    /// The caller chain: the caller first, then who launched it (SPEC §10).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chain: Vec<crate::identity::Link>,
+    /// For an interpreter running a script: the script's path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script: Option<String>,
+    /// The script's hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script_hash: Option<String>,
+    /// Launch rules added or removed by a policy change.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub via: Vec<String>,
+    /// Live approval (SPEC §11): the decision an approver gave (`once`, `time`, `always`,
+    /// `deny`, `forget`), or `timeout` / `withdrawn` / `no_answer`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<String>,
+    /// Who answered (`dashboard`, `dashboard pid N`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answered_by: Option<String>,
+    /// The prompt a record belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    /// HMAC-SHA-256 chain value, hex (set by the writer; last member of every chained line).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+}
+
+impl Record {
+    /// A record of `event` from `source`, stamped now.
+    pub fn new(event: &str, source: &str) -> Record {
+        Record {
+            ts: now(),
+            event: event.into(),
+            source: source.into(),
+            ..Record::default()
+        }
+    }
+
+    /// A request from a caller (`event:"request"`); the handler fills in who and what.
+    pub fn request() -> Record {
+        Record::new("request", "daemon")
+    }
+
+    /// A connection dropped before any request (`event:"connection_refused"`).
+    pub fn connection_refused(status: &str, message: String) -> Record {
+        let mut r = Record::new("connection_refused", "daemon");
+        r.status = Some(status.into());
+        r.message = Some(message);
+        r
+    }
+
+    /// A successful policy change `action` (approve, grant, accept, …) made from `source`
+    /// (`cli`, `dashboard`, `daemon`).
+    pub fn policy_change(source: &str, action: &str) -> Record {
+        let mut r = Record::new("policy_change", source);
+        r.action = Some(action.into());
+        r.status = Some("success".into());
+        r
+    }
+
+    /// A daemon event (`start`, `stop`, `backend_notice`, `backend_fallback`).
+    pub fn daemon(action: &str, message: Option<String>) -> Record {
+        let mut r = Record::new("daemon", "daemon");
+        r.action = Some(action.into());
+        r.message = message;
+        r
+    }
+
+    /// A break in the log the writer noticed (`event:"audit"`): `log_replaced`,
+    /// `log_truncated`, `log_appended`, `state_missing`, `state_invalid`.
+    pub fn audit_break(action: &str, message: String) -> Record {
+        let mut r = Record::new("audit", "daemon");
+        r.action = Some(action.into());
+        r.status = Some("error".into());
+        r.message = Some(message);
+        r
+    }
+
+    /// Sets the target names (shortened to [`MAX_LOGGED_TARGETS`]) and their exact count.
+    pub fn with_targets<'a>(
+        mut self,
+        targets: impl ExactSizeIterator<Item = &'a String>,
+    ) -> Record {
+        self.count = Some(targets.len());
+        self.targets = targets.take(MAX_LOGGED_TARGETS).cloned().collect();
+        self
+    }
+
+    /// The record as one unchained JSON line, newline included (tests and benchmarks; the log
+    /// itself is written by [`AuditLog::append`], which adds `seq` and `mac`).
+    pub fn to_line(&self) -> Vec<u8> {
+        let mut line = serde_json::to_vec(self)
+            .unwrap_or_else(|_| br#"{"event":"audit_encoding_failed"}"#.to_vec());
+        line.push(b'\n');
+        line
+    }
+}
+
+/// The current time as the log writes it.
+pub fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Default size at which the daemon rotates the log (64 MiB).
+pub const DEFAULT_MAX_BYTES: u64 = 64 * 1024 * 1024;
+/// Default number of rotated files kept (`audit.log.1` … `audit.log.5`).
+pub const DEFAULT_KEEP: usize = 5;
+
+/// When the log is rotated: config.json `"audit_max_bytes"` (0 turns rotation off) and
+/// `"audit_keep"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rotation {
+    /// Rotate before a record would take the file past this size; 0: never.
+    pub max_bytes: u64,
+    /// Rotated files kept (at least 1).
+    pub keep: usize,
+}
+
+impl Default for Rotation {
+    fn default() -> Self {
+        Rotation {
+            max_bytes: DEFAULT_MAX_BYTES,
+            keep: DEFAULT_KEEP,
+        }
+    }
+}
+
+impl Rotation {
+    /// The settings in config.json at `config`; the defaults when it has none or cannot be read.
+    pub fn from_config(config: &Path) -> Rotation {
+        let mut r = Rotation::default();
+        if let Ok(p) = crate::policy::load(config) {
+            if let Some(m) = p.audit_max_bytes {
+                r.max_bytes = m;
+            }
+            if let Some(k) = p.audit_keep {
+                r.keep = k.max(1);
+            }
+        }
+        r
+    }
+}
+
+/// Where the writer gets the chain key.
+#[derive(Clone)]
+pub enum KeySource {
+    /// From this store (created there on first use).
+    Store(Arc<dyn Backend>),
+    /// From the store the backend rules select for these paths (the CLI).
+    Select(Box<Paths>),
+    /// A key given directly (tests and benchmarks).
+    Fixed(Key),
+}
+
+impl std::fmt::Debug for KeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeySource::Store(s) => write!(f, "Store({})", s.describe()),
+            KeySource::Select(_) => f.write_str("Select"),
+            KeySource::Fixed(_) => f.write_str("Fixed"),
+        }
+    }
+}
+
+/// Keys already read in this process, by log path (a CLI command or the dashboard appends
+/// several records; the store is asked once).
+static KEYS: std::sync::Mutex<Vec<(PathBuf, Key)>> = std::sync::Mutex::new(Vec::new());
+
+impl KeySource {
+    /// The key, created in the store when there is none yet.
+    pub fn get(&self, log: &Path) -> Result<Key, String> {
+        if let KeySource::Fixed(k) = self {
+            return Ok(k.clone());
+        }
+        let cached = KEYS
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|(p, _)| p == log)
+            .map(|(_, k)| k.clone());
+        if let Some(k) = cached {
+            return Ok(k);
+        }
+        let k = self.fetch(log)?;
+        let mut keys = KEYS.lock().unwrap_or_else(|p| p.into_inner());
+        keys.retain(|(p, _)| p != log);
+        keys.push((log.to_path_buf(), k.clone()));
+        Ok(k)
+    }
+
+    /// The store itself, when this source names one (the CLI's selection is made again).
+    pub fn store(&self) -> Option<Arc<dyn Backend>> {
+        match self {
+            KeySource::Store(s) => Some(s.clone()),
+            KeySource::Select(paths) => crate::backend::select::select(paths)
+                .ok()
+                .map(|s| s.backend),
+            KeySource::Fixed(_) => None,
+        }
+    }
+
+    fn fetch(&self, log: &Path) -> Result<Key, String> {
+        match self {
+            KeySource::Fixed(k) => Ok(k.clone()),
+            KeySource::Store(s) => chain::load_or_create(s.as_ref(), log),
+            KeySource::Select(paths) => {
+                let sel = crate::backend::select::select(paths)?;
+                chain::load_or_create(sel.backend.as_ref(), log)
+            }
+        }
+    }
+}
+
+/// The chain position after the last record, kept in `audit.state` next to the log (0600) so
+/// that a truncated log is noticed, and which file (device, inode, size) it was written to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    /// The last record's seq (0: none yet).
+    pub seq: u64,
+    /// Its chain value, hex.
+    pub chain: String,
+    /// Device of the file it went to.
+    pub dev: u64,
+    /// Inode of the file it went to.
+    pub ino: u64,
+    /// Size of that file just after it.
+    pub end: u64,
+    /// HMAC over the fields above, so the state cannot be rewritten to match a cut log.
+    pub mac: String,
+}
+
+impl State {
+    fn mac_input(&self) -> String {
+        format!(
+            "keychain-auth audit state v1|{}|{}|{}|{}|{}",
+            self.seq, self.chain, self.dev, self.ino, self.end
+        )
+    }
+
+    fn sealed(key: &Key, seq: u64, chain: &[u8; 32], dev: u64, ino: u64, end: u64) -> State {
+        let mut s = State {
+            seq,
+            chain: hex::encode(chain),
+            dev,
+            ino,
+            end,
+            mac: String::new(),
+        };
+        s.mac = hex::encode(key.mac(&[s.mac_input().as_bytes()]));
+        s
+    }
+
+    /// Parses state bytes and checks their MAC; `Ok(None)` when empty.
+    pub fn parse(bytes: &[u8], key: &Key) -> Result<Option<State>, String> {
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(None);
+        }
+        let s: State = serde_json::from_slice(bytes).map_err(|e| format!("is not valid ({e})"))?;
+        let want = hex::encode(key.mac(&[s.mac_input().as_bytes()]));
+        if want != s.mac {
+            return Err("does not match its MAC (edited, or written with another key)".into());
+        }
+        if s.chain.len() != 64 || hex::decode(&s.chain).is_err() {
+            return Err("has a malformed chain value".into());
+        }
+        Ok(Some(s))
+    }
+
+    fn chain_bytes(&self) -> [u8; 32] {
+        let mut c = [0u8; 32];
+        let _ = hex::decode_to_slice(&self.chain, &mut c);
+        c
+    }
+}
+
+/// Where the state of the log at `log` is kept: `audit.state` in the same directory.
+pub fn state_path(log: &Path) -> PathBuf {
+    log.with_file_name("audit.state")
+}
+
+/// The path of rotated file `n` (`audit.log.1` is the newest).
+pub fn rotated_path(log: &Path, n: usize) -> PathBuf {
+    let mut name = log.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{n}"));
+    log.with_file_name(name)
+}
+
+/// Reads the state of the log at `log`, checking its MAC with `key`.
+pub fn read_state(log: &Path, key: &Key) -> Result<Option<State>, String> {
+    let p = state_path(log);
+    match fsutil::read_optional(&p) {
+        Ok(Some(b)) => State::parse(&b, key).map_err(|e| format!("{} {e}", p.display())),
+        Ok(None) => Ok(None),
+        Err(e) => Err(format!("cannot read {}: {e}", p.display())),
+    }
+}
+
+/// Size the state file is padded to, so it is rewritten in place without truncation.
+const STATE_LEN: usize = 320;
+
+/// The chain position while appending.
+#[derive(Clone, Copy)]
+struct Pos {
+    seq: u64,
+    chain: [u8; 32],
+}
+
+#[derive(Default)]
+struct Inner {
+    log: Option<File>,
+    state: Option<File>,
+    key: Option<Key>,
+    /// The state bytes this process last wrote or checked, and what they say: when the file
+    /// still holds exactly these bytes, their MAC need not be checked again.
+    last_state: Option<(Vec<u8>, State)>,
+    /// When the key last could not be had, and why: the store is not asked again for
+    /// [`KEY_RETRY`], so a hung keyring does not stall every append (some run on the async
+    /// workers) for its whole timeout.
+    key_failed: Option<(std::time::Instant, String)>,
+}
+
+/// How long a failure to get the key is remembered before the store is asked again.
+pub const KEY_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// An open, chained audit log. Every append takes an exclusive lock on `audit.state` (shared
+/// with every other keychain-auth process), reads the chain position from it, checks that the
+/// file at the log's path is the one the last record went to, rotates when due, writes the
+/// record with a single `write`, and records the new position.
+///
+/// What another program did to the log is noticed on the next append and recorded as its own
+/// chained record before the one being appended (`"event":"audit"`): the file renamed or
+/// removed (`log_replaced`; the log is reopened at its path), truncated (`log_truncated`),
+/// appended to (`log_appended`), or the state file missing or damaged (`state_missing`,
+/// `state_invalid`; the chain resumes from the log's last record).
+#[derive(Debug)]
+pub struct AuditLog {
+    path: PathBuf,
+    state_path: PathBuf,
+    keys: KeySource,
+    rotation: Rotation,
+    inner: std::sync::Mutex<Inner>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inner")
+            .field("open", &self.log.is_some())
+            .finish()
+    }
+}
+
+fn other(msg: String) -> io::Error {
+    io::Error::other(msg)
+}
+
+impl AuditLog {
+    /// Opens (creating 0600 in a 0700 directory) the log at `path` and its state file; the key
+    /// is fetched on the first append, so a locked keyring delays it without failing the start.
+    pub fn open(path: &Path, keys: KeySource, rotation: Rotation) -> io::Result<AuditLog> {
+        let log = AuditLog {
+            path: path.to_path_buf(),
+            state_path: state_path(path),
+            keys,
+            rotation,
+            inner: std::sync::Mutex::new(Inner::default()),
+        };
+        {
+            let mut inner = log.lock_inner();
+            inner.log = Some(open_append(path)?);
+            inner.state = Some(open_state(&log.state_path)?);
+        }
+        Ok(log)
+    }
+
+    /// Where it writes.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The rotation settings in force.
+    pub fn rotation(&self) -> Rotation {
+        self.rotation
+    }
+
+    fn lock_inner(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Fetches the key now (the daemon warms it at start); an error says why it cannot be had.
+    pub fn warm_key(&self) -> io::Result<()> {
+        let mut inner = self.lock_inner();
+        self.key(&mut inner).map(|_| ())
+    }
+
+    fn key(&self, inner: &mut Inner) -> io::Result<Key> {
+        if let Some(k) = &inner.key {
+            return Ok(k.clone());
+        }
+        if let Some((at, why)) = &inner.key_failed
+            && at.elapsed() < KEY_RETRY
+        {
+            return Err(other(why.clone()));
+        }
+        match self.keys.get(&self.path) {
+            Ok(k) => {
+                inner.key = Some(k.clone());
+                inner.key_failed = None;
+                Ok(k)
+            }
+            Err(why) => {
+                inner.key_failed = Some((std::time::Instant::now(), why.clone()));
+                Err(other(why))
+            }
+        }
+    }
+
+    /// Appends one record, chained. An error means the record is not in the log and the caller
+    /// must not grant what it describes.
+    pub fn append(&self, record: &Record) -> io::Result<()> {
+        let mut inner = self.lock_inner();
+        let key = self.key(&mut inner)?;
+        let state = self.lock_state(&mut inner)?;
+        let deferred = take_deferred(&self.path);
+        let out = self.append_locked(&mut inner, &state, &key, &deferred, record);
+        let _ = state.unlock();
+        inner.state = Some(state);
+        if out.is_err() {
+            for r in deferred {
+                defer(&self.path, r);
+            }
+        }
+        out
+    }
+
+    /// Takes the cross-process lock on the state file, reopening it when it was replaced; the
+    /// caller unlocks it and puts it back in `inner`.
+    fn lock_state(&self, inner: &mut Inner) -> io::Result<File> {
+        for _ in 0..8 {
+            let f = match inner.state.take() {
+                Some(f) => f,
+                None => open_state(&self.state_path)?,
+            };
+            f.lock()?;
+            let held = f.metadata()?;
+            match std::fs::symlink_metadata(&self.state_path) {
+                Ok(m) if m.dev() == held.dev() && m.ino() == held.ino() => return Ok(f),
+                _ => {
+                    // Removed or replaced while we waited: lock the file now at the path.
+                    let _ = f.unlock();
+                }
+            }
+        }
+        Err(other(format!(
+            "{} keeps being replaced; cannot lock it",
+            self.state_path.display()
+        )))
+    }
+
+    fn append_locked(
+        &self,
+        inner: &mut Inner,
+        state_file: &File,
+        key: &Key,
+        deferred: &[Record],
+        record: &Record,
+    ) -> io::Result<()> {
+        let mut notes: Vec<Record> = Vec::new();
+        // 1. The file at the path must be the one we hold.
+        let at_path = match std::fs::symlink_metadata(&self.path) {
+            Ok(m) => Some(m),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        let held_same = match (&inner.log, &at_path) {
+            (Some(f), Some(p)) => {
+                let h = f.metadata()?;
+                h.dev() == p.dev() && h.ino() == p.ino()
+            }
+            _ => false,
+        };
+        if !held_same {
+            inner.log = Some(open_append(&self.path)?);
+        }
+        let Some(log) = inner.log.as_ref() else {
+            return Err(other("the audit log is not open".into()));
+        };
+        let meta = log.metadata()?;
+        let (dev, ino, size) = (meta.dev(), meta.ino(), meta.size());
+
+        // 2. Where the chain stands, and whether the log is still as we left it.
+        let mut buf = Vec::with_capacity(STATE_LEN);
+        read_all_at(state_file, &mut buf)?;
+        let parsed = match &inner.last_state {
+            Some((bytes, s)) if *bytes == buf => Ok(Some(s.clone())),
+            _ => State::parse(&buf, key),
+        };
+        let mut pos = match parsed {
+            Ok(Some(s)) => {
+                let mut pos = Pos {
+                    seq: s.seq,
+                    chain: s.chain_bytes(),
+                };
+                if (s.dev, s.ino) != (dev, ino) {
+                    notes.push(note(
+                        "log_replaced",
+                        format!(
+                            "{} is not the file the previous record (seq {}) went to: it was renamed or removed by another program (logrotate?); continuing in the file now at that path",
+                            self.path.display(),
+                            s.seq
+                        ),
+                    ));
+                } else if size < s.end {
+                    notes.push(note(
+                        "log_truncated",
+                        format!(
+                            "{} was cut from {} to {size} bytes by another program (copytruncate?) after seq {}",
+                            self.path.display(),
+                            s.end,
+                            s.seq
+                        ),
+                    ));
+                } else if size > s.end {
+                    match adopt_tail(log, s.end, size, key, pos) {
+                        Some(p) => pos = p,
+                        None => notes.push(note(
+                            "log_appended",
+                            format!(
+                                "{} bytes were added to {} by another program after seq {}",
+                                size - s.end,
+                                self.path.display(),
+                                s.seq
+                            ),
+                        )),
+                    }
+                }
+                pos
+            }
+            Ok(None) => {
+                let pos = tail_pos(log, size);
+                if pos.seq > 0 {
+                    notes.push(note(
+                        "state_missing",
+                        format!(
+                            "{} was missing; the chain resumes from the log's last record (seq {})",
+                            self.state_path.display(),
+                            pos.seq
+                        ),
+                    ));
+                }
+                pos
+            }
+            Err(why) => {
+                let pos = tail_pos(log, size);
+                notes.push(note(
+                    "state_invalid",
+                    format!(
+                        "{} {why}; the chain resumes from the log's last record (seq {})",
+                        self.state_path.display(),
+                        pos.seq
+                    ),
+                ));
+                pos
+            }
+        };
+
+        // 3. Rotate when this record would take the file past the limit.
+        let mut size = size;
+        let mut fresh = size == 0 || !notes.is_empty();
+        if self.rotation.max_bytes > 0
+            && size > 0
+            && size + 512 + record_len_hint(record) > self.rotation.max_bytes
+        {
+            self.rotate()?;
+            inner.log = Some(open_append(&self.path)?);
+            size = 0;
+            fresh = true;
+        }
+        let Some(log) = inner.log.as_ref() else {
+            return Err(other("the audit log is not open".into()));
+        };
+        let (dev, ino) = if size == 0 && fresh {
+            let meta = log.metadata()?;
+            size = meta.size();
+            (meta.dev(), meta.ino())
+        } else {
+            (dev, ino)
+        };
+        fresh |= size == 0;
+
+        // 4. Seal and write the notes and the record with one write.
+        let mut out = Vec::with_capacity(512);
+        let all = notes.iter().chain(deferred).chain(std::iter::once(record));
+        for (i, r) in all.enumerate() {
+            let mut r = r.clone();
+            r.seq = Some(pos.seq + 1);
+            r.prev_mac = (fresh && i == 0).then(|| hex::encode(pos.chain));
+            r.mac = None;
+            let canonical = serde_json::to_vec(&r).map_err(|e| other(e.to_string()))?;
+            let (line, chain) = chain::seal_line(key, &pos.chain, canonical);
+            out.extend_from_slice(&line);
+            pos = Pos {
+                seq: pos.seq + 1,
+                chain,
+            };
+        }
+        let written = (&*log).write(&out)?;
+        if written != out.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                "short write to the audit log",
+            ));
+        }
+        let end = size + out.len() as u64;
+        let state = State::sealed(key, pos.seq, &pos.chain, dev, ino, end);
+        let mut bytes = serde_json::to_vec(&state).map_err(|e| other(e.to_string()))?;
+        bytes.resize(bytes.len().max(STATE_LEN), b' ');
+        bytes.push(b'\n');
+        state_file.write_all_at(&bytes, 0)?;
+        inner.last_state = Some((bytes, state));
+        Ok(())
+    }
+
+    /// `audit.log` becomes `audit.log.1`, `.1` becomes `.2`, …; the oldest beyond `keep` goes.
+    fn rotate(&self) -> io::Result<()> {
+        let keep = self.rotation.keep.max(1);
+        for n in (1..keep).rev() {
+            let from = rotated_path(&self.path, n);
+            if from.exists() {
+                std::fs::rename(&from, rotated_path(&self.path, n + 1))?;
+            }
+        }
+        std::fs::rename(&self.path, rotated_path(&self.path, 1))?;
+        // Files beyond `keep` (left when `audit_keep` was lowered) go too.
+        for old in verify::log_files(&self.path).0 {
+            let n = old
+                .extension()
+                .and_then(|e| e.to_str())
+                .and_then(|e| e.parse::<usize>().ok());
+            if n.is_some_and(|n| n > keep) {
+                std::fs::remove_file(&old)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A break noticed while appending.
+fn note(action: &str, message: String) -> Record {
+    Record::audit_break(action, message)
+}
+
+fn record_len_hint(r: &Record) -> u64 {
+    (r.targets.iter().map(|t| t.len() + 3).sum::<usize>()
+        + r.message.as_ref().map_or(0, String::len)
+        + r.path.as_ref().map_or(0, String::len)) as u64
+}
+
+fn read_all_at(f: &File, buf: &mut Vec<u8>) -> io::Result<()> {
+    let mut chunk = [0u8; 1024];
+    let mut off = 0u64;
+    loop {
+        let n = f.read_at(&mut chunk, off)?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        off += n as u64;
+        if n < chunk.len() {
+            return Ok(()); // a short read of a regular file is its end
+        }
+        if buf.len() > 64 * 1024 {
+            return Err(other("the audit state file is too large".into()));
+        }
+    }
+}
+
+/// The bytes of `f` in `from..to`, when that is at most 1 MiB.
+fn read_range(f: &File, from: u64, to: u64) -> Option<Vec<u8>> {
+    let len = usize::try_from(to.checked_sub(from)?).ok()?;
+    if len > 1 << 20 {
+        return None;
+    }
+    let mut buf = vec![0u8; len];
+    f.read_exact_at(&mut buf, from).ok()?;
+    Some(buf)
+}
+
+/// After a crash between writing records and recording the state, the log holds complete
+/// records the state does not know: adopt them when they chain on from `pos`.
+fn adopt_tail(f: &File, from: u64, to: u64, key: &Key, mut pos: Pos) -> Option<Pos> {
+    let bytes = read_range(f, from, to)?;
+    if !bytes.ends_with(b"\n") {
+        return None;
+    }
+    for line in bytes[..bytes.len() - 1].split(|&b| b == b'\n') {
+        let seq = chain::line_seq(line)?;
+        let (head, c) = chain::split_line(line)?;
+        if seq != pos.seq + 1 || chain::chain_of(key, &pos.chain, head) != c {
+            return None;
+        }
+        pos = Pos { seq, chain: c };
+    }
+    Some(pos)
+}
+
+/// The position after the last chained record of `f` (unverified; used only when the state
+/// file is gone), or the start of a new chain.
+fn tail_pos(f: &File, size: u64) -> Pos {
+    let start = size.saturating_sub(64 * 1024);
+    let genesis = Pos {
+        seq: 0,
+        chain: [0u8; 32],
+    };
+    let Some(bytes) = read_range(f, start, size) else {
+        return genesis;
+    };
+    bytes
+        .split(|&b| b == b'\n')
+        .rev()
+        .find_map(|line| {
+            let seq = chain::line_seq(line)?;
+            let (_, chain) = chain::split_line(line)?;
+            Some(Pos { seq, chain })
+        })
+        .unwrap_or(genesis)
+}
+
+/// Opens (creating 0600) a file of the log with the rules of every state file
+/// ([`fsutil::check_state_file`]): never through a link, never blocking on a FIFO put in its
+/// place, only a regular file of ours that others cannot write. The log is opened readable too
+/// (the writer reads its tail after a crash or a lost state file).
+fn open_checked(path: &Path, opts: &mut OpenOptions) -> io::Result<File> {
+    if let Some(dir) = path.parent() {
+        fsutil::ensure_private_dir(dir)?;
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(m) => fsutil::check_state_file(path, &m)?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let f = opts
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open(path)?;
+    fsutil::check_state_file(path, &f.metadata()?)?;
+    Ok(f)
+}
+
+fn open_append(path: &Path) -> io::Result<File> {
+    open_checked(
+        path,
+        OpenOptions::new().create(true).read(true).append(true),
+    )
+}
+
+fn open_state(path: &Path) -> io::Result<File> {
+    open_checked(
+        path,
+        OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true),
+    )
+}
+
+/// Checks that a record could be appended now (the log opens, the key can be had), so a change
+/// is not made that cannot then be audited.
+pub fn ready(paths: &Paths) -> io::Result<()> {
+    AuditLog::open(
+        &paths.audit,
+        KeySource::Select(Box::new(paths.clone())),
+        Rotation::default(),
+    )?
+    .warm_key()
+}
+
+/// Records waiting for the audit key, by log path (see [`defer`]).
+static DEFERRED: std::sync::Mutex<Vec<(PathBuf, Record)>> = std::sync::Mutex::new(Vec::new());
+
+/// Keeps `record` until the next append to the log at `log` in this process can be chained
+/// (the key is in a locked keyring), which writes it first, with its original time.
+pub fn defer(log: &Path, record: Record) {
+    DEFERRED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push((log.to_path_buf(), record));
+}
+
+fn take_deferred(log: &Path) -> Vec<Record> {
+    let mut all = DEFERRED.lock().unwrap_or_else(|p| p.into_inner());
+    let (mine, rest): (Vec<_>, Vec<_>) = all.drain(..).partition(|(p, _)| p == log);
+    *all = rest;
+    mine.into_iter().map(|(_, r)| r).collect()
+}
+
+/// Appends `record` to the log of `paths` with the key from the selected store, and closes it
+/// (for one-shot CLI commands).
+pub fn append_once(paths: &Paths, record: &Record) -> io::Result<()> {
+    append_with(paths, KeySource::Select(Box::new(paths.clone())), record)
+}
+
+/// Like [`append_once`], with the key from `keys`.
+pub fn append_with(paths: &Paths, keys: KeySource, record: &Record) -> io::Result<()> {
+    AuditLog::open(&paths.audit, keys, Rotation::from_config(&paths.config))?.append(record)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn key() -> Key {
+        Key::from_bytes(&[42u8; 32])
+    }
+
+    fn open(p: &Path, rotation: Rotation) -> AuditLog {
+        AuditLog::open(p, KeySource::Fixed(key()), rotation).unwrap()
+    }
+
+    fn lines(p: &Path) -> Vec<Record> {
+        std::fs::read_to_string(p)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn appends_chained_lines_with_private_mode() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("data/audit.log");
+        let log = open(&p, Rotation::default());
+        let targets: Vec<String> = (0..150).map(|i| format!("t{i}")).collect();
+        log.append(&Record::new("request", "daemon").with_targets(targets.iter()))
+            .unwrap();
+        // a second writer (another process, e.g. the CLI) continues the same chain
+        open(&p, Rotation::default())
+            .append(&Record::new("policy_change", "cli"))
+            .unwrap();
+        log.append(&Record::new("daemon", "daemon")).unwrap();
+        let recs = lines(&p);
+        assert_eq!(recs.len(), 3);
+        assert_eq!(
+            recs.iter().map(|r| r.seq.unwrap()).collect::<Vec<_>>(),
+            [1, 2, 3]
+        );
+        assert_eq!(recs[0].prev_mac.as_deref(), Some(&*"0".repeat(64)));
+        assert!(recs[1].prev_mac.is_none());
+        assert_eq!(recs[0].count, Some(150));
+        assert_eq!(recs[0].targets.len(), MAX_LOGGED_TARGETS);
+        assert_eq!(recs[1].source, "cli");
+        for f in [&p, &state_path(&p)] {
+            assert_eq!(
+                std::fs::metadata(f).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+        }
+        let r = verify::verify(&p, &key());
+        assert!(r.ok, "{}", r.render());
+        assert_eq!(r.records, 3);
+        // the wrong key verifies nothing
+        assert!(!verify::verify(&p, &Key::from_bytes(&[1u8; 32])).ok);
+    }
+
+    #[test]
+    fn removal_while_open_is_noticed_and_recorded() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("audit.log");
+        let log = open(&p, Rotation::default());
+        log.append(&Record::new("request", "daemon")).unwrap();
+        std::fs::rename(&p, rotated_path(&p, 1)).unwrap();
+        log.append(&Record::new("request", "daemon")).unwrap();
+        let recs = lines(&p);
+        assert_eq!(recs.len(), 2, "{recs:?}");
+        assert_eq!(recs[0].event, "audit");
+        assert_eq!(recs[0].action.as_deref(), Some("log_replaced"));
+        assert!(recs[0].prev_mac.is_some());
+        let r = verify::verify(&p, &key());
+        assert!(r.ok, "{}", r.render());
+        assert_eq!(r.records, 3);
+        assert!(r.notices.iter().any(|n| n.message.contains("renamed")));
+        // removed outright: reopened, recorded, and verify reports the lost file's records
+        std::fs::remove_file(&p).unwrap();
+        log.append(&Record::new("request", "daemon")).unwrap();
+        let r = verify::verify(&p, &key());
+        assert!(!r.ok);
+        assert_eq!(
+            r.breaks[0].kind,
+            verify::BreakKind::Missing,
+            "{}",
+            r.render()
+        );
+    }
+
+    #[test]
+    fn rotation_keeps_the_chain_and_the_count() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("audit.log");
+        let rot = Rotation {
+            max_bytes: 4096,
+            keep: 50,
+        };
+        let log = open(&p, rot);
+        for i in 0..200 {
+            let mut r = Record::new("request", "daemon");
+            r.id = Some(format!("r{i}"));
+            log.append(&r).unwrap();
+        }
+        let (files, _) = verify::log_files(&p);
+        assert!(files.len() > 5, "{files:?}");
+        for f in &files {
+            assert!(std::fs::metadata(f).unwrap().len() <= 4096, "{f:?}");
+        }
+        let r = verify::verify(&p, &key());
+        assert!(r.ok, "{}", r.render());
+        assert_eq!(r.records, 200);
+        // keep 2: older files go, what is kept still verifies on its own
+        let small = Rotation {
+            max_bytes: 4096,
+            keep: 2,
+        };
+        let log = open(&p, small);
+        for _ in 0..100 {
+            log.append(&Record::new("request", "daemon")).unwrap();
+        }
+        let r = verify::verify(&p, &key());
+        assert!(r.ok, "{}", r.render());
+        assert_eq!(r.last_seq, Some(300));
+    }
+
+    #[test]
+    fn rotated_files_compressed_by_logrotate_are_read() {
+        use std::io::Write as _;
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("audit.log");
+        let log = open(
+            &p,
+            Rotation {
+                max_bytes: 2048,
+                keep: 20,
+            },
+        );
+        for _ in 0..40 {
+            log.append(&Record::new("request", "daemon")).unwrap();
+        }
+        // logrotate `compress`: audit.log.2 becomes audit.log.2.gz
+        let plain = rotated_path(&p, 2);
+        let mut gz = flate2::write::GzEncoder::new(
+            std::fs::File::create(format!("{}.gz", plain.display())).unwrap(),
+            flate2::Compression::default(),
+        );
+        gz.write_all(&std::fs::read(&plain).unwrap()).unwrap();
+        gz.finish().unwrap();
+        std::fs::remove_file(&plain).unwrap();
+        let r = verify::verify(&p, &key());
+        assert!(r.ok, "{}", r.render());
+        assert_eq!(r.records, 40);
+        assert!(
+            r.files
+                .iter()
+                .any(|f| f.file.extension().is_some_and(|e| e == "gz"))
+        );
+        // a corrupted compressed file is a break, not a crash
+        let gzp = format!("{}.gz", plain.display());
+        let mut bytes = std::fs::read(&gzp).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0xff;
+        std::fs::write(&gzp, bytes).unwrap();
+        assert!(!verify::verify(&p, &key()).ok);
+    }
+
+    #[test]
+    fn concurrent_writers_never_fork_the_chain() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("audit.log");
+        let rot = Rotation {
+            max_bytes: 16 * 1024,
+            keep: 1000,
+        };
+        let handles: Vec<_> = (0..4)
+            .map(|w| {
+                let p = p.clone();
+                std::thread::spawn(move || {
+                    // a separate open per thread: separate locks, like separate processes
+                    let log = open(&p, rot);
+                    for i in 0..250 {
+                        let mut r = Record::new("request", "daemon");
+                        r.id = Some(format!("{w}-{i}"));
+                        log.append(&r).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        let r = verify::verify(&p, &key());
+        assert!(r.ok, "{}", r.render());
+        assert_eq!(r.records, 1000);
+        assert!(r.notices.is_empty(), "{}", r.render());
+    }
+
+    #[test]
+    fn truncation_and_state_loss_are_caught() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("audit.log");
+        let log = open(&p, Rotation::default());
+        for _ in 0..5 {
+            log.append(&Record::new("request", "daemon")).unwrap();
+        }
+        let text = std::fs::read_to_string(&p).unwrap();
+        let kept: String = text.lines().take(3).map(|l| format!("{l}\n")).collect();
+        std::fs::write(&p, &kept).unwrap();
+        let r = verify::verify(&p, &key());
+        assert_eq!(r.breaks[0].kind, verify::BreakKind::Truncated);
+        assert_eq!(r.breaks[0].line, 3);
+        assert_eq!(r.breaks[0].seq, Some(3));
+        // the next append records the cut and carries on from seq 5
+        log.append(&Record::new("request", "daemon")).unwrap();
+        let recs = lines(&p);
+        assert_eq!(recs[3].action.as_deref(), Some("log_truncated"));
+        assert_eq!(recs[3].seq, Some(6));
+        // a lost state file is recorded, and verify says truncation cannot be ruled out
+        std::fs::remove_file(state_path(&p)).unwrap();
+        let r = verify::verify(&p, &key());
+        assert_eq!(r.breaks.last().unwrap().kind, verify::BreakKind::State);
+        drop(log);
+        open(&p, Rotation::default())
+            .append(&Record::new("request", "daemon"))
+            .unwrap();
+        let recs = lines(&p);
+        assert_eq!(
+            recs[recs.len() - 2].action.as_deref(),
+            Some("state_missing")
+        );
+        assert_eq!(recs.last().unwrap().seq, Some(9));
+    }
+
+    #[test]
+    fn symlinks_and_fifos_in_place_of_the_files_are_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("audit.log");
+        let log = open(&p, Rotation::default());
+        log.append(&Record::new("request", "daemon")).unwrap();
+        // the state file replaced by a symlink to a file the attacker chose: not followed
+        let decoy = t.path().join("decoy");
+        std::fs::write(&decoy, b"").unwrap();
+        std::fs::remove_file(state_path(&p)).unwrap();
+        std::os::unix::fs::symlink(&decoy, state_path(&p)).unwrap();
+        assert!(log.append(&Record::new("request", "daemon")).is_err());
+        assert_eq!(std::fs::read(&decoy).unwrap(), b"");
+        std::fs::remove_file(state_path(&p)).unwrap();
+        // a FIFO as a rotated file: verify reports it instead of hanging
+        nix::unistd::mkfifo(&rotated_path(&p, 1), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let r = verify::verify(&p, &key());
+        assert!(!r.ok);
+        assert!(r.render().contains("not a regular file"), "{}", r.render());
+    }
+
+    #[test]
+    fn a_crash_between_log_and_state_is_adopted() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("audit.log");
+        let log = open(&p, Rotation::default());
+        log.append(&Record::new("request", "daemon")).unwrap();
+        let state = std::fs::read(state_path(&p)).unwrap();
+        log.append(&Record::new("request", "daemon")).unwrap();
+        std::fs::write(state_path(&p), &state).unwrap(); // as if the state write was lost
+        let r = verify::verify(&p, &key());
+        assert!(r.ok, "{}", r.render());
+        assert!(r.notices.iter().any(|n| n.message.contains("crash")));
+        log.append(&Record::new("request", "daemon")).unwrap();
+        let recs = lines(&p);
+        assert_eq!(recs.len(), 3, "adopted without a break record: {recs:?}");
+        assert!(verify::verify(&p, &key()).notices.is_empty());
+    }
+}

@@ -1,0 +1,520 @@
+//! `keychain-auth audit`: the log for people (a table in local time, coloured status) and for
+//! scripts (JSON lines, as written), filtered by time, binary, service, status and action, with
+//! `--follow` that keeps reading across rotation.
+//!
+//! Everything a caller controls (paths, ids, services, targets, messages) is printed with its
+//! control characters escaped, so a record cannot move the cursor or recolour the terminal.
+
+use super::Record;
+use super::verify::log_files;
+use chrono::{DateTime, Local, Utc};
+use std::fs::File;
+use std::io::{self, BufRead, IsTerminal, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::time::Duration;
+
+/// The filters and output form.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Records at or after this instant.
+    pub since: Option<DateTime<Utc>>,
+    /// Records before this instant.
+    pub until: Option<DateTime<Utc>>,
+    /// Path substring, or hash (prefix) of the caller.
+    pub binary: Option<String>,
+    /// Exact service.
+    pub service: Option<String>,
+    /// success, denied or error.
+    pub status: Option<String>,
+    /// Action (read, write, approve, …) or event (request, policy_change, …).
+    pub action: Option<String>,
+}
+
+impl Filter {
+    /// True when `r` passes every filter given.
+    pub fn matches(&self, r: &Record) -> bool {
+        if self.since.is_some() || self.until.is_some() {
+            let Ok(ts) = DateTime::parse_from_rfc3339(&r.ts) else {
+                return false;
+            };
+            let ts = ts.with_timezone(&Utc);
+            if self.since.is_some_and(|s| ts < s) || self.until.is_some_and(|u| ts >= u) {
+                return false;
+            }
+        }
+        if let Some(b) = &self.binary {
+            let hex = b.strip_prefix("sha256:").unwrap_or(b).to_ascii_lowercase();
+            let by_hash = r.hash.as_deref().is_some_and(|h| {
+                !hex.is_empty()
+                    && hex.bytes().all(|c| c.is_ascii_hexdigit())
+                    && h.trim_start_matches("sha256:").starts_with(&hex)
+            });
+            let by_path = r.path.as_deref().is_some_and(|p| p.contains(b.as_str()));
+            if !by_hash && !by_path {
+                return false;
+            }
+        }
+        if self
+            .service
+            .as_ref()
+            .is_some_and(|s| r.service.as_ref() != Some(s))
+        {
+            return false;
+        }
+        if self
+            .status
+            .as_ref()
+            .is_some_and(|s| r.status.as_ref() != Some(s))
+        {
+            return false;
+        }
+        if let Some(a) = &self.action
+            && r.action.as_ref() != Some(a)
+            && &r.event != a
+        {
+            return false;
+        }
+        true
+    }
+}
+
+/// Parses a time for `--since`/`--until`: RFC 3339 (`2026-05-01T12:00:00Z`), a local date
+/// (`2026-05-01`) or date and time (`2026-05-01 12:00`), or an age (`30s`, `15m`, `2h`, `7d`).
+pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
+    let s = s.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    let local = |naive: chrono::NaiveDateTime| {
+        naive
+            .and_local_timezone(Local)
+            .earliest()
+            .map(|t| t.with_timezone(&Utc))
+    };
+    for fmt in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S"] {
+        if let Ok(n) = chrono::NaiveDateTime::parse_from_str(s, fmt)
+            && let Some(t) = local(n)
+        {
+            return Ok(t);
+        }
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        && let Some(t) = d.and_hms_opt(0, 0, 0).and_then(local)
+    {
+        return Ok(t);
+    }
+    if let Some(unit) = s.chars().last()
+        && let Ok(n) = s[..s.len() - unit.len_utf8()].parse::<i64>()
+    {
+        let secs = match unit {
+            's' => Some(n),
+            'm' => n.checked_mul(60),
+            'h' => n.checked_mul(3600),
+            'd' => n.checked_mul(86_400),
+            _ => None,
+        };
+        if let Some(secs) = secs.and_then(chrono::TimeDelta::try_seconds) {
+            return Ok(Utc::now() - secs);
+        }
+    }
+    Err(format!(
+        "{s:?} is not a time: use RFC 3339 (2026-05-01T12:00:00Z), a local date (2026-05-01), \
+         date and time (\"2026-05-01 12:00\"), or an age (30s, 15m, 2h, 7d)"
+    ))
+}
+
+/// `s` with control characters (and other invisible format characters) escaped, so it prints
+/// as one inert line. (A private copy: the shared sanitiser of the dashboard was not available
+/// to this module when it was written.)
+pub fn sanitize(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control()
+            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// How records are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// The table, without colour.
+    Plain,
+    /// The table with a coloured status.
+    Colour,
+    /// The JSON lines as written.
+    Json,
+}
+
+impl Format {
+    /// Table or JSON; colour only on a terminal and when `NO_COLOR` is unset.
+    pub fn choose(json: bool) -> Format {
+        if json {
+            Format::Json
+        } else if io::stdout().is_terminal()
+            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        {
+            Format::Colour
+        } else {
+            Format::Plain
+        }
+    }
+}
+
+/// The table header.
+pub const HEADER: &str = "TIME                 SEQ      EVENT           STATUS   BINARY                    SERVICE          TARGETS / DETAIL";
+
+fn short_binary(r: &Record) -> String {
+    let name = r
+        .path
+        .as_deref()
+        .map(|p| p.rsplit('/').next().unwrap_or(p).to_string());
+    let hash = r.hash.as_deref().map(|h| {
+        h.trim_start_matches("sha256:")
+            .chars()
+            .take(8)
+            .collect::<String>()
+    });
+    match (name, hash) {
+        (Some(n), Some(h)) => format!("{n} {h}"),
+        (Some(n), None) => n,
+        (None, Some(h)) => h,
+        (None, None) => match r.pid {
+            Some(p) => format!("pid {p}"),
+            None => r.source.clone(),
+        },
+    }
+}
+
+fn fit(s: &str, w: usize) -> String {
+    let n = s.chars().count();
+    if n <= w {
+        format!("{s:<w$}")
+    } else {
+        let mut t: String = s.chars().take(w.saturating_sub(1)).collect();
+        t.push('…');
+        t
+    }
+}
+
+/// One table row (no newline).
+pub fn row(r: &Record, colour: bool) -> String {
+    let time = DateTime::parse_from_rfc3339(&r.ts)
+        .map(|t| {
+            t.with_timezone(&Local)
+                .format("%Y-%m-%d %H:%M:%S")
+                .to_string()
+        })
+        .unwrap_or_else(|_| sanitize(&r.ts));
+    let event = match &r.action {
+        Some(a) if r.event == "request" => a.clone(),
+        Some(a) => format!("{}:{a}", r.event.replace("policy_change", "policy")),
+        None => r.event.clone(),
+    };
+    let status = r.status.clone().unwrap_or_default();
+    let status_cell = fit(&status, 8);
+    let status_cell = match (colour, status.as_str()) {
+        (true, "success") => format!("\x1b[32m{status_cell}\x1b[0m"),
+        (true, "denied") => format!("\x1b[33m{status_cell}\x1b[0m"),
+        (true, "error") => format!("\x1b[31m{status_cell}\x1b[0m"),
+        _ => status_cell,
+    };
+    let mut detail = String::new();
+    if let Some(c) = r.count {
+        detail.push_str(&format!("{c}: {}", r.targets.join(", ")));
+        if r.targets.len() < c {
+            detail.push_str(", …");
+        }
+    }
+    for (flag, list) in [("read", &r.read), ("write", &r.write)] {
+        if !list.is_empty() {
+            detail.push_str(&format!(" {flag} {}", list.join(",")));
+        }
+    }
+    if r.search == Some(true) {
+        detail.push_str(" search");
+    }
+    if let Some(reason) = &r.reason {
+        detail.push_str(&format!(" [{reason}]"));
+    }
+    if let Some(m) = &r.message {
+        detail.push_str(&format!(" {m}"));
+    }
+    format!(
+        "{} {} {} {} {} {} {}",
+        fit(&time, 20),
+        fit(&r.seq.map_or("-".into(), |s| s.to_string()), 8),
+        fit(&sanitize(&event), 15),
+        status_cell,
+        fit(&sanitize(&short_binary(r)), 25),
+        fit(&sanitize(r.service.as_deref().unwrap_or("")), 16),
+        sanitize(detail.trim_start()),
+    )
+}
+
+/// Prints one line (a record that passed the filter) in `format`.
+fn emit(out: &mut impl Write, line: &[u8], r: &Record, format: Format) -> io::Result<()> {
+    match format {
+        Format::Json => {
+            out.write_all(line)?;
+            out.write_all(b"\n")
+        }
+        Format::Plain | Format::Colour => writeln!(out, "{}", row(r, format == Format::Colour)),
+    }
+}
+
+fn parse(line: &[u8]) -> Option<Record> {
+    serde_json::from_slice(line).ok()
+}
+
+/// Prints the matching records of the log at `log` and its rotated files (oldest first), the
+/// last `last` of them when given; with `follow`, keeps printing new records (across rotation)
+/// until the output is closed.
+pub fn run(
+    log: &Path,
+    filter: &Filter,
+    last: Option<usize>,
+    format: Format,
+    follow: bool,
+) -> Result<(), String> {
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    let broken = |e: &io::Error| e.kind() == io::ErrorKind::BrokenPipe;
+    if format != Format::Json
+        && let Err(e) = writeln!(out, "{HEADER}")
+    {
+        return if broken(&e) {
+            Ok(())
+        } else {
+            Err("cannot write".into())
+        };
+    }
+    let mut ring: std::collections::VecDeque<(Vec<u8>, Record)> = Default::default();
+    let (files, _) = log_files(log);
+    let mut skipped = 0u64;
+    let mut last_seq = None;
+    for f in &files {
+        let Ok(reader) = super::verify::open_lines(f) else {
+            continue;
+        };
+        for line in reader.split(b'\n') {
+            let line = line.map_err(|e| format!("cannot read {}: {e}", f.display()))?;
+            let Some(r) = parse(&line) else {
+                skipped += u64::from(!line.is_empty());
+                continue;
+            };
+            last_seq = r.seq.or(last_seq);
+            if !filter.matches(&r) {
+                continue;
+            }
+            match last {
+                Some(0) => {}
+                Some(n) => {
+                    if ring.len() == n {
+                        ring.pop_front();
+                    }
+                    ring.push_back((line, r));
+                }
+                None => {
+                    if let Err(e) = emit(&mut out, &line, &r, format) {
+                        return if broken(&e) {
+                            Ok(())
+                        } else {
+                            Err(e.to_string())
+                        };
+                    }
+                }
+            }
+        }
+    }
+    for (line, r) in &ring {
+        if let Err(e) = emit(&mut out, line, r, format) {
+            return if broken(&e) {
+                Ok(())
+            } else {
+                Err(e.to_string())
+            };
+        }
+    }
+    if skipped > 0 {
+        eprintln!("keychain-auth: {skipped} line(s) that are not audit records were skipped");
+    }
+    if let Err(e) = out.flush() {
+        return if broken(&e) {
+            Ok(())
+        } else {
+            Err(e.to_string())
+        };
+    }
+    if follow {
+        match follow_log(log, filter, format, &mut out, last_seq) {
+            Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
+                return Err(format!("following {}: {e}", log.display()));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Prints `line` when it is a record after `last_seq` that passes the filter; moves `last_seq`.
+fn feed(
+    line: &[u8],
+    last_seq: &mut Option<u64>,
+    filter: &Filter,
+    format: Format,
+    out: &mut impl Write,
+) -> io::Result<()> {
+    let Some(r) = parse(line) else {
+        return Ok(());
+    };
+    if let Some(s) = r.seq {
+        if last_seq.is_some_and(|l| s <= l) {
+            return Ok(()); // already printed (or passed over) before a rotation
+        }
+        *last_seq = Some(s);
+    }
+    if filter.matches(&r) {
+        emit(out, line, &r, format)?;
+    }
+    Ok(())
+}
+
+/// Prints records appended from now on. A rename (rotation by the daemon or logrotate) is
+/// noticed by the path's inode changing: the old file is read to its end, then any rotated file
+/// holding records not yet seen (several rotations may happen between two looks), then the new
+/// file from its start; records are never printed twice (by `seq`). A truncation restarts at the
+/// beginning of the file.
+fn follow_log(
+    log: &Path,
+    filter: &Filter,
+    format: Format,
+    out: &mut impl Write,
+    mut last_seq: Option<u64>,
+) -> io::Result<()> {
+    let mut cur: Option<(File, u64, Vec<u8>)> = None; // file, inode, partial line
+    if let Ok(mut f) = super::verify::open_regular(log) {
+        let ino = f.metadata()?.ino();
+        f.seek(SeekFrom::End(0))?;
+        cur = Some((f, ino, Vec::new()));
+    }
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let mut progressed = false;
+        if let Some((f, _, partial)) = cur.as_mut() {
+            let pos = f.stream_position()?;
+            if f.metadata()?.len() < pos {
+                f.seek(SeekFrom::Start(0))?; // truncated in place
+                partial.clear();
+            }
+            loop {
+                let n = f.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                progressed = true;
+                partial.extend_from_slice(&buf[..n]);
+                while let Some(i) = partial.iter().position(|&b| b == b'\n') {
+                    let line: Vec<u8> = partial.drain(..=i).collect();
+                    feed(&line[..line.len() - 1], &mut last_seq, filter, format, out)?;
+                }
+            }
+            out.flush()?;
+        }
+        let at_path = std::fs::metadata(log).ok().map(|m| m.ino());
+        let held = cur.as_ref().map(|(_, ino, _)| *ino);
+        if at_path.is_some() && at_path != held && !progressed {
+            // The held file is finished: catch up from the rotated files, then the new one.
+            let (files, _) = log_files(log);
+            for f in files.iter().filter(|f| f.as_path() != log) {
+                if let Ok(reader) = super::verify::open_lines(f) {
+                    for line in reader.split(b'\n') {
+                        feed(&line?, &mut last_seq, filter, format, out)?;
+                    }
+                }
+            }
+            cur = super::verify::open_regular(log)
+                .ok()
+                .and_then(|f| Some((f.metadata().ok()?.ino(), f)))
+                .map(|(ino, f)| (f, ino, Vec::new()));
+            continue;
+        }
+        if !progressed {
+            // A closed reader (`| head`) ends the follow at the next record printed (EPIPE).
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(sanitize("a\x1b[31mb\nc"), "a\\u{1b}[31mb\\nc");
+        assert_eq!(sanitize("évite\u{202e}x"), "évite\\u{202e}x");
+        let mut r = Record::new("request", "daemon");
+        r.service = Some("aws\x1b]0;pwned\x07".into());
+        r.targets = vec!["k\r".into()];
+        r.count = Some(1);
+        let line = row(&r, true);
+        assert!(!line.contains('\x07') && !line.contains('\r'), "{line:?}");
+        assert!(line.contains("aws\\u{1b}]0;pwn"), "{line}");
+    }
+
+    #[test]
+    fn times_and_filters() {
+        assert!(parse_time("2026-05-01T12:00:00Z").is_ok());
+        assert!(parse_time("2026-05-01").is_ok());
+        assert!(parse_time("2026-05-01 12:30").is_ok());
+        let two_h = parse_time("2h").unwrap();
+        assert!((Utc::now() - two_h).num_seconds() >= 7199);
+        assert!(parse_time("yesterday").is_err());
+        let mut r = Record::new("request", "daemon");
+        r.ts = "2026-05-01T12:00:00.000Z".into();
+        r.path = Some("/usr/bin/mycli".into());
+        r.hash = Some(format!("sha256:{}", "ab".repeat(32)));
+        r.service = Some("aws".into());
+        r.status = Some("denied".into());
+        r.action = Some("read".into());
+        let f = |g: Filter| g.matches(&r);
+        assert!(f(Filter::default()));
+        assert!(f(Filter {
+            binary: Some("mycli".into()),
+            ..Default::default()
+        }));
+        assert!(f(Filter {
+            binary: Some("abab".into()),
+            ..Default::default()
+        }));
+        assert!(!f(Filter {
+            binary: Some("other".into()),
+            ..Default::default()
+        }));
+        assert!(!f(Filter {
+            status: Some("success".into()),
+            ..Default::default()
+        }));
+        assert!(f(Filter {
+            action: Some("request".into()),
+            service: Some("aws".into()),
+            ..Default::default()
+        }));
+        assert!(f(Filter {
+            since: Some(parse_time("2026-05-01T11:00:00Z").unwrap()),
+            until: Some(parse_time("2026-05-01T13:00:00Z").unwrap()),
+            ..Default::default()
+        }));
+        assert!(!f(Filter {
+            since: Some(parse_time("2026-05-01T12:00:01Z").unwrap()),
+            ..Default::default()
+        }));
+    }
+}
