@@ -92,6 +92,20 @@ pub enum Command {
     },
     /// Check the setup: backend and why, Secret Service, daemon, permissions, config.
     Doctor,
+    /// Print one secret (for scripts): the value of TARGET in SERVICE, through the broker.
+    Get {
+        /// The service.
+        service: String,
+        /// The target.
+        target: String,
+    },
+    /// Store one secret (for scripts): the value is read from standard input, never an argument.
+    Put {
+        /// The service.
+        service: String,
+        /// The target.
+        target: String,
+    },
 }
 
 /// Permission flags shared by approve, register, grant and revoke.
@@ -226,6 +240,8 @@ pub fn run(cli: Cli) -> Result<(), String> {
         Command::List { json } => list(&paths, json),
         Command::Migrate { to } => crate::doctor::migrate(&paths, &to),
         Command::Doctor => crate::doctor::doctor(&paths),
+        Command::Get { service, target } => crate::scripts::get(&paths, &service, &target),
+        Command::Put { service, target } => crate::scripts::put(&paths, &service, &target),
     }
 }
 
