@@ -662,3 +662,123 @@ fn git_helper_approved_via_git_serves_git_and_not_a_direct_run() {
     );
     assert_secret_nowhere(&env, &secret, &[&text(&out.stderr), &text(&fill.stderr)]);
 }
+
+/// A dumb-HTTP git server on 127.0.0.1 that demands basic auth (`user`/`password`).
+const AUTH_SERVER: &str = r#"
+import base64, http.server, sys, os
+root, user, password, portfile = sys.argv[1:5]
+want = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+class H(http.server.SimpleHTTPRequestHandler):
+    def __init__(self, *a, **k):
+        super().__init__(*a, directory=root, **k)
+    def do_GET(self):
+        if self.headers.get("Authorization") != want:
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="git"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        super().do_GET()
+    def log_message(self, *a):
+        pass
+s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+with open(portfile + ".tmp", "w") as f:
+    f.write(str(s.server_address[1]))
+os.rename(portfile + ".tmp", portfile)
+s.serve_forever()
+"#;
+
+#[test]
+fn git_clone_over_http_with_basic_auth_uses_the_helper() {
+    if !have("git") || !have("python3") {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "git/python3 missing in CI"
+        );
+        eprintln!("SKIPPED: git or python3 is not installed");
+        return;
+    }
+    let env = TestEnv::new();
+    let _d = env.start();
+    let helper = copy_bin(&env, GIT_HELPER, "git-credential-keychain-auth");
+    env.register(&helper, &["--read", "git", "--write", "git"]);
+    let h = helper.to_str().expect("utf8");
+    let password = format!("http-SECRET-{}", common::nonce());
+    // A bare repository with one commit, served as dumb HTTP.
+    let srv = env.root.join("srv");
+    let work = env.root.join("work");
+    let sh = |script: &str| {
+        let out = env
+            .command("sh")
+            .args(["-c", script])
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .output()
+            .expect("sh");
+        assert!(out.status.success(), "{script}: {}", text(&out.stderr));
+    };
+    sh(&format!(
+        "set -e; git init -q {w}; cd {w}; echo hello > f; git add f; \
+         git -c user.name=t -c user.email=t@t commit -qm one; \
+         git clone -q --bare {w} {s}/repo.git; cd {s}/repo.git; git update-server-info",
+        w = work.display(),
+        s = srv.display()
+    ));
+    let portfile = env.root.join("port");
+    let mut server = env
+        .command("python3")
+        .args(["-c", AUTH_SERVER])
+        .arg(&srv)
+        .args(["alice", &password])
+        .arg(&portfile)
+        .spawn()
+        .expect("http server");
+    let port = common::wait_for(20, "the HTTP server", || {
+        std::fs::read_to_string(&portfile).ok()
+    });
+    let url = format!("http://127.0.0.1:{port}/repo.git");
+    // Without a credential: the helper misses silently, git cannot prompt, the clone fails.
+    let out = git(&env, &[h], &["clone", "-q", &url, "c1"])
+        .current_dir(&env.root)
+        .output()
+        .expect("clone");
+    assert!(!out.status.success());
+    // Store it through the helper, as git does after a prompt succeeds.
+    let approve = run_with_input(
+        git(&env, &[h], &["credential", "approve"]),
+        format!("protocol=http\nhost=127.0.0.1:{port}\nusername=alice\npassword={password}\n\n")
+            .as_bytes(),
+    );
+    assert!(approve.status.success());
+    let out = git(&env, &[h], &["clone", "-q", &url, "c2"])
+        .current_dir(&env.root)
+        .output()
+        .expect("clone");
+    assert!(out.status.success(), "clone failed: {}", text(&out.stderr));
+    assert_eq!(
+        std::fs::read_to_string(env.root.join("c2/f")).expect("cloned file"),
+        "hello\n"
+    );
+    // A wrong stored password: the server refuses it, git tells the helper to erase it.
+    let approve = run_with_input(
+        git(&env, &[h], &["credential", "approve"]),
+        format!("protocol=http\nhost=127.0.0.1:{port}\nusername=alice\npassword=wrong\n\n")
+            .as_bytes(),
+    );
+    assert!(approve.status.success());
+    let out = git(&env, &[h], &["clone", "-q", &url, "c3"])
+        .current_dir(&env.root)
+        .output()
+        .expect("clone");
+    assert!(!out.status.success());
+    let gone = run_with_input(
+        git(&env, &[h], &["credential", "fill"]),
+        format!("protocol=http\nhost=127.0.0.1:{port}\n\n").as_bytes(),
+    );
+    assert!(
+        !text(&gone.stdout).contains("password=wrong"),
+        "git's reject erased the refused credential"
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_secret_nowhere(&env, &password, &[&text(&out.stderr)]);
+}
