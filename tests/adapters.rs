@@ -508,6 +508,16 @@ fn client_sdk_has_no_daemon_runtime_in_its_dependency_tree() {
     }
 }
 
+/// Kills the child when the test ends, also on a failed assertion.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn client_refuses_a_socket_served_by_another_uid_before_sending() {
     // The system interpreter: a per-user shim (pyenv) is not readable by uid 65534.
@@ -535,12 +545,13 @@ fn client_refuses_a_socket_served_by_another_uid_before_sending() {
          \x20           if not b: break\n\
          \x20           total+=len(b)\n\
          \x20   except Exception: pass\n\
+         \x20   c.close()\n\
          \x20   with open({count:?},'w') as f: f.write(str(total))\n",
         sock = sock.to_str().expect("utf8"),
         ready = ready.to_str().expect("utf8"),
         count = count.to_str().expect("utf8"),
     );
-    let mut fake = Command::new("setpriv")
+    let fake = Command::new("setpriv")
         .args([
             "--reuid",
             "65534",
@@ -551,8 +562,12 @@ fn client_refuses_a_socket_served_by_another_uid_before_sending() {
             "-c",
         ])
         .arg(&server)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
         .spawn()
         .expect("setpriv python3");
+    let mut fake = KillOnDrop(fake);
     common::wait_for(10, "the fake server", || ready.exists().then_some(()));
     let env = TestEnv::new();
     // The reference client and the git helper, both pointed at the fake socket.
@@ -579,7 +594,9 @@ fn client_refuses_a_socket_served_by_another_uid_before_sending() {
         "{}",
         text(&out.stderr)
     );
-    let status = fake.wait().expect("fake server");
+    let status = common::wait_for(20, "the fake server to finish", || {
+        fake.0.try_wait().expect("try_wait")
+    });
     assert!(status.success());
     assert_eq!(
         std::fs::read_to_string(&count).expect("count"),
@@ -724,14 +741,17 @@ fn git_clone_over_http_with_basic_auth_uses_the_helper() {
         s = srv.display()
     ));
     let portfile = env.root.join("port");
-    let mut server = env
+    let server = env
         .command("python3")
         .args(["-c", AUTH_SERVER])
         .arg(&srv)
         .args(["alice", &password])
         .arg(&portfile)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
         .spawn()
         .expect("http server");
+    let _server = KillOnDrop(server);
     let port = common::wait_for(20, "the HTTP server", || {
         std::fs::read_to_string(&portfile).ok()
     });
@@ -778,7 +798,5 @@ fn git_clone_over_http_with_basic_auth_uses_the_helper() {
         !text(&gone.stdout).contains("password=wrong"),
         "git's reject erased the refused credential"
     );
-    let _ = server.kill();
-    let _ = server.wait();
     assert_secret_nowhere(&env, &password, &[&text(&out.stderr)]);
 }
