@@ -16,6 +16,8 @@ pub enum Source {
     Cli,
     /// The dashboard.
     Dashboard,
+    /// The daemon itself (expiry of grants).
+    Daemon,
 }
 
 impl Source {
@@ -24,6 +26,7 @@ impl Source {
         match self {
             Source::Cli => "cli",
             Source::Dashboard => "dashboard",
+            Source::Daemon => "daemon",
         }
     }
 }
@@ -43,6 +46,9 @@ pub struct Grants {
     pub via: Vec<String>,
     /// For an interpreter: serve it whatever it runs (`allow_any_script`).
     pub allow_any_script: bool,
+    /// Terms for the services named here (`--for`, `--once`, `--confirm`, SPEC §11); empty
+    /// terms make the grants of those services plain again.
+    pub terms: policy::GrantTerms,
 }
 
 impl Grants {
@@ -96,6 +102,13 @@ impl Grants {
         b.launched_by
             .extend(self.via.iter().filter_map(|v| BinaryHash::parse(v).ok()));
         b.allow_any_script |= self.allow_any_script;
+        for svc in self.read.iter().chain(&self.write) {
+            if self.terms.is_empty() {
+                b.service_terms.remove(svc);
+            } else {
+                b.service_terms.insert(svc.clone(), self.terms.clone());
+            }
+        }
     }
 
     fn remove_from(&self, b: &mut BinaryPolicy) {
@@ -116,6 +129,11 @@ impl Grants {
         }
         if self.allow_any_script {
             b.allow_any_script = false;
+        }
+        for svc in self.read.iter().chain(&self.write) {
+            if !b.allowed_read_services.contains(svc) && !b.allowed_write_services.contains(svc) {
+                b.service_terms.remove(svc);
+            }
         }
     }
 
@@ -140,6 +158,7 @@ impl Grants {
                 .map(ToString::to_string)
                 .collect(),
             allow_any_script: to.allow_any_script && !from.allow_any_script,
+            terms: policy::GrantTerms::default(),
         }
     }
 
@@ -149,6 +168,9 @@ impl Grants {
         rec.search = self.search.then_some(true);
         rec.allow_env = self.allow_env.clone();
         rec.via = self.via.clone();
+        if !self.terms.is_empty() {
+            rec.message = Some(self.terms.describe(chrono::Utc::now()));
+        }
     }
 }
 
@@ -180,6 +202,80 @@ fn audit_change(
             paths.audit.display()
         )
     })
+}
+
+/// Counts one successful use of a grant with `uses_left` for `service`; the grants of the
+/// service go when none is left (audited as `expire`).
+pub fn consume_use(paths: &Paths, hash: &BinaryHash, service: &str) -> Result<(), String> {
+    let gone = policy::update(&paths.config, |p| {
+        let Some(b) = p.registered_binaries.iter_mut().find(|b| &b.hash == hash) else {
+            return Ok(None);
+        };
+        let Some(t) = b.service_terms.get_mut(service) else {
+            return Ok(None);
+        };
+        if let Some(n) = t.uses_left.as_mut() {
+            *n = n.saturating_sub(1);
+        }
+        if t.uses_left == Some(0) {
+            drop_service(b, service);
+            return Ok(Some(b.clone()));
+        }
+        Ok(None)
+    })?;
+    if let Some(b) = gone {
+        audit_change(paths, Source::Daemon, "expire", &b, |r| {
+            r.service = Some(service.into());
+            r.message = Some(format!("the last use of {service} was consumed"));
+        })?;
+    }
+    Ok(())
+}
+
+/// Removes every grant whose time is up (audited as `expire`); returns how many.
+pub fn prune_expired(paths: &Paths) -> Result<usize, String> {
+    let now = chrono::Utc::now();
+    let due = |p: &policy::PolicyFile| {
+        p.registered_binaries
+            .iter()
+            .flat_map(|b| {
+                b.service_terms
+                    .iter()
+                    .filter(|(_, t)| t.expired(now))
+                    .map(move |(s, _)| (b.hash.clone(), s.clone()))
+            })
+            .collect::<Vec<_>>()
+    };
+    // Cheap check first: most of the time nothing is due and the file is not rewritten.
+    match policy::load(&paths.config) {
+        Ok(p) if due(&p).is_empty() => return Ok(0),
+        Err(_) => return Ok(0),
+        Ok(_) => {}
+    }
+    let removed = policy::update(&paths.config, |p| {
+        let list = due(p);
+        let mut out = Vec::new();
+        for (hash, svc) in list {
+            if let Some(b) = p.registered_binaries.iter_mut().find(|b| b.hash == hash) {
+                drop_service(b, &svc);
+                out.push((b.clone(), svc));
+            }
+        }
+        Ok(out)
+    })?;
+    for (b, svc) in &removed {
+        audit_change(paths, Source::Daemon, "expire", b, |r| {
+            r.service = Some(svc.clone());
+            r.message = Some(format!("the grant of {svc} ended"));
+        })?;
+    }
+    Ok(removed.len())
+}
+
+fn drop_service(b: &mut BinaryPolicy, service: &str) {
+    b.allowed_read_services.remove(service);
+    b.allowed_write_services.remove(service);
+    b.service_terms.remove(service);
 }
 
 /// Checks before a change that the audit log can be opened, so a change is not made unaudited.
@@ -425,6 +521,12 @@ pub fn set_grants(
         let before = b.clone();
         b.allowed_read_services = grants.read.iter().cloned().collect();
         b.allowed_write_services = grants.write.iter().cloned().collect();
+        let kept: Vec<String> = b
+            .allowed_read_services
+            .union(&b.allowed_write_services)
+            .cloned()
+            .collect();
+        b.service_terms.retain(|svc, _| kept.contains(svc));
         b.can_search = grants.search;
         Ok((before, b.clone()))
     })?;

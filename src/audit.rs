@@ -7,9 +7,8 @@
 
 use crate::fsutil;
 use serde::{Deserialize, Serialize};
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// Most target names written into one record; the count is always exact.
@@ -91,6 +90,16 @@ pub struct Record {
     /// Launch rules added or removed by a policy change.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub via: Vec<String>,
+    /// Live approval (SPEC §11): the decision an approver gave (`once`, `time`, `always`,
+    /// `deny`, `forget`), or `timeout` / `withdrawn` / `no_answer`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<String>,
+    /// Who answered (`dashboard`, `dashboard pid N`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answered_by: Option<String>,
+    /// The prompt a record belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
 }
 
 impl Record {
@@ -170,15 +179,14 @@ impl AuditLog {
     }
 }
 
+/// Opens through [`fsutil::open_state`]: never through a link, never blocking on a FIFO, and only
+/// a regular 0600 file of ours.
 fn open_append(path: &Path) -> io::Result<File> {
     if let Some(dir) = path.parent() {
         fsutil::ensure_private_dir(dir)?;
     }
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(path)
+    fsutil::open_state(path, fsutil::Access::Append)?
+        .ok_or_else(|| io::Error::other("the audit log could not be created"))
 }
 
 /// Opens the log at `path`, appends `record` and closes it (for one-shot CLI commands).

@@ -129,18 +129,49 @@ pub struct GrantArgs {
     /// For an interpreter: serve it whatever script or inline code it runs.
     #[arg(long = "allow-any-script")]
     pub allow_any_script: bool,
+    /// The services named here are granted for this long only (10m, 2h, 1d).
+    #[arg(long = "for", value_name = "DURATION")]
+    pub for_: Option<String>,
+    /// The services named here are granted for one successful use.
+    #[arg(long)]
+    pub once: bool,
+    /// Every use of the services named here is held for a dashboard to confirm.
+    #[arg(long)]
+    pub confirm: bool,
 }
 
-impl From<GrantArgs> for Grants {
-    fn from(g: GrantArgs) -> Grants {
-        Grants {
+impl TryFrom<GrantArgs> for Grants {
+    type Error = String;
+    fn try_from(g: GrantArgs) -> Result<Grants, String> {
+        let expires_at = match &g.for_ {
+            Some(d) => Some(
+                chrono::Utc::now()
+                    + chrono::Duration::seconds(
+                        i64::try_from(policy::parse_duration(d)?).unwrap_or(i64::MAX / 2),
+                    ),
+            ),
+            None => None,
+        };
+        if (expires_at.is_some() || g.once || g.confirm) && g.read.is_empty() && g.write.is_empty()
+        {
+            return Err(
+                "--for, --once and --confirm apply to the services named with --read or --write"
+                    .into(),
+            );
+        }
+        Ok(Grants {
+            terms: policy::GrantTerms {
+                expires_at,
+                uses_left: g.once.then_some(1),
+                confirm: g.confirm,
+            },
             read: g.read,
             write: g.write,
             search: g.search,
             allow_env: g.allow_env,
             via: g.via,
             allow_any_script: g.allow_any_script,
-        }
+        })
     }
 }
 
@@ -194,13 +225,13 @@ pub fn run(cli: Cli) -> Result<(), String> {
         ),
         Command::ListPending { json } => list_pending(&paths, json),
         Command::Approve { hash, grants } => {
-            let b = admin::approve(&paths, Source::Cli, &hash, &grants.into())?;
+            let b = admin::approve(&paths, Source::Cli, &hash, &grants.try_into()?)?;
             println!("approved {} ({})", b.path.display(), b.hash.short());
             print_permissions(&b);
             Ok(())
         }
         Command::Register { path, grants } => {
-            let b = admin::register(&paths, Source::Cli, &path, &grants.into())?;
+            let b = admin::register(&paths, Source::Cli, &path, &grants.try_into()?)?;
             println!("registered {} ({})", b.path.display(), b.hash.short());
             print_permissions(&b);
             Ok(())
@@ -223,12 +254,12 @@ pub fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::Grant { binary, grants } => {
-            let b = admin::grant(&paths, Source::Cli, &binary, &grants.into())?;
+            let b = admin::grant(&paths, Source::Cli, &binary, &grants.try_into()?)?;
             print_permissions(&b);
             Ok(())
         }
         Command::Revoke { binary, grants } => {
-            let b = admin::revoke(&paths, Source::Cli, &binary, &grants.into())?;
+            let b = admin::revoke(&paths, Source::Cli, &binary, &grants.try_into()?)?;
             print_permissions(&b);
             Ok(())
         }
@@ -264,12 +295,15 @@ fn join_or_dash<'a>(items: impl Iterator<Item = &'a String>) -> String {
     }
 }
 
+/// Runs the daemon. Everything that can refuse the start (socket directory, a daemon already
+/// running, state directories and files, the backend) is checked before anything is printed or
+/// audited, so a refused start prints exactly one line: the reason.
 fn start(paths: Paths) -> Result<(), String> {
-    // Chosen before the runtime starts: the probe blocks (briefly, bounded).
-    let selection = crate::backend::select::open_selection(&paths)?;
-    if let Some(notice) = &selection.notice {
-        eprintln!("keychain-auth: {notice}");
-    }
+    let notes = crate::server::preflight::check(&paths).map_err(|e| e.to_string())?;
+    // Chosen before the runtime starts: the probe blocks (briefly, bounded). No side effects.
+    let selection = crate::backend::select::select(&paths)?;
+    let notice = selection.notice.clone();
+    let notice_record = crate::backend::select::notice_record(&selection);
     let reason = selection.reason.clone();
     // One async worker per core, at most four: sessions are short and blocking work (hashing,
     // fsync'd writes, D-Bus) runs on tokio's separate blocking pool.
@@ -279,10 +313,21 @@ fn start(paths: Paths) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    runtime.block_on(async move {
+    let served = runtime.block_on(async move {
         let backend = selection.backend;
         let socket = paths.socket.clone();
         let server = Server::bind(paths, backend, Limits::default()).map_err(|e| e.to_string())?;
+        if let Some(notice) = &notice {
+            eprintln!("keychain-auth: {notice}");
+        }
+        if let Some(rec) = &notice_record
+            && let Err(e) = server.broker().audit.append(rec)
+        {
+            eprintln!("keychain-auth: cannot audit the backend notice: {e}");
+        }
+        for note in &notes {
+            eprintln!("keychain-auth: {note}");
+        }
         eprintln!(
             "keychain-auth {}: listening on {} ({})",
             crate::VERSION,
@@ -290,9 +335,15 @@ fn start(paths: Paths) -> Result<(), String> {
             reason
         );
         server.run(shutdown_signal()).await;
-        eprintln!("keychain-auth: stopped");
         Ok(())
-    })
+    });
+    // A request still stuck in blocking work (a slow keyring, a lock held by another process)
+    // must not keep a stopped daemon alive: give it a moment, then exit regardless.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    if served.is_ok() {
+        eprintln!("keychain-auth: stopped");
+    }
+    served
 }
 
 /// Completes on SIGINT or SIGTERM.
@@ -411,6 +462,11 @@ fn policy_notes(b: &policy::BinaryPolicy) -> Vec<String> {
             .map(policy::BinaryHash::short)
             .collect();
         notes.push(format!("only when launched by {}", v.join(", ")));
+    }
+    for (svc, t) in &b.service_terms {
+        if !t.is_empty() {
+            notes.push(format!("{svc}: {}", t.describe(chrono::Utc::now())));
+        }
     }
     if !b.allow_env.is_empty() {
         let v: Vec<&str> = b.allow_env.iter().map(String::as_str).collect();

@@ -443,13 +443,26 @@ fn check_socket(socket: &Path, c: &mut Checks) {
 }
 
 fn check_file(topic: &'static str, path: &Path, c: &mut Checks) {
-    match std::fs::metadata(path) {
+    // As the daemon sees it: a link, FIFO or other non-regular file is refused, not followed.
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if !m.file_type().is_file() => {
+            let why = crate::fsutil::check_state_file(path, &m)
+                .err()
+                .map_or_else(|| "not a regular file".to_string(), |e| e.to_string());
+            c.problem(
+                topic,
+                why,
+                format!("remove it or move it away: {}", path.display()),
+            );
+        }
         Ok(m) => {
             check_mode(c, topic, path, &m, 0o077, "chmod 600");
+            // The file store's directory may not even be readable by others.
+            let forbidden = if topic == "file store" { 0o077 } else { 0o022 };
             if let Some(dir) = path.parent()
                 && let Ok(dm) = std::fs::metadata(dir)
             {
-                check_mode(c, topic, dir, &dm, 0o022, "chmod 700");
+                check_mode(c, topic, dir, &dm, forbidden, "chmod 700");
             }
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -622,7 +635,9 @@ mod tests {
     fn group_readable_file_store_is_a_problem_with_a_fix() {
         use std::os::unix::fs::PermissionsExt;
         let t = tempfile::tempdir().unwrap();
-        let p = t.path().join("keyring.json");
+        let dir = t.path().join("store");
+        crate::fsutil::ensure_secret_dir(&dir).unwrap();
+        let p = dir.join("keyring.json");
         std::fs::write(&p, b"{}").unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
         let mut c = Checks::default();
@@ -634,5 +649,21 @@ mod tests {
         let mut c = Checks::default();
         check_file("file store", &p, &mut c);
         assert!(c.0.iter().all(|x| x.level != Level::Problem));
+        // A store directory others may read is a problem too (the daemon refuses it).
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut c = Checks::default();
+        check_file("file store", &p, &mut c);
+        let bad: Vec<_> = c.0.iter().filter(|x| x.level == Level::Problem).collect();
+        assert_eq!(bad.len(), 1);
+        assert!(bad[0].fix.as_deref().unwrap().starts_with("chmod 700"));
+        // A FIFO in its place is reported, not opened.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::fs::remove_file(&p).unwrap();
+        nix::unistd::mkfifo(&p, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let mut c = Checks::default();
+        check_file("file store", &p, &mut c);
+        let bad: Vec<_> = c.0.iter().filter(|x| x.level == Level::Problem).collect();
+        assert_eq!(bad.len(), 1);
+        assert!(bad[0].text.contains("FIFO"), "{}", bad[0].text);
     }
 }

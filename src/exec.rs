@@ -281,7 +281,7 @@ mod tests {
     fn req(line: &str) -> Request {
         match parse_line(line.as_bytes()).unwrap() {
             Incoming::Request(r) => r,
-            Incoming::Status => panic!(),
+            other => panic!("not a request: {other:?}"),
         }
     }
 

@@ -84,8 +84,18 @@ pub struct Attempt {
 
 /// Reads pending.json (missing → empty), dropping expired entries.
 pub fn load(path: &Path) -> Result<PendingFile, String> {
-    let bytes =
-        fsutil::read_optional(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    parse(path, read(path)?)
+}
+
+/// The bytes of pending.json (`None`: missing), read through [`fsutil::open_state`].
+fn read(path: &Path) -> Result<Option<Vec<u8>>, String> {
+    fsutil::read_optional(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::PermissionDenied => e.to_string(),
+        _ => format!("cannot read {}: {e}", path.display()),
+    })
+}
+
+fn parse(path: &Path, bytes: Option<Vec<u8>>) -> Result<PendingFile, String> {
     let mut file: PendingFile = match bytes {
         None => PendingFile::default(),
         Some(b) => serde_json::from_slice(&b)
@@ -101,11 +111,12 @@ fn expire(file: &mut PendingFile, now: DateTime<Utc>) {
 }
 
 /// Runs `f` under the lock on a fresh copy and writes the result atomically. A corrupt queue is
-/// replaced (it only holds refusals, which the next attempt records again).
+/// replaced (it only holds refusals, which the next attempt records again); a file that is not
+/// a private regular file of ours (a link, a FIFO, another user's) is refused, not replaced.
 pub fn update<T>(path: &Path, f: impl FnOnce(&mut PendingFile) -> T) -> Result<T, String> {
     let _lock =
         FileLock::acquire(path).map_err(|e| format!("cannot lock {}: {e}", path.display()))?;
-    let mut file = load(path).unwrap_or_default();
+    let mut file = parse(path, read(path)?).unwrap_or_default();
     let out = f(&mut file);
     let mut bytes = serde_json::to_vec_pretty(&file).map_err(|e| e.to_string())?;
     bytes.push(b'\n');
@@ -114,12 +125,12 @@ pub fn update<T>(path: &Path, f: impl FnOnce(&mut PendingFile) -> T) -> Result<T
     Ok(out)
 }
 
-/// Records a refused attempt.
-pub fn record(path: &Path, attempt: Attempt) -> Result<(), String> {
+/// Records a refused attempt; `true` when the caller is new to the queue.
+pub fn record(path: &Path, attempt: Attempt) -> Result<bool, String> {
     update(path, |file| apply_attempt(file, attempt, Utc::now()))
 }
 
-fn apply_attempt(file: &mut PendingFile, a: Attempt, now: DateTime<Utc>) {
+fn apply_attempt(file: &mut PendingFile, a: Attempt, now: DateTime<Utc>) -> bool {
     expire(file, now);
     let argv: Vec<String> = a
         .argv
@@ -152,7 +163,7 @@ fn apply_attempt(file: &mut PendingFile, a: Attempt, now: DateTime<Utc>) {
         e.changed_from = a.changed_from;
         e.interpreter = a.interpreter;
         e.chain = chain;
-        return;
+        return false;
     }
     if file.entries.len() >= MAX_ENTRIES {
         file.entries.sort_by_key(|e| std::cmp::Reverse(e.last_seen));
@@ -172,6 +183,7 @@ fn apply_attempt(file: &mut PendingFile, a: Attempt, now: DateTime<Utc>) {
         interpreter: a.interpreter,
         chain,
     });
+    true
 }
 
 fn shorten(s: &str) -> String {

@@ -9,7 +9,7 @@ use crate::fsutil::{self, FileLock, FileStamp};
 use crate::identity::Program;
 use crate::protocol::{Action, MatchMode, Reason, Request};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -108,6 +108,9 @@ pub struct BinaryPolicy {
     /// Launch rule: served only when one of these hashes is among its ancestors.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub launched_by: BTreeSet<BinaryHash>,
+    /// Grants that end or need confirmation, per service (SPEC §11).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub service_terms: BTreeMap<String, GrantTerms>,
     /// Fields written by newer versions, kept as they are.
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
@@ -127,6 +130,7 @@ impl BinaryPolicy {
             interpreter: None,
             allow_any_script: false,
             launched_by: BTreeSet::new(),
+            service_terms: BTreeMap::new(),
             extra: serde_json::Map::new(),
         }
     }
@@ -163,8 +167,110 @@ impl BinaryPolicy {
                 ),
             ));
         }
+        if let Some(t) = self.terms_for(&req.service)
+            && t.expired(chrono::Utc::now())
+        {
+            return Err((
+                Reason::ServiceNotAllowed,
+                format!(
+                    "the grant of service {:?} to {path} expired; grant it again with: keychain-auth grant {short} {flag} {}",
+                    req.service,
+                    shell_word(&req.service)
+                ),
+            ));
+        }
         Ok(())
     }
+
+    /// The terms of the grants for `service`, when they end or need confirmation.
+    pub fn terms_for(&self, service: &str) -> Option<&GrantTerms> {
+        self.service_terms.get(service).filter(|t| !t.is_empty())
+    }
+}
+
+/// Terms of a service's grants (SPEC §11): an end time, a number of uses, confirmation.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantTerms {
+    /// After this (RFC 3339) the grants of the service are never served, and are pruned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Successful uses left; the grants go when it reaches 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uses_left: Option<u32>,
+    /// Every use is held for an approver, and refused when none answers.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub confirm: bool,
+}
+
+impl GrantTerms {
+    /// No terms at all.
+    pub fn is_empty(&self) -> bool {
+        self.expires_at.is_none() && self.uses_left.is_none() && !self.confirm
+    }
+
+    /// Whether the grants have ended at `now` (time passed, or no use left).
+    pub fn expired(&self, now: chrono::DateTime<chrono::Utc>) -> bool {
+        self.expires_at.is_some_and(|t| t <= now) || self.uses_left == Some(0)
+    }
+
+    /// For people: `expires in 9m`, `1 use left`, `confirm`.
+    pub fn describe(&self, now: chrono::DateTime<chrono::Utc>) -> String {
+        let mut parts = Vec::new();
+        if let Some(t) = self.expires_at {
+            let left = (t - now).num_seconds();
+            parts.push(if left <= 0 {
+                "expired".to_string()
+            } else {
+                format!("expires in {}", human_duration(left as u64))
+            });
+        }
+        if let Some(n) = self.uses_left {
+            parts.push(format!("{n} use{} left", if n == 1 { "" } else { "s" }));
+        }
+        if self.confirm {
+            parts.push("confirm each use".into());
+        }
+        parts.join(", ")
+    }
+}
+
+/// `90` → `1m30s`, `7200` → `2h`, `90000` → `1d1h`.
+pub fn human_duration(secs: u64) -> String {
+    let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    let mut out = String::new();
+    for (n, unit) in [(d, "d"), (h, "h"), (m, "m"), (s, "s")] {
+        if n > 0 && out.len() < 6 {
+            out.push_str(&format!("{n}{unit}"));
+        }
+    }
+    if out.is_empty() { "0s".into() } else { out }
+}
+
+/// Parses `10m`, `2h`, `1d`, `90s`, `1h30m` into seconds.
+pub fn parse_duration(text: &str) -> Result<u64, String> {
+    let bad = || format!("{text:?} is not a duration: use for example 10m, 2h or 1d");
+    let mut total: u64 = 0;
+    let mut num = String::new();
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            _ => return Err(bad()),
+        };
+        let n: u64 = num.parse().map_err(|_| bad())?;
+        total = total.saturating_add(n.saturating_mul(unit));
+        num.clear();
+    }
+    if !num.is_empty() || total == 0 {
+        return Err(bad());
+    }
+    Ok(total)
 }
 
 /// Quotes `s` for a shell command line when it needs it.
@@ -204,6 +310,9 @@ pub struct PolicyFile {
     /// Interpreter names added to the built-in list (SPEC §10).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub interpreters: Vec<String>,
+    /// How long a request is held for an approver's answer, in seconds (default 30).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_timeout_s: Option<u64>,
     /// Fields written by newer versions, kept as they are.
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
@@ -217,6 +326,7 @@ impl Default for PolicyFile {
             max_request_bytes: None,
             registered_binaries: Vec::new(),
             interpreters: Vec::new(),
+            prompt_timeout_s: None,
             extra: serde_json::Map::new(),
         }
     }
@@ -327,16 +437,14 @@ pub fn load(path: &Path) -> Result<PolicyFile, PolicyError> {
         path: path.to_path_buf(),
         why,
     };
-    let meta = match std::fs::metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(PolicyFile::default()),
-        Err(e) => return Err(err(format!("cannot be read: {e}"))),
-    };
-    fsutil::check_private(path, &meta).map_err(err)?;
-    let bytes = fsutil::read_optional(path)
-        .map_err(|e| err(format!("cannot be read: {e}")))?
-        .unwrap_or_default();
-    parse(&bytes).map_err(err)
+    // Opened without following links or blocking, and checked: a regular file of ours that
+    // group and others cannot read or write.
+    match fsutil::read_optional(path) {
+        Ok(None) => Ok(PolicyFile::default()),
+        Ok(Some(bytes)) => parse(&bytes).map_err(err),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(err(e.to_string())),
+        Err(e) => Err(err(format!("cannot be read: {e}"))),
+    }
 }
 
 /// Parses config.json text.
@@ -470,7 +578,7 @@ mod tests {
     fn req(line: &str) -> Request {
         match parse_line(line.as_bytes()).unwrap() {
             Incoming::Request(r) => r,
-            Incoming::Status => panic!(),
+            other => panic!("not a request: {other:?}"),
         }
     }
 

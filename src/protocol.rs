@@ -104,6 +104,25 @@ pub struct Request {
     pub values: Vec<String>,
     /// Attributes to store (write) or to filter by (search, prefix read/delete).
     pub attributes: Attributes,
+    /// Whether the caller may be held while an approver decides (`"prompt":false` opts out).
+    pub prompt: bool,
+}
+
+/// An approver's answer to a prompt (`{"type":"ANSWER"}`, SPEC §11).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnswerLine {
+    /// The prompt answered.
+    pub prompt: String,
+    /// `once`, `time`, `always`, `deny` or `forget`.
+    pub decision: String,
+    /// For `time`: how long the grant lasts, in seconds.
+    pub for_s: Option<u64>,
+    /// For `always`: the services to grant for reading (default: what was asked).
+    pub read: Option<Vec<String>>,
+    /// For `always`: the services to grant for writing.
+    pub write: Option<Vec<String>>,
+    /// For `always`: the search flag.
+    pub search: Option<bool>,
 }
 
 /// One validated line from a client.
@@ -113,6 +132,10 @@ pub enum Incoming {
     Request(Request),
     /// `{"type":"STATUS"}`.
     Status,
+    /// `{"type":"SUBSCRIBE"}`: become an approver (only keychain-auth itself may).
+    Subscribe,
+    /// `{"type":"ANSWER",…}` from a subscribed approver.
+    Answer(AnswerLine),
 }
 
 /// The raw shape of a request line, before validation.
@@ -129,6 +152,36 @@ struct RawRequest {
     targets: Option<Vec<String>>,
     values: Option<Vec<String>>,
     attributes: Option<Attributes>,
+    prompt: Option<bool>,
+    prompt_id: Option<String>,
+    decision: Option<String>,
+    for_s: Option<u64>,
+    read: Option<Vec<String>>,
+    write: Option<Vec<String>>,
+    search: Option<bool>,
+}
+
+impl RawRequest {
+    /// Whether any field of a request (beyond type and id) is present.
+    fn has_request_fields(&self) -> bool {
+        self.action.is_some()
+            || self.service.is_some()
+            || self.mode.is_some()
+            || self.targets.is_some()
+            || self.values.is_some()
+            || self.attributes.is_some()
+            || self.prompt.is_some()
+    }
+
+    /// Whether any field of an answer is present.
+    fn has_answer_fields(&self) -> bool {
+        self.prompt_id.is_some()
+            || self.decision.is_some()
+            || self.for_s.is_some()
+            || self.read.is_some()
+            || self.write.is_some()
+            || self.search.is_some()
+    }
 }
 
 /// Why a request was refused or failed; clients treat unknown reasons as denial.
@@ -388,19 +441,48 @@ fn validate(raw: RawRequest) -> Result<Incoming, String> {
         check_text("id", id, MAX_ID_LEN, true)?;
     }
     match raw.kind.as_str() {
-        "STATUS" => {
-            if raw.action.is_some()
-                || raw.service.is_some()
-                || raw.mode.is_some()
-                || raw.targets.is_some()
-                || raw.values.is_some()
-                || raw.attributes.is_some()
-            {
-                return Err("STATUS takes no fields besides type and id".into());
+        "STATUS" | "SUBSCRIBE" => {
+            if raw.has_request_fields() || raw.has_answer_fields() {
+                return Err(format!("{} takes no fields besides type and id", raw.kind));
             }
-            return Ok(Incoming::Status);
+            return Ok(if raw.kind == "STATUS" {
+                Incoming::Status
+            } else {
+                Incoming::Subscribe
+            });
         }
-        "REQUEST" => {}
+        "ANSWER" => {
+            if raw.has_request_fields() {
+                return Err(
+                    "ANSWER takes prompt_id, decision, for_s, read, write and search".into(),
+                );
+            }
+            let prompt = raw.prompt_id.ok_or("missing prompt_id")?;
+            check_text("prompt_id", &prompt, MAX_ID_LEN, false)?;
+            let decision = raw.decision.ok_or("missing decision")?;
+            if !["once", "time", "always", "deny", "forget"].contains(&decision.as_str()) {
+                return Err(format!(
+                    "unknown decision {:?}: expected once, time, always, deny or forget",
+                    truncate(&decision)
+                ));
+            }
+            for s in raw.read.iter().chain(&raw.write).flatten() {
+                check_text("service", s, MAX_SERVICE_LEN, false)?;
+            }
+            return Ok(Incoming::Answer(AnswerLine {
+                prompt,
+                decision,
+                for_s: raw.for_s,
+                read: raw.read,
+                write: raw.write,
+                search: raw.search,
+            }));
+        }
+        "REQUEST" => {
+            if raw.has_answer_fields() {
+                return Err("REQUEST takes no answer fields".into());
+            }
+        }
         other => {
             return Err(format!(
                 "unknown type {:?}: expected REQUEST or STATUS",
@@ -499,6 +581,7 @@ fn validate(raw: RawRequest) -> Result<Incoming, String> {
         targets,
         values,
         attributes,
+        prompt: raw.prompt.unwrap_or(true),
     }))
 }
 

@@ -40,6 +40,9 @@ struct Cache {
 pub struct FileStore {
     path: PathBuf,
     cache: Mutex<Cache>,
+    /// Serialises this process's writers, so they queue here (woken at once) and only other
+    /// processes contend for the file lock.
+    writer: Mutex<()>,
 }
 
 impl FileStore {
@@ -48,6 +51,7 @@ impl FileStore {
         FileStore {
             path: path.to_path_buf(),
             cache: Mutex::new(Cache::default()),
+            writer: Mutex::new(()),
         }
     }
 
@@ -59,25 +63,48 @@ impl FileStore {
         BackendError::Unavailable(format!("file store {}: {what}", self.path.display()))
     }
 
-    /// Re-reads the file when it changed since the cached copy.
+    /// Checks that the store's directory holds nothing others can reach: ours, 0700-like, in
+    /// directories only we (or root) can change. Never chmods anything.
+    pub fn check_dir(&self) -> Result<(), BackendError> {
+        match self.path.parent() {
+            Some(dir) => fsutil::ensure_secret_dir(dir).map_err(|e| self.unavailable(e)),
+            None => Ok(()),
+        }
+    }
+
+    /// Checks the store as the daemon does before serving it: its directory (created 0700 when
+    /// missing) and, when it exists, the file (a regular file of ours that only we can read).
+    pub fn check(&self) -> Result<(), BackendError> {
+        self.check_dir()?;
+        let mut cache = self.lock_cache();
+        cache.stamp = None;
+        self.refresh(&mut cache)
+    }
+
+    /// Re-reads the file when it changed since the cached copy (one `lstat` when it did not).
     fn refresh(&self, cache: &mut Cache) -> Result<(), BackendError> {
-        let meta = match std::fs::metadata(&self.path) {
-            Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        let stamp = match FileStamp::of_path(&self.path) {
+            Ok(Some(s)) => s,
+            Ok(None) => {
                 cache.stamp = None;
                 cache.items.clear();
                 return Ok(());
             }
             Err(e) => return Err(self.unavailable(e)),
         };
-        let stamp = FileStamp::of(&meta);
         if cache.stamp == Some(stamp) {
             return Ok(());
         }
-        fsutil::check_private(&self.path, &meta).map_err(|e| self.unavailable(e))?;
-        let bytes = fsutil::read_optional(&self.path)
-            .map_err(|e| self.unavailable(e))?
-            .unwrap_or_default();
+        self.check_dir()?;
+        // Opened without following links or blocking; only a regular 0600 file of ours.
+        let Some((bytes, meta)) =
+            fsutil::read_with_meta(&self.path).map_err(|e| self.unavailable(e))?
+        else {
+            cache.stamp = None;
+            cache.items.clear();
+            return Ok(());
+        };
+        let stamp = FileStamp::of(&meta);
         let file: StoreFile = serde_json::from_slice(&bytes).map_err(|e| {
             self.unavailable(format!(
                 "is not valid ({}, line {}); it was left untouched: repair or move it away",
@@ -94,16 +121,22 @@ impl FileStore {
     }
 
     /// Runs `f` on the current items under the file lock and commits the result atomically.
+    /// The in-memory cache is not held during the write (and its fsync), so reads go on.
     fn mutate<T>(&self, f: impl FnOnce(&mut Items) -> T) -> Result<T, BackendError> {
+        self.check_dir()?;
+        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let _lock = FileLock::acquire(&self.path).map_err(|e| self.unavailable(e))?;
-        let mut cache = self.lock_cache();
-        self.refresh(&mut cache)?;
-        let mut items = cache.items.clone();
+        let mut items = {
+            let mut cache = self.lock_cache();
+            self.refresh(&mut cache)?;
+            cache.items.clone()
+        };
         let out = f(&mut items);
         items.retain(|_, targets| !targets.is_empty());
         let file = StoreFile { version: 1, items };
         let bytes = serde_json::to_vec_pretty(&file).map_err(|e| self.unavailable(e))?;
         fsutil::write_atomic(&self.path, &bytes).map_err(|e| self.unavailable(e))?;
+        let mut cache = self.lock_cache();
         cache.items = file.items;
         cache.stamp = FileStamp::of_path(&self.path).ok().flatten();
         Ok(out)
@@ -280,7 +313,8 @@ mod tests {
     #[test]
     fn corrupt_file_is_unavailable_and_left_alone() {
         let t = tempfile::tempdir().unwrap();
-        let path = t.path().join("keyring.json");
+        let path = t.path().join("store/keyring.json");
+        crate::fsutil::ensure_secret_dir(path.parent().unwrap()).unwrap();
         std::fs::write(&path, b"{not json").unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         let s = FileStore::new(&path);
@@ -293,7 +327,7 @@ mod tests {
     #[test]
     fn batch_is_one_commit() {
         let t = tempfile::tempdir().unwrap();
-        let path = t.path().join("keyring.json");
+        let path = t.path().join("store/keyring.json");
         let s = FileStore::new(&path);
         s.apply(&[
             Change::Set {

@@ -286,19 +286,26 @@ pub fn select(paths: &Paths) -> Result<Selection, String> {
     })
 }
 
+/// The audit record of the selection's notice (fallback, locked), if it has one. The daemon
+/// appends it only once it is about to serve, so a refused start leaves none.
+pub fn notice_record(sel: &Selection) -> Option<Record> {
+    let notice = sel.notice.as_ref()?;
+    let mut rec = Record::new("daemon", "daemon");
+    rec.action = Some(match sel.kind() {
+        BackendKind::File => "backend_fallback".into(),
+        BackendKind::Keyring => "backend_notice".into(),
+    });
+    rec.message = Some(notice.clone());
+    Some(rec)
+}
+
 /// [`select`], then records a notice (fallback, locked) in the audit log.
 pub fn open_selection(paths: &Paths) -> Result<Selection, String> {
     let sel = select(paths)?;
-    if let Some(notice) = &sel.notice {
-        let mut rec = Record::new("daemon", "daemon");
-        rec.action = Some(match sel.kind() {
-            BackendKind::File => "backend_fallback".into(),
-            BackendKind::Keyring => "backend_notice".into(),
-        });
-        rec.message = Some(notice.clone());
-        if let Err(e) = audit::append_once(&paths.audit, &rec) {
-            eprintln!("keychain-auth: cannot audit the backend notice: {e}");
-        }
+    if let Some(rec) = notice_record(&sel)
+        && let Err(e) = audit::append_once(&paths.audit, &rec)
+    {
+        eprintln!("keychain-auth: cannot audit the backend notice: {e}");
     }
     Ok(sel)
 }

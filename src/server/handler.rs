@@ -35,7 +35,9 @@ pub enum Lane {
 pub fn lane(broker: &Broker, peer: &Peer, parsed: &Parsed) -> Lane {
     let req = match parsed {
         Ok(Incoming::Request(r)) => r,
-        Ok(Incoming::Status) | Err(_) => return Lane::Quick(None),
+        Ok(Incoming::Status | Incoming::Subscribe | Incoming::Answer(_)) | Err(_) => {
+            return Lane::Quick(None);
+        }
     };
     if !matches!(req.action, Action::Read | Action::Search) || !broker.backend.fast_reads() {
         return Lane::Blocking;
@@ -44,7 +46,13 @@ pub fn lane(broker: &Broker, peer: &Peer, parsed: &Parsed) -> Lane {
         return Lane::Blocking;
     };
     match broker.policy.current() {
-        Ok(p) if p.lookup_caller(hash, program).is_some() => Lane::Quick(Some(p)),
+        // Grants with terms may need a config write (uses) or an approver (confirm).
+        Ok(p)
+            if p.lookup_caller(hash, program)
+                .is_some_and(|b| b.terms_for(&req.service).is_none()) =>
+        {
+            Lane::Quick(Some(p))
+        }
         _ => Lane::Blocking,
     }
 }
@@ -55,28 +63,59 @@ pub fn status_line(broker: &Broker) -> Vec<u8> {
     broker.status().to_line()
 }
 
+/// What answering a request line produced.
+pub enum Reply {
+    /// The response line.
+    Line(Vec<u8>),
+    /// The request is refused unless an approver allows it: hold it and ask ([`super::ask`]).
+    Ask(Box<Ask>),
+}
+
+/// A request held for an approver, with the refusal it gets when nobody allows it.
+pub struct Ask {
+    /// The request.
+    pub req: Request,
+    /// The refusal it gets without an answer.
+    pub refusal: Response,
+    /// Its audit record so far.
+    pub rec: Record,
+    /// Whether the caller is approved at all (an unknown caller is approved by an answer).
+    pub registered: bool,
+    /// Whether it is allowed but its grant asks for confirmation of every use.
+    pub confirm: bool,
+    /// The hash of the policy entry (registered) or pending entry (unknown) an answer changes.
+    pub subject: BinaryHash,
+}
+
 /// Answers one parsed request line from `peer`, with the policy when the caller already read
-/// it; returns the response line.
+/// it; returns the response line, or the request to hold for an approver.
 pub fn respond(
     broker: &Broker,
     peer: &Peer,
     parsed: Parsed,
     policy: Option<Arc<Snapshot>>,
-) -> Vec<u8> {
+) -> Reply {
     let req = match parsed {
-        Ok(Incoming::Status) => return status_line(broker),
+        Ok(Incoming::Status) => return Reply::Line(status_line(broker)),
         Ok(Incoming::Request(req)) => Ok(req),
+        Ok(Incoming::Subscribe | Incoming::Answer(_)) => Err(Box::new(Response::malformed(
+            None,
+            "SUBSCRIBE opens an approver connection, and ANSWER is only accepted on one",
+        ))),
         Err(resp) => Err(resp),
     };
     broker.stats.requests.fetch_add(1, Ordering::Relaxed);
     match req {
-        Ok(req) => decide(broker, peer, &req, policy).to_line(),
+        Ok(req) => match decide(broker, peer, &req, policy) {
+            Verdict::Done(resp) => Reply::Line(resp.to_line()),
+            Verdict::Ask(ask) => Reply::Ask(ask),
+        },
         Err(resp) => {
             let mut rec = base_record(peer);
             rec.id = resp.id.clone();
             finish(&mut rec, &resp);
             let _ = broker.audit.append(&rec);
-            resp.to_line()
+            Reply::Line(resp.to_line())
         }
     }
 }
@@ -123,14 +162,14 @@ fn request_record(peer: &Peer, req: &Request) -> Record {
     rec.with_targets(req.targets.iter())
 }
 
-fn finish(rec: &mut Record, resp: &Response) {
+pub(crate) fn finish(rec: &mut Record, resp: &Response) {
     rec.status = Some(resp.status.as_str().into());
     rec.reason = resp.reason.map(|r| r.as_str().into());
     rec.message = resp.message.clone();
 }
 
 /// Audits a refusal and returns it.
-fn refuse(broker: &Broker, mut rec: Record, resp: Response) -> Response {
+pub(crate) fn refuse(broker: &Broker, mut rec: Record, resp: Response) -> Response {
     finish(&mut rec, &resp);
     let _ = broker.audit.append(&rec);
     resp
@@ -293,11 +332,37 @@ fn unknown_caller(policy: &Snapshot, peer: &Peer, req: &Request) -> (String, Opt
     (message, Some(attempt))
 }
 
-fn decide(broker: &Broker, peer: &Peer, req: &Request, policy: Option<Arc<Snapshot>>) -> Response {
+/// What deciding a request produced.
+pub(crate) enum Verdict {
+    /// The final response.
+    Done(Response),
+    /// Refused unless an approver allows it.
+    Ask(Box<Ask>),
+}
+
+pub(crate) fn decide(
+    broker: &Broker,
+    peer: &Peer,
+    req: &Request,
+    policy: Option<Arc<Snapshot>>,
+) -> Verdict {
     let rec = request_record(peer, req);
     let id = req.id.clone();
     let denied =
         |reason, message: String| Response::failure(id.clone(), Status::Denied, reason, message);
+    let done = |rec: Record, resp: Response| Verdict::Done(refuse(broker, rec, resp));
+    // Held for an approver only where one is attached and the caller did not opt out.
+    let may_ask = || req.prompt && broker.approvals.attached();
+    let ask = |rec: Record, refusal: Response, subject: &BinaryHash, registered, confirm| {
+        Verdict::Ask(Box::new(Ask {
+            req: req.clone(),
+            refusal,
+            rec,
+            registered,
+            confirm,
+            subject: subject.clone(),
+        }))
+    };
     let (hash, integrity, program, chain) = match &peer.exe {
         Exe::Verified {
             hash,
@@ -307,39 +372,84 @@ fn decide(broker: &Broker, peer: &Peer, req: &Request, policy: Option<Arc<Snapsh
             ..
         } => (hash, integrity, program, chain),
         Exe::Unverifiable { why, .. } => {
-            return refuse(broker, rec, denied(Reason::UnregisteredBinary, why.clone()));
+            return done(rec, denied(Reason::UnregisteredBinary, why.clone()));
         }
     };
     let policy = match policy.map_or_else(|| broker.policy.current(), Ok) {
         Ok(p) => p,
         Err(e) => {
             let msg = format!("{e}; every request is denied until the policy can be read");
-            return refuse(broker, rec, denied(Reason::InternalError, msg));
+            return done(rec, denied(Reason::InternalError, msg));
         }
     };
     let Some(binary) = policy.lookup_caller(hash, program) else {
         let (message, attempt) = unknown_caller(&policy, peer, req);
-        if let Some(attempt) = attempt
-            && let Err(e) = pending::record(&broker.paths.pending, attempt)
-        {
-            eprintln!("keychain-auth: could not record a pending caller: {e}");
+        let refusal = denied(Reason::UnregisteredBinary, message);
+        let Some(attempt) = attempt else {
+            return done(rec, refusal);
+        };
+        let subject = attempt.hash.clone();
+        let shown = attempt.path.display().to_string();
+        match pending::record(&broker.paths.pending, attempt) {
+            Ok(true) if !broker.approvals.attached() => {
+                super::notify::new_caller(&shown, req.action.as_str(), &req.service);
+            }
+            Ok(_) => {}
+            Err(e) => eprintln!("keychain-auth: could not record a pending caller: {e}"),
         }
-        return refuse(broker, rec, denied(Reason::UnregisteredBinary, message));
+        return if may_ask() {
+            ask(rec, refusal, &subject, false, false)
+        } else {
+            done(rec, refusal)
+        };
     };
     if let Err(message) = launch_rule(peer, binary, chain) {
-        return refuse(broker, rec, denied(Reason::LauncherNotAllowed, message));
+        return done(rec, denied(Reason::LauncherNotAllowed, message));
     }
     if let Err(message) = injection_guard(peer.pid, binary, integrity) {
-        return refuse(broker, rec, denied(Reason::InjectedEnvironment, message));
+        return done(rec, denied(Reason::InjectedEnvironment, message));
     }
     if let Err((reason, message)) = binary.authorize(req) {
-        return refuse(broker, rec, denied(reason, message));
+        let refusal = denied(reason, message);
+        return if may_ask() {
+            ask(rec, refusal, &binary.hash, true, false)
+        } else {
+            done(rec, refusal)
+        };
     }
+    let terms = binary.terms_for(&req.service);
+    if terms.is_some_and(|t| t.confirm) {
+        let refusal = denied(
+            Reason::ServiceNotAllowed,
+            format!(
+                "every use of {} by {} must be confirmed in the dashboard, and no dashboard answered",
+                req.service,
+                binary.path.display()
+            ),
+        );
+        return if may_ask() {
+            ask(rec, refusal, &binary.hash, true, true)
+        } else {
+            done(rec, refusal)
+        };
+    }
+    let resp = carry_out(broker, rec, req);
+    if resp.status == Status::Success && terms.is_some_and(|t| t.uses_left.is_some()) {
+        let hash = binary.hash.clone();
+        if let Err(e) = crate::admin::consume_use(&broker.paths, &hash, &req.service) {
+            eprintln!("keychain-auth: could not count a use of a one-time grant: {e}");
+        }
+    }
+    Verdict::Done(resp)
+}
+
+/// Runs an authorised request against the store and audits it. What cannot be audited is not
+/// granted: a change is taken back, a read withheld.
+pub(crate) fn carry_out(broker: &Broker, rec: Record, req: &Request) -> Response {
     let outcome = exec::execute(broker.backend.as_ref(), req);
     let mut rec = rec.with_targets(outcome.targets.iter());
     finish(&mut rec, &outcome.response);
     if let Err(e) = broker.audit.append(&rec) {
-        // What cannot be audited is not granted: take a change back, withhold a read.
         let mut message = format!(
             "the audit log {} cannot be written ({e}); the request was not carried out",
             broker.audit.path().display()
@@ -353,7 +463,12 @@ fn decide(broker: &Broker, peer: &Peer, req: &Request, policy: Option<Arc<Snapsh
                 broker.audit.path().display()
             );
         }
-        return Response::failure(id, Status::Error, Reason::InternalError, message);
+        return Response::failure(
+            req.id.clone(),
+            Status::Error,
+            Reason::InternalError,
+            message,
+        );
     }
     outcome.response
 }

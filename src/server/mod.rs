@@ -6,8 +6,12 @@
 //! The dashboard embeds the same `Server` in-process.
 
 pub mod admission;
+pub mod approval;
+pub mod ask;
 pub mod frame;
 pub mod handler;
+pub mod notify;
+pub mod preflight;
 pub mod session;
 pub mod socket;
 
@@ -74,6 +78,9 @@ pub struct Broker {
     pub identity: identity::Context,
     /// Connection caps.
     pub admissions: Arc<Admissions>,
+    /// Attached approvers and held requests (SPEC §11).
+    pub approvals: approval::Approvals,
+    own_hash: std::sync::OnceLock<Option<crate::policy::BinaryHash>>,
     /// The audit log.
     pub audit: AuditLog,
     /// Counters.
@@ -84,6 +91,29 @@ pub struct Broker {
 }
 
 impl Broker {
+    /// The hash of the broker's own executable: only keychain-auth itself may subscribe as an
+    /// approver. `None` when it cannot be read (then nobody may).
+    pub fn own_hash(&self) -> Option<&crate::policy::BinaryHash> {
+        self.own_hash
+            .get_or_init(|| {
+                std::fs::File::open("/proc/self/exe")
+                    .and_then(|f| self.hashes.hash_file(&f))
+                    .ok()
+            })
+            .as_ref()
+    }
+
+    /// How long a held request waits for an answer (config.json `prompt_timeout_s`).
+    pub fn prompt_timeout(&self) -> Duration {
+        self.policy
+            .current()
+            .ok()
+            .and_then(|p| p.file.prompt_timeout_s)
+            .map_or(approval::DEFAULT_PROMPT_TIMEOUT, |s| {
+                Duration::from_secs(s.clamp(1, 3600))
+            })
+    }
+
     /// The STATUS answer.
     pub fn status(&self) -> StatusInfo {
         StatusInfo {
@@ -123,13 +153,17 @@ pub struct Server {
 
 impl Server {
     /// Binds the socket (refusing when a live daemon answers there, replacing a stale one) and
-    /// opens the audit log. Must be called inside a tokio runtime.
+    /// opens the audit log, after the [`preflight`] checks. Must be called inside a tokio runtime.
     pub fn bind(
         paths: Paths,
         backend: Arc<dyn Backend>,
         mut limits: Limits,
     ) -> Result<Server, StartError> {
         protect_process()?;
+        preflight::check(&paths)?;
+        if backend.kind() == crate::backend::BackendKind::File {
+            preflight::check_file_store(&paths)?;
+        }
         let audit = AuditLog::open(&paths.audit).map_err(|e| {
             StartError::Other(format!(
                 "cannot open the audit log {}: {e}",
@@ -149,6 +183,8 @@ impl Server {
             ))
         })?;
         let broker = Arc::new(Broker {
+            approvals: approval::Approvals::new(),
+            own_hash: std::sync::OnceLock::new(),
             identity: identity::Context::current(),
             admissions: Admissions::new(
                 limits.max_connections,
@@ -193,12 +229,26 @@ impl Server {
         let _ = broker.audit.append(&start);
         tokio::select! {
             () = accept_loop(&listener, &broker) => {}
+            () = prune_loop(&broker) => {}
             () = shutdown => {}
         }
         socket::remove_if_ours(&broker.paths.socket, socket_id);
         let mut stop = Record::new("daemon", "daemon");
         stop.action = Some("stop".into());
         let _ = broker.audit.append(&stop);
+    }
+}
+
+/// Removes grants whose time is up, every few seconds (they are never served in the meantime:
+/// every request checks the end time itself).
+async fn prune_loop(broker: &Arc<Broker>) {
+    loop {
+        let paths = broker.paths.clone();
+        let pruned = tokio::task::spawn_blocking(move || crate::admin::prune_expired(&paths)).await;
+        if let Ok(Err(e)) = pruned {
+            eprintln!("keychain-auth: could not prune expired grants: {e}");
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
     }
 }
 

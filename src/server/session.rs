@@ -7,13 +7,15 @@
 
 use super::Broker;
 use super::admission::Slot;
+use super::approval::{Answer, ApproverEvent, Decision};
+use super::ask;
 use super::frame::{Frame, LineReader, Writer};
-use super::handler;
+use super::handler::{self, Reply};
 use crate::audit::Record;
 use crate::identity::process::FileId;
 use crate::identity::sender::{self, Sender};
 use crate::identity::{self, Connector, Exe, Hashing, IdentityError, Peer};
-use crate::protocol::{Incoming, Reason, Response, Status};
+use crate::protocol::{AnswerLine, Incoming, Reason, Response, Status};
 use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -110,6 +112,20 @@ pub async fn serve(mut stream: UnixStream, broker: Arc<Broker>) {
             return;
         }
         let parsed = handler::parse(lines.line());
+        if matches!(parsed, Ok(Incoming::Subscribe)) && !reserve {
+            if session.runs_keychain_auth(&sender).await {
+                let label = format!("dashboard pid {}", sender.pid);
+                return session.approver(&mut stream, &mut lines, label).await;
+            }
+            let r = Response::failure(
+                None,
+                Status::Denied,
+                Reason::UnregisteredBinary,
+                "only keychain-auth itself (a connected dashboard) may subscribe as an approver",
+            );
+            let _ = stream.write_all(&r.to_line()).await;
+            continue;
+        }
         let reply = if matches!(parsed, Ok(Incoming::Status)) {
             handler::status_line(&session.broker)
         } else if reserve {
@@ -122,7 +138,13 @@ pub async fn serve(mut stream: UnixStream, broker: Arc<Broker>) {
             let Some(peer) = session.peer(&sender).await else {
                 return;
             };
-            answer(&session.broker, peer, parsed).await
+            match answer(&session.broker, peer.clone(), parsed).await {
+                Reply::Line(line) => line,
+                Reply::Ask(ask) => match hold(&session.broker, &stream, peer, *ask).await {
+                    Some(line) => line,
+                    None => return,
+                },
+            }
         };
         if stream.write_all(&reply).await.is_err() {
             return;
@@ -277,22 +299,189 @@ fn unverifiable(peer: &Peer, why: String) -> Peer {
 }
 
 /// Answers a request line: on the async worker when that cannot block, else off it.
-async fn answer(broker: &Arc<Broker>, peer: Arc<Peer>, parsed: handler::Parsed) -> Vec<u8> {
+async fn answer(broker: &Arc<Broker>, peer: Arc<Peer>, parsed: handler::Parsed) -> Reply {
     if let handler::Lane::Quick(policy) = handler::lane(broker, &peer, &parsed) {
         return handler::respond(broker, &peer, parsed, policy);
     }
     let b = broker.clone();
     tokio::task::spawn_blocking(move || handler::respond(&b, &peer, parsed, None))
         .await
-        .unwrap_or_else(|_| {
-            Response::failure(
-                None,
-                Status::Error,
-                Reason::InternalError,
-                "the request could not be processed",
-            )
-            .to_line()
-        })
+        .unwrap_or_else(|_| Reply::Line(internal_error()))
+}
+
+fn internal_error() -> Vec<u8> {
+    Response::failure(
+        None,
+        Status::Error,
+        Reason::InternalError,
+        "the request could not be processed",
+    )
+    .to_line()
+}
+
+/// Holds a request for an approver (SPEC §11) until the first answer, the prompt timeout, or
+/// the caller hanging up; `None` when the caller is gone.
+async fn hold(
+    broker: &Arc<Broker>,
+    stream: &UnixStream,
+    peer: Arc<Peer>,
+    ask: handler::Ask,
+) -> Option<Vec<u8>> {
+    let timeout = broker.prompt_timeout();
+    let (key, prompt) = ask::prompt_for(&peer, &ask, timeout);
+    let settle = |ask, id: String, answer, why: &'static str| {
+        let (b, peer) = (broker.clone(), peer.clone());
+        async move {
+            tokio::task::spawn_blocking(move || ask::settle(&b, &peer, ask, &id, answer, why))
+                .await
+                .unwrap_or_else(|_| internal_error())
+        }
+    };
+    let Some(mut wait) = broker.approvals.ask(key, prompt) else {
+        return Some(settle(ask, String::new(), None, "no_answer").await);
+    };
+    if wait.opened {
+        ask::audit_prompt(broker, &ask, &wait.id);
+    }
+    let id = wait.id.clone();
+    let (answer, why) = tokio::select! {
+        a = &mut wait.answer => (a.ok(), "no_answer"),
+        () = tokio::time::sleep(timeout) => {
+            broker.approvals.leave(&id, wait.ticket, "timeout");
+            // An answer that raced the deadline still counts.
+            (wait.answer.try_recv().ok(), "timeout")
+        }
+        () = hung_up(stream) => {
+            broker.approvals.leave(&id, wait.ticket, "withdrawn");
+            let mut rec = ask.rec.clone();
+            rec.prompt = Some(id);
+            rec.decision = Some("withdrawn".into());
+            rec.status = Some(Status::Denied.as_str().into());
+            rec.message = Some("the caller hung up while its request was held".into());
+            let _ = broker.audit.append(&rec);
+            return None;
+        }
+    };
+    Some(settle(ask, id, answer, why).await)
+}
+
+/// Resolves once the peer has closed its end entirely (POLLHUP; a half-close that still waits
+/// for the answer does not count). Checked every 200 ms: holding is rare and long.
+async fn hung_up(stream: &UnixStream) {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    loop {
+        let mut fds = [PollFd::new(stream.as_fd(), PollFlags::empty())];
+        if poll(&mut fds, PollTimeout::ZERO).is_err()
+            || fds[0]
+                .revents()
+                .is_some_and(|r| r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR))
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+impl Session {
+    /// Serves a subscribed approver (SPEC §11) until it disconnects: every prompt and its
+    /// resolution is sent as a line, and `ANSWER` lines decide prompts — accepted only from a
+    /// writer running keychain-auth itself, like the subscription.
+    async fn approver(&mut self, stream: &mut UnixStream, lines: &mut LineReader, label: String) {
+        let broker = self.broker.clone();
+        let (id, mut events) = broker.approvals.attach();
+        let max = broker.limits.max_line;
+        let mut ok = stream
+            .write_all(b"{\"type\":\"SUBSCRIBED\"}\n")
+            .await
+            .is_ok();
+        while ok {
+            tokio::select! {
+                ev = events.recv() => {
+                    let Some(ev) = ev else { break };
+                    ok = stream.write_all(&event_line(&ev)).await.is_ok();
+                }
+                frame = lines.next(stream, max) => {
+                    let Ok(Frame::Line(writer)) = frame else { break };
+                    let Some(sender) = self.sender(writer) else { break };
+                    let reply = match handler::parse(lines.line()) {
+                        Ok(Incoming::Status) => handler::status_line(&broker),
+                        Ok(Incoming::Answer(a)) => {
+                            if !self.runs_keychain_auth(&sender).await {
+                                break;
+                            }
+                            answer_line(&broker, a, &label)
+                        }
+                        Ok(_) => Response::malformed(None, "an approver connection takes ANSWER and STATUS lines").to_line(),
+                        Err(resp) => resp.to_line(),
+                    };
+                    ok = stream.write_all(&reply).await.is_ok();
+                }
+            }
+        }
+        broker.approvals.detach(id);
+    }
+
+    /// Whether the writer `s` runs the broker's own executable.
+    async fn runs_keychain_auth(&mut self, s: &Arc<Sender>) -> bool {
+        let Some(peer) = self.peer(s).await else {
+            return false;
+        };
+        match (&peer.exe, self.broker.own_hash()) {
+            (Exe::Verified { hash, .. }, Some(own)) => hash == own,
+            _ => false,
+        }
+    }
+}
+
+/// The line an approver event is sent as.
+fn event_line(ev: &ApproverEvent) -> Vec<u8> {
+    let v = match ev {
+        ApproverEvent::Prompt(p) => {
+            let mut v = serde_json::to_value(p).unwrap_or_default();
+            if let Some(o) = v.as_object_mut() {
+                o.insert("type".into(), "PROMPT".into());
+            }
+            v
+        }
+        ApproverEvent::Resolved { id, outcome, by } => serde_json::json!({
+            "type": "RESOLVED", "prompt_id": id, "outcome": outcome, "by": by,
+        }),
+    };
+    let mut line = serde_json::to_vec(&v).unwrap_or_default();
+    line.push(b'\n');
+    line
+}
+
+/// Applies an `ANSWER` line; the reply says whether it decided the prompt.
+fn answer_line(broker: &Broker, a: AnswerLine, by: &str) -> Vec<u8> {
+    let decision = match a.decision.as_str() {
+        "once" => Decision::Once,
+        "time" => Decision::For(Duration::from_secs(
+            a.for_s.unwrap_or(3600).clamp(1, 366 * 86_400),
+        )),
+        "always" => Decision::Always(crate::admin::Grants {
+            read: a.read.unwrap_or_default(),
+            write: a.write.unwrap_or_default(),
+            search: a.search.unwrap_or(false),
+            ..Default::default()
+        }),
+        "deny" => Decision::Deny,
+        _ => Decision::Forget,
+    };
+    let result = broker.approvals.answer(
+        &a.prompt,
+        Answer {
+            decision,
+            by: by.to_string(),
+        },
+    );
+    let v = match result {
+        Ok(_) => serde_json::json!({"type": "ANSWERED", "prompt_id": a.prompt}),
+        Err(why) => serde_json::json!({"type": "ANSWERED", "prompt_id": a.prompt, "error": why}),
+    };
+    let mut line = serde_json::to_vec(&v).unwrap_or_default();
+    line.push(b'\n');
+    line
 }
 
 /// Audits a connection that is dropped because its peer cannot be served.

@@ -1,6 +1,8 @@
-//! Creating the listening socket without a window in which it is reachable by others: the
-//! directory is made 0700 first, the socket is bound under a 0177 umask and then set to 0600.
-//! A socket file left by a dead daemon is replaced; a live daemon is never displaced.
+//! Creating the listening socket without a window in which it is reachable by others: a missing
+//! directory is created 0700; an existing one is never chmodded, and is refused when another
+//! user owns it or group/others may write it (they could swap the socket); the socket is bound
+//! under a 0177 umask and then set to 0600. A socket file left by a dead daemon is replaced; a
+//! live daemon is never displaced.
 
 use super::StartError;
 use crate::fsutil;
@@ -9,16 +11,20 @@ use std::path::Path;
 use std::time::Duration;
 use tokio::net::UnixListener;
 
-/// Binds `path`, returning the listener and the socket file's (dev, inode).
-pub fn bind(path: &Path) -> Result<(UnixListener, Option<(u64, u64)>), StartError> {
-    let dir = path.parent().ok_or_else(|| {
-        StartError::Other(format!("socket path {} has no directory", path.display()))
-    })?;
+/// Checks (creating it 0700 when missing) the socket's directory, refuses when a live daemon
+/// answers on `path`, and removes a stale socket file. Changes nothing else.
+pub fn prepare(path: &Path) -> Result<(), StartError> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
     fsutil::ensure_private_dir(dir).map_err(|e| {
-        StartError::Other(format!(
-            "cannot create socket directory {}: {e}",
-            dir.display()
-        ))
+        StartError::Other(match e.kind() {
+            std::io::ErrorKind::PermissionDenied => {
+                format!("unsafe socket directory: {e} (or choose another path with --socket)")
+            }
+            _ => format!("cannot create socket directory {}: {e}", dir.display()),
+        })
     })?;
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if !meta.file_type().is_socket() {
@@ -58,6 +64,12 @@ pub fn bind(path: &Path) -> Result<(UnixListener, Option<(u64, u64)>), StartErro
             }
         }
     }
+    Ok(())
+}
+
+/// Binds `path` (after [`prepare`]), returning the listener and the socket file's (dev, inode).
+pub fn bind(path: &Path) -> Result<(UnixListener, Option<(u64, u64)>), StartError> {
+    prepare(path)?;
     let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
     let bound = std::os::unix::net::UnixListener::bind(path);
     nix::sys::stat::umask(old);

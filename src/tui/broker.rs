@@ -65,12 +65,17 @@ impl Broker {
             .enable_all()
             .build()
             .map_err(|e| format!("cannot start the embedded broker: {e}"))?;
-        let selection = crate::backend::select::open_selection(paths)?;
-        let notice = selection.notice;
+        let selection = crate::backend::select::select(paths)?;
+        let notice = selection.notice.clone();
+        let notice_record = crate::backend::select::notice_record(&selection);
         let server = runtime
             .block_on(async { Server::bind(paths.clone(), selection.backend, Limits::default()) })
             .map_err(|e| e.to_string())?;
         let state = server.broker();
+        // Audited only now that the broker will serve.
+        if let Some(rec) = &notice_record {
+            let _ = state.audit.append(rec);
+        }
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         runtime.spawn(server.run(async move {
             let _ = rx.await;

@@ -34,6 +34,13 @@ pub fn load_policies(paths: &Paths, hashes: &HashCache) -> Result<Vec<PolicyRow>
         .collect())
 }
 
+/// Opens the audit log for reading through [`crate::fsutil::open_state`] (no link followed, no
+/// wait on a FIFO).
+fn open_log(path: &std::path::Path) -> io::Result<File> {
+    crate::fsutil::open_state(path, crate::fsutil::Access::Read)?
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "the audit log is gone"))
+}
+
 /// A window onto the end of the audit log: bytes `[start, end)` are loaded.
 #[derive(Debug)]
 pub struct AuditTail {
@@ -70,7 +77,7 @@ impl AuditTail {
         if self.start == 0 {
             return Ok((Vec::new(), false));
         }
-        let mut f = File::open(&self.path)?;
+        let mut f = open_log(&self.path)?;
         let mut lines: Vec<Vec<u8>> = Vec::new();
         let mut pos = self.start;
         let mut carry: Vec<u8> = Vec::new();
@@ -123,7 +130,7 @@ impl AuditTail {
         if len == self.end {
             return Ok(Some(Vec::new()));
         }
-        let mut f = File::open(&self.path)?;
+        let mut f = open_log(&self.path)?;
         f.seek(SeekFrom::Start(self.end))?;
         let mut buf = Vec::with_capacity((len - self.end) as usize);
         f.take(len - self.end).read_to_end(&mut buf)?;
@@ -160,6 +167,9 @@ mod tests {
 
     fn write_log(path: &std::path::Path, n: usize) {
         let mut f = std::fs::File::create(path).unwrap();
+        // The audit log is only read when it is a private regular file, as the daemon makes it.
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
         for i in 0..n {
             let mut r = Record::new("request", "daemon");
             r.id = Some(format!("{i}"));

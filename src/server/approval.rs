@@ -1,0 +1,384 @@
+//! Ask, don't refuse (SPEC §11): approvers and held requests.
+//!
+//! An approver is a dashboard — embedded, or connected over the socket with `SUBSCRIBE` — that
+//! receives [`ApproverEvent`]s. A request that would be refused as `unregistered_binary`,
+//! `service_not_allowed` or `action_not_in_policy`, or that uses a grant marked `confirm`, is
+//! held while an approver is attached: [`Approvals::ask`] queues a prompt (repeats of the same
+//! caller asking the same thing join the prompt already shown) and the caller's session waits
+//! for the first [`Answer`], a timeout, or its own disconnection. The first answer wins; every
+//! approver is told the prompt is resolved.
+
+use crate::admin::Grants;
+use crate::identity::Link;
+use crate::protocol::Reason;
+use serde::Serialize;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// How long a held request waits for an answer unless config.json says otherwise.
+pub const DEFAULT_PROMPT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What an approver is shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Prompt {
+    /// The prompt's id, quoted in answers.
+    pub id: String,
+    /// The caller's executable path.
+    pub path: String,
+    /// Its hash.
+    pub hash: String,
+    /// For a script: its path (the identity is the script).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub script: Option<String>,
+    /// The script's hash.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub script_hash: Option<String>,
+    /// The caller's pid.
+    pub pid: i32,
+    /// Its command line.
+    pub argv: Vec<String>,
+    /// Who launched it (caller first).
+    pub chain: Vec<Link>,
+    /// Whether the caller is approved at all.
+    pub registered: bool,
+    /// What it asks: `read`, `write`, `delete`, `search`.
+    pub action: String,
+    /// In which service.
+    pub service: String,
+    /// `exact` or `prefix`.
+    #[serde(rename = "match")]
+    pub mode: String,
+    /// The targets (first 100).
+    pub targets: Vec<String>,
+    /// Why it would be refused without an answer.
+    pub reason: Reason,
+    /// The refusal's message.
+    pub message: String,
+    /// When the prompt times out (Unix milliseconds).
+    pub deadline_ms: i64,
+    /// Requests waiting on this prompt (repeats coalesce).
+    pub waiting: usize,
+}
+
+/// What an approver decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Serve this request (and the repeats waiting with it) only.
+    Once,
+    /// Grant what was asked for this long.
+    For(Duration),
+    /// A persistent grant of exactly these permissions (what was asked, possibly edited).
+    Always(Grants),
+    /// Refuse this request.
+    Deny,
+    /// Refuse and dismiss the caller from the pending queue.
+    Forget,
+}
+
+impl Decision {
+    /// The name used in answers and the audit log.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Decision::Once => "once",
+            Decision::For(_) => "time",
+            Decision::Always(_) => "always",
+            Decision::Deny => "deny",
+            Decision::Forget => "forget",
+        }
+    }
+}
+
+/// An answer and who gave it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// The decision.
+    pub decision: Decision,
+    /// Which approver (`dashboard`, or `dashboard pid N` over the socket).
+    pub by: String,
+}
+
+/// What approvers receive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApproverEvent {
+    /// A new prompt (or the current state of one, e.g. more requests waiting).
+    Prompt(Box<Prompt>),
+    /// A prompt is gone: answered (by whom, how), timed out or withdrawn.
+    Resolved {
+        /// The prompt.
+        id: String,
+        /// What ended it: a decision name, `timeout` or `withdrawn`.
+        outcome: String,
+        /// Who answered, when someone did.
+        by: Option<String>,
+    },
+}
+
+struct Held {
+    prompt: Prompt,
+    key: String,
+    waiters: Vec<(u64, oneshot::Sender<Answer>)>,
+}
+
+#[derive(Default)]
+struct State {
+    approvers: Vec<(u64, mpsc::UnboundedSender<ApproverEvent>)>,
+    held: Vec<Held>,
+}
+
+/// The approvers attached to a broker and the prompts they have been asked.
+#[derive(Default)]
+pub struct Approvals {
+    state: Mutex<State>,
+    next: AtomicU64,
+}
+
+/// A request's place in a prompt: await `answer`, and withdraw with `ticket` if the caller goes.
+pub struct Waiting {
+    /// The prompt's id.
+    pub id: String,
+    /// This waiter.
+    pub ticket: u64,
+    /// Resolves with the first answer; dropped (an error) when the prompt ends without one.
+    pub answer: oneshot::Receiver<Answer>,
+    /// Whether this request opened the prompt (false: it joined a repeat's prompt).
+    pub opened: bool,
+}
+
+impl Approvals {
+    /// No approvers, no prompts.
+    pub fn new() -> Approvals {
+        Approvals::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn id(&self) -> u64 {
+        self.next.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Attaches an approver; it is sent every prompt already waiting.
+    pub fn attach(&self) -> (u64, mpsc::UnboundedReceiver<ApproverEvent>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let id = self.id();
+        let mut st = self.lock();
+        for h in &st.held {
+            let _ = tx.send(ApproverEvent::Prompt(Box::new(h.prompt.clone())));
+        }
+        st.approvers.push((id, tx));
+        (id, rx)
+    }
+
+    /// Detaches an approver. When none is left, every held request gets its refusal.
+    pub fn detach(&self, approver: u64) {
+        let mut st = self.lock();
+        st.approvers.retain(|(id, _)| *id != approver);
+        if st.approvers.is_empty() {
+            // Dropping the senders ends every wait without an answer.
+            st.held.clear();
+        }
+    }
+
+    /// Whether any approver is attached (dead channels are pruned first).
+    pub fn attached(&self) -> bool {
+        let mut st = self.lock();
+        st.approvers.retain(|(_, tx)| !tx.is_closed());
+        !st.approvers.is_empty()
+    }
+
+    /// Holds a request: joins the prompt of the same `key` (same caller, action and service)
+    /// or opens a new one. `None` when no approver is attached.
+    pub fn ask(&self, key: String, mut prompt: Prompt) -> Option<Waiting> {
+        let ticket = self.id();
+        let (tx, rx) = oneshot::channel();
+        let mut st = self.lock();
+        st.approvers.retain(|(_, t)| !t.is_closed());
+        if st.approvers.is_empty() {
+            return None;
+        }
+        if let Some(h) = st.held.iter_mut().find(|h| h.key == key) {
+            h.waiters.push((ticket, tx));
+            h.prompt.waiting = h.waiters.len();
+            let (id, update) = (h.prompt.id.clone(), h.prompt.clone());
+            broadcast(&st, ApproverEvent::Prompt(Box::new(update)));
+            return Some(Waiting {
+                id,
+                ticket,
+                answer: rx,
+                opened: false,
+            });
+        }
+        prompt.id = format!("p{ticket}");
+        prompt.waiting = 1;
+        let id = prompt.id.clone();
+        broadcast(&st, ApproverEvent::Prompt(Box::new(prompt.clone())));
+        st.held.push(Held {
+            prompt,
+            key,
+            waiters: vec![(ticket, tx)],
+        });
+        Some(Waiting {
+            id,
+            ticket,
+            answer: rx,
+            opened: true,
+        })
+    }
+
+    /// Answers prompt `id`: the first answer wins; every waiting request gets it and every
+    /// approver is told. `Err` when the prompt is already gone.
+    pub fn answer(&self, id: &str, answer: Answer) -> Result<Prompt, String> {
+        let mut st = self.lock();
+        let i = st
+            .held
+            .iter()
+            .position(|h| h.prompt.id == id)
+            .ok_or_else(|| {
+                format!("prompt {id} is no longer open (answered, withdrawn or timed out)")
+            })?;
+        let held = st.held.remove(i);
+        broadcast(
+            &st,
+            ApproverEvent::Resolved {
+                id: id.to_string(),
+                outcome: answer.decision.as_str().into(),
+                by: Some(answer.by.clone()),
+            },
+        );
+        for (_, w) in held.waiters {
+            let _ = w.send(answer.clone());
+        }
+        Ok(held.prompt)
+    }
+
+    /// Ends one waiter's part in prompt `id` (its caller disconnected, or its time ran out);
+    /// the prompt closes when nobody waits on it any more. Returns the prompt when it closed.
+    pub fn leave(&self, id: &str, ticket: u64, outcome: &str) -> Option<Prompt> {
+        let mut st = self.lock();
+        let i = st.held.iter().position(|h| h.prompt.id == id)?;
+        st.held[i].waiters.retain(|(t, _)| *t != ticket);
+        if !st.held[i].waiters.is_empty() {
+            let h = &mut st.held[i];
+            h.prompt.waiting = h.waiters.len();
+            let update = h.prompt.clone();
+            broadcast(&st, ApproverEvent::Prompt(Box::new(update)));
+            return None;
+        }
+        let held = st.held.remove(i);
+        broadcast(
+            &st,
+            ApproverEvent::Resolved {
+                id: id.to_string(),
+                outcome: outcome.into(),
+                by: None,
+            },
+        );
+        Some(held.prompt)
+    }
+
+    /// The prompts waiting now.
+    pub fn pending(&self) -> Vec<Prompt> {
+        self.lock().held.iter().map(|h| h.prompt.clone()).collect()
+    }
+}
+
+fn broadcast(st: &State, ev: ApproverEvent) {
+    for (_, tx) in &st.approvers {
+        let _ = tx.send(ev.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prompt() -> Prompt {
+        Prompt {
+            id: String::new(),
+            path: "/bin/x".into(),
+            hash: "sha256:00".into(),
+            script: None,
+            script_hash: None,
+            pid: 1,
+            argv: vec![],
+            chain: vec![],
+            registered: false,
+            action: "read".into(),
+            service: "aws".into(),
+            mode: "exact".into(),
+            targets: vec!["k".into()],
+            reason: Reason::UnregisteredBinary,
+            message: "m".into(),
+            deadline_ms: 0,
+            waiting: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn no_approver_means_no_prompt() {
+        let a = Approvals::new();
+        assert!(a.ask("k".into(), prompt()).is_none());
+        let (id, rx) = a.attach();
+        drop(rx);
+        assert!(!a.attached(), "a closed approver does not count");
+        a.detach(id);
+    }
+
+    #[tokio::test]
+    async fn repeats_coalesce_and_the_first_answer_wins_for_all() {
+        let a = Approvals::new();
+        let (one, mut rx1) = a.attach();
+        let (_two, mut rx2) = a.attach();
+        let w1 = a.ask("caller:read:aws".into(), prompt()).unwrap();
+        let w2 = a.ask("caller:read:aws".into(), prompt()).unwrap();
+        assert!(w1.opened && !w2.opened);
+        assert_eq!(w1.id, w2.id);
+        let other = a.ask("caller:write:aws".into(), prompt()).unwrap();
+        assert_ne!(other.id, w1.id);
+        assert_eq!(a.pending().len(), 2);
+        let answer = Answer {
+            decision: Decision::Once,
+            by: "dashboard".into(),
+        };
+        a.answer(&w1.id, answer.clone()).unwrap();
+        assert!(
+            a.answer(&w1.id, answer.clone()).is_err(),
+            "only the first answer counts"
+        );
+        assert_eq!(w1.answer.await.unwrap(), answer);
+        assert_eq!(w2.answer.await.unwrap(), answer);
+        // Both approvers saw the prompt and its resolution.
+        for rx in [&mut rx1, &mut rx2] {
+            let mut saw_resolved = false;
+            while let Ok(ev) = rx.try_recv() {
+                if let ApproverEvent::Resolved { id, outcome, by } = ev
+                    && id == w2.id
+                {
+                    assert_eq!(outcome, "once");
+                    assert_eq!(by.as_deref(), Some("dashboard"));
+                    saw_resolved = true;
+                }
+            }
+            assert!(saw_resolved);
+        }
+        // The last approver leaving ends the other prompt without an answer.
+        a.detach(one);
+        a.detach(_two);
+        assert!(other.answer.await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_prompt_closes_when_its_last_waiter_leaves() {
+        let a = Approvals::new();
+        let (_id, _rx) = a.attach();
+        let w1 = a.ask("k".into(), prompt()).unwrap();
+        let w2 = a.ask("k".into(), prompt()).unwrap();
+        assert!(a.leave(&w1.id, w1.ticket, "withdrawn").is_none());
+        assert_eq!(a.pending()[0].waiting, 1);
+        assert!(a.leave(&w2.id, w2.ticket, "timeout").is_some());
+        assert!(a.pending().is_empty());
+    }
+}

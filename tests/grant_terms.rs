@@ -1,0 +1,101 @@
+//! Grants that end (issue 11): `--once`, `--for`, `--confirm`, against the real daemon.
+
+mod common;
+
+use common::{TestEnv, expect, request, write_request};
+
+fn setup() -> (TestEnv, common::Daemon, std::path::PathBuf) {
+    let env = TestEnv::new();
+    let d = env.start();
+    let writer = env.client("writer");
+    env.register(&writer, &["--write", "aws"]);
+    let w = env.run_client_stdin(
+        &writer,
+        &[&write_request("aws", &["k"], &["v"], serde_json::json!({}))],
+    );
+    expect(&w[0], "success", None);
+    let reader = env.client("reader");
+    env.register(&reader, &[]);
+    (env, d, reader)
+}
+
+#[test]
+fn a_once_grant_is_consumed_by_the_next_successful_use() {
+    let (env, _d, reader) = setup();
+    let r = reader.to_str().unwrap();
+    env.cli_ok(&["grant", r, "--read", "aws", "--once"]);
+    let list = env.cli_ok(&["list"]);
+    assert!(list.contains("aws: 1 use left"), "{list}");
+    let read = request("read", "aws", &["k"]);
+    // A failed use does not consume it.
+    let missing = request("read", "aws", &["nope"]);
+    expect(
+        &env.run_client(&reader, &[&missing])[0],
+        "error",
+        Some("not_found"),
+    );
+    expect(&env.run_client(&reader, &[&read])[0], "success", None);
+    expect(
+        &env.run_client(&reader, &[&read])[0],
+        "denied",
+        Some("service_not_allowed"),
+    );
+    assert!(env.registered()[1]["allowed_read_services"] == serde_json::json!([]));
+    let recs = env.audit_records();
+    assert!(
+        recs.iter()
+            .any(|r| r["action"] == "expire" && r["service"] == "aws" && r["source"] == "daemon"),
+        "the end of the grant is audited"
+    );
+}
+
+#[test]
+fn a_timed_grant_ends_and_is_pruned() {
+    let (env, _d, reader) = setup();
+    let r = reader.to_str().unwrap();
+    let err = env.cli_err(&["grant", r, "--read", "aws", "--for", "soon"]);
+    assert!(err.contains("not a duration"), "{err}");
+    let err = env.cli_err(&["grant", r, "--search", "--for", "1m"]);
+    assert!(err.contains("--read or --write"), "{err}");
+    env.cli_ok(&["grant", r, "--read", "aws", "--for", "2s"]);
+    let list = env.cli_ok(&["list"]);
+    assert!(list.contains("aws: expires in"), "{list}");
+    let read = request("read", "aws", &["k"]);
+    expect(&env.run_client(&reader, &[&read])[0], "success", None);
+    std::thread::sleep(std::time::Duration::from_millis(2300));
+    // Never served after the end, whether or not it has been pruned yet.
+    expect(
+        &env.run_client(&reader, &[&read])[0],
+        "denied",
+        Some("service_not_allowed"),
+    );
+    common::wait_for(15, "the expired grant to be pruned", || {
+        let list = env.registered();
+        let b = list.iter().find(|b| b["path"] == r)?;
+        (b["allowed_read_services"] == serde_json::json!([]) && b.get("service_terms").is_none())
+            .then_some(())
+    });
+    assert!(env.audit_records().iter().any(|r| r["action"] == "expire"));
+}
+
+#[test]
+fn a_confirm_grant_is_refused_when_no_dashboard_answers() {
+    let (env, _d, reader) = setup();
+    let r = reader.to_str().unwrap();
+    env.cli_ok(&["grant", r, "--read", "aws", "--confirm"]);
+    let list = env.cli_ok(&["list"]);
+    assert!(list.contains("aws: confirm each use"), "{list}");
+    let msg = expect(
+        &env.run_client(&reader, &[&request("read", "aws", &["k"])])[0],
+        "denied",
+        Some("service_not_allowed"),
+    );
+    assert!(msg.contains("must be confirmed"), "{msg}");
+    // Granting the service again without terms makes it plain.
+    env.cli_ok(&["grant", r, "--read", "aws"]);
+    expect(
+        &env.run_client(&reader, &[&request("read", "aws", &["k"])])[0],
+        "success",
+        None,
+    );
+}

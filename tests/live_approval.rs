@@ -1,0 +1,314 @@
+//! Ask, don't refuse (issue 11), the broker's half: held requests, answers, timeouts, hang-ups,
+//! several approvers, grants that end. The broker runs in this process (as the dashboard embeds
+//! it) so the test can be the approver; callers are real client processes on the real socket.
+//! The socket approver (SUBSCRIBE) is exercised from this process too, which runs the same
+//! executable as the embedded broker — exactly the rule for a connected dashboard.
+
+mod common;
+
+use common::{Raw, TestEnv, expect, request, write_request};
+use keychain_auth::backend::file::FileStore;
+use keychain_auth::paths::Paths;
+use keychain_auth::server::approval::{Answer, ApproverEvent, Decision, Prompt};
+use keychain_auth::server::{Broker, Limits, Server};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+struct Embedded {
+    env: TestEnv,
+    broker: Arc<Broker>,
+    rt: tokio::runtime::Runtime,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    reader: PathBuf,
+}
+
+impl Drop for Embedded {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+/// An embedded broker on the file store with one secret in `aws`, and an unregistered
+/// reader client.
+fn embedded() -> Embedded {
+    let env = TestEnv::new();
+    let paths = Paths {
+        socket: env.socket.clone(),
+        config: env.config(),
+        pending: env.pending(),
+        audit: env.audit(),
+        file_store: env.file_store(),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let backend = Arc::new(FileStore::new(&paths.file_store));
+    let broker = rt.block_on(async {
+        let server = Server::bind(paths, backend, Limits::default()).unwrap();
+        let broker = server.broker();
+        tokio::spawn(server.run(async {
+            let _ = stopped.await;
+        }));
+        broker
+    });
+    let writer = env.client("writer");
+    env.register(&writer, &["--write", "aws"]);
+    let w = env.run_client_stdin(
+        &writer,
+        &[&write_request("aws", &["k"], &["v"], serde_json::json!({}))],
+    );
+    expect(&w[0], "success", None);
+    let reader = env.client("reader");
+    Embedded {
+        env,
+        broker,
+        rt,
+        stop: Some(stop),
+        reader,
+    }
+}
+
+impl Embedded {
+    fn spawn(&self, client: &Path, line: &str) -> Child {
+        self.env
+            .command(client)
+            .arg(line)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    fn next_prompt(&self, rx: &mut UnboundedReceiver<ApproverEvent>) -> Prompt {
+        self.rt.block_on(async {
+            loop {
+                match tokio::time::timeout(Duration::from_secs(20), rx.recv()).await {
+                    Ok(Some(ApproverEvent::Prompt(p))) => return *p,
+                    Ok(Some(_)) => {}
+                    other => panic!("no prompt: {other:?}"),
+                }
+            }
+        })
+    }
+
+    fn answer(&self, p: &Prompt, decision: Decision) {
+        self.broker
+            .approvals
+            .answer(
+                &p.id,
+                Answer {
+                    decision,
+                    by: "test approver".into(),
+                },
+            )
+            .unwrap();
+    }
+}
+
+fn response(child: Child) -> Value {
+    let out = child.wait_with_output().unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {} {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+#[test]
+fn a_held_caller_is_decided_by_the_approver() {
+    let e = embedded();
+    let (_id, mut rx) = e.broker.approvals.attach();
+    let read = request("read", "aws", &["k"]);
+    // Allow once: this request only.
+    let c = e.spawn(&e.reader, &read);
+    let p = e.next_prompt(&mut rx);
+    assert_eq!(p.path, e.reader.to_str().unwrap());
+    assert_eq!((p.action.as_str(), p.service.as_str()), ("read", "aws"));
+    assert_eq!(p.targets, ["k"]);
+    assert!(!p.registered);
+    assert!(!p.chain.is_empty(), "who launched it");
+    e.answer(&p, Decision::Once);
+    let r = response(c);
+    expect(&r, "success", None);
+    assert_eq!(r["results"][0]["value"], "v");
+    // The next request asks again; deny refuses it.
+    let c = e.spawn(&e.reader, &read);
+    let p = e.next_prompt(&mut rx);
+    e.answer(&p, Decision::Deny);
+    let msg = expect(&response(c), "denied", Some("unregistered_binary"));
+    assert!(msg.contains("test approver denied"), "{msg}");
+    // Allow for a time: approved with a grant that ends; served without asking meanwhile.
+    let c = e.spawn(&e.reader, &read);
+    let p = e.next_prompt(&mut rx);
+    e.answer(&p, Decision::For(Duration::from_secs(3600)));
+    expect(&response(c), "success", None);
+    expect(&response(e.spawn(&e.reader, &read)), "success", None);
+    let list = e.env.registered();
+    let reader_entry = list
+        .iter()
+        .find(|b| b["path"] == e.reader.to_str().unwrap())
+        .expect("approved by the answer");
+    assert!(
+        reader_entry["service_terms"]["aws"]["expires_at"].is_string(),
+        "{reader_entry}"
+    );
+    // Every prompt and answer is in the audit log with who answered.
+    let recs = e.env.audit_records();
+    assert!(recs.iter().filter(|r| r["event"] == "prompt").count() >= 3);
+    assert!(recs.iter().any(|r| r["decision"] == "once"
+        && r["answered_by"] == "test approver"
+        && r["status"] == "success"));
+    assert!(
+        recs.iter()
+            .any(|r| r["decision"] == "deny" && r["status"] == "denied")
+    );
+    assert!(
+        recs.iter()
+            .any(|r| r["event"] == "policy_change" && r["source"] == "dashboard")
+    );
+}
+
+#[test]
+fn timeouts_opt_outs_hangups_and_other_callers() {
+    let e = embedded();
+    std::fs::write(
+        e.env.config(),
+        std::fs::read_to_string(e.env.config()).unwrap().replacen(
+            '{',
+            "{\"prompt_timeout_s\":1,",
+            1,
+        ),
+    )
+    .unwrap();
+    let (_id, mut rx) = e.broker.approvals.attach();
+    let read = request("read", "aws", &["k"]);
+    // No answer: the refusal of today, and the pending entry.
+    let c = e.spawn(&e.reader, &read);
+    let _p = e.next_prompt(&mut rx);
+    let msg = expect(&response(c), "denied", Some("unregistered_binary"));
+    assert!(msg.contains("no approver answered in time"), "{msg}");
+    assert_eq!(e.env.pending_entries().len(), 1);
+    // "prompt":false: refused at once although an approver is attached.
+    let no_prompt = serde_json::json!({"type":"REQUEST","action":"read","service":"aws","targets":["k"],"prompt":false}).to_string();
+    let t = std::time::Instant::now();
+    expect(
+        &response(e.spawn(&e.reader, &no_prompt)),
+        "denied",
+        Some("unregistered_binary"),
+    );
+    assert!(t.elapsed() < Duration::from_millis(900), "not held");
+    // A held request does not hold up STATUS or an approved caller.
+    std::fs::write(
+        e.env.config(),
+        std::fs::read_to_string(e.env.config())
+            .unwrap()
+            .replace("\"prompt_timeout_s\":1,", "\"prompt_timeout_s\":30,"),
+    )
+    .unwrap();
+    let held = e.spawn(&e.reader, &read);
+    let p = e.next_prompt(&mut rx);
+    assert!(common::status(&e.env.socket).is_some());
+    let approved = e.env.client("approved");
+    e.env.register(&approved, &["--read", "aws"]);
+    expect(&e.env.run_client(&approved, &[&read])[0], "success", None);
+    // The caller hangs up: its prompt is withdrawn.
+    let mut held = held;
+    held.kill().unwrap();
+    let _ = held.wait();
+    let resolved = e.rt.block_on(async {
+        loop {
+            match tokio::time::timeout(Duration::from_secs(10), rx.recv()).await {
+                Ok(Some(ApproverEvent::Resolved { id, outcome, .. })) if id == p.id => {
+                    return outcome;
+                }
+                Ok(Some(_)) => {}
+                other => panic!("not resolved: {other:?}"),
+            }
+        }
+    });
+    assert_eq!(resolved, "withdrawn");
+    // No approver attached any more: refused at once.
+    e.broker.approvals.detach(_id);
+    expect(
+        &response(e.spawn(&e.reader, &read)),
+        "denied",
+        Some("unregistered_binary"),
+    );
+}
+
+#[test]
+fn repeats_coalesce_and_the_first_of_two_approvers_wins() {
+    let e = embedded();
+    let (_a, mut rx_a) = e.broker.approvals.attach();
+    let (_b, mut rx_b) = e.broker.approvals.attach();
+    let read = request("read", "aws", &["k"]);
+    let c1 = e.spawn(&e.reader, &read);
+    let p = e.next_prompt(&mut rx_a);
+    let c2 = e.spawn(&e.reader, &read);
+    // The repeat joins the same prompt (shown again with two waiting).
+    let again = e.next_prompt(&mut rx_a);
+    assert_eq!(again.id, p.id);
+    assert_eq!(again.waiting, 2);
+    let seen_by_b = e.next_prompt(&mut rx_b);
+    assert_eq!(seen_by_b.id, p.id);
+    e.answer(&p, Decision::Once);
+    let late = e.broker.approvals.answer(
+        &p.id,
+        Answer {
+            decision: Decision::Deny,
+            by: "second approver".into(),
+        },
+    );
+    assert!(late.is_err(), "the first answer won");
+    expect(&response(c1), "success", None);
+    expect(&response(c2), "success", None);
+}
+
+#[test]
+fn a_subscribed_socket_approver_answers_and_other_binaries_may_not_subscribe() {
+    let e = embedded();
+    // A client binary that is not keychain-auth cannot subscribe.
+    let r = e.env.run_client(&e.reader, &[r#"{"type":"SUBSCRIBE"}"#]);
+    let msg = expect(&r[0], "denied", Some("unregistered_binary"));
+    assert!(msg.contains("only keychain-auth itself"), "{msg}");
+    // This process runs the broker's own executable: it may.
+    let mut sub = Raw::connect(&e.env.socket);
+    let ack = sub.round_trip(br#"{"type":"SUBSCRIBE"}"#).unwrap();
+    assert_eq!(ack["type"], "SUBSCRIBED");
+    let c = e.spawn(&e.reader, &request("read", "aws", &["k"]));
+    let prompt = sub.read_line().unwrap();
+    assert_eq!(prompt["type"], "PROMPT", "{prompt}");
+    assert_eq!(prompt["path"], e.reader.to_str().unwrap());
+    let answer = serde_json::json!({"type":"ANSWER","prompt_id":prompt["id"],"decision":"always"});
+    let mut line = answer.to_string().into_bytes();
+    line.push(b'\n');
+    sub.send_bytes(&line).unwrap();
+    // The answer is acknowledged and the prompt resolved (in either order).
+    let mut got = vec![sub.read_line().unwrap(), sub.read_line().unwrap()];
+    got.sort_by_key(|v| v["type"].as_str().unwrap_or_default().to_string());
+    assert_eq!(got[0]["type"], "ANSWERED", "{got:?}");
+    assert!(got[0].get("error").is_none(), "{got:?}");
+    assert_eq!(got[1]["type"], "RESOLVED");
+    assert_eq!(got[1]["outcome"], "always");
+    expect(&response(c), "success", None);
+    // "Always" is a persistent grant of exactly what was asked.
+    let list = e.env.registered();
+    let entry = list
+        .iter()
+        .find(|b| b["path"] == e.reader.to_str().unwrap())
+        .unwrap();
+    assert_eq!(entry["allowed_read_services"], serde_json::json!(["aws"]));
+    assert_eq!(entry["allowed_write_services"], serde_json::json!([]));
+    assert!(entry.get("service_terms").is_none());
+}
