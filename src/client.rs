@@ -116,6 +116,8 @@ pub struct Call {
     values: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     attributes: Option<Attributes>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prompt: Option<bool>,
 }
 
 fn strings(v: &[&str]) -> Vec<String> {
@@ -133,6 +135,7 @@ impl Call {
             targets,
             values: None,
             attributes: None,
+            prompt: None,
         }
     }
 
@@ -169,6 +172,13 @@ impl Call {
     /// Attributes to store (write) or to filter by (search, prefix read/delete).
     pub fn with_attributes(mut self, attributes: Attributes) -> Call {
         self.attributes = Some(attributes);
+        self
+    }
+
+    /// `false`: never be held while a person is asked (live approval); a request that would be
+    /// held is refused at once instead.
+    pub fn with_prompt(mut self, prompt: bool) -> Call {
+        self.prompt = Some(prompt);
         self
     }
 
@@ -417,7 +427,7 @@ mod tests {
         let line = serde_json::to_vec(&Call::search("git", &[])).unwrap();
         let parsed = crate::protocol::parse_line(&line).map_err(|e| e.message);
         assert!(parsed.is_ok(), "{parsed:?}");
-        let w = Call::write("s", &["t"], vec!["v".into()]);
+        let w = Call::write("s", &["t"], vec!["v".into()]).with_prompt(false);
         assert!(crate::protocol::parse_line(&serde_json::to_vec(&w).unwrap()).is_ok());
     }
 
