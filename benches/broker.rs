@@ -451,6 +451,8 @@ fn dashboard_row(table: &mut Table, scale: &Scale) {
         }
         w.flush().expect("flush");
     }
+    // The broker refuses an audit log others may read (as a user's would be after `chmod 600`).
+    common::set_mode(&log, 0o600);
     let size_mb = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0) / (1024 * 1024);
     let tmux_socket = format!("ka-bench-{}", std::process::id());
     let tmux = |args: &[&str]| {
