@@ -202,7 +202,7 @@ fn a_process_that_execs_an_approved_program_after_connecting_is_refused() {
     // An approved shell: it really writes the request, on a connection an unapproved program
     // opened and handed over by exec.
     let sh = env.root.join("bin/approved-sh");
-    std::fs::copy("/bin/sh", &sh).unwrap();
+    common::copy_executable(Path::new("/bin/sh"), &sh);
     common::append_unique(&sh);
     env.register(&sh, &["--read", "aws"]);
     let out = env
@@ -304,7 +304,7 @@ fn approve_checks_that_the_file_at_the_path_is_the_caller() {
         .unwrap()
         .to_string();
     // What a caller in another mount namespace achieves: the path it shows holds another file.
-    std::fs::copy("/bin/true", &caller).unwrap();
+    common::copy_executable(Path::new("/bin/true"), &caller);
     let err = env.cli_err(&["approve", &hash, "--read", "aws"]);
     assert!(err.contains("is not the binary that asked"), "{err}");
     assert!(env.registered().is_empty(), "nothing was approved");

@@ -25,16 +25,15 @@ fn python() -> Option<PathBuf> {
 fn python_script(env: &TestEnv, name: &str, python: &Path) -> PathBuf {
     let path = env.root.join("scripts").join(name);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(
+    common::write_executable(
         &path,
         format!(
             "#!{}\nimport os, socket\n# {}\ns = socket.socket(socket.AF_UNIX)\ns.connect(os.environ['KEYCHAIN_AUTH_SOCKET'])\ns.sendall((os.environ['REQ'] + '\\n').encode())\nprint(s.makefile().readline(), end='')\n",
             python.display(),
             common::nonce()
-        ),
-    )
-    .unwrap();
-    common::set_mode(&path, 0o755);
+        )
+        .as_bytes(),
+    );
     path
 }
 
@@ -240,9 +239,11 @@ fn a_launch_rule_serves_through_its_launcher_only_and_the_chain_is_recorded() {
     // The launcher: a copy of sh with a hash of its own.
     let launcher = env.root.join("bin/launcher");
     std::fs::create_dir_all(launcher.parent().unwrap()).unwrap();
-    std::fs::copy("/bin/dash", &launcher)
-        .or_else(|_| std::fs::copy("/bin/sh", &launcher))
-        .unwrap();
+    let shell = ["/bin/dash", "/bin/sh"]
+        .into_iter()
+        .find(|s| Path::new(s).exists())
+        .expect("a shell");
+    common::copy_executable(Path::new(shell), &launcher);
     common::append_unique(&launcher);
     env.cli_ok(&[
         "register",

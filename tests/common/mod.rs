@@ -187,15 +187,17 @@ impl TestEnv {
         let dir = self.root.join("bin");
         std::fs::create_dir_all(&dir).expect("bin dir");
         let path = dir.join(name);
-        std::fs::copy(CLIENT, &path).expect("copy client");
-        append_unique(&path);
-        let f = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .expect("open");
-        if f.metadata().expect("meta").len() < min_size {
-            f.set_len(min_size).expect("pad");
-        }
+        // Copied, marked and padded by a child process: see `append_unique`.
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg(r#"cp "$1" "$2" && printf '\n#%s#' "$3" >> "$2" && chmod 755 "$2" && if [ "$(stat -c %s "$2")" -lt "$4" ]; then truncate -s "$4" "$2"; fi"#)
+            .args(["sh", CLIENT])
+            .arg(&path)
+            .arg(nonce())
+            .arg(min_size.to_string())
+            .status()
+            .expect("sh");
+        assert!(status.success(), "could not make the client copy {name}");
         path
     }
 
@@ -492,15 +494,51 @@ pub fn nonce() -> String {
     )
 }
 
+/// Copies the executable `src` to `dst` in a child process (see [`append_unique`] for why).
+pub fn copy_executable(src: &Path, dst: &Path) {
+    let status = Command::new("cp").arg(src).arg(dst).status().expect("cp");
+    assert!(status.success(), "cp {} {}", src.display(), dst.display());
+}
+
+/// Writes an executable file (mode 0755) in a child process (see [`append_unique`] for why).
+pub fn write_executable(path: &Path, contents: &[u8]) {
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(r#"cat > "$1" && chmod 755 "$1""#)
+        .arg("sh")
+        .arg(path)
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("sh");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(contents)
+        .expect("write");
+    assert!(
+        child.wait().expect("wait").success(),
+        "write {}",
+        path.display()
+    );
+}
+
 /// Appends unique bytes to the file at `path` (a new hash; an ELF runs fine with them).
+///
+/// The file is written by a child process, never by this one: a test binary runs its tests on
+/// several threads, and a child another thread forks while this process holds the file open
+/// for writing would keep that descriptor until it execs, making an exec of the file fail with
+/// ETXTBSY ("Text file busy").
 pub fn append_unique(path: &Path) {
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
-        .open(path)
-        .expect("open for append");
-    f.write_all(format!("\n#{}#", nonce()).as_bytes())
-        .expect("append");
-    set_mode(path, 0o755);
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(r#"printf '\n#%s#' "$2" >> "$1" && chmod 755 "$1""#)
+        .arg("sh")
+        .arg(path)
+        .arg(nonce())
+        .status()
+        .expect("sh");
+    assert!(status.success(), "could not mark {}", path.display());
 }
 
 /// chmod.
