@@ -19,7 +19,8 @@ fn copy_bin(env: &TestEnv, src: &str, name: &str) -> PathBuf {
     let dir = env.root.join("bin");
     std::fs::create_dir_all(&dir).expect("bin dir");
     let path = dir.join(name);
-    std::fs::copy(src, &path).expect("copy");
+    // Written by child processes: a concurrent fork cannot hold it open (ETXTBSY).
+    common::copy_executable(Path::new(src), &path);
     append_unique(&path);
     path
 }
