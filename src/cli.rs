@@ -108,6 +108,20 @@ pub enum Command {
         #[command(flatten)]
         show: AuditArgs,
     },
+    /// Print one secret (for scripts): the value of TARGET in SERVICE, through the broker.
+    Get {
+        /// The service.
+        service: String,
+        /// The target.
+        target: String,
+    },
+    /// Store one secret (for scripts): the value is read from standard input, never an argument.
+    Put {
+        /// The service.
+        service: String,
+        /// The target.
+        target: String,
+    },
 }
 
 /// `keychain-auth policy ...`.
@@ -348,6 +362,8 @@ pub fn run(cli: Cli) -> Result<(), String> {
         Command::Policy {
             action: PolicyAction::Accept { yes },
         } => policy_accept(&paths, yes),
+        Command::Get { service, target } => crate::scripts::get(&paths, &service, &target),
+        Command::Put { service, target } => crate::scripts::put(&paths, &service, &target),
     }
 }
 

@@ -131,6 +131,7 @@ pub fn doctor(paths: &Paths) -> Result<(), String> {
         ),
     }
     check_socket(&paths.socket, &mut c);
+    check_adapters(paths, &mut c);
     for (what, path) in [
         ("config", &paths.config),
         ("pending", &paths.pending),
@@ -313,6 +314,92 @@ fn check_config(paths: &Paths, c: &mut Checks) {
                 paths.config.display()
             ),
         ),
+    }
+}
+
+/// The adapter executables `cargo install` puts next to `keychain-auth`.
+const ADAPTERS: [&str; 3] = [
+    "git-credential-keychain-auth",
+    "keychain-auth-aws",
+    "docker-credential-keychain-auth",
+];
+
+/// Where `name` is installed: next to this binary first, else on `PATH`.
+fn find_adapter(name: &str) -> Option<std::path::PathBuf> {
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|d| d.join(name)));
+    let on_path = std::env::var_os("PATH")
+        .map(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join(name))
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    beside
+        .into_iter()
+        .chain(on_path)
+        .find(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file()))
+}
+
+/// Each adapter: installed (where), and registered (by its current hash) or not. Informational:
+/// an adapter you do not use is not a problem.
+fn check_adapters(paths: &Paths, c: &mut Checks) {
+    let policy = policy::load(&paths.config).ok();
+    for name in ADAPTERS {
+        let Some(found) = find_adapter(name) else {
+            c.add(
+                Level::Info,
+                "adapter",
+                format!("{name}: not installed (cargo install --path . installs it)"),
+            );
+            continue;
+        };
+        let path = policy::canonical_or_literal(&found);
+        let hash = crate::identity::cache::hash_path(&path).ok();
+        let entry = policy.as_ref().and_then(|p| {
+            hash.as_ref()
+                .and_then(|h| p.by_hash(h))
+                .or_else(|| p.by_path(&path))
+        });
+        match entry {
+            Some(e) if Some(&e.hash) == hash.as_ref() => {
+                let mut grants: Vec<String> = e
+                    .allowed_read_services
+                    .iter()
+                    .map(|s| format!("read {s}"))
+                    .chain(e.allowed_write_services.iter().map(|s| format!("write {s}")))
+                    .collect();
+                if e.can_search {
+                    grants.push("search".into());
+                }
+                if !e.launched_by.is_empty() {
+                    grants.push(format!("via {} launcher(s)", e.launched_by.len()));
+                }
+                c.add(
+                    Level::Ok,
+                    "adapter",
+                    format!(
+                        "{name}: {} registered ({})",
+                        path.display(),
+                        if grants.is_empty() { "no permissions".into() } else { grants.join(", ") }
+                    ),
+                );
+            }
+            Some(_) => c.warn(
+                "adapter",
+                format!("{name}: {} changed since it was registered", path.display()),
+                format!("run: keychain-auth upgrade {}", path.display()),
+            ),
+            None => c.add(
+                Level::Info,
+                "adapter",
+                format!(
+                    "{name}: {} installed, not registered (README, \"Use it with git / AWS / docker / scripts\")",
+                    path.display()
+                ),
+            ),
+        }
     }
 }
 

@@ -6,6 +6,10 @@
 //! service namespaces that binary was granted. Every decision is appended to the [`audit`] log;
 //! unknown binaries are refused and queued in [`pending`] for the user to approve from the [`cli`].
 //!
+//! With `default-features = false` the crate is only the client SDK: [`client`], the wire types
+//! of [`protocol`], the socket location of [`paths`] and the [`adapters`], without the daemon's runtime (no tokio,
+//! ratatui, zbus, clap). The default feature `daemon` adds everything else.
+//!
 //! The module tree follows the request path:
 //!
 //! | module | the one thing it does |
@@ -22,28 +26,46 @@
 //! | [`admin`] | policy changes shared by the CLI and the dashboard, each audited |
 //! | [`exec`] | authorise a request, run it all-or-nothing against a backend |
 //! | [`server`] | the Unix-socket listener and per-connection sessions |
-//! | [`client`] | a minimal protocol client (status probe, reference client) |
+//! | [`client`] | the client SDK: connect (server uid checked), batch requests, typed replies |
+//! | [`scripts`] | `keychain-auth get` / `put` for shell scripts |
 //! | [`doctor`] | `doctor` (setup checks) and `migrate` (move secrets between stores) |
 //! | [`display`] | caller-controlled text made safe to print (escapes, bounds, EPIPE) |
+//! | [`adapters`] | git, AWS and docker credential helpers on the client SDK |
 //! | [`cli`] | the `keychain-auth` command line |
 //! | [`tui`] | the dashboard: live panes over the broker, approvals and edits |
 
+pub mod adapters;
+#[cfg(feature = "daemon")]
 pub mod admin;
+#[cfg(feature = "daemon")]
 pub mod audit;
+#[cfg(feature = "daemon")]
 pub mod backend;
+#[cfg(feature = "daemon")]
 pub mod cli;
 pub mod client;
 pub mod display;
+#[cfg(feature = "daemon")]
 pub mod doctor;
+#[cfg(feature = "daemon")]
 pub mod exec;
+#[cfg(feature = "daemon")]
 pub mod fsutil;
+#[cfg(feature = "daemon")]
 pub mod identity;
 pub mod paths;
+#[cfg(feature = "daemon")]
 pub mod pending;
+#[cfg(feature = "daemon")]
 pub mod policy;
 pub mod protocol;
+#[cfg(feature = "daemon")]
+pub mod scripts;
+#[cfg(feature = "daemon")]
 pub mod seal;
+#[cfg(feature = "daemon")]
 pub mod server;
+#[cfg(feature = "daemon")]
 pub mod tui;
 
 /// The version reported by `STATUS` and `--version`.

@@ -10,12 +10,16 @@
 //! - `--repeat N`: send the argument lines N times (a load generator for benchmarks);
 //! - `--reconnect`: open a new connection for every round (measures connect + identify);
 //! - `--quiet`: do not print responses;
-//! - `--stats`: print one JSON summary line of per-round latencies at the end.
+//! - `--stats`: print one JSON summary line of per-round latencies at the end;
+//! - `--help`: print usage.
+//!
+//! Before sending anything it checks that the broker runs as the same user (or root), and
+//! refuses otherwise (see the client SDK, [`keychain_auth::client`]).
 //!
 //! It exits 0 when every response was `success` (or a STATUS), 1 when any was not, 2 on a
 //! connection error.
 
-use keychain_auth::client::Client;
+use keychain_auth::client::{Client, ClientError};
 use keychain_auth::paths::Paths;
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -30,6 +34,24 @@ struct Options {
     stats: bool,
     lines: Vec<String>,
 }
+
+const USAGE: &str = "\
+usage: keychain-auth-client [--socket PATH] [--repeat N] [--reconnect] [--quiet] [--stats] [REQUEST-LINE]...
+
+Sends each request line (its arguments, or else standard input one per line) to the
+keychain-auth broker over one connection and prints each response line.
+
+  --socket PATH   the broker's socket (default: $KEYCHAIN_AUTH_SOCKET, else the XDG default)
+  --repeat N      send the argument lines N times
+  --reconnect     open a new connection for every round
+  --quiet         do not print responses
+  --stats         print one JSON line of per-round latencies at the end
+  --help          print this help
+
+Exit status: 0 when every response was a success (or a STATUS), 1 when any was not,
+2 when it cannot connect or is used wrongly. Prefer standard input for writes: arguments
+are visible to other processes.
+";
 
 fn main() {
     std::process::exit(match run() {
@@ -64,6 +86,10 @@ fn parse_args() -> Result<Options, String> {
             "--reconnect" => o.reconnect = true,
             "--quiet" => o.quiet = true,
             "--stats" => o.stats = true,
+            "-h" | "--help" => {
+                print!("{USAGE}");
+                std::process::exit(0);
+            }
             _ => o.lines.push(a),
         }
     }
@@ -76,10 +102,8 @@ fn parse_args() -> Result<Options, String> {
 fn run() -> Result<bool, String> {
     let o = parse_args()?;
     let paths = Paths::from_env(o.socket.as_deref()).map_err(|e| e.to_string())?;
-    let connect = || {
-        Client::connect(&paths.socket, Duration::from_secs(60))
-            .map_err(|e| format!("cannot connect to {}: {e}", paths.socket.display()))
-    };
+    let connect =
+        || Client::connect(&paths.socket, Duration::from_secs(60)).map_err(|e| e.to_string());
     let mut client = connect()?;
     let mut all_ok = true;
     let mut errors = 0usize;
@@ -87,7 +111,7 @@ fn run() -> Result<bool, String> {
     let mut send = |line: &str, client: &mut Client| -> Result<(), String> {
         let resp = client
             .round_trip(line.as_bytes())
-            .map_err(|e| e.to_string())?;
+            .map_err(|e: ClientError| e.to_string())?;
         let ok = serde_json::from_str::<serde_json::Value>(&resp)
             .map(|v| v["type"] == "STATUS" || v["status"] == "success")
             .unwrap_or(false);
