@@ -371,3 +371,17 @@ fn one_process_holding_many_connections_locks_nobody_out() {
     });
     expect(&env.run_client(&reader, &[&read])[0], "success", None);
 }
+
+#[test]
+fn a_program_name_cut_inside_a_character_is_still_identified() {
+    // The kernel keeps the first 15 bytes of the name; eight 2-byte characters are cut in two.
+    let (env, _d, _reader) = broker_with_secret();
+    let client = env.client("éééééééé");
+    let r = env.run_client(&client, &[&request("read", "aws", &["prod"])]);
+    let msg = expect(&r[0], "denied", Some("unregistered_binary"));
+    assert!(
+        msg.contains("is not approved"),
+        "queued for approval, not refused: {msg}"
+    );
+    assert_eq!(env.pending_entries().len(), 1);
+}

@@ -60,8 +60,10 @@ pub(crate) fn cmdline(pid: i32) -> Vec<String> {
 
 /// The pid of the process tracing this one (`TracerPid`), 0 when none.
 pub(crate) fn tracer_pid(pid: i32) -> io::Result<i32> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    parse_tracer_pid(&status)
+    // The bytes, not a String: the `Name:` line holds the first 15 bytes of the program's name,
+    // which may cut a multi-byte character in two.
+    let status = std::fs::read(format!("/proc/{pid}/status"))?;
+    parse_tracer_pid(&String::from_utf8_lossy(&status))
 }
 
 fn parse_tracer_pid(status: &str) -> io::Result<i32> {
