@@ -366,6 +366,16 @@ pub fn register(
 ) -> Result<BinaryPolicy, String> {
     let grants = &grants.resolve()?;
     let (path, hash, interpreter) = identify_file(paths, path)?;
+    if identity::hash_path(Path::new("/proc/self/exe"))
+        .ok()
+        .as_ref()
+        == Some(&hash)
+    {
+        return Err(format!(
+            "{} is keychain-auth itself, which is never a caller: `keychain-auth get` and `put` are answered as the script or program that runs them. Register that instead",
+            path.display()
+        ));
+    }
     if interpreter.is_none()
         && crate::identity::script::family_of(&path, &interpreters(paths)).is_some()
         && !grants.allow_any_script

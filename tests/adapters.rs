@@ -40,6 +40,24 @@ fn run_with_input(mut cmd: Command, input: &[u8]) -> Output {
     child.wait_with_output().expect("wait")
 }
 
+/// Stores `items` in `service` through a registered writer of its own (a client copy).
+fn seed(env: &TestEnv, service: &str, items: &[(&str, &str)]) {
+    let writer = env.client(&format!("seed-{}", common::nonce()));
+    env.register(&writer, &["--write", service]);
+    let targets: Vec<&str> = items.iter().map(|(t, _)| *t).collect();
+    let values: Vec<&str> = items.iter().map(|(_, v)| *v).collect();
+    let r = env.run_client_stdin(
+        &writer,
+        &[&common::write_request(
+            service,
+            &targets,
+            &values,
+            serde_json::json!({}),
+        )],
+    );
+    assert_eq!(r[0]["status"], "success", "{}", r[0]);
+}
+
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -238,22 +256,16 @@ fn aws_credential_process_json_and_errors() {
     let _d = env.start();
     let aws = copy_bin(&env, AWS_HELPER, "keychain-auth-aws");
     env.register(&aws, &["--read", "aws"]);
-    // `keychain-auth put` is itself a caller: approve it for writing aws.
-    env.register(
-        Path::new(common::DAEMON),
-        &["--write", "aws", "--read", "aws"],
-    );
     let key = "AKIAEXAMPLE";
     let secret = format!("aws-SECRET-{}", common::nonce());
-    for (t, v) in [
-        ("prod/access_key_id", key.to_string()),
-        ("prod/secret_access_key", secret.clone()),
-    ] {
-        let mut c = env.command(common::DAEMON);
-        c.args(["put", "aws", t]);
-        let out = run_with_input(c, format!("{v}\n").as_bytes());
-        assert!(out.status.success(), "{}", text(&out.stderr));
-    }
+    seed(
+        &env,
+        "aws",
+        &[
+            ("prod/access_key_id", key),
+            ("prod/secret_access_key", &secret),
+        ],
+    );
     let out = env.command(&aws).arg("prod").output().expect("run");
     assert!(out.status.success(), "{}", text(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
@@ -262,21 +274,18 @@ fn aws_credential_process_json_and_errors() {
     assert_eq!(v["SecretAccessKey"], secret.as_str());
     assert!(v.get("SessionToken").is_none());
     // With the optional pair.
-    for (t, val) in [
-        ("prod/session_token", "tok-1"),
-        ("prod/expiration", "2099-01-01T00:00:00Z"),
-    ] {
-        let mut c = env.command(common::DAEMON);
-        c.args(["put", "aws", t]);
-        assert!(run_with_input(c, val.as_bytes()).status.success());
-    }
+    seed(
+        &env,
+        "aws",
+        &[
+            ("prod/session_token", "tok-1"),
+            ("prod/expiration", "2099-01-01T00:00:00Z"),
+        ],
+    );
     let out = env.command(&aws).arg("prod").output().expect("run");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(v["SessionToken"], "tok-1");
     assert_eq!(v["Expiration"], "2099-01-01T00:00:00Z");
-    // `keychain-auth get` reads it back for a script.
-    let got = env.cli_ok(&["get", "aws", "prod/session_token"]);
-    assert_eq!(got, "tok-1\n");
 
     // A missing profile, an unapproved copy, a wrong command line: non-zero, reason on stderr.
     let miss = env.command(&aws).arg("nope").output().expect("run");
@@ -320,16 +329,15 @@ fn botocore_resolves_a_profile_through_credential_process() {
     let _d = env.start();
     let aws = copy_bin(&env, AWS_HELPER, "keychain-auth-aws");
     env.register(&aws, &["--read", "aws"]);
-    env.register(Path::new(common::DAEMON), &["--write", "aws"]);
     let secret = format!("boto-SECRET-{}", common::nonce());
-    for (t, v) in [
-        ("dev/access_key_id", "AKIABOTO"),
-        ("dev/secret_access_key", secret.as_str()),
-    ] {
-        let mut c = env.command(common::DAEMON);
-        c.args(["put", "aws", t]);
-        assert!(run_with_input(c, v.as_bytes()).status.success());
-    }
+    seed(
+        &env,
+        "aws",
+        &[
+            ("dev/access_key_id", "AKIABOTO"),
+            ("dev/secret_access_key", &secret),
+        ],
+    );
     let config = env.root.join("aws-config");
     std::fs::write(
         &config,
@@ -445,22 +453,60 @@ fn docker_helper_speaks_the_credential_helpers_protocol() {
 fn put_reads_standard_input_and_get_prints_it() {
     let env = TestEnv::new();
     let _d = env.start();
-    env.register(
-        Path::new(common::DAEMON),
-        &["--read", "ci", "--write", "ci"],
+    // keychain-auth itself is a conduit, never a caller: it cannot be registered.
+    let err = env.cli_err(&["register", common::DAEMON, "--read", "ci"]);
+    assert!(err.contains("never a caller"), "{err}");
+    // A script that uses get/put is answered as itself (interpreter + script hash).
+    let dir = env.root.join("scripts");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let script = dir.join("deploy.sh");
+    let ka = common::DAEMON;
+    common::write_executable(
+        &script,
+        format!(
+            "#!/bin/bash\nprintf 's3cr3t value\\n' | {ka} put ci token || exit 1\n{ka} get ci token\nstatus=$?\n{ka} put ci token s3cr3t 2>&1\nexit $status\n"
+        )
+        .as_bytes(),
     );
-    let mut c = env.command(common::DAEMON);
-    c.args(["put", "ci", "token"]);
-    let out = run_with_input(c, b"s3cr3t value\n");
+    let run = |s: &Path| {
+        env.command("/bin/bash")
+            .arg(s)
+            .current_dir(&dir)
+            .output()
+            .expect("bash")
+    };
+    let out = run(&script);
+    assert!(!out.status.success(), "unregistered script is refused");
+    assert!(
+        text(&out.stderr).contains("unregistered_binary"),
+        "{}",
+        text(&out.stderr)
+    );
+    let pending = env.pending_entries();
+    assert_eq!(
+        pending[0]["path"],
+        script.to_str().expect("utf8"),
+        "queued as the script"
+    );
+    env.register(&script, &["--read", "ci", "--write", "ci"]);
+    let out = run(&script);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(env.cli_ok(&["get", "ci", "token"]), "s3cr3t value\n");
-    let err = env.cli_err(&["get", "ci", "missing"]);
-    assert!(err.contains("not found"), "{err}");
-    let err = env.cli_err(&["get", "other", "token"]);
-    assert!(err.contains("service_not_allowed"), "{err}");
+    let stdout = text(&out.stdout);
+    assert!(stdout.starts_with("s3cr3t value\n"), "{stdout}");
     // `put` takes no value argument.
-    let err = env.cli_err(&["put", "ci", "token", "s3cr3t"]);
-    assert!(err.contains("unexpected argument"), "{err}");
+    assert!(stdout.contains("unexpected argument"), "{stdout}");
+    let served = env
+        .audit_records()
+        .into_iter()
+        .rev()
+        .find(|r| r["action"] == "read" && r["status"] == "success")
+        .expect("audited");
+    assert_eq!(served["script"], script.to_str().expect("utf8"), "{served}");
+    // Run by something unapproved (this test), get is refused as that program.
+    let err = env.cli_err(&["get", "ci", "token"]);
+    assert!(err.contains("unregistered_binary"), "{err}");
+    let err = env.cli_err(&["get", "other", "token"]);
+    assert!(err.contains("unregistered_binary"), "{err}");
 }
 
 #[test]

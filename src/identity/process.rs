@@ -58,6 +58,11 @@ pub(crate) fn cmdline(pid: i32) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The parent pid of `pid` (`PPid` in its status).
+pub fn parent_pid(pid: i32) -> io::Result<i32> {
+    ProcDir::open(pid)?.parent_and_uid().map(|(p, _)| p)
+}
+
 /// The pid of the process tracing this one (`TracerPid`), 0 when none.
 pub(crate) fn tracer_pid(pid: i32) -> io::Result<i32> {
     // The bytes, not a String: the `Name:` line holds the first 15 bytes of the program's name,

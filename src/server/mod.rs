@@ -8,6 +8,7 @@
 pub mod admission;
 pub mod approval;
 pub mod ask;
+pub mod conduit;
 pub mod frame;
 pub mod handler;
 pub mod notify;

@@ -9,6 +9,7 @@ use super::Broker;
 use super::admission::Slot;
 use super::approval::{Answer, ApproverEvent, Decision};
 use super::ask;
+use super::conduit;
 use super::frame::{Frame, LineReader, Writer};
 use super::handler::{self, Reply};
 use crate::audit::Record;
@@ -37,7 +38,8 @@ impl Drop for Gauge {
     }
 }
 
-/// A writer this connection verified, pinned by the chunk that carried its pidfd.
+/// A writer this connection verified, pinned by the chunk that carried its pidfd (`pin.pid`
+/// is the writer's; `peer` is who it is answered as, the same process unless it is a conduit).
 struct Known {
     peer: Arc<Peer>,
     pin: Arc<Sender>,
@@ -189,7 +191,7 @@ impl Session {
     /// The verified identity of the writer `s`; `None` when it cannot be served at all (gone,
     /// too many writers).
     async fn peer(&mut self, s: &Arc<Sender>) -> Option<Arc<Peer>> {
-        if let Some(i) = self.known.iter().position(|k| k.peer.pid == s.pid) {
+        if let Some(i) = self.known.iter().position(|k| k.pin.pid == s.pid) {
             let pinned_alive = self.known[i]
                 .pin
                 .pidfd
@@ -223,9 +225,10 @@ impl Session {
                 return None;
             }
         };
+        // The writer's own executable (not that of a conduit's caller) against connect time.
         if s.pid == self.connector.pid
-            && let (Some(before), Exe::Verified { file, .. }) = (self.connect_exe, &peer.exe)
-            && before != *file
+            && let Some(before) = self.connect_exe
+            && identity::process::exe_id(s.pid).ok() != Some(before)
         {
             peer = unverifiable(
                 &peer,
@@ -252,36 +255,31 @@ impl Session {
             .current()
             .map(|p| p.file.interpreters.clone())
             .unwrap_or_default();
-        let fd = s.pidfd.as_ref().map(|f| f.as_fd());
-        let cheap = identity::identify_with(
-            s.pid,
-            s.uid,
-            fd,
-            &b.identity,
-            &b.hashes,
-            Hashing::CachedOnly,
-            &extra,
-        )?;
+        let cheap = identify_writer(b, s, Hashing::CachedOnly, &extra)?;
         if let Some(p) = cheap {
             return Ok(p);
         }
         let pid = s.pid;
         let (b, s) = (self.broker.clone(), s.clone());
-        tokio::task::spawn_blocking(move || {
-            let fd = s.pidfd.as_ref().map(|f| f.as_fd());
-            identity::identify_with(
-                s.pid,
-                s.uid,
-                fd,
-                &b.identity,
-                &b.hashes,
-                Hashing::Allowed,
-                &extra,
-            )
-        })
-        .await
-        .map_err(|_| IdentityError::Exited(pid))?
-        .and_then(|p| p.ok_or(IdentityError::Exited(pid)))
+        tokio::task::spawn_blocking(move || identify_writer(&b, &s, Hashing::Allowed, &extra))
+            .await
+            .map_err(|_| IdentityError::Exited(pid))?
+            .and_then(|p| p.ok_or(IdentityError::Exited(pid)))
+    }
+}
+
+/// Identifies the writer `s`, and through a conduit (`keychain-auth get`/`put`) the program
+/// that ran it.
+fn identify_writer(
+    b: &Broker,
+    s: &Sender,
+    hashing: Hashing,
+    extra: &[String],
+) -> Result<Option<Peer>, IdentityError> {
+    let fd = s.pidfd.as_ref().map(|f| f.as_fd());
+    match identity::identify_with(s.pid, s.uid, fd, &b.identity, &b.hashes, hashing, extra)? {
+        Some(peer) => conduit::resolve(b, peer, hashing, extra),
+        None => Ok(None),
     }
 }
 
