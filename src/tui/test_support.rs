@@ -113,3 +113,43 @@ pub fn sample_state() -> State {
     s.broker.requests = 17;
     s
 }
+
+/// A prompt: `python3 deploy.py`, launched by bash, asks to read `aws`; 25 s left at
+/// [`now`] (see [`now_ms`]).
+pub fn prompt(id: &str) -> crate::server::approval::Prompt {
+    use crate::identity::Link;
+    let link = |path: &str, pid: i32, argv: &[&str]| Link {
+        path: path.into(),
+        hash: Some(hash('e')),
+        pid,
+        argv: argv.iter().map(|s| s.to_string()).collect(),
+    };
+    crate::server::approval::Prompt {
+        id: id.into(),
+        path: "/usr/bin/python3.11".into(),
+        hash: hash('e').to_string(),
+        script: Some("/home/me/bin/deploy.py".into()),
+        script_hash: Some(hash('f').to_string()),
+        pid: 6001,
+        argv: vec!["python3".into(), "deploy.py".into(), "--prod".into()],
+        chain: vec![
+            link("/usr/bin/python3.11", 6001, &["python3", "deploy.py"]),
+            link("/usr/bin/bash", 5990, &["bash"]),
+            link("/usr/sbin/sshd", 5900, &["sshd: me"]),
+        ],
+        registered: false,
+        action: "read".into(),
+        service: "aws".into(),
+        mode: "exact".into(),
+        targets: vec!["prod-api-key".into()],
+        reason: crate::protocol::Reason::UnregisteredBinary,
+        message: "unregistered binary /home/me/bin/deploy.py".into(),
+        deadline_ms: now_ms() + 25_000,
+        waiting: 1,
+    }
+}
+
+/// [`now`] in Unix milliseconds.
+pub fn now_ms() -> i64 {
+    now().timestamp_millis()
+}

@@ -91,6 +91,12 @@ pub fn draw(frame: &mut Frame<'_>, state: &State) {
     if let Some(m) = &state.modal {
         modal(frame, state, m);
     }
+    if let Some(p) = state.prompts.first() {
+        prompt(frame, state, p);
+        if let Some(m) = &state.prompt_modal {
+            modal(frame, state, m);
+        }
+    }
     if state.mono {
         monochrome(frame.buffer_mut());
     }
@@ -156,6 +162,9 @@ fn status_bar(frame: &mut Frame<'_>, area: Rect, s: &State) {
         segments.push((2, format!("backend {}", s.broker.backend)));
         segments.push((3, format!("{} conn", s.broker.connections)));
         segments.push((4, format!("{} req", s.broker.requests)));
+    }
+    if !s.prompts.is_empty() {
+        segments.push((0, format!("{} prompt(s)", s.prompts.len())));
     }
     segments.push((0, format!("{} pending", s.pending.len())));
     segments.push((1, format!("{} binaries", s.policies.len())));
@@ -786,6 +795,16 @@ fn modal(frame: &mut Frame<'_>, s: &State, m: &Modal) {
             ],
             70,
         ),
+        Modal::PromptFor(_, text) => (
+            "Allow for a time",
+            vec![
+                Line::raw("How long the grant lasts (10m, 2h, 1d, 1h30m):"),
+                Line::styled(format!("{}▏", clean(text)), Style::new().cyan()),
+                Line::raw(""),
+                Line::raw("enter: allow · esc: back to the prompt").dark_gray(),
+            ],
+            60,
+        ),
         Modal::Confirm { lines, .. } => {
             let mut v: Vec<Line<'_>> = lines
                 .iter()
@@ -830,14 +849,22 @@ fn modal(frame: &mut Frame<'_>, s: &State, m: &Modal) {
                 }
             };
             let (title, hash) = match &ed.goal {
-                super::state::EditorGoal::Approve(h) => ("Approve", h),
-                super::state::EditorGoal::Edit(h) => ("Edit permissions", h),
+                super::state::EditorGoal::Approve(h) => ("Approve", h.to_string()),
+                super::state::EditorGoal::Edit(h) => ("Edit permissions", h.to_string()),
+                super::state::EditorGoal::Always(id) => (
+                    "Always allow (saving answers the prompt)",
+                    s.prompts
+                        .iter()
+                        .find(|p| p.id == *id)
+                        .map(|p| p.script_hash.clone().unwrap_or_else(|| p.hash.clone()))
+                        .unwrap_or_default(),
+                ),
             };
             (
                 title,
                 vec![
                     Line::styled(clean(&ed.path).into_owned(), Style::new().bold()),
-                    Line::raw(hash.to_string()),
+                    Line::raw(clean(&hash).into_owned()),
                     Line::raw(""),
                     field(Field::Read, "read", join(&ed.read)),
                     field(Field::Write, "write", join(&ed.write)),
@@ -869,6 +896,114 @@ fn modal(frame: &mut Frame<'_>, s: &State, m: &Modal) {
     );
 }
 
+/// "launched by" for a caller chain (the caller first, so skipped): `/bin/bash (pid 7) ← …`.
+pub fn launched_by(chain: &[crate::identity::Link]) -> Option<String> {
+    let rest: Vec<String> = chain
+        .iter()
+        .skip(1)
+        .map(|l| format!("{} (pid {})", clean(&l.path), l.pid))
+        .collect();
+    (!rest.is_empty()).then(|| rest.join(" ← "))
+}
+
+/// Seconds left before a prompt times out, rounded up (`None` before the clock is known).
+pub fn seconds_left(deadline_ms: i64, now_ms: i64) -> Option<i64> {
+    (now_ms > 0).then(|| ((deadline_ms - now_ms).max(0) + 999) / 1000)
+}
+
+/// The live prompt: who asks, what, how long it may wait, and the keys that answer.
+fn prompt(frame: &mut Frame<'_>, s: &State, p: &crate::server::approval::Prompt) {
+    let area = frame.area();
+    let w = 96.min(area.width);
+    let room = usize::from(w.saturating_sub(16)).max(8);
+    let label = |t: &str| Span::styled(format!(" {t:<12}"), Style::new().dark_gray());
+    let row = |t: &str, v: String| Line::from(vec![label(t), Span::raw(v)]);
+    let mut lines = vec![
+        Line::from(vec![
+            Span::styled(
+                format!(" {} ", shorten_middle(&clean(super::update::who(p)), room)),
+                Style::new().bold(),
+            ),
+            Span::raw("wants to "),
+            Span::styled(
+                format!("{} {}", clean(&p.action), clean(&p.service)),
+                Style::new().yellow().bold(),
+            ),
+        ]),
+        Line::raw(""),
+    ];
+    if let Some(script) = &p.script {
+        lines.push(row("script", shorten_middle(&clean(script), room)));
+        if let Some(h) = &p.script_hash {
+            lines.push(row("script hash", display::bounded(h, room)));
+        }
+        lines.push(row("run by", shorten_middle(&clean(&p.path), room)));
+    } else {
+        lines.push(row("caller", shorten_middle(&clean(&p.path), room)));
+    }
+    lines.push(row("hash", display::bounded(&p.hash, room)));
+    lines.push(row("pid · argv", {
+        let argv = display::join(&p.argv);
+        format!(
+            "{} · {}",
+            p.pid,
+            display::bounded(&argv, room.saturating_sub(10))
+        )
+    }));
+    if let Some(chain) = launched_by(&p.chain) {
+        lines.push(row("launched by", display::bounded(&chain, room)));
+    }
+    let targets = if p.targets.is_empty() {
+        "-".to_string()
+    } else {
+        display::bounded(&p.targets.join(", "), room.saturating_sub(20))
+    };
+    lines.push(row(
+        "asks",
+        format!(
+            "{} in {} · {} · {targets}",
+            clean(&p.action),
+            clean(&p.service),
+            clean(&p.mode)
+        ),
+    ));
+    lines.push(row("why held", display::bounded(&p.message, room)));
+    let left = match seconds_left(p.deadline_ms, s.now_ms) {
+        Some(n) => format!("{n} s, then refused"),
+        None => "?".into(),
+    };
+    let queued = s.prompts.len().saturating_sub(1);
+    lines.push(Line::from(vec![
+        label("time left"),
+        Span::styled(left, Style::new().yellow().bold()),
+    ]));
+    lines.push(row(
+        "waiting",
+        format!(
+            "{} request(s) on this prompt{}",
+            p.waiting,
+            if queued > 0 {
+                format!(" · {queued} more prompt(s) queued")
+            } else {
+                String::new()
+            }
+        ),
+    ));
+    let h = (lines.len() as u16).saturating_add(2);
+    let rect = centered(area, w, h);
+    frame.render_widget(Clear, rect);
+    frame.render_widget(
+        Paragraph::new(lines).block(
+            Block::bordered()
+                .border_type(BorderType::Thick)
+                .border_style(Style::new().yellow().bold())
+                .title(" A caller is waiting for your answer ")
+                .title(Line::raw(format!(" prompt 1 of {} ", s.prompts.len())).right_aligned()),
+        ),
+        rect,
+    );
+}
+
 /// The help overlay: a key column and a description column, grouped by where the keys apply,
 /// generated from the keymap.
 fn help_lines() -> Vec<Line<'static>> {
@@ -881,6 +1016,7 @@ fn help_lines() -> Vec<Line<'static>> {
         Scope::Input,
         Scope::Viewer,
         Scope::Confirm,
+        Scope::Prompt,
     ];
     let mut lines = vec![];
     for scope in groups {
@@ -947,6 +1083,38 @@ mod tests {
         snap("audit_focused", &s);
         update(&mut s, Action::Command(Command::Focus(3)));
         snap("policies_focused", &s);
+    }
+
+    #[test]
+    fn prompt_modal() {
+        let mut s = sample_state();
+        s.now_ms = now_ms();
+        for id in ["p1", "p2"] {
+            update(
+                &mut s,
+                Action::Approver(crate::server::approval::ApproverEvent::Prompt(Box::new(
+                    super::super::test_support::prompt(id),
+                ))),
+            );
+        }
+        snap("prompt", &s);
+        let screen = render(&s, 120, 36);
+        for want in [
+            "/home/me/bin/deploy.py",
+            "launched by",
+            "/usr/bin/bash (pid 5990) ← /usr/sbin/sshd (pid 5900)",
+            "25 s, then refused",
+            "1 more prompt(s) queued",
+            " 2 prompt(s) ·",
+            " o  allow once",
+        ] {
+            assert!(screen.contains(want), "{want} missing:\n{screen}");
+        }
+        update(&mut s, Action::Command(Command::AllowFor));
+        snap("prompt_for", &s);
+        update(&mut s, Action::Command(Command::Escape));
+        update(&mut s, Action::Command(Command::AllowAlways));
+        snap("prompt_always", &s);
     }
 
     #[test]
