@@ -100,6 +100,8 @@ pub struct Editor {
     pub goal: EditorGoal,
     /// The binary's path, for the title.
     pub path: String,
+    /// Who it is beyond its path: `script run by …`, `launched by …` (may be empty).
+    pub about: Vec<String>,
     /// Read services.
     pub read: Vec<String>,
     /// Write services.

@@ -328,6 +328,30 @@ pub fn asked_grants(p: &Prompt) -> Grants {
     g
 }
 
+/// `script run by …` and `launched by …` for a prompt's caller.
+fn prompt_about(p: &Prompt) -> Vec<String> {
+    let mut v = vec![];
+    if p.script.is_some() {
+        v.push(format!("script run by {}", p.path));
+    }
+    if let Some(l) = view::launched_by(&p.chain) {
+        v.push(format!("launched by {l}"));
+    }
+    v
+}
+
+/// `script run by …` and `launched by …` for a pending caller.
+pub fn pending_about(e: &crate::pending::PendingEntry) -> Vec<String> {
+    let mut v = vec![];
+    if let Some(i) = &e.interpreter {
+        v.push(format!("script run by {}", i.path.display()));
+    }
+    if let Some(l) = view::launched_by(&e.chain) {
+        v.push(format!("launched by {l}"));
+    }
+    v
+}
+
 /// Answers the prompt `id`: it leaves the screen at once; the executor sends the answer.
 fn answer(state: &mut State, id: &str, decision: Decision) -> Vec<Effect> {
     let Some(i) = state.prompts.iter().position(|p| p.id == id) else {
@@ -371,6 +395,7 @@ fn prompt_command(state: &mut State, c: Command) -> Vec<Effect> {
             state.prompt_modal = Some(Modal::Editor(Editor {
                 goal: EditorGoal::Always(id),
                 path: who(p).to_string(),
+                about: prompt_about(p),
                 read: g.read,
                 write: g.write,
                 search: g.search,
@@ -558,6 +583,7 @@ fn command(state: &mut State, c: Command) -> Vec<Effect> {
                 state.modal = Some(Modal::Editor(Editor {
                     goal: EditorGoal::Approve(e.hash.clone()),
                     path: e.path.display().to_string(),
+                    about: pending_about(e),
                     read: vec![],
                     write: vec![],
                     search: false,
@@ -608,6 +634,7 @@ fn command(state: &mut State, c: Command) -> Vec<Effect> {
                 state.modal = Some(Modal::Editor(Editor {
                     goal: EditorGoal::Edit(e.hash.clone()),
                     path: e.path.display().to_string(),
+                    about: vec![],
                     read: e.allowed_read_services.iter().cloned().collect(),
                     write: e.allowed_write_services.iter().cloned().collect(),
                     search: e.can_search,

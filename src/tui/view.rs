@@ -379,7 +379,7 @@ const PENDING_COLUMNS: &[Column<'static>] = &[
     ("tries", Constraint::Length(5), false),
     ("first seen", Constraint::Length(14), true),
     ("last seen", Constraint::Length(14), false),
-    ("argv", Constraint::Fill(1), true),
+    ("launched by · argv", Constraint::Fill(1), true),
 ];
 
 fn pending(frame: &mut Frame<'_>, area: Rect, s: &State) {
@@ -406,7 +406,39 @@ fn pending(frame: &mut Frame<'_>, area: Rect, s: &State) {
                         Span::styled(marker, Style::new().yellow().bold()),
                     ])
                 }
-                None => Line::raw(shorten_middle(&shown, path_w)),
+                None => match &e.interpreter {
+                    // A script: which interpreter runs it, never cut.
+                    Some(i) => {
+                        let name = display::path(&i.path);
+                        let name = name.rsplit('/').next().unwrap_or(&name).to_string();
+                        let full = format!(" (script run by {name})");
+                        let marker = if path_w >= full.chars().count() + 12 {
+                            full
+                        } else {
+                            " (script)".to_string()
+                        };
+                        let room = path_w.saturating_sub(marker.chars().count());
+                        Line::from(vec![
+                            Span::raw(shorten_middle(&shown, room)),
+                            Span::styled(marker, Style::new().cyan()),
+                        ])
+                    }
+                    None => Line::raw(shorten_middle(&shown, path_w)),
+                },
+            };
+            let launchers: Vec<String> = e
+                .chain
+                .iter()
+                .skip(1)
+                .map(|l| {
+                    let p = clean(&l.path);
+                    p.rsplit('/').next().unwrap_or(&p).to_string()
+                })
+                .collect();
+            let argv = if launchers.is_empty() {
+                display::join(&e.argv)
+            } else {
+                format!("{} · {}", launchers.join(" ← "), display::join(&e.argv))
             };
             vec![
                 Cell::from(e.hash.short().to_string()),
@@ -419,7 +451,7 @@ fn pending(frame: &mut Frame<'_>, area: Rect, s: &State) {
                 Cell::from(e.attempts.to_string()),
                 Cell::from(time(&e.first_seen)),
                 Cell::from(time(&e.last_seen)),
-                Cell::from(display::join(&e.argv)).dark_gray(),
+                Cell::from(argv).dark_gray(),
             ]
         })
         .collect();
@@ -553,9 +585,13 @@ const POLICY_COLUMNS: &[Column<'static>] = &[
     ("read", Constraint::Fill(1), false),
     ("write", Constraint::Fill(1), false),
     ("search", Constraint::Length(6), false),
-    ("registered", Constraint::Length(16), true),
+    ("terms · via", Constraint::Fill(2), true),
+    ("registered", Constraint::Length(10), true),
     ("last used", Constraint::Length(14), true),
 ];
+
+/// The marker of an interpreter approved to run any script (also shown without colour).
+pub const ANY_SCRIPT: &str = " ⚠ ANY SCRIPT";
 
 fn policies(frame: &mut Frame<'_>, area: Rect, s: &State) {
     let focused = s.pane == Pane::Policies;
@@ -581,18 +617,51 @@ fn policies(frame: &mut Frame<'_>, area: Rect, s: &State) {
                     v.iter().map(|x| clean(x)).collect::<Vec<_>>().join(",")
                 }
             };
+            let path = if e.allow_any_script {
+                let room = path_w.saturating_sub(ANY_SCRIPT.chars().count());
+                Line::from(vec![
+                    Span::styled(
+                        shorten_middle(&display::path(&e.path), room),
+                        Style::new().red(),
+                    ),
+                    Span::styled(ANY_SCRIPT, Style::new().red().bold()),
+                ])
+            } else {
+                Line::raw(shorten_middle(&display::path(&e.path), path_w))
+            };
+            let now = chrono::DateTime::from_timestamp_millis(s.now_ms).unwrap_or_default();
+            let mut terms: Vec<String> = e
+                .service_terms
+                .iter()
+                .filter(|(_, t)| !t.is_empty())
+                .map(|(svc, t)| format!("{}: {}", clean(svc), t.describe(now)))
+                .collect();
+            if !e.launched_by.is_empty() {
+                let via: Vec<String> = e
+                    .launched_by
+                    .iter()
+                    .map(|h| h.short().chars().take(8).collect())
+                    .collect();
+                terms.push(format!("via {}", via.join(",")));
+            }
+            let terms = if terms.is_empty() {
+                "-".to_string()
+            } else {
+                terms.join("; ")
+            };
             vec![
                 Cell::from(e.hash.short().to_string()),
-                Cell::from(shorten_middle(&display::path(&e.path), path_w)),
+                Cell::from(path),
                 Cell::from(state).style(style),
                 Cell::from(list(&e.allowed_read_services)),
                 Cell::from(list(&e.allowed_write_services)),
                 Cell::from(if e.can_search { "yes" } else { "no" }),
+                Cell::from(terms),
                 Cell::from(
                     e.registered_at
-                        .get(..16)
+                        .get(..10)
                         .unwrap_or(&e.registered_at)
-                        .replace('T', " "),
+                        .to_string(),
                 ),
                 Cell::from(
                     s.last_used(&e.hash)
@@ -683,6 +752,29 @@ fn detail_lines(r: &crate::audit::Record, width: usize) -> Vec<Line<'static>> {
             clean(&change).into_owned(),
             Style::new().bold(),
         ));
+        out.push(Line::raw(""));
+    }
+    let mut about = vec![];
+    if let Some(script) = &r.script {
+        about.push(format!(
+            "script {} run by {}",
+            script,
+            r.path.as_deref().unwrap_or("?")
+        ));
+    }
+    if let Some(l) = launched_by(&r.chain) {
+        about.push(format!("launched by {l}"));
+    }
+    if !about.is_empty() {
+        for a in about {
+            let chars: Vec<char> = clean(&a).chars().collect();
+            for chunk in chars.chunks(width.max(1)) {
+                out.push(Line::styled(
+                    chunk.iter().collect::<String>(),
+                    Style::new().cyan(),
+                ));
+            }
+        }
         out.push(Line::raw(""));
     }
     let json = serde_json::to_string_pretty(r).unwrap_or_default();
@@ -865,6 +957,14 @@ fn modal(frame: &mut Frame<'_>, s: &State, m: &Modal) {
                 vec![
                     Line::styled(clean(&ed.path).into_owned(), Style::new().bold()),
                     Line::raw(clean(&hash).into_owned()),
+                ]
+                .into_iter()
+                .chain(
+                    ed.about
+                        .iter()
+                        .map(|a| Line::styled(clean(a).into_owned(), Style::new().cyan())),
+                )
+                .chain([
                     Line::raw(""),
                     field(Field::Read, "read", join(&ed.read)),
                     field(Field::Write, "write", join(&ed.write)),
@@ -876,7 +976,8 @@ fn modal(frame: &mut Frame<'_>, s: &State, m: &Modal) {
                     Line::raw(""),
                     Line::raw("type a service + enter to add · backspace removes · tab next field")
                         .dark_gray(),
-                ],
+                ])
+                .collect(),
                 76,
             )
         }
@@ -897,11 +998,12 @@ fn modal(frame: &mut Frame<'_>, s: &State, m: &Modal) {
 }
 
 /// "launched by" for a caller chain (the caller first, so skipped): `/bin/bash (pid 7) ← …`.
+/// Raw text: escape it ([`clean`]) where it is drawn.
 pub fn launched_by(chain: &[crate::identity::Link]) -> Option<String> {
     let rest: Vec<String> = chain
         .iter()
         .skip(1)
-        .map(|l| format!("{} (pid {})", clean(&l.path), l.pid))
+        .map(|l| format!("{} (pid {})", l.path, l.pid))
         .collect();
     (!rest.is_empty()).then(|| rest.join(" ← "))
 }
@@ -1118,6 +1220,73 @@ mod tests {
     }
 
     #[test]
+    fn who_launched_and_what_may_run_is_shown() {
+        let mut s = sample_state();
+        // Pending: the script's interpreter and who launched it (the caller itself skipped).
+        let screen = render(&s, 200, 36);
+        assert!(screen.contains("leftpad (script run by node)"), "{screen}");
+        assert!(screen.contains("npm ← bash · leftpad --fix"), "{screen}");
+        // Policies: any-script interpreter marked (also without colour), terms and launchers.
+        assert!(screen.contains("python3.11 ⚠ ANY SCRIPT"), "{screen}");
+        assert!(
+            screen.contains("k8s: expires in 9m; via 77777777"),
+            "{screen}"
+        );
+        let mut t = Terminal::new(TestBackend::new(200, 36)).expect("terminal");
+        t.draw(|f| draw(f, &s)).expect("draw");
+        let buf = t.backend().buffer();
+        let row = (0..36u16)
+            .find(|&y| {
+                (0..200u16)
+                    .map(|x| buf[(x, y)].symbol())
+                    .collect::<String>()
+                    .contains("ANY SCRIPT")
+            })
+            .expect("the any-script row");
+        let x = (0..200u16)
+            .find(|&x| buf[(x, row)].symbol() == "⚠")
+            .expect("marker");
+        assert_eq!(buf[(x, row)].fg, Color::Red, "marked in red");
+        s.mono = true;
+        assert!(
+            render(&s, 200, 36).contains("⚠ ANY SCRIPT"),
+            "marker kept in NO_COLOR"
+        );
+        s.mono = false;
+        // The approve editor says it in full.
+        update(&mut s, Action::Command(Command::Approve));
+        let screen = render(&s, 120, 36);
+        assert!(screen.contains("script run by /usr/bin/node"), "{screen}");
+        assert!(
+            screen.contains("launched by /usr/bin/npm (pid 5140) ← /usr/bin/bash (pid 5100)"),
+            "{screen}"
+        );
+        // The audit detail: the record's chain and script on top of its fields.
+        let mut s = sample_state();
+        let mut r = record("success", "aws");
+        r.path = Some("/usr/bin/python3.11".into());
+        r.script = Some("/home/me/bin/deploy.py".into());
+        r.chain = vec![
+            link("/usr/bin/python3.11", 6001, &["python3"]),
+            link("/usr/bin/bash", 5990, &["bash"]),
+        ];
+        s.audit = vec![r];
+        s.audit_sel = 0;
+        update(&mut s, Action::Command(Command::Focus(2)));
+        update(&mut s, Action::Command(Command::Enter));
+        let screen = render(&s, 120, 36);
+        assert!(
+            screen.contains("script /home/me/bin/deploy.py run by /usr/bin/python3.11"),
+            "{screen}"
+        );
+        assert!(
+            screen.contains("launched by /usr/bin/bash (pid 5990)"),
+            "{screen}"
+        );
+        snap("audit_detail_chain", &s);
+    }
+
+    #[test]
     fn modals() {
         let mut s = sample_state();
         update(&mut s, Action::Command(Command::Help));
@@ -1299,6 +1468,7 @@ mod tests {
         s.broker.socket =
             "/run/user/1000/keychain-auth/a-rather-long-directory-name/agent.sock".into();
         s.pending[0].path = "/home/me/projects/acme/tools/node_modules/.bin/deploy-tool".into();
+        s.pending[0].interpreter = None;
         let screen = render(&s, 80, 24);
         let lines: Vec<&str> = screen.lines().collect();
         assert!(
@@ -1369,13 +1539,18 @@ mod tests {
         let mut s = sample_state();
         s.pending[0].path = "/tmp/evil\x1b[31m\nname\u{202e}gpj".into();
         s.pending[0].argv = vec!["evil".into(), "\x1b]0;pwned\x07".into(), "\x1b[2J".into()];
+        s.pending[0].interpreter = None;
+        s.pending[0].chain[1].path = "/tmp/np\x1b[2Jm\u{202e}".into();
         s.audit[0].path = Some("/tmp/evil\x1b[31m\nname".into());
         s.audit[0].reason = Some("bad\rreason\u{9b}".into());
         let screen = render(&s, 120, 36);
         assert!(!screen.contains('\x1b') && !screen.contains('\u{202e}'));
         insta::assert_snapshot!("hostile_names_120x36", screen);
         update(&mut s, Action::Command(Command::Approve));
-        insta::assert_snapshot!("hostile_names_approve_120x36", render(&s, 120, 36));
+        let screen = render(&s, 120, 36);
+        assert!(!screen.contains('\x1b') && !screen.contains('\u{202e}'));
+        assert!(screen.contains("launched by /tmp/np\\x1b[2Jm"), "{screen}");
+        insta::assert_snapshot!("hostile_names_approve_120x36", screen);
     }
 
     #[test]
