@@ -1018,7 +1018,7 @@ fn prompt(frame: &mut Frame<'_>, s: &State, p: &crate::server::approval::Prompt)
     let area = frame.area();
     let w = 96.min(area.width);
     let room = usize::from(w.saturating_sub(16)).max(8);
-    let label = |t: &str| Span::styled(format!(" {t:<12}"), Style::new().dark_gray());
+    let label = |t: &str| Span::styled(format!(" {t:<12}"), Style::new().gray());
     let row = |t: &str, v: String| Line::from(vec![label(t), Span::raw(v)]);
     let mut lines = vec![
         Line::from(vec![
