@@ -591,7 +591,7 @@ const POLICY_COLUMNS: &[Column<'static>] = &[
 ];
 
 /// The marker of an interpreter approved to run any script (also shown without colour).
-pub const ANY_SCRIPT: &str = " ⚠ ANY SCRIPT";
+pub const ANY_SCRIPT: &str = "⚠ ANY SCRIPT ";
 
 fn policies(frame: &mut Frame<'_>, area: Rect, s: &State) {
     let focused = s.pane == Pane::Policies;
@@ -617,17 +617,18 @@ fn policies(frame: &mut Frame<'_>, area: Rect, s: &State) {
                     v.iter().map(|x| clean(x)).collect::<Vec<_>>().join(",")
                 }
             };
-            let path = if e.allow_any_script {
-                let room = path_w.saturating_sub(ANY_SCRIPT.chars().count());
-                Line::from(vec![
-                    Span::styled(
-                        shorten_middle(&display::path(&e.path), room),
-                        Style::new().red(),
-                    ),
-                    Span::styled(ANY_SCRIPT, Style::new().red().bold()),
-                ])
+            // An interpreter that runs any script: the path in red and the marker first in
+            // the state column (kept without colour).
+            let path_style = if e.allow_any_script {
+                Style::new().red()
             } else {
-                Line::raw(shorten_middle(&display::path(&e.path), path_w))
+                Style::new()
+            };
+            let path = Line::styled(shorten_middle(&display::path(&e.path), path_w), path_style);
+            let (state, style) = if e.allow_any_script {
+                (format!("{}{state}", ANY_SCRIPT), Style::new().red().bold())
+            } else {
+                (state, style)
             };
             let now = chrono::DateTime::from_timestamp_millis(s.now_ms).unwrap_or_default();
             let mut terms: Vec<String> = e
@@ -1227,7 +1228,8 @@ mod tests {
         assert!(screen.contains("leftpad (script run by node)"), "{screen}");
         assert!(screen.contains("npm ← bash · leftpad --fix"), "{screen}");
         // Policies: any-script interpreter marked (also without colour), terms and launchers.
-        assert!(screen.contains("python3.11 ⚠ ANY SCRIPT"), "{screen}");
+        assert!(screen.contains("/usr/bin/python3.11"), "{screen}");
+        assert!(screen.contains("⚠ ANY SCRIPT ok"), "{screen}");
         assert!(
             screen.contains("k8s: expires in 9m; via 77777777"),
             "{screen}"
