@@ -134,7 +134,9 @@ fn subscribe_loop(
     writer: &Mutex<Option<UnixStream>>,
     tx: &mpsc::Sender<Action>,
 ) {
+    let mut refusal_said = false;
     loop {
+        let mut pause = Duration::from_secs(1);
         if let Ok(mut stream) = UnixStream::connect(socket)
             && stream.write_all(b"{\"type\":\"SUBSCRIBE\"}\n").is_ok()
             && let Ok(reader) = stream.try_clone()
@@ -146,15 +148,21 @@ fn subscribe_loop(
                 if !subscribed {
                     subscribed = line.contains("\"SUBSCRIBED\"");
                     if !subscribed {
-                        let _ = tx.send(Action::Log(
-                            true,
-                            format!(
-                                "the broker refused the prompt subscription: {}",
-                                crate::display::bounded(&line, 200)
-                            ),
-                        ));
+                        // Said once; asked again now and then (the broker may be replaced).
+                        if !refusal_said {
+                            refusal_said = true;
+                            let _ = tx.send(Action::Log(
+                                true,
+                                format!(
+                                    "the broker refused the prompt subscription (no prompts here): {}",
+                                    crate::display::bounded(&line, 200)
+                                ),
+                            ));
+                        }
+                        pause = Duration::from_secs(10);
                         break;
                     }
+                    refusal_said = false;
                     continue;
                 }
                 if let Some(a) = parse_line(&line)
@@ -168,7 +176,7 @@ fn subscribe_loop(
                 return;
             }
         }
-        std::thread::sleep(Duration::from_secs(1));
+        std::thread::sleep(pause);
     }
 }
 

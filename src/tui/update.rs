@@ -407,9 +407,10 @@ fn prompt_command(state: &mut State, c: Command) -> Vec<Effect> {
         Command::Deny => answer(state, &id, Decision::Deny),
         Command::Forget => answer(state, &id, Decision::Forget),
         Command::Quit => {
-            // Quitting detaches the approver: the broker refuses what it held.
-            state.modal = None;
-            command(state, Command::Quit)
+            // Asked for during a prompt (ctrl-c): no second question hidden behind the prompt.
+            // Quitting detaches the approver, and the broker refuses what it held.
+            state.quit = true;
+            vec![]
         }
         _ => vec![],
     }
@@ -1547,6 +1548,17 @@ mod tests {
             let (_, msg) = s.message.clone().expect("a message");
             assert!(msg.contains(said) && msg.contains("deploy.py"), "{msg}");
         }
+    }
+
+    #[test]
+    fn ctrl_c_during_a_prompt_quits_without_a_hidden_question() {
+        let (mut s, _) = with_prompts(&["p1"]);
+        let k = event::KeyEvent::new(KeyCode::Char('c'), event::KeyModifiers::CONTROL);
+        assert!(update(&mut s, Action::Key(k)).is_empty());
+        assert!(s.quit);
+        let (mut s, _) = with_prompts(&["p1"]);
+        assert!(press(&mut s, 'q').is_empty(), "q is not an answer");
+        assert!(!s.quit && s.prompts.len() == 1);
     }
 
     #[test]
