@@ -40,6 +40,16 @@ impl Tmux {
         assert!(ok, "send-keys {keys:?}");
     }
 
+    /// `1` once the program in the window rang the terminal bell.
+    fn bell(&self) -> String {
+        let out = self
+            .cmd()
+            .args(["display-message", "-p", "-t", "dash", "#{window_bell_flag}"])
+            .output()
+            .expect("display-message");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
     fn wait_screen(&self, what: &str, f: impl Fn(&str) -> bool) -> String {
         let mut last = String::new();
         let found = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -131,8 +141,11 @@ fn wait_prompt(tmux: &Tmux, client: &str) -> String {
 fn answer_prompts(env: &TestEnv, tmux: &Tmux) {
     let client = env.client("e2e-held");
     let read = request("read", "aws", &["prod-key"]);
+    assert_eq!(tmux.bell(), "0", "no bell before a prompt");
     let held = knock(env, &client, &read);
     wait_prompt(tmux, "e2e-held");
+    // The terminal bell rang for the new prompt (tmux flags the window).
+    wait_for(5, "the bell", || (tmux.bell() == "1").then_some(()));
     tmux.keys(&["o"]);
     let r = response(held);
     expect(&r, "success", None);
