@@ -204,6 +204,68 @@ fn a_connected_dashboard_prompts_and_answers() {
     tmux.keys(&["q"]);
 }
 
+#[test]
+fn a_connected_dashboard_grants_for_a_time_and_always() {
+    if !tmux_available() {
+        return;
+    }
+    let env = TestEnv::new();
+    store_with_secret(&env);
+    let _daemon = env.start();
+    let tmux = dashboard(&env, &["tui", "--connect"]);
+    tmux.wait_screen("the dashboard connected", |s| s.contains(" CONNECTED "));
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let read = request("read", "aws", &["prod-key"]);
+
+    // t: the duration input opens with 1h; 10m instead.
+    let timed = env.client("e2e-timed");
+    let held = knock(&env, &timed, &read);
+    wait_prompt(&tmux, "e2e-timed");
+    tmux.keys(&["t"]);
+    tmux.wait_screen("the duration input", |s| {
+        s.contains("Allow for a time") && s.contains("1h")
+    });
+    tmux.keys(&["BSpace", "BSpace"]);
+    tmux.keys(&["-l", "10m"]);
+    tmux.keys(&["Enter"]);
+    expect(&response(held), "success", None);
+    tmux.wait_screen("the answer said", |s| s.contains("allowed for 10m"));
+    let reg = env.registered();
+    let entry = reg
+        .iter()
+        .find(|e| e["path"].as_str().is_some_and(|p| p.ends_with("e2e-timed")));
+    let terms = &entry.expect("registered")["service_terms"]["aws"];
+    assert!(terms["expires_at"].is_string(), "{reg:?}");
+    // Granted: the next request is served without a prompt.
+    expect(&env.run_client(&timed, &[&read])[0], "success", None);
+
+    // a: the editor opens with exactly what was asked; saving answers "always".
+    let always = env.client("e2e-always");
+    let held = knock(&env, &always, &read);
+    wait_prompt(&tmux, "e2e-always");
+    tmux.keys(&["a"]);
+    tmux.wait_screen("the always editor", |s| {
+        s.contains("Always allow") && s.contains("read   aws")
+    });
+    tmux.keys(&["Enter"]);
+    expect(&response(held), "success", None);
+    let reg = env.registered();
+    let entry = reg
+        .iter()
+        .find(|e| {
+            e["path"]
+                .as_str()
+                .is_some_and(|p| p.ends_with("e2e-always"))
+        })
+        .expect("registered");
+    assert_eq!(entry["allowed_read_services"], serde_json::json!(["aws"]));
+    assert!(
+        entry.get("service_terms").is_none(),
+        "a plain grant: {entry}"
+    );
+    tmux.keys(&["q"]);
+}
+
 fn tmux_available() -> bool {
     if Command::new("tmux").arg("-V").output().is_ok() {
         return true;
