@@ -358,6 +358,10 @@ fn answer(state: &mut State, id: &str, decision: Decision) -> Vec<Effect> {
         return vec![];
     };
     let p = state.prompts.remove(i);
+    // Bounded: an answer the broker refused never comes back resolved.
+    if state.answered.len() >= 64 {
+        state.answered.remove(0);
+    }
     state.answered.push(p.id.clone());
     let verb = match &decision {
         Decision::Once => "allowed once".to_string(),
