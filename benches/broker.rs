@@ -444,6 +444,12 @@ fn dashboard_row(table: &mut Table, scale: &Scale) {
     // State files must be 0600 in 0700 directories, or the broker refuses them.
     common::set_mode(&log, 0o600);
     common::set_mode(log.parent().expect("dir"), 0o700);
+    // The log is larger than the default rotation size: keep it whole for this measurement.
+    let config = env.config();
+    std::fs::create_dir_all(config.parent().expect("dir")).expect("dir");
+    common::set_mode(config.parent().expect("dir"), 0o700);
+    std::fs::write(&config, r#"{"protocol_version":"1","audit_max_bytes":0}"#).expect("config");
+    common::set_mode(&config, 0o600);
     let size_mb = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0) / (1024 * 1024);
     let tmux_socket = format!("ka-bench-{}", std::process::id());
     let tmux = |args: &[&str]| {
