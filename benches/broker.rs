@@ -16,6 +16,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The private bus + gnome-keyring harness of the keyring tests, for comparison 5.
@@ -227,9 +228,114 @@ fn main() {
 
     // 8 and 9: identity of the second form — the caller chain and a script caller.
     chain_and_script(&env, &floor, &small, read, &scale, &mut table);
-
     drop(daemon);
+
+    // 12: held requests do not slow the others.
+    held_requests_row(&scale, &mut table);
     table.print();
+}
+
+/// Comparison 12 (live approval): the concurrent-clients load of comparison 4 against an
+/// embedded broker with an approver attached, without and with 10 requests held for an answer
+/// that never comes (unknown callers waiting on the prompt). Embedded, as the dashboard runs it,
+/// so this process can be the approver; the callers are real client processes.
+fn held_requests_row(scale: &Scale, table: &mut Table) {
+    use keychain_auth::backend::file::FileStore;
+    use keychain_auth::paths::Paths;
+    use keychain_auth::server::{Limits, Server};
+    let env = TestEnv::new();
+    let paths = Paths {
+        socket: env.socket.clone(),
+        config: env.config(),
+        pending: env.pending(),
+        audit: env.audit(),
+        file_store: env.file_store(),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let broker = rt.block_on(async {
+        let server = Server::bind(
+            paths,
+            Arc::new(FileStore::new(&env.file_store())),
+            Limits::default(),
+        )
+        .expect("bind");
+        let broker = server.broker();
+        tokio::spawn(server.run(async {
+            let _ = stopped.await;
+        }));
+        broker
+    });
+    let (_approver, mut prompts) = broker.approvals.attach();
+    let reader = env.client("reader");
+    env.cli_ok(&[
+        "register",
+        reader.to_str().unwrap_or_default(),
+        "--read",
+        "bench",
+        "--write",
+        "bench",
+    ]);
+    let write =
+        r#"{"type":"REQUEST","action":"write","service":"bench","targets":["k"],"values":["v"]}"#;
+    let read = r#"{"type":"REQUEST","action":"read","service":"bench","targets":["k"]}"#;
+    client_run(&env, &reader, &["--quiet", write]);
+    let clients = scale.concurrent_clients;
+    let (_, quiet) = concurrent(&env, &reader, clients, scale.per_client, read);
+    // Ten unknown callers, each held (distinct copies, so ten prompts rather than one).
+    let held: Vec<Child> = (0..10)
+        .map(|i| {
+            let c = env.client(&format!("held-{i}"));
+            env.command(&c)
+                .args(["--quiet", read])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("held client")
+        })
+        .collect();
+    let mut seen = 0;
+    rt.block_on(async {
+        while seen < 10 {
+            match tokio::time::timeout(Duration::from_secs(30), prompts.recv()).await {
+                Ok(Some(keychain_auth::server::approval::ApproverEvent::Prompt(_))) => seen += 1,
+                Ok(Some(_)) => {}
+                _ => break,
+            }
+        }
+    });
+    let (errors, busy) = concurrent(&env, &reader, clients, scale.per_client, read);
+    let waiting = broker.approvals.pending().len();
+    for p in broker.approvals.pending() {
+        let _ = broker.approvals.answer(
+            &p.id,
+            keychain_auth::server::approval::Answer {
+                decision: keychain_auth::server::approval::Decision::Deny,
+                by: "bench".into(),
+            },
+        );
+    }
+    for mut c in held {
+        let _ = c.wait();
+    }
+    let _ = stop.send(());
+    table.row(
+        "12",
+        &format!("{clients} clients × {} reads, embedded broker with an approver: without vs with 10 held requests", scale.per_client),
+        format!(
+            "p50 {:.0} µs / p99 {:.0} µs vs p50 {:.0} µs / p99 {:.0} µs ({waiting} held, {errors} errors)",
+            percentile(&quiet, 50.0),
+            percentile(&quiet, 99.0),
+            percentile(&busy, 50.0),
+            percentile(&busy, 99.0)
+        ),
+        format!("{:.2}× p50", percentile(&busy, 50.0) / percentile(&quiet, 50.0).max(0.001)),
+        "held requests slow nobody",
+    );
 }
 
 /// Comparison 8: connect+identify+read p50 for the client with no ancestors to walk (orphaned
@@ -444,6 +550,12 @@ fn dashboard_row(table: &mut Table, scale: &Scale) {
     // State files must be 0600 in 0700 directories, or the broker refuses them.
     common::set_mode(&log, 0o600);
     common::set_mode(log.parent().expect("dir"), 0o700);
+    // The log is larger than the default rotation size: keep it whole for this measurement.
+    let config = env.config();
+    std::fs::create_dir_all(config.parent().expect("dir")).expect("dir");
+    common::set_mode(config.parent().expect("dir"), 0o700);
+    std::fs::write(&config, r#"{"protocol_version":"1","audit_max_bytes":0}"#).expect("config");
+    common::set_mode(&config, 0o600);
     let size_mb = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0) / (1024 * 1024);
     let tmux_socket = format!("ka-bench-{}", std::process::id());
     let tmux = |args: &[&str]| {

@@ -520,7 +520,7 @@ fn list_pending(paths: &Paths, json: bool) -> Result<(), String> {
             crate::outln!(
                 "{:<70}  launched by {}",
                 "",
-                clean(&chain_line(&e.chain[1..]))
+                clean(&crate::identity::describe_chain(&e.chain[1..]))
             );
         }
     }
@@ -731,23 +731,6 @@ fn policy_notes(b: &policy::BinaryPolicy) -> Vec<String> {
         notes.push(format!("may run with {}", v.join(", ")));
     }
     notes
-}
-
-/// Ancestors as `name (hash) ← name (hash)`.
-fn chain_line(links: &[crate::identity::Link]) -> String {
-    links
-        .iter()
-        .map(|l| {
-            let name = std::path::Path::new(&l.path)
-                .file_name()
-                .map_or_else(|| l.path.clone(), |n| n.to_string_lossy().into_owned());
-            match &l.hash {
-                Some(h) => format!("{name} ({}, pid {})", h.short(), l.pid),
-                None => format!("{name} (pid {})", l.pid),
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ← ")
 }
 
 #[cfg(test)]

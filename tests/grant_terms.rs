@@ -75,7 +75,13 @@ fn a_timed_grant_ends_and_is_pruned() {
         (b["allowed_read_services"] == serde_json::json!([]) && b.get("service_terms").is_none())
             .then_some(())
     });
-    assert!(env.audit_records().iter().any(|r| r["action"] == "expire"));
+    // The record follows the config write that removed the grant.
+    common::wait_for(5, "the expiry to be audited", || {
+        env.audit_records()
+            .iter()
+            .any(|r| r["action"] == "expire" && r["source"] == "daemon")
+            .then_some(())
+    });
 }
 
 #[test]

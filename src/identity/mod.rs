@@ -89,6 +89,23 @@ pub struct Link {
     pub argv: Vec<String>,
 }
 
+/// A chain for people: `name (hash, pid N) ← name (hash, pid N)`, caller first.
+pub fn describe_chain(links: &[Link]) -> String {
+    links
+        .iter()
+        .map(|l| {
+            let name = Path::new(&l.path)
+                .file_name()
+                .map_or_else(|| l.path.clone(), |n| n.to_string_lossy().into_owned());
+            match &l.hash {
+                Some(h) => format!("{name} ({}, pid {})", h.short(), l.pid),
+                None => format!("{name} (pid {})", l.pid),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ← ")
+}
+
 /// What the peer's executable runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Program {
@@ -189,21 +206,11 @@ impl Context {
 }
 
 /// Identifies the process `pid` (uid `uid`, pinned by `pidfd` when the kernel gave one), as the
-/// writer of a request. With [`Hashing::CachedOnly`] it answers `Ok(None)` instead of hashing an
-/// executable it has not seen, so the server can run the full identification off its workers.
+/// writer of a request; `interpreters` are the names config.json adds to
+/// [`script::DEFAULT_INTERPRETERS`]. With [`Hashing::CachedOnly`] it answers `Ok(None)` instead
+/// of hashing an executable it has not seen, so the server can run the full identification off
+/// its workers.
 pub fn identify(
-    pid: i32,
-    uid: u32,
-    pidfd: Option<BorrowedFd<'_>>,
-    ctx: &Context,
-    cache: &HashCache,
-    hashing: Hashing,
-) -> Result<Option<Peer>, IdentityError> {
-    identify_with(pid, uid, pidfd, ctx, cache, hashing, &[])
-}
-
-/// [`identify`], with the interpreters config.json adds to [`script::DEFAULT_INTERPRETERS`].
-pub fn identify_with(
     pid: i32,
     uid: u32,
     pidfd: Option<BorrowedFd<'_>>,
@@ -417,6 +424,7 @@ pub fn identify_connector(
         &Context::current(),
         cache,
         hashing,
+        &[],
     )
 }
 
@@ -468,7 +476,7 @@ mod tests {
         };
         let me = std::process::id() as i32;
         let uid = nix::unistd::geteuid().as_raw();
-        let peer = identify(me, uid, None, &ctx, &cache, Hashing::Allowed)
+        let peer = identify(me, uid, None, &ctx, &cache, Hashing::Allowed, &[])
             .unwrap()
             .unwrap();
         let Exe::Unverifiable { why, .. } = peer.exe else {
@@ -481,7 +489,15 @@ mod tests {
     fn another_uid_is_refused_before_anything_is_read() {
         let cache = HashCache::new();
         let uid = nix::unistd::geteuid().as_raw().wrapping_add(1);
-        let r = identify(1, uid, None, &Context::current(), &cache, Hashing::Allowed);
+        let r = identify(
+            1,
+            uid,
+            None,
+            &Context::current(),
+            &cache,
+            Hashing::Allowed,
+            &[],
+        );
         assert!(matches!(r, Err(IdentityError::ForeignUid { .. })), "{r:?}");
     }
 }

@@ -46,7 +46,7 @@ pub fn resolve(
             peer.pid
         ));
     };
-    let Some(mut caller) = identity::identify_with(
+    let Some(mut caller) = identity::identify(
         parent.pid,
         peer.uid,
         None,

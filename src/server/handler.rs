@@ -9,7 +9,6 @@ use crate::identity::{self, Exe, Integrity, Link, Peer, Program};
 use crate::pending::{self, Attempt};
 use crate::policy::{BinaryHash, BinaryPolicy, InterpreterRef, Snapshot};
 use crate::protocol::{self, Action, Incoming, Reason, Request, Response, Status};
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -218,23 +217,6 @@ fn caller_chain(peer: &Peer) -> Vec<Link> {
     links
 }
 
-/// The chain as one line for messages: `git-credential-… ← git ← bash`.
-fn chain_text(peer: &Peer) -> String {
-    caller_chain(peer)
-        .iter()
-        .map(|l| {
-            let name = Path::new(&l.path)
-                .file_name()
-                .map_or_else(|| l.path.clone(), |n| n.to_string_lossy().into_owned());
-            match &l.hash {
-                Some(h) => format!("{name} ({})", h.short()),
-                None => name,
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ← ")
-}
-
 /// The launch rule (SPEC §10): with `launched_by`, one of those hashes must be an ancestor.
 fn launch_rule(peer: &Peer, binary: &BinaryPolicy, chain: &[Link]) -> Result<(), String> {
     if binary.launched_by.is_empty()
@@ -251,7 +233,7 @@ fn launch_rule(peer: &Peer, binary: &BinaryPolicy, chain: &[Link]) -> Result<(),
         "{} may only be used when launched by {} and was launched by: {}",
         binary.path.display(),
         allowed.join(", "),
-        chain_text(peer)
+        identity::describe_chain(&caller_chain(peer))
     ))
 }
 

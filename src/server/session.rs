@@ -277,7 +277,7 @@ fn identify_writer(
     extra: &[String],
 ) -> Result<Option<Peer>, IdentityError> {
     let fd = s.pidfd.as_ref().map(|f| f.as_fd());
-    match identity::identify_with(s.pid, s.uid, fd, &b.identity, &b.hashes, hashing, extra)? {
+    match identity::identify(s.pid, s.uid, fd, &b.identity, &b.hashes, hashing, extra)? {
         Some(peer) => conduit::resolve(b, peer, hashing, extra),
         None => Ok(None),
     }
