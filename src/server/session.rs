@@ -425,7 +425,7 @@ impl Session {
         let (b, s) = (self.broker.clone(), s.clone());
         tokio::task::spawn_blocking(move || {
             let fd = s.pidfd.as_ref().map(|f| f.as_fd());
-            let peer = identity::identify_with(
+            let peer = identity::identify(
                 s.pid,
                 s.uid,
                 fd,
