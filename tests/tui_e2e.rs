@@ -40,6 +40,16 @@ impl Tmux {
         assert!(ok, "send-keys {keys:?}");
     }
 
+    /// `1` once the program in the window rang the terminal bell.
+    fn bell(&self) -> String {
+        let out = self
+            .cmd()
+            .args(["display-message", "-p", "-t", "dash", "#{window_bell_flag}"])
+            .output()
+            .expect("display-message");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
     fn wait_screen(&self, what: &str, f: impl Fn(&str) -> bool) -> String {
         let mut last = String::new();
         let found = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -59,6 +69,201 @@ impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = self.cmd().arg("kill-server").status();
     }
+}
+
+/// `line` with `"prompt": false`: refused at once instead of held for the dashboard.
+fn no_prompt(line: &str) -> String {
+    let mut v: serde_json::Value = serde_json::from_str(line).expect("request json");
+    v["prompt"] = false.into();
+    v.to_string()
+}
+
+/// Starts `args` of the real binary in a 120×36 tmux session named `dash`.
+fn dashboard(env: &TestEnv, args: &[&str]) -> Tmux {
+    let tmux = Tmux {
+        socket: format!("ka-e2e-{}", common::nonce()),
+    };
+    let mut new = tmux.cmd();
+    new.env_clear()
+        .envs(env.env_vars())
+        .env("TERM", "xterm-256color")
+        .args(["new-session", "-d", "-s", "dash", "-x", "120", "-y", "36"])
+        .arg(common::DAEMON)
+        .args(args);
+    assert!(new.status().expect("tmux").success());
+    tmux
+}
+
+/// A file store holding `aws/prod-key` = `s3cret`.
+fn store_with_secret(env: &TestEnv) {
+    let store = env.file_store();
+    std::fs::create_dir_all(store.parent().expect("dir")).expect("dir");
+    common::set_mode(store.parent().expect("dir"), 0o700);
+    std::fs::write(
+        &store,
+        br#"{"version":1,"items":{"aws":{"prod-key":{"value":"s3cret","attributes":{}}}}}"#,
+    )
+    .expect("store");
+    common::set_mode(&store, 0o600);
+}
+
+/// Starts `client` sending `line`; it waits (held by the broker) until it is answered.
+fn knock(env: &TestEnv, client: &std::path::Path, line: &str) -> std::process::Child {
+    env.command(client)
+        .arg(line)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn client")
+}
+
+/// The held client's response, once it has one.
+fn response(child: std::process::Child) -> serde_json::Value {
+    let out = child.wait_with_output().expect("client output");
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.lines().next().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("no response ({e}): {text:?}"))
+}
+
+/// The prompt for `client`'s read of `aws` is on screen: who, what, time left, the keys.
+fn wait_prompt(tmux: &Tmux, client: &str) -> String {
+    let screen = tmux.wait_screen("the prompt", |s| {
+        s.contains("A caller is waiting") && s.contains(client) && s.contains("wants to read aws")
+    });
+    assert!(screen.contains("time left"), "{screen}");
+    assert!(screen.contains("launched by"), "{screen}");
+    assert!(screen.contains("allow once"), "{screen}");
+    screen
+}
+
+/// Answering from the prompt: `o` serves the held request, the next request asks again, `n`
+/// refuses it.
+fn answer_prompts(env: &TestEnv, tmux: &Tmux) {
+    let client = env.client("e2e-held");
+    let read = request("read", "aws", &["prod-key"]);
+    assert_eq!(tmux.bell(), "0", "no bell before a prompt");
+    let held = knock(env, &client, &read);
+    wait_prompt(tmux, "e2e-held");
+    // The terminal bell rang for the new prompt (tmux flags the window).
+    wait_for(5, "the bell", || (tmux.bell() == "1").then_some(()));
+    tmux.keys(&["o"]);
+    let r = response(held);
+    expect(&r, "success", None);
+    assert_eq!(r["results"][0]["value"], "s3cret");
+    tmux.wait_screen("the prompt gone, the answer said", |s| {
+        !s.contains("A caller is waiting") && s.contains("allowed once")
+    });
+    // Allow once saved nothing: the next request asks again.
+    assert!(env.registered().is_empty());
+    let held = knock(env, &client, &read);
+    wait_prompt(tmux, "e2e-held");
+    tmux.keys(&["n"]);
+    expect(&response(held), "denied", Some("unregistered_binary"));
+    tmux.wait_screen("the denial said", |s| {
+        !s.contains("A caller is waiting") && s.contains("denied:")
+    });
+    let answers: Vec<_> = env
+        .audit_records()
+        .into_iter()
+        .filter_map(|r| {
+            r.get("decision")
+                .and_then(|d| d.as_str())
+                .map(str::to_string)
+        })
+        .collect();
+    assert!(answers.contains(&"once".to_string()), "{answers:?}");
+    assert!(answers.contains(&"deny".to_string()), "{answers:?}");
+}
+
+#[test]
+fn the_embedded_dashboard_prompts_and_answers() {
+    if !tmux_available() {
+        return;
+    }
+    let env = TestEnv::new();
+    store_with_secret(&env);
+    let tmux = dashboard(&env, &["tui", "--embed"]);
+    tmux.wait_screen("the dashboard", |s| s.contains("EMBEDDED"));
+    answer_prompts(&env, &tmux);
+    tmux.keys(&["q"]);
+}
+
+#[test]
+fn a_connected_dashboard_prompts_and_answers() {
+    if !tmux_available() {
+        return;
+    }
+    let env = TestEnv::new();
+    store_with_secret(&env);
+    let _daemon = env.start();
+    let tmux = dashboard(&env, &["tui", "--connect"]);
+    tmux.wait_screen("the dashboard connected", |s| s.contains(" CONNECTED "));
+    // The subscription is its own connection, made when the dashboard starts.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    answer_prompts(&env, &tmux);
+    tmux.keys(&["q"]);
+}
+
+#[test]
+fn a_connected_dashboard_grants_for_a_time_and_always() {
+    if !tmux_available() {
+        return;
+    }
+    let env = TestEnv::new();
+    store_with_secret(&env);
+    let _daemon = env.start();
+    let tmux = dashboard(&env, &["tui", "--connect"]);
+    tmux.wait_screen("the dashboard connected", |s| s.contains(" CONNECTED "));
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let read = request("read", "aws", &["prod-key"]);
+
+    // t: the duration input opens with 1h; 10m instead.
+    let timed = env.client("e2e-timed");
+    let held = knock(&env, &timed, &read);
+    wait_prompt(&tmux, "e2e-timed");
+    tmux.keys(&["t"]);
+    tmux.wait_screen("the duration input", |s| {
+        s.contains("Allow for a time") && s.contains("1h")
+    });
+    tmux.keys(&["BSpace", "BSpace"]);
+    tmux.keys(&["-l", "10m"]);
+    tmux.keys(&["Enter"]);
+    expect(&response(held), "success", None);
+    tmux.wait_screen("the answer said", |s| s.contains("allowed for 10m"));
+    let reg = env.registered();
+    let entry = reg
+        .iter()
+        .find(|e| e["path"].as_str().is_some_and(|p| p.ends_with("e2e-timed")));
+    let terms = &entry.expect("registered")["service_terms"]["aws"];
+    assert!(terms["expires_at"].is_string(), "{reg:?}");
+    // Granted: the next request is served without a prompt.
+    expect(&env.run_client(&timed, &[&read])[0], "success", None);
+
+    // a: the editor opens with exactly what was asked; saving answers "always".
+    let always = env.client("e2e-always");
+    let held = knock(&env, &always, &read);
+    wait_prompt(&tmux, "e2e-always");
+    tmux.keys(&["a"]);
+    tmux.wait_screen("the always editor", |s| {
+        s.contains("Always allow") && s.contains("read   aws")
+    });
+    tmux.keys(&["Enter"]);
+    expect(&response(held), "success", None);
+    let reg = env.registered();
+    let entry = reg
+        .iter()
+        .find(|e| {
+            e["path"]
+                .as_str()
+                .is_some_and(|p| p.ends_with("e2e-always"))
+        })
+        .expect("registered");
+    assert_eq!(entry["allowed_read_services"], serde_json::json!(["aws"]));
+    assert!(
+        entry.get("service_terms").is_none(),
+        "a plain grant: {entry}"
+    );
+    tmux.keys(&["q"]);
 }
 
 fn tmux_available() -> bool {
@@ -111,7 +316,9 @@ fn approve_an_unknown_caller_from_the_dashboard() {
 
     // An unknown caller knocks.
     let client = env.client("e2e-client");
-    let read = request("read", "aws", &["prod-key"]);
+    // The dashboard is an approver: this first request opts out of being held, to test the
+    // pending-queue path.
+    let read = no_prompt(&request("read", "aws", &["prod-key"]));
     expect(
         &env.run_client(&client, &[&read])[0],
         "denied",
@@ -223,7 +430,7 @@ fn the_embedded_brokers_messages_go_to_the_message_line_not_over_the_screen() {
     });
     let client = env.client("e2e-client");
     expect(
-        &env.run_client(&client, &[&request("read", "aws", &["k"])])[0],
+        &env.run_client(&client, &[&no_prompt(&request("read", "aws", &["k"]))])[0],
         "denied",
         Some("unregistered_binary"),
     );

@@ -20,8 +20,8 @@ use tokio::sync::{mpsc, oneshot};
 /// How long a held request waits for an answer unless config.json says otherwise.
 pub const DEFAULT_PROMPT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// What an approver is shown.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// What an approver is shown (sent as a `PROMPT` line; the dashboard reads it back).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Prompt {
     /// The prompt's id, quoted in answers.
     pub id: String,

@@ -419,15 +419,34 @@ impl Session {
         broker.approvals.detach(id);
     }
 
-    /// Whether the writer `s` runs the broker's own executable.
+    /// Whether the writer `s` runs the broker's own executable. The writer itself, not the
+    /// program a conduit is answered as: a dashboard is keychain-auth run by a shell or tmux.
     async fn runs_keychain_auth(&mut self, s: &Arc<Sender>) -> bool {
-        let Some(peer) = self.peer(s).await else {
-            return false;
-        };
-        match (&peer.exe, self.broker.own_hash()) {
-            (Exe::Verified { hash, .. }, Some(own)) => hash == own,
-            _ => false,
-        }
+        let (b, s) = (self.broker.clone(), s.clone());
+        tokio::task::spawn_blocking(move || {
+            let fd = s.pidfd.as_ref().map(|f| f.as_fd());
+            let peer = identity::identify(
+                s.pid,
+                s.uid,
+                fd,
+                &b.identity,
+                &b.hashes,
+                Hashing::Allowed,
+                &[],
+            );
+            match (peer, b.own_hash()) {
+                (
+                    Ok(Some(Peer {
+                        exe: Exe::Verified { hash, .. },
+                        ..
+                    })),
+                    Some(own),
+                ) => hash == *own,
+                _ => false,
+            }
+        })
+        .await
+        .unwrap_or(false)
     }
 }
 

@@ -49,6 +49,12 @@ pub enum Action {
     Log(bool, String),
     /// A batch of a whole-log search: its number, the matches (newest first), the progress.
     SearchFound(u64, Vec<Record>, super::data::SearchProgress),
+    /// The wall clock, in Unix milliseconds (sent with each tick; prompts count down by it).
+    Clock(i64),
+    /// An event for the approver: a prompt opened or changed, or one was resolved.
+    Approver(crate::server::approval::ApproverEvent),
+    /// The approver connection was lost (the broker stopped): the prompts it held are gone.
+    ApproverLost,
     /// The clock ticked ([`crate::tui::TICK`]): time to check on the broker.
     Tick,
     /// Facts for the upgrade confirmation.
@@ -141,6 +147,16 @@ pub enum Command {
     No,
     /// Reload everything from disk.
     Reload,
+    /// Prompt: allow this request once.
+    AllowOnce,
+    /// Prompt: allow for a time (opens the duration input).
+    AllowFor,
+    /// Prompt: always (opens the permission editor with what was asked).
+    AllowAlways,
+    /// Prompt: deny this request.
+    Deny,
+    /// Prompt: deny and dismiss the caller.
+    Forget,
     /// Overlay: one page down.
     PageDown,
     /// Overlay: one page up.
@@ -180,4 +196,8 @@ pub enum Effect {
     Search(u64, String),
     /// Stop the running search.
     CancelSearch,
+    /// Answer a prompt: its id, the decision, and the message to show once it is accepted.
+    Answer(String, crate::server::approval::Decision, String),
+    /// Ring the terminal bell (a new prompt).
+    Bell,
 }

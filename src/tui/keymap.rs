@@ -21,6 +21,8 @@ pub enum Scope {
     Viewer,
     /// A yes/no confirmation.
     Confirm,
+    /// A live prompt from the broker (a caller is waiting).
+    Prompt,
 }
 
 impl Scope {
@@ -33,6 +35,7 @@ impl Scope {
             Scope::Input => "text input",
             Scope::Viewer => "help, record detail",
             Scope::Confirm => "confirmation",
+            Scope::Prompt => "prompt",
         }
     }
 }
@@ -40,10 +43,17 @@ impl Scope {
 /// The scope keys are looked up in, and hints shown for, in this state: the open modal's, else
 /// the focused pane's. Dispatch and the hint bar both use this, so they cannot disagree.
 pub fn scope(state: &State) -> Scope {
+    if state.prompt_focus() {
+        return match &state.prompt_modal {
+            None => Scope::Prompt,
+            Some(Modal::Editor(_)) => Scope::Editor,
+            Some(_) => Scope::Input,
+        };
+    }
     match &state.modal {
         None => Scope::Pane(state.pane),
         Some(Modal::Editor(_)) => Scope::Editor,
-        Some(Modal::Filter(_) | Modal::Register(_)) => Scope::Input,
+        Some(Modal::Filter(_) | Modal::Register(_) | Modal::PromptFor(..)) => Scope::Input,
         Some(Modal::Help | Modal::Detail(_)) => Scope::Viewer,
         Some(Modal::Confirm { .. }) => Scope::Confirm,
     }
@@ -312,6 +322,46 @@ pub const KEYMAP: &[Binding] = &[
         Command::Escape,
         "close",
         Viewer,
+        true,
+    ),
+    b(
+        &[Char('o')],
+        "o",
+        Command::AllowOnce,
+        "allow once",
+        Scope::Prompt,
+        true,
+    ),
+    b(
+        &[Char('t')],
+        "t",
+        Command::AllowFor,
+        "allow for a time",
+        Scope::Prompt,
+        true,
+    ),
+    b(
+        &[Char('a')],
+        "a",
+        Command::AllowAlways,
+        "always",
+        Scope::Prompt,
+        true,
+    ),
+    b(
+        &[Char('n')],
+        "n",
+        Command::Deny,
+        "deny",
+        Scope::Prompt,
+        true,
+    ),
+    b(
+        &[Char('x')],
+        "x",
+        Command::Forget,
+        "deny + dismiss",
+        Scope::Prompt,
         true,
     ),
     b(&[Char('y')], "y", Command::Yes, "yes", Confirm, true),

@@ -7,6 +7,7 @@
 //! help overlay and the hint bar.
 
 pub mod action;
+pub mod approver;
 pub mod broker;
 pub mod data;
 pub mod keymap;
@@ -77,17 +78,24 @@ pub fn run(paths: Paths, choice: ModeChoice) -> Result<(), String> {
     // shows as DISCONNECTED within a tick and a restarted one is picked up by itself.
     let tick_tx = tx.clone();
     std::thread::spawn(move || {
-        while tick_tx.send(Action::Tick).is_ok() {
+        while tick_tx
+            .send(Action::Clock(chrono::Utc::now().timestamp_millis()))
+            .is_ok()
+            && tick_tx.send(Action::Tick).is_ok()
+        {
             std::thread::sleep(TICK);
         }
     });
+
+    // The approver: prompts from the broker come in as actions from here on.
+    let approver = approver::Approver::start(&broker, tx.clone());
 
     let mut terminal = ratatui::try_init().map_err(|e| format!("cannot open the terminal: {e}"))?;
     let _ = execute!(std::io::stdout(), EnableMouseCapture);
     let result = std::thread::scope(|scope| {
         let exec_tx = tx.clone();
-        let (paths_ref, broker_ref) = (&paths, &broker);
-        scope.spawn(move || executor(paths_ref, broker_ref, &fx_rx, &exec_tx));
+        let (paths_ref, broker_ref, approver_ref) = (&paths, &broker, &approver);
+        scope.spawn(move || executor(paths_ref, broker_ref, approver_ref, &fx_rx, &exec_tx));
         for fx in [
             Effect::LoadPending,
             Effect::LoadPolicies,
@@ -122,6 +130,7 @@ pub fn run(paths: Paths, choice: ModeChoice) -> Result<(), String> {
     });
     let _ = execute!(std::io::stdout(), DisableMouseCapture);
     ratatui::restore();
+    approver.stop();
     broker.shutdown();
     result
 }
@@ -203,6 +212,7 @@ fn input_loop(tx: &mpsc::Sender<Action>) {
 fn executor(
     paths: &Paths,
     broker: &Broker,
+    approver: &approver::Approver,
     effects: &mpsc::Receiver<Effect>,
     tx: &mpsc::Sender<Action>,
 ) {
@@ -312,6 +322,15 @@ fn executor(
                     .map(|u| format!("upgraded {} (permissions kept)", u.entry.path.display())),
             ),
             Effect::PreviewUpgrade(p) => preview_upgrade(paths, &p),
+            Effect::Answer(id, decision, label) => {
+                done(approver.answer(&id, decision).map(|()| label))
+            }
+            Effect::Bell => {
+                use std::io::Write;
+                let mut out = std::io::stdout().lock();
+                let _ = out.write_all(b"\x07").and_then(|()| out.flush());
+                continue;
+            }
         };
         if tx.send(action).is_err() {
             return;

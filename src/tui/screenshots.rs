@@ -171,6 +171,11 @@ fn realistic_state() -> State {
     s.policies[1].entry.hash = deploy_old.clone();
     s.policies[1].entry.path = "/home/alex/.local/bin/deploy-tool".into();
     s.policies[1].on_disk = OnDisk::Changed(deploy_new.clone());
+    s.policies[1].entry.launched_by = [real_hash("/usr/bin/make")].into_iter().collect();
+    s.policies[2].entry.hash = real_hash("python3.11");
+    for l in &mut s.pending[0].chain {
+        l.hash = Some(real_hash(&l.path));
+    }
     let mut audit = vec![];
     let calls: [(&str, &str, &str, &str, &str); 8] = [
         ("success", "mycli", "read", "aws", "prod-api-key"),
@@ -311,4 +316,35 @@ fn screenshots() {
     update(&mut r, Action::Command(Command::Bottom));
     update(&mut r, Action::Command(Command::Enter));
     save("audit-detail", &r, 120, 36);
+    // A live prompt: a script wants a secret, another caller waits behind it.
+    let mut p = s.clone();
+    p.now_ms = crate::tui::test_support::now_ms() + 6_000;
+    let mut first = crate::tui::test_support::prompt("p7");
+    first.path = "/usr/bin/python3.11".into();
+    first.hash = real_hash("python3.11").to_string();
+    first.script = Some("/home/alex/src/infra/deploy.py".into());
+    first.script_hash = Some(real_hash("deploy.py").to_string());
+    first.argv = vec![
+        "python3".into(),
+        "deploy.py".into(),
+        "--env".into(),
+        "prod".into(),
+    ];
+    first.chain[0].path = "/usr/bin/python3.11".into();
+    first.chain[1].path = "/usr/bin/bash".into();
+    first.chain[2].path = "/usr/bin/tmux".into();
+    for l in &mut first.chain {
+        l.hash = Some(real_hash(&l.path));
+    }
+    first.message = "unregistered script /home/alex/src/infra/deploy.py".into();
+    first.waiting = 2;
+    let mut second = crate::tui::test_support::prompt("p8");
+    second.service = "gcp".into();
+    for pr in [first, second] {
+        update(
+            &mut p,
+            Action::Approver(crate::server::approval::ApproverEvent::Prompt(Box::new(pr))),
+        );
+    }
+    save("prompt", &p, 120, 36);
 }

@@ -3,6 +3,7 @@
 use crate::audit::Record;
 use crate::pending::PendingEntry;
 use crate::policy::{BinaryHash, BinaryPolicy};
+use crate::server::approval::Prompt;
 
 /// The three panes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +89,8 @@ pub enum EditorGoal {
     Approve(BinaryHash),
     /// Replace a registered binary's permissions.
     Edit(BinaryHash),
+    /// Answer a prompt "always" with the edited grants (the prompt's id).
+    Always(String),
 }
 
 /// The permission editor (approve and edit).
@@ -97,6 +100,8 @@ pub struct Editor {
     pub goal: EditorGoal,
     /// The binary's path, for the title.
     pub path: String,
+    /// Who it is beyond its path: `script run by …`, `launched by …` (may be empty).
+    pub about: Vec<String>,
     /// Read services.
     pub read: Vec<String>,
     /// Write services.
@@ -142,6 +147,8 @@ pub enum Modal {
     },
     /// Typing a path to register.
     Register(String),
+    /// Typing how long "allow for a time" lasts: the prompt's id and the text (`1h`).
+    PromptFor(String, String),
 }
 
 /// The whole dashboard state.
@@ -191,6 +198,15 @@ pub struct State {
     pub search_gen: u64,
     /// The audit chain and policy seal, as checked in the background (`None`: still checking).
     pub integrity: Option<String>,
+    /// Prompts from the broker waiting for an answer, oldest first; the first is shown.
+    pub prompts: Vec<Prompt>,
+    /// The dialog of the shown prompt (duration input, "always" editor), kept apart from
+    /// [`State::modal`] so a dialog the prompt interrupted is still there afterwards.
+    pub prompt_modal: Option<Modal>,
+    /// Prompts this dashboard answered whose resolution has not come back yet.
+    pub answered: Vec<String>,
+    /// The wall clock at the last tick (Unix milliseconds): prompts count down by it.
+    pub now_ms: i64,
 }
 
 /// A search of the whole audit log for the filter text.
@@ -229,7 +245,16 @@ impl State {
             search: None,
             search_gen: 0,
             integrity: None,
+            prompts: Vec::new(),
+            prompt_modal: None,
+            answered: Vec::new(),
+            now_ms: 0,
         }
+    }
+
+    /// True when the shown prompt has the keyboard (its own keys, not a dialog of it).
+    pub fn prompt_focus(&self) -> bool {
+        !self.prompts.is_empty()
     }
 
     /// Indices into `audit` of the records the filter keeps.

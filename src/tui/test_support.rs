@@ -67,8 +67,15 @@ pub fn sample_state() -> State {
             last_action: "read".into(),
             last_service: "aws".into(),
             changed_from: None,
-            interpreter: None,
-            chain: Vec::new(),
+            interpreter: Some(crate::policy::InterpreterRef {
+                path: "/usr/bin/node".into(),
+                hash: hash('9'),
+            }),
+            chain: vec![
+                link("/usr/bin/node", 5150, &["node", "leftpad", "--fix"]),
+                link("/usr/bin/npm", 5140, &["npm", "exec", "leftpad"]),
+                link("/usr/bin/bash", 5100, &["bash"]),
+            ],
         },
         PendingEntry {
             hash: hash('c'),
@@ -93,6 +100,18 @@ pub fn sample_state() -> State {
     deploy.registered_at = "2026-11-21T12:30:00Z".into();
     deploy.allowed_read_services.insert("k8s".into());
     deploy.can_search = true;
+    deploy.launched_by.insert(hash('7'));
+    deploy.service_terms.insert(
+        "k8s".into(),
+        crate::policy::GrantTerms {
+            expires_at: Some(t + chrono::Duration::minutes(9)),
+            ..Default::default()
+        },
+    );
+    let mut python = BinaryPolicy::new("/usr/bin/python3.11".into(), hash('e'));
+    python.registered_at = "2026-11-22T09:00:00Z".into();
+    python.allowed_read_services.insert("pypi".into());
+    python.allow_any_script = true;
     s.policies = vec![
         PolicyRow {
             entry: mycli,
@@ -101,6 +120,10 @@ pub fn sample_state() -> State {
         PolicyRow {
             entry: deploy,
             on_disk: OnDisk::Changed(hash('c')),
+        },
+        PolicyRow {
+            entry: python,
+            on_disk: OnDisk::Ok,
         },
     ];
     s.audit = vec![
@@ -111,5 +134,49 @@ pub fn sample_state() -> State {
     s.audit_sel = 2;
     s.broker.connections = 1;
     s.broker.requests = 17;
+    s.now_ms = now_ms();
     s
+}
+
+/// A chain link with hash 64 × `e`.
+pub fn link(path: &str, pid: i32, argv: &[&str]) -> crate::identity::Link {
+    crate::identity::Link {
+        path: path.into(),
+        hash: Some(hash('e')),
+        pid,
+        argv: argv.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+/// A prompt: `python3 deploy.py`, launched by bash, asks to read `aws`; 25 s left at
+/// [`now`] (see [`now_ms`]).
+pub fn prompt(id: &str) -> crate::server::approval::Prompt {
+    crate::server::approval::Prompt {
+        id: id.into(),
+        path: "/usr/bin/python3.11".into(),
+        hash: hash('e').to_string(),
+        script: Some("/home/me/bin/deploy.py".into()),
+        script_hash: Some(hash('f').to_string()),
+        pid: 6001,
+        argv: vec!["python3".into(), "deploy.py".into(), "--prod".into()],
+        chain: vec![
+            link("/usr/bin/python3.11", 6001, &["python3", "deploy.py"]),
+            link("/usr/bin/bash", 5990, &["bash"]),
+            link("/usr/sbin/sshd", 5900, &["sshd: me"]),
+        ],
+        registered: false,
+        action: "read".into(),
+        service: "aws".into(),
+        mode: "exact".into(),
+        targets: vec!["prod-api-key".into()],
+        reason: crate::protocol::Reason::UnregisteredBinary,
+        message: "unregistered binary /home/me/bin/deploy.py".into(),
+        deadline_ms: now_ms() + 25_000,
+        waiting: 1,
+    }
+}
+
+/// [`now`] in Unix milliseconds.
+pub fn now_ms() -> i64 {
+    now().timestamp_millis()
 }

@@ -91,6 +91,12 @@ pub fn draw(frame: &mut Frame<'_>, state: &State) {
     if let Some(m) = &state.modal {
         modal(frame, state, m);
     }
+    if let Some(p) = state.prompts.first() {
+        prompt(frame, state, p);
+        if let Some(m) = &state.prompt_modal {
+            modal(frame, state, m);
+        }
+    }
     if state.mono {
         monochrome(frame.buffer_mut());
     }
@@ -156,6 +162,9 @@ fn status_bar(frame: &mut Frame<'_>, area: Rect, s: &State) {
         segments.push((2, format!("backend {}", s.broker.backend)));
         segments.push((3, format!("{} conn", s.broker.connections)));
         segments.push((4, format!("{} req", s.broker.requests)));
+    }
+    if !s.prompts.is_empty() {
+        segments.push((0, format!("{} prompt(s)", s.prompts.len())));
     }
     segments.push((0, format!("{} pending", s.pending.len())));
     segments.push((1, format!("{} binaries", s.policies.len())));
@@ -370,7 +379,7 @@ const PENDING_COLUMNS: &[Column<'static>] = &[
     ("tries", Constraint::Length(5), false),
     ("first seen", Constraint::Length(14), true),
     ("last seen", Constraint::Length(14), false),
-    ("argv", Constraint::Fill(1), true),
+    ("launched by · argv", Constraint::Fill(1), true),
 ];
 
 fn pending(frame: &mut Frame<'_>, area: Rect, s: &State) {
@@ -397,7 +406,39 @@ fn pending(frame: &mut Frame<'_>, area: Rect, s: &State) {
                         Span::styled(marker, Style::new().yellow().bold()),
                     ])
                 }
-                None => Line::raw(shorten_middle(&shown, path_w)),
+                None => match &e.interpreter {
+                    // A script: which interpreter runs it, never cut.
+                    Some(i) => {
+                        let name = display::path(&i.path);
+                        let name = name.rsplit('/').next().unwrap_or(&name).to_string();
+                        let full = format!(" (script run by {name})");
+                        let marker = if path_w >= full.chars().count() + 12 {
+                            full
+                        } else {
+                            " (script)".to_string()
+                        };
+                        let room = path_w.saturating_sub(marker.chars().count());
+                        Line::from(vec![
+                            Span::raw(shorten_middle(&shown, room)),
+                            Span::styled(marker, Style::new().cyan()),
+                        ])
+                    }
+                    None => Line::raw(shorten_middle(&shown, path_w)),
+                },
+            };
+            let launchers: Vec<String> = e
+                .chain
+                .iter()
+                .skip(1)
+                .map(|l| {
+                    let p = clean(&l.path);
+                    p.rsplit('/').next().unwrap_or(&p).to_string()
+                })
+                .collect();
+            let argv = if launchers.is_empty() {
+                display::join(&e.argv)
+            } else {
+                format!("{} · {}", launchers.join(" ← "), display::join(&e.argv))
             };
             vec![
                 Cell::from(e.hash.short().to_string()),
@@ -410,7 +451,7 @@ fn pending(frame: &mut Frame<'_>, area: Rect, s: &State) {
                 Cell::from(e.attempts.to_string()),
                 Cell::from(time(&e.first_seen)),
                 Cell::from(time(&e.last_seen)),
-                Cell::from(display::join(&e.argv)).dark_gray(),
+                Cell::from(argv).dark_gray(),
             ]
         })
         .collect();
@@ -544,9 +585,13 @@ const POLICY_COLUMNS: &[Column<'static>] = &[
     ("read", Constraint::Fill(1), false),
     ("write", Constraint::Fill(1), false),
     ("search", Constraint::Length(6), false),
-    ("registered", Constraint::Length(16), true),
+    ("terms · via", Constraint::Fill(2), true),
+    ("registered", Constraint::Length(10), true),
     ("last used", Constraint::Length(14), true),
 ];
+
+/// The marker of an interpreter approved to run any script (also shown without colour).
+pub const ANY_SCRIPT: &str = "⚠ ANY SCRIPT ";
 
 fn policies(frame: &mut Frame<'_>, area: Rect, s: &State) {
     let focused = s.pane == Pane::Policies;
@@ -572,18 +617,52 @@ fn policies(frame: &mut Frame<'_>, area: Rect, s: &State) {
                     v.iter().map(|x| clean(x)).collect::<Vec<_>>().join(",")
                 }
             };
+            // An interpreter that runs any script: the path in red and the marker first in
+            // the state column (kept without colour).
+            let path_style = if e.allow_any_script {
+                Style::new().red()
+            } else {
+                Style::new()
+            };
+            let path = Line::styled(shorten_middle(&display::path(&e.path), path_w), path_style);
+            let (state, style) = if e.allow_any_script {
+                (format!("{}{state}", ANY_SCRIPT), Style::new().red().bold())
+            } else {
+                (state, style)
+            };
+            let now = chrono::DateTime::from_timestamp_millis(s.now_ms).unwrap_or_default();
+            let mut terms: Vec<String> = e
+                .service_terms
+                .iter()
+                .filter(|(_, t)| !t.is_empty())
+                .map(|(svc, t)| format!("{}: {}", clean(svc), t.describe(now)))
+                .collect();
+            if !e.launched_by.is_empty() {
+                let via: Vec<String> = e
+                    .launched_by
+                    .iter()
+                    .map(|h| h.short().chars().take(8).collect())
+                    .collect();
+                terms.push(format!("via {}", via.join(",")));
+            }
+            let terms = if terms.is_empty() {
+                "-".to_string()
+            } else {
+                terms.join("; ")
+            };
             vec![
                 Cell::from(e.hash.short().to_string()),
-                Cell::from(shorten_middle(&display::path(&e.path), path_w)),
+                Cell::from(path),
                 Cell::from(state).style(style),
                 Cell::from(list(&e.allowed_read_services)),
                 Cell::from(list(&e.allowed_write_services)),
                 Cell::from(if e.can_search { "yes" } else { "no" }),
+                Cell::from(terms),
                 Cell::from(
                     e.registered_at
-                        .get(..16)
+                        .get(..10)
                         .unwrap_or(&e.registered_at)
-                        .replace('T', " "),
+                        .to_string(),
                 ),
                 Cell::from(
                     s.last_used(&e.hash)
@@ -674,6 +753,29 @@ fn detail_lines(r: &crate::audit::Record, width: usize) -> Vec<Line<'static>> {
             clean(&change).into_owned(),
             Style::new().bold(),
         ));
+        out.push(Line::raw(""));
+    }
+    let mut about = vec![];
+    if let Some(script) = &r.script {
+        about.push(format!(
+            "script {} run by {}",
+            script,
+            r.path.as_deref().unwrap_or("?")
+        ));
+    }
+    if let Some(l) = launched_by(&r.chain) {
+        about.push(format!("launched by {l}"));
+    }
+    if !about.is_empty() {
+        for a in about {
+            let chars: Vec<char> = clean(&a).chars().collect();
+            for chunk in chars.chunks(width.max(1)) {
+                out.push(Line::styled(
+                    chunk.iter().collect::<String>(),
+                    Style::new().cyan(),
+                ));
+            }
+        }
         out.push(Line::raw(""));
     }
     let json = serde_json::to_string_pretty(r).unwrap_or_default();
@@ -786,6 +888,16 @@ fn modal(frame: &mut Frame<'_>, s: &State, m: &Modal) {
             ],
             70,
         ),
+        Modal::PromptFor(_, text) => (
+            "Allow for a time",
+            vec![
+                Line::raw("How long the grant lasts (10m, 2h, 1d, 1h30m):"),
+                Line::styled(format!("{}▏", clean(text)), Style::new().cyan()),
+                Line::raw(""),
+                Line::raw("enter: allow · esc: back to the prompt").dark_gray(),
+            ],
+            60,
+        ),
         Modal::Confirm { lines, .. } => {
             let mut v: Vec<Line<'_>> = lines
                 .iter()
@@ -830,14 +942,30 @@ fn modal(frame: &mut Frame<'_>, s: &State, m: &Modal) {
                 }
             };
             let (title, hash) = match &ed.goal {
-                super::state::EditorGoal::Approve(h) => ("Approve", h),
-                super::state::EditorGoal::Edit(h) => ("Edit permissions", h),
+                super::state::EditorGoal::Approve(h) => ("Approve", h.to_string()),
+                super::state::EditorGoal::Edit(h) => ("Edit permissions", h.to_string()),
+                super::state::EditorGoal::Always(id) => (
+                    "Always allow (saving answers the prompt)",
+                    s.prompts
+                        .iter()
+                        .find(|p| p.id == *id)
+                        .map(|p| p.script_hash.clone().unwrap_or_else(|| p.hash.clone()))
+                        .unwrap_or_default(),
+                ),
             };
             (
                 title,
                 vec![
                     Line::styled(clean(&ed.path).into_owned(), Style::new().bold()),
-                    Line::raw(hash.to_string()),
+                    Line::raw(clean(&hash).into_owned()),
+                ]
+                .into_iter()
+                .chain(
+                    ed.about
+                        .iter()
+                        .map(|a| Line::styled(clean(a).into_owned(), Style::new().cyan())),
+                )
+                .chain([
                     Line::raw(""),
                     field(Field::Read, "read", join(&ed.read)),
                     field(Field::Write, "write", join(&ed.write)),
@@ -849,7 +977,8 @@ fn modal(frame: &mut Frame<'_>, s: &State, m: &Modal) {
                     Line::raw(""),
                     Line::raw("type a service + enter to add · backspace removes · tab next field")
                         .dark_gray(),
-                ],
+                ])
+                .collect(),
                 76,
             )
         }
@@ -869,6 +998,115 @@ fn modal(frame: &mut Frame<'_>, s: &State, m: &Modal) {
     );
 }
 
+/// "launched by" for a caller chain (the caller first, so skipped): `/bin/bash (pid 7) ← …`.
+/// Raw text: escape it ([`clean`]) where it is drawn.
+pub fn launched_by(chain: &[crate::identity::Link]) -> Option<String> {
+    let rest: Vec<String> = chain
+        .iter()
+        .skip(1)
+        .map(|l| format!("{} (pid {})", l.path, l.pid))
+        .collect();
+    (!rest.is_empty()).then(|| rest.join(" ← "))
+}
+
+/// Seconds left before a prompt times out, rounded up (`None` before the clock is known).
+pub fn seconds_left(deadline_ms: i64, now_ms: i64) -> Option<i64> {
+    (now_ms > 0).then(|| ((deadline_ms - now_ms).max(0) + 999) / 1000)
+}
+
+/// The live prompt: who asks, what, how long it may wait, and the keys that answer.
+fn prompt(frame: &mut Frame<'_>, s: &State, p: &crate::server::approval::Prompt) {
+    let area = frame.area();
+    let w = 96.min(area.width);
+    let room = usize::from(w.saturating_sub(16)).max(8);
+    let label = |t: &str| Span::styled(format!(" {t:<12}"), Style::new().gray());
+    let row = |t: &str, v: String| Line::from(vec![label(t), Span::raw(v)]);
+    let mut lines = vec![
+        Line::from(vec![
+            Span::styled(
+                format!(" {} ", shorten_middle(&clean(super::update::who(p)), room)),
+                Style::new().bold(),
+            ),
+            Span::raw("wants to "),
+            Span::styled(
+                format!("{} {}", clean(&p.action), clean(&p.service)),
+                Style::new().yellow().bold(),
+            ),
+        ]),
+        Line::raw(""),
+    ];
+    if let Some(script) = &p.script {
+        lines.push(row("script", shorten_middle(&clean(script), room)));
+        if let Some(h) = &p.script_hash {
+            lines.push(row("script hash", display::bounded(h, room)));
+        }
+        lines.push(row("run by", shorten_middle(&clean(&p.path), room)));
+    } else {
+        lines.push(row("caller", shorten_middle(&clean(&p.path), room)));
+    }
+    lines.push(row("hash", display::bounded(&p.hash, room)));
+    lines.push(row("pid · argv", {
+        let argv = display::join(&p.argv);
+        format!(
+            "{} · {}",
+            p.pid,
+            display::bounded(&argv, room.saturating_sub(10))
+        )
+    }));
+    if let Some(chain) = launched_by(&p.chain) {
+        lines.push(row("launched by", display::bounded(&chain, room)));
+    }
+    let targets = if p.targets.is_empty() {
+        "-".to_string()
+    } else {
+        display::bounded(&p.targets.join(", "), room.saturating_sub(20))
+    };
+    lines.push(row(
+        "asks",
+        format!(
+            "{} in {} · {} · {targets}",
+            clean(&p.action),
+            clean(&p.service),
+            clean(&p.mode)
+        ),
+    ));
+    lines.push(row("why held", display::bounded(&p.message, room)));
+    let left = match seconds_left(p.deadline_ms, s.now_ms) {
+        Some(n) => format!("{n} s, then refused"),
+        None => "?".into(),
+    };
+    let queued = s.prompts.len().saturating_sub(1);
+    lines.push(Line::from(vec![
+        label("time left"),
+        Span::styled(left, Style::new().yellow().bold()),
+    ]));
+    lines.push(row(
+        "waiting",
+        format!(
+            "{} request(s) on this prompt{}",
+            p.waiting,
+            if queued > 0 {
+                format!(" · {queued} more prompt(s) queued")
+            } else {
+                String::new()
+            }
+        ),
+    ));
+    let h = (lines.len() as u16).saturating_add(2);
+    let rect = centered(area, w, h);
+    frame.render_widget(Clear, rect);
+    frame.render_widget(
+        Paragraph::new(lines).block(
+            Block::bordered()
+                .border_type(BorderType::Thick)
+                .border_style(Style::new().yellow().bold())
+                .title(" A caller is waiting for your answer ")
+                .title(Line::raw(format!(" prompt 1 of {} ", s.prompts.len())).right_aligned()),
+        ),
+        rect,
+    );
+}
+
 /// The help overlay: a key column and a description column, grouped by where the keys apply,
 /// generated from the keymap.
 fn help_lines() -> Vec<Line<'static>> {
@@ -881,6 +1119,7 @@ fn help_lines() -> Vec<Line<'static>> {
         Scope::Input,
         Scope::Viewer,
         Scope::Confirm,
+        Scope::Prompt,
     ];
     let mut lines = vec![];
     for scope in groups {
@@ -947,6 +1186,106 @@ mod tests {
         snap("audit_focused", &s);
         update(&mut s, Action::Command(Command::Focus(3)));
         snap("policies_focused", &s);
+    }
+
+    #[test]
+    fn prompt_modal() {
+        let mut s = sample_state();
+        s.now_ms = now_ms();
+        for id in ["p1", "p2"] {
+            update(
+                &mut s,
+                Action::Approver(crate::server::approval::ApproverEvent::Prompt(Box::new(
+                    super::super::test_support::prompt(id),
+                ))),
+            );
+        }
+        snap("prompt", &s);
+        let screen = render(&s, 120, 36);
+        for want in [
+            "/home/me/bin/deploy.py",
+            "launched by",
+            "/usr/bin/bash (pid 5990) ← /usr/sbin/sshd (pid 5900)",
+            "25 s, then refused",
+            "1 more prompt(s) queued",
+            " 2 prompt(s) ·",
+            " o  allow once",
+        ] {
+            assert!(screen.contains(want), "{want} missing:\n{screen}");
+        }
+        update(&mut s, Action::Command(Command::AllowFor));
+        snap("prompt_for", &s);
+        update(&mut s, Action::Command(Command::Escape));
+        update(&mut s, Action::Command(Command::AllowAlways));
+        snap("prompt_always", &s);
+    }
+
+    #[test]
+    fn who_launched_and_what_may_run_is_shown() {
+        let mut s = sample_state();
+        // Pending: the script's interpreter and who launched it (the caller itself skipped).
+        let screen = render(&s, 200, 36);
+        assert!(screen.contains("leftpad (script run by node)"), "{screen}");
+        assert!(screen.contains("npm ← bash · leftpad --fix"), "{screen}");
+        // Policies: any-script interpreter marked (also without colour), terms and launchers.
+        assert!(screen.contains("/usr/bin/python3.11"), "{screen}");
+        assert!(screen.contains("⚠ ANY SCRIPT ok"), "{screen}");
+        assert!(
+            screen.contains("k8s: expires in 9m; via 77777777"),
+            "{screen}"
+        );
+        let mut t = Terminal::new(TestBackend::new(200, 36)).expect("terminal");
+        t.draw(|f| draw(f, &s)).expect("draw");
+        let buf = t.backend().buffer();
+        let row = (0..36u16)
+            .find(|&y| {
+                (0..200u16)
+                    .map(|x| buf[(x, y)].symbol())
+                    .collect::<String>()
+                    .contains("ANY SCRIPT")
+            })
+            .expect("the any-script row");
+        let x = (0..200u16)
+            .find(|&x| buf[(x, row)].symbol() == "⚠")
+            .expect("marker");
+        assert_eq!(buf[(x, row)].fg, Color::Red, "marked in red");
+        s.mono = true;
+        assert!(
+            render(&s, 200, 36).contains("⚠ ANY SCRIPT"),
+            "marker kept in NO_COLOR"
+        );
+        s.mono = false;
+        // The approve editor says it in full.
+        update(&mut s, Action::Command(Command::Approve));
+        let screen = render(&s, 120, 36);
+        assert!(screen.contains("script run by /usr/bin/node"), "{screen}");
+        assert!(
+            screen.contains("launched by /usr/bin/npm (pid 5140) ← /usr/bin/bash (pid 5100)"),
+            "{screen}"
+        );
+        // The audit detail: the record's chain and script on top of its fields.
+        let mut s = sample_state();
+        let mut r = record("success", "aws");
+        r.path = Some("/usr/bin/python3.11".into());
+        r.script = Some("/home/me/bin/deploy.py".into());
+        r.chain = vec![
+            link("/usr/bin/python3.11", 6001, &["python3"]),
+            link("/usr/bin/bash", 5990, &["bash"]),
+        ];
+        s.audit = vec![r];
+        s.audit_sel = 0;
+        update(&mut s, Action::Command(Command::Focus(2)));
+        update(&mut s, Action::Command(Command::Enter));
+        let screen = render(&s, 120, 36);
+        assert!(
+            screen.contains("script /home/me/bin/deploy.py run by /usr/bin/python3.11"),
+            "{screen}"
+        );
+        assert!(
+            screen.contains("launched by /usr/bin/bash (pid 5990)"),
+            "{screen}"
+        );
+        snap("audit_detail_chain", &s);
     }
 
     #[test]
@@ -1131,6 +1470,7 @@ mod tests {
         s.broker.socket =
             "/run/user/1000/keychain-auth/a-rather-long-directory-name/agent.sock".into();
         s.pending[0].path = "/home/me/projects/acme/tools/node_modules/.bin/deploy-tool".into();
+        s.pending[0].interpreter = None;
         let screen = render(&s, 80, 24);
         let lines: Vec<&str> = screen.lines().collect();
         assert!(
@@ -1201,13 +1541,18 @@ mod tests {
         let mut s = sample_state();
         s.pending[0].path = "/tmp/evil\x1b[31m\nname\u{202e}gpj".into();
         s.pending[0].argv = vec!["evil".into(), "\x1b]0;pwned\x07".into(), "\x1b[2J".into()];
+        s.pending[0].interpreter = None;
+        s.pending[0].chain[1].path = "/tmp/np\x1b[2Jm\u{202e}".into();
         s.audit[0].path = Some("/tmp/evil\x1b[31m\nname".into());
         s.audit[0].reason = Some("bad\rreason\u{9b}".into());
         let screen = render(&s, 120, 36);
         assert!(!screen.contains('\x1b') && !screen.contains('\u{202e}'));
         insta::assert_snapshot!("hostile_names_120x36", screen);
         update(&mut s, Action::Command(Command::Approve));
-        insta::assert_snapshot!("hostile_names_approve_120x36", render(&s, 120, 36));
+        let screen = render(&s, 120, 36);
+        assert!(!screen.contains('\x1b') && !screen.contains('\u{202e}'));
+        assert!(screen.contains("launched by /tmp/np\\x1b[2Jm"), "{screen}");
+        insta::assert_snapshot!("hostile_names_approve_120x36", screen);
     }
 
     #[test]
