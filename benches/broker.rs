@@ -87,6 +87,13 @@ fn main() {
         table.print();
         return;
     }
+    // `KA_BENCH_ONLY=prompt cargo bench --bench broker`: only the live-approval rows (12, 13).
+    if std::env::var("KA_BENCH_ONLY").is_ok_and(|v| v == "prompt") {
+        held_requests_row(&scale, &mut table);
+        prompt_row(&scale, &mut table);
+        table.print();
+        return;
+    }
     // `KA_BENCH_ONLY=audit cargo bench --bench broker`: only the audit rows (7 and 10).
     if std::env::var("KA_BENCH_ONLY").is_ok_and(|v| v == "audit") {
         audit_rows(&mut table, &scale);
@@ -230,9 +237,89 @@ fn main() {
     chain_and_script(&env, &floor, &small, read, &scale, &mut table);
     drop(daemon);
 
-    // 12: held requests do not slow the others.
+    // 12: held requests do not slow the others; 13: a held request reaches the screen.
     held_requests_row(&scale, &mut table);
+    prompt_row(&scale, &mut table);
     table.print();
+}
+
+/// Comparison 13 (live approval): from an unknown caller's request to the dashboard's prompt on
+/// screen, `keychain-auth tui --embed` in tmux, polled with `capture-pane` (≈ 2 ms resolution;
+/// the times include the caller's process start, so they are an upper bound).
+fn prompt_row(scale: &Scale, table: &mut Table) {
+    let what = "request held by an unknown caller → prompt on screen (tui --embed, in tmux)";
+    if Command::new("tmux").arg("-V").output().is_err() {
+        table.row(
+            "13",
+            what,
+            "skipped: tmux not installed".into(),
+            "-".into(),
+            "≤ 100 ms",
+        );
+        return;
+    }
+    let env = TestEnv::new();
+    let tmux_socket = format!("ka-bench-prompt-{}", std::process::id());
+    let tmux = |args: &[&str]| {
+        let mut c = Command::new("tmux");
+        c.args(["-L", &tmux_socket, "-f", "/dev/null"]).args(args);
+        c
+    };
+    let capture = || {
+        tmux(&["capture-pane", "-p", "-t", "dash"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    let mut new = tmux(&["new-session", "-d", "-s", "dash", "-x", "120", "-y", "36"]);
+    new.env_clear()
+        .envs(env.env_vars())
+        .env("TERM", "xterm-256color")
+        .args([DAEMON, "tui", "--embed"]);
+    assert!(new.status().expect("tmux").success(), "tmux new-session");
+    common::wait_for(30, "the dashboard", || {
+        common::status(&env.socket)?;
+        capture().contains("EMBEDDED").then_some(())
+    });
+    let read = r#"{"type":"REQUEST","action":"read","service":"bench","targets":["k"]}"#;
+    let mut samples = Vec::new();
+    for i in 0..scale.rounds {
+        let client = env.client(&format!("asker-{i}"));
+        let t = Instant::now();
+        let mut c = env
+            .command(&client)
+            .args(["--quiet", read])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("client");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !capture().contains("A caller is waiting for your answer") {
+            assert!(
+                Instant::now() < deadline,
+                "no prompt on screen:\n{}",
+                capture()
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        samples.push(t.elapsed().as_secs_f64() * 1000.0);
+        // n: deny, so the caller returns and the prompt goes.
+        let _ = tmux(&["send-keys", "-t", "dash", "n"]).status();
+        let _ = c.wait();
+        let gone = Instant::now() + Duration::from_secs(10);
+        while capture().contains("A caller is waiting for your answer") && Instant::now() < gone {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    let _ = tmux(&["kill-server"]).status();
+    let p50 = median(&mut samples);
+    table.row(
+        "13",
+        what,
+        format!("{p50:.0} ms (p50 of {})", scale.rounds),
+        "-".into(),
+        "≤ 100 ms",
+    );
 }
 
 /// Comparison 12 (live approval): the concurrent-clients load of comparison 4 against an
