@@ -16,7 +16,6 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The private bus + gnome-keyring harness of the keyring tests, for comparison 5.
@@ -243,6 +242,60 @@ fn main() {
     table.print();
 }
 
+/// `keychain-auth tui --embed` in a private tmux server (120×36), seen from outside.
+struct TmuxDashboard {
+    socket: String,
+}
+
+impl TmuxDashboard {
+    /// Starts the dashboard with `env`'s environment.
+    fn start(env: &TestEnv, name: &str) -> TmuxDashboard {
+        let d = TmuxDashboard {
+            socket: format!("ka-bench-{name}-{}", std::process::id()),
+        };
+        let mut new = d.tmux(&["new-session", "-d", "-s", "dash", "-x", "120", "-y", "36"]);
+        new.env_clear()
+            .envs(env.env_vars())
+            .env("TERM", "xterm-256color")
+            .args([DAEMON, "tui", "--embed"]);
+        assert!(new.status().expect("tmux").success(), "tmux new-session");
+        d
+    }
+
+    fn tmux(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("tmux");
+        c.args(["-L", &self.socket, "-f", "/dev/null"]).args(args);
+        c
+    }
+
+    /// The screen as text.
+    fn capture(&self) -> String {
+        self.tmux(&["capture-pane", "-p", "-t", "dash"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// Types `keys`.
+    fn send(&self, keys: &str) {
+        let _ = self.tmux(&["send-keys", "-t", "dash", keys]).status();
+    }
+
+    /// The dashboard's pid.
+    fn pid(&self) -> String {
+        self.tmux(&["list-panes", "-t", "dash", "-F", "#{pane_pid}"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for TmuxDashboard {
+    fn drop(&mut self) {
+        let _ = self.tmux(&["kill-server"]).status();
+    }
+}
+
 /// Comparison 13 (live approval): from an unknown caller's request to the dashboard's prompt on
 /// screen, `keychain-auth tui --embed` in tmux, polled with `capture-pane` (≈ 2 ms resolution;
 /// the times include the caller's process start, so they are an upper bound).
@@ -259,27 +312,10 @@ fn prompt_row(scale: &Scale, table: &mut Table) {
         return;
     }
     let env = TestEnv::new();
-    let tmux_socket = format!("ka-bench-prompt-{}", std::process::id());
-    let tmux = |args: &[&str]| {
-        let mut c = Command::new("tmux");
-        c.args(["-L", &tmux_socket, "-f", "/dev/null"]).args(args);
-        c
-    };
-    let capture = || {
-        tmux(&["capture-pane", "-p", "-t", "dash"])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default()
-    };
-    let mut new = tmux(&["new-session", "-d", "-s", "dash", "-x", "120", "-y", "36"]);
-    new.env_clear()
-        .envs(env.env_vars())
-        .env("TERM", "xterm-256color")
-        .args([DAEMON, "tui", "--embed"]);
-    assert!(new.status().expect("tmux").success(), "tmux new-session");
+    let dash = TmuxDashboard::start(&env, "prompt");
     common::wait_for(30, "the dashboard", || {
         common::status(&env.socket)?;
-        capture().contains("EMBEDDED").then_some(())
+        dash.capture().contains("EMBEDDED").then_some(())
     });
     let read = r#"{"type":"REQUEST","action":"read","service":"bench","targets":["k"]}"#;
     let mut samples = Vec::new();
@@ -294,24 +330,31 @@ fn prompt_row(scale: &Scale, table: &mut Table) {
             .spawn()
             .expect("client");
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !capture().contains("A caller is waiting for your answer") {
+        while !dash
+            .capture()
+            .contains("A caller is waiting for your answer")
+        {
             assert!(
                 Instant::now() < deadline,
                 "no prompt on screen:\n{}",
-                capture()
+                dash.capture()
             );
             std::thread::sleep(Duration::from_millis(2));
         }
         samples.push(t.elapsed().as_secs_f64() * 1000.0);
         // n: deny, so the caller returns and the prompt goes.
-        let _ = tmux(&["send-keys", "-t", "dash", "n"]).status();
+        dash.send("n");
         let _ = c.wait();
         let gone = Instant::now() + Duration::from_secs(10);
-        while capture().contains("A caller is waiting for your answer") && Instant::now() < gone {
+        while dash
+            .capture()
+            .contains("A caller is waiting for your answer")
+            && Instant::now() < gone
+        {
             std::thread::sleep(Duration::from_millis(5));
         }
     }
-    let _ = tmux(&["kill-server"]).status();
+    drop(dash);
     let p50 = median(&mut samples);
     table.row(
         "13",
@@ -327,36 +370,9 @@ fn prompt_row(scale: &Scale, table: &mut Table) {
 /// that never comes (unknown callers waiting on the prompt). Embedded, as the dashboard runs it,
 /// so this process can be the approver; the callers are real client processes.
 fn held_requests_row(scale: &Scale, table: &mut Table) {
-    use keychain_auth::backend::file::FileStore;
-    use keychain_auth::paths::Paths;
-    use keychain_auth::server::{Limits, Server};
     let env = TestEnv::new();
-    let paths = Paths {
-        socket: env.socket.clone(),
-        config: env.config(),
-        pending: env.pending(),
-        audit: env.audit(),
-        file_store: env.file_store(),
-    };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let broker = rt.block_on(async {
-        let server = Server::bind(
-            paths,
-            Arc::new(FileStore::new(&env.file_store())),
-            Limits::default(),
-        )
-        .expect("bind");
-        let broker = server.broker();
-        tokio::spawn(server.run(async {
-            let _ = stopped.await;
-        }));
-        broker
-    });
+    let running = common::embedded::EmbeddedBroker::start(&env);
+    let (broker, rt) = (&running.broker, &running.rt);
     let (_approver, mut prompts) = broker.approvals.attach();
     let reader = env.client("reader");
     env.cli_ok(&[
@@ -409,7 +425,7 @@ fn held_requests_row(scale: &Scale, table: &mut Table) {
     for mut c in held {
         let _ = c.wait();
     }
-    let _ = stop.send(());
+    drop(running);
     table.row(
         "12",
         &format!("{clients} clients × {} reads, embedded broker with an approver: without vs with 10 held requests", scale.per_client),
@@ -644,29 +660,12 @@ fn dashboard_row(table: &mut Table, scale: &Scale) {
     std::fs::write(&config, r#"{"protocol_version":"1","audit_max_bytes":0}"#).expect("config");
     common::set_mode(&config, 0o600);
     let size_mb = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0) / (1024 * 1024);
-    let tmux_socket = format!("ka-bench-{}", std::process::id());
-    let tmux = |args: &[&str]| {
-        let mut c = Command::new("tmux");
-        c.args(["-L", &tmux_socket, "-f", "/dev/null"]).args(args);
-        c
-    };
-    let capture = || {
-        tmux(&["capture-pane", "-p", "-t", "dash"])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default()
-    };
     let t0 = Instant::now();
-    let mut new = tmux(&["new-session", "-d", "-s", "dash", "-x", "120", "-y", "36"]);
-    new.env_clear()
-        .envs(env.env_vars())
-        .env("TERM", "xterm-256color")
-        .args([DAEMON, "tui", "--embed"]);
-    assert!(new.status().expect("tmux").success(), "tmux new-session");
+    let dash = TmuxDashboard::start(&env, "dashboard");
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut first_frame = None;
     let loaded = loop {
-        let screen = capture();
+        let screen = dash.capture();
         if first_frame.is_none() && screen.contains("keychain-auth") {
             first_frame = Some(t0.elapsed());
         }
@@ -681,10 +680,7 @@ fn dashboard_row(table: &mut Table, scale: &Scale) {
         );
         std::thread::sleep(Duration::from_millis(2));
     };
-    let pid = tmux(&["list-panes", "-t", "dash", "-F", "#{pane_pid}"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default();
+    let pid = dash.pid();
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let kb = |key: &str| -> f64 {
         status
@@ -695,9 +691,9 @@ fn dashboard_row(table: &mut Table, scale: &Scale) {
             .unwrap_or(0.0)
     };
     let (rss, hwm) = (kb("VmRSS:") / 1024.0, kb("VmHWM:") / 1024.0);
-    let _ = tmux(&["send-keys", "-t", "dash", "q"]).status();
+    dash.send("q");
     std::thread::sleep(Duration::from_millis(300));
-    let _ = tmux(&["kill-server"]).status();
+    drop(dash);
     let first = first_frame.unwrap_or(loaded);
     table.row(
         "6",

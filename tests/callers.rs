@@ -45,6 +45,11 @@ fn run(env: &TestEnv, program: &Path, args: &[&str], req: &str) -> Value {
         .current_dir(env.root.join("scripts"))
         .output()
         .unwrap();
+    first_response(&out)
+}
+
+/// The first response line a caller printed.
+fn first_response(out: &std::process::Output) -> Value {
     let text = String::from_utf8_lossy(&out.stdout);
     serde_json::from_str(text.lines().next().unwrap_or_default()).unwrap_or_else(|e| {
         panic!(
@@ -177,13 +182,7 @@ fn through_shell(env: &TestEnv, bash_args: &[&str], req: &str) -> Value {
         .current_dir(env.root.join("scripts"))
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(text.lines().next().unwrap_or_default()).unwrap_or_else(|e| {
-        panic!(
-            "no response ({e}): {text:?} {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
+    first_response(&out)
 }
 
 #[test]

@@ -6,60 +6,26 @@
 
 mod common;
 
+use common::embedded::EmbeddedBroker;
 use common::{Raw, TestEnv, expect, request, write_request};
-use keychain_auth::backend::file::FileStore;
-use keychain_auth::paths::Paths;
 use keychain_auth::server::approval::{Answer, ApproverEvent, Decision, Prompt};
-use keychain_auth::server::{Broker, Limits, Server};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 struct Embedded {
     env: TestEnv,
-    broker: Arc<Broker>,
-    rt: tokio::runtime::Runtime,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    running: EmbeddedBroker,
     reader: PathBuf,
-}
-
-impl Drop for Embedded {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-    }
 }
 
 /// An embedded broker on the file store with one secret in `aws`, and an unregistered
 /// reader client.
 fn embedded() -> Embedded {
     let env = TestEnv::new();
-    let paths = Paths {
-        socket: env.socket.clone(),
-        config: env.config(),
-        pending: env.pending(),
-        audit: env.audit(),
-        file_store: env.file_store(),
-    };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let backend = Arc::new(FileStore::new(&paths.file_store));
-    let broker = rt.block_on(async {
-        let server = Server::bind(paths, backend, Limits::default()).unwrap();
-        let broker = server.broker();
-        tokio::spawn(server.run(async {
-            let _ = stopped.await;
-        }));
-        broker
-    });
+    let running = EmbeddedBroker::start(&env);
     let writer = env.client("writer");
     env.register(&writer, &["--write", "aws"]);
     let w = env.run_client_stdin(
@@ -70,9 +36,7 @@ fn embedded() -> Embedded {
     let reader = env.client("reader");
     Embedded {
         env,
-        broker,
-        rt,
-        stop: Some(stop),
+        running,
         reader,
     }
 }
@@ -89,7 +53,7 @@ impl Embedded {
     }
 
     fn next_prompt(&self, rx: &mut UnboundedReceiver<ApproverEvent>) -> Prompt {
-        self.rt.block_on(async {
+        self.running.rt.block_on(async {
             loop {
                 match tokio::time::timeout(Duration::from_secs(20), rx.recv()).await {
                     Ok(Some(ApproverEvent::Prompt(p))) => return *p,
@@ -101,7 +65,8 @@ impl Embedded {
     }
 
     fn answer(&self, p: &Prompt, decision: Decision) {
-        self.broker
+        self.running
+            .broker
             .approvals
             .answer(
                 &p.id,
@@ -128,7 +93,7 @@ fn response(child: Child) -> Value {
 #[test]
 fn a_held_caller_is_decided_by_the_approver() {
     let e = embedded();
-    let (_id, mut rx) = e.broker.approvals.attach();
+    let (_id, mut rx) = e.running.broker.approvals.attach();
     let read = request("read", "aws", &["k"]);
     // Allow once: this request only.
     let c = e.spawn(&e.reader, &read);
@@ -193,7 +158,7 @@ fn timeouts_opt_outs_hangups_and_other_callers() {
     .unwrap();
     // A hand edit of config.json is held until adopted (policy integrity).
     e.env.cli_ok(&["policy", "accept", "--yes"]);
-    let (_id, mut rx) = e.broker.approvals.attach();
+    let (_id, mut rx) = e.running.broker.approvals.attach();
     let read = request("read", "aws", &["k"]);
     // No answer: the refusal of today, and the pending entry.
     let c = e.spawn(&e.reader, &read);
@@ -229,7 +194,7 @@ fn timeouts_opt_outs_hangups_and_other_callers() {
     let mut held = held;
     held.kill().unwrap();
     let _ = held.wait();
-    let resolved = e.rt.block_on(async {
+    let resolved = e.running.rt.block_on(async {
         loop {
             match tokio::time::timeout(Duration::from_secs(10), rx.recv()).await {
                 Ok(Some(ApproverEvent::Resolved { id, outcome, .. })) if id == p.id => {
@@ -242,7 +207,7 @@ fn timeouts_opt_outs_hangups_and_other_callers() {
     });
     assert_eq!(resolved, "withdrawn");
     // No approver attached any more: refused at once.
-    e.broker.approvals.detach(_id);
+    e.running.broker.approvals.detach(_id);
     expect(
         &response(e.spawn(&e.reader, &read)),
         "denied",
@@ -253,8 +218,8 @@ fn timeouts_opt_outs_hangups_and_other_callers() {
 #[test]
 fn repeats_coalesce_and_the_first_of_two_approvers_wins() {
     let e = embedded();
-    let (_a, mut rx_a) = e.broker.approvals.attach();
-    let (_b, mut rx_b) = e.broker.approvals.attach();
+    let (_a, mut rx_a) = e.running.broker.approvals.attach();
+    let (_b, mut rx_b) = e.running.broker.approvals.attach();
     let read = request("read", "aws", &["k"]);
     let c1 = e.spawn(&e.reader, &read);
     let p = e.next_prompt(&mut rx_a);
@@ -266,7 +231,7 @@ fn repeats_coalesce_and_the_first_of_two_approvers_wins() {
     let seen_by_b = e.next_prompt(&mut rx_b);
     assert_eq!(seen_by_b.id, p.id);
     e.answer(&p, Decision::Once);
-    let late = e.broker.approvals.answer(
+    let late = e.running.broker.approvals.answer(
         &p.id,
         Answer {
             decision: Decision::Deny,

@@ -3,6 +3,7 @@
 //! client would.
 #![allow(dead_code)] // each test file uses a different part of the harness
 
+pub mod embedded;
 pub mod flow;
 
 use serde_json::Value;
