@@ -364,32 +364,156 @@ pub fn run(
 }
 
 /// Prints `line` when it is a record after `last_seq` that passes the filter; moves `last_seq`.
+/// With `strict`, a record that skips seq numbers (`last_seq + 2` or later) is not consumed and
+/// `false` is returned: the records between were rotated away under the reader, which then looks
+/// again. Without `strict` the skip is accepted and said on standard error.
 fn feed(
     line: &[u8],
     last_seq: &mut Option<u64>,
+    strict: bool,
     filter: &Filter,
     format: Format,
     out: &mut impl Write,
-) -> io::Result<()> {
+) -> io::Result<bool> {
     let Some(r) = parse(line) else {
-        return Ok(());
+        return Ok(true);
     };
     if let Some(s) = r.seq {
-        if last_seq.is_some_and(|l| s <= l) {
-            return Ok(()); // already printed (or passed over) before a rotation
+        if let Some(l) = *last_seq {
+            if s <= l {
+                return Ok(true); // already printed (or passed over) before a rotation
+            }
+            if s > l + 1 {
+                if strict {
+                    return Ok(false);
+                }
+                eprintln!(
+                    "keychain-auth: records {} to {} were not found in the log files (rotated away before they could be read, or removed)",
+                    l + 1,
+                    s - 1
+                );
+            }
         }
         *last_seq = Some(s);
     }
     if filter.matches(&r) {
         emit(out, line, &r, format)?;
     }
-    Ok(())
+    Ok(true)
+}
+
+/// The file being followed: its inode (to notice a rename) and the unfinished last line.
+struct Held {
+    file: File,
+    ino: u64,
+    partial: Vec<u8>,
+}
+
+/// What reading the held file to its current end found.
+struct Progress {
+    /// Some bytes were read.
+    progressed: bool,
+    /// A record skipped seq numbers (see [`feed`]); reading stopped before it.
+    gap: bool,
+}
+
+/// Feeds every complete line appended to the held file since the last look.
+fn read_held(
+    held: &mut Held,
+    buf: &mut [u8],
+    last_seq: &mut Option<u64>,
+    strict: bool,
+    filter: &Filter,
+    format: Format,
+    out: &mut impl Write,
+) -> io::Result<Progress> {
+    let mut read = Progress {
+        progressed: false,
+        gap: false,
+    };
+    let pos = held.file.stream_position()?;
+    if held.file.metadata()?.len() < pos {
+        held.file.seek(SeekFrom::Start(0))?; // truncated in place
+        held.partial.clear();
+    }
+    loop {
+        let n = held.file.read(buf)?;
+        if n == 0 {
+            break;
+        }
+        read.progressed = true;
+        held.partial.extend_from_slice(&buf[..n]);
+        while let Some(i) = held.partial.iter().position(|&b| b == b'\n') {
+            if !feed(&held.partial[..i], last_seq, strict, filter, format, out)? {
+                read.gap = true;
+                out.flush()?;
+                return Ok(read);
+            }
+            held.partial.drain(..=i);
+        }
+    }
+    out.flush()?;
+    Ok(read)
+}
+
+/// How many times a catch-up is retried when rotation moves files under it before a skip in
+/// seq numbers is accepted as records really gone.
+const CATCH_UP_TRIES: usize = 8;
+
+/// Reads, in order, every record after `last_seq` from the rotated files and then the file now at
+/// the path, which is returned (read to its end) to be followed. Rotated files wholly before
+/// `last_seq` are passed over by their first seq. Several rotations may happen while this reads:
+/// a name then holds another file than when listed, which shows as a skip in seq numbers, and
+/// the catch-up starts again from the listing.
+fn catch_up(
+    log: &Path,
+    buf: &mut [u8],
+    last_seq: &mut Option<u64>,
+    filter: &Filter,
+    format: Format,
+    out: &mut impl Write,
+) -> io::Result<Option<Held>> {
+    'attempt: for attempt in 0..=CATCH_UP_TRIES {
+        let strict = attempt < CATCH_UP_TRIES;
+        let (files, _) = log_files(log);
+        let rotated: Vec<_> = files.iter().filter(|f| f.as_path() != log).collect();
+        for (i, f) in rotated.iter().enumerate() {
+            let next_first = rotated.get(i + 1).and_then(|n| super::verify::first_seq(n));
+            if let (Some(l), Some(n)) = (*last_seq, next_first)
+                && n <= l + 1
+            {
+                continue; // everything in `f` comes before `n`: already seen
+            }
+            let Ok(reader) = super::verify::open_lines(f) else {
+                continue;
+            };
+            for line in reader.split(b'\n') {
+                if !feed(&line?, last_seq, strict, filter, format, out)? {
+                    continue 'attempt;
+                }
+            }
+        }
+        let Ok(file) = super::verify::open_regular(log) else {
+            out.flush()?;
+            return Ok(None);
+        };
+        let mut held = Held {
+            ino: file.metadata()?.ino(),
+            file,
+            partial: Vec::new(),
+        };
+        if read_held(&mut held, buf, last_seq, strict, filter, format, out)?.gap {
+            continue;
+        }
+        return Ok(Some(held));
+    }
+    Ok(None)
 }
 
 /// Prints records appended from now on. A rename (rotation by the daemon or logrotate) is
-/// noticed by the path's inode changing: the old file is read to its end, then any rotated file
-/// holding records not yet seen (several rotations may happen between two looks), then the new
-/// file from its start; records are never printed twice (by `seq`). A truncation restarts at the
+/// noticed by the path's inode changing; the follower then catches up from the rotated files
+/// (see [`catch_up`]) and goes on with the new file. Records are printed once each, in seq
+/// order, with none skipped while they still exist in some file. A truncation restarts at the
 /// beginning of the file.
 fn follow_log(
     log: &Path,
@@ -398,54 +522,32 @@ fn follow_log(
     out: &mut impl Write,
     mut last_seq: Option<u64>,
 ) -> io::Result<()> {
-    let mut cur: Option<(File, u64, Vec<u8>)> = None; // file, inode, partial line
-    if let Ok(mut f) = super::verify::open_regular(log) {
-        let ino = f.metadata()?.ino();
-        f.seek(SeekFrom::End(0))?;
-        cur = Some((f, ino, Vec::new()));
-    }
     let mut buf = vec![0u8; 64 * 1024];
+    let mut cur: Option<Held> = None;
+    if let Ok(mut file) = super::verify::open_regular(log) {
+        let ino = file.metadata()?.ino();
+        file.seek(SeekFrom::End(0))?;
+        cur = Some(Held {
+            file,
+            ino,
+            partial: Vec::new(),
+        });
+    }
     loop {
-        let mut progressed = false;
-        if let Some((f, _, partial)) = cur.as_mut() {
-            let pos = f.stream_position()?;
-            if f.metadata()?.len() < pos {
-                f.seek(SeekFrom::Start(0))?; // truncated in place
-                partial.clear();
-            }
-            loop {
-                let n = f.read(&mut buf)?;
-                if n == 0 {
-                    break;
-                }
-                progressed = true;
-                partial.extend_from_slice(&buf[..n]);
-                while let Some(i) = partial.iter().position(|&b| b == b'\n') {
-                    let line: Vec<u8> = partial.drain(..=i).collect();
-                    feed(&line[..line.len() - 1], &mut last_seq, filter, format, out)?;
-                }
-            }
-            out.flush()?;
+        let mut read = Progress {
+            progressed: false,
+            gap: false,
+        };
+        if let Some(held) = cur.as_mut() {
+            read = read_held(held, &mut buf, &mut last_seq, true, filter, format, out)?;
         }
         let at_path = std::fs::metadata(log).ok().map(|m| m.ino());
-        let held = cur.as_ref().map(|(_, ino, _)| *ino);
-        if at_path.is_some() && at_path != held && !progressed {
-            // The held file is finished: catch up from the rotated files, then the new one.
-            let (files, _) = log_files(log);
-            for f in files.iter().filter(|f| f.as_path() != log) {
-                if let Ok(reader) = super::verify::open_lines(f) {
-                    for line in reader.split(b'\n') {
-                        feed(&line?, &mut last_seq, filter, format, out)?;
-                    }
-                }
-            }
-            cur = super::verify::open_regular(log)
-                .ok()
-                .and_then(|f| Some((f.metadata().ok()?.ino(), f)))
-                .map(|(ino, f)| (f, ino, Vec::new()));
+        let held = cur.as_ref().map(|h| h.ino);
+        if read.gap || (at_path.is_some() && at_path != held) {
+            cur = catch_up(log, &mut buf, &mut last_seq, filter, format, out)?;
             continue;
         }
-        if !progressed {
+        if !read.progressed {
             // A closed reader (`| head`) ends the follow at the next record printed (EPIPE).
             std::thread::sleep(Duration::from_millis(200));
         }

@@ -108,7 +108,7 @@ pub fn open_regular(path: &Path) -> std::io::Result<File> {
 }
 
 /// The seq of the first chained record of a file, if it starts with one.
-fn first_seq(path: &Path) -> Option<u64> {
+pub(super) fn first_seq(path: &Path) -> Option<u64> {
     let mut line = Vec::new();
     open_lines(path).ok()?.read_until(b'\n', &mut line).ok()?;
     chain::line_seq(&line)
