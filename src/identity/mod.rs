@@ -30,7 +30,7 @@ use crate::policy::BinaryHash;
 use nix::sys::socket::{getsockopt, sockopt};
 use process::FileId;
 use std::fs::File;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -166,30 +166,25 @@ pub enum Hashing {
     CachedOnly,
 }
 
-/// The connecting peer as `SO_PEERCRED` saw it at `connect()`, with its pidfd where the kernel
-/// has `SO_PEERPIDFD`. A peer of another uid is refused here, before anything is read.
+/// The connecting peer as `SO_PEERCRED` saw it at `connect()`. A peer of another uid is
+/// refused here, before anything is read.
 #[derive(Debug)]
 pub struct Connector {
     /// Its pid at connect time.
     pub pid: i32,
     /// Its uid.
     pub uid: u32,
-    /// Its pidfd.
-    pub pidfd: Option<OwnedFd>,
 }
 
-/// Reads and checks the credentials of a connected socket's peer.
+/// Reads and checks the credentials of a connected socket's peer (one `getsockopt`: the
+/// connector is only counted against the caps; requests are attributed to their writers).
 pub fn connector(sock: BorrowedFd<'_>) -> Result<Connector, IdentityError> {
     let cred = getsockopt(&sock, sockopt::PeerCredentials).map_err(IdentityError::Credentials)?;
     let (uid, pid) = (cred.uid(), cred.pid());
     if uid != nix::unistd::geteuid().as_raw() {
         return Err(IdentityError::ForeignUid { uid, pid });
     }
-    Ok(Connector {
-        pid,
-        uid,
-        pidfd: getsockopt(&sock, sockopt::PeerPidfd).ok(),
-    })
+    Ok(Connector { pid, uid })
 }
 
 /// The daemon's view of itself that identification compares against.
@@ -457,10 +452,11 @@ pub fn identify_connector(
     hashing: Hashing,
 ) -> Result<Option<Peer>, IdentityError> {
     let c = connector(sock)?;
+    let pidfd = getsockopt(&sock, sockopt::PeerPidfd).ok();
     identify(
         c.pid,
         c.uid,
-        c.pidfd.as_ref().map(AsFd::as_fd),
+        pidfd.as_ref().map(AsFd::as_fd),
         &Context::current(),
         cache,
         hashing,

@@ -11,6 +11,7 @@ pub mod ask;
 pub mod conduit;
 pub mod frame;
 pub mod handler;
+pub mod known;
 pub mod notify;
 pub mod preflight;
 pub mod session;
@@ -75,6 +76,8 @@ pub struct Broker {
     pub policy: PolicyCache,
     /// Executable hashes already computed.
     pub hashes: HashCache,
+    /// Writers verified recently, across connections.
+    pub known: known::KnownWriters,
     /// The daemon's own view (its user namespace) that callers are compared against.
     pub identity: identity::Context,
     /// Connection caps.
@@ -203,6 +206,7 @@ impl Server {
             paths,
             backend,
             hashes: HashCache::new(),
+            known: known::KnownWriters::default(),
             audit,
             stats: Stats::default(),
             limits,
@@ -263,12 +267,25 @@ async fn prune_loop(broker: &Arc<Broker>) {
 /// The broker protects itself (SPEC §10): non-dumpable, so no same-user process can ptrace it or
 /// read its memory through `/proc/<pid>/mem`, and no core file, so no secret lands on disk if it
 /// crashes.
+///
+/// It also raises its descriptor limit to the hard limit (at most 65,536): every connection, and
+/// every writer it verified (pidfd, `status`, `environ`), holds descriptors, and the default soft
+/// limit of 1,024 would refuse callers long before the 512-connection cap.
 fn protect_process() -> Result<(), StartError> {
-    use nix::sys::resource::{Resource, setrlimit};
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
     nix::sys::prctl::set_dumpable(false)
         .map_err(|e| StartError::Other(format!("cannot make the broker non-dumpable: {e}")))?;
     setrlimit(Resource::RLIMIT_CORE, 0, 0)
-        .map_err(|e| StartError::Other(format!("cannot disable core dumps: {e}")))
+        .map_err(|e| StartError::Other(format!("cannot disable core dumps: {e}")))?;
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        let want = hard.min(65_536);
+        if soft < want
+            && let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, want, hard)
+        {
+            tracing::warn!("keychain-auth: cannot raise the descriptor limit to {want}: {e}");
+        }
+    }
+    Ok(())
 }
 
 async fn accept_loop(listener: &UnixListener, broker: &Arc<Broker>) {

@@ -14,7 +14,7 @@ use super::frame::{Frame, LineReader, Writer};
 use super::handler::{self, Reply};
 use crate::audit::Record;
 use crate::identity::process::FileId;
-use crate::identity::sender::{self, Sender};
+use crate::identity::sender::Sender;
 use crate::identity::{self, Connector, Exe, Hashing, IdentityError, Peer};
 use crate::protocol::{AnswerLine, Incoming, Reason, Response, Status};
 use std::os::fd::AsFd;
@@ -65,11 +65,10 @@ pub async fn serve(mut stream: UnixStream, broker: Arc<Broker>) {
         Ok(t) => t,
         Err(why) => return refuse_busy(stream, &broker, why).await,
     };
-    // Inherited from the listener; set again so no kernel leaves a window without credentials.
-    if let Err(e) = sender::enable(stream.as_fd()) {
-        let errno = nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EINVAL));
-        return refused(&broker, &IdentityError::Credentials(errno));
-    }
+    // SO_PASSCRED and SO_PASSPIDFD are not set again here: the kernel copies them from the
+    // listener to the accepted socket before the connection is established
+    // (`unix_sock_inherit_flags`), so no byte arrives without credentials; and a chunk that
+    // did would be refused as from an unknown writer (`Writer::Unknown`).
     broker.stats.connections.fetch_add(1, Ordering::Relaxed);
     let _gauge = Gauge(broker.clone());
     let mut session = Session {
@@ -218,6 +217,14 @@ impl Session {
             let _ = self.broker.audit.append(&rec);
             return None;
         }
+        // Verified on an earlier connection, alive and unchanged since (revalidated there).
+        if let Some(peer) = self.broker.known.get(s) {
+            self.known.push(Known {
+                peer: peer.clone(),
+                pin: s.clone(),
+            });
+            return Some(peer);
+        }
         let mut peer = match self.identify(s).await {
             Ok(p) => p,
             Err(e) => {
@@ -239,6 +246,9 @@ impl Session {
             );
         }
         let peer = Arc::new(peer);
+        if !matches!(peer.exe, Exe::Unverifiable { .. }) {
+            self.broker.known.remember(s, &peer);
+        }
         self.known.push(Known {
             peer: peer.clone(),
             pin: s.clone(),
