@@ -15,6 +15,7 @@ pub mod known;
 pub mod notify;
 pub mod preflight;
 pub mod session;
+pub mod shutdown;
 pub mod socket;
 
 use crate::audit::{AuditLog, KeySource, Record, Rotation};
@@ -224,8 +225,9 @@ impl Server {
         self.broker.clone()
     }
 
-    /// Serves until `shutdown` completes, then removes the socket file.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+    /// Serves until `stop` completes; then drains the sessions ([`shutdown`]), removes the
+    /// socket file and audits "stop".
+    pub async fn run(self, stop: impl Future<Output = ()>) {
         let Server {
             listener,
             broker,
@@ -239,15 +241,25 @@ impl Server {
             broker.backend.describe()
         ));
         let _ = broker.audit.append(&start);
+        let drain = shutdown::Drain::new();
         tokio::select! {
-            () = accept_loop(&listener, &broker) => {}
+            () = accept_loop(&listener, &broker, &drain) => {}
             () = prune_loop(&broker) => {}
-            () = shutdown => {}
+            () = stop => {}
         }
+        // Stop accepting, then let the sessions finish (see `shutdown`).
+        drop(listener);
+        let drained = drain.drain(shutdown::DRAIN_LIMIT).await;
         socket::remove_if_ours(&broker.paths.socket, socket_id);
-        let mut stop = Record::new("daemon", "daemon");
-        stop.action = Some("stop".into());
-        let _ = broker.audit.append(&stop);
+        let mut rec = Record::new("daemon", "daemon");
+        rec.action = Some("stop".into());
+        if !drained {
+            rec.message = Some(format!(
+                "stopped with sessions still busy after {} s",
+                shutdown::DRAIN_LIMIT.as_secs()
+            ));
+        }
+        let _ = broker.audit.append(&rec);
     }
 }
 
@@ -288,13 +300,13 @@ fn protect_process() -> Result<(), StartError> {
     Ok(())
 }
 
-async fn accept_loop(listener: &UnixListener, broker: &Arc<Broker>) {
+async fn accept_loop(listener: &UnixListener, broker: &Arc<Broker>, drain: &shutdown::Drain) {
     let mut backoff = Duration::from_millis(5);
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
                 backoff = Duration::from_millis(5);
-                tokio::spawn(session::serve(stream, broker.clone()));
+                tokio::spawn(session::serve(stream, broker.clone(), drain.subscribe()));
             }
             Err(e) => {
                 // EMFILE/ENFILE and friends: wait for descriptors to free up instead of spinning.

@@ -12,6 +12,7 @@ use super::ask;
 use super::conduit;
 use super::frame::{Frame, LineReader, Writer};
 use super::handler::{self, Reply};
+use super::shutdown::Shutdown;
 use crate::audit::Record;
 use crate::identity::process::FileId;
 use crate::identity::sender::Sender;
@@ -56,7 +57,7 @@ struct Session {
 
 /// Serves one accepted connection to the end: checks the connecting uid, admits it under the
 /// caps, and answers its lines.
-pub async fn serve(mut stream: UnixStream, broker: Arc<Broker>) {
+pub async fn serve(mut stream: UnixStream, broker: Arc<Broker>, mut shutdown: Shutdown) {
     let connector = match identity::connector(stream.as_fd()) {
         Ok(c) => c,
         Err(e) => return refused(&broker, &e),
@@ -86,9 +87,14 @@ pub async fn serve(mut stream: UnixStream, broker: Arc<Broker>) {
     let max = session.broker.limits.max_line;
     let mut lines = LineReader::new();
     loop {
-        let frame = match tokio::time::timeout(idle, lines.next(&stream, max)).await {
-            Ok(Ok(f)) => f,
-            Err(_) | Ok(Err(_)) => return,
+        // Waiting for a line is where a stopping broker ends a session (the reader is
+        // cancel-safe); a line already read is answered first.
+        let frame = tokio::select! {
+            read = tokio::time::timeout(idle, lines.next(&stream, max)) => match read {
+                Ok(Ok(f)) => f,
+                Err(_) | Ok(Err(_)) => return,
+            },
+            () = shutdown.recv() => return,
         };
         let (writer, too_large) = match frame {
             Frame::Eof => return,
@@ -116,7 +122,9 @@ pub async fn serve(mut stream: UnixStream, broker: Arc<Broker>) {
         if matches!(parsed, Ok(Incoming::Subscribe)) && !reserve {
             if session.runs_keychain_auth(&sender).await {
                 let label = format!("dashboard pid {}", sender.pid);
-                return session.approver(&mut stream, &mut lines, label).await;
+                return session
+                    .approver(&mut stream, &mut lines, label, &mut shutdown)
+                    .await;
             }
             let r = Response::failure(
                 None,
@@ -141,10 +149,12 @@ pub async fn serve(mut stream: UnixStream, broker: Arc<Broker>) {
             };
             match answer(&session.broker, peer.clone(), parsed).await {
                 Reply::Line(line) => line,
-                Reply::Ask(ask) => match hold(&session.broker, &stream, peer, *ask).await {
-                    Some(line) => line,
-                    None => return,
-                },
+                Reply::Ask(ask) => {
+                    match hold(&session.broker, &stream, peer, *ask, &mut shutdown).await {
+                        Some(line) => line,
+                        None => return,
+                    }
+                }
             }
         };
         if stream.write_all(&reply).await.is_err() {
@@ -334,6 +344,7 @@ async fn hold(
     stream: &UnixStream,
     peer: Arc<Peer>,
     ask: handler::Ask,
+    shutdown: &mut Shutdown,
 ) -> Option<Vec<u8>> {
     let timeout = broker.prompt_timeout();
     let (key, prompt) = ask::prompt_for(&peer, &ask, timeout);
@@ -358,6 +369,10 @@ async fn hold(
             broker.approvals.leave(&id, wait.ticket, "timeout");
             // An answer that raced the deadline still counts.
             (wait.answer.try_recv().ok(), "timeout")
+        }
+        () = shutdown.recv() => {
+            broker.approvals.leave(&id, wait.ticket, "stopping");
+            (wait.answer.try_recv().ok(), "stopping")
         }
         () = hung_up(stream) => {
             broker.approvals.leave(&id, wait.ticket, "withdrawn");
@@ -394,7 +409,13 @@ impl Session {
     /// Serves a subscribed approver (SPEC §11) until it disconnects: every prompt and its
     /// resolution is sent as a line, and `ANSWER` lines decide prompts — accepted only from a
     /// writer running keychain-auth itself, like the subscription.
-    async fn approver(&mut self, stream: &mut UnixStream, lines: &mut LineReader, label: String) {
+    async fn approver(
+        &mut self,
+        stream: &mut UnixStream,
+        lines: &mut LineReader,
+        label: String,
+        shutdown: &mut Shutdown,
+    ) {
         let broker = self.broker.clone();
         let (id, mut events) = broker.approvals.attach();
         let max = broker.limits.max_line;
@@ -404,6 +425,7 @@ impl Session {
             .is_ok();
         while ok {
             tokio::select! {
+                () = shutdown.recv() => break,
                 ev = events.recv() => {
                     let Some(ev) = ev else { break };
                     ok = stream.write_all(&event_line(&ev)).await.is_ok();
