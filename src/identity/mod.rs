@@ -236,29 +236,60 @@ pub fn identify(
 
 /// Checks, before a request of an already identified writer is served, that it still runs the
 /// executable it was identified with and that no tracer has attached since. `Err` says why not.
-pub fn revalidate(peer: &Peer) -> Result<(), String> {
+pub fn revalidate(peer: &Peer) -> Result<(), Changed> {
     let pid = peer.pid;
     let Exe::Verified { file, watch, .. } = &peer.exe else {
         return Ok(());
     };
-    let executed = || {
-        format!(
-            "pid {pid} started another program (execve) while connected; its requests on this connection are refused: reconnect"
-        )
-    };
     match process::exe_id(pid) {
         Ok(now) if now == *file => {}
-        Ok(_) => return Err(executed()),
-        Err(e) => return Err(format!("cannot read the executable of pid {pid}: {e}")),
+        Ok(_) => return Err(Changed::Executed(pid)),
+        Err(e) => {
+            return Err(Changed::Unreadable {
+                pid,
+                what: "executable",
+                error: e.to_string(),
+            });
+        }
     }
     match watch.check() {
         Ok(()) => Ok(()),
-        Err(process::Change::Executed) => Err(executed()),
-        Err(process::Change::Traced(t)) => Err(traced_message(pid, t)),
-        Err(process::Change::Unreadable(e)) => {
-            Err(format!("cannot read the status of pid {pid}: {e}"))
-        }
+        Err(process::Change::Executed) => Err(Changed::Executed(pid)),
+        Err(process::Change::Traced(tracer)) => Err(Changed::Traced { pid, tracer }),
+        Err(process::Change::Unreadable(error)) => Err(Changed::Unreadable {
+            pid,
+            what: "status",
+            error,
+        }),
     }
+}
+
+/// Why an identified writer no longer holds ([`revalidate`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Changed {
+    /// It executed a program since it was verified.
+    #[error(
+        "pid {0} started another program (execve) while connected; its requests on this connection are refused: reconnect"
+    )]
+    Executed(i32),
+    /// A tracer attached.
+    #[error("{}", traced_message(*pid, *tracer))]
+    Traced {
+        /// The writer.
+        pid: i32,
+        /// Its tracer.
+        tracer: i32,
+    },
+    /// Its `/proc` entry cannot be read.
+    #[error("cannot read the {what} of pid {pid}: {error}")]
+    Unreadable {
+        /// The writer.
+        pid: i32,
+        /// What could not be read.
+        what: &'static str,
+        /// Why.
+        error: String,
+    },
 }
 
 /// The message for a traced peer.
@@ -308,7 +339,7 @@ fn read_exe(
         }
     };
     if let Err(why) = same_user_ns(pid, &dir, ctx) {
-        return Some(unverifiable(why));
+        return Some(unverifiable(why.to_string()));
     }
     let Some(p) = path.as_ref() else {
         return Some(unverifiable(format!(
@@ -360,18 +391,27 @@ fn read_exe(
     })
 }
 
-/// `Err(why)` unless the process lives in the broker's own user namespace: in another one,
+/// Why a process cannot be trusted for its user namespace.
+#[derive(Debug, thiserror::Error)]
+enum Namespace {
+    #[error(
+        "pid {0} runs in another user namespace (a sandbox or container), where the executable the kernel reports can be forged; run it outside the namespace"
+    )]
+    Other(i32),
+    #[error("cannot read the user namespace of pid {0}: {1}")]
+    Unreadable(i32, std::io::Error),
+    #[error("the broker cannot read its own user namespace, so no caller can be verified")]
+    OwnUnknown,
+}
+
+/// `Err` unless the process lives in the broker's own user namespace: in another one,
 /// `PR_SET_MM_MAP` can point `/proc/<pid>/exe` at a binary the process never ran.
-fn same_user_ns(pid: i32, dir: &process::ProcDir, ctx: &Context) -> Result<(), String> {
+fn same_user_ns(pid: i32, dir: &process::ProcDir, ctx: &Context) -> Result<(), Namespace> {
     match (dir.user_ns(), ctx.user_ns) {
         (Ok(ns), Some(own)) if ns == own => Ok(()),
-        (Ok(_), Some(_)) => Err(format!(
-            "pid {pid} runs in another user namespace (a sandbox or container), where the executable the kernel reports can be forged; run it outside the namespace"
-        )),
-        (Err(e), _) => Err(format!("cannot read the user namespace of pid {pid}: {e}")),
-        (Ok(_), None) => Err(
-            "the broker cannot read its own user namespace, so no caller can be verified".into(),
-        ),
+        (Ok(_), Some(_)) => Err(Namespace::Other(pid)),
+        (Err(e), _) => Err(Namespace::Unreadable(pid, e)),
+        (Ok(_), None) => Err(Namespace::OwnUnknown),
     }
 }
 

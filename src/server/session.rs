@@ -64,7 +64,7 @@ pub async fn serve(mut stream: UnixStream, broker: Arc<Broker>, mut shutdown: Sh
     };
     let ticket = match broker.admissions.admit(connector.pid) {
         Ok(t) => t,
-        Err(why) => return refuse_busy(stream, &broker, why).await,
+        Err(why) => return refuse_busy(stream, &broker, why.to_string()).await,
     };
     // SO_PASSCRED and SO_PASSPIDFD are not set again here: the kernel copies them from the
     // listener to the accepted socket before the connection is established
@@ -210,7 +210,7 @@ impl Session {
                 let k = &mut self.known[i];
                 if let Err(why) = identity::revalidate(&k.peer) {
                     // Sticky: an exec or a tracer is not forgotten on this connection.
-                    k.peer = Arc::new(unverifiable(&k.peer, why));
+                    k.peer = Arc::new(unverifiable(&k.peer, why.to_string()));
                 }
                 return Some(k.peer.clone());
             }
@@ -526,7 +526,9 @@ fn answer_line(broker: &Broker, a: AnswerLine, by: &str) -> Vec<u8> {
     );
     let v = match result {
         Ok(_) => serde_json::json!({"type": "ANSWERED", "prompt_id": a.prompt}),
-        Err(why) => serde_json::json!({"type": "ANSWERED", "prompt_id": a.prompt, "error": why}),
+        Err(why) => {
+            serde_json::json!({"type": "ANSWERED", "prompt_id": a.prompt, "error": why.to_string()})
+        }
     };
     let mut line = serde_json::to_vec(&v).unwrap_or_default();
     line.push(b'\n');
