@@ -241,7 +241,7 @@ pub fn revalidate(peer: &Peer) -> Result<(), Changed> {
     let Exe::Verified { file, watch, .. } = &peer.exe else {
         return Ok(());
     };
-    match process::exe_id(pid) {
+    match watch.exe_id() {
         Ok(now) if now == *file => {}
         Ok(_) => return Err(Changed::Executed(pid)),
         Err(e) => {
