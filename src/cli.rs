@@ -447,8 +447,8 @@ fn start(paths: Paths) -> Result<(), String> {
         Ok(())
     });
     // A request still stuck in blocking work (a slow keyring, a lock held by another process)
-    // must not keep a stopped daemon alive: give it a moment, then exit regardless.
-    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    // must not keep a stopped daemon alive: `run` already waited for it (the drain), so exit.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
     if served.is_ok() {
         tracing::info!("keychain-auth: stopped");
     }

@@ -77,7 +77,9 @@ impl Server {
         // Fetch the chain key now; when the store cannot give it yet (a locked keyring), every
         // request is refused until it can, since nothing unchained is granted.
         if let Err(e) = audit.warm_key() {
-            eprintln!("keychain-auth: {e}; requests are refused until the audit key can be read");
+            tracing::warn!(
+                "keychain-auth: {e}; requests are refused until the audit key can be read"
+            );
         }
         if let Ok(p) = crate::policy::load(&paths.config)
             && let Some(max) = p.max_request_bytes

@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, watch};
 
 /// The longest the broker waits for its sessions (a request stuck in a slow keyring must not
 /// keep a stopped daemon alive).
-pub const DRAIN_LIMIT: Duration = Duration::from_secs(5);
+pub const DRAIN_LIMIT: Duration = Duration::from_secs(2);
 
 /// A session's view of the shutdown signal.
 #[derive(Debug, Clone)]
