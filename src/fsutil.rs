@@ -72,7 +72,7 @@ pub fn check_state_file(path: &Path, meta: &fs::Metadata) -> io::Result<()> {
             path.display()
         )));
     }
-    check_private(path, meta).map_err(refused)
+    check_private(path, meta).map_err(|e| refused(e.to_string()))
 }
 
 /// Opens the state file at `path` without following a symbolic link and without blocking, and
@@ -420,16 +420,48 @@ impl FileStamp {
     }
 }
 
+/// Why a state file is not private to the user.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotPrivate {
+    /// Another user owns it.
+    #[error(
+        "{} is owned by uid {owner}, not by you (uid {me}); move it away and recreate it",
+        .path.display()
+    )]
+    Owner {
+        /// The file.
+        path: PathBuf,
+        /// Its owner.
+        owner: u32,
+        /// The effective uid.
+        me: u32,
+    },
+    /// Group or others may read (`readable`) or write (`writable`) it.
+    #[error(
+        "{} is {what} by group or others (mode {mode:o}); run: chmod 600 {}",
+        .path.display(),
+        .path.display()
+    )]
+    Mode {
+        /// The file.
+        path: PathBuf,
+        /// `readable` or `writable`.
+        what: &'static str,
+        /// Its permission bits.
+        mode: u32,
+    },
+}
+
 /// Fails when `meta` describes a file another user owns or that group or others may read or
 /// write: such a policy or state file cannot be trusted (or may leak).
-pub fn check_private(path: &Path, meta: &fs::Metadata) -> Result<(), String> {
+pub fn check_private(path: &Path, meta: &fs::Metadata) -> Result<(), NotPrivate> {
     let me = nix::unistd::geteuid().as_raw();
     if meta.uid() != me {
-        return Err(format!(
-            "{} is owned by uid {}, not by you (uid {me}); move it away and recreate it",
-            path.display(),
-            meta.uid()
-        ));
+        return Err(NotPrivate::Owner {
+            path: path.to_path_buf(),
+            owner: meta.uid(),
+            me,
+        });
     }
     if meta.mode() & 0o077 != 0 {
         let what = if meta.mode() & 0o022 != 0 {
@@ -437,12 +469,11 @@ pub fn check_private(path: &Path, meta: &fs::Metadata) -> Result<(), String> {
         } else {
             "readable"
         };
-        return Err(format!(
-            "{} is {what} by group or others (mode {:o}); run: chmod 600 {}",
-            path.display(),
-            meta.mode() & 0o7777,
-            path.display()
-        ));
+        return Err(NotPrivate::Mode {
+            path: path.to_path_buf(),
+            what,
+            mode: meta.mode() & 0o7777,
+        });
     }
     Ok(())
 }
@@ -640,7 +671,7 @@ mod tests {
         fs::write(&p, b"{}").unwrap();
         fs::set_permissions(&p, fs::Permissions::from_mode(0o620)).unwrap();
         let err = check_private(&p, &fs::metadata(&p).unwrap()).unwrap_err();
-        assert!(err.contains("chmod 600"), "{err}");
+        assert!(err.to_string().contains("chmod 600"), "{err}");
         fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).unwrap();
         check_private(&p, &fs::metadata(&p).unwrap()).unwrap();
     }

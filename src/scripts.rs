@@ -16,22 +16,72 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 /// The most a value read by `put` may hold.
 const MAX_VALUE: usize = 60 * 1024;
 
-fn connect(paths: &Paths) -> Result<Client, String> {
-    Client::connect(&paths.socket, TIMEOUT).map_err(|e| e.to_string())
+/// Why `get` or `put` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ScriptError {
+    /// The broker could not be reached or answered badly.
+    #[error(transparent)]
+    Client(ClientError),
+    /// The item does not exist.
+    #[error("{service}/{target}: not found")]
+    NotFound {
+        /// The service.
+        service: String,
+        /// The target.
+        target: String,
+    },
+    /// The broker refused (reason code, its message on one line).
+    #[error("{reason}: {message}")]
+    Refused {
+        /// The reason code.
+        reason: String,
+        /// The broker's message, on one line.
+        message: String,
+    },
+    /// A read answered without a value.
+    #[error("{service}/{target}: the broker returned no value")]
+    NoValue {
+        /// The service.
+        service: String,
+        /// The target.
+        target: String,
+    },
+    /// Standard output cannot be written.
+    #[error("cannot write the value: {0}")]
+    Write(std::io::Error),
+    /// Standard input cannot be read.
+    #[error("cannot read the value from standard input: {0}")]
+    ReadInput(std::io::Error),
+    /// Standard input holds more than a value may.
+    #[error("the value on standard input is larger than {} KiB; nothing was stored", MAX_VALUE / 1024)]
+    TooLarge,
+    /// Standard input is not UTF-8.
+    #[error("the value on standard input is not UTF-8; nothing was stored")]
+    NotUtf8,
 }
 
-fn refusal(e: ClientError, service: &str, target: &str) -> String {
+fn connect(paths: &Paths) -> Result<Client, ScriptError> {
+    Client::connect(&paths.socket, TIMEOUT).map_err(ScriptError::Client)
+}
+
+fn refusal(e: ClientError, service: &str, target: &str) -> ScriptError {
     match e {
-        e if e.is_not_found() => format!("{service}/{target}: not found"),
+        e if e.is_not_found() => ScriptError::NotFound {
+            service: service.into(),
+            target: target.into(),
+        },
         ClientError::Refused {
             reason, message, ..
-        } => format!("{reason}: {}", crate::adapters::one_line(&message)),
-        e => e.to_string(),
+        } => ScriptError::Refused {
+            reason: reason.to_string(),
+            message: crate::adapters::one_line(&message),
+        },
+        e => ScriptError::Client(e),
     }
 }
 
 /// `get`: prints the value of `target` in `service`.
-pub fn get(paths: &Paths, service: &str, target: &str) -> Result<(), String> {
+pub fn get(paths: &Paths, service: &str, target: &str) -> Result<(), ScriptError> {
     let items = connect(paths)?
         .read(service, &[target])
         .map_err(|e| refusal(e, service, target))?;
@@ -39,29 +89,27 @@ pub fn get(paths: &Paths, service: &str, target: &str) -> Result<(), String> {
         .into_iter()
         .next()
         .and_then(|i| i.value)
-        .ok_or_else(|| format!("{service}/{target}: the broker returned no value"))?;
+        .ok_or_else(|| ScriptError::NoValue {
+            service: service.into(),
+            target: target.into(),
+        })?;
     let mut out = std::io::stdout().lock();
     match writeln!(out, "{value}").and_then(|()| out.flush()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-            Err(format!("cannot write the value: {e}"))
-        }
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(ScriptError::Write(e)),
         _ => Ok(()),
     }
 }
 
 /// `put`: stores standard input as the value of `target` in `service`.
-pub fn put(paths: &Paths, service: &str, target: &str) -> Result<(), String> {
+pub fn put(paths: &Paths, service: &str, target: &str) -> Result<(), ScriptError> {
     let mut buf = Vec::new();
     std::io::stdin()
         .lock()
         .take(MAX_VALUE as u64 + 1)
         .read_to_end(&mut buf)
-        .map_err(|e| format!("cannot read the value from standard input: {e}"))?;
+        .map_err(ScriptError::ReadInput)?;
     if buf.len() > MAX_VALUE {
-        return Err(format!(
-            "the value on standard input is larger than {} KiB; nothing was stored",
-            MAX_VALUE / 1024
-        ));
+        return Err(ScriptError::TooLarge);
     }
     if buf.last() == Some(&b'\n') {
         buf.pop();
@@ -69,8 +117,7 @@ pub fn put(paths: &Paths, service: &str, target: &str) -> Result<(), String> {
             buf.pop();
         }
     }
-    let value = String::from_utf8(buf)
-        .map_err(|_| "the value on standard input is not UTF-8; nothing was stored".to_string())?;
+    let value = String::from_utf8(buf).map_err(|_| ScriptError::NotUtf8)?;
     connect(paths)?
         .write(service, &[target], vec![value], Default::default())
         .map_err(|e| refusal(e, service, target))

@@ -16,7 +16,7 @@ pub mod verify;
 use crate::backend::Backend;
 use crate::fsutil;
 use crate::paths::Paths;
-pub use chain::Key;
+pub use chain::{Key, KeyError};
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -126,8 +126,24 @@ pub struct Record {
     pub mac: Option<String>,
 }
 
+/// Who made a request, as its records name them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Caller {
+    /// Its pid.
+    pub pid: i32,
+    /// Its executable's path, when known.
+    pub path: Option<String>,
+    /// Its executable's hash, when verified.
+    pub hash: Option<String>,
+    /// For an interpreter running a script: the script's path and hash.
+    pub script: Option<(String, String)>,
+    /// The caller chain: the caller first, then who launched it.
+    pub chain: Vec<crate::identity::Link>,
+}
+
 impl Record {
-    /// A record of `event` from `source`, stamped now.
+    /// A record of `event` from `source`, stamped now. Prefer the constructor of the event
+    /// (below), which fills exactly the fields that event has.
     pub fn new(event: &str, source: &str) -> Record {
         Record {
             ts: now(),
@@ -137,15 +153,92 @@ impl Record {
         }
     }
 
-    /// A request from a caller (`event:"request"`); the handler fills in who and what.
-    pub fn request() -> Record {
-        Record::new("request", "daemon")
+    /// A request from `caller` (`event:"request"`); what it asked is added with
+    /// [`Record::with_request`] (or [`Record::with_id`] for a line that was not a request), how it
+    /// ended with [`Record::set_outcome`].
+    pub fn request(caller: Caller) -> Record {
+        let mut r = Record::new("request", "daemon");
+        r.pid = Some(caller.pid);
+        r.path = caller.path;
+        r.hash = caller.hash;
+        if let Some((path, hash)) = caller.script {
+            r.script = Some(path);
+            r.script_hash = Some(hash);
+        }
+        r.chain = caller.chain;
+        r
     }
 
-    /// A connection dropped before any request (`event:"connection_refused"`).
-    pub fn connection_refused(status: &str, message: String) -> Record {
+    /// What `req` asked: id, action, service, match and targets.
+    pub fn with_request(mut self, req: &crate::protocol::Request) -> Record {
+        self.id = req.id.clone();
+        self.action = Some(req.action.as_str().into());
+        self.service = Some(req.service.clone());
+        self.mode = Some(req.mode.as_str().into());
+        self.with_targets(req.targets.iter())
+    }
+
+    /// The request id (of a line refused before it was a request).
+    pub fn with_id(mut self, id: Option<String>) -> Record {
+        self.id = id;
+        self
+    }
+
+    /// How the request ended: its status, reason code and message.
+    pub fn set_outcome(
+        &mut self,
+        status: crate::protocol::Status,
+        reason: Option<crate::protocol::Reason>,
+        message: Option<String>,
+    ) {
+        self.status = Some(status.as_str().into());
+        self.reason = reason.map(|r| r.as_str().into());
+        self.message = message;
+    }
+
+    /// The prompt a held request belongs to (live approval).
+    pub fn with_prompt(mut self, prompt_id: &str) -> Record {
+        self.prompt = Some(prompt_id.into());
+        self
+    }
+
+    /// How a held request was decided: the approver's decision and who gave it, or
+    /// `timeout` / `withdrawn` / `no_answer` with nobody.
+    pub fn with_decision(mut self, decision: &str, answered_by: Option<String>) -> Record {
+        self.decision = Some(decision.into());
+        self.answered_by = answered_by;
+        self
+    }
+
+    /// A prompt opened for this request (`event:"prompt"`), with the refusal it would get.
+    pub fn into_prompt(
+        mut self,
+        prompt_id: &str,
+        reason: Option<crate::protocol::Reason>,
+        message: Option<String>,
+    ) -> Record {
+        self.event = "prompt".into();
+        self.prompt = Some(prompt_id.into());
+        self.reason = reason.map(|r| r.as_str().into());
+        self.message = message;
+        self
+    }
+
+    /// A connection dropped before any request because its peer cannot be served
+    /// (`event:"connection_refused"`, `status:"denied"`).
+    pub fn connection_denied(pid: Option<i32>, uid: Option<u32>, message: String) -> Record {
         let mut r = Record::new("connection_refused", "daemon");
-        r.status = Some(status.into());
+        r.status = Some("denied".into());
+        r.pid = pid;
+        r.uid = uid;
+        r.message = Some(message);
+        r
+    }
+
+    /// A connection turned away because the broker cannot take it now (`status:"error"`).
+    pub fn connection_error(message: String) -> Record {
+        let mut r = Record::new("connection_refused", "daemon");
+        r.status = Some("error".into());
         r.message = Some(message);
         r
     }
@@ -159,11 +252,114 @@ impl Record {
         r
     }
 
+    /// A policy change `action` to the entry of the binary at `path` with `hash`.
+    pub fn binary_change(
+        source: &str,
+        action: &str,
+        path: &Path,
+        hash: &crate::policy::BinaryHash,
+    ) -> Record {
+        let mut r = Record::policy_change(source, action);
+        r.path = Some(path.display().to_string());
+        r.hash = Some(hash.to_string());
+        r
+    }
+
+    /// A grant of `service` that ended (time up, last use consumed): `expire` by the daemon.
+    pub fn expired(
+        path: &Path,
+        hash: &crate::policy::BinaryHash,
+        service: &str,
+        message: String,
+    ) -> Record {
+        let mut r = Record::binary_change("daemon", "expire", path, hash);
+        r.service = Some(service.into());
+        r.message = Some(message);
+        r
+    }
+
+    /// The hash an upgraded entry had before.
+    pub fn with_old_hash(mut self, old: &crate::policy::BinaryHash) -> Record {
+        self.old_hash = Some(old.to_string());
+        self
+    }
+
+    /// The permissions a grant or revoke named (services read and written, search, injection
+    /// variables, launchers) and, when it set terms, their description.
+    pub fn with_permissions(
+        mut self,
+        read: &[String],
+        write: &[String],
+        search: bool,
+        allow_env: &[String],
+        via: &[String],
+        terms: Option<String>,
+    ) -> Record {
+        self.read = read.to_vec();
+        self.write = write.to_vec();
+        self.search = search.then_some(true);
+        self.allow_env = allow_env.to_vec();
+        self.via = via.to_vec();
+        if terms.is_some() {
+            self.message = terms;
+        }
+        self
+    }
+
+    /// `policy accept` adopted config.json (`message` says what).
+    pub fn policy_accepted(message: String) -> Record {
+        let mut r = Record::policy_change("cli", "accept");
+        r.message = Some(message);
+        r
+    }
+
+    /// The daemon recorded `"backend": "keyring"` after the first keyring write.
+    pub fn pin_backend() -> Record {
+        let mut r = Record::policy_change("daemon", "pin_backend");
+        r.message = Some(
+            "backend pinned to keyring in config.json after the first successful keyring write"
+                .into(),
+        );
+        r
+    }
+
     /// A daemon event (`start`, `stop`, `backend_notice`, `backend_fallback`).
-    pub fn daemon(action: &str, message: Option<String>) -> Record {
+    fn daemon(action: &str, message: Option<String>) -> Record {
         let mut r = Record::new("daemon", "daemon");
         r.action = Some(action.into());
         r.message = message;
+        r
+    }
+
+    /// The broker started serving (`message`: where, with which store).
+    pub fn daemon_start(message: String) -> Record {
+        Record::daemon("start", Some(message))
+    }
+
+    /// The broker stopped.
+    pub fn daemon_stop() -> Record {
+        Record::daemon("stop", None)
+    }
+
+    /// The store selection's start-up notice: `backend_fallback` when the file store was
+    /// chosen, `backend_notice` (locked, not answering) for the keyring.
+    pub fn backend_notice(kind: crate::backend::BackendKind, notice: &str) -> Record {
+        let action = match kind {
+            crate::backend::BackendKind::File => "backend_fallback",
+            crate::backend::BackendKind::Keyring => "backend_notice",
+        };
+        Record::daemon(action, Some(notice.into()))
+    }
+
+    /// `keychain-auth migrate` (`event:"migrate"`): items moved, names left in conflict,
+    /// whether it completed cleanly, and its summary.
+    pub fn migrate(moved: usize, conflicts: Vec<String>, clean: bool, message: String) -> Record {
+        let mut r = Record::new("migrate", "cli");
+        r.action = Some("migrate".into());
+        r.count = Some(moved);
+        r.targets = conflicts;
+        r.status = Some(if clean { "success" } else { "error" }.into());
+        r.message = Some(message);
         r
     }
 
@@ -269,7 +465,7 @@ static KEYS: std::sync::Mutex<Vec<(PathBuf, Key)>> = std::sync::Mutex::new(Vec::
 
 impl KeySource {
     /// The key, created in the store when there is none yet.
-    pub fn get(&self, log: &Path) -> Result<Key, String> {
+    pub fn get(&self, log: &Path) -> Result<Key, KeyError> {
         if let KeySource::Fixed(k) = self {
             return Ok(k.clone());
         }
@@ -300,7 +496,7 @@ impl KeySource {
         }
     }
 
-    fn fetch(&self, log: &Path) -> Result<Key, String> {
+    fn fetch(&self, log: &Path) -> Result<Key, KeyError> {
         match self {
             KeySource::Fixed(k) => Ok(k.clone()),
             KeySource::Store(s) => chain::load_or_create(s.as_ref(), log),
@@ -352,17 +548,18 @@ impl State {
     }
 
     /// Parses state bytes and checks their MAC; `Ok(None)` when empty.
-    pub fn parse(bytes: &[u8], key: &Key) -> Result<Option<State>, String> {
+    pub fn parse(bytes: &[u8], key: &Key) -> Result<Option<State>, StateError> {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(None);
         }
-        let s: State = serde_json::from_slice(bytes).map_err(|e| format!("is not valid ({e})"))?;
+        let s: State =
+            serde_json::from_slice(bytes).map_err(|e| StateError::Invalid(e.to_string()))?;
         let want = hex::encode(key.mac(&[s.mac_input().as_bytes()]));
         if want != s.mac {
-            return Err("does not match its MAC (edited, or written with another key)".into());
+            return Err(StateError::Mac);
         }
         if s.chain.len() != 64 || hex::decode(&s.chain).is_err() {
-            return Err("has a malformed chain value".into());
+            return Err(StateError::Chain);
         }
         Ok(Some(s))
     }
@@ -372,6 +569,41 @@ impl State {
         let _ = hex::decode_to_slice(&self.chain, &mut c);
         c
     }
+}
+
+/// What is wrong with the bytes of `audit.state` (the message follows the file's name).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StateError {
+    /// Not the JSON of a state.
+    #[error("is not valid ({0})")]
+    Invalid(String),
+    /// Its MAC does not hold.
+    #[error("does not match its MAC (edited, or written with another key)")]
+    Mac,
+    /// The chain value is not 64 hex digits.
+    #[error("has a malformed chain value")]
+    Chain,
+}
+
+/// Why the state of a log could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadStateError {
+    /// The state file is damaged.
+    #[error("{} {source}", .path.display())]
+    Damaged {
+        /// The state file.
+        path: PathBuf,
+        /// What is wrong.
+        source: StateError,
+    },
+    /// The state file cannot be read.
+    #[error("cannot read {}: {source}", .path.display())]
+    Io {
+        /// The state file.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
 }
 
 /// Where the state of the log at `log` is kept: `audit.state` in the same directory.
@@ -387,12 +619,14 @@ pub fn rotated_path(log: &Path, n: usize) -> PathBuf {
 }
 
 /// Reads the state of the log at `log`, checking its MAC with `key`.
-pub fn read_state(log: &Path, key: &Key) -> Result<Option<State>, String> {
-    let p = state_path(log);
-    match fsutil::read_optional(&p) {
-        Ok(Some(b)) => State::parse(&b, key).map_err(|e| format!("{} {e}", p.display())),
+pub fn read_state(log: &Path, key: &Key) -> Result<Option<State>, ReadStateError> {
+    let path = state_path(log);
+    match fsutil::read_optional(&path) {
+        Ok(Some(b)) => {
+            State::parse(&b, key).map_err(|source| ReadStateError::Damaged { path, source })
+        }
         Ok(None) => Ok(None),
-        Err(e) => Err(format!("cannot read {}: {e}", p.display())),
+        Err(source) => Err(ReadStateError::Io { path, source }),
     }
 }
 
@@ -509,6 +743,7 @@ impl AuditLog {
                 Ok(k)
             }
             Err(why) => {
+                let why = why.to_string();
                 inner.key_failed = Some((std::time::Instant::now(), why.clone()));
                 Err(other(why))
             }

@@ -477,7 +477,11 @@ pub fn verify_with_progress(log: &Path, key: &Key, progress: &mut dyn FnMut(u64,
     w.report
 }
 
-fn check_state(w: &mut Walker<'_>, log: &Path, state: Result<Option<State>, String>) {
+fn check_state(
+    w: &mut Walker<'_>,
+    log: &Path,
+    state: Result<Option<State>, super::ReadStateError>,
+) {
     let state_file = super::state_path(log);
     let last = w.prev.as_ref().map(|(s, c, f, l)| (*s, *c, f.clone(), *l));
     match state {

@@ -35,6 +35,26 @@ pub struct Stopped {
     pub error: String,
 }
 
+/// Why the reserved items could not be copied or removed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReservedError {
+    /// A step failed (what was being done, then why).
+    #[error("{what}: {source}")]
+    Step {
+        /// What was being done.
+        what: String,
+        /// Why it failed.
+        source: BackendError,
+    },
+    /// A store failed.
+    #[error(transparent)]
+    Store(#[from] BackendError),
+}
+
+fn step(what: String) -> impl FnOnce(BackendError) -> ReservedError {
+    move |source| ReservedError::Step { what, source }
+}
+
 /// Moves every item of `from` into `to`. `progress` is called after each item with
 /// (service, target).
 pub fn migrate(
@@ -112,48 +132,51 @@ pub fn migrate(
 
 /// Copies keychain-auth's reserved items from `from` to `to` (no deletion); returns the names
 /// that exist in both with different contents (left as they are).
-pub fn copy_reserved(from: &dyn Backend, to: &dyn Backend) -> Result<Vec<String>, String> {
+pub fn copy_reserved(from: &dyn Backend, to: &dyn Backend) -> Result<Vec<String>, ReservedError> {
     let service = crate::audit::chain::KEY_SERVICE;
     let entries = from
         .list(service, "", &Attributes::new())
-        .map_err(|e| format!("listing {service} in the {}: {e}", from.describe()))?;
+        .map_err(step(format!(
+            "listing {service} in the {}",
+            from.describe()
+        )))?;
     let mut conflicts = Vec::new();
     for entry in entries {
         let name = format!("{service}/{}", entry.target);
         let Some(item) = from
             .get(service, &entry.target)
-            .map_err(|e| format!("reading {name}: {e}"))?
+            .map_err(step(format!("reading {name}")))?
         else {
             continue;
         };
         match to
             .get(service, &entry.target)
-            .map_err(|e| format!("checking {name} in the destination: {e}"))?
+            .map_err(step(format!("checking {name} in the destination")))?
         {
             Some(existing) if existing == item => {}
             Some(_) => conflicts.push(name),
             None => to
                 .set(service, &entry.target, &item)
-                .map_err(|e| format!("copying {name}: {e}"))?,
+                .map_err(step(format!("copying {name}")))?,
         }
     }
     Ok(conflicts)
 }
 
 /// Removes keychain-auth's reserved items from `from` once they are in `to` (identical).
-pub fn drop_reserved(from: &dyn Backend, to: &dyn Backend) -> Result<(), String> {
+pub fn drop_reserved(from: &dyn Backend, to: &dyn Backend) -> Result<(), ReservedError> {
     let service = crate::audit::chain::KEY_SERVICE;
     let entries = from
         .list(service, "", &Attributes::new())
-        .map_err(|e| format!("listing {service}: {e}"))?;
+        .map_err(step(format!("listing {service}")))?;
     for entry in entries {
-        let here = from
-            .get(service, &entry.target)
-            .map_err(|e| e.to_string())?;
-        let there = to.get(service, &entry.target).map_err(|e| e.to_string())?;
+        let here = from.get(service, &entry.target)?;
+        let there = to.get(service, &entry.target)?;
         if here.is_some() && here == there {
-            from.delete(service, &entry.target)
-                .map_err(|e| format!("removing {service}/{} from the source: {e}", entry.target))?;
+            from.delete(service, &entry.target).map_err(step(format!(
+                "removing {service}/{} from the source",
+                entry.target
+            )))?;
         }
     }
     Ok(())

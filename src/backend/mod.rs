@@ -211,9 +211,3 @@ pub fn matches_filter(attributes: &Attributes, filter: &Attributes) -> bool {
         .iter()
         .all(|(k, v)| attributes.get(k).is_some_and(|a| a == v))
 }
-
-/// Opens the store the broker should use (see [`select::select`] for the rules); records a
-/// fallback notice in the audit log. The entry point for the daemon and the dashboard.
-pub fn open(paths: &crate::paths::Paths) -> Result<std::sync::Arc<dyn Backend>, String> {
-    select::open_selection(paths).map(|s| s.backend)
-}

@@ -227,9 +227,7 @@ impl Server {
             broker,
             socket_id,
         } = self;
-        let mut start = Record::new("daemon", "daemon");
-        start.action = Some("start".into());
-        start.message = Some(format!(
+        let start = Record::daemon_start(format!(
             "listening on {} with the {}",
             broker.paths.socket.display(),
             broker.backend.describe()
@@ -241,9 +239,7 @@ impl Server {
             () = shutdown => {}
         }
         socket::remove_if_ours(&broker.paths.socket, socket_id);
-        let mut stop = Record::new("daemon", "daemon");
-        stop.action = Some("stop".into());
-        let _ = broker.audit.append(&stop);
+        let _ = broker.audit.append(&Record::daemon_stop());
     }
 }
 
