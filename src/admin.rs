@@ -1,6 +1,10 @@
 //! Policy changes, shared by the CLI and the dashboard: approve, register, upgrade, grant,
 //! revoke, unregister and dismiss. Each is one locked, atomic update of config.json (or
 //! pending.json) followed by an audit record naming where it came from.
+//!
+//! The daemon's own changes live here too: grants that expire ([`prune_expired`],
+//! [`consume_use`]) and the keyring pin after the first keyring write ([`serving_backend`]),
+//! which the store selection only asks for. Failures are [`AdminError`]s.
 
 use crate::audit::{self, Record};
 use crate::backend::Backend;
@@ -218,15 +222,14 @@ pub enum AdminError {
     },
 }
 
-/// Where a policy change came from, as the audit log records it.
+/// Where a policy change came from, as the audit log records it (the daemon's own changes are
+/// recorded as `daemon` by their record constructors).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
     /// The `keychain-auth` command line.
     Cli,
     /// The dashboard.
     Dashboard,
-    /// The daemon itself (expiry of grants).
-    Daemon,
 }
 
 impl Source {
@@ -235,7 +238,6 @@ impl Source {
         match self {
             Source::Cli => "cli",
             Source::Dashboard => "dashboard",
-            Source::Daemon => "daemon",
         }
     }
 }

@@ -10,6 +10,13 @@
 //! of [`protocol`], the socket location of [`paths`] and the [`adapters`], without the daemon's runtime (no tokio,
 //! ratatui, zbus, clap). The default feature `daemon` adds everything else.
 //!
+//! Two layers: the core (protocol, identity, policy, pending, audit, backend, exec, server and
+//! the modules they use) returns typed errors (`thiserror` enums whose messages are the ones
+//! users see) and never prints; the app layer ([`cli`], [`doctor`], [`tui`]) words failures and
+//! owns every line of output. Modules only the crate itself uses (admin, exec, pending, policy,
+//! scripts, seal) are not public; the public ones expose what the binaries, the client SDK, the
+//! integration tests and the benchmarks need.
+//!
 //! The module tree follows the request path:
 //!
 //! | module | the one thing it does |
@@ -36,7 +43,7 @@
 
 pub mod adapters;
 #[cfg(feature = "daemon")]
-pub mod admin;
+pub(crate) mod admin;
 #[cfg(feature = "daemon")]
 pub mod audit;
 #[cfg(feature = "daemon")]
@@ -48,21 +55,21 @@ pub mod display;
 #[cfg(feature = "daemon")]
 pub mod doctor;
 #[cfg(feature = "daemon")]
-pub mod exec;
+pub(crate) mod exec;
 #[cfg(feature = "daemon")]
 pub mod fsutil;
 #[cfg(feature = "daemon")]
 pub mod identity;
 pub mod paths;
 #[cfg(feature = "daemon")]
-pub mod pending;
+pub(crate) mod pending;
 #[cfg(feature = "daemon")]
-pub mod policy;
+pub(crate) mod policy;
 pub mod protocol;
 #[cfg(feature = "daemon")]
-pub mod scripts;
+pub(crate) mod scripts;
 #[cfg(feature = "daemon")]
-pub mod seal;
+pub(crate) mod seal;
 #[cfg(feature = "daemon")]
 pub mod server;
 #[cfg(feature = "daemon")]

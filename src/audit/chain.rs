@@ -74,21 +74,21 @@ pub enum KeyError {
 
 /// Services starting with this are reserved for keychain-auth itself: no request, policy entry
 /// or grant may name one.
-pub const RESERVED_PREFIX: &str = "keychain-auth.";
+pub(crate) const RESERVED_PREFIX: &str = "keychain-auth.";
 /// The reserved service holding the key.
-pub const KEY_SERVICE: &str = "keychain-auth.internal";
+pub(crate) const KEY_SERVICE: &str = "keychain-auth.internal";
 /// The target holding the key.
-pub const KEY_TARGET: &str = "audit-key";
+pub(crate) const KEY_TARGET: &str = "audit-key";
 
 /// The `,"mac":"` that precedes a record's chain value.
 const CHAIN_OPEN: &[u8] = b",\"mac\":\"";
 /// Bytes after the canonical part of a chained line (without `}`): `,"mac":"<64 hex>"}`.
-pub const CHAIN_SUFFIX_LEN: usize = CHAIN_OPEN.len() + 64 + 2;
+pub(crate) const CHAIN_SUFFIX_LEN: usize = CHAIN_OPEN.len() + 64 + 2;
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
 /// True when `service` is reserved for keychain-auth (see [`RESERVED_PREFIX`]).
-pub fn is_reserved_service(service: &str) -> bool {
+pub(crate) fn is_reserved_service(service: &str) -> bool {
     service.starts_with(RESERVED_PREFIX)
 }
 
@@ -116,14 +116,14 @@ impl Key {
     }
 
     /// 32 fresh random bytes from the OS.
-    pub fn generate() -> Result<([u8; 32], Key), KeyError> {
+    pub(crate) fn generate() -> Result<([u8; 32], Key), KeyError> {
         let mut bytes = [0u8; 32];
         getrandom::fill(&mut bytes).map_err(KeyError::Random)?;
         Ok((bytes, Key::from_bytes(&bytes)))
     }
 
     /// HMAC-SHA-256 over the concatenation of `parts`.
-    pub fn mac(&self, parts: &[&[u8]]) -> [u8; 32] {
+    pub(crate) fn mac(&self, parts: &[&[u8]]) -> [u8; 32] {
         let mut m = self.mac.clone();
         for p in parts {
             m.update(p);
@@ -132,14 +132,14 @@ impl Key {
     }
 
     /// The chain value of a record with `canonical` bytes following `prev`.
-    pub fn chain(&self, prev: &[u8; 32], canonical: &[u8]) -> [u8; 32] {
+    pub(crate) fn chain(&self, prev: &[u8; 32], canonical: &[u8]) -> [u8; 32] {
         self.mac(&[prev, canonical])
     }
 }
 
 /// Splits a chained line (without newline) into its canonical bytes' prefix (everything before
 /// `,"mac":"`; the canonical bytes are this followed by `}`) and the chain value.
-pub fn split_line(line: &[u8]) -> Option<(&[u8], [u8; 32])> {
+pub(crate) fn split_line(line: &[u8]) -> Option<(&[u8], [u8; 32])> {
     if line.len() < CHAIN_SUFFIX_LEN + 2 || !line.ends_with(b"\"}") {
         return None;
     }
@@ -152,13 +152,13 @@ pub fn split_line(line: &[u8]) -> Option<(&[u8], [u8; 32])> {
 }
 
 /// The chain value of a line split by [`split_line`], computed from `prev`.
-pub fn chain_of(key: &Key, prev: &[u8; 32], head: &[u8]) -> [u8; 32] {
+pub(crate) fn chain_of(key: &Key, prev: &[u8; 32], head: &[u8]) -> [u8; 32] {
     key.mac(&[prev, head, b"}"])
 }
 
 /// Turns the compact JSON of a record without `chain` (ending in `}`) into its chained line
 /// (newline included) and returns the chain value.
-pub fn seal_line(key: &Key, prev: &[u8; 32], mut canonical: Vec<u8>) -> (Vec<u8>, [u8; 32]) {
+pub(crate) fn seal_line(key: &Key, prev: &[u8; 32], mut canonical: Vec<u8>) -> (Vec<u8>, [u8; 32]) {
     let chain = key.chain(prev, &canonical);
     canonical.pop(); // the closing brace
     canonical.extend_from_slice(CHAIN_OPEN);
@@ -171,7 +171,7 @@ pub fn seal_line(key: &Key, prev: &[u8; 32], mut canonical: Vec<u8>) -> (Vec<u8>
 }
 
 /// The `"seq"` of a chained line: it must start with `{"seq":<digits>,`.
-pub fn line_seq(line: &[u8]) -> Option<u64> {
+pub(crate) fn line_seq(line: &[u8]) -> Option<u64> {
     let rest = line.strip_prefix(b"{\"seq\":")?;
     let end = rest.iter().position(|b| !b.is_ascii_digit())?;
     if end == 0 || end > 19 || rest[end] != b',' {
@@ -187,7 +187,7 @@ fn parse_key(item: &Item) -> Result<Key, KeyError> {
 }
 
 /// Reads the key from `store`; `Ok(None)` when there is none yet.
-pub fn load(store: &dyn Backend) -> Result<Option<Key>, KeyError> {
+pub(crate) fn load(store: &dyn Backend) -> Result<Option<Key>, KeyError> {
     match store.get(KEY_SERVICE, KEY_TARGET) {
         Ok(Some(item)) => parse_key(&item).map(Some),
         Ok(None) => Ok(None),
@@ -203,7 +203,7 @@ pub fn load(store: &dyn Backend) -> Result<Option<Key>, KeyError> {
 /// log's chain has already started (its state file is not empty): then this process is looking
 /// at another store than the one holding the key (a CLI without the daemon's session bus, or
 /// another `KEYCHAIN_AUTH_BACKEND`), and a second key would fork the chain.
-pub fn load_or_create(store: &dyn Backend, lock_near: &Path) -> Result<Key, KeyError> {
+pub(crate) fn load_or_create(store: &dyn Backend, lock_near: &Path) -> Result<Key, KeyError> {
     if let Some(k) = load(store)? {
         return Ok(k);
     }

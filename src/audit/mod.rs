@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Most target names written into one record; the count is always exact.
-pub const MAX_LOGGED_TARGETS: usize = 100;
+pub(crate) const MAX_LOGGED_TARGETS: usize = 100;
 
 /// One audit record. Optional fields are omitted when empty.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -128,7 +128,7 @@ pub struct Record {
 
 /// Who made a request, as its records name them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Caller {
+pub(crate) struct Caller {
     /// Its pid.
     pub pid: i32,
     /// Its executable's path, when known.
@@ -156,7 +156,7 @@ impl Record {
     /// A request from `caller` (`event:"request"`); what it asked is added with
     /// [`Record::with_request`] (or [`Record::with_id`] for a line that was not a request), how it
     /// ended with [`Record::set_outcome`].
-    pub fn request(caller: Caller) -> Record {
+    pub(crate) fn request(caller: Caller) -> Record {
         let mut r = Record::new("request", "daemon");
         r.pid = Some(caller.pid);
         r.path = caller.path;
@@ -170,7 +170,7 @@ impl Record {
     }
 
     /// What `req` asked: id, action, service, match and targets.
-    pub fn with_request(mut self, req: &crate::protocol::Request) -> Record {
+    pub(crate) fn with_request(mut self, req: &crate::protocol::Request) -> Record {
         self.id = req.id.clone();
         self.action = Some(req.action.as_str().into());
         self.service = Some(req.service.clone());
@@ -179,13 +179,13 @@ impl Record {
     }
 
     /// The request id (of a line refused before it was a request).
-    pub fn with_id(mut self, id: Option<String>) -> Record {
+    pub(crate) fn with_id(mut self, id: Option<String>) -> Record {
         self.id = id;
         self
     }
 
     /// How the request ended: its status, reason code and message.
-    pub fn set_outcome(
+    pub(crate) fn set_outcome(
         &mut self,
         status: crate::protocol::Status,
         reason: Option<crate::protocol::Reason>,
@@ -197,21 +197,21 @@ impl Record {
     }
 
     /// The prompt a held request belongs to (live approval).
-    pub fn with_prompt(mut self, prompt_id: &str) -> Record {
+    pub(crate) fn with_prompt(mut self, prompt_id: &str) -> Record {
         self.prompt = Some(prompt_id.into());
         self
     }
 
     /// How a held request was decided: the approver's decision and who gave it, or
     /// `timeout` / `withdrawn` / `no_answer` with nobody.
-    pub fn with_decision(mut self, decision: &str, answered_by: Option<String>) -> Record {
+    pub(crate) fn with_decision(mut self, decision: &str, answered_by: Option<String>) -> Record {
         self.decision = Some(decision.into());
         self.answered_by = answered_by;
         self
     }
 
     /// A prompt opened for this request (`event:"prompt"`), with the refusal it would get.
-    pub fn into_prompt(
+    pub(crate) fn into_prompt(
         mut self,
         prompt_id: &str,
         reason: Option<crate::protocol::Reason>,
@@ -226,7 +226,7 @@ impl Record {
 
     /// A connection dropped before any request because its peer cannot be served
     /// (`event:"connection_refused"`, `status:"denied"`).
-    pub fn connection_denied(pid: Option<i32>, uid: Option<u32>, message: String) -> Record {
+    pub(crate) fn connection_denied(pid: Option<i32>, uid: Option<u32>, message: String) -> Record {
         let mut r = Record::new("connection_refused", "daemon");
         r.status = Some("denied".into());
         r.pid = pid;
@@ -236,7 +236,7 @@ impl Record {
     }
 
     /// A connection turned away because the broker cannot take it now (`status:"error"`).
-    pub fn connection_error(message: String) -> Record {
+    pub(crate) fn connection_error(message: String) -> Record {
         let mut r = Record::new("connection_refused", "daemon");
         r.status = Some("error".into());
         r.message = Some(message);
@@ -245,7 +245,7 @@ impl Record {
 
     /// A successful policy change `action` (approve, grant, accept, …) made from `source`
     /// (`cli`, `dashboard`, `daemon`).
-    pub fn policy_change(source: &str, action: &str) -> Record {
+    pub(crate) fn policy_change(source: &str, action: &str) -> Record {
         let mut r = Record::new("policy_change", source);
         r.action = Some(action.into());
         r.status = Some("success".into());
@@ -253,7 +253,7 @@ impl Record {
     }
 
     /// A policy change `action` to the entry of the binary at `path` with `hash`.
-    pub fn binary_change(
+    pub(crate) fn binary_change(
         source: &str,
         action: &str,
         path: &Path,
@@ -266,7 +266,7 @@ impl Record {
     }
 
     /// A grant of `service` that ended (time up, last use consumed): `expire` by the daemon.
-    pub fn expired(
+    pub(crate) fn expired(
         path: &Path,
         hash: &crate::policy::BinaryHash,
         service: &str,
@@ -279,14 +279,14 @@ impl Record {
     }
 
     /// The hash an upgraded entry had before.
-    pub fn with_old_hash(mut self, old: &crate::policy::BinaryHash) -> Record {
+    pub(crate) fn with_old_hash(mut self, old: &crate::policy::BinaryHash) -> Record {
         self.old_hash = Some(old.to_string());
         self
     }
 
     /// The permissions a grant or revoke named (services read and written, search, injection
     /// variables, launchers) and, when it set terms, their description.
-    pub fn with_permissions(
+    pub(crate) fn with_permissions(
         mut self,
         read: &[String],
         write: &[String],
@@ -307,14 +307,14 @@ impl Record {
     }
 
     /// `policy accept` adopted config.json (`message` says what).
-    pub fn policy_accepted(message: String) -> Record {
+    pub(crate) fn policy_accepted(message: String) -> Record {
         let mut r = Record::policy_change("cli", "accept");
         r.message = Some(message);
         r
     }
 
     /// The daemon recorded `"backend": "keyring"` after the first keyring write.
-    pub fn pin_backend() -> Record {
+    pub(crate) fn pin_backend() -> Record {
         let mut r = Record::policy_change("daemon", "pin_backend");
         r.message = Some(
             "backend pinned to keyring in config.json after the first successful keyring write"
@@ -332,18 +332,18 @@ impl Record {
     }
 
     /// The broker started serving (`message`: where, with which store).
-    pub fn daemon_start(message: String) -> Record {
+    pub(crate) fn daemon_start(message: String) -> Record {
         Record::daemon("start", Some(message))
     }
 
     /// The broker stopped.
-    pub fn daemon_stop() -> Record {
+    pub(crate) fn daemon_stop() -> Record {
         Record::daemon("stop", None)
     }
 
     /// The store selection's start-up notice: `backend_fallback` when the file store was
     /// chosen, `backend_notice` (locked, not answering) for the keyring.
-    pub fn backend_notice(kind: crate::backend::BackendKind, notice: &str) -> Record {
+    pub(crate) fn backend_notice(kind: crate::backend::BackendKind, notice: &str) -> Record {
         let action = match kind {
             crate::backend::BackendKind::File => "backend_fallback",
             crate::backend::BackendKind::Keyring => "backend_notice",
@@ -353,7 +353,12 @@ impl Record {
 
     /// `keychain-auth migrate` (`event:"migrate"`): items moved, names left in conflict,
     /// whether it completed cleanly, and its summary.
-    pub fn migrate(moved: usize, conflicts: Vec<String>, clean: bool, message: String) -> Record {
+    pub(crate) fn migrate(
+        moved: usize,
+        conflicts: Vec<String>,
+        clean: bool,
+        message: String,
+    ) -> Record {
         let mut r = Record::new("migrate", "cli");
         r.action = Some("migrate".into());
         r.count = Some(moved);
@@ -365,7 +370,7 @@ impl Record {
 
     /// A break in the log the writer noticed (`event:"audit"`): `log_replaced`,
     /// `log_truncated`, `log_appended`, `state_missing`, `state_invalid`.
-    pub fn audit_break(action: &str, message: String) -> Record {
+    pub(crate) fn audit_break(action: &str, message: String) -> Record {
         let mut r = Record::new("audit", "daemon");
         r.action = Some(action.into());
         r.status = Some("error".into());
@@ -374,7 +379,7 @@ impl Record {
     }
 
     /// Sets the target names (shortened to [`MAX_LOGGED_TARGETS`]) and their exact count.
-    pub fn with_targets<'a>(
+    pub(crate) fn with_targets<'a>(
         mut self,
         targets: impl ExactSizeIterator<Item = &'a String>,
     ) -> Record {
@@ -394,14 +399,14 @@ impl Record {
 }
 
 /// The current time as the log writes it.
-pub fn now() -> String {
+pub(crate) fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// Default size at which the daemon rotates the log (64 MiB).
-pub const DEFAULT_MAX_BYTES: u64 = 64 * 1024 * 1024;
+pub(crate) const DEFAULT_MAX_BYTES: u64 = 64 * 1024 * 1024;
 /// Default number of rotated files kept (`audit.log.1` … `audit.log.5`).
-pub const DEFAULT_KEEP: usize = 5;
+pub(crate) const DEFAULT_KEEP: usize = 5;
 
 /// When the log is rotated: config.json `"audit_max_bytes"` (0 turns rotation off) and
 /// `"audit_keep"`.
@@ -424,7 +429,7 @@ impl Default for Rotation {
 
 impl Rotation {
     /// The settings in config.json at `config`; the defaults when it has none or cannot be read.
-    pub fn from_config(config: &Path) -> Rotation {
+    pub(crate) fn from_config(config: &Path) -> Rotation {
         let mut r = Rotation::default();
         if let Ok(p) = crate::policy::load(config) {
             if let Some(m) = p.audit_max_bytes {
@@ -465,7 +470,7 @@ static KEYS: std::sync::Mutex<Vec<(PathBuf, Key)>> = std::sync::Mutex::new(Vec::
 
 impl KeySource {
     /// The key, created in the store when there is none yet.
-    pub fn get(&self, log: &Path) -> Result<Key, KeyError> {
+    pub(crate) fn get(&self, log: &Path) -> Result<Key, KeyError> {
         if let KeySource::Fixed(k) = self {
             return Ok(k.clone());
         }
@@ -486,7 +491,7 @@ impl KeySource {
     }
 
     /// The store itself, when this source names one (the CLI's selection is made again).
-    pub fn store(&self) -> Option<Arc<dyn Backend>> {
+    pub(crate) fn store(&self) -> Option<Arc<dyn Backend>> {
         match self {
             KeySource::Store(s) => Some(s.clone()),
             KeySource::Select(paths) => crate::backend::select::select(paths)
@@ -511,7 +516,7 @@ impl KeySource {
 /// The chain position after the last record, kept in `audit.state` next to the log (0600) so
 /// that a truncated log is noticed, and which file (device, inode, size) it was written to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct State {
+pub(crate) struct State {
     /// The last record's seq (0: none yet).
     pub seq: u64,
     /// Its chain value, hex.
@@ -548,7 +553,7 @@ impl State {
     }
 
     /// Parses state bytes and checks their MAC; `Ok(None)` when empty.
-    pub fn parse(bytes: &[u8], key: &Key) -> Result<Option<State>, StateError> {
+    pub(crate) fn parse(bytes: &[u8], key: &Key) -> Result<Option<State>, StateError> {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(None);
         }
@@ -573,7 +578,7 @@ impl State {
 
 /// What is wrong with the bytes of `audit.state` (the message follows the file's name).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum StateError {
+pub(crate) enum StateError {
     /// Not the JSON of a state.
     #[error("is not valid ({0})")]
     Invalid(String),
@@ -587,7 +592,7 @@ pub enum StateError {
 
 /// Why the state of a log could not be read.
 #[derive(Debug, thiserror::Error)]
-pub enum ReadStateError {
+pub(crate) enum ReadStateError {
     /// The state file is damaged.
     #[error("{} {source}", .path.display())]
     Damaged {
@@ -607,19 +612,19 @@ pub enum ReadStateError {
 }
 
 /// Where the state of the log at `log` is kept: `audit.state` in the same directory.
-pub fn state_path(log: &Path) -> PathBuf {
+pub(crate) fn state_path(log: &Path) -> PathBuf {
     log.with_file_name("audit.state")
 }
 
 /// The path of rotated file `n` (`audit.log.1` is the newest).
-pub fn rotated_path(log: &Path, n: usize) -> PathBuf {
+pub(crate) fn rotated_path(log: &Path, n: usize) -> PathBuf {
     let mut name = log.file_name().unwrap_or_default().to_os_string();
     name.push(format!(".{n}"));
     log.with_file_name(name)
 }
 
 /// Reads the state of the log at `log`, checking its MAC with `key`.
-pub fn read_state(log: &Path, key: &Key) -> Result<Option<State>, ReadStateError> {
+pub(crate) fn read_state(log: &Path, key: &Key) -> Result<Option<State>, ReadStateError> {
     let path = state_path(log);
     match fsutil::read_optional(&path) {
         Ok(Some(b)) => {
@@ -655,7 +660,7 @@ struct Inner {
 }
 
 /// How long a failure to get the key is remembered before the store is asked again.
-pub const KEY_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
+pub(crate) const KEY_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// An open, chained audit log. Every append takes an exclusive lock on `audit.state` (shared
 /// with every other keychain-auth process), reads the chain position from it, checks that the
@@ -708,7 +713,7 @@ impl AuditLog {
     }
 
     /// Where it writes.
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
@@ -722,7 +727,7 @@ impl AuditLog {
     }
 
     /// Fetches the key now (the daemon warms it at start); an error says why it cannot be had.
-    pub fn warm_key(&self) -> io::Result<()> {
+    pub(crate) fn warm_key(&self) -> io::Result<()> {
         let mut inner = self.lock_inner();
         self.key(&mut inner).map(|_| ())
     }
@@ -1102,7 +1107,7 @@ fn open_state(path: &Path) -> io::Result<File> {
 
 /// Checks that a record could be appended now (the log opens, the key can be had), so a change
 /// is not made that cannot then be audited.
-pub fn ready(paths: &Paths) -> io::Result<()> {
+pub(crate) fn ready(paths: &Paths) -> io::Result<()> {
     AuditLog::open(
         &paths.audit,
         KeySource::Select(Box::new(paths.clone())),
@@ -1116,7 +1121,7 @@ static DEFERRED: std::sync::Mutex<Vec<(PathBuf, Record)>> = std::sync::Mutex::ne
 
 /// Keeps `record` until the next append to the log at `log` in this process can be chained
 /// (the key is in a locked keyring), which writes it first, with its original time.
-pub fn defer(log: &Path, record: Record) {
+pub(crate) fn defer(log: &Path, record: Record) {
     DEFERRED
         .lock()
         .unwrap_or_else(|p| p.into_inner())
@@ -1132,12 +1137,12 @@ fn take_deferred(log: &Path) -> Vec<Record> {
 
 /// Appends `record` to the log of `paths` with the key from the selected store, and closes it
 /// (for one-shot CLI commands).
-pub fn append_once(paths: &Paths, record: &Record) -> io::Result<()> {
+pub(crate) fn append_once(paths: &Paths, record: &Record) -> io::Result<()> {
     append_with(paths, KeySource::Select(Box::new(paths.clone())), record)
 }
 
 /// Like [`append_once`], with the key from `keys`.
-pub fn append_with(paths: &Paths, keys: KeySource, record: &Record) -> io::Result<()> {
+pub(crate) fn append_with(paths: &Paths, keys: KeySource, record: &Record) -> io::Result<()> {
     AuditLog::open(&paths.audit, keys, Rotation::from_config(&paths.config))?.append(record)
 }
 

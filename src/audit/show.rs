@@ -20,7 +20,7 @@ use std::time::Duration;
 
 /// The filters and output form.
 #[derive(Debug, Clone, Default)]
-pub struct Filter {
+pub(crate) struct Filter {
     /// Records at or after this instant.
     pub since: Option<DateTime<Utc>>,
     /// Records before this instant.
@@ -37,7 +37,7 @@ pub struct Filter {
 
 impl Filter {
     /// True when `r` passes every filter given.
-    pub fn matches(&self, r: &Record) -> bool {
+    pub(crate) fn matches(&self, r: &Record) -> bool {
         if self.since.is_some() || self.until.is_some() {
             let Ok(ts) = DateTime::parse_from_rfc3339(&r.ts) else {
                 return false;
@@ -85,7 +85,7 @@ impl Filter {
 
 /// Parses a time for `--since`/`--until`: RFC 3339 (`2026-05-01T12:00:00Z`), a local date
 /// (`2026-05-01`) or date and time (`2026-05-01 12:00`), or an age (`30s`, `15m`, `2h`, `7d`).
-pub fn parse_time(s: &str) -> Result<DateTime<Utc>, BadTime> {
+pub(crate) fn parse_time(s: &str) -> Result<DateTime<Utc>, BadTime> {
     let s = s.trim();
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(t.with_timezone(&Utc));
@@ -131,11 +131,11 @@ pub fn parse_time(s: &str) -> Result<DateTime<Utc>, BadTime> {
     "{0:?} is not a time: use RFC 3339 (2026-05-01T12:00:00Z), a local date (2026-05-01), \
      date and time (\"2026-05-01 12:00\"), or an age (30s, 15m, 2h, 7d)"
 )]
-pub struct BadTime(pub String);
+pub(crate) struct BadTime(pub String);
 
 /// Why printing the log stopped (a closed reader is not an error).
 #[derive(Debug, thiserror::Error)]
-pub enum ShowError {
+pub(crate) enum ShowError {
     /// The header could not be written.
     #[error("cannot write")]
     Header,
@@ -163,7 +163,7 @@ pub enum ShowError {
 /// `s` with control characters (and other invisible format characters) escaped, so it prints
 /// as one inert line. (A private copy: the shared sanitiser of the dashboard was not available
 /// to this module when it was written.)
-pub fn sanitize(s: &str) -> String {
+pub(crate) fn sanitize(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         if c.is_control()
@@ -179,7 +179,7 @@ pub fn sanitize(s: &str) -> String {
 
 /// How records are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
+pub(crate) enum Format {
     /// The table, without colour.
     Plain,
     /// The table with a coloured status.
@@ -190,7 +190,7 @@ pub enum Format {
 
 impl Format {
     /// Table or JSON; colour only on a terminal and when `NO_COLOR` is unset.
-    pub fn choose(json: bool) -> Format {
+    pub(crate) fn choose(json: bool) -> Format {
         if json {
             Format::Json
         } else if io::stdout().is_terminal()
@@ -204,7 +204,7 @@ impl Format {
 }
 
 /// The table header.
-pub const HEADER: &str = "TIME                 SEQ      EVENT           STATUS   BINARY                    SERVICE          TARGETS / DETAIL";
+pub(crate) const HEADER: &str = "TIME                 SEQ      EVENT           STATUS   BINARY                    SERVICE          TARGETS / DETAIL";
 
 fn short_binary(r: &Record) -> String {
     let name = r
@@ -240,7 +240,7 @@ fn fit(s: &str, w: usize) -> String {
 }
 
 /// One table row (no newline).
-pub fn row(r: &Record, colour: bool) -> String {
+pub(crate) fn row(r: &Record, colour: bool) -> String {
     let time = DateTime::parse_from_rfc3339(&r.ts)
         .map(|t| {
             t.with_timezone(&Local)
@@ -314,7 +314,7 @@ fn unless_broken(e: io::Error) -> Result<(), ShowError> {
 /// Prints the matching records of the log at `log` and its rotated files (oldest first), the
 /// last `last` of them when given, to `out`; with `follow`, keeps printing new records (across
 /// rotation) until the output is closed. Notices go to `notes`.
-pub fn run(
+pub(crate) fn run(
     log: &Path,
     filter: &Filter,
     last: Option<usize>,

@@ -95,7 +95,7 @@ pub struct Report {
 
 /// Opens `path` for reading only if it is a regular file: never follows a symlink and never
 /// waits on a FIFO put in the log's place.
-pub fn open_regular(path: &Path) -> std::io::Result<File> {
+pub(crate) fn open_regular(path: &Path) -> std::io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
     let f = std::fs::OpenOptions::new()
         .read(true)
@@ -115,7 +115,7 @@ pub(super) fn first_seq(path: &Path) -> Option<u64> {
 }
 
 /// The lines of a log file, decompressed when its name ends in `.gz`.
-pub fn open_lines(path: &Path) -> std::io::Result<Box<dyn BufRead>> {
+pub(crate) fn open_lines(path: &Path) -> std::io::Result<Box<dyn BufRead>> {
     let f = open_regular(path)?;
     Ok(if path.extension().is_some_and(|e| e == "gz") {
         Box::new(BufReader::with_capacity(
@@ -128,14 +128,14 @@ pub fn open_lines(path: &Path) -> std::io::Result<Box<dyn BufRead>> {
 }
 
 /// Most breaks listed; the first is the one that matters.
-pub const MAX_BREAKS: usize = 100;
+pub(crate) const MAX_BREAKS: usize = 100;
 
 /// The log's files, oldest first: the rotated files `audit.log.N` and `audit.log.N.gz`
 /// (compressed by logrotate) ordered by the seq of their first record (files from before the
 /// chain first, highest number first), then `audit.log`. Both forms of one number can exist
 /// (a switch to `compress` leaves the plain file behind); both are read. A gap in the numbering
 /// is returned as the missing numbers.
-pub fn log_files(log: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
+pub(crate) fn log_files(log: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
     let dir = log.parent().unwrap_or(Path::new("."));
     let name = log.file_name().unwrap_or_default().to_string_lossy();
     let mut found: Vec<(usize, PathBuf)> = Vec::new();
@@ -433,7 +433,11 @@ pub fn verify(log: &Path, key: &Key) -> Report {
 }
 
 /// [`verify`], calling `progress(bytes read, bytes in all files)` every 64 Ki lines.
-pub fn verify_with_progress(log: &Path, key: &Key, progress: &mut dyn FnMut(u64, u64)) -> Report {
+pub(crate) fn verify_with_progress(
+    log: &Path,
+    key: &Key,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Report {
     let (files, missing) = log_files(log);
     let total: u64 = files
         .iter()

@@ -17,7 +17,7 @@ use crate::protocol::Attributes;
 
 /// What a migration did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Report {
+pub(crate) struct Report {
     /// Items copied, verified and removed from the source.
     pub moved: usize,
     /// Items whose identical copy was already in the destination (removed from the source).
@@ -28,7 +28,7 @@ pub struct Report {
 
 /// Why a migration stopped, with what it had done until then.
 #[derive(Debug)]
-pub struct Stopped {
+pub(crate) struct Stopped {
     /// Work done before the failure (all of it is safe to keep).
     pub report: Report,
     /// The failure.
@@ -37,7 +37,7 @@ pub struct Stopped {
 
 /// Why the reserved items could not be copied or removed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ReservedError {
+pub(crate) enum ReservedError {
     /// A step failed (what was being done, then why).
     #[error("{what}: {source}")]
     Step {
@@ -57,7 +57,7 @@ fn step(what: String) -> impl FnOnce(BackendError) -> ReservedError {
 
 /// Moves every item of `from` into `to`. `progress` is called after each item with
 /// (service, target).
-pub fn migrate(
+pub(crate) fn migrate(
     from: &dyn Backend,
     to: &dyn Backend,
     progress: &mut dyn FnMut(&str, &str),
@@ -132,7 +132,10 @@ pub fn migrate(
 
 /// Copies keychain-auth's reserved items from `from` to `to` (no deletion); returns the names
 /// that exist in both with different contents (left as they are).
-pub fn copy_reserved(from: &dyn Backend, to: &dyn Backend) -> Result<Vec<String>, ReservedError> {
+pub(crate) fn copy_reserved(
+    from: &dyn Backend,
+    to: &dyn Backend,
+) -> Result<Vec<String>, ReservedError> {
     let service = crate::audit::chain::KEY_SERVICE;
     let entries = from
         .list(service, "", &Attributes::new())
@@ -164,7 +167,7 @@ pub fn copy_reserved(from: &dyn Backend, to: &dyn Backend) -> Result<Vec<String>
 }
 
 /// Removes keychain-auth's reserved items from `from` once they are in `to` (identical).
-pub fn drop_reserved(from: &dyn Backend, to: &dyn Backend) -> Result<(), ReservedError> {
+pub(crate) fn drop_reserved(from: &dyn Backend, to: &dyn Backend) -> Result<(), ReservedError> {
     let service = crate::audit::chain::KEY_SERVICE;
     let entries = from
         .list(service, "", &Attributes::new())

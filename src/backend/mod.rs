@@ -6,7 +6,8 @@
 //! later step fails; a store that can commit a batch atomically overrides it.
 
 pub mod file;
-pub mod memory;
+#[cfg(test)]
+pub(crate) mod memory;
 pub mod migrate;
 pub mod secret_service;
 pub mod select;
@@ -25,7 +26,7 @@ pub enum BackendKind {
 
 impl BackendKind {
     /// The name used in STATUS, config and `KEYCHAIN_AUTH_BACKEND`.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             BackendKind::Keyring => "keyring",
             BackendKind::File => "file",
@@ -159,7 +160,7 @@ pub trait Backend: Send + Sync {
 
 /// Applies `changes` one by one, remembering what each replaced; when a step fails, restores
 /// the earlier steps in reverse order and returns the failure.
-pub fn apply_with_rollback<B: Backend + ?Sized>(
+pub(crate) fn apply_with_rollback<B: Backend + ?Sized>(
     backend: &B,
     changes: &[Change],
 ) -> Result<(), BackendError> {
@@ -206,7 +207,7 @@ pub fn apply_with_rollback<B: Backend + ?Sized>(
 }
 
 /// True when `attributes` contains every pair of `filter`.
-pub fn matches_filter(attributes: &Attributes, filter: &Attributes) -> bool {
+pub(crate) fn matches_filter(attributes: &Attributes, filter: &Attributes) -> bool {
     filter
         .iter()
         .all(|(k, v)| attributes.get(k).is_some_and(|a| a == v))

@@ -29,11 +29,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The environment variable that chooses the store.
-pub const ENV: &str = "KEYCHAIN_AUTH_BACKEND";
+pub(crate) const ENV: &str = "KEYCHAIN_AUTH_BACKEND";
 
 /// What the user asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Preference {
+pub(crate) enum Preference {
     /// Probe, prefer the keyring.
     Auto,
     /// The Secret Service, or nothing.
@@ -44,7 +44,7 @@ pub enum Preference {
 
 impl Preference {
     /// Parses `auto`, `keyring` or `file`.
-    pub fn parse(s: &str) -> Option<Preference> {
+    pub(crate) fn parse(s: &str) -> Option<Preference> {
         match s {
             "auto" => Some(Preference::Auto),
             "keyring" => Some(Preference::Keyring),
@@ -54,7 +54,7 @@ impl Preference {
     }
 
     /// The name as written in config and the environment.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Preference::Auto => "auto",
             Preference::Keyring => "keyring",
@@ -65,7 +65,7 @@ impl Preference {
 
 /// Where the preference came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Origin {
+pub(crate) enum Origin {
     /// `KEYCHAIN_AUTH_BACKEND`.
     Env,
     /// config.json `"backend"`.
@@ -76,7 +76,7 @@ pub enum Origin {
 
 /// The effective preference and where it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Requested {
+pub(crate) struct Requested {
     /// What is asked for.
     pub preference: Preference,
     /// Who asked.
@@ -87,7 +87,7 @@ pub struct Requested {
 
 impl Requested {
     /// "KEYCHAIN_AUTH_BACKEND=keyring", "config.json \"backend\": \"file\"", "the default (auto)".
-    pub fn origin_text(&self) -> String {
+    pub(crate) fn origin_text(&self) -> String {
         match self.origin {
             Origin::Env => format!("{ENV}={}", self.preference.as_str()),
             Origin::Config => format!("config.json \"backend\": \"{}\"", self.preference.as_str()),
@@ -119,7 +119,10 @@ pub enum SelectError {
 }
 
 /// Reads the preference from `env_value` (the environment variable) and config.json.
-pub fn requested_from(paths: &Paths, env_value: Option<&str>) -> Result<Requested, SelectError> {
+pub(crate) fn requested_from(
+    paths: &Paths,
+    env_value: Option<&str>,
+) -> Result<Requested, SelectError> {
     let env = match env_value.filter(|s| !s.is_empty()) {
         Some(s) => Some(Preference::parse(s).ok_or_else(|| SelectError::BadEnv(s.into()))?),
         None => None,
@@ -153,7 +156,7 @@ pub fn requested_from(paths: &Paths, env_value: Option<&str>) -> Result<Requeste
 
 /// What to do given the request and, for `auto` and `keyring`, the probe.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
+pub(crate) enum Decision {
     /// Serve the Secret Service.
     Keyring {
         /// Why, for status screens.
@@ -181,7 +184,7 @@ const START_ONE: &str = "start one (a desktop session runs it; on a headless mac
     `keychain-auth migrate --to file` moves them while the keyring is reachable)";
 
 /// Decides the store; pure, so the whole matrix is unit-tested.
-pub fn decide(req: &Requested, probe: Option<&Probe>, file_store: &str) -> Decision {
+pub(crate) fn decide(req: &Requested, probe: Option<&Probe>, file_store: &str) -> Decision {
     let how = req.origin_text();
     let keyring_state = |probe: &Probe| match probe {
         Probe::Available => ("the Secret Service answered".to_string(), None),
@@ -243,17 +246,13 @@ pub fn decide(req: &Requested, probe: Option<&Probe>, file_store: &str) -> Decis
 }
 
 /// The chosen store and why.
-pub struct Selection {
+pub(crate) struct Selection {
     /// The store to serve (not yet wrapped in [`PinOnWrite`]; see [`Selection::pin`]).
     pub backend: Arc<dyn Backend>,
-    /// What was asked for.
-    pub requested: Requested,
     /// Why this store (for doctor, the start-up line and the dashboard).
     pub reason: String,
     /// A one-line notice to show at start (fallback, locked, not answering).
     pub notice: Option<String>,
-    /// What the probe found, when it ran.
-    pub probe: Option<Probe>,
     /// Pin the choice after the first successful write: the server wraps [`Selection::backend`]
     /// in a [`PinOnWrite`] whose hook records it.
     pub pin: bool,
@@ -261,13 +260,13 @@ pub struct Selection {
 
 impl Selection {
     /// Which kind of store was chosen.
-    pub fn kind(&self) -> BackendKind {
+    pub(crate) fn kind(&self) -> BackendKind {
         self.backend.kind()
     }
 }
 
 /// Chooses the store without side effects (nothing is printed, written or audited).
-pub fn select(paths: &Paths) -> Result<Selection, SelectError> {
+pub(crate) fn select(paths: &Paths) -> Result<Selection, SelectError> {
     let env = std::env::var(ENV).ok();
     let requested = requested_from(paths, env.as_deref())?;
     let file_store = paths.file_store.display().to_string();
@@ -300,21 +299,19 @@ pub fn select(paths: &Paths) -> Result<Selection, SelectError> {
     };
     Ok(Selection {
         backend,
-        requested,
         reason,
         notice,
-        probe,
         pin,
     })
 }
 
 /// Called after a successful write by a caller (not keychain-auth's own reserved items);
 /// returns `true` once the choice is recorded, after which it is not called again.
-pub type PinHook = Box<dyn Fn() -> bool + Send + Sync>;
+pub(crate) type PinHook = Box<dyn Fn() -> bool + Send + Sync>;
 
 /// A store whose first successful caller write runs a hook (the server's: record
 /// `"backend": "keyring"` in config.json and audit it), until the hook says it is done.
-pub struct PinOnWrite {
+pub(crate) struct PinOnWrite {
     inner: Arc<dyn Backend>,
     hook: PinHook,
     pinned: AtomicBool,
@@ -322,7 +319,7 @@ pub struct PinOnWrite {
 
 impl PinOnWrite {
     /// Wraps `inner`; `hook` runs after successful writes until it returns `true`.
-    pub fn new(inner: Arc<dyn Backend>, hook: PinHook) -> PinOnWrite {
+    pub(crate) fn new(inner: Arc<dyn Backend>, hook: PinHook) -> PinOnWrite {
         PinOnWrite {
             inner,
             hook,
