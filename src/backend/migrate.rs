@@ -32,12 +32,12 @@ pub(crate) struct Stopped {
     /// Work done before the failure (all of it is safe to keep).
     pub report: Report,
     /// The failure.
-    pub error: String,
+    pub error: MigrateError,
 }
 
-/// Why the reserved items could not be copied or removed.
+/// Why moving items (or the reserved items) stopped.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum ReservedError {
+pub(crate) enum MigrateError {
     /// A step failed (what was being done, then why).
     #[error("{what}: {source}")]
     Step {
@@ -49,10 +49,13 @@ pub(crate) enum ReservedError {
     /// A store failed.
     #[error(transparent)]
     Store(#[from] BackendError),
+    /// The copy of an item read back differently (`service/target`).
+    #[error("the copy of {0} read back differently; the source was kept")]
+    Mismatch(String),
 }
 
-fn step(what: String) -> impl FnOnce(BackendError) -> ReservedError {
-    move |source| ReservedError::Step { what, source }
+fn step(what: String) -> impl FnOnce(BackendError) -> MigrateError {
+    move |source| MigrateError::Step { what, source }
 }
 
 /// Moves every item of `from` into `to`. `progress` is called after each item with
@@ -63,9 +66,9 @@ pub(crate) fn migrate(
     progress: &mut dyn FnMut(&str, &str),
 ) -> Result<Report, Stopped> {
     let mut report = Report::default();
-    let fail = |report: &Report, what: String, e: BackendError| Stopped {
+    let fail = |report: &Report, what: String, source: BackendError| Stopped {
         report: report.clone(),
-        error: format!("{what}: {e}"),
+        error: MigrateError::Step { what, source },
     };
     let services = from
         .services()
@@ -104,9 +107,7 @@ pub(crate) fn migrate(
                     if copy.as_ref() != Some(&item) {
                         return Err(Stopped {
                             report,
-                            error: format!(
-                                "the copy of {name} read back differently; the source was kept"
-                            ),
+                            error: MigrateError::Mismatch(name),
                         });
                     }
                     report.moved += 1;
@@ -135,7 +136,7 @@ pub(crate) fn migrate(
 pub(crate) fn copy_reserved(
     from: &dyn Backend,
     to: &dyn Backend,
-) -> Result<Vec<String>, ReservedError> {
+) -> Result<Vec<String>, MigrateError> {
     let service = crate::audit::chain::KEY_SERVICE;
     let entries = from
         .list(service, "", &Attributes::new())
@@ -167,7 +168,7 @@ pub(crate) fn copy_reserved(
 }
 
 /// Removes keychain-auth's reserved items from `from` once they are in `to` (identical).
-pub(crate) fn drop_reserved(from: &dyn Backend, to: &dyn Backend) -> Result<(), ReservedError> {
+pub(crate) fn drop_reserved(from: &dyn Backend, to: &dyn Backend) -> Result<(), MigrateError> {
     let service = crate::audit::chain::KEY_SERVICE;
     let entries = from
         .list(service, "", &Attributes::new())
