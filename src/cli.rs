@@ -367,8 +367,18 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Policy {
             action: PolicyAction::Accept { yes },
         } => policy_accept(&paths, yes),
-        Command::Get { service, target } => Ok(crate::scripts::get(&paths, &service, &target)?),
-        Command::Put { service, target } => Ok(crate::scripts::put(&paths, &service, &target)?),
+        Command::Get { service, target } => Ok(crate::scripts::get(
+            &paths,
+            &service,
+            &target,
+            &mut std::io::stdout().lock(),
+        )?),
+        Command::Put { service, target } => Ok(crate::scripts::put(
+            &paths,
+            &service,
+            &target,
+            &mut std::io::stdin().lock(),
+        )?),
     }
 }
 

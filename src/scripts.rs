@@ -80,8 +80,14 @@ fn refusal(e: ClientError, service: &str, target: &str) -> ScriptError {
     }
 }
 
-/// `get`: prints the value of `target` in `service`.
-pub fn get(paths: &Paths, service: &str, target: &str) -> Result<(), ScriptError> {
+/// `get`: writes the value of `target` in `service` and a newline to `out` (the command line's
+/// standard output); a reader that went away is not an error.
+pub fn get(
+    paths: &Paths,
+    service: &str,
+    target: &str,
+    out: &mut dyn Write,
+) -> Result<(), ScriptError> {
     let items = connect(paths)?
         .read(service, &[target])
         .map_err(|e| refusal(e, service, target))?;
@@ -93,18 +99,31 @@ pub fn get(paths: &Paths, service: &str, target: &str) -> Result<(), ScriptError
             service: service.into(),
             target: target.into(),
         })?;
-    let mut out = std::io::stdout().lock();
     match writeln!(out, "{value}").and_then(|()| out.flush()) {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(ScriptError::Write(e)),
         _ => Ok(()),
     }
 }
 
-/// `put`: stores standard input as the value of `target` in `service`.
-pub fn put(paths: &Paths, service: &str, target: &str) -> Result<(), ScriptError> {
+/// `put`: stores what `input` holds (the command line's standard input) as the value of
+/// `target` in `service`.
+pub fn put(
+    paths: &Paths,
+    service: &str,
+    target: &str,
+    input: &mut dyn Read,
+) -> Result<(), ScriptError> {
+    let value = read_value(input)?;
+    connect(paths)?
+        .write(service, &[target], vec![value], Default::default())
+        .map_err(|e| refusal(e, service, target))
+}
+
+/// The value `put` stores: all of `input` (at most [`MAX_VALUE`] bytes, UTF-8) without one
+/// trailing newline (`\n` or `\r\n`).
+fn read_value(input: &mut dyn Read) -> Result<String, ScriptError> {
     let mut buf = Vec::new();
-    std::io::stdin()
-        .lock()
+    input
         .take(MAX_VALUE as u64 + 1)
         .read_to_end(&mut buf)
         .map_err(ScriptError::ReadInput)?;
@@ -117,8 +136,40 @@ pub fn put(paths: &Paths, service: &str, target: &str) -> Result<(), ScriptError
             buf.pop();
         }
     }
-    let value = String::from_utf8(buf).map_err(|_| ScriptError::NotUtf8)?;
-    connect(paths)?
-        .write(service, &[target], vec![value], Default::default())
-        .map_err(|e| refusal(e, service, target))
+    String::from_utf8(buf).map_err(|_| ScriptError::NotUtf8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(bytes: &[u8]) -> Result<String, ScriptError> {
+        read_value(&mut &bytes[..])
+    }
+
+    #[test]
+    fn one_trailing_newline_is_dropped() {
+        assert_eq!(value(b"s3cret\n").unwrap(), "s3cret");
+        assert_eq!(value(b"s3cret\r\n").unwrap(), "s3cret");
+        assert_eq!(value(b"two\n\n").unwrap(), "two\n");
+        assert_eq!(value(b"none").unwrap(), "none");
+        assert_eq!(value(b"").unwrap(), "");
+    }
+
+    #[test]
+    fn oversized_or_binary_input_is_refused_with_its_message() {
+        let big = vec![b'a'; MAX_VALUE + 1];
+        let err = value(&big).unwrap_err();
+        assert!(matches!(err, ScriptError::TooLarge));
+        assert_eq!(
+            err.to_string(),
+            "the value on standard input is larger than 60 KiB; nothing was stored"
+        );
+        assert_eq!(value(&vec![b'a'; MAX_VALUE]).unwrap().len(), MAX_VALUE);
+        let err = value(b"\xff\xfe").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the value on standard input is not UTF-8; nothing was stored"
+        );
+    }
 }

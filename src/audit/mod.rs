@@ -398,6 +398,185 @@ impl Record {
     }
 }
 
+#[cfg(test)]
+mod record_tests {
+    //! Each event constructor fills exactly the fields its event had when call sites filled
+    //! them one by one: the JSON below is what those sites wrote (timestamp aside).
+    use super::*;
+    use crate::policy::BinaryHash;
+    use crate::protocol::{Reason, Status};
+
+    fn json(mut r: Record) -> String {
+        r.ts = "T".into();
+        String::from_utf8(r.to_line()).unwrap()
+    }
+
+    fn hash() -> BinaryHash {
+        BinaryHash::parse(&"ab".repeat(32)).unwrap()
+    }
+
+    #[test]
+    fn requests_name_the_caller_the_request_and_the_outcome() {
+        let caller = Caller {
+            pid: 7,
+            path: Some("/usr/bin/python3".into()),
+            hash: Some("sha256:aa".into()),
+            script: Some(("/home/u/s.py".into(), "sha256:bb".into())),
+            chain: Vec::new(),
+        };
+        let line =
+            r#"{"type":"REQUEST","id":"r1","action":"read","service":"aws","targets":["k1","k2"]}"#;
+        let Ok(crate::protocol::Incoming::Request(req)) =
+            crate::protocol::parse_line(line.as_bytes())
+        else {
+            panic!("not a request");
+        };
+        let mut r = Record::request(caller).with_request(&req);
+        r.set_outcome(
+            Status::Denied,
+            Some(Reason::ServiceNotAllowed),
+            Some("no".into()),
+        );
+        assert_eq!(
+            json(r),
+            "{\"ts\":\"T\",\"event\":\"request\",\"source\":\"daemon\",\"pid\":7,\"path\":\"/usr/bin/python3\",\"hash\":\"sha256:aa\",\"id\":\"r1\",\"action\":\"read\",\"service\":\"aws\",\"match\":\"exact\",\"targets\":[\"k1\",\"k2\"],\"count\":2,\"status\":\"denied\",\"reason\":\"service_not_allowed\",\"message\":\"no\",\"script\":\"/home/u/s.py\",\"script_hash\":\"sha256:bb\"}\n"
+        );
+        let unverified = Caller {
+            pid: 9,
+            ..Caller::default()
+        };
+        let mut r = Record::request(unverified).with_id(Some("x".into()));
+        r.set_outcome(Status::Error, Some(Reason::RequestTooLarge), None);
+        assert_eq!(
+            json(r),
+            "{\"ts\":\"T\",\"event\":\"request\",\"source\":\"daemon\",\"pid\":9,\"id\":\"x\",\"status\":\"error\",\"reason\":\"request_too_large\"}\n"
+        );
+    }
+
+    #[test]
+    fn prompts_carry_their_id_and_decision() {
+        let base = Record::request(Caller {
+            pid: 1,
+            ..Caller::default()
+        });
+        assert_eq!(
+            json(base.clone().into_prompt(
+                "p1",
+                Some(Reason::UnregisteredBinary),
+                Some("m".into())
+            )),
+            "{\"ts\":\"T\",\"event\":\"prompt\",\"source\":\"daemon\",\"pid\":1,\"reason\":\"unregistered_binary\",\"message\":\"m\",\"prompt\":\"p1\"}\n"
+        );
+        assert_eq!(
+            json(
+                base.with_prompt("p1")
+                    .with_decision("once", Some("dashboard".into()))
+            ),
+            "{\"ts\":\"T\",\"event\":\"request\",\"source\":\"daemon\",\"pid\":1,\"decision\":\"once\",\"answered_by\":\"dashboard\",\"prompt\":\"p1\"}\n"
+        );
+    }
+
+    #[test]
+    fn refused_connections_and_daemon_events() {
+        assert_eq!(
+            json(Record::connection_denied(
+                Some(3),
+                Some(1001),
+                "foreign".into()
+            )),
+            "{\"ts\":\"T\",\"event\":\"connection_refused\",\"source\":\"daemon\",\"pid\":3,\"uid\":1001,\"status\":\"denied\",\"message\":\"foreign\"}\n"
+        );
+        assert_eq!(
+            json(Record::connection_error("busy".into())),
+            "{\"ts\":\"T\",\"event\":\"connection_refused\",\"source\":\"daemon\",\"status\":\"error\",\"message\":\"busy\"}\n"
+        );
+        assert_eq!(
+            json(Record::daemon_start("listening".into())),
+            "{\"ts\":\"T\",\"event\":\"daemon\",\"source\":\"daemon\",\"action\":\"start\",\"message\":\"listening\"}\n"
+        );
+        assert_eq!(
+            json(Record::daemon_stop()),
+            "{\"ts\":\"T\",\"event\":\"daemon\",\"source\":\"daemon\",\"action\":\"stop\"}\n"
+        );
+        assert_eq!(
+            json(Record::backend_notice(
+                crate::backend::BackendKind::File,
+                "fell back"
+            )),
+            "{\"ts\":\"T\",\"event\":\"daemon\",\"source\":\"daemon\",\"action\":\"backend_fallback\",\"message\":\"fell back\"}\n"
+        );
+        assert_eq!(
+            json(Record::backend_notice(
+                crate::backend::BackendKind::Keyring,
+                "locked"
+            )),
+            "{\"ts\":\"T\",\"event\":\"daemon\",\"source\":\"daemon\",\"action\":\"backend_notice\",\"message\":\"locked\"}\n"
+        );
+    }
+
+    #[test]
+    fn policy_changes_name_the_entry_and_what_changed() {
+        let path = Path::new("/usr/bin/tool");
+        let r = Record::binary_change("cli", "grant", path, &hash()).with_permissions(
+            &["aws".into()],
+            &[],
+            true,
+            &[],
+            &["sha256:cc".into()],
+            Some("expires in 1h".into()),
+        );
+        let h = hash();
+        assert_eq!(
+            json(r),
+            format!(
+                "{{\"ts\":\"T\",\"event\":\"policy_change\",\"source\":\"cli\",\"path\":\"/usr/bin/tool\",\"hash\":\"{h}\",\"action\":\"grant\",\"status\":\"success\",\"message\":\"expires in 1h\",\"read\":[\"aws\"],\"search\":true,\"via\":[\"sha256:cc\"]}}\n"
+            )
+        );
+        assert_eq!(
+            json(Record::binary_change("dashboard", "upgrade", path, &h).with_old_hash(&h)),
+            format!(
+                "{{\"ts\":\"T\",\"event\":\"policy_change\",\"source\":\"dashboard\",\"path\":\"/usr/bin/tool\",\"hash\":\"{h}\",\"action\":\"upgrade\",\"status\":\"success\",\"old_hash\":\"{h}\"}}\n"
+            )
+        );
+        assert_eq!(
+            json(Record::expired(
+                path,
+                &h,
+                "aws",
+                "the grant of aws ended".into()
+            )),
+            format!(
+                "{{\"ts\":\"T\",\"event\":\"policy_change\",\"source\":\"daemon\",\"path\":\"/usr/bin/tool\",\"hash\":\"{h}\",\"action\":\"expire\",\"service\":\"aws\",\"status\":\"success\",\"message\":\"the grant of aws ended\"}}\n"
+            )
+        );
+        assert_eq!(
+            json(Record::pin_backend()),
+            "{\"ts\":\"T\",\"event\":\"policy_change\",\"source\":\"daemon\",\"action\":\"pin_backend\",\"status\":\"success\",\"message\":\"backend pinned to keyring in config.json after the first successful keyring write\"}\n"
+        );
+        assert_eq!(
+            json(Record::policy_accepted("adopted".into())),
+            "{\"ts\":\"T\",\"event\":\"policy_change\",\"source\":\"cli\",\"action\":\"accept\",\"status\":\"success\",\"message\":\"adopted\"}\n"
+        );
+    }
+
+    #[test]
+    fn migrations_count_what_moved_and_name_conflicts() {
+        assert_eq!(
+            json(Record::migrate(
+                3,
+                vec!["aws/k".into()],
+                false,
+                "moved 3".into()
+            )),
+            "{\"ts\":\"T\",\"event\":\"migrate\",\"source\":\"cli\",\"action\":\"migrate\",\"targets\":[\"aws/k\"],\"count\":3,\"status\":\"error\",\"message\":\"moved 3\"}\n"
+        );
+        assert_eq!(
+            json(Record::migrate(0, Vec::new(), true, "nothing".into())),
+            "{\"ts\":\"T\",\"event\":\"migrate\",\"source\":\"cli\",\"action\":\"migrate\",\"count\":0,\"status\":\"success\",\"message\":\"nothing\"}\n"
+        );
+    }
+}
+
 /// The current time as the log writes it.
 pub(crate) fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
