@@ -530,18 +530,38 @@ pub fn canonical_or_literal(path: &Path) -> PathBuf {
 }
 
 /// Why the policy could not be read.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("policy file {path}: {why}")]
 pub struct PolicyError {
     /// The config file.
     pub path: PathBuf,
     /// What is wrong and, where possible, how to fix it.
-    pub why: String,
+    pub why: PolicyProblem,
+}
+
+/// What is wrong with config.json (the message follows the file's name).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PolicyProblem {
+    /// Its text is not a valid policy.
+    #[error(transparent)]
+    Parse(#[from] ParseError),
+    /// It is not a private regular file of the user's (the message says what it is and the fix).
+    #[error("{0}")]
+    Unsafe(String),
+    /// It cannot be read.
+    #[error("cannot be read: {0}")]
+    Unreadable(String),
+    /// The seal key cannot be had, so its seal cannot be checked.
+    #[error("its seal cannot be checked ({0}); every request is denied until it can")]
+    SealUnchecked(crate::audit::KeyError),
+    /// Not read yet.
+    #[error("not loaded yet")]
+    NotLoaded,
 }
 
 /// Reads and validates config.json; a missing file is an empty policy.
 pub fn load(path: &Path) -> Result<PolicyFile, PolicyError> {
-    let err = |why: String| PolicyError {
+    let err = |why: PolicyProblem| PolicyError {
         path: path.to_path_buf(),
         why,
     };
@@ -549,9 +569,11 @@ pub fn load(path: &Path) -> Result<PolicyFile, PolicyError> {
     // group and others cannot read or write.
     match fsutil::read_optional(path) {
         Ok(None) => Ok(PolicyFile::default()),
-        Ok(Some(bytes)) => parse(&bytes).map_err(|e| err(e.to_string())),
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(err(e.to_string())),
-        Err(e) => Err(err(format!("cannot be read: {e}"))),
+        Ok(Some(bytes)) => parse(&bytes).map_err(|e| err(e.into())),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            Err(err(PolicyProblem::Unsafe(e.to_string())))
+        }
+        Err(e) => Err(err(PolicyProblem::Unreadable(e.to_string()))),
     }
 }
 
@@ -748,7 +770,7 @@ impl PolicyCache {
                 None,
                 Err(PolicyError {
                     path: path.to_path_buf(),
-                    why: "not loaded yet".into(),
+                    why: PolicyProblem::NotLoaded,
                 }),
             )),
         }
@@ -768,7 +790,7 @@ impl PolicyCache {
         };
         let key = keys.get(audit).map_err(|e| PolicyError {
             path: self.path.clone(),
-            why: format!("its seal cannot be checked ({e}); every request is denied until it can"),
+            why: PolicyProblem::SealUnchecked(e),
         })?;
         let store = keys.store();
         Ok(Arc::new(
@@ -789,7 +811,7 @@ impl PolicyCache {
             Err(e) => {
                 return Err(PolicyError {
                     path: self.path.clone(),
-                    why: format!("cannot be read: {e}"),
+                    why: PolicyProblem::Unreadable(e.to_string()),
                 });
             }
         };
@@ -956,7 +978,7 @@ mod tests {
         // corrupt: denied with a reason, not overwritten by update
         std::fs::write(&path, b"{oops").unwrap();
         let err = cache.current().unwrap_err();
-        assert!(err.why.contains("not valid"), "{err}");
+        assert!(err.why.to_string().contains("not valid"), "{err}");
         assert!(update_with(&paths, &keys(), |_| Ok::<_, UpdateError>(())).is_err());
         assert_eq!(std::fs::read(&path).unwrap(), b"{oops");
         // moved away: an empty policy (removing entries grants nothing), sealed by the next write
