@@ -1,19 +1,19 @@
 //! Safe file primitives for the state files (config.json, pending.json, audit.log, the file
 //! store and their `.lock` files).
 //!
-//! - [`open_state`] is the one way a state file is opened: never through a symbolic link
+//! - `open_state` is the one way a state file is opened: never through a symbolic link
 //!   (`O_NOFOLLOW`), never waiting on a FIFO or device (`O_NONBLOCK`, and an `lstat` first so
 //!   such a file is not opened at all), then `fstat` of what was opened: a regular file, owned by
 //!   us, with no group/other permission bits. Anything else is refused with a one-line reason
 //!   saying how to fix it.
-//! - [`ensure_private_dir`] creates a missing directory 0700 and refuses (never chmods) an
+//! - `ensure_private_dir` creates a missing directory 0700 and refuses (never chmods) an
 //!   existing one that another user owns or that group/others may write, or that sits below such
 //!   a directory.
-//! - [`FileLock`] is an advisory lock held across a whole read-modify-write, given up with an
+//! - `FileLock` is an advisory lock held across a whole read-modify-write, given up with an
 //!   error (not a hang) when another process keeps it too long.
 //! - [`write_atomic`] replaces a file through a 0600 temp file in the same directory (fsync,
 //!   rename, fsync of the directory), so a reader never sees a half-written file;
-//!   [`remove_stale_temps`] deletes the temp files an interrupted write left behind.
+//!   `remove_stale_temps` deletes the temp files an interrupted write left behind.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 /// How long [`FileLock::acquire`] waits for another holder before giving up.
 pub(crate) const LOCK_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How a state file is opened by [`open_state`].
+/// How a state file is opened by `open_state`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
     /// Read only; a missing file is `Ok(None)`.

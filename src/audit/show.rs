@@ -5,7 +5,7 @@
 //! Everything a caller controls (paths, ids, services, targets, messages) is printed with its
 //! control characters escaped, so a record cannot move the cursor or recolour the terminal.
 //!
-//! Nothing here writes to the terminal itself: [`run`] writes records to the writer it is given
+//! Nothing here writes to the terminal itself: `run` writes records to the writer it is given
 //! and notices (skipped lines, records rotated away) to another, which the command line makes
 //! standard output and standard error.
 

@@ -87,7 +87,7 @@ pub struct Report {
     pub unchained: u64,
     /// The last seq found.
     pub last_seq: Option<u64>,
-    /// Breaks, in log order (at most [`MAX_BREAKS`]).
+    /// Breaks, in log order (at most `MAX_BREAKS`).
     pub breaks: Vec<Break>,
     /// Recorded breaks and remarks.
     pub notices: Vec<Notice>,

@@ -8,7 +8,7 @@
 //! left untouched and reported.
 //!
 //! keychain-auth's own reserved items (the audit key, see [`crate::audit::chain`]) are not moved
-//! item by item: [`copy_reserved`] copies them first, and [`drop_reserved`] removes them from
+//! item by item: `copy_reserved` copies them first, and `drop_reserved` removes them from
 //! the source only once config.json names the destination, so the key is in the store that
 //! config.json selects at every moment of an interrupted run.
 

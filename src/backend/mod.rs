@@ -2,7 +2,7 @@
 //!
 //! [`Backend`] is the one trait the broker talks to. Stores implement single-item primitives;
 //! batches go through [`Backend::apply`], which must be all-or-nothing. Its default
-//! implementation ([`apply_with_rollback`]) records what each step replaced and restores it when a
+//! implementation (`apply_with_rollback`) records what each step replaced and restores it when a
 //! later step fails; a store that can commit a batch atomically overrides it.
 
 pub mod file;

@@ -180,7 +180,7 @@ impl SecretServiceStore {
         SecretServiceStore::at(None, timeout)
     }
 
-    /// Like [`SecretServiceStore::new`], on the bus at `address` (a D-Bus address such as
+    /// Like `SecretServiceStore::new`, on the bus at `address` (a D-Bus address such as
     /// `unix:path=/run/user/1000/bus`) instead of the session bus the environment names.
     pub fn at(
         address: Option<&str>,

@@ -16,9 +16,9 @@
 //!   later failure (or a start without the variable) cannot silently switch to the file store.
 //!
 //! Selecting has no side effects: nothing here prints, writes config.json or the audit log.
-//! [`Selection`] says what was chosen, why, what to tell the user ([`Selection::notice`]) and
-//! whether the choice should be pinned ([`Selection::pin`]); the layer that starts serving does
-//! that, through [`PinOnWrite`] and a hook of its own.
+//! `Selection` says what was chosen, why, what to tell the user (`Selection::notice`) and
+//! whether the choice should be pinned (`Selection::pin`); the layer that starts serving does
+//! that, through `PinOnWrite` and a hook of its own.
 
 use super::secret_service::{self, Probe, SecretServiceStore};
 use super::{Backend, BackendError, BackendKind, Change, Entry, Item};
