@@ -288,7 +288,7 @@ pub type Failure = Box<dyn std::error::Error + Send + Sync>;
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<(), Failure> {
-    let paths = Paths::from_env(cli.socket.as_deref()).map_err(|e| e.to_string())?;
+    let paths = Paths::from_env(cli.socket.as_deref())?;
     match cli.command {
         Command::Start => start(paths),
         Command::Tui { embed, connect } => Ok(crate::tui::run(
@@ -417,7 +417,7 @@ fn log_to_stderr() {
 /// running, state directories and files, the backend) is checked before anything is printed or
 /// audited, so a refused start prints exactly one line: the reason.
 fn start(paths: Paths) -> Result<(), Failure> {
-    let notes = crate::server::preflight::check(&paths).map_err(|e| e.to_string())?;
+    let notes = crate::server::preflight::check(&paths)?;
     // Chosen before the runtime starts: the probe blocks (briefly, bounded). No side effects.
     let selection = crate::backend::select::select(&paths)?;
     let notice = selection.notice.clone();
@@ -497,7 +497,7 @@ fn list_pending(paths: &Paths, json: bool) -> Result<(), Failure> {
         .entries
         .sort_by_key(|e| std::cmp::Reverse(e.last_seen));
     if json {
-        let text = serde_json::to_string_pretty(&queue.entries).map_err(|e| e.to_string())?;
+        let text = serde_json::to_string_pretty(&queue.entries)?;
         crate::outln!("{}", crate::display::json(&text));
         return Ok(());
     }
@@ -547,10 +547,9 @@ fn list_pending(paths: &Paths, json: bool) -> Result<(), Failure> {
 }
 
 fn list(paths: &Paths, json: bool) -> Result<(), Failure> {
-    let policy = policy::load(&paths.config).map_err(|e| e.to_string())?;
+    let policy = policy::load(&paths.config)?;
     if json {
-        let text =
-            serde_json::to_string_pretty(&policy.registered_binaries).map_err(|e| e.to_string())?;
+        let text = serde_json::to_string_pretty(&policy.registered_binaries)?;
         crate::outln!("{}", crate::display::json(&text));
         return Ok(());
     }
@@ -603,10 +602,7 @@ fn audit_verify(paths: &Paths, json: bool) -> Result<(), Failure> {
     };
     let report = verify::verify(&paths.audit, &key);
     if json {
-        println!(
-            "{}",
-            serde_json::to_string(&report).map_err(|e| e.to_string())?
-        );
+        println!("{}", serde_json::to_string(&report)?);
     } else {
         print!("{}", report.render());
     }
@@ -631,7 +627,7 @@ fn policy_accept(paths: &Paths, yes: bool) -> Result<(), Failure> {
     use crate::seal::Integrity;
     use std::io::{BufRead, Write};
     let keys = crate::audit::KeySource::Select(Box::new(paths.clone()));
-    let file = policy::load(&paths.config).map_err(|e| e.to_string())?;
+    let file = policy::load(&paths.config)?;
     let shown = match policy::integrity(paths, &keys, &file)? {
         Integrity::Sealed => {
             println!(
@@ -659,12 +655,10 @@ fn policy_accept(paths: &Paths, yes: bool) -> Result<(), Failure> {
                 "policy accept asks for confirmation on a terminal and none is attached; run it in one (or pass --yes)".to_string()
             })?;
         let mut w = &tty;
-        write!(w, "Adopt this and serve it? [y/N] ").map_err(|e| e.to_string())?;
-        w.flush().map_err(|e| e.to_string())?;
+        write!(w, "Adopt this and serve it? [y/N] ")?;
+        w.flush()?;
         let mut answer = String::new();
-        std::io::BufReader::new(&tty)
-            .read_line(&mut answer)
-            .map_err(|e| e.to_string())?;
+        std::io::BufReader::new(&tty).read_line(&mut answer)?;
         if !matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
             return Err("not adopted: nothing was changed".into());
         }
