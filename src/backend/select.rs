@@ -572,4 +572,49 @@ mod tests {
             Some("file")
         );
     }
+
+    #[test]
+    fn pin_on_write_runs_its_hook_after_caller_writes_until_it_is_done() {
+        use std::sync::atomic::AtomicUsize;
+        let calls = Arc::new(AtomicUsize::new(0));
+        let seen = calls.clone();
+        // The hook fails once (say config.json is locked), then records the pin.
+        let hook: PinHook = Box::new(move || seen.fetch_add(1, Ordering::SeqCst) >= 1);
+        let store = PinOnWrite::new(Arc::new(super::super::memory::MemoryStore::new()), hook);
+        let item = Item {
+            value: "v".into(),
+            attributes: Attributes::new(),
+        };
+        store.get("svc", "t").unwrap();
+        store
+            .set(crate::audit::chain::KEY_SERVICE, "audit-key", &item)
+            .unwrap();
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            0,
+            "reads and reserved items never pin"
+        );
+        store.set("svc", "t", &item).unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        store
+            .apply(&[Change::Set {
+                service: "svc".into(),
+                target: "u".into(),
+                item: item.clone(),
+            }])
+            .unwrap();
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            2,
+            "tried again after the failure"
+        );
+        store.set("svc", "w", &item).unwrap();
+        store.delete("svc", "w").unwrap();
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            2,
+            "done once the hook said so"
+        );
+        assert_eq!(store.get("svc", "u").unwrap(), Some(item));
+    }
 }
