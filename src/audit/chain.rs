@@ -34,12 +34,12 @@ pub enum KeyError {
         source: BackendError,
     },
     /// The lock serialising the key's creation cannot be taken.
-    #[error("cannot lock {}: {why}", .path.display())]
+    #[error("cannot lock {}: {source}", .path.display())]
     Lock {
         /// The lock file.
         path: PathBuf,
-        /// Why.
-        why: String,
+        /// Why (shared, so that the error can be cloned: the policy cache keeps it).
+        source: std::sync::Arc<std::io::Error>,
     },
     /// The store has no key but the chain has started: another store than the daemon's.
     #[error(
@@ -210,7 +210,7 @@ pub(crate) fn load_or_create(store: &dyn Backend, lock_near: &Path) -> Result<Ke
     let key_lock = lock_near.with_file_name("audit.key");
     let _lock = FileLock::acquire(&key_lock).map_err(|e| KeyError::Lock {
         path: key_lock.clone(),
-        why: e.to_string(),
+        source: std::sync::Arc::new(e),
     })?;
     if let Some(k) = load(store)? {
         return Ok(k);
