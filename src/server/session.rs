@@ -12,9 +12,10 @@ use super::ask;
 use super::conduit;
 use super::frame::{Frame, LineReader, Writer};
 use super::handler::{self, Reply};
+use super::shutdown::Shutdown;
 use crate::audit::Record;
 use crate::identity::process::FileId;
-use crate::identity::sender::{self, Sender};
+use crate::identity::sender::Sender;
 use crate::identity::{self, Connector, Exe, Hashing, IdentityError, Peer};
 use crate::protocol::{AnswerLine, Incoming, Reason, Response, Status};
 use std::os::fd::AsFd;
@@ -56,20 +57,19 @@ struct Session {
 
 /// Serves one accepted connection to the end: checks the connecting uid, admits it under the
 /// caps, and answers its lines.
-pub async fn serve(mut stream: UnixStream, broker: Arc<Broker>) {
+pub async fn serve(mut stream: UnixStream, broker: Arc<Broker>, mut shutdown: Shutdown) {
     let connector = match identity::connector(stream.as_fd()) {
         Ok(c) => c,
         Err(e) => return refused(&broker, &e),
     };
     let ticket = match broker.admissions.admit(connector.pid) {
         Ok(t) => t,
-        Err(why) => return refuse_busy(stream, &broker, why).await,
+        Err(why) => return refuse_busy(stream, &broker, why.to_string()).await,
     };
-    // Inherited from the listener; set again so no kernel leaves a window without credentials.
-    if let Err(e) = sender::enable(stream.as_fd()) {
-        let errno = nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EINVAL));
-        return refused(&broker, &IdentityError::Credentials(errno));
-    }
+    // SO_PASSCRED and SO_PASSPIDFD are not set again here: the kernel copies them from the
+    // listener to the accepted socket before the connection is established
+    // (`unix_sock_inherit_flags`), so no byte arrives without credentials; and a chunk that
+    // did would be refused as from an unknown writer (`Writer::Unknown`).
     broker.stats.connections.fetch_add(1, Ordering::Relaxed);
     let _gauge = Gauge(broker.clone());
     let mut session = Session {
@@ -87,9 +87,14 @@ pub async fn serve(mut stream: UnixStream, broker: Arc<Broker>) {
     let max = session.broker.limits.max_line;
     let mut lines = LineReader::new();
     loop {
-        let frame = match tokio::time::timeout(idle, lines.next(&stream, max)).await {
-            Ok(Ok(f)) => f,
-            Err(_) | Ok(Err(_)) => return,
+        // Waiting for a line is where a stopping broker ends a session (the reader is
+        // cancel-safe); a line already read is answered first.
+        let frame = tokio::select! {
+            read = tokio::time::timeout(idle, lines.next(&stream, max)) => match read {
+                Ok(Ok(f)) => f,
+                Err(_) | Ok(Err(_)) => return,
+            },
+            () = shutdown.recv() => return,
         };
         let (writer, too_large) = match frame {
             Frame::Eof => return,
@@ -100,24 +105,73 @@ pub async fn serve(mut stream: UnixStream, broker: Arc<Broker>) {
             return;
         };
         if too_large {
-            let r = Response::failure(
-                None,
-                Status::Error,
-                Reason::RequestTooLarge,
-                format!("request line is longer than {max} bytes; the connection is closed"),
-            );
-            if let Some(peer) = session.peer(&sender).await {
-                handler::audit_too_large(&session.broker, &peer);
-            }
-            let _ = stream.write_all(&r.to_line()).await;
-            let _ = stream.shutdown().await;
-            return;
+            return session.too_large(&mut stream, &sender).await;
         }
-        let parsed = handler::parse(lines.line());
+        let next = session
+            .next(&stream, &sender, lines.line(), reserve, &mut shutdown)
+            .await;
+        match next {
+            Next::Reply(reply) => {
+                if stream.write_all(&reply).await.is_err() {
+                    return;
+                }
+            }
+            Next::Close => return,
+            Next::Busy(why) => return refuse_busy(stream, &session.broker, why).await,
+            Next::Approver(label) => {
+                return session
+                    .approver(&mut stream, &mut lines, label, &mut shutdown)
+                    .await;
+            }
+        }
+    }
+}
+
+/// What a session does after a line.
+enum Next {
+    /// Sends this answer and waits for the next line.
+    Reply(Vec<u8>),
+    /// Closes the connection without an answer (the writer cannot be served at all).
+    Close,
+    /// Answers that the broker is full and closes (a reserve slot asked for more than STATUS).
+    Busy(String),
+    /// Becomes an approver connection (a verified SUBSCRIBE).
+    Approver(String),
+}
+
+impl Session {
+    /// Answers an over-long line (audited as its writer) and closes: the stream cannot be
+    /// resynchronised.
+    async fn too_large(&mut self, stream: &mut UnixStream, sender: &Arc<Sender>) {
+        let max = self.broker.limits.max_line;
+        let r = Response::failure(
+            None,
+            Status::Error,
+            Reason::RequestTooLarge,
+            format!("request line is longer than {max} bytes; the connection is closed"),
+        );
+        if let Some(peer) = self.peer(sender).await {
+            handler::audit_too_large(&self.broker, &peer);
+        }
+        let _ = stream.write_all(&r.to_line()).await;
+        let _ = stream.shutdown().await;
+    }
+
+    /// What to do with `line`, written by `sender`: STATUS for anyone, SUBSCRIBE for
+    /// keychain-auth itself, requests answered as the verified writer (or held for an
+    /// approver), nothing but STATUS on a reserve slot.
+    async fn next(
+        &mut self,
+        stream: &UnixStream,
+        sender: &Arc<Sender>,
+        line: &[u8],
+        reserve: bool,
+        shutdown: &mut Shutdown,
+    ) -> Next {
+        let parsed = handler::parse(line);
         if matches!(parsed, Ok(Incoming::Subscribe)) && !reserve {
-            if session.runs_keychain_auth(&sender).await {
-                let label = format!("dashboard pid {}", sender.pid);
-                return session.approver(&mut stream, &mut lines, label).await;
+            if self.runs_keychain_auth(sender).await {
+                return Next::Approver(format!("dashboard pid {}", sender.pid));
             }
             let r = Response::failure(
                 None,
@@ -125,31 +179,26 @@ pub async fn serve(mut stream: UnixStream, broker: Arc<Broker>) {
                 Reason::UnregisteredBinary,
                 "only keychain-auth itself (a connected dashboard) may subscribe as an approver",
             );
-            let _ = stream.write_all(&r.to_line()).await;
-            continue;
+            return Next::Reply(r.to_line());
         }
-        let reply = if matches!(parsed, Ok(Incoming::Status)) {
-            handler::status_line(&session.broker)
-        } else if reserve {
-            let why = format!(
+        if matches!(parsed, Ok(Incoming::Status)) {
+            return Next::Reply(handler::status_line(&self.broker));
+        }
+        if reserve {
+            return Next::Busy(format!(
                 "the broker is serving its maximum of {} connections; try again shortly",
-                session.broker.limits.max_connections
-            );
-            return refuse_busy(stream, &session.broker, why).await;
-        } else {
-            let Some(peer) = session.peer(&sender).await else {
-                return;
-            };
-            match answer(&session.broker, peer.clone(), parsed).await {
-                Reply::Line(line) => line,
-                Reply::Ask(ask) => match hold(&session.broker, &stream, peer, *ask).await {
-                    Some(line) => line,
-                    None => return,
-                },
-            }
+                self.broker.limits.max_connections
+            ));
+        }
+        let Some(peer) = self.peer(sender).await else {
+            return Next::Close;
         };
-        if stream.write_all(&reply).await.is_err() {
-            return;
+        match answer(&self.broker, peer.clone(), parsed).await {
+            Reply::Line(line) => Next::Reply(line),
+            Reply::Ask(ask) => match hold(&self.broker, stream, peer, *ask, shutdown).await {
+                Some(line) => Next::Reply(line),
+                None => Next::Close,
+            },
         }
     }
 }
@@ -200,7 +249,7 @@ impl Session {
                 let k = &mut self.known[i];
                 if let Err(why) = identity::revalidate(&k.peer) {
                     // Sticky: an exec or a tracer is not forgotten on this connection.
-                    k.peer = Arc::new(unverifiable(&k.peer, why));
+                    k.peer = Arc::new(unverifiable(&k.peer, why.to_string()));
                 }
                 return Some(k.peer.clone());
             }
@@ -215,6 +264,14 @@ impl Session {
             );
             let _ = self.broker.audit.append(&rec);
             return None;
+        }
+        // Verified on an earlier connection, alive and unchanged since (revalidated there).
+        if let Some(peer) = self.broker.known.get(s) {
+            self.known.push(Known {
+                peer: peer.clone(),
+                pin: s.clone(),
+            });
+            return Some(peer);
         }
         let mut peer = match self.identify(s).await {
             Ok(p) => p,
@@ -237,6 +294,9 @@ impl Session {
             );
         }
         let peer = Arc::new(peer);
+        if !matches!(peer.exe, Exe::Unverifiable { .. }) {
+            self.broker.known.remember(s, &peer);
+        }
         self.known.push(Known {
             peer: peer.clone(),
             pin: s.clone(),
@@ -322,6 +382,7 @@ async fn hold(
     stream: &UnixStream,
     peer: Arc<Peer>,
     ask: handler::Ask,
+    shutdown: &mut Shutdown,
 ) -> Option<Vec<u8>> {
     let timeout = broker.prompt_timeout();
     let (key, prompt) = ask::prompt_for(&peer, &ask, timeout);
@@ -346,6 +407,10 @@ async fn hold(
             broker.approvals.leave(&id, wait.ticket, "timeout");
             // An answer that raced the deadline still counts.
             (wait.answer.try_recv().ok(), "timeout")
+        }
+        () = shutdown.recv() => {
+            broker.approvals.leave(&id, wait.ticket, "stopping");
+            (wait.answer.try_recv().ok(), "stopping")
         }
         () = hung_up(stream) => {
             broker.approvals.leave(&id, wait.ticket, "withdrawn");
@@ -383,7 +448,13 @@ impl Session {
     /// Serves a subscribed approver (SPEC §11) until it disconnects: every prompt and its
     /// resolution is sent as a line, and `ANSWER` lines decide prompts — accepted only from a
     /// writer running keychain-auth itself, like the subscription.
-    async fn approver(&mut self, stream: &mut UnixStream, lines: &mut LineReader, label: String) {
+    async fn approver(
+        &mut self,
+        stream: &mut UnixStream,
+        lines: &mut LineReader,
+        label: String,
+        shutdown: &mut Shutdown,
+    ) {
         let broker = self.broker.clone();
         let (id, mut events) = broker.approvals.attach();
         let max = broker.limits.max_line;
@@ -393,6 +464,7 @@ impl Session {
             .is_ok();
         while ok {
             tokio::select! {
+                () = shutdown.recv() => break,
                 ev = events.recv() => {
                     let Some(ev) = ev else { break };
                     ok = stream.write_all(&event_line(&ev)).await.is_ok();
@@ -493,7 +565,9 @@ fn answer_line(broker: &Broker, a: AnswerLine, by: &str) -> Vec<u8> {
     );
     let v = match result {
         Ok(_) => serde_json::json!({"type": "ANSWERED", "prompt_id": a.prompt}),
-        Err(why) => serde_json::json!({"type": "ANSWERED", "prompt_id": a.prompt, "error": why}),
+        Err(why) => {
+            serde_json::json!({"type": "ANSWERED", "prompt_id": a.prompt, "error": why.to_string()})
+        }
     };
     let mut line = serde_json::to_vec(&v).unwrap_or_default();
     line.push(b'\n');
