@@ -1,23 +1,235 @@
 //! Policy changes, shared by the CLI and the dashboard: approve, register, upgrade, grant,
 //! revoke, unregister and dismiss. Each is one locked, atomic update of config.json (or
 //! pending.json) followed by an audit record naming where it came from.
+//!
+//! The daemon's own changes live here too: grants that expire ([`prune_expired`],
+//! [`consume_use`]) and the keyring pin after the first keyring write ([`serving_backend`]),
+//! which the store selection only asks for. Failures are [`AdminError`]s.
 
 use crate::audit::{self, Record};
+use crate::backend::Backend;
+use crate::backend::select::{PinOnWrite, Preference, Selection};
 use crate::identity;
 use crate::paths::Paths;
 use crate::pending::{self, PendingEntry};
 use crate::policy::{self, BinaryHash, BinaryPolicy, canonical_or_literal};
+use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-/// Where a policy change came from, as the audit log records it.
+/// Why a policy change was refused or not completed. Nothing is changed unless the variant
+/// says so ([`AdminError::Unaudited`]).
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// A service name that is empty, too long or has control characters.
+    #[error("{0:?} is not a valid service name")]
+    InvalidService(String),
+    /// A reserved service (`keychain-auth.…`).
+    #[error("{0:?} is reserved for keychain-auth itself (its audit key) and cannot be granted")]
+    ReservedService(String),
+    /// `--allow-env` of a variable the broker does not check.
+    #[error(
+        "{0:?} is not an injection variable the broker checks (those are: {vars})",
+        vars = crate::identity::process::INJECTION_VARS.join(", ")
+    )]
+    NotInjectionVar(String),
+    /// A `--via` that is neither a path nor a full hash.
+    #[error("--via {0:?}: give the launcher's path or its full sha256 hash")]
+    BadVia(String),
+    /// grant/revoke with nothing named (the change's name).
+    #[error(
+        "nothing to {0}: give --read SERVICE, --write SERVICE, --search, --allow-env VAR, --via HASH|PATH or --allow-any-script"
+    )]
+    NothingNamed(String),
+    /// The audit log cannot be opened, so nothing is changed.
+    #[error("cannot open the audit log {}: {source}", .path.display())]
+    AuditNotReady {
+        /// The audit log.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// The change was made but its record could not be written.
+    #[error("the change was made but the audit log {} could not be written: {source}", .path.display())]
+    Unaudited {
+        /// The audit log.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// The dismissal was made but its record could not be written.
+    #[error("{0}")]
+    Audit(io::Error),
+    /// config.json could not be changed.
+    #[error(transparent)]
+    Policy(#[from] policy::UpdateError),
+    /// pending.json could not be read or changed, or names no such caller.
+    #[error(transparent)]
+    Pending(#[from] pending::PendingError),
+    /// A `HASH|PATH` that names no single entry.
+    #[error(transparent)]
+    Selector(#[from] policy::SelectorError),
+    /// A bare interpreter without `--allow-any-script`.
+    #[error(
+        "{} is an interpreter: approving it would serve every script and every line of inline code it runs. Register the script instead (keychain-auth register SCRIPT), or pass --allow-any-script if that is really what you want",
+        .0.display()
+    )]
+    BareInterpreter(PathBuf),
+    /// The pending caller's hash is approved already.
+    #[error("{} is already approved (as {})", .hash.short(), .path.display())]
+    AlreadyApproved {
+        /// The caller's hash.
+        hash: BinaryHash,
+        /// Where it is registered.
+        path: PathBuf,
+    },
+    /// The pending caller's path is registered with another hash.
+    #[error(
+        "{} is registered with another hash ({}): this is a changed binary; keep its permissions with: keychain-auth upgrade {}",
+        .path.display(),
+        .hash.short(),
+        .path.display()
+    )]
+    ChangedBinary {
+        /// The registered path.
+        path: PathBuf,
+        /// The hash registered there.
+        hash: BinaryHash,
+    },
+    /// The file at a pending caller's path is not the binary that called.
+    #[error(
+        "the file at {path:?} is not the binary that asked (it has hash {}, the caller ran {}); the caller may run from another mount namespace or the file was replaced. Nothing was approved; register the file you trust with: keychain-auth register PATH",
+        .found.short(),
+        .ran.short()
+    )]
+    NotTheCaller {
+        /// The file.
+        path: PathBuf,
+        /// Its hash.
+        found: BinaryHash,
+        /// The caller's.
+        ran: BinaryHash,
+    },
+    /// The file at a pending caller's path cannot be read.
+    #[error(
+        "cannot read {path:?} to check that it is the binary that asked ({source}); nothing was approved"
+    )]
+    CannotCheck {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// `register` of keychain-auth itself.
+    #[error(
+        "{} is keychain-auth itself, which is never a caller: `keychain-auth get` and `put` are answered as the script or program that runs them. Register that instead",
+        .0.display()
+    )]
+    SelfRegister(PathBuf),
+    /// The binary is registered already.
+    #[error("this binary ({}) is already registered as {}", .hash.short(), .path.display())]
+    AlreadyRegistered {
+        /// Its hash.
+        hash: BinaryHash,
+        /// Where it is registered.
+        path: PathBuf,
+    },
+    /// The path is registered with another hash.
+    #[error(
+        "{} is already registered with another hash ({}); if the binary was updated, run: keychain-auth upgrade {}",
+        .path.display(),
+        .hash.short(),
+        .path.display()
+    )]
+    RegisteredOtherHash {
+        /// The path.
+        path: PathBuf,
+        /// The hash registered there.
+        hash: BinaryHash,
+    },
+    /// `upgrade` to a binary registered at another path.
+    #[error(
+        "the binary at {} is identical to the one registered as {}; unregister one of them first",
+        .path.display(),
+        .other.display()
+    )]
+    Identical {
+        /// The binary upgraded.
+        path: PathBuf,
+        /// Where the same hash is registered.
+        other: PathBuf,
+    },
+    /// `upgrade` of a path that is not registered.
+    #[error(
+        "{} is not registered; register it with: keychain-auth register {}",
+        .0.display(),
+        .0.display()
+    )]
+    NotRegistered(PathBuf),
+    /// A file cannot be read.
+    #[error("cannot read {}: {source}", .path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// Not a regular file.
+    #[error("{} is not a regular file", .0.display())]
+    NotAFile(PathBuf),
+    /// A file cannot be hashed.
+    #[error("cannot hash {}: {source}", .path.display())]
+    Hash {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// A script's `#!/usr/bin/env NAME` names nothing on `PATH`.
+    #[error(
+        "{} runs `{name}` through /usr/bin/env, and no {name} is on PATH",
+        .script.display()
+    )]
+    NotOnPath {
+        /// The script.
+        script: PathBuf,
+        /// The interpreter's name.
+        name: String,
+    },
+    /// A script's interpreter is itself a script.
+    #[error(
+        "{} is run by {}, which is itself a script (a version manager's shim?); write the real interpreter's path in the #! line",
+        .script.display(),
+        .interpreter.display()
+    )]
+    ShimInterpreter {
+        /// The script.
+        script: PathBuf,
+        /// Its interpreter.
+        interpreter: PathBuf,
+    },
+    /// A script's interpreter is not one the broker knows.
+    #[error(
+        "{} is run by {}, which is not an interpreter the broker knows; add its name to \"interpreters\" in config.json first",
+        .script.display(),
+        .interpreter.display()
+    )]
+    UnknownInterpreter {
+        /// The script.
+        script: PathBuf,
+        /// Its interpreter.
+        interpreter: PathBuf,
+    },
+}
+
+/// Where a policy change came from, as the audit log records it (the daemon's own changes are
+/// recorded as `daemon` by their record constructors).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
     /// The `keychain-auth` command line.
     Cli,
     /// The dashboard.
     Dashboard,
-    /// The daemon itself (expiry of grants).
-    Daemon,
 }
 
 impl Source {
@@ -26,7 +238,6 @@ impl Source {
         match self {
             Source::Cli => "cli",
             Source::Dashboard => "dashboard",
-            Source::Daemon => "daemon",
         }
     }
 }
@@ -63,7 +274,7 @@ impl Grants {
     }
 
     /// Checks every name and turns each `--via` into a full hash (a path is hashed now).
-    fn resolve(&self) -> Result<Grants, String> {
+    fn resolve(&self) -> Result<Grants, AdminError> {
         self.validate()?;
         let mut out = self.clone();
         out.via = self
@@ -74,26 +285,21 @@ impl Grants {
         Ok(out)
     }
 
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), AdminError> {
         for s in self.read.iter().chain(&self.write) {
             if s.is_empty()
                 || s.len() > crate::protocol::MAX_SERVICE_LEN
                 || s.chars().any(char::is_control)
             {
-                return Err(format!("{s:?} is not a valid service name"));
+                return Err(AdminError::InvalidService(s.clone()));
             }
             if crate::audit::chain::is_reserved_service(s) {
-                return Err(format!(
-                    "{s:?} is reserved for keychain-auth itself (its audit key) and cannot be granted"
-                ));
+                return Err(AdminError::ReservedService(s.clone()));
             }
         }
         for v in &self.allow_env {
             if !crate::identity::process::INJECTION_VARS.contains(&v.as_str()) {
-                return Err(format!(
-                    "{v:?} is not an injection variable the broker checks (those are: {})",
-                    crate::identity::process::INJECTION_VARS.join(", ")
-                ));
+                return Err(AdminError::NotInjectionVar(v.clone()));
             }
         }
         Ok(())
@@ -167,15 +373,16 @@ impl Grants {
         }
     }
 
-    fn record(&self, rec: &mut Record) {
-        rec.read = self.read.clone();
-        rec.write = self.write.clone();
-        rec.search = self.search.then_some(true);
-        rec.allow_env = self.allow_env.clone();
-        rec.via = self.via.clone();
-        if !self.terms.is_empty() {
-            rec.message = Some(self.terms.describe(chrono::Utc::now()));
-        }
+    /// `rec` with these permissions (and their terms) named.
+    fn record(&self, rec: Record) -> Record {
+        rec.with_permissions(
+            &self.read,
+            &self.write,
+            self.search,
+            &self.allow_env,
+            &self.via,
+            (!self.terms.is_empty()).then(|| self.terms.describe(chrono::Utc::now())),
+        )
     }
 }
 
@@ -188,29 +395,23 @@ pub struct Upgrade {
     pub old_hash: Option<BinaryHash>,
 }
 
-fn audit_change(
-    paths: &Paths,
-    source: Source,
-    change: &str,
-    entry: &BinaryPolicy,
-    fill: impl FnOnce(&mut Record),
-) -> Result<(), String> {
-    let mut rec = Record::policy_change(source.as_str(), change);
-    rec.path = Some(entry.path.display().to_string());
-    rec.hash = Some(entry.hash.to_string());
-    fill(&mut rec);
-    audit::append_once(paths, &rec).map_err(|e| {
-        format!(
-            "the change was made but the audit log {} could not be written: {e}",
-            paths.audit.display()
-        )
+/// The record of `change` to `entry` from `source`.
+fn change_record(source: Source, change: &str, entry: &BinaryPolicy) -> Record {
+    Record::binary_change(source.as_str(), change, &entry.path, &entry.hash)
+}
+
+/// Appends the record of a change already made.
+fn audit_change(paths: &Paths, rec: &Record) -> Result<(), AdminError> {
+    audit::append_once(paths, rec).map_err(|source| AdminError::Unaudited {
+        path: paths.audit.clone(),
+        source,
     })
 }
 
 /// Counts one successful use of a grant with `uses_left` for `service`; the grants of the
 /// service go when none is left (audited as `expire`).
-pub fn consume_use(paths: &Paths, hash: &BinaryHash, service: &str) -> Result<(), String> {
-    let gone = policy::update(paths, |p| {
+pub fn consume_use(paths: &Paths, hash: &BinaryHash, service: &str) -> Result<(), AdminError> {
+    let gone = policy::update::<_, AdminError>(paths, |p| {
         let Some(b) = p.registered_binaries.iter_mut().find(|b| &b.hash == hash) else {
             return Ok(None);
         };
@@ -227,16 +428,14 @@ pub fn consume_use(paths: &Paths, hash: &BinaryHash, service: &str) -> Result<()
         Ok(None)
     })?;
     if let Some(b) = gone {
-        audit_change(paths, Source::Daemon, "expire", &b, |r| {
-            r.service = Some(service.into());
-            r.message = Some(format!("the last use of {service} was consumed"));
-        })?;
+        let message = format!("the last use of {service} was consumed");
+        audit_change(paths, &Record::expired(&b.path, &b.hash, service, message))?;
     }
     Ok(())
 }
 
 /// Removes every grant whose time is up (audited as `expire`); returns how many.
-pub fn prune_expired(paths: &Paths) -> Result<usize, String> {
+pub fn prune_expired(paths: &Paths) -> Result<usize, AdminError> {
     let now = chrono::Utc::now();
     let due = |p: &policy::PolicyFile| {
         p.registered_binaries
@@ -255,7 +454,7 @@ pub fn prune_expired(paths: &Paths) -> Result<usize, String> {
         Err(_) => return Ok(0),
         Ok(_) => {}
     }
-    let removed = policy::update(paths, |p| {
+    let removed = policy::update::<_, AdminError>(paths, |p| {
         let list = due(p);
         let mut out = Vec::new();
         for (hash, svc) in list {
@@ -267,10 +466,8 @@ pub fn prune_expired(paths: &Paths) -> Result<usize, String> {
         Ok(out)
     })?;
     for (b, svc) in &removed {
-        audit_change(paths, Source::Daemon, "expire", b, |r| {
-            r.service = Some(svc.clone());
-            r.message = Some(format!("the grant of {svc} ended"));
-        })?;
+        let message = format!("the grant of {svc} ended");
+        audit_change(paths, &Record::expired(&b.path, &b.hash, svc, message))?;
     }
     Ok(removed.len())
 }
@@ -282,9 +479,11 @@ fn drop_service(b: &mut BinaryPolicy, service: &str) {
 }
 
 /// Checks before a change that the audit log can be opened, so a change is not made unaudited.
-fn audit_ready(paths: &Paths) -> Result<(), String> {
-    audit::ready(paths)
-        .map_err(|e| format!("cannot open the audit log {}: {e}", paths.audit.display()))
+fn audit_ready(paths: &Paths) -> Result<(), AdminError> {
+    audit::ready(paths).map_err(|source| AdminError::AuditNotReady {
+        path: paths.audit.clone(),
+        source,
+    })
 }
 
 /// Approves a pending caller by hash with `grants` (zero privileges when empty).
@@ -293,7 +492,7 @@ pub fn approve(
     source: Source,
     selector: &str,
     grants: &Grants,
-) -> Result<BinaryPolicy, String> {
+) -> Result<BinaryPolicy, AdminError> {
     let grants = &grants.resolve()?;
     audit_ready(paths)?;
     let queue = pending::load(&paths.pending)?;
@@ -303,23 +502,20 @@ pub fn approve(
         && crate::identity::script::family_of(&entry.path, &interpreters(paths)).is_some()
         && !grants.allow_any_script
     {
-        return Err(bare_interpreter(&entry.path));
+        return Err(AdminError::BareInterpreter(entry.path.clone()));
     }
-    let added = policy::update(paths, |p| {
+    let added = policy::update::<_, AdminError>(paths, |p| {
         if let Some(b) = p.by_hash(&entry.hash) {
-            return Err(format!(
-                "{} is already approved (as {})",
-                entry.hash.short(),
-                b.path.display()
-            ));
+            return Err(AdminError::AlreadyApproved {
+                hash: entry.hash.clone(),
+                path: b.path.clone(),
+            });
         }
         if let Some(b) = p.by_path(&entry.path) {
-            return Err(format!(
-                "{} is registered with another hash ({}): this is a changed binary; keep its permissions with: keychain-auth upgrade {}",
-                b.path.display(),
-                b.hash.short(),
-                b.path.display()
-            ));
+            return Err(AdminError::ChangedBinary {
+                path: b.path.clone(),
+                hash: b.hash.clone(),
+            });
         }
         let mut b = BinaryPolicy::new(entry.path.clone(), entry.hash.clone());
         b.interpreter = entry.interpreter.clone();
@@ -328,32 +524,35 @@ pub fn approve(
         Ok(b)
     })?;
     pending::remove(&paths.pending, &entry.hash)?;
-    audit_change(paths, source, "approve", &added, |r| grants.record(r))?;
+    audit_change(
+        paths,
+        &grants.record(change_record(source, "approve", &added)),
+    )?;
     Ok(added)
 }
 
 /// Checks that the file at a pending caller's path is the binary that called: the path comes
 /// from the caller's side (in another mount namespace it can name any file), so approving must
 /// never bind a path to a hash the file there does not have.
-fn check_pending_path(entry: &PendingEntry) -> Result<(), String> {
+fn check_pending_path(entry: &PendingEntry) -> Result<(), AdminError> {
     if let Some(i) = &entry.interpreter {
         check_file_hash(&i.path, &i.hash)?;
     }
     check_file_hash(&entry.path, &entry.hash)
 }
 
-fn check_file_hash(path: &Path, hash: &BinaryHash) -> Result<(), String> {
-    let shown = format!("{path:?}");
+fn check_file_hash(path: &Path, hash: &BinaryHash) -> Result<(), AdminError> {
     match identity::hash_path(path) {
         Ok(h) if &h == hash => Ok(()),
-        Ok(h) => Err(format!(
-            "the file at {shown} is not the binary that asked (it has hash {}, the caller ran {}); the caller may run from another mount namespace or the file was replaced. Nothing was approved; register the file you trust with: keychain-auth register PATH",
-            h.short(),
-            hash.short()
-        )),
-        Err(e) => Err(format!(
-            "cannot read {shown} to check that it is the binary that asked ({e}); nothing was approved"
-        )),
+        Ok(found) => Err(AdminError::NotTheCaller {
+            path: path.to_path_buf(),
+            found,
+            ran: hash.clone(),
+        }),
+        Err(source) => Err(AdminError::CannotCheck {
+            path: path.to_path_buf(),
+            source,
+        }),
     }
 }
 
@@ -363,7 +562,7 @@ pub fn register(
     source: Source,
     path: &Path,
     grants: &Grants,
-) -> Result<BinaryPolicy, String> {
+) -> Result<BinaryPolicy, AdminError> {
     let grants = &grants.resolve()?;
     let (path, hash, interpreter) = identify_file(paths, path)?;
     if identity::hash_path(Path::new("/proc/self/exe"))
@@ -371,33 +570,27 @@ pub fn register(
         .as_ref()
         == Some(&hash)
     {
-        return Err(format!(
-            "{} is keychain-auth itself, which is never a caller: `keychain-auth get` and `put` are answered as the script or program that runs them. Register that instead",
-            path.display()
-        ));
+        return Err(AdminError::SelfRegister(path));
     }
     if interpreter.is_none()
         && crate::identity::script::family_of(&path, &interpreters(paths)).is_some()
         && !grants.allow_any_script
     {
-        return Err(bare_interpreter(&path));
+        return Err(AdminError::BareInterpreter(path.clone()));
     }
     audit_ready(paths)?;
-    let added = policy::update(paths, |p| {
+    let added = policy::update::<_, AdminError>(paths, |p| {
         if let Some(b) = p.by_hash(&hash) {
-            return Err(format!(
-                "this binary ({}) is already registered as {}",
-                hash.short(),
-                b.path.display()
-            ));
+            return Err(AdminError::AlreadyRegistered {
+                hash: hash.clone(),
+                path: b.path.clone(),
+            });
         }
         if let Some(b) = p.by_path(&path) {
-            return Err(format!(
-                "{} is already registered with another hash ({}); if the binary was updated, run: keychain-auth upgrade {}",
-                path.display(),
-                b.hash.short(),
-                path.display()
-            ));
+            return Err(AdminError::RegisteredOtherHash {
+                path: path.clone(),
+                hash: b.hash.clone(),
+            });
         }
         let mut b = BinaryPolicy::new(path.clone(), hash.clone());
         b.interpreter = interpreter.clone();
@@ -406,35 +599,31 @@ pub fn register(
         Ok(b)
     })?;
     pending::remove(&paths.pending, &hash)?;
-    audit_change(paths, source, "register", &added, |r| grants.record(r))?;
+    audit_change(
+        paths,
+        &grants.record(change_record(source, "register", &added)),
+    )?;
     Ok(added)
 }
 
 /// Re-hashes the binary registered at `path` and moves its permissions to the new hash.
-pub fn upgrade(paths: &Paths, source: Source, path: &Path) -> Result<Upgrade, String> {
+pub fn upgrade(paths: &Paths, source: Source, path: &Path) -> Result<Upgrade, AdminError> {
     let (path, hash) = hash_binary(path)?;
     audit_ready(paths)?;
-    let result = policy::update(paths, |p| {
+    let result = policy::update::<_, AdminError>(paths, |p| {
         if let Some(other) = p.by_hash(&hash)
             && other.path != path
         {
-            return Err(format!(
-                "the binary at {} is identical to the one registered as {}; unregister one of them first",
-                path.display(),
-                other.path.display()
-            ));
+            return Err(AdminError::Identical {
+                path: path.clone(),
+                other: other.path.clone(),
+            });
         }
         let b = p
             .registered_binaries
             .iter_mut()
             .find(|b| b.path == path)
-            .ok_or_else(|| {
-                format!(
-                    "{} is not registered; register it with: keychain-auth register {}",
-                    path.display(),
-                    path.display()
-                )
-            })?;
+            .ok_or_else(|| AdminError::NotRegistered(path.clone()))?;
         // A script keeps its interpreter's path; both hashes are taken again.
         let new_interpreter = match &b.interpreter {
             Some(i) => Some(policy::InterpreterRef {
@@ -458,9 +647,10 @@ pub fn upgrade(paths: &Paths, source: Source, path: &Path) -> Result<Upgrade, St
     })?;
     if let Some(old) = &result.old_hash {
         pending::remove(&paths.pending, &hash)?;
-        audit_change(paths, source, "upgrade", &result.entry, |r| {
-            r.old_hash = Some(old.to_string());
-        })?;
+        audit_change(
+            paths,
+            &change_record(source, "upgrade", &result.entry).with_old_hash(old),
+        )?;
     }
     Ok(result)
 }
@@ -471,7 +661,7 @@ pub fn grant(
     source: Source,
     selector: &str,
     grants: &Grants,
-) -> Result<BinaryPolicy, String> {
+) -> Result<BinaryPolicy, AdminError> {
     change_grants(paths, source, selector, grants, "grant", Grants::add_to)
 }
 
@@ -481,7 +671,7 @@ pub fn revoke(
     source: Source,
     selector: &str,
     grants: &Grants,
-) -> Result<BinaryPolicy, String> {
+) -> Result<BinaryPolicy, AdminError> {
     change_grants(
         paths,
         source,
@@ -499,21 +689,19 @@ fn change_grants(
     grants: &Grants,
     change: &str,
     apply: fn(&Grants, &mut BinaryPolicy),
-) -> Result<BinaryPolicy, String> {
+) -> Result<BinaryPolicy, AdminError> {
     if grants.is_empty() {
-        return Err(format!(
-            "nothing to {change}: give --read SERVICE, --write SERVICE, --search, --allow-env VAR, --via HASH|PATH or --allow-any-script"
-        ));
+        return Err(AdminError::NothingNamed(change.into()));
     }
     let grants = &grants.resolve()?;
     audit_ready(paths)?;
-    let entry = policy::update(paths, |p| {
+    let entry = policy::update::<_, AdminError>(paths, |p| {
         let i = p.resolve(selector)?;
         let b = &mut p.registered_binaries[i];
         apply(grants, b);
         Ok(b.clone())
     })?;
-    audit_change(paths, source, change, &entry, |r| grants.record(r))?;
+    audit_change(paths, &grants.record(change_record(source, change, &entry)))?;
     Ok(entry)
 }
 
@@ -524,10 +712,10 @@ pub fn set_grants(
     source: Source,
     selector: &str,
     grants: &Grants,
-) -> Result<BinaryPolicy, String> {
+) -> Result<BinaryPolicy, AdminError> {
     grants.validate()?;
     audit_ready(paths)?;
-    let (before, after) = policy::update(paths, |p| {
+    let (before, after) = policy::update::<_, AdminError>(paths, |p| {
         let i = p.resolve(selector)?;
         let b = &mut p.registered_binaries[i];
         let before = b.clone();
@@ -545,38 +733,85 @@ pub fn set_grants(
     let added = Grants::gained(&before, &after);
     let removed = Grants::gained(&after, &before);
     if !added.is_empty() {
-        audit_change(paths, source, "grant", &after, |r| added.record(r))?;
+        audit_change(paths, &added.record(change_record(source, "grant", &after)))?;
     }
     if !removed.is_empty() {
-        audit_change(paths, source, "revoke", &after, |r| removed.record(r))?;
+        audit_change(
+            paths,
+            &removed.record(change_record(source, "revoke", &after)),
+        )?;
     }
     Ok(after)
 }
 
 /// Removes the binary `selector` names.
-pub fn unregister(paths: &Paths, source: Source, selector: &str) -> Result<BinaryPolicy, String> {
+pub fn unregister(
+    paths: &Paths,
+    source: Source,
+    selector: &str,
+) -> Result<BinaryPolicy, AdminError> {
     audit_ready(paths)?;
-    let removed = policy::update(paths, |p| {
+    let removed = policy::update::<_, AdminError>(paths, |p| {
         let i = p.resolve(selector)?;
         Ok(p.registered_binaries.remove(i))
     })?;
-    audit_change(paths, source, "unregister", &removed, |_| {})?;
+    audit_change(paths, &change_record(source, "unregister", &removed))?;
     Ok(removed)
 }
 
 /// Drops a pending entry without approving it.
-pub fn dismiss(paths: &Paths, source: Source, selector: &str) -> Result<PendingEntry, String> {
+pub fn dismiss(paths: &Paths, source: Source, selector: &str) -> Result<PendingEntry, AdminError> {
     audit_ready(paths)?;
     let entry = pending::update(&paths.pending, |q| {
         let e = pending::find(q, selector)?.clone();
         q.entries.retain(|x| x.hash != e.hash);
-        Ok::<_, String>(e)
+        Ok::<_, pending::PendingError>(e)
     })??;
-    let mut rec = Record::policy_change(source.as_str(), "dismiss");
-    rec.path = Some(entry.path.display().to_string());
-    rec.hash = Some(entry.hash.to_string());
-    audit::append_once(paths, &rec).map_err(|e| e.to_string())?;
+    let rec = Record::binary_change(source.as_str(), "dismiss", &entry.path, &entry.hash);
+    audit::append_once(paths, &rec).map_err(AdminError::Audit)?;
     Ok(entry)
+}
+
+/// Records `"backend": "keyring"` in config.json unless an explicit choice is already there.
+/// Returns whether the file changed.
+pub fn pin_keyring(paths: &Paths, keys: &audit::KeySource) -> Result<bool, policy::UpdateError> {
+    policy::update_with(paths, keys, |p| match p.backend.as_deref() {
+        None | Some("") | Some("auto") => {
+            p.backend = Some(Preference::Keyring.as_str().into());
+            Ok(true)
+        }
+        Some(_) => Ok(false),
+    })
+}
+
+/// The store a server (the daemon, the dashboard's embedded broker) serves for `sel`: when the
+/// selection asks for a pin, its first successful caller write records `"backend": "keyring"`
+/// in config.json (audited as `pin_backend`; a failure is logged and tried again next write).
+pub fn serving_backend(paths: &Paths, sel: &Selection) -> Arc<dyn Backend> {
+    if !sel.pin {
+        return sel.backend.clone();
+    }
+    let paths = paths.clone();
+    let hook = Box::new(move || {
+        let keys = audit::KeySource::Select(Box::new(paths.clone()));
+        match pin_keyring(&paths, &keys) {
+            Ok(changed) => {
+                if changed {
+                    let _ = audit::append_once(&paths, &Record::pin_backend());
+                }
+                true
+            }
+            // Not pinned yet: try again after the next write, and say so.
+            Err(e) => {
+                tracing::warn!(
+                    "keychain-auth: warning: could not record \"backend\": \"keyring\" in {}: {e}",
+                    paths.config.display()
+                );
+                false
+            }
+        }
+    });
+    Arc::new(PinOnWrite::new(sel.backend.clone(), hook))
 }
 
 /// The interpreter names config.json adds (none when it cannot be read: the built-in list).
@@ -586,22 +821,12 @@ fn interpreters(paths: &Paths) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Why a bare interpreter is not approved without `--allow-any-script`.
-fn bare_interpreter(path: &Path) -> String {
-    format!(
-        "{} is an interpreter: approving it would serve every script and every line of inline code it runs. Register the script instead (keychain-auth register SCRIPT), or pass --allow-any-script if that is really what you want",
-        path.display()
-    )
-}
-
 /// The hash a `--via` argument names: a path (hashed now) or a full hash.
-fn launcher_hash(selector: &str) -> Result<BinaryHash, String> {
+fn launcher_hash(selector: &str) -> Result<BinaryHash, AdminError> {
     if selector.contains('/') {
         return hash_binary(Path::new(selector)).map(|(_, h)| h);
     }
-    BinaryHash::parse(selector).map_err(|_| {
-        format!("--via {selector:?}: give the launcher's path or its full sha256 hash")
-    })
+    BinaryHash::parse(selector).map_err(|_| AdminError::BadVia(selector.into()))
 }
 
 /// What `register PATH` registers: a binary by its own hash, or a script (a file starting with
@@ -610,7 +835,7 @@ fn launcher_hash(selector: &str) -> Result<BinaryHash, String> {
 fn identify_file(
     paths: &Paths,
     path: &Path,
-) -> Result<(PathBuf, BinaryHash, Option<policy::InterpreterRef>), String> {
+) -> Result<(PathBuf, BinaryHash, Option<policy::InterpreterRef>), AdminError> {
     use crate::identity::script::{self, Shebang};
     use std::io::BufRead;
     let (path, hash) = hash_binary(path)?;
@@ -618,7 +843,10 @@ fn identify_file(
     std::fs::File::open(&path)
         .map(std::io::BufReader::new)
         .and_then(|mut r| r.read_until(b'\n', &mut first))
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        .map_err(|source| AdminError::Read {
+            path: path.clone(),
+            source,
+        })?;
     let Some(bang) = script::shebang(first.strip_suffix(b"\n").unwrap_or(&first)) else {
         return Ok((path, hash, None));
     };
@@ -633,11 +861,9 @@ fn identify_file(
             .unwrap_or_default()
             .into_iter()
             .find(|c| c.is_file())
-            .ok_or_else(|| {
-                format!(
-                    "{} runs `{name}` through /usr/bin/env, and no {name} is on PATH",
-                    path.display()
-                )
+            .ok_or_else(|| AdminError::NotOnPath {
+                script: path.clone(),
+                name: name.clone(),
             })?,
     };
     let (interp_path, interp_hash) = hash_binary(&interp)?;
@@ -647,18 +873,16 @@ fn identify_file(
         .is_ok()
         && &magic == b"#!"
     {
-        return Err(format!(
-            "{} is run by {}, which is itself a script (a version manager's shim?); write the real interpreter's path in the #! line",
-            path.display(),
-            interp_path.display()
-        ));
+        return Err(AdminError::ShimInterpreter {
+            script: path,
+            interpreter: interp_path,
+        });
     }
     if script::family_of(&interp_path, &interpreters(paths)).is_none() {
-        return Err(format!(
-            "{} is run by {}, which is not an interpreter the broker knows; add its name to \"interpreters\" in config.json first",
-            path.display(),
-            interp_path.display()
-        ));
+        return Err(AdminError::UnknownInterpreter {
+            script: path,
+            interpreter: interp_path,
+        });
     }
     Ok((
         path,
@@ -671,14 +895,18 @@ fn identify_file(
 }
 
 /// Canonical path and hash of a binary given on the command line.
-fn hash_binary(path: &Path) -> Result<(PathBuf, BinaryHash), String> {
+fn hash_binary(path: &Path) -> Result<(PathBuf, BinaryHash), AdminError> {
     let canonical = canonical_or_literal(path);
-    let meta = std::fs::metadata(&canonical)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let meta = std::fs::metadata(&canonical).map_err(|source| AdminError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
     if !meta.is_file() {
-        return Err(format!("{} is not a regular file", path.display()));
+        return Err(AdminError::NotAFile(path.to_path_buf()));
     }
-    let hash = identity::hash_path(&canonical)
-        .map_err(|e| format!("cannot hash {}: {e}", canonical.display()))?;
+    let hash = identity::hash_path(&canonical).map_err(|source| AdminError::Hash {
+        path: canonical.clone(),
+        source,
+    })?;
     Ok((canonical, hash))
 }

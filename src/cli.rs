@@ -218,7 +218,8 @@ impl TryFrom<GrantArgs> for Grants {
             Some(d) => Some(
                 chrono::Utc::now()
                     + chrono::Duration::seconds(
-                        i64::try_from(policy::parse_duration(d)?).unwrap_or(i64::MAX / 2),
+                        i64::try_from(policy::parse_duration(d).map_err(|e| e.to_string())?)
+                            .unwrap_or(i64::MAX / 2),
                     ),
             ),
             None => None,
@@ -252,7 +253,7 @@ impl TryFrom<GrantArgs> for Grants {
 /// full usage stays one `--help` away), so every failure is one line.
 pub fn main() -> Result<(), String> {
     match Cli::try_parse() {
-        Ok(cli) => run(cli),
+        Ok(cli) => run(cli).map_err(|e| e.to_string()),
         Err(e) if !e.use_stderr() => e.exit(),
         Err(e) => Err(usage_error(&e.to_string())),
     }
@@ -281,19 +282,23 @@ fn usage_error(rendered: &str) -> String {
     )
 }
 
+/// Why a command failed: a core module's typed error or the command's own words; `main`
+/// prints its message as the one-line reason.
+pub type Failure = Box<dyn std::error::Error + Send + Sync>;
+
 /// Runs a parsed command line.
-pub fn run(cli: Cli) -> Result<(), String> {
-    let paths = Paths::from_env(cli.socket.as_deref()).map_err(|e| e.to_string())?;
+pub fn run(cli: Cli) -> Result<(), Failure> {
+    let paths = Paths::from_env(cli.socket.as_deref())?;
     match cli.command {
         Command::Start => start(paths),
-        Command::Tui { embed, connect } => crate::tui::run(
+        Command::Tui { embed, connect } => Ok(crate::tui::run(
             paths,
             match (embed, connect) {
                 (true, _) => crate::tui::broker::ModeChoice::Embed,
                 (_, true) => crate::tui::broker::ModeChoice::Connect,
                 _ => crate::tui::broker::ModeChoice::Auto,
             },
-        ),
+        )?),
         Command::ListPending { json } => list_pending(&paths, json),
         Command::Approve { hash, grants } => {
             let b = admin::approve(&paths, Source::Cli, &hash, &grants.try_into()?)?;
@@ -352,8 +357,8 @@ pub fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::List { json } => list(&paths, json),
-        Command::Migrate { to } => crate::doctor::migrate(&paths, &to),
-        Command::Doctor => crate::doctor::doctor(&paths),
+        Command::Migrate { to } => Ok(crate::doctor::migrate(&paths, &to)?),
+        Command::Doctor => Ok(crate::doctor::doctor(&paths)?),
         Command::Audit {
             check: Some(AuditCheck::Verify { json }),
             ..
@@ -362,8 +367,18 @@ pub fn run(cli: Cli) -> Result<(), String> {
         Command::Policy {
             action: PolicyAction::Accept { yes },
         } => policy_accept(&paths, yes),
-        Command::Get { service, target } => crate::scripts::get(&paths, &service, &target),
-        Command::Put { service, target } => crate::scripts::put(&paths, &service, &target),
+        Command::Get { service, target } => Ok(crate::scripts::get(
+            &paths,
+            &service,
+            &target,
+            &mut std::io::stdout().lock(),
+        )?),
+        Command::Put { service, target } => Ok(crate::scripts::put(
+            &paths,
+            &service,
+            &target,
+            &mut std::io::stdin().lock(),
+        )?),
     }
 }
 
@@ -401,12 +416,17 @@ fn log_to_stderr() {
 /// Runs the daemon. Everything that can refuse the start (socket directory, a daemon already
 /// running, state directories and files, the backend) is checked before anything is printed or
 /// audited, so a refused start prints exactly one line: the reason.
-fn start(paths: Paths) -> Result<(), String> {
-    let notes = crate::server::preflight::check(&paths).map_err(|e| e.to_string())?;
+fn start(paths: Paths) -> Result<(), Failure> {
+    let notes = crate::server::preflight::check(&paths)?;
     // Chosen before the runtime starts: the probe blocks (briefly, bounded). No side effects.
     let selection = crate::backend::select::select(&paths)?;
     let notice = selection.notice.clone();
-    let notice_record = crate::backend::select::notice_record(&selection);
+    let notice_record = notice
+        .as_deref()
+        .map(|n| crate::audit::Record::backend_notice(selection.kind(), n));
+    // The pin after the first keyring write, when the selection asks for one, is done here,
+    // above the store: config.json and the audit log are not the store's business.
+    let backend = crate::admin::serving_backend(&paths, &selection);
     log_to_stderr();
     let reason = selection.reason.clone();
     // One thread runs every session: a request costs a few system calls and no computation
@@ -417,7 +437,6 @@ fn start(paths: Paths) -> Result<(), String> {
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     let served = runtime.block_on(async move {
-        let backend = selection.backend;
         let socket = paths.socket.clone();
         let server = Server::bind(paths, backend, Limits::default()).map_err(|e| e.to_string())?;
         if let Some(notice) = &notice {
@@ -471,13 +490,13 @@ pub async fn shutdown_signal() {
     }
 }
 
-fn list_pending(paths: &Paths, json: bool) -> Result<(), String> {
+fn list_pending(paths: &Paths, json: bool) -> Result<(), Failure> {
     let mut queue = pending::load(&paths.pending)?;
     queue
         .entries
         .sort_by_key(|e| std::cmp::Reverse(e.last_seen));
     if json {
-        let text = serde_json::to_string_pretty(&queue.entries).map_err(|e| e.to_string())?;
+        let text = serde_json::to_string_pretty(&queue.entries)?;
         crate::outln!("{}", crate::display::json(&text));
         return Ok(());
     }
@@ -526,11 +545,10 @@ fn list_pending(paths: &Paths, json: bool) -> Result<(), String> {
     Ok(())
 }
 
-fn list(paths: &Paths, json: bool) -> Result<(), String> {
-    let policy = policy::load(&paths.config).map_err(|e| e.to_string())?;
+fn list(paths: &Paths, json: bool) -> Result<(), Failure> {
+    let policy = policy::load(&paths.config)?;
     if json {
-        let text =
-            serde_json::to_string_pretty(&policy.registered_binaries).map_err(|e| e.to_string())?;
+        let text = serde_json::to_string_pretty(&policy.registered_binaries)?;
         crate::outln!("{}", crate::display::json(&text));
         return Ok(());
     }
@@ -561,7 +579,7 @@ fn list(paths: &Paths, json: bool) -> Result<(), String> {
     Ok(())
 }
 
-fn audit_verify(paths: &Paths, json: bool) -> Result<(), String> {
+fn audit_verify(paths: &Paths, json: bool) -> Result<(), Failure> {
     use crate::audit::{chain, verify};
     let sel = crate::backend::select::select(paths)?;
     let key = match chain::load(sel.backend.as_ref())? {
@@ -577,15 +595,13 @@ fn audit_verify(paths: &Paths, json: bool) -> Result<(), String> {
                 sel.backend.describe(),
                 chain::KEY_SERVICE,
                 chain::KEY_TARGET
-            ));
+            )
+            .into());
         }
     };
     let report = verify::verify(&paths.audit, &key);
     if json {
-        println!(
-            "{}",
-            serde_json::to_string(&report).map_err(|e| e.to_string())?
-        );
+        println!("{}", serde_json::to_string(&report)?);
     } else {
         print!("{}", report.render());
     }
@@ -601,15 +617,16 @@ fn audit_verify(paths: &Paths, json: bool) -> Result<(), String> {
             },
             b.seq.map_or(String::new(), |s| format!(" (seq {s})")),
             b.message
-        )),
+        )
+        .into()),
     }
 }
 
-fn policy_accept(paths: &Paths, yes: bool) -> Result<(), String> {
+fn policy_accept(paths: &Paths, yes: bool) -> Result<(), Failure> {
     use crate::seal::Integrity;
     use std::io::{BufRead, Write};
     let keys = crate::audit::KeySource::Select(Box::new(paths.clone()));
-    let file = policy::load(&paths.config).map_err(|e| e.to_string())?;
+    let file = policy::load(&paths.config)?;
     let shown = match policy::integrity(paths, &keys, &file)? {
         Integrity::Sealed => {
             println!(
@@ -637,26 +654,22 @@ fn policy_accept(paths: &Paths, yes: bool) -> Result<(), String> {
                 "policy accept asks for confirmation on a terminal and none is attached; run it in one (or pass --yes)".to_string()
             })?;
         let mut w = &tty;
-        write!(w, "Adopt this and serve it? [y/N] ").map_err(|e| e.to_string())?;
-        w.flush().map_err(|e| e.to_string())?;
+        write!(w, "Adopt this and serve it? [y/N] ")?;
+        w.flush()?;
         let mut answer = String::new();
-        std::io::BufReader::new(&tty)
-            .read_line(&mut answer)
-            .map_err(|e| e.to_string())?;
+        std::io::BufReader::new(&tty).read_line(&mut answer)?;
         if !matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
             return Err("not adopted: nothing was changed".into());
         }
     }
     let adopted = policy::accept(paths, &keys, |now| Some(now) == shown.as_ref())
-        .map_err(|e| {
-            if e.starts_with("not adopted") {
-                "config.json changed again while you were reviewing it; nothing was adopted: run `keychain-auth policy accept` again".to_string()
-            } else {
-                e
+        .map_err(|e| -> Failure {
+            match e {
+                policy::UpdateError::NotAdopted => "config.json changed again while you were reviewing it; nothing was adopted: run `keychain-auth policy accept` again".into(),
+                e => e.into(),
             }
         })?;
-    let mut rec = crate::audit::Record::policy_change("cli", "accept");
-    rec.message = Some(match &shown {
+    let rec = crate::audit::Record::policy_accepted(match &shown {
         Some(d) => format!(
             "adopted an edit made outside keychain-auth: {}",
             d.summary()
@@ -677,7 +690,7 @@ fn policy_accept(paths: &Paths, yes: bool) -> Result<(), String> {
     Ok(())
 }
 
-fn audit_show(paths: &Paths, a: AuditArgs) -> Result<(), String> {
+fn audit_show(paths: &Paths, a: AuditArgs) -> Result<(), Failure> {
     use crate::audit::show;
     let time = |t: Option<String>| t.as_deref().map(show::parse_time).transpose();
     let filter = show::Filter {
@@ -690,13 +703,17 @@ fn audit_show(paths: &Paths, a: AuditArgs) -> Result<(), String> {
     };
     // Like `tail -f`: a follow without -n starts from the last 10 matching records.
     let last = a.last.or(a.follow.then_some(10));
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     show::run(
         &paths.audit,
         &filter,
         last,
         show::Format::choose(a.json),
         a.follow,
-    )
+        &mut out,
+        &mut std::io::stderr(),
+    )?;
+    Ok(())
 }
 
 /// The second-form details of an entry (SPEC §10), one line each.

@@ -152,7 +152,7 @@ pub fn doctor(paths: &Paths) -> Result<(), String> {
         ),
         Err(e) => c.problem(
             "pending",
-            e,
+            e.to_string(),
             format!("repair or move away {}", paths.pending.display()),
         ),
     }
@@ -216,8 +216,9 @@ fn human_size(n: u64) -> String {
 
 /// The audit chain, as `audit verify` checks it.
 fn check_chain(paths: &Paths, c: &mut Checks) {
-    let key =
-        crate::backend::select::select(paths).and_then(|s| audit::chain::load(s.backend.as_ref()));
+    let key = crate::backend::select::select(paths)
+        .map_err(audit::KeyError::from)
+        .and_then(|s| audit::chain::load(s.backend.as_ref()));
     match key {
         Ok(Some(key)) => {
             let r = audit::verify::verify(&paths.audit, &key);
@@ -410,7 +411,7 @@ fn check_backend(paths: &Paths, running: Option<&str>, c: &mut Checks) {
         Err(e) => {
             c.problem(
                 "backend",
-                e,
+                e.to_string(),
                 format!("set {} to auto, keyring or file", select::ENV),
             );
             return;
@@ -634,7 +635,7 @@ pub fn migrate(paths: &Paths, to: &str) -> Result<(), String> {
     let mut done = 0usize;
     // keychain-auth's own key goes first and stays in the source until config.json names the
     // destination (see backend::migrate).
-    let reserved_conflicts = migrate::copy_reserved(from, into)?;
+    let reserved_conflicts = migrate::copy_reserved(from, into).map_err(|e| e.to_string())?;
     let result = migrate::migrate(from, into, &mut |_, _| done += 1);
     let (mut report, error) = match result {
         Ok(r) => (r, None),
@@ -642,19 +643,15 @@ pub fn migrate(paths: &Paths, to: &str) -> Result<(), String> {
     };
     report.conflicts.extend(reserved_conflicts.iter().cloned());
     let summary = summary(&report, from, into);
-    let mut rec = Record::new("migrate", "cli");
-    rec.action = Some("migrate".into());
-    rec.count = Some(report.moved);
-    rec.targets = report.conflicts.clone();
-    rec.status = Some(if error.is_none() && report.conflicts.is_empty() {
-        "success".into()
-    } else {
-        "error".into()
-    });
-    rec.message = Some(match &error {
-        Some(e) => format!("{summary}; stopped: {e}"),
-        None => summary.clone(),
-    });
+    let rec = Record::migrate(
+        report.moved,
+        report.conflicts.clone(),
+        error.is_none() && report.conflicts.is_empty(),
+        match &error {
+            Some(e) => format!("{summary}; stopped: {e}"),
+            None => summary.clone(),
+        },
+    );
     if let Err(e) = audit::append_once(paths, &rec) {
         eprintln!("keychain-auth: warning: cannot write the audit log: {e}");
     }
@@ -666,11 +663,12 @@ pub fn migrate(paths: &Paths, to: &str) -> Result<(), String> {
     }
     policy::update(paths, |p| {
         p.backend = Some(dest.as_str().into());
-        Ok(())
-    })?;
+        Ok::<_, policy::UpdateError>(())
+    })
+    .map_err(|e| e.to_string())?;
     crate::outln!("config.json now records \"backend\": \"{}\"", dest.as_str());
     if reserved_conflicts.is_empty() {
-        migrate::drop_reserved(from, into)?;
+        migrate::drop_reserved(from, into).map_err(|e| e.to_string())?;
     }
     if let Ok(v) = std::env::var(select::ENV)
         && !v.is_empty()

@@ -46,91 +46,113 @@ pub fn backend_failure(req: &Request, e: &BackendError) -> Response {
 }
 
 fn run(backend: &dyn Backend, req: &Request) -> Result<Outcome, BackendError> {
-    let id = req.id.clone();
-    let service = req.service.as_str();
     match (req.action, req.mode) {
-        (Action::Read, MatchMode::Exact) => {
-            let items = get_all(backend, service, &req.targets)?;
-            if let Err(missing) = all_present(&items) {
-                return Ok(not_found(req, missing));
-            }
-            let results = items
-                .into_iter()
-                .filter_map(|(t, i)| i.map(|i| read_result(t, i)))
-                .collect();
-            Ok(outcome(id, results, req.targets.clone(), Vec::new()))
-        }
-        (Action::Read, MatchMode::Prefix) => {
-            let names = matching(backend, req)?;
-            let mut results = Vec::with_capacity(names.len());
-            for name in &names {
-                // An item deleted between listing and reading is simply not returned.
-                if let Some(item) = backend.get(service, name)? {
-                    results.push(read_result(name.clone(), item));
-                }
-            }
-            Ok(outcome(id, results, names, Vec::new()))
-        }
-        (Action::Search, _) => {
-            let mut found: BTreeMap<String, ResultItem> = BTreeMap::new();
-            for prefix in &req.targets {
-                for e in backend.list(service, prefix, &req.attributes)? {
-                    found.insert(
-                        e.target.clone(),
-                        ResultItem {
-                            target: e.target,
-                            value: None,
-                            attributes: Some(e.attributes),
-                        },
-                    );
-                }
-            }
-            let names = found.keys().cloned().collect();
-            Ok(outcome(
-                id,
-                found.into_values().collect(),
-                names,
-                Vec::new(),
-            ))
-        }
-        (Action::Write, _) => {
-            let before = get_all(backend, service, &req.targets)?;
-            let changes: Vec<Change> = req
-                .targets
-                .iter()
-                .zip(&req.values)
-                .map(|(t, v)| Change::Set {
-                    service: service.into(),
-                    target: t.clone(),
-                    item: Item {
-                        value: v.clone(),
-                        attributes: req.attributes.clone(),
-                    },
-                })
-                .collect();
-            backend.apply(&changes)?;
-            Ok(outcome(
-                id,
-                name_results(&req.targets),
-                req.targets.clone(),
-                restore(service, before),
-            ))
-        }
-        (Action::Delete, MatchMode::Exact) => {
-            let before = get_all(backend, service, &req.targets)?;
-            if let Err(missing) = all_present(&before) {
-                return Ok(not_found(req, missing));
-            }
-            delete_all(backend, service, id, before)
-        }
-        (Action::Delete, MatchMode::Prefix) => {
-            let names = matching(backend, req)?;
-            let before = get_all(backend, service, &names)?;
-            // Only what still exists is deleted (and restorable).
-            let before = before.into_iter().filter(|(_, i)| i.is_some()).collect();
-            delete_all(backend, service, id, before)
+        (Action::Read, MatchMode::Exact) => read_exact(backend, req),
+        (Action::Read, MatchMode::Prefix) => read_prefix(backend, req),
+        (Action::Search, _) => search(backend, req),
+        (Action::Write, _) => write(backend, req),
+        (Action::Delete, MatchMode::Exact) => delete_exact(backend, req),
+        (Action::Delete, MatchMode::Prefix) => delete_prefix(backend, req),
+    }
+}
+
+/// Every named target, or `not_found` for all of them.
+fn read_exact(backend: &dyn Backend, req: &Request) -> Result<Outcome, BackendError> {
+    let items = get_all(backend, &req.service, &req.targets)?;
+    if let Err(missing) = all_present(&items) {
+        return Ok(not_found(req, missing));
+    }
+    let results = items
+        .into_iter()
+        .filter_map(|(t, i)| i.map(|i| read_result(t, i)))
+        .collect();
+    Ok(outcome(
+        req.id.clone(),
+        results,
+        req.targets.clone(),
+        Vec::new(),
+    ))
+}
+
+/// Every target matching a prefix (and the attribute filter).
+fn read_prefix(backend: &dyn Backend, req: &Request) -> Result<Outcome, BackendError> {
+    let names = matching(backend, req)?;
+    let mut results = Vec::with_capacity(names.len());
+    for name in &names {
+        // An item deleted between listing and reading is simply not returned.
+        if let Some(item) = backend.get(&req.service, name)? {
+            results.push(read_result(name.clone(), item));
         }
     }
+    Ok(outcome(req.id.clone(), results, names, Vec::new()))
+}
+
+/// Names and attributes (never values) of the targets matching any prefix.
+fn search(backend: &dyn Backend, req: &Request) -> Result<Outcome, BackendError> {
+    let mut found: BTreeMap<String, ResultItem> = BTreeMap::new();
+    for prefix in &req.targets {
+        for e in backend.list(&req.service, prefix, &req.attributes)? {
+            found.insert(
+                e.target.clone(),
+                ResultItem {
+                    target: e.target,
+                    value: None,
+                    attributes: Some(e.attributes),
+                },
+            );
+        }
+    }
+    let names = found.keys().cloned().collect();
+    Ok(outcome(
+        req.id.clone(),
+        found.into_values().collect(),
+        names,
+        Vec::new(),
+    ))
+}
+
+/// Stores every value as one batch; the undo puts back what was there.
+fn write(backend: &dyn Backend, req: &Request) -> Result<Outcome, BackendError> {
+    let service = req.service.as_str();
+    let before = get_all(backend, service, &req.targets)?;
+    let changes: Vec<Change> = req
+        .targets
+        .iter()
+        .zip(&req.values)
+        .map(|(t, v)| Change::Set {
+            service: service.into(),
+            target: t.clone(),
+            item: Item {
+                value: v.clone(),
+                attributes: req.attributes.clone(),
+            },
+        })
+        .collect();
+    backend.apply(&changes)?;
+    Ok(outcome(
+        req.id.clone(),
+        name_results(&req.targets),
+        req.targets.clone(),
+        restore(service, before),
+    ))
+}
+
+/// Deletes every named target, or none when one is missing (`not_found`).
+fn delete_exact(backend: &dyn Backend, req: &Request) -> Result<Outcome, BackendError> {
+    let before = get_all(backend, &req.service, &req.targets)?;
+    if let Err(missing) = all_present(&before) {
+        return Ok(not_found(req, missing));
+    }
+    delete_all(backend, &req.service, req.id.clone(), before)
+}
+
+/// Deletes every target matching a prefix that still exists.
+fn delete_prefix(backend: &dyn Backend, req: &Request) -> Result<Outcome, BackendError> {
+    let names = matching(backend, req)?;
+    let before = get_all(backend, &req.service, &names)?;
+    // Only what still exists is deleted (and restorable).
+    let before = before.into_iter().filter(|(_, i)| i.is_some()).collect();
+    delete_all(backend, &req.service, req.id.clone(), before)
 }
 
 fn delete_all(

@@ -1,19 +1,19 @@
 //! Safe file primitives for the state files (config.json, pending.json, audit.log, the file
 //! store and their `.lock` files).
 //!
-//! - [`open_state`] is the one way a state file is opened: never through a symbolic link
+//! - `open_state` is the one way a state file is opened: never through a symbolic link
 //!   (`O_NOFOLLOW`), never waiting on a FIFO or device (`O_NONBLOCK`, and an `lstat` first so
 //!   such a file is not opened at all), then `fstat` of what was opened: a regular file, owned by
 //!   us, with no group/other permission bits. Anything else is refused with a one-line reason
 //!   saying how to fix it.
-//! - [`ensure_private_dir`] creates a missing directory 0700 and refuses (never chmods) an
+//! - `ensure_private_dir` creates a missing directory 0700 and refuses (never chmods) an
 //!   existing one that another user owns or that group/others may write, or that sits below such
 //!   a directory.
-//! - [`FileLock`] is an advisory lock held across a whole read-modify-write, given up with an
+//! - `FileLock` is an advisory lock held across a whole read-modify-write, given up with an
 //!   error (not a hang) when another process keeps it too long.
 //! - [`write_atomic`] replaces a file through a 0600 temp file in the same directory (fsync,
 //!   rename, fsync of the directory), so a reader never sees a half-written file;
-//!   [`remove_stale_temps`] deletes the temp files an interrupted write left behind.
+//!   `remove_stale_temps` deletes the temp files an interrupted write left behind.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -22,9 +22,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// How long [`FileLock::acquire`] waits for another holder before giving up.
-pub const LOCK_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const LOCK_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How a state file is opened by [`open_state`].
+/// How a state file is opened by `open_state`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
     /// Read only; a missing file is `Ok(None)`.
@@ -57,7 +57,7 @@ fn kind_name(ft: &fs::FileType) -> &'static str {
 
 /// Fails unless `meta` (from `lstat` or `fstat`) is a regular file owned by us with no
 /// group/other permission bits; the error says what is wrong and how to fix it.
-pub fn check_state_file(path: &Path, meta: &fs::Metadata) -> io::Result<()> {
+pub(crate) fn check_state_file(path: &Path, meta: &fs::Metadata) -> io::Result<()> {
     let ft = meta.file_type();
     if !ft.is_file() {
         let what = kind_name(&ft);
@@ -72,13 +72,13 @@ pub fn check_state_file(path: &Path, meta: &fs::Metadata) -> io::Result<()> {
             path.display()
         )));
     }
-    check_private(path, meta).map_err(refused)
+    check_private(path, meta).map_err(|e| refused(e.to_string()))
 }
 
 /// Opens the state file at `path` without following a symbolic link and without blocking, and
 /// checks what was opened (see [`check_state_file`]). `Ok(None)`: it does not exist (only for
 /// [`Access::Read`]; the other modes create it 0600).
-pub fn open_state(path: &Path, access: Access) -> io::Result<Option<File>> {
+pub(crate) fn open_state(path: &Path, access: Access) -> io::Result<Option<File>> {
     // A FIFO or device is refused before it is opened at all (opening one can block or have
     // side effects); the fstat below is what decides, whatever happens in between.
     match fs::symlink_metadata(path) {
@@ -133,12 +133,12 @@ pub fn open_state(path: &Path, access: Access) -> io::Result<Option<File>> {
 }
 
 /// Reads the whole state file (through [`open_state`]), or `None` when it does not exist.
-pub fn read_optional(path: &Path) -> io::Result<Option<Vec<u8>>> {
+pub(crate) fn read_optional(path: &Path) -> io::Result<Option<Vec<u8>>> {
     read_with_meta(path).map(|o| o.map(|(bytes, _)| bytes))
 }
 
 /// Like [`read_optional`], with the metadata of the file that was read.
-pub fn read_with_meta(path: &Path) -> io::Result<Option<(Vec<u8>, fs::Metadata)>> {
+pub(crate) fn read_with_meta(path: &Path) -> io::Result<Option<(Vec<u8>, fs::Metadata)>> {
     let Some(mut f) = open_state(path, Access::Read)? else {
         return Ok(None);
     };
@@ -152,13 +152,13 @@ pub fn read_with_meta(path: &Path) -> io::Result<Option<(Vec<u8>, fs::Metadata)>
 /// when missing; an existing directory is never chmodded but refused when another user owns it
 /// or group/others may write it. Every directory above it must be owned by us or root and not
 /// writable by group/others unless sticky (as `/tmp` is), or its owner could swap `dir`.
-pub fn ensure_private_dir(dir: &Path) -> io::Result<()> {
+pub(crate) fn ensure_private_dir(dir: &Path) -> io::Result<()> {
     ensure_dir(dir, 0o022)
 }
 
 /// [`ensure_private_dir`] for a directory holding secrets (the file store): group/others may
 /// not even read or enter it.
-pub fn ensure_secret_dir(dir: &Path) -> io::Result<()> {
+pub(crate) fn ensure_secret_dir(dir: &Path) -> io::Result<()> {
     ensure_dir(dir, 0o077)
 }
 
@@ -266,18 +266,18 @@ fn create_missing(dir: &Path) -> io::Result<()> {
 /// A separate lock file is used because the data file itself is replaced by rename, which
 /// would leave a lock on the old inode.
 #[derive(Debug)]
-pub struct FileLock {
+pub(crate) struct FileLock {
     file: File,
 }
 
 impl FileLock {
     /// Takes the exclusive lock for `path`, waiting at most [`LOCK_TIMEOUT`] for another holder.
-    pub fn acquire(path: &Path) -> io::Result<FileLock> {
+    pub(crate) fn acquire(path: &Path) -> io::Result<FileLock> {
         Self::acquire_within(path, LOCK_TIMEOUT)
     }
 
     /// Takes the exclusive lock for `path`, waiting at most `timeout`.
-    pub fn acquire_within(path: &Path, timeout: Duration) -> io::Result<FileLock> {
+    pub(crate) fn acquire_within(path: &Path, timeout: Duration) -> io::Result<FileLock> {
         if let Some(dir) = path.parent() {
             ensure_private_dir(dir)?;
         }
@@ -358,7 +358,7 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
 /// Removes the temp files an interrupted [`write_atomic`] of `path` left next to it (and the
 /// `.tmp-*` names earlier versions used), holding `path`'s lock so that no write in progress
 /// loses its temp file. Returns the names removed; a missing directory is nothing to do.
-pub fn remove_stale_temps(path: &Path) -> io::Result<Vec<String>> {
+pub(crate) fn remove_stale_temps(path: &Path) -> io::Result<Vec<String>> {
     let Some(dir) = path.parent() else {
         return Ok(Vec::new());
     };
@@ -389,7 +389,7 @@ pub fn remove_stale_temps(path: &Path) -> io::Result<Vec<String>> {
 /// A cheap fingerprint of a file's identity and last change, used to notice external edits
 /// without re-reading the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FileStamp {
+pub(crate) struct FileStamp {
     dev: u64,
     ino: u64,
     size: u64,
@@ -399,7 +399,7 @@ pub struct FileStamp {
 
 impl FileStamp {
     /// The stamp of `meta`.
-    pub fn of(meta: &fs::Metadata) -> FileStamp {
+    pub(crate) fn of(meta: &fs::Metadata) -> FileStamp {
         FileStamp {
             dev: meta.dev(),
             ino: meta.ino(),
@@ -411,7 +411,7 @@ impl FileStamp {
 
     /// The stamp of the file at `path` (not following a symbolic link), `None` when it does not
     /// exist.
-    pub fn of_path(path: &Path) -> io::Result<Option<FileStamp>> {
+    pub(crate) fn of_path(path: &Path) -> io::Result<Option<FileStamp>> {
         match fs::symlink_metadata(path) {
             Ok(m) => Ok(Some(FileStamp::of(&m))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -420,16 +420,48 @@ impl FileStamp {
     }
 }
 
+/// Why a state file is not private to the user.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum NotPrivate {
+    /// Another user owns it.
+    #[error(
+        "{} is owned by uid {owner}, not by you (uid {me}); move it away and recreate it",
+        .path.display()
+    )]
+    Owner {
+        /// The file.
+        path: PathBuf,
+        /// Its owner.
+        owner: u32,
+        /// The effective uid.
+        me: u32,
+    },
+    /// Group or others may read (`readable`) or write (`writable`) it.
+    #[error(
+        "{} is {what} by group or others (mode {mode:o}); run: chmod 600 {}",
+        .path.display(),
+        .path.display()
+    )]
+    Mode {
+        /// The file.
+        path: PathBuf,
+        /// `readable` or `writable`.
+        what: &'static str,
+        /// Its permission bits.
+        mode: u32,
+    },
+}
+
 /// Fails when `meta` describes a file another user owns or that group or others may read or
 /// write: such a policy or state file cannot be trusted (or may leak).
-pub fn check_private(path: &Path, meta: &fs::Metadata) -> Result<(), String> {
+pub(crate) fn check_private(path: &Path, meta: &fs::Metadata) -> Result<(), NotPrivate> {
     let me = nix::unistd::geteuid().as_raw();
     if meta.uid() != me {
-        return Err(format!(
-            "{} is owned by uid {}, not by you (uid {me}); move it away and recreate it",
-            path.display(),
-            meta.uid()
-        ));
+        return Err(NotPrivate::Owner {
+            path: path.to_path_buf(),
+            owner: meta.uid(),
+            me,
+        });
     }
     if meta.mode() & 0o077 != 0 {
         let what = if meta.mode() & 0o022 != 0 {
@@ -437,12 +469,11 @@ pub fn check_private(path: &Path, meta: &fs::Metadata) -> Result<(), String> {
         } else {
             "readable"
         };
-        return Err(format!(
-            "{} is {what} by group or others (mode {:o}); run: chmod 600 {}",
-            path.display(),
-            meta.mode() & 0o7777,
-            path.display()
-        ));
+        return Err(NotPrivate::Mode {
+            path: path.to_path_buf(),
+            what,
+            mode: meta.mode() & 0o7777,
+        });
     }
     Ok(())
 }
@@ -640,7 +671,7 @@ mod tests {
         fs::write(&p, b"{}").unwrap();
         fs::set_permissions(&p, fs::Permissions::from_mode(0o620)).unwrap();
         let err = check_private(&p, &fs::metadata(&p).unwrap()).unwrap_err();
-        assert!(err.contains("chmod 600"), "{err}");
+        assert!(err.to_string().contains("chmod 600"), "{err}");
         fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).unwrap();
         check_private(&p, &fs::metadata(&p).unwrap()).unwrap();
     }

@@ -1,14 +1,21 @@
 //! keychain-auth: a per-user security broker between command-line tools and the OS keychain.
 //!
 //! A caller connects to a Unix socket ([`server`]); the daemon learns from the kernel who it is
-//! ([`identity`]), looks the executable's SHA-256 up in the user's approved binaries ([`policy`]),
-//! and serves batch requests ([`protocol`], [`exec`]) against a keychain [`backend`] only inside the
+//! ([`identity`]), looks the executable's SHA-256 up in the user's approved binaries (`policy`),
+//! and serves batch requests ([`protocol`], `exec`) against a keychain [`backend`] only inside the
 //! service namespaces that binary was granted. Every decision is appended to the [`audit`] log;
-//! unknown binaries are refused and queued in [`pending`] for the user to approve from the [`cli`].
+//! unknown binaries are refused and queued in `pending` for the user to approve from the [`cli`].
 //!
 //! With `default-features = false` the crate is only the client SDK: [`client`], the wire types
 //! of [`protocol`], the socket location of [`paths`] and the [`adapters`], without the daemon's runtime (no tokio,
 //! ratatui, zbus, clap). The default feature `daemon` adds everything else.
+//!
+//! Two layers: the core (protocol, identity, policy, pending, audit, backend, exec, server and
+//! the modules they use) returns typed errors (`thiserror` enums whose messages are the ones
+//! users see) and never prints; the app layer ([`cli`], [`doctor`], [`tui`]) words failures and
+//! owns every line of output. Modules only the crate itself uses (admin, exec, pending, policy,
+//! scripts, seal) are not public; the public ones expose what the binaries, the client SDK, the
+//! integration tests and the benchmarks need.
 //!
 //! The module tree follows the request path:
 //!
@@ -18,16 +25,16 @@
 //! | [`fsutil`] | locked, atomic, 0600 writes of the JSON state files |
 //! | [`protocol`] | the wire format: typed requests/responses, strict validation |
 //! | [`identity`] | peer credentials → executable → cached SHA-256 |
-//! | [`policy`] | config.json: approved binaries and what each may do |
-//! | [`seal`] | config.json's seal: edits made outside keychain-auth are held, not served |
-//! | [`pending`] | pending.json: refused callers waiting for review |
+//! | `policy` | config.json: approved binaries and what each may do |
+//! | `seal` | config.json's seal: edits made outside keychain-auth are held, not served |
+//! | `pending` | pending.json: refused callers waiting for review |
 //! | [`audit`] | the JSON-lines audit log |
 //! | [`backend`] | the keychain seam and its stores |
-//! | [`admin`] | policy changes shared by the CLI and the dashboard, each audited |
-//! | [`exec`] | authorise a request, run it all-or-nothing against a backend |
+//! | `admin` | policy changes shared by the CLI and the dashboard, each audited |
+//! | `exec` | authorise a request, run it all-or-nothing against a backend |
 //! | [`server`] | the Unix-socket listener and per-connection sessions |
 //! | [`client`] | the client SDK: connect (server uid checked), batch requests, typed replies |
-//! | [`scripts`] | `keychain-auth get` / `put` for shell scripts |
+//! | `scripts` | `keychain-auth get` / `put` for shell scripts |
 //! | [`doctor`] | `doctor` (setup checks) and `migrate` (move secrets between stores) |
 //! | [`display`] | caller-controlled text made safe to print (escapes, bounds, EPIPE) |
 //! | [`adapters`] | git, AWS and docker credential helpers on the client SDK |
@@ -36,7 +43,7 @@
 
 pub mod adapters;
 #[cfg(feature = "daemon")]
-pub mod admin;
+pub(crate) mod admin;
 #[cfg(feature = "daemon")]
 pub mod audit;
 #[cfg(feature = "daemon")]
@@ -48,21 +55,21 @@ pub mod display;
 #[cfg(feature = "daemon")]
 pub mod doctor;
 #[cfg(feature = "daemon")]
-pub mod exec;
+pub(crate) mod exec;
 #[cfg(feature = "daemon")]
 pub mod fsutil;
 #[cfg(feature = "daemon")]
 pub mod identity;
 pub mod paths;
 #[cfg(feature = "daemon")]
-pub mod pending;
+pub(crate) mod pending;
 #[cfg(feature = "daemon")]
-pub mod policy;
+pub(crate) mod policy;
 pub mod protocol;
 #[cfg(feature = "daemon")]
-pub mod scripts;
+pub(crate) mod scripts;
 #[cfg(feature = "daemon")]
-pub mod seal;
+pub(crate) mod seal;
 #[cfg(feature = "daemon")]
 pub mod server;
 #[cfg(feature = "daemon")]

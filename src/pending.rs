@@ -6,7 +6,7 @@
 
 use crate::fsutil::{self, FileLock};
 use crate::identity::Link;
-use crate::policy::{BinaryHash, InterpreterRef, match_hash};
+use crate::policy::{BinaryHash, InterpreterRef, SelectorError, match_hash};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -82,24 +82,80 @@ pub struct Attempt {
     pub chain: Vec<Link>,
 }
 
+/// Why pending.json could not be read or changed, or a selector names no entry.
+#[derive(Debug, thiserror::Error)]
+pub enum PendingError {
+    /// The file is not one keychain-auth may read (a link, a FIFO, another user's).
+    #[error("{0}")]
+    Unsafe(std::io::Error),
+    /// The file cannot be read.
+    #[error("cannot read {}: {source}", .path.display())]
+    Read {
+        /// pending.json.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not a queue.
+    #[error("{} is not valid ({why})", .path.display())]
+    Invalid {
+        /// pending.json.
+        path: PathBuf,
+        /// The parser's message.
+        why: String,
+    },
+    /// The lock cannot be taken.
+    #[error("cannot lock {}: {source}", .path.display())]
+    Lock {
+        /// pending.json.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The queue cannot be encoded.
+    #[error("{0}")]
+    Encode(#[from] serde_json::Error),
+    /// The file cannot be written.
+    #[error("cannot write {}: {source}", .path.display())]
+    Write {
+        /// pending.json.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// No pending caller has the hash given.
+    #[error(
+        "no pending caller with hash {0}; list them with: keychain-auth list-pending (or register a binary by path with: keychain-auth register PATH)"
+    )]
+    NoEntry(String),
+    /// The selector is not a usable hash or prefix.
+    #[error(transparent)]
+    Selector(SelectorError),
+}
+
 /// Reads pending.json (missing → empty), dropping expired entries.
-pub fn load(path: &Path) -> Result<PendingFile, String> {
+pub fn load(path: &Path) -> Result<PendingFile, PendingError> {
     parse(path, read(path)?)
 }
 
 /// The bytes of pending.json (`None`: missing), read through [`fsutil::open_state`].
-fn read(path: &Path) -> Result<Option<Vec<u8>>, String> {
+fn read(path: &Path) -> Result<Option<Vec<u8>>, PendingError> {
     fsutil::read_optional(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::PermissionDenied => e.to_string(),
-        _ => format!("cannot read {}: {e}", path.display()),
+        std::io::ErrorKind::PermissionDenied => PendingError::Unsafe(e),
+        _ => PendingError::Read {
+            path: path.to_path_buf(),
+            source: e,
+        },
     })
 }
 
-fn parse(path: &Path, bytes: Option<Vec<u8>>) -> Result<PendingFile, String> {
+fn parse(path: &Path, bytes: Option<Vec<u8>>) -> Result<PendingFile, PendingError> {
     let mut file: PendingFile = match bytes {
         None => PendingFile::default(),
-        Some(b) => serde_json::from_slice(&b)
-            .map_err(|e| format!("{} is not valid ({e})", path.display()))?,
+        Some(b) => serde_json::from_slice(&b).map_err(|e| PendingError::Invalid {
+            path: path.to_path_buf(),
+            why: e.to_string(),
+        })?,
     };
     expire(&mut file, Utc::now());
     Ok(file)
@@ -113,20 +169,24 @@ fn expire(file: &mut PendingFile, now: DateTime<Utc>) {
 /// Runs `f` under the lock on a fresh copy and writes the result atomically. A corrupt queue is
 /// replaced (it only holds refusals, which the next attempt records again); a file that is not
 /// a private regular file of ours (a link, a FIFO, another user's) is refused, not replaced.
-pub fn update<T>(path: &Path, f: impl FnOnce(&mut PendingFile) -> T) -> Result<T, String> {
-    let _lock =
-        FileLock::acquire(path).map_err(|e| format!("cannot lock {}: {e}", path.display()))?;
+pub fn update<T>(path: &Path, f: impl FnOnce(&mut PendingFile) -> T) -> Result<T, PendingError> {
+    let _lock = FileLock::acquire(path).map_err(|source| PendingError::Lock {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let mut file = parse(path, read(path)?).unwrap_or_default();
     let out = f(&mut file);
-    let mut bytes = serde_json::to_vec_pretty(&file).map_err(|e| e.to_string())?;
+    let mut bytes = serde_json::to_vec_pretty(&file)?;
     bytes.push(b'\n');
-    fsutil::write_atomic(path, &bytes)
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    fsutil::write_atomic(path, &bytes).map_err(|source| PendingError::Write {
+        path: path.to_path_buf(),
+        source,
+    })?;
     Ok(out)
 }
 
 /// Records a refused attempt; `true` when the caller is new to the queue.
-pub fn record(path: &Path, attempt: Attempt) -> Result<bool, String> {
+pub fn record(path: &Path, attempt: Attempt) -> Result<bool, PendingError> {
     update(path, |file| apply_attempt(file, attempt, Utc::now()))
 }
 
@@ -198,25 +258,20 @@ fn shorten(s: &str) -> String {
 }
 
 /// The entry a `HASH` argument (full, bare hex or unique ≥ 8-digit prefix) names.
-pub fn find<'a>(file: &'a PendingFile, selector: &str) -> Result<&'a PendingEntry, String> {
+pub fn find<'a>(file: &'a PendingFile, selector: &str) -> Result<&'a PendingEntry, PendingError> {
     let hashes: Vec<&BinaryHash> = file.entries.iter().map(|e| &e.hash).collect();
-    let h = match_hash(selector, &hashes).map_err(|e| {
-        if e.starts_with("no binary") {
-            format!(
-                "no pending caller with hash {selector}; list them with: keychain-auth list-pending (or register a binary by path with: keychain-auth register PATH)"
-            )
-        } else {
-            e
-        }
+    let h = match_hash(selector, &hashes).map_err(|e| match e {
+        SelectorError::NoHash(_) => PendingError::NoEntry(selector.into()),
+        e => PendingError::Selector(e),
     })?;
     file.entries
         .iter()
         .find(|e| &e.hash == h)
-        .ok_or_else(|| format!("no pending caller with hash {selector}"))
+        .ok_or_else(|| PendingError::NoEntry(selector.into()))
 }
 
 /// Removes the entry for `hash`; true when there was one.
-pub fn remove(path: &Path, hash: &BinaryHash) -> Result<bool, String> {
+pub fn remove(path: &Path, hash: &BinaryHash) -> Result<bool, PendingError> {
     update(path, |file| {
         let before = file.entries.len();
         file.entries.retain(|e| &e.hash != hash);
@@ -294,7 +349,12 @@ mod tests {
         let f = load(&p).unwrap();
         let h = f.entries[0].hash.clone();
         assert_eq!(find(&f, &h.hex()[..8]).unwrap().pid, 7);
-        assert!(find(&f, "ffffffff").unwrap_err().contains("list-pending"));
+        assert!(
+            find(&f, "ffffffff")
+                .unwrap_err()
+                .to_string()
+                .contains("list-pending")
+        );
         assert!(remove(&p, &h).unwrap());
         assert!(load(&p).unwrap().entries.is_empty());
     }

@@ -29,12 +29,10 @@ impl BinaryHash {
     }
 
     /// Parses `sha256:<hex>` or bare hex (64 digits, any case).
-    pub fn parse(s: &str) -> Result<BinaryHash, String> {
+    pub fn parse(s: &str) -> Result<BinaryHash, NotAHash> {
         let hexpart = s.strip_prefix("sha256:").unwrap_or(s);
         if hexpart.len() != 64 || !hexpart.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(format!(
-                "{s:?} is not a SHA-256 hash (expected sha256:<64 hex digits>)"
-            ));
+            return Err(NotAHash(s.to_string()));
         }
         Ok(BinaryHash(format!(
             "sha256:{}",
@@ -58,9 +56,14 @@ impl BinaryHash {
     }
 }
 
+/// A text that is not a SHA-256 hash.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a SHA-256 hash (expected sha256:<64 hex digits>)")]
+pub struct NotAHash(pub String);
+
 impl TryFrom<String> for BinaryHash {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
+    type Error = NotAHash;
+    fn try_from(s: String) -> Result<Self, NotAHash> {
         BinaryHash::parse(&s)
     }
 }
@@ -256,9 +259,14 @@ pub fn human_duration(secs: u64) -> String {
     if out.is_empty() { "0s".into() } else { out }
 }
 
+/// A text that is not a duration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a duration: use for example 10m, 2h or 1d")]
+pub struct BadDuration(pub String);
+
 /// Parses `10m`, `2h`, `1d`, `90s`, `1h30m` into seconds.
-pub fn parse_duration(text: &str) -> Result<u64, String> {
-    let bad = || format!("{text:?} is not a duration: use for example 10m, 2h or 1d");
+pub fn parse_duration(text: &str) -> Result<u64, BadDuration> {
+    let bad = || BadDuration(text.to_string());
     let mut total: u64 = 0;
     let mut num = String::new();
     for c in text.chars() {
@@ -367,14 +375,14 @@ impl PolicyFile {
 
     /// Finds the one entry a `HASH|PATH` argument names: a path when it contains `/`, else a
     /// full hash, bare hex, or a unique prefix of at least 8 hex digits.
-    pub fn resolve(&self, selector: &str) -> Result<usize, String> {
+    pub fn resolve(&self, selector: &str) -> Result<usize, SelectorError> {
         if selector.contains('/') {
             let wanted = canonical_or_literal(Path::new(selector));
             return self
                 .registered_binaries
                 .iter()
                 .position(|b| b.path == wanted || b.path == Path::new(selector))
-                .ok_or_else(|| format!("no registered binary at {}", wanted.display()));
+                .ok_or(SelectorError::NoPath(wanted));
         }
         let hashes: Vec<&BinaryHash> = self.registered_binaries.iter().map(|b| &b.hash).collect();
         let found = match_hash(selector, &hashes)?;
@@ -385,21 +393,102 @@ impl PolicyFile {
             .unwrap_or_default())
     }
 
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), ParseError> {
         if self.protocol_version != PROTOCOL_VERSION {
-            return Err(format!(
-                "protocol_version {:?} is not supported (expected {PROTOCOL_VERSION:?})",
-                self.protocol_version
-            ));
+            return Err(ParseError::Version(self.protocol_version.clone()));
         }
         let mut seen = std::collections::HashSet::new();
         for b in &self.registered_binaries {
             if !seen.insert(&b.hash) {
-                return Err(format!("hash {} is registered twice", b.hash));
+                return Err(ParseError::Duplicate(b.hash.clone()));
             }
         }
         Ok(())
     }
+}
+
+/// Why a `HASH|PATH` argument names no single entry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SelectorError {
+    /// A path no entry is registered at.
+    #[error("no registered binary at {}", .0.display())]
+    NoPath(PathBuf),
+    /// Neither a path nor hex digits.
+    #[error("{0:?} is neither a path (it has no /) nor a hash (hex digits)")]
+    Neither(String),
+    /// Fewer than 8 hex digits.
+    #[error("hash prefix {0:?} is too short: give at least 8 hex digits")]
+    TooShort(String),
+    /// No hash starts with it.
+    #[error("no binary with hash {0}")]
+    NoHash(String),
+    /// Several hashes start with it (their short forms, comma-separated).
+    #[error("hash prefix {selector} is ambiguous: it matches {matches}")]
+    Ambiguous {
+        /// The prefix given.
+        selector: String,
+        /// The short forms it matches, joined.
+        matches: String,
+    },
+}
+
+/// Why config.json's text is not a policy.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// Not JSON of the expected shape.
+    #[error(
+        "is not valid ({0}); requests are denied until it is repaired (or moved away to start empty)"
+    )]
+    Invalid(String),
+    /// An unknown `protocol_version`.
+    #[error("protocol_version {0:?} is not supported (expected {PROTOCOL_VERSION:?})")]
+    Version(String),
+    /// Two entries with one hash.
+    #[error("hash {0} is registered twice")]
+    Duplicate(BinaryHash),
+}
+
+/// Why a change to config.json was not made.
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateError {
+    /// The seal key cannot be had.
+    #[error("cannot seal {}: {source}", .path.display())]
+    SealKey {
+        /// config.json.
+        path: PathBuf,
+        /// Why.
+        source: crate::audit::KeyError,
+    },
+    /// The lock cannot be taken.
+    #[error("cannot lock {}: {source}", .path.display())]
+    Lock {
+        /// config.json.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The current file cannot be read.
+    #[error(transparent)]
+    Load(#[from] PolicyError),
+    /// The new content cannot be sealed.
+    #[error(transparent)]
+    Seal(#[from] crate::seal::SealError),
+    /// A file cannot be written.
+    #[error("cannot write {}: {source}", .path.display())]
+    Write {
+        /// config.json or its sealed copy.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file was edited outside keychain-auth (the summary of the edit).
+    #[error(
+        "{0}; nothing was changed. Review it with `keychain-auth policy accept` (which shows the difference and adopts it), or undo the edit"
+    )]
+    NeedsReview(String),
+    /// `policy accept` was declined.
+    #[error("not adopted: nothing was changed")]
+    NotAdopted,
 }
 
 /// Finds the one hash among `candidates` that `selector` names (full form, bare hex, or a unique
@@ -407,17 +496,13 @@ impl PolicyFile {
 pub fn match_hash<'a>(
     selector: &str,
     candidates: &[&'a BinaryHash],
-) -> Result<&'a BinaryHash, String> {
+) -> Result<&'a BinaryHash, SelectorError> {
     let hexpart = selector.strip_prefix("sha256:").unwrap_or(selector);
     if !hexpart.bytes().all(|b| b.is_ascii_hexdigit()) || hexpart.is_empty() {
-        return Err(format!(
-            "{selector:?} is neither a path (it has no /) nor a hash (hex digits)"
-        ));
+        return Err(SelectorError::Neither(selector.into()));
     }
     if hexpart.len() < 8 {
-        return Err(format!(
-            "hash prefix {selector:?} is too short: give at least 8 hex digits"
-        ));
+        return Err(SelectorError::TooShort(selector.into()));
     }
     let hexpart = hexpart.to_ascii_lowercase();
     let matches: Vec<&&BinaryHash> = candidates
@@ -426,14 +511,15 @@ pub fn match_hash<'a>(
         .collect();
     match matches.as_slice() {
         [one] => Ok(one),
-        [] => Err(format!("no binary with hash {selector}")),
-        many => Err(format!(
-            "hash prefix {selector} is ambiguous: it matches {}",
-            many.iter()
+        [] => Err(SelectorError::NoHash(selector.into())),
+        many => Err(SelectorError::Ambiguous {
+            selector: selector.into(),
+            matches: many
+                .iter()
                 .map(|h| h.short())
                 .collect::<Vec<_>>()
-                .join(", ")
-        )),
+                .join(", "),
+        }),
     }
 }
 
@@ -444,18 +530,38 @@ pub fn canonical_or_literal(path: &Path) -> PathBuf {
 }
 
 /// Why the policy could not be read.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("policy file {path}: {why}")]
 pub struct PolicyError {
     /// The config file.
     pub path: PathBuf,
     /// What is wrong and, where possible, how to fix it.
-    pub why: String,
+    pub why: PolicyProblem,
+}
+
+/// What is wrong with config.json (the message follows the file's name).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PolicyProblem {
+    /// Its text is not a valid policy.
+    #[error(transparent)]
+    Parse(#[from] ParseError),
+    /// It is not a private regular file of the user's (the message says what it is and the fix).
+    #[error("{0}")]
+    Unsafe(String),
+    /// It cannot be read.
+    #[error("cannot be read: {0}")]
+    Unreadable(String),
+    /// The seal key cannot be had, so its seal cannot be checked.
+    #[error("its seal cannot be checked ({0}); every request is denied until it can")]
+    SealUnchecked(crate::audit::KeyError),
+    /// Not read yet.
+    #[error("not loaded yet")]
+    NotLoaded,
 }
 
 /// Reads and validates config.json; a missing file is an empty policy.
 pub fn load(path: &Path) -> Result<PolicyFile, PolicyError> {
-    let err = |why: String| PolicyError {
+    let err = |why: PolicyProblem| PolicyError {
         path: path.to_path_buf(),
         why,
     };
@@ -463,19 +569,18 @@ pub fn load(path: &Path) -> Result<PolicyFile, PolicyError> {
     // group and others cannot read or write.
     match fsutil::read_optional(path) {
         Ok(None) => Ok(PolicyFile::default()),
-        Ok(Some(bytes)) => parse(&bytes).map_err(err),
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(err(e.to_string())),
-        Err(e) => Err(err(format!("cannot be read: {e}"))),
+        Ok(Some(bytes)) => parse(&bytes).map_err(|e| err(e.into())),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            Err(err(PolicyProblem::Unsafe(e.to_string())))
+        }
+        Err(e) => Err(err(PolicyProblem::Unreadable(e.to_string()))),
     }
 }
 
 /// Parses config.json text.
-pub fn parse(bytes: &[u8]) -> Result<PolicyFile, String> {
-    let file: PolicyFile = serde_json::from_slice(bytes).map_err(|e| {
-        format!(
-            "is not valid ({e}); requests are denied until it is repaired (or moved away to start empty)"
-        )
-    })?;
+pub fn parse(bytes: &[u8]) -> Result<PolicyFile, ParseError> {
+    let file: PolicyFile =
+        serde_json::from_slice(bytes).map_err(|e| ParseError::Invalid(e.to_string()))?;
     file.validate()?;
     Ok(file)
 }
@@ -484,10 +589,12 @@ pub fn parse(bytes: &[u8]) -> Result<PolicyFile, String> {
 /// sealed (see [`crate::seal`]), when `f` succeeds. A corrupt file is never overwritten, and a
 /// file edited outside keychain-auth is not changed (so the edit is never sealed unreviewed)
 /// until `keychain-auth policy accept` adopts it.
-pub fn update<T>(
+///
+/// `f`'s error type is the caller's, so a change can fail with its own reasons.
+pub fn update<T, E: From<UpdateError>>(
     paths: &crate::paths::Paths,
-    f: impl FnOnce(&mut PolicyFile) -> Result<T, String>,
-) -> Result<T, String> {
+    f: impl FnOnce(&mut PolicyFile) -> Result<T, E>,
+) -> Result<T, E> {
     update_with(
         paths,
         &crate::audit::KeySource::Select(Box::new(paths.clone())),
@@ -496,19 +603,16 @@ pub fn update<T>(
 }
 
 /// [`update`] with the seal key from `keys`.
-pub fn update_with<T>(
+pub fn update_with<T, E: From<UpdateError>>(
     paths: &crate::paths::Paths,
     keys: &crate::audit::KeySource,
-    f: impl FnOnce(&mut PolicyFile) -> Result<T, String>,
-) -> Result<T, String> {
+    f: impl FnOnce(&mut PolicyFile) -> Result<T, E>,
+) -> Result<T, E> {
     write_sealed(paths, keys, |policy, integrity| {
         if let crate::seal::Integrity::Edited(d) = integrity
             && d.needs_review()
         {
-            return Err(format!(
-                "{}; nothing was changed. Review it with `keychain-auth policy accept` (which shows the difference and adopts it), or undo the edit",
-                d.summary()
-            ));
+            return Err(UpdateError::NeedsReview(d.summary()).into());
         }
         f(policy)
     })
@@ -520,13 +624,13 @@ pub fn accept(
     paths: &crate::paths::Paths,
     keys: &crate::audit::KeySource,
     confirm: impl FnOnce(&crate::seal::Diff) -> bool,
-) -> Result<bool, String> {
+) -> Result<bool, UpdateError> {
     write_sealed(paths, keys, |_, integrity| match integrity {
         crate::seal::Integrity::Edited(d) => {
             if confirm(d) {
                 Ok(true)
             } else {
-                Err("not adopted: nothing was changed".into())
+                Err(UpdateError::NotAdopted)
             }
         }
         _ => Ok(false),
@@ -538,7 +642,7 @@ pub fn integrity(
     paths: &crate::paths::Paths,
     keys: &crate::audit::KeySource,
     file: &PolicyFile,
-) -> Result<crate::seal::Integrity, String> {
+) -> Result<crate::seal::Integrity, crate::audit::KeyError> {
     let (key, store) = crate::seal::key_and_store(keys, &paths.audit)?;
     Ok(crate::seal::check(
         &paths.config,
@@ -548,28 +652,31 @@ pub fn integrity(
     ))
 }
 
-fn write_sealed<T>(
+fn write_sealed<T, E: From<UpdateError>>(
     paths: &crate::paths::Paths,
     keys: &crate::audit::KeySource,
-    f: impl FnOnce(&mut PolicyFile, &crate::seal::Integrity) -> Result<T, String>,
-) -> Result<T, String> {
+    f: impl FnOnce(&mut PolicyFile, &crate::seal::Integrity) -> Result<T, E>,
+) -> Result<T, E> {
     let path = &paths.config;
-    let (key, store) = crate::seal::key_and_store(keys, &paths.audit)
-        .map_err(|e| format!("cannot seal {}: {e}", path.display()))?;
-    let _lock =
-        FileLock::acquire(path).map_err(|e| format!("cannot lock {}: {e}", path.display()))?;
-    let mut policy = load(path).map_err(|e| e.to_string())?;
+    let (key, store) =
+        crate::seal::key_and_store(keys, &paths.audit).map_err(|source| UpdateError::SealKey {
+            path: path.clone(),
+            source,
+        })?;
+    let _lock = FileLock::acquire(path).map_err(|source| UpdateError::Lock {
+        path: path.clone(),
+        source,
+    })?;
+    let mut policy = load(path).map_err(UpdateError::from)?;
     let integrity = crate::seal::check(path, &policy, &key, store.as_deref());
     let out = f(&mut policy, &integrity)?;
-    let bytes = crate::seal::seal_bytes(&key, &mut policy)?;
-    fsutil::write_atomic(path, &bytes)
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    fsutil::write_atomic(&crate::seal::copy_path(path), &bytes).map_err(|e| {
-        format!(
-            "cannot write {}: {e}",
-            crate::seal::copy_path(path).display()
-        )
-    })?;
+    let bytes = crate::seal::seal_bytes(&key, &mut policy).map_err(UpdateError::from)?;
+    for target in [path.clone(), crate::seal::copy_path(path)] {
+        fsutil::write_atomic(&target, &bytes).map_err(|source| UpdateError::Write {
+            path: target.clone(),
+            source,
+        })?;
+    }
     if let Some(s) = &store {
         crate::seal::set_marker(s.as_ref());
     }
@@ -663,7 +770,7 @@ impl PolicyCache {
                 None,
                 Err(PolicyError {
                     path: path.to_path_buf(),
-                    why: "not loaded yet".into(),
+                    why: PolicyProblem::NotLoaded,
                 }),
             )),
         }
@@ -683,7 +790,7 @@ impl PolicyCache {
         };
         let key = keys.get(audit).map_err(|e| PolicyError {
             path: self.path.clone(),
-            why: format!("its seal cannot be checked ({e}); every request is denied until it can"),
+            why: PolicyProblem::SealUnchecked(e),
         })?;
         let store = keys.store();
         Ok(Arc::new(
@@ -704,7 +811,7 @@ impl PolicyCache {
             Err(e) => {
                 return Err(PolicyError {
                     path: self.path.clone(),
-                    why: format!("cannot be read: {e}"),
+                    why: PolicyProblem::Unreadable(e.to_string()),
                 });
             }
         };
@@ -746,12 +853,18 @@ mod tests {
         let all = [&a, &b, &c];
         assert_eq!(match_hash("bbbbbbbb", &all).unwrap(), &b);
         assert_eq!(match_hash(b.as_str(), &all).unwrap(), &b);
-        assert!(match_hash("bbbb", &all).unwrap_err().contains("at least 8"));
+        assert!(
+            match_hash("bbbb", &all)
+                .unwrap_err()
+                .to_string()
+                .contains("at least 8")
+        );
         assert!(match_hash("abababab", &all).is_ok());
         assert_eq!(match_hash("aaaaaaaa", &all).unwrap(), &c);
         assert!(
             match_hash("ffffffff", &all)
                 .unwrap_err()
+                .to_string()
                 .contains("no binary")
         );
         let d = BinaryHash::parse(&format!("{}{}", "a".repeat(8), "d".repeat(56))).unwrap();
@@ -759,6 +872,7 @@ mod tests {
         assert!(
             match_hash("aaaaaaaa", &all)
                 .unwrap_err()
+                .to_string()
                 .contains("ambiguous")
         );
     }
@@ -834,7 +948,7 @@ mod tests {
                 .push(BinaryPolicy::new("/bin/x".into(), h('a')));
             p.registered_binaries
                 .push(BinaryPolicy::new("/bin/y".into(), h('b')));
-            Ok(())
+            Ok::<_, UpdateError>(())
         })
         .unwrap();
         assert!(cache.current().unwrap().lookup(&h('a')).is_some());
@@ -849,8 +963,8 @@ mod tests {
         assert!(snap.lookup(&h('b')).is_some());
         assert!(snap.edited.as_deref().unwrap().contains("1 changed"));
         // keychain-auth's writers refuse to seal it unreviewed; accept adopts it
-        let err = update_with(&paths, &keys(), |_| Ok(())).unwrap_err();
-        assert!(err.contains("policy accept"), "{err}");
+        let err = update_with(&paths, &keys(), |_| Ok::<_, UpdateError>(())).unwrap_err();
+        assert!(err.to_string().contains("policy accept"), "{err}");
         assert!(accept(&paths, &keys(), |_| false).is_err());
         assert!(cache.current().unwrap().is_held(&h('a')));
         assert!(accept(&paths, &keys(), |d| d.changed.len() == 1).unwrap());
@@ -864,12 +978,12 @@ mod tests {
         // corrupt: denied with a reason, not overwritten by update
         std::fs::write(&path, b"{oops").unwrap();
         let err = cache.current().unwrap_err();
-        assert!(err.why.contains("not valid"), "{err}");
-        assert!(update_with(&paths, &keys(), |_| Ok(())).is_err());
+        assert!(err.why.to_string().contains("not valid"), "{err}");
+        assert!(update_with(&paths, &keys(), |_| Ok::<_, UpdateError>(())).is_err());
         assert_eq!(std::fs::read(&path).unwrap(), b"{oops");
         // moved away: an empty policy (removing entries grants nothing), sealed by the next write
         std::fs::remove_file(&path).unwrap();
-        update_with(&paths, &keys(), |_| Ok(())).unwrap();
+        update_with(&paths, &keys(), |_| Ok::<_, UpdateError>(())).unwrap();
         assert!(cache.current().unwrap().lookup(&h('a')).is_none());
     }
 
@@ -893,6 +1007,6 @@ mod tests {
         p.registered_binaries
             .push(BinaryPolicy::new("/b".into(), h('a')));
         let bytes = serde_json::to_vec(&p).unwrap();
-        assert!(parse(&bytes).unwrap_err().contains("twice"));
+        assert!(parse(&bytes).unwrap_err().to_string().contains("twice"));
     }
 }

@@ -431,155 +431,141 @@ fn recover_id(line: &[u8]) -> Option<String> {
     (id.len() <= MAX_ID_LEN && !id.chars().any(char::is_control)).then(|| id.to_string())
 }
 
-fn check_text(what: &str, s: &str, max: usize, allow_empty: bool) -> Result<(), String> {
+/// Why a line is not a valid request (the message of its `malformed_request`). Caller text in
+/// a message is bounded and escaped ([`quote`]) before it is stored here.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum LineError {
+    #[error("{0} must not be empty")]
+    Empty(&'static str),
+    #[error("{what} is longer than {max} bytes")]
+    TooLong { what: &'static str, max: usize },
+    #[error("{0} contains a control character")]
+    Control(&'static str),
+    #[error("missing {0}")]
+    Missing(&'static str),
+    #[error("{0} takes no fields besides type and id")]
+    NoFields(&'static str),
+    #[error("ANSWER takes prompt_id, decision, for_s, read, write and search")]
+    AnswerFields,
+    #[error("REQUEST takes no answer fields")]
+    RequestFields,
+    #[error("unknown decision {0}: expected once, time, always, deny or forget")]
+    Decision(String),
+    #[error("unknown type {0}: expected REQUEST or STATUS")]
+    Type(String),
+    #[error("unknown action {0}: expected read, write, delete or search")]
+    Action(String),
+    #[error("unknown match {0}: expected exact or prefix")]
+    Match(String),
+    #[error("more than {MAX_ATTRIBUTES} attributes")]
+    TooManyAttributes,
+    #[error("targets must not be empty")]
+    NoTargets,
+    #[error("more than {MAX_TARGETS} targets")]
+    TooManyTargets,
+    #[error("target {0} is named twice")]
+    Twice(String),
+    #[error("match \"prefix\" is not allowed for write")]
+    PrefixWrite,
+    #[error("write needs values")]
+    NoValues,
+    #[error("write has {targets} targets but {values} values")]
+    ValueCount { targets: usize, values: usize },
+    #[error("{0} takes no values")]
+    Values(Action),
+    #[error("attributes filter only prefix {0}; an exact {0} takes none")]
+    ExactAttributes(Action),
+}
+
+fn check_text(what: &'static str, s: &str, max: usize, allow_empty: bool) -> Result<(), LineError> {
     if s.is_empty() && !allow_empty {
-        return Err(format!("{what} must not be empty"));
+        return Err(LineError::Empty(what));
     }
     if s.len() > max {
-        return Err(format!("{what} is longer than {max} bytes"));
+        return Err(LineError::TooLong { what, max });
     }
     if s.chars().any(char::is_control) {
-        return Err(format!("{what} contains a control character"));
+        return Err(LineError::Control(what));
     }
     Ok(())
 }
 
-fn validate(raw: RawRequest) -> Result<Incoming, String> {
+/// Checks the id, then the line as the kind its `type` names.
+fn validate(raw: RawRequest) -> Result<Incoming, LineError> {
     if let Some(id) = &raw.id {
         check_text("id", id, MAX_ID_LEN, true)?;
     }
     match raw.kind.as_str() {
-        "STATUS" | "SUBSCRIBE" => {
-            if raw.has_request_fields() || raw.has_answer_fields() {
-                return Err(format!("{} takes no fields besides type and id", raw.kind));
-            }
-            return Ok(if raw.kind == "STATUS" {
-                Incoming::Status
-            } else {
-                Incoming::Subscribe
-            });
-        }
-        "ANSWER" => {
-            if raw.has_request_fields() {
-                return Err(
-                    "ANSWER takes prompt_id, decision, for_s, read, write and search".into(),
-                );
-            }
-            let prompt = raw.prompt_id.ok_or("missing prompt_id")?;
-            check_text("prompt_id", &prompt, MAX_ID_LEN, false)?;
-            let decision = raw.decision.ok_or("missing decision")?;
-            if !["once", "time", "always", "deny", "forget"].contains(&decision.as_str()) {
-                return Err(format!(
-                    "unknown decision {}: expected once, time, always, deny or forget",
-                    quote(&decision)
-                ));
-            }
-            for s in raw.read.iter().chain(&raw.write).flatten() {
-                check_text("service", s, MAX_SERVICE_LEN, false)?;
-            }
-            return Ok(Incoming::Answer(AnswerLine {
-                prompt,
-                decision,
-                for_s: raw.for_s,
-                read: raw.read,
-                write: raw.write,
-                search: raw.search,
-            }));
-        }
-        "REQUEST" => {
-            if raw.has_answer_fields() {
-                return Err("REQUEST takes no answer fields".into());
-            }
-        }
-        other => {
-            return Err(format!(
-                "unknown type {}: expected REQUEST or STATUS",
-                quote(other)
-            ));
-        }
+        "STATUS" | "SUBSCRIBE" => validate_bare(&raw),
+        "ANSWER" => validate_answer(raw),
+        "REQUEST" => validate_request(raw),
+        other => Err(LineError::Type(quote(other))),
     }
-    let action_name = raw.action.ok_or("missing action")?;
-    let action = Action::parse(&action_name).ok_or_else(|| {
-        format!(
-            "unknown action {}: expected read, write, delete or search",
-            quote(&action_name)
-        )
-    })?;
-    let service = raw.service.ok_or("missing service")?;
-    check_text("service", &service, MAX_SERVICE_LEN, false)?;
-    let mode = match raw.mode.as_deref() {
-        None | Some("exact") => MatchMode::Exact,
-        Some("prefix") => MatchMode::Prefix,
-        Some(other) => {
-            return Err(format!(
-                "unknown match {}: expected exact or prefix",
-                quote(other)
-            ));
-        }
+}
+
+/// `STATUS` and `SUBSCRIBE`: nothing but type and id.
+fn validate_bare(raw: &RawRequest) -> Result<Incoming, LineError> {
+    let (kind, incoming) = if raw.kind == "STATUS" {
+        ("STATUS", Incoming::Status)
+    } else {
+        ("SUBSCRIBE", Incoming::Subscribe)
     };
+    if raw.has_request_fields() || raw.has_answer_fields() {
+        return Err(LineError::NoFields(kind));
+    }
+    Ok(incoming)
+}
+
+/// `ANSWER`: a prompt id, a known decision, valid service names.
+fn validate_answer(raw: RawRequest) -> Result<Incoming, LineError> {
+    if raw.has_request_fields() {
+        return Err(LineError::AnswerFields);
+    }
+    let prompt = raw.prompt_id.ok_or(LineError::Missing("prompt_id"))?;
+    check_text("prompt_id", &prompt, MAX_ID_LEN, false)?;
+    let decision = raw.decision.ok_or(LineError::Missing("decision"))?;
+    if !["once", "time", "always", "deny", "forget"].contains(&decision.as_str()) {
+        return Err(LineError::Decision(quote(&decision)));
+    }
+    for s in raw.read.iter().chain(&raw.write).flatten() {
+        check_text("service", s, MAX_SERVICE_LEN, false)?;
+    }
+    Ok(Incoming::Answer(AnswerLine {
+        prompt,
+        decision,
+        for_s: raw.for_s,
+        read: raw.read,
+        write: raw.write,
+        search: raw.search,
+    }))
+}
+
+/// `REQUEST`: action, service, match, attributes, targets and values, each checked.
+fn validate_request(raw: RawRequest) -> Result<Incoming, LineError> {
+    if raw.has_answer_fields() {
+        return Err(LineError::RequestFields);
+    }
+    let action_name = raw.action.ok_or(LineError::Missing("action"))?;
+    let action =
+        Action::parse(&action_name).ok_or_else(|| LineError::Action(quote(&action_name)))?;
+    let service = raw.service.ok_or(LineError::Missing("service"))?;
+    check_text("service", &service, MAX_SERVICE_LEN, false)?;
+    let mode = match_mode(raw.mode.as_deref())?;
     let attributes = raw.attributes.unwrap_or_default();
-    if attributes.len() > MAX_ATTRIBUTES {
-        return Err(format!("more than {MAX_ATTRIBUTES} attributes"));
-    }
-    for (k, v) in &attributes {
-        check_text("attribute name", k, MAX_ATTRIBUTE_LEN, false)?;
-        check_text("attribute value", v, MAX_ATTRIBUTE_LEN, true)?;
-    }
+    check_attributes(&attributes)?;
     // Search always matches by prefix; a missing target list means every target.
     let mode = if action == Action::Search {
         MatchMode::Prefix
     } else {
         mode
     };
-    let targets = match raw.targets {
-        Some(t) => t,
-        None if action == Action::Search => vec![String::new()],
-        None => return Err("missing targets".into()),
-    };
-    if targets.is_empty() {
-        return Err("targets must not be empty".into());
-    }
-    if targets.len() > MAX_TARGETS {
-        return Err(format!("more than {MAX_TARGETS} targets"));
-    }
-    for t in &targets {
-        check_text("target", t, MAX_TARGET_LEN, mode == MatchMode::Prefix)?;
-    }
-    if mode == MatchMode::Exact {
-        let mut seen = std::collections::HashSet::with_capacity(targets.len());
-        if let Some(dup) = targets.iter().find(|t| !seen.insert(t.as_str())) {
-            return Err(format!("target {} is named twice", quote(dup)));
-        }
-    }
-    let values = match action {
-        Action::Write => {
-            if mode == MatchMode::Prefix {
-                return Err("match \"prefix\" is not allowed for write".into());
-            }
-            let values = raw.values.ok_or("write needs values")?;
-            if values.len() != targets.len() {
-                return Err(format!(
-                    "write has {} targets but {} values",
-                    targets.len(),
-                    values.len()
-                ));
-            }
-            values
-        }
-        _ => {
-            if raw.values.is_some() {
-                return Err(format!("{action} takes no values"));
-            }
-            Vec::new()
-        }
-    };
+    let targets = check_targets(raw.targets, action, mode)?;
+    let values = check_values(raw.values, action, mode, targets.len())?;
     if matches!(action, Action::Read | Action::Delete)
         && mode == MatchMode::Exact
         && !attributes.is_empty()
     {
-        return Err(format!(
-            "attributes filter only prefix {action}; an exact {action} takes none"
-        ));
+        return Err(LineError::ExactAttributes(action));
     }
     Ok(Incoming::Request(Request {
         id: raw.id,
@@ -591,6 +577,81 @@ fn validate(raw: RawRequest) -> Result<Incoming, String> {
         attributes,
         prompt: raw.prompt.unwrap_or(true),
     }))
+}
+
+fn match_mode(mode: Option<&str>) -> Result<MatchMode, LineError> {
+    match mode {
+        None | Some("exact") => Ok(MatchMode::Exact),
+        Some("prefix") => Ok(MatchMode::Prefix),
+        Some(other) => Err(LineError::Match(quote(other))),
+    }
+}
+
+fn check_attributes(attributes: &Attributes) -> Result<(), LineError> {
+    if attributes.len() > MAX_ATTRIBUTES {
+        return Err(LineError::TooManyAttributes);
+    }
+    for (k, v) in attributes {
+        check_text("attribute name", k, MAX_ATTRIBUTE_LEN, false)?;
+        check_text("attribute value", v, MAX_ATTRIBUTE_LEN, true)?;
+    }
+    Ok(())
+}
+
+/// The target list: present (but for search), bounded, each name valid, no name twice in an
+/// exact request.
+fn check_targets(
+    targets: Option<Vec<String>>,
+    action: Action,
+    mode: MatchMode,
+) -> Result<Vec<String>, LineError> {
+    let targets = match targets {
+        Some(t) => t,
+        None if action == Action::Search => vec![String::new()],
+        None => return Err(LineError::Missing("targets")),
+    };
+    if targets.is_empty() {
+        return Err(LineError::NoTargets);
+    }
+    if targets.len() > MAX_TARGETS {
+        return Err(LineError::TooManyTargets);
+    }
+    for t in &targets {
+        check_text("target", t, MAX_TARGET_LEN, mode == MatchMode::Prefix)?;
+    }
+    if mode == MatchMode::Exact {
+        let mut seen = std::collections::HashSet::with_capacity(targets.len());
+        if let Some(dup) = targets.iter().find(|t| !seen.insert(t.as_str())) {
+            return Err(LineError::Twice(quote(dup)));
+        }
+    }
+    Ok(targets)
+}
+
+/// The values: one per target for an exact write, none for anything else.
+fn check_values(
+    values: Option<Vec<String>>,
+    action: Action,
+    mode: MatchMode,
+    targets: usize,
+) -> Result<Vec<String>, LineError> {
+    if action != Action::Write {
+        if values.is_some() {
+            return Err(LineError::Values(action));
+        }
+        return Ok(Vec::new());
+    }
+    if mode == MatchMode::Prefix {
+        return Err(LineError::PrefixWrite);
+    }
+    let values = values.ok_or(LineError::NoValues)?;
+    if values.len() != targets {
+        return Err(LineError::ValueCount {
+            targets,
+            values: values.len(),
+        });
+    }
+    Ok(values)
 }
 
 /// Most characters of a caller's text quoted back in an error message.

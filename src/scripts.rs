@@ -16,22 +16,78 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 /// The most a value read by `put` may hold.
 const MAX_VALUE: usize = 60 * 1024;
 
-fn connect(paths: &Paths) -> Result<Client, String> {
-    Client::connect(&paths.socket, TIMEOUT).map_err(|e| e.to_string())
+/// Why `get` or `put` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ScriptError {
+    /// The broker could not be reached or answered badly.
+    #[error(transparent)]
+    Client(ClientError),
+    /// The item does not exist.
+    #[error("{service}/{target}: not found")]
+    NotFound {
+        /// The service.
+        service: String,
+        /// The target.
+        target: String,
+    },
+    /// The broker refused (reason code, its message on one line).
+    #[error("{reason}: {message}")]
+    Refused {
+        /// The reason code.
+        reason: String,
+        /// The broker's message, on one line.
+        message: String,
+    },
+    /// A read answered without a value.
+    #[error("{service}/{target}: the broker returned no value")]
+    NoValue {
+        /// The service.
+        service: String,
+        /// The target.
+        target: String,
+    },
+    /// Standard output cannot be written.
+    #[error("cannot write the value: {0}")]
+    Write(std::io::Error),
+    /// Standard input cannot be read.
+    #[error("cannot read the value from standard input: {0}")]
+    ReadInput(std::io::Error),
+    /// Standard input holds more than a value may.
+    #[error("the value on standard input is larger than {} KiB; nothing was stored", MAX_VALUE / 1024)]
+    TooLarge,
+    /// Standard input is not UTF-8.
+    #[error("the value on standard input is not UTF-8; nothing was stored")]
+    NotUtf8,
 }
 
-fn refusal(e: ClientError, service: &str, target: &str) -> String {
+fn connect(paths: &Paths) -> Result<Client, ScriptError> {
+    Client::connect(&paths.socket, TIMEOUT).map_err(ScriptError::Client)
+}
+
+fn refusal(e: ClientError, service: &str, target: &str) -> ScriptError {
     match e {
-        e if e.is_not_found() => format!("{service}/{target}: not found"),
+        e if e.is_not_found() => ScriptError::NotFound {
+            service: service.into(),
+            target: target.into(),
+        },
         ClientError::Refused {
             reason, message, ..
-        } => format!("{reason}: {}", crate::adapters::one_line(&message)),
-        e => e.to_string(),
+        } => ScriptError::Refused {
+            reason: reason.to_string(),
+            message: crate::adapters::one_line(&message),
+        },
+        e => ScriptError::Client(e),
     }
 }
 
-/// `get`: prints the value of `target` in `service`.
-pub fn get(paths: &Paths, service: &str, target: &str) -> Result<(), String> {
+/// `get`: writes the value of `target` in `service` and a newline to `out` (the command line's
+/// standard output); a reader that went away is not an error.
+pub fn get(
+    paths: &Paths,
+    service: &str,
+    target: &str,
+    out: &mut dyn Write,
+) -> Result<(), ScriptError> {
     let items = connect(paths)?
         .read(service, &[target])
         .map_err(|e| refusal(e, service, target))?;
@@ -39,29 +95,40 @@ pub fn get(paths: &Paths, service: &str, target: &str) -> Result<(), String> {
         .into_iter()
         .next()
         .and_then(|i| i.value)
-        .ok_or_else(|| format!("{service}/{target}: the broker returned no value"))?;
-    let mut out = std::io::stdout().lock();
+        .ok_or_else(|| ScriptError::NoValue {
+            service: service.into(),
+            target: target.into(),
+        })?;
     match writeln!(out, "{value}").and_then(|()| out.flush()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-            Err(format!("cannot write the value: {e}"))
-        }
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(ScriptError::Write(e)),
         _ => Ok(()),
     }
 }
 
-/// `put`: stores standard input as the value of `target` in `service`.
-pub fn put(paths: &Paths, service: &str, target: &str) -> Result<(), String> {
+/// `put`: stores what `input` holds (the command line's standard input) as the value of
+/// `target` in `service`.
+pub fn put(
+    paths: &Paths,
+    service: &str,
+    target: &str,
+    input: &mut dyn Read,
+) -> Result<(), ScriptError> {
+    let value = read_value(input)?;
+    connect(paths)?
+        .write(service, &[target], vec![value], Default::default())
+        .map_err(|e| refusal(e, service, target))
+}
+
+/// The value `put` stores: all of `input` (at most [`MAX_VALUE`] bytes, UTF-8) without one
+/// trailing newline (`\n` or `\r\n`).
+fn read_value(input: &mut dyn Read) -> Result<String, ScriptError> {
     let mut buf = Vec::new();
-    std::io::stdin()
-        .lock()
+    input
         .take(MAX_VALUE as u64 + 1)
         .read_to_end(&mut buf)
-        .map_err(|e| format!("cannot read the value from standard input: {e}"))?;
+        .map_err(ScriptError::ReadInput)?;
     if buf.len() > MAX_VALUE {
-        return Err(format!(
-            "the value on standard input is larger than {} KiB; nothing was stored",
-            MAX_VALUE / 1024
-        ));
+        return Err(ScriptError::TooLarge);
     }
     if buf.last() == Some(&b'\n') {
         buf.pop();
@@ -69,9 +136,40 @@ pub fn put(paths: &Paths, service: &str, target: &str) -> Result<(), String> {
             buf.pop();
         }
     }
-    let value = String::from_utf8(buf)
-        .map_err(|_| "the value on standard input is not UTF-8; nothing was stored".to_string())?;
-    connect(paths)?
-        .write(service, &[target], vec![value], Default::default())
-        .map_err(|e| refusal(e, service, target))
+    String::from_utf8(buf).map_err(|_| ScriptError::NotUtf8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(bytes: &[u8]) -> Result<String, ScriptError> {
+        read_value(&mut &bytes[..])
+    }
+
+    #[test]
+    fn one_trailing_newline_is_dropped() {
+        assert_eq!(value(b"s3cret\n").unwrap(), "s3cret");
+        assert_eq!(value(b"s3cret\r\n").unwrap(), "s3cret");
+        assert_eq!(value(b"two\n\n").unwrap(), "two\n");
+        assert_eq!(value(b"none").unwrap(), "none");
+        assert_eq!(value(b"").unwrap(), "");
+    }
+
+    #[test]
+    fn oversized_or_binary_input_is_refused_with_its_message() {
+        let big = vec![b'a'; MAX_VALUE + 1];
+        let err = value(&big).unwrap_err();
+        assert!(matches!(err, ScriptError::TooLarge));
+        assert_eq!(
+            err.to_string(),
+            "the value on standard input is larger than 60 KiB; nothing was stored"
+        );
+        assert_eq!(value(&vec![b'a'; MAX_VALUE]).unwrap().len(), MAX_VALUE);
+        let err = value(b"\xff\xfe").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the value on standard input is not UTF-8; nothing was stored"
+        );
+    }
 }

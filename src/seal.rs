@@ -28,12 +28,17 @@ use std::path::{Path, PathBuf};
 /// The store item recording that a policy was sealed at least once.
 pub const MARKER_TARGET: &str = "policy-sealed";
 
+/// The policy could not be encoded for sealing.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SealError(#[from] serde_json::Error);
+
 /// The MAC of `file` (its `seal` field ignored), hex.
-pub fn compute(key: &Key, file: &PolicyFile) -> Result<String, String> {
+pub fn compute(key: &Key, file: &PolicyFile) -> Result<String, SealError> {
     let mut unsealed = file.clone();
     unsealed.seal = None;
-    let value = serde_json::to_value(&unsealed).map_err(|e| e.to_string())?;
-    let canonical = serde_json::to_vec(&value).map_err(|e| e.to_string())?;
+    let value = serde_json::to_value(&unsealed)?;
+    let canonical = serde_json::to_vec(&value)?;
     Ok(hex::encode(
         key.mac(&[b"keychain-auth policy seal v1\n", &canonical]),
     ))
@@ -279,9 +284,9 @@ pub fn diff(sealed: &PolicyFile, now: &PolicyFile) -> Diff {
 
 /// Seals `file` with `key` and returns the bytes to write to config.json (also the sealed
 /// copy's bytes).
-pub fn seal_bytes(key: &Key, file: &mut PolicyFile) -> Result<Vec<u8>, String> {
+pub fn seal_bytes(key: &Key, file: &mut PolicyFile) -> Result<Vec<u8>, SealError> {
     file.seal = Some(compute(key, file)?);
-    let mut bytes = serde_json::to_vec_pretty(file).map_err(|e| e.to_string())?;
+    let mut bytes = serde_json::to_vec_pretty(file)?;
     bytes.push(b'\n');
     Ok(bytes)
 }
@@ -290,7 +295,7 @@ pub fn seal_bytes(key: &Key, file: &mut PolicyFile) -> Result<Vec<u8>, String> {
 pub fn key_and_store(
     keys: &KeySource,
     audit: &Path,
-) -> Result<(Key, Option<std::sync::Arc<dyn Backend>>), String> {
+) -> Result<(Key, Option<std::sync::Arc<dyn Backend>>), crate::audit::KeyError> {
     let key = keys.get(audit)?;
     Ok((key, keys.store()))
 }

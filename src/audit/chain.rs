@@ -14,28 +14,81 @@
 //! The first record of every file also carries `"prev_mac"` (that input, in hex), so a file
 //! can be checked on its own after older files were rotated away.
 
-use crate::backend::{Backend, Item};
+use crate::backend::{Backend, BackendError, Item};
 use crate::fsutil::FileLock;
 use hmac::{KeyInit, Mac};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// Why the audit key (which also seals the policy) cannot be had.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum KeyError {
+    /// The item in the store is not a key.
+    #[error("the audit key ({KEY_SERVICE}/{KEY_TARGET}) in the store is not 64 hex digits")]
+    Malformed,
+    /// The store cannot be read.
+    #[error("cannot read the audit key from the {store}: {source}")]
+    Read {
+        /// The store's description.
+        store: String,
+        /// Why.
+        source: BackendError,
+    },
+    /// The lock serialising the key's creation cannot be taken.
+    #[error("cannot lock {}: {source}", .path.display())]
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// Why (shared, so that the error can be cloned: the policy cache keeps it).
+        source: std::sync::Arc<std::io::Error>,
+    },
+    /// The store has no key but the chain has started: another store than the daemon's.
+    #[error(
+        "the {store} holds no audit key ({KEY_SERVICE}/{KEY_TARGET}) but the audit log's chain has started ({} exists): \
+         this command is probably using another store than the daemon (check the session bus and KEYCHAIN_AUTH_BACKEND; \
+         `keychain-auth doctor` says which store is chosen). If the key is really lost, move {} away to start a new chain \
+         (audit verify will report the change)",
+        .state.display(),
+        .state.display()
+    )]
+    Forked {
+        /// The store's description.
+        store: String,
+        /// The audit state file.
+        state: PathBuf,
+    },
+    /// No random bytes for a new key.
+    #[error("the OS gave no random bytes: {0}")]
+    Random(getrandom::Error),
+    /// The new key cannot be stored.
+    #[error("cannot store the audit key in the {store}: {source}")]
+    Store {
+        /// The store's description.
+        store: String,
+        /// Why.
+        source: BackendError,
+    },
+    /// No store could be selected to hold it.
+    #[error(transparent)]
+    Select(#[from] crate::backend::select::SelectError),
+}
 
 /// Services starting with this are reserved for keychain-auth itself: no request, policy entry
 /// or grant may name one.
-pub const RESERVED_PREFIX: &str = "keychain-auth.";
+pub(crate) const RESERVED_PREFIX: &str = "keychain-auth.";
 /// The reserved service holding the key.
-pub const KEY_SERVICE: &str = "keychain-auth.internal";
+pub(crate) const KEY_SERVICE: &str = "keychain-auth.internal";
 /// The target holding the key.
-pub const KEY_TARGET: &str = "audit-key";
+pub(crate) const KEY_TARGET: &str = "audit-key";
 
 /// The `,"mac":"` that precedes a record's chain value.
 const CHAIN_OPEN: &[u8] = b",\"mac\":\"";
 /// Bytes after the canonical part of a chained line (without `}`): `,"mac":"<64 hex>"}`.
-pub const CHAIN_SUFFIX_LEN: usize = CHAIN_OPEN.len() + 64 + 2;
+pub(crate) const CHAIN_SUFFIX_LEN: usize = CHAIN_OPEN.len() + 64 + 2;
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
 /// True when `service` is reserved for keychain-auth (see [`RESERVED_PREFIX`]).
-pub fn is_reserved_service(service: &str) -> bool {
+pub(crate) fn is_reserved_service(service: &str) -> bool {
     service.starts_with(RESERVED_PREFIX)
 }
 
@@ -63,14 +116,14 @@ impl Key {
     }
 
     /// 32 fresh random bytes from the OS.
-    pub fn generate() -> Result<([u8; 32], Key), String> {
+    pub(crate) fn generate() -> Result<([u8; 32], Key), KeyError> {
         let mut bytes = [0u8; 32];
-        getrandom::fill(&mut bytes).map_err(|e| format!("the OS gave no random bytes: {e}"))?;
+        getrandom::fill(&mut bytes).map_err(KeyError::Random)?;
         Ok((bytes, Key::from_bytes(&bytes)))
     }
 
     /// HMAC-SHA-256 over the concatenation of `parts`.
-    pub fn mac(&self, parts: &[&[u8]]) -> [u8; 32] {
+    pub(crate) fn mac(&self, parts: &[&[u8]]) -> [u8; 32] {
         let mut m = self.mac.clone();
         for p in parts {
             m.update(p);
@@ -79,14 +132,14 @@ impl Key {
     }
 
     /// The chain value of a record with `canonical` bytes following `prev`.
-    pub fn chain(&self, prev: &[u8; 32], canonical: &[u8]) -> [u8; 32] {
+    pub(crate) fn chain(&self, prev: &[u8; 32], canonical: &[u8]) -> [u8; 32] {
         self.mac(&[prev, canonical])
     }
 }
 
 /// Splits a chained line (without newline) into its canonical bytes' prefix (everything before
 /// `,"mac":"`; the canonical bytes are this followed by `}`) and the chain value.
-pub fn split_line(line: &[u8]) -> Option<(&[u8], [u8; 32])> {
+pub(crate) fn split_line(line: &[u8]) -> Option<(&[u8], [u8; 32])> {
     if line.len() < CHAIN_SUFFIX_LEN + 2 || !line.ends_with(b"\"}") {
         return None;
     }
@@ -99,13 +152,13 @@ pub fn split_line(line: &[u8]) -> Option<(&[u8], [u8; 32])> {
 }
 
 /// The chain value of a line split by [`split_line`], computed from `prev`.
-pub fn chain_of(key: &Key, prev: &[u8; 32], head: &[u8]) -> [u8; 32] {
+pub(crate) fn chain_of(key: &Key, prev: &[u8; 32], head: &[u8]) -> [u8; 32] {
     key.mac(&[prev, head, b"}"])
 }
 
 /// Turns the compact JSON of a record without `chain` (ending in `}`) into its chained line
 /// (newline included) and returns the chain value.
-pub fn seal_line(key: &Key, prev: &[u8; 32], mut canonical: Vec<u8>) -> (Vec<u8>, [u8; 32]) {
+pub(crate) fn seal_line(key: &Key, prev: &[u8; 32], mut canonical: Vec<u8>) -> (Vec<u8>, [u8; 32]) {
     let chain = key.chain(prev, &canonical);
     canonical.pop(); // the closing brace
     canonical.extend_from_slice(CHAIN_OPEN);
@@ -118,7 +171,7 @@ pub fn seal_line(key: &Key, prev: &[u8; 32], mut canonical: Vec<u8>) -> (Vec<u8>
 }
 
 /// The `"seq"` of a chained line: it must start with `{"seq":<digits>,`.
-pub fn line_seq(line: &[u8]) -> Option<u64> {
+pub(crate) fn line_seq(line: &[u8]) -> Option<u64> {
     let rest = line.strip_prefix(b"{\"seq\":")?;
     let end = rest.iter().position(|b| !b.is_ascii_digit())?;
     if end == 0 || end > 19 || rest[end] != b',' {
@@ -127,23 +180,21 @@ pub fn line_seq(line: &[u8]) -> Option<u64> {
     std::str::from_utf8(&rest[..end]).ok()?.parse().ok()
 }
 
-fn parse_key(item: &Item) -> Result<Key, String> {
+fn parse_key(item: &Item) -> Result<Key, KeyError> {
     let mut bytes = [0u8; 32];
-    hex::decode_to_slice(item.value.trim(), &mut bytes).map_err(|_| {
-        format!("the audit key ({KEY_SERVICE}/{KEY_TARGET}) in the store is not 64 hex digits")
-    })?;
+    hex::decode_to_slice(item.value.trim(), &mut bytes).map_err(|_| KeyError::Malformed)?;
     Ok(Key::from_bytes(&bytes))
 }
 
 /// Reads the key from `store`; `Ok(None)` when there is none yet.
-pub fn load(store: &dyn Backend) -> Result<Option<Key>, String> {
+pub(crate) fn load(store: &dyn Backend) -> Result<Option<Key>, KeyError> {
     match store.get(KEY_SERVICE, KEY_TARGET) {
         Ok(Some(item)) => parse_key(&item).map(Some),
         Ok(None) => Ok(None),
-        Err(e) => Err(format!(
-            "cannot read the audit key from the {}: {e}",
-            store.describe()
-        )),
+        Err(source) => Err(KeyError::Read {
+            store: store.describe(),
+            source,
+        }),
     }
 }
 
@@ -152,39 +203,36 @@ pub fn load(store: &dyn Backend) -> Result<Option<Key>, String> {
 /// log's chain has already started (its state file is not empty): then this process is looking
 /// at another store than the one holding the key (a CLI without the daemon's session bus, or
 /// another `KEYCHAIN_AUTH_BACKEND`), and a second key would fork the chain.
-pub fn load_or_create(store: &dyn Backend, lock_near: &Path) -> Result<Key, String> {
+pub(crate) fn load_or_create(store: &dyn Backend, lock_near: &Path) -> Result<Key, KeyError> {
     if let Some(k) = load(store)? {
         return Ok(k);
     }
     let key_lock = lock_near.with_file_name("audit.key");
-    let _lock = FileLock::acquire(&key_lock)
-        .map_err(|e| format!("cannot lock {}: {e}", key_lock.display()))?;
+    let _lock = FileLock::acquire(&key_lock).map_err(|e| KeyError::Lock {
+        path: key_lock.clone(),
+        source: std::sync::Arc::new(e),
+    })?;
     if let Some(k) = load(store)? {
         return Ok(k);
     }
     let state = super::state_path(lock_near);
     if std::fs::metadata(&state).is_ok_and(|m| m.len() > 0) {
-        return Err(format!(
-            "the {} holds no audit key ({KEY_SERVICE}/{KEY_TARGET}) but the audit log's chain has started ({} exists): \
-             this command is probably using another store than the daemon (check the session bus and KEYCHAIN_AUTH_BACKEND; \
-             `keychain-auth doctor` says which store is chosen). If the key is really lost, move {} away to start a new chain \
-             (audit verify will report the change)",
-            store.describe(),
-            state.display(),
-            state.display()
-        ));
+        return Err(KeyError::Forked {
+            store: store.describe(),
+            state,
+        });
     }
     let (bytes, key) = Key::generate()?;
     let item = Item {
         value: hex::encode(bytes),
         attributes: Default::default(),
     };
-    store.set(KEY_SERVICE, KEY_TARGET, &item).map_err(|e| {
-        format!(
-            "cannot store the audit key in the {}: {e}",
-            store.describe()
-        )
-    })?;
+    store
+        .set(KEY_SERVICE, KEY_TARGET, &item)
+        .map_err(|source| KeyError::Store {
+            store: store.describe(),
+            source,
+        })?;
     Ok(key)
 }
 
@@ -254,7 +302,7 @@ mod tests {
         std::fs::write(crate::audit::state_path(&log), b"{}").unwrap();
         let other = MemoryStore::new();
         let err = load_or_create(&other, &log).unwrap_err();
-        assert!(err.contains("another store"), "{err}");
+        assert!(err.to_string().contains("another store"), "{err}");
         assert!(load(&other).unwrap().is_none());
         assert!(is_reserved_service(KEY_SERVICE));
         assert!(!is_reserved_service("keychain-auth"));

@@ -16,7 +16,7 @@ pub mod verify;
 use crate::backend::Backend;
 use crate::fsutil;
 use crate::paths::Paths;
-pub use chain::Key;
+pub use chain::{Key, KeyError};
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Most target names written into one record; the count is always exact.
-pub const MAX_LOGGED_TARGETS: usize = 100;
+pub(crate) const MAX_LOGGED_TARGETS: usize = 100;
 
 /// One audit record. Optional fields are omitted when empty.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -126,8 +126,24 @@ pub struct Record {
     pub mac: Option<String>,
 }
 
+/// Who made a request, as its records name them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Caller {
+    /// Its pid.
+    pub pid: i32,
+    /// Its executable's path, when known.
+    pub path: Option<String>,
+    /// Its executable's hash, when verified.
+    pub hash: Option<String>,
+    /// For an interpreter running a script: the script's path and hash.
+    pub script: Option<(String, String)>,
+    /// The caller chain: the caller first, then who launched it.
+    pub chain: Vec<crate::identity::Link>,
+}
+
 impl Record {
-    /// A record of `event` from `source`, stamped now.
+    /// A record of `event` from `source`, stamped now. Prefer the constructor of the event
+    /// (below), which fills exactly the fields that event has.
     pub fn new(event: &str, source: &str) -> Record {
         Record {
             ts: now(),
@@ -137,39 +153,224 @@ impl Record {
         }
     }
 
-    /// A request from a caller (`event:"request"`); the handler fills in who and what.
-    pub fn request() -> Record {
-        Record::new("request", "daemon")
+    /// A request from `caller` (`event:"request"`); what it asked is added with
+    /// [`Record::with_request`] (or [`Record::with_id`] for a line that was not a request), how it
+    /// ended with [`Record::set_outcome`].
+    pub(crate) fn request(caller: Caller) -> Record {
+        let mut r = Record::new("request", "daemon");
+        r.pid = Some(caller.pid);
+        r.path = caller.path;
+        r.hash = caller.hash;
+        if let Some((path, hash)) = caller.script {
+            r.script = Some(path);
+            r.script_hash = Some(hash);
+        }
+        r.chain = caller.chain;
+        r
     }
 
-    /// A connection dropped before any request (`event:"connection_refused"`).
-    pub fn connection_refused(status: &str, message: String) -> Record {
+    /// What `req` asked: id, action, service, match and targets.
+    pub(crate) fn with_request(mut self, req: &crate::protocol::Request) -> Record {
+        self.id = req.id.clone();
+        self.action = Some(req.action.as_str().into());
+        self.service = Some(req.service.clone());
+        self.mode = Some(req.mode.as_str().into());
+        self.with_targets(req.targets.iter())
+    }
+
+    /// The request id (of a line refused before it was a request).
+    pub(crate) fn with_id(mut self, id: Option<String>) -> Record {
+        self.id = id;
+        self
+    }
+
+    /// How the request ended: its status, reason code and message.
+    pub(crate) fn set_outcome(
+        &mut self,
+        status: crate::protocol::Status,
+        reason: Option<crate::protocol::Reason>,
+        message: Option<String>,
+    ) {
+        self.status = Some(status.as_str().into());
+        self.reason = reason.map(|r| r.as_str().into());
+        self.message = message;
+    }
+
+    /// The prompt a held request belongs to (live approval).
+    pub(crate) fn with_prompt(mut self, prompt_id: &str) -> Record {
+        self.prompt = Some(prompt_id.into());
+        self
+    }
+
+    /// How a held request was decided: the approver's decision and who gave it, or
+    /// `timeout` / `withdrawn` / `no_answer` with nobody.
+    pub(crate) fn with_decision(mut self, decision: &str, answered_by: Option<String>) -> Record {
+        self.decision = Some(decision.into());
+        self.answered_by = answered_by;
+        self
+    }
+
+    /// A prompt opened for this request (`event:"prompt"`), with the refusal it would get.
+    pub(crate) fn into_prompt(
+        mut self,
+        prompt_id: &str,
+        reason: Option<crate::protocol::Reason>,
+        message: Option<String>,
+    ) -> Record {
+        self.event = "prompt".into();
+        self.prompt = Some(prompt_id.into());
+        self.reason = reason.map(|r| r.as_str().into());
+        self.message = message;
+        self
+    }
+
+    /// A connection dropped before any request because its peer cannot be served
+    /// (`event:"connection_refused"`, `status:"denied"`).
+    pub(crate) fn connection_denied(pid: Option<i32>, uid: Option<u32>, message: String) -> Record {
         let mut r = Record::new("connection_refused", "daemon");
-        r.status = Some(status.into());
+        r.status = Some("denied".into());
+        r.pid = pid;
+        r.uid = uid;
+        r.message = Some(message);
+        r
+    }
+
+    /// A connection turned away because the broker cannot take it now (`status:"error"`).
+    pub(crate) fn connection_error(message: String) -> Record {
+        let mut r = Record::new("connection_refused", "daemon");
+        r.status = Some("error".into());
         r.message = Some(message);
         r
     }
 
     /// A successful policy change `action` (approve, grant, accept, …) made from `source`
     /// (`cli`, `dashboard`, `daemon`).
-    pub fn policy_change(source: &str, action: &str) -> Record {
+    pub(crate) fn policy_change(source: &str, action: &str) -> Record {
         let mut r = Record::new("policy_change", source);
         r.action = Some(action.into());
         r.status = Some("success".into());
         r
     }
 
+    /// A policy change `action` to the entry of the binary at `path` with `hash`.
+    pub(crate) fn binary_change(
+        source: &str,
+        action: &str,
+        path: &Path,
+        hash: &crate::policy::BinaryHash,
+    ) -> Record {
+        let mut r = Record::policy_change(source, action);
+        r.path = Some(path.display().to_string());
+        r.hash = Some(hash.to_string());
+        r
+    }
+
+    /// A grant of `service` that ended (time up, last use consumed): `expire` by the daemon.
+    pub(crate) fn expired(
+        path: &Path,
+        hash: &crate::policy::BinaryHash,
+        service: &str,
+        message: String,
+    ) -> Record {
+        let mut r = Record::binary_change("daemon", "expire", path, hash);
+        r.service = Some(service.into());
+        r.message = Some(message);
+        r
+    }
+
+    /// The hash an upgraded entry had before.
+    pub(crate) fn with_old_hash(mut self, old: &crate::policy::BinaryHash) -> Record {
+        self.old_hash = Some(old.to_string());
+        self
+    }
+
+    /// The permissions a grant or revoke named (services read and written, search, injection
+    /// variables, launchers) and, when it set terms, their description.
+    pub(crate) fn with_permissions(
+        mut self,
+        read: &[String],
+        write: &[String],
+        search: bool,
+        allow_env: &[String],
+        via: &[String],
+        terms: Option<String>,
+    ) -> Record {
+        self.read = read.to_vec();
+        self.write = write.to_vec();
+        self.search = search.then_some(true);
+        self.allow_env = allow_env.to_vec();
+        self.via = via.to_vec();
+        if terms.is_some() {
+            self.message = terms;
+        }
+        self
+    }
+
+    /// `policy accept` adopted config.json (`message` says what).
+    pub(crate) fn policy_accepted(message: String) -> Record {
+        let mut r = Record::policy_change("cli", "accept");
+        r.message = Some(message);
+        r
+    }
+
+    /// The daemon recorded `"backend": "keyring"` after the first keyring write.
+    pub(crate) fn pin_backend() -> Record {
+        let mut r = Record::policy_change("daemon", "pin_backend");
+        r.message = Some(
+            "backend pinned to keyring in config.json after the first successful keyring write"
+                .into(),
+        );
+        r
+    }
+
     /// A daemon event (`start`, `stop`, `backend_notice`, `backend_fallback`).
-    pub fn daemon(action: &str, message: Option<String>) -> Record {
+    fn daemon(action: &str, message: Option<String>) -> Record {
         let mut r = Record::new("daemon", "daemon");
         r.action = Some(action.into());
         r.message = message;
         r
     }
 
+    /// The broker started serving (`message`: where, with which store).
+    pub(crate) fn daemon_start(message: String) -> Record {
+        Record::daemon("start", Some(message))
+    }
+
+    /// The broker stopped (`message`: why not cleanly, when it did not).
+    pub(crate) fn daemon_stop(message: Option<String>) -> Record {
+        Record::daemon("stop", message)
+    }
+
+    /// The store selection's start-up notice: `backend_fallback` when the file store was
+    /// chosen, `backend_notice` (locked, not answering) for the keyring.
+    pub(crate) fn backend_notice(kind: crate::backend::BackendKind, notice: &str) -> Record {
+        let action = match kind {
+            crate::backend::BackendKind::File => "backend_fallback",
+            crate::backend::BackendKind::Keyring => "backend_notice",
+        };
+        Record::daemon(action, Some(notice.into()))
+    }
+
+    /// `keychain-auth migrate` (`event:"migrate"`): items moved, names left in conflict,
+    /// whether it completed cleanly, and its summary.
+    pub(crate) fn migrate(
+        moved: usize,
+        conflicts: Vec<String>,
+        clean: bool,
+        message: String,
+    ) -> Record {
+        let mut r = Record::new("migrate", "cli");
+        r.action = Some("migrate".into());
+        r.count = Some(moved);
+        r.targets = conflicts;
+        r.status = Some(if clean { "success" } else { "error" }.into());
+        r.message = Some(message);
+        r
+    }
+
     /// A break in the log the writer noticed (`event:"audit"`): `log_replaced`,
     /// `log_truncated`, `log_appended`, `state_missing`, `state_invalid`.
-    pub fn audit_break(action: &str, message: String) -> Record {
+    pub(crate) fn audit_break(action: &str, message: String) -> Record {
         let mut r = Record::new("audit", "daemon");
         r.action = Some(action.into());
         r.status = Some("error".into());
@@ -178,7 +379,7 @@ impl Record {
     }
 
     /// Sets the target names (shortened to [`MAX_LOGGED_TARGETS`]) and their exact count.
-    pub fn with_targets<'a>(
+    pub(crate) fn with_targets<'a>(
         mut self,
         targets: impl ExactSizeIterator<Item = &'a String>,
     ) -> Record {
@@ -197,15 +398,198 @@ impl Record {
     }
 }
 
+#[cfg(test)]
+mod record_tests {
+    //! Each event constructor fills exactly the fields its event had when call sites filled
+    //! them one by one: the JSON below is what those sites wrote (timestamp aside).
+    use super::*;
+    use crate::policy::BinaryHash;
+    use crate::protocol::{Reason, Status};
+
+    fn json(mut r: Record) -> String {
+        r.ts = "T".into();
+        String::from_utf8(r.to_line()).unwrap()
+    }
+
+    fn hash() -> BinaryHash {
+        BinaryHash::parse(&"ab".repeat(32)).unwrap()
+    }
+
+    #[test]
+    fn requests_name_the_caller_the_request_and_the_outcome() {
+        let caller = Caller {
+            pid: 7,
+            path: Some("/usr/bin/python3".into()),
+            hash: Some("sha256:aa".into()),
+            script: Some(("/home/u/s.py".into(), "sha256:bb".into())),
+            chain: Vec::new(),
+        };
+        let line =
+            r#"{"type":"REQUEST","id":"r1","action":"read","service":"aws","targets":["k1","k2"]}"#;
+        let Ok(crate::protocol::Incoming::Request(req)) =
+            crate::protocol::parse_line(line.as_bytes())
+        else {
+            panic!("not a request");
+        };
+        let mut r = Record::request(caller).with_request(&req);
+        r.set_outcome(
+            Status::Denied,
+            Some(Reason::ServiceNotAllowed),
+            Some("no".into()),
+        );
+        assert_eq!(
+            json(r),
+            "{\"ts\":\"T\",\"event\":\"request\",\"source\":\"daemon\",\"pid\":7,\"path\":\"/usr/bin/python3\",\"hash\":\"sha256:aa\",\"id\":\"r1\",\"action\":\"read\",\"service\":\"aws\",\"match\":\"exact\",\"targets\":[\"k1\",\"k2\"],\"count\":2,\"status\":\"denied\",\"reason\":\"service_not_allowed\",\"message\":\"no\",\"script\":\"/home/u/s.py\",\"script_hash\":\"sha256:bb\"}\n"
+        );
+        let unverified = Caller {
+            pid: 9,
+            ..Caller::default()
+        };
+        let mut r = Record::request(unverified).with_id(Some("x".into()));
+        r.set_outcome(Status::Error, Some(Reason::RequestTooLarge), None);
+        assert_eq!(
+            json(r),
+            "{\"ts\":\"T\",\"event\":\"request\",\"source\":\"daemon\",\"pid\":9,\"id\":\"x\",\"status\":\"error\",\"reason\":\"request_too_large\"}\n"
+        );
+    }
+
+    #[test]
+    fn prompts_carry_their_id_and_decision() {
+        let base = Record::request(Caller {
+            pid: 1,
+            ..Caller::default()
+        });
+        assert_eq!(
+            json(base.clone().into_prompt(
+                "p1",
+                Some(Reason::UnregisteredBinary),
+                Some("m".into())
+            )),
+            "{\"ts\":\"T\",\"event\":\"prompt\",\"source\":\"daemon\",\"pid\":1,\"reason\":\"unregistered_binary\",\"message\":\"m\",\"prompt\":\"p1\"}\n"
+        );
+        assert_eq!(
+            json(
+                base.with_prompt("p1")
+                    .with_decision("once", Some("dashboard".into()))
+            ),
+            "{\"ts\":\"T\",\"event\":\"request\",\"source\":\"daemon\",\"pid\":1,\"decision\":\"once\",\"answered_by\":\"dashboard\",\"prompt\":\"p1\"}\n"
+        );
+    }
+
+    #[test]
+    fn refused_connections_and_daemon_events() {
+        assert_eq!(
+            json(Record::connection_denied(
+                Some(3),
+                Some(1001),
+                "foreign".into()
+            )),
+            "{\"ts\":\"T\",\"event\":\"connection_refused\",\"source\":\"daemon\",\"pid\":3,\"uid\":1001,\"status\":\"denied\",\"message\":\"foreign\"}\n"
+        );
+        assert_eq!(
+            json(Record::connection_error("busy".into())),
+            "{\"ts\":\"T\",\"event\":\"connection_refused\",\"source\":\"daemon\",\"status\":\"error\",\"message\":\"busy\"}\n"
+        );
+        assert_eq!(
+            json(Record::daemon_start("listening".into())),
+            "{\"ts\":\"T\",\"event\":\"daemon\",\"source\":\"daemon\",\"action\":\"start\",\"message\":\"listening\"}\n"
+        );
+        assert_eq!(
+            json(Record::daemon_stop(None)),
+            "{\"ts\":\"T\",\"event\":\"daemon\",\"source\":\"daemon\",\"action\":\"stop\"}\n"
+        );
+        assert_eq!(
+            json(Record::daemon_stop(Some("busy".into()))),
+            "{\"ts\":\"T\",\"event\":\"daemon\",\"source\":\"daemon\",\"action\":\"stop\",\"message\":\"busy\"}\n"
+        );
+        assert_eq!(
+            json(Record::backend_notice(
+                crate::backend::BackendKind::File,
+                "fell back"
+            )),
+            "{\"ts\":\"T\",\"event\":\"daemon\",\"source\":\"daemon\",\"action\":\"backend_fallback\",\"message\":\"fell back\"}\n"
+        );
+        assert_eq!(
+            json(Record::backend_notice(
+                crate::backend::BackendKind::Keyring,
+                "locked"
+            )),
+            "{\"ts\":\"T\",\"event\":\"daemon\",\"source\":\"daemon\",\"action\":\"backend_notice\",\"message\":\"locked\"}\n"
+        );
+    }
+
+    #[test]
+    fn policy_changes_name_the_entry_and_what_changed() {
+        let path = Path::new("/usr/bin/tool");
+        let r = Record::binary_change("cli", "grant", path, &hash()).with_permissions(
+            &["aws".into()],
+            &[],
+            true,
+            &[],
+            &["sha256:cc".into()],
+            Some("expires in 1h".into()),
+        );
+        let h = hash();
+        assert_eq!(
+            json(r),
+            format!(
+                "{{\"ts\":\"T\",\"event\":\"policy_change\",\"source\":\"cli\",\"path\":\"/usr/bin/tool\",\"hash\":\"{h}\",\"action\":\"grant\",\"status\":\"success\",\"message\":\"expires in 1h\",\"read\":[\"aws\"],\"search\":true,\"via\":[\"sha256:cc\"]}}\n"
+            )
+        );
+        assert_eq!(
+            json(Record::binary_change("dashboard", "upgrade", path, &h).with_old_hash(&h)),
+            format!(
+                "{{\"ts\":\"T\",\"event\":\"policy_change\",\"source\":\"dashboard\",\"path\":\"/usr/bin/tool\",\"hash\":\"{h}\",\"action\":\"upgrade\",\"status\":\"success\",\"old_hash\":\"{h}\"}}\n"
+            )
+        );
+        assert_eq!(
+            json(Record::expired(
+                path,
+                &h,
+                "aws",
+                "the grant of aws ended".into()
+            )),
+            format!(
+                "{{\"ts\":\"T\",\"event\":\"policy_change\",\"source\":\"daemon\",\"path\":\"/usr/bin/tool\",\"hash\":\"{h}\",\"action\":\"expire\",\"service\":\"aws\",\"status\":\"success\",\"message\":\"the grant of aws ended\"}}\n"
+            )
+        );
+        assert_eq!(
+            json(Record::pin_backend()),
+            "{\"ts\":\"T\",\"event\":\"policy_change\",\"source\":\"daemon\",\"action\":\"pin_backend\",\"status\":\"success\",\"message\":\"backend pinned to keyring in config.json after the first successful keyring write\"}\n"
+        );
+        assert_eq!(
+            json(Record::policy_accepted("adopted".into())),
+            "{\"ts\":\"T\",\"event\":\"policy_change\",\"source\":\"cli\",\"action\":\"accept\",\"status\":\"success\",\"message\":\"adopted\"}\n"
+        );
+    }
+
+    #[test]
+    fn migrations_count_what_moved_and_name_conflicts() {
+        assert_eq!(
+            json(Record::migrate(
+                3,
+                vec!["aws/k".into()],
+                false,
+                "moved 3".into()
+            )),
+            "{\"ts\":\"T\",\"event\":\"migrate\",\"source\":\"cli\",\"action\":\"migrate\",\"targets\":[\"aws/k\"],\"count\":3,\"status\":\"error\",\"message\":\"moved 3\"}\n"
+        );
+        assert_eq!(
+            json(Record::migrate(0, Vec::new(), true, "nothing".into())),
+            "{\"ts\":\"T\",\"event\":\"migrate\",\"source\":\"cli\",\"action\":\"migrate\",\"count\":0,\"status\":\"success\",\"message\":\"nothing\"}\n"
+        );
+    }
+}
+
 /// The current time as the log writes it.
-pub fn now() -> String {
+pub(crate) fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// Default size at which the daemon rotates the log (64 MiB).
-pub const DEFAULT_MAX_BYTES: u64 = 64 * 1024 * 1024;
+pub(crate) const DEFAULT_MAX_BYTES: u64 = 64 * 1024 * 1024;
 /// Default number of rotated files kept (`audit.log.1` … `audit.log.5`).
-pub const DEFAULT_KEEP: usize = 5;
+pub(crate) const DEFAULT_KEEP: usize = 5;
 
 /// When the log is rotated: config.json `"audit_max_bytes"` (0 turns rotation off) and
 /// `"audit_keep"`.
@@ -228,7 +612,7 @@ impl Default for Rotation {
 
 impl Rotation {
     /// The settings in config.json at `config`; the defaults when it has none or cannot be read.
-    pub fn from_config(config: &Path) -> Rotation {
+    pub(crate) fn from_config(config: &Path) -> Rotation {
         let mut r = Rotation::default();
         if let Ok(p) = crate::policy::load(config) {
             if let Some(m) = p.audit_max_bytes {
@@ -269,7 +653,7 @@ static KEYS: std::sync::Mutex<Vec<(PathBuf, Key)>> = std::sync::Mutex::new(Vec::
 
 impl KeySource {
     /// The key, created in the store when there is none yet.
-    pub fn get(&self, log: &Path) -> Result<Key, String> {
+    pub(crate) fn get(&self, log: &Path) -> Result<Key, KeyError> {
         if let KeySource::Fixed(k) = self {
             return Ok(k.clone());
         }
@@ -290,7 +674,7 @@ impl KeySource {
     }
 
     /// The store itself, when this source names one (the CLI's selection is made again).
-    pub fn store(&self) -> Option<Arc<dyn Backend>> {
+    pub(crate) fn store(&self) -> Option<Arc<dyn Backend>> {
         match self {
             KeySource::Store(s) => Some(s.clone()),
             KeySource::Select(paths) => crate::backend::select::select(paths)
@@ -300,7 +684,7 @@ impl KeySource {
         }
     }
 
-    fn fetch(&self, log: &Path) -> Result<Key, String> {
+    fn fetch(&self, log: &Path) -> Result<Key, KeyError> {
         match self {
             KeySource::Fixed(k) => Ok(k.clone()),
             KeySource::Store(s) => chain::load_or_create(s.as_ref(), log),
@@ -315,7 +699,7 @@ impl KeySource {
 /// The chain position after the last record, kept in `audit.state` next to the log (0600) so
 /// that a truncated log is noticed, and which file (device, inode, size) it was written to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct State {
+pub(crate) struct State {
     /// The last record's seq (0: none yet).
     pub seq: u64,
     /// Its chain value, hex.
@@ -352,17 +736,18 @@ impl State {
     }
 
     /// Parses state bytes and checks their MAC; `Ok(None)` when empty.
-    pub fn parse(bytes: &[u8], key: &Key) -> Result<Option<State>, String> {
+    pub(crate) fn parse(bytes: &[u8], key: &Key) -> Result<Option<State>, StateError> {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(None);
         }
-        let s: State = serde_json::from_slice(bytes).map_err(|e| format!("is not valid ({e})"))?;
+        let s: State =
+            serde_json::from_slice(bytes).map_err(|e| StateError::Invalid(e.to_string()))?;
         let want = hex::encode(key.mac(&[s.mac_input().as_bytes()]));
         if want != s.mac {
-            return Err("does not match its MAC (edited, or written with another key)".into());
+            return Err(StateError::Mac);
         }
         if s.chain.len() != 64 || hex::decode(&s.chain).is_err() {
-            return Err("has a malformed chain value".into());
+            return Err(StateError::Chain);
         }
         Ok(Some(s))
     }
@@ -374,25 +759,62 @@ impl State {
     }
 }
 
+/// What is wrong with the bytes of `audit.state` (the message follows the file's name).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum StateError {
+    /// Not the JSON of a state.
+    #[error("is not valid ({0})")]
+    Invalid(String),
+    /// Its MAC does not hold.
+    #[error("does not match its MAC (edited, or written with another key)")]
+    Mac,
+    /// The chain value is not 64 hex digits.
+    #[error("has a malformed chain value")]
+    Chain,
+}
+
+/// Why the state of a log could not be read.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ReadStateError {
+    /// The state file is damaged.
+    #[error("{} {source}", .path.display())]
+    Damaged {
+        /// The state file.
+        path: PathBuf,
+        /// What is wrong.
+        source: StateError,
+    },
+    /// The state file cannot be read.
+    #[error("cannot read {}: {source}", .path.display())]
+    Io {
+        /// The state file.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+}
+
 /// Where the state of the log at `log` is kept: `audit.state` in the same directory.
-pub fn state_path(log: &Path) -> PathBuf {
+pub(crate) fn state_path(log: &Path) -> PathBuf {
     log.with_file_name("audit.state")
 }
 
 /// The path of rotated file `n` (`audit.log.1` is the newest).
-pub fn rotated_path(log: &Path, n: usize) -> PathBuf {
+pub(crate) fn rotated_path(log: &Path, n: usize) -> PathBuf {
     let mut name = log.file_name().unwrap_or_default().to_os_string();
     name.push(format!(".{n}"));
     log.with_file_name(name)
 }
 
 /// Reads the state of the log at `log`, checking its MAC with `key`.
-pub fn read_state(log: &Path, key: &Key) -> Result<Option<State>, String> {
-    let p = state_path(log);
-    match fsutil::read_optional(&p) {
-        Ok(Some(b)) => State::parse(&b, key).map_err(|e| format!("{} {e}", p.display())),
+pub(crate) fn read_state(log: &Path, key: &Key) -> Result<Option<State>, ReadStateError> {
+    let path = state_path(log);
+    match fsutil::read_optional(&path) {
+        Ok(Some(b)) => {
+            State::parse(&b, key).map_err(|source| ReadStateError::Damaged { path, source })
+        }
         Ok(None) => Ok(None),
-        Err(e) => Err(format!("cannot read {}: {e}", p.display())),
+        Err(source) => Err(ReadStateError::Io { path, source }),
     }
 }
 
@@ -421,7 +843,7 @@ struct Inner {
 }
 
 /// How long a failure to get the key is remembered before the store is asked again.
-pub const KEY_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
+pub(crate) const KEY_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// An open, chained audit log. Every append takes an exclusive lock on `audit.state` (shared
 /// with every other keychain-auth process), reads the chain position from it, checks that the
@@ -474,7 +896,7 @@ impl AuditLog {
     }
 
     /// Where it writes.
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
@@ -488,7 +910,7 @@ impl AuditLog {
     }
 
     /// Fetches the key now (the daemon warms it at start); an error says why it cannot be had.
-    pub fn warm_key(&self) -> io::Result<()> {
+    pub(crate) fn warm_key(&self) -> io::Result<()> {
         let mut inner = self.lock_inner();
         self.key(&mut inner).map(|_| ())
     }
@@ -509,6 +931,7 @@ impl AuditLog {
                 Ok(k)
             }
             Err(why) => {
+                let why = why.to_string();
                 inner.key_failed = Some((std::time::Instant::now(), why.clone()));
                 Err(other(why))
             }
@@ -694,7 +1117,7 @@ impl AuditLog {
         let s = match parsed {
             Ok(Some(s)) => s,
             Ok(None) => return Ok(self.resume_from_log(log, size, None, notes)),
-            Err(why) => return Ok(self.resume_from_log(log, size, Some(why), notes)),
+            Err(why) => return Ok(self.resume_from_log(log, size, Some(why.to_string()), notes)),
         };
         let pos = Pos {
             seq: s.seq,
@@ -907,7 +1330,7 @@ fn open_state(path: &Path) -> io::Result<File> {
 
 /// Checks that a record could be appended now (the log opens, the key can be had), so a change
 /// is not made that cannot then be audited.
-pub fn ready(paths: &Paths) -> io::Result<()> {
+pub(crate) fn ready(paths: &Paths) -> io::Result<()> {
     AuditLog::open(
         &paths.audit,
         KeySource::Select(Box::new(paths.clone())),
@@ -921,7 +1344,7 @@ static DEFERRED: std::sync::Mutex<Vec<(PathBuf, Record)>> = std::sync::Mutex::ne
 
 /// Keeps `record` until the next append to the log at `log` in this process can be chained
 /// (the key is in a locked keyring), which writes it first, with its original time.
-pub fn defer(log: &Path, record: Record) {
+pub(crate) fn defer(log: &Path, record: Record) {
     DEFERRED
         .lock()
         .unwrap_or_else(|p| p.into_inner())
@@ -937,12 +1360,12 @@ fn take_deferred(log: &Path) -> Vec<Record> {
 
 /// Appends `record` to the log of `paths` with the key from the selected store, and closes it
 /// (for one-shot CLI commands).
-pub fn append_once(paths: &Paths, record: &Record) -> io::Result<()> {
+pub(crate) fn append_once(paths: &Paths, record: &Record) -> io::Result<()> {
     append_with(paths, KeySource::Select(Box::new(paths.clone())), record)
 }
 
 /// Like [`append_once`], with the key from `keys`.
-pub fn append_with(paths: &Paths, keys: KeySource, record: &Record) -> io::Result<()> {
+pub(crate) fn append_with(paths: &Paths, keys: KeySource, record: &Record) -> io::Result<()> {
     AuditLog::open(&paths.audit, keys, Rotation::from_config(&paths.config))?.append(record)
 }
 

@@ -4,6 +4,10 @@
 //!
 //! Everything a caller controls (paths, ids, services, targets, messages) is printed with its
 //! control characters escaped, so a record cannot move the cursor or recolour the terminal.
+//!
+//! Nothing here writes to the terminal itself: `run` writes records to the writer it is given
+//! and notices (skipped lines, records rotated away) to another, which the command line makes
+//! standard output and standard error.
 
 use super::Record;
 use super::verify::log_files;
@@ -16,7 +20,7 @@ use std::time::Duration;
 
 /// The filters and output form.
 #[derive(Debug, Clone, Default)]
-pub struct Filter {
+pub(crate) struct Filter {
     /// Records at or after this instant.
     pub since: Option<DateTime<Utc>>,
     /// Records before this instant.
@@ -33,7 +37,7 @@ pub struct Filter {
 
 impl Filter {
     /// True when `r` passes every filter given.
-    pub fn matches(&self, r: &Record) -> bool {
+    pub(crate) fn matches(&self, r: &Record) -> bool {
         if self.since.is_some() || self.until.is_some() {
             let Ok(ts) = DateTime::parse_from_rfc3339(&r.ts) else {
                 return false;
@@ -81,7 +85,7 @@ impl Filter {
 
 /// Parses a time for `--since`/`--until`: RFC 3339 (`2026-05-01T12:00:00Z`), a local date
 /// (`2026-05-01`) or date and time (`2026-05-01 12:00`), or an age (`30s`, `15m`, `2h`, `7d`).
-pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
+pub(crate) fn parse_time(s: &str) -> Result<DateTime<Utc>, BadTime> {
     let s = s.trim();
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(t.with_timezone(&Utc));
@@ -118,16 +122,48 @@ pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
             return Ok(Utc::now() - secs);
         }
     }
-    Err(format!(
-        "{s:?} is not a time: use RFC 3339 (2026-05-01T12:00:00Z), a local date (2026-05-01), \
-         date and time (\"2026-05-01 12:00\"), or an age (30s, 15m, 2h, 7d)"
-    ))
+    Err(BadTime(s.to_string()))
+}
+
+/// A `--since`/`--until` value that is not a time.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{0:?} is not a time: use RFC 3339 (2026-05-01T12:00:00Z), a local date (2026-05-01), \
+     date and time (\"2026-05-01 12:00\"), or an age (30s, 15m, 2h, 7d)"
+)]
+pub(crate) struct BadTime(pub String);
+
+/// Why printing the log stopped (a closed reader is not an error).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ShowError {
+    /// The header could not be written.
+    #[error("cannot write")]
+    Header,
+    /// A log file could not be read.
+    #[error("cannot read {}: {source}", .path.display())]
+    Read {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// The output could not be written.
+    #[error("{0}")]
+    Write(io::Error),
+    /// Following failed.
+    #[error("following {}: {source}", .path.display())]
+    Follow {
+        /// The log.
+        path: std::path::PathBuf,
+        /// Why.
+        source: io::Error,
+    },
 }
 
 /// `s` with control characters (and other invisible format characters) escaped, so it prints
 /// as one inert line. (A private copy: the shared sanitiser of the dashboard was not available
 /// to this module when it was written.)
-pub fn sanitize(s: &str) -> String {
+pub(crate) fn sanitize(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         if c.is_control()
@@ -143,7 +179,7 @@ pub fn sanitize(s: &str) -> String {
 
 /// How records are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
+pub(crate) enum Format {
     /// The table, without colour.
     Plain,
     /// The table with a coloured status.
@@ -154,7 +190,7 @@ pub enum Format {
 
 impl Format {
     /// Table or JSON; colour only on a terminal and when `NO_COLOR` is unset.
-    pub fn choose(json: bool) -> Format {
+    pub(crate) fn choose(json: bool) -> Format {
         if json {
             Format::Json
         } else if io::stdout().is_terminal()
@@ -168,7 +204,7 @@ impl Format {
 }
 
 /// The table header.
-pub const HEADER: &str = "TIME                 SEQ      EVENT           STATUS   BINARY                    SERVICE          TARGETS / DETAIL";
+pub(crate) const HEADER: &str = "TIME                 SEQ      EVENT           STATUS   BINARY                    SERVICE          TARGETS / DETAIL";
 
 fn short_binary(r: &Record) -> String {
     let name = r
@@ -204,7 +240,7 @@ fn fit(s: &str, w: usize) -> String {
 }
 
 /// One table row (no newline).
-pub fn row(r: &Record, colour: bool) -> String {
+pub(crate) fn row(r: &Record, colour: bool) -> String {
     let time = DateTime::parse_from_rfc3339(&r.ts)
         .map(|t| {
             t.with_timezone(&Local)
@@ -258,104 +294,71 @@ pub fn row(r: &Record, colour: bool) -> String {
     )
 }
 
-/// Prints one line (a record that passed the filter) in `format`.
-fn emit(out: &mut impl Write, line: &[u8], r: &Record, format: Format) -> io::Result<()> {
-    match format {
-        Format::Json => {
-            out.write_all(line)?;
-            out.write_all(b"\n")
-        }
-        Format::Plain | Format::Colour => writeln!(out, "{}", row(r, format == Format::Colour)),
-    }
-}
-
 fn parse(line: &[u8]) -> Option<Record> {
     serde_json::from_slice(line).ok()
 }
 
+fn broken(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::BrokenPipe
+}
+
+/// A write error, or `Ok` when the reader went away (`| head`): then printing just stops.
+fn unless_broken(e: io::Error) -> Result<(), ShowError> {
+    if broken(&e) {
+        Ok(())
+    } else {
+        Err(ShowError::Write(e))
+    }
+}
+
 /// Prints the matching records of the log at `log` and its rotated files (oldest first), the
-/// last `last` of them when given; with `follow`, keeps printing new records (across rotation)
-/// until the output is closed.
-pub fn run(
+/// last `last` of them when given, to `out`; with `follow`, keeps printing new records (across
+/// rotation) until the output is closed. Notices go to `notes`.
+pub(crate) fn run(
     log: &Path,
     filter: &Filter,
     last: Option<usize>,
     format: Format,
     follow: bool,
-) -> Result<(), String> {
-    let stdout = io::stdout();
-    let mut out = io::BufWriter::new(stdout.lock());
-    let broken = |e: &io::Error| e.kind() == io::ErrorKind::BrokenPipe;
+    out: &mut dyn Write,
+    notes: &mut dyn Write,
+) -> Result<(), ShowError> {
+    let mut p = Printer {
+        filter,
+        format,
+        out,
+        notes,
+    };
     if format != Format::Json
-        && let Err(e) = writeln!(out, "{HEADER}")
+        && let Err(e) = writeln!(p.out, "{HEADER}")
     {
         return if broken(&e) {
             Ok(())
         } else {
-            Err("cannot write".into())
+            Err(ShowError::Header)
         };
     }
-    let mut ring: std::collections::VecDeque<(Vec<u8>, Record)> = Default::default();
-    let (files, _) = log_files(log);
-    let mut skipped = 0u64;
-    let mut last_seq = None;
-    for f in &files {
-        let Ok(reader) = super::verify::open_lines(f) else {
-            continue;
-        };
-        for line in reader.split(b'\n') {
-            let line = line.map_err(|e| format!("cannot read {}: {e}", f.display()))?;
-            let Some(r) = parse(&line) else {
-                skipped += u64::from(!line.is_empty());
-                continue;
-            };
-            last_seq = r.seq.or(last_seq);
-            if !filter.matches(&r) {
-                continue;
-            }
-            match last {
-                Some(0) => {}
-                Some(n) => {
-                    if ring.len() == n {
-                        ring.pop_front();
-                    }
-                    ring.push_back((line, r));
-                }
-                None => {
-                    if let Err(e) = emit(&mut out, &line, &r, format) {
-                        return if broken(&e) {
-                            Ok(())
-                        } else {
-                            Err(e.to_string())
-                        };
-                    }
-                }
-            }
-        }
+    let scan = match p.print_files(log, last)? {
+        Some(scan) => scan,
+        None => return Ok(()),
+    };
+    if scan.skipped > 0 {
+        let _ = writeln!(
+            p.notes,
+            "keychain-auth: {} line(s) that are not audit records were skipped",
+            scan.skipped
+        );
     }
-    for (line, r) in &ring {
-        if let Err(e) = emit(&mut out, line, r, format) {
-            return if broken(&e) {
-                Ok(())
-            } else {
-                Err(e.to_string())
-            };
-        }
-    }
-    if skipped > 0 {
-        eprintln!("keychain-auth: {skipped} line(s) that are not audit records were skipped");
-    }
-    if let Err(e) = out.flush() {
-        return if broken(&e) {
-            Ok(())
-        } else {
-            Err(e.to_string())
-        };
+    if let Err(e) = p.out.flush() {
+        return unless_broken(e);
     }
     if follow {
-        match follow_log(log, filter, format, &mut out, last_seq) {
-            Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
-                return Err(format!("following {}: {e}", log.display()));
+        match p.follow_log(log, scan.last_seq) {
+            Err(e) if !broken(&e) => {
+                return Err(ShowError::Follow {
+                    path: log.to_path_buf(),
+                    source: e,
+                });
             }
             _ => {}
         }
@@ -363,43 +366,241 @@ pub fn run(
     Ok(())
 }
 
-/// Prints `line` when it is a record after `last_seq` that passes the filter; moves `last_seq`.
-/// With `strict`, a record that skips seq numbers (`last_seq + 2` or later) is not consumed and
-/// `false` is returned: the records between were rotated away under the reader, which then looks
-/// again. Without `strict` the skip is accepted and said on standard error.
-fn feed(
-    line: &[u8],
-    last_seq: &mut Option<u64>,
-    strict: bool,
-    filter: &Filter,
+/// What reading the files found besides the records printed.
+struct Scan {
+    /// Lines that are not records.
+    skipped: u64,
+    /// The last seq seen, printed or not.
+    last_seq: Option<u64>,
+}
+
+/// Where and how records are printed.
+struct Printer<'a> {
+    filter: &'a Filter,
     format: Format,
-    out: &mut impl Write,
-) -> io::Result<bool> {
-    let Some(r) = parse(line) else {
-        return Ok(true);
-    };
-    if let Some(s) = r.seq {
-        if let Some(l) = *last_seq {
-            if s <= l {
-                return Ok(true); // already printed (or passed over) before a rotation
-            }
-            if s > l + 1 {
-                if strict {
-                    return Ok(false);
+    out: &'a mut dyn Write,
+    notes: &'a mut dyn Write,
+}
+
+impl Printer<'_> {
+    /// Prints the matching records of every file (the last `last` of them when given);
+    /// `None` when the reader went away.
+    fn print_files(&mut self, log: &Path, last: Option<usize>) -> Result<Option<Scan>, ShowError> {
+        let mut ring: std::collections::VecDeque<(Vec<u8>, Record)> = Default::default();
+        let mut scan = Scan {
+            skipped: 0,
+            last_seq: None,
+        };
+        for f in &log_files(log).0 {
+            let Ok(reader) = super::verify::open_lines(f) else {
+                continue;
+            };
+            for line in reader.split(b'\n') {
+                let line = line.map_err(|source| ShowError::Read {
+                    path: f.clone(),
+                    source,
+                })?;
+                let Some(r) = parse(&line) else {
+                    scan.skipped += u64::from(!line.is_empty());
+                    continue;
+                };
+                scan.last_seq = r.seq.or(scan.last_seq);
+                if !self.filter.matches(&r) {
+                    continue;
                 }
-                eprintln!(
-                    "keychain-auth: records {} to {} were not found in the log files (rotated away before they could be read, or removed)",
-                    l + 1,
-                    s - 1
-                );
+                match last {
+                    Some(0) => {}
+                    Some(n) => {
+                        if ring.len() == n {
+                            ring.pop_front();
+                        }
+                        ring.push_back((line, r));
+                    }
+                    None => {
+                        if let Err(e) = self.emit(&line, &r) {
+                            return unless_broken(e).map(|()| None);
+                        }
+                    }
+                }
             }
         }
-        *last_seq = Some(s);
+        for (line, r) in &ring {
+            if let Err(e) = self.emit(line, r) {
+                return unless_broken(e).map(|()| None);
+            }
+        }
+        Ok(Some(scan))
     }
-    if filter.matches(&r) {
-        emit(out, line, &r, format)?;
+
+    /// Prints one line (a record that passed the filter).
+    fn emit(&mut self, line: &[u8], r: &Record) -> io::Result<()> {
+        match self.format {
+            Format::Json => {
+                self.out.write_all(line)?;
+                self.out.write_all(b"\n")
+            }
+            Format::Plain | Format::Colour => {
+                writeln!(self.out, "{}", row(r, self.format == Format::Colour))
+            }
+        }
     }
-    Ok(true)
+
+    /// Prints `line` when it is a record after `last_seq` that passes the filter; moves
+    /// `last_seq`. With `strict`, a record that skips seq numbers (`last_seq + 2` or later) is
+    /// not consumed and `false` is returned: the records between were rotated away under the
+    /// reader, which then looks again. Without `strict` the skip is accepted and said in the
+    /// notices.
+    fn feed(&mut self, line: &[u8], last_seq: &mut Option<u64>, strict: bool) -> io::Result<bool> {
+        let Some(r) = parse(line) else {
+            return Ok(true);
+        };
+        if let Some(s) = r.seq {
+            if let Some(l) = *last_seq {
+                if s <= l {
+                    return Ok(true); // already printed (or passed over) before a rotation
+                }
+                if s > l + 1 {
+                    if strict {
+                        return Ok(false);
+                    }
+                    let _ = writeln!(
+                        self.notes,
+                        "keychain-auth: records {} to {} were not found in the log files (rotated away before they could be read, or removed)",
+                        l + 1,
+                        s - 1
+                    );
+                }
+            }
+            *last_seq = Some(s);
+        }
+        if self.filter.matches(&r) {
+            self.emit(line, &r)?;
+        }
+        Ok(true)
+    }
+
+    /// Feeds every complete line appended to the held file since the last look.
+    fn read_held(
+        &mut self,
+        held: &mut Held,
+        buf: &mut [u8],
+        last_seq: &mut Option<u64>,
+        strict: bool,
+    ) -> io::Result<Progress> {
+        let mut read = Progress {
+            progressed: false,
+            gap: false,
+        };
+        let pos = held.file.stream_position()?;
+        if held.file.metadata()?.len() < pos {
+            held.file.seek(SeekFrom::Start(0))?; // truncated in place
+            held.partial.clear();
+        }
+        loop {
+            let n = held.file.read(buf)?;
+            if n == 0 {
+                break;
+            }
+            read.progressed = true;
+            held.partial.extend_from_slice(&buf[..n]);
+            while let Some(i) = held.partial.iter().position(|&b| b == b'\n') {
+                if !self.feed(&held.partial[..i], last_seq, strict)? {
+                    read.gap = true;
+                    self.out.flush()?;
+                    return Ok(read);
+                }
+                held.partial.drain(..=i);
+            }
+        }
+        self.out.flush()?;
+        Ok(read)
+    }
+
+    /// Reads, in order, every record after `last_seq` from the rotated files and then the file
+    /// now at the path, which is returned (read to its end) to be followed. Rotated files wholly
+    /// before `last_seq` are passed over by their first seq. Several rotations may happen while
+    /// this reads: a name then holds another file than when listed, which shows as a skip in seq
+    /// numbers, and the catch-up starts again from the listing.
+    fn catch_up(
+        &mut self,
+        log: &Path,
+        buf: &mut [u8],
+        last_seq: &mut Option<u64>,
+    ) -> io::Result<Option<Held>> {
+        'attempt: for attempt in 0..=CATCH_UP_TRIES {
+            let strict = attempt < CATCH_UP_TRIES;
+            let (files, _) = log_files(log);
+            let rotated: Vec<_> = files.iter().filter(|f| f.as_path() != log).collect();
+            for (i, f) in rotated.iter().enumerate() {
+                let next_first = rotated.get(i + 1).and_then(|n| super::verify::first_seq(n));
+                if let (Some(l), Some(n)) = (*last_seq, next_first)
+                    && n <= l + 1
+                {
+                    continue; // everything in `f` comes before `n`: already seen
+                }
+                let Ok(reader) = super::verify::open_lines(f) else {
+                    continue;
+                };
+                for line in reader.split(b'\n') {
+                    if !self.feed(&line?, last_seq, strict)? {
+                        continue 'attempt;
+                    }
+                }
+            }
+            let Ok(file) = super::verify::open_regular(log) else {
+                self.out.flush()?;
+                return Ok(None);
+            };
+            let mut held = Held {
+                ino: file.metadata()?.ino(),
+                file,
+                partial: Vec::new(),
+            };
+            if self.read_held(&mut held, buf, last_seq, strict)?.gap {
+                continue;
+            }
+            return Ok(Some(held));
+        }
+        Ok(None)
+    }
+
+    /// Prints records appended from now on. A rename (rotation by the daemon or logrotate) is
+    /// noticed by the path's inode changing; the follower then catches up from the rotated files
+    /// (see [`Printer::catch_up`]) and goes on with the new file. Records are printed once each,
+    /// in seq order, with none skipped while they still exist in some file. A truncation
+    /// restarts at the beginning of the file.
+    fn follow_log(&mut self, log: &Path, mut last_seq: Option<u64>) -> io::Result<()> {
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut cur: Option<Held> = None;
+        if let Ok(mut file) = super::verify::open_regular(log) {
+            let ino = file.metadata()?.ino();
+            file.seek(SeekFrom::End(0))?;
+            cur = Some(Held {
+                file,
+                ino,
+                partial: Vec::new(),
+            });
+        }
+        loop {
+            let mut read = Progress {
+                progressed: false,
+                gap: false,
+            };
+            if let Some(held) = cur.as_mut() {
+                read = self.read_held(held, &mut buf, &mut last_seq, true)?;
+            }
+            let at_path = std::fs::metadata(log).ok().map(|m| m.ino());
+            let held = cur.as_ref().map(|h| h.ino);
+            if read.gap || (at_path.is_some() && at_path != held) {
+                cur = self.catch_up(log, &mut buf, &mut last_seq)?;
+                continue;
+            }
+            if !read.progressed {
+                // A closed reader (`| head`) ends the follow at the next record printed (EPIPE).
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    }
 }
 
 /// The file being followed: its inode (to notice a rename) and the unfinished last line.
@@ -413,146 +614,13 @@ struct Held {
 struct Progress {
     /// Some bytes were read.
     progressed: bool,
-    /// A record skipped seq numbers (see [`feed`]); reading stopped before it.
+    /// A record skipped seq numbers (see [`Printer::feed`]); reading stopped before it.
     gap: bool,
-}
-
-/// Feeds every complete line appended to the held file since the last look.
-fn read_held(
-    held: &mut Held,
-    buf: &mut [u8],
-    last_seq: &mut Option<u64>,
-    strict: bool,
-    filter: &Filter,
-    format: Format,
-    out: &mut impl Write,
-) -> io::Result<Progress> {
-    let mut read = Progress {
-        progressed: false,
-        gap: false,
-    };
-    let pos = held.file.stream_position()?;
-    if held.file.metadata()?.len() < pos {
-        held.file.seek(SeekFrom::Start(0))?; // truncated in place
-        held.partial.clear();
-    }
-    loop {
-        let n = held.file.read(buf)?;
-        if n == 0 {
-            break;
-        }
-        read.progressed = true;
-        held.partial.extend_from_slice(&buf[..n]);
-        while let Some(i) = held.partial.iter().position(|&b| b == b'\n') {
-            if !feed(&held.partial[..i], last_seq, strict, filter, format, out)? {
-                read.gap = true;
-                out.flush()?;
-                return Ok(read);
-            }
-            held.partial.drain(..=i);
-        }
-    }
-    out.flush()?;
-    Ok(read)
 }
 
 /// How many times a catch-up is retried when rotation moves files under it before a skip in
 /// seq numbers is accepted as records really gone.
 const CATCH_UP_TRIES: usize = 8;
-
-/// Reads, in order, every record after `last_seq` from the rotated files and then the file now at
-/// the path, which is returned (read to its end) to be followed. Rotated files wholly before
-/// `last_seq` are passed over by their first seq. Several rotations may happen while this reads:
-/// a name then holds another file than when listed, which shows as a skip in seq numbers, and
-/// the catch-up starts again from the listing.
-fn catch_up(
-    log: &Path,
-    buf: &mut [u8],
-    last_seq: &mut Option<u64>,
-    filter: &Filter,
-    format: Format,
-    out: &mut impl Write,
-) -> io::Result<Option<Held>> {
-    'attempt: for attempt in 0..=CATCH_UP_TRIES {
-        let strict = attempt < CATCH_UP_TRIES;
-        let (files, _) = log_files(log);
-        let rotated: Vec<_> = files.iter().filter(|f| f.as_path() != log).collect();
-        for (i, f) in rotated.iter().enumerate() {
-            let next_first = rotated.get(i + 1).and_then(|n| super::verify::first_seq(n));
-            if let (Some(l), Some(n)) = (*last_seq, next_first)
-                && n <= l + 1
-            {
-                continue; // everything in `f` comes before `n`: already seen
-            }
-            let Ok(reader) = super::verify::open_lines(f) else {
-                continue;
-            };
-            for line in reader.split(b'\n') {
-                if !feed(&line?, last_seq, strict, filter, format, out)? {
-                    continue 'attempt;
-                }
-            }
-        }
-        let Ok(file) = super::verify::open_regular(log) else {
-            out.flush()?;
-            return Ok(None);
-        };
-        let mut held = Held {
-            ino: file.metadata()?.ino(),
-            file,
-            partial: Vec::new(),
-        };
-        if read_held(&mut held, buf, last_seq, strict, filter, format, out)?.gap {
-            continue;
-        }
-        return Ok(Some(held));
-    }
-    Ok(None)
-}
-
-/// Prints records appended from now on. A rename (rotation by the daemon or logrotate) is
-/// noticed by the path's inode changing; the follower then catches up from the rotated files
-/// (see [`catch_up`]) and goes on with the new file. Records are printed once each, in seq
-/// order, with none skipped while they still exist in some file. A truncation restarts at the
-/// beginning of the file.
-fn follow_log(
-    log: &Path,
-    filter: &Filter,
-    format: Format,
-    out: &mut impl Write,
-    mut last_seq: Option<u64>,
-) -> io::Result<()> {
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut cur: Option<Held> = None;
-    if let Ok(mut file) = super::verify::open_regular(log) {
-        let ino = file.metadata()?.ino();
-        file.seek(SeekFrom::End(0))?;
-        cur = Some(Held {
-            file,
-            ino,
-            partial: Vec::new(),
-        });
-    }
-    loop {
-        let mut read = Progress {
-            progressed: false,
-            gap: false,
-        };
-        if let Some(held) = cur.as_mut() {
-            read = read_held(held, &mut buf, &mut last_seq, true, filter, format, out)?;
-        }
-        let at_path = std::fs::metadata(log).ok().map(|m| m.ino());
-        let held = cur.as_ref().map(|h| h.ino);
-        if read.gap || (at_path.is_some() && at_path != held) {
-            cur = catch_up(log, &mut buf, &mut last_seq, filter, format, out)?;
-            continue;
-        }
-        if !read.progressed {
-            // A closed reader (`| head`) ends the follow at the next record printed (EPIPE).
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -87,7 +87,7 @@ pub struct Report {
     pub unchained: u64,
     /// The last seq found.
     pub last_seq: Option<u64>,
-    /// Breaks, in log order (at most [`MAX_BREAKS`]).
+    /// Breaks, in log order (at most `MAX_BREAKS`).
     pub breaks: Vec<Break>,
     /// Recorded breaks and remarks.
     pub notices: Vec<Notice>,
@@ -95,7 +95,7 @@ pub struct Report {
 
 /// Opens `path` for reading only if it is a regular file: never follows a symlink and never
 /// waits on a FIFO put in the log's place.
-pub fn open_regular(path: &Path) -> std::io::Result<File> {
+pub(crate) fn open_regular(path: &Path) -> std::io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
     let f = std::fs::OpenOptions::new()
         .read(true)
@@ -115,7 +115,7 @@ pub(super) fn first_seq(path: &Path) -> Option<u64> {
 }
 
 /// The lines of a log file, decompressed when its name ends in `.gz`.
-pub fn open_lines(path: &Path) -> std::io::Result<Box<dyn BufRead>> {
+pub(crate) fn open_lines(path: &Path) -> std::io::Result<Box<dyn BufRead>> {
     let f = open_regular(path)?;
     Ok(if path.extension().is_some_and(|e| e == "gz") {
         Box::new(BufReader::with_capacity(
@@ -128,14 +128,14 @@ pub fn open_lines(path: &Path) -> std::io::Result<Box<dyn BufRead>> {
 }
 
 /// Most breaks listed; the first is the one that matters.
-pub const MAX_BREAKS: usize = 100;
+pub(crate) const MAX_BREAKS: usize = 100;
 
 /// The log's files, oldest first: the rotated files `audit.log.N` and `audit.log.N.gz`
 /// (compressed by logrotate) ordered by the seq of their first record (files from before the
 /// chain first, highest number first), then `audit.log`. Both forms of one number can exist
 /// (a switch to `compress` leaves the plain file behind); both are read. A gap in the numbering
 /// is returned as the missing numbers.
-pub fn log_files(log: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
+pub(crate) fn log_files(log: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
     let dir = log.parent().unwrap_or(Path::new("."));
     let name = log.file_name().unwrap_or_default().to_string_lossy();
     let mut found: Vec<(usize, PathBuf)> = Vec::new();
@@ -182,6 +182,16 @@ struct Walker<'a> {
     gap: Option<(usize, u64, u64)>,
 }
 
+/// What to do with a record after looking at what it follows.
+enum Follows {
+    /// Check its chain value against this previous value.
+    Check([u8; 32]),
+    /// A break was recorded; the record is the new position, its value unchecked.
+    Accept,
+    /// A break was recorded; the record goes backwards and is passed over.
+    Skip,
+}
+
 impl Walker<'_> {
     fn brk(&mut self, kind: BreakKind, file: &Path, line: u64, seq: Option<u64>, message: String) {
         if self.report.breaks.len() < MAX_BREAKS {
@@ -195,6 +205,7 @@ impl Walker<'_> {
         }
     }
 
+    /// Checks one line (without its newline) of `file`.
     fn line(&mut self, file: &Path, lineno: u64, line: &[u8], summary: &mut FileSummary) {
         let Some(seq) = chain::line_seq(line) else {
             if self.prev.is_none() && self.report.records == 0 && !line.is_empty() {
@@ -220,65 +231,30 @@ impl Walker<'_> {
             );
             return;
         };
-        let prev_field = prev_mac_field(head, seq);
-        let expected_prev: [u8; 32] = match (&self.prev, prev_field) {
-            (Some((pseq, pchain, pfile, pline)), field) => {
-                if seq <= *pseq {
-                    let (pseq, pfile, pline) = (*pseq, pfile.clone(), *pline);
-                    match self.gap {
-                        Some((i, from, to)) if (from..=to).contains(&seq) => {
-                            let b = &mut self.report.breaks[i];
-                            b.kind = BreakKind::Reordered;
-                            b.message = format!(
-                                "record seq {} comes before seq {seq}: records were reordered",
-                                b.seq.unwrap_or_default()
-                            );
-                            self.gap = None;
-                        }
-                        _ => self.brk(
-                            BreakKind::Reordered,
-                            file,
-                            lineno,
-                            Some(seq),
-                            format!(
-                                "seq {seq} follows seq {pseq} ({} line {pline}): reordered or duplicated",
-                                pfile.display()
-                            ),
-                        ),
-                    }
-                    return;
+        match self.follows(file, lineno, seq, prev_mac_field(head, seq)) {
+            Follows::Skip => return,
+            Follows::Accept => {}
+            Follows::Check(prev) => self.check_value(file, lineno, seq, &prev, head, value),
+        }
+        self.accept(file, lineno, seq, value, summary);
+    }
+
+    /// Where record `seq` stands against the one before it (or, for the first record, against
+    /// its `prev_mac`): a break is recorded for a record that goes backwards, skips, or says it
+    /// follows another chain value.
+    fn follows(&mut self, file: &Path, lineno: u64, seq: u64, field: Option<[u8; 32]>) -> Follows {
+        match (&self.prev, field) {
+            (Some((pseq, pchain, _, _)), field) => {
+                let (pseq, pchain) = (*pseq, *pchain);
+                if seq <= pseq {
+                    self.backwards(file, lineno, seq);
+                    return Follows::Skip;
                 }
                 if seq != pseq + 1 {
-                    let (pseq, pfile, pline) = (*pseq, pfile.clone(), *pline);
-                    let whole_file = lineno == 1 && pfile != file;
-                    let idx = self.report.breaks.len();
-                    self.brk(
-                        BreakKind::Missing,
-                        file,
-                        lineno,
-                        Some(seq),
-                        format!(
-                            "seq {seq} follows seq {pseq} ({} line {pline}): records {}–{} are missing{}",
-                            pfile.display(),
-                            pseq + 1,
-                            seq - 1,
-                            if whole_file {
-                                " (a rotated file was removed?)"
-                            } else {
-                                ""
-                            }
-                        ),
-                    );
-                    if idx < self.report.breaks.len() {
-                        self.gap = Some((idx, pseq + 1, seq - 1));
-                    }
-                    self.accept(file, lineno, seq, value, summary);
-                    return;
+                    self.skipped(file, lineno, seq);
+                    return Follows::Accept;
                 }
-                let pchain = *pchain;
-                if let Some(f) = field
-                    && f != pchain
-                {
+                if field.is_some_and(|f| f != pchain) {
                     self.brk(
                         BreakKind::Edited,
                         file,
@@ -289,10 +265,9 @@ impl Walker<'_> {
                             seq - 1
                         ),
                     );
-                    self.accept(file, lineno, seq, value, summary);
-                    return;
+                    return Follows::Accept;
                 }
-                pchain
+                Follows::Check(pchain)
             }
             (None, Some(f)) => {
                 if seq > 1 {
@@ -305,9 +280,9 @@ impl Walker<'_> {
                         ),
                     });
                 }
-                f
+                Follows::Check(f)
             }
-            (None, None) if seq == 1 => [0u8; 32],
+            (None, None) if seq == 1 => Follows::Check([0u8; 32]),
             (None, None) => {
                 self.brk(
                     BreakKind::Missing,
@@ -318,11 +293,86 @@ impl Walker<'_> {
                         "the first record found is seq {seq} and does not say what it follows: records before it are missing"
                     ),
                 );
-                self.accept(file, lineno, seq, value, summary);
-                return;
+                Follows::Accept
             }
-        };
-        if chain::chain_of(self.key, &expected_prev, head) != value {
+        }
+    }
+
+    /// The record before this one, for a break's message: (seq, file, line).
+    fn prev_place(&self) -> (u64, PathBuf, u64) {
+        self.prev
+            .as_ref()
+            .map(|(s, _, f, l)| (*s, f.clone(), *l))
+            .unwrap_or_default()
+    }
+
+    /// Record `seq` goes backwards: it closes an open gap that it falls in (reordered), or is
+    /// a duplicate.
+    fn backwards(&mut self, file: &Path, lineno: u64, seq: u64) {
+        let (pseq, pfile, pline) = self.prev_place();
+        match self.gap {
+            Some((i, from, to)) if (from..=to).contains(&seq) => {
+                let b = &mut self.report.breaks[i];
+                b.kind = BreakKind::Reordered;
+                b.message = format!(
+                    "record seq {} comes before seq {seq}: records were reordered",
+                    b.seq.unwrap_or_default()
+                );
+                self.gap = None;
+            }
+            _ => self.brk(
+                BreakKind::Reordered,
+                file,
+                lineno,
+                Some(seq),
+                format!(
+                    "seq {seq} follows seq {pseq} ({} line {pline}): reordered or duplicated",
+                    pfile.display()
+                ),
+            ),
+        }
+    }
+
+    /// Record `seq` skips numbers: the records between are missing (for now: a later record
+    /// may show they were reordered).
+    fn skipped(&mut self, file: &Path, lineno: u64, seq: u64) {
+        let (pseq, pfile, pline) = self.prev_place();
+        let whole_file = lineno == 1 && pfile != file;
+        let idx = self.report.breaks.len();
+        self.brk(
+            BreakKind::Missing,
+            file,
+            lineno,
+            Some(seq),
+            format!(
+                "seq {seq} follows seq {pseq} ({} line {pline}): records {}–{} are missing{}",
+                pfile.display(),
+                pseq + 1,
+                seq - 1,
+                if whole_file {
+                    " (a rotated file was removed?)"
+                } else {
+                    ""
+                }
+            ),
+        );
+        if idx < self.report.breaks.len() {
+            self.gap = Some((idx, pseq + 1, seq - 1));
+        }
+    }
+
+    /// Checks the chain value of record `seq` (canonical bytes `head`) following `prev`; a
+    /// break the writer recorded (`"event":"audit"`) becomes a notice.
+    fn check_value(
+        &mut self,
+        file: &Path,
+        lineno: u64,
+        seq: u64,
+        prev: &[u8; 32],
+        head: &[u8],
+        value: [u8; 32],
+    ) {
+        if chain::chain_of(self.key, prev, head) != value {
             self.brk(
                 BreakKind::Edited,
                 file,
@@ -343,7 +393,6 @@ impl Walker<'_> {
                 message: format!("recorded at seq {seq}: {msg}"),
             });
         }
-        self.accept(file, lineno, seq, value, summary);
     }
 
     fn accept(
@@ -384,14 +433,17 @@ pub fn verify(log: &Path, key: &Key) -> Report {
 }
 
 /// [`verify`], calling `progress(bytes read, bytes in all files)` every 64 Ki lines.
-pub fn verify_with_progress(log: &Path, key: &Key, progress: &mut dyn FnMut(u64, u64)) -> Report {
+pub(crate) fn verify_with_progress(
+    log: &Path,
+    key: &Key,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Report {
     let (files, missing) = log_files(log);
     let total: u64 = files
         .iter()
         .filter_map(|f| std::fs::symlink_metadata(f).ok())
         .map(|m| m.len())
         .sum();
-    let mut done = 0u64;
     let state = read_state(log, key);
     let mut w = Walker {
         key,
@@ -413,63 +465,13 @@ pub fn verify_with_progress(log: &Path, key: &Key, progress: &mut dyn FnMut(u64,
             ),
         );
     }
+    let mut read = Progress {
+        done: 0,
+        total,
+        report: progress,
+    };
     for file in &files {
-        let mut summary = FileSummary {
-            file: file.clone(),
-            records: 0,
-            first_seq: None,
-            last_seq: None,
-        };
-        match open_lines(file) {
-            Ok(mut r) => {
-                let mut buf = Vec::with_capacity(1024);
-                let mut lineno = 0u64;
-                loop {
-                    buf.clear();
-                    match r.read_until(b'\n', &mut buf) {
-                        Ok(0) => break,
-                        Ok(_) => {}
-                        Err(e) => {
-                            w.brk(
-                                BreakKind::Malformed,
-                                file,
-                                lineno + 1,
-                                None,
-                                format!("cannot be read: {e}"),
-                            );
-                            break;
-                        }
-                    }
-                    lineno += 1;
-                    done += buf.len() as u64;
-                    if lineno.is_multiple_of(65_536) {
-                        progress(done, total);
-                    }
-                    let complete = buf.last() == Some(&b'\n');
-                    if complete {
-                        buf.pop();
-                    }
-                    if !complete {
-                        w.brk(
-                            BreakKind::Malformed,
-                            file,
-                            lineno,
-                            chain::line_seq(&buf),
-                            "the last line is cut off (no newline): the log was truncated mid-record".into(),
-                        );
-                        continue;
-                    }
-                    w.line(file, lineno, &buf, &mut summary);
-                }
-            }
-            Err(e) => w.brk(
-                BreakKind::Malformed,
-                file,
-                0,
-                None,
-                format!("cannot be opened: {e}"),
-            ),
-        }
+        let summary = w.file(file, &mut read);
         w.report.files.push(summary);
     }
     check_state(&mut w, log, state);
@@ -477,9 +479,83 @@ pub fn verify_with_progress(log: &Path, key: &Key, progress: &mut dyn FnMut(u64,
     w.report
 }
 
-fn check_state(w: &mut Walker<'_>, log: &Path, state: Result<Option<State>, String>) {
+/// Bytes read of all files, reported every 64 Ki lines.
+struct Progress<'a> {
+    done: u64,
+    total: u64,
+    report: &'a mut dyn FnMut(u64, u64),
+}
+
+impl Walker<'_> {
+    /// Checks every line of `file`.
+    fn file(&mut self, file: &Path, read: &mut Progress<'_>) -> FileSummary {
+        let mut summary = FileSummary {
+            file: file.to_path_buf(),
+            records: 0,
+            first_seq: None,
+            last_seq: None,
+        };
+        let mut r = match open_lines(file) {
+            Ok(r) => r,
+            Err(e) => {
+                self.brk(
+                    BreakKind::Malformed,
+                    file,
+                    0,
+                    None,
+                    format!("cannot be opened: {e}"),
+                );
+                return summary;
+            }
+        };
+        let mut buf = Vec::with_capacity(1024);
+        let mut lineno = 0u64;
+        loop {
+            buf.clear();
+            match r.read_until(b'\n', &mut buf) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    self.brk(
+                        BreakKind::Malformed,
+                        file,
+                        lineno + 1,
+                        None,
+                        format!("cannot be read: {e}"),
+                    );
+                    break;
+                }
+            }
+            lineno += 1;
+            read.done += buf.len() as u64;
+            if lineno.is_multiple_of(65_536) {
+                (read.report)(read.done, read.total);
+            }
+            if buf.pop_if(|b| *b == b'\n').is_none() {
+                self.brk(
+                    BreakKind::Malformed,
+                    file,
+                    lineno,
+                    chain::line_seq(&buf),
+                    "the last line is cut off (no newline): the log was truncated mid-record"
+                        .into(),
+                );
+                continue;
+            }
+            self.line(file, lineno, &buf, &mut summary);
+        }
+        summary
+    }
+}
+
+/// Checks the log's end against the state file: missing or damaged state, or a log that ends
+/// before (or elsewhere than) the last record written.
+fn check_state(
+    w: &mut Walker<'_>,
+    log: &Path,
+    state: Result<Option<State>, super::ReadStateError>,
+) {
     let state_file = super::state_path(log);
-    let last = w.prev.as_ref().map(|(s, c, f, l)| (*s, *c, f.clone(), *l));
     match state {
         Err(e) => w.brk(
             BreakKind::State,
@@ -502,59 +578,66 @@ fn check_state(w: &mut Walker<'_>, log: &Path, state: Result<Option<State>, Stri
                 );
             }
         }
-        Ok(Some(s)) => match last {
-            None => w.brk(
-                BreakKind::Truncated,
-                log,
-                0,
-                None,
-                format!(
-                    "the log holds no chained record but the last one written was seq {}: it was emptied or removed",
-                    s.seq
-                ),
+        Ok(Some(s)) => check_end(w, log, state_file, &s),
+    }
+}
+
+/// The last record read against the state `s`: the log must reach the record it names, and
+/// hold that very record.
+fn check_end(w: &mut Walker<'_>, log: &Path, state_file: PathBuf, s: &State) {
+    let last = w.prev.as_ref().map(|(s, c, f, l)| (*s, *c, f.clone(), *l));
+    match last {
+        None => w.brk(
+            BreakKind::Truncated,
+            log,
+            0,
+            None,
+            format!(
+                "the log holds no chained record but the last one written was seq {}: it was emptied or removed",
+                s.seq
             ),
-            Some((seq, _, file, line)) if seq < s.seq => w.brk(
-                BreakKind::Truncated,
-                &file,
-                line,
-                Some(seq),
-                format!(
-                    "the log ends at seq {seq} but the last record written was seq {}: records {}–{} were cut off",
-                    s.seq,
-                    seq + 1,
-                    s.seq
-                ),
+        ),
+        Some((seq, _, file, line)) if seq < s.seq => w.brk(
+            BreakKind::Truncated,
+            &file,
+            line,
+            Some(seq),
+            format!(
+                "the log ends at seq {seq} but the last record written was seq {}: records {}–{} were cut off",
+                s.seq,
+                seq + 1,
+                s.seq
             ),
-            Some((seq, chain, file, line)) => {
-                let want = s.chain_bytes();
-                let seen = if seq == s.seq {
-                    Some(chain)
-                } else {
-                    w.state_chain_seen
-                };
-                if seen != Some(want) {
-                    w.brk(
-                        BreakKind::State,
-                        &file,
-                        line,
-                        Some(s.seq),
-                        format!(
-                            "record seq {} is not the one last written (the log was replaced or rewritten)",
-                            s.seq
-                        ),
-                    );
-                } else if seq > s.seq {
-                    w.report.notices.push(Notice {
-                        file: state_file,
-                        line: 0,
-                        message: format!(
-                            "records after seq {} are not yet in the state file (a crash between the two writes); the next append adopts them",
-                            s.seq
-                        ),
-                    });
-                }
+        ),
+        Some((seq, chain, file, line)) => {
+            let want = s.chain_bytes();
+            let seen = if seq == s.seq {
+                Some(chain)
+            } else {
+                w.state_chain_seen
+            };
+            if seen != Some(want) {
+                w.brk(
+                    BreakKind::State,
+                    &file,
+                    line,
+                    Some(s.seq),
+                    format!(
+                        "record seq {} is not the one last written (the log was replaced or rewritten)",
+                        s.seq
+                    ),
+                );
+            } else if seq > s.seq {
+                w.report.notices.push(Notice {
+                    file: state_file,
+                    line: 0,
+                    message: format!(
+                        "records after seq {} are not yet in the state file (a crash between the two writes); the next append adopts them",
+                        s.seq
+                    ),
+                });
             }
-        },
+        }
     }
 }
 

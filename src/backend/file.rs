@@ -65,7 +65,7 @@ impl FileStore {
 
     /// Checks that the store's directory holds nothing others can reach: ours, 0700-like, in
     /// directories only we (or root) can change. Never chmods anything.
-    pub fn check_dir(&self) -> Result<(), BackendError> {
+    pub(crate) fn check_dir(&self) -> Result<(), BackendError> {
         match self.path.parent() {
             Some(dir) => fsutil::ensure_secret_dir(dir).map_err(|e| self.unavailable(e)),
             None => Ok(()),
@@ -74,7 +74,7 @@ impl FileStore {
 
     /// Checks the store as the daemon does before serving it: its directory (created 0700 when
     /// missing) and, when it exists, the file (a regular file of ours that only we can read).
-    pub fn check(&self) -> Result<(), BackendError> {
+    pub(crate) fn check(&self) -> Result<(), BackendError> {
         self.check_dir()?;
         let mut cache = self.lock_cache();
         cache.stamp = None;

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// A `Backend` held in a map. Not for production use: secrets vanish with the process.
 #[derive(Debug, Default)]
-pub struct MemoryStore {
+pub(crate) struct MemoryStore {
     items: Mutex<BTreeMap<(String, String), Item>>,
     mutations: AtomicUsize,
     fail_on: AtomicUsize,
@@ -17,19 +17,19 @@ pub struct MemoryStore {
 
 impl MemoryStore {
     /// An empty store.
-    pub fn new() -> MemoryStore {
+    pub(crate) fn new() -> MemoryStore {
         MemoryStore::default()
     }
 
     /// Makes exactly the `n`th mutating call (set or delete) from now fail (1-based); the calls
     /// after it, restores included, succeed. `0` disables the fault.
-    pub fn fail_on_mutation(&self, n: usize) {
+    pub(crate) fn fail_on_mutation(&self, n: usize) {
         self.mutations.store(0, Ordering::SeqCst);
         self.fail_on.store(n, Ordering::SeqCst);
     }
 
     /// Every (service, target) → item, for assertions.
-    pub fn snapshot(&self) -> BTreeMap<(String, String), Item> {
+    pub(crate) fn snapshot(&self) -> BTreeMap<(String, String), Item> {
         self.lock().clone()
     }
 

@@ -8,7 +8,7 @@
 //! left untouched and reported.
 //!
 //! keychain-auth's own reserved items (the audit key, see [`crate::audit::chain`]) are not moved
-//! item by item: [`copy_reserved`] copies them first, and [`drop_reserved`] removes them from
+//! item by item: `copy_reserved` copies them first, and `drop_reserved` removes them from
 //! the source only once config.json names the destination, so the key is in the store that
 //! config.json selects at every moment of an interrupted run.
 
@@ -17,7 +17,7 @@ use crate::protocol::Attributes;
 
 /// What a migration did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Report {
+pub(crate) struct Report {
     /// Items copied, verified and removed from the source.
     pub moved: usize,
     /// Items whose identical copy was already in the destination (removed from the source).
@@ -28,24 +28,47 @@ pub struct Report {
 
 /// Why a migration stopped, with what it had done until then.
 #[derive(Debug)]
-pub struct Stopped {
+pub(crate) struct Stopped {
     /// Work done before the failure (all of it is safe to keep).
     pub report: Report,
     /// The failure.
-    pub error: String,
+    pub error: MigrateError,
+}
+
+/// Why moving items (or the reserved items) stopped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum MigrateError {
+    /// A step failed (what was being done, then why).
+    #[error("{what}: {source}")]
+    Step {
+        /// What was being done.
+        what: String,
+        /// Why it failed.
+        source: BackendError,
+    },
+    /// A store failed.
+    #[error(transparent)]
+    Store(#[from] BackendError),
+    /// The copy of an item read back differently (`service/target`).
+    #[error("the copy of {0} read back differently; the source was kept")]
+    Mismatch(String),
+}
+
+fn step(what: String) -> impl FnOnce(BackendError) -> MigrateError {
+    move |source| MigrateError::Step { what, source }
 }
 
 /// Moves every item of `from` into `to`. `progress` is called after each item with
 /// (service, target).
-pub fn migrate(
+pub(crate) fn migrate(
     from: &dyn Backend,
     to: &dyn Backend,
     progress: &mut dyn FnMut(&str, &str),
 ) -> Result<Report, Stopped> {
     let mut report = Report::default();
-    let fail = |report: &Report, what: String, e: BackendError| Stopped {
+    let fail = |report: &Report, what: String, source: BackendError| Stopped {
         report: report.clone(),
-        error: format!("{what}: {e}"),
+        error: MigrateError::Step { what, source },
     };
     let services = from
         .services()
@@ -84,9 +107,7 @@ pub fn migrate(
                     if copy.as_ref() != Some(&item) {
                         return Err(Stopped {
                             report,
-                            error: format!(
-                                "the copy of {name} read back differently; the source was kept"
-                            ),
+                            error: MigrateError::Mismatch(name),
                         });
                     }
                     report.moved += 1;
@@ -112,48 +133,54 @@ pub fn migrate(
 
 /// Copies keychain-auth's reserved items from `from` to `to` (no deletion); returns the names
 /// that exist in both with different contents (left as they are).
-pub fn copy_reserved(from: &dyn Backend, to: &dyn Backend) -> Result<Vec<String>, String> {
+pub(crate) fn copy_reserved(
+    from: &dyn Backend,
+    to: &dyn Backend,
+) -> Result<Vec<String>, MigrateError> {
     let service = crate::audit::chain::KEY_SERVICE;
     let entries = from
         .list(service, "", &Attributes::new())
-        .map_err(|e| format!("listing {service} in the {}: {e}", from.describe()))?;
+        .map_err(step(format!(
+            "listing {service} in the {}",
+            from.describe()
+        )))?;
     let mut conflicts = Vec::new();
     for entry in entries {
         let name = format!("{service}/{}", entry.target);
         let Some(item) = from
             .get(service, &entry.target)
-            .map_err(|e| format!("reading {name}: {e}"))?
+            .map_err(step(format!("reading {name}")))?
         else {
             continue;
         };
         match to
             .get(service, &entry.target)
-            .map_err(|e| format!("checking {name} in the destination: {e}"))?
+            .map_err(step(format!("checking {name} in the destination")))?
         {
             Some(existing) if existing == item => {}
             Some(_) => conflicts.push(name),
             None => to
                 .set(service, &entry.target, &item)
-                .map_err(|e| format!("copying {name}: {e}"))?,
+                .map_err(step(format!("copying {name}")))?,
         }
     }
     Ok(conflicts)
 }
 
 /// Removes keychain-auth's reserved items from `from` once they are in `to` (identical).
-pub fn drop_reserved(from: &dyn Backend, to: &dyn Backend) -> Result<(), String> {
+pub(crate) fn drop_reserved(from: &dyn Backend, to: &dyn Backend) -> Result<(), MigrateError> {
     let service = crate::audit::chain::KEY_SERVICE;
     let entries = from
         .list(service, "", &Attributes::new())
-        .map_err(|e| format!("listing {service}: {e}"))?;
+        .map_err(step(format!("listing {service}")))?;
     for entry in entries {
-        let here = from
-            .get(service, &entry.target)
-            .map_err(|e| e.to_string())?;
-        let there = to.get(service, &entry.target).map_err(|e| e.to_string())?;
+        let here = from.get(service, &entry.target)?;
+        let there = to.get(service, &entry.target)?;
         if here.is_some() && here == there {
-            from.delete(service, &entry.target)
-                .map_err(|e| format!("removing {service}/{} from the source: {e}", entry.target))?;
+            from.delete(service, &entry.target).map_err(step(format!(
+                "removing {service}/{} from the source",
+                entry.target
+            )))?;
         }
     }
     Ok(())

@@ -2,11 +2,12 @@
 //!
 //! [`Backend`] is the one trait the broker talks to. Stores implement single-item primitives;
 //! batches go through [`Backend::apply`], which must be all-or-nothing. Its default
-//! implementation ([`apply_with_rollback`]) records what each step replaced and restores it when a
+//! implementation (`apply_with_rollback`) records what each step replaced and restores it when a
 //! later step fails; a store that can commit a batch atomically overrides it.
 
 pub mod file;
-pub mod memory;
+#[cfg(test)]
+pub(crate) mod memory;
 pub mod migrate;
 pub mod secret_service;
 pub mod select;
@@ -25,7 +26,7 @@ pub enum BackendKind {
 
 impl BackendKind {
     /// The name used in STATUS, config and `KEYCHAIN_AUTH_BACKEND`.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             BackendKind::Keyring => "keyring",
             BackendKind::File => "file",
@@ -159,7 +160,7 @@ pub trait Backend: Send + Sync {
 
 /// Applies `changes` one by one, remembering what each replaced; when a step fails, restores
 /// the earlier steps in reverse order and returns the failure.
-pub fn apply_with_rollback<B: Backend + ?Sized>(
+pub(crate) fn apply_with_rollback<B: Backend + ?Sized>(
     backend: &B,
     changes: &[Change],
 ) -> Result<(), BackendError> {
@@ -206,14 +207,8 @@ pub fn apply_with_rollback<B: Backend + ?Sized>(
 }
 
 /// True when `attributes` contains every pair of `filter`.
-pub fn matches_filter(attributes: &Attributes, filter: &Attributes) -> bool {
+pub(crate) fn matches_filter(attributes: &Attributes, filter: &Attributes) -> bool {
     filter
         .iter()
         .all(|(k, v)| attributes.get(k).is_some_and(|a| a == v))
-}
-
-/// Opens the store the broker should use (see [`select::select`] for the rules); records a
-/// fallback notice in the audit log. The entry point for the daemon and the dashboard.
-pub fn open(paths: &crate::paths::Paths) -> Result<std::sync::Arc<dyn Backend>, String> {
-    select::open_selection(paths).map(|s| s.backend)
 }

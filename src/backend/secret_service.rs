@@ -28,31 +28,31 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// `xdg:schema` of every item the broker writes.
-pub const SCHEMA: &str = "org.keychain-auth.Secret";
+pub(crate) const SCHEMA: &str = "org.keychain-auth.Secret";
 /// Attribute holding the service namespace.
-pub const SERVICE_ATTR: &str = "keychain-auth:service";
+pub(crate) const SERVICE_ATTR: &str = "keychain-auth:service";
 /// Attribute holding the target name.
-pub const TARGET_ATTR: &str = "keychain-auth:target";
+pub(crate) const TARGET_ATTR: &str = "keychain-auth:target";
 /// Prefix of caller attributes.
-pub const CALLER_PREFIX: &str = "attr:";
+pub(crate) const CALLER_PREFIX: &str = "attr:";
 /// The well-known bus name of the Secret Service.
 const BUS_NAME: &str = "org.freedesktop.secrets";
 /// Content type of stored values (the protocol carries UTF-8 text).
 const CONTENT_TYPE: &str = "text/plain; charset=utf8";
 
 /// Default bound on one store operation (all its D-Bus calls together).
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default bound on the start-up probe.
-pub const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+pub(crate) const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// What to tell a person whose keyring is locked.
-pub const UNLOCK_HINT: &str = "the keyring (Secret Service default collection) is locked: unlock it \
+pub(crate) const UNLOCK_HINT: &str = "the keyring (Secret Service default collection) is locked: unlock it \
      by logging in to your desktop session or from Seahorse (\"Passwords and Keys\"); on a headless \
      machine run `gnome-keyring-daemon --replace --unlock --components=secrets` and type the password, \
      then Ctrl-D. keychain-auth never prompts on its own";
 
 /// The label of the item at (service, target).
-pub fn label(service: &str, target: &str) -> String {
+pub(crate) fn label(service: &str, target: &str) -> String {
     format!("keychain-auth: {service}/{target}")
 }
 
@@ -78,7 +78,7 @@ fn caller_attributes(stored: &HashMap<String, String>) -> Attributes {
 
 /// What the start-up probe found.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Probe {
+pub(crate) enum Probe {
     /// A Secret Service answered and its default collection is unlocked.
     Available,
     /// It answered, but the default collection is locked.
@@ -176,11 +176,11 @@ pub struct SecretServiceStore {
 impl SecretServiceStore {
     /// A store whose operations are each bounded by `timeout`. Connects lazily (and reconnects
     /// after a failure), so creating it never touches D-Bus.
-    pub fn new(timeout: Duration) -> Result<SecretServiceStore, BackendError> {
+    pub(crate) fn new(timeout: Duration) -> Result<SecretServiceStore, BackendError> {
         SecretServiceStore::at(None, timeout)
     }
 
-    /// Like [`SecretServiceStore::new`], on the bus at `address` (a D-Bus address such as
+    /// Like `SecretServiceStore::new`, on the bus at `address` (a D-Bus address such as
     /// `unix:path=/run/user/1000/bus`) instead of the session bus the environment names.
     pub fn at(
         address: Option<&str>,
@@ -255,7 +255,7 @@ impl SecretServiceStore {
     /// to the session bus, asks whether anything provides `org.freedesktop.secrets` (running
     /// or activatable), opens a session and reads whether the default collection is locked.
     /// Never prompts and never writes.
-    pub fn probe(&self, timeout: Duration) -> Probe {
+    pub(crate) fn probe(&self, timeout: Duration) -> Probe {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let address = self.address.clone();
         self.handle.spawn(async move {
@@ -272,7 +272,7 @@ impl SecretServiceStore {
     }
 
     /// Every service that has at least one item of ours.
-    pub fn all_services(&self) -> Result<Vec<String>, BackendError> {
+    pub(crate) fn all_services(&self) -> Result<Vec<String>, BackendError> {
         self.call("list services", |c| async move {
             let found =
                 c.ss.search_items(HashMap::from([("xdg:schema", SCHEMA)]))

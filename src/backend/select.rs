@@ -14,10 +14,14 @@
 //! - Under `auto` (or `keyring` from the environment), the first successful keyring write
 //!   records `"backend": "keyring"` in config.json unless it already names a backend, so a
 //!   later failure (or a start without the variable) cannot silently switch to the file store.
+//!
+//! Selecting has no side effects: nothing here prints, writes config.json or the audit log.
+//! `Selection` says what was chosen, why, what to tell the user (`Selection::notice`) and
+//! whether the choice should be pinned (`Selection::pin`); the layer that starts serving does
+//! that, through `PinOnWrite` and a hook of its own.
 
 use super::secret_service::{self, Probe, SecretServiceStore};
 use super::{Backend, BackendError, BackendKind, Change, Entry, Item};
-use crate::audit::{self, Record};
 use crate::paths::Paths;
 use crate::protocol::Attributes;
 use std::path::PathBuf;
@@ -25,11 +29,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The environment variable that chooses the store.
-pub const ENV: &str = "KEYCHAIN_AUTH_BACKEND";
+pub(crate) const ENV: &str = "KEYCHAIN_AUTH_BACKEND";
 
 /// What the user asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Preference {
+pub(crate) enum Preference {
     /// Probe, prefer the keyring.
     Auto,
     /// The Secret Service, or nothing.
@@ -40,7 +44,7 @@ pub enum Preference {
 
 impl Preference {
     /// Parses `auto`, `keyring` or `file`.
-    pub fn parse(s: &str) -> Option<Preference> {
+    pub(crate) fn parse(s: &str) -> Option<Preference> {
         match s {
             "auto" => Some(Preference::Auto),
             "keyring" => Some(Preference::Keyring),
@@ -50,7 +54,7 @@ impl Preference {
     }
 
     /// The name as written in config and the environment.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Preference::Auto => "auto",
             Preference::Keyring => "keyring",
@@ -61,7 +65,7 @@ impl Preference {
 
 /// Where the preference came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Origin {
+pub(crate) enum Origin {
     /// `KEYCHAIN_AUTH_BACKEND`.
     Env,
     /// config.json `"backend"`.
@@ -72,7 +76,7 @@ pub enum Origin {
 
 /// The effective preference and where it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Requested {
+pub(crate) struct Requested {
     /// What is asked for.
     pub preference: Preference,
     /// Who asked.
@@ -83,7 +87,7 @@ pub struct Requested {
 
 impl Requested {
     /// "KEYCHAIN_AUTH_BACKEND=keyring", "config.json \"backend\": \"file\"", "the default (auto)".
-    pub fn origin_text(&self) -> String {
+    pub(crate) fn origin_text(&self) -> String {
         match self.origin {
             Origin::Env => format!("{ENV}={}", self.preference.as_str()),
             Origin::Config => format!("config.json \"backend\": \"{}\"", self.preference.as_str()),
@@ -92,24 +96,44 @@ impl Requested {
     }
 }
 
+/// Why no store was selected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SelectError {
+    /// `KEYCHAIN_AUTH_BACKEND` names no backend.
+    #[error("{ENV}={0:?} is not a backend: use auto, keyring or file")]
+    BadEnv(String),
+    /// config.json's `"backend"` names no backend.
+    #[error("{}: \"backend\": {value:?} is not a backend: use auto, keyring or file", .config.display())]
+    BadConfig {
+        /// config.json.
+        config: PathBuf,
+        /// What it says.
+        value: String,
+    },
+    /// The Secret Service client could not be created.
+    #[error(transparent)]
+    Store(#[from] BackendError),
+    /// The rules refuse to start (the message says what to set or run).
+    #[error("{0}")]
+    Refused(String),
+}
+
 /// Reads the preference from `env_value` (the environment variable) and config.json.
-pub fn requested_from(paths: &Paths, env_value: Option<&str>) -> Result<Requested, String> {
-    let env =
-        match env_value.filter(|s| !s.is_empty()) {
-            Some(s) => Some(Preference::parse(s).ok_or_else(|| {
-                format!("{ENV}={s:?} is not a backend: use auto, keyring or file")
-            })?),
-            None => None,
-        };
+pub(crate) fn requested_from(
+    paths: &Paths,
+    env_value: Option<&str>,
+) -> Result<Requested, SelectError> {
+    let env = match env_value.filter(|s| !s.is_empty()) {
+        Some(s) => Some(Preference::parse(s).ok_or_else(|| SelectError::BadEnv(s.into()))?),
+        None => None,
+    };
     let (config, config_error) = match crate::policy::load(&paths.config) {
         Ok(p) => match p.backend.as_deref() {
             None | Some("") => (None, None),
             Some(s) => (
-                Some(Preference::parse(s).ok_or_else(|| {
-                    format!(
-                        "{}: \"backend\": {s:?} is not a backend: use auto, keyring or file",
-                        paths.config.display()
-                    )
+                Some(Preference::parse(s).ok_or_else(|| SelectError::BadConfig {
+                    config: paths.config.clone(),
+                    value: s.into(),
                 })?),
                 None,
             ),
@@ -132,7 +156,7 @@ pub fn requested_from(paths: &Paths, env_value: Option<&str>) -> Result<Requeste
 
 /// What to do given the request and, for `auto` and `keyring`, the probe.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
+pub(crate) enum Decision {
     /// Serve the Secret Service.
     Keyring {
         /// Why, for status screens.
@@ -160,7 +184,7 @@ const START_ONE: &str = "start one (a desktop session runs it; on a headless mac
     `keychain-auth migrate --to file` moves them while the keyring is reachable)";
 
 /// Decides the store; pure, so the whole matrix is unit-tested.
-pub fn decide(req: &Requested, probe: Option<&Probe>, file_store: &str) -> Decision {
+pub(crate) fn decide(req: &Requested, probe: Option<&Probe>, file_store: &str) -> Decision {
     let how = req.origin_text();
     let keyring_state = |probe: &Probe| match probe {
         Probe::Available => ("the Secret Service answered".to_string(), None),
@@ -222,153 +246,90 @@ pub fn decide(req: &Requested, probe: Option<&Probe>, file_store: &str) -> Decis
 }
 
 /// The chosen store and why.
-pub struct Selection {
-    /// The store to serve.
+pub(crate) struct Selection {
+    /// The store to serve (not yet wrapped in [`PinOnWrite`]; see [`Selection::pin`]).
     pub backend: Arc<dyn Backend>,
-    /// What was asked for.
-    pub requested: Requested,
     /// Why this store (for doctor, the start-up line and the dashboard).
     pub reason: String,
     /// A one-line notice to show at start (fallback, locked, not answering).
     pub notice: Option<String>,
-    /// What the probe found, when it ran.
-    pub probe: Option<Probe>,
+    /// Pin the choice after the first successful write: the server wraps [`Selection::backend`]
+    /// in a [`PinOnWrite`] whose hook records it.
+    pub pin: bool,
 }
 
 impl Selection {
     /// Which kind of store was chosen.
-    pub fn kind(&self) -> BackendKind {
+    pub(crate) fn kind(&self) -> BackendKind {
         self.backend.kind()
     }
 }
 
-/// Chooses the store without side effects (nothing is printed or audited).
-pub fn select(paths: &Paths) -> Result<Selection, String> {
+/// Chooses the store without side effects (nothing is printed, written or audited).
+pub(crate) fn select(paths: &Paths) -> Result<Selection, SelectError> {
     let env = std::env::var(ENV).ok();
     let requested = requested_from(paths, env.as_deref())?;
     let file_store = paths.file_store.display().to_string();
     let mut store = None;
     let mut probe = None;
     if requested.preference != Preference::File {
-        let s =
-            SecretServiceStore::new(secret_service::DEFAULT_TIMEOUT).map_err(|e| e.to_string())?;
+        let s = SecretServiceStore::new(secret_service::DEFAULT_TIMEOUT)?;
         probe = Some(s.probe(secret_service::PROBE_TIMEOUT));
         store = Some(s);
     }
     let decision = decide(&requested, probe.as_ref(), &file_store);
-    let (backend, reason, notice): (Arc<dyn Backend>, _, _) = match decision {
-        Decision::Refuse(m) => return Err(m),
+    let (backend, reason, notice, pin): (Arc<dyn Backend>, _, _, _) = match decision {
+        Decision::Refuse(m) => return Err(SelectError::Refused(m)),
         Decision::File { reason, notice } => (
             Arc::new(super::file::FileStore::new(&paths.file_store)),
             reason,
             notice,
+            false,
         ),
         Decision::Keyring {
             reason,
             notice,
             pin,
         } => {
-            let store = store.ok_or("the Secret Service store was not created")?;
-            let backend: Arc<dyn Backend> = if pin {
-                Arc::new(PinOnWrite::new(store, paths))
-            } else {
-                Arc::new(store)
-            };
-            (backend, reason, notice)
+            let store = store.ok_or_else(|| {
+                SelectError::Refused("the Secret Service store was not created".into())
+            })?;
+            (Arc::new(store), reason, notice, pin)
         }
     };
     Ok(Selection {
         backend,
-        requested,
         reason,
         notice,
-        probe,
+        pin,
     })
 }
 
-/// The audit record of the selection's notice (fallback, locked), if it has one. The daemon
-/// appends it only once it is about to serve, so a refused start leaves none.
-pub fn notice_record(sel: &Selection) -> Option<Record> {
-    let notice = sel.notice.as_ref()?;
-    let action = match sel.kind() {
-        BackendKind::File => "backend_fallback",
-        BackendKind::Keyring => "backend_notice",
-    };
-    Some(Record::daemon(action, Some(notice.clone())))
-}
+/// Called after a successful write by a caller (not keychain-auth's own reserved items);
+/// returns `true` once the choice is recorded, after which it is not called again.
+pub(crate) type PinHook = Box<dyn Fn() -> bool + Send + Sync>;
 
-/// [`select`], then records a notice (fallback, locked) in the audit log.
-pub fn open_selection(paths: &Paths) -> Result<Selection, String> {
-    let sel = select(paths)?;
-    if let Some(rec) = notice_record(&sel) {
-        let keys = audit::KeySource::Store(sel.backend.clone());
-        if let Err(e) = audit::append_with(paths, keys, &rec) {
-            // Typically the audit key sits in the locked keyring this notice is about: the
-            // record is written (chained) by the first append that can read the key.
-            tracing::warn!(
-                "keychain-auth: the backend notice is not in the audit log yet ({e}); it is written once the audit key can be read"
-            );
-            audit::defer(&paths.audit, rec);
-        }
-    }
-    Ok(sel)
-}
-
-/// Records `"backend": "keyring"` in config.json unless an explicit choice is already there.
-/// Returns whether the file changed.
-pub fn pin_keyring(paths: &Paths, keys: &audit::KeySource) -> Result<bool, String> {
-    crate::policy::update_with(paths, keys, |p| match p.backend.as_deref() {
-        None | Some("") | Some("auto") => {
-            p.backend = Some(Preference::Keyring.as_str().into());
-            Ok(true)
-        }
-        Some(_) => Ok(false),
-    })
-}
-
-/// The keyring store chosen by `auto`: after its first successful write, pins the choice.
-pub struct PinOnWrite {
-    inner: SecretServiceStore,
-    config: PathBuf,
-    paths: Paths,
+/// A store whose first successful caller write runs a hook (the server's: record
+/// `"backend": "keyring"` in config.json and audit it), until the hook says it is done.
+pub(crate) struct PinOnWrite {
+    inner: Arc<dyn Backend>,
+    hook: PinHook,
     pinned: AtomicBool,
 }
 
 impl PinOnWrite {
-    /// Wraps `inner`, pinning into `paths.config` and auditing to `paths.audit`.
-    pub fn new(inner: SecretServiceStore, paths: &Paths) -> PinOnWrite {
+    /// Wraps `inner`; `hook` runs after successful writes until it returns `true`.
+    pub(crate) fn new(inner: Arc<dyn Backend>, hook: PinHook) -> PinOnWrite {
         PinOnWrite {
             inner,
-            config: paths.config.clone(),
-            paths: paths.clone(),
+            hook,
             pinned: AtomicBool::new(false),
         }
     }
 
     fn pin(&self) {
-        if self.pinned.load(Ordering::SeqCst) {
-            return;
-        }
-        match pin_keyring(
-            &self.paths,
-            &audit::KeySource::Select(Box::new(self.paths.clone())),
-        ) {
-            Ok(changed) => {
-                self.pinned.store(true, Ordering::SeqCst);
-                if changed {
-                    let mut rec = Record::policy_change("daemon", "pin_backend");
-                    rec.message = Some(
-                        "backend pinned to keyring in config.json after the first successful keyring write"
-                            .into(),
-                    );
-                    let _ = audit::append_once(&self.paths, &rec);
-                }
-            }
-            // Not pinned yet: try again after the next write, and say so.
-            Err(e) => tracing::warn!(
-                "keychain-auth: warning: could not record \"backend\": \"keyring\" in {}: {e}",
-                self.config.display()
-            ),
+        if !self.pinned.load(Ordering::SeqCst) && (self.hook)() {
+            self.pinned.store(true, Ordering::SeqCst);
         }
     }
 }
@@ -440,14 +401,14 @@ mod tests {
         }
     }
 
-    fn test_keys() -> audit::KeySource {
-        audit::KeySource::Fixed(audit::Key::from_bytes(&[5u8; 32]))
+    fn test_keys() -> crate::audit::KeySource {
+        crate::audit::KeySource::Fixed(crate::audit::Key::from_bytes(&[5u8; 32]))
     }
 
     fn write_config(p: &Paths, backend: &str) {
         crate::policy::update_with(p, &test_keys(), |c| {
             c.backend = Some(backend.into());
-            Ok(())
+            Ok::<_, crate::policy::UpdateError>(())
         })
         .unwrap();
     }
@@ -480,10 +441,16 @@ mod tests {
         assert!(
             requested_from(&p, Some("kwallet"))
                 .unwrap_err()
+                .to_string()
                 .contains("auto, keyring or file")
         );
         write_config(&p, "bogus");
-        assert!(requested_from(&p, None).unwrap_err().contains("\"bogus\""));
+        assert!(
+            requested_from(&p, None)
+                .unwrap_err()
+                .to_string()
+                .contains("\"bogus\"")
+        );
     }
 
     #[test]
@@ -592,17 +559,62 @@ mod tests {
     fn pin_only_replaces_auto_or_nothing() {
         let t = tempfile::tempdir().unwrap();
         let p = paths(t.path());
-        assert!(pin_keyring(&p, &test_keys()).unwrap());
+        assert!(crate::admin::pin_keyring(&p, &test_keys()).unwrap());
         assert_eq!(
             crate::policy::load(&p.config).unwrap().backend.as_deref(),
             Some("keyring")
         );
-        assert!(!pin_keyring(&p, &test_keys()).unwrap());
+        assert!(!crate::admin::pin_keyring(&p, &test_keys()).unwrap());
         write_config(&p, "file");
-        assert!(!pin_keyring(&p, &test_keys()).unwrap());
+        assert!(!crate::admin::pin_keyring(&p, &test_keys()).unwrap());
         assert_eq!(
             crate::policy::load(&p.config).unwrap().backend.as_deref(),
             Some("file")
         );
+    }
+
+    #[test]
+    fn pin_on_write_runs_its_hook_after_caller_writes_until_it_is_done() {
+        use std::sync::atomic::AtomicUsize;
+        let calls = Arc::new(AtomicUsize::new(0));
+        let seen = calls.clone();
+        // The hook fails once (say config.json is locked), then records the pin.
+        let hook: PinHook = Box::new(move || seen.fetch_add(1, Ordering::SeqCst) >= 1);
+        let store = PinOnWrite::new(Arc::new(super::super::memory::MemoryStore::new()), hook);
+        let item = Item {
+            value: "v".into(),
+            attributes: Attributes::new(),
+        };
+        store.get("svc", "t").unwrap();
+        store
+            .set(crate::audit::chain::KEY_SERVICE, "audit-key", &item)
+            .unwrap();
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            0,
+            "reads and reserved items never pin"
+        );
+        store.set("svc", "t", &item).unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        store
+            .apply(&[Change::Set {
+                service: "svc".into(),
+                target: "u".into(),
+                item: item.clone(),
+            }])
+            .unwrap();
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            2,
+            "tried again after the failure"
+        );
+        store.set("svc", "w", &item).unwrap();
+        store.delete("svc", "w").unwrap();
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            2,
+            "done once the hook said so"
+        );
+        assert_eq!(store.get("svc", "u").unwrap(), Some(item));
     }
 }

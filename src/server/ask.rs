@@ -93,18 +93,17 @@ pub fn needed(req: &Request) -> Grants {
 
 /// Audits that a prompt was opened for `ask`.
 pub fn audit_prompt(broker: &Broker, ask: &Ask, prompt_id: &str) {
-    let mut rec = ask.rec.clone();
-    rec.event = "prompt".into();
-    rec.prompt = Some(prompt_id.into());
-    rec.reason = ask.refusal.reason.map(|r| r.as_str().into());
-    rec.message = ask.refusal.message.clone();
+    let rec =
+        ask.rec
+            .clone()
+            .into_prompt(prompt_id, ask.refusal.reason, ask.refusal.message.clone());
     let _ = broker.audit.append(&rec);
 }
 
 /// A held request nobody allowed (`why`: timeout, withdrawn, stopping, no answer): its
 /// refusal, with the reason appended, audited.
-fn unanswered(broker: &Broker, mut rec: Record, mut refusal: Response, why: &str) -> Vec<u8> {
-    rec.decision = Some(why.into());
+fn unanswered(broker: &Broker, rec: Record, mut refusal: Response, why: &str) -> Vec<u8> {
+    let rec = rec.with_decision(why, None);
     let note = match why {
         "timeout" => "no approver answered in time",
         "withdrawn" => "the caller hung up",
@@ -128,17 +127,16 @@ pub fn settle(
     let Ask {
         req,
         refusal,
-        mut rec,
+        rec,
         registered,
         confirm,
         subject,
     } = ask;
-    rec.prompt = Some(prompt_id.into());
+    let rec = rec.with_prompt(prompt_id);
     let Some(answer) = answer else {
         return unanswered(broker, rec, refusal, why);
     };
-    rec.decision = Some(answer.decision.as_str().into());
-    rec.answered_by = Some(answer.by.clone());
+    let rec = rec.with_decision(answer.decision.as_str(), Some(answer.by.clone()));
     let refused = |rec: Record, refusal: Response, what: &str| {
         let mut r = refusal;
         r.message = Some(format!("{} {what} this request", answer.by));

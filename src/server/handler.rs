@@ -3,7 +3,7 @@
 //! or a written audit record, nothing is granted.
 
 use super::Broker;
-use crate::audit::Record;
+use crate::audit::{Caller, Record};
 use crate::exec;
 use crate::identity::{self, Exe, Integrity, Link, Peer, Program};
 use crate::pending::{self, Attempt};
@@ -110,8 +110,7 @@ pub fn respond(
             Verdict::Ask(ask) => Reply::Ask(ask),
         },
         Err(resp) => {
-            let mut rec = base_record(peer);
-            rec.id = resp.id.clone();
+            let mut rec = base_record(peer).with_id(resp.id.clone());
             finish(&mut rec, &resp);
             let _ = broker.audit.append(&rec);
             Reply::Line(resp.to_line())
@@ -122,49 +121,43 @@ pub fn respond(
 /// Audits a request line that exceeded the cap.
 pub fn audit_too_large(broker: &Broker, peer: &Peer) {
     let mut rec = base_record(peer);
-    rec.status = Some(Status::Error.as_str().into());
-    rec.reason = Some(Reason::RequestTooLarge.as_str().into());
+    rec.set_outcome(Status::Error, Some(Reason::RequestTooLarge), None);
     let _ = broker.audit.append(&rec);
 }
 
 fn base_record(peer: &Peer) -> Record {
-    let mut rec = Record::new("request", "daemon");
-    rec.pid = Some(peer.pid);
-    match &peer.exe {
+    Record::request(match &peer.exe {
         Exe::Verified {
             path,
             hash,
             program,
             ..
-        } => {
-            rec.path = Some(path.display().to_string());
-            rec.hash = Some(hash.to_string());
-            if let Program::Script { path, hash } = program {
-                rec.script = Some(path.display().to_string());
-                rec.script_hash = Some(hash.to_string());
-            }
-            rec.chain = caller_chain(peer);
-        }
-        Exe::Unverifiable { path, .. } => {
-            rec.path = path.as_ref().map(|p| p.display().to_string());
-        }
-    }
-    rec
+        } => Caller {
+            pid: peer.pid,
+            path: Some(path.display().to_string()),
+            hash: Some(hash.to_string()),
+            script: match program {
+                Program::Script { path, hash } => {
+                    Some((path.display().to_string(), hash.to_string()))
+                }
+                _ => None,
+            },
+            chain: caller_chain(peer),
+        },
+        Exe::Unverifiable { path, .. } => Caller {
+            pid: peer.pid,
+            path: path.as_ref().map(|p| p.display().to_string()),
+            ..Caller::default()
+        },
+    })
 }
 
 fn request_record(peer: &Peer, req: &Request) -> Record {
-    let mut rec = base_record(peer);
-    rec.id = req.id.clone();
-    rec.action = Some(req.action.as_str().into());
-    rec.service = Some(req.service.clone());
-    rec.mode = Some(req.mode.as_str().into());
-    rec.with_targets(req.targets.iter())
+    base_record(peer).with_request(req)
 }
 
 pub(crate) fn finish(rec: &mut Record, resp: &Response) {
-    rec.status = Some(resp.status.as_str().into());
-    rec.reason = resp.reason.map(|r| r.as_str().into());
-    rec.message = resp.message.clone();
+    rec.set_outcome(resp.status, resp.reason, resp.message.clone());
 }
 
 /// Audits a refusal and returns it.

@@ -114,9 +114,7 @@ impl Server {
             broker,
             socket_id,
         } = self;
-        let mut start = Record::new("daemon", "daemon");
-        start.action = Some("start".into());
-        start.message = Some(format!(
+        let start = Record::daemon_start(format!(
             "listening on {} with the {}",
             broker.paths.socket.display(),
             broker.backend.describe()
@@ -132,15 +130,13 @@ impl Server {
         drop(listener);
         let drained = drain.drain(shutdown::DRAIN_LIMIT).await;
         socket::remove_if_ours(&broker.paths.socket, socket_id);
-        let mut rec = Record::new("daemon", "daemon");
-        rec.action = Some("stop".into());
-        if !drained {
-            rec.message = Some(format!(
+        let busy = (!drained).then(|| {
+            format!(
                 "stopped with sessions still busy after {} s",
                 shutdown::DRAIN_LIMIT.as_secs()
-            ));
-        }
-        let _ = broker.audit.append(&rec);
+            )
+        });
+        let _ = broker.audit.append(&Record::daemon_stop(busy));
     }
 }
 

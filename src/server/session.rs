@@ -224,10 +224,9 @@ impl Session {
                 None
             }
             Writer::Mixed => {
-                let mut rec = Record::new("connection_refused", "daemon");
-                rec.status = Some("denied".into());
-                rec.pid = Some(self.connector.pid);
-                rec.message = Some(
+                let rec = Record::connection_denied(
+                    Some(self.connector.pid),
+                    None,
                     "a request line was written by more than one process; the connection was closed"
                         .into(),
                 );
@@ -258,12 +257,11 @@ impl Session {
             self.known.swap_remove(i);
         }
         if self.known.len() >= MAX_WRITERS {
-            let mut rec = Record::new("connection_refused", "daemon");
-            rec.status = Some("denied".into());
-            rec.pid = Some(s.pid);
-            rec.message = Some(format!(
-                "more than {MAX_WRITERS} processes wrote on one connection; it was closed"
-            ));
+            let rec = Record::connection_denied(
+                Some(s.pid),
+                None,
+                format!("more than {MAX_WRITERS} processes wrote on one connection; it was closed"),
+            );
             let _ = self.broker.audit.append(&rec);
             return None;
         }
@@ -416,11 +414,12 @@ async fn hold(
         }
         () = hung_up(stream) => {
             broker.approvals.leave(&id, wait.ticket, "withdrawn");
-            let mut rec = ask.rec.clone();
-            rec.prompt = Some(id);
-            rec.decision = Some("withdrawn".into());
-            rec.status = Some(Status::Denied.as_str().into());
-            rec.message = Some("the caller hung up while its request was held".into());
+            let mut rec = ask.rec.clone().with_prompt(&id).with_decision("withdrawn", None);
+            rec.set_outcome(
+                Status::Denied,
+                None,
+                Some("the caller hung up while its request was held".into()),
+            );
             let _ = broker.audit.append(&rec);
             return None;
         }
@@ -577,26 +576,19 @@ fn answer_line(broker: &Broker, a: AnswerLine, by: &str) -> Vec<u8> {
 
 /// Audits a connection that is dropped because its peer cannot be served.
 fn refused(broker: &Broker, e: &IdentityError) {
-    let mut rec = Record::new("connection_refused", "daemon");
-    rec.status = Some("denied".into());
-    rec.message = Some(e.to_string());
-    match e {
-        IdentityError::ForeignUid { uid, pid } => {
-            rec.uid = Some(*uid);
-            rec.pid = Some(*pid);
-        }
-        IdentityError::Exited(pid) => rec.pid = Some(*pid),
-        IdentityError::Credentials(_) | IdentityError::NoSender => {}
-    }
-    let _ = broker.audit.append(&rec);
+    let (pid, uid) = match e {
+        IdentityError::ForeignUid { uid, pid } => (Some(*pid), Some(*uid)),
+        IdentityError::Exited(pid) => (Some(*pid), None),
+        IdentityError::Credentials(_) | IdentityError::NoSender => (None, None),
+    };
+    let _ = broker
+        .audit
+        .append(&Record::connection_denied(pid, uid, e.to_string()));
 }
 
 /// Answers a connection that cannot be admitted with one line and closes it.
 async fn refuse_busy(mut stream: UnixStream, broker: &Broker, why: String) {
-    let mut rec = Record::new("connection_refused", "daemon");
-    rec.status = Some("error".into());
-    rec.message = Some(why.clone());
-    let _ = broker.audit.append(&rec);
+    let _ = broker.audit.append(&Record::connection_error(why.clone()));
     let r = Response::failure(None, Status::Error, Reason::InternalError, why);
     let _ = stream.write_all(&r.to_line()).await;
     let _ = stream.shutdown().await;

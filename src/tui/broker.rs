@@ -68,11 +68,14 @@ impl Broker {
             .enable_all()
             .build()
             .map_err(|e| format!("cannot start the embedded broker: {e}"))?;
-        let selection = crate::backend::select::select(paths)?;
+        let selection = crate::backend::select::select(paths).map_err(|e| e.to_string())?;
         let notice = selection.notice.clone();
-        let notice_record = crate::backend::select::notice_record(&selection);
+        let notice_record = notice
+            .as_deref()
+            .map(|n| crate::audit::Record::backend_notice(selection.kind(), n));
+        let backend = crate::admin::serving_backend(paths, &selection);
         let server = runtime
-            .block_on(async { Server::bind(paths.clone(), selection.backend, Limits::default()) })
+            .block_on(async { Server::bind(paths.clone(), backend, Limits::default()) })
             .map_err(|e| e.to_string())?;
         let state = server.broker();
         // Audited only now that the broker will serve.

@@ -151,7 +151,7 @@ fn integrity_line(paths: &Paths, progress: &mut dyn FnMut(u64)) -> String {
     let store = crate::backend::select::select(paths).map(|s| s.backend);
     let key = match &store {
         Ok(s) => chain::load(s.as_ref()),
-        Err(e) => Err(e.clone()),
+        Err(e) => Err(e.clone().into()),
     };
     let log = match &key {
         Ok(Some(k)) => {
@@ -221,10 +221,12 @@ fn executor(
     let mut tail_opened = false;
     // The number of the search that may run; a search thread stops once it changes.
     let current_search = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let done = |r: Result<String, String>| match r {
-        Ok(m) => Action::Done(true, m),
-        Err(m) => Action::Done(false, m),
-    };
+    fn done(r: Result<String, impl std::fmt::Display>) -> Action {
+        match r {
+            Ok(m) => Action::Done(true, m),
+            Err(e) => Action::Done(false, e.to_string()),
+        }
+    }
     for fx in effects.iter() {
         let action = match fx {
             Effect::Search(generation, filter) => {
@@ -252,7 +254,7 @@ fn executor(
             }
             Effect::LoadPending => match crate::pending::load(&paths.pending) {
                 Ok(q) => Action::PendingLoaded(q.entries),
-                Err(e) => Action::LoadFailed(e),
+                Err(e) => Action::LoadFailed(e.to_string()),
             },
             Effect::LoadPolicies => match data::load_policies(paths, &hashes) {
                 Ok(rows) => Action::PoliciesLoaded(rows),

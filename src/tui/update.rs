@@ -776,7 +776,7 @@ fn modal_command(state: &mut State, c: Command) -> Vec<Effect> {
                     vec![]
                 }
                 Err(e) => {
-                    state.message = Some((false, e));
+                    state.message = Some((false, e.to_string()));
                     state.modal = Some(Modal::PromptFor(id, text));
                     vec![]
                 }
