@@ -351,7 +351,12 @@ fn an_approved_script_that_execs_another_script_on_its_connection_is_refused() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), 2, "{text} {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        lines.len(),
+        2,
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     expect(&lines[0], "error", Some("not_found"));
     let msg = expect(&lines[1], "denied", Some("unregistered_binary"));
     assert!(msg.contains("execve"), "{msg}");

@@ -117,7 +117,9 @@ fn command(state: &mut State, c: Command) -> Vec<Effect> {
     match c {
         Command::Quit => confirm::quit(state),
         Command::Help => viewer::open_help(state),
-        Command::NextPane | Command::PrevPane | Command::Focus(_) => panes::focus(state, c),
+        Command::NextPane => panes::cycle(state, 1),
+        Command::PrevPane => panes::cycle(state, 2),
+        Command::Focus(n) => panes::focus(state, n),
         Command::Down => panes::move_sel(state, 1),
         Command::Up => panes::move_sel(state, -1),
         Command::Top => panes::top(state),

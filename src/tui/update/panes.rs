@@ -1,24 +1,21 @@
 //! The three panes with no dialog open: focus, selection, following the audit tail, and the
 //! mouse.
 
-use super::super::action::{Command, Effect};
+use super::super::action::Effect;
 use super::super::state::{Pane, State};
 use super::super::view;
 
-/// Focus another pane: the next or previous in tab order, or pane n.
-pub(super) fn focus(state: &mut State, c: Command) -> Vec<Effect> {
-    match c {
-        Command::NextPane | Command::PrevPane => {
-            let i = Pane::ALL.iter().position(|p| *p == state.pane).unwrap_or(0);
-            let step = if c == Command::NextPane { 1 } else { 2 };
-            state.pane = Pane::ALL[(i + step) % 3];
-        }
-        Command::Focus(n) => {
-            if let Some(p) = Pane::ALL.get(usize::from(n.saturating_sub(1))) {
-                state.pane = *p;
-            }
-        }
-        _ => {}
+/// Focuses the pane `step` places on in tab order (1: next, 2: previous).
+pub(super) fn cycle(state: &mut State, step: usize) -> Vec<Effect> {
+    let i = Pane::ALL.iter().position(|p| *p == state.pane).unwrap_or(0);
+    state.pane = Pane::ALL[(i + step) % 3];
+    vec![]
+}
+
+/// Focuses pane `n` (1, 2, 3); another number changes nothing.
+pub(super) fn focus(state: &mut State, n: u8) -> Vec<Effect> {
+    if let Some(p) = Pane::ALL.get(usize::from(n.saturating_sub(1))) {
+        state.pane = *p;
     }
     vec![]
 }
