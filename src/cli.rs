@@ -291,14 +291,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
     let paths = Paths::from_env(cli.socket.as_deref())?;
     match cli.command {
         Command::Start => start(paths),
-        Command::Tui { embed, connect } => Ok(crate::tui::run(
-            paths,
-            match (embed, connect) {
-                (true, _) => crate::tui::broker::ModeChoice::Embed,
-                (_, true) => crate::tui::broker::ModeChoice::Connect,
-                _ => crate::tui::broker::ModeChoice::Auto,
-            },
-        )?),
+        Command::Tui { embed, connect } => Ok(crate::tui::run(paths, tui_mode(embed, connect))?),
         Command::ListPending { json } => list_pending(&paths, json),
         Command::Approve { hash, grants } => {
             let b = admin::approve(&paths, Source::Cli, &hash, &grants.try_into()?)?;
@@ -320,23 +313,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             print_permissions(&b);
             Ok(())
         }
-        Command::Upgrade { path } => {
-            let u = admin::upgrade(&paths, Source::Cli, &path)?;
-            match u.old_hash {
-                Some(old) => crate::outln!(
-                    "upgraded {}: {} -> {} (permissions kept)",
-                    crate::display::path(&u.entry.path),
-                    old.short(),
-                    u.entry.hash.short()
-                ),
-                None => crate::outln!(
-                    "{} is already up to date ({})",
-                    crate::display::path(&u.entry.path),
-                    u.entry.hash.short()
-                ),
-            }
-            Ok(())
-        }
+        Command::Upgrade { path } => upgrade(&paths, &path),
         Command::Grant { binary, grants } => {
             let b = admin::grant(&paths, Source::Cli, &binary, &grants.try_into()?)?;
             print_permissions(&b);
@@ -380,6 +357,34 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             &mut std::io::stdin().lock(),
         )?),
     }
+}
+
+/// `tui --embed` / `--connect`, else whichever the socket calls for.
+fn tui_mode(embed: bool, connect: bool) -> crate::tui::broker::ModeChoice {
+    match (embed, connect) {
+        (true, _) => crate::tui::broker::ModeChoice::Embed,
+        (_, true) => crate::tui::broker::ModeChoice::Connect,
+        _ => crate::tui::broker::ModeChoice::Auto,
+    }
+}
+
+/// `upgrade PATH`: moves the permissions to the binary now at `path`, and says old -> new.
+fn upgrade(paths: &Paths, path: &std::path::Path) -> Result<(), Failure> {
+    let u = admin::upgrade(paths, Source::Cli, path)?;
+    match u.old_hash {
+        Some(old) => crate::outln!(
+            "upgraded {}: {} -> {} (permissions kept)",
+            crate::display::path(&u.entry.path),
+            old.short(),
+            u.entry.hash.short()
+        ),
+        None => crate::outln!(
+            "{} is already up to date ({})",
+            crate::display::path(&u.entry.path),
+            u.entry.hash.short()
+        ),
+    }
+    Ok(())
 }
 
 fn print_permissions(b: &policy::BinaryPolicy) {

@@ -103,7 +103,32 @@ pub fn doctor(paths: &Paths) -> Result<(), String> {
         _ => None,
     };
     check_backend(paths, serving, &mut c);
-    match &daemon {
+    check_daemon(paths, &daemon, &mut c);
+    check_socket(&paths.socket, &mut c);
+    check_adapters(paths, &mut c);
+    for (what, path) in [
+        ("config", &paths.config),
+        ("pending", &paths.pending),
+        ("audit log", &paths.audit),
+        ("file store", &paths.file_store),
+    ] {
+        check_file(what, path, &mut c);
+    }
+    check_pending(paths, &mut c);
+    check_audit_log(paths, &mut c);
+    print(&c);
+    let problems = c.0.iter().filter(|x| x.level == Level::Problem).count();
+    if problems > 0 {
+        return Err(format!(
+            "{problems} problem(s) found; each is listed above with its fix"
+        ));
+    }
+    Ok(())
+}
+
+/// Whether a daemon answers on the socket, and what it says about itself.
+fn check_daemon(paths: &Paths, daemon: &Running, c: &mut Checks) {
+    match daemon {
         Running::Yes(s) => c.add(
             Level::Ok,
             "daemon",
@@ -130,16 +155,10 @@ pub fn doctor(paths: &Paths) -> Result<(), String> {
             "run: keychain-auth start",
         ),
     }
-    check_socket(&paths.socket, &mut c);
-    check_adapters(paths, &mut c);
-    for (what, path) in [
-        ("config", &paths.config),
-        ("pending", &paths.pending),
-        ("audit log", &paths.audit),
-        ("file store", &paths.file_store),
-    ] {
-        check_file(what, path, &mut c);
-    }
+}
+
+/// How many callers wait for approval; a pending queue that cannot be read is a problem.
+fn check_pending(paths: &Paths, c: &mut Checks) {
     match pending::load(&paths.pending) {
         Ok(q) if q.entries.is_empty() => c.add(Level::Ok, "pending", "no pending callers"),
         Ok(q) => c.add(
@@ -156,6 +175,10 @@ pub fn doctor(paths: &Paths) -> Result<(), String> {
             format!("repair or move away {}", paths.pending.display()),
         ),
     }
+}
+
+/// The audit log's size and its chain; not existing yet is fine.
+fn check_audit_log(paths: &Paths, c: &mut Checks) {
     match std::fs::metadata(&paths.audit) {
         Ok(m) => {
             c.add(
@@ -163,7 +186,7 @@ pub fn doctor(paths: &Paths) -> Result<(), String> {
                 "audit log",
                 format!("{} ({})", paths.audit.display(), human_size(m.len())),
             );
-            check_chain(paths, &mut c);
+            check_chain(paths, c);
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => c.add(
             Level::Info,
@@ -179,14 +202,6 @@ pub fn doctor(paths: &Paths) -> Result<(), String> {
             "make the file readable and writable by you (chmod 600)",
         ),
     }
-    print(&c);
-    let problems = c.0.iter().filter(|x| x.level == Level::Problem).count();
-    if problems > 0 {
-        return Err(format!(
-            "{problems} problem(s) found; each is listed above with its fix"
-        ));
-    }
-    Ok(())
 }
 
 fn print(c: &Checks) {
@@ -404,6 +419,8 @@ fn check_adapters(paths: &Paths, c: &mut Checks) {
     }
 }
 
+/// The Secret Service's state, the store a start would choose and why, whether the running
+/// daemon serves another, and items left behind in the file store.
 fn check_backend(paths: &Paths, running: Option<&str>, c: &mut Checks) {
     let env = std::env::var(select::ENV).ok();
     let requested = match select::requested_from(paths, env.as_deref()) {
@@ -421,51 +438,10 @@ fn check_backend(paths: &Paths, running: Option<&str>, c: &mut Checks) {
         Ok(s) => s.probe(secret_service::PROBE_TIMEOUT),
         Err(e) => Probe::Trouble(e.to_string()),
     };
-    let keyring_wanted = requested.preference != Preference::File;
-    match &probe {
-        Probe::Available => c.add(Level::Ok, "secret service", "reachable and unlocked"),
-        Probe::Locked if keyring_wanted => c.problem(
-            "secret service",
-            "reachable but locked: requests answer backend_unavailable",
-            secret_service::UNLOCK_HINT,
-        ),
-        Probe::Locked => c.add(Level::Info, "secret service", "reachable but locked"),
-        Probe::Unreachable(w) if requested.preference == Preference::Keyring => c.problem(
-            "secret service",
-            format!("unreachable: {w}"),
-            "start a Secret Service (see `keychain-auth start`'s message) or set KEYCHAIN_AUTH_BACKEND=file",
-        ),
-        Probe::Unreachable(w) => c.add(Level::Info, "secret service", format!("unreachable: {w}")),
-        Probe::Trouble(t) if keyring_wanted => c.problem(
-            "secret service",
-            format!("not usable: {t}"),
-            "check that gnome-keyring (or KWallet) runs and answers, then run doctor again",
-        ),
-        Probe::Trouble(t) => c.add(Level::Info, "secret service", format!("not usable: {t}")),
-    }
+    check_secret_service(&probe, requested.preference, c);
     let file_store = paths.file_store.display().to_string();
-    let chosen = match select::decide(&requested, Some(&probe), &file_store) {
-        Decision::Keyring { reason, pin, .. } => {
-            let pinned = if pin {
-                " (to be pinned in config.json by the first successful write)"
-            } else {
-                ""
-            };
-            c.add(Level::Ok, "backend", format!("{reason}{pinned}"));
-            BackendKind::Keyring
-        }
-        Decision::File { reason, .. } => {
-            c.add(Level::Ok, "backend", reason);
-            BackendKind::File
-        }
-        Decision::Refuse(m) => {
-            c.problem(
-                "backend",
-                "no store can be used: `keychain-auth start` would refuse",
-                m,
-            );
-            return;
-        }
+    let Some(chosen) = check_choice(&requested, &probe, &file_store, c) else {
+        return;
     };
     if let Some(r) = running
         && r != chosen.as_str()
@@ -479,21 +455,84 @@ fn check_backend(paths: &Paths, running: Option<&str>, c: &mut Checks) {
         );
     }
     if chosen == BackendKind::Keyring {
-        let file = FileStore::new(&paths.file_store);
-        let n = file.services().ok().map(|services| {
-            services
-                .iter()
-                .filter_map(|s| file.list(s, "", &Default::default()).ok())
-                .map(|v| v.len())
-                .sum::<usize>()
-        });
-        if let Some(n @ 1..) = n {
-            c.warn(
-                "file store",
-                format!("{file_store} still holds {n} item(s) the keyring backend does not serve"),
-                "keychain-auth migrate --to keyring",
-            );
+        check_left_in_file_store(paths, &file_store, c);
+    }
+}
+
+/// The Secret Service's state: a problem only when the keyring is wanted.
+fn check_secret_service(probe: &Probe, preference: Preference, c: &mut Checks) {
+    let keyring_wanted = preference != Preference::File;
+    match probe {
+        Probe::Available => c.add(Level::Ok, "secret service", "reachable and unlocked"),
+        Probe::Locked if keyring_wanted => c.problem(
+            "secret service",
+            "reachable but locked: requests answer backend_unavailable",
+            secret_service::UNLOCK_HINT,
+        ),
+        Probe::Locked => c.add(Level::Info, "secret service", "reachable but locked"),
+        Probe::Unreachable(w) if preference == Preference::Keyring => c.problem(
+            "secret service",
+            format!("unreachable: {w}"),
+            "start a Secret Service (see `keychain-auth start`'s message) or set KEYCHAIN_AUTH_BACKEND=file",
+        ),
+        Probe::Unreachable(w) => c.add(Level::Info, "secret service", format!("unreachable: {w}")),
+        Probe::Trouble(t) if keyring_wanted => c.problem(
+            "secret service",
+            format!("not usable: {t}"),
+            "check that gnome-keyring (or KWallet) runs and answers, then run doctor again",
+        ),
+        Probe::Trouble(t) => c.add(Level::Info, "secret service", format!("not usable: {t}")),
+    }
+}
+
+/// The store a start would choose now and why; `None` when it would refuse (a problem).
+fn check_choice(
+    requested: &select::Requested,
+    probe: &Probe,
+    file_store: &str,
+    c: &mut Checks,
+) -> Option<BackendKind> {
+    match select::decide(requested, Some(probe), file_store) {
+        Decision::Keyring { reason, pin, .. } => {
+            let pinned = if pin {
+                " (to be pinned in config.json by the first successful write)"
+            } else {
+                ""
+            };
+            c.add(Level::Ok, "backend", format!("{reason}{pinned}"));
+            Some(BackendKind::Keyring)
         }
+        Decision::File { reason, .. } => {
+            c.add(Level::Ok, "backend", reason);
+            Some(BackendKind::File)
+        }
+        Decision::Refuse(m) => {
+            c.problem(
+                "backend",
+                "no store can be used: `keychain-auth start` would refuse",
+                m,
+            );
+            None
+        }
+    }
+}
+
+/// With the keyring chosen, items still in the file store are not served: a warning.
+fn check_left_in_file_store(paths: &Paths, file_store: &str, c: &mut Checks) {
+    let file = FileStore::new(&paths.file_store);
+    let n = file.services().ok().map(|services| {
+        services
+            .iter()
+            .filter_map(|s| file.list(s, "", &Default::default()).ok())
+            .map(|v| v.len())
+            .sum::<usize>()
+    });
+    if let Some(n @ 1..) = n {
+        c.warn(
+            "file store",
+            format!("{file_store} still holds {n} item(s) the keyring backend does not serve"),
+            "keychain-auth migrate --to keyring",
+        );
     }
 }
 
@@ -598,35 +637,8 @@ pub fn migrate(paths: &Paths, to: &str) -> Result<(), String> {
         Some(p @ (Preference::Keyring | Preference::File)) => p,
         _ => return Err(format!("--to {to:?}: use keyring or file")),
     };
-    match running(&paths.socket) {
-        Running::Yes(s) => {
-            return Err(format!(
-                "a keychain-auth daemon (pid {}) is running on {} and serving the {} store: stop it, migrate, then start it again so it serves the new store",
-                s.pid,
-                paths.socket.display(),
-                s.backend
-            ));
-        }
-        Running::Silent(e) => {
-            return Err(format!(
-                "something listens on {} but did not answer STATUS ({e}): stop the daemon, then migrate",
-                paths.socket.display()
-            ));
-        }
-        Running::No => {}
-    }
-    let keyring =
-        SecretServiceStore::new(secret_service::DEFAULT_TIMEOUT).map_err(|e| e.to_string())?;
-    match keyring.probe(secret_service::PROBE_TIMEOUT) {
-        Probe::Available => {}
-        Probe::Locked => return Err(secret_service::UNLOCK_HINT.into()),
-        Probe::Unreachable(w) => {
-            return Err(format!(
-                "migrating needs the Secret Service, and none is reachable: {w}; run this where your keyring runs (your desktop session)"
-            ));
-        }
-        Probe::Trouble(t) => return Err(format!("the Secret Service is not usable: {t}")),
-    }
+    no_daemon_serves(paths)?;
+    let keyring = usable_keyring()?;
     let file = FileStore::new(&paths.file_store);
     let (from, into): (&dyn Backend, &dyn Backend) = match dest {
         Preference::Keyring => (&file, &keyring),
@@ -643,18 +655,7 @@ pub fn migrate(paths: &Paths, to: &str) -> Result<(), String> {
     };
     report.conflicts.extend(reserved_conflicts.iter().cloned());
     let summary = summary(&report, from, into);
-    let rec = Record::migrate(
-        report.moved,
-        report.conflicts.clone(),
-        error.is_none() && report.conflicts.is_empty(),
-        match &error {
-            Some(e) => format!("{summary}; stopped: {e}"),
-            None => summary.clone(),
-        },
-    );
-    if let Err(e) = audit::append_once(paths, &rec) {
-        eprintln!("keychain-auth: warning: cannot write the audit log: {e}");
-    }
+    audit_migration(paths, &report, &summary, error.as_ref());
     crate::outln!("{}", clean(&summary));
     if let Some(e) = error {
         return Err(format!(
@@ -670,6 +671,72 @@ pub fn migrate(paths: &Paths, to: &str) -> Result<(), String> {
     if reserved_conflicts.is_empty() {
         migrate::drop_reserved(from, into).map_err(|e| e.to_string())?;
     }
+    warn_if_env_overrides(dest);
+    if !report.conflicts.is_empty() {
+        return Err(format!(
+            "{} item(s) differ between the stores and were left in both: {}; delete the copy you do not want, then run migrate again",
+            report.conflicts.len(),
+            report.conflicts.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+/// Migrating under a running daemon would leave it serving the old store: refused.
+fn no_daemon_serves(paths: &Paths) -> Result<(), String> {
+    match running(&paths.socket) {
+        Running::Yes(s) => Err(format!(
+            "a keychain-auth daemon (pid {}) is running on {} and serving the {} store: stop it, migrate, then start it again so it serves the new store",
+            s.pid,
+            paths.socket.display(),
+            s.backend
+        )),
+        Running::Silent(e) => Err(format!(
+            "something listens on {} but did not answer STATUS ({e}): stop the daemon, then migrate",
+            paths.socket.display()
+        )),
+        Running::No => Ok(()),
+    }
+}
+
+/// The keyring, reachable and unlocked (either direction needs it).
+fn usable_keyring() -> Result<SecretServiceStore, String> {
+    let keyring =
+        SecretServiceStore::new(secret_service::DEFAULT_TIMEOUT).map_err(|e| e.to_string())?;
+    match keyring.probe(secret_service::PROBE_TIMEOUT) {
+        Probe::Available => Ok(keyring),
+        Probe::Locked => Err(secret_service::UNLOCK_HINT.into()),
+        Probe::Unreachable(w) => Err(format!(
+            "migrating needs the Secret Service, and none is reachable: {w}; run this where your keyring runs (your desktop session)"
+        )),
+        Probe::Trouble(t) => Err(format!("the Secret Service is not usable: {t}")),
+    }
+}
+
+/// The `migrate` audit record: counts, conflicts, and where it stopped (a warning on stderr
+/// when the log cannot be written).
+fn audit_migration(
+    paths: &Paths,
+    report: &Report,
+    summary: &str,
+    error: Option<&impl std::fmt::Display>,
+) {
+    let rec = Record::migrate(
+        report.moved,
+        report.conflicts.clone(),
+        error.is_none() && report.conflicts.is_empty(),
+        match error {
+            Some(e) => format!("{summary}; stopped: {e}"),
+            None => summary.to_string(),
+        },
+    );
+    if let Err(e) = audit::append_once(paths, &rec) {
+        eprintln!("keychain-auth: warning: cannot write the audit log: {e}");
+    }
+}
+
+/// A backend set in the environment overrides config.json: say so.
+fn warn_if_env_overrides(dest: Preference) {
     if let Ok(v) = std::env::var(select::ENV)
         && !v.is_empty()
         && v != dest.as_str()
@@ -681,14 +748,6 @@ pub fn migrate(paths: &Paths, to: &str) -> Result<(), String> {
             dest.as_str()
         );
     }
-    if !report.conflicts.is_empty() {
-        return Err(format!(
-            "{} item(s) differ between the stores and were left in both: {}; delete the copy you do not want, then run migrate again",
-            report.conflicts.len(),
-            report.conflicts.join(", ")
-        ));
-    }
-    Ok(())
 }
 
 fn summary(r: &Report, from: &dyn Backend, into: &dyn Backend) -> String {

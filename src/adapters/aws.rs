@@ -36,25 +36,25 @@ fn valid_profile(p: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || "-_.+@=,".contains(c))
 }
 
-/// Runs the credential process for `args` (the arguments after the program name).
-pub fn run(
-    args: &[String],
+/// The profile named on the command line (validated), or the exit status after printing the
+/// usage (`-h`, `--help`: 0) or why the command line is wrong (2).
+fn profile_arg<'a>(
+    args: &'a [String],
     out: &mut dyn Write,
     err: &mut dyn Write,
-    connect: &mut dyn FnMut() -> Result<Client, ClientError>,
-) -> i32 {
+) -> Result<&'a str, i32> {
     let profile = match args {
         [p] if p == "-h" || p == "--help" => {
             let _ = writeln!(
                 out,
                 "usage: {NAME} PROFILE\n\nAn AWS credential_process: prints the profile's credentials (service aws, targets PROFILE/access_key_id, PROFILE/secret_access_key, optional PROFILE/session_token and PROFILE/expiration) as credential_process JSON.\nIn ~/.aws/config:  credential_process = {NAME} PROFILE"
             );
-            return 0;
+            return Err(0);
         }
         [p] => p,
         _ => {
             let _ = writeln!(err, "{NAME}: usage: {NAME} PROFILE");
-            return 2;
+            return Err(2);
         }
     };
     if !valid_profile(profile) {
@@ -62,8 +62,22 @@ pub fn run(
             err,
             "{NAME}: invalid profile name (letters, digits and -_.+@=, only, at most 200 bytes)"
         );
-        return 2;
+        return Err(2);
     }
+    Ok(profile)
+}
+
+/// Runs the credential process for `args` (the arguments after the program name).
+pub fn run(
+    args: &[String],
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+    connect: &mut dyn FnMut() -> Result<Client, ClientError>,
+) -> i32 {
+    let profile = match profile_arg(args, out, err) {
+        Ok(p) => p,
+        Err(status) => return status,
+    };
     let [key, secret, token, expiration] = targets(profile);
     let calls = [
         Call::read(SERVICE, &[&key, &secret]),

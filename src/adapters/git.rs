@@ -24,7 +24,7 @@
 
 use super::{one_line, read_input};
 use crate::client::{Call, Client, ClientError};
-use crate::protocol::Attributes;
+use crate::protocol::{Attributes, ResultItem};
 use std::io::{Read, Write};
 
 /// The service credentials are stored under.
@@ -141,87 +141,30 @@ pub fn run(
         }
         return 0; // an unknown action is ignored, as gitcredentials(7) asks
     };
-    let bytes = match read_input(input) {
-        Ok(b) => b,
-        Err(true) => {
-            let _ = writeln!(err, "{NAME}: credential input larger than 1 MiB; ignored");
-            return 1;
-        }
-        Err(false) => {
-            let _ = writeln!(err, "{NAME}: cannot read standard input");
-            return 1;
-        }
-    };
-    let d = match parse(&bytes) {
-        Ok(d) => d,
+    let (d, target) = match read_request(input) {
+        Ok(Some(request)) => request,
+        Ok(None) => return 0, // quit
         Err(why) => {
             let _ = writeln!(err, "{NAME}: {why}");
             return 1;
         }
     };
-    if d.quit {
+    let Some(call) = call_for(action, &d, &target) else {
+        return 0; // git stores only complete credentials; nothing to do
+    };
+    let Some((mut client, items)) = ask(connect, &call, err) else {
         return 0;
-    }
-    let target = match d.target() {
-        Ok(t) => t,
-        Err(why) => {
-            let _ = writeln!(err, "{NAME}: {why}");
-            return 1;
-        }
-    };
-    let call = match action {
-        "get" => Call::read(SERVICE, &[&target]),
-        "erase" => Call::read(SERVICE, &[&target]),
-        _ => {
-            let (Some(user), Some(pass)) = (&d.username, &d.password) else {
-                return 0; // git stores only complete credentials; nothing to do
-            };
-            let mut attrs = Attributes::new();
-            attrs.insert("username".into(), user.clone());
-            if let Some(exp) = d.password_expiry_utc {
-                attrs.insert("password_expiry_utc".into(), exp.to_string());
-            }
-            Call::write(SERVICE, &[&target], vec![pass.clone()]).with_attributes(attrs)
-        }
-    };
-    let mut client = match connect() {
-        Ok(c) => c,
-        Err(e) => {
-            let _ = writeln!(err, "{NAME}: {}", one_line(&e.to_string()));
-            return 0;
-        }
-    };
-    let reply = client.call(&call).and_then(|r| r.into_results());
-    let items = match reply {
-        Ok(items) => items,
-        Err(e) if e.is_not_found() => return 0, // a miss: silent, git asks the next helper
-        Err(ClientError::Refused {
-            reason, message, ..
-        }) => {
-            let _ = writeln!(err, "{NAME}: {reason}: {}", one_line(&message));
-            return 0;
-        }
-        Err(e) => {
-            let _ = writeln!(err, "{NAME}: {}", one_line(&e.to_string()));
-            return 0;
-        }
     };
     if action == "store" {
         return 0;
     }
-    let Some(item) = items.into_iter().next() else {
+    let Some(stored) = items
+        .into_iter()
+        .next()
+        .and_then(|item| Stored::for_user(item, d.username.as_deref()))
+    else {
         return 0;
     };
-    let attrs = item.attributes.unwrap_or_default();
-    let stored_user = attrs.get("username").cloned();
-    if let (Some(want), Some(have)) = (&d.username, &stored_user)
-        && want != have
-    {
-        return 0; // a credential for another user of this host: not ours to give or erase
-    }
-    let expiry = attrs
-        .get("password_expiry_utc")
-        .and_then(|e| e.parse::<u64>().ok());
     if action == "erase" {
         if let Err(e) = client.delete(SERVICE, &[&target])
             && !e.is_not_found()
@@ -230,21 +173,122 @@ pub fn run(
         }
         return 0;
     }
-    if expiry.is_some_and(|e| e <= now()) {
-        return 0; // expired: git must not be given it
+    if let Some(text) = stored.answer(now()) {
+        let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
     }
-    let (Some(user), Some(pass)) = (stored_user, item.value) else {
-        return 0;
-    };
-    if user.contains('\n') || pass.contains('\n') {
-        return 0; // cannot be said in git's line protocol
-    }
-    let mut text = format!("username={user}\npassword={pass}\n");
-    if let Some(e) = expiry {
-        text.push_str(&format!("password_expiry_utc={e}\n"));
-    }
-    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
     0
+}
+
+/// Reads and parses git's description and its target; `None` when git said `quit`. The error
+/// is the reason, never quoting the input.
+fn read_request(input: &mut dyn Read) -> Result<Option<(Description, String)>, String> {
+    let bytes = match read_input(input) {
+        Ok(b) => b,
+        Err(true) => return Err("credential input larger than 1 MiB; ignored".into()),
+        Err(false) => return Err("cannot read standard input".into()),
+    };
+    let d = parse(&bytes)?;
+    if d.quit {
+        return Ok(None);
+    }
+    let target = d.target()?;
+    Ok(Some((d, target)))
+}
+
+/// The broker request for `action`: `get` and `erase` read the credential first (erase checks
+/// its username), `store` writes it; `None` for a `store` without both username and password.
+fn call_for(action: &str, d: &Description, target: &str) -> Option<Call> {
+    if action != "store" {
+        return Some(Call::read(SERVICE, &[target]));
+    }
+    let (Some(user), Some(pass)) = (&d.username, &d.password) else {
+        return None;
+    };
+    let mut attrs = Attributes::new();
+    attrs.insert("username".into(), user.clone());
+    if let Some(exp) = d.password_expiry_utc {
+        attrs.insert("password_expiry_utc".into(), exp.to_string());
+    }
+    Some(Call::write(SERVICE, &[target], vec![pass.clone()]).with_attributes(attrs))
+}
+
+/// Connects and sends `call`: the connection and the items, or `None` after a miss (silent: git
+/// asks the next helper) or a refusal or broker failure (one line on `err`).
+fn ask(
+    connect: &mut dyn FnMut() -> Result<Client, ClientError>,
+    call: &Call,
+    err: &mut dyn Write,
+) -> Option<(Client, Vec<ResultItem>)> {
+    let mut client = match connect() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = writeln!(err, "{NAME}: {}", one_line(&e.to_string()));
+            return None;
+        }
+    };
+    match client.call(call).and_then(|r| r.into_results()) {
+        Ok(items) => Some((client, items)),
+        Err(e) if e.is_not_found() => None, // a miss: silent, git asks the next helper
+        Err(ClientError::Refused {
+            reason, message, ..
+        }) => {
+            let _ = writeln!(err, "{NAME}: {reason}: {}", one_line(&message));
+            None
+        }
+        Err(e) => {
+            let _ = writeln!(err, "{NAME}: {}", one_line(&e.to_string()));
+            None
+        }
+    }
+}
+
+/// A stored credential: username, password and expiry.
+struct Stored {
+    user: Option<String>,
+    pass: Option<String>,
+    expiry: Option<u64>,
+}
+
+impl Stored {
+    /// The credential in `item`, unless it belongs to another user than the one git named
+    /// (then it is not ours to give or erase).
+    fn for_user(item: ResultItem, wanted: Option<&str>) -> Option<Stored> {
+        let attrs = item.attributes.unwrap_or_default();
+        let user = attrs.get("username").cloned();
+        if let (Some(want), Some(have)) = (wanted, &user)
+            && want != have
+        {
+            return None;
+        }
+        let expiry = attrs
+            .get("password_expiry_utc")
+            .and_then(|e| e.parse::<u64>().ok());
+        Some(Stored {
+            user,
+            pass: item.value,
+            expiry,
+        })
+    }
+
+    /// The `get` answer at `now` (Unix seconds): `username=`, `password=` (and
+    /// `password_expiry_utc=`) lines; `None` when expired, incomplete, or not sayable in git's
+    /// line protocol.
+    fn answer(self, now: u64) -> Option<String> {
+        if self.expiry.is_some_and(|e| e <= now) {
+            return None; // expired: git must not be given it
+        }
+        let (Some(user), Some(pass)) = (self.user, self.pass) else {
+            return None;
+        };
+        if user.contains('\n') || pass.contains('\n') {
+            return None; // cannot be said in git's line protocol
+        }
+        let mut text = format!("username={user}\npassword={pass}\n");
+        if let Some(e) = self.expiry {
+            text.push_str(&format!("password_expiry_utc={e}\n"));
+        }
+        Some(text)
+    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ pub mod action;
 pub mod approver;
 pub mod broker;
 pub mod data;
+mod executor;
 pub mod keymap;
 pub mod log;
 #[cfg(all(test, feature = "screenshots"))]
@@ -20,8 +21,6 @@ mod test_support;
 pub mod update;
 pub mod view;
 
-use crate::admin::{self, Source};
-use crate::identity::HashCache;
 use crate::paths::Paths;
 use action::{Action, Effect, WatchedFile};
 use broker::{Broker, ModeChoice};
@@ -43,6 +42,38 @@ pub fn run(paths: Paths, choice: ModeChoice) -> Result<(), String> {
     // screen.
     log::install(tx.clone());
     let broker = Broker::open(&paths, choice)?;
+    let mut state = initial_state(&paths, &broker);
+    let (fx_tx, fx_rx) = mpsc::channel::<Effect>();
+
+    // File watcher: any change in the config or data directory reloads what changed.
+    let _watcher = watch(&paths, tx.clone());
+    spawn_integrity_check(&paths, tx.clone());
+    let input_tx = tx.clone();
+    std::thread::spawn(move || input_loop(&input_tx));
+    spawn_clock(tx.clone());
+    // The approver: prompts from the broker come in as actions from here on.
+    let approver = approver::Approver::start(&broker, tx.clone());
+
+    let mut terminal = ratatui::try_init().map_err(|e| format!("cannot open the terminal: {e}"))?;
+    let _ = execute!(std::io::stdout(), EnableMouseCapture);
+    let result = std::thread::scope(|scope| {
+        let exec_tx = tx.clone();
+        let (paths_ref, broker_ref, approver_ref) = (&paths, &broker, &approver);
+        scope.spawn(move || executor::run(paths_ref, broker_ref, approver_ref, &fx_rx, &exec_tx));
+        let outcome = event_loop(&mut terminal, &mut state, &rx, &fx_tx);
+        drop(fx_tx); // stops the executor
+        outcome
+    });
+    let _ = execute!(std::io::stdout(), DisableMouseCapture);
+    ratatui::restore();
+    approver.stop();
+    broker.shutdown();
+    result
+}
+
+/// The state before anything is loaded: the broker's mode and socket, colour or not, and the
+/// broker's notice (a fallback to the file store, or a locked keyring, is said, not silent).
+fn initial_state(paths: &Paths, broker: &Broker) -> State {
     let mut state = State::new(BrokerInfo {
         embedded: broker.embedded(),
         socket: paths.socket.display().to_string(),
@@ -56,83 +87,71 @@ pub fn run(paths: Paths, choice: ModeChoice) -> Result<(), String> {
         std::env::var_os("NO_COLOR").as_deref(),
         std::env::var("TERM").ok().as_deref(),
     );
-    // A fallback to the file store (or a locked keyring) is said, not silent.
     state.message = broker.notice().map(|n| (false, n.to_string()));
-    let (fx_tx, fx_rx) = mpsc::channel::<Effect>();
+    state
+}
 
-    // File watcher: any change in the config or data directory reloads what changed.
-    let _watcher = watch(&paths, tx.clone());
-    // Audit chain and policy seal, checked once in the background (a long log takes a while).
-    let check_tx = tx.clone();
-    let check_paths = paths.clone();
+/// Audit chain and policy seal, checked once in the background (a long log takes a while),
+/// with progress.
+fn spawn_integrity_check(paths: &Paths, tx: mpsc::Sender<Action>) {
+    let paths = paths.clone();
     std::thread::spawn(move || {
-        let line = integrity_line(&check_paths, &mut |pct| {
-            let _ = check_tx.send(Action::Integrity(format!("checking log… {pct}%")));
+        let line = integrity_line(&paths, &mut |pct| {
+            let _ = tx.send(Action::Integrity(format!("checking log… {pct}%")));
         });
-        let _ = check_tx.send(Action::Integrity(line));
+        let _ = tx.send(Action::Integrity(line));
     });
-    // Input thread.
-    let input_tx = tx.clone();
-    std::thread::spawn(move || input_loop(&input_tx));
-    // The clock: the reducer asks the broker for STATUS on each tick, so a broker that died
-    // shows as DISCONNECTED within a tick and a restarted one is picked up by itself.
-    let tick_tx = tx.clone();
+}
+
+/// The clock: the reducer asks the broker for STATUS on each tick, so a broker that died shows
+/// as DISCONNECTED within a tick and a restarted one is picked up by itself.
+fn spawn_clock(tx: mpsc::Sender<Action>) {
     std::thread::spawn(move || {
-        while tick_tx
+        while tx
             .send(Action::Clock(chrono::Utc::now().timestamp_millis()))
             .is_ok()
-            && tick_tx.send(Action::Tick).is_ok()
+            && tx.send(Action::Tick).is_ok()
         {
             std::thread::sleep(TICK);
         }
     });
+}
 
-    // The approver: prompts from the broker come in as actions from here on.
-    let approver = approver::Approver::start(&broker, tx.clone());
-
-    let mut terminal = ratatui::try_init().map_err(|e| format!("cannot open the terminal: {e}"))?;
-    let _ = execute!(std::io::stdout(), EnableMouseCapture);
-    let result = std::thread::scope(|scope| {
-        let exec_tx = tx.clone();
-        let (paths_ref, broker_ref, approver_ref) = (&paths, &broker, &approver);
-        scope.spawn(move || executor(paths_ref, broker_ref, approver_ref, &fx_rx, &exec_tx));
-        for fx in [
-            Effect::LoadPending,
-            Effect::LoadPolicies,
-            Effect::LoadAuditOlder,
-            Effect::LoadStatus,
-        ] {
-            let _ = fx_tx.send(fx);
-        }
-        let size = terminal.size().map_err(|e| e.to_string())?;
-        state.size = (size.width, size.height);
-        let outcome = (|| -> Result<(), String> {
-            loop {
-                terminal
-                    .draw(|f| view::draw(f, &state))
-                    .map_err(|e| format!("cannot draw: {e}"))?;
-                let Ok(first) = rx.recv() else {
-                    return Ok(());
-                };
-                // Apply everything already queued before drawing again.
-                for action in std::iter::once(first).chain(rx.try_iter()) {
-                    for fx in update::update(&mut state, action) {
-                        let _ = fx_tx.send(fx);
-                    }
-                }
-                if state.quit {
-                    return Ok(());
-                }
+/// Loads everything once, then draws, waits for actions, applies all that are queued and draws
+/// again, until the user quits or every sender is gone.
+fn event_loop(
+    terminal: &mut ratatui::DefaultTerminal,
+    state: &mut State,
+    rx: &mpsc::Receiver<Action>,
+    fx_tx: &mpsc::Sender<Effect>,
+) -> Result<(), String> {
+    for fx in [
+        Effect::LoadPending,
+        Effect::LoadPolicies,
+        Effect::LoadAuditOlder,
+        Effect::LoadStatus,
+    ] {
+        let _ = fx_tx.send(fx);
+    }
+    let size = terminal.size().map_err(|e| e.to_string())?;
+    state.size = (size.width, size.height);
+    loop {
+        terminal
+            .draw(|f| view::draw(f, state))
+            .map_err(|e| format!("cannot draw: {e}"))?;
+        let Ok(first) = rx.recv() else {
+            return Ok(());
+        };
+        // Apply everything already queued before drawing again.
+        for action in std::iter::once(first).chain(rx.try_iter()) {
+            for fx in update::update(state, action) {
+                let _ = fx_tx.send(fx);
             }
-        })();
-        drop(fx_tx); // stops the executor
-        outcome
-    });
-    let _ = execute!(std::io::stdout(), DisableMouseCapture);
-    ratatui::restore();
-    approver.stop();
-    broker.shutdown();
-    result
+        }
+        if state.quit {
+            return Ok(());
+        }
+    }
 }
 
 /// True when the dashboard must not rely on colour: `NO_COLOR` set to anything non-empty
@@ -205,169 +224,6 @@ fn input_loop(tx: &mpsc::Sender<Action>) {
         {
             return;
         }
-    }
-}
-
-/// Runs effects until the channel closes, sending results back as actions.
-fn executor(
-    paths: &Paths,
-    broker: &Broker,
-    approver: &approver::Approver,
-    effects: &mpsc::Receiver<Effect>,
-    tx: &mpsc::Sender<Action>,
-) {
-    let hashes = HashCache::new();
-    let mut tail = data::AuditTail::new(paths.audit.clone());
-    let mut tail_opened = false;
-    // The number of the search that may run; a search thread stops once it changes.
-    let current_search = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    fn done(r: Result<String, impl std::fmt::Display>) -> Action {
-        match r {
-            Ok(m) => Action::Done(true, m),
-            Err(e) => Action::Done(false, e.to_string()),
-        }
-    }
-    for fx in effects.iter() {
-        let action = match fx {
-            Effect::Search(generation, filter) => {
-                use std::sync::atomic::Ordering;
-                current_search.store(generation, Ordering::SeqCst);
-                let (current, tx, log) = (current_search.clone(), tx.clone(), paths.audit.clone());
-                std::thread::spawn(move || {
-                    let r = data::search_backwards(&log, &filter, |found, progress| {
-                        current.load(Ordering::SeqCst) == generation
-                            && tx
-                                .send(Action::SearchFound(generation, found, progress))
-                                .is_ok()
-                    });
-                    if let Err(e) = r {
-                        let _ = tx.send(Action::LoadFailed(format!(
-                            "cannot search the audit log: {e}"
-                        )));
-                    }
-                });
-                continue;
-            }
-            Effect::CancelSearch => {
-                current_search.store(0, std::sync::atomic::Ordering::SeqCst);
-                continue;
-            }
-            Effect::LoadPending => match crate::pending::load(&paths.pending) {
-                Ok(q) => Action::PendingLoaded(q.entries),
-                Err(e) => Action::LoadFailed(e.to_string()),
-            },
-            Effect::LoadPolicies => match data::load_policies(paths, &hashes) {
-                Ok(rows) => Action::PoliciesLoaded(rows),
-                Err(e) => Action::LoadFailed(e),
-            },
-            Effect::LoadAuditOlder if !tail_opened => {
-                tail_opened = true;
-                match tail.open_tail() {
-                    Ok((records, more)) => Action::AuditLoaded(records, more),
-                    Err(e) => Action::Done(false, format!("cannot read the audit log: {e}")),
-                }
-            }
-            Effect::LoadAuditOlder => match tail.older() {
-                Ok((records, more)) => Action::AuditLoaded(records, more),
-                Err(e) => Action::Done(false, format!("cannot read the audit log: {e}")),
-            },
-            Effect::LoadAuditNew => match tail.newer() {
-                Ok(Some(records)) => Action::AuditAppended(records),
-                // Rotated or truncated: start over from the new tail.
-                Ok(None) => match tail.open_tail() {
-                    Ok((records, _)) => Action::AuditAppended(records),
-                    Err(e) => Action::Done(false, format!("cannot read the audit log: {e}")),
-                },
-                Err(e) => Action::Done(false, format!("cannot read the audit log: {e}")),
-            },
-            Effect::LoadStatus => match broker.status() {
-                Ok(st) => Action::Status {
-                    backend: st.backend,
-                    connections: st.connections,
-                    requests: st.requests,
-                    pid: st.pid,
-                },
-                Err(e) => Action::StatusFailed(e),
-            },
-            Effect::CheckQuit => match broker.status() {
-                Ok(st) => Action::QuitChecked(st.connections),
-                // The broker cannot say: assume callers may be connected and ask.
-                Err(_) => Action::QuitChecked(1),
-            },
-            Effect::Approve(h, g) => done(
-                admin::approve(paths, Source::Dashboard, h.as_str(), &g)
-                    .map(|b| format!("approved {} ({})", b.path.display(), b.hash.short())),
-            ),
-            Effect::SetGrants(h, g) => done(
-                admin::set_grants(paths, Source::Dashboard, h.as_str(), &g)
-                    .map(|b| format!("saved permissions of {}", b.path.display())),
-            ),
-            Effect::Dismiss(h) => done(
-                admin::dismiss(paths, Source::Dashboard, h.as_str())
-                    .map(|e| format!("dismissed {}", e.path.display())),
-            ),
-            Effect::Unregister(h) => done(
-                admin::unregister(paths, Source::Dashboard, h.as_str())
-                    .map(|b| format!("unregistered {}", b.path.display())),
-            ),
-            Effect::Register(p) => done(
-                admin::register(
-                    paths,
-                    Source::Dashboard,
-                    std::path::Path::new(&p),
-                    &Default::default(),
-                )
-                .map(|b| format!("registered {} with zero privileges", b.path.display())),
-            ),
-            Effect::Upgrade(p) => done(
-                admin::upgrade(paths, Source::Dashboard, std::path::Path::new(&p))
-                    .map(|u| format!("upgraded {} (permissions kept)", u.entry.path.display())),
-            ),
-            Effect::PreviewUpgrade(p) => preview_upgrade(paths, &p),
-            Effect::Answer(id, decision, label) => {
-                done(approver.answer(&id, decision).map(|()| label))
-            }
-            Effect::Bell => {
-                use std::io::Write;
-                let mut out = std::io::stdout().lock();
-                let _ = out.write_all(b"\x07").and_then(|()| out.flush());
-                continue;
-            }
-        };
-        if tx.send(action).is_err() {
-            return;
-        }
-    }
-}
-
-fn preview_upgrade(paths: &Paths, path: &str) -> Action {
-    let policy = match crate::policy::load(&paths.config) {
-        Ok(p) => p,
-        Err(e) => return Action::Done(false, e.to_string()),
-    };
-    let Some(entry) = policy.by_path(std::path::Path::new(path)) else {
-        return Action::Done(false, format!("{path} is no longer registered"));
-    };
-    let meta = match std::fs::metadata(path) {
-        Ok(m) => m,
-        Err(e) => return Action::Done(false, format!("cannot read {path}: {e}")),
-    };
-    match crate::identity::hash_path(std::path::Path::new(path)) {
-        Ok(new) => Action::UpgradePreview {
-            path: path.into(),
-            old: entry.hash.clone(),
-            new,
-            size: meta.len(),
-            mtime: meta
-                .modified()
-                .map(|t| {
-                    chrono::DateTime::<chrono::Utc>::from(t)
-                        .format("%Y-%m-%d %H:%M:%S UTC")
-                        .to_string()
-                })
-                .unwrap_or_else(|_| "?".into()),
-        },
-        Err(e) => Action::Done(false, format!("cannot hash {path}: {e}")),
     }
 }
 

@@ -145,16 +145,25 @@ fn real_hash(seed: &str) -> crate::policy::BinaryHash {
 /// The sample state with real-looking hashes, paths and a day's worth of audit records.
 fn realistic_state() -> State {
     let mut s = sample_state();
+    s.broker.socket = "/run/user/1000/keychain-auth/agent.sock".into();
+    s.broker.pid = 48213;
+    s.broker.requests = 1_284;
+    realistic_callers(&mut s);
+    s.audit = realistic_audit();
+    s.audit_sel = s.audit.len() - 1;
+    s
+}
+
+/// The sample's pending callers and policies with real-looking hashes and paths: leftpad run
+/// by node, a new deploy-tool whose older version is registered, mycli, python3.11.
+fn realistic_callers(s: &mut State) {
     let (leftpad, deploy_new, deploy_old, mycli) = (
         real_hash("leftpad"),
         real_hash("deploy 2.4.1"),
         real_hash("deploy 2.4.0"),
         real_hash("mycli"),
     );
-    s.broker.socket = "/run/user/1000/keychain-auth/agent.sock".into();
-    s.broker.pid = 48213;
-    s.broker.requests = 1_284;
-    s.pending[0].hash = leftpad.clone();
+    s.pending[0].hash = leftpad;
     s.pending[0].path = "/home/alex/.npm/_npx/8c1f2e7a/node_modules/.bin/leftpad".into();
     s.pending[0].argv = vec![
         "node".into(),
@@ -166,17 +175,21 @@ fn realistic_state() -> State {
     s.pending[1].path = "/home/alex/.local/bin/deploy-tool".into();
     s.pending[1].argv = vec!["deploy-tool".into(), "--env".into(), "prod".into()];
     s.pending[1].changed_from = Some(deploy_old.clone());
-    s.policies[0].entry.hash = mycli.clone();
+    s.policies[0].entry.hash = mycli;
     s.policies[0].entry.path = "/usr/local/bin/mycli".into();
-    s.policies[1].entry.hash = deploy_old.clone();
+    s.policies[1].entry.hash = deploy_old;
     s.policies[1].entry.path = "/home/alex/.local/bin/deploy-tool".into();
-    s.policies[1].on_disk = OnDisk::Changed(deploy_new.clone());
+    s.policies[1].on_disk = OnDisk::Changed(deploy_new);
     s.policies[1].entry.launched_by = [real_hash("/usr/bin/make")].into_iter().collect();
     s.policies[2].entry.hash = real_hash("python3.11");
     for l in &mut s.pending[0].chain {
         l.hash = Some(real_hash(&l.path));
     }
-    let mut audit = vec![];
+}
+
+/// 24 requests by mycli, deploy-tool and leftpad over the morning, then a grant made on the
+/// dashboard.
+fn realistic_audit() -> Vec<crate::audit::Record> {
     let calls: [(&str, &str, &str, &str, &str); 8] = [
         ("success", "mycli", "read", "aws", "prod-api-key"),
         ("success", "mycli", "read", "aws", "staging-api-key"),
@@ -187,61 +200,93 @@ fn realistic_state() -> State {
         ("error", "mycli", "read", "aws", "rotated-key"),
         ("success", "mycli", "search", "aws", "prod-api-key"),
     ];
-    for i in 0..24 {
-        let (status, who, action, service, target) = calls[i % calls.len()];
-        let mut r = record(status, service);
-        r.ts = format!(
-            "2026-11-24T09:{:02}:{:02}.{:03}Z",
-            12 + i * 2,
-            (i * 17) % 60,
-            i * 37 % 1000
-        );
-        r.pid = Some(40_000 + i as i32 * 13);
-        r.action = Some(action.into());
-        let (path, hash) = match who {
-            "mycli" => ("/usr/local/bin/mycli".to_string(), mycli.to_string()),
-            "deploy-tool" => (
-                "/home/alex/.local/bin/deploy-tool".to_string(),
-                deploy_old.to_string(),
-            ),
-            _ => (
-                "/home/alex/.npm/_npx/8c1f2e7a/node_modules/.bin/leftpad".to_string(),
-                leftpad.to_string(),
-            ),
-        };
-        r.path = Some(path);
-        r.hash = Some(hash);
-        r.targets = if target.is_empty() {
-            vec![]
-        } else {
-            vec![target.into()]
-        };
-        r.reason = match status {
-            "denied" if who == "leftpad" => Some("unregistered_binary".into()),
-            "denied" => Some("service_not_allowed".into()),
-            "error" => Some("not_found".into()),
-            _ => None,
-        };
-        audit.push(r);
-    }
+    let mut audit: Vec<_> = (0..24)
+        .map(|i| realistic_request(i, calls[i % calls.len()]))
+        .collect();
     let mut grant = crate::audit::Record::new("policy_change", "dashboard");
     grant.ts = "2026-11-24T09:59:48.311Z".into();
     grant.action = Some("grant".into());
     grant.path = Some("/usr/local/bin/mycli".into());
-    grant.hash = Some(mycli.to_string());
+    grant.hash = Some(real_hash("mycli").to_string());
     grant.status = Some("success".into());
     grant.read = vec!["gcp".into()];
     audit.push(grant);
-    s.audit = audit;
-    s.audit_sel = s.audit.len() - 1;
-    s
+    audit
+}
+
+/// The `i`th request record: (status, who, action, service, target).
+fn realistic_request(
+    i: usize,
+    (status, who, action, service, target): (&str, &str, &str, &str, &str),
+) -> crate::audit::Record {
+    let mut r = record(status, service);
+    r.ts = format!(
+        "2026-11-24T09:{:02}:{:02}.{:03}Z",
+        12 + i * 2,
+        (i * 17) % 60,
+        i * 37 % 1000
+    );
+    r.pid = Some(40_000 + i as i32 * 13);
+    r.action = Some(action.into());
+    let (path, hash) = match who {
+        "mycli" => ("/usr/local/bin/mycli", real_hash("mycli")),
+        "deploy-tool" => (
+            "/home/alex/.local/bin/deploy-tool",
+            real_hash("deploy 2.4.0"),
+        ),
+        _ => (
+            "/home/alex/.npm/_npx/8c1f2e7a/node_modules/.bin/leftpad",
+            real_hash("leftpad"),
+        ),
+    };
+    r.path = Some(path.to_string());
+    r.hash = Some(hash.to_string());
+    r.targets = if target.is_empty() {
+        vec![]
+    } else {
+        vec![target.into()]
+    };
+    r.reason = match status {
+        "denied" if who == "leftpad" => Some("unregistered_binary".into()),
+        "denied" => Some("service_not_allowed".into()),
+        "error" => Some("not_found".into()),
+        _ => None,
+    };
+    r
 }
 
 #[test]
 #[ignore = "writes screenshots/*.png; run with --features screenshots -- --ignored"]
 fn screenshots() {
     let s = realistic_state();
-    save("dashboard", &s, 120, 36);
+    pane_screenshots(&s);
+    approve_flow_screenshots(&s);
+    upgrade_screenshot(&s);
+    let mut e = empty_state();
+    e.broker.embedded = false;
+    save("empty-connected", &e, 120, 36);
+    // The broker went away: the badge says so, the reason is on the message line.
+    let mut d = s.clone();
+    d.broker.embedded = false;
+    update(
+        &mut d,
+        Action::StatusFailed(
+            "the broker on /run/user/1000/keychain-auth/agent.sock does not answer: connection refused (os error 111)".into(),
+        ),
+    );
+    save("disconnected", &d, 120, 36);
+    // A policy change in full.
+    let mut r = s.clone();
+    update(&mut r, Action::Command(Command::Focus(2)));
+    update(&mut r, Action::Command(Command::Bottom));
+    update(&mut r, Action::Command(Command::Enter));
+    save("audit-detail", &r, 120, 36);
+    prompt_screenshot(&s);
+}
+
+/// The dashboard with each pane focused, small, and with the help open.
+fn pane_screenshots(s: &State) {
+    save("dashboard", s, 120, 36);
     let mut a = s.clone();
     update(&mut a, Action::Command(Command::Focus(2)));
     save("audit", &a, 120, 36);
@@ -252,8 +297,11 @@ fn screenshots() {
     let mut h = s.clone();
     update(&mut h, Action::Command(Command::Help));
     save("help", &h, 120, 36);
-    // The approve flow: editor preset to zero privileges with the asked service typed in,
-    // the service added, then the result.
+}
+
+/// The approve flow: editor preset to zero privileges with the asked service typed in, the
+/// service added, then the result.
+fn approve_flow_screenshots(s: &State) {
     let mut f = s.clone();
     update(&mut f, Action::Command(Command::Approve));
     save("approve-1-editor", &f, 120, 36);
@@ -283,6 +331,10 @@ fn screenshots() {
         ),
     ));
     save("approve-3-done", &f, 120, 36);
+}
+
+/// The upgrade question for deploy-tool.
+fn upgrade_screenshot(s: &State) {
     let mut u = s.clone();
     update(&mut u, Action::Command(Command::Focus(3)));
     update(&mut u, Action::Command(Command::Down));
@@ -297,26 +349,10 @@ fn screenshots() {
         },
     );
     save("upgrade-confirm", &u, 120, 36);
-    let mut e = empty_state();
-    e.broker.embedded = false;
-    save("empty-connected", &e, 120, 36);
-    // The broker went away: the badge says so, the reason is on the message line.
-    let mut d = s.clone();
-    d.broker.embedded = false;
-    update(
-        &mut d,
-        Action::StatusFailed(
-            "the broker on /run/user/1000/keychain-auth/agent.sock does not answer: connection refused (os error 111)".into(),
-        ),
-    );
-    save("disconnected", &d, 120, 36);
-    // A policy change in full.
-    let mut r = s.clone();
-    update(&mut r, Action::Command(Command::Focus(2)));
-    update(&mut r, Action::Command(Command::Bottom));
-    update(&mut r, Action::Command(Command::Enter));
-    save("audit-detail", &r, 120, 36);
-    // A live prompt: a script wants a secret, another caller waits behind it.
+}
+
+/// A live prompt: a script wants a secret, another caller waits behind it.
+fn prompt_screenshot(s: &State) {
     let mut p = s.clone();
     p.now_ms = crate::tui::test_support::now_ms() + 6_000;
     let mut first = crate::tui::test_support::prompt("p7");

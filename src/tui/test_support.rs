@@ -50,12 +50,30 @@ pub fn empty_state() -> State {
     })
 }
 
-/// Two pending callers (one a changed binary), two policies (one changed on disk), three audit
+/// Two pending callers (a script, a changed binary), three policies (one changed on disk, one an
+/// interpreter allowed any script), three audit
 /// records.
 pub fn sample_state() -> State {
     let mut s = empty_state();
+    s.pending = sample_pending();
+    s.policies = sample_policies();
+    s.audit = vec![
+        record("success", "aws"),
+        record("denied", "gcp"),
+        record("success", "aws"),
+    ];
+    s.audit_sel = 2;
+    s.broker.connections = 1;
+    s.broker.requests = 17;
+    s.now_ms = now_ms();
+    s
+}
+
+/// The sample's pending callers: a script run by node (launched by npm from bash), and a
+/// changed version of a registered binary.
+fn sample_pending() -> Vec<PendingEntry> {
     let t = now();
-    s.pending = vec![
+    vec![
         PendingEntry {
             hash: hash('d'),
             path: "/home/me/.npm/_npx/1f2e/node_modules/.bin/leftpad".into(),
@@ -91,7 +109,13 @@ pub fn sample_state() -> State {
             interpreter: None,
             chain: Vec::new(),
         },
-    ];
+    ]
+}
+
+/// The sample's policies: mycli (unchanged), deploy (changed on disk, a timed term, approved
+/// via a launcher), and python3.11 allowed to run any script.
+fn sample_policies() -> Vec<PolicyRow> {
+    let t = now();
     let mut mycli = BinaryPolicy::new("/usr/local/bin/mycli".into(), hash('a'));
     mycli.registered_at = "2026-11-20T08:00:00Z".into();
     mycli.allowed_read_services.insert("aws".into());
@@ -112,7 +136,7 @@ pub fn sample_state() -> State {
     python.registered_at = "2026-11-22T09:00:00Z".into();
     python.allowed_read_services.insert("pypi".into());
     python.allow_any_script = true;
-    s.policies = vec![
+    vec![
         PolicyRow {
             entry: mycli,
             on_disk: OnDisk::Ok,
@@ -125,17 +149,7 @@ pub fn sample_state() -> State {
             entry: python,
             on_disk: OnDisk::Ok,
         },
-    ];
-    s.audit = vec![
-        record("success", "aws"),
-        record("denied", "gcp"),
-        record("success", "aws"),
-    ];
-    s.audit_sel = 2;
-    s.broker.connections = 1;
-    s.broker.requests = 17;
-    s.now_ms = now_ms();
-    s
+    ]
 }
 
 /// A chain link with hash 64 × `e`.

@@ -3,8 +3,11 @@
 //! controls goes through [`crate::display`] before it is drawn.
 
 use super::keymap::{self, KEYMAP, Scope};
-use super::state::{Field, Modal, OnDisk, Pane, State};
+use super::state::{Editor, EditorGoal, Field, Modal, OnDisk, Pane, PolicyRow, State};
+use crate::audit::Record;
 use crate::display::{self, clean};
+use crate::pending::PendingEntry;
+use crate::policy::BinaryPolicy;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style, Stylize};
@@ -385,76 +388,7 @@ const PENDING_COLUMNS: &[Column<'static>] = &[
 fn pending(frame: &mut Frame<'_>, area: Rect, s: &State) {
     let focused = s.pane == Pane::Pending;
     let path_w = column_width(area, PENDING_COLUMNS, 1);
-    let rows = s
-        .pending
-        .iter()
-        .map(|e| {
-            let shown = display::path(&e.path);
-            let path = match &e.changed_from {
-                Some(old) => {
-                    // The marker is never cut: its short form when the full one leaves the
-                    // path too little room.
-                    let full = format!(" (changed version of {})", old.short());
-                    let marker = if path_w >= full.chars().count() + 12 {
-                        full
-                    } else {
-                        " (changed version)".to_string()
-                    };
-                    let room = path_w.saturating_sub(marker.chars().count());
-                    Line::from(vec![
-                        Span::raw(shorten_middle(&shown, room)),
-                        Span::styled(marker, Style::new().yellow().bold()),
-                    ])
-                }
-                None => match &e.interpreter {
-                    // A script: which interpreter runs it, never cut.
-                    Some(i) => {
-                        let name = display::path(&i.path);
-                        let name = name.rsplit('/').next().unwrap_or(&name).to_string();
-                        let full = format!(" (script run by {name})");
-                        let marker = if path_w >= full.chars().count() + 12 {
-                            full
-                        } else {
-                            " (script)".to_string()
-                        };
-                        let room = path_w.saturating_sub(marker.chars().count());
-                        Line::from(vec![
-                            Span::raw(shorten_middle(&shown, room)),
-                            Span::styled(marker, Style::new().cyan()),
-                        ])
-                    }
-                    None => Line::raw(shorten_middle(&shown, path_w)),
-                },
-            };
-            let launchers: Vec<String> = e
-                .chain
-                .iter()
-                .skip(1)
-                .map(|l| {
-                    let p = clean(&l.path);
-                    p.rsplit('/').next().unwrap_or(&p).to_string()
-                })
-                .collect();
-            let argv = if launchers.is_empty() {
-                display::join(&e.argv)
-            } else {
-                format!("{} · {}", launchers.join(" ← "), display::join(&e.argv))
-            };
-            vec![
-                Cell::from(e.hash.short().to_string()),
-                Cell::from(path),
-                Cell::from(format!(
-                    "{} {}",
-                    clean(&e.last_action),
-                    clean(&e.last_service)
-                )),
-                Cell::from(e.attempts.to_string()),
-                Cell::from(time(&e.first_seen)),
-                Cell::from(time(&e.last_seen)),
-                Cell::from(argv).dark_gray(),
-            ]
-        })
-        .collect();
+    let rows = s.pending.iter().map(|e| pending_row(e, path_w)).collect();
     table_in(
         frame,
         area,
@@ -472,6 +406,77 @@ fn pending(frame: &mut Frame<'_>, area: Rect, s: &State) {
     );
 }
 
+/// One pending caller's cells, its path fitted to `path_w` columns.
+fn pending_row(e: &PendingEntry, path_w: usize) -> Vec<Cell<'static>> {
+    vec![
+        Cell::from(e.hash.short().to_string()),
+        Cell::from(pending_path(e, path_w)),
+        Cell::from(format!(
+            "{} {}",
+            clean(&e.last_action),
+            clean(&e.last_service)
+        )),
+        Cell::from(e.attempts.to_string()),
+        Cell::from(time(&e.first_seen)),
+        Cell::from(time(&e.last_seen)),
+        Cell::from(launchers_and_argv(e)).dark_gray(),
+    ]
+}
+
+/// A pending caller's path, shortened in the middle, with its marker: a changed version of a
+/// registered binary, or a script and its interpreter.
+fn pending_path(e: &PendingEntry, path_w: usize) -> Line<'static> {
+    let shown = display::path(&e.path);
+    let (full, short, style) = match (&e.changed_from, &e.interpreter) {
+        (Some(old), _) => (
+            format!(" (changed version of {})", old.short()),
+            " (changed version)",
+            Style::new().yellow().bold(),
+        ),
+        // A script: which interpreter runs it.
+        (None, Some(i)) => {
+            let name = display::path(&i.path);
+            let name = name.rsplit('/').next().unwrap_or(&name).to_string();
+            (
+                format!(" (script run by {name})"),
+                " (script)",
+                Style::new().cyan(),
+            )
+        }
+        (None, None) => return Line::raw(shorten_middle(&shown, path_w)),
+    };
+    // The marker is never cut: its short form when the full one leaves the path too little
+    // room.
+    let marker = if path_w >= full.chars().count() + 12 {
+        full
+    } else {
+        short.to_string()
+    };
+    let room = path_w.saturating_sub(marker.chars().count());
+    Line::from(vec![
+        Span::raw(shorten_middle(&shown, room)),
+        Span::styled(marker, style),
+    ])
+}
+
+/// Who launched a pending caller (nearest first) and its arguments.
+fn launchers_and_argv(e: &PendingEntry) -> String {
+    let launchers: Vec<String> = e
+        .chain
+        .iter()
+        .skip(1)
+        .map(|l| {
+            let p = clean(&l.path);
+            p.rsplit('/').next().unwrap_or(&p).to_string()
+        })
+        .collect();
+    if launchers.is_empty() {
+        display::join(&e.argv)
+    } else {
+        format!("{} · {}", launchers.join(" ← "), display::join(&e.argv))
+    }
+}
+
 /// The colour of an audit status.
 fn status_style(status: Option<&str>) -> Style {
     match status {
@@ -485,81 +490,8 @@ fn status_style(status: Option<&str>) -> Style {
 fn audit(frame: &mut Frame<'_>, area: Rect, s: &State) {
     let focused = s.pane == Pane::Audit;
     let visible = s.audit_rows();
-    let rows = visible
-        .iter()
-        .map(|&r| {
-            let what = match (&r.action, &r.service) {
-                (Some(a), Some(svc)) => format!("{a} {svc}"),
-                (Some(a), None) => a.clone(),
-                _ => String::new(),
-            };
-            let status = r.status.clone().unwrap_or_else(|| r.event.clone());
-            let detail = match (&r.reason, r.targets.is_empty()) {
-                _ if r.event == "policy_change" => policy_change(r).unwrap_or_default(),
-                (Some(reason), _) => reason.clone(),
-                (None, false) => r.targets.join(","),
-                (None, true) => r.message.clone().unwrap_or_default(),
-            };
-            let who = r
-                .path
-                .as_deref()
-                .map(|p| p.rsplit('/').next().unwrap_or(p).to_string())
-                .unwrap_or_else(|| r.source.clone());
-            vec![
-                Cell::from(r.ts.get(5..19).unwrap_or(&r.ts).replace('T', " ")),
-                Cell::from(clean(&status).into_owned()).style(status_style(r.status.as_deref())),
-                Cell::from(clean(&who).into_owned()),
-                Cell::from(clean(&what).into_owned()),
-                Cell::from(clean(&detail).into_owned()),
-            ]
-        })
-        .collect();
-    let following = format!(
-        "{}{}",
-        if s.follow { " · following" } else { "" },
-        s.integrity
-            .as_deref()
-            .map_or_else(String::new, |i| format!(" · {i}"))
-    );
-    let (title, extra, empty) = match &s.search {
-        None => (
-            "Audit".to_string(),
-            format!(
-                " {}{} records{following} ",
-                if s.audit_more_before { "… " } else { "" },
-                visible.len(),
-            ),
-            "No audit records yet.".to_string(),
-        ),
-        Some(search) => {
-            let p = &search.progress;
-            let n = thousands(p.records);
-            let extra = if p.done {
-                format!(" {} matches in {n} records{following} ", visible.len())
-            } else if p.bytes == 0 || search.matches.len() >= super::update::MAX_AUDIT_IN_MEMORY {
-                format!(
-                    " {} matches · searched {n} records{following} ",
-                    visible.len()
-                )
-            } else {
-                format!(
-                    " {} matches · searching… {n} records ({}%) · esc cancels ",
-                    visible.len(),
-                    p.bytes * 100 / p.total_bytes.max(1)
-                )
-            };
-            let empty = if p.done {
-                format!("No match in {n} records.")
-            } else {
-                format!("Searching the whole log… {n} records so far.")
-            };
-            (
-                format!("Audit · filter \"{}\"", clean(&s.filter)),
-                extra,
-                empty,
-            )
-        }
-    };
+    let rows = visible.iter().map(|&r| audit_row(r)).collect();
+    let (title, extra, empty) = audit_title(s, visible.len());
     table_in(
         frame,
         area,
@@ -576,6 +508,78 @@ fn audit(frame: &mut Frame<'_>, area: Rect, s: &State) {
         focused,
         &empty,
     );
+}
+
+/// One audit record's cells: time, status, binary, what it asked, detail.
+fn audit_row(r: &Record) -> Vec<Cell<'static>> {
+    let what = match (&r.action, &r.service) {
+        (Some(a), Some(svc)) => format!("{a} {svc}"),
+        (Some(a), None) => a.clone(),
+        _ => String::new(),
+    };
+    let status = r.status.clone().unwrap_or_else(|| r.event.clone());
+    let detail = match (&r.reason, r.targets.is_empty()) {
+        _ if r.event == "policy_change" => policy_change(r).unwrap_or_default(),
+        (Some(reason), _) => reason.clone(),
+        (None, false) => r.targets.join(","),
+        (None, true) => r.message.clone().unwrap_or_default(),
+    };
+    let who = r
+        .path
+        .as_deref()
+        .map(|p| p.rsplit('/').next().unwrap_or(p).to_string())
+        .unwrap_or_else(|| r.source.clone());
+    vec![
+        Cell::from(r.ts.get(5..19).unwrap_or(&r.ts).replace('T', " ")),
+        Cell::from(clean(&status).into_owned()).style(status_style(r.status.as_deref())),
+        Cell::from(clean(&who).into_owned()),
+        Cell::from(clean(&what).into_owned()),
+        Cell::from(clean(&detail).into_owned()),
+    ]
+}
+
+/// The audit pane's title, the count in its border, and what it says when empty: the tail,
+/// or a search's filter and progress. `shown` is the number of rows shown.
+fn audit_title(s: &State, shown: usize) -> (String, String, String) {
+    let following = format!(
+        "{}{}",
+        if s.follow { " · following" } else { "" },
+        s.integrity
+            .as_deref()
+            .map_or_else(String::new, |i| format!(" · {i}"))
+    );
+    let Some(search) = &s.search else {
+        return (
+            "Audit".to_string(),
+            format!(
+                " {}{shown} records{following} ",
+                if s.audit_more_before { "… " } else { "" },
+            ),
+            "No audit records yet.".to_string(),
+        );
+    };
+    let p = &search.progress;
+    let n = thousands(p.records);
+    let extra = if p.done {
+        format!(" {shown} matches in {n} records{following} ")
+    } else if p.bytes == 0 || search.matches.len() >= super::update::MAX_AUDIT_IN_MEMORY {
+        format!(" {shown} matches · searched {n} records{following} ")
+    } else {
+        format!(
+            " {shown} matches · searching… {n} records ({}%) · esc cancels ",
+            p.bytes * 100 / p.total_bytes.max(1)
+        )
+    };
+    let empty = if p.done {
+        format!("No match in {n} records.")
+    } else {
+        format!("Searching the whole log… {n} records so far.")
+    };
+    (
+        format!("Audit · filter \"{}\"", clean(&s.filter)),
+        extra,
+        empty,
+    )
 }
 
 const POLICY_COLUMNS: &[Column<'static>] = &[
@@ -599,79 +603,7 @@ fn policies(frame: &mut Frame<'_>, area: Rect, s: &State) {
     let rows = s
         .policies
         .iter()
-        .map(|row| {
-            let e = &row.entry;
-            let (state, style) = match &row.on_disk {
-                OnDisk::Ok => ("ok".to_string(), Style::new().green()),
-                OnDisk::Changed(h) => (
-                    format!("changed → {}", &h.short()[..8]),
-                    Style::new().yellow().bold(),
-                ),
-                OnDisk::Missing => ("missing".to_string(), Style::new().red()),
-                OnDisk::Unknown => ("…".to_string(), Style::new().dark_gray()),
-            };
-            let list = |v: &std::collections::BTreeSet<String>| {
-                if v.is_empty() {
-                    "-".to_string()
-                } else {
-                    v.iter().map(|x| clean(x)).collect::<Vec<_>>().join(",")
-                }
-            };
-            // An interpreter that runs any script: the path in red and the marker first in
-            // the state column (kept without colour).
-            let path_style = if e.allow_any_script {
-                Style::new().red()
-            } else {
-                Style::new()
-            };
-            let path = Line::styled(shorten_middle(&display::path(&e.path), path_w), path_style);
-            let (state, style) = if e.allow_any_script {
-                (format!("{}{state}", ANY_SCRIPT), Style::new().red().bold())
-            } else {
-                (state, style)
-            };
-            let now = chrono::DateTime::from_timestamp_millis(s.now_ms).unwrap_or_default();
-            let mut terms: Vec<String> = e
-                .service_terms
-                .iter()
-                .filter(|(_, t)| !t.is_empty())
-                .map(|(svc, t)| format!("{}: {}", clean(svc), t.describe(now)))
-                .collect();
-            if !e.launched_by.is_empty() {
-                let via: Vec<String> = e
-                    .launched_by
-                    .iter()
-                    .map(|h| h.short().chars().take(8).collect())
-                    .collect();
-                terms.push(format!("via {}", via.join(",")));
-            }
-            let terms = if terms.is_empty() {
-                "-".to_string()
-            } else {
-                terms.join("; ")
-            };
-            vec![
-                Cell::from(e.hash.short().to_string()),
-                Cell::from(path),
-                Cell::from(state).style(style),
-                Cell::from(list(&e.allowed_read_services)),
-                Cell::from(list(&e.allowed_write_services)),
-                Cell::from(if e.can_search { "yes" } else { "no" }),
-                Cell::from(terms),
-                Cell::from(
-                    e.registered_at
-                        .get(..10)
-                        .unwrap_or(&e.registered_at)
-                        .to_string(),
-                ),
-                Cell::from(
-                    s.last_used(&e.hash)
-                        .and_then(|t| t.get(5..19))
-                        .map(|t| t.replace('T', " "))
-                        .unwrap_or_else(|| "-".into()),
-                ),
-            ]
-        })
+        .map(|row| policy_row(s, row, path_w))
         .collect();
     table_in(
         frame,
@@ -688,6 +620,91 @@ fn policies(frame: &mut Frame<'_>, area: Rect, s: &State) {
         focused,
         "No registered binary. Press n to register one, or approve a pending caller.",
     );
+}
+
+/// One registered binary's cells, its path fitted to `path_w` columns.
+fn policy_row(s: &State, row: &PolicyRow, path_w: usize) -> Vec<Cell<'static>> {
+    let e = &row.entry;
+    let list = |v: &std::collections::BTreeSet<String>| {
+        if v.is_empty() {
+            "-".to_string()
+        } else {
+            v.iter().map(|x| clean(x)).collect::<Vec<_>>().join(",")
+        }
+    };
+    // An interpreter that runs any script: the path in red and the marker first in
+    // the state column (kept without colour).
+    let path_style = if e.allow_any_script {
+        Style::new().red()
+    } else {
+        Style::new()
+    };
+    let path = Line::styled(shorten_middle(&display::path(&e.path), path_w), path_style);
+    let (state, style) = policy_state(row);
+    let now = chrono::DateTime::from_timestamp_millis(s.now_ms).unwrap_or_default();
+    vec![
+        Cell::from(e.hash.short().to_string()),
+        Cell::from(path),
+        Cell::from(state).style(style),
+        Cell::from(list(&e.allowed_read_services)),
+        Cell::from(list(&e.allowed_write_services)),
+        Cell::from(if e.can_search { "yes" } else { "no" }),
+        Cell::from(terms_and_launchers(e, now)),
+        Cell::from(
+            e.registered_at
+                .get(..10)
+                .unwrap_or(&e.registered_at)
+                .to_string(),
+        ),
+        Cell::from(
+            s.last_used(&e.hash)
+                .and_then(|t| t.get(5..19))
+                .map(|t| t.replace('T', " "))
+                .unwrap_or_else(|| "-".into()),
+        ),
+    ]
+}
+
+/// The state column: what is on disk at the path, after [`ANY_SCRIPT`] for an interpreter
+/// approved to run any script.
+fn policy_state(row: &PolicyRow) -> (String, Style) {
+    let (state, style) = match &row.on_disk {
+        OnDisk::Ok => ("ok".to_string(), Style::new().green()),
+        OnDisk::Changed(h) => (
+            format!("changed → {}", &h.short()[..8]),
+            Style::new().yellow().bold(),
+        ),
+        OnDisk::Missing => ("missing".to_string(), Style::new().red()),
+        OnDisk::Unknown => ("…".to_string(), Style::new().dark_gray()),
+    };
+    if row.entry.allow_any_script {
+        (format!("{}{state}", ANY_SCRIPT), Style::new().red().bold())
+    } else {
+        (state, style)
+    }
+}
+
+/// The terms column: each service's terms at `now`, then the launchers it is approved via.
+fn terms_and_launchers(e: &BinaryPolicy, now: chrono::DateTime<chrono::Utc>) -> String {
+    let mut terms: Vec<String> = e
+        .service_terms
+        .iter()
+        .filter(|(_, t)| !t.is_empty())
+        .map(|(svc, t)| format!("{}: {}", clean(svc), t.describe(now)))
+        .collect();
+    if !e.launched_by.is_empty() {
+        let via: Vec<String> = e
+            .launched_by
+            .iter()
+            .map(|h| h.short().chars().take(8).collect())
+            .collect();
+        terms.push(format!("via {}", via.join(",")));
+    }
+    if terms.is_empty() {
+        "-".to_string()
+    } else {
+        terms.join("; ")
+    }
 }
 
 /// A centred rectangle of at most `w`×`h` inside `area`.
@@ -864,126 +881,31 @@ fn modal(frame: &mut Frame<'_>, s: &State, m: &Modal) {
     let area = frame.area();
     let (title, lines, w): (&str, Vec<Line<'_>>, u16) = match m {
         Modal::Help | Modal::Detail(_) => return overlay(frame, s, m),
-        Modal::Filter(text) => (
-            "Filter audit records",
-            vec![
-                Line::from(vec![
-                    Span::raw("/ "),
-                    Span::styled(format!("{}▏", clean(text)), Style::new().cyan()),
-                ]),
-                Line::raw(""),
-                Line::raw("Matches status, reason, binary path or hash, service, action, targets.")
-                    .dark_gray(),
-                Line::raw("enter: apply · esc: cancel").dark_gray(),
-            ],
-            70,
-        ),
+        Modal::Filter(text) => ("Filter audit records", filter_lines(text), 70),
         Modal::Register(text) => (
             "Register a binary",
-            vec![
-                Line::raw("Path of the executable (it is hashed now; zero privileges):"),
-                Line::styled(format!("{}▏", clean(text)), Style::new().cyan()),
-                Line::raw(""),
-                Line::raw("enter: register · esc: cancel").dark_gray(),
-            ],
+            input_lines(
+                "Path of the executable (it is hashed now; zero privileges):",
+                text,
+                "enter: register · esc: cancel",
+            ),
             70,
         ),
         Modal::PromptFor(_, text) => (
             "Allow for a time",
-            vec![
-                Line::raw("How long the grant lasts (10m, 2h, 1d, 1h30m):"),
-                Line::styled(format!("{}▏", clean(text)), Style::new().cyan()),
-                Line::raw(""),
-                Line::raw("enter: allow · esc: back to the prompt").dark_gray(),
-            ],
+            input_lines(
+                "How long the grant lasts (10m, 2h, 1d, 1h30m):",
+                text,
+                "enter: allow · esc: back to the prompt",
+            ),
             60,
         ),
-        Modal::Confirm { lines, .. } => {
-            let mut v: Vec<Line<'_>> = lines
-                .iter()
-                .map(|l| Line::raw(clean(l).into_owned()))
-                .collect();
-            v.push(Line::raw(""));
-            v.push(Line::from(vec![
-                Span::styled(" y ", Style::new().black().on_green()),
-                Span::raw(" yes   "),
-                Span::styled(" n ", Style::new().black().on_red()),
-                Span::raw(" no"),
-            ]));
-            ("Confirm", v, 72)
-        }
+        Modal::Confirm { lines, .. } => ("Confirm", confirm_lines(lines), 72),
         Modal::Editor(ed) => {
-            let field = |f: Field, label: &str, value: String| {
-                let focused = ed.field == f;
-                let mut spans = vec![
-                    Span::styled(
-                        format!("{} {label:<7}", if focused { "▶" } else { " " }),
-                        if focused {
-                            Style::new().cyan().bold()
-                        } else {
-                            Style::new()
-                        },
-                    ),
-                    Span::raw(clean(&value).into_owned()),
-                ];
-                if focused && f != Field::Search {
-                    spans.push(Span::styled(
-                        format!("  + {}▏", clean(&ed.input)),
-                        Style::new().cyan(),
-                    ));
-                }
-                Line::from(spans)
-            };
-            let join = |v: &Vec<String>| {
-                if v.is_empty() {
-                    "-".to_string()
-                } else {
-                    v.join(", ")
-                }
-            };
-            let (title, hash) = match &ed.goal {
-                super::state::EditorGoal::Approve(h) => ("Approve", h.to_string()),
-                super::state::EditorGoal::Edit(h) => ("Edit permissions", h.to_string()),
-                super::state::EditorGoal::Always(id) => (
-                    "Always allow (saving answers the prompt)",
-                    s.prompts
-                        .iter()
-                        .find(|p| p.id == *id)
-                        .map(|p| p.script_hash.clone().unwrap_or_else(|| p.hash.clone()))
-                        .unwrap_or_default(),
-                ),
-            };
-            (
-                title,
-                vec![
-                    Line::styled(clean(&ed.path).into_owned(), Style::new().bold()),
-                    Line::raw(clean(&hash).into_owned()),
-                ]
-                .into_iter()
-                .chain(
-                    ed.about
-                        .iter()
-                        .map(|a| Line::styled(clean(a).into_owned(), Style::new().cyan())),
-                )
-                .chain([
-                    Line::raw(""),
-                    field(Field::Read, "read", join(&ed.read)),
-                    field(Field::Write, "write", join(&ed.write)),
-                    field(
-                        Field::Search,
-                        "search",
-                        if ed.search { "yes".into() } else { "no".into() },
-                    ),
-                    Line::raw(""),
-                    Line::raw("type a service + enter to add · backspace removes · tab next field")
-                        .dark_gray(),
-                ])
-                .collect(),
-                76,
-            )
+            let (title, lines) = editor_dialog(s, ed);
+            (title, lines, 76)
         }
     };
-    let _ = s;
     let h = (lines.len() as u16).saturating_add(2);
     let rect = centered(area, w, h);
     frame.render_widget(Clear, rect);
@@ -996,6 +918,123 @@ fn modal(frame: &mut Frame<'_>, s: &State, m: &Modal) {
         ),
         rect,
     );
+}
+
+/// The filter input: what is typed, what it matches, its keys.
+fn filter_lines(text: &str) -> Vec<Line<'static>> {
+    vec![
+        Line::from(vec![
+            Span::raw("/ "),
+            Span::styled(format!("{}▏", clean(text)), Style::new().cyan()),
+        ]),
+        Line::raw(""),
+        Line::raw("Matches status, reason, binary path or hash, service, action, targets.")
+            .dark_gray(),
+        Line::raw("enter: apply · esc: cancel").dark_gray(),
+    ]
+}
+
+/// A one-line text input: the question, what is typed, its keys.
+fn input_lines(question: &'static str, text: &str, keys: &'static str) -> Vec<Line<'static>> {
+    vec![
+        Line::raw(question),
+        Line::styled(format!("{}▏", clean(text)), Style::new().cyan()),
+        Line::raw(""),
+        Line::raw(keys).dark_gray(),
+    ]
+}
+
+/// A yes/no question: its lines, then the y and n keys.
+fn confirm_lines(lines: &[String]) -> Vec<Line<'static>> {
+    let mut v: Vec<Line<'static>> = lines
+        .iter()
+        .map(|l| Line::raw(clean(l).into_owned()))
+        .collect();
+    v.push(Line::raw(""));
+    v.push(Line::from(vec![
+        Span::styled(" y ", Style::new().black().on_green()),
+        Span::raw(" yes   "),
+        Span::styled(" n ", Style::new().black().on_red()),
+        Span::raw(" no"),
+    ]));
+    v
+}
+
+/// The permission editor's title and lines: the binary (path, hash, script and launcher
+/// notes), its three fields, and its keys.
+fn editor_dialog(s: &State, ed: &Editor) -> (&'static str, Vec<Line<'static>>) {
+    let join = |v: &Vec<String>| {
+        if v.is_empty() {
+            "-".to_string()
+        } else {
+            v.join(", ")
+        }
+    };
+    let (title, hash) = editor_title(s, &ed.goal);
+    let lines = vec![
+        Line::styled(clean(&ed.path).into_owned(), Style::new().bold()),
+        Line::raw(clean(&hash).into_owned()),
+    ]
+    .into_iter()
+    .chain(
+        ed.about
+            .iter()
+            .map(|a| Line::styled(clean(a).into_owned(), Style::new().cyan())),
+    )
+    .chain([
+        Line::raw(""),
+        editor_field(ed, Field::Read, "read", join(&ed.read)),
+        editor_field(ed, Field::Write, "write", join(&ed.write)),
+        editor_field(
+            ed,
+            Field::Search,
+            "search",
+            if ed.search { "yes".into() } else { "no".into() },
+        ),
+        Line::raw(""),
+        Line::raw("type a service + enter to add · backspace removes · tab next field").dark_gray(),
+    ])
+    .collect();
+    (title, lines)
+}
+
+/// What the editor is for, and the hash it is about (a prompt's script hash when it has one).
+fn editor_title(s: &State, goal: &EditorGoal) -> (&'static str, String) {
+    match goal {
+        EditorGoal::Approve(h) => ("Approve", h.to_string()),
+        EditorGoal::Edit(h) => ("Edit permissions", h.to_string()),
+        EditorGoal::Always(id) => (
+            "Always allow (saving answers the prompt)",
+            s.prompts
+                .iter()
+                .find(|p| p.id == *id)
+                .map(|p| p.script_hash.clone().unwrap_or_else(|| p.hash.clone()))
+                .unwrap_or_default(),
+        ),
+    }
+}
+
+/// One editor field: a marker when focused, its label and value, and the input being typed.
+fn editor_field(ed: &Editor, f: Field, label: &str, value: String) -> Line<'static> {
+    let focused = ed.field == f;
+    let mut spans = vec![
+        Span::styled(
+            format!("{} {label:<7}", if focused { "▶" } else { " " }),
+            if focused {
+                Style::new().cyan().bold()
+            } else {
+                Style::new()
+            },
+        ),
+        Span::raw(clean(&value).into_owned()),
+    ];
+    if focused && f != Field::Search {
+        spans.push(Span::styled(
+            format!("  + {}▏", clean(&ed.input)),
+            Style::new().cyan(),
+        ));
+    }
+    Line::from(spans)
 }
 
 /// "launched by" for a caller chain (the caller first, so skipped): `/bin/bash (pid 7) ← …`.
@@ -1019,8 +1058,6 @@ fn prompt(frame: &mut Frame<'_>, s: &State, p: &crate::server::approval::Prompt)
     let area = frame.area();
     let w = 96.min(area.width);
     let room = usize::from(w.saturating_sub(16)).max(8);
-    let label = |t: &str| Span::styled(format!(" {t:<12}"), Style::new().gray());
-    let row = |t: &str, v: String| Line::from(vec![label(t), Span::raw(v)]);
     let mut lines = vec![
         Line::from(vec![
             Span::styled(
@@ -1035,63 +1072,8 @@ fn prompt(frame: &mut Frame<'_>, s: &State, p: &crate::server::approval::Prompt)
         ]),
         Line::raw(""),
     ];
-    if let Some(script) = &p.script {
-        lines.push(row("script", shorten_middle(&clean(script), room)));
-        if let Some(h) = &p.script_hash {
-            lines.push(row("script hash", display::bounded(h, room)));
-        }
-        lines.push(row("run by", shorten_middle(&clean(&p.path), room)));
-    } else {
-        lines.push(row("caller", shorten_middle(&clean(&p.path), room)));
-    }
-    lines.push(row("hash", display::bounded(&p.hash, room)));
-    lines.push(row("pid · argv", {
-        let argv = display::join(&p.argv);
-        format!(
-            "{} · {}",
-            p.pid,
-            display::bounded(&argv, room.saturating_sub(10))
-        )
-    }));
-    if let Some(chain) = launched_by(&p.chain) {
-        lines.push(row("launched by", display::bounded(&chain, room)));
-    }
-    let targets = if p.targets.is_empty() {
-        "-".to_string()
-    } else {
-        display::bounded(&p.targets.join(", "), room.saturating_sub(20))
-    };
-    lines.push(row(
-        "asks",
-        format!(
-            "{} in {} · {} · {targets}",
-            clean(&p.action),
-            clean(&p.service),
-            clean(&p.mode)
-        ),
-    ));
-    lines.push(row("why held", display::bounded(&p.message, room)));
-    let left = match seconds_left(p.deadline_ms, s.now_ms) {
-        Some(n) => format!("{n} s, then refused"),
-        None => "?".into(),
-    };
-    let queued = s.prompts.len().saturating_sub(1);
-    lines.push(Line::from(vec![
-        label("time left"),
-        Span::styled(left, Style::new().yellow().bold()),
-    ]));
-    lines.push(row(
-        "waiting",
-        format!(
-            "{} request(s) on this prompt{}",
-            p.waiting,
-            if queued > 0 {
-                format!(" · {queued} more prompt(s) queued")
-            } else {
-                String::new()
-            }
-        ),
-    ));
+    lines.extend(prompt_caller(p, room));
+    lines.extend(prompt_request(s, p, room));
     let h = (lines.len() as u16).saturating_add(2);
     let rect = centered(area, w, h);
     frame.render_widget(Clear, rect);
@@ -1105,6 +1087,90 @@ fn prompt(frame: &mut Frame<'_>, s: &State, p: &crate::server::approval::Prompt)
         ),
         rect,
     );
+}
+
+/// A prompt row's label column.
+fn prompt_label(t: &str) -> Span<'static> {
+    Span::styled(format!(" {t:<12}"), Style::new().gray())
+}
+
+/// A prompt row: label and value.
+fn prompt_row(t: &str, v: String) -> Line<'static> {
+    Line::from(vec![prompt_label(t), Span::raw(v)])
+}
+
+/// The prompt's caller: script (and its hash) run by the caller, or the caller; its hash, pid,
+/// argv and who launched it. Each value fitted to `room` columns.
+fn prompt_caller(p: &crate::server::approval::Prompt, room: usize) -> Vec<Line<'static>> {
+    let mut lines = vec![];
+    if let Some(script) = &p.script {
+        lines.push(prompt_row("script", shorten_middle(&clean(script), room)));
+        if let Some(h) = &p.script_hash {
+            lines.push(prompt_row("script hash", display::bounded(h, room)));
+        }
+        lines.push(prompt_row("run by", shorten_middle(&clean(&p.path), room)));
+    } else {
+        lines.push(prompt_row("caller", shorten_middle(&clean(&p.path), room)));
+    }
+    lines.push(prompt_row("hash", display::bounded(&p.hash, room)));
+    lines.push(prompt_row("pid · argv", {
+        let argv = display::join(&p.argv);
+        format!(
+            "{} · {}",
+            p.pid,
+            display::bounded(&argv, room.saturating_sub(10))
+        )
+    }));
+    if let Some(chain) = launched_by(&p.chain) {
+        lines.push(prompt_row("launched by", display::bounded(&chain, room)));
+    }
+    lines
+}
+
+/// What the prompt asks, why it is held, the time left and what waits on it.
+fn prompt_request(
+    s: &State,
+    p: &crate::server::approval::Prompt,
+    room: usize,
+) -> Vec<Line<'static>> {
+    let targets = if p.targets.is_empty() {
+        "-".to_string()
+    } else {
+        display::bounded(&p.targets.join(", "), room.saturating_sub(20))
+    };
+    let left = match seconds_left(p.deadline_ms, s.now_ms) {
+        Some(n) => format!("{n} s, then refused"),
+        None => "?".into(),
+    };
+    let queued = s.prompts.len().saturating_sub(1);
+    vec![
+        prompt_row(
+            "asks",
+            format!(
+                "{} in {} · {} · {targets}",
+                clean(&p.action),
+                clean(&p.service),
+                clean(&p.mode)
+            ),
+        ),
+        prompt_row("why held", display::bounded(&p.message, room)),
+        Line::from(vec![
+            prompt_label("time left"),
+            Span::styled(left, Style::new().yellow().bold()),
+        ]),
+        prompt_row(
+            "waiting",
+            format!(
+                "{} request(s) on this prompt{}",
+                p.waiting,
+                if queued > 0 {
+                    format!(" · {queued} more prompt(s) queued")
+                } else {
+                    String::new()
+                }
+            ),
+        ),
+    ]
 }
 
 /// The help overlay: a key column and a description column, grouped by where the keys apply,

@@ -1,0 +1,235 @@
+//! The executor: runs the reducer's effects — state-file reads, audit pages and searches,
+//! broker calls, admin actions, answers to prompts — on its own thread, and sends each result
+//! back as an [`Action`].
+
+use super::action::{Action, Effect};
+use super::approver::Approver;
+use super::broker::Broker;
+use super::data;
+use crate::admin::{self, Source};
+use crate::identity::HashCache;
+use crate::paths::Paths;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+
+/// Runs effects until the channel closes, sending results back as actions.
+pub(super) fn run(
+    paths: &Paths,
+    broker: &Broker,
+    approver: &Approver,
+    effects: &mpsc::Receiver<Effect>,
+    tx: &mpsc::Sender<Action>,
+) {
+    let mut executor = Executor {
+        paths,
+        broker,
+        approver,
+        tx,
+        hashes: HashCache::new(),
+        tail: data::AuditTail::new(paths.audit.clone()),
+        tail_opened: false,
+        current_search: Arc::new(AtomicU64::new(0)),
+    };
+    for fx in effects.iter() {
+        let Some(action) = executor.effect(fx) else {
+            continue;
+        };
+        if tx.send(action).is_err() {
+            return;
+        }
+    }
+}
+
+/// What the executor keeps between effects.
+struct Executor<'a> {
+    paths: &'a Paths,
+    broker: &'a Broker,
+    approver: &'a Approver,
+    tx: &'a mpsc::Sender<Action>,
+    hashes: HashCache,
+    tail: data::AuditTail,
+    tail_opened: bool,
+    /// The number of the search that may run; a search thread stops once it changes.
+    current_search: Arc<AtomicU64>,
+}
+
+impl Executor<'_> {
+    /// Runs one effect: its result, or `None` when it has none to report now (a search reports
+    /// from its own thread).
+    fn effect(&mut self, fx: Effect) -> Option<Action> {
+        let paths = self.paths;
+        Some(match fx {
+            Effect::Search(generation, filter) => {
+                self.search(generation, filter);
+                return None;
+            }
+            Effect::CancelSearch => {
+                self.current_search.store(0, Ordering::SeqCst);
+                return None;
+            }
+            Effect::Bell => {
+                ring_bell();
+                return None;
+            }
+            Effect::LoadPending => match crate::pending::load(&paths.pending) {
+                Ok(q) => Action::PendingLoaded(q.entries),
+                Err(e) => Action::LoadFailed(e.to_string()),
+            },
+            Effect::LoadPolicies => match data::load_policies(paths, &self.hashes) {
+                Ok(rows) => Action::PoliciesLoaded(rows),
+                Err(e) => Action::LoadFailed(e.to_string()),
+            },
+            Effect::LoadAuditOlder => self.audit_older(),
+            Effect::LoadAuditNew => self.audit_newer(),
+            Effect::LoadStatus => self.status(),
+            Effect::CheckQuit => match self.broker.status() {
+                Ok(st) => Action::QuitChecked(st.connections),
+                // The broker cannot say: assume callers may be connected and ask.
+                Err(_) => Action::QuitChecked(1),
+            },
+            Effect::PreviewUpgrade(p) => preview_upgrade(paths, &p),
+            Effect::Answer(id, decision, label) => {
+                done(self.approver.answer(&id, decision).map(|()| label))
+            }
+            Effect::Approve(h, g) => done(
+                admin::approve(paths, Source::Dashboard, h.as_str(), &g)
+                    .map(|b| format!("approved {} ({})", b.path.display(), b.hash.short())),
+            ),
+            Effect::SetGrants(h, g) => done(
+                admin::set_grants(paths, Source::Dashboard, h.as_str(), &g)
+                    .map(|b| format!("saved permissions of {}", b.path.display())),
+            ),
+            Effect::Dismiss(h) => done(
+                admin::dismiss(paths, Source::Dashboard, h.as_str())
+                    .map(|e| format!("dismissed {}", e.path.display())),
+            ),
+            Effect::Unregister(h) => done(
+                admin::unregister(paths, Source::Dashboard, h.as_str())
+                    .map(|b| format!("unregistered {}", b.path.display())),
+            ),
+            Effect::Register(p) => done(
+                admin::register(paths, Source::Dashboard, Path::new(&p), &Default::default())
+                    .map(|b| format!("registered {} with zero privileges", b.path.display())),
+            ),
+            Effect::Upgrade(p) => done(
+                admin::upgrade(paths, Source::Dashboard, Path::new(&p))
+                    .map(|u| format!("upgraded {} (permissions kept)", u.entry.path.display())),
+            ),
+        })
+    }
+
+    /// Starts search `generation` for `filter` on its own thread; it sends its batches until
+    /// another search starts or this one is cancelled.
+    fn search(&self, generation: u64, filter: String) {
+        self.current_search.store(generation, Ordering::SeqCst);
+        let (current, tx, log) = (
+            self.current_search.clone(),
+            self.tx.clone(),
+            self.paths.audit.clone(),
+        );
+        std::thread::spawn(move || {
+            let r = data::search_backwards(&log, &filter, |found, progress| {
+                current.load(Ordering::SeqCst) == generation
+                    && tx
+                        .send(Action::SearchFound(generation, found, progress))
+                        .is_ok()
+            });
+            if let Err(e) = r {
+                let _ = tx.send(Action::LoadFailed(format!(
+                    "cannot search the audit log: {e}"
+                )));
+            }
+        });
+    }
+
+    /// The first page of the audit log's tail, then the page before the loaded ones.
+    fn audit_older(&mut self) -> Action {
+        let page = if self.tail_opened {
+            self.tail.older()
+        } else {
+            self.tail_opened = true;
+            self.tail.open_tail()
+        };
+        match page {
+            Ok((records, more)) => Action::AuditLoaded(records, more),
+            Err(e) => Action::Done(false, format!("cannot read the audit log: {e}")),
+        }
+    }
+
+    /// Records appended since the last read; after a rotation or truncation, the new tail.
+    fn audit_newer(&mut self) -> Action {
+        let records = match self.tail.newer() {
+            Ok(Some(records)) => Ok(records),
+            // Rotated or truncated: start over from the new tail.
+            Ok(None) => self.tail.open_tail().map(|(records, _)| records),
+            Err(e) => Err(e),
+        };
+        match records {
+            Ok(records) => Action::AuditAppended(records),
+            Err(e) => Action::Done(false, format!("cannot read the audit log: {e}")),
+        }
+    }
+
+    /// The broker's counters, or why it does not answer.
+    fn status(&self) -> Action {
+        match self.broker.status() {
+            Ok(st) => Action::Status {
+                backend: st.backend,
+                connections: st.connections,
+                requests: st.requests,
+                pid: st.pid,
+            },
+            Err(e) => Action::StatusFailed(e),
+        }
+    }
+}
+
+/// An admin action's result for the message line.
+fn done(r: Result<String, impl std::fmt::Display>) -> Action {
+    match r {
+        Ok(m) => Action::Done(true, m),
+        Err(e) => Action::Done(false, e.to_string()),
+    }
+}
+
+/// Rings the terminal bell.
+fn ring_bell() {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(b"\x07").and_then(|()| out.flush());
+}
+
+/// The facts for the upgrade question: the registered hash and the binary now on disk (hash,
+/// size, modification time).
+fn preview_upgrade(paths: &Paths, path: &str) -> Action {
+    let policy = match crate::policy::load(&paths.config) {
+        Ok(p) => p,
+        Err(e) => return Action::Done(false, e.to_string()),
+    };
+    let Some(entry) = policy.by_path(Path::new(path)) else {
+        return Action::Done(false, format!("{path} is no longer registered"));
+    };
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) => return Action::Done(false, format!("cannot read {path}: {e}")),
+    };
+    match crate::identity::hash_path(Path::new(path)) {
+        Ok(new) => Action::UpgradePreview {
+            path: path.into(),
+            old: entry.hash.clone(),
+            new,
+            size: meta.len(),
+            mtime: meta
+                .modified()
+                .map(|t| {
+                    chrono::DateTime::<chrono::Utc>::from(t)
+                        .format("%Y-%m-%d %H:%M:%S UTC")
+                        .to_string()
+                })
+                .unwrap_or_else(|_| "?".into()),
+        },
+        Err(e) => Action::Done(false, format!("cannot hash {path}: {e}")),
+    }
+}

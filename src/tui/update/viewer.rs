@@ -1,0 +1,42 @@
+//! The read-only overlays: the help and an audit record's detail. They scroll; any other key
+//! closes them.
+
+use super::super::action::{Command, Effect};
+use super::super::state::{Modal, State};
+use super::super::view;
+
+/// Opens the help overlay at its top.
+pub(super) fn open_help(state: &mut State) -> Vec<Effect> {
+    state.modal = Some(Modal::Help);
+    state.scroll = 0;
+    vec![]
+}
+
+/// Opens the selected audit record's detail.
+pub(super) fn open_detail(state: &mut State) -> Vec<Effect> {
+    if let Some(r) = state.audit_rows().get(state.audit_sel) {
+        state.modal = Some(Modal::Detail(Box::new((*r).clone())));
+        state.scroll = 0;
+    }
+    vec![]
+}
+
+/// Scrolls the overlay `modal` (taken out of the state); anything else leaves it closed.
+pub(super) fn command(state: &mut State, modal: Modal, c: Command) -> Vec<Effect> {
+    let (len, page) = view::overlay_extent(state, &modal);
+    let max = len.saturating_sub(page);
+    let page = page.max(1);
+    state.scroll = match c {
+        Command::Down => state.scroll + 1,
+        Command::Up => state.scroll.saturating_sub(1),
+        Command::PageDown => state.scroll + page,
+        Command::PageUp => state.scroll.saturating_sub(page),
+        Command::Top => 0,
+        Command::Bottom => max,
+        // Anything else closes it.
+        _ => return vec![],
+    }
+    .min(max);
+    state.modal = Some(modal);
+    vec![]
+}
