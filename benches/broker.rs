@@ -18,15 +18,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The private bus + gnome-keyring harness of the keyring tests, for comparison 5.
-#[path = "../tests/keyring_support/mod.rs"]
-mod keyring_support;
-
-/// The integration tests' harness: isolated HOME/XDG tree, daemon, client copies.
-#[path = "../tests/common/mod.rs"]
-mod common;
-
-use common::TestEnv;
+// The integration tests' harness (tests/support): sandbox, daemon, client copies, keyring.
+use testkit::{KeyringSandbox, Sandbox};
 
 const DAEMON: &str = env!("CARGO_BIN_EXE_keychain-auth");
 const CLIENT: &str = env!("CARGO_BIN_EXE_keychain-auth-client");
@@ -99,7 +92,7 @@ fn main() {
         table.print();
         return;
     }
-    let env = TestEnv::new();
+    let env = Sandbox::new();
     let daemon = env.start();
     let floor = Floor::start(&env.root.join("floor.sock"));
 
@@ -249,7 +242,7 @@ struct TmuxDashboard {
 
 impl TmuxDashboard {
     /// Starts the dashboard with `env`'s environment.
-    fn start(env: &TestEnv, name: &str) -> TmuxDashboard {
+    fn start(env: &Sandbox, name: &str) -> TmuxDashboard {
         let d = TmuxDashboard {
             socket: format!("ka-bench-{name}-{}", std::process::id()),
         };
@@ -311,10 +304,10 @@ fn prompt_row(scale: &Scale, table: &mut Table) {
         );
         return;
     }
-    let env = TestEnv::new();
+    let env = Sandbox::new();
     let dash = TmuxDashboard::start(&env, "prompt");
-    common::wait_for(30, "the dashboard", || {
-        common::status(&env.socket)?;
+    testkit::wait_for(30, "the dashboard", || {
+        testkit::status(&env.socket)?;
         dash.capture().contains("EMBEDDED").then_some(())
     });
     let read = r#"{"type":"REQUEST","action":"read","service":"bench","targets":["k"]}"#;
@@ -370,8 +363,8 @@ fn prompt_row(scale: &Scale, table: &mut Table) {
 /// that never comes (unknown callers waiting on the prompt). Embedded, as the dashboard runs it,
 /// so this process can be the approver; the callers are real client processes.
 fn held_requests_row(scale: &Scale, table: &mut Table) {
-    let env = TestEnv::new();
-    let running = common::embedded::EmbeddedBroker::start(&env);
+    let env = Sandbox::new();
+    let running = testkit::EmbeddedBroker::start(&env);
     let (broker, rt) = (&running.broker, &running.rt);
     let (_approver, mut prompts) = broker.approvals.attach();
     let reader = env.client("reader");
@@ -446,7 +439,7 @@ fn held_requests_row(scale: &Scale, table: &mut Table) {
 /// through the cache). Comparison 9: a Python script caller (identity = interpreter + script)
 /// doing the same loop against the broker and against the floor server.
 fn chain_and_script(
-    env: &TestEnv,
+    env: &Sandbox,
     floor: &Floor,
     client: &Path,
     read: &str,
@@ -459,7 +452,7 @@ fn chain_and_script(
         client.display()
     );
     let via_shells = |depth: usize, orphan: bool| -> f64 {
-        let out = env.root.join(format!("chain-{}.json", common::nonce()));
+        let out = env.root.join(format!("chain-{}.json", testkit::nonce()));
         let mut cmd = format!("{client_cmd} > {}", out.display());
         if orphan {
             cmd = format!("( {cmd} & )");
@@ -472,7 +465,7 @@ fn chain_and_script(
         }
         let status = env.command("sh").arg("-c").arg(&cmd).status().expect("sh");
         assert!(status.success(), "{cmd}");
-        let v: Value = common::wait_for(120, "client stats", || {
+        let v: Value = testkit::wait_for(120, "client stats", || {
             serde_json::from_slice(&std::fs::read(&out).ok()?).ok()
         });
         let mut samples: Vec<f64> = v["samples_ns"]
@@ -514,7 +507,7 @@ fn chain_and_script(
         ),
     )
     .expect("script");
-    common::set_mode(&script, 0o755);
+    testkit::set_mode(&script, 0o755);
     env.cli_ok(&[
         "register",
         script.to_str().unwrap_or_default(),
@@ -556,7 +549,7 @@ fn chain_and_script(
 /// side from a separate client process on one persistent connection, the direct side with the
 /// broker's own Secret Service store (the same crate) in this process.
 fn keyring_row(table: &mut Table, scale: &Scale) {
-    let Some(session) = keyring_support::Session::start() else {
+    let Some(session) = KeyringSandbox::start() else {
         table.row(
             "5",
             "read through the broker on gnome-keyring vs direct read",
@@ -566,15 +559,16 @@ fn keyring_row(table: &mut Table, scale: &Scale) {
         );
         return;
     };
-    let (_daemon, status) = keyring_support::Daemon::start(&session.home, &session.env());
+    let daemon = session.sandbox.start();
     assert_eq!(
-        status.backend, "keyring",
+        daemon.status()["backend"],
+        "keyring",
         "the daemon must serve the keyring"
     );
-    session.home.register_client(&["bench"]);
+    session.sandbox.register_reference_client(&["bench"]);
     let written = session
-        .home
-        .client(&[serde_json::json!({"type":"REQUEST","action":"write",
+        .sandbox
+        .send_all(&[serde_json::json!({"type":"REQUEST","action":"write",
         "service":"bench","targets":["k"],"values":["some secret value"]})]);
     assert_eq!(written[0]["status"], "success", "{written:?}");
     let store = session.store();
@@ -591,9 +585,8 @@ fn keyring_row(table: &mut Table, scale: &Scale) {
         }
         direct.push(median(&mut samples));
         let out = session
-            .home
-            .command(CLIENT, &session.env())
-            .env("KEYCHAIN_AUTH_SOCKET", session.home.socket())
+            .sandbox
+            .command(CLIENT)
             .args(["--quiet", "--stats", "--repeat", &n, read])
             .output()
             .expect("client");
@@ -638,7 +631,7 @@ fn dashboard_row(table: &mut Table, scale: &Scale) {
         );
         return;
     }
-    let env = TestEnv::new();
+    let env = Sandbox::new();
     let log = env.root.join("data/keychain-auth/audit.log");
     std::fs::create_dir_all(log.parent().expect("dir")).expect("dir");
     {
@@ -651,14 +644,14 @@ fn dashboard_row(table: &mut Table, scale: &Scale) {
         w.flush().expect("flush");
     }
     // State files must be 0600 in 0700 directories, or the broker refuses them.
-    common::set_mode(&log, 0o600);
-    common::set_mode(log.parent().expect("dir"), 0o700);
+    testkit::set_mode(&log, 0o600);
+    testkit::set_mode(log.parent().expect("dir"), 0o700);
     // The log is larger than the default rotation size: keep it whole for this measurement.
     let config = env.config();
     std::fs::create_dir_all(config.parent().expect("dir")).expect("dir");
-    common::set_mode(config.parent().expect("dir"), 0o700);
+    testkit::set_mode(config.parent().expect("dir"), 0o700);
     std::fs::write(&config, r#"{"protocol_version":"1","audit_max_bytes":0}"#).expect("config");
-    common::set_mode(&config, 0o600);
+    testkit::set_mode(&config, 0o600);
     let size_mb = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0) / (1024 * 1024);
     let t0 = Instant::now();
     let dash = TmuxDashboard::start(&env, "dashboard");
@@ -930,7 +923,7 @@ fn percentile(samples: &[f64], p: f64) -> f64 {
 }
 
 /// Runs a client copy with `args`, which must succeed.
-fn client_run(env: &TestEnv, client: &Path, args: &[&str]) -> std::process::Output {
+fn client_run(env: &Sandbox, client: &Path, args: &[&str]) -> std::process::Output {
     let out = env.command(client).args(args).output().expect("client");
     assert!(
         out.status.success(),
@@ -942,7 +935,7 @@ fn client_run(env: &TestEnv, client: &Path, args: &[&str]) -> std::process::Outp
 }
 
 /// One `keychain-auth-client --stats` run: median latency and rate.
-fn stats(env: &TestEnv, client: &Path, socket: &Path, args: &[&str]) -> Stats {
+fn stats(env: &Sandbox, client: &Path, socket: &Path, args: &[&str]) -> Stats {
     let mut all = vec![
         "--socket",
         socket.to_str().unwrap_or_default(),
@@ -972,7 +965,7 @@ fn stats(env: &TestEnv, client: &Path, socket: &Path, args: &[&str]) -> Stats {
 /// `clients` processes started together, each sending `per_client` requests on its own
 /// connection; returns the error count and every request's latency in µs.
 fn concurrent(
-    env: &TestEnv,
+    env: &Sandbox,
     client: &Path,
     clients: usize,
     per_client: usize,

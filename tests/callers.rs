@@ -1,11 +1,9 @@
 //! Identity, second form (issue 10), against the real daemon: scripts under interpreters, code
 //! without a file, launch rules, and the caller chain in the audit log and the pending queue.
 
-mod common;
-
-use common::{TestEnv, expect, request};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
+use testkit::{Sandbox, expect, request};
 
 /// Debian's python3 (a real binary, not a version manager's shim).
 fn python() -> Option<PathBuf> {
@@ -22,22 +20,22 @@ fn python() -> Option<PathBuf> {
 }
 
 /// A Python script that sends `REQ` (environment) to the broker itself and prints the answer.
-fn python_script(env: &TestEnv, name: &str, python: &Path) -> PathBuf {
+fn python_script(env: &Sandbox, name: &str, python: &Path) -> PathBuf {
     let path = env.root.join("scripts").join(name);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    common::write_executable(
+    testkit::write_executable(
         &path,
         format!(
             "#!{}\nimport os, socket\n# {}\ns = socket.socket(socket.AF_UNIX)\ns.connect(os.environ['KEYCHAIN_AUTH_SOCKET'])\ns.sendall((os.environ['REQ'] + '\\n').encode())\nprint(s.makefile().readline(), end='')\n",
             python.display(),
-            common::nonce()
+            testkit::nonce()
         )
         .as_bytes(),
     );
     path
 }
 
-fn run(env: &TestEnv, program: &Path, args: &[&str], req: &str) -> Value {
+fn run(env: &Sandbox, program: &Path, args: &[&str], req: &str) -> Value {
     let out = env
         .command(program)
         .args(args)
@@ -62,7 +60,7 @@ fn first_response(out: &std::process::Output) -> Value {
 #[test]
 fn a_script_is_served_by_its_own_hash_and_another_under_the_same_interpreter_is_not() {
     let Some(py) = python() else { return };
-    let env = TestEnv::new();
+    let env = Sandbox::new();
     let _d = env.start();
     let good = python_script(&env, "good.py", &py);
     let other = python_script(&env, "other.py", &py);
@@ -113,7 +111,7 @@ fn a_script_is_served_by_its_own_hash_and_another_under_the_same_interpreter_is_
 #[test]
 fn code_without_a_file_is_refused_with_the_reason_and_not_queued() {
     let Some(py) = python() else { return };
-    let env = TestEnv::new();
+    let env = Sandbox::new();
     let _d = env.start();
     std::fs::create_dir_all(env.root.join("scripts")).unwrap();
     let read = request("read", "aws", &["k"]);
@@ -171,7 +169,7 @@ fn code_without_a_file_is_refused_with_the_reason_and_not_queued() {
 
 /// Runs `bash ARGS` with a connection to the broker on descriptor $FD, opened by a Python
 /// launcher (so that bash itself writes the request), and returns the response.
-fn through_shell(env: &TestEnv, bash_args: &[&str], req: &str) -> Value {
+fn through_shell(env: &Sandbox, bash_args: &[&str], req: &str) -> Value {
     let launcher = "import os, socket, subprocess, sys\ns = socket.socket(socket.AF_UNIX)\ns.connect(os.environ['KEYCHAIN_AUTH_SOCKET'])\nfd = s.fileno()\nsubprocess.run(['/bin/bash'] + sys.argv[1:], pass_fds=[fd], env=dict(os.environ, FD=str(fd)))\n";
     let out = env
         .command("/usr/bin/python3")
@@ -190,14 +188,14 @@ fn a_bash_script_is_approved_by_its_own_hash_and_a_changed_one_needs_upgrade() {
     if python().is_none() {
         return;
     }
-    let env = TestEnv::new();
+    let env = Sandbox::new();
     let _d = env.start();
     let dir = env.root.join("scripts");
     std::fs::create_dir_all(&dir).unwrap();
     let script = dir.join("deploy.sh");
     let body = "#!/bin/bash\nprintf '%s\\n' \"$REQ\" >&\"$FD\"\nhead -n 1 <&\"$FD\"\n";
     std::fs::write(&script, body).unwrap();
-    common::set_mode(&script, 0o755);
+    testkit::set_mode(&script, 0o755);
     let read = request("read", "aws", &["k"]);
     expect(
         &through_shell(&env, &["deploy.sh"], &read),
@@ -232,7 +230,7 @@ fn a_bash_script_is_approved_by_its_own_hash_and_a_changed_one_needs_upgrade() {
 #[test]
 fn a_launch_rule_serves_through_its_launcher_only_and_the_chain_is_recorded() {
     let Some(py) = python() else { return };
-    let env = TestEnv::new();
+    let env = Sandbox::new();
     let _d = env.start();
     let helper = python_script(&env, "helper.py", &py);
     // The launcher: a copy of sh with a hash of its own.
@@ -242,8 +240,8 @@ fn a_launch_rule_serves_through_its_launcher_only_and_the_chain_is_recorded() {
         .into_iter()
         .find(|s| Path::new(s).exists())
         .expect("a shell");
-    common::copy_executable(Path::new(shell), &launcher);
-    common::append_unique(&launcher);
+    testkit::copy_executable(Path::new(shell), &launcher);
+    testkit::append_unique(&launcher);
     env.cli_ok(&[
         "register",
         helper.to_str().unwrap(),

@@ -4,19 +4,17 @@
 //! The socket approver (SUBSCRIBE) is exercised from this process too, which runs the same
 //! executable as the embedded broker — exactly the rule for a connected dashboard.
 
-mod common;
-
-use common::embedded::EmbeddedBroker;
-use common::{Raw, TestEnv, expect, request, write_request};
 use keychain_auth::server::approval::{Answer, ApproverEvent, Decision, Prompt};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::Duration;
+use testkit::EmbeddedBroker;
+use testkit::{Raw, Sandbox, expect, request, write_request};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 struct Embedded {
-    env: TestEnv,
+    env: Sandbox,
     running: EmbeddedBroker,
     reader: PathBuf,
 }
@@ -24,7 +22,7 @@ struct Embedded {
 /// An embedded broker on the file store with one secret in `aws`, and an unregistered
 /// reader client.
 fn embedded() -> Embedded {
-    let env = TestEnv::new();
+    let env = Sandbox::new();
     let running = EmbeddedBroker::start(&env);
     let writer = env.client("writer");
     env.register(&writer, &["--write", "aws"]);
@@ -186,7 +184,7 @@ fn timeouts_opt_outs_hangups_and_other_callers() {
     e.env.cli_ok(&["policy", "accept", "--yes"]);
     let held = e.spawn(&e.reader, &read);
     let p = e.next_prompt(&mut rx);
-    assert!(common::status(&e.env.socket).is_some());
+    assert!(testkit::status(&e.env.socket).is_some());
     let approved = e.env.client("approved");
     e.env.register(&approved, &["--read", "aws"]);
     expect(&e.env.run_client(&approved, &[&read])[0], "success", None);

@@ -3,10 +3,8 @@
 //! shows up in Pending, is approved with a read grant from the keyboard, and its next request
 //! succeeds and shows up in the Audit pane.
 
-mod common;
-
-use common::{TestEnv, expect, request, wait_for};
 use std::process::Command;
+use testkit::{Sandbox, expect, request, wait_for};
 
 /// A private tmux server, killed on drop.
 struct Tmux {
@@ -79,36 +77,36 @@ fn no_prompt(line: &str) -> String {
 }
 
 /// Starts `args` of the real binary in a 120×36 tmux session named `dash`.
-fn dashboard(env: &TestEnv, args: &[&str]) -> Tmux {
+fn dashboard(env: &Sandbox, args: &[&str]) -> Tmux {
     let tmux = Tmux {
-        socket: format!("ka-e2e-{}", common::nonce()),
+        socket: format!("ka-e2e-{}", testkit::nonce()),
     };
     let mut new = tmux.cmd();
     new.env_clear()
         .envs(env.env_vars())
         .env("TERM", "xterm-256color")
         .args(["new-session", "-d", "-s", "dash", "-x", "120", "-y", "36"])
-        .arg(common::DAEMON)
+        .arg(testkit::daemon_bin())
         .args(args);
     assert!(new.status().expect("tmux").success());
     tmux
 }
 
 /// A file store holding `aws/prod-key` = `s3cret`.
-fn store_with_secret(env: &TestEnv) {
+fn store_with_secret(env: &Sandbox) {
     let store = env.file_store();
     std::fs::create_dir_all(store.parent().expect("dir")).expect("dir");
-    common::set_mode(store.parent().expect("dir"), 0o700);
+    testkit::set_mode(store.parent().expect("dir"), 0o700);
     std::fs::write(
         &store,
         br#"{"version":1,"items":{"aws":{"prod-key":{"value":"s3cret","attributes":{}}}}}"#,
     )
     .expect("store");
-    common::set_mode(&store, 0o600);
+    testkit::set_mode(&store, 0o600);
 }
 
 /// Starts `client` sending `line`; it waits (held by the broker) until it is answered.
-fn knock(env: &TestEnv, client: &std::path::Path, line: &str) -> std::process::Child {
+fn knock(env: &Sandbox, client: &std::path::Path, line: &str) -> std::process::Child {
     env.command(client)
         .arg(line)
         .stdout(std::process::Stdio::piped())
@@ -138,7 +136,7 @@ fn wait_prompt(tmux: &Tmux, client: &str) -> String {
 
 /// Answering from the prompt: `o` serves the held request, the next request asks again, `n`
 /// refuses it.
-fn answer_prompts(env: &TestEnv, tmux: &Tmux) {
+fn answer_prompts(env: &Sandbox, tmux: &Tmux) {
     let client = env.client("e2e-held");
     let read = request("read", "aws", &["prod-key"]);
     assert_eq!(tmux.bell(), "0", "no bell before a prompt");
@@ -180,7 +178,7 @@ fn the_embedded_dashboard_prompts_and_answers() {
     if !tmux_available() {
         return;
     }
-    let env = TestEnv::new();
+    let env = Sandbox::new();
     store_with_secret(&env);
     let tmux = dashboard(&env, &["tui", "--embed"]);
     tmux.wait_screen("the dashboard", |s| s.contains("EMBEDDED"));
@@ -193,7 +191,7 @@ fn a_connected_dashboard_prompts_and_answers() {
     if !tmux_available() {
         return;
     }
-    let env = TestEnv::new();
+    let env = Sandbox::new();
     store_with_secret(&env);
     let _daemon = env.start();
     let tmux = dashboard(&env, &["tui", "--connect"]);
@@ -209,7 +207,7 @@ fn a_connected_dashboard_grants_for_a_time_and_always() {
     if !tmux_available() {
         return;
     }
-    let env = TestEnv::new();
+    let env = Sandbox::new();
     store_with_secret(&env);
     let _daemon = env.start();
     let tmux = dashboard(&env, &["tui", "--connect"]);
@@ -283,34 +281,34 @@ fn approve_an_unknown_caller_from_the_dashboard() {
     if !tmux_available() {
         return;
     }
-    let env = TestEnv::new();
+    let env = Sandbox::new();
     // One secret in the file store for the client to read once approved.
     let store = env.file_store();
     std::fs::create_dir_all(store.parent().expect("dir")).expect("dir");
-    common::set_mode(store.parent().expect("dir"), 0o700);
+    testkit::set_mode(store.parent().expect("dir"), 0o700);
     std::fs::write(
         &store,
         br#"{"version":1,"items":{"aws":{"prod-key":{"value":"s3cret","attributes":{}}}}}"#,
     )
     .expect("store");
-    common::set_mode(&store, 0o600);
+    testkit::set_mode(&store, 0o600);
 
     let tmux = Tmux {
-        socket: format!("ka-e2e-{}", common::nonce()),
+        socket: format!("ka-e2e-{}", testkit::nonce()),
     };
     let mut new = tmux.cmd();
     new.env_clear()
         .envs(env.env_vars())
         .env("TERM", "xterm-256color")
         .args(["new-session", "-d", "-s", "dash", "-x", "120", "-y", "36"])
-        .arg(common::DAEMON)
+        .arg(testkit::daemon_bin())
         .arg("tui");
     assert!(new.status().expect("tmux").success());
     tmux.wait_screen("the dashboard with an embedded broker", |s| {
         s.contains("EMBEDDED") && s.contains("Pending")
     });
     assert!(
-        common::status(&env.socket).is_some(),
+        testkit::status(&env.socket).is_some(),
         "the embedded broker answers"
     );
 
@@ -368,17 +366,17 @@ fn a_connected_dashboard_shows_a_dead_broker_and_reconnects_by_itself() {
     if !tmux_available() {
         return;
     }
-    let env = TestEnv::new();
+    let env = Sandbox::new();
     let mut daemon = env.start();
     let tmux = Tmux {
-        socket: format!("ka-e2e-{}", common::nonce()),
+        socket: format!("ka-e2e-{}", testkit::nonce()),
     };
     let mut new = tmux.cmd();
     new.env_clear()
         .envs(env.env_vars())
         .env("TERM", "xterm-256color")
         .args(["new-session", "-d", "-s", "dash", "-x", "120", "-y", "36"])
-        .arg(common::DAEMON)
+        .arg(testkit::daemon_bin())
         .args(["tui", "--connect"]);
     assert!(new.status().expect("tmux").success());
     tmux.wait_screen("the dashboard connected", |s| s.contains(" CONNECTED "));
@@ -407,16 +405,16 @@ fn the_embedded_brokers_messages_go_to_the_message_line_not_over_the_screen() {
     if !tmux_available() {
         return;
     }
-    let env = TestEnv::new();
+    let env = Sandbox::new();
     let tmux = Tmux {
-        socket: format!("ka-e2e-{}", common::nonce()),
+        socket: format!("ka-e2e-{}", testkit::nonce()),
     };
     let mut new = tmux.cmd();
     new.env_clear()
         .envs(env.env_vars())
         .env("TERM", "xterm-256color")
         .args(["new-session", "-d", "-s", "dash", "-x", "120", "-y", "36"])
-        .arg(common::DAEMON)
+        .arg(testkit::daemon_bin())
         .args(["tui", "--embed"]);
     assert!(new.status().expect("tmux").success());
     tmux.wait_screen("the dashboard", |s| s.contains("EMBEDDED"));
@@ -462,11 +460,11 @@ fn the_audit_filter_searches_the_whole_log() {
     if !tmux_available() {
         return;
     }
-    let env = TestEnv::new();
+    let env = Sandbox::new();
     // 300,000 records, far more than the 2,000 loaded; one match, near the start.
     let log = env.audit();
     std::fs::create_dir_all(log.parent().expect("dir")).expect("dir");
-    common::set_mode(log.parent().expect("dir"), 0o700);
+    testkit::set_mode(log.parent().expect("dir"), 0o700);
     {
         use std::io::Write;
         let mut w = std::io::BufWriter::new(std::fs::File::create(&log).expect("log"));
@@ -479,16 +477,16 @@ fn the_audit_filter_searches_the_whole_log() {
             .expect("write");
         }
     }
-    common::set_mode(&log, 0o600);
+    testkit::set_mode(&log, 0o600);
     let tmux = Tmux {
-        socket: format!("ka-e2e-{}", common::nonce()),
+        socket: format!("ka-e2e-{}", testkit::nonce()),
     };
     let mut new = tmux.cmd();
     new.env_clear()
         .envs(env.env_vars())
         .env("TERM", "xterm-256color")
         .args(["new-session", "-d", "-s", "dash", "-x", "120", "-y", "36"])
-        .arg(common::DAEMON)
+        .arg(testkit::daemon_bin())
         .args(["tui", "--embed"]);
     assert!(new.status().expect("tmux").success());
     tmux.wait_screen("the dashboard", |s| {
