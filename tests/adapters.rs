@@ -3,57 +3,19 @@
 //! its documented protocol, `keychain-auth get/put`, the SDK's dependency tree, and a socket
 //! served by another uid.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use testkit::{Sandbox, append_unique};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use testkit::{Sandbox, run_with_input};
 
 const GIT_HELPER: &str = env!("CARGO_BIN_EXE_git-credential-keychain-auth");
 const AWS_HELPER: &str = env!("CARGO_BIN_EXE_keychain-auth-aws");
 const DOCKER_HELPER: &str = env!("CARGO_BIN_EXE_docker-credential-keychain-auth");
 
-/// A copy of `src` named `name` with a unique hash.
-fn copy_bin(env: &Sandbox, src: &str, name: &str) -> PathBuf {
-    let dir = env.root.join("bin");
-    std::fs::create_dir_all(&dir).expect("bin dir");
-    let path = dir.join(name);
-    // Written by child processes: a concurrent fork cannot hold it open (ETXTBSY).
-    testkit::copy_executable(Path::new(src), &path);
-    append_unique(&path);
-    path
-}
-
-/// Runs `cmd` with `input` on standard input.
-fn run_with_input(mut cmd: Command, input: &[u8]) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let mut stdin = child.stdin.take().expect("stdin");
-    // A helper may stop reading early (an oversized input); ignore EPIPE.
-    let _ = stdin.write_all(input);
-    drop(stdin);
-    child.wait_with_output().expect("wait")
-}
-
 /// Stores `items` in `service` through a registered writer of its own (a client copy).
 fn seed(env: &Sandbox, service: &str, items: &[(&str, &str)]) {
-    let writer = env.client(&format!("seed-{}", testkit::nonce()));
-    env.register(&writer, &["--write", service]);
-    let targets: Vec<&str> = items.iter().map(|(t, _)| *t).collect();
-    let values: Vec<&str> = items.iter().map(|(_, v)| *v).collect();
-    let r = env.run_client_stdin(
-        &writer,
-        &[&testkit::write_request(
-            service,
-            &targets,
-            &values,
-            serde_json::json!({}),
-        )],
-    );
-    assert_eq!(r[0]["status"], "success", "{}", r[0]);
+    let writer =
+        env.registered_client(&format!("seed-{}", testkit::nonce()), &["--write", service]);
+    env.write_ok(&writer, service, items);
 }
 
 fn text(b: &[u8]) -> String {
@@ -86,28 +48,17 @@ fn git(env: &Sandbox, helpers: &[&str], args: &[&str]) -> Command {
     c
 }
 
-fn have(tool: &str) -> bool {
-    Command::new(tool)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok()
-}
-
 const FALLBACK: &str =
     "!f() { test \"$1\" = get && echo username=next-user && echo password=from-next-helper; }; f";
 
 #[test]
 fn git_credential_approve_fill_reject_with_the_real_git() {
-    if !have("git") {
-        assert!(std::env::var_os("CI").is_none(), "git is missing in CI");
-        eprintln!("SKIPPED: git is not installed");
+    if !testkit::tools_available(&["git"], "git") {
         return;
     }
     let env = Sandbox::new();
     let _d = env.start();
-    let helper = copy_bin(&env, GIT_HELPER, "git-credential-keychain-auth");
+    let helper = env.copy_unique(GIT_HELPER, "git-credential-keychain-auth");
     env.register(&helper, &["--read", "git", "--write", "git"]);
     let h = helper.to_str().expect("utf8");
     let secret = format!("ghp-SECRET-{}", testkit::nonce());
@@ -168,14 +119,12 @@ fn git_credential_approve_fill_reject_with_the_real_git() {
 
 #[test]
 fn git_helper_unapproved_gets_nothing_and_git_falls_through() {
-    if !have("git") {
-        assert!(std::env::var_os("CI").is_none(), "git is missing in CI");
-        eprintln!("SKIPPED: git is not installed");
+    if !testkit::tools_available(&["git"], "git") {
         return;
     }
     let env = Sandbox::new();
     let _d = env.start();
-    let good = copy_bin(&env, GIT_HELPER, "git-credential-keychain-auth");
+    let good = env.copy_unique(GIT_HELPER, "git-credential-keychain-auth");
     env.register(&good, &["--read", "git", "--write", "git"]);
     let secret = format!("SECRET-{}", testkit::nonce());
     let approve = run_with_input(
@@ -188,7 +137,7 @@ fn git_helper_unapproved_gets_nothing_and_git_falls_through() {
     );
     assert!(approve.status.success());
     // Same program, another hash, never approved.
-    let rogue = copy_bin(&env, GIT_HELPER, "git-credential-rogue");
+    let rogue = env.copy_unique(GIT_HELPER, "git-credential-rogue");
     let fill = run_with_input(
         git(
             &env,
@@ -219,7 +168,7 @@ fn git_helper_unapproved_gets_nothing_and_git_falls_through() {
 fn git_helper_malformed_input_is_refused_without_echo() {
     let env = Sandbox::new();
     let _d = env.start();
-    let helper = copy_bin(&env, GIT_HELPER, "git-credential-keychain-auth");
+    let helper = env.copy_unique(GIT_HELPER, "git-credential-keychain-auth");
     env.register(&helper, &["--read", "git", "--write", "git"]);
     let huge = vec![b'a'; 2 * 1024 * 1024];
     let cases: Vec<(&str, Vec<u8>)> = vec![
@@ -252,7 +201,7 @@ fn git_helper_malformed_input_is_refused_without_echo() {
 fn aws_credential_process_json_and_errors() {
     let env = Sandbox::new();
     let _d = env.start();
-    let aws = copy_bin(&env, AWS_HELPER, "keychain-auth-aws");
+    let aws = env.copy_unique(AWS_HELPER, "keychain-auth-aws");
     env.register(&aws, &["--read", "aws"]);
     let key = "AKIAEXAMPLE";
     let secret = format!("aws-SECRET-{}", testkit::nonce());
@@ -289,7 +238,7 @@ fn aws_credential_process_json_and_errors() {
     let miss = env.command(&aws).arg("nope").output().expect("run");
     assert_eq!(miss.status.code(), Some(1));
     assert!(text(&miss.stderr).contains("no credentials stored"));
-    let rogue = copy_bin(&env, AWS_HELPER, "aws-rogue");
+    let rogue = env.copy_unique(AWS_HELPER, "aws-rogue");
     let denied = env.command(&rogue).arg("prod").output().expect("run");
     assert_eq!(denied.status.code(), Some(1));
     assert!(denied.stdout.is_empty());
@@ -325,7 +274,7 @@ fn botocore_resolves_a_profile_through_credential_process() {
     }
     let env = Sandbox::new();
     let _d = env.start();
-    let aws = copy_bin(&env, AWS_HELPER, "keychain-auth-aws");
+    let aws = env.copy_unique(AWS_HELPER, "keychain-auth-aws");
     env.register(&aws, &["--read", "aws"]);
     let secret = format!("boto-SECRET-{}", testkit::nonce());
     seed(
@@ -373,7 +322,7 @@ fn docker(env: &Sandbox, helper: &Path, action: &str, input: &[u8]) -> (Option<i
 fn docker_helper_speaks_the_credential_helpers_protocol() {
     let env = Sandbox::new();
     let _d = env.start();
-    let helper = copy_bin(&env, DOCKER_HELPER, "docker-credential-keychain-auth");
+    let helper = env.copy_unique(DOCKER_HELPER, "docker-credential-keychain-auth");
     env.register(&helper, &["--read", "docker", "--write", "docker"]);
     let secret = format!("dkr-SECRET-{}", testkit::nonce());
     let url = "https://registry.example.com";
@@ -436,7 +385,7 @@ fn docker_helper_speaks_the_credential_helpers_protocol() {
         assert!(!out.contains("SECRET-X"), "{action}: echoed: {out}");
     }
     // An unapproved copy gets nothing.
-    let rogue = copy_bin(&env, DOCKER_HELPER, "docker-credential-rogue");
+    let rogue = env.copy_unique(DOCKER_HELPER, "docker-credential-rogue");
     docker(&env, &helper, "store", creds.to_string().as_bytes());
     let (code, out) = docker(&env, &rogue, "get", url.as_bytes());
     assert_eq!(code, Some(1));
@@ -678,9 +627,7 @@ fn doctor_reports_installed_and_registered_adapters() {
 
 #[test]
 fn git_helper_approved_via_git_serves_git_and_not_a_direct_run() {
-    if !have("git") {
-        assert!(std::env::var_os("CI").is_none(), "git is missing in CI");
-        eprintln!("SKIPPED: git is not installed");
+    if !testkit::tools_available(&["git"], "git") {
         return;
     }
     let git_path = Command::new("sh")
@@ -690,7 +637,7 @@ fn git_helper_approved_via_git_serves_git_and_not_a_direct_run() {
         .expect("find git");
     let env = Sandbox::new();
     let _d = env.start();
-    let helper = copy_bin(&env, GIT_HELPER, "git-credential-keychain-auth");
+    let helper = env.copy_unique(GIT_HELPER, "git-credential-keychain-auth");
     let h = helper.to_str().expect("utf8");
     env.register(
         &helper,
@@ -752,17 +699,12 @@ s.serve_forever()
 
 #[test]
 fn git_clone_over_http_with_basic_auth_uses_the_helper() {
-    if !have("git") || !have("python3") {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "git/python3 missing in CI"
-        );
-        eprintln!("SKIPPED: git or python3 is not installed");
+    if !testkit::tools_available(&["git", "python3"], "git python3") {
         return;
     }
     let env = Sandbox::new();
     let _d = env.start();
-    let helper = copy_bin(&env, GIT_HELPER, "git-credential-keychain-auth");
+    let helper = env.copy_unique(GIT_HELPER, "git-credential-keychain-auth");
     env.register(&helper, &["--read", "git", "--write", "git"]);
     let h = helper.to_str().expect("utf8");
     let password = format!("http-SECRET-{}", testkit::nonce());

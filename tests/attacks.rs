@@ -5,7 +5,7 @@
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use testkit::{Sandbox, expect, request, write_request};
+use testkit::{Sandbox, expect, request};
 
 const SECRET: &str = "s3cret-attack-canary";
 
@@ -38,20 +38,9 @@ fn compile(out: &Path, sources: &[&str], flags: &[&str]) -> Option<PathBuf> {
 fn broker_with_secret() -> (Sandbox, testkit::Daemon, PathBuf) {
     let env = Sandbox::new();
     let d = env.start();
-    let writer = env.client("writer");
-    env.register(&writer, &["--write", "aws"]);
-    let r = env.run_client_stdin(
-        &writer,
-        &[&write_request(
-            "aws",
-            &["prod"],
-            &[SECRET],
-            serde_json::json!({}),
-        )],
-    );
-    expect(&r[0], "success", None);
-    let reader = env.client("reader");
-    env.register(&reader, &["--read", "aws"]);
+    let writer = env.registered_client("writer", &["--write", "aws"]);
+    env.write_ok(&writer, "aws", &[("prod", SECRET)]);
+    let reader = env.registered_client("reader", &["--read", "aws"]);
     let r = env.run_client(&reader, &[&request("read", "aws", &["prod"])]);
     expect(&r[0], "success", None);
     (env, d, reader)
@@ -199,9 +188,7 @@ fn a_process_that_execs_an_approved_program_after_connecting_is_refused() {
     };
     // An approved shell: it really writes the request, on a connection an unapproved program
     // opened and handed over by exec.
-    let sh = env.root.join("bin/approved-sh");
-    testkit::copy_executable(Path::new("/bin/sh"), &sh);
-    testkit::append_unique(&sh);
+    let sh = env.copy_unique("/bin/sh", "approved-sh");
     env.register(&sh, &["--read", "aws"]);
     let out = env
         .command(&prog)

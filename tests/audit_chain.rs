@@ -9,17 +9,12 @@ use testkit::{Daemon, Sandbox, request};
 
 /// Writes the rotation settings into a fresh config.json (before any policy exists).
 fn rotation_config(env: &Sandbox, max_bytes: u64, keep: usize) {
-    let dir = env.config().parent().expect("dir").to_path_buf();
-    std::fs::create_dir_all(&dir).expect("config dir");
-    testkit::set_mode(&dir, 0o700);
-    std::fs::write(
-        env.config(),
+    env.write_private(
+        &env.config(),
         format!(
             r#"{{"protocol_version":"1","audit_max_bytes":{max_bytes},"audit_keep":{keep},"registered_binaries":[]}}"#
         ),
-    )
-    .expect("config");
-    testkit::set_mode(&env.config(), 0o600);
+    );
 }
 
 /// `audit verify --json`: (exit success, report).
@@ -102,8 +97,7 @@ fn reads(env: &Sandbox, client: &Path, tag: &str, n: usize) {
 fn honest_log_verifies_across_restarts_and_rotation() {
     let env = Sandbox::new();
     rotation_config(&env, 8 * 1024, 50);
-    let client = env.client("honest");
-    env.register(&client, &["--read", "aws", "--search"]);
+    let client = env.registered_client("honest", &["--read", "aws", "--search"]);
     let d = env.start();
     reads(&env, &client, "a", 40);
     stop(d);
@@ -159,8 +153,7 @@ fn honest_log_verifies_across_restarts_and_rotation() {
 fn verify_locates_every_kind_of_tampering() {
     let env = Sandbox::new();
     rotation_config(&env, 0, 5);
-    let client = env.client("tamper");
-    env.register(&client, &["--read", "aws", "--search"]);
+    let client = env.registered_client("tamper", &["--read", "aws", "--search"]);
     let d = env.start();
     reads(&env, &client, "t", 20);
     stop(d);
@@ -264,8 +257,7 @@ fn verify_locates_every_kind_of_tampering() {
 #[test]
 fn reserved_service_is_never_granted_or_served() {
     let env = Sandbox::new();
-    let client = env.client("greedy");
-    env.register(&client, &["--read", "aws"]);
+    let client = env.registered_client("greedy", &["--read", "aws"]);
     let err = env.cli_err(&[
         "grant",
         client.to_str().expect("utf8"),
@@ -333,8 +325,7 @@ fn real_logrotate_rename_and_copytruncate_are_noticed_and_recorded() {
     let Some(bin) = logrotate() else { return };
     let env = Sandbox::new();
     rotation_config(&env, 0, 5); // built-in rotation off: logrotate does it
-    let client = env.client("rotated");
-    env.register(&client, &["--read", "aws", "--search"]);
+    let client = env.registered_client("rotated", &["--read", "aws", "--search"]);
     let d = env.start();
     reads(&env, &client, "before", 5);
 
@@ -457,8 +448,7 @@ fn rotation_under_concurrent_load_loses_no_record() {
 fn follow_prints_every_record_across_rotations() {
     let env = Sandbox::new();
     rotation_config(&env, 4 * 1024, 100);
-    let client = env.client("followed");
-    env.register(&client, &["--read", "aws", "--search"]);
+    let client = env.registered_client("followed", &["--read", "aws", "--search"]);
     let d = env.start();
     let mut follower = env
         .command(testkit::daemon_bin())
@@ -654,8 +644,7 @@ fn out_of_band_config_edit_is_held_detected_and_adopted() {
 #[test]
 fn a_request_whose_record_cannot_be_chained_is_not_carried_out() {
     let env = Sandbox::new();
-    let client = env.client("failclosed");
-    env.register(&client, &["--read", "aws", "--write", "aws"]);
+    let client = env.registered_client("failclosed", &["--read", "aws", "--write", "aws"]);
     let d = env.start();
     let w = |t: &str| testkit::write_request("aws", &[t], &["v"], serde_json::json!({}));
     testkit::expect(

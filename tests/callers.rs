@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use testkit::{Sandbox, expect, request};
+use testkit::{Sandbox, expect, first_response, request};
 
 /// Debian's python3 (a real binary, not a version manager's shim).
 fn python() -> Option<PathBuf> {
@@ -44,17 +44,6 @@ fn run(env: &Sandbox, program: &Path, args: &[&str], req: &str) -> Value {
         .output()
         .unwrap();
     first_response(&out)
-}
-
-/// The first response line a caller printed.
-fn first_response(out: &std::process::Output) -> Value {
-    let text = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(text.lines().next().unwrap_or_default()).unwrap_or_else(|e| {
-        panic!(
-            "no response ({e}): {text:?} {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
 }
 
 #[test]
@@ -234,14 +223,11 @@ fn a_launch_rule_serves_through_its_launcher_only_and_the_chain_is_recorded() {
     let _d = env.start();
     let helper = python_script(&env, "helper.py", &py);
     // The launcher: a copy of sh with a hash of its own.
-    let launcher = env.root.join("bin/launcher");
-    std::fs::create_dir_all(launcher.parent().unwrap()).unwrap();
     let shell = ["/bin/dash", "/bin/sh"]
         .into_iter()
         .find(|s| Path::new(s).exists())
         .expect("a shell");
-    testkit::copy_executable(Path::new(shell), &launcher);
-    testkit::append_unique(&launcher);
+    let launcher = env.copy_unique(shell, "launcher");
     env.cli_ok(&[
         "register",
         helper.to_str().unwrap(),

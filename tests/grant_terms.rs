@@ -1,19 +1,13 @@
 //! Grants that end (issue 11): `--once`, `--for`, `--confirm`, against the real daemon.
 
-use testkit::{Sandbox, expect, request, write_request};
+use testkit::{Sandbox, expect, request};
 
 fn setup() -> (Sandbox, testkit::Daemon, std::path::PathBuf) {
     let env = Sandbox::new();
     let d = env.start();
-    let writer = env.client("writer");
-    env.register(&writer, &["--write", "aws"]);
-    let w = env.run_client_stdin(
-        &writer,
-        &[&write_request("aws", &["k"], &["v"], serde_json::json!({}))],
-    );
-    expect(&w[0], "success", None);
-    let reader = env.client("reader");
-    env.register(&reader, &[]);
+    let writer = env.registered_client("writer", &["--write", "aws"]);
+    env.write_ok(&writer, "aws", &[("k", "v")]);
+    let reader = env.registered_client("reader", &[]);
     (env, d, reader)
 }
 

@@ -48,13 +48,8 @@ fn sigterm_stops(mut d: testkit::Daemon) {
 fn serving() -> (Sandbox, testkit::Daemon, std::path::PathBuf) {
     let env = Sandbox::new();
     let d = env.start();
-    let tool = env.client("tool");
-    env.register(&tool, &["--read", "s", "--write", "s"]);
-    expect(
-        &env.run_client_stdin(&tool, &[&write_request("s", &["k"], &["v"], json!({}))])[0],
-        "success",
-        None,
-    );
+    let tool = env.registered_client("tool", &["--read", "s", "--write", "s"]);
+    env.write_ok(&tool, "s", &[("k", "v")]);
     (env, d, tool)
 }
 
@@ -381,8 +376,7 @@ fn a_store_others_can_read_is_refused_with_the_fix() {
     assert_eq!(testkit::mode(&store), 0o644);
     testkit::set_mode(&store, 0o600);
     let d = env.start();
-    let tool = env.client("tool");
-    env.register(&tool, &["--read", "s"]);
+    let tool = env.registered_client("tool", &["--read", "s"]);
     expect(&read_k(&env, &tool), "success", None);
     // Loosened while running: refused at the next read.
     testkit::set_mode(&store, 0o644);

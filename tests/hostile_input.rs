@@ -7,13 +7,8 @@ use testkit::{Raw, Sandbox, expect, request, write_request};
 
 /// An approved client with one stored item, for checking the daemon still serves.
 fn approved_reader(env: &Sandbox) -> std::path::PathBuf {
-    let c = env.client("reader");
-    env.register(&c, &["--read", "s", "--write", "s"]);
-    expect(
-        &env.run_client_stdin(&c, &[&write_request("s", &["k"], &["v"], json!({}))])[0],
-        "success",
-        None,
-    );
+    let c = env.registered_client("reader", &["--read", "s", "--write", "s"]);
+    env.write_ok(&c, "s", &[("k", "v")]);
     c
 }
 
@@ -152,8 +147,7 @@ fn secret_canary_never_reaches_logs_queue_config_or_output() {
     let env = Sandbox::new();
     let d = env.start();
     let canary = format!("CANARY-{}", testkit::nonce());
-    let tool = env.client("tool");
-    env.register(&tool, &["--read", "s", "--write", "s", "--search"]);
+    let tool = env.registered_client("tool", &["--read", "s", "--write", "s", "--search"]);
     let rs = env.run_client_stdin(
         &tool,
         &[
@@ -322,8 +316,7 @@ fn descriptor_exhaustion_does_not_kill_or_spin_the_accept_loop() {
 fn an_invalid_target_in_a_batch_touches_nothing() {
     let env = Sandbox::new();
     let _d = env.start();
-    let tool = env.client("tool");
-    env.register(&tool, &["--read", "s", "--write", "s", "--search"]);
+    let tool = env.registered_client("tool", &["--read", "s", "--write", "s", "--search"]);
     let rs = env.run_client_stdin(
         &tool,
         &[
@@ -360,8 +353,7 @@ fn an_invalid_target_in_a_batch_touches_nothing() {
 fn corrupt_file_store_is_backend_unavailable_and_left_untouched() {
     let env = Sandbox::new();
     let _d = env.start();
-    let tool = env.client("tool");
-    env.register(&tool, &["--read", "s", "--write", "s"]);
+    let tool = env.registered_client("tool", &["--read", "s", "--write", "s"]);
     std::fs::create_dir_all(env.file_store().parent().expect("dir")).expect("dir");
     std::fs::write(env.file_store(), b"{\"version\":1,\"items\":").expect("corrupt");
     testkit::set_mode(&env.file_store(), 0o600);

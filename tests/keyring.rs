@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use std::ffi::OsString;
 use std::time::{Duration, Instant};
 use testkit::keyring::keyring_tools_available;
-use testkit::{Bus, Keyring, KeyringSandbox, Sandbox, request, wait_for, write_request};
+use testkit::{Bus, Daemon, Keyring, KeyringSandbox, Sandbox, request, wait_for, write_request};
 
 /// `KEYCHAIN_AUTH_BACKEND=value` as extra environment.
 fn backend(value: &str) -> Vec<(String, OsString)> {
@@ -506,17 +506,24 @@ fn environment_beats_config() {
     drop(d);
 }
 
+/// A daemon on `s`'s keyring with the reference client allowed on `aws`, which has written
+/// `aws/k` = "v" with `attributes`.
+fn serving_k(s: &KeyringSandbox, attributes: Value) -> Daemon {
+    let d = s.sandbox.start();
+    s.sandbox.register_reference_client(&["aws"]);
+    assert_success(
+        &s.sandbox
+            .send(write_request("aws", &["k"], &["v"], attributes)),
+    );
+    d
+}
+
 #[test]
 fn pinned_keyring_with_the_bus_gone_answers_backend_unavailable_never_the_file_store() {
     let Some(mut s) = KeyringSandbox::start() else {
         return;
     };
-    let d = s.sandbox.start();
-    s.sandbox.register_reference_client(&["aws"]);
-    assert_success(
-        &s.sandbox
-            .send(write_request("aws", &["k"], &["v"], json!({}))),
-    );
+    let d = serving_k(&s, json!({}));
     assert_eq!(s.sandbox.configured_backend().as_deref(), Some("keyring"));
     // The keyring and the bus go away under the running daemon.
     s.keyring.take().unwrap().stop();
@@ -559,12 +566,7 @@ fn a_locked_keyring_is_not_unavailable_it_answers_with_how_to_unlock() {
     let Some(mut s) = KeyringSandbox::start() else {
         return;
     };
-    let d = s.sandbox.start();
-    s.sandbox.register_reference_client(&["aws"]);
-    assert_success(
-        &s.sandbox
-            .send(write_request("aws", &["k"], &["v"], json!({"a":"b"}))),
-    );
+    let d = serving_k(&s, json!({"a":"b"}));
     s.lock_keyring();
     for req in [
         request("read", "aws", &["k"]),
@@ -607,12 +609,7 @@ fn a_hung_keyring_times_out_with_backend_unavailable_not_a_hang() {
     let Some(s) = KeyringSandbox::start() else {
         return;
     };
-    let _d = s.sandbox.start();
-    s.sandbox.register_reference_client(&["aws"]);
-    assert_success(
-        &s.sandbox
-            .send(write_request("aws", &["k"], &["v"], json!({}))),
-    );
+    let _d = serving_k(&s, json!({}));
     s.keyring.as_ref().unwrap().freeze(true);
     let t = Instant::now();
     let msg = assert_unavailable(&s.sandbox.send(request("read", "aws", &["k"])));

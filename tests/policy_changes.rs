@@ -16,11 +16,7 @@ fn replaced_binary_needs_upgrade_and_keeps_its_permissions() {
         .as_str()
         .expect("hash")
         .to_string();
-    expect(
-        &env.run_client_stdin(&tool, &[&write_request("s", &["k"], &["v"], json!({}))])[0],
-        "success",
-        None,
-    );
+    env.write_ok(&tool, "s", &[("k", "v")]);
 
     // Replace the binary the way a package manager does: new file, renamed over the old one.
     let staged = env.client("staged");
@@ -72,8 +68,7 @@ fn replaced_binary_needs_upgrade_and_keeps_its_permissions() {
 fn revocation_applies_to_an_open_connection() {
     let env = Sandbox::new();
     let _d = env.start();
-    let tool = env.client("tool");
-    env.register(&tool, &["--read", "s", "--write", "s"]);
+    let tool = env.registered_client("tool", &["--read", "s", "--write", "s"]);
     let mut session = env.session(&tool);
     expect(
         &session.send(&write_request("s", &["k"], &["v"], json!({}))),
@@ -105,13 +100,8 @@ fn revocation_applies_to_an_open_connection() {
 fn corrupt_config_denies_with_a_reason_and_recovers_without_restart() {
     let env = Sandbox::new();
     let d = env.start();
-    let tool = env.client("tool");
-    env.register(&tool, &["--read", "s", "--write", "s"]);
-    expect(
-        &env.run_client_stdin(&tool, &[&write_request("s", &["k"], &["v"], json!({}))])[0],
-        "success",
-        None,
-    );
+    let tool = env.registered_client("tool", &["--read", "s", "--write", "s"]);
+    env.write_ok(&tool, "s", &[("k", "v")]);
     let good = std::fs::read(env.config()).expect("config");
     std::fs::write(
         env.config(),
@@ -149,8 +139,7 @@ fn corrupt_config_denies_with_a_reason_and_recovers_without_restart() {
 #[test]
 fn concurrent_cli_edits_lose_no_update() {
     let env = Sandbox::new();
-    let tool = env.client("tool");
-    env.register(&tool, &[]);
+    env.registered_client("tool", &[]);
     let hash = env.registered()[0]["hash"]
         .as_str()
         .expect("hash")

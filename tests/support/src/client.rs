@@ -5,7 +5,7 @@ use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::process::{Child, ChildStdin, ChildStdout};
+use std::process::{Child, ChildStdin, ChildStdout, Output};
 use std::time::Duration;
 
 /// A request line (`read`, `delete`, `search`, … of `targets` in `service`).
@@ -45,6 +45,23 @@ pub fn targets(resp: &Value) -> Vec<String> {
         .iter()
         .map(|r| r["target"].as_str().expect("target").to_string())
         .collect()
+}
+
+/// The first response line a caller printed on stdout; panics with its output if there is none.
+pub fn first_response(out: &Output) -> Value {
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.lines().next().unwrap_or_default()).unwrap_or_else(|e| {
+        panic!(
+            "no response ({e}): {text:?} {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// The response of a held caller ([`Sandbox::spawn_client`](crate::Sandbox::spawn_client)),
+/// once it has one: waits for it to exit.
+pub fn held_response(child: Child) -> Value {
+    first_response(&child.wait_with_output().expect("client output"))
 }
 
 /// Every line of a client's output, parsed as JSON.

@@ -14,7 +14,7 @@
 
 use crate::daemon::stop;
 use crate::sandbox::Sandbox;
-use crate::{tools_available, wait_for};
+use crate::{run_with_input, tools_available, wait_for};
 use keychain_auth::backend::secret_service::SecretServiceStore;
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Write};
@@ -266,21 +266,8 @@ impl KeyringSandbox {
 
     /// Runs `secret-tool ARGS` on this bus with `stdin` as its input.
     pub fn secret_tool(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut child = self
-            .sandbox
-            .command("secret-tool")
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn secret-tool");
-        {
-            let mut i = child.stdin.take().expect("stdin");
-            if let Some(s) = stdin {
-                i.write_all(s.as_bytes()).expect("write stdin");
-            }
-        }
-        child.wait_with_output().expect("secret-tool")
+        let mut cmd = self.sandbox.command("secret-tool");
+        cmd.args(args);
+        run_with_input(cmd, stdin.unwrap_or_default().as_bytes())
     }
 }

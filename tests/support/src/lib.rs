@@ -8,6 +8,7 @@
 //!   client helpers ([`Sandbox::run_client`], [`Sandbox::session`], [`Sandbox::send`], …);
 //! - [`Daemon`]: the real `keychain-auth start`, waited for until it answers STATUS, stopped on
 //!   drop; [`EmbeddedBroker`]: the broker inside the test process, as the dashboard runs it;
+//!   [`Dashboard`]: the real `keychain-auth tui` in a private tmux server;
 //! - the request builders [`request`] and [`write_request`], the response checks [`expect`]
 //!   and [`targets`], a raw connection [`Raw`], and the one polling helper [`wait_for`];
 //! - [`full_flow`]: the SPEC's whole flow, to run against any backend;
@@ -40,13 +41,17 @@
 
 mod client;
 mod daemon;
+mod dashboard;
 mod embedded;
 mod flow;
 pub mod keyring;
 mod sandbox;
 
-pub use client::{Raw, Session, expect, request, targets, write_request};
+pub use client::{
+    Raw, Session, expect, first_response, held_response, request, targets, write_request,
+};
 pub use daemon::{Daemon, status};
+pub use dashboard::Dashboard;
 pub use embedded::EmbeddedBroker;
 pub use flow::full_flow;
 pub use keyring::{Bus, Keyring, KeyringSandbox};
@@ -54,7 +59,7 @@ pub use sandbox::Sandbox;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -138,6 +143,21 @@ fn which(tool: &str) -> Option<PathBuf> {
             .map(|d| d.join(tool))
             .find(|p| p.is_file())
     })
+}
+
+/// Runs `cmd` with `input` on standard input, stdout and stderr captured. A program that stops
+/// reading early (an oversized input) is not an error: EPIPE is ignored.
+pub fn run_with_input(mut cmd: Command, input: &[u8]) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let _ = stdin.write_all(input);
+    drop(stdin);
+    child.wait_with_output().expect("wait")
 }
 
 /// A process-unique string.

@@ -2,13 +2,15 @@
 
 use crate::client::{Session, expect, parse_lines, write_request};
 use crate::daemon::Daemon;
-use crate::{client_bin, daemon_bin, nonce, set_mode};
+use crate::{
+    append_unique, client_bin, copy_executable, daemon_bin, nonce, run_with_input, set_mode,
+};
 use serde_json::Value;
 use std::ffi::{OsStr, OsString};
 use std::fmt::Display;
-use std::io::{BufReader, Write};
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 
 /// An isolated HOME and XDG tree (removed on drop) with its own socket path. Every command
 /// started through it sees exactly its environment ([`Sandbox::env_vars`]).
@@ -79,6 +81,16 @@ impl Sandbox {
     /// The file store.
     pub fn file_store(&self) -> PathBuf {
         self.home().join(".keychain-auth/keyring.json")
+    }
+
+    /// Writes `contents` to `path` as the product keeps its state files: the file 0600 in a
+    /// 0700 directory (created when missing).
+    pub fn write_private(&self, path: &Path, contents: impl AsRef<[u8]>) {
+        let dir = path.parent().expect("a file in a directory");
+        std::fs::create_dir_all(dir).expect("state dir");
+        set_mode(dir, 0o700);
+        std::fs::write(path, contents).expect("state file");
+        set_mode(path, 0o600);
     }
 
     /// Every variable the product reads, pointing into this tree, then [`Sandbox::extra_env`].
@@ -186,6 +198,18 @@ impl Sandbox {
         self.client_named(name, 0)
     }
 
+    /// A copy of the executable `src` in `bin/` named `name`, with a unique hash (any program:
+    /// a helper, a shell).
+    pub fn copy_unique(&self, src: impl AsRef<Path>, name: &str) -> PathBuf {
+        let dir = self.root.join("bin");
+        std::fs::create_dir_all(&dir).expect("bin dir");
+        let path = dir.join(name);
+        // Written by child processes: a concurrent fork cannot hold it open (ETXTBSY).
+        copy_executable(src.as_ref(), &path);
+        append_unique(&path);
+        path
+    }
+
     /// A client copy registered with CLI flags (e.g. `["--read", "s", "--write", "s"]`).
     pub fn registered_client(&self, name: &str, flags: &[&str]) -> PathBuf {
         let c = self.client(name);
@@ -232,20 +256,8 @@ impl Sandbox {
 
     /// Runs `client` with `lines` on standard input: the parsed responses and its stderr.
     fn run_stdin(&self, client: &Path, lines: &[impl Display]) -> (Vec<Value>, String) {
-        let mut child = self
-            .command(client)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn client");
-        {
-            let mut stdin = child.stdin.take().expect("stdin");
-            for l in lines {
-                writeln!(stdin, "{l}").expect("write stdin");
-            }
-        }
-        let out = child.wait_with_output().expect("client output");
+        let input: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        let out = run_with_input(self.command(client), input.as_bytes());
         (
             parse_lines(&out.stdout),
             String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -278,6 +290,19 @@ impl Sandbox {
     /// One request through the reference client itself, one response.
     pub fn send(&self, line: impl Display) -> Value {
         self.send_all(&[line]).remove(0)
+    }
+
+    /// Starts `client` with one request line as its argument, stdout and stderr captured; it
+    /// runs until the broker answers (a held request waits): see [`held_response`].
+    ///
+    /// [`held_response`]: crate::held_response
+    pub fn spawn_client(&self, client: &Path, line: &str) -> Child {
+        self.command(client)
+            .arg(line)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn client")
     }
 
     /// Starts `client` as a long-lived session fed line by line.
@@ -329,8 +354,6 @@ impl Sandbox {
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_else(|| serde_json::json!({"protocol_version": "1"}));
         v["backend"] = Value::String(backend.into());
-        std::fs::create_dir_all(path.parent().expect("dir")).expect("config dir");
-        std::fs::write(&path, serde_json::to_vec_pretty(&v).expect("json")).expect("config");
-        set_mode(&path, 0o600);
+        self.write_private(&path, serde_json::to_vec_pretty(&v).expect("json"));
     }
 }
