@@ -33,6 +33,17 @@ pub(crate) struct FileKey {
 }
 
 impl FileKey {
+    /// The key of a file from its `stat`.
+    pub(crate) fn of_stat(st: &nix::sys::stat::FileStat) -> FileKey {
+        FileKey {
+            dev: st.st_dev,
+            ino: st.st_ino,
+            size: u64::try_from(st.st_size).unwrap_or(0),
+            mtime: (st.st_mtime, st.st_mtime_nsec),
+            ctime: (st.st_ctime, st.st_ctime_nsec),
+        }
+    }
+
     /// The key of a file's metadata.
     pub(crate) fn of(m: &std::fs::Metadata) -> FileKey {
         FileKey {
@@ -55,6 +66,11 @@ impl HashCache {
     pub fn cached(&self, f: &File) -> io::Result<Option<BinaryHash>> {
         let key = FileKey::of(&f.metadata()?);
         Ok(self.lock().get(&key).cloned())
+    }
+
+    /// The hash cached for a file whose `stat` gave `key`, if any (no I/O).
+    pub(crate) fn cached_key(&self, key: &FileKey) -> Option<BinaryHash> {
+        self.lock().get(key).cloned()
     }
 
     /// The hash of the opened file `f`, computed once per change stamp.

@@ -11,38 +11,34 @@ use super::{Context, Hashing, Link};
 /// Most ancestors recorded.
 pub const MAX_HOPS: usize = 4;
 
-/// The ancestors of `pid`, parent first. `None` when `hashing` is cache-only and an ancestor's
-/// executable is not cached yet.
+/// The ancestors of the process behind `dir`, whose parent was `ppid` when its status was read,
+/// parent first. `None` when `hashing` is cache-only and an ancestor's executable is not cached
+/// yet. Each status is read once per hop plus the re-check that pins the parent.
 pub(crate) fn ancestors(
-    pid: i32,
+    dir: &ProcDir,
+    ppid: i32,
     ctx: &Context,
     cache: &HashCache,
     hashing: Hashing,
 ) -> Option<Vec<Link>> {
     let mut links = Vec::new();
-    let Ok(mut child) = ProcDir::open(pid) else {
-        return Some(links);
-    };
     let me = nix::unistd::geteuid().as_raw();
-    while links.len() < MAX_HOPS {
-        let Ok((ppid, _)) = child.parent_and_uid() else {
-            break;
-        };
-        if ppid <= 1 {
-            break;
-        }
+    let mut ppid = ppid;
+    let mut ancestor: Option<ProcDir> = None;
+    while links.len() < MAX_HOPS && ppid > 1 {
         let Ok(parent) = ProcDir::open(ppid) else {
             break;
         };
         // Still the child's parent after it was opened: then it is the process that launched
         // the child, not a newcomer that reused the pid of one that exited.
-        if child.parent_and_uid().ok().map(|(p, _)| p) != Some(ppid) {
+        let child = ancestor.as_ref().unwrap_or(dir);
+        if child.status().ok().map(|s| s.ppid) != Some(ppid) {
             break;
         }
-        match parent.parent_and_uid() {
-            Ok((_, uid)) if uid == me => {}
+        let status = match parent.status() {
+            Ok(s) if s.uid == me => s,
             _ => break,
-        }
+        };
         if ctx.user_ns.is_none() || parent.user_ns().ok() != ctx.user_ns {
             break;
         }
@@ -50,15 +46,9 @@ pub(crate) fn ancestors(
         if path.file_name().is_some_and(|n| n == "systemd") {
             break;
         }
-        let hash = match parent.open_file("exe") {
-            Ok(f) => match hashing {
-                Hashing::Allowed => cache.hash_file(&f).ok(),
-                Hashing::CachedOnly => match cache.cached(&f) {
-                    Ok(Some(h)) => Some(h),
-                    Ok(None) => return None,
-                    Err(_) => None,
-                },
-            },
+        let hash = match super::exe_hash(&parent, cache, hashing) {
+            Ok(Some((h, _))) => Some(h),
+            Ok(None) => return None,
             Err(_) => None,
         };
         links.push(Link {
@@ -67,7 +57,8 @@ pub(crate) fn ancestors(
             pid: ppid,
             argv: parent.cmdline(),
         });
-        child = parent;
+        ppid = status.ppid;
+        ancestor = Some(parent);
     }
     Some(links)
 }
@@ -86,13 +77,16 @@ mod tests {
         let cache = HashCache::new();
         let ctx = Context::current();
         let pid = child.id() as i32;
+        let dir = ProcDir::open(pid).unwrap();
+        let ppid = dir.status().unwrap().ppid;
+        let ancestors = |cache: &HashCache, hashing| ancestors(&dir, ppid, &ctx, cache, hashing);
         assert_eq!(
-            ancestors(pid, &ctx, &HashCache::new(), Hashing::CachedOnly),
+            ancestors(&HashCache::new(), Hashing::CachedOnly),
             None,
             "a cold cache makes a cache-only walk give up rather than hash"
         );
-        let chain = ancestors(pid, &ctx, &cache, Hashing::Allowed).unwrap();
-        let again = ancestors(pid, &ctx, &cache, Hashing::CachedOnly);
+        let chain = ancestors(&cache, Hashing::Allowed).unwrap();
+        let again = ancestors(&cache, Hashing::CachedOnly);
         let _ = child.kill();
         let _ = child.wait();
         assert!(!chain.is_empty() && chain.len() <= MAX_HOPS, "{chain:?}");

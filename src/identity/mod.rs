@@ -64,6 +64,9 @@ pub enum Exe {
         program: Program,
         /// Who launched it: parent first ([`chain`]).
         chain: Vec<Link>,
+        /// Open handles that tell whether the process has since executed a program or been
+        /// traced ([`revalidate`]).
+        watch: std::sync::Arc<process::Watch>,
     },
     /// An executable that cannot be trusted (another user namespace, deleted file, memfd,
     /// unreadable); the text says why.
@@ -240,22 +243,26 @@ pub fn identify(
 /// executable it was identified with and that no tracer has attached since. `Err` says why not.
 pub fn revalidate(peer: &Peer) -> Result<(), String> {
     let pid = peer.pid;
-    let Exe::Verified { file, .. } = &peer.exe else {
+    let Exe::Verified { file, watch, .. } = &peer.exe else {
         return Ok(());
+    };
+    let executed = || {
+        format!(
+            "pid {pid} started another program (execve) while connected; its requests on this connection are refused: reconnect"
+        )
     };
     match process::exe_id(pid) {
         Ok(now) if now == *file => {}
-        Ok(_) => {
-            return Err(format!(
-                "pid {pid} started another program (execve) while connected; its requests on this connection are refused: reconnect"
-            ));
-        }
+        Ok(_) => return Err(executed()),
         Err(e) => return Err(format!("cannot read the executable of pid {pid}: {e}")),
     }
-    match process::tracer_pid(pid) {
-        Ok(0) => Ok(()),
-        Ok(t) => Err(traced_message(pid, t)),
-        Err(e) => Err(format!("cannot read the status of pid {pid}: {e}")),
+    match watch.check() {
+        Ok(()) => Ok(()),
+        Err(process::Change::Executed) => Err(executed()),
+        Err(process::Change::Traced(t)) => Err(traced_message(pid, t)),
+        Err(process::Change::Unreadable(e)) => {
+            Err(format!("cannot read the status of pid {pid}: {e}"))
+        }
     }
 }
 
@@ -276,7 +283,9 @@ pub fn exited(pidfd: BorrowedFd<'_>) -> bool {
     }
 }
 
-/// The process's executable; `None` when `hashing` is cache-only and the cache misses.
+/// The process's executable; `None` when `hashing` is cache-only and the cache misses. Read
+/// through one open `/proc/<pid>` directory: a `stat` of the executable is enough when its
+/// hash is cached, and `status`/`environ` stay open as the [`process::Watch`].
 fn read_exe(
     pid: i32,
     ctx: &Context,
@@ -284,7 +293,8 @@ fn read_exe(
     hashing: Hashing,
     interpreters: &[String],
 ) -> Option<Exe> {
-    let path = process::exe_link(pid).ok();
+    let dir = process::ProcDir::open(pid);
+    let path = dir.as_ref().ok().and_then(|d| d.read_link("exe").ok());
     let unverifiable = |why: String| Exe::Unverifiable {
         path: path.clone(),
         why,
@@ -294,24 +304,16 @@ fn read_exe(
             "the writer runs in a pid namespace the broker cannot see into".into(),
         ));
     }
-    match (process::user_ns(pid), ctx.user_ns) {
-        (Ok(ns), Some(own)) if ns == own => {}
-        (Ok(_), Some(_)) => {
+    let dir = match dir {
+        Ok(d) => d,
+        Err(e) => {
             return Some(unverifiable(format!(
-                "pid {pid} runs in another user namespace (a sandbox or container), where the executable the kernel reports can be forged; run it outside the namespace"
+                "cannot read the executable of pid {pid}: {e}"
             )));
         }
-        (Err(e), _) => {
-            return Some(unverifiable(format!(
-                "cannot read the user namespace of pid {pid}: {e}"
-            )));
-        }
-        (Ok(_), None) => {
-            return Some(unverifiable(
-                "the broker cannot read its own user namespace, so no caller can be verified"
-                    .into(),
-            ));
-        }
+    };
+    if let Err(why) = same_user_ns(pid, &dir, ctx) {
+        return Some(unverifiable(why));
     }
     let Some(p) = path.as_ref() else {
         return Some(unverifiable(format!(
@@ -329,78 +331,116 @@ fn read_exe(
             "pid {pid} runs an executable that was deleted from disk ({text}), which cannot be approved; restart it from an installed file"
         )));
     }
-    let file = match File::open(format!("/proc/{pid}/exe")) {
-        Ok(f) => f,
-        Err(e) => {
-            return Some(unverifiable(format!(
-                "cannot open the executable of pid {pid}: {e}"
-            )));
-        }
-    };
-    let hashed = match hashing {
-        Hashing::Allowed => cache.hash_file(&file).map(Some),
-        Hashing::CachedOnly => cache.cached(&file),
-    };
-    let hash = match hashed {
-        Ok(Some(h)) => h,
+    let (hash, id) = match exe_hash(&dir, cache, hashing) {
+        Ok(Some(found)) => found,
         Ok(None) => return None,
         Err(e) => return Some(unverifiable(format!("cannot hash {text}: {e}"))),
     };
-    let id = match file.metadata() {
-        Ok(m) => (m.dev(), m.ino()),
-        Err(e) => return Some(unverifiable(format!("cannot stat {text}: {e}"))),
-    };
-    let integrity = match (process::tracer_pid(pid), process::injection_vars(pid)) {
-        (Ok(tracer), Ok(injected)) => Integrity { tracer, injected },
-        (Err(e), _) | (_, Err(e)) => {
+    let (watch, status, injected) = match dir.watch() {
+        Ok(w) => w,
+        Err(e) => {
             return Some(unverifiable(format!(
                 "cannot read the status and environment of pid {pid}: {e}"
             )));
         }
     };
-    let argv = process::cmdline(pid);
+    let argv = dir.cmdline();
     let program = match script::family_of(p, interpreters) {
         None => Program::Binary,
-        Some(family) => match script::script_arg(family, &argv) {
-            script::ScriptArg::NoFile(why) => Program::NoFile(why),
-            script::ScriptArg::File(arg) => match open_script(pid, &arg) {
-                Ok((path, file)) => {
-                    let hashed = match hashing {
-                        Hashing::Allowed => cache.hash_file(&file).map(Some),
-                        Hashing::CachedOnly => cache.cached(&file),
-                    };
-                    match hashed {
-                        Ok(Some(hash)) => Program::Script { path, hash },
-                        Ok(None) => return None,
-                        Err(e) => Program::NoFile(format!("cannot read the script {arg:?}: {e}")),
-                    }
-                }
-                Err(e) => Program::NoFile(format!(
-                    "cannot open the script {arg:?} that pid {pid} runs: {e}"
-                )),
-            },
-        },
+        Some(family) => program_of(&dir, pid, family, &argv, cache, hashing)?,
     };
-    let chain = chain::ancestors(pid, ctx, cache, hashing)?;
+    let chain = chain::ancestors(&dir, status.ppid, ctx, cache, hashing)?;
     Some(Exe::Verified {
         path: p.clone(),
         hash,
         argv,
         file: id,
-        integrity,
+        integrity: Integrity {
+            tracer: status.tracer,
+            injected,
+        },
         program,
         chain,
+        watch: std::sync::Arc::new(watch),
     })
 }
 
-/// Opens the script `arg` as the process `pid` sees it (relative paths against its working
+/// `Err(why)` unless the process lives in the broker's own user namespace: in another one,
+/// `PR_SET_MM_MAP` can point `/proc/<pid>/exe` at a binary the process never ran.
+fn same_user_ns(pid: i32, dir: &process::ProcDir, ctx: &Context) -> Result<(), String> {
+    match (dir.user_ns(), ctx.user_ns) {
+        (Ok(ns), Some(own)) if ns == own => Ok(()),
+        (Ok(_), Some(_)) => Err(format!(
+            "pid {pid} runs in another user namespace (a sandbox or container), where the executable the kernel reports can be forged; run it outside the namespace"
+        )),
+        (Err(e), _) => Err(format!("cannot read the user namespace of pid {pid}: {e}")),
+        (Ok(_), None) => Err(
+            "the broker cannot read its own user namespace, so no caller can be verified".into(),
+        ),
+    }
+}
+
+/// The hash and (device, inode) of the executable behind `dir/exe`: from the cache by one
+/// `stat` when the file's whole change stamp is known, else (when `hashing` allows) by opening
+/// and hashing it. `Ok(None)`: cache-only and not cached.
+pub(crate) fn exe_hash(
+    dir: &process::ProcDir,
+    cache: &HashCache,
+    hashing: Hashing,
+) -> std::io::Result<Option<(BinaryHash, FileId)>> {
+    let st = dir.stat("exe")?;
+    let id = (st.st_dev, st.st_ino);
+    if let Some(h) = cache.cached_key(&cache::FileKey::of_stat(&st)) {
+        return Ok(Some((h, id)));
+    }
+    if hashing == Hashing::CachedOnly {
+        return Ok(None);
+    }
+    let file = dir.open_file("exe")?;
+    let m = file.metadata()?;
+    Ok(Some((cache.hash_file(&file)?, (m.dev(), m.ino()))))
+}
+
+/// The script an interpreter runs, found the way `family` parses its command line, opened and
+/// hashed; `None` when `hashing` is cache-only and its hash is not cached.
+fn program_of(
+    dir: &process::ProcDir,
+    pid: i32,
+    family: script::Family,
+    argv: &[String],
+    cache: &HashCache,
+    hashing: Hashing,
+) -> Option<Program> {
+    let arg = match script::script_arg(family, argv) {
+        script::ScriptArg::NoFile(why) => return Some(Program::NoFile(why)),
+        script::ScriptArg::File(arg) => arg,
+    };
+    Some(match open_script(dir, &arg) {
+        Ok((path, file)) => {
+            let hashed = match hashing {
+                Hashing::Allowed => cache.hash_file(&file).map(Some),
+                Hashing::CachedOnly => cache.cached(&file),
+            };
+            match hashed {
+                Ok(Some(hash)) => Program::Script { path, hash },
+                Ok(None) => return None,
+                Err(e) => Program::NoFile(format!("cannot read the script {arg:?}: {e}")),
+            }
+        }
+        Err(e) => Program::NoFile(format!(
+            "cannot open the script {arg:?} that pid {pid} runs: {e}"
+        )),
+    })
+}
+
 /// directory, through `/proc/<pid>/cwd`); returns its canonical path and the open file.
-fn open_script(pid: i32, arg: &str) -> std::io::Result<(PathBuf, File)> {
+fn open_script(dir: &process::ProcDir, arg: &str) -> std::io::Result<(PathBuf, File)> {
     use std::os::fd::AsRawFd;
     let file = if Path::new(arg).is_absolute() {
         File::open(arg)?
     } else {
-        File::open(Path::new(&format!("/proc/{pid}/cwd")).join(arg))?
+        // Relative to the process's working directory, through its pinned `/proc` entry.
+        dir.open_file(&format!("cwd/{arg}"))?
     };
     if !file.metadata()?.is_file() {
         return Err(std::io::Error::other("not a regular file"));

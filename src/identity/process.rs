@@ -2,8 +2,11 @@
 //! and environment. Every reader here fails closed: an unreadable fact is an error, never a
 //! default that would let a process through.
 
+use nix::sys::stat::FileStat;
+use std::fs::File;
 use std::io;
-use std::os::unix::fs::MetadataExt;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::PathBuf;
 
 /// Loader and interpreter variables that inject code into a process (SPEC §10). A peer whose
@@ -28,20 +31,9 @@ pub const INJECTION_VARS: &[&str] = &[
 /// A file's (device, inode).
 pub(crate) type FileId = (u64, u64);
 
-/// The path `/proc/<pid>/exe` points at.
-pub(crate) fn exe_link(pid: i32) -> io::Result<PathBuf> {
-    std::fs::read_link(format!("/proc/{pid}/exe"))
-}
-
 /// The (device, inode) of the file the process runs now: one `stat` through `/proc/<pid>/exe`.
 pub(crate) fn exe_id(pid: i32) -> io::Result<FileId> {
     let m = std::fs::metadata(format!("/proc/{pid}/exe"))?;
-    Ok((m.dev(), m.ino()))
-}
-
-/// The (device, inode) of the user namespace the process lives in.
-pub(crate) fn user_ns(pid: i32) -> io::Result<FileId> {
-    let m = std::fs::metadata(format!("/proc/{pid}/ns/user"))?;
     Ok((m.dev(), m.ino()))
 }
 
@@ -51,94 +43,137 @@ pub(crate) fn own_user_ns() -> io::Result<FileId> {
     Ok((m.dev(), m.ino()))
 }
 
-/// The command line, one string a word (lossy UTF-8); empty when unreadable.
-pub(crate) fn cmdline(pid: i32) -> Vec<String> {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|bytes| split_cmdline(&bytes))
-        .unwrap_or_default()
-}
-
-/// The parent pid of `pid` (`PPid` in its status).
+/// The parent pid of a process.
 pub fn parent_pid(pid: i32) -> io::Result<i32> {
-    ProcDir::open(pid)?.parent_and_uid().map(|(p, _)| p)
+    ProcDir::open(pid)?.status().map(|s| s.ppid)
 }
 
-/// The pid of the process tracing this one (`TracerPid`), 0 when none.
+/// The tracer pid of a process (0: none).
+#[cfg(test)]
 pub(crate) fn tracer_pid(pid: i32) -> io::Result<i32> {
-    // The bytes, not a String: the `Name:` line holds the first 15 bytes of the program's name,
-    // which may cut a multi-byte character in two.
-    let status = std::fs::read(format!("/proc/{pid}/status"))?;
-    parse_tracer_pid(&String::from_utf8_lossy(&status))
+    ProcDir::open(pid)?.status().map(|s| s.tracer)
 }
 
-fn parse_tracer_pid(status: &str) -> io::Result<i32> {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("TracerPid:"))
-        .and_then(|v| v.trim().parse().ok())
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no TracerPid in status"))
+/// What `/proc/<pid>/status` says that identity needs, parsed from one read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Status {
+    /// The parent pid.
+    pub ppid: i32,
+    /// The real uid.
+    pub uid: u32,
+    /// The pid of the tracer attached to it (0: none).
+    pub tracer: i32,
 }
 
-/// The names of the [`INJECTION_VARS`] set in the process's initial environment, in order.
-pub(crate) fn injection_vars(pid: i32) -> io::Result<Vec<String>> {
-    let environ = std::fs::read(format!("/proc/{pid}/environ"))?;
-    Ok(injection_vars_in(&environ))
-}
-
-fn injection_vars_in(environ: &[u8]) -> Vec<String> {
-    let mut found: Vec<String> = Vec::new();
-    for entry in environ.split(|&b| b == 0) {
-        let name = entry.split(|&b| b == b'=').next().unwrap_or_default();
-        if let Some(v) = INJECTION_VARS.iter().find(|v| v.as_bytes() == name)
-            && !found.iter().any(|f| f == v)
-        {
-            found.push((*v).to_string());
+impl Status {
+    /// Parses the fields; all three must be there (fail closed). The bytes, not a `str`: the
+    /// `Name:` line holds the first 15 bytes of the program's name, which may cut a multi-byte
+    /// character in two.
+    fn parse(status: &[u8]) -> io::Result<Status> {
+        let field = |name: &[u8]| {
+            status.split(|&b| b == b'\n').find_map(|l| {
+                let v = l.strip_prefix(name)?;
+                let v = std::str::from_utf8(v).ok()?;
+                v.split_whitespace().next()?.parse::<i64>().ok()
+            })
+        };
+        let ppid = field(b"PPid:").and_then(|v| i32::try_from(v).ok());
+        let uid = field(b"Uid:").and_then(|v| u32::try_from(v).ok());
+        let tracer = field(b"TracerPid:").and_then(|v| i32::try_from(v).ok());
+        match (ppid, uid, tracer) {
+            (Some(ppid), Some(uid), Some(tracer)) => Ok(Status { ppid, uid, tracer }),
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "no PPid/Uid/TracerPid in status",
+            )),
         }
     }
-    found
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tracer_pid_is_parsed_and_required() {
-        let status = "Name:\tx\nState:\tS\nTracerPid:\t4242\nUid:\t1\n";
-        assert_eq!(parse_tracer_pid(status).unwrap(), 4242);
-        assert_eq!(parse_tracer_pid("TracerPid:\t0\n").unwrap(), 0);
-        assert!(
-            parse_tracer_pid("Name:\tx\n").is_err(),
-            "missing field fails closed"
-        );
-        assert_eq!(tracer_pid(std::process::id() as i32).unwrap(), 0);
+/// Reads `f` from `offset` to its end into `buf` (cleared first), straight into its spare
+/// capacity: procfs files report a size of 0, and `read_to_end` would then probe with small reads
+/// and seek. One `pread` per 4 KiB, plus the one that finds the end.
+fn read_at_into(f: &File, offset: u64, buf: &mut Vec<u8>) -> io::Result<()> {
+    buf.clear();
+    loop {
+        if buf.capacity() - buf.len() < 1024 {
+            buf.reserve(4096);
+        }
+        let len = buf.len();
+        buf.resize(buf.capacity(), 0);
+        match f.read_at(&mut buf[len..], offset + len as u64) {
+            Ok(0) => {
+                buf.truncate(len);
+                return Ok(());
+            }
+            Ok(n) => buf.truncate(len + n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => buf.truncate(len),
+            Err(e) => {
+                buf.truncate(len);
+                return Err(e);
+            }
+        }
     }
+}
 
-    #[test]
-    fn injection_variables_are_found_by_exact_name() {
-        let env =
-            b"HOME=/h\0LD_PRELOAD=/tmp/x.so\0LD_PRELOADX=1\0ENV=/e\0PATH=/bin\0LD_PRELOAD=2\0";
-        assert_eq!(injection_vars_in(env), vec!["LD_PRELOAD", "ENV"]);
-        assert!(injection_vars_in(b"HOME=/h\0MYENV=1\0").is_empty());
-        assert!(injection_vars_in(b"").is_empty());
+/// Open handles on a verified process that tell, with a read or two and no path lookup,
+/// whether it has since executed a program (even the same one again: `environ` was opened on
+/// the memory of the image that was verified, and reads nothing once an `execve` replaced it)
+/// or had a tracer attached (`status`). Not part of what identifies a process: two watches
+/// always compare equal.
+#[derive(Debug)]
+pub struct Watch {
+    status: File,
+    /// `None` when the environment was empty: then only the executable's inode tells an exec.
+    environ: Option<File>,
+}
+
+impl PartialEq for Watch {
+    fn eq(&self, _: &Watch) -> bool {
+        true
     }
+}
 
-    #[test]
-    fn own_process_facts() {
-        let pid = std::process::id() as i32;
-        assert_eq!(user_ns(pid).unwrap(), own_user_ns().unwrap());
-        let exe = std::fs::metadata(std::env::current_exe().unwrap()).unwrap();
-        assert_eq!(exe_id(pid).unwrap(), (exe.dev(), exe.ino()));
-        assert!(!cmdline(pid).is_empty());
+impl Eq for Watch {}
+
+/// What a [`Watch`] saw change.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Change {
+    /// The memory image that was verified is gone: an `execve` (or the process exited).
+    Executed,
+    /// A tracer is attached (its pid).
+    Traced(i32),
+    /// `status` cannot be read (the process is gone).
+    Unreadable(String),
+}
+
+impl Watch {
+    /// Checks that the watched image still runs, untraced.
+    pub(crate) fn check(&self) -> Result<(), Change> {
+        if let Some(env) = &self.environ {
+            let mut one = [0u8; 1];
+            match env.read_at(&mut one, 0) {
+                Ok(1) => {}
+                _ => return Err(Change::Executed),
+            }
+        }
+        let mut buf = Vec::with_capacity(2048);
+        let status = read_at_into(&self.status, 0, &mut buf)
+            .and_then(|()| Status::parse(&buf))
+            .map_err(|e| Change::Unreadable(e.to_string()))?;
+        match status.tracer {
+            0 => Ok(()),
+            t => Err(Change::Traced(t)),
+        }
     }
 }
 
 /// A process pinned through its `/proc/<pid>` directory: every read goes through this open
-/// directory, so once the process has exited reads fail instead of reaching a process that
-/// reused the pid.
+/// directory (`*at` calls, no path lookups from `/`), so once the process has exited reads fail
+/// instead of reaching a process that reused the pid.
 #[derive(Debug)]
 pub(crate) struct ProcDir {
-    dir: std::os::fd::OwnedFd,
+    dir: OwnedFd,
 }
 
 impl ProcDir {
@@ -155,7 +190,7 @@ impl ProcDir {
     }
 
     /// Opens a file below the directory (`exe`, `cmdline`, …).
-    pub(crate) fn open_file(&self, name: &str) -> io::Result<std::fs::File> {
+    pub(crate) fn open_file(&self, name: &str) -> io::Result<File> {
         use nix::fcntl::{OFlag, openat};
         use nix::sys::stat::Mode;
         let fd = openat(
@@ -164,14 +199,13 @@ impl ProcDir {
             OFlag::O_RDONLY | OFlag::O_CLOEXEC,
             Mode::empty(),
         )?;
-        Ok(std::fs::File::from(fd))
+        Ok(File::from(fd))
     }
 
     /// Reads a whole file below the directory.
     pub(crate) fn read(&self, name: &str) -> io::Result<Vec<u8>> {
-        use std::io::Read;
         let mut buf = Vec::new();
-        self.open_file(name)?.read_to_end(&mut buf)?;
+        read_at_into(&self.open_file(name)?, 0, &mut buf)?;
         Ok(buf)
     }
 
@@ -180,24 +214,19 @@ impl ProcDir {
         Ok(PathBuf::from(nix::fcntl::readlinkat(&self.dir, name)?))
     }
 
-    /// The parent pid and the real uid, from `status`.
-    pub(crate) fn parent_and_uid(&self) -> io::Result<(i32, u32)> {
-        let status = String::from_utf8_lossy(&self.read("status")?).into_owned();
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.split_whitespace().next().map(str::to_string))
-        };
-        let ppid = field("PPid:").and_then(|v| v.parse().ok());
-        let uid = field("Uid:").and_then(|v| v.parse().ok());
-        match (ppid, uid) {
-            (Some(p), Some(u)) => Ok((p, u)),
-            _ => Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "no PPid/Uid in status",
-            )),
-        }
+    /// `stat` of what a name below the directory is or points at (`exe`: the executable file
+    /// itself, `ns/user`: the namespace): one `fstatat`, nothing opened.
+    pub(crate) fn stat(&self, name: &str) -> io::Result<FileStat> {
+        Ok(nix::sys::stat::fstatat(
+            self.dir.as_fd(),
+            name,
+            nix::fcntl::AtFlags::empty(),
+        )?)
+    }
+
+    /// The parent pid, uid and tracer, from `status`.
+    pub(crate) fn status(&self) -> io::Result<Status> {
+        Status::parse(&self.read("status")?)
     }
 
     /// The command line, one string a word.
@@ -209,9 +238,41 @@ impl ProcDir {
 
     /// The user namespace's (device, inode).
     pub(crate) fn user_ns(&self) -> io::Result<FileId> {
-        let m = self.open_file("ns/user")?.metadata()?;
-        Ok((m.dev(), m.ino()))
+        let st = self.stat("ns/user")?;
+        Ok((st.st_dev, st.st_ino))
     }
+
+    /// Reads `status` and `environ` once, keeping both open as the process's [`Watch`]; also
+    /// returns the status and the injection variables the environment carries.
+    pub(crate) fn watch(&self) -> io::Result<(Watch, Status, Vec<String>)> {
+        let status_file = self.open_file("status")?;
+        let environ_file = self.open_file("environ")?;
+        let mut buf = Vec::with_capacity(4096);
+        read_at_into(&environ_file, 0, &mut buf)?;
+        let injected = injection_vars_in(&buf);
+        let environ = (!buf.is_empty()).then_some(environ_file);
+        read_at_into(&status_file, 0, &mut buf)?;
+        let status = Status::parse(&buf)?;
+        let watch = Watch {
+            status: status_file,
+            environ,
+        };
+        Ok((watch, status, injected))
+    }
+}
+
+/// The injection variables ([`INJECTION_VARS`]) set in a NUL-separated environment block.
+fn injection_vars_in(environ: &[u8]) -> Vec<String> {
+    let mut found: Vec<String> = Vec::new();
+    for entry in environ.split(|&b| b == 0) {
+        let name = entry.split(|&b| b == b'=').next().unwrap_or_default();
+        if let Some(v) = INJECTION_VARS.iter().find(|v| v.as_bytes() == name)
+            && !found.iter().any(|f| f == v)
+        {
+            found.push((*v).to_string());
+        }
+    }
+    found
 }
 
 /// Splits a NUL-separated `cmdline`.
@@ -221,4 +282,80 @@ pub(crate) fn split_cmdline(bytes: &[u8]) -> Vec<String> {
         .filter(|s| !s.is_empty())
         .map(|s| String::from_utf8_lossy(s).into_owned())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_fields_are_parsed_and_required() {
+        let status =
+            b"Name:\tx\xc3\nState:\tS\nPPid:\t7\nTracerPid:\t4242\nUid:\t1000\t1000\t1000\t1000\n";
+        assert_eq!(
+            Status::parse(status).unwrap(),
+            Status {
+                ppid: 7,
+                uid: 1000,
+                tracer: 4242
+            }
+        );
+        assert!(
+            Status::parse(b"Name:\tx\nPPid:\t7\nUid:\t1\n").is_err(),
+            "a missing TracerPid fails closed"
+        );
+        assert_eq!(tracer_pid(std::process::id() as i32).unwrap(), 0);
+    }
+
+    #[test]
+    fn injection_variables_are_found_by_exact_name() {
+        let env =
+            b"HOME=/h\0LD_PRELOAD=/tmp/x.so\0LD_PRELOADX=1\0ENV=/e\0PATH=/bin\0LD_PRELOAD=2\0";
+        assert_eq!(injection_vars_in(env), vec!["LD_PRELOAD", "ENV"]);
+        assert!(injection_vars_in(b"HOME=/h\0MYENV=1\0").is_empty());
+        assert!(injection_vars_in(b"").is_empty());
+    }
+
+    #[test]
+    fn own_process_facts() {
+        let pid = std::process::id() as i32;
+        let dir = ProcDir::open(pid).unwrap();
+        assert_eq!(dir.user_ns().unwrap(), own_user_ns().unwrap());
+        let exe = std::fs::metadata(std::env::current_exe().unwrap()).unwrap();
+        assert_eq!(exe_id(pid).unwrap(), (exe.dev(), exe.ino()));
+        let st = dir.stat("exe").unwrap();
+        assert_eq!((st.st_dev, st.st_ino), (exe.dev(), exe.ino()));
+        assert!(!dir.cmdline().is_empty());
+        assert_eq!(dir.status().unwrap().ppid, nix::unistd::getppid().as_raw());
+        let (watch, status, _) = dir.watch().unwrap();
+        assert_eq!(status.tracer, 0);
+        assert_eq!(watch.check(), Ok(()));
+    }
+
+    #[test]
+    fn a_watch_sees_an_exec_of_the_same_program() {
+        // sh, then `exec sh`: same pid, same executable inode, a new image.
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "sleep 0.3; exec sh -c 'sleep 5; true'"])
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let before = exe_id(pid).unwrap();
+        let (watch, _, _) = ProcDir::open(pid).unwrap().watch().unwrap();
+        assert_eq!(watch.check(), Ok(()), "still the image that was watched");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let seen = loop {
+            let cmd = ProcDir::open(pid).unwrap().cmdline();
+            if cmd.iter().any(|a| a.starts_with("sleep 5")) || std::time::Instant::now() > deadline
+            {
+                break watch.check();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let after = exe_id(pid).unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(before, after, "the same executable file before and after");
+        assert_eq!(seen, Err(Change::Executed));
+    }
 }
