@@ -304,21 +304,21 @@ fn a_launch_rule_serves_through_its_launcher_only_and_the_chain_is_recorded() {
 #[test]
 fn an_approved_script_that_execs_another_script_on_its_connection_is_refused() {
     let Some(py) = python() else { return };
-    let env = TestEnv::new();
+    let env = Sandbox::new();
     let _d = env.start();
     let dir = env.root.join("scripts");
     std::fs::create_dir_all(&dir).unwrap();
     let good = dir.join("good.py");
-    common::write_executable(
+    testkit::write_executable(
         &good,
         format!(
             "#!{}\nimport os, socket, sys\n# {}\ns = socket.socket(socket.AF_UNIX)\ns.connect(os.environ['KEYCHAIN_AUTH_SOCKET'])\ns.sendall((os.environ['REQ'] + '\\n').encode())\nprint(s.makefile().readline(), end='', flush=True)\nos.set_inheritable(s.fileno(), True)\nos.execv(sys.executable, [sys.executable, 'evil.py', str(s.fileno())])\n",
             py.display(),
-            common::nonce()
+            testkit::nonce()
         )
         .as_bytes(),
     );
-    common::write_executable(
+    testkit::write_executable(
         &dir.join("evil.py"),
         b"import os, socket, sys\ns = socket.socket(fileno=int(sys.argv[1]))\ns.sendall((os.environ['REQ'] + '\\n').encode())\nprint(s.makefile().readline(), end='', flush=True)\n",
     );
@@ -335,7 +335,12 @@ fn an_approved_script_that_execs_another_script_on_its_connection_is_refused() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), 2, "{text} {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        lines.len(),
+        2,
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     expect(&lines[0], "error", Some("not_found"));
     let msg = expect(&lines[1], "denied", Some("unregistered_binary"));
     assert!(msg.contains("execve"), "{msg}");
