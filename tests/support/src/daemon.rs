@@ -20,24 +20,13 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Starts `keychain-auth start` in `sandbox` behind `prefix` (may be empty) with `extra`
-    /// environment, and waits until it answers STATUS (30 s at most).
-    pub(crate) fn start(
-        sandbox: &Sandbox,
-        prefix: &[&str],
-        extra: &[(String, OsString)],
-    ) -> Daemon {
+    /// Starts `keychain-auth start` in `sandbox` with `extra` environment, and waits until it
+    /// answers STATUS (30 s at most).
+    pub(crate) fn start(sandbox: &Sandbox, extra: &[(String, OsString)]) -> Daemon {
         let stdout = sandbox.root.join(format!("daemon-{}.out", crate::nonce()));
         let stderr = stdout.with_extension("err");
-        let mut cmd = match prefix.split_first() {
-            Some((first, rest)) => {
-                let mut c = sandbox.command(first);
-                c.args(rest).arg(daemon_bin());
-                c
-            }
-            None => sandbox.command(daemon_bin()),
-        };
-        let child = cmd
+        let child = sandbox
+            .command(daemon_bin())
             .envs(extra.iter().cloned())
             .arg("start")
             .stdin(Stdio::null())

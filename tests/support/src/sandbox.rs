@@ -160,17 +160,12 @@ impl Sandbox {
 
     /// Starts the daemon and waits until it answers STATUS.
     pub fn start(&self) -> Daemon {
-        Daemon::start(self, &[], &[])
-    }
-
-    /// Starts the daemon behind `prefix` (e.g. `["dbus-run-session", "--"]`).
-    pub fn start_with(&self, prefix: &[&str]) -> Daemon {
-        Daemon::start(self, prefix, &[])
+        Daemon::start(self, &[])
     }
 
     /// Starts the daemon with `extra` environment on top of the sandbox's.
     pub fn start_env(&self, extra: &[(String, OsString)]) -> Daemon {
-        Daemon::start(self, &[], extra)
+        Daemon::start(self, extra)
     }
 
     /// A copy of the reference client in `bin/` with unique trailing bytes (so a unique hash),
