@@ -12,8 +12,7 @@
 
 use keychain_auth::audit::{AuditLog, Key, KeySource, Record, Rotation, verify};
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -94,11 +93,13 @@ fn main() {
     }
     let env = Sandbox::new();
     let daemon = env.start();
-    let floor = Floor::start(&env.root.join("floor.sock"));
+    let floor = Floor::start(&env.root);
+    // The client of rows 1 and 3 is C too, the same binary against both servers.
+    let c_client_path = compile_c(&env.root, "floor_client");
 
     let small = env.client_named("small", 0);
     let big = env.client_named("big", if full { 100 * 1024 * 1024 } else { 1024 * 1024 });
-    for c in [&small, &big] {
+    for c in [&small, &big, &c_client_path] {
         env.cli_ok(&[
             "register",
             c.to_str().unwrap_or_default(),
@@ -113,44 +114,53 @@ fn main() {
     let read = r#"{"type":"REQUEST","action":"read","service":"bench","targets":["k"]}"#;
     client_run(&env, &small, &["--quiet", write]);
 
-    // 1 and 2: connect + identify + one exact read, per connection.
-    let mut broker_connect = Vec::new();
-    let mut floor_connect = Vec::new();
-    let mut big_connect = Vec::new();
-    // Warm the hash cache for both clients before measuring.
+    // 1: connect + identify + one exact read, per connection: the C client against the broker
+    // and against the floor, interleaved.
     client_run(&env, &small, &["--quiet", read]);
     client_run(&env, &big, &["--quiet", read]);
-    let n = scale.connects.to_string();
+    c_client(&env, &c_client_path, &env.socket, "reconnect", 10, read); // warm the caches
+    let (mut b1, mut f1) = (Vec::new(), Vec::new());
     for _ in 0..scale.rounds {
-        broker_connect.push(stats(
+        b1.push(c_client(
             &env,
-            &small,
+            &c_client_path,
             &env.socket,
-            &["--repeat", &n, "--reconnect", read],
+            "reconnect",
+            scale.connects,
+            read,
         ));
-        floor_connect.push(stats(
+        f1.push(c_client(
             &env,
-            &small,
+            &c_client_path,
             &floor.path,
-            &["--repeat", &n, "--reconnect", read],
-        ));
-        big_connect.push(stats(
-            &env,
-            &big,
-            &env.socket,
-            &["--repeat", &n, "--reconnect", read],
+            "reconnect",
+            scale.connects,
+            read,
         ));
     }
-    let b = median_of(&broker_connect, |s| s.p50_us);
-    let f = median_of(&floor_connect, |s| s.p50_us);
-    let g = median_of(&big_connect, |s| s.p50_us);
+    let (b, f) = (median_c(&b1, |s| s.p50_us), median_c(&f1, |s| s.p50_us));
     table.row(
         "1",
-        "connect+identify+read (file store) vs floor server",
-        format!("{b:.1} µs vs {f:.1} µs (p50)"),
+        "connect+identify+read (file store), C client: broker vs floor server",
+        format!(
+            "{b:.1} µs vs {f:.1} µs (p50); p99 {:.0} vs {:.0} µs",
+            median_c(&b1, |s| s.p99_us),
+            median_c(&f1, |s| s.p99_us)
+        ),
         format!("{:.2}×", b / f),
         "≤ 2.0×",
     );
+
+    // 2: the same through the Rust reference client, 100 MB copy vs the small one.
+    let n = scale.connects.to_string();
+    let (mut small_connect, mut big_connect) = (Vec::new(), Vec::new());
+    for _ in 0..scale.rounds {
+        let args = ["--repeat", n.as_str(), "--reconnect", read];
+        small_connect.push(stats(&env, &small, &env.socket, &args));
+        big_connect.push(stats(&env, &big, &env.socket, &args));
+    }
+    let b = median_of(&small_connect, |s| s.p50_us);
+    let g = median_of(&big_connect, |s| s.p50_us);
     let big_size = std::fs::metadata(&big).map(|m| m.len()).unwrap_or(0);
     let small_size = std::fs::metadata(&small).map(|m| m.len()).unwrap_or(0);
     table.row(
@@ -165,22 +175,40 @@ fn main() {
         "≤ 1.2×",
     );
 
-    // 3: reads per second on one persistent connection.
-    let n = scale.persistent.to_string();
-    let mut persistent = Vec::new();
-    let mut floor_persistent = Vec::new();
+    // 3: requests on one persistent connection, C client, broker vs floor.
+    let (mut b3, mut f3) = (Vec::new(), Vec::new());
     for _ in 0..scale.rounds {
-        persistent.push(stats(&env, &small, &env.socket, &["--repeat", &n, read]));
-        floor_persistent.push(stats(&env, &small, &floor.path, &["--repeat", &n, read]));
+        b3.push(c_client(
+            &env,
+            &c_client_path,
+            &env.socket,
+            "persistent",
+            scale.persistent,
+            read,
+        ));
+        f3.push(c_client(
+            &env,
+            &c_client_path,
+            &floor.path,
+            "persistent",
+            scale.persistent,
+            read,
+        ));
     }
-    let rps = median_of(&persistent, |s| s.per_second);
-    let frps = median_of(&floor_persistent, |s| s.per_second);
+    let (rps, frps) = (
+        median_c(&b3, |s| s.per_second),
+        median_c(&f3, |s| s.per_second),
+    );
     table.row(
         "3",
-        "exact reads/s on one persistent connection (floor alongside)",
-        format!("{rps:.0}/s (floor {frps:.0}/s)"),
+        "exact reads on one persistent connection, C client: broker vs floor server",
+        format!(
+            "{rps:.0}/s vs {frps:.0}/s; p50 {:.1} vs {:.1} µs",
+            median_c(&b3, |s| s.p50_us),
+            median_c(&f3, |s| s.p50_us)
+        ),
         format!("{:.2}× floor time", frps / rps),
-        "≥ 20,000/s",
+        "≤ 1.5× floor time, ≥ 20,000/s",
     );
 
     // 4: many concurrent clients.
@@ -226,7 +254,7 @@ fn main() {
     audit_rows(&mut table, &scale);
 
     // 8 and 9: identity of the second form — the caller chain and a script caller.
-    chain_and_script(&env, &floor, &small, read, &scale, &mut table);
+    chain_and_script(&env, &floor, read, &scale, &mut table);
     drop(daemon);
 
     // 12: held requests do not slow the others; 13: a held request reaches the screen.
@@ -434,64 +462,83 @@ fn held_requests_row(scale: &Scale, table: &mut Table) {
     );
 }
 
-/// Comparison 8: connect+identify+read p50 for the client with no ancestors to walk (orphaned
-/// to pid 1 by a double fork) vs under four nested shells (a 4-hop chain, every link hashed
-/// through the cache). Comparison 9: a Python script caller (identity = interpreter + script)
-/// doing the same loop against the broker and against the floor server.
-fn chain_and_script(
-    env: &Sandbox,
-    floor: &Floor,
-    client: &Path,
-    read: &str,
-    scale: &Scale,
-    table: &mut Table,
-) {
-    let n = scale.connects.to_string();
-    let client_cmd = format!(
-        "{} --quiet --stats --repeat {n} --reconnect '{read}'",
-        client.display()
-    );
-    let via_shells = |depth: usize, orphan: bool| -> f64 {
-        let out = env.root.join(format!("chain-{}.json", testkit::nonce()));
-        let mut cmd = format!("{client_cmd} > {}", out.display());
-        if orphan {
-            cmd = format!("( {cmd} & )");
+/// Comparison 8: the first identification of a process — its executables' hashes cached, the
+/// process itself never seen, which is what every new caller costs — through
+/// `identity::identify` in this process: a `sleep` with no ancestors to walk (orphaned to
+/// pid 1) vs one under four nested shells (a 4-hop chain, each link read and its executable's
+/// hash found through the cache). Comparison 9: a Python script caller (identity = interpreter
+/// + script) doing connect+identify+read against the broker and against the floor server.
+fn chain_and_script(env: &Sandbox, floor: &Floor, read: &str, scale: &Scale, table: &mut Table) {
+    use keychain_auth::identity::{Context, HashCache, Hashing, identify};
+    let script = env.root.join("nest.sh");
+    std::fs::write(
+        &script,
+        "if [ \"$1\" -gt 0 ]; then sh \"$0\" $(($1 - 1)) \"$2\"; exit; fi\nsleep 600 & echo $! > \"$2\"; wait\n",
+    )
+    .expect("nest.sh");
+    let leaf = |depth: usize| -> (Child, i32) {
+        let out = env.root.join(format!("leaf-{}", testkit::nonce()));
+        let child = if depth == 0 {
+            let cmd = format!("sleep 600 & echo $! > {}", out.display());
+            Command::new("sh").arg("-c").arg(cmd).spawn()
+        } else {
+            Command::new("sh")
+                .arg(&script)
+                .arg(depth.to_string())
+                .arg(&out)
+                .spawn()
         }
-        for _ in 0..depth {
-            cmd = format!(
-                "sh -c \"{}; true\"",
-                cmd.replace('\\', "\\\\").replace('"', "\\\"")
-            );
-        }
-        let status = env.command("sh").arg("-c").arg(&cmd).status().expect("sh");
-        assert!(status.success(), "{cmd}");
-        let v: Value = testkit::wait_for(120, "client stats", || {
-            serde_json::from_slice(&std::fs::read(&out).ok()?).ok()
+        .expect("sh");
+        let pid = testkit::wait_for(10, "leaf pid", || {
+            std::fs::read_to_string(&out)
+                .ok()?
+                .trim()
+                .parse::<i32>()
+                .ok()
         });
-        let mut samples: Vec<f64> = v["samples_ns"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_f64)
-            .map(|ns| ns / 1000.0)
+        (child, pid)
+    };
+    let (cache, ctx, uid) = (
+        HashCache::new(),
+        Context::current(),
+        nix::unistd::geteuid().as_raw(),
+    );
+    let time = |pid: i32| -> f64 {
+        let _ = identify(pid, uid, None, &ctx, &cache, Hashing::Allowed, &[]); // hash once
+        let mut samples: Vec<f64> = (0..scale.connects)
+            .map(|_| {
+                let t = Instant::now();
+                let peer = identify(pid, uid, None, &ctx, &cache, Hashing::CachedOnly, &[]);
+                let us = t.elapsed().as_secs_f64() * 1e6;
+                assert!(matches!(peer, Ok(Some(_))), "{peer:?}");
+                us
+            })
             .collect();
         median(&mut samples)
     };
-    let mut none = Vec::new();
-    let mut four = Vec::new();
+    let (mut none, mut four) = (Vec::new(), Vec::new());
     for _ in 0..scale.rounds {
-        none.push(via_shells(0, true));
-        four.push(via_shells(4, false));
+        for (depth, into) in [(0, &mut none), (4, &mut four)] {
+            let (mut child, pid) = leaf(depth);
+            into.push(time(pid));
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
     let (a, b) = (median(&mut none), median(&mut four));
     table.row(
         "8",
-        "connect+identify+read: no ancestors vs a 4-hop caller chain",
+        "first identification of a process (hashes cached): no ancestors vs a 4-hop caller chain",
         format!("{a:.1} µs vs {b:.1} µs (p50)"),
         format!("{:.2}×", b / a),
         "reported",
     );
 
+    let n = scale.connects.to_string();
     let Some(python) = ["/usr/bin/python3"]
         .into_iter()
         .find(|p| Path::new(p).exists())
@@ -877,7 +924,6 @@ fn sample_record() -> Record {
 /// Figures from one `keychain-auth-client --stats` run.
 struct Stats {
     p50_us: f64,
-    per_second: f64,
 }
 
 #[derive(Default)]
@@ -905,6 +951,11 @@ impl Table {
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     if v.is_empty() { 0.0 } else { v[v.len() / 2] }
+}
+
+fn median_c(v: &[CStats], f: impl Fn(&CStats) -> f64) -> f64 {
+    let mut xs: Vec<f64> = v.iter().map(f).collect();
+    median(&mut xs)
 }
 
 fn median_of(v: &[Stats], f: impl Fn(&Stats) -> f64) -> f64 {
@@ -954,11 +1005,8 @@ fn stats(env: &Sandbox, client: &Path, socket: &Path, args: &[&str]) -> Stats {
                 .collect()
         })
         .unwrap_or_default();
-    let rounds = v["rounds"].as_f64().unwrap_or(0.0);
-    let elapsed = v["elapsed_s"].as_f64().unwrap_or(1.0);
     Stats {
         p50_us: median(&mut samples),
-        per_second: rounds / elapsed,
     }
 }
 
@@ -1004,38 +1052,87 @@ fn concurrent(
     (errors, samples)
 }
 
-/// The physical floor: a minimal Unix-socket server that answers every line with a fixed
-/// response, one thread per connection.
+/// The floor: `benches/floor/floor_server.c`, the fastest trivially correct server — one
+/// thread, one `poll` loop, no thread or task per connection — answering every line with the
+/// broker's response to the benchmark's read. Compiled here with `cc -O2`.
 struct Floor {
     path: PathBuf,
+    child: Child,
 }
 
 impl Floor {
-    fn start(path: &Path) -> Floor {
-        let listener = UnixListener::bind(path).expect("bind floor");
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                std::thread::spawn(move || serve_fixed(stream));
-            }
-        });
-        Floor {
-            path: path.to_path_buf(),
-        }
+    fn start(dir: &Path) -> Floor {
+        let server = compile_c(dir, "floor_server");
+        let path = dir.join("floor.sock");
+        let child = Command::new(&server)
+            .arg(&path)
+            .spawn()
+            .expect("start the floor server");
+        testkit::wait_for(10, "floor socket", || path.exists().then_some(()));
+        Floor { path, child }
     }
 }
 
-fn serve_fixed(stream: UnixStream) {
-    const ANSWER: &[u8] = b"{\"type\":\"RESPONSE\",\"status\":\"success\",\"results\":[{\"target\":\"k\",\"value\":\"v\",\"attributes\":{}}]}\n";
-    let mut writer = match stream.try_clone() {
-        Ok(w) => w,
-        Err(_) => return,
-    };
-    let mut reader = BufReader::new(stream);
-    let mut line = String::new();
-    while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
-        if writer.write_all(ANSWER).is_err() {
-            return;
-        }
-        line.clear();
+impl Drop for Floor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Compiles `benches/floor/NAME.c` into `dir/NAME` with `cc -O2`.
+fn compile_c(dir: &Path, name: &str) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("benches/floor")
+        .join(format!("{name}.c"));
+    let out = dir.join(name);
+    let status = Command::new("cc")
+        .args(["-O2", "-Wall", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .status()
+        .expect("cc (the floor is C compiled by the bench)");
+    assert!(status.success(), "cc {}", src.display());
+    out
+}
+
+/// Figures from one `floor_client` run (`benches/floor/floor_client.c`).
+struct CStats {
+    p50_us: f64,
+    p99_us: f64,
+    per_second: f64,
+}
+
+/// Runs the C client: `mode` is `reconnect` (connect, write, read, close each time) or
+/// `persistent` (one connection), `n` round trips of `line`; every answer must be a success.
+fn c_client(
+    env: &Sandbox,
+    client: &Path,
+    socket: &Path,
+    mode: &str,
+    n: usize,
+    line: &str,
+) -> CStats {
+    let out = env
+        .command(client)
+        .arg(socket)
+        .arg(mode)
+        .arg(n.to_string())
+        .arg(line)
+        .output()
+        .expect("floor_client");
+    assert!(
+        out.status.success(),
+        "floor_client {mode} against {}: {}{}",
+        socket.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("floor_client json");
+    let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+    CStats {
+        p50_us: f("p50_us"),
+        p99_us: f("p99_us"),
+        per_second: f("per_second"),
     }
 }

@@ -409,11 +409,10 @@ fn start(paths: Paths) -> Result<(), String> {
     let notice_record = crate::backend::select::notice_record(&selection);
     log_to_stderr();
     let reason = selection.reason.clone();
-    // One async worker per core, at most four: sessions are short and blocking work (hashing,
-    // fsync'd writes, D-Bus) runs on tokio's separate blocking pool.
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 4));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
+    // One thread runs every session: a request costs a few system calls and no computation
+    // (hashing, fsync'd writes and D-Bus go to tokio's blocking pool), so a second async worker
+    // only adds cross-thread wake-ups — about four context switches per connection, measured.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;

@@ -5,6 +5,7 @@
 //! executable as the embedded broker — exactly the rule for a connected dashboard.
 
 use keychain_auth::server::approval::{Answer, ApproverEvent, Decision, Prompt};
+use serde_json::Value;
 use std::path::PathBuf;
 use std::time::Duration;
 use testkit::EmbeddedBroker;
@@ -255,4 +256,43 @@ fn a_subscribed_socket_approver_answers_and_other_binaries_may_not_subscribe() {
     assert_eq!(entry["allowed_read_services"], serde_json::json!(["aws"]));
     assert_eq!(entry["allowed_write_services"], serde_json::json!([]));
     assert!(entry.get("service_terms").is_none());
+}
+
+#[test]
+fn stopping_the_broker_answers_a_held_request_before_it_audits_stop() {
+    let e = embedded();
+    let (_id, mut rx) = e.running.broker.approvals.attach();
+    let c = e
+        .env
+        .spawn_client(&e.reader, &request("read", "aws", &["k"]));
+    let p = e.next_prompt(&mut rx);
+    // An idle connection too: it must not hold the stop up until its idle timeout.
+    let _idle = Raw::connect(&e.env.socket);
+    let started = std::time::Instant::now();
+    let Embedded { env, running, .. } = e;
+    running.stop();
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the idle connection (30 s idle timeout) held the stop up: {:?}",
+        started.elapsed()
+    );
+    assert!(!env.socket.exists(), "socket removed once drained");
+    let msg = expect(&held_response(c), "denied", Some("unregistered_binary"));
+    assert!(msg.contains("the broker is stopping"), "{msg}");
+    // The held request's refusal is in the log before "stop", which is last.
+    let records = env.audit_records();
+    let refusal = records
+        .iter()
+        .position(|r| r["prompt"] == p.id.as_str() && r["decision"] == "stopping")
+        .unwrap_or_else(|| panic!("no refusal for the held request: {records:?}"));
+    let last = records.last().unwrap();
+    assert_eq!(
+        (&last["event"], &last["action"]),
+        (&Value::from("daemon"), &Value::from("stop"))
+    );
+    assert!(refusal < records.len() - 1);
+    assert!(
+        last.get("message").is_none(),
+        "every session ended in time: {last}"
+    );
 }

@@ -572,20 +572,22 @@ impl AuditLog {
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(e),
         };
-        let held_same = match (&inner.log, &at_path) {
-            (Some(f), Some(p)) => {
-                let h = f.metadata()?;
-                h.dev() == p.dev() && h.ino() == p.ino()
-            }
-            _ => false,
+        let held = match &inner.log {
+            Some(f) => Some(f.metadata()?),
+            None => None,
         };
-        if !held_same {
-            inner.log = Some(open_append(&self.path)?);
-        }
+        let meta = match (held, &at_path) {
+            (Some(h), Some(p)) if h.dev() == p.dev() && h.ino() == p.ino() => h,
+            _ => {
+                let f = open_append(&self.path)?;
+                let m = f.metadata()?;
+                inner.log = Some(f);
+                m
+            }
+        };
         let Some(log) = inner.log.as_ref() else {
             return Err(other("the audit log is not open".into()));
         };
-        let meta = log.metadata()?;
         let (dev, ino, size) = (meta.dev(), meta.ino(), meta.size());
 
         // 2. Where the chain stands, and whether the log is still as we left it.

@@ -30,7 +30,7 @@ use crate::policy::BinaryHash;
 use nix::sys::socket::{getsockopt, sockopt};
 use process::FileId;
 use std::fs::File;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -166,30 +166,25 @@ pub enum Hashing {
     CachedOnly,
 }
 
-/// The connecting peer as `SO_PEERCRED` saw it at `connect()`, with its pidfd where the kernel
-/// has `SO_PEERPIDFD`. A peer of another uid is refused here, before anything is read.
+/// The connecting peer as `SO_PEERCRED` saw it at `connect()`. A peer of another uid is
+/// refused here, before anything is read.
 #[derive(Debug)]
 pub struct Connector {
     /// Its pid at connect time.
     pub pid: i32,
     /// Its uid.
     pub uid: u32,
-    /// Its pidfd.
-    pub pidfd: Option<OwnedFd>,
 }
 
-/// Reads and checks the credentials of a connected socket's peer.
+/// Reads and checks the credentials of a connected socket's peer (one `getsockopt`: the
+/// connector is only counted against the caps; requests are attributed to their writers).
 pub fn connector(sock: BorrowedFd<'_>) -> Result<Connector, IdentityError> {
     let cred = getsockopt(&sock, sockopt::PeerCredentials).map_err(IdentityError::Credentials)?;
     let (uid, pid) = (cred.uid(), cred.pid());
     if uid != nix::unistd::geteuid().as_raw() {
         return Err(IdentityError::ForeignUid { uid, pid });
     }
-    Ok(Connector {
-        pid,
-        uid,
-        pidfd: getsockopt(&sock, sockopt::PeerPidfd).ok(),
-    })
+    Ok(Connector { pid, uid })
 }
 
 /// The daemon's view of itself that identification compares against.
@@ -241,29 +236,60 @@ pub fn identify(
 
 /// Checks, before a request of an already identified writer is served, that it still runs the
 /// executable it was identified with and that no tracer has attached since. `Err` says why not.
-pub fn revalidate(peer: &Peer) -> Result<(), String> {
+pub fn revalidate(peer: &Peer) -> Result<(), Changed> {
     let pid = peer.pid;
     let Exe::Verified { file, watch, .. } = &peer.exe else {
         return Ok(());
     };
-    let executed = || {
-        format!(
-            "pid {pid} started another program (execve) while connected; its requests on this connection are refused: reconnect"
-        )
-    };
     match process::exe_id(pid) {
         Ok(now) if now == *file => {}
-        Ok(_) => return Err(executed()),
-        Err(e) => return Err(format!("cannot read the executable of pid {pid}: {e}")),
+        Ok(_) => return Err(Changed::Executed(pid)),
+        Err(e) => {
+            return Err(Changed::Unreadable {
+                pid,
+                what: "executable",
+                error: e.to_string(),
+            });
+        }
     }
     match watch.check() {
         Ok(()) => Ok(()),
-        Err(process::Change::Executed) => Err(executed()),
-        Err(process::Change::Traced(t)) => Err(traced_message(pid, t)),
-        Err(process::Change::Unreadable(e)) => {
-            Err(format!("cannot read the status of pid {pid}: {e}"))
-        }
+        Err(process::Change::Executed) => Err(Changed::Executed(pid)),
+        Err(process::Change::Traced(tracer)) => Err(Changed::Traced { pid, tracer }),
+        Err(process::Change::Unreadable(error)) => Err(Changed::Unreadable {
+            pid,
+            what: "status",
+            error,
+        }),
     }
+}
+
+/// Why an identified writer no longer holds ([`revalidate`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Changed {
+    /// It executed a program since it was verified.
+    #[error(
+        "pid {0} started another program (execve) while connected; its requests on this connection are refused: reconnect"
+    )]
+    Executed(i32),
+    /// A tracer attached.
+    #[error("{}", traced_message(*pid, *tracer))]
+    Traced {
+        /// The writer.
+        pid: i32,
+        /// Its tracer.
+        tracer: i32,
+    },
+    /// Its `/proc` entry cannot be read.
+    #[error("cannot read the {what} of pid {pid}: {error}")]
+    Unreadable {
+        /// The writer.
+        pid: i32,
+        /// What could not be read.
+        what: &'static str,
+        /// Why.
+        error: String,
+    },
 }
 
 /// The message for a traced peer.
@@ -313,7 +339,7 @@ fn read_exe(
         }
     };
     if let Err(why) = same_user_ns(pid, &dir, ctx) {
-        return Some(unverifiable(why));
+        return Some(unverifiable(why.to_string()));
     }
     let Some(p) = path.as_ref() else {
         return Some(unverifiable(format!(
@@ -365,18 +391,27 @@ fn read_exe(
     })
 }
 
-/// `Err(why)` unless the process lives in the broker's own user namespace: in another one,
+/// Why a process cannot be trusted for its user namespace.
+#[derive(Debug, thiserror::Error)]
+enum Namespace {
+    #[error(
+        "pid {0} runs in another user namespace (a sandbox or container), where the executable the kernel reports can be forged; run it outside the namespace"
+    )]
+    Other(i32),
+    #[error("cannot read the user namespace of pid {0}: {1}")]
+    Unreadable(i32, std::io::Error),
+    #[error("the broker cannot read its own user namespace, so no caller can be verified")]
+    OwnUnknown,
+}
+
+/// `Err` unless the process lives in the broker's own user namespace: in another one,
 /// `PR_SET_MM_MAP` can point `/proc/<pid>/exe` at a binary the process never ran.
-fn same_user_ns(pid: i32, dir: &process::ProcDir, ctx: &Context) -> Result<(), String> {
+fn same_user_ns(pid: i32, dir: &process::ProcDir, ctx: &Context) -> Result<(), Namespace> {
     match (dir.user_ns(), ctx.user_ns) {
         (Ok(ns), Some(own)) if ns == own => Ok(()),
-        (Ok(_), Some(_)) => Err(format!(
-            "pid {pid} runs in another user namespace (a sandbox or container), where the executable the kernel reports can be forged; run it outside the namespace"
-        )),
-        (Err(e), _) => Err(format!("cannot read the user namespace of pid {pid}: {e}")),
-        (Ok(_), None) => Err(
-            "the broker cannot read its own user namespace, so no caller can be verified".into(),
-        ),
+        (Ok(_), Some(_)) => Err(Namespace::Other(pid)),
+        (Err(e), _) => Err(Namespace::Unreadable(pid, e)),
+        (Ok(_), None) => Err(Namespace::OwnUnknown),
     }
 }
 
@@ -457,10 +492,11 @@ pub fn identify_connector(
     hashing: Hashing,
 ) -> Result<Option<Peer>, IdentityError> {
     let c = connector(sock)?;
+    let pidfd = getsockopt(&sock, sockopt::PeerPidfd).ok();
     identify(
         c.pid,
         c.uid,
-        c.pidfd.as_ref().map(AsFd::as_fd),
+        pidfd.as_ref().map(AsFd::as_fd),
         &Context::current(),
         cache,
         hashing,

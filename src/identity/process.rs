@@ -157,10 +157,18 @@ impl Watch {
                 _ => return Err(Change::Executed),
             }
         }
-        let mut buf = Vec::with_capacity(2048);
-        let status = read_at_into(&self.status, 0, &mut buf)
-            .and_then(|()| Status::parse(&buf))
-            .map_err(|e| Change::Unreadable(e.to_string()))?;
+        // One pread: `status` is a seq_file produced whole by one show(), and a read of a
+        // seq_file fills the buffer as far as the text goes, so a short read is all of it.
+        let mut buf = [0u8; 4096];
+        let status = match self.status.read_at(&mut buf, 0) {
+            Ok(n) if n < buf.len() => Status::parse(&buf[..n]),
+            Ok(_) => {
+                let mut all = Vec::new();
+                read_at_into(&self.status, 0, &mut all).and_then(|()| Status::parse(&all))
+            }
+            Err(e) => Err(e),
+        }
+        .map_err(|e| Change::Unreadable(e.to_string()))?;
         match status.tracer {
             0 => Ok(()),
             t => Err(Change::Traced(t)),
@@ -334,27 +342,33 @@ mod tests {
 
     #[test]
     fn a_watch_sees_an_exec_of_the_same_program() {
-        // sh, then `exec sh`: same pid, same executable inode, a new image.
+        // sh, then `exec sh` once told to: same pid, same executable inode, a new image. Each
+        // image writes a line before it is looked at, as a caller writes its request: until the
+        // first sh runs, it may still share this process's memory (posix_spawn's vfork).
+        use std::io::{BufRead, Write};
         let mut child = std::process::Command::new("sh")
-            .args(["-c", "sleep 0.3; exec sh -c 'sleep 5; true'"])
+            .args([
+                "-c",
+                "echo started; read go; exec sh -c 'echo ready; sleep 5'",
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();
         let pid = child.id() as i32;
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let (mut started, mut ready) = (String::new(), String::new());
+        out.read_line(&mut started).unwrap();
         let before = exe_id(pid).unwrap();
         let (watch, _, _) = ProcDir::open(pid).unwrap().watch().unwrap();
         assert_eq!(watch.check(), Ok(()), "still the image that was watched");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        let seen = loop {
-            let cmd = ProcDir::open(pid).unwrap().cmdline();
-            if cmd.iter().any(|a| a.starts_with("sleep 5")) || std::time::Instant::now() > deadline
-            {
-                break watch.check();
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        };
+        child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+        out.read_line(&mut ready).unwrap();
+        let seen = watch.check();
         let after = exe_id(pid).unwrap();
         let _ = child.kill();
         let _ = child.wait();
+        assert_eq!(ready, "ready\n");
         assert_eq!(before, after, "the same executable file before and after");
         assert_eq!(seen, Err(Change::Executed));
     }

@@ -39,6 +39,27 @@ pub struct Ticket {
     pub slot: Slot,
 }
 
+/// Why a connection is not admitted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    /// The connecting process holds its share already.
+    #[error(
+        "process {pid} already holds {held} connections (the most one process may hold); close some and try again"
+    )]
+    PerProcess {
+        /// The connecting process.
+        pid: i32,
+        /// Connections it holds.
+        held: usize,
+    },
+    /// Every slot is taken.
+    #[error("the broker is serving its maximum of {max} connections; try again shortly")]
+    Full {
+        /// The cap.
+        max: usize,
+    },
+}
+
 impl Admissions {
     /// Caps: `max_total` regular connections, `max_per_process` per connecting pid, and
     /// `reserve` STATUS-only slots beyond the total.
@@ -52,13 +73,11 @@ impl Admissions {
     }
 
     /// Admits a connection from `pid`, or says why not.
-    pub fn admit(self: &Arc<Self>, pid: i32) -> Result<Ticket, String> {
+    pub fn admit(self: &Arc<Self>, pid: i32) -> Result<Ticket, Refused> {
         let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         let held = c.per_pid.get(&pid).copied().unwrap_or(0);
         if held >= self.max_per_process {
-            return Err(format!(
-                "process {pid} already holds {held} connections (the most one process may hold); close some and try again"
-            ));
+            return Err(Refused::PerProcess { pid, held });
         }
         let slot = if c.regular < self.max_total {
             c.regular += 1;
@@ -67,10 +86,9 @@ impl Admissions {
             c.reserve += 1;
             Slot::Reserve
         } else {
-            return Err(format!(
-                "the broker is serving its maximum of {} connections; try again shortly",
-                self.max_total
-            ));
+            return Err(Refused::Full {
+                max: self.max_total,
+            });
         };
         *c.per_pid.entry(pid).or_insert(0) += 1;
         Ok(Ticket {
@@ -106,12 +124,17 @@ mod tests {
         let a = Admissions::new(3, 2, 1);
         let t1 = a.admit(10).unwrap();
         let _t2 = a.admit(10).unwrap();
-        assert!(a.admit(10).unwrap_err().contains("process 10"));
+        assert!(a.admit(10).unwrap_err().to_string().contains("process 10"));
         let _t3 = a.admit(11).unwrap();
         assert_eq!(t1.slot, Slot::Regular);
         let r = a.admit(12).unwrap();
         assert_eq!(r.slot, Slot::Reserve, "over the total: a STATUS-only slot");
-        assert!(a.admit(13).unwrap_err().contains("maximum of 3"));
+        assert!(
+            a.admit(13)
+                .unwrap_err()
+                .to_string()
+                .contains("maximum of 3")
+        );
         drop(t1);
         assert_eq!(a.admit(10).unwrap().slot, Slot::Regular, "slots come back");
         drop(r);

@@ -146,6 +146,11 @@ pub struct Waiting {
     pub opened: bool,
 }
 
+/// An answer came for a prompt that is no longer open.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("prompt {0} is no longer open (answered, withdrawn or timed out)")]
+pub struct Closed(pub String);
+
 impl Approvals {
     /// No approvers, no prompts.
     pub fn new() -> Approvals {
@@ -230,15 +235,13 @@ impl Approvals {
 
     /// Answers prompt `id`: the first answer wins; every waiting request gets it and every
     /// approver is told. `Err` when the prompt is already gone.
-    pub fn answer(&self, id: &str, answer: Answer) -> Result<Prompt, String> {
+    pub fn answer(&self, id: &str, answer: Answer) -> Result<Prompt, Closed> {
         let mut st = self.lock();
         let i = st
             .held
             .iter()
             .position(|h| h.prompt.id == id)
-            .ok_or_else(|| {
-                format!("prompt {id} is no longer open (answered, withdrawn or timed out)")
-            })?;
+            .ok_or_else(|| Closed(id.to_string()))?;
         let held = st.held.remove(i);
         broadcast(
             &st,

@@ -126,6 +126,7 @@ pub fn settle(
         let note = match why {
             "timeout" => "no approver answered in time",
             "withdrawn" => "the caller hung up",
+            "stopping" => "the broker is stopping",
             _ => "no approver answered",
         };
         r.message = Some(format!("{} ({note})", r.message.unwrap_or_default()));

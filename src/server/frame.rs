@@ -14,8 +14,8 @@ use std::sync::Arc;
 use tokio::io::Interest;
 use tokio::net::UnixStream;
 
-/// Bytes read per receive call.
-const CHUNK: usize = 16 * 1024;
+/// Bytes read per receive call, at least: received straight into the line buffer's spare room.
+const CHUNK: usize = 4 * 1024;
 
 /// Who wrote a line.
 #[derive(Debug, Clone)]
@@ -48,7 +48,6 @@ pub struct LineReader {
     /// The last line returned.
     line: Vec<u8>,
     control: Vec<u8>,
-    scratch: Box<[u8]>,
 }
 
 impl Default for LineReader {
@@ -65,7 +64,6 @@ impl LineReader {
             chunks: VecDeque::new(),
             line: Vec::with_capacity(1024),
             control: sender::control_buffer(),
-            scratch: vec![0u8; CHUNK].into_boxed_slice(),
         }
     }
 
@@ -104,21 +102,28 @@ impl LineReader {
                 self.line.extend_from_slice(&self.buf);
                 return Ok(Frame::Line(self.take(self.buf.len())));
             }
-            self.buf.extend_from_slice(&self.scratch[..n]);
             self.chunks.push_back((n, from.map(Arc::new)));
         }
     }
 
+    /// Receives one chunk, appended to `buf`. Cancel-safe (the approver's `select!` drops it
+    /// while waiting): `buf` only grows by bytes received, inside one synchronous call.
     async fn recv(&mut self, stream: &UnixStream) -> io::Result<(usize, Option<Sender>)> {
+        let (buf, control) = (&mut self.buf, &mut self.control);
         loop {
-            stream.readable().await?;
-            let (scratch, control) = (&mut self.scratch, &mut self.control);
-            match stream.try_io(Interest::READABLE, || {
-                sender::recv(stream.as_fd(), scratch, control)
-            }) {
-                Ok(r) => return Ok(r),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e),
+            let received = stream.try_io(Interest::READABLE, || {
+                let len = buf.len();
+                if buf.capacity() - len < CHUNK {
+                    buf.reserve(CHUNK);
+                }
+                buf.resize(buf.capacity(), 0);
+                let r = sender::recv(stream.as_fd(), &mut buf[len..], control);
+                buf.truncate(len + r.as_ref().map_or(0, |(n, _)| *n));
+                r
+            });
+            match received {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => stream.readable().await?,
+                r => return r,
             }
         }
     }
@@ -201,6 +206,23 @@ mod tests {
         assert_eq!(f[0].0, "too large");
         let f = frames(&[&[b'x'; 100]], 10).await;
         assert_eq!(f[0].0, "too large");
+    }
+
+    #[tokio::test]
+    async fn a_read_cancelled_while_waiting_loses_and_adds_nothing() {
+        // The approver session races `next` against its event channel in `select!`.
+        let (a, mut b) = UnixStream::pair().unwrap();
+        sender::enable(a.as_fd()).unwrap();
+        let mut r = LineReader::new();
+        b.write_all(b"{\"x\":").await.unwrap();
+        for _ in 0..3 {
+            let waited =
+                tokio::time::timeout(std::time::Duration::from_millis(20), r.next(&a, 100)).await;
+            assert!(waited.is_err(), "no whole line yet");
+        }
+        b.write_all(b"1}\n").await.unwrap();
+        assert!(matches!(r.next(&a, 100).await.unwrap(), Frame::Line(_)));
+        assert_eq!(r.line(), b"{\"x\":1}");
     }
 
     #[test]

@@ -174,22 +174,56 @@ pub(crate) fn refuse(broker: &Broker, mut rec: Record, resp: Response) -> Respon
     resp
 }
 
+/// Why the injection guard or the launch rule refuses a caller.
+#[derive(Debug, thiserror::Error)]
+enum Guard {
+    /// A tracer is attached.
+    #[error("{}", identity::traced_message(*pid, *tracer))]
+    Traced { pid: i32, tracer: i32 },
+    /// An injection variable the policy does not allow is set.
+    #[error(
+        "{} (pid {pid}) runs with {var} set, which can inject code into it; unset {var}, or if this is intended allow it with: keychain-auth grant {} --allow-env {var}",
+        path.display(),
+        hash.short()
+    )]
+    Injected {
+        path: std::path::PathBuf,
+        pid: i32,
+        var: String,
+        hash: BinaryHash,
+    },
+    /// No allowed launcher among the ancestors.
+    #[error(
+        "{} may only be used when launched by {allowed} and was launched by: {chain}",
+        path.display()
+    )]
+    Launcher {
+        path: std::path::PathBuf,
+        allowed: String,
+        chain: String,
+    },
+}
+
 /// The injection guard (SPEC §10): a traced caller is refused, and so is one whose environment
 /// carries an injection variable its policy does not list in `allow_env`.
-fn injection_guard(pid: i32, binary: &BinaryPolicy, integrity: &Integrity) -> Result<(), String> {
+fn injection_guard(pid: i32, binary: &BinaryPolicy, integrity: &Integrity) -> Result<(), Guard> {
     if integrity.tracer != 0 {
-        return Err(identity::traced_message(pid, integrity.tracer));
+        return Err(Guard::Traced {
+            pid,
+            tracer: integrity.tracer,
+        });
     }
     match integrity
         .injected
         .iter()
         .find(|v| !binary.allow_env.contains(v.as_str()))
     {
-        Some(var) => Err(format!(
-            "{} (pid {pid}) runs with {var} set, which can inject code into it; unset {var}, or if this is intended allow it with: keychain-auth grant {} --allow-env {var}",
-            binary.path.display(),
-            binary.hash.short()
-        )),
+        Some(var) => Err(Guard::Injected {
+            path: binary.path.clone(),
+            pid,
+            var: var.clone(),
+            hash: binary.hash.clone(),
+        }),
         None => Ok(()),
     }
 }
@@ -218,7 +252,7 @@ fn caller_chain(peer: &Peer) -> Vec<Link> {
 }
 
 /// The launch rule (SPEC §10): with `launched_by`, one of those hashes must be an ancestor.
-fn launch_rule(peer: &Peer, binary: &BinaryPolicy, chain: &[Link]) -> Result<(), String> {
+fn launch_rule(peer: &Peer, binary: &BinaryPolicy, chain: &[Link]) -> Result<(), Guard> {
     if binary.launched_by.is_empty()
         || chain.iter().any(|l| {
             l.hash
@@ -229,12 +263,11 @@ fn launch_rule(peer: &Peer, binary: &BinaryPolicy, chain: &[Link]) -> Result<(),
         return Ok(());
     }
     let allowed: Vec<&str> = binary.launched_by.iter().map(BinaryHash::short).collect();
-    Err(format!(
-        "{} may only be used when launched by {} and was launched by: {}",
-        binary.path.display(),
-        allowed.join(", "),
-        identity::describe_chain(&caller_chain(peer))
-    ))
+    Err(Guard::Launcher {
+        path: binary.path.clone(),
+        allowed: allowed.join(", "),
+        chain: identity::describe_chain(&caller_chain(peer)),
+    })
 }
 
 /// Why an unknown caller is refused, and the pending entry it makes (none for code without a
@@ -400,11 +433,11 @@ pub(crate) fn decide(
             done(rec, refusal)
         };
     };
-    if let Err(message) = launch_rule(peer, binary, chain) {
-        return done(rec, denied(Reason::LauncherNotAllowed, message));
+    if let Err(why) = launch_rule(peer, binary, chain) {
+        return done(rec, denied(Reason::LauncherNotAllowed, why.to_string()));
     }
-    if let Err(message) = injection_guard(peer.pid, binary, integrity) {
-        return done(rec, denied(Reason::InjectedEnvironment, message));
+    if let Err(why) = injection_guard(peer.pid, binary, integrity) {
+        return done(rec, denied(Reason::InjectedEnvironment, why.to_string()));
     }
     if let Err((reason, message)) = binary.authorize(req) {
         let refusal = denied(reason, message);

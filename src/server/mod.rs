@@ -2,132 +2,33 @@
 //!
 //! [`Server::bind`] prepares the socket safely ([`socket`]); [`Server::run`] accepts connections
 //! with a cap and error back-off, and gives each a [`session`] that identifies the peer once and
-//! then answers its request lines in order through [`handler`]. The shared state is [`Broker`].
-//! The dashboard embeds the same `Server` in-process.
+//! then answers its request lines in order through [`handler`]. The state they share is
+//! [`Broker`]. The dashboard embeds the same `Server` in-process.
 
 pub mod admission;
 pub mod approval;
 pub mod ask;
+mod broker;
 pub mod conduit;
 pub mod frame;
 pub mod handler;
+pub mod known;
 pub mod notify;
 pub mod preflight;
 pub mod session;
+pub mod shutdown;
 pub mod socket;
+
+pub use broker::{Broker, Limits, Stats};
 
 use crate::audit::{AuditLog, KeySource, Record, Rotation};
 use crate::backend::Backend;
-use crate::identity::{self, HashCache};
+use crate::identity;
 use crate::paths::Paths;
-use crate::policy::PolicyCache;
-use crate::protocol::StatusInfo;
-use admission::Admissions;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::net::UnixListener;
-
-/// Tunables of a running broker.
-#[derive(Debug, Clone)]
-pub struct Limits {
-    /// Cap on one request line (bytes, newline excluded).
-    pub max_line: usize,
-    /// A connection with no request for this long is closed.
-    pub idle_timeout: Duration,
-    /// Most connections served at once; more are refused with a message.
-    pub max_connections: usize,
-    /// Most connections one connecting process may hold.
-    pub max_per_process: usize,
-    /// STATUS-only slots kept beyond `max_connections`.
-    pub reserve: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_line: crate::protocol::DEFAULT_MAX_LINE,
-            idle_timeout: Duration::from_secs(30),
-            max_connections: 512,
-            max_per_process: 64,
-            reserve: 16,
-        }
-    }
-}
-
-/// Counters reported by STATUS and shown by the dashboard.
-#[derive(Debug, Default)]
-pub struct Stats {
-    /// Connections open now.
-    pub connections: AtomicU64,
-    /// Requests answered since start.
-    pub requests: AtomicU64,
-}
-
-/// Everything the sessions share.
-pub struct Broker {
-    /// Where the files are.
-    pub paths: Paths,
-    /// The keychain.
-    pub backend: Arc<dyn Backend>,
-    /// The policy as of the latest change on disk.
-    pub policy: PolicyCache,
-    /// Executable hashes already computed.
-    pub hashes: HashCache,
-    /// The daemon's own view (its user namespace) that callers are compared against.
-    pub identity: identity::Context,
-    /// Connection caps.
-    pub admissions: Arc<Admissions>,
-    /// Attached approvers and held requests (SPEC §11).
-    pub approvals: approval::Approvals,
-    own_hash: std::sync::OnceLock<Option<crate::policy::BinaryHash>>,
-    /// The audit log.
-    pub audit: AuditLog,
-    /// Counters.
-    pub stats: Stats,
-    /// Limits.
-    pub limits: Limits,
-    started: Instant,
-}
-
-impl Broker {
-    /// The hash of the broker's own executable: only keychain-auth itself may subscribe as an
-    /// approver. `None` when it cannot be read (then nobody may).
-    pub fn own_hash(&self) -> Option<&crate::policy::BinaryHash> {
-        self.own_hash
-            .get_or_init(|| {
-                std::fs::File::open("/proc/self/exe")
-                    .and_then(|f| self.hashes.hash_file(&f))
-                    .ok()
-            })
-            .as_ref()
-    }
-
-    /// How long a held request waits for an answer (config.json `prompt_timeout_s`).
-    pub fn prompt_timeout(&self) -> Duration {
-        self.policy
-            .current()
-            .ok()
-            .and_then(|p| p.file.prompt_timeout_s)
-            .map_or(approval::DEFAULT_PROMPT_TIMEOUT, |s| {
-                Duration::from_secs(s.clamp(1, 3600))
-            })
-    }
-
-    /// The STATUS answer.
-    pub fn status(&self) -> StatusInfo {
-        StatusInfo {
-            kind: "STATUS".into(),
-            version: crate::VERSION.into(),
-            pid: std::process::id(),
-            uptime_s: self.started.elapsed().as_secs(),
-            backend: self.backend.kind().as_str().into(),
-            connections: self.stats.connections.load(Ordering::Relaxed),
-            requests: self.stats.requests.load(Ordering::Relaxed),
-        }
-    }
-}
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -190,24 +91,7 @@ impl Server {
                 paths.socket.display()
             ))
         })?;
-        let broker = Arc::new(Broker {
-            approvals: approval::Approvals::new(),
-            own_hash: std::sync::OnceLock::new(),
-            identity: identity::Context::current(),
-            admissions: Admissions::new(
-                limits.max_connections,
-                limits.max_per_process,
-                limits.reserve,
-            ),
-            policy: PolicyCache::sealed(&paths, KeySource::Store(backend.clone())),
-            paths,
-            backend,
-            hashes: HashCache::new(),
-            audit,
-            stats: Stats::default(),
-            limits,
-            started: Instant::now(),
-        });
+        let broker = Arc::new(Broker::new(paths, backend, audit, limits));
         Ok(Server {
             listener,
             broker,
@@ -220,8 +104,9 @@ impl Server {
         self.broker.clone()
     }
 
-    /// Serves until `shutdown` completes, then removes the socket file.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+    /// Serves until `stop` completes; then drains the sessions ([`shutdown`]), removes the
+    /// socket file and audits "stop".
+    pub async fn run(self, stop: impl Future<Output = ()>) {
         let Server {
             listener,
             broker,
@@ -235,15 +120,25 @@ impl Server {
             broker.backend.describe()
         ));
         let _ = broker.audit.append(&start);
+        let drain = shutdown::Drain::new();
         tokio::select! {
-            () = accept_loop(&listener, &broker) => {}
+            () = accept_loop(&listener, &broker, &drain) => {}
             () = prune_loop(&broker) => {}
-            () = shutdown => {}
+            () = stop => {}
         }
+        // Stop accepting, then let the sessions finish (see `shutdown`).
+        drop(listener);
+        let drained = drain.drain(shutdown::DRAIN_LIMIT).await;
         socket::remove_if_ours(&broker.paths.socket, socket_id);
-        let mut stop = Record::new("daemon", "daemon");
-        stop.action = Some("stop".into());
-        let _ = broker.audit.append(&stop);
+        let mut rec = Record::new("daemon", "daemon");
+        rec.action = Some("stop".into());
+        if !drained {
+            rec.message = Some(format!(
+                "stopped with sessions still busy after {} s",
+                shutdown::DRAIN_LIMIT.as_secs()
+            ));
+        }
+        let _ = broker.audit.append(&rec);
     }
 }
 
@@ -263,21 +158,34 @@ async fn prune_loop(broker: &Arc<Broker>) {
 /// The broker protects itself (SPEC §10): non-dumpable, so no same-user process can ptrace it or
 /// read its memory through `/proc/<pid>/mem`, and no core file, so no secret lands on disk if it
 /// crashes.
+///
+/// It also raises its descriptor limit to the hard limit (at most 65,536): every connection, and
+/// every writer it verified (pidfd, `status`, `environ`), holds descriptors, and the default soft
+/// limit of 1,024 would refuse callers long before the 512-connection cap.
 fn protect_process() -> Result<(), StartError> {
-    use nix::sys::resource::{Resource, setrlimit};
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
     nix::sys::prctl::set_dumpable(false)
         .map_err(|e| StartError::Other(format!("cannot make the broker non-dumpable: {e}")))?;
     setrlimit(Resource::RLIMIT_CORE, 0, 0)
-        .map_err(|e| StartError::Other(format!("cannot disable core dumps: {e}")))
+        .map_err(|e| StartError::Other(format!("cannot disable core dumps: {e}")))?;
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        let want = hard.min(65_536);
+        if soft < want
+            && let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, want, hard)
+        {
+            tracing::warn!("keychain-auth: cannot raise the descriptor limit to {want}: {e}");
+        }
+    }
+    Ok(())
 }
 
-async fn accept_loop(listener: &UnixListener, broker: &Arc<Broker>) {
+async fn accept_loop(listener: &UnixListener, broker: &Arc<Broker>, drain: &shutdown::Drain) {
     let mut backoff = Duration::from_millis(5);
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
                 backoff = Duration::from_millis(5);
-                tokio::spawn(session::serve(stream, broker.clone()));
+                tokio::spawn(session::serve(stream, broker.clone(), drain.subscribe()));
             }
             Err(e) => {
                 // EMFILE/ENFILE and friends: wait for descriptors to free up instead of spinning.

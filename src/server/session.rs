@@ -12,9 +12,10 @@ use super::ask;
 use super::conduit;
 use super::frame::{Frame, LineReader, Writer};
 use super::handler::{self, Reply};
+use super::shutdown::Shutdown;
 use crate::audit::Record;
 use crate::identity::process::FileId;
-use crate::identity::sender::{self, Sender};
+use crate::identity::sender::Sender;
 use crate::identity::{self, Connector, Exe, Hashing, IdentityError, Peer};
 use crate::protocol::{AnswerLine, Incoming, Reason, Response, Status};
 use std::os::fd::AsFd;
@@ -56,20 +57,19 @@ struct Session {
 
 /// Serves one accepted connection to the end: checks the connecting uid, admits it under the
 /// caps, and answers its lines.
-pub async fn serve(mut stream: UnixStream, broker: Arc<Broker>) {
+pub async fn serve(mut stream: UnixStream, broker: Arc<Broker>, mut shutdown: Shutdown) {
     let connector = match identity::connector(stream.as_fd()) {
         Ok(c) => c,
         Err(e) => return refused(&broker, &e),
     };
     let ticket = match broker.admissions.admit(connector.pid) {
         Ok(t) => t,
-        Err(why) => return refuse_busy(stream, &broker, why).await,
+        Err(why) => return refuse_busy(stream, &broker, why.to_string()).await,
     };
-    // Inherited from the listener; set again so no kernel leaves a window without credentials.
-    if let Err(e) = sender::enable(stream.as_fd()) {
-        let errno = nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EINVAL));
-        return refused(&broker, &IdentityError::Credentials(errno));
-    }
+    // SO_PASSCRED and SO_PASSPIDFD are not set again here: the kernel copies them from the
+    // listener to the accepted socket before the connection is established
+    // (`unix_sock_inherit_flags`), so no byte arrives without credentials; and a chunk that
+    // did would be refused as from an unknown writer (`Writer::Unknown`).
     broker.stats.connections.fetch_add(1, Ordering::Relaxed);
     let _gauge = Gauge(broker.clone());
     let mut session = Session {
@@ -87,9 +87,14 @@ pub async fn serve(mut stream: UnixStream, broker: Arc<Broker>) {
     let max = session.broker.limits.max_line;
     let mut lines = LineReader::new();
     loop {
-        let frame = match tokio::time::timeout(idle, lines.next(&stream, max)).await {
-            Ok(Ok(f)) => f,
-            Err(_) | Ok(Err(_)) => return,
+        // Waiting for a line is where a stopping broker ends a session (the reader is
+        // cancel-safe); a line already read is answered first.
+        let frame = tokio::select! {
+            read = tokio::time::timeout(idle, lines.next(&stream, max)) => match read {
+                Ok(Ok(f)) => f,
+                Err(_) | Ok(Err(_)) => return,
+            },
+            () = shutdown.recv() => return,
         };
         let (writer, too_large) = match frame {
             Frame::Eof => return,
@@ -117,7 +122,9 @@ pub async fn serve(mut stream: UnixStream, broker: Arc<Broker>) {
         if matches!(parsed, Ok(Incoming::Subscribe)) && !reserve {
             if session.runs_keychain_auth(&sender).await {
                 let label = format!("dashboard pid {}", sender.pid);
-                return session.approver(&mut stream, &mut lines, label).await;
+                return session
+                    .approver(&mut stream, &mut lines, label, &mut shutdown)
+                    .await;
             }
             let r = Response::failure(
                 None,
@@ -142,10 +149,12 @@ pub async fn serve(mut stream: UnixStream, broker: Arc<Broker>) {
             };
             match answer(&session.broker, peer.clone(), parsed).await {
                 Reply::Line(line) => line,
-                Reply::Ask(ask) => match hold(&session.broker, &stream, peer, *ask).await {
-                    Some(line) => line,
-                    None => return,
-                },
+                Reply::Ask(ask) => {
+                    match hold(&session.broker, &stream, peer, *ask, &mut shutdown).await {
+                        Some(line) => line,
+                        None => return,
+                    }
+                }
             }
         };
         if stream.write_all(&reply).await.is_err() {
@@ -201,7 +210,7 @@ impl Session {
                 let k = &mut self.known[i];
                 if let Err(why) = identity::revalidate(&k.peer) {
                     // Sticky: an exec or a tracer is not forgotten on this connection.
-                    k.peer = Arc::new(unverifiable(&k.peer, why));
+                    k.peer = Arc::new(unverifiable(&k.peer, why.to_string()));
                 }
                 return Some(k.peer.clone());
             }
@@ -217,6 +226,14 @@ impl Session {
             ));
             let _ = self.broker.audit.append(&rec);
             return None;
+        }
+        // Verified on an earlier connection, alive and unchanged since (revalidated there).
+        if let Some(peer) = self.broker.known.get(s) {
+            self.known.push(Known {
+                peer: peer.clone(),
+                pin: s.clone(),
+            });
+            return Some(peer);
         }
         let mut peer = match self.identify(s).await {
             Ok(p) => p,
@@ -239,6 +256,9 @@ impl Session {
             );
         }
         let peer = Arc::new(peer);
+        if !matches!(peer.exe, Exe::Unverifiable { .. }) {
+            self.broker.known.remember(s, &peer);
+        }
         self.known.push(Known {
             peer: peer.clone(),
             pin: s.clone(),
@@ -324,6 +344,7 @@ async fn hold(
     stream: &UnixStream,
     peer: Arc<Peer>,
     ask: handler::Ask,
+    shutdown: &mut Shutdown,
 ) -> Option<Vec<u8>> {
     let timeout = broker.prompt_timeout();
     let (key, prompt) = ask::prompt_for(&peer, &ask, timeout);
@@ -348,6 +369,10 @@ async fn hold(
             broker.approvals.leave(&id, wait.ticket, "timeout");
             // An answer that raced the deadline still counts.
             (wait.answer.try_recv().ok(), "timeout")
+        }
+        () = shutdown.recv() => {
+            broker.approvals.leave(&id, wait.ticket, "stopping");
+            (wait.answer.try_recv().ok(), "stopping")
         }
         () = hung_up(stream) => {
             broker.approvals.leave(&id, wait.ticket, "withdrawn");
@@ -384,7 +409,13 @@ impl Session {
     /// Serves a subscribed approver (SPEC §11) until it disconnects: every prompt and its
     /// resolution is sent as a line, and `ANSWER` lines decide prompts — accepted only from a
     /// writer running keychain-auth itself, like the subscription.
-    async fn approver(&mut self, stream: &mut UnixStream, lines: &mut LineReader, label: String) {
+    async fn approver(
+        &mut self,
+        stream: &mut UnixStream,
+        lines: &mut LineReader,
+        label: String,
+        shutdown: &mut Shutdown,
+    ) {
         let broker = self.broker.clone();
         let (id, mut events) = broker.approvals.attach();
         let max = broker.limits.max_line;
@@ -394,6 +425,7 @@ impl Session {
             .is_ok();
         while ok {
             tokio::select! {
+                () = shutdown.recv() => break,
                 ev = events.recv() => {
                     let Some(ev) = ev else { break };
                     ok = stream.write_all(&event_line(&ev)).await.is_ok();
@@ -494,7 +526,9 @@ fn answer_line(broker: &Broker, a: AnswerLine, by: &str) -> Vec<u8> {
     );
     let v = match result {
         Ok(_) => serde_json::json!({"type": "ANSWERED", "prompt_id": a.prompt}),
-        Err(why) => serde_json::json!({"type": "ANSWERED", "prompt_id": a.prompt, "error": why}),
+        Err(why) => {
+            serde_json::json!({"type": "ANSWERED", "prompt_id": a.prompt, "error": why.to_string()})
+        }
     };
     let mut line = serde_json::to_vec(&v).unwrap_or_default();
     line.push(b'\n');

@@ -67,7 +67,8 @@ impl Approver {
                         by: BY.into(),
                     },
                 )
-                .map(|_| ()),
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
             Approver::Connected(writer) => {
                 let mut guard = writer.lock().unwrap_or_else(|p| p.into_inner());
                 let Some(stream) = guard.as_mut() else {

@@ -28,6 +28,9 @@ pub enum Broker {
         runtime: tokio::runtime::Runtime,
         /// Stops it.
         stop: Option<tokio::sync::oneshot::Sender<()>>,
+        /// The server task: done once its sessions drained, the socket is removed and "stop"
+        /// is audited.
+        served: tokio::task::JoinHandle<()>,
         /// The backend selection's notice (fallback to the file store, locked keyring).
         notice: Option<String>,
     },
@@ -80,13 +83,14 @@ impl Broker {
             crate::audit::defer(state.audit.path(), rec.clone());
         }
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        runtime.spawn(server.run(async move {
+        let served = runtime.spawn(server.run(async move {
             let _ = rx.await;
         }));
         Ok(Broker::Embedded {
             state,
             runtime,
             stop: Some(tx),
+            served,
             notice,
         })
     }
@@ -116,14 +120,20 @@ impl Broker {
     /// Stops an embedded broker (removing its socket); nothing for a connected one.
     pub fn shutdown(self) {
         if let Broker::Embedded {
-            runtime, mut stop, ..
+            runtime,
+            mut stop,
+            served,
+            ..
         } = self
         {
             if let Some(tx) = stop.take() {
                 let _ = tx.send(());
             }
-            // Let `run` finish its cleanup (socket removal, audit record).
-            runtime.block_on(async { tokio::time::sleep(Duration::from_millis(100)).await });
+            // `run` drains the sessions (bounded), removes the socket and audits "stop".
+            let limit = crate::server::shutdown::DRAIN_LIMIT + Duration::from_secs(1);
+            runtime.block_on(async {
+                let _ = tokio::time::timeout(limit, served).await;
+            });
             runtime.shutdown_timeout(Duration::from_secs(2));
         }
     }

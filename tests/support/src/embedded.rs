@@ -14,6 +14,7 @@ pub struct EmbeddedBroker {
     /// The runtime it runs on.
     pub rt: tokio::runtime::Runtime,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    served: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl EmbeddedBroker {
@@ -33,18 +34,30 @@ impl EmbeddedBroker {
             .expect("runtime");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let backend = Arc::new(FileStore::new(&paths.file_store));
-        let broker = rt.block_on(async {
+        let (broker, served) = rt.block_on(async {
             let server = Server::bind(paths, backend, Limits::default()).expect("bind");
             let broker = server.broker();
-            tokio::spawn(server.run(async {
+            let served = tokio::spawn(server.run(async {
                 let _ = stopped.await;
             }));
-            broker
+            (broker, served)
         });
         EmbeddedBroker {
             broker,
             rt,
             stop: Some(stop),
+            served: Some(served),
+        }
+    }
+
+    /// Stops the broker and waits until `run` has returned (sessions drained, socket removed,
+    /// "stop" audited).
+    pub fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(served) = self.served.take() {
+            self.rt.block_on(served).expect("the server task");
         }
     }
 }
