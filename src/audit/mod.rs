@@ -557,6 +557,9 @@ impl AuditLog {
         )))
     }
 
+    /// Appends `deferred` and `record` with the state file locked: checks that the file at the
+    /// path is the one held, finds where the chain stands (noting any break found), rotates
+    /// when due, then seals and writes every record with one write and the state after it.
     fn append_locked(
         &self,
         inner: &mut Inner,
@@ -565,110 +568,13 @@ impl AuditLog {
         deferred: &[Record],
         record: &Record,
     ) -> io::Result<()> {
-        let mut notes: Vec<Record> = Vec::new();
         // 1. The file at the path must be the one we hold.
-        let at_path = match std::fs::symlink_metadata(&self.path) {
-            Ok(m) => Some(m),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(e),
-        };
-        let held = match &inner.log {
-            Some(f) => Some(f.metadata()?),
-            None => None,
-        };
-        let meta = match (held, &at_path) {
-            (Some(h), Some(p)) if h.dev() == p.dev() && h.ino() == p.ino() => h,
-            _ => {
-                let f = open_append(&self.path)?;
-                let m = f.metadata()?;
-                inner.log = Some(f);
-                m
-            }
-        };
-        let Some(log) = inner.log.as_ref() else {
-            return Err(other("the audit log is not open".into()));
-        };
-        let (dev, ino, size) = (meta.dev(), meta.ino(), meta.size());
-
+        let (dev, ino, size) = self.hold_current(inner)?;
         // 2. Where the chain stands, and whether the log is still as we left it.
-        let mut buf = Vec::with_capacity(STATE_LEN);
-        read_all_at(state_file, &mut buf)?;
-        let parsed = match &inner.last_state {
-            Some((bytes, s)) if *bytes == buf => Ok(Some(s.clone())),
-            _ => State::parse(&buf, key),
-        };
-        let mut pos = match parsed {
-            Ok(Some(s)) => {
-                let mut pos = Pos {
-                    seq: s.seq,
-                    chain: s.chain_bytes(),
-                };
-                if (s.dev, s.ino) != (dev, ino) {
-                    notes.push(note(
-                        "log_replaced",
-                        format!(
-                            "{} is not the file the previous record (seq {}) went to: it was renamed or removed by another program (logrotate?); continuing in the file now at that path",
-                            self.path.display(),
-                            s.seq
-                        ),
-                    ));
-                } else if size < s.end {
-                    notes.push(note(
-                        "log_truncated",
-                        format!(
-                            "{} was cut from {} to {size} bytes by another program (copytruncate?) after seq {}",
-                            self.path.display(),
-                            s.end,
-                            s.seq
-                        ),
-                    ));
-                } else if size > s.end {
-                    match adopt_tail(log, s.end, size, key, pos) {
-                        Some(p) => pos = p,
-                        None => notes.push(note(
-                            "log_appended",
-                            format!(
-                                "{} bytes were added to {} by another program after seq {}",
-                                size - s.end,
-                                self.path.display(),
-                                s.seq
-                            ),
-                        )),
-                    }
-                }
-                pos
-            }
-            Ok(None) => {
-                let pos = tail_pos(log, size);
-                if pos.seq > 0 {
-                    notes.push(note(
-                        "state_missing",
-                        format!(
-                            "{} was missing; the chain resumes from the log's last record (seq {})",
-                            self.state_path.display(),
-                            pos.seq
-                        ),
-                    ));
-                }
-                pos
-            }
-            Err(why) => {
-                let pos = tail_pos(log, size);
-                notes.push(note(
-                    "state_invalid",
-                    format!(
-                        "{} {why}; the chain resumes from the log's last record (seq {})",
-                        self.state_path.display(),
-                        pos.seq
-                    ),
-                ));
-                pos
-            }
-        };
-
+        let mut notes: Vec<Record> = Vec::new();
+        let pos = self.chain_position(inner, state_file, key, (dev, ino, size), &mut notes)?;
         // 3. Rotate when this record would take the file past the limit.
-        let mut size = size;
-        let mut fresh = size == 0 || !notes.is_empty();
+        let (mut size, mut fresh) = (size, size == 0 || !notes.is_empty());
         if self.rotation.max_bytes > 0
             && size > 0
             && size + 512 + record_len_hint(record) > self.rotation.max_bytes
@@ -689,23 +595,9 @@ impl AuditLog {
             (dev, ino)
         };
         fresh |= size == 0;
-
-        // 4. Seal and write the notes and the record with one write.
-        let mut out = Vec::with_capacity(512);
+        // 4. Seal and write the notes and the record with one write, then the state.
         let all = notes.iter().chain(deferred).chain(std::iter::once(record));
-        for (i, r) in all.enumerate() {
-            let mut r = r.clone();
-            r.seq = Some(pos.seq + 1);
-            r.prev_mac = (fresh && i == 0).then(|| hex::encode(pos.chain));
-            r.mac = None;
-            let canonical = serde_json::to_vec(&r).map_err(|e| other(e.to_string()))?;
-            let (line, chain) = chain::seal_line(key, &pos.chain, canonical);
-            out.extend_from_slice(&line);
-            pos = Pos {
-                seq: pos.seq + 1,
-                chain,
-            };
-        }
+        let (out, pos) = seal_all(key, pos, fresh, all)?;
         let written = (&*log).write(&out)?;
         if written != out.len() {
             return Err(io::Error::new(
@@ -721,6 +613,127 @@ impl AuditLog {
         state_file.write_all_at(&bytes, 0)?;
         inner.last_state = Some((bytes, state));
         Ok(())
+    }
+
+    /// Makes sure the log held open is the file at the path (reopening it after a rename or
+    /// removal by another program); returns its (device, inode, size).
+    fn hold_current(&self, inner: &mut Inner) -> io::Result<(u64, u64, u64)> {
+        let at_path = match std::fs::symlink_metadata(&self.path) {
+            Ok(m) => Some(m),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        let held = match &inner.log {
+            Some(f) => Some(f.metadata()?),
+            None => None,
+        };
+        let meta = match (held, &at_path) {
+            (Some(h), Some(p)) if h.dev() == p.dev() && h.ino() == p.ino() => h,
+            _ => {
+                let f = open_append(&self.path)?;
+                let m = f.metadata()?;
+                inner.log = Some(f);
+                m
+            }
+        };
+        Ok((meta.dev(), meta.ino(), meta.size()))
+    }
+
+    /// The chain position from the log's own last record, when the state file is missing
+    /// (`why` is `None`) or invalid; the gap is noted when there was a chain to resume.
+    fn resume_from_log(
+        &self,
+        log: &File,
+        size: u64,
+        why: Option<String>,
+        notes: &mut Vec<Record>,
+    ) -> Pos {
+        let pos = tail_pos(log, size);
+        let state = self.state_path.display();
+        match why {
+            None if pos.seq == 0 => {}
+            None => notes.push(note(
+                "state_missing",
+                format!(
+                    "{state} was missing; the chain resumes from the log's last record (seq {})",
+                    pos.seq
+                ),
+            )),
+            Some(why) => notes.push(note(
+                "state_invalid",
+                format!(
+                    "{state} {why}; the chain resumes from the log's last record (seq {})",
+                    pos.seq
+                ),
+            )),
+        }
+        pos
+    }
+
+    /// Where the chain stands, from the state file (its MAC checked unless it holds exactly
+    /// the bytes this process last wrote), checked against the log held: a replaced, cut or
+    /// appended-to log, or a missing or invalid state, is added to `notes` and the chain
+    /// resumes from what the log itself says.
+    fn chain_position(
+        &self,
+        inner: &Inner,
+        state_file: &File,
+        key: &Key,
+        (dev, ino, size): (u64, u64, u64),
+        notes: &mut Vec<Record>,
+    ) -> io::Result<Pos> {
+        let Some(log) = inner.log.as_ref() else {
+            return Err(other("the audit log is not open".into()));
+        };
+        let mut buf = Vec::with_capacity(STATE_LEN);
+        read_all_at(state_file, &mut buf)?;
+        let parsed = match &inner.last_state {
+            Some((bytes, s)) if *bytes == buf => Ok(Some(s.clone())),
+            _ => State::parse(&buf, key),
+        };
+        let s = match parsed {
+            Ok(Some(s)) => s,
+            Ok(None) => return Ok(self.resume_from_log(log, size, None, notes)),
+            Err(why) => return Ok(self.resume_from_log(log, size, Some(why), notes)),
+        };
+        let pos = Pos {
+            seq: s.seq,
+            chain: s.chain_bytes(),
+        };
+        if (s.dev, s.ino) != (dev, ino) {
+            notes.push(note(
+                "log_replaced",
+                format!(
+                    "{} is not the file the previous record (seq {}) went to: it was renamed or removed by another program (logrotate?); continuing in the file now at that path",
+                    self.path.display(),
+                    s.seq
+                ),
+            ));
+        } else if size < s.end {
+            notes.push(note(
+                "log_truncated",
+                format!(
+                    "{} was cut from {} to {size} bytes by another program (copytruncate?) after seq {}",
+                    self.path.display(),
+                    s.end,
+                    s.seq
+                ),
+            ));
+        } else if size > s.end {
+            match adopt_tail(log, s.end, size, key, pos) {
+                Some(p) => return Ok(p),
+                None => notes.push(note(
+                    "log_appended",
+                    format!(
+                        "{} bytes were added to {} by another program after seq {}",
+                        size - s.end,
+                        self.path.display(),
+                        s.seq
+                    ),
+                )),
+            }
+        }
+        Ok(pos)
     }
 
     /// `audit.log` becomes `audit.log.1`, `.1` becomes `.2`, …; the oldest beyond `keep` goes.
@@ -748,6 +761,31 @@ impl AuditLog {
 }
 
 /// A break noticed while appending.
+/// Seals `records` in order after `pos` (the first carries `prev_mac` when it starts a file),
+/// returning the bytes to write and where the chain then stands.
+fn seal_all<'a>(
+    key: &Key,
+    mut pos: Pos,
+    fresh: bool,
+    records: impl Iterator<Item = &'a Record>,
+) -> io::Result<(Vec<u8>, Pos)> {
+    let mut out = Vec::with_capacity(512);
+    for (i, r) in records.enumerate() {
+        let mut r = r.clone();
+        r.seq = Some(pos.seq + 1);
+        r.prev_mac = (fresh && i == 0).then(|| hex::encode(pos.chain));
+        r.mac = None;
+        let canonical = serde_json::to_vec(&r).map_err(|e| other(e.to_string()))?;
+        let (line, chain) = chain::seal_line(key, &pos.chain, canonical);
+        out.extend_from_slice(&line);
+        pos = Pos {
+            seq: pos.seq + 1,
+            chain,
+        };
+    }
+    Ok((out, pos))
+}
+
 fn note(action: &str, message: String) -> Record {
     Record::audit_break(action, message)
 }

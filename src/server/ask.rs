@@ -101,6 +101,20 @@ pub fn audit_prompt(broker: &Broker, ask: &Ask, prompt_id: &str) {
     let _ = broker.audit.append(&rec);
 }
 
+/// A held request nobody allowed (`why`: timeout, withdrawn, stopping, no answer): its
+/// refusal, with the reason appended, audited.
+fn unanswered(broker: &Broker, mut rec: Record, mut refusal: Response, why: &str) -> Vec<u8> {
+    rec.decision = Some(why.into());
+    let note = match why {
+        "timeout" => "no approver answered in time",
+        "withdrawn" => "the caller hung up",
+        "stopping" => "the broker is stopping",
+        _ => "no approver answered",
+    };
+    refusal.message = Some(format!("{} ({note})", refusal.message.unwrap_or_default()));
+    handler::refuse(broker, rec, refusal).to_line()
+}
+
 /// Decides a held request: `answer` is the approver's, or `None` with `why` (`timeout`,
 /// `withdrawn`, `no_answer`). Returns the response line.
 pub fn settle(
@@ -121,16 +135,7 @@ pub fn settle(
     } = ask;
     rec.prompt = Some(prompt_id.into());
     let Some(answer) = answer else {
-        rec.decision = Some(why.into());
-        let mut r = refusal;
-        let note = match why {
-            "timeout" => "no approver answered in time",
-            "withdrawn" => "the caller hung up",
-            "stopping" => "the broker is stopping",
-            _ => "no approver answered",
-        };
-        r.message = Some(format!("{} ({note})", r.message.unwrap_or_default()));
-        return handler::refuse(broker, rec, r).to_line();
+        return unanswered(broker, rec, refusal, why);
     };
     rec.decision = Some(answer.decision.as_str().into());
     rec.answered_by = Some(answer.by.clone());

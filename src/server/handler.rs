@@ -362,22 +362,6 @@ pub(crate) fn decide(
     policy: Option<Arc<Snapshot>>,
 ) -> Verdict {
     let rec = request_record(peer, req);
-    let id = req.id.clone();
-    let denied =
-        |reason, message: String| Response::failure(id.clone(), Status::Denied, reason, message);
-    let done = |rec: Record, resp: Response| Verdict::Done(refuse(broker, rec, resp));
-    // Held for an approver only where one is attached and the caller did not opt out.
-    let may_ask = || req.prompt && broker.approvals.attached();
-    let ask = |rec: Record, refusal: Response, subject: &BinaryHash, registered, confirm| {
-        Verdict::Ask(Box::new(Ask {
-            req: req.clone(),
-            refusal,
-            rec,
-            registered,
-            confirm,
-            subject: subject.clone(),
-        }))
-    };
     let (hash, integrity, program, chain) = match &peer.exe {
         Exe::Verified {
             hash,
@@ -387,69 +371,39 @@ pub(crate) fn decide(
             ..
         } => (hash, integrity, program, chain),
         Exe::Unverifiable { why, .. } => {
-            return done(rec, denied(Reason::UnregisteredBinary, why.clone()));
+            return done(
+                broker,
+                rec,
+                denied(req, Reason::UnregisteredBinary, why.clone()),
+            );
         }
     };
     let policy = match policy.map_or_else(|| broker.policy.current(), Ok) {
         Ok(p) => p,
         Err(e) => {
             let msg = format!("{e}; every request is denied until the policy can be read");
-            return done(rec, denied(Reason::InternalError, msg));
+            return done(broker, rec, denied(req, Reason::InternalError, msg));
         }
     };
     let Some(binary) = policy.lookup_caller(hash, program) else {
-        let entry = match program {
-            Program::Script { hash: script, .. } => script,
-            _ => hash,
-        };
-        if policy.is_held(entry) || policy.is_held(hash) {
-            let message = format!(
-                "the policy entry for {} ({}) was added or changed outside keychain-auth and is not served; review and adopt it with: keychain-auth policy accept",
-                policy
-                    .file
-                    .by_hash(entry)
-                    .map_or_else(String::new, |b| b.path.display().to_string()),
-                entry.short()
-            );
-            return done(rec, denied(Reason::UnregisteredBinary, message));
-        }
-        let (message, attempt) = unknown_caller(&policy, peer, req);
-        let refusal = denied(Reason::UnregisteredBinary, message);
-        let Some(attempt) = attempt else {
-            return done(rec, refusal);
-        };
-        let subject = attempt.hash.clone();
-        let shown = attempt.path.display().to_string();
-        match pending::record(&broker.paths.pending, attempt) {
-            Ok(true) if !broker.approvals.attached() => {
-                super::notify::new_caller(&shown, req.action.as_str(), &req.service);
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!("keychain-auth: could not record a pending caller: {e}"),
-        }
-        return if may_ask() {
-            ask(rec, refusal, &subject, false, false)
-        } else {
-            done(rec, refusal)
-        };
+        return unregistered(broker, &policy, peer, req, rec);
     };
     if let Err(why) = launch_rule(peer, binary, chain) {
-        return done(rec, denied(Reason::LauncherNotAllowed, why.to_string()));
+        let refusal = denied(req, Reason::LauncherNotAllowed, why.to_string());
+        return done(broker, rec, refusal);
     }
     if let Err(why) = injection_guard(peer.pid, binary, integrity) {
-        return done(rec, denied(Reason::InjectedEnvironment, why.to_string()));
+        let refusal = denied(req, Reason::InjectedEnvironment, why.to_string());
+        return done(broker, rec, refusal);
     }
     if let Err((reason, message)) = binary.authorize(req) {
-        let refusal = denied(reason, message);
-        return if may_ask() {
-            ask(rec, refusal, &binary.hash, true, false)
-        } else {
-            done(rec, refusal)
-        };
+        let refusal = denied(req, reason, message);
+        return ask_or_refuse(broker, req, rec, refusal, &binary.hash, (true, false));
     }
     let terms = binary.terms_for(&req.service);
     if terms.is_some_and(|t| t.confirm) {
         let refusal = denied(
+            req,
             Reason::ServiceNotAllowed,
             format!(
                 "every use of {} by {} must be confirmed in the dashboard, and no dashboard answered",
@@ -457,11 +411,7 @@ pub(crate) fn decide(
                 binary.path.display()
             ),
         );
-        return if may_ask() {
-            ask(rec, refusal, &binary.hash, true, true)
-        } else {
-            done(rec, refusal)
-        };
+        return ask_or_refuse(broker, req, rec, refusal, &binary.hash, (true, true));
     }
     let resp = carry_out(broker, rec, req);
     if resp.status == Status::Success && terms.is_some_and(|t| t.uses_left.is_some()) {
@@ -471,6 +421,92 @@ pub(crate) fn decide(
         }
     }
     Verdict::Done(resp)
+}
+
+/// A caller no policy entry serves: refused as `unregistered_binary` and queued as pending
+/// (unless its entry was edited outside keychain-auth and is held, or it runs code without a
+/// file), or held for an approver.
+fn unregistered(
+    broker: &Broker,
+    policy: &Snapshot,
+    peer: &Peer,
+    req: &Request,
+    rec: Record,
+) -> Verdict {
+    let Exe::Verified { hash, program, .. } = &peer.exe else {
+        return done(
+            broker,
+            rec,
+            denied(req, Reason::UnregisteredBinary, String::new()),
+        );
+    };
+    let entry = match program {
+        Program::Script { hash: script, .. } => script,
+        _ => hash,
+    };
+    if policy.is_held(entry) || policy.is_held(hash) {
+        let message = format!(
+            "the policy entry for {} ({}) was added or changed outside keychain-auth and is not served; review and adopt it with: keychain-auth policy accept",
+            policy
+                .file
+                .by_hash(entry)
+                .map_or_else(String::new, |b| b.path.display().to_string()),
+            entry.short()
+        );
+        return done(
+            broker,
+            rec,
+            denied(req, Reason::UnregisteredBinary, message),
+        );
+    }
+    let (message, attempt) = unknown_caller(policy, peer, req);
+    let refusal = denied(req, Reason::UnregisteredBinary, message);
+    let Some(attempt) = attempt else {
+        return done(broker, rec, refusal);
+    };
+    let subject = attempt.hash.clone();
+    let shown = attempt.path.display().to_string();
+    match pending::record(&broker.paths.pending, attempt) {
+        Ok(true) if !broker.approvals.attached() => {
+            super::notify::new_caller(&shown, req.action.as_str(), &req.service);
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("keychain-auth: could not record a pending caller: {e}"),
+    }
+    ask_or_refuse(broker, req, rec, refusal, &subject, (false, false))
+}
+
+/// A `denied` response to `req`.
+fn denied(req: &Request, reason: Reason, message: String) -> Response {
+    Response::failure(req.id.clone(), Status::Denied, reason, message)
+}
+
+/// The refusal, audited.
+fn done(broker: &Broker, rec: Record, resp: Response) -> Verdict {
+    Verdict::Done(refuse(broker, rec, resp))
+}
+
+/// Holds the request for an approver where one is attached and the caller did not opt out
+/// (`"prompt": false`); refuses it otherwise. `(registered, confirm)` describe the prompt.
+fn ask_or_refuse(
+    broker: &Broker,
+    req: &Request,
+    rec: Record,
+    refusal: Response,
+    subject: &BinaryHash,
+    (registered, confirm): (bool, bool),
+) -> Verdict {
+    if !(req.prompt && broker.approvals.attached()) {
+        return done(broker, rec, refusal);
+    }
+    Verdict::Ask(Box::new(Ask {
+        req: req.clone(),
+        refusal,
+        rec,
+        registered,
+        confirm,
+        subject: subject.clone(),
+    }))
 }
 
 /// Runs an authorised request against the store and audits it. What cannot be audited is not

@@ -105,26 +105,73 @@ pub async fn serve(mut stream: UnixStream, broker: Arc<Broker>, mut shutdown: Sh
             return;
         };
         if too_large {
-            let r = Response::failure(
-                None,
-                Status::Error,
-                Reason::RequestTooLarge,
-                format!("request line is longer than {max} bytes; the connection is closed"),
-            );
-            if let Some(peer) = session.peer(&sender).await {
-                handler::audit_too_large(&session.broker, &peer);
-            }
-            let _ = stream.write_all(&r.to_line()).await;
-            let _ = stream.shutdown().await;
-            return;
+            return session.too_large(&mut stream, &sender).await;
         }
-        let parsed = handler::parse(lines.line());
-        if matches!(parsed, Ok(Incoming::Subscribe)) && !reserve {
-            if session.runs_keychain_auth(&sender).await {
-                let label = format!("dashboard pid {}", sender.pid);
+        let next = session
+            .next(&stream, &sender, lines.line(), reserve, &mut shutdown)
+            .await;
+        match next {
+            Next::Reply(reply) => {
+                if stream.write_all(&reply).await.is_err() {
+                    return;
+                }
+            }
+            Next::Close => return,
+            Next::Busy(why) => return refuse_busy(stream, &session.broker, why).await,
+            Next::Approver(label) => {
                 return session
                     .approver(&mut stream, &mut lines, label, &mut shutdown)
                     .await;
+            }
+        }
+    }
+}
+
+/// What a session does after a line.
+enum Next {
+    /// Sends this answer and waits for the next line.
+    Reply(Vec<u8>),
+    /// Closes the connection without an answer (the writer cannot be served at all).
+    Close,
+    /// Answers that the broker is full and closes (a reserve slot asked for more than STATUS).
+    Busy(String),
+    /// Becomes an approver connection (a verified SUBSCRIBE).
+    Approver(String),
+}
+
+impl Session {
+    /// Answers an over-long line (audited as its writer) and closes: the stream cannot be
+    /// resynchronised.
+    async fn too_large(&mut self, stream: &mut UnixStream, sender: &Arc<Sender>) {
+        let max = self.broker.limits.max_line;
+        let r = Response::failure(
+            None,
+            Status::Error,
+            Reason::RequestTooLarge,
+            format!("request line is longer than {max} bytes; the connection is closed"),
+        );
+        if let Some(peer) = self.peer(sender).await {
+            handler::audit_too_large(&self.broker, &peer);
+        }
+        let _ = stream.write_all(&r.to_line()).await;
+        let _ = stream.shutdown().await;
+    }
+
+    /// What to do with `line`, written by `sender`: STATUS for anyone, SUBSCRIBE for
+    /// keychain-auth itself, requests answered as the verified writer (or held for an
+    /// approver), nothing but STATUS on a reserve slot.
+    async fn next(
+        &mut self,
+        stream: &UnixStream,
+        sender: &Arc<Sender>,
+        line: &[u8],
+        reserve: bool,
+        shutdown: &mut Shutdown,
+    ) -> Next {
+        let parsed = handler::parse(line);
+        if matches!(parsed, Ok(Incoming::Subscribe)) && !reserve {
+            if self.runs_keychain_auth(sender).await {
+                return Next::Approver(format!("dashboard pid {}", sender.pid));
             }
             let r = Response::failure(
                 None,
@@ -132,33 +179,26 @@ pub async fn serve(mut stream: UnixStream, broker: Arc<Broker>, mut shutdown: Sh
                 Reason::UnregisteredBinary,
                 "only keychain-auth itself (a connected dashboard) may subscribe as an approver",
             );
-            let _ = stream.write_all(&r.to_line()).await;
-            continue;
+            return Next::Reply(r.to_line());
         }
-        let reply = if matches!(parsed, Ok(Incoming::Status)) {
-            handler::status_line(&session.broker)
-        } else if reserve {
-            let why = format!(
+        if matches!(parsed, Ok(Incoming::Status)) {
+            return Next::Reply(handler::status_line(&self.broker));
+        }
+        if reserve {
+            return Next::Busy(format!(
                 "the broker is serving its maximum of {} connections; try again shortly",
-                session.broker.limits.max_connections
-            );
-            return refuse_busy(stream, &session.broker, why).await;
-        } else {
-            let Some(peer) = session.peer(&sender).await else {
-                return;
-            };
-            match answer(&session.broker, peer.clone(), parsed).await {
-                Reply::Line(line) => line,
-                Reply::Ask(ask) => {
-                    match hold(&session.broker, &stream, peer, *ask, &mut shutdown).await {
-                        Some(line) => line,
-                        None => return,
-                    }
-                }
-            }
+                self.broker.limits.max_connections
+            ));
+        }
+        let Some(peer) = self.peer(sender).await else {
+            return Next::Close;
         };
-        if stream.write_all(&reply).await.is_err() {
-            return;
+        match answer(&self.broker, peer.clone(), parsed).await {
+            Reply::Line(line) => Next::Reply(line),
+            Reply::Ask(ask) => match hold(&self.broker, stream, peer, *ask, shutdown).await {
+                Some(line) => Next::Reply(line),
+                None => Next::Close,
+            },
         }
     }
 }
