@@ -33,8 +33,13 @@ fn store_with_secret(env: &Sandbox) {
 
 /// The prompt for `client`'s read of `aws` is on screen: who, what, time left, the keys.
 fn wait_prompt(tmux: &Dashboard, client: &str) -> String {
+    // The prompt's keys are on the last row, drawn last: a capture taken while the frame was
+    // still being written (the first rows of the prompt over the old screen) is not the prompt.
     let screen = tmux.wait_screen("the prompt", |s| {
-        s.contains("A caller is waiting") && s.contains(client) && s.contains("wants to read aws")
+        s.contains("A caller is waiting")
+            && s.contains(client)
+            && s.contains("wants to read aws")
+            && s.contains("allow once")
     });
     assert!(screen.contains("time left"), "{screen}");
     assert!(screen.contains("launched by"), "{screen}");
