@@ -22,7 +22,7 @@ pub(crate) fn ancestors(
     hashing: Hashing,
 ) -> Option<Vec<Link>> {
     let mut links = Vec::new();
-    let me = nix::unistd::geteuid().as_raw();
+    let me = super::own_uid();
     let mut ppid = ppid;
     let mut ancestor: Option<ProcDir> = None;
     while links.len() < MAX_HOPS && ppid > 1 {

@@ -166,6 +166,12 @@ pub enum Hashing {
     CachedOnly,
 }
 
+/// The daemon's effective uid, read once (it never changes): compared with every writer's.
+pub fn own_uid() -> u32 {
+    static UID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *UID.get_or_init(|| nix::unistd::geteuid().as_raw())
+}
+
 /// The connecting peer as `SO_PEERCRED` saw it at `connect()`. A peer of another uid is
 /// refused here, before anything is read.
 #[derive(Debug)]
@@ -181,7 +187,7 @@ pub struct Connector {
 pub fn connector(sock: BorrowedFd<'_>) -> Result<Connector, IdentityError> {
     let cred = getsockopt(&sock, sockopt::PeerCredentials).map_err(IdentityError::Credentials)?;
     let (uid, pid) = (cred.uid(), cred.pid());
-    if uid != nix::unistd::geteuid().as_raw() {
+    if uid != own_uid() {
         return Err(IdentityError::ForeignUid { uid, pid });
     }
     Ok(Connector { pid, uid })
@@ -217,7 +223,7 @@ pub fn identify(
     hashing: Hashing,
     interpreters: &[String],
 ) -> Result<Option<Peer>, IdentityError> {
-    if uid != nix::unistd::geteuid().as_raw() {
+    if uid != own_uid() {
         return Err(IdentityError::ForeignUid { uid, pid });
     }
     if pidfd.is_some_and(exited) {
@@ -241,7 +247,7 @@ pub fn revalidate(peer: &Peer) -> Result<(), Changed> {
     let Exe::Verified { file, watch, .. } = &peer.exe else {
         return Ok(());
     };
-    match process::exe_id(pid) {
+    match watch.exe_id() {
         Ok(now) if now == *file => {}
         Ok(_) => return Err(Changed::Executed(pid)),
         Err(e) => {

@@ -123,6 +123,8 @@ fn read_at_into(f: &File, offset: u64, buf: &mut Vec<u8>) -> io::Result<()> {
 /// always compare equal.
 #[derive(Debug)]
 pub struct Watch {
+    /// `/proc/<pid>`, for the executable's inode without a path lookup from `/`.
+    dir: ProcDir,
     status: File,
     /// `None` when the environment was empty: then only the executable's inode tells an exec.
     environ: Option<File>,
@@ -148,6 +150,12 @@ pub(crate) enum Change {
 }
 
 impl Watch {
+    /// The (device, inode) of the file the process runs now: one `fstatat`.
+    pub(crate) fn exe_id(&self) -> io::Result<FileId> {
+        let st = self.dir.stat("exe")?;
+        Ok((st.st_dev, st.st_ino))
+    }
+
     /// Checks that the watched image still runs, untraced.
     pub(crate) fn check(&self) -> Result<(), Change> {
         if let Some(env) = &self.environ {
@@ -253,6 +261,9 @@ impl ProcDir {
     /// Reads `status` and `environ` once, keeping both open as the process's [`Watch`]; also
     /// returns the status and the injection variables the environment carries.
     pub(crate) fn watch(&self) -> io::Result<(Watch, Status, Vec<String>)> {
+        let dir = ProcDir {
+            dir: self.dir.try_clone()?,
+        };
         let status_file = self.open_file("status")?;
         let environ_file = self.open_file("environ")?;
         let mut buf = Vec::with_capacity(4096);
@@ -262,6 +273,7 @@ impl ProcDir {
         read_at_into(&status_file, 0, &mut buf)?;
         let status = Status::parse(&buf)?;
         let watch = Watch {
+            dir,
             status: status_file,
             environ,
         };

@@ -16,8 +16,8 @@ use std::collections::HashMap;
 use std::os::fd::AsFd;
 use std::sync::{Arc, Mutex};
 
-/// Most processes remembered; each holds three descriptors (its pidfd, and its `status` and
-/// `environ` in /proc).
+/// Most processes remembered; each holds four descriptors (its pidfd, and its `/proc/<pid>`
+/// directory, `status` and `environ`).
 const CAP: usize = 128;
 
 /// The remembered writers, by pid.

@@ -160,7 +160,7 @@ async fn prune_loop(broker: &Arc<Broker>) {
 /// crashes.
 ///
 /// It also raises its descriptor limit to the hard limit (at most 65,536): every connection, and
-/// every writer it verified (pidfd, `status`, `environ`), holds descriptors, and the default soft
+/// every writer it verified (pidfd, `/proc/<pid>`, `status`, `environ`), holds descriptors, and the default soft
 /// limit of 1,024 would refuse callers long before the 512-connection cap.
 fn protect_process() -> Result<(), StartError> {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};

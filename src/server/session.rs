@@ -208,7 +208,7 @@ impl Session {
     /// otherwise.
     fn sender(&self, writer: Writer) -> Option<Arc<Sender>> {
         match writer {
-            Writer::One(s) if s.uid == nix::unistd::geteuid().as_raw() => Some(s),
+            Writer::One(s) if s.uid == identity::own_uid() => Some(s),
             Writer::One(s) => {
                 refused(
                     &self.broker,
