@@ -17,15 +17,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The private bus + gnome-keyring harness of the keyring tests, for comparison 5.
-#[path = "../tests/keyring_support/mod.rs"]
-mod keyring_support;
-
-/// The integration tests' harness: isolated HOME/XDG tree, daemon, client copies.
-#[path = "../tests/common/mod.rs"]
-mod common;
-
-use common::TestEnv;
+// The integration tests' harness (tests/support): sandbox, daemon, client copies, keyring.
+use testkit::{KeyringSandbox, Sandbox};
 
 const DAEMON: &str = env!("CARGO_BIN_EXE_keychain-auth");
 const CLIENT: &str = env!("CARGO_BIN_EXE_keychain-auth-client");
@@ -98,7 +91,7 @@ fn main() {
         table.print();
         return;
     }
-    let env = TestEnv::new();
+    let env = Sandbox::new();
     let daemon = env.start();
     let floor = Floor::start(&env.root);
     // The client of rows 1 and 3 is C too, the same binary against both servers.
@@ -307,7 +300,7 @@ struct TmuxDashboard {
 
 impl TmuxDashboard {
     /// Starts the dashboard with `env`'s environment.
-    fn start(env: &TestEnv, name: &str) -> TmuxDashboard {
+    fn start(env: &Sandbox, name: &str) -> TmuxDashboard {
         let d = TmuxDashboard {
             socket: format!("ka-bench-{name}-{}", std::process::id()),
         };
@@ -369,10 +362,10 @@ fn prompt_row(scale: &Scale, table: &mut Table) {
         );
         return;
     }
-    let env = TestEnv::new();
+    let env = Sandbox::new();
     let dash = TmuxDashboard::start(&env, "prompt");
-    common::wait_for(30, "the dashboard", || {
-        common::status(&env.socket)?;
+    testkit::wait_for(30, "the dashboard", || {
+        testkit::status(&env.socket)?;
         dash.capture().contains("EMBEDDED").then_some(())
     });
     let read = r#"{"type":"REQUEST","action":"read","service":"bench","targets":["k"]}"#;
@@ -428,8 +421,8 @@ fn prompt_row(scale: &Scale, table: &mut Table) {
 /// that never comes (unknown callers waiting on the prompt). Embedded, as the dashboard runs it,
 /// so this process can be the approver; the callers are real client processes.
 fn held_requests_row(scale: &Scale, table: &mut Table) {
-    let env = TestEnv::new();
-    let running = common::embedded::EmbeddedBroker::start(&env);
+    let env = Sandbox::new();
+    let running = testkit::EmbeddedBroker::start(&env);
     let (broker, rt) = (&running.broker, &running.rt);
     let (_approver, mut prompts) = broker.approvals.attach();
     let reader = env.client("reader");
@@ -505,7 +498,7 @@ fn held_requests_row(scale: &Scale, table: &mut Table) {
 /// pid 1) vs one under four nested shells (a 4-hop chain, each link read and its executable's
 /// hash found through the cache). Comparison 9: a Python script caller (identity = interpreter
 /// + script) doing connect+identify+read against the broker and against the floor server.
-fn chain_and_script(env: &TestEnv, floor: &Floor, read: &str, scale: &Scale, table: &mut Table) {
+fn chain_and_script(env: &Sandbox, floor: &Floor, read: &str, scale: &Scale, table: &mut Table) {
     use keychain_auth::identity::{Context, HashCache, Hashing, identify};
     let script = env.root.join("nest.sh");
     std::fs::write(
@@ -514,7 +507,7 @@ fn chain_and_script(env: &TestEnv, floor: &Floor, read: &str, scale: &Scale, tab
     )
     .expect("nest.sh");
     let leaf = |depth: usize| -> (Child, i32) {
-        let out = env.root.join(format!("leaf-{}", common::nonce()));
+        let out = env.root.join(format!("leaf-{}", testkit::nonce()));
         let child = if depth == 0 {
             let cmd = format!("sleep 600 & echo $! > {}", out.display());
             Command::new("sh").arg("-c").arg(cmd).spawn()
@@ -526,7 +519,7 @@ fn chain_and_script(env: &TestEnv, floor: &Floor, read: &str, scale: &Scale, tab
                 .spawn()
         }
         .expect("sh");
-        let pid = common::wait_for(10, "leaf pid", || {
+        let pid = testkit::wait_for(10, "leaf pid", || {
             std::fs::read_to_string(&out)
                 .ok()?
                 .trim()
@@ -591,7 +584,7 @@ fn chain_and_script(env: &TestEnv, floor: &Floor, read: &str, scale: &Scale, tab
         ),
     )
     .expect("script");
-    common::set_mode(&script, 0o755);
+    testkit::set_mode(&script, 0o755);
     env.cli_ok(&[
         "register",
         script.to_str().unwrap_or_default(),
@@ -633,7 +626,7 @@ fn chain_and_script(env: &TestEnv, floor: &Floor, read: &str, scale: &Scale, tab
 /// side from a separate client process on one persistent connection, the direct side with the
 /// broker's own Secret Service store (the same crate) in this process.
 fn keyring_row(table: &mut Table, scale: &Scale) {
-    let Some(session) = keyring_support::Session::start() else {
+    let Some(session) = KeyringSandbox::start() else {
         table.row(
             "5",
             "read through the broker on gnome-keyring vs direct read",
@@ -643,15 +636,16 @@ fn keyring_row(table: &mut Table, scale: &Scale) {
         );
         return;
     };
-    let (_daemon, status) = keyring_support::Daemon::start(&session.home, &session.env());
+    let daemon = session.sandbox.start();
     assert_eq!(
-        status.backend, "keyring",
+        daemon.status()["backend"],
+        "keyring",
         "the daemon must serve the keyring"
     );
-    session.home.register_client(&["bench"]);
+    session.sandbox.register_reference_client(&["bench"]);
     let written = session
-        .home
-        .client(&[serde_json::json!({"type":"REQUEST","action":"write",
+        .sandbox
+        .send_all(&[serde_json::json!({"type":"REQUEST","action":"write",
         "service":"bench","targets":["k"],"values":["some secret value"]})]);
     assert_eq!(written[0]["status"], "success", "{written:?}");
     let store = session.store();
@@ -668,9 +662,8 @@ fn keyring_row(table: &mut Table, scale: &Scale) {
         }
         direct.push(median(&mut samples));
         let out = session
-            .home
-            .command(CLIENT, &session.env())
-            .env("KEYCHAIN_AUTH_SOCKET", session.home.socket())
+            .sandbox
+            .command(CLIENT)
             .args(["--quiet", "--stats", "--repeat", &n, read])
             .output()
             .expect("client");
@@ -715,7 +708,7 @@ fn dashboard_row(table: &mut Table, scale: &Scale) {
         );
         return;
     }
-    let env = TestEnv::new();
+    let env = Sandbox::new();
     let log = env.root.join("data/keychain-auth/audit.log");
     std::fs::create_dir_all(log.parent().expect("dir")).expect("dir");
     {
@@ -728,14 +721,14 @@ fn dashboard_row(table: &mut Table, scale: &Scale) {
         w.flush().expect("flush");
     }
     // State files must be 0600 in 0700 directories, or the broker refuses them.
-    common::set_mode(&log, 0o600);
-    common::set_mode(log.parent().expect("dir"), 0o700);
+    testkit::set_mode(&log, 0o600);
+    testkit::set_mode(log.parent().expect("dir"), 0o700);
     // The log is larger than the default rotation size: keep it whole for this measurement.
     let config = env.config();
     std::fs::create_dir_all(config.parent().expect("dir")).expect("dir");
-    common::set_mode(config.parent().expect("dir"), 0o700);
+    testkit::set_mode(config.parent().expect("dir"), 0o700);
     std::fs::write(&config, r#"{"protocol_version":"1","audit_max_bytes":0}"#).expect("config");
-    common::set_mode(&config, 0o600);
+    testkit::set_mode(&config, 0o600);
     let size_mb = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0) / (1024 * 1024);
     let t0 = Instant::now();
     let dash = TmuxDashboard::start(&env, "dashboard");
@@ -1011,7 +1004,7 @@ fn percentile(samples: &[f64], p: f64) -> f64 {
 }
 
 /// Runs a client copy with `args`, which must succeed.
-fn client_run(env: &TestEnv, client: &Path, args: &[&str]) -> std::process::Output {
+fn client_run(env: &Sandbox, client: &Path, args: &[&str]) -> std::process::Output {
     let out = env.command(client).args(args).output().expect("client");
     assert!(
         out.status.success(),
@@ -1023,7 +1016,7 @@ fn client_run(env: &TestEnv, client: &Path, args: &[&str]) -> std::process::Outp
 }
 
 /// One `keychain-auth-client --stats` run: median latency and rate.
-fn stats(env: &TestEnv, client: &Path, socket: &Path, args: &[&str]) -> Stats {
+fn stats(env: &Sandbox, client: &Path, socket: &Path, args: &[&str]) -> Stats {
     let mut all = vec![
         "--socket",
         socket.to_str().unwrap_or_default(),
@@ -1050,7 +1043,7 @@ fn stats(env: &TestEnv, client: &Path, socket: &Path, args: &[&str]) -> Stats {
 /// `clients` processes started together, each sending `per_client` requests on its own
 /// connection; returns the error count and every request's latency in µs.
 fn concurrent(
-    env: &TestEnv,
+    env: &Sandbox,
     client: &Path,
     clients: usize,
     per_client: usize,
@@ -1105,7 +1098,7 @@ impl Floor {
             .arg(&path)
             .spawn()
             .expect("start the floor server");
-        common::wait_for(10, "floor socket", || path.exists().then_some(()));
+        testkit::wait_for(10, "floor socket", || path.exists().then_some(()));
         Floor { path, child }
     }
 }
@@ -1153,7 +1146,7 @@ struct CStats {
 /// Runs the C client: `mode` is `reconnect` (connect, write, read, close each time) or
 /// `persistent` (one connection), `n` round trips of `line`; every answer must be a success.
 fn c_client(
-    env: &TestEnv,
+    env: &Sandbox,
     client: &Path,
     socket: &Path,
     mode: &str,

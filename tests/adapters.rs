@@ -3,59 +3,19 @@
 //! its documented protocol, `keychain-auth get/put`, the SDK's dependency tree, and a socket
 //! served by another uid.
 
-mod common;
-
-use common::{TestEnv, append_unique};
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use testkit::{Sandbox, run_with_input};
 
 const GIT_HELPER: &str = env!("CARGO_BIN_EXE_git-credential-keychain-auth");
 const AWS_HELPER: &str = env!("CARGO_BIN_EXE_keychain-auth-aws");
 const DOCKER_HELPER: &str = env!("CARGO_BIN_EXE_docker-credential-keychain-auth");
 
-/// A copy of `src` named `name` with a unique hash.
-fn copy_bin(env: &TestEnv, src: &str, name: &str) -> PathBuf {
-    let dir = env.root.join("bin");
-    std::fs::create_dir_all(&dir).expect("bin dir");
-    let path = dir.join(name);
-    // Written by child processes: a concurrent fork cannot hold it open (ETXTBSY).
-    common::copy_executable(Path::new(src), &path);
-    append_unique(&path);
-    path
-}
-
-/// Runs `cmd` with `input` on standard input.
-fn run_with_input(mut cmd: Command, input: &[u8]) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let mut stdin = child.stdin.take().expect("stdin");
-    // A helper may stop reading early (an oversized input); ignore EPIPE.
-    let _ = stdin.write_all(input);
-    drop(stdin);
-    child.wait_with_output().expect("wait")
-}
-
 /// Stores `items` in `service` through a registered writer of its own (a client copy).
-fn seed(env: &TestEnv, service: &str, items: &[(&str, &str)]) {
-    let writer = env.client(&format!("seed-{}", common::nonce()));
-    env.register(&writer, &["--write", service]);
-    let targets: Vec<&str> = items.iter().map(|(t, _)| *t).collect();
-    let values: Vec<&str> = items.iter().map(|(_, v)| *v).collect();
-    let r = env.run_client_stdin(
-        &writer,
-        &[&common::write_request(
-            service,
-            &targets,
-            &values,
-            serde_json::json!({}),
-        )],
-    );
-    assert_eq!(r[0]["status"], "success", "{}", r[0]);
+fn seed(env: &Sandbox, service: &str, items: &[(&str, &str)]) {
+    let writer =
+        env.registered_client(&format!("seed-{}", testkit::nonce()), &["--write", service]);
+    env.write_ok(&writer, service, items);
 }
 
 fn text(b: &[u8]) -> String {
@@ -63,7 +23,7 @@ fn text(b: &[u8]) -> String {
 }
 
 /// Asserts `secret` appears in none of stderr, the audit log, pending.json.
-fn assert_secret_nowhere(env: &TestEnv, secret: &str, stderrs: &[&str]) {
+fn assert_secret_nowhere(env: &Sandbox, secret: &str, stderrs: &[&str]) {
     for e in stderrs {
         assert!(!e.contains(secret), "secret on stderr: {e}");
     }
@@ -75,7 +35,7 @@ fn assert_secret_nowhere(env: &TestEnv, secret: &str, stderrs: &[&str]) {
 }
 
 /// `git` with an isolated configuration: `helpers` in order (an empty entry resets the list).
-fn git(env: &TestEnv, helpers: &[&str], args: &[&str]) -> Command {
+fn git(env: &Sandbox, helpers: &[&str], args: &[&str]) -> Command {
     let mut c = env.command("git");
     c.env("GIT_CONFIG_NOSYSTEM", "1")
         .env("GIT_TERMINAL_PROMPT", "0")
@@ -88,31 +48,20 @@ fn git(env: &TestEnv, helpers: &[&str], args: &[&str]) -> Command {
     c
 }
 
-fn have(tool: &str) -> bool {
-    Command::new(tool)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok()
-}
-
 const FALLBACK: &str =
     "!f() { test \"$1\" = get && echo username=next-user && echo password=from-next-helper; }; f";
 
 #[test]
 fn git_credential_approve_fill_reject_with_the_real_git() {
-    if !have("git") {
-        assert!(std::env::var_os("CI").is_none(), "git is missing in CI");
-        eprintln!("SKIPPED: git is not installed");
+    if !testkit::tools_available(&["git"], "git") {
         return;
     }
-    let env = TestEnv::new();
+    let env = Sandbox::new();
     let _d = env.start();
-    let helper = copy_bin(&env, GIT_HELPER, "git-credential-keychain-auth");
+    let helper = env.copy_unique(GIT_HELPER, "git-credential-keychain-auth");
     env.register(&helper, &["--read", "git", "--write", "git"]);
     let h = helper.to_str().expect("utf8");
-    let secret = format!("ghp-SECRET-{}", common::nonce());
+    let secret = format!("ghp-SECRET-{}", testkit::nonce());
 
     let approve = run_with_input(
         git(&env, &[h], &["credential", "approve"]),
@@ -170,16 +119,14 @@ fn git_credential_approve_fill_reject_with_the_real_git() {
 
 #[test]
 fn git_helper_unapproved_gets_nothing_and_git_falls_through() {
-    if !have("git") {
-        assert!(std::env::var_os("CI").is_none(), "git is missing in CI");
-        eprintln!("SKIPPED: git is not installed");
+    if !testkit::tools_available(&["git"], "git") {
         return;
     }
-    let env = TestEnv::new();
+    let env = Sandbox::new();
     let _d = env.start();
-    let good = copy_bin(&env, GIT_HELPER, "git-credential-keychain-auth");
+    let good = env.copy_unique(GIT_HELPER, "git-credential-keychain-auth");
     env.register(&good, &["--read", "git", "--write", "git"]);
-    let secret = format!("SECRET-{}", common::nonce());
+    let secret = format!("SECRET-{}", testkit::nonce());
     let approve = run_with_input(
         git(
             &env,
@@ -190,7 +137,7 @@ fn git_helper_unapproved_gets_nothing_and_git_falls_through() {
     );
     assert!(approve.status.success());
     // Same program, another hash, never approved.
-    let rogue = copy_bin(&env, GIT_HELPER, "git-credential-rogue");
+    let rogue = env.copy_unique(GIT_HELPER, "git-credential-rogue");
     let fill = run_with_input(
         git(
             &env,
@@ -219,9 +166,9 @@ fn git_helper_unapproved_gets_nothing_and_git_falls_through() {
 
 #[test]
 fn git_helper_malformed_input_is_refused_without_echo() {
-    let env = TestEnv::new();
+    let env = Sandbox::new();
     let _d = env.start();
-    let helper = copy_bin(&env, GIT_HELPER, "git-credential-keychain-auth");
+    let helper = env.copy_unique(GIT_HELPER, "git-credential-keychain-auth");
     env.register(&helper, &["--read", "git", "--write", "git"]);
     let huge = vec![b'a'; 2 * 1024 * 1024];
     let cases: Vec<(&str, Vec<u8>)> = vec![
@@ -252,12 +199,12 @@ fn git_helper_malformed_input_is_refused_without_echo() {
 
 #[test]
 fn aws_credential_process_json_and_errors() {
-    let env = TestEnv::new();
+    let env = Sandbox::new();
     let _d = env.start();
-    let aws = copy_bin(&env, AWS_HELPER, "keychain-auth-aws");
+    let aws = env.copy_unique(AWS_HELPER, "keychain-auth-aws");
     env.register(&aws, &["--read", "aws"]);
     let key = "AKIAEXAMPLE";
-    let secret = format!("aws-SECRET-{}", common::nonce());
+    let secret = format!("aws-SECRET-{}", testkit::nonce());
     seed(
         &env,
         "aws",
@@ -291,7 +238,7 @@ fn aws_credential_process_json_and_errors() {
     let miss = env.command(&aws).arg("nope").output().expect("run");
     assert_eq!(miss.status.code(), Some(1));
     assert!(text(&miss.stderr).contains("no credentials stored"));
-    let rogue = copy_bin(&env, AWS_HELPER, "aws-rogue");
+    let rogue = env.copy_unique(AWS_HELPER, "aws-rogue");
     let denied = env.command(&rogue).arg("prod").output().expect("run");
     assert_eq!(denied.status.code(), Some(1));
     assert!(denied.stdout.is_empty());
@@ -325,11 +272,11 @@ fn botocore_resolves_a_profile_through_credential_process() {
         eprintln!("SKIPPED: python3 botocore is not installed (pip install botocore)");
         return;
     }
-    let env = TestEnv::new();
+    let env = Sandbox::new();
     let _d = env.start();
-    let aws = copy_bin(&env, AWS_HELPER, "keychain-auth-aws");
+    let aws = env.copy_unique(AWS_HELPER, "keychain-auth-aws");
     env.register(&aws, &["--read", "aws"]);
-    let secret = format!("boto-SECRET-{}", common::nonce());
+    let secret = format!("boto-SECRET-{}", testkit::nonce());
     seed(
         &env,
         "aws",
@@ -363,7 +310,7 @@ fn botocore_resolves_a_profile_through_credential_process() {
     assert_secret_nowhere(&env, &secret, &[&text(&out.stderr)]);
 }
 
-fn docker(env: &TestEnv, helper: &Path, action: &str, input: &[u8]) -> (Option<i32>, String) {
+fn docker(env: &Sandbox, helper: &Path, action: &str, input: &[u8]) -> (Option<i32>, String) {
     let mut c = env.command(helper);
     c.arg(action);
     let out = run_with_input(c, input);
@@ -373,11 +320,11 @@ fn docker(env: &TestEnv, helper: &Path, action: &str, input: &[u8]) -> (Option<i
 
 #[test]
 fn docker_helper_speaks_the_credential_helpers_protocol() {
-    let env = TestEnv::new();
+    let env = Sandbox::new();
     let _d = env.start();
-    let helper = copy_bin(&env, DOCKER_HELPER, "docker-credential-keychain-auth");
+    let helper = env.copy_unique(DOCKER_HELPER, "docker-credential-keychain-auth");
     env.register(&helper, &["--read", "docker", "--write", "docker"]);
-    let secret = format!("dkr-SECRET-{}", common::nonce());
+    let secret = format!("dkr-SECRET-{}", testkit::nonce());
     let url = "https://registry.example.com";
     let creds = serde_json::json!({"ServerURL": url, "Username": "bob", "Secret": secret});
     assert_eq!(
@@ -438,7 +385,7 @@ fn docker_helper_speaks_the_credential_helpers_protocol() {
         assert!(!out.contains("SECRET-X"), "{action}: echoed: {out}");
     }
     // An unapproved copy gets nothing.
-    let rogue = copy_bin(&env, DOCKER_HELPER, "docker-credential-rogue");
+    let rogue = env.copy_unique(DOCKER_HELPER, "docker-credential-rogue");
     docker(&env, &helper, "store", creds.to_string().as_bytes());
     let (code, out) = docker(&env, &rogue, "get", url.as_bytes());
     assert_eq!(code, Some(1));
@@ -451,17 +398,17 @@ fn docker_helper_speaks_the_credential_helpers_protocol() {
 
 #[test]
 fn put_reads_standard_input_and_get_prints_it() {
-    let env = TestEnv::new();
+    let env = Sandbox::new();
     let _d = env.start();
     // keychain-auth itself is a conduit, never a caller: it cannot be registered.
-    let err = env.cli_err(&["register", common::DAEMON, "--read", "ci"]);
+    let err = env.cli_err(&["register", testkit::daemon_bin(), "--read", "ci"]);
     assert!(err.contains("never a caller"), "{err}");
     // A script that uses get/put is answered as itself (interpreter + script hash).
     let dir = env.root.join("scripts");
     std::fs::create_dir_all(&dir).expect("dir");
     let script = dir.join("deploy.sh");
-    let ka = common::DAEMON;
-    common::write_executable(
+    let ka = testkit::daemon_bin();
+    testkit::write_executable(
         &script,
         format!(
             "#!/bin/bash\nprintf 's3cr3t value\\n' | {ka} put ci token || exit 1\n{ka} get ci token\nstatus=$?\n{ka} put ci token s3cr3t 2>&1\nexit $status\n"
@@ -574,7 +521,7 @@ fn client_refuses_a_socket_served_by_another_uid_before_sending() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    common::set_mode(dir.path(), 0o777);
+    testkit::set_mode(dir.path(), 0o777);
     let sock = dir.path().join("agent.sock");
     let count = dir.path().join("count");
     let ready = dir.path().join("ready");
@@ -615,11 +562,11 @@ fn client_refuses_a_socket_served_by_another_uid_before_sending() {
         .spawn()
         .expect("setpriv python3");
     let mut fake = KillOnDrop(fake);
-    common::wait_for(10, "the fake server", || ready.exists().then_some(()));
-    let env = TestEnv::new();
+    testkit::wait_for(10, "the fake server", || ready.exists().then_some(()));
+    let env = Sandbox::new();
     // The reference client and the git helper, both pointed at the fake socket.
     let out = env
-        .command(common::CLIENT)
+        .command(testkit::client_bin())
         .env("KEYCHAIN_AUTH_SOCKET", &sock)
         .arg(r#"{"type":"REQUEST","action":"write","service":"s","targets":["t"],"values":["SECRET"]}"#)
         .output()
@@ -641,7 +588,7 @@ fn client_refuses_a_socket_served_by_another_uid_before_sending() {
         "{}",
         text(&out.stderr)
     );
-    let status = common::wait_for(20, "the fake server to finish", || {
+    let status = testkit::wait_for(20, "the fake server to finish", || {
         fake.0.try_wait().expect("try_wait")
     });
     assert!(status.success());
@@ -654,12 +601,12 @@ fn client_refuses_a_socket_served_by_another_uid_before_sending() {
 
 #[test]
 fn doctor_reports_installed_and_registered_adapters() {
-    let env = TestEnv::new();
+    let env = Sandbox::new();
     let _d = env.start();
     env.register(Path::new(GIT_HELPER), &["--read", "git"]);
     // doctor looks next to its own binary (target/debug holds every adapter).
     let out = env
-        .command(common::DAEMON)
+        .command(testkit::daemon_bin())
         .arg("doctor")
         .output()
         .expect("doctor");
@@ -680,9 +627,7 @@ fn doctor_reports_installed_and_registered_adapters() {
 
 #[test]
 fn git_helper_approved_via_git_serves_git_and_not_a_direct_run() {
-    if !have("git") {
-        assert!(std::env::var_os("CI").is_none(), "git is missing in CI");
-        eprintln!("SKIPPED: git is not installed");
+    if !testkit::tools_available(&["git"], "git") {
         return;
     }
     let git_path = Command::new("sh")
@@ -690,15 +635,15 @@ fn git_helper_approved_via_git_serves_git_and_not_a_direct_run() {
         .output()
         .map(|o| text(&o.stdout).trim().to_string())
         .expect("find git");
-    let env = TestEnv::new();
+    let env = Sandbox::new();
     let _d = env.start();
-    let helper = copy_bin(&env, GIT_HELPER, "git-credential-keychain-auth");
+    let helper = env.copy_unique(GIT_HELPER, "git-credential-keychain-auth");
     let h = helper.to_str().expect("utf8");
     env.register(
         &helper,
         &["--read", "git", "--write", "git", "--via", &git_path],
     );
-    let secret = format!("via-SECRET-{}", common::nonce());
+    let secret = format!("via-SECRET-{}", testkit::nonce());
     let approve = run_with_input(
         git(&env, &[h], &["credential", "approve"]),
         format!("protocol=https\nhost=v.example\nusername=u\npassword={secret}\n\n").as_bytes(),
@@ -754,20 +699,15 @@ s.serve_forever()
 
 #[test]
 fn git_clone_over_http_with_basic_auth_uses_the_helper() {
-    if !have("git") || !have("python3") {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "git/python3 missing in CI"
-        );
-        eprintln!("SKIPPED: git or python3 is not installed");
+    if !testkit::tools_available(&["git", "python3"], "git python3") {
         return;
     }
-    let env = TestEnv::new();
+    let env = Sandbox::new();
     let _d = env.start();
-    let helper = copy_bin(&env, GIT_HELPER, "git-credential-keychain-auth");
+    let helper = env.copy_unique(GIT_HELPER, "git-credential-keychain-auth");
     env.register(&helper, &["--read", "git", "--write", "git"]);
     let h = helper.to_str().expect("utf8");
-    let password = format!("http-SECRET-{}", common::nonce());
+    let password = format!("http-SECRET-{}", testkit::nonce());
     // A bare repository with one commit, served as dumb HTTP.
     let srv = env.root.join("srv");
     let work = env.root.join("work");
@@ -799,7 +739,7 @@ fn git_clone_over_http_with_basic_auth_uses_the_helper() {
         .spawn()
         .expect("http server");
     let _server = KillOnDrop(server);
-    let port = common::wait_for(20, "the HTTP server", || {
+    let port = testkit::wait_for(20, "the HTTP server", || {
         std::fs::read_to_string(&portfile).ok()
     });
     let url = format!("http://127.0.0.1:{port}/repo.git");

@@ -2,12 +2,10 @@
 //! `tests/attacks/` is compiled by the test and does what a hostile same-user process would.
 //! Before the fix each of them read the secret; now each must be refused and audited.
 
-mod common;
-
-use common::{TestEnv, expect, request, write_request};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use testkit::{Sandbox, expect, request};
 
 const SECRET: &str = "s3cret-attack-canary";
 
@@ -37,23 +35,12 @@ fn compile(out: &Path, sources: &[&str], flags: &[&str]) -> Option<PathBuf> {
 
 /// A daemon with a secret in service `aws`, written by a registered writer, and a registered
 /// reader client that may read it.
-fn broker_with_secret() -> (TestEnv, common::Daemon, PathBuf) {
-    let env = TestEnv::new();
+fn broker_with_secret() -> (Sandbox, testkit::Daemon, PathBuf) {
+    let env = Sandbox::new();
     let d = env.start();
-    let writer = env.client("writer");
-    env.register(&writer, &["--write", "aws"]);
-    let r = env.run_client_stdin(
-        &writer,
-        &[&write_request(
-            "aws",
-            &["prod"],
-            &[SECRET],
-            serde_json::json!({}),
-        )],
-    );
-    expect(&r[0], "success", None);
-    let reader = env.client("reader");
-    env.register(&reader, &["--read", "aws"]);
+    let writer = env.registered_client("writer", &["--write", "aws"]);
+    env.write_ok(&writer, "aws", &[("prod", SECRET)]);
+    let reader = env.registered_client("reader", &["--read", "aws"]);
     let r = env.run_client(&reader, &[&request("read", "aws", &["prod"])]);
     expect(&r[0], "success", None);
     (env, d, reader)
@@ -113,7 +100,7 @@ fn exe_masquerade_in_a_user_namespace_is_refused() {
     no_secret(&resp);
     let msg = expect(&resp, "denied", Some("unregistered_binary"));
     assert!(msg.contains("another user namespace"), "{msg}");
-    let rec = common::wait_for(5, "audit record of the refusal", || {
+    let rec = testkit::wait_for(5, "audit record of the refusal", || {
         env.audit_records().into_iter().rev().find(|r| {
             r["status"] == "denied"
                 && r["message"]
@@ -201,9 +188,7 @@ fn a_process_that_execs_an_approved_program_after_connecting_is_refused() {
     };
     // An approved shell: it really writes the request, on a connection an unapproved program
     // opened and handed over by exec.
-    let sh = env.root.join("bin/approved-sh");
-    common::copy_executable(Path::new("/bin/sh"), &sh);
-    common::append_unique(&sh);
+    let sh = env.copy_unique("/bin/sh", "approved-sh");
     env.register(&sh, &["--read", "aws"]);
     let out = env
         .command(&prog)
@@ -294,7 +279,7 @@ fn a_traced_caller_is_refused() {
 
 #[test]
 fn approve_checks_that_the_file_at_the_path_is_the_caller() {
-    let env = TestEnv::new();
+    let env = Sandbox::new();
     let _d = env.start();
     let caller = env.client("shown-path");
     let r = env.run_client(&caller, &[&request("read", "aws", &["prod"])]);
@@ -304,7 +289,7 @@ fn approve_checks_that_the_file_at_the_path_is_the_caller() {
         .unwrap()
         .to_string();
     // What a caller in another mount namespace achieves: the path it shows holds another file.
-    common::copy_executable(Path::new("/bin/true"), &caller);
+    testkit::copy_executable(Path::new("/bin/true"), &caller);
     let err = env.cli_err(&["approve", &hash, "--read", "aws"]);
     assert!(err.contains("is not the binary that asked"), "{err}");
     assert!(env.registered().is_empty(), "nothing was approved");
@@ -337,7 +322,7 @@ fn one_process_holding_many_connections_locks_nobody_out() {
     let read = request("read", "aws", &["prod"]);
     // One process with 600 connections: capped at 64, everyone else still served.
     let mut one = hold(600);
-    let st = common::status(&env.socket).expect("STATUS answered");
+    let st = testkit::status(&env.socket).expect("STATUS answered");
     assert!(st["connections"].as_u64().unwrap() <= 70, "{st}");
     expect(&env.run_client(&reader, &[&read])[0], "success", None);
     let rec = env
@@ -355,18 +340,18 @@ fn one_process_holding_many_connections_locks_nobody_out() {
     let _ = one.wait();
     // Ten processes filling every regular slot: STATUS still answers from the reserve.
     let mut many: Vec<_> = (0..10).map(|_| hold(60)).collect();
-    common::wait_for(10, "all regular slots taken", || {
-        let st = common::status(&env.socket)?;
+    testkit::wait_for(10, "all regular slots taken", || {
+        let st = testkit::status(&env.socket)?;
         (st["connections"].as_u64()? >= 511).then_some(())
     });
-    let st = common::status(&env.socket).expect("STATUS answered from the reserve");
+    let st = testkit::status(&env.socket).expect("STATUS answered from the reserve");
     assert_eq!(st["type"], "STATUS");
     for c in &mut many {
         let _ = c.kill();
         let _ = c.wait();
     }
-    common::wait_for(10, "slots released", || {
-        let st = common::status(&env.socket)?;
+    testkit::wait_for(10, "slots released", || {
+        let st = testkit::status(&env.socket)?;
         (st["connections"].as_u64()? < 10).then_some(())
     });
     expect(&env.run_client(&reader, &[&read])[0], "success", None);

@@ -2,30 +2,23 @@
 //! restarts and rotation, `audit verify` locates every kind of tampering, the real `logrotate`
 //! (rename and copytruncate) is noticed and recorded, and rotation under load loses nothing.
 
-mod common;
-
-use common::{Daemon, TestEnv, request};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
+use testkit::{Daemon, Sandbox, request};
 
 /// Writes the rotation settings into a fresh config.json (before any policy exists).
-fn rotation_config(env: &TestEnv, max_bytes: u64, keep: usize) {
-    let dir = env.config().parent().expect("dir").to_path_buf();
-    std::fs::create_dir_all(&dir).expect("config dir");
-    common::set_mode(&dir, 0o700);
-    std::fs::write(
-        env.config(),
+fn rotation_config(env: &Sandbox, max_bytes: u64, keep: usize) {
+    env.write_private(
+        &env.config(),
         format!(
             r#"{{"protocol_version":"1","audit_max_bytes":{max_bytes},"audit_keep":{keep},"registered_binaries":[]}}"#
         ),
-    )
-    .expect("config");
-    common::set_mode(&env.config(), 0o600);
+    );
 }
 
 /// `audit verify --json`: (exit success, report).
-fn verify(env: &TestEnv) -> (bool, Value) {
+fn verify(env: &Sandbox) -> (bool, Value) {
     let out = env.cli(&["audit", "verify", "--json"]);
     let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
@@ -49,7 +42,7 @@ fn first_break(report: &Value) -> (String, String, u64, Option<u64>) {
 }
 
 /// Every audit file, oldest first.
-fn audit_files(env: &TestEnv) -> Vec<PathBuf> {
+fn audit_files(env: &Sandbox) -> Vec<PathBuf> {
     let mut numbered: Vec<(usize, PathBuf)> = std::fs::read_dir(env.audit().parent().expect("d"))
         .expect("read dir")
         .filter_map(|e| {
@@ -67,7 +60,7 @@ fn audit_files(env: &TestEnv) -> Vec<PathBuf> {
 }
 
 /// Every record in every audit file, oldest first.
-fn all_records(env: &TestEnv) -> Vec<Value> {
+fn all_records(env: &Sandbox) -> Vec<Value> {
     audit_files(env)
         .iter()
         .flat_map(|f| {
@@ -86,7 +79,7 @@ fn stop(mut d: Daemon) {
 }
 
 /// Sends `n` read requests with ids `{tag}-{i}` on one connection.
-fn reads(env: &TestEnv, client: &Path, tag: &str, n: usize) {
+fn reads(env: &Sandbox, client: &Path, tag: &str, n: usize) {
     let lines: Vec<String> = (0..n)
         .map(|i| {
             format!(r#"{{"type":"REQUEST","id":"{tag}-{i}","action":"read","service":"aws","match":"prefix","targets":[""]}}"#)
@@ -102,10 +95,9 @@ fn reads(env: &TestEnv, client: &Path, tag: &str, n: usize) {
 
 #[test]
 fn honest_log_verifies_across_restarts_and_rotation() {
-    let env = TestEnv::new();
+    let env = Sandbox::new();
     rotation_config(&env, 8 * 1024, 50);
-    let client = env.client("honest");
-    env.register(&client, &["--read", "aws", "--search"]);
+    let client = env.registered_client("honest", &["--read", "aws", "--search"]);
     let d = env.start();
     reads(&env, &client, "a", 40);
     stop(d);
@@ -159,10 +151,9 @@ fn honest_log_verifies_across_restarts_and_rotation() {
 
 #[test]
 fn verify_locates_every_kind_of_tampering() {
-    let env = TestEnv::new();
+    let env = Sandbox::new();
     rotation_config(&env, 0, 5);
-    let client = env.client("tamper");
-    env.register(&client, &["--read", "aws", "--search"]);
+    let client = env.registered_client("tamper", &["--read", "aws", "--search"]);
     let d = env.start();
     reads(&env, &client, "t", 20);
     stop(d);
@@ -265,9 +256,8 @@ fn verify_locates_every_kind_of_tampering() {
 
 #[test]
 fn reserved_service_is_never_granted_or_served() {
-    let env = TestEnv::new();
-    let client = env.client("greedy");
-    env.register(&client, &["--read", "aws"]);
+    let env = Sandbox::new();
+    let client = env.registered_client("greedy", &["--read", "aws"]);
     let err = env.cli_err(&[
         "grant",
         client.to_str().expect("utf8"),
@@ -280,7 +270,7 @@ fn reserved_service_is_never_granted_or_served() {
         &client,
         &[&request("read", "keychain-auth.internal", &["audit-key"])],
     )[0];
-    common::expect(r, "denied", Some("service_not_allowed"));
+    testkit::expect(r, "denied", Some("service_not_allowed"));
     assert!(
         r.get("results")
             .is_none_or(|v| v.as_array().is_none_or(|a| a.is_empty())),
@@ -305,7 +295,7 @@ fn logrotate() -> Option<PathBuf> {
 
 /// Runs the real logrotate once, forced, on the audit log with `mode` (`create` or
 /// `copytruncate`).
-fn run_logrotate(env: &TestEnv, bin: &Path, mode: &str) {
+fn run_logrotate(env: &Sandbox, bin: &Path, mode: &str) {
     let conf = env.root.join(format!("logrotate-{mode}.conf"));
     std::fs::write(
         &conf,
@@ -315,7 +305,7 @@ fn run_logrotate(env: &TestEnv, bin: &Path, mode: &str) {
         ),
     )
     .expect("conf");
-    common::set_mode(&conf, 0o644);
+    testkit::set_mode(&conf, 0o644);
     let out = std::process::Command::new(bin)
         .arg("-f")
         .arg("-s")
@@ -333,10 +323,9 @@ fn run_logrotate(env: &TestEnv, bin: &Path, mode: &str) {
 #[test]
 fn real_logrotate_rename_and_copytruncate_are_noticed_and_recorded() {
     let Some(bin) = logrotate() else { return };
-    let env = TestEnv::new();
+    let env = Sandbox::new();
     rotation_config(&env, 0, 5); // built-in rotation off: logrotate does it
-    let client = env.client("rotated");
-    env.register(&client, &["--read", "aws", "--search"]);
+    let client = env.registered_client("rotated", &["--read", "aws", "--search"]);
     let d = env.start();
     reads(&env, &client, "before", 5);
 
@@ -393,7 +382,7 @@ fn real_logrotate_rename_and_copytruncate_are_noticed_and_recorded() {
 
 #[test]
 fn rotation_under_concurrent_load_loses_no_record() {
-    let env = TestEnv::new();
+    let env = Sandbox::new();
     rotation_config(&env, 16 * 1024, 1000);
     let clients: Vec<PathBuf> = (0..4).map(|i| env.client(&format!("load{i}"))).collect();
     for c in &clients {
@@ -457,13 +446,12 @@ fn rotation_under_concurrent_load_loses_no_record() {
 
 #[test]
 fn follow_prints_every_record_across_rotations() {
-    let env = TestEnv::new();
+    let env = Sandbox::new();
     rotation_config(&env, 4 * 1024, 100);
-    let client = env.client("followed");
-    env.register(&client, &["--read", "aws", "--search"]);
+    let client = env.registered_client("followed", &["--read", "aws", "--search"]);
     let d = env.start();
     let mut follower = env
-        .command(common::DAEMON)
+        .command(testkit::daemon_bin())
         .args(["audit", "--follow", "--json", "--action", "read"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
@@ -507,13 +495,13 @@ fn follow_prints_every_record_across_rotations() {
 
 /// Runs `keychain-auth policy accept` on a pseudo-terminal (util-linux `script`), typing
 /// `answer`; returns (success, everything the terminal showed).
-fn accept_on_a_tty(env: &TestEnv, answer: &str) -> (bool, String) {
+fn accept_on_a_tty(env: &Sandbox, answer: &str) -> (bool, String) {
     use std::io::Write;
     let mut child = env
         .command("script")
         .args([
             "-qec",
-            &format!("{} policy accept", common::DAEMON),
+            &format!("{} policy accept", testkit::daemon_bin()),
             "/dev/null",
         ])
         .stdin(std::process::Stdio::piped())
@@ -538,7 +526,7 @@ fn accept_on_a_tty(env: &TestEnv, answer: &str) -> (bool, String) {
 
 #[test]
 fn out_of_band_config_edit_is_held_detected_and_adopted() {
-    let env = TestEnv::new();
+    let env = Sandbox::new();
     let good = env.client("good");
     let widened = env.client("widened");
     env.register(&good, &["--read", "aws", "--search"]);
@@ -549,7 +537,7 @@ fn out_of_band_config_edit_is_held_detected_and_adopted() {
             r#"{{"type":"REQUEST","action":"read","service":"{svc}","match":"prefix","targets":[""]}}"#
         )
     };
-    common::expect(
+    testkit::expect(
         &env.run_client(&widened, &[&prefix_read("aws")])[0],
         "success",
         None,
@@ -569,13 +557,13 @@ fn out_of_band_config_edit_is_held_detected_and_adopted() {
     // The touched entry is not served at all; the untouched one still is.
     for svc in ["gcp", "aws"] {
         let r = &env.run_client(&widened, &[&prefix_read(svc)])[0];
-        let msg = common::expect(r, "denied", Some("unregistered_binary"));
+        let msg = testkit::expect(r, "denied", Some("unregistered_binary"));
         assert!(
             msg.contains("outside keychain-auth") && msg.contains("policy accept"),
             "{msg}"
         );
     }
-    common::expect(
+    testkit::expect(
         &env.run_client(&good, &[&prefix_read("aws")])[0],
         "success",
         None,
@@ -605,7 +593,7 @@ fn out_of_band_config_edit_is_held_detected_and_adopted() {
     // policy accept needs a terminal
     let no_tty = env
         .command("setsid")
-        .args(["-w", common::DAEMON, "policy", "accept"])
+        .args(["-w", testkit::daemon_bin(), "policy", "accept"])
         .stdin(std::process::Stdio::null())
         .output()
         .expect("setsid");
@@ -623,7 +611,7 @@ fn out_of_band_config_edit_is_held_detected_and_adopted() {
         shown.contains("aws,gcp") && shown.contains("[y/N]"),
         "{shown}"
     );
-    common::expect(
+    testkit::expect(
         &env.run_client(&widened, &[&prefix_read("gcp")])[0],
         "denied",
         Some("unregistered_binary"),
@@ -632,7 +620,7 @@ fn out_of_band_config_edit_is_held_detected_and_adopted() {
     // answered "y": adopted, sealed, served, audited
     let (ok, shown) = accept_on_a_tty(&env, "y\n");
     assert!(ok, "{shown}");
-    common::expect(
+    testkit::expect(
         &env.run_client(&widened, &[&prefix_read("gcp")])[0],
         "success",
         None,
@@ -655,12 +643,11 @@ fn out_of_band_config_edit_is_held_detected_and_adopted() {
 
 #[test]
 fn a_request_whose_record_cannot_be_chained_is_not_carried_out() {
-    let env = TestEnv::new();
-    let client = env.client("failclosed");
-    env.register(&client, &["--read", "aws", "--write", "aws"]);
+    let env = Sandbox::new();
+    let client = env.registered_client("failclosed", &["--read", "aws", "--write", "aws"]);
     let d = env.start();
-    let w = |t: &str| common::write_request("aws", &[t], &["v"], serde_json::json!({}));
-    common::expect(
+    let w = |t: &str| testkit::write_request("aws", &[t], &["v"], serde_json::json!({}));
+    testkit::expect(
         &env.run_client_stdin(&client, &[&w("before")])[0],
         "success",
         None,
@@ -673,10 +660,10 @@ fn a_request_whose_record_cannot_be_chained_is_not_carried_out() {
     std::fs::remove_file(&state).expect("rm state");
     std::os::unix::fs::symlink(env.root.join("elsewhere"), &state).expect("symlink");
     let r = &env.run_client_stdin(&client, &[&w("during")])[0];
-    let msg = common::expect(r, "error", Some("internal_error"));
+    let msg = testkit::expect(r, "error", Some("internal_error"));
     assert!(msg.contains("not carried out"), "{msg}");
     let r = &env.run_client(&client, &[&request("read", "aws", &["before"])])[0];
-    common::expect(r, "error", Some("internal_error"));
+    testkit::expect(r, "error", Some("internal_error"));
     assert!(
         r.get("results")
             .is_none_or(|v| v.as_array().is_none_or(|a| a.is_empty())),
@@ -687,9 +674,9 @@ fn a_request_whose_record_cannot_be_chained_is_not_carried_out() {
     // Repaired: the write that failed was undone, the chain carries on and still verifies.
     std::fs::remove_file(&state).expect("rm symlink");
     std::fs::write(&state, &saved).expect("restore state");
-    common::set_mode(&state, 0o600);
+    testkit::set_mode(&state, 0o600);
     let r = &env.run_client(&client, &[&request("read", "aws", &["during"])])[0];
-    common::expect(r, "error", Some("not_found"));
+    testkit::expect(r, "error", Some("not_found"));
     stop(d);
     let (ok, report) = verify(&env);
     assert!(ok, "{report}");

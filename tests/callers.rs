@@ -1,11 +1,9 @@
 //! Identity, second form (issue 10), against the real daemon: scripts under interpreters, code
 //! without a file, launch rules, and the caller chain in the audit log and the pending queue.
 
-mod common;
-
-use common::{TestEnv, expect, request};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
+use testkit::{Sandbox, expect, first_response, request};
 
 /// Debian's python3 (a real binary, not a version manager's shim).
 fn python() -> Option<PathBuf> {
@@ -22,22 +20,22 @@ fn python() -> Option<PathBuf> {
 }
 
 /// A Python script that sends `REQ` (environment) to the broker itself and prints the answer.
-fn python_script(env: &TestEnv, name: &str, python: &Path) -> PathBuf {
+fn python_script(env: &Sandbox, name: &str, python: &Path) -> PathBuf {
     let path = env.root.join("scripts").join(name);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    common::write_executable(
+    testkit::write_executable(
         &path,
         format!(
             "#!{}\nimport os, socket\n# {}\ns = socket.socket(socket.AF_UNIX)\ns.connect(os.environ['KEYCHAIN_AUTH_SOCKET'])\ns.sendall((os.environ['REQ'] + '\\n').encode())\nprint(s.makefile().readline(), end='')\n",
             python.display(),
-            common::nonce()
+            testkit::nonce()
         )
         .as_bytes(),
     );
     path
 }
 
-fn run(env: &TestEnv, program: &Path, args: &[&str], req: &str) -> Value {
+fn run(env: &Sandbox, program: &Path, args: &[&str], req: &str) -> Value {
     let out = env
         .command(program)
         .args(args)
@@ -48,21 +46,10 @@ fn run(env: &TestEnv, program: &Path, args: &[&str], req: &str) -> Value {
     first_response(&out)
 }
 
-/// The first response line a caller printed.
-fn first_response(out: &std::process::Output) -> Value {
-    let text = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(text.lines().next().unwrap_or_default()).unwrap_or_else(|e| {
-        panic!(
-            "no response ({e}): {text:?} {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
-}
-
 #[test]
 fn a_script_is_served_by_its_own_hash_and_another_under_the_same_interpreter_is_not() {
     let Some(py) = python() else { return };
-    let env = TestEnv::new();
+    let env = Sandbox::new();
     let _d = env.start();
     let good = python_script(&env, "good.py", &py);
     let other = python_script(&env, "other.py", &py);
@@ -113,7 +100,7 @@ fn a_script_is_served_by_its_own_hash_and_another_under_the_same_interpreter_is_
 #[test]
 fn code_without_a_file_is_refused_with_the_reason_and_not_queued() {
     let Some(py) = python() else { return };
-    let env = TestEnv::new();
+    let env = Sandbox::new();
     let _d = env.start();
     std::fs::create_dir_all(env.root.join("scripts")).unwrap();
     let read = request("read", "aws", &["k"]);
@@ -171,7 +158,7 @@ fn code_without_a_file_is_refused_with_the_reason_and_not_queued() {
 
 /// Runs `bash ARGS` with a connection to the broker on descriptor $FD, opened by a Python
 /// launcher (so that bash itself writes the request), and returns the response.
-fn through_shell(env: &TestEnv, bash_args: &[&str], req: &str) -> Value {
+fn through_shell(env: &Sandbox, bash_args: &[&str], req: &str) -> Value {
     let launcher = "import os, socket, subprocess, sys\ns = socket.socket(socket.AF_UNIX)\ns.connect(os.environ['KEYCHAIN_AUTH_SOCKET'])\nfd = s.fileno()\nsubprocess.run(['/bin/bash'] + sys.argv[1:], pass_fds=[fd], env=dict(os.environ, FD=str(fd)))\n";
     let out = env
         .command("/usr/bin/python3")
@@ -190,14 +177,14 @@ fn a_bash_script_is_approved_by_its_own_hash_and_a_changed_one_needs_upgrade() {
     if python().is_none() {
         return;
     }
-    let env = TestEnv::new();
+    let env = Sandbox::new();
     let _d = env.start();
     let dir = env.root.join("scripts");
     std::fs::create_dir_all(&dir).unwrap();
     let script = dir.join("deploy.sh");
     let body = "#!/bin/bash\nprintf '%s\\n' \"$REQ\" >&\"$FD\"\nhead -n 1 <&\"$FD\"\n";
     std::fs::write(&script, body).unwrap();
-    common::set_mode(&script, 0o755);
+    testkit::set_mode(&script, 0o755);
     let read = request("read", "aws", &["k"]);
     expect(
         &through_shell(&env, &["deploy.sh"], &read),
@@ -232,18 +219,15 @@ fn a_bash_script_is_approved_by_its_own_hash_and_a_changed_one_needs_upgrade() {
 #[test]
 fn a_launch_rule_serves_through_its_launcher_only_and_the_chain_is_recorded() {
     let Some(py) = python() else { return };
-    let env = TestEnv::new();
+    let env = Sandbox::new();
     let _d = env.start();
     let helper = python_script(&env, "helper.py", &py);
     // The launcher: a copy of sh with a hash of its own.
-    let launcher = env.root.join("bin/launcher");
-    std::fs::create_dir_all(launcher.parent().unwrap()).unwrap();
     let shell = ["/bin/dash", "/bin/sh"]
         .into_iter()
         .find(|s| Path::new(s).exists())
         .expect("a shell");
-    common::copy_executable(Path::new(shell), &launcher);
-    common::append_unique(&launcher);
+    let launcher = env.copy_unique(shell, "launcher");
     env.cli_ok(&[
         "register",
         helper.to_str().unwrap(),
@@ -320,21 +304,21 @@ fn a_launch_rule_serves_through_its_launcher_only_and_the_chain_is_recorded() {
 #[test]
 fn an_approved_script_that_execs_another_script_on_its_connection_is_refused() {
     let Some(py) = python() else { return };
-    let env = TestEnv::new();
+    let env = Sandbox::new();
     let _d = env.start();
     let dir = env.root.join("scripts");
     std::fs::create_dir_all(&dir).unwrap();
     let good = dir.join("good.py");
-    common::write_executable(
+    testkit::write_executable(
         &good,
         format!(
             "#!{}\nimport os, socket, sys\n# {}\ns = socket.socket(socket.AF_UNIX)\ns.connect(os.environ['KEYCHAIN_AUTH_SOCKET'])\ns.sendall((os.environ['REQ'] + '\\n').encode())\nprint(s.makefile().readline(), end='', flush=True)\nos.set_inheritable(s.fileno(), True)\nos.execv(sys.executable, [sys.executable, 'evil.py', str(s.fileno())])\n",
             py.display(),
-            common::nonce()
+            testkit::nonce()
         )
         .as_bytes(),
     );
-    common::write_executable(
+    testkit::write_executable(
         &dir.join("evil.py"),
         b"import os, socket, sys\ns = socket.socket(fileno=int(sys.argv[1]))\ns.sendall((os.environ['REQ'] + '\\n').encode())\nprint(s.makefile().readline(), end='', flush=True)\n",
     );

@@ -1,24 +1,22 @@
 //! The daemon as a process: file and socket modes, refusing a second instance, replacing a stale
 //! socket, cleaning up on SIGTERM; and the CLI's failure contract.
 
-mod common;
-
-use common::{TestEnv, request};
 use nix::sys::signal::Signal;
+use testkit::{Sandbox, request};
 
 #[test]
 fn files_and_socket_are_private() {
-    let env = TestEnv::new();
+    let env = Sandbox::new();
     let _d = env.start();
     let tool = env.client("tool");
     env.run_client(&tool, &[&request("read", "s", &["k"])]);
     env.register(&env.client("other"), &["--write", "s"]);
-    assert_eq!(common::mode(env.socket.parent().expect("dir")), 0o700);
-    assert_eq!(common::mode(&env.socket), 0o600);
+    assert_eq!(testkit::mode(env.socket.parent().expect("dir")), 0o700);
+    assert_eq!(testkit::mode(&env.socket), 0o600);
     for p in [env.config(), env.pending(), env.audit()] {
-        assert_eq!(common::mode(&p), 0o600, "{}", p.display());
+        assert_eq!(testkit::mode(&p), 0o600, "{}", p.display());
         assert_eq!(
-            common::mode(p.parent().expect("dir")),
+            testkit::mode(p.parent().expect("dir")),
             0o700,
             "{}",
             p.display()
@@ -28,7 +26,7 @@ fn files_and_socket_are_private() {
 
 #[test]
 fn second_start_is_refused_stale_socket_is_replaced_sigterm_cleans_up() {
-    let env = TestEnv::new();
+    let env = Sandbox::new();
     let mut first = env.start();
     let err = env.cli_err(&["start"]);
     assert!(err.contains("already running"), "{err}");
@@ -39,7 +37,7 @@ fn second_start_is_refused_stale_socket_is_replaced_sigterm_cleans_up() {
     // ...which the next start replaces.
     let mut second = env.start();
     assert_eq!(
-        common::status(&env.socket).expect("status")["pid"],
+        testkit::status(&env.socket).expect("status")["pid"],
         second.pid()
     );
     let status = second.stop_with(Signal::SIGTERM);
@@ -55,7 +53,7 @@ fn second_start_is_refused_stale_socket_is_replaced_sigterm_cleans_up() {
 
 #[test]
 fn start_refuses_a_socket_path_that_is_not_a_socket() {
-    let env = TestEnv::new();
+    let env = Sandbox::new();
     std::fs::create_dir_all(env.socket.parent().expect("dir")).expect("dir");
     std::fs::write(&env.socket, b"precious").expect("file");
     let err = env.cli_err(&["start"]);
@@ -65,7 +63,7 @@ fn start_refuses_a_socket_path_that_is_not_a_socket() {
 
 #[test]
 fn cli_failures_are_one_line_and_hashes_take_every_form() {
-    let env = TestEnv::new();
+    let env = Sandbox::new();
     let tool = env.client("tool");
     let tool_s = tool.to_str().expect("utf8");
     // Failures: each exits non-zero with one line (cli_err asserts both).
@@ -129,12 +127,12 @@ fn cli_failures_are_one_line_and_hashes_take_every_form() {
 
 #[test]
 fn start_never_unlinks_a_live_listener_that_is_slow_to_answer() {
-    let env = TestEnv::new();
+    let env = Sandbox::new();
     std::fs::create_dir_all(env.socket.parent().expect("dir")).expect("dir");
     // Something listens but never answers (a daemon busy hashing, a hung process).
     let silent = std::os::unix::net::UnixListener::bind(&env.socket).expect("bind");
     let out = env
-        .command(common::DAEMON)
+        .command(testkit::daemon_bin())
         .arg("start")
         .output()
         .expect("start");
@@ -147,7 +145,7 @@ fn start_never_unlinks_a_live_listener_that_is_slow_to_answer() {
 
 #[test]
 fn dashboard_mode_flags_fail_clearly_when_impossible() {
-    let env = TestEnv::new();
+    let env = Sandbox::new();
     // Nothing runs: --connect cannot connect.
     let err = env.cli_err(&["tui", "--connect"]);
     assert!(err.contains("no broker answers"), "{err}");
@@ -156,8 +154,26 @@ fn dashboard_mode_flags_fail_clearly_when_impossible() {
     let err = env.cli_err(&["tui", "--embed"]);
     assert!(err.contains("already runs"), "{err}");
     assert!(
-        common::status(&env.socket).is_some(),
+        testkit::status(&env.socket).is_some(),
         "the running broker is untouched"
     );
     env.cli_err(&["tui", "--embed", "--connect"]);
+}
+
+/// The harness finds the binaries next to the test executable; they must be the ones Cargo
+/// built for this test (`CARGO_BIN_EXE_*`).
+#[test]
+fn the_harness_runs_the_binaries_cargo_built_for_this_test() {
+    for (found, built) in [
+        (testkit::daemon_bin(), env!("CARGO_BIN_EXE_keychain-auth")),
+        (
+            testkit::client_bin(),
+            env!("CARGO_BIN_EXE_keychain-auth-client"),
+        ),
+    ] {
+        assert_eq!(
+            std::fs::canonicalize(found).expect("found"),
+            std::fs::canonicalize(built).expect("built")
+        );
+    }
 }

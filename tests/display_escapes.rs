@@ -2,11 +2,9 @@
 //! ESC/OSC/CSI sequences, BEL and a newline is shown escaped by `list-pending` and `list`, and
 //! `--json` stays exact JSON; output into a closed pipe exits quietly.
 
-mod common;
-
-use common::{TestEnv, request};
 use std::io::Read;
 use std::process::Stdio;
+use testkit::{Sandbox, request};
 
 const OSC_TITLE: &str = "\x1b]0;pwned\x07";
 const CLEAR: &str = "\x1b[2J";
@@ -20,7 +18,7 @@ fn assert_no_raw_controls(what: &str, text: &str) {
 }
 
 /// A pending caller with a hostile name and argv; returns its path.
-fn hostile_pending(env: &TestEnv) -> std::path::PathBuf {
+fn hostile_pending(env: &Sandbox) -> std::path::PathBuf {
     let plain = env.client("plain");
     let evil = plain.with_file_name("evil\x1b[31m\nname-tool\u{202e}");
     std::fs::rename(&plain, &evil).expect("rename");
@@ -42,7 +40,7 @@ fn hostile_pending(env: &TestEnv) -> std::path::PathBuf {
 
 #[test]
 fn list_pending_and_list_escape_hostile_names_and_argv() {
-    let env = TestEnv::new();
+    let env = Sandbox::new();
     let _d = env.start();
     let evil = hostile_pending(&env);
 
@@ -88,7 +86,7 @@ fn list_pending_and_list_escape_hostile_names_and_argv() {
 
 #[test]
 fn a_closed_pipe_ends_output_quietly() {
-    let env = TestEnv::new();
+    let env = Sandbox::new();
     let _d = env.start();
     hostile_pending(&env);
     // Enough pending callers that the output outgrows any pipe buffer: copies of the real entry.
@@ -114,7 +112,7 @@ fn a_closed_pipe_ends_output_quietly() {
     }
     for args in [&["list-pending"][..], &["list-pending", "--json"]] {
         let mut child = env
-            .command(common::DAEMON)
+            .command(testkit::daemon_bin())
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -143,7 +141,7 @@ fn a_closed_pipe_ends_output_quietly() {
 
 #[test]
 fn a_huge_unknown_key_is_echoed_short_and_escaped_in_the_response_and_the_audit_log() {
-    let env = TestEnv::new();
+    let env = Sandbox::new();
     // A cap large enough that a 100 KB key is within the line limit.
     std::fs::create_dir_all(env.config().parent().expect("dir")).expect("mkdir");
     std::fs::write(
@@ -160,9 +158,9 @@ fn a_huge_unknown_key_is_echoed_short_and_escaped_in_the_response_and_the_audit_
     let key = format!("\\u001b]0;pwned\\u0007\\u202e{}", "k".repeat(100_000));
     let line =
         format!(r#"{{"type":"REQUEST","action":"read","service":"s","targets":["t"],"{key}":1}}"#);
-    let mut raw = common::Raw::connect(&env.socket);
+    let mut raw = testkit::Raw::connect(&env.socket);
     let r = raw.round_trip(line.as_bytes()).expect("answer");
-    let msg = common::expect(&r, "error", Some("malformed_request"));
+    let msg = testkit::expect(&r, "error", Some("malformed_request"));
     // The key is cut to 64 characters; the rest (the expected field names) is ours.
     assert!(msg.len() < 1000, "message of {} bytes", msg.len());
     assert!(!msg.contains(&"k".repeat(65)), "{msg}");
@@ -172,7 +170,7 @@ fn a_huge_unknown_key_is_echoed_short_and_escaped_in_the_response_and_the_audit_
     );
     assert!(msg.contains("…\""), "{msg}");
     assert_no_raw_controls("response", &msg);
-    let recs = common::wait_for(10, "the audit record", || {
+    let recs = testkit::wait_for(10, "the audit record", || {
         let recs = env.audit_records();
         recs.iter()
             .any(|r| r["reason"] == "malformed_request")

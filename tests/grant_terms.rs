@@ -1,21 +1,13 @@
 //! Grants that end (issue 11): `--once`, `--for`, `--confirm`, against the real daemon.
 
-mod common;
+use testkit::{Sandbox, expect, request};
 
-use common::{TestEnv, expect, request, write_request};
-
-fn setup() -> (TestEnv, common::Daemon, std::path::PathBuf) {
-    let env = TestEnv::new();
+fn setup() -> (Sandbox, testkit::Daemon, std::path::PathBuf) {
+    let env = Sandbox::new();
     let d = env.start();
-    let writer = env.client("writer");
-    env.register(&writer, &["--write", "aws"]);
-    let w = env.run_client_stdin(
-        &writer,
-        &[&write_request("aws", &["k"], &["v"], serde_json::json!({}))],
-    );
-    expect(&w[0], "success", None);
-    let reader = env.client("reader");
-    env.register(&reader, &[]);
+    let writer = env.registered_client("writer", &["--write", "aws"]);
+    env.write_ok(&writer, "aws", &[("k", "v")]);
+    let reader = env.registered_client("reader", &[]);
     (env, d, reader)
 }
 
@@ -69,14 +61,14 @@ fn a_timed_grant_ends_and_is_pruned() {
         "denied",
         Some("service_not_allowed"),
     );
-    common::wait_for(15, "the expired grant to be pruned", || {
+    testkit::wait_for(15, "the expired grant to be pruned", || {
         let list = env.registered();
         let b = list.iter().find(|b| b["path"] == r)?;
         (b["allowed_read_services"] == serde_json::json!([]) && b.get("service_terms").is_none())
             .then_some(())
     });
     // The record follows the config write that removed the grant.
-    common::wait_for(5, "the expiry to be audited", || {
+    testkit::wait_for(5, "the expiry to be audited", || {
         env.audit_records()
             .iter()
             .any(|r| r["action"] == "expire" && r["source"] == "daemon")

@@ -3,22 +3,20 @@
 //! others may read, stale temp copies of the store. The daemon must refuse with a reason, never
 //! hang, never chmod what it did not create, and always stop on SIGTERM.
 
-mod common;
-
-use common::{TestEnv, expect, request, write_request};
 use nix::sys::signal::Signal;
 use serde_json::json;
 use std::path::Path;
 use std::time::{Duration, Instant};
+use testkit::{Sandbox, expect, request, write_request};
 
 fn mkfifo(path: &Path) {
     nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
 }
 
 /// STATUS answers, and within a second.
-fn status_is_quick(env: &TestEnv) {
+fn status_is_quick(env: &Sandbox) {
     let t = Instant::now();
-    let st = common::status(&env.socket).expect("STATUS answers while a state file is a FIFO");
+    let st = testkit::status(&env.socket).expect("STATUS answers while a state file is a FIFO");
     assert_eq!(st["type"], "STATUS", "{st}");
     assert!(
         t.elapsed() < Duration::from_secs(1),
@@ -28,7 +26,7 @@ fn status_is_quick(env: &TestEnv) {
 }
 
 /// SIGTERM stops the daemon within a few seconds, however it is stuck.
-fn sigterm_stops(mut d: common::Daemon) {
+fn sigterm_stops(mut d: testkit::Daemon) {
     let pid = nix::unistd::Pid::from_raw(d.pid() as i32);
     let mut child = d.child.take().expect("running");
     let t = Instant::now();
@@ -47,16 +45,11 @@ fn sigterm_stops(mut d: common::Daemon) {
 }
 
 /// A daemon with `tool` allowed to read and write service `s`, holding `s/k` = "v".
-fn serving() -> (TestEnv, common::Daemon, std::path::PathBuf) {
-    let env = TestEnv::new();
+fn serving() -> (Sandbox, testkit::Daemon, std::path::PathBuf) {
+    let env = Sandbox::new();
     let d = env.start();
-    let tool = env.client("tool");
-    env.register(&tool, &["--read", "s", "--write", "s"]);
-    expect(
-        &env.run_client_stdin(&tool, &[&write_request("s", &["k"], &["v"], json!({}))])[0],
-        "success",
-        None,
-    );
+    let tool = env.registered_client("tool", &["--read", "s", "--write", "s"]);
+    env.write_ok(&tool, "s", &[("k", "v")]);
     (env, d, tool)
 }
 
@@ -71,10 +64,10 @@ fn swap_for_fifo(path: &Path) -> Vec<u8> {
 fn restore(path: &Path, bytes: &[u8]) {
     let _ = std::fs::remove_file(path);
     std::fs::write(path, bytes).expect("restore");
-    common::set_mode(path, 0o600);
+    testkit::set_mode(path, 0o600);
 }
 
-fn read_k(env: &TestEnv, tool: &Path) -> serde_json::Value {
+fn read_k(env: &Sandbox, tool: &Path) -> serde_json::Value {
     let t = Instant::now();
     let r = env
         .run_client(tool, &[&request("read", "s", &["k"])])
@@ -242,7 +235,7 @@ fn a_symlinked_config_is_not_followed() {
         .expect("array")
         .push(hash);
     std::fs::write(&evil, serde_json::to_vec(&policy).expect("json")).expect("evil");
-    common::set_mode(&evil, 0o600);
+    testkit::set_mode(&evil, 0o600);
     expect(
         &env.run_client(&stranger, &[&request("read", "s", &["k"])])[0],
         "denied",
@@ -274,15 +267,15 @@ fn a_socket_dir_owned_by_another_uid_is_refused_and_left_alone() {
         eprintln!("skipped: needs root to chown a directory to uid 65534");
         return;
     }
-    let env = TestEnv::new();
+    let env = Sandbox::new();
     let dir = env.root.join("theirs");
     std::fs::create_dir(&dir).expect("mkdir");
-    common::set_mode(&dir, 0o777);
+    testkit::set_mode(&dir, 0o777);
     std::os::unix::fs::chown(&dir, Some(65534), Some(65534)).expect("chown");
     let sock = dir.join("agent.sock");
     let err = env.cli_err(&["--socket", sock.to_str().expect("utf8"), "start"]);
     assert!(err.contains("owned by uid 65534"), "{err}");
-    assert_eq!(common::mode(&dir), 0o777, "the directory was chmodded");
+    assert_eq!(testkit::mode(&dir), 0o777, "the directory was chmodded");
     assert!(!sock.exists());
     assert!(
         env.audit_records().is_empty(),
@@ -292,10 +285,10 @@ fn a_socket_dir_owned_by_another_uid_is_refused_and_left_alone() {
 
 #[test]
 fn an_existing_sticky_world_writable_dir_keeps_its_mode() {
-    let env = TestEnv::new();
+    let env = Sandbox::new();
     let dir = env.root.join("shared");
     std::fs::create_dir(&dir).expect("mkdir");
-    common::set_mode(&dir, 0o777);
+    testkit::set_mode(&dir, 0o777);
     std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o1777))
         .expect("chmod 1777");
     let sock = dir.join("agent.sock");
@@ -311,7 +304,7 @@ fn an_existing_sticky_world_writable_dir_keeps_its_mode() {
     assert!(!sock.exists());
     // A directory that did not exist is created 0700 and used.
     let fresh = env.root.join("fresh/sub");
-    let mut cmd = env.command(common::DAEMON);
+    let mut cmd = env.command(testkit::daemon_bin());
     cmd.args([
         "--socket",
         fresh.join("a.sock").to_str().expect("utf8"),
@@ -321,11 +314,11 @@ fn an_existing_sticky_world_writable_dir_keeps_its_mode() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("spawn");
-    common::wait_for(20, "daemon on the fresh socket", || {
-        common::status(&fresh.join("a.sock"))
+    testkit::wait_for(20, "daemon on the fresh socket", || {
+        testkit::status(&fresh.join("a.sock"))
     });
-    assert_eq!(common::mode(&fresh), 0o700);
-    assert_eq!(common::mode(fresh.parent().expect("parent")), 0o700);
+    assert_eq!(testkit::mode(&fresh), 0o700);
+    assert_eq!(testkit::mode(fresh.parent().expect("parent")), 0o700);
     let _ = nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         Signal::SIGTERM,
@@ -336,7 +329,7 @@ fn an_existing_sticky_world_writable_dir_keeps_its_mode() {
 #[test]
 fn a_refused_start_prints_one_line_and_audits_no_fallback() {
     // auto with no session bus: the daemon would fall back to the file store with a notice.
-    let mut env = TestEnv::new();
+    let mut env = Sandbox::new();
     env.extra_env.clear();
     let first = env.start();
     let before = env.audit_records().len();
@@ -357,37 +350,36 @@ fn a_refused_start_prints_one_line_and_audits_no_fallback() {
 
 #[test]
 fn a_store_others_can_read_is_refused_with_the_fix() {
-    let env = TestEnv::new();
+    let env = Sandbox::new();
     let store = env.file_store();
     let dir = store.parent().expect("dir").to_path_buf();
     std::fs::create_dir_all(&dir).expect("mkdir");
-    common::set_mode(&dir, 0o755);
+    testkit::set_mode(&dir, 0o755);
     std::fs::write(
         &store,
         br#"{"version":1,"items":{"s":{"k":{"value":"v","attributes":{}}}}}"#,
     )
     .expect("store");
-    common::set_mode(&store, 0o644);
+    testkit::set_mode(&store, 0o644);
     let err = env.cli_err(&["start"]);
     assert!(
         err.contains(&format!("chmod 700 {}", dir.display())),
         "{err}"
     );
-    assert_eq!(common::mode(&dir), 0o755, "not tightened behind your back");
-    common::set_mode(&dir, 0o700);
+    assert_eq!(testkit::mode(&dir), 0o755, "not tightened behind your back");
+    testkit::set_mode(&dir, 0o700);
     let err = env.cli_err(&["start"]);
     assert!(
         err.contains(&format!("chmod 600 {}", store.display())),
         "{err}"
     );
-    assert_eq!(common::mode(&store), 0o644);
-    common::set_mode(&store, 0o600);
+    assert_eq!(testkit::mode(&store), 0o644);
+    testkit::set_mode(&store, 0o600);
     let d = env.start();
-    let tool = env.client("tool");
-    env.register(&tool, &["--read", "s"]);
+    let tool = env.registered_client("tool", &["--read", "s"]);
     expect(&read_k(&env, &tool), "success", None);
     // Loosened while running: refused at the next read.
-    common::set_mode(&store, 0o644);
+    testkit::set_mode(&store, 0o644);
     let msg = expect(&read_k(&env, &tool), "error", Some("backend_unavailable"));
     assert!(msg.contains("chmod 600"), "{msg}");
     drop(d);
@@ -395,13 +387,13 @@ fn a_store_others_can_read_is_refused_with_the_fix() {
 
 #[test]
 fn stale_temp_copies_are_removed_at_start() {
-    let env = TestEnv::new();
+    let env = Sandbox::new();
     let dir = env.file_store().parent().expect("dir").to_path_buf();
     std::fs::create_dir_all(&dir).expect("mkdir");
-    common::set_mode(&dir, 0o700);
+    testkit::set_mode(&dir, 0o700);
     let config_dir = env.config().parent().expect("dir").to_path_buf();
     std::fs::create_dir_all(&config_dir).expect("mkdir");
-    common::set_mode(&config_dir, 0o700);
+    testkit::set_mode(&config_dir, 0o700);
     let stale = [
         dir.join(".keyring.json.tmp-AbC123"),
         dir.join(".tmpXYZ"),
@@ -411,7 +403,7 @@ fn stale_temp_copies_are_removed_at_start() {
     ];
     for p in &stale {
         std::fs::write(p, b"{\"s\":{\"k\":{\"value\":\"deleted-secret\"}}}").expect("stale");
-        common::set_mode(p, 0o600);
+        testkit::set_mode(p, 0o600);
     }
     let d = env.start();
     for p in [&stale[0], &stale[2], &stale[3], &stale[4]] {

@@ -2,32 +2,25 @@
 //! another uid, descriptor exhaustion. The daemon answers clearly, loses nothing and keeps
 //! serving.
 
-mod common;
-
-use common::{Raw, TestEnv, expect, request, write_request};
 use serde_json::{Value, json};
+use testkit::{Raw, Sandbox, expect, request, write_request};
 
 /// An approved client with one stored item, for checking the daemon still serves.
-fn approved_reader(env: &TestEnv) -> std::path::PathBuf {
-    let c = env.client("reader");
-    env.register(&c, &["--read", "s", "--write", "s"]);
-    expect(
-        &env.run_client_stdin(&c, &[&write_request("s", &["k"], &["v"], json!({}))])[0],
-        "success",
-        None,
-    );
+fn approved_reader(env: &Sandbox) -> std::path::PathBuf {
+    let c = env.registered_client("reader", &["--read", "s", "--write", "s"]);
+    env.write_ok(&c, "s", &[("k", "v")]);
     c
 }
 
-fn still_serving(env: &TestEnv, reader: &std::path::Path) {
-    assert!(common::status(&env.socket).is_some(), "STATUS answers");
+fn still_serving(env: &Sandbox, reader: &std::path::Path) {
+    assert!(testkit::status(&env.socket).is_some(), "STATUS answers");
     let r = &env.run_client(reader, &[&request("read", "s", &["k"])])[0];
     expect(r, "success", None);
 }
 
 #[test]
 fn malformed_catalogue_is_answered_and_the_daemon_keeps_serving() {
-    let env = TestEnv::new();
+    let env = Sandbox::new();
     let _d = env.start();
     let reader = approved_reader(&env);
     let deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
@@ -92,7 +85,7 @@ fn malformed_catalogue_is_answered_and_the_daemon_keeps_serving() {
 
 #[test]
 fn oversize_line_is_refused_and_closed_and_nothing_else_suffers() {
-    let env = TestEnv::new();
+    let env = Sandbox::new();
     let _d = env.start();
     let reader = approved_reader(&env);
     let mut raw = Raw::connect(&env.socket);
@@ -116,7 +109,7 @@ fn oversize_line_is_refused_and_closed_and_nothing_else_suffers() {
 
 #[test]
 fn status_answers_unregistered_peers_and_reveals_nothing() {
-    let env = TestEnv::new();
+    let env = Sandbox::new();
     let _d = env.start();
     approved_reader(&env);
     let stranger = env.client("stranger");
@@ -151,11 +144,10 @@ fn status_answers_unregistered_peers_and_reveals_nothing() {
 
 #[test]
 fn secret_canary_never_reaches_logs_queue_config_or_output() {
-    let env = TestEnv::new();
+    let env = Sandbox::new();
     let d = env.start();
-    let canary = format!("CANARY-{}", common::nonce());
-    let tool = env.client("tool");
-    env.register(&tool, &["--read", "s", "--write", "s", "--search"]);
+    let canary = format!("CANARY-{}", testkit::nonce());
+    let tool = env.registered_client("tool", &["--read", "s", "--write", "s", "--search"]);
     let rs = env.run_client_stdin(
         &tool,
         &[
@@ -226,7 +218,7 @@ fn a_peer_of_another_uid_is_dropped_and_audited() {
         eprintln!("skipped: needs root to run a client as another uid (setpriv)");
         return;
     }
-    let env = TestEnv::new();
+    let env = Sandbox::new();
     let _d = env.start();
     // Deliberately widen the way to the socket so uid 65534 can reach it at all.
     for dir in [
@@ -236,9 +228,9 @@ fn a_peer_of_another_uid_is_dropped_and_audited() {
         env.root.join("bin"),
     ] {
         std::fs::create_dir_all(&dir).expect("dir");
-        common::set_mode(&dir, 0o711);
+        testkit::set_mode(&dir, 0o711);
     }
-    common::set_mode(&env.socket, 0o666);
+    testkit::set_mode(&env.socket, 0o666);
     let client = env.client("other-uid");
     let out = env
         .command("setpriv")
@@ -255,7 +247,7 @@ fn a_peer_of_another_uid_is_dropped_and_audited() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.stdout.is_empty(), "no STATUS for another uid");
-    let audit = common::wait_for(10, "connection_refused record", || {
+    let audit = testkit::wait_for(10, "connection_refused record", || {
         env.audit_records()
             .into_iter()
             .find(|r| r["event"] == "connection_refused" && r["uid"] == 65534)
@@ -270,7 +262,7 @@ fn a_peer_of_another_uid_is_dropped_and_audited() {
 
 #[test]
 fn descriptor_exhaustion_does_not_kill_or_spin_the_accept_loop() {
-    let env = TestEnv::new();
+    let env = Sandbox::new();
     let d = env.start();
     let reader = approved_reader(&env);
     // Leave the daemon very few descriptors (soft limit only, so it can be restored), then hold
@@ -300,7 +292,7 @@ fn descriptor_exhaustion_does_not_kill_or_spin_the_accept_loop() {
         .filter_map(|_| std::os::unix::net::UnixStream::connect(&env.socket).ok())
         .collect();
     // The daemon hits EMFILE and backs off; give it time to log at most a few lines.
-    common::wait_for(10, "accept failure logged", || {
+    testkit::wait_for(10, "accept failure logged", || {
         d.output().contains("accept failed").then_some(())
     });
     std::thread::sleep(std::time::Duration::from_millis(1500));
@@ -316,16 +308,15 @@ fn descriptor_exhaustion_does_not_kill_or_spin_the_accept_loop() {
         .status()
         .expect("prlimit");
     assert!(limit.success());
-    common::wait_for(10, "daemon serving again", || common::status(&env.socket));
+    testkit::wait_for(10, "daemon serving again", || testkit::status(&env.socket));
     still_serving(&env, &reader);
 }
 
 #[test]
 fn an_invalid_target_in_a_batch_touches_nothing() {
-    let env = TestEnv::new();
+    let env = Sandbox::new();
     let _d = env.start();
-    let tool = env.client("tool");
-    env.register(&tool, &["--read", "s", "--write", "s", "--search"]);
+    let tool = env.registered_client("tool", &["--read", "s", "--write", "s", "--search"]);
     let rs = env.run_client_stdin(
         &tool,
         &[
@@ -345,7 +336,7 @@ fn an_invalid_target_in_a_batch_touches_nothing() {
     }
     expect(&rs[4], "error", Some("not_found"));
     assert_eq!(
-        common::targets(&rs[5]),
+        testkit::targets(&rs[5]),
         ["a", "b"],
         "nothing added or removed"
     );
@@ -360,13 +351,12 @@ fn an_invalid_target_in_a_batch_touches_nothing() {
 
 #[test]
 fn corrupt_file_store_is_backend_unavailable_and_left_untouched() {
-    let env = TestEnv::new();
+    let env = Sandbox::new();
     let _d = env.start();
-    let tool = env.client("tool");
-    env.register(&tool, &["--read", "s", "--write", "s"]);
+    let tool = env.registered_client("tool", &["--read", "s", "--write", "s"]);
     std::fs::create_dir_all(env.file_store().parent().expect("dir")).expect("dir");
     std::fs::write(env.file_store(), b"{\"version\":1,\"items\":").expect("corrupt");
-    common::set_mode(&env.file_store(), 0o600);
+    testkit::set_mode(&env.file_store(), 0o600);
     let rs = env.run_client_stdin(
         &tool,
         &[

@@ -6,28 +6,17 @@
 //! Skipped with a message when gnome-keyring is not installed, unless `CI` is set (then they
 //! fail).
 
-mod common;
-mod keyring_support;
-
 use keychain_auth::backend::{Backend, BackendError, BackendKind, Change, Entry, Item};
 use keychain_auth::protocol::Attributes;
-use keyring_support::{Bus, Daemon, Home, Keyring, Session, keyring_tools_available, poll};
 use serde_json::{Value, json};
 use std::ffi::OsString;
 use std::time::{Duration, Instant};
+use testkit::keyring::keyring_tools_available;
+use testkit::{Bus, Daemon, Keyring, KeyringSandbox, Sandbox, request, wait_for, write_request};
 
-fn env_with(base: Vec<(String, OsString)>, k: &str, v: &str) -> Vec<(String, OsString)> {
-    let mut e = base;
-    e.push((k.into(), v.into()));
-    e
-}
-
-fn write(service: &str, targets: &[&str], values: &[&str], attrs: Value) -> Value {
-    json!({"type":"REQUEST","action":"write","service":service,"targets":targets,"values":values,"attributes":attrs})
-}
-
-fn read(service: &str, targets: &[&str]) -> Value {
-    json!({"type":"REQUEST","action":"read","service":service,"targets":targets})
+/// `KEYCHAIN_AUTH_BACKEND=value` as extra environment.
+fn backend(value: &str) -> Vec<(String, OsString)> {
+    vec![("KEYCHAIN_AUTH_BACKEND".into(), value.into())]
 }
 
 fn assert_success(r: &Value) {
@@ -42,7 +31,7 @@ fn assert_unavailable(r: &Value) -> String {
 
 /// Callers' items in the file store (keychain-auth's own reserved items, the audit key, are
 /// not counted).
-fn file_item_count(home: &Home) -> usize {
+fn file_item_count(home: &Sandbox) -> usize {
     let Ok(text) = std::fs::read_to_string(home.file_store()) else {
         return 0;
     };
@@ -61,8 +50,8 @@ fn file_item_count(home: &Home) -> usize {
 }
 
 /// The broker's protocol flow, identical for both stores: runs against the daemon in `home`.
-fn store_flow(home: &Home) {
-    home.register_client(&["aws"]);
+fn store_flow(home: &Sandbox) {
+    home.register_reference_client(&["aws"]);
     let names = |r: &Value| -> Vec<String> {
         r["results"]
             .as_array()
@@ -75,10 +64,10 @@ fn store_flow(home: &Home) {
     let values = ["line1\nline2", "quote \" backslash \\ tab\t", "ünï 🔑", ""];
     let targets: Vec<String> = (0..4).map(|i| format!("app/k{i}")).collect();
     let t: Vec<&str> = targets.iter().map(String::as_str).collect();
-    let rs = home.client(&[
-        write("aws", &t, &values, json!({"env":"prod","service":"not-ours"})),
-        read("aws", &t),
-        json!({"type":"REQUEST","action":"search","service":"aws","targets":["app/"],"attributes":{"env":"prod"}}),
+    let rs = home.send_all(&[
+        write_request("aws", &t, &values, json!({"env":"prod","service":"not-ours"})),
+        request("read", "aws", &t),
+        json!({"type":"REQUEST","action":"search","service":"aws","targets":["app/"],"attributes":{"env":"prod"}}).to_string(),
     ]);
     assert_success(&rs[0]);
     assert_success(&rs[1]);
@@ -95,38 +84,43 @@ fn store_flow(home: &Home) {
     let m: Vec<&str> = many.iter().map(String::as_str).collect();
     let vals: Vec<String> = (0..100).map(|i| format!("v{i}")).collect();
     let v: Vec<&str> = vals.iter().map(String::as_str).collect();
-    assert_success(&home.request(write("aws", &m, &v, json!({"kind":"bulk"}))));
-    let r = home.request(json!({"type":"REQUEST","action":"read","service":"aws","match":"prefix","targets":["bulk/"]}));
+    assert_success(&home.send(write_request("aws", &m, &v, json!({"kind":"bulk"}))));
+    let r = home.send(json!({"type":"REQUEST","action":"read","service":"aws","match":"prefix","targets":["bulk/"]}));
     assert_success(&r);
     assert_eq!(names(&r), many);
     assert_eq!(r["results"][42]["value"], "v42");
     // Exact read naming a missing target fails as a whole and names it.
-    let r = home.request(read("aws", &["app/k0", "app/nope"]));
+    let r = home.send(request("read", "aws", &["app/k0", "app/nope"]));
     assert_eq!(r["reason"], "not_found", "{r}");
     assert!(r["message"].as_str().unwrap().contains("app/nope"));
     assert!(r.get("results").is_none() || r["results"].is_null());
     // Exact delete naming a missing target deletes nothing.
-    let r = home.request(
+    let r = home.send(
         json!({"type":"REQUEST","action":"delete","service":"aws","targets":["app/k0","app/nope"]}),
     );
     assert_eq!(r["reason"], "not_found");
-    assert_success(&home.request(read("aws", &["app/k0"])));
+    assert_success(&home.send(request("read", "aws", &["app/k0"])));
     // A service the binary may not use is refused, nothing touched.
-    let r = home.request(write("gcp", &["x"], &["y"], json!({})));
+    let r = home.send(write_request("gcp", &["x"], &["y"], json!({})));
     assert_eq!(r["reason"], "service_not_allowed", "{r}");
     // Prefix delete with an attribute filter removes only the matching items.
-    assert_success(&home.request(write("aws", &["app/other"], &["o"], json!({"env":"dev"}))));
-    let r = home.request(json!({"type":"REQUEST","action":"delete","service":"aws","match":"prefix","targets":["app/"],"attributes":{"env":"prod"}}));
+    assert_success(&home.send(write_request(
+        "aws",
+        &["app/other"],
+        &["o"],
+        json!({"env":"dev"}),
+    )));
+    let r = home.send(json!({"type":"REQUEST","action":"delete","service":"aws","match":"prefix","targets":["app/"],"attributes":{"env":"prod"}}));
     assert_success(&r);
     assert_eq!(names(&r), targets);
-    let r = home
-        .request(json!({"type":"REQUEST","action":"search","service":"aws","targets":["app/"]}));
+    let r =
+        home.send(json!({"type":"REQUEST","action":"search","service":"aws","targets":["app/"]}));
     assert_eq!(names(&r), ["app/other"]);
     // Delete everything; search finds nothing.
-    assert_success(&home.request(
+    assert_success(&home.send(
         json!({"type":"REQUEST","action":"delete","service":"aws","match":"prefix","targets":[""]}),
     ));
-    let r = home.request(json!({"type":"REQUEST","action":"search","service":"aws"}));
+    let r = home.send(json!({"type":"REQUEST","action":"search","service":"aws"}));
     assert_success(&r);
     assert!(r["results"].as_array().unwrap().is_empty());
     // Every request was audited, without values.
@@ -136,18 +130,22 @@ fn store_flow(home: &Home) {
 
 #[test]
 fn same_flow_on_the_file_store() {
-    let home = Home::new();
-    let (_d, status) = Daemon::start(&home, &[("KEYCHAIN_AUTH_BACKEND".into(), "file".into())]);
-    assert_eq!(status.backend, "file");
+    let home = Sandbox::auto();
+    let d = home.start_env(&backend("file"));
+    let status = d.status();
+    assert_eq!(status["backend"], "file");
     store_flow(&home);
 }
 
 #[test]
 fn same_flow_on_the_keyring() {
-    let Some(s) = Session::start() else { return };
-    let (_d, status) = Daemon::start(&s.home, &s.env());
-    assert_eq!(status.backend, "keyring");
-    store_flow(&s.home);
+    let Some(s) = KeyringSandbox::start() else {
+        return;
+    };
+    let d = s.sandbox.start();
+    let status = d.status();
+    assert_eq!(status["backend"], "keyring");
+    store_flow(&s.sandbox);
     // Only keychain-auth's own reserved items remain: the audit key and the policy marker.
     let reserved = s.count_items("keychain-auth:service", "keychain-auth.internal");
     assert_eq!(reserved, 2);
@@ -155,24 +153,22 @@ fn same_flow_on_the_keyring() {
         s.count_items("xdg:schema", "org.keychain-auth.Secret"),
         reserved
     );
-    assert!(!s.home.file_store().exists());
+    assert!(!s.sandbox.file_store().exists());
 }
 
-/// The full SPEC flow of the broker suite (`tests/common/flow.rs`, also run on the file store by
+/// The full SPEC flow of the broker suite (`testkit::full_flow`, also run on the file store by
 /// `tests/flow.rs`), here against a daemon serving a real gnome-keyring.
 #[test]
 fn full_spec_flow_on_the_keyring() {
-    let Some(s) = Session::start() else { return };
-    let mut env = common::TestEnv::new();
-    env.extra_env = vec![("KEYCHAIN_AUTH_BACKEND".into(), "keyring".into())];
-    env.extra_env.extend(
-        s.env()
-            .into_iter()
-            .map(|(k, v)| (k, v.to_string_lossy().into_owned())),
-    );
+    let Some(s) = KeyringSandbox::start() else {
+        return;
+    };
+    let mut env = Sandbox::new();
+    env.extra_env = backend("keyring");
+    env.extra_env.extend(s.bus.env());
     let _d = env.start();
-    assert_eq!(common::status(&env.socket).unwrap()["backend"], "keyring");
-    common::flow::full_flow(&env, "aws-full-flow");
+    assert_eq!(testkit::status(&env.socket).unwrap()["backend"], "keyring");
+    testkit::full_flow(&env, "aws-full-flow");
     // What the flow left lives in gnome-keyring, not in a file.
     assert!(!env.file_store().exists());
     assert_eq!(
@@ -184,15 +180,22 @@ fn full_spec_flow_on_the_keyring() {
 
 #[test]
 fn protocol_flow_on_the_keyring_and_secret_tool_interop() {
-    let Some(s) = Session::start() else { return };
-    let (_d, status) = Daemon::start(&s.home, &s.env());
-    assert_eq!(status.backend, "keyring");
-    s.home.register_client(&["aws"]);
-    assert_eq!(s.home.configured_backend(), None, "pinned before any write");
+    let Some(s) = KeyringSandbox::start() else {
+        return;
+    };
+    let d = s.sandbox.start();
+    let status = d.status();
+    assert_eq!(status["backend"], "keyring");
+    s.sandbox.register_reference_client(&["aws"]);
+    assert_eq!(
+        s.sandbox.configured_backend(),
+        None,
+        "pinned before any write"
+    );
 
     // Caller attributes named like ours cannot confuse lookup.
     let attrs = json!({"environment":"production","service":"gcp","target":"other","keychain-auth:target":"x"});
-    let r = s.home.request(write(
+    let r = s.sandbox.send(write_request(
         "aws",
         &["prod-api-key", "prod-db"],
         &["v1", "ünï 🔑"],
@@ -200,29 +203,31 @@ fn protocol_flow_on_the_keyring_and_secret_tool_interop() {
     ));
     assert_success(&r);
     // Pin on the first successful write under auto.
-    assert_eq!(s.home.configured_backend().as_deref(), Some("keyring"));
+    assert_eq!(s.sandbox.configured_backend().as_deref(), Some("keyring"));
     assert!(
-        s.home
-            .audit_lines()
+        s.sandbox
+            .audit_records()
             .iter()
             .any(|l| l["action"] == "pin_backend")
     );
 
-    let r = s.home.request(read("aws", &["prod-api-key", "prod-db"]));
+    let r = s
+        .sandbox
+        .send(request("read", "aws", &["prod-api-key", "prod-db"]));
     assert_success(&r);
     assert_eq!(r["results"][0]["value"], "v1");
     assert_eq!(r["results"][1]["value"], "ünï 🔑");
     assert_eq!(r["results"][0]["attributes"], attrs);
 
     // Rewrite replaces value and attributes: still one item.
-    let r = s.home.request(write(
+    let r = s.sandbox.send(write_request(
         "aws",
         &["prod-api-key"],
         &["v2"],
         json!({"environment":"staging"}),
     ));
     assert_success(&r);
-    let r = s.home.request(read("aws", &["prod-api-key"]));
+    let r = s.sandbox.send(request("read", "aws", &["prod-api-key"]));
     assert_eq!(r["results"][0]["value"], "v2");
     assert_eq!(
         r["results"][0]["attributes"],
@@ -231,8 +236,8 @@ fn protocol_flow_on_the_keyring_and_secret_tool_interop() {
 
     // Search by prefix and by attribute filter through the Secret Service's search.
     let r = s
-        .home
-        .request(json!({"type":"REQUEST","action":"search","service":"aws","targets":["prod-"]}));
+        .sandbox
+        .send(json!({"type":"REQUEST","action":"search","service":"aws","targets":["prod-"]}));
     assert_success(&r);
     let names: Vec<&str> = r["results"]
         .as_array()
@@ -242,7 +247,7 @@ fn protocol_flow_on_the_keyring_and_secret_tool_interop() {
         .collect();
     assert_eq!(names, ["prod-api-key", "prod-db"]);
     assert!(r["results"][0].get("value").is_none());
-    let r = s.home.request(json!({"type":"REQUEST","action":"search","service":"aws","attributes":{"environment":"production"}}));
+    let r = s.sandbox.send(json!({"type":"REQUEST","action":"search","service":"aws","attributes":{"environment":"production"}}));
     let names: Vec<&str> = r["results"]
         .as_array()
         .unwrap()
@@ -250,7 +255,7 @@ fn protocol_flow_on_the_keyring_and_secret_tool_interop() {
         .map(|x| x["target"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["prod-db"]);
-    let r = s.home.request(json!({"type":"REQUEST","action":"read","service":"aws","match":"prefix","targets":["prod-a"]}));
+    let r = s.sandbox.send(json!({"type":"REQUEST","action":"read","service":"aws","match":"prefix","targets":["prod-a"]}));
     assert_eq!(r["results"].as_array().unwrap().len(), 1);
     assert_eq!(r["results"][0]["value"], "v2");
 
@@ -301,13 +306,15 @@ fn protocol_flow_on_the_keyring_and_secret_tool_interop() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let r = s.home.request(read("aws", &["from-secret-tool"]));
+    let r = s
+        .sandbox
+        .send(request("read", "aws", &["from-secret-tool"]));
     assert_success(&r);
     assert_eq!(r["results"][0]["value"], "made-by-secret-tool");
     assert_eq!(r["results"][0]["attributes"], json!({"owner":"ops"}));
 
     // A delete through the broker removes it from the keyring.
-    let r = s.home.request(
+    let r = s.sandbox.send(
         json!({"type":"REQUEST","action":"delete","service":"aws","targets":["from-secret-tool"]}),
     );
     assert_success(&r);
@@ -322,20 +329,20 @@ fn protocol_flow_on_the_keyring_and_secret_tool_interop() {
     );
     assert!(!String::from_utf8_lossy(&out.stdout).contains("from-secret-tool"));
     let r = s
-        .home
-        .request(read("aws", &["from-secret-tool", "prod-db"]));
+        .sandbox
+        .send(request("read", "aws", &["from-secret-tool", "prod-db"]));
     assert_eq!(r["reason"], "not_found", "{r}");
 
     // A failing batch (exact delete naming a missing target) touches nothing.
-    let r = s.home.request(
+    let r = s.sandbox.send(
         json!({"type":"REQUEST","action":"delete","service":"aws","targets":["prod-db","missing"]}),
     );
     assert_eq!(r["reason"], "not_found");
-    assert_success(&s.home.request(read("aws", &["prod-db"])));
+    assert_success(&s.sandbox.send(request("read", "aws", &["prod-db"])));
 
     // Prefix delete empties the service; the keyring holds no caller item of ours afterwards
     // (only keychain-auth's own reserved items: the audit key and the policy-sealed marker).
-    let r = s.home.request(
+    let r = s.sandbox.send(
         json!({"type":"REQUEST","action":"delete","service":"aws","match":"prefix","targets":[""]}),
     );
     assert_success(&r);
@@ -354,14 +361,17 @@ fn protocol_flow_on_the_keyring_and_secret_tool_interop() {
         "{ours:?}"
     );
     // Nothing went to the file store.
-    assert!(!s.home.file_store().exists());
+    assert!(!s.sandbox.file_store().exists());
 }
 
 #[test]
 fn auto_with_a_bus_selects_the_keyring() {
-    let Some(s) = Session::start() else { return };
-    let (d, status) = Daemon::start(&s.home, &s.env());
-    assert_eq!(status.backend, "keyring");
+    let Some(s) = KeyringSandbox::start() else {
+        return;
+    };
+    let d = s.sandbox.start();
+    let status = d.status();
+    assert_eq!(status["backend"], "keyring");
     assert!(
         d.stderr().contains("the Secret Service answered"),
         "{}",
@@ -375,7 +385,7 @@ fn auto_without_a_reachable_secret_service_falls_back_to_the_file_store_with_a_n
         return;
     }
     // (a) no bus address at all, (b) a dead address, (c) a live bus with no Secret Service.
-    let home = Home::new();
+    let home = Sandbox::auto();
     let bus_without_keyring = Bus::start(&home);
     let cases: Vec<(&str, Vec<(String, OsString)>)> = vec![
         ("no address", vec![]),
@@ -383,15 +393,16 @@ fn auto_without_a_reachable_secret_service_falls_back_to_the_file_store_with_a_n
             "dead address",
             vec![(
                 "DBUS_SESSION_BUS_ADDRESS".into(),
-                format!("unix:path={}/nothing-here", home.path().display()).into(),
+                format!("unix:path={}/nothing-here", home.root.display()).into(),
             )],
         ),
         ("bus without keyring", bus_without_keyring.env()),
     ];
     for (name, env) in cases {
-        let h = Home::new();
-        let (d, status) = Daemon::start(&h, &env);
-        assert_eq!(status.backend, "file", "{name}");
+        let h = Sandbox::auto();
+        let d = h.start_env(&env);
+        let status = d.status();
+        assert_eq!(status["backend"], "file", "{name}");
         let err = d.stderr();
         assert!(
             err.contains("no Secret Service reachable") && err.contains("using the file store"),
@@ -404,7 +415,7 @@ fn auto_without_a_reachable_secret_service_falls_back_to_the_file_store_with_a_n
             1,
             "{err}"
         );
-        let audit = h.audit_lines();
+        let audit = h.audit_records();
         assert!(
             audit.iter().any(|l| l["action"] == "backend_fallback"
                 && l["message"]
@@ -414,8 +425,8 @@ fn auto_without_a_reachable_secret_service_falls_back_to_the_file_store_with_a_n
             "{name}: {audit:?}"
         );
         // The file store really serves.
-        h.register_client(&["svc"]);
-        assert_success(&h.request(write("svc", &["t"], &["v"], json!({}))));
+        h.register_reference_client(&["svc"]);
+        assert_success(&h.send(write_request("svc", &["t"], &["v"], json!({}))));
         assert_eq!(file_item_count(&h), 1);
         assert_eq!(
             h.configured_backend(),
@@ -447,9 +458,9 @@ fn explicit_keyring_without_a_bus_fails_fast_with_what_to_do() {
             ),
         ],
     ] {
-        let h = Home::new();
+        let h = Sandbox::auto();
         let t = Instant::now();
-        let out = h.cli(&env, &["start"]);
+        let out = h.cli_env(&env, &["start"]);
         let took = t.elapsed();
         eprintln!("explicit keyring without a bus: start exited after {took:?}");
         assert!(!out.status.success());
@@ -465,53 +476,71 @@ fn explicit_keyring_without_a_bus_fails_fast_with_what_to_do() {
         );
         assert_eq!(err.trim().lines().count(), 1, "one-line reason: {err}");
         assert!(!h.file_store().exists());
-        assert!(!h.socket().exists());
+        assert!(!h.socket.exists());
     }
 }
 
 #[test]
 fn environment_beats_config() {
-    let Some(s) = Session::start() else { return };
+    let Some(s) = KeyringSandbox::start() else {
+        return;
+    };
     // config says keyring, environment says file: the file store, even with a keyring present.
-    s.home.set_configured_backend("keyring");
-    let env = env_with(s.env(), "KEYCHAIN_AUTH_BACKEND", "file");
-    let (d, status) = Daemon::start(&s.home, &env);
-    assert_eq!(status.backend, "file");
+    s.sandbox.set_configured_backend("keyring");
+    let env = backend("file");
+    let d = s.sandbox.start_env(&env);
+    let status = d.status();
+    assert_eq!(status["backend"], "file");
     drop(d);
     // config says file, environment says keyring: the keyring.
-    s.home.set_configured_backend("file");
-    let env = env_with(s.env(), "KEYCHAIN_AUTH_BACKEND", "keyring");
-    let (d, status) = Daemon::start(&s.home, &env);
-    assert_eq!(status.backend, "keyring");
+    s.sandbox.set_configured_backend("file");
+    let env = backend("keyring");
+    let d = s.sandbox.start_env(&env);
+    let status = d.status();
+    assert_eq!(status["backend"], "keyring");
     drop(d);
     // config says file, environment silent (or auto): config.
-    let (d, status) = Daemon::start(&s.home, &env_with(s.env(), "KEYCHAIN_AUTH_BACKEND", "auto"));
-    assert_eq!(status.backend, "file");
+    let d = s.sandbox.start_env(&backend("auto"));
+    let status = d.status();
+    assert_eq!(status["backend"], "file");
     drop(d);
+}
+
+/// A daemon on `s`'s keyring with the reference client allowed on `aws`, which has written
+/// `aws/k` = "v" with `attributes`.
+fn serving_k(s: &KeyringSandbox, attributes: Value) -> Daemon {
+    let d = s.sandbox.start();
+    s.sandbox.register_reference_client(&["aws"]);
+    assert_success(
+        &s.sandbox
+            .send(write_request("aws", &["k"], &["v"], attributes)),
+    );
+    d
 }
 
 #[test]
 fn pinned_keyring_with_the_bus_gone_answers_backend_unavailable_never_the_file_store() {
-    let Some(mut s) = Session::start() else {
+    let Some(mut s) = KeyringSandbox::start() else {
         return;
     };
-    let (d, _) = Daemon::start(&s.home, &s.env());
-    s.home.register_client(&["aws"]);
-    assert_success(&s.home.request(write("aws", &["k"], &["v"], json!({}))));
-    assert_eq!(s.home.configured_backend().as_deref(), Some("keyring"));
+    let d = serving_k(&s, json!({}));
+    assert_eq!(s.sandbox.configured_backend().as_deref(), Some("keyring"));
     // The keyring and the bus go away under the running daemon.
     s.keyring.take().unwrap().stop();
     s.bus.stop();
     let t = Instant::now();
-    let msg = assert_unavailable(&s.home.request(read("aws", &["k"])));
+    let msg = assert_unavailable(&s.sandbox.send(request("read", "aws", &["k"])));
     eprintln!(
         "read with the bus gone answered in {:?}: {msg}",
         t.elapsed()
     );
     assert!(msg.contains("Secret Service"), "{msg}");
-    assert_unavailable(&s.home.request(write("aws", &["k2"], &["v"], json!({}))));
+    assert_unavailable(
+        &s.sandbox
+            .send(write_request("aws", &["k2"], &["v"], json!({}))),
+    );
     assert!(
-        !s.home.file_store().exists(),
+        !s.sandbox.file_store().exists(),
         "a write went to the file store"
     );
     drop(d);
@@ -520,7 +549,7 @@ fn pinned_keyring_with_the_bus_gone_answers_backend_unavailable_never_the_file_s
         vec![],
         vec![("KEYCHAIN_AUTH_BACKEND".to_string(), OsString::from("auto"))],
     ] {
-        let out = s.home.cli(&env, &["start"]);
+        let out = s.sandbox.cli_env(&env, &["start"]);
         assert!(!out.status.success());
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
@@ -529,29 +558,24 @@ fn pinned_keyring_with_the_bus_gone_answers_backend_unavailable_never_the_file_s
             "{err}"
         );
     }
-    assert!(!s.home.file_store().exists());
+    assert!(!s.sandbox.file_store().exists());
 }
 
 #[test]
 fn a_locked_keyring_is_not_unavailable_it_answers_with_how_to_unlock() {
-    let Some(mut s) = Session::start() else {
+    let Some(mut s) = KeyringSandbox::start() else {
         return;
     };
-    let (d, _) = Daemon::start(&s.home, &s.env());
-    s.home.register_client(&["aws"]);
-    assert_success(
-        &s.home
-            .request(write("aws", &["k"], &["v"], json!({"a":"b"}))),
-    );
-    Keyring::lock(&s.home, &s.bus);
+    let d = serving_k(&s, json!({"a":"b"}));
+    s.lock_keyring();
     for req in [
-        read("aws", &["k"]),
-        read("aws", &["absent"]),
-        write("aws", &["k2"], &["v"], json!({})),
-        json!({"type":"REQUEST","action":"search","service":"aws"}),
-        json!({"type":"REQUEST","action":"delete","service":"aws","targets":["k"]}),
+        request("read", "aws", &["k"]),
+        request("read", "aws", &["absent"]),
+        write_request("aws", &["k2"], &["v"], json!({})),
+        json!({"type":"REQUEST","action":"search","service":"aws"}).to_string(),
+        json!({"type":"REQUEST","action":"delete","service":"aws","targets":["k"]}).to_string(),
     ] {
-        let msg = assert_unavailable(&s.home.request(req.clone()));
+        let msg = assert_unavailable(&s.sandbox.send(&req));
         assert!(
             msg.contains("locked") && msg.contains("--unlock"),
             "{req}: {msg}"
@@ -559,25 +583,22 @@ fn a_locked_keyring_is_not_unavailable_it_answers_with_how_to_unlock() {
     }
     drop(d);
     // A daemon started under auto while the keyring is locked stays on the keyring.
-    let (d, status) = Daemon::start(&s.home, &env_with(s.env(), "KEYCHAIN_AUTH_BACKEND", "auto"));
-    assert_eq!(status.backend, "keyring");
+    let d = s.sandbox.start_env(&backend("auto"));
+    let status = d.status();
+    assert_eq!(status["backend"], "keyring");
     assert!(d.stderr().contains("locked"), "{}", d.stderr());
-    assert!(!s.home.file_store().exists());
+    assert!(!s.sandbox.file_store().exists());
     // Unlocked again (the keyring restarted with the password): the same daemon serves it.
     s.keyring.take().unwrap().stop();
-    s.keyring = Some(Keyring::start(&s.home, &s.bus));
-    let r = poll(
-        "the daemon to serve the unlocked keyring",
-        Duration::from_secs(30),
-        || {
-            let r = s.home.request(read("aws", &["k"]));
-            (r["status"] == "success").then_some(r)
-        },
-    );
+    s.keyring = Some(Keyring::start(&s.sandbox, &s.bus));
+    let r = wait_for(30, "the daemon to serve the unlocked keyring", || {
+        let r = s.sandbox.send(request("read", "aws", &["k"]));
+        (r["status"] == "success").then_some(r)
+    });
     assert_eq!(r["results"][0]["value"], "v");
     assert!(
-        s.home
-            .audit_lines()
+        s.sandbox
+            .audit_records()
             .iter()
             .any(|l| l["action"] == "backend_notice")
     );
@@ -585,29 +606,25 @@ fn a_locked_keyring_is_not_unavailable_it_answers_with_how_to_unlock() {
 
 #[test]
 fn a_hung_keyring_times_out_with_backend_unavailable_not_a_hang() {
-    let Some(s) = Session::start() else { return };
-    let (_d, _) = Daemon::start(&s.home, &s.env());
-    s.home.register_client(&["aws"]);
-    assert_success(&s.home.request(write("aws", &["k"], &["v"], json!({}))));
+    let Some(s) = KeyringSandbox::start() else {
+        return;
+    };
+    let _d = serving_k(&s, json!({}));
     s.keyring.as_ref().unwrap().freeze(true);
     let t = Instant::now();
-    let msg = assert_unavailable(&s.home.request(read("aws", &["k"])));
+    let msg = assert_unavailable(&s.sandbox.send(request("read", "aws", &["k"])));
     eprintln!(
         "read from a frozen keyring answered after {:?}: {msg}",
         t.elapsed()
     );
     assert!(msg.contains("did not answer"), "{msg}");
     // STATUS still answers at once while the keyring hangs.
-    assert!(keychain_auth::client::status(&s.home.socket(), Duration::from_secs(2)).is_ok());
+    assert!(keychain_auth::client::status(&s.sandbox.socket, Duration::from_secs(2)).is_ok());
     s.keyring.as_ref().unwrap().freeze(false);
-    let r = poll(
-        "reads after the keyring thaws",
-        Duration::from_secs(30),
-        || {
-            let r = s.home.request(read("aws", &["k"]));
-            (r["status"] == "success").then_some(r)
-        },
-    );
+    let r = wait_for(30, "reads after the keyring thaws", || {
+        let r = s.sandbox.send(request("read", "aws", &["k"]));
+        (r["status"] == "success").then_some(r)
+    });
     assert_eq!(r["results"][0]["value"], "v");
 }
 
@@ -676,7 +693,9 @@ fn snapshot(b: &dyn Backend, service: &str) -> Vec<(String, Item)> {
 
 #[test]
 fn a_batch_failing_half_way_on_the_keyring_is_rolled_back() {
-    let Some(s) = Session::start() else { return };
+    let Some(s) = KeyringSandbox::start() else {
+        return;
+    };
     let store = s.store();
     store.set("svc", "a", &item("a0", &[("k", "1")])).unwrap();
     store.set("svc", "c", &item("c0", &[])).unwrap();
@@ -728,7 +747,7 @@ fn a_batch_failing_half_way_on_the_keyring_is_rolled_back() {
     assert_eq!(names, ["a", "b", "d"]);
 }
 
-fn fill_file_store(home: &Home, n: usize) -> serde_json::Map<String, Value> {
+fn fill_file_store(home: &Sandbox, n: usize) -> serde_json::Map<String, Value> {
     let mut items = serde_json::Map::new();
     for i in 0..n {
         let svc = format!("svc{}", i % 4);
@@ -779,10 +798,10 @@ fn assert_all_in(store: &dyn Backend, expected: &serde_json::Map<String, Value>)
 
 /// Starts `migrate --to DEST`, SIGKILLs it once `progressed` says it is half-way, and
 /// returns whether it was killed (false: it finished first).
-fn migrate_killed_half_way(s: &Session, dest: &str, progressed: impl Fn() -> bool) -> bool {
+fn migrate_killed_half_way(s: &KeyringSandbox, dest: &str, progressed: impl Fn() -> bool) -> bool {
     let mut child = s
-        .home
-        .command(env!("CARGO_BIN_EXE_keychain-auth"), &s.env())
+        .sandbox
+        .command(testkit::daemon_bin())
         .args(["migrate", "--to", dest])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -808,21 +827,23 @@ fn migrate_killed_half_way(s: &Session, dest: &str, progressed: impl Fn() -> boo
 
 #[test]
 fn migrate_both_ways_survives_a_kill_half_way_and_reruns() {
-    let Some(s) = Session::start() else { return };
+    let Some(s) = KeyringSandbox::start() else {
+        return;
+    };
     const N: usize = 400;
-    let expected = fill_file_store(&s.home, N);
+    let expected = fill_file_store(&s.sandbox, N);
     let store = s.store();
 
     // file → keyring, killed once some items have left the file store.
     let killed = migrate_killed_half_way(&s, "keyring", || {
-        let n = file_item_count(&s.home);
+        let n = file_item_count(&s.sandbox);
         n < N - 20 && n > 0
     });
     assert!(
         killed,
         "migrate finished before it could be killed; raise N"
     );
-    let left = file_item_count(&s.home);
+    let left = file_item_count(&s.sandbox);
     let in_keyring: usize = store
         .services()
         .unwrap()
@@ -832,7 +853,7 @@ fn migrate_both_ways_survives_a_kill_half_way_and_reruns() {
     eprintln!("killed half-way: {left} left in the file store, {in_keyring} in the keyring");
     assert!(left > 0 && left < N);
     assert!(left + in_keyring >= N, "items lost by the kill");
-    let out = s.home.cli(&s.env(), &["migrate", "--to", "keyring"]);
+    let out = s.sandbox.cli(&["migrate", "--to", "keyring"]);
     assert!(
         out.status.success(),
         "{}",
@@ -840,7 +861,7 @@ fn migrate_both_ways_survives_a_kill_half_way_and_reruns() {
     );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("0 conflict(s)"), "{text}");
-    assert_eq!(file_item_count(&s.home), 0);
+    assert_eq!(file_item_count(&s.sandbox), 0);
     assert_all_in(&store, &expected);
     // No duplicates in the keyring itself (besides the callers' items: keychain-auth's own
     // reserved items, the audit key and the policy marker).
@@ -850,62 +871,66 @@ fn migrate_both_ways_survives_a_kill_half_way_and_reruns() {
         s.count_items("xdg:schema", "org.keychain-auth.Secret"),
         N + reserved
     );
-    assert_eq!(s.home.configured_backend().as_deref(), Some("keyring"));
+    assert_eq!(s.sandbox.configured_backend().as_deref(), Some("keyring"));
     // Idempotent.
-    let out = s.home.cli(&s.env(), &["migrate", "--to", "keyring"]);
+    let out = s.sandbox.cli(&["migrate", "--to", "keyring"]);
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("0 moved, 0 already there"));
 
     // keyring → file, killed once some items have arrived in the file store.
     let killed = migrate_killed_half_way(&s, "file", || {
-        let n = file_item_count(&s.home);
+        let n = file_item_count(&s.sandbox);
         n > 20 && n < N
     });
     assert!(
         killed,
         "migrate finished before it could be killed; raise N"
     );
-    let out = s.home.cli(&s.env(), &["migrate", "--to", "file"]);
+    let out = s.sandbox.cli(&["migrate", "--to", "file"]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(file_item_count(&s.home), N);
-    let file = keychain_auth::backend::file::FileStore::new(&s.home.file_store());
+    assert_eq!(file_item_count(&s.sandbox), N);
+    let file = keychain_auth::backend::file::FileStore::new(&s.sandbox.file_store());
     assert_all_in(&file, &expected);
     assert!(store.services().unwrap().is_empty());
     assert_eq!(s.count_items("xdg:schema", "org.keychain-auth.Secret"), 0);
-    assert_eq!(s.home.configured_backend().as_deref(), Some("file"));
+    assert_eq!(s.sandbox.configured_backend().as_deref(), Some("file"));
     // Audited with counts, never values.
-    let audit = s.home.audit_lines();
+    let audit = s.sandbox.audit_records();
     let runs: Vec<&Value> = audit.iter().filter(|l| l["event"] == "migrate").collect();
     assert!(runs.len() >= 3, "{audit:?}");
-    let text = std::fs::read_to_string(s.home.audit()).unwrap();
+    let text = std::fs::read_to_string(s.sandbox.audit()).unwrap();
     assert!(!text.contains("value 1 ✓"));
 }
 
 #[test]
 fn migrate_refuses_while_a_daemon_runs_and_when_the_keyring_is_locked() {
-    let Some(s) = Session::start() else { return };
-    let (d, _) = Daemon::start(&s.home, &s.env());
-    let out = s.home.cli(&s.env(), &["migrate", "--to", "file"]);
+    let Some(s) = KeyringSandbox::start() else {
+        return;
+    };
+    let d = s.sandbox.start();
+    let out = s.sandbox.cli(&["migrate", "--to", "file"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("stop it, migrate"));
     drop(d);
-    Keyring::lock(&s.home, &s.bus);
-    let out = s.home.cli(&s.env(), &["migrate", "--to", "file"]);
+    s.lock_keyring();
+    let out = s.sandbox.cli(&["migrate", "--to", "file"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("locked"));
-    let out = s.home.cli(&s.env(), &["migrate", "--to", "elsewhere"]);
+    let out = s.sandbox.cli(&["migrate", "--to", "elsewhere"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("use keyring or file"));
 }
 
 #[test]
 fn doctor_reports_each_problem_with_its_fix() {
-    let Some(s) = Session::start() else { return };
-    let (d, _) = Daemon::start(&s.home, &s.env());
-    let out = s.home.cli(&s.env(), &["doctor"]);
+    let Some(s) = KeyringSandbox::start() else {
+        return;
+    };
+    let d = s.sandbox.start();
+    let out = s.sandbox.cli(&["doctor"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -924,12 +949,16 @@ fn doctor_reports_each_problem_with_its_fix() {
     assert!(!text.contains("PROBLEM"), "{text}");
 
     // Locked keyring, loose permissions on the file store: problems, each with a fix.
-    Keyring::lock(&s.home, &s.bus);
-    std::fs::create_dir_all(s.home.file_store().parent().unwrap()).unwrap();
-    std::fs::write(s.home.file_store(), br#"{"version":1,"items":{}}"#).unwrap();
+    s.lock_keyring();
+    std::fs::create_dir_all(s.sandbox.file_store().parent().unwrap()).unwrap();
+    std::fs::write(s.sandbox.file_store(), br#"{"version":1,"items":{}}"#).unwrap();
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(s.home.file_store(), std::fs::Permissions::from_mode(0o644)).unwrap();
-    let out = s.home.cli(&s.env(), &["doctor"]);
+    std::fs::set_permissions(
+        s.sandbox.file_store(),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let out = s.sandbox.cli(&["doctor"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success(), "{text}");
     assert!(
@@ -938,12 +967,15 @@ fn doctor_reports_each_problem_with_its_fix() {
     );
     assert!(text.contains("--unlock"), "{text}");
     assert!(
-        text.contains(&format!("fix: chmod 600 {}", s.home.file_store().display())),
+        text.contains(&format!(
+            "fix: chmod 600 {}",
+            s.sandbox.file_store().display()
+        )),
         "{text}"
     );
     drop(d);
     // No daemon: a problem with `keychain-auth start` as the fix.
-    let out = s.home.cli(&s.env(), &["doctor"]);
+    let out = s.sandbox.cli(&["doctor"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("fix: run: keychain-auth start"), "{text}");
 }
@@ -954,10 +986,12 @@ fn doctor_reports_each_problem_with_its_fix() {
 #[test]
 #[ignore = "measurement, prints figures"]
 fn read_latency_broker_vs_direct() {
-    let Some(s) = Session::start() else { return };
-    let (_d, _) = Daemon::start(&s.home, &s.env());
-    s.home.register_client(&["bench"]);
-    assert_success(&s.home.request(write(
+    let Some(s) = KeyringSandbox::start() else {
+        return;
+    };
+    let _d = s.sandbox.start();
+    s.sandbox.register_reference_client(&["bench"]);
+    assert_success(&s.sandbox.send(write_request(
         "bench",
         &["k"],
         &["some secret value"],
@@ -973,14 +1007,14 @@ fn read_latency_broker_vs_direct() {
         direct.push(t.elapsed());
     }
     let mut client =
-        keychain_auth::client::Client::connect(&s.home.socket(), Duration::from_secs(30)).unwrap();
-    let line = serde_json::to_vec(&read("bench", &["k"])).unwrap();
+        keychain_auth::client::Client::connect(&s.sandbox.socket, Duration::from_secs(30)).unwrap();
+    let line = serde_json::to_vec(&request("read", "bench", &["k"])).unwrap();
     client.round_trip(&line).unwrap();
     // The broker sees this test binary as the caller: register it too.
     let exe = std::env::current_exe().unwrap();
     let out = s
-        .home
-        .cli(&[], &["register", exe.to_str().unwrap(), "--read", "bench"]);
+        .sandbox
+        .cli(&["register", exe.to_str().unwrap(), "--read", "bench"]);
     assert!(out.status.success());
     let mut broker = Vec::with_capacity(N);
     for _ in 0..N {

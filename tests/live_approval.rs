@@ -4,19 +4,16 @@
 //! The socket approver (SUBSCRIBE) is exercised from this process too, which runs the same
 //! executable as the embedded broker — exactly the rule for a connected dashboard.
 
-mod common;
-
-use common::embedded::EmbeddedBroker;
-use common::{Raw, TestEnv, expect, request, write_request};
 use keychain_auth::server::approval::{Answer, ApproverEvent, Decision, Prompt};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::path::PathBuf;
 use std::time::Duration;
+use testkit::EmbeddedBroker;
+use testkit::{Raw, Sandbox, expect, held_response, request};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 struct Embedded {
-    env: TestEnv,
+    env: Sandbox,
     running: EmbeddedBroker,
     reader: PathBuf,
 }
@@ -24,15 +21,10 @@ struct Embedded {
 /// An embedded broker on the file store with one secret in `aws`, and an unregistered
 /// reader client.
 fn embedded() -> Embedded {
-    let env = TestEnv::new();
+    let env = Sandbox::new();
     let running = EmbeddedBroker::start(&env);
-    let writer = env.client("writer");
-    env.register(&writer, &["--write", "aws"]);
-    let w = env.run_client_stdin(
-        &writer,
-        &[&write_request("aws", &["k"], &["v"], serde_json::json!({}))],
-    );
-    expect(&w[0], "success", None);
+    let writer = env.registered_client("writer", &["--write", "aws"]);
+    env.write_ok(&writer, "aws", &[("k", "v")]);
     let reader = env.client("reader");
     Embedded {
         env,
@@ -42,16 +34,6 @@ fn embedded() -> Embedded {
 }
 
 impl Embedded {
-    fn spawn(&self, client: &Path, line: &str) -> Child {
-        self.env
-            .command(client)
-            .arg(line)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    }
-
     fn next_prompt(&self, rx: &mut UnboundedReceiver<ApproverEvent>) -> Prompt {
         self.running.rt.block_on(async {
             loop {
@@ -79,24 +61,13 @@ impl Embedded {
     }
 }
 
-fn response(child: Child) -> Value {
-    let out = child.wait_with_output().unwrap();
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{e}: {} {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
-}
-
 #[test]
 fn a_held_caller_is_decided_by_the_approver() {
     let e = embedded();
     let (_id, mut rx) = e.running.broker.approvals.attach();
     let read = request("read", "aws", &["k"]);
     // Allow once: this request only.
-    let c = e.spawn(&e.reader, &read);
+    let c = e.env.spawn_client(&e.reader, &read);
     let p = e.next_prompt(&mut rx);
     assert_eq!(p.path, e.reader.to_str().unwrap());
     assert_eq!((p.action.as_str(), p.service.as_str()), ("read", "aws"));
@@ -104,21 +75,25 @@ fn a_held_caller_is_decided_by_the_approver() {
     assert!(!p.registered);
     assert!(!p.chain.is_empty(), "who launched it");
     e.answer(&p, Decision::Once);
-    let r = response(c);
+    let r = held_response(c);
     expect(&r, "success", None);
     assert_eq!(r["results"][0]["value"], "v");
     // The next request asks again; deny refuses it.
-    let c = e.spawn(&e.reader, &read);
+    let c = e.env.spawn_client(&e.reader, &read);
     let p = e.next_prompt(&mut rx);
     e.answer(&p, Decision::Deny);
-    let msg = expect(&response(c), "denied", Some("unregistered_binary"));
+    let msg = expect(&held_response(c), "denied", Some("unregistered_binary"));
     assert!(msg.contains("test approver denied"), "{msg}");
     // Allow for a time: approved with a grant that ends; served without asking meanwhile.
-    let c = e.spawn(&e.reader, &read);
+    let c = e.env.spawn_client(&e.reader, &read);
     let p = e.next_prompt(&mut rx);
     e.answer(&p, Decision::For(Duration::from_secs(3600)));
-    expect(&response(c), "success", None);
-    expect(&response(e.spawn(&e.reader, &read)), "success", None);
+    expect(&held_response(c), "success", None);
+    expect(
+        &held_response(e.env.spawn_client(&e.reader, &read)),
+        "success",
+        None,
+    );
     let list = e.env.registered();
     let reader_entry = list
         .iter()
@@ -161,16 +136,16 @@ fn timeouts_opt_outs_hangups_and_other_callers() {
     let (_id, mut rx) = e.running.broker.approvals.attach();
     let read = request("read", "aws", &["k"]);
     // No answer: the refusal of today, and the pending entry.
-    let c = e.spawn(&e.reader, &read);
+    let c = e.env.spawn_client(&e.reader, &read);
     let _p = e.next_prompt(&mut rx);
-    let msg = expect(&response(c), "denied", Some("unregistered_binary"));
+    let msg = expect(&held_response(c), "denied", Some("unregistered_binary"));
     assert!(msg.contains("no approver answered in time"), "{msg}");
     assert_eq!(e.env.pending_entries().len(), 1);
     // "prompt":false: refused at once although an approver is attached.
     let no_prompt = serde_json::json!({"type":"REQUEST","action":"read","service":"aws","targets":["k"],"prompt":false}).to_string();
     let t = std::time::Instant::now();
     expect(
-        &response(e.spawn(&e.reader, &no_prompt)),
+        &held_response(e.env.spawn_client(&e.reader, &no_prompt)),
         "denied",
         Some("unregistered_binary"),
     );
@@ -184,9 +159,9 @@ fn timeouts_opt_outs_hangups_and_other_callers() {
     )
     .unwrap();
     e.env.cli_ok(&["policy", "accept", "--yes"]);
-    let held = e.spawn(&e.reader, &read);
+    let held = e.env.spawn_client(&e.reader, &read);
     let p = e.next_prompt(&mut rx);
-    assert!(common::status(&e.env.socket).is_some());
+    assert!(testkit::status(&e.env.socket).is_some());
     let approved = e.env.client("approved");
     e.env.register(&approved, &["--read", "aws"]);
     expect(&e.env.run_client(&approved, &[&read])[0], "success", None);
@@ -209,7 +184,7 @@ fn timeouts_opt_outs_hangups_and_other_callers() {
     // No approver attached any more: refused at once.
     e.running.broker.approvals.detach(_id);
     expect(
-        &response(e.spawn(&e.reader, &read)),
+        &held_response(e.env.spawn_client(&e.reader, &read)),
         "denied",
         Some("unregistered_binary"),
     );
@@ -221,9 +196,9 @@ fn repeats_coalesce_and_the_first_of_two_approvers_wins() {
     let (_a, mut rx_a) = e.running.broker.approvals.attach();
     let (_b, mut rx_b) = e.running.broker.approvals.attach();
     let read = request("read", "aws", &["k"]);
-    let c1 = e.spawn(&e.reader, &read);
+    let c1 = e.env.spawn_client(&e.reader, &read);
     let p = e.next_prompt(&mut rx_a);
-    let c2 = e.spawn(&e.reader, &read);
+    let c2 = e.env.spawn_client(&e.reader, &read);
     // The repeat joins the same prompt (shown again with two waiting).
     let again = e.next_prompt(&mut rx_a);
     assert_eq!(again.id, p.id);
@@ -239,8 +214,8 @@ fn repeats_coalesce_and_the_first_of_two_approvers_wins() {
         },
     );
     assert!(late.is_err(), "the first answer won");
-    expect(&response(c1), "success", None);
-    expect(&response(c2), "success", None);
+    expect(&held_response(c1), "success", None);
+    expect(&held_response(c2), "success", None);
 }
 
 #[test]
@@ -254,7 +229,9 @@ fn a_subscribed_socket_approver_answers_and_other_binaries_may_not_subscribe() {
     let mut sub = Raw::connect(&e.env.socket);
     let ack = sub.round_trip(br#"{"type":"SUBSCRIBE"}"#).unwrap();
     assert_eq!(ack["type"], "SUBSCRIBED");
-    let c = e.spawn(&e.reader, &request("read", "aws", &["k"]));
+    let c = e
+        .env
+        .spawn_client(&e.reader, &request("read", "aws", &["k"]));
     let prompt = sub.read_line().unwrap();
     assert_eq!(prompt["type"], "PROMPT", "{prompt}");
     assert_eq!(prompt["path"], e.reader.to_str().unwrap());
@@ -269,7 +246,7 @@ fn a_subscribed_socket_approver_answers_and_other_binaries_may_not_subscribe() {
     assert!(got[0].get("error").is_none(), "{got:?}");
     assert_eq!(got[1]["type"], "RESOLVED");
     assert_eq!(got[1]["outcome"], "always");
-    expect(&response(c), "success", None);
+    expect(&held_response(c), "success", None);
     // "Always" is a persistent grant of exactly what was asked.
     let list = e.env.registered();
     let entry = list
@@ -285,7 +262,9 @@ fn a_subscribed_socket_approver_answers_and_other_binaries_may_not_subscribe() {
 fn stopping_the_broker_answers_a_held_request_before_it_audits_stop() {
     let e = embedded();
     let (_id, mut rx) = e.running.broker.approvals.attach();
-    let c = e.spawn(&e.reader, &request("read", "aws", &["k"]));
+    let c = e
+        .env
+        .spawn_client(&e.reader, &request("read", "aws", &["k"]));
     let p = e.next_prompt(&mut rx);
     // An idle connection too: it must not hold the stop up until its idle timeout.
     let _idle = Raw::connect(&e.env.socket);
@@ -298,7 +277,7 @@ fn stopping_the_broker_answers_a_held_request_before_it_audits_stop() {
         started.elapsed()
     );
     assert!(!env.socket.exists(), "socket removed once drained");
-    let msg = expect(&response(c), "denied", Some("unregistered_binary"));
+    let msg = expect(&held_response(c), "denied", Some("unregistered_binary"));
     assert!(msg.contains("the broker is stopping"), "{msg}");
     // The held request's refusal is in the log before "stop", which is last.
     let records = env.audit_records();

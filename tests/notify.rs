@@ -1,13 +1,9 @@
 //! Desktop notification of a new pending caller (issue 11), against a real private D-Bus
 //! session bus with an `org.freedesktop.Notifications` implementation of the test's own.
 
-mod common;
-
-use common::{TestEnv, expect, request};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use testkit::{Bus, Sandbox, expect, request};
 
 /// What the fake notification service received: (app, summary, body).
 type Seen = Arc<Mutex<Vec<(String, String, String)>>>;
@@ -35,61 +31,18 @@ impl FakeNotifications {
     }
 }
 
-struct Bus(Child, String);
-
-impl Drop for Bus {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn private_bus(env: &TestEnv) -> Option<Bus> {
-    let conf = env.root.join("bus.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig><type>session</type><listen>unix:path={}</listen><auth>EXTERNAL</auth>
-<policy context="default"><allow send_destination="*" eavesdrop="true"/><allow eavesdrop="true"/><allow own="*"/></policy></busconfig>"#,
-            env.root.join("bus").display()
-        ),
-    )
-    .unwrap();
-    let spawned = Command::new("dbus-daemon")
-        .arg(format!("--config-file={}", conf.display()))
-        .args(["--nofork", "--print-address=1"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn();
-    let mut child = match spawned {
-        Ok(c) => c,
-        Err(e) => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI needs dbus-daemon: {e}"
-            );
-            eprintln!("SKIPPED: no dbus-daemon ({e})");
-            return None;
-        }
-    };
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    Some(Bus(child, line.trim().to_string()))
-}
-
 #[test]
 fn a_new_pending_caller_raises_one_notification_naming_it_and_the_review_command() {
-    let mut env = TestEnv::new();
-    let Some(bus) = private_bus(&env) else { return };
+    let mut env = Sandbox::new();
+    if !testkit::tools_available(&["dbus-daemon"], "dbus") {
+        return;
+    }
+    let bus = Bus::start(&env);
     let seen: Seen = Arc::default();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let _service = rt
         .block_on(async {
-            zbus::connection::Builder::address(bus.1.as_str())?
+            zbus::connection::Builder::address(bus.address.as_str())?
                 .name("org.freedesktop.Notifications")?
                 .serve_at(
                     "/org/freedesktop/Notifications",
@@ -99,8 +52,7 @@ fn a_new_pending_caller_raises_one_notification_naming_it_and_the_review_command
                 .await
         })
         .unwrap();
-    env.extra_env
-        .push(("DBUS_SESSION_BUS_ADDRESS".into(), bus.1.clone()));
+    env.extra_env.extend(bus.env());
     let _d = env.start();
     let stranger = env.client("stranger");
     let read = request("read", "aws", &["k"]);
@@ -109,7 +61,7 @@ fn a_new_pending_caller_raises_one_notification_naming_it_and_the_review_command
         "denied",
         Some("unregistered_binary"),
     );
-    common::wait_for(10, "a notification", || {
+    testkit::wait_for(10, "a notification", || {
         (!seen.lock().unwrap().is_empty()).then_some(())
     });
     // A repeat of the same caller does not notify again.
@@ -130,10 +82,10 @@ fn a_new_pending_caller_raises_one_notification_naming_it_and_the_review_command
 
 #[test]
 fn without_a_session_bus_refusals_are_unchanged() {
-    let mut env = TestEnv::new();
+    let mut env = Sandbox::new();
     env.extra_env.push((
         "DBUS_SESSION_BUS_ADDRESS".into(),
-        format!("unix:path={}", env.root.join("no-bus").display()),
+        format!("unix:path={}", env.root.join("no-bus").display()).into(),
     ));
     let _d = env.start();
     let stranger = env.client("stranger");

@@ -1,14 +1,12 @@
 //! Policy changes seen by a running daemon: upgrade of a replaced binary, revocation on an open
 //! connection, a corrupt config that denies and recovers, concurrent CLI edits.
 
-mod common;
-
-use common::{TestEnv, expect, request, write_request};
 use serde_json::json;
+use testkit::{Sandbox, expect, request, write_request};
 
 #[test]
 fn replaced_binary_needs_upgrade_and_keeps_its_permissions() {
-    let env = TestEnv::new();
+    let env = Sandbox::new();
     let _d = env.start();
     let tool = env.client("tool");
     let path = std::fs::canonicalize(&tool).expect("canonical");
@@ -18,11 +16,7 @@ fn replaced_binary_needs_upgrade_and_keeps_its_permissions() {
         .as_str()
         .expect("hash")
         .to_string();
-    expect(
-        &env.run_client_stdin(&tool, &[&write_request("s", &["k"], &["v"], json!({}))])[0],
-        "success",
-        None,
-    );
+    env.write_ok(&tool, "s", &[("k", "v")]);
 
     // Replace the binary the way a package manager does: new file, renamed over the old one.
     let staged = env.client("staged");
@@ -72,10 +66,9 @@ fn replaced_binary_needs_upgrade_and_keeps_its_permissions() {
 
 #[test]
 fn revocation_applies_to_an_open_connection() {
-    let env = TestEnv::new();
+    let env = Sandbox::new();
     let _d = env.start();
-    let tool = env.client("tool");
-    env.register(&tool, &["--read", "s", "--write", "s"]);
+    let tool = env.registered_client("tool", &["--read", "s", "--write", "s"]);
     let mut session = env.session(&tool);
     expect(
         &session.send(&write_request("s", &["k"], &["v"], json!({}))),
@@ -105,15 +98,10 @@ fn revocation_applies_to_an_open_connection() {
 
 #[test]
 fn corrupt_config_denies_with_a_reason_and_recovers_without_restart() {
-    let env = TestEnv::new();
+    let env = Sandbox::new();
     let d = env.start();
-    let tool = env.client("tool");
-    env.register(&tool, &["--read", "s", "--write", "s"]);
-    expect(
-        &env.run_client_stdin(&tool, &[&write_request("s", &["k"], &["v"], json!({}))])[0],
-        "success",
-        None,
-    );
+    let tool = env.registered_client("tool", &["--read", "s", "--write", "s"]);
+    env.write_ok(&tool, "s", &[("k", "v")]);
     let good = std::fs::read(env.config()).expect("config");
     std::fs::write(
         env.config(),
@@ -131,18 +119,18 @@ fn corrupt_config_denies_with_a_reason_and_recovers_without_restart() {
     assert!(err.contains("not valid"), "{err}");
     // A config others may write is not trusted either.
     std::fs::write(env.config(), &good).expect("repair");
-    common::set_mode(&env.config(), 0o666);
+    testkit::set_mode(&env.config(), 0o666);
     let msg = expect(
         &env.run_client(&tool, &[&request("read", "s", &["k"])])[0],
         "denied",
         Some("internal_error"),
     );
     assert!(msg.contains("chmod 600"), "{msg}");
-    common::set_mode(&env.config(), 0o600);
+    testkit::set_mode(&env.config(), 0o600);
     let r = &env.run_client(&tool, &[&request("read", "s", &["k"])])[0];
     expect(r, "success", None);
     assert_eq!(
-        common::status(&env.socket).expect("status")["pid"],
+        testkit::status(&env.socket).expect("status")["pid"],
         d.pid(),
         "same daemon process throughout"
     );
@@ -150,9 +138,8 @@ fn corrupt_config_denies_with_a_reason_and_recovers_without_restart() {
 
 #[test]
 fn concurrent_cli_edits_lose_no_update() {
-    let env = TestEnv::new();
-    let tool = env.client("tool");
-    env.register(&tool, &[]);
+    let env = Sandbox::new();
+    env.registered_client("tool", &[]);
     let hash = env.registered()[0]["hash"]
         .as_str()
         .expect("hash")

@@ -3,73 +3,7 @@
 //! shows up in Pending, is approved with a read grant from the keyboard, and its next request
 //! succeeds and shows up in the Audit pane.
 
-mod common;
-
-use common::{TestEnv, expect, request, wait_for};
-use std::process::Command;
-
-/// A private tmux server, killed on drop.
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn cmd(&self) -> Command {
-        let mut c = Command::new("tmux");
-        c.args(["-L", &self.socket, "-f", "/dev/null"]);
-        c
-    }
-
-    fn capture(&self) -> String {
-        let out = self
-            .cmd()
-            .args(["capture-pane", "-p", "-t", "dash"])
-            .output()
-            .expect("capture-pane");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn keys(&self, keys: &[&str]) {
-        let ok = self
-            .cmd()
-            .args(["send-keys", "-t", "dash"])
-            .args(keys)
-            .status()
-            .expect("send-keys")
-            .success();
-        assert!(ok, "send-keys {keys:?}");
-    }
-
-    /// `1` once the program in the window rang the terminal bell.
-    fn bell(&self) -> String {
-        let out = self
-            .cmd()
-            .args(["display-message", "-p", "-t", "dash", "#{window_bell_flag}"])
-            .output()
-            .expect("display-message");
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    }
-
-    fn wait_screen(&self, what: &str, f: impl Fn(&str) -> bool) -> String {
-        let mut last = String::new();
-        let found = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            wait_for(20, what, || {
-                last = self.capture();
-                f(&last).then(|| last.clone())
-            })
-        }));
-        match found {
-            Ok(screen) => screen,
-            Err(_) => panic!("timed out waiting for {what}; the screen was:\n{last}"),
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self.cmd().arg("kill-server").status();
-    }
-}
+use testkit::{Dashboard, Sandbox, expect, held_response, request, wait_for};
 
 /// `line` with `"prompt": false`: refused at once instead of held for the dashboard.
 fn no_prompt(line: &str) -> String {
@@ -78,57 +12,34 @@ fn no_prompt(line: &str) -> String {
     v.to_string()
 }
 
-/// Starts `args` of the real binary in a 120×36 tmux session named `dash`.
-fn dashboard(env: &TestEnv, args: &[&str]) -> Tmux {
-    let tmux = Tmux {
-        socket: format!("ka-e2e-{}", common::nonce()),
-    };
-    let mut new = tmux.cmd();
-    new.env_clear()
-        .envs(env.env_vars())
-        .env("TERM", "xterm-256color")
-        .args(["new-session", "-d", "-s", "dash", "-x", "120", "-y", "36"])
-        .arg(common::DAEMON)
-        .args(args);
-    assert!(new.status().expect("tmux").success());
-    tmux
+/// A daemon serving `aws/prod-key` and a dashboard connected to it, its subscription made.
+fn connected_dashboard(env: &Sandbox) -> (testkit::Daemon, Dashboard) {
+    store_with_secret(env);
+    let daemon = env.start();
+    let tmux = Dashboard::start(env, &["tui", "--connect"]);
+    tmux.wait_screen("the dashboard connected", |s| s.contains(" CONNECTED "));
+    // The subscription is its own connection, made when the dashboard starts.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    (daemon, tmux)
 }
 
 /// A file store holding `aws/prod-key` = `s3cret`.
-fn store_with_secret(env: &TestEnv) {
-    let store = env.file_store();
-    std::fs::create_dir_all(store.parent().expect("dir")).expect("dir");
-    common::set_mode(store.parent().expect("dir"), 0o700);
-    std::fs::write(
-        &store,
+fn store_with_secret(env: &Sandbox) {
+    env.write_private(
+        &env.file_store(),
         br#"{"version":1,"items":{"aws":{"prod-key":{"value":"s3cret","attributes":{}}}}}"#,
-    )
-    .expect("store");
-    common::set_mode(&store, 0o600);
-}
-
-/// Starts `client` sending `line`; it waits (held by the broker) until it is answered.
-fn knock(env: &TestEnv, client: &std::path::Path, line: &str) -> std::process::Child {
-    env.command(client)
-        .arg(line)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn client")
-}
-
-/// The held client's response, once it has one.
-fn response(child: std::process::Child) -> serde_json::Value {
-    let out = child.wait_with_output().expect("client output");
-    let text = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(text.lines().next().unwrap_or_default())
-        .unwrap_or_else(|e| panic!("no response ({e}): {text:?}"))
+    );
 }
 
 /// The prompt for `client`'s read of `aws` is on screen: who, what, time left, the keys.
-fn wait_prompt(tmux: &Tmux, client: &str) -> String {
+fn wait_prompt(tmux: &Dashboard, client: &str) -> String {
+    // The prompt's keys are on the last row, drawn last: a capture taken while the frame was
+    // still being written (the first rows of the prompt over the old screen) is not the prompt.
     let screen = tmux.wait_screen("the prompt", |s| {
-        s.contains("A caller is waiting") && s.contains(client) && s.contains("wants to read aws")
+        s.contains("A caller is waiting")
+            && s.contains(client)
+            && s.contains("wants to read aws")
+            && s.contains("allow once")
     });
     assert!(screen.contains("time left"), "{screen}");
     assert!(screen.contains("launched by"), "{screen}");
@@ -138,16 +49,16 @@ fn wait_prompt(tmux: &Tmux, client: &str) -> String {
 
 /// Answering from the prompt: `o` serves the held request, the next request asks again, `n`
 /// refuses it.
-fn answer_prompts(env: &TestEnv, tmux: &Tmux) {
+fn answer_prompts(env: &Sandbox, tmux: &Dashboard) {
     let client = env.client("e2e-held");
     let read = request("read", "aws", &["prod-key"]);
     assert_eq!(tmux.bell(), "0", "no bell before a prompt");
-    let held = knock(env, &client, &read);
+    let held = env.spawn_client(&client, &read);
     wait_prompt(tmux, "e2e-held");
     // The terminal bell rang for the new prompt (tmux flags the window).
     wait_for(5, "the bell", || (tmux.bell() == "1").then_some(()));
     tmux.keys(&["o"]);
-    let r = response(held);
+    let r = held_response(held);
     expect(&r, "success", None);
     assert_eq!(r["results"][0]["value"], "s3cret");
     tmux.wait_screen("the prompt gone, the answer said", |s| {
@@ -155,10 +66,10 @@ fn answer_prompts(env: &TestEnv, tmux: &Tmux) {
     });
     // Allow once saved nothing: the next request asks again.
     assert!(env.registered().is_empty());
-    let held = knock(env, &client, &read);
+    let held = env.spawn_client(&client, &read);
     wait_prompt(tmux, "e2e-held");
     tmux.keys(&["n"]);
-    expect(&response(held), "denied", Some("unregistered_binary"));
+    expect(&held_response(held), "denied", Some("unregistered_binary"));
     tmux.wait_screen("the denial said", |s| {
         !s.contains("A caller is waiting") && s.contains("denied:")
     });
@@ -177,12 +88,12 @@ fn answer_prompts(env: &TestEnv, tmux: &Tmux) {
 
 #[test]
 fn the_embedded_dashboard_prompts_and_answers() {
-    if !tmux_available() {
+    if !testkit::tools_available(&["tmux"], "tmux") {
         return;
     }
-    let env = TestEnv::new();
+    let env = Sandbox::new();
     store_with_secret(&env);
-    let tmux = dashboard(&env, &["tui", "--embed"]);
+    let tmux = Dashboard::start(&env, &["tui", "--embed"]);
     tmux.wait_screen("the dashboard", |s| s.contains("EMBEDDED"));
     answer_prompts(&env, &tmux);
     tmux.keys(&["q"]);
@@ -190,36 +101,27 @@ fn the_embedded_dashboard_prompts_and_answers() {
 
 #[test]
 fn a_connected_dashboard_prompts_and_answers() {
-    if !tmux_available() {
+    if !testkit::tools_available(&["tmux"], "tmux") {
         return;
     }
-    let env = TestEnv::new();
-    store_with_secret(&env);
-    let _daemon = env.start();
-    let tmux = dashboard(&env, &["tui", "--connect"]);
-    tmux.wait_screen("the dashboard connected", |s| s.contains(" CONNECTED "));
-    // The subscription is its own connection, made when the dashboard starts.
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let env = Sandbox::new();
+    let (_daemon, tmux) = connected_dashboard(&env);
     answer_prompts(&env, &tmux);
     tmux.keys(&["q"]);
 }
 
 #[test]
 fn a_connected_dashboard_grants_for_a_time_and_always() {
-    if !tmux_available() {
+    if !testkit::tools_available(&["tmux"], "tmux") {
         return;
     }
-    let env = TestEnv::new();
-    store_with_secret(&env);
-    let _daemon = env.start();
-    let tmux = dashboard(&env, &["tui", "--connect"]);
-    tmux.wait_screen("the dashboard connected", |s| s.contains(" CONNECTED "));
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let env = Sandbox::new();
+    let (_daemon, tmux) = connected_dashboard(&env);
     let read = request("read", "aws", &["prod-key"]);
 
     // t: the duration input opens with 1h; 10m instead.
     let timed = env.client("e2e-timed");
-    let held = knock(&env, &timed, &read);
+    let held = env.spawn_client(&timed, &read);
     wait_prompt(&tmux, "e2e-timed");
     tmux.keys(&["t"]);
     tmux.wait_screen("the duration input", |s| {
@@ -228,7 +130,7 @@ fn a_connected_dashboard_grants_for_a_time_and_always() {
     tmux.keys(&["BSpace", "BSpace"]);
     tmux.keys(&["-l", "10m"]);
     tmux.keys(&["Enter"]);
-    expect(&response(held), "success", None);
+    expect(&held_response(held), "success", None);
     tmux.wait_screen("the answer said", |s| s.contains("allowed for 10m"));
     let reg = env.registered();
     let entry = reg
@@ -241,14 +143,14 @@ fn a_connected_dashboard_grants_for_a_time_and_always() {
 
     // a: the editor opens with exactly what was asked; saving answers "always".
     let always = env.client("e2e-always");
-    let held = knock(&env, &always, &read);
+    let held = env.spawn_client(&always, &read);
     wait_prompt(&tmux, "e2e-always");
     tmux.keys(&["a"]);
     tmux.wait_screen("the always editor", |s| {
         s.contains("Always allow") && s.contains("read   aws")
     });
     tmux.keys(&["Enter"]);
-    expect(&response(held), "success", None);
+    expect(&held_response(held), "success", None);
     let reg = env.registered();
     let entry = reg
         .iter()
@@ -266,51 +168,21 @@ fn a_connected_dashboard_grants_for_a_time_and_always() {
     tmux.keys(&["q"]);
 }
 
-fn tmux_available() -> bool {
-    if Command::new("tmux").arg("-V").output().is_ok() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "tmux is required for the dashboard end-to-end test (apt-get install tmux)"
-    );
-    eprintln!("SKIPPED: tmux is not installed");
-    false
-}
-
 #[test]
 fn approve_an_unknown_caller_from_the_dashboard() {
-    if !tmux_available() {
+    if !testkit::tools_available(&["tmux"], "tmux") {
         return;
     }
-    let env = TestEnv::new();
+    let env = Sandbox::new();
     // One secret in the file store for the client to read once approved.
-    let store = env.file_store();
-    std::fs::create_dir_all(store.parent().expect("dir")).expect("dir");
-    common::set_mode(store.parent().expect("dir"), 0o700);
-    std::fs::write(
-        &store,
-        br#"{"version":1,"items":{"aws":{"prod-key":{"value":"s3cret","attributes":{}}}}}"#,
-    )
-    .expect("store");
-    common::set_mode(&store, 0o600);
+    store_with_secret(&env);
 
-    let tmux = Tmux {
-        socket: format!("ka-e2e-{}", common::nonce()),
-    };
-    let mut new = tmux.cmd();
-    new.env_clear()
-        .envs(env.env_vars())
-        .env("TERM", "xterm-256color")
-        .args(["new-session", "-d", "-s", "dash", "-x", "120", "-y", "36"])
-        .arg(common::DAEMON)
-        .arg("tui");
-    assert!(new.status().expect("tmux").success());
+    let tmux = Dashboard::start(&env, &["tui"]);
     tmux.wait_screen("the dashboard with an embedded broker", |s| {
         s.contains("EMBEDDED") && s.contains("Pending")
     });
     assert!(
-        common::status(&env.socket).is_some(),
+        testkit::status(&env.socket).is_some(),
         "the embedded broker answers"
     );
 
@@ -365,22 +237,12 @@ fn approve_an_unknown_caller_from_the_dashboard() {
 
 #[test]
 fn a_connected_dashboard_shows_a_dead_broker_and_reconnects_by_itself() {
-    if !tmux_available() {
+    if !testkit::tools_available(&["tmux"], "tmux") {
         return;
     }
-    let env = TestEnv::new();
+    let env = Sandbox::new();
     let mut daemon = env.start();
-    let tmux = Tmux {
-        socket: format!("ka-e2e-{}", common::nonce()),
-    };
-    let mut new = tmux.cmd();
-    new.env_clear()
-        .envs(env.env_vars())
-        .env("TERM", "xterm-256color")
-        .args(["new-session", "-d", "-s", "dash", "-x", "120", "-y", "36"])
-        .arg(common::DAEMON)
-        .args(["tui", "--connect"]);
-    assert!(new.status().expect("tmux").success());
+    let tmux = Dashboard::start(&env, &["tui", "--connect"]);
     tmux.wait_screen("the dashboard connected", |s| s.contains(" CONNECTED "));
 
     // The broker dies: the badge says so within a few ticks.
@@ -404,21 +266,11 @@ fn a_connected_dashboard_shows_a_dead_broker_and_reconnects_by_itself() {
 
 #[test]
 fn the_embedded_brokers_messages_go_to_the_message_line_not_over_the_screen() {
-    if !tmux_available() {
+    if !testkit::tools_available(&["tmux"], "tmux") {
         return;
     }
-    let env = TestEnv::new();
-    let tmux = Tmux {
-        socket: format!("ka-e2e-{}", common::nonce()),
-    };
-    let mut new = tmux.cmd();
-    new.env_clear()
-        .envs(env.env_vars())
-        .env("TERM", "xterm-256color")
-        .args(["new-session", "-d", "-s", "dash", "-x", "120", "-y", "36"])
-        .arg(common::DAEMON)
-        .args(["tui", "--embed"]);
-    assert!(new.status().expect("tmux").success());
+    let env = Sandbox::new();
+    let tmux = Dashboard::start(&env, &["tui", "--embed"]);
     tmux.wait_screen("the dashboard", |s| s.contains("EMBEDDED"));
     // pending.json becomes a directory while the broker runs: it cannot queue a refused caller
     // and says so. (The dashboard says first that it cannot read it; the broker's warning
@@ -459,14 +311,14 @@ fn the_embedded_brokers_messages_go_to_the_message_line_not_over_the_screen() {
 
 #[test]
 fn the_audit_filter_searches_the_whole_log() {
-    if !tmux_available() {
+    if !testkit::tools_available(&["tmux"], "tmux") {
         return;
     }
-    let env = TestEnv::new();
+    let env = Sandbox::new();
     // 300,000 records, far more than the 2,000 loaded; one match, near the start.
     let log = env.audit();
     std::fs::create_dir_all(log.parent().expect("dir")).expect("dir");
-    common::set_mode(log.parent().expect("dir"), 0o700);
+    testkit::set_mode(log.parent().expect("dir"), 0o700);
     {
         use std::io::Write;
         let mut w = std::io::BufWriter::new(std::fs::File::create(&log).expect("log"));
@@ -479,18 +331,8 @@ fn the_audit_filter_searches_the_whole_log() {
             .expect("write");
         }
     }
-    common::set_mode(&log, 0o600);
-    let tmux = Tmux {
-        socket: format!("ka-e2e-{}", common::nonce()),
-    };
-    let mut new = tmux.cmd();
-    new.env_clear()
-        .envs(env.env_vars())
-        .env("TERM", "xterm-256color")
-        .args(["new-session", "-d", "-s", "dash", "-x", "120", "-y", "36"])
-        .arg(common::DAEMON)
-        .args(["tui", "--embed"]);
-    assert!(new.status().expect("tmux").success());
+    testkit::set_mode(&log, 0o600);
+    let tmux = Dashboard::start(&env, &["tui", "--embed"]);
     tmux.wait_screen("the dashboard", |s| {
         s.contains("EMBEDDED") && s.contains("records")
     });

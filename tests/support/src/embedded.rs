@@ -1,7 +1,7 @@
 //! A broker embedded in the test process, as the dashboard runs it: the process can then be
 //! the approver of live approval. Callers stay real client processes on the real socket.
 
-use super::TestEnv;
+use crate::Sandbox;
 use keychain_auth::backend::file::FileStore;
 use keychain_auth::paths::Paths;
 use keychain_auth::server::{Broker, Limits, Server};
@@ -19,7 +19,7 @@ pub struct EmbeddedBroker {
 
 impl EmbeddedBroker {
     /// Binds the socket of `env` and serves it on a two-worker runtime.
-    pub fn start(env: &TestEnv) -> EmbeddedBroker {
+    pub fn start(env: &Sandbox) -> EmbeddedBroker {
         let paths = Paths {
             socket: env.socket.clone(),
             config: env.config(),

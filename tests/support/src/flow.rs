@@ -2,12 +2,12 @@
 //! caller → pending → approve with zero privileges → grant → write → read → search → prefix read
 //! → delete, with the refusals in between.
 
-use super::{TestEnv, expect, request, targets, write_request};
+use crate::{Sandbox, expect, request, targets, write_request};
 use serde_json::{Value, json};
 
 /// Runs the flow against the daemon already running for `env`. `service` namespaces the items so
 /// a shared keyring does not mix runs.
-pub fn full_flow(env: &TestEnv, service: &str) {
+pub fn full_flow(env: &Sandbox, service: &str) {
     let client = env.client("mycli");
     let client_path = std::fs::canonicalize(&client).expect("canonical");
     let read_key = request("read", service, &["prod-api-key"]);
