@@ -130,7 +130,7 @@ fn main() {
         read,
         None,
     ); // warm the caches
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let placements: &[(&str, usize)] = if cores > 1 {
         &[("one core", 0), ("two cores", 1)]
     } else {

@@ -776,7 +776,7 @@ pub fn dismiss(paths: &Paths, source: Source, selector: &str) -> Result<PendingE
 /// Returns whether the file changed.
 pub fn pin_keyring(paths: &Paths, keys: &audit::KeySource) -> Result<bool, policy::UpdateError> {
     policy::update_with(paths, keys, |p| match p.backend.as_deref() {
-        None | Some("") | Some("auto") => {
+        None | Some("" | "auto") => {
             p.backend = Some(Preference::Keyring.as_str().into());
             Ok(true)
         }

@@ -45,6 +45,7 @@ pub enum Command {
     Approve {
         /// Full hash, bare hex, or a unique prefix of at least 8 hex digits.
         hash: String,
+        /// The permissions.
         #[command(flatten)]
         grants: GrantArgs,
     },
@@ -52,6 +53,7 @@ pub enum Command {
     Register {
         /// The executable.
         path: PathBuf,
+        /// The permissions.
         #[command(flatten)]
         grants: GrantArgs,
     },
@@ -64,6 +66,7 @@ pub enum Command {
     Grant {
         /// Hash (or unique prefix) or path.
         binary: String,
+        /// The permissions.
         #[command(flatten)]
         grants: GrantArgs,
     },
@@ -71,6 +74,7 @@ pub enum Command {
     Revoke {
         /// Hash (or unique prefix) or path.
         binary: String,
+        /// The permissions.
         #[command(flatten)]
         grants: GrantArgs,
     },
@@ -105,6 +109,7 @@ pub enum Command {
         /// `verify`: check the chain.
         #[command(subcommand)]
         check: Option<AuditCheck>,
+        /// What to show.
         #[command(flatten)]
         show: AuditArgs,
     },
@@ -587,22 +592,19 @@ fn list(paths: &Paths, json: bool) -> Result<(), Failure> {
 fn audit_verify(paths: &Paths, json: bool) -> Result<(), Failure> {
     use crate::audit::{chain, verify};
     let sel = crate::backend::select::select(paths)?;
-    let key = match chain::load(sel.backend.as_ref())? {
-        Some(k) => k,
-        None => {
-            let (files, _) = verify::log_files(&paths.audit);
-            if files.is_empty() {
-                println!("no audit log yet at {}", paths.audit.display());
-                return Ok(());
-            }
-            return Err(format!(
-                "the {} holds no audit key ({}/{}), so the log cannot be checked: was it written with another store? (KEYCHAIN_AUTH_BACKEND chooses)",
-                sel.backend.describe(),
-                chain::KEY_SERVICE,
-                chain::KEY_TARGET
-            )
-            .into());
+    let Some(key) = chain::load(sel.backend.as_ref())? else {
+        let (files, _) = verify::log_files(&paths.audit);
+        if files.is_empty() {
+            println!("no audit log yet at {}", paths.audit.display());
+            return Ok(());
         }
+        return Err(format!(
+            "the {} holds no audit key ({}/{}), so the log cannot be checked: was it written with another store? (KEYCHAIN_AUTH_BACKEND chooses)",
+            sel.backend.describe(),
+            chain::KEY_SERVICE,
+            chain::KEY_TARGET
+        )
+        .into());
     };
     let report = verify::verify(&paths.audit, &key);
     if json {

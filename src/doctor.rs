@@ -545,7 +545,7 @@ fn check_socket(socket: &Path, c: &mut Checks) {
     }
     match std::fs::symlink_metadata(socket) {
         Ok(m) if m.file_type().is_socket() => {
-            check_mode(c, "socket", socket, &m, 0o077, "chmod 600")
+            check_mode(c, "socket", socket, &m, 0o077, "chmod 600");
         }
         Ok(_) => c.problem(
             "socket",
@@ -633,9 +633,8 @@ fn check_mode(
 /// `keychain-auth migrate --to keyring|file`: moves every item from the other store, audits
 /// the counts, and records the destination as `"backend"` in config.json.
 pub fn migrate(paths: &Paths, to: &str) -> Result<(), String> {
-    let dest = match Preference::parse(to) {
-        Some(p @ (Preference::Keyring | Preference::File)) => p,
-        _ => return Err(format!("--to {to:?}: use keyring or file")),
+    let Some(dest @ (Preference::Keyring | Preference::File)) = Preference::parse(to) else {
+        return Err(format!("--to {to:?}: use keyring or file"));
     };
     no_daemon_serves(paths)?;
     let keyring = usable_keyring()?;

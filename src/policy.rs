@@ -815,7 +815,10 @@ impl PolicyCache {
                 });
             }
         };
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if state.0 != Some(stamp) {
             state.1 = load(&self.path).and_then(|f| self.snapshot(f));
             // A failure is not cached: the next request tries again (a keyring being unlocked

@@ -73,7 +73,7 @@ fn refusal(e: ClientError, service: &str, target: &str) -> ScriptError {
         ClientError::Refused {
             reason, message, ..
         } => ScriptError::Refused {
-            reason: reason.to_string(),
+            reason: reason.clone(),
             message: crate::adapters::one_line(&message),
         },
         e => ScriptError::Client(e),

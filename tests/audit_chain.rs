@@ -172,7 +172,12 @@ fn verify_locates_every_kind_of_tampering() {
         let text: String = ls.into_iter().map(|l| l + "\n").collect();
         std::fs::write(&current, text).expect("write");
     };
-    let owned = || lines.iter().map(|l| l.to_string()).collect::<Vec<_>>();
+    let owned = || {
+        lines
+            .iter()
+            .map(std::string::ToString::to_string)
+            .collect::<Vec<_>>()
+    };
     let check = |what: &str, kind: &str, line: u64, seq: Option<u64>| {
         let (ok, report) = verify(&env);
         assert!(!ok, "{what}: verify passed: {report}");
@@ -273,7 +278,7 @@ fn reserved_service_is_never_granted_or_served() {
     testkit::expect(r, "denied", Some("service_not_allowed"));
     assert!(
         r.get("results")
-            .is_none_or(|v| v.as_array().is_none_or(|a| a.is_empty())),
+            .is_none_or(|v| v.as_array().is_none_or(std::vec::Vec::is_empty)),
         "{r}"
     );
 }
@@ -428,7 +433,9 @@ fn rotation_under_concurrent_load_loses_no_record() {
     assert!(ok, "{report}");
     assert_eq!(report["records"], recs.len());
     assert!(
-        report["notices"].as_array().is_some_and(|n| n.is_empty()),
+        report["notices"]
+            .as_array()
+            .is_some_and(std::vec::Vec::is_empty),
         "{report}"
     );
     // the table and JSON forms read across the rotated files
@@ -666,7 +673,7 @@ fn a_request_whose_record_cannot_be_chained_is_not_carried_out() {
     testkit::expect(r, "error", Some("internal_error"));
     assert!(
         r.get("results")
-            .is_none_or(|v| v.as_array().is_none_or(|a| a.is_empty())),
+            .is_none_or(|v| v.as_array().is_none_or(std::vec::Vec::is_empty)),
         "a read is withheld: {r}"
     );
     assert!(!env.root.join("elsewhere").exists());

@@ -43,7 +43,7 @@ fn file_item_count(home: &Sandbox) -> usize {
         .map(|s| {
             s.iter()
                 .filter(|(svc, _)| !svc.starts_with("keychain-auth."))
-                .map(|(_, t)| t.as_object().map_or(0, |t| t.len()))
+                .map(|(_, t)| t.as_object().map_or(0, serde_json::Map::len))
                 .sum()
         })
         .unwrap_or(0)

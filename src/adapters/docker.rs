@@ -128,7 +128,7 @@ fn store(
         Call::write(SERVICE, &[creds.server_url.trim()], vec![creds.secret]).with_attributes(attrs);
     connect()
         .and_then(|mut c| c.call(&call))
-        .and_then(|r| r.into_results())
+        .and_then(super::super::client::Reply::into_results)
         .map_err(refused)?;
     Ok(String::new())
 }

@@ -226,7 +226,10 @@ fn ask(
             return None;
         }
     };
-    match client.call(call).and_then(|r| r.into_results()) {
+    match client
+        .call(call)
+        .and_then(super::super::client::Reply::into_results)
+    {
         Ok(items) => Some((client, items)),
         Err(e) if e.is_not_found() => None, // a miss: silent, git asks the next helper
         Err(ClientError::Refused {

@@ -659,7 +659,7 @@ impl KeySource {
         }
         let cached = KEYS
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .iter()
             .find(|(p, _)| p == log)
             .map(|(_, k)| k.clone());
@@ -667,7 +667,9 @@ impl KeySource {
             return Ok(k);
         }
         let k = self.fetch(log)?;
-        let mut keys = KEYS.lock().unwrap_or_else(|p| p.into_inner());
+        let mut keys = KEYS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         keys.retain(|(p, _)| p != log);
         keys.push((log.to_path_buf(), k.clone()));
         Ok(k)
@@ -906,7 +908,9 @@ impl AuditLog {
     }
 
     fn lock_inner(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Fetches the key now (the daemon warms it at start); an error says why it cannot be had.
@@ -1347,12 +1351,14 @@ static DEFERRED: std::sync::Mutex<Vec<(PathBuf, Record)>> = std::sync::Mutex::ne
 pub(crate) fn defer(log: &Path, record: Record) {
     DEFERRED
         .lock()
-        .unwrap_or_else(|p| p.into_inner())
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
         .push((log.to_path_buf(), record));
 }
 
 fn take_deferred(log: &Path) -> Vec<Record> {
-    let mut all = DEFERRED.lock().unwrap_or_else(|p| p.into_inner());
+    let mut all = DEFERRED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let (mine, rest): (Vec<_>, Vec<_>) = all.drain(..).partition(|(p, _)| p == log);
     *all = rest;
     mine.into_iter().map(|(_, r)| r).collect()

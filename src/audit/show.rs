@@ -338,9 +338,8 @@ pub(crate) fn run(
             Err(ShowError::Header)
         };
     }
-    let scan = match p.print_files(log, last)? {
-        Some(scan) => scan,
-        None => return Ok(()),
+    let Some(scan) = p.print_files(log, last)? else {
+        return Ok(());
     };
     if scan.skipped > 0 {
         let _ = writeln!(

@@ -140,7 +140,7 @@ pub(crate) fn log_files(log: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
     let name = log.file_name().unwrap_or_default().to_string_lossy();
     let mut found: Vec<(usize, PathBuf)> = Vec::new();
     if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.filter_map(|e| e.ok()) {
+        for e in rd.filter_map(std::result::Result::ok) {
             let n = e.file_name().to_string_lossy().into_owned();
             let Some(rest) = n.strip_prefix(&*name).and_then(|r| r.strip_prefix('.')) else {
                 continue;

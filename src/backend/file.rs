@@ -56,7 +56,9 @@ impl FileStore {
     }
 
     fn lock_cache(&self) -> std::sync::MutexGuard<'_, Cache> {
-        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+        self.cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn unavailable(&self, what: impl std::fmt::Display) -> BackendError {
@@ -124,7 +126,10 @@ impl FileStore {
     /// The in-memory cache is not held during the write (and its fsync), so reads go on.
     fn mutate<T>(&self, f: impl FnOnce(&mut Items) -> T) -> Result<T, BackendError> {
         self.check_dir()?;
-        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let _writer = self
+            .writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let _lock = FileLock::acquire(&self.path).map_err(|e| self.unavailable(e))?;
         let mut items = {
             let mut cache = self.lock_cache();

@@ -34,7 +34,9 @@ impl MemoryStore {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<(String, String), Item>> {
-        self.items.lock().unwrap_or_else(|p| p.into_inner())
+        self.items
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn mutation(&self) -> Result<(), BackendError> {

@@ -498,7 +498,7 @@ mod tests {
                 assert!(
                     n.contains("no session bus") && n.contains("/x/keyring.json"),
                     "{n}"
-                )
+                );
             }
             d => panic!("{d:?}"),
         }
@@ -521,7 +521,7 @@ mod tests {
                         m.contains("gnome-keyring-daemon")
                             && m.contains("KEYCHAIN_AUTH_BACKEND=file"),
                         "{m}"
-                    )
+                    );
                 }
                 d => panic!("{d:?}"),
             }

@@ -92,7 +92,9 @@ impl HashCache {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<FileKey, BinaryHash>> {
-        self.map.lock().unwrap_or_else(|p| p.into_inner())
+        self.map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

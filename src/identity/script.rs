@@ -378,7 +378,13 @@ mod tests {
     use super::*;
 
     fn arg(f: Family, argv: &[&str]) -> ScriptArg {
-        script_arg(f, &argv.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        script_arg(
+            f,
+            &argv
+                .iter()
+                .map(std::string::ToString::to_string)
+                .collect::<Vec<_>>(),
+        )
     }
     fn file(s: &str) -> ScriptArg {
         ScriptArg::File(s.into())

@@ -74,7 +74,10 @@ impl Admissions {
 
     /// Admits a connection from `pid`, or says why not.
     pub fn admit(self: &Arc<Self>, pid: i32) -> Result<Ticket, Refused> {
-        let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let mut c = self
+            .counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let held = c.per_pid.get(&pid).copied().unwrap_or(0);
         if held >= self.max_per_process {
             return Err(Refused::PerProcess { pid, held });
@@ -101,7 +104,11 @@ impl Admissions {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        let mut c = self.owner.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let mut c = self
+            .owner
+            .counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         match self.slot {
             Slot::Regular => c.regular = c.regular.saturating_sub(1),
             Slot::Reserve => c.reserve = c.reserve.saturating_sub(1),

@@ -121,7 +121,9 @@ impl KnownWriters {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.map.lock().unwrap_or_else(|p| p.into_inner())
+        self.map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

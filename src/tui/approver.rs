@@ -70,7 +70,9 @@ impl Approver {
                 .map(|_| ())
                 .map_err(|e| e.to_string()),
             Approver::Connected(writer) => {
-                let mut guard = writer.lock().unwrap_or_else(|p| p.into_inner());
+                let mut guard = writer
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                 let Some(stream) = guard.as_mut() else {
                     return Err("not connected to the broker: the answer was not sent".into());
                 };
@@ -142,7 +144,9 @@ fn subscribe_loop(
             && stream.write_all(b"{\"type\":\"SUBSCRIBE\"}\n").is_ok()
             && let Ok(reader) = stream.try_clone()
         {
-            *writer.lock().unwrap_or_else(|p| p.into_inner()) = Some(stream);
+            *writer
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(stream);
             let mut subscribed = false;
             for line in BufReader::new(reader).lines() {
                 let Ok(line) = line else { break };
@@ -172,7 +176,9 @@ fn subscribe_loop(
                     return;
                 }
             }
-            *writer.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            *writer
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
             if tx.send(Action::ApproverLost).is_err() {
                 return;
             }
@@ -214,7 +220,7 @@ mod tests {
         let line = r#"{"type":"PROMPT","id":"p2","path":"/bin/x","hash":"h","pid":5,"argv":["x"],"chain":[],"registered":false,"action":"read","service":"aws","match":"exact","targets":["k"],"reason":"unregistered_binary","message":"m","deadline_ms":1,"waiting":1}"#;
         match parse_line(line) {
             Some(Action::Approver(ApproverEvent::Prompt(p))) => {
-                assert_eq!((p.id.as_str(), p.mode.as_str()), ("p2", "exact"))
+                assert_eq!((p.id.as_str(), p.mode.as_str()), ("p2", "exact"));
             }
             other => panic!("{other:?}"),
         }

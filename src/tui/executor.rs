@@ -32,7 +32,7 @@ pub(super) fn run(
         tail_opened: false,
         current_search: Arc::new(AtomicU64::new(0)),
     };
-    for fx in effects.iter() {
+    for fx in effects {
         let Some(action) = executor.effect(fx) else {
             continue;
         };
@@ -79,7 +79,7 @@ impl Executor<'_> {
             },
             Effect::LoadPolicies => match data::load_policies(paths, &self.hashes) {
                 Ok(rows) => Action::PoliciesLoaded(rows),
-                Err(e) => Action::LoadFailed(e.to_string()),
+                Err(e) => Action::LoadFailed(e.clone()),
             },
             Effect::LoadAuditOlder => self.audit_older(),
             Effect::LoadAuditNew => self.audit_newer(),

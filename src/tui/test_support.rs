@@ -158,7 +158,7 @@ pub fn link(path: &str, pid: i32, argv: &[&str]) -> crate::identity::Link {
         path: path.into(),
         hash: Some(hash('e')),
         pid,
-        argv: argv.iter().map(|s| s.to_string()).collect(),
+        argv: argv.iter().map(std::string::ToString::to_string).collect(),
     }
 }
 

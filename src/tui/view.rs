@@ -678,7 +678,7 @@ fn policy_state(row: &PolicyRow) -> (String, Style) {
         OnDisk::Unknown => ("…".to_string(), Style::new().dark_gray()),
     };
     if row.entry.allow_any_script {
-        (format!("{}{state}", ANY_SCRIPT), Style::new().red().bold())
+        (format!("{ANY_SCRIPT}{state}"), Style::new().red().bold())
     } else {
         (state, style)
     }
@@ -1445,8 +1445,8 @@ mod tests {
         r.path = Some("/usr/local/bin/deploy".into());
         r.hash = Some(hash('c').to_string());
         r.status = Some("success".into());
-        r.read = read.iter().map(|x| x.to_string()).collect();
-        r.write = write.iter().map(|x| x.to_string()).collect();
+        r.read = read.iter().map(std::string::ToString::to_string).collect();
+        r.write = write.iter().map(std::string::ToString::to_string).collect();
         r
     }
 
