@@ -18,9 +18,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 // The integration tests' harness (tests/support): sandbox, daemon, client copies, keyring.
-use testkit::{KeyringSandbox, Sandbox};
+use testkit::{Dashboard, KeyringSandbox, Sandbox};
 
-const DAEMON: &str = env!("CARGO_BIN_EXE_keychain-auth");
 const CLIENT: &str = env!("CARGO_BIN_EXE_keychain-auth-client");
 
 /// Iteration counts: real figures with `--bench`, a few iterations otherwise.
@@ -293,60 +292,6 @@ fn main() {
     table.print();
 }
 
-/// `keychain-auth tui --embed` in a private tmux server (120×36), seen from outside.
-struct TmuxDashboard {
-    socket: String,
-}
-
-impl TmuxDashboard {
-    /// Starts the dashboard with `env`'s environment.
-    fn start(env: &Sandbox, name: &str) -> TmuxDashboard {
-        let d = TmuxDashboard {
-            socket: format!("ka-bench-{name}-{}", std::process::id()),
-        };
-        let mut new = d.tmux(&["new-session", "-d", "-s", "dash", "-x", "120", "-y", "36"]);
-        new.env_clear()
-            .envs(env.env_vars())
-            .env("TERM", "xterm-256color")
-            .args([DAEMON, "tui", "--embed"]);
-        assert!(new.status().expect("tmux").success(), "tmux new-session");
-        d
-    }
-
-    fn tmux(&self, args: &[&str]) -> Command {
-        let mut c = Command::new("tmux");
-        c.args(["-L", &self.socket, "-f", "/dev/null"]).args(args);
-        c
-    }
-
-    /// The screen as text.
-    fn capture(&self) -> String {
-        self.tmux(&["capture-pane", "-p", "-t", "dash"])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default()
-    }
-
-    /// Types `keys`.
-    fn send(&self, keys: &str) {
-        let _ = self.tmux(&["send-keys", "-t", "dash", keys]).status();
-    }
-
-    /// The dashboard's pid.
-    fn pid(&self) -> String {
-        self.tmux(&["list-panes", "-t", "dash", "-F", "#{pane_pid}"])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-            .unwrap_or_default()
-    }
-}
-
-impl Drop for TmuxDashboard {
-    fn drop(&mut self) {
-        let _ = self.tmux(&["kill-server"]).status();
-    }
-}
-
 /// Comparison 13 (live approval): from an unknown caller's request to the dashboard's prompt on
 /// screen, `keychain-auth tui --embed` in tmux, polled with `capture-pane` (≈ 2 ms resolution;
 /// the times include the caller's process start, so they are an upper bound).
@@ -363,7 +308,7 @@ fn prompt_row(scale: &Scale, table: &mut Table) {
         return;
     }
     let env = Sandbox::new();
-    let dash = TmuxDashboard::start(&env, "prompt");
+    let dash = Dashboard::start(&env, &["tui", "--embed"]);
     testkit::wait_for(30, "the dashboard", || {
         testkit::status(&env.socket)?;
         dash.capture().contains("EMBEDDED").then_some(())
@@ -394,7 +339,7 @@ fn prompt_row(scale: &Scale, table: &mut Table) {
         }
         samples.push(t.elapsed().as_secs_f64() * 1000.0);
         // n: deny, so the caller returns and the prompt goes.
-        dash.send("n");
+        dash.keys(&["n"]);
         let _ = c.wait();
         let gone = Instant::now() + Duration::from_secs(10);
         while dash
@@ -731,7 +676,7 @@ fn dashboard_row(table: &mut Table, scale: &Scale) {
     testkit::set_mode(&config, 0o600);
     let size_mb = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0) / (1024 * 1024);
     let t0 = Instant::now();
-    let dash = TmuxDashboard::start(&env, "dashboard");
+    let dash = Dashboard::start(&env, &["tui", "--embed"]);
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut first_frame = None;
     let loaded = loop {
@@ -750,8 +695,10 @@ fn dashboard_row(table: &mut Table, scale: &Scale) {
         );
         std::thread::sleep(Duration::from_millis(2));
     };
-    let pid = dash.pid();
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let status = dash
+        .pid()
+        .and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
+        .unwrap_or_default();
     let kb = |key: &str| -> f64 {
         status
             .lines()
@@ -761,7 +708,7 @@ fn dashboard_row(table: &mut Table, scale: &Scale) {
             .unwrap_or(0.0)
     };
     let (rss, hwm) = (kb("VmRSS:") / 1024.0, kb("VmHWM:") / 1024.0);
-    dash.send("q");
+    dash.keys(&["q"]);
     std::thread::sleep(Duration::from_millis(300));
     drop(dash);
     let first = first_frame.unwrap_or(loaded);
