@@ -34,6 +34,20 @@ fn embedded() -> Embedded {
 }
 
 impl Embedded {
+    /// Sets config.json's `prompt_timeout_s` by hand and adopts the edit (a hand edit is held
+    /// until `policy accept`), checking that the adopted file says `secs`.
+    fn set_prompt_timeout(&self, secs: u64) {
+        let path = self.env.config();
+        let mut config: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap())
+            .expect("config.json parses");
+        config["prompt_timeout_s"] = secs.into();
+        std::fs::write(&path, config.to_string()).unwrap();
+        self.env.cli_ok(&["policy", "accept", "--yes"]);
+        let adopted: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(adopted["prompt_timeout_s"], secs, "{adopted}");
+    }
+
     fn next_prompt(&self, rx: &mut UnboundedReceiver<ApproverEvent>) -> Prompt {
         self.running.rt.block_on(async {
             loop {
@@ -122,17 +136,7 @@ fn a_held_caller_is_decided_by_the_approver() {
 #[test]
 fn timeouts_opt_outs_hangups_and_other_callers() {
     let e = embedded();
-    std::fs::write(
-        e.env.config(),
-        std::fs::read_to_string(e.env.config()).unwrap().replacen(
-            '{',
-            "{\"prompt_timeout_s\":1,",
-            1,
-        ),
-    )
-    .unwrap();
-    // A hand edit of config.json is held until adopted (policy integrity).
-    e.env.cli_ok(&["policy", "accept", "--yes"]);
+    e.set_prompt_timeout(1);
     let (_id, mut rx) = e.running.broker.approvals.attach();
     let read = request("read", "aws", &["k"]);
     // No answer: the refusal of today, and the pending entry.
@@ -151,14 +155,7 @@ fn timeouts_opt_outs_hangups_and_other_callers() {
     );
     assert!(t.elapsed() < Duration::from_millis(900), "not held");
     // A held request does not hold up STATUS or an approved caller.
-    std::fs::write(
-        e.env.config(),
-        std::fs::read_to_string(e.env.config())
-            .unwrap()
-            .replace("\"prompt_timeout_s\":1,", "\"prompt_timeout_s\":30,"),
-    )
-    .unwrap();
-    e.env.cli_ok(&["policy", "accept", "--yes"]);
+    e.set_prompt_timeout(30);
     let held = e.env.spawn_client(&e.reader, &read);
     let p = e.next_prompt(&mut rx);
     assert!(testkit::status(&e.env.socket).is_some());
