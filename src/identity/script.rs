@@ -82,7 +82,7 @@ pub fn family_of(path: &Path, extra: &[String]) -> Option<Family> {
     family(path.file_name()?.to_str()?, extra)
 }
 
-/// Finds the script in `argv` (argv[0] is the interpreter) the way `family` parses it.
+/// Finds the script in `argv` (`argv[0]` is the interpreter) the way `family` parses it.
 pub fn script_arg(family: Family, argv: &[String]) -> ScriptArg {
     let args = argv.get(1..).unwrap_or_default();
     let prog = argv

@@ -1,6 +1,6 @@
 //! One connection: admit it, then answer its request lines in order until it closes, goes idle
 //! or sends an over-long line. Every line is answered as the process that wrote it (per-message
-//! credentials, [`frame`]): the connection remembers each writer it verified, pinned by its
+//! credentials, `frame`): the connection remembers each writer it verified, pinned by its
 //! pidfd, and re-checks before every request that it still runs the same executable with no
 //! tracer attached. A process that executes another program while connected is refused for the
 //! rest of the connection.

@@ -1,10 +1,10 @@
 //! The reducer: `update(state, action) -> effects`. Pure — no I/O, no clock, no terminal — so
 //! every interaction is unit-tested by feeding actions and checking state and effects.
 //!
-//! This module dispatches; the work is split by mode: [`panes`] (no dialog open), [`viewer`]
-//! (help and detail overlays), [`editor`] (the permission editor), [`confirm`] (yes/no
-//! questions), [`input`] (one-line text inputs), [`prompt`] (the broker's live-approval
-//! prompts) and [`results`] (what effects and the broker report back).
+//! This module dispatches; the work is split by mode: `panes` (no dialog open), `viewer`
+//! (help and detail overlays), `editor` (the permission editor), `confirm` (yes/no
+//! questions), `input` (one-line text inputs), `prompt` (the broker's live-approval
+//! prompts) and `results` (what effects and the broker report back).
 
 mod confirm;
 mod editor;
