@@ -683,6 +683,31 @@ fn write_sealed<T, E: From<UpdateError>>(
     Ok(out)
 }
 
+/// config.json as the broker applies it, with the integrity of its settings: an edit made
+/// outside keychain-auth keeps the sealed copy's top-level settings until it is accepted. The
+/// flag is false when the settings could not be vouched for (no key, or an edit with no valid
+/// sealed copy to take them from); callers then choose the safe side. `None` when the file
+/// cannot be read.
+pub(crate) fn in_force(
+    paths: &crate::paths::Paths,
+    keys: &crate::audit::KeySource,
+) -> Option<(PolicyFile, bool)> {
+    let mut now = load(&paths.config).ok()?;
+    let Ok((key, store)) = crate::seal::key_and_store(keys, &paths.audit) else {
+        return Some((now, false));
+    };
+    match crate::seal::check(&paths.config, &now, &key, store.as_deref()) {
+        crate::seal::Integrity::Edited(_) => match crate::seal::read_copy(&paths.config, &key) {
+            Some(sealed) => {
+                crate::seal::keep_sealed_settings(&mut now, &sealed);
+                Some((now, true))
+            }
+            None => Some((now, false)),
+        },
+        crate::seal::Integrity::Sealed | crate::seal::Integrity::Unsealed => Some((now, true)),
+    }
+}
+
 /// A parsed policy with a hash index, shared by the daemon's connections.
 #[derive(Debug)]
 pub struct Snapshot {
@@ -797,6 +822,10 @@ impl PolicyCache {
             match crate::seal::check(&self.path, &file, &key, store.as_deref()) {
                 crate::seal::Integrity::Edited(d) => {
                     let held = d.held(&file);
+                    let mut file = file;
+                    if let Some(sealed) = crate::seal::read_copy(&self.path, &key) {
+                        crate::seal::keep_sealed_settings(&mut file, &sealed);
+                    }
                     Snapshot::new(file, held, Some(d.summary()))
                 }
                 _ => Snapshot::new(file, Vec::new(), None),

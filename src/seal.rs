@@ -52,6 +52,16 @@ pub fn is_sealed(key: &Key, file: &PolicyFile) -> bool {
     }
 }
 
+/// Puts `sealed`'s top-level settings (everything but the entries and the seal) into `now`:
+/// a setting changed outside keychain-auth does not take effect until the edit is accepted.
+pub fn keep_sealed_settings(now: &mut PolicyFile, sealed: &PolicyFile) {
+    let entries = std::mem::take(&mut now.registered_binaries);
+    let seal = now.seal.take();
+    *now = sealed.clone();
+    now.registered_binaries = entries;
+    now.seal = seal;
+}
+
 /// `config.sealed.json` beside `config`.
 pub fn copy_path(config: &Path) -> PathBuf {
     config.with_file_name("config.sealed.json")

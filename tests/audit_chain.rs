@@ -150,6 +150,42 @@ fn honest_log_verifies_across_restarts_and_rotation() {
 }
 
 #[test]
+fn a_hand_edit_of_the_rotation_settings_applies_only_once_accepted() {
+    let env = Sandbox::new();
+    let client = env.registered_client("rotating", &["--read", "aws", "--search"]);
+    // A hand edit that would rotate at every record and keep one file: history deleted by the
+    // broker's own rotation, which verify cannot tell from an honest one.
+    let mut config: Value =
+        serde_json::from_str(&std::fs::read_to_string(env.config()).expect("config"))
+            .expect("config json");
+    config["audit_max_bytes"] = 1.into();
+    config["audit_keep"] = 1.into();
+    std::fs::write(env.config(), config.to_string()).expect("edit config");
+    let d = env.start();
+    reads(&env, &client, "a", 5);
+    stop(d);
+    assert_eq!(
+        audit_files(&env),
+        vec![env.audit()],
+        "the edit took effect before it was accepted"
+    );
+    let before = all_records(&env).len();
+    env.cli_ok(&["policy", "accept", "--yes"]);
+    let d = env.start();
+    reads(&env, &client, "b", 5);
+    stop(d);
+    let files = audit_files(&env);
+    assert_eq!(
+        files.len(),
+        2,
+        "accepted: rotated, one file kept: {files:?}"
+    );
+    assert!(all_records(&env).len() < before, "older files were removed");
+    let (ok, report) = verify(&env);
+    assert!(ok, "{report}");
+}
+
+#[test]
 fn verify_locates_every_kind_of_tampering() {
     let env = Sandbox::new();
     rotation_config(&env, 0, 5);

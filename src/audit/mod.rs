@@ -612,17 +612,47 @@ impl Default for Rotation {
 
 impl Rotation {
     /// The settings in config.json at `config`; the defaults when it has none or cannot be read.
-    pub(crate) fn from_config(config: &Path) -> Rotation {
+    pub(crate) fn of(file: &crate::policy::PolicyFile) -> Rotation {
         let mut r = Rotation::default();
-        if let Ok(p) = crate::policy::load(config) {
-            if let Some(m) = p.audit_max_bytes {
-                r.max_bytes = m;
-            }
-            if let Some(k) = p.audit_keep {
-                r.keep = k.max(1);
-            }
+        if let Some(m) = file.audit_max_bytes {
+            r.max_bytes = m;
+        }
+        if let Some(k) = file.audit_keep {
+            r.keep = k.max(1);
         }
         r
+    }
+
+    /// The rotation the user approved for the log of `paths` (see [`crate::policy::in_force`]):
+    /// an edit of `audit_max_bytes`/`audit_keep` made outside keychain-auth applies only once
+    /// accepted, so a hand edit cannot rotate the history away. When the settings cannot be
+    /// vouched for, rotation keeps at least the defaults' history (never less than the file
+    /// asks for).
+    pub(crate) fn in_force(paths: &Paths, keys: &KeySource) -> Rotation {
+        Rotation::for_settings(crate::policy::in_force(paths, keys).as_ref())
+    }
+
+    /// The rotation for settings read by [`crate::policy::in_force`].
+    pub(crate) fn for_settings(settings: Option<&(crate::policy::PolicyFile, bool)>) -> Rotation {
+        match settings {
+            None => Rotation::default(),
+            Some((file, true)) => Rotation::of(file),
+            Some((file, false)) => Rotation::of(file).at_least_default(),
+        }
+    }
+
+    /// Keeps at least as much history as the defaults: rotation off stays off, a smaller size
+    /// or fewer files become the defaults.
+    fn at_least_default(self) -> Rotation {
+        let d = Rotation::default();
+        Rotation {
+            max_bytes: if self.max_bytes == 0 {
+                0
+            } else {
+                self.max_bytes.max(d.max_bytes)
+            },
+            keep: self.keep.max(d.keep),
+        }
     }
 }
 
@@ -1372,7 +1402,8 @@ pub(crate) fn append_once(paths: &Paths, record: &Record) -> io::Result<()> {
 
 /// Like [`append_once`], with the key from `keys`.
 pub(crate) fn append_with(paths: &Paths, keys: KeySource, record: &Record) -> io::Result<()> {
-    AuditLog::open(&paths.audit, keys, Rotation::from_config(&paths.config))?.append(record)
+    let rotation = Rotation::in_force(paths, &keys);
+    AuditLog::open(&paths.audit, keys, rotation)?.append(record)
 }
 
 #[cfg(test)]

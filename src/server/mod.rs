@@ -67,7 +67,8 @@ impl Server {
             preflight::check_file_store(&paths)?;
         }
         let keys = KeySource::Store(backend.clone());
-        let rotation = Rotation::from_config(&paths.config);
+        let settings = crate::policy::in_force(&paths, &keys);
+        let rotation = Rotation::for_settings(settings.as_ref());
         let audit = AuditLog::open(&paths.audit, keys, rotation).map_err(|e| {
             StartError::Other(format!(
                 "cannot open the audit log {}: {e}",
@@ -81,7 +82,8 @@ impl Server {
                 "keychain-auth: {e}; requests are refused until the audit key can be read"
             );
         }
-        if let Ok(p) = crate::policy::load(&paths.config)
+        // A limit from an edit not yet accepted (or not vouched for) is not applied.
+        if let Some((p, true)) = &settings
             && let Some(max) = p.max_request_bytes
         {
             limits.max_line = max.max(1024);
