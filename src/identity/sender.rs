@@ -56,7 +56,8 @@ pub fn control_buffer() -> Vec<u8> {
 }
 
 /// Reads one chunk into `buf`. `Ok((0, _))` is end of stream. The sender is `None` when the
-/// kernel attached no credentials (which, with [`enable`]d sockets, must be treated as unknown).
+/// kernel attached no credentials, or a pidfd slot saying the writer is gone (with [`enable`]d
+/// sockets, both must be treated as unknown).
 /// `WouldBlock` is returned as an error, for use inside tokio's `try_io`.
 pub fn recv(
     sock: BorrowedFd<'_>,
@@ -74,6 +75,7 @@ pub fn recv(
     let bytes = msg.bytes;
     let mut cred = None;
     let mut pidfd = None;
+    let mut gone = false;
     // With MSG_CTRUNC the messages cannot be read: the sender stays unknown (fail closed). The
     // buffer is large enough that the kernel never truncates what it sends on a stream socket.
     if let Ok(cmsgs) = msg.cmsgs() {
@@ -85,13 +87,21 @@ pub fn recv(
                     if u.cmsg_header.cmsg_level == libc::SOL_SOCKET
                         && u.cmsg_header.cmsg_type == SCM_PIDFD =>
                 {
-                    if let Ok(raw) = <[u8; 4]>::try_from(u.data_bytes.as_slice()) {
-                        pidfd = Some(own_received(RawFd::from_ne_bytes(raw)));
+                    match <[u8; 4]>::try_from(u.data_bytes.as_slice()).map(RawFd::from_ne_bytes) {
+                        // Kernels before 6.16 put an error number here (not a descriptor) when
+                        // the writer was reaped before the read.
+                        Ok(raw) if raw >= 0 => pidfd = Some(own_received(raw)),
+                        _ => gone = true,
                     }
                 }
                 _ => {}
             }
         }
+    }
+    // A writer the kernel could not pin (it has exited and been reaped) stays unknown: its pid
+    // may already name another process (fail closed).
+    if gone {
+        cred = None;
     }
     Ok((bytes, cred.map(|(pid, uid)| Sender { pid, uid, pidfd })))
 }

@@ -42,6 +42,13 @@ impl KnownWriters {
     /// The identity remembered for the writer `s`, revalidated; `None` when there is none, its
     /// process is gone, or it no longer holds (then it is forgotten).
     pub fn get(&self, s: &Sender) -> Option<Arc<Peer>> {
+        // The bytes' own pidfd must show a living writer: the kernel fills in the pid of a
+        // writer that has since exited (even been reaped, its pid reused by the remembered
+        // process). A living writer and the living pinned process with the same pid are one.
+        let writer_alive = s
+            .pidfd
+            .as_ref()
+            .is_some_and(|fd| !identity::exited(fd.as_fd()));
         let (pin, peer) = {
             let mut inner = self.lock();
             inner.clock += 1;
@@ -54,6 +61,13 @@ impl KnownWriters {
             .pidfd
             .as_ref()
             .is_some_and(|fd| !identity::exited(fd.as_fd()));
+        if !writer_alive {
+            // Not this entry's writer (or not provably): the entry stays while its process lives.
+            if !alive {
+                self.forget(&pin);
+            }
+            return None;
+        }
         if alive && pin.uid == s.uid && identity::revalidate(&peer).is_ok() {
             return Some(peer);
         }
@@ -178,6 +192,15 @@ mod tests {
         Arc::new(peer)
     }
 
+    /// Another chunk from the process `pin` pins, with its own pidfd, as the kernel sends it.
+    fn again(pin: &Sender) -> Sender {
+        Sender {
+            pid: pin.pid,
+            uid: pin.uid,
+            pidfd: pin.pidfd.as_ref().map(|fd| fd.try_clone().unwrap()),
+        }
+    }
+
     fn unpinned(pid: i32) -> Sender {
         Sender {
             pid,
@@ -192,11 +215,42 @@ mod tests {
         let (mut child, pin, _socket) = spawn_writer("echo x; sleep 5");
         let peer = identified(pin.pid);
         known.remember(&pin, &peer);
-        assert_eq!(known.get(&unpinned(pin.pid)).as_deref(), Some(&*peer));
+        assert_eq!(known.get(&again(&pin)).as_deref(), Some(&*peer));
+        // Bytes whose writer cannot be shown alive (no pidfd of their own) are not its.
+        assert_eq!(
+            known.get(&unpinned(pin.pid)),
+            None,
+            "no living writer shown"
+        );
+        assert_eq!(known.len(), 1, "the entry stays while its process lives");
         child.kill().unwrap();
         child.wait().unwrap();
-        assert_eq!(known.get(&unpinned(pin.pid)), None, "exited: forgotten");
+        assert_eq!(known.get(&again(&pin)), None, "exited: forgotten");
         assert!(known.is_empty());
+    }
+
+    #[test]
+    fn bytes_from_a_writer_that_has_exited_are_not_served_as_the_remembered_process() {
+        // The kernel names the writer of queued bytes by pid even after it exited; when that
+        // pid now belongs to a remembered process, the bytes' own (exited) pidfd tells them apart.
+        let known = KnownWriters::default();
+        let (mut child, pin, _socket) = spawn_writer("echo x; sleep 5");
+        known.remember(&pin, &identified(pin.pid));
+        let (mut gone, dead, _s) = spawn_writer("echo x");
+        gone.wait().unwrap();
+        let from_dead = Sender {
+            pid: pin.pid,
+            uid: pin.uid,
+            pidfd: dead.pidfd.as_ref().map(|fd| fd.try_clone().unwrap()),
+        };
+        assert!(identity::exited(from_dead.pidfd.as_ref().unwrap().as_fd()));
+        assert_eq!(known.get(&from_dead), None);
+        assert!(
+            known.get(&again(&pin)).is_some(),
+            "the living writer still is"
+        );
+        let _ = child.kill();
+        let _ = child.wait();
     }
 
     #[test]
