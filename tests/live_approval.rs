@@ -216,6 +216,30 @@ fn repeats_coalesce_and_the_first_of_two_approvers_wins() {
 }
 
 #[test]
+fn an_answer_covers_only_the_request_it_was_asked_about() {
+    let e = embedded();
+    let (_a, mut rx) = e.running.broker.approvals.attach();
+    let exact = e
+        .env
+        .spawn_client(&e.reader, &request("read", "aws", &["k"]));
+    let p1 = e.next_prompt(&mut rx);
+    // The same caller, meanwhile, asks for every secret of the service.
+    let every = serde_json::json!({"type":"REQUEST","action":"read","service":"aws","match":"prefix","targets":[""]}).to_string();
+    let prefix = e.env.spawn_client(&e.reader, &every);
+    let p2 = e.next_prompt(&mut rx);
+    assert_ne!(p2.id, p1.id, "a different request is a different question");
+    assert_eq!(p2.mode, "prefix");
+    e.answer(&p1, Decision::Once);
+    expect(&held_response(exact), "success", None);
+    e.answer(&p2, Decision::Deny);
+    expect(
+        &held_response(prefix),
+        "denied",
+        Some("unregistered_binary"),
+    );
+}
+
+#[test]
 fn a_subscribed_socket_approver_answers_and_other_binaries_may_not_subscribe() {
     let e = embedded();
     // A client binary that is not keychain-auth cannot subscribe.

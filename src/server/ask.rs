@@ -49,7 +49,7 @@ pub fn prompt_for(peer: &Peer, ask: &Ask, timeout: Duration) -> (String, Prompt)
             Vec::new(),
         ),
     };
-    let key = format!("{}|{}|{}", ask.subject, req.action, req.service);
+    let key = coalesce_key(ask.subject.as_str(), req, &chain);
     let deadline = chrono::Utc::now()
         + chrono::Duration::from_std(timeout).unwrap_or_else(|_| chrono::Duration::seconds(30));
     let prompt = Prompt {
@@ -75,6 +75,37 @@ pub fn prompt_for(peer: &Peer, ask: &Ask, timeout: Duration) -> (String, Prompt)
         waiting: 1,
     };
     (key, prompt)
+}
+
+/// Requests that join one prompt: the same caller (and launch chain, by hashes) asking the same
+/// thing — action, service, match mode and targets. Anything less would let an answer given
+/// for one request carry out another (a prefix read of a whole service riding on the approval of
+/// one exact key).
+fn coalesce_key(
+    subject: &str,
+    req: &crate::protocol::Request,
+    chain: &[crate::identity::Link],
+) -> String {
+    let mut targets: Vec<&str> = req.targets.iter().map(String::as_str).collect();
+    targets.sort_unstable();
+    targets.dedup();
+    let launchers: Vec<String> = chain
+        .iter()
+        .map(|l| {
+            l.hash
+                .as_ref()
+                .map_or_else(|| "?".into(), ToString::to_string)
+        })
+        .collect();
+    serde_json::json!([
+        subject,
+        req.action.as_str(),
+        req.service,
+        req.mode.as_str(),
+        targets,
+        launchers
+    ])
+    .to_string()
 }
 
 /// Exactly the permissions `req` needs (what "allow for a time" and "always" grant by default).
