@@ -143,7 +143,12 @@ impl LineReader {
             };
             writer = Some(match (writer, this) {
                 (None, w) => w,
-                (Some(Writer::One(a)), Writer::One(b)) if a.pid == b.pid && a.uid == b.uid => {
+                // One pid for both chunks is one process only while both writers live (a pid is
+                // reused once its process is reaped); a line pieced together across an exit is
+                // nobody's.
+                (Some(Writer::One(a)), Writer::One(b))
+                    if a.pid == b.pid && a.uid == b.uid && !gone(&a) && !gone(&b) =>
+                {
                     Writer::One(a)
                 }
                 (Some(Writer::Unknown), _) | (_, Writer::Unknown) => Writer::Unknown,
@@ -161,10 +166,68 @@ impl LineReader {
     }
 }
 
+/// Whether the writer's pidfd shows that it has exited.
+fn gone(s: &Sender) -> bool {
+    s.pidfd
+        .as_ref()
+        .is_some_and(|fd| crate::identity::exited(fd.as_fd()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use tokio::io::AsyncWriteExt;
+
+    /// A child running `sh -c script` with one end of a socket pair as its stdout, and the
+    /// sender of the first chunk it writes (with its pidfd, as the kernel sends it).
+    fn writer(script: &str) -> (std::process::Child, Sender) {
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        sender::enable(ours.as_fd()).unwrap();
+        let child = std::process::Command::new("sh")
+            .args(["-c", script])
+            .stdout(std::os::fd::OwnedFd::from(theirs))
+            .spawn()
+            .unwrap();
+        let (mut buf, mut control) = ([0u8; 16], sender::control_buffer());
+        loop {
+            match sender::recv(ours.as_fd(), &mut buf, &mut control) {
+                Ok((n, Some(s))) if n > 0 => return (child, s),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_line_pieced_together_across_a_writers_exit_is_nobodys() {
+        // Two chunks naming one pid: the first from a writer that has exited since (its pidfd
+        // says so), the second from a living process that now has that pid number.
+        let (mut dead, first) = writer("echo x");
+        dead.wait().unwrap();
+        let (mut live, second) = writer("echo x; sleep 5");
+        if first.pidfd.is_none() {
+            eprintln!("SKIPPED: this kernel sends no SCM_PIDFD");
+            let _ = live.kill();
+            return;
+        }
+        let chunk = |s: Sender| {
+            Some(Arc::new(Sender {
+                pid: 4242,
+                uid: s.uid,
+                pidfd: s.pidfd,
+            }))
+        };
+        let mut r = LineReader::new();
+        r.buf.extend_from_slice(b"{\"type\":\"STATUS\"}\n");
+        r.chunks.push_back((12, chunk(first)));
+        r.chunks.push_back((6, chunk(second)));
+        let w = r.take(18);
+        let _ = live.kill();
+        let _ = live.wait();
+        assert!(matches!(w, Writer::Mixed), "{w:?}");
+    }
 
     async fn frames(input: &[&[u8]], max: usize) -> Vec<(String, Vec<u8>)> {
         let (a, mut b) = UnixStream::pair().unwrap();
