@@ -345,3 +345,40 @@ fn an_approved_script_that_execs_another_script_on_its_connection_is_refused() {
     let msg = expect(&lines[1], "denied", Some("unregistered_binary"));
     assert!(msg.contains("execve"), "{msg}");
 }
+
+#[test]
+fn a_fifo_in_place_of_the_script_is_refused_and_holds_nobody() {
+    // The script swaps itself for a FIFO before it connects: the broker opening "the script"
+    // must neither hang (STATUS and other callers keep being answered) nor serve it.
+    let Some(py) = python() else { return };
+    let env = Sandbox::new();
+    let _d = env.start();
+    let path = env.root.join("scripts").join("swap.py");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    testkit::write_executable(
+        &path,
+        format!(
+            "#!{}\nimport os, socket, sys\nos.rename(sys.argv[0], sys.argv[0] + '.old')\nos.mkfifo(sys.argv[0], 0o600)\ns = socket.socket(socket.AF_UNIX)\ns.connect(os.environ['KEYCHAIN_AUTH_SOCKET'])\ns.sendall((os.environ['REQ'] + '\\n').encode())\nprint(s.makefile().readline(), end='')\n",
+            py.display()
+        )
+        .as_bytes(),
+    );
+    let read = request("read", "aws", &["k"]);
+    let answer = std::thread::scope(|scope| {
+        let caller = scope.spawn(|| run(&env, &py, &[path.to_str().unwrap()], &read));
+        testkit::wait_for(10, "the FIFO in place", || {
+            std::fs::symlink_metadata(&path)
+                .ok()
+                .filter(|m| std::os::unix::fs::FileTypeExt::is_fifo(&m.file_type()))
+        });
+        for _ in 0..3 {
+            assert!(
+                testkit::status(&env.socket).is_some(),
+                "STATUS answered while the caller's script is a FIFO"
+            );
+        }
+        caller.join().unwrap()
+    });
+    let msg = expect(&answer, "denied", Some("unregistered_binary"));
+    assert!(msg.contains("not a regular file"), "{msg}");
+}

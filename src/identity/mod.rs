@@ -478,7 +478,13 @@ fn program_of(
 fn open_script(dir: &process::ProcDir, arg: &str) -> std::io::Result<(PathBuf, File)> {
     use std::os::fd::AsRawFd;
     let file = if Path::new(arg).is_absolute() {
-        File::open(arg)?
+        // Non-blocking: a FIFO at the script's path must not hold the broker (it is refused
+        // below as not a regular file).
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+            .open(arg)?
     } else {
         // Relative to the process's working directory, through its pinned `/proc` entry.
         dir.open_file(&format!("cwd/{arg}"))?

@@ -209,10 +209,12 @@ impl ProcDir {
     pub(crate) fn open_file(&self, name: &str) -> io::Result<File> {
         use nix::fcntl::{OFlag, openat};
         use nix::sys::stat::Mode;
+        // Non-blocking, so a FIFO put where a file is expected (a script path) is opened at
+        // once and refused by its type instead of holding the serving thread forever.
         let fd = openat(
             &self.dir,
             name,
-            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK | OFlag::O_NOCTTY,
             Mode::empty(),
         )?;
         Ok(File::from(fd))
