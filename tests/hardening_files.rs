@@ -449,3 +449,32 @@ fn sigterm_stops_the_daemon_while_a_request_waits_on_a_held_lock() {
     let _ = writer.wait();
     drop(lock);
 }
+
+#[test]
+fn a_process_holding_the_audit_lock_stalls_the_daemon_for_seconds_not_for_good() {
+    let (env, d, tool) = serving();
+    // Another process of yours takes the audit log's lock and never lets go (a stopped
+    // `keychain-auth approve`, or a hostile `flock`).
+    let state = std::fs::OpenOptions::new()
+        .write(true)
+        .open(env.audit().with_file_name("audit.state"))
+        .expect("audit.state");
+    state.lock().expect("flock");
+    let read = r#"{"type":"REQUEST","action":"read","service":"s","targets":["k"]}"#;
+    // A refusal is audited on the serving thread: answered once the wait gives up.
+    let stranger = env.client("stranger");
+    let refused = env.run_client(&stranger, &[read]);
+    assert_eq!(refused[0]["status"], "denied", "{:?}", refused[0]);
+    // An approved read whose record cannot be written is not carried out.
+    let withheld = env.run_client(&tool, &[read]);
+    assert_ne!(withheld[0]["status"], "success", "{:?}", withheld[0]);
+    assert!(
+        !withheld[0].to_string().contains("\"v\""),
+        "{:?}",
+        withheld[0]
+    );
+    status_is_quick(&env);
+    drop(state);
+    assert_eq!(env.run_client(&tool, &[read])[0]["status"], "success");
+    sigterm_stops(d);
+}
