@@ -303,16 +303,28 @@ fn a_launch_rule_serves_through_its_launcher_only_and_the_chain_is_recorded() {
 /// script writes on the inherited connection. Only the new image's memory tells them apart.
 #[test]
 fn an_approved_script_that_execs_another_script_on_its_connection_is_refused() {
+    script_execs_another_on_its_connection(false);
+}
+
+/// The same with an empty environment, where the watch has no environment to read: the writer
+/// is identified afresh for every request, and a different script is an exec.
+#[test]
+fn an_approved_script_with_an_empty_environment_that_execs_another_is_refused() {
+    script_execs_another_on_its_connection(true);
+}
+
+fn script_execs_another_on_its_connection(empty_environment: bool) {
     let Some(py) = python() else { return };
     let env = Sandbox::new();
     let _d = env.start();
     let dir = env.root.join("scripts");
     std::fs::create_dir_all(&dir).unwrap();
     let good = dir.join("good.py");
+    // argv: SOCKET REQUEST (nothing from the environment, which may be empty).
     testkit::write_executable(
         &good,
         format!(
-            "#!{}\nimport os, socket, sys\n# {}\ns = socket.socket(socket.AF_UNIX)\ns.connect(os.environ['KEYCHAIN_AUTH_SOCKET'])\ns.sendall((os.environ['REQ'] + '\\n').encode())\nprint(s.makefile().readline(), end='', flush=True)\nos.set_inheritable(s.fileno(), True)\nos.execv(sys.executable, [sys.executable, 'evil.py', str(s.fileno())])\n",
+            "#!{}\nimport os, socket, sys\n# {}\ns = socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\ns.sendall((sys.argv[2] + '\\n').encode())\nprint(s.makefile().readline(), end='', flush=True)\nos.set_inheritable(s.fileno(), True)\nos.execv(sys.executable, [sys.executable, 'evil.py', str(s.fileno()), sys.argv[2]])\n",
             py.display(),
             testkit::nonce()
         )
@@ -320,13 +332,17 @@ fn an_approved_script_that_execs_another_script_on_its_connection_is_refused() {
     );
     testkit::write_executable(
         &dir.join("evil.py"),
-        b"import os, socket, sys\ns = socket.socket(fileno=int(sys.argv[1]))\ns.sendall((os.environ['REQ'] + '\\n').encode())\nprint(s.makefile().readline(), end='', flush=True)\n",
+        b"import os, socket, sys\ns = socket.socket(fileno=int(sys.argv[1]))\ns.sendall((sys.argv[2] + '\\n').encode())\nprint(s.makefile().readline(), end='', flush=True)\n",
     );
     env.cli_ok(&["register", good.to_str().unwrap(), "--read", "aws"]);
-    let out = env
-        .command(&py)
+    let mut cmd = env.command(&py);
+    if empty_environment {
+        cmd.env_clear();
+    }
+    let out = cmd
         .arg("good.py")
-        .env("REQ", request("read", "aws", &["k"]))
+        .arg(&env.socket)
+        .arg(request("read", "aws", &["k"]))
         .current_dir(&dir)
         .output()
         .unwrap();

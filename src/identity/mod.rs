@@ -240,6 +240,16 @@ pub fn identify(
     Ok(Some(Peer { uid, pid, exe }))
 }
 
+/// Whether [`revalidate`] can vouch for `peer` on a later request. It cannot tell an `execve` of
+/// the same program by a process that started with an empty environment: such a writer is
+/// identified afresh for every request instead of being remembered.
+pub fn revalidates(peer: &Peer) -> bool {
+    match &peer.exe {
+        Exe::Verified { watch, .. } => watch.sees_exec(),
+        Exe::Unverifiable { .. } => true,
+    }
+}
+
 /// Checks, before a request of an already identified writer is served, that it still runs the
 /// executable it was identified with and that no tracer has attached since. `Err` says why not.
 pub fn revalidate(peer: &Peer) -> Result<(), Changed> {

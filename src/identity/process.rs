@@ -156,6 +156,12 @@ impl Watch {
         Ok((st.st_dev, st.st_ino))
     }
 
+    /// Whether the watch can tell an `execve` of the same program: only through the
+    /// environment, so not for a process that started with an empty one.
+    pub(crate) fn sees_exec(&self) -> bool {
+        self.environ.is_some()
+    }
+
     /// Checks that the watched image still runs, untraced.
     pub(crate) fn check(&self) -> Result<(), Change> {
         if let Some(env) = &self.environ {

@@ -78,7 +78,11 @@ impl KnownWriters {
     /// Remembers `peer` as the identity of the writer `pin`: only a verified writer answered as
     /// itself (not through a conduit), pinned by a pidfd.
     pub fn remember(&self, pin: &Arc<Sender>, peer: &Arc<Peer>) {
-        if pin.pidfd.is_none() || peer.pid != pin.pid || !matches!(peer.exe, Exe::Verified { .. }) {
+        if pin.pidfd.is_none()
+            || peer.pid != pin.pid
+            || !matches!(peer.exe, Exe::Verified { .. })
+            || !identity::revalidates(peer)
+        {
             return;
         }
         let mut inner = self.lock();

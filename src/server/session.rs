@@ -250,8 +250,12 @@ impl Session {
                 if let Err(why) = identity::revalidate(&k.peer) {
                     // Sticky: an exec or a tracer is not forgotten on this connection.
                     k.peer = Arc::new(unverifiable(&k.peer, why.to_string()));
+                    return Some(k.peer.clone());
                 }
-                return Some(k.peer.clone());
+                if identity::revalidates(&k.peer) {
+                    return Some(k.peer.clone());
+                }
+                return self.reidentify(i, s).await;
             }
             // The process it was is gone; whoever has its pid now is identified afresh.
             self.known.swap_remove(i);
@@ -301,6 +305,44 @@ impl Session {
             peer: peer.clone(),
             pin: s.clone(),
         });
+        Some(peer)
+    }
+
+    /// A writer the watch cannot vouch for (an empty environment hides an `execve` of the same
+    /// program) is identified afresh for each request; if it now runs something else (another
+    /// script), it executed since, and is refused for the rest of the connection like any exec.
+    async fn reidentify(&mut self, i: usize, s: &Arc<Sender>) -> Option<Arc<Peer>> {
+        let before = self.known[i].peer.clone();
+        let now = match self.identify(s).await {
+            Ok(p) => p,
+            Err(e) => {
+                refused(&self.broker, &e);
+                return None;
+            }
+        };
+        let same = match (&before.exe, &now.exe) {
+            (
+                Exe::Verified { hash, program, .. },
+                Exe::Verified {
+                    hash: h2,
+                    program: p2,
+                    ..
+                },
+            ) => hash == h2 && program == p2,
+            _ => false,
+        };
+        let peer = if same {
+            Arc::new(now)
+        } else {
+            Arc::new(unverifiable(
+                &before,
+                format!(
+                    "pid {} started another program (execve) after it wrote on this connection; its requests on this connection are refused: reconnect",
+                    s.pid
+                ),
+            ))
+        };
+        self.known[i].peer = peer.clone();
         Some(peer)
     }
 
