@@ -52,6 +52,25 @@ fn second_start_is_refused_stale_socket_is_replaced_sigterm_cleans_up() {
 }
 
 #[test]
+fn sighup_and_sigquit_stop_the_daemon_as_cleanly_as_sigterm() {
+    // A terminal closing sends SIGHUP; SIGQUIT is ctrl-\. Either used to kill the daemon
+    // outright, leaving its socket and no "stop" record.
+    for signal in [Signal::SIGHUP, Signal::SIGQUIT] {
+        let env = Sandbox::new();
+        let mut d = env.start();
+        let status = d.stop_with(signal);
+        assert!(status.success(), "{signal}: a clean exit: {status:?}");
+        assert!(!env.socket.exists(), "{signal} removes the socket");
+        assert!(
+            env.audit_records()
+                .iter()
+                .any(|r| r["event"] == "daemon" && r["action"] == "stop"),
+            "{signal}: stop audited"
+        );
+    }
+}
+
+#[test]
 fn start_refuses_a_socket_path_that_is_not_a_socket() {
     let env = Sandbox::new();
     std::fs::create_dir_all(env.socket.parent().expect("dir")).expect("dir");

@@ -90,11 +90,13 @@ pub async fn serve(mut stream: UnixStream, broker: Arc<Broker>, mut shutdown: Sh
         // Waiting for a line is where a stopping broker ends a session (the reader is
         // cancel-safe); a line already read is answered first.
         let frame = tokio::select! {
+            // A stopping broker answers no new line, even one already buffered.
+            biased;
+            () = shutdown.recv() => return,
             read = tokio::time::timeout(idle, lines.next(&stream, max)) => match read {
                 Ok(Ok(f)) => f,
                 Err(_) | Ok(Err(_)) => return,
             },
-            () = shutdown.recv() => return,
         };
         let (writer, too_large) = match frame {
             Frame::Eof => return,
