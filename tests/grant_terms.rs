@@ -42,6 +42,20 @@ fn a_once_grant_is_consumed_by_the_next_successful_use() {
 }
 
 #[test]
+fn a_once_grant_serves_one_of_many_requests_at_once() {
+    let (env, _d, reader) = setup();
+    env.cli_ok(&["grant", reader.to_str().unwrap(), "--read", "aws", "--once"]);
+    let read = request("read", "aws", &["k"]);
+    let callers: Vec<_> = (0..16).map(|_| env.spawn_client(&reader, &read)).collect();
+    let answers: Vec<_> = callers.into_iter().map(testkit::held_response).collect();
+    let served = answers.iter().filter(|a| a["status"] == "success").count();
+    assert_eq!(served, 1, "{answers:?}");
+    for a in answers.iter().filter(|a| a["status"] != "success") {
+        expect(a, "denied", Some("service_not_allowed"));
+    }
+}
+
+#[test]
 fn a_timed_grant_ends_and_is_pruned() {
     let (env, _d, reader) = setup();
     let r = reader.to_str().unwrap();

@@ -74,6 +74,9 @@ pub struct Broker {
     pub stats: Stats,
     /// Limits.
     pub limits: Limits,
+    /// Held while a request under a grant with a number of uses is checked, carried out and
+    /// counted.
+    pub(crate) counted_uses: std::sync::Mutex<()>,
     started: Instant,
 }
 
@@ -102,6 +105,7 @@ impl Broker {
             audit,
             stats: Stats::default(),
             limits,
+            counted_uses: std::sync::Mutex::new(()),
             started: Instant::now(),
         }
     }

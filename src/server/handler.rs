@@ -406,14 +406,44 @@ pub(crate) fn decide(
         );
         return ask_or_refuse(broker, req, rec, refusal, &binary.hash, (true, true));
     }
+    // A grant with a number of uses: checked again, carried out and counted as one step (on a
+    // blocking thread, see `lane`), so two requests at once cannot both spend its last use.
+    let counted = terms.is_some_and(|t| t.uses_left.is_some());
+    let _one_at_a_time = counted.then(|| {
+        broker
+            .counted_uses
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    });
+    if counted && !still_allowed(broker, hash, program, req) {
+        let refusal = denied(
+            req,
+            Reason::ServiceNotAllowed,
+            format!(
+                "the grant of {} to {} was used up by another request",
+                req.service,
+                binary.path.display()
+            ),
+        );
+        return done(broker, rec, refusal);
+    }
     let resp = carry_out(broker, rec, req);
-    if resp.status == Status::Success && terms.is_some_and(|t| t.uses_left.is_some()) {
+    if resp.status == Status::Success && counted {
         let hash = binary.hash.clone();
         if let Err(e) = crate::admin::consume_use(&broker.paths, &hash, &req.service) {
             tracing::warn!("keychain-auth: could not count a use of a one-time grant: {e}");
         }
     }
     Verdict::Done(resp)
+}
+
+/// Whether the policy in force now (re-read if it changed) still allows `req` to the caller:
+/// a use counted meanwhile may have ended the grant.
+fn still_allowed(broker: &Broker, hash: &BinaryHash, program: &Program, req: &Request) -> bool {
+    broker.policy.current().is_ok_and(|p| {
+        p.lookup_caller(hash, program)
+            .is_some_and(|b| b.authorize(req).is_ok())
+    })
 }
 
 /// A caller no policy entry serves: refused as `unregistered_binary` and queued as pending
