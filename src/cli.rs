@@ -601,7 +601,7 @@ fn audit_verify(paths: &Paths, json: bool) -> Result<(), Failure> {
     let Some(key) = chain::load(sel.backend.as_ref())? else {
         let (files, _) = verify::log_files(&paths.audit);
         if files.is_empty() {
-            println!("no audit log yet at {}", paths.audit.display());
+            crate::outln!("no audit log yet at {}", paths.audit.display());
             return Ok(());
         }
         return Err(format!(
@@ -612,11 +612,15 @@ fn audit_verify(paths: &Paths, json: bool) -> Result<(), Failure> {
         )
         .into());
     };
-    let report = verify::verify(&paths.audit, &key);
+    let mut report = verify::verify(&paths.audit, &key);
+    if chain::started(sel.backend.as_ref()) {
+        verify::expect_history(&mut report, &paths.audit);
+    }
+    // A reader that stops early (`| head`) must not turn a broken log into exit status 0.
     if json {
-        println!("{}", serde_json::to_string(&report)?);
+        crate::display::print_keeping_status(&serde_json::to_string(&report)?);
     } else {
-        print!("{}", report.render());
+        crate::display::print_keeping_status(report.render().trim_end_matches('\n'));
     }
     match report.breaks.first() {
         None => Ok(()),
@@ -642,7 +646,7 @@ fn policy_accept(paths: &Paths, yes: bool) -> Result<(), Failure> {
     let file = policy::load(&paths.config)?;
     let shown = match policy::integrity(paths, &keys, &file)? {
         Integrity::Sealed => {
-            println!(
+            crate::outln!(
                 "{} matches its seal: nothing to accept",
                 paths.config.display()
             );
@@ -652,8 +656,8 @@ fn policy_accept(paths: &Paths, yes: bool) -> Result<(), Failure> {
         Integrity::Edited(d) => Some(d),
     };
     match &shown {
-        Some(d) => println!("{}:\n{}", d.summary(), d.render().trim_end()),
-        None => println!(
+        Some(d) => crate::outln!("{}:\n{}", d.summary(), d.render().trim_end()),
+        None => crate::outln!(
             "{} is not sealed yet (written before sealing existed, or by hand)",
             paths.config.display()
         ),
@@ -691,7 +695,7 @@ fn policy_accept(paths: &Paths, yes: bool) -> Result<(), Failure> {
     });
     crate::audit::append_once(paths, &rec)
         .map_err(|e| format!("the edit was adopted but the audit log could not be written: {e}"))?;
-    println!(
+    crate::outln!(
         "{} {}",
         if adopted || shown.is_none() {
             "adopted:"

@@ -123,6 +123,18 @@ pub fn print_line(line: &str) {
     }
 }
 
+/// Writes `text` (and a newline) to standard output without exiting: a closed pipe is ignored,
+/// so a command whose exit status carries a verdict (`audit verify`) keeps it when its reader
+/// stops early. Other write errors are said on standard error.
+pub fn print_keeping_status(text: &str) {
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = writeln!(out, "{text}").and_then(|()| out.flush())
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        let _ = writeln!(std::io::stderr(), "keychain-auth: cannot write output: {e}");
+    }
+}
+
 /// `println!` through [`print_line`]: quiet exit on a closed pipe, never a panic.
 #[macro_export]
 macro_rules! outln {

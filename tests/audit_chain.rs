@@ -186,6 +186,45 @@ fn a_hand_edit_of_the_rotation_settings_applies_only_once_accepted() {
 }
 
 #[test]
+fn a_log_removed_with_its_rotated_files_and_state_is_reported() {
+    let env = Sandbox::new();
+    let client = env.registered_client("witness", &["--read", "aws", "--search"]);
+    let d = env.start();
+    reads(&env, &client, "a", 3);
+    stop(d);
+    assert!(verify(&env).0);
+    assert!(
+        !all_records(&env)
+            .iter()
+            .any(|r| r["action"] == "state_missing"),
+        "a fresh log carries no removal note"
+    );
+    // Everything removed: the log, rotated files (none here) and the state.
+    for f in audit_files(&env) {
+        std::fs::remove_file(f).expect("rm log");
+    }
+    std::fs::remove_file(env.audit().with_file_name("audit.state")).expect("rm state");
+    let (ok, report) = verify(&env);
+    assert!(!ok, "{report}");
+    let (kind, _, _, _) = first_break(&report);
+    assert_eq!(kind, "missing", "{report}");
+    // The next record says so, and starts the chain again from there.
+    let d = env.start();
+    reads(&env, &client, "b", 1);
+    stop(d);
+    let recs = all_records(&env);
+    assert_eq!(recs[0]["action"], "state_missing", "{:?}", recs[0]);
+    assert!(
+        recs[0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("were removed")),
+        "{:?}",
+        recs[0]
+    );
+    assert!(verify(&env).0);
+}
+
+#[test]
 fn verify_locates_every_kind_of_tampering() {
     let env = Sandbox::new();
     rotation_config(&env, 0, 5);

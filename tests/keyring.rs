@@ -146,9 +146,10 @@ fn same_flow_on_the_keyring() {
     let status = d.status();
     assert_eq!(status["backend"], "keyring");
     store_flow(&s.sandbox);
-    // Only keychain-auth's own reserved items remain: the audit key and the policy marker.
+    // Only keychain-auth's own reserved items remain: the audit key, the policy marker and the
+    // chain-started marker.
     let reserved = s.count_items("keychain-auth:service", "keychain-auth.internal");
-    assert_eq!(reserved, 2);
+    assert_eq!(reserved, 3);
     assert_eq!(
         s.count_items("xdg:schema", "org.keychain-auth.Secret"),
         reserved
@@ -864,9 +865,9 @@ fn migrate_both_ways_survives_a_kill_half_way_and_reruns() {
     assert_eq!(file_item_count(&s.sandbox), 0);
     assert_all_in(&store, &expected);
     // No duplicates in the keyring itself (besides the callers' items: keychain-auth's own
-    // reserved items, the audit key and the policy marker).
+    // reserved items, the audit key and the policy and chain-started markers).
     let reserved = s.count_items("keychain-auth:service", "keychain-auth.internal");
-    assert!(reserved <= 2, "{reserved}");
+    assert!(reserved <= 3, "{reserved}");
     assert_eq!(
         s.count_items("xdg:schema", "org.keychain-auth.Secret"),
         N + reserved

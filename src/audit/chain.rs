@@ -80,6 +80,24 @@ pub(crate) const KEY_SERVICE: &str = "keychain-auth.internal";
 /// The target holding the key.
 pub(crate) const KEY_TARGET: &str = "audit-key";
 
+/// The store item (beside the key) recording that a chain was started with this key, so a log
+/// removed together with its state is told from a log that never existed.
+pub(crate) const STARTED_TARGET: &str = "audit-chain-started";
+
+/// Whether the store says a chain was started with its key (`false` when it cannot be asked).
+pub(crate) fn started(store: &dyn Backend) -> bool {
+    matches!(store.get(KEY_SERVICE, STARTED_TARGET), Ok(Some(_)))
+}
+
+/// Records in the store that a chain was started with its key.
+pub(crate) fn set_started(store: &dyn Backend) -> Result<(), BackendError> {
+    let item = Item {
+        value: "1".into(),
+        attributes: Default::default(),
+    };
+    store.set(KEY_SERVICE, STARTED_TARGET, &item)
+}
+
 /// The `,"mac":"` that precedes a record's chain value.
 const CHAIN_OPEN: &[u8] = b",\"mac\":\"";
 /// Bytes after the canonical part of a chained line (without `}`): `,"mac":"<64 hex>"}`.

@@ -1140,7 +1140,25 @@ impl AuditLog {
         let pos = tail_pos(log, size);
         let state = self.state_path.display();
         match why {
-            None if pos.seq == 0 => {}
+            // A fresh log, or one removed together with its state: the store tells which.
+            None if pos.seq == 0 => {
+                if let Some(store) = self.keys.store()
+                    && !matches!(self.keys, KeySource::Fixed(_))
+                {
+                    if chain::started(store.as_ref()) {
+                        notes.push(note(
+                            "state_missing",
+                            format!(
+                                "{state} and the log were both missing although a chain was started with this key: the records before this one were removed"
+                            ),
+                        ));
+                    } else if let Err(e) = chain::set_started(store.as_ref()) {
+                        tracing::warn!(
+                            "keychain-auth: cannot record in the store that the audit chain started: {e}"
+                        );
+                    }
+                }
+            }
             None => notes.push(note(
                 "state_missing",
                 format!(

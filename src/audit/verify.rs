@@ -432,6 +432,24 @@ pub fn verify(log: &Path, key: &Key) -> Report {
     verify_with_progress(log, key, &mut |_, _| {})
 }
 
+/// Marks `report` broken when it found no record at all although the log is known to have
+/// had some (the store records that a chain was started with this key): a log removed
+/// together with its rotated files and its state leaves nothing else to compare with.
+pub(crate) fn expect_history(report: &mut Report, log: &Path) {
+    if report.records == 0 && report.unchained == 0 && report.breaks.is_empty() {
+        report.breaks.push(Break {
+            kind: BreakKind::Missing,
+            file: log.to_path_buf(),
+            line: 0,
+            seq: None,
+            message: "no audit record is left, but a chain was started with this key: the log, \
+                      its rotated files and its state were removed"
+                .into(),
+        });
+        report.ok = false;
+    }
+}
+
 /// [`verify`], calling `progress(bytes read, bytes in all files)` every 64 Ki lines.
 pub(crate) fn verify_with_progress(
     log: &Path,

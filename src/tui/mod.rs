@@ -175,13 +175,18 @@ fn integrity_line(paths: &Paths, progress: &mut dyn FnMut(u64)) -> String {
     let log = match &key {
         Ok(Some(k)) => {
             let mut last = 0u64;
-            let r = verify::verify_with_progress(&paths.audit, k, &mut |done, total| {
+            let mut r = verify::verify_with_progress(&paths.audit, k, &mut |done, total| {
                 let pct = done.saturating_mul(100) / total.max(1);
                 if pct >= last + 5 {
                     last = pct;
                     progress(pct);
                 }
             });
+            if let Ok(s) = &store
+                && chain::started(s.as_ref())
+            {
+                verify::expect_history(&mut r, &paths.audit);
+            }
             match r.breaks.first() {
                 None => "log verified".to_string(),
                 Some(b) => format!("log BROKEN (line {}): audit verify", b.line),
