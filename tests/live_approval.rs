@@ -240,6 +240,38 @@ fn an_answer_covers_only_the_request_it_was_asked_about() {
 }
 
 #[test]
+fn the_dashboard_may_subscribe_when_every_regular_slot_is_taken() {
+    let env = Sandbox::new();
+    let limits = keychain_auth::server::Limits {
+        max_connections: 4,
+        reserve: 2,
+        ..keychain_auth::server::Limits::default()
+    };
+    let running = EmbeddedBroker::start_with(&env, limits);
+    // Another process holds every regular slot (each answers STATUS, so it is surely admitted).
+    let reader = env.client("hog");
+    let hog: Vec<_> = (0..4)
+        .map(|_| {
+            let mut c = Raw::connect(&env.socket);
+            assert_eq!(
+                c.round_trip(br#"{"type":"STATUS"}"#).unwrap()["type"],
+                "STATUS"
+            );
+            c
+        })
+        .collect();
+    // A caller on a reserve slot gets nothing but STATUS...
+    let r = env.run_client(&reader, &[r#"{"type":"SUBSCRIBE"}"#]);
+    assert_ne!(r[0]["type"], "SUBSCRIBED", "{:?}", r[0]);
+    // ...and keychain-auth itself (this process runs the broker's executable) may subscribe.
+    let mut sub = Raw::connect(&env.socket);
+    let ack = sub.round_trip(br#"{"type":"SUBSCRIBE"}"#).unwrap();
+    assert_eq!(ack["type"], "SUBSCRIBED", "{ack}");
+    drop(hog);
+    running.stop();
+}
+
+#[test]
 fn a_subscribed_socket_approver_answers_and_other_binaries_may_not_subscribe() {
     let e = embedded();
     // A client binary that is not keychain-auth cannot subscribe.

@@ -161,7 +161,7 @@ impl Session {
 
     /// What to do with `line`, written by `sender`: STATUS for anyone, SUBSCRIBE for
     /// keychain-auth itself, requests answered as the verified writer (or held for an
-    /// approver), nothing but STATUS on a reserve slot.
+    /// approver), nothing but STATUS and keychain-auth's own SUBSCRIBE on a reserve slot.
     async fn next(
         &mut self,
         stream: &UnixStream,
@@ -171,9 +171,16 @@ impl Session {
         shutdown: &mut Shutdown,
     ) -> Next {
         let parsed = handler::parse(line);
-        if matches!(parsed, Ok(Incoming::Subscribe)) && !reserve {
+        if matches!(parsed, Ok(Incoming::Subscribe)) {
+            // Also on a reserve slot: room is kept for the dashboard as for STATUS.
             if self.runs_keychain_auth(sender).await {
                 return Next::Approver(format!("dashboard pid {}", sender.pid));
+            }
+            if reserve {
+                return Next::Busy(format!(
+                    "the broker is serving its maximum of {} connections; try again shortly",
+                    self.broker.limits.max_connections
+                ));
             }
             let r = Response::failure(
                 None,

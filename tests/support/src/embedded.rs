@@ -20,6 +20,11 @@ pub struct EmbeddedBroker {
 impl EmbeddedBroker {
     /// Binds the socket of `env` and serves it on a two-worker runtime.
     pub fn start(env: &Sandbox) -> EmbeddedBroker {
+        EmbeddedBroker::start_with(env, Limits::default())
+    }
+
+    /// [`EmbeddedBroker::start`] with other connection limits.
+    pub fn start_with(env: &Sandbox, limits: Limits) -> EmbeddedBroker {
         let paths = Paths {
             socket: env.socket.clone(),
             config: env.config(),
@@ -35,7 +40,7 @@ impl EmbeddedBroker {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let backend = Arc::new(FileStore::new(&paths.file_store));
         let (broker, served) = rt.block_on(async {
-            let server = Server::bind(paths, backend, Limits::default()).expect("bind");
+            let server = Server::bind(paths, backend, limits).expect("bind");
             let broker = server.broker();
             let served = tokio::spawn(server.run(async {
                 let _ = stopped.await;
