@@ -358,3 +358,34 @@ fn the_audit_filter_searches_the_whole_log() {
     });
     tmux.keys(&["q"]);
 }
+
+#[test]
+fn an_edit_of_config_json_made_outside_keychain_auth_is_shown() {
+    let env = Sandbox::new();
+    let tool = env.registered_client("tool", &["--read", "aws"]);
+    let tmux = Dashboard::start(&env, &["tui", "--embed"]);
+    tmux.wait_screen("the dashboard", |s| s.contains("1 registered"));
+    // An editor (or a script) grants the tool another service behind keychain-auth's back.
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(env.config()).expect("config"))
+            .expect("config json");
+    config["registered_binaries"][0]["allowed_read_services"] = serde_json::json!(["aws", "prod"]);
+    std::fs::write(env.config(), config.to_string()).expect("edit");
+    let screen = tmux.wait_screen("the edit noticed", |s| {
+        s.contains("EDITED outside keychain-auth") && s.contains("HELD: edited")
+    });
+    assert!(screen.contains("not served"), "{screen}");
+    // Not served until adopted: the tool is refused even for the service it had.
+    let refused = env.run_client(&tool, &[&request("read", "aws", &["k"])]);
+    expect(&refused[0], "denied", Some("unregistered_binary"));
+    tmux.keys(&["3", "D"]);
+    let overlay = tmux.wait_screen("the difference", |s| {
+        s.contains("config.json edited outside keychain-auth") && s.contains("policy accept")
+    });
+    assert!(overlay.contains("prod"), "{overlay}");
+    tmux.keys(&["Escape"]);
+    env.cli_ok(&["policy", "accept", "--yes"]);
+    tmux.wait_screen("the edit adopted", |s| {
+        !s.contains("EDITED outside") && !s.contains("HELD: edited")
+    });
+}

@@ -77,6 +77,8 @@ pub enum Action {
     Done(bool, String),
     /// The background integrity check finished: audit chain and policy seal, one short line.
     Integrity(String),
+    /// config.json was read: the edit made outside keychain-auth it carries, if any.
+    PolicyEdit(Option<super::state::PolicyEdit>),
     /// The live connection count, asked for when quitting an embedded broker.
     QuitChecked(u64),
     /// A watched file changed on disk.
@@ -131,6 +133,8 @@ pub enum Command {
     Edit,
     /// Upgrade the selected binary.
     Upgrade,
+    /// Show the difference of an edit of config.json made outside keychain-auth.
+    ShowEdit,
     /// Register a binary by path.
     Register,
     /// Unregister the selected binary.

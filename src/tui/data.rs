@@ -34,6 +34,22 @@ pub fn load_policies(paths: &Paths, hashes: &HashCache) -> Result<Vec<PolicyRow>
         .collect())
 }
 
+/// The edit of config.json made outside keychain-auth, checked against its seal with the key
+/// from the selected store; `None` when it matches its seal (or cannot be checked: the
+/// integrity line says so).
+pub fn policy_edit(paths: &Paths) -> Option<super::state::PolicyEdit> {
+    let file = crate::policy::load(&paths.config).ok()?;
+    let keys = crate::audit::KeySource::Select(Box::new(paths.clone()));
+    match crate::policy::integrity(paths, &keys, &file).ok()? {
+        crate::seal::Integrity::Edited(d) => Some(super::state::PolicyEdit {
+            summary: d.summary(),
+            lines: d.render().lines().map(str::to_string).collect(),
+            held: d.held(&file),
+        }),
+        crate::seal::Integrity::Sealed | crate::seal::Integrity::Unsealed => None,
+    }
+}
+
 /// Opens the audit log for reading through [`crate::fsutil::open_state`] (no link followed, no
 /// wait on a FIFO).
 fn open_log(path: &std::path::Path) -> io::Result<File> {

@@ -78,7 +78,10 @@ impl Executor<'_> {
                 Err(e) => Action::LoadFailed(e.to_string()),
             },
             Effect::LoadPolicies => match data::load_policies(paths, &self.hashes) {
-                Ok(rows) => Action::PoliciesLoaded(rows),
+                Ok(rows) => {
+                    let _ = self.tx.send(Action::PolicyEdit(data::policy_edit(paths)));
+                    Action::PoliciesLoaded(rows)
+                }
                 Err(e) => Action::LoadFailed(e.clone()),
             },
             Effect::LoadAuditOlder => self.audit_older(),

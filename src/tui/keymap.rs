@@ -17,7 +17,7 @@ pub enum Scope {
     Editor,
     /// A one-line text input (audit filter, register path).
     Input,
-    /// A read-only overlay (help, one audit record).
+    /// A read-only overlay (help, one audit record, an edit of config.json).
     Viewer,
     /// A yes/no confirmation.
     Confirm,
@@ -33,7 +33,7 @@ impl Scope {
             Scope::Pane(p) => p.title(),
             Scope::Editor => "permission editor",
             Scope::Input => "text input",
-            Scope::Viewer => "help, record detail",
+            Scope::Viewer => "help, record detail, policy edit",
             Scope::Confirm => "confirmation",
             Scope::Prompt => "prompt",
         }
@@ -54,7 +54,7 @@ pub fn scope(state: &State) -> Scope {
         None => Scope::Pane(state.pane),
         Some(Modal::Editor(_)) => Scope::Editor,
         Some(Modal::Filter(_) | Modal::Register(_) | Modal::PromptFor(..)) => Scope::Input,
-        Some(Modal::Help | Modal::Detail(_)) => Scope::Viewer,
+        Some(Modal::Help | Modal::Detail(_) | Modal::PolicyEdit) => Scope::Viewer,
         Some(Modal::Confirm { .. }) => Scope::Confirm,
     }
 }
@@ -170,6 +170,14 @@ pub const KEYMAP: &[Binding] = &[
         "unregister (confirm)",
         Scope::Pane(Pane::Policies),
         true,
+    ),
+    b(
+        &[Char('D')],
+        "D",
+        Command::ShowEdit,
+        "show an edit of config.json made outside keychain-auth",
+        Scope::Pane(Pane::Policies),
+        false,
     ),
     b(
         &[Char('j'), Down],

@@ -71,6 +71,18 @@ pub struct PolicyRow {
     pub on_disk: OnDisk,
 }
 
+/// An edit of config.json made outside keychain-auth: what it changed against the sealed copy.
+/// Until `keychain-auth policy accept` adopts it, the entries it added or changed are not served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyEdit {
+    /// One line: how much changed.
+    pub summary: String,
+    /// The difference, one line each (`+ added`, `- removed`, `- was` / `+ now`, `~ setting`).
+    pub lines: Vec<String>,
+    /// The entries not served until the edit is accepted.
+    pub held: Vec<BinaryHash>,
+}
+
 /// Which list of the permission editor has the focus.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Field {
@@ -136,6 +148,8 @@ pub enum Modal {
     Filter(String),
     /// One audit record in full.
     Detail(Box<Record>),
+    /// The difference an edit of config.json made outside keychain-auth makes.
+    PolicyEdit,
     /// The permission editor.
     Editor(Editor),
     /// A yes/no question with the facts to decide on.
@@ -198,6 +212,8 @@ pub struct State {
     pub search_gen: u64,
     /// The audit chain and policy seal, as checked in the background (`None`: still checking).
     pub integrity: Option<String>,
+    /// An edit of config.json made outside keychain-auth, as it stands now (`None`: none).
+    pub policy_edit: Option<PolicyEdit>,
     /// Prompts from the broker waiting for an answer, oldest first; the first is shown.
     pub prompts: Vec<Prompt>,
     /// The dialog of the shown prompt (duration input, "always" editor), kept apart from
@@ -245,6 +261,7 @@ impl State {
             search: None,
             search_gen: 0,
             integrity: None,
+            policy_edit: None,
             prompts: Vec::new(),
             prompt_modal: None,
             answered: Vec::new(),

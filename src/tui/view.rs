@@ -612,7 +612,13 @@ fn policies(frame: &mut Frame<'_>, area: Rect, s: &State) {
             "Policies",
             3,
             focused,
-            format!(" {} registered ", s.policies.len()),
+            match &s.policy_edit {
+                None => format!(" {} registered ", s.policies.len()),
+                Some(_) => format!(
+                    " {} registered · EDITED outside keychain-auth: D shows it ",
+                    s.policies.len()
+                ),
+            },
         ),
         POLICY_COLUMNS,
         rows,
@@ -640,7 +646,16 @@ fn policy_row(s: &State, row: &PolicyRow, path_w: usize) -> Vec<Cell<'static>> {
         Style::new()
     };
     let path = Line::styled(shorten_middle(&display::path(&e.path), path_w), path_style);
-    let (state, style) = policy_state(row);
+    let (state, style) = if s
+        .policy_edit
+        .as_ref()
+        .is_some_and(|edit| edit.held.contains(&e.hash))
+    {
+        // Added or changed by an edit made outside keychain-auth: not served until adopted.
+        ("HELD: edited".to_string(), Style::new().red().bold())
+    } else {
+        policy_state(row)
+    };
     let now = chrono::DateTime::from_timestamp_millis(s.now_ms).unwrap_or_default();
     vec![
         Cell::from(e.hash.short().to_string()),
@@ -730,11 +745,11 @@ fn thousands(n: u64) -> String {
     digits
 }
 
-/// Where a scrolling overlay (help, record detail) goes on a screen of `area`.
-fn overlay_rect(area: Rect, m: &Modal) -> Rect {
+/// Where a scrolling overlay (help, record detail, policy edit) goes on a screen of `area`.
+fn overlay_rect(area: Rect, s: &State, m: &Modal) -> Rect {
     let w = if matches!(m, Modal::Help) { 76 } else { 90 };
     let inner_w = w.min(area.width).saturating_sub(2);
-    let len = overlay_lines(m, inner_w).len() as u16;
+    let len = overlay_lines(s, m, inner_w).len() as u16;
     centered(
         area,
         w,
@@ -744,20 +759,68 @@ fn overlay_rect(area: Rect, m: &Modal) -> Rect {
 
 /// The lines of a scrolling overlay, already cut to `width` columns (so the reducer and the
 /// view agree on how far it scrolls).
-fn overlay_lines(m: &Modal, width: u16) -> Vec<Line<'static>> {
+fn overlay_lines(s: &State, m: &Modal, width: u16) -> Vec<Line<'static>> {
     match m {
         Modal::Help => help_lines(),
         Modal::Detail(r) => detail_lines(r, usize::from(width.max(1))),
+        Modal::PolicyEdit => s
+            .policy_edit
+            .as_ref()
+            .map(|e| edit_lines(e, usize::from(width.max(1))))
+            .unwrap_or_default(),
         _ => vec![],
     }
+}
+
+/// `text` cut into pieces of at most `width` characters (at least one piece).
+fn wrap_chars(text: &str, width: usize) -> Vec<String> {
+    let chars: Vec<char> = text.chars().collect();
+    if chars.is_empty() {
+        return vec![String::new()];
+    }
+    chars
+        .chunks(width.max(1))
+        .map(|c| c.iter().collect())
+        .collect()
+}
+
+/// The difference an edit of config.json made outside keychain-auth makes, wrapped at `width`,
+/// then what to do about it.
+fn edit_lines(e: &crate::tui::state::PolicyEdit, width: usize) -> Vec<Line<'static>> {
+    let mut out = vec![Line::styled(
+        clean(&e.summary).into_owned(),
+        Style::new().yellow().bold(),
+    )];
+    out.push(Line::raw(""));
+    for l in &e.lines {
+        let style = match l.trim_start().chars().next() {
+            Some('+') => Style::new().green(),
+            Some('-') => Style::new().red(),
+            _ => Style::new(),
+        };
+        for piece in wrap_chars(&clean(l), width) {
+            out.push(Line::styled(piece, style));
+        }
+    }
+    out.push(Line::raw(""));
+    for l in [
+        "Entries the edit added or changed are not served until it is adopted.",
+        "Adopt it with: keychain-auth policy accept (it shows this again and asks).",
+        "Or undo it: put config.sealed.json back as config.json.",
+    ] {
+        for piece in wrap_chars(l, width) {
+            out.push(Line::raw(piece));
+        }
+    }
+    out
 }
 
 /// For a scrolling overlay on the current screen: how many lines it has and how many show at
 /// once. The reducer clamps the scroll offset with this.
 pub fn overlay_extent(state: &State, m: &Modal) -> (usize, usize) {
     let area = Rect::new(0, 0, state.size.0, state.size.1);
-    let rect = overlay_rect(area, m);
-    let len = overlay_lines(m, rect.width.saturating_sub(2)).len();
+    let rect = overlay_rect(area, state, m);
+    let len = overlay_lines(state, m, rect.width.saturating_sub(2)).len();
     (len, usize::from(rect.height.saturating_sub(2)))
 }
 
@@ -844,15 +907,15 @@ pub fn policy_change(r: &crate::audit::Record) -> Option<String> {
 }
 
 fn overlay(frame: &mut Frame<'_>, s: &State, m: &Modal) {
-    let rect = overlay_rect(frame.area(), m);
-    let lines = overlay_lines(m, rect.width.saturating_sub(2));
+    let rect = overlay_rect(frame.area(), s, m);
+    let lines = overlay_lines(s, m, rect.width.saturating_sub(2));
     let page = usize::from(rect.height.saturating_sub(2));
     let len = lines.len();
     let first = s.scroll.min(len.saturating_sub(page));
-    let title = if matches!(m, Modal::Help) {
-        "Keys"
-    } else {
-        "Audit record"
+    let title = match m {
+        Modal::Help => "Keys",
+        Modal::PolicyEdit => "config.json edited outside keychain-auth",
+        _ => "Audit record",
     };
     let position = if len > page {
         format!(
@@ -880,7 +943,7 @@ fn overlay(frame: &mut Frame<'_>, s: &State, m: &Modal) {
 fn modal(frame: &mut Frame<'_>, s: &State, m: &Modal) {
     let area = frame.area();
     let (title, lines, w): (&str, Vec<Line<'_>>, u16) = match m {
-        Modal::Help | Modal::Detail(_) => return overlay(frame, s, m),
+        Modal::Help | Modal::Detail(_) | Modal::PolicyEdit => return overlay(frame, s, m),
         Modal::Filter(text) => ("Filter audit records", filter_lines(text), 70),
         Modal::Register(text) => (
             "Register a binary",
@@ -1237,6 +1300,42 @@ mod tests {
         );
         let screen = render(&s, 120, 36);
         assert!(screen.contains("log BROKEN (line 7)"), "{screen}");
+    }
+
+    #[test]
+    fn an_edit_made_outside_keychain_auth_is_marked_and_shown() {
+        let mut s = sample_state();
+        let held = s.policies[0].entry.hash.clone();
+        update(&mut s, Action::Command(Command::Focus(3)));
+        // No edit: D says so.
+        update(&mut s, Action::Command(Command::ShowEdit));
+        assert!(s.modal.is_none());
+        assert!(
+            s.message
+                .as_ref()
+                .is_some_and(|(_, m)| m.contains("matches its seal"))
+        );
+        update(
+            &mut s,
+            Action::PolicyEdit(Some(crate::tui::state::PolicyEdit {
+                summary: "1 entry changed, 1 setting changed".into(),
+                lines: vec![
+                    format!("- was {} read: -", held.short()),
+                    format!("+ now {} read: aws,prod", held.short()),
+                    "~ audit_keep: 5 -> 1".into(),
+                ],
+                held: vec![held],
+            })),
+        );
+        snap("policy_edited", &s);
+        update(&mut s, Action::Command(Command::ShowEdit));
+        assert_eq!(s.modal, Some(Modal::PolicyEdit));
+        snap("policy_edit_overlay", &s);
+        // Any key but the scrolling ones closes it.
+        update(&mut s, Action::Command(Command::Escape));
+        assert!(s.modal.is_none());
+        update(&mut s, Action::PolicyEdit(None));
+        assert!(!render(&s, 120, 36).contains("EDITED"));
     }
 
     #[test]

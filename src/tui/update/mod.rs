@@ -75,6 +75,16 @@ pub fn update(state: &mut State, action: Action) -> Vec<Effect> {
             state.integrity = Some(text);
             vec![]
         }
+        Action::PolicyEdit(edit) => {
+            if state.policy_edit.is_none() && edit.is_some() {
+                state.message = Some((
+                    false,
+                    "config.json was edited outside keychain-auth: what it added or changed is not served (Policies, D shows it)".into(),
+                ));
+            }
+            state.policy_edit = edit;
+            vec![]
+        }
         Action::Done(ok, msg) => results::done(state, ok, msg),
         Action::UpgradePreview {
             path,
@@ -144,6 +154,7 @@ fn command(state: &mut State, c: Command) -> Vec<Effect> {
         Command::Dismiss => confirm::ask_dismiss(state),
         Command::Unregister => confirm::ask_unregister(state),
         Command::Upgrade => confirm::upgrade(state),
+        Command::ShowEdit => viewer::open_policy_edit(state),
         Command::NextField
         | Command::PrevField
         | Command::PageDown
@@ -166,7 +177,7 @@ fn modal_command(state: &mut State, c: Command) -> Vec<Effect> {
         return vec![];
     };
     match modal {
-        Modal::Help | Modal::Detail(_) => viewer::command(state, modal, c),
+        Modal::Help | Modal::Detail(_) | Modal::PolicyEdit => viewer::command(state, modal, c),
         Modal::Filter(text) => input::filter_command(state, text, c),
         Modal::Register(path) => input::register_command(state, path, c),
         Modal::PromptFor(id, text) => input::duration_command(state, id, text, c),

@@ -21,6 +21,21 @@ pub(super) fn open_detail(state: &mut State) -> Vec<Effect> {
     vec![]
 }
 
+/// Opens the difference of an edit of config.json made outside keychain-auth; says so when
+/// there is none.
+pub(super) fn open_policy_edit(state: &mut State) -> Vec<Effect> {
+    if state.policy_edit.is_some() {
+        state.modal = Some(Modal::PolicyEdit);
+        state.scroll = 0;
+    } else {
+        state.message = Some((
+            true,
+            "config.json matches its seal: no edit made outside keychain-auth".into(),
+        ));
+    }
+    vec![]
+}
+
 /// Scrolls the overlay `modal` (taken out of the state); anything else leaves it closed.
 pub(super) fn command(state: &mut State, modal: Modal, c: Command) -> Vec<Effect> {
     let (len, page) = view::overlay_extent(state, &modal);
