@@ -713,7 +713,7 @@ pub fn set_grants(
     selector: &str,
     grants: &Grants,
 ) -> Result<BinaryPolicy, AdminError> {
-    grants.validate()?;
+    let grants = grants.resolve()?;
     audit_ready(paths)?;
     let (before, after) = policy::update::<_, AdminError>(paths, |p| {
         let i = p.resolve(selector)?;
@@ -727,7 +727,22 @@ pub fn set_grants(
             .cloned()
             .collect();
         b.service_terms.retain(|svc, _| kept.contains(svc));
+        // Terms apply to the services this change grants anew; the others keep theirs.
+        if !grants.terms.is_empty() {
+            for svc in &kept {
+                let had = before.allowed_read_services.contains(svc)
+                    || before.allowed_write_services.contains(svc);
+                if !had {
+                    b.service_terms.insert(svc.clone(), grants.terms.clone());
+                }
+            }
+        }
         b.can_search = grants.search;
+        b.launched_by = grants
+            .via
+            .iter()
+            .filter_map(|v| BinaryHash::parse(v).ok())
+            .collect();
         Ok((before, b.clone()))
     })?;
     let added = Grants::gained(&before, &after);

@@ -147,7 +147,7 @@ fn a_connected_dashboard_grants_for_a_time_and_always() {
     wait_prompt(&tmux, "e2e-always");
     tmux.keys(&["a"]);
     tmux.wait_screen("the always editor", |s| {
-        s.contains("Always allow") && s.contains("read   aws")
+        s.contains("Always allow") && s.contains("read    aws")
     });
     tmux.keys(&["Enter"]);
     expect(&held_response(held), "success", None);
@@ -361,6 +361,9 @@ fn the_audit_filter_searches_the_whole_log() {
 
 #[test]
 fn an_edit_of_config_json_made_outside_keychain_auth_is_shown() {
+    if !testkit::tools_available(&["tmux"], "tmux") {
+        return;
+    }
     let env = Sandbox::new();
     let tool = env.registered_client("tool", &["--read", "aws"]);
     let tmux = Dashboard::start(&env, &["tui", "--embed"]);
@@ -388,4 +391,79 @@ fn an_edit_of_config_json_made_outside_keychain_auth_is_shown() {
     tmux.wait_screen("the edit adopted", |s| {
         !s.contains("EDITED outside") && !s.contains("HELD: edited")
     });
+}
+
+#[test]
+fn the_permission_editor_sets_launch_rules_and_terms() {
+    if !testkit::tools_available(&["tmux"], "tmux") {
+        return;
+    }
+    let env = Sandbox::new();
+    store_with_secret(&env);
+    let launcher = env.client("launcher");
+    let tmux = Dashboard::start(&env, &["tui"]);
+    tmux.wait_screen("the dashboard", |s| s.contains("EMBEDDED"));
+    let client = env.client("ruled");
+    let read = no_prompt(&request("read", "aws", &["prod-key"]));
+    expect(
+        &env.run_client(&client, &[&read])[0],
+        "denied",
+        Some("unregistered_binary"),
+    );
+    tmux.wait_screen("the caller in Pending", |s| s.contains("ruled"));
+    // Approve: read aws (suggested), via the launcher, for 1h, once.
+    tmux.keys(&["1", "a"]);
+    tmux.wait_screen("the editor", |s| s.contains("+ aws"));
+    tmux.keys(&["Enter", "Tab", "Tab", "Tab"]);
+    tmux.wait_screen("the via field", |s| s.contains("▶ via"));
+    tmux.keys(&["-l", launcher.to_str().unwrap()]);
+    tmux.keys(&["Enter", "Tab"]);
+    tmux.keys(&["-l", "1h"]);
+    tmux.keys(&["Enter", "Tab", "Space"]);
+    tmux.wait_screen("the terms set", |s| {
+        s.contains("for     1h") && s.contains("once    yes")
+    });
+    tmux.keys(&["Enter"]);
+    tmux.wait_screen("the approval message", |s| s.contains("approved"));
+    let reg = env.registered();
+    assert_eq!(reg.len(), 1, "{reg:?}");
+    assert_eq!(
+        reg[0]["launched_by"].as_array().map(Vec::len),
+        Some(1),
+        "{reg:?}"
+    );
+    let terms = &reg[0]["service_terms"]["aws"];
+    assert_eq!(terms["uses_left"], 1, "{reg:?}");
+    assert!(terms["expires_at"].is_string(), "{reg:?}");
+    // Run from here, not by the launcher: refused by the rule.
+    expect(
+        &env.run_client(&client, &[&read])[0],
+        "denied",
+        Some("launcher_not_allowed"),
+    );
+    // Edit: the rule removed (backspace on the via field), saved.
+    tmux.keys(&["3"]);
+    tmux.wait_screen("the Policies pane", |s| {
+        s.contains("┏ 3 Policies") && s.contains("1 registered")
+    });
+    tmux.keys(&["e"]);
+    tmux.wait_screen("the edit editor", |s| s.contains("Edit permissions"));
+    tmux.keys(&["Tab", "Tab", "Tab", "BSpace", "Enter"]);
+    tmux.wait_screen("saved", |s| s.contains("saved permissions"));
+    let reg = env.registered();
+    assert!(
+        reg[0]["launched_by"].as_array().is_none_or(Vec::is_empty),
+        "rule removed: {reg:?}"
+    );
+    assert_eq!(
+        reg[0]["service_terms"]["aws"]["uses_left"], 1,
+        "terms kept: {reg:?}"
+    );
+    // Served once, then the grant is used up.
+    expect(&env.run_client(&client, &[&read])[0], "success", None);
+    expect(
+        &env.run_client(&client, &[&read])[0],
+        "denied",
+        Some("service_not_allowed"),
+    );
 }

@@ -1085,6 +1085,7 @@ impl AuditLog {
         };
         fresh |= size == 0;
         // 4. Seal and write the notes and the record with one write, then the state.
+        let starts_chain = pos.seq == 0;
         let all = notes.iter().chain(deferred).chain(std::iter::once(record));
         let (out, pos) = seal_all(key, pos, fresh, all)?;
         let written = (&*log).write(&out)?;
@@ -1101,7 +1102,26 @@ impl AuditLog {
         bytes.push(b'\n');
         state_file.write_all_at(&bytes, 0)?;
         inner.last_state = Some((bytes, state));
+        if starts_chain {
+            self.mark_started();
+        }
         Ok(())
+    }
+
+    /// Records in the store, once the first record of a chain is written, that a chain was
+    /// started with its key (see [`chain::started`]).
+    fn mark_started(&self) {
+        if matches!(self.keys, KeySource::Fixed(_)) {
+            return;
+        }
+        if let Some(store) = self.keys.store()
+            && !chain::started(store.as_ref())
+            && let Err(e) = chain::set_started(store.as_ref())
+        {
+            tracing::warn!(
+                "keychain-auth: cannot record in the store that the audit chain started: {e}"
+            );
+        }
     }
 
     /// Makes sure the log held open is the file at the path (reopening it after a rename or
@@ -1144,19 +1164,14 @@ impl AuditLog {
             None if pos.seq == 0 => {
                 if let Some(store) = self.keys.store()
                     && !matches!(self.keys, KeySource::Fixed(_))
+                    && chain::started(store.as_ref())
                 {
-                    if chain::started(store.as_ref()) {
-                        notes.push(note(
-                            "state_missing",
-                            format!(
-                                "{state} and the log were both missing although a chain was started with this key: the records before this one were removed"
-                            ),
-                        ));
-                    } else if let Err(e) = chain::set_started(store.as_ref()) {
-                        tracing::warn!(
-                            "keychain-auth: cannot record in the store that the audit chain started: {e}"
-                        );
-                    }
+                    notes.push(note(
+                        "state_missing",
+                        format!(
+                            "{state} and the log were both missing although a chain was started with this key: the records before this one were removed"
+                        ),
+                    ));
                 }
             }
             None => notes.push(note(

@@ -174,6 +174,9 @@ fn integrity_line(paths: &Paths, progress: &mut dyn FnMut(u64)) -> String {
     };
     let log = match &key {
         Ok(Some(k)) => {
+            // Asked before the log is read: a chain marked started then has its first record
+            // written already.
+            let started = store.as_ref().is_ok_and(|s| chain::started(s.as_ref()));
             let mut last = 0u64;
             let mut r = verify::verify_with_progress(&paths.audit, k, &mut |done, total| {
                 let pct = done.saturating_mul(100) / total.max(1);
@@ -182,9 +185,7 @@ fn integrity_line(paths: &Paths, progress: &mut dyn FnMut(u64)) -> String {
                     progress(pct);
                 }
             });
-            if let Ok(s) = &store
-                && chain::started(s.as_ref())
-            {
+            if started {
                 verify::expect_history(&mut r, &paths.audit);
             }
             match r.breaks.first() {

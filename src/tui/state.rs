@@ -92,6 +92,32 @@ pub enum Field {
     Write,
     /// The search flag.
     Search,
+    /// Launch rules (`--via`).
+    Via,
+    /// How long the grants saved last (`--for`).
+    For,
+    /// One use (`--once`).
+    Once,
+    /// Confirm every use (`--confirm`).
+    Confirm,
+}
+
+impl Field {
+    /// The fields in the order `tab` visits them.
+    pub const ORDER: [Field; 7] = [
+        Field::Read,
+        Field::Write,
+        Field::Search,
+        Field::Via,
+        Field::For,
+        Field::Once,
+        Field::Confirm,
+    ];
+
+    /// Whether the field is a yes/no toggled with `space` (it takes no typing).
+    pub fn is_toggle(self) -> bool {
+        matches!(self, Field::Search | Field::Once | Field::Confirm)
+    }
 }
 
 /// What saving the permission editor does.
@@ -120,6 +146,15 @@ pub struct Editor {
     pub write: Vec<String>,
     /// Search flag.
     pub search: bool,
+    /// Launch rules: launchers (`HASH` or `PATH`) one of which must be among the caller's
+    /// ancestors (`--via`).
+    pub via: Vec<String>,
+    /// How long the grants saved last (`--for`, a duration such as `2h`); `None`: for good.
+    pub expires: Option<String>,
+    /// The grants saved serve one successful use (`--once`).
+    pub once: bool,
+    /// Every use of the grants saved is confirmed in the dashboard (`--confirm`).
+    pub confirm: bool,
     /// Focused field.
     pub field: Field,
     /// The service name being typed.

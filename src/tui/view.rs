@@ -966,7 +966,7 @@ fn modal(frame: &mut Frame<'_>, s: &State, m: &Modal) {
         Modal::Confirm { lines, .. } => ("Confirm", confirm_lines(lines), 72),
         Modal::Editor(ed) => {
             let (title, lines) = editor_dialog(s, ed);
-            (title, lines, 76)
+            (title, lines, EDITOR_WIDTH)
         }
     };
     let h = (lines.len() as u16).saturating_add(2);
@@ -1023,6 +1023,9 @@ fn confirm_lines(lines: &[String]) -> Vec<Line<'static>> {
     v
 }
 
+/// The permission editor dialog's width.
+const EDITOR_WIDTH: u16 = 76;
+
 /// The permission editor's title and lines: the binary (path, hash, script and launcher
 /// notes), its three fields, and its keys.
 fn editor_dialog(s: &State, ed: &Editor) -> (&'static str, Vec<Line<'static>>) {
@@ -1034,30 +1037,40 @@ fn editor_dialog(s: &State, ed: &Editor) -> (&'static str, Vec<Line<'static>>) {
         }
     };
     let (title, hash) = editor_title(s, &ed.goal);
-    let lines = vec![
-        Line::styled(clean(&ed.path).into_owned(), Style::new().bold()),
-        Line::raw(clean(&hash).into_owned()),
-    ]
-    .into_iter()
-    .chain(
-        ed.about
-            .iter()
-            .map(|a| Line::styled(clean(a).into_owned(), Style::new().cyan())),
-    )
-    .chain([
-        Line::raw(""),
-        editor_field(ed, Field::Read, "read", join(&ed.read)),
-        editor_field(ed, Field::Write, "write", join(&ed.write)),
-        editor_field(
-            ed,
-            Field::Search,
-            "search",
-            if ed.search { "yes".into() } else { "no".into() },
-        ),
-        Line::raw(""),
-        Line::raw("type a service + enter to add · backspace removes · tab next field").dark_gray(),
-    ])
-    .collect();
+    // Cut to the dialog's inner width here, so its height counts every row drawn.
+    let inner = usize::from(EDITOR_WIDTH - 2);
+    let lines = wrap_chars(&clean(&ed.path), inner)
+        .into_iter()
+        .map(|l| Line::styled(l, Style::new().bold()))
+        .chain([Line::raw(clean(&hash).into_owned())])
+        .chain(ed.about.iter().flat_map(|a| {
+            wrap_chars(&clean(a), inner)
+                .into_iter()
+                .map(|l| Line::styled(l, Style::new().cyan()))
+        }))
+        .chain([
+            Line::raw(""),
+            editor_field(ed, Field::Read, "read", join(&ed.read)),
+            editor_field(ed, Field::Write, "write", join(&ed.write)),
+            editor_field(ed, Field::Search, "search", yes_no(ed.search)),
+            Line::raw(""),
+            editor_field(ed, Field::Via, "via", join(&ed.via)),
+            editor_field(
+                ed,
+                Field::For,
+                "for",
+                ed.expires.clone().unwrap_or_else(|| "-".into()),
+            ),
+            editor_field(ed, Field::Once, "once", yes_no(ed.once)),
+            editor_field(ed, Field::Confirm, "confirm", yes_no(ed.confirm)),
+            Line::raw(""),
+            Line::raw("type + enter adds · backspace removes · space toggles · tab next field")
+                .dark_gray(),
+            Line::raw("via: a launcher's path or hash · for, once, confirm: terms of this grant")
+                .dark_gray(),
+            Line::raw("enter on an empty field saves").dark_gray(),
+        ])
+        .collect();
     (title, lines)
 }
 
@@ -1077,12 +1090,16 @@ fn editor_title(s: &State, goal: &EditorGoal) -> (&'static str, String) {
     }
 }
 
+fn yes_no(b: bool) -> String {
+    if b { "yes" } else { "no" }.into()
+}
+
 /// One editor field: a marker when focused, its label and value, and the input being typed.
 fn editor_field(ed: &Editor, f: Field, label: &str, value: String) -> Line<'static> {
     let focused = ed.field == f;
     let mut spans = vec![
         Span::styled(
-            format!("{} {label:<7}", if focused { "▶" } else { " " }),
+            format!("{} {label:<8}", if focused { "▶" } else { " " }),
             if focused {
                 Style::new().cyan().bold()
             } else {
@@ -1091,7 +1108,7 @@ fn editor_field(ed: &Editor, f: Field, label: &str, value: String) -> Line<'stat
         ),
         Span::raw(clean(&value).into_owned()),
     ];
-    if focused && f != Field::Search {
+    if focused && !f.is_toggle() {
         spans.push(Span::styled(
             format!("  + {}▏", clean(&ed.input)),
             Style::new().cyan(),

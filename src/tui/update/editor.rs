@@ -23,6 +23,10 @@ pub(super) fn open_approve(state: &mut State) -> Vec<Effect> {
             read: vec![],
             write: vec![],
             search: false,
+            via: vec![],
+            expires: None,
+            once: false,
+            confirm: false,
             field,
             input: e.last_service.clone(),
         }));
@@ -41,6 +45,10 @@ pub(super) fn open_edit(state: &mut State) -> Vec<Effect> {
             read: e.allowed_read_services.iter().cloned().collect(),
             write: e.allowed_write_services.iter().cloned().collect(),
             search: e.can_search,
+            via: e.launched_by.iter().map(ToString::to_string).collect(),
+            expires: None,
+            once: false,
+            confirm: false,
             field: Field::Read,
             input: String::new(),
         }));
@@ -53,24 +61,36 @@ pub(super) fn command(state: &mut State, mut ed: Editor, c: Command) -> Vec<Effe
     match c {
         Command::Escape | Command::Quit => return vec![],
         Command::NextField | Command::PrevField => {
-            let order = [Field::Read, Field::Write, Field::Search];
+            let order = Field::ORDER;
             let i = order.iter().position(|f| *f == ed.field).unwrap_or(0);
-            let step = if c == Command::NextField { 1 } else { 2 };
-            ed.field = order[(i + step) % 3];
-        }
-        Command::Toggle => {
-            if ed.field == Field::Search {
-                ed.search = !ed.search;
+            let step = if c == Command::NextField {
+                1
             } else {
-                ed.input.push(' ');
-            }
+                order.len() - 1
+            };
+            ed.field = order[(i + step) % order.len()];
         }
+        Command::Toggle => match ed.field {
+            Field::Search => ed.search = !ed.search,
+            Field::Once => ed.once = !ed.once,
+            Field::Confirm => ed.confirm = !ed.confirm,
+            _ => ed.input.push(' '),
+        },
         Command::Enter => {
             let input = ed.input.trim().to_string();
             if input.is_empty() {
                 return save(state, ed);
             }
-            add_service(&mut ed, input);
+            match ed.field {
+                Field::For => match crate::policy::parse_duration(&input) {
+                    Ok(_) => {
+                        ed.expires = Some(input);
+                        ed.input.clear();
+                    }
+                    Err(e) => state.message = Some((false, e.to_string())),
+                },
+                _ => add_item(&mut ed, input),
+            }
         }
         _ => {}
     }
@@ -78,17 +98,19 @@ pub(super) fn command(state: &mut State, mut ed: Editor, c: Command) -> Vec<Effe
     vec![]
 }
 
-/// Adds the typed service to the focused field's list (sorted, once) and clears the input.
-fn add_service(ed: &mut Editor, service: String) {
+/// Adds the typed service (or launcher) to the focused field's list (sorted, once) and clears
+/// the input.
+fn add_item(ed: &mut Editor, item: String) {
     let list = match ed.field {
         Field::Read => Some(&mut ed.read),
         Field::Write => Some(&mut ed.write),
-        Field::Search => None,
+        Field::Via => Some(&mut ed.via),
+        Field::Search | Field::For | Field::Once | Field::Confirm => None,
     };
     if let Some(list) = list
-        && !list.contains(&service)
+        && !list.contains(&item)
     {
-        list.push(service);
+        list.push(item);
         list.sort();
     }
     ed.input.clear();
@@ -96,10 +118,22 @@ fn add_service(ed: &mut Editor, service: String) {
 
 /// Enter on an empty input: the editor closes and its grants go where it was opened for.
 fn save(state: &mut State, ed: Editor) -> Vec<Effect> {
+    let expires_at = ed
+        .expires
+        .as_deref()
+        .and_then(|d| crate::policy::parse_duration(d).ok())
+        .and_then(|secs| i64::try_from(secs.saturating_mul(1000)).ok())
+        .and_then(|ms| chrono::DateTime::from_timestamp_millis(state.now_ms.saturating_add(ms)));
     let grants = Grants {
         read: ed.read,
         write: ed.write,
         search: ed.search,
+        via: ed.via,
+        terms: crate::policy::GrantTerms {
+            expires_at,
+            uses_left: ed.once.then_some(1),
+            confirm: ed.confirm,
+        },
         ..Grants::default()
     };
     match ed.goal {
@@ -119,6 +153,68 @@ mod tests {
     use crate::tui::state::{Field, Modal};
     use crate::tui::test_support::*;
     use crate::tui::update::update;
+
+    #[test]
+    fn the_editor_sets_launch_rules_and_terms() {
+        let mut s = sample_state();
+        let hash = s.pending[0].hash.clone();
+        update(&mut s, Action::Command(Command::Approve));
+        update(&mut s, Action::Command(Command::Enter)); // read aws
+        let field = |s: &crate::tui::state::State| match &s.modal {
+            Some(Modal::Editor(ed)) => ed.field,
+            _ => panic!("editor closed"),
+        };
+        while field(&s) != Field::Via {
+            update(&mut s, Action::Command(Command::NextField));
+        }
+        for c in "/usr/bin/git".chars() {
+            update(&mut s, Action::Char(c));
+        }
+        update(&mut s, Action::Command(Command::Enter));
+        update(&mut s, Action::Command(Command::NextField));
+        assert_eq!(field(&s), Field::For);
+        // Not a duration: said, and nothing set.
+        for c in "soon".chars() {
+            update(&mut s, Action::Char(c));
+        }
+        update(&mut s, Action::Command(Command::Enter));
+        assert!(
+            s.message.as_ref().is_some_and(|(ok, _)| !ok),
+            "{:?}",
+            s.message
+        );
+        let Some(Modal::Editor(ed)) = &mut s.modal else {
+            panic!("editor closed")
+        };
+        assert_eq!(ed.expires, None);
+        ed.input.clear();
+        for c in "2h".chars() {
+            update(&mut s, Action::Char(c));
+        }
+        update(&mut s, Action::Command(Command::Enter));
+        update(&mut s, Action::Command(Command::NextField));
+        assert_eq!(field(&s), Field::Once);
+        update(&mut s, Action::Char('x')); // a toggle takes no typing
+        update(&mut s, Action::Command(Command::Toggle));
+        let fx = update(&mut s, Action::Command(Command::Enter)); // save
+        let expires = chrono::DateTime::from_timestamp_millis(s.now_ms + 2 * 3600 * 1000);
+        assert_eq!(
+            fx,
+            vec![Effect::Approve(
+                hash,
+                Grants {
+                    read: vec!["aws".into()],
+                    via: vec!["/usr/bin/git".into()],
+                    terms: crate::policy::GrantTerms {
+                        expires_at: expires,
+                        uses_left: Some(1),
+                        confirm: false,
+                    },
+                    ..Grants::default()
+                }
+            )]
+        );
+    }
 
     #[test]
     fn approve_opens_the_editor_preset_to_zero_with_the_asked_service_and_saves() {

@@ -118,7 +118,7 @@ pub(super) fn type_char(state: &mut State, c: char) {
     }
     match &mut state.modal {
         Some(Modal::Filter(t) | Modal::Register(t) | Modal::PromptFor(_, t)) => t.push(c),
-        Some(Modal::Editor(ed)) if ed.field != Field::Search => ed.input.push(c),
+        Some(Modal::Editor(ed)) if !ed.field.is_toggle() => ed.input.push(c),
         _ => {}
     }
 }
@@ -140,7 +140,13 @@ pub(super) fn backspace(state: &mut State) {
             Field::Write => {
                 ed.write.pop();
             }
+            Field::Via => {
+                ed.via.pop();
+            }
+            Field::For => ed.expires = None,
             Field::Search => ed.search = false,
+            Field::Once => ed.once = false,
+            Field::Confirm => ed.confirm = false,
         },
         _ => {}
     }

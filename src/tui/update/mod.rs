@@ -214,10 +214,12 @@ mod tests {
         };
         assert_eq!(field(&s), Field::Read);
         update(&mut s, key(KeyCode::BackTab));
-        assert_eq!(field(&s), Field::Search);
+        assert_eq!(field(&s), Field::Confirm);
         update(&mut s, key(KeyCode::BackTab));
-        assert_eq!(field(&s), Field::Write);
+        assert_eq!(field(&s), Field::Once);
         update(&mut s, key(KeyCode::Tab));
-        assert_eq!(field(&s), Field::Search);
+        assert_eq!(field(&s), Field::Confirm);
+        update(&mut s, key(KeyCode::Tab));
+        assert_eq!(field(&s), Field::Read);
     }
 }

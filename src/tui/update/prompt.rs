@@ -217,6 +217,10 @@ fn always_editor(p: &Prompt, id: String) -> Editor {
         read: g.read,
         write: g.write,
         search: g.search,
+        via: vec![],
+        expires: None,
+        once: false,
+        confirm: false,
         field,
         input: String::new(),
     }
