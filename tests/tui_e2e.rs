@@ -344,7 +344,7 @@ fn the_audit_filter_searches_the_whole_log() {
         s.contains("read needle-svc") && s.contains("k10")
     });
     assert!(screen.contains("Audit · filter \"needle\""), "{screen}");
-    let screen = tmux.wait_screen("the finished count", |s| s.contains("1 matches in 300,00"));
+    let screen = tmux.wait_screen("the finished count", |s| s.contains("1 match in 300,00"));
     assert!(!screen.contains("read bench"), "{screen}");
     // No match: said so, with how many records were searched.
     tmux.keys(&["/"]);

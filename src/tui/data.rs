@@ -258,9 +258,11 @@ pub struct SearchProgress {
 /// Bytes read per step of a backwards search.
 const SEARCH_CHUNK: usize = 1 << 20;
 
-/// Searches the whole log at `path` for records whose text ([`super::state::record_text`],
-/// any case) contains `filter`, from the newest backwards. After each chunk `found` gets the
-/// matches of that chunk (newest first) and the progress; it returns false to stop (cancel).
+/// Searches the whole log at `path` — the current file, then the rotated ones (`audit.log.1`,
+/// `.2`, …; compressed ones are skipped) — for records whose text
+/// ([`super::state::record_text`], any case) contains `filter`, from the newest backwards.
+/// After each chunk `found` gets the matches of that chunk (newest first) and the progress; it
+/// returns false to stop (cancel).
 pub fn search_backwards(
     path: &std::path::Path,
     filter: &str,
@@ -270,14 +272,65 @@ pub fn search_backwards(
     // Raw lines are pre-screened as lowercased ASCII; a filter the JSON text may not contain
     // literally (non-ASCII, quote, backslash) screens nothing out and every line is parsed.
     let screen = needle.is_ascii() && !needle.contains(['"', '\\']);
-    let mut f = File::open(path)?;
+    let (mut files, _) = crate::audit::verify::log_files(path);
+    files.retain(|f| f.extension().is_none_or(|e| e != "gz"));
+    files.reverse();
+    if files.is_empty() {
+        // No log yet: the current file's absence is the answer.
+        File::open(path)?;
+    }
+    let sizes: Vec<u64> = files
+        .iter()
+        .map(|f| std::fs::metadata(f).map_or(0, |m| m.len()))
+        .collect();
+    let mut progress = SearchProgress {
+        total_bytes: sizes.iter().sum(),
+        ..SearchProgress::default()
+    };
+    let mut before = 0u64;
+    let last = files.len().saturating_sub(1);
+    for (i, file) in files.iter().enumerate() {
+        let go_on = match File::open(file) {
+            Ok(f) => search_file(
+                f,
+                before,
+                i == last,
+                &needle,
+                screen,
+                &mut progress,
+                &mut found,
+            )?,
+            // Rotated away between the listing and now: nothing left to read in it.
+            Err(e) if e.kind() == io::ErrorKind::NotFound && i > 0 => true,
+            Err(e) => return Err(e),
+        };
+        if !go_on {
+            return Ok(());
+        }
+        before += sizes[i];
+    }
+    if !progress.done {
+        // The oldest file went away before it was read: the search is over all the same.
+        progress.done = true;
+        found(vec![], progress);
+    }
+    Ok(())
+}
+
+/// Searches one file of the log backwards ([`search_backwards`]); `before` bytes of newer
+/// files were read already. Returns false when `found` asked to stop.
+fn search_file(
+    mut f: File,
+    before: u64,
+    last_file: bool,
+    needle: &str,
+    screen: bool,
+    progress: &mut SearchProgress,
+    found: &mut impl FnMut(Vec<Record>, SearchProgress) -> bool,
+) -> io::Result<bool> {
     let total = f.metadata()?.len();
     let mut end = total;
     let mut carry: Vec<u8> = Vec::new(); // the start of a line whose beginning is further back
-    let mut progress = SearchProgress {
-        total_bytes: total,
-        ..SearchProgress::default()
-    };
     let mut buf = vec![0u8; SEARCH_CHUNK];
     loop {
         let start = end.saturating_sub(SEARCH_CHUNK as u64);
@@ -304,7 +357,7 @@ pub fn search_backwards(
                 // One line longer than a chunk: keep reading back.
                 carry = chunk;
                 end = start;
-                progress.bytes = total - end;
+                progress.bytes = before + total - end;
                 continue;
             }
         };
@@ -316,26 +369,29 @@ pub fn search_backwards(
             scan_line(
                 &body[i + 1..line_end],
                 &lower[i + 1..line_end],
-                &needle,
+                needle,
                 screen,
                 &mut matches,
-                &mut progress,
+                progress,
             );
             line_end = i;
         }
         scan_line(
             &body[..line_end],
             &lower[..line_end],
-            &needle,
+            needle,
             screen,
             &mut matches,
-            &mut progress,
+            progress,
         );
         end = start;
-        progress.bytes = total - end;
-        progress.done = start == 0;
-        if !found(matches, progress) || progress.done {
-            return Ok(());
+        progress.bytes = before + total - end;
+        progress.done = start == 0 && last_file;
+        if !found(matches, *progress) {
+            return Ok(false);
+        }
+        if start == 0 {
+            return Ok(true);
         }
     }
 }
@@ -423,5 +479,39 @@ mod search_tests {
         })
         .expect("search");
         assert_eq!(calls, 1);
+    }
+
+    #[test]
+    fn the_search_goes_on_into_rotated_files_newest_first() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().expect("tmp");
+        let log = dir.path().join("audit.log");
+        let write = |path: &std::path::Path, ids: &[&str]| {
+            let mut f = File::create(path).expect("create");
+            for id in ids {
+                let mut r = record("success", if id.contains("hit") { "needle" } else { "aws" });
+                r.id = Some((*id).to_string());
+                writeln!(f, "{}", serde_json::to_string(&r).expect("json")).expect("write");
+            }
+        };
+        write(&dir.path().join("audit.log.2"), &["oldest-hit", "o2"]);
+        write(&dir.path().join("audit.log.1"), &["o1", "older-hit"]);
+        write(&log, &["new", "newest-hit"]);
+        let total: u64 = ["audit.log", "audit.log.1", "audit.log.2"]
+            .iter()
+            .map(|n| std::fs::metadata(dir.path().join(n)).expect("meta").len())
+            .sum();
+        let mut ids = vec![];
+        let mut last = SearchProgress::default();
+        search_backwards(&log, "needle", |found, progress| {
+            ids.extend(found.into_iter().filter_map(|r| r.id));
+            last = progress;
+            true
+        })
+        .expect("search");
+        assert_eq!(ids, ["newest-hit", "older-hit", "oldest-hit"]);
+        assert!(last.done);
+        assert_eq!(last.records, 6);
+        assert_eq!((last.bytes, last.total_bytes), (total, total));
     }
 }

@@ -560,13 +560,14 @@ fn audit_title(s: &State, shown: usize) -> (String, String, String) {
     };
     let p = &search.progress;
     let n = thousands(p.records);
+    let matches = if shown == 1 { "match" } else { "matches" };
     let extra = if p.done {
-        format!(" {shown} matches in {n} records{following} ")
+        format!(" {shown} {matches} in {n} records{following} ")
     } else if p.bytes == 0 || search.matches.len() >= super::update::MAX_AUDIT_IN_MEMORY {
-        format!(" {shown} matches · searched {n} records{following} ")
+        format!(" {shown} {matches} · searched {n} records{following} ")
     } else {
         format!(
-            " {shown} matches · searching… {n} records ({}%) · esc cancels ",
+            " {shown} {matches} · searching… {n} records ({}%) · esc cancels ",
             p.bytes * 100 / p.total_bytes.max(1)
         )
     };
@@ -1707,7 +1708,7 @@ mod tests {
         p.records = 1_000_000;
         p.bytes = p.total_bytes;
         update(&mut s, Action::SearchFound(1, vec![], p));
-        assert!(render(&s, 120, 36).contains("1 matches in 1,000,000 records"));
+        assert!(render(&s, 120, 36).contains("1 match in 1,000,000 records"));
         // No match at all.
         update(&mut s, Action::Command(Command::Filter));
         update(&mut s, Action::Char('z'));
