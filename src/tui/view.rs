@@ -176,9 +176,6 @@ fn status_bar(frame: &mut Frame<'_>, area: Rect, s: &State) {
     }
     let filter = (!s.filter.is_empty()).then(|| format!(" · filter: {}", clean(&s.filter)));
     let width = usize::from(area.width);
-    let fixed = name.chars().count()
-        + mode.chars().count()
-        + filter.as_ref().map_or(0, |f| f.chars().count());
     let socket = &s.broker.socket;
     let text_len = |segs: &[(u8, String)], socket_len: usize| {
         segs.iter()
@@ -187,6 +184,22 @@ fn status_bar(frame: &mut Frame<'_>, area: Rect, s: &State) {
             + socket_len
             + 1
     };
+    // On a narrow screen "reconnecting…" goes before the socket path is cut short.
+    let kept: Vec<(u8, String)> = segments.iter().filter(|(p, _)| *p < 2).cloned().collect();
+    let fixed_with = |mode: &str| {
+        name.chars().count()
+            + mode.chars().count()
+            + filter.as_ref().map_or(0, |f| f.chars().count())
+    };
+    let mode = if !s.broker.embedded
+        && !s.broker.reachable
+        && fixed_with(mode) + text_len(&kept, 24.min(socket.chars().count())) > width
+    {
+        " DISCONNECTED "
+    } else {
+        mode
+    };
+    let fixed = fixed_with(mode);
     // The socket path whole when it is of a usual length: counters go first.
     let min_socket = 48.min(socket.chars().count());
     while fixed + text_len(&segments, min_socket) > width {
