@@ -1370,6 +1370,16 @@ mod tests {
     }
 
     #[test]
+    fn a_wide_terminal_gives_the_columns_room() {
+        // 200x60: every secondary column shown, paths whole.
+        let mut s = sample_state();
+        insta::assert_snapshot!("pending_focused_200x60", render(&s, 200, 60));
+        update(&mut s, Action::Command(Command::Focus(3)));
+        let screen = render(&s, 200, 60);
+        insta::assert_snapshot!("policies_focused_200x60", screen);
+    }
+
+    #[test]
     fn empty_dashboard() {
         snap("empty", &empty_state());
     }
