@@ -284,28 +284,35 @@ impl FileLock {
         let lock = lock_path(path);
         let file = open_state(&lock, Access::Lock)?
             .ok_or_else(|| io::Error::other("lock file vanished"))?;
-        let deadline = Instant::now() + timeout;
-        let mut pause = Duration::from_millis(1);
-        loop {
-            match file.try_lock() {
-                Ok(()) => return Ok(FileLock { file }),
-                Err(fs::TryLockError::WouldBlock) => {}
-                Err(fs::TryLockError::Error(e)) => return Err(e),
-            }
-            if Instant::now() >= deadline {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!(
-                        "another process has held {} for more than {} s; find it with: fuser {}",
-                        lock.display(),
-                        timeout.as_secs(),
-                        lock.display()
-                    ),
-                ));
-            }
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(10));
+        lock_within(&file, &lock, timeout)?;
+        Ok(FileLock { file })
+    }
+}
+
+/// Takes the exclusive lock on `file` (at `path`, for the message), waiting at most `timeout`
+/// for another process to release it; then fails saying how to find that process.
+pub(crate) fn lock_within(file: &fs::File, path: &Path, timeout: Duration) -> io::Result<()> {
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_micros(200);
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(()),
+            Err(fs::TryLockError::WouldBlock) => {}
+            Err(fs::TryLockError::Error(e)) => return Err(e),
         }
+        if Instant::now() >= deadline {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "another process has held {} for more than {} s; find it with: fuser {}",
+                    path.display(),
+                    timeout.as_secs(),
+                    path.display()
+                ),
+            ));
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(10));
     }
 }
 

@@ -859,32 +859,6 @@ const STATE_LEN: usize = 320;
 /// append fails instead, and what it would have recorded is not carried out.
 const STATE_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Takes the exclusive lock on `f` (the state file at `path`), waiting at most `wait`.
-fn lock_within(f: &File, path: &Path, wait: std::time::Duration) -> io::Result<()> {
-    let deadline = std::time::Instant::now() + wait;
-    let mut pause = std::time::Duration::from_micros(200);
-    loop {
-        match f.try_lock() {
-            Ok(()) => return Ok(()),
-            Err(std::fs::TryLockError::WouldBlock) => {}
-            Err(std::fs::TryLockError::Error(e)) => return Err(e),
-        }
-        if std::time::Instant::now() >= deadline {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!(
-                    "another process has held the lock on {} for more than {} s; find it with: fuser {}",
-                    path.display(),
-                    wait.as_secs(),
-                    path.display()
-                ),
-            ));
-        }
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(std::time::Duration::from_millis(10));
-    }
-}
-
 /// The chain position while appending.
 #[derive(Clone, Copy)]
 struct Pos {
@@ -1030,7 +1004,7 @@ impl AuditLog {
                 Some(f) => f,
                 None => open_state(&self.state_path)?,
             };
-            lock_within(&f, &self.state_path, STATE_LOCK_WAIT)?;
+            crate::fsutil::lock_within(&f, &self.state_path, STATE_LOCK_WAIT)?;
             let held = f.metadata()?;
             match std::fs::symlink_metadata(&self.state_path) {
                 Ok(m) if m.dev() == held.dev() && m.ino() == held.ino() => return Ok(f),
