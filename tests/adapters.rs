@@ -449,6 +449,21 @@ fn put_reads_standard_input_and_get_prints_it() {
         .find(|r| r["action"] == "read" && r["status"] == "success")
         .expect("audited");
     assert_eq!(served["script"], script.to_str().expect("utf8"), "{served}");
+    // The value went through the broker only: not into the audit log, the pending queue,
+    // config.json or anything the script printed on stderr.
+    for file in [env.audit(), env.pending(), env.config()] {
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        assert!(
+            !text.contains("s3cr3t value"),
+            "the secret is in {}",
+            file.display()
+        );
+    }
+    assert!(
+        !text(&out.stderr).contains("s3cr3t value"),
+        "{}",
+        text(&out.stderr)
+    );
     // Run by something unapproved (this test), get is refused as that program.
     let err = env.cli_err(&["get", "ci", "token"]);
     assert!(err.contains("unregistered_binary"), "{err}");

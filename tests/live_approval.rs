@@ -178,6 +178,20 @@ fn timeouts_opt_outs_hangups_and_other_callers() {
         }
     });
     assert_eq!(resolved, "withdrawn");
+    // Both ends are in the audit log, each with its prompt and its decision.
+    let recs = e.env.audit_records();
+    let decided = |d: &str| {
+        recs.iter()
+            .any(|r| r["event"] == "request" && r["decision"] == d && r["prompt"].is_string())
+    };
+    assert!(decided("timeout"), "{recs:?}");
+    testkit::wait_for(10, "the withdrawn record", || {
+        e.env
+            .audit_records()
+            .iter()
+            .any(|r| r["decision"] == "withdrawn" && r["prompt"] == p.id.as_str())
+            .then_some(())
+    });
     // No approver attached any more: refused at once.
     e.running.broker.approvals.detach(_id);
     expect(
