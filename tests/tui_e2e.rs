@@ -467,3 +467,70 @@ fn the_permission_editor_sets_launch_rules_and_terms() {
         Some("service_not_allowed"),
     );
 }
+
+#[test]
+fn two_dashboards_one_answer_then_timeouts_opt_outs_and_a_lone_daemon() {
+    if !testkit::tools_available(&["tmux"], "tmux") {
+        return;
+    }
+    let env = Sandbox::new();
+    let (_daemon, first) = connected_dashboard(&env);
+    let second = Dashboard::start(&env, &["tui", "--connect"]);
+    second.wait_screen("the second dashboard", |s| s.contains(" CONNECTED "));
+    std::thread::sleep(std::time::Duration::from_millis(1500)); // its subscription
+    let client = env.client("e2e-twice");
+    let read = request("read", "aws", &["prod-key"]);
+    // Both dashboards show the prompt; the first answer wins, the other sees it resolved.
+    let held = env.spawn_client(&client, &read);
+    wait_prompt(&first, "e2e-twice");
+    wait_prompt(&second, "e2e-twice");
+    second.keys(&["o"]);
+    expect(&held_response(held), "success", None);
+    first.wait_screen("the prompt resolved elsewhere", |s| {
+        !s.contains("A caller is waiting")
+    });
+    // Another binary may not subscribe.
+    let r = env.run_client(&client, &[r#"{"type":"SUBSCRIBE"}"#]);
+    expect(&r[0], "denied", Some("unregistered_binary"));
+    // "prompt": false is refused at once although two approvers are attached.
+    let t = std::time::Instant::now();
+    let r = env.run_client(&client, &[&no_prompt(&read)]);
+    expect(&r[0], "denied", Some("unregistered_binary"));
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        t.elapsed()
+    );
+    // Nobody answers within prompt_timeout_s: refused, and the caller waits in Pending.
+    assert!(!env.config().exists(), "nothing was approved");
+    env.write_private(
+        &env.config(),
+        r#"{"protocol_version":"1","prompt_timeout_s":1}"#,
+    );
+    env.cli_ok(&["policy", "accept", "--yes"]);
+    let held = env.spawn_client(&client, &read);
+    wait_prompt(&first, "e2e-twice");
+    let msg = expect(&held_response(held), "denied", Some("unregistered_binary"));
+    assert!(msg.contains("no approver answered in time"), "{msg}");
+    first.wait_screen("the caller in Pending", |s| {
+        !s.contains("A caller is waiting") && s.contains("e2e-twice")
+    });
+    assert!(
+        env.pending_entries()
+            .iter()
+            .any(|e| e["path"].as_str().is_some_and(|p| p.ends_with("e2e-twice")))
+    );
+    // With both dashboards gone, a lone daemon refuses at once.
+    first.keys(&["q"]);
+    second.keys(&["q"]);
+    drop((first, second));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let t = std::time::Instant::now();
+    let r = env.run_client(&client, &[&read]);
+    expect(&r[0], "denied", Some("unregistered_binary"));
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        t.elapsed()
+    );
+}
