@@ -230,6 +230,28 @@ fn repeats_coalesce_and_the_first_of_two_approvers_wins() {
 }
 
 #[test]
+fn every_use_of_a_confirm_grant_is_asked_and_the_answer_decides() {
+    let e = embedded();
+    e.env.register(&e.reader, &[]);
+    let r = e.reader.to_str().unwrap();
+    e.env.cli_ok(&["grant", r, "--read", "aws", "--confirm"]);
+    let (_id, mut rx) = e.running.broker.approvals.attach();
+    let read = request("read", "aws", &["k"]);
+    // A registered caller's use is held like an unknown caller's, and "once" serves it.
+    let c = e.env.spawn_client(&e.reader, &read);
+    let p = e.next_prompt(&mut rx);
+    assert!(p.registered, "{p:?}");
+    e.answer(&p, Decision::Once);
+    expect(&held_response(c), "success", None);
+    // The next use asks again, and "deny" refuses it; the grant stays.
+    let c = e.env.spawn_client(&e.reader, &read);
+    let p = e.next_prompt(&mut rx);
+    e.answer(&p, Decision::Deny);
+    expect(&held_response(c), "denied", Some("service_not_allowed"));
+    assert!(e.env.cli_ok(&["list"]).contains("aws: confirm each use"));
+}
+
+#[test]
 fn an_answer_covers_only_the_request_it_was_asked_about() {
     let e = embedded();
     let (_a, mut rx) = e.running.broker.approvals.attach();
