@@ -363,22 +363,33 @@ fn find_adapter(name: &str) -> Option<std::path::PathBuf> {
 fn check_adapters(paths: &Paths, c: &mut Checks) {
     let policy = policy::load(&paths.config).ok();
     for name in ADAPTERS {
-        let Some(found) = find_adapter(name) else {
-            c.add(
-                Level::Info,
-                "adapter",
-                format!("{name}: not installed (cargo install --path . installs it)"),
-            );
-            continue;
-        };
-        let path = policy::canonical_or_literal(&found);
-        let hash = crate::identity::cache::hash_path(&path).ok();
-        let entry = policy.as_ref().and_then(|p| {
-            hash.as_ref()
-                .and_then(|h| p.by_hash(h))
-                .or_else(|| p.by_path(&path))
-        });
-        match entry {
+        check_adapter(name, policy.as_ref(), c);
+        c.add(
+            Level::Info,
+            "adapter",
+            format!("{name}: {}", tool_config(name)),
+        );
+    }
+}
+
+/// Where the adapter `name` is installed and whether that binary is registered.
+fn check_adapter(name: &str, policy: Option<&policy::PolicyFile>, c: &mut Checks) {
+    let Some(found) = find_adapter(name) else {
+        c.add(
+            Level::Info,
+            "adapter",
+            format!("{name}: not installed (cargo install --path . installs it)"),
+        );
+        return;
+    };
+    let path = policy::canonical_or_literal(&found);
+    let hash = crate::identity::cache::hash_path(&path).ok();
+    let entry = policy.and_then(|p| {
+        hash.as_ref()
+            .and_then(|h| p.by_hash(h))
+            .or_else(|| p.by_path(&path))
+    });
+    match entry {
             Some(e) if Some(&e.hash) == hash.as_ref() => {
                 let mut grants: Vec<String> = e
                     .allowed_read_services
@@ -415,6 +426,89 @@ fn check_adapters(paths: &Paths, c: &mut Checks) {
                     path.display()
                 ),
             ),
+        }
+}
+
+/// Whether the tool the adapter `name` serves is set up to use it, and where (or the line that
+/// would set it up): git's `credential.helper`, the AWS config's `credential_process`, docker's
+/// `credsStore`/`credHelpers`.
+fn tool_config(name: &str) -> String {
+    match name {
+        "git-credential-keychain-auth" => git_config(),
+        "keychain-auth-aws" => aws_config(),
+        _ => docker_config(),
+    }
+}
+
+fn git_config() -> String {
+    let out = std::process::Command::new("git")
+        .args(["config", "--get-all", "credential.helper"])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output();
+    let Ok(out) = out else {
+        return "git is not installed".into();
+    };
+    let helpers = String::from_utf8_lossy(&out.stdout);
+    if helpers.lines().any(|h| h.contains("keychain-auth")) {
+        "git uses it (credential.helper)".into()
+    } else {
+        "git does not use it yet: git config --global credential.helper keychain-auth".into()
+    }
+}
+
+fn aws_config() -> String {
+    let file = std::env::var_os("AWS_CONFIG_FILE")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".aws/config")));
+    let text = file
+        .as_ref()
+        .and_then(|f| std::fs::read_to_string(f).ok())
+        .unwrap_or_default();
+    let mut section = String::new();
+    let mut profiles = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('[') {
+            section = line.trim_matches(['[', ']']).trim().to_string();
+        } else if let Some((key, value)) = line.split_once('=')
+            && key.trim() == "credential_process"
+            && value.contains("keychain-auth-aws")
+        {
+            profiles.push(clean(&section).into_owned());
+        }
+    }
+    if profiles.is_empty() {
+        "no AWS profile uses it yet: credential_process = keychain-auth-aws PROFILE in ~/.aws/config".into()
+    } else {
+        format!("AWS uses it for {}", profiles.join(", "))
+    }
+}
+
+fn docker_config() -> String {
+    let file = std::env::var_os("DOCKER_CONFIG")
+        .map(|d| Path::new(&d).join("config.json"))
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".docker/config.json")));
+    let config: serde_json::Value = file
+        .as_ref()
+        .and_then(|f| std::fs::read(f).ok())
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let store = config["credsStore"] == "keychain-auth";
+    let hosts: Vec<String> = config["credHelpers"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter(|(_, v)| *v == "keychain-auth")
+                .map(|(k, _)| clean(k).into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    match (store, hosts.is_empty()) {
+        (true, _) => "docker uses it for every registry (credsStore)".into(),
+        (false, false) => format!("docker uses it for {} (credHelpers)", hosts.join(", ")),
+        (false, true) => {
+            "docker does not use it yet: \"credsStore\": \"keychain-auth\" in ~/.docker/config.json"
+                .into()
         }
     }
 }

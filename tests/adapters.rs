@@ -619,6 +619,20 @@ fn doctor_reports_installed_and_registered_adapters() {
     let env = Sandbox::new();
     let _d = env.start();
     env.register(Path::new(GIT_HELPER), &["--read", "git"]);
+    // The tools' own configuration: AWS and docker set up to use their adapters, git not.
+    let home = env.home();
+    std::fs::create_dir_all(home.join(".aws")).expect("aws dir");
+    std::fs::write(
+        home.join(".aws/config"),
+        "[profile ci]\ncredential_process = keychain-auth-aws ci\n[profile other]\nregion = x\n",
+    )
+    .expect("aws config");
+    std::fs::create_dir_all(home.join(".docker")).expect("docker dir");
+    std::fs::write(
+        home.join(".docker/config.json"),
+        r#"{"credHelpers":{"ghcr.io":"keychain-auth"}}"#,
+    )
+    .expect("docker config");
     // doctor looks next to its own binary (target/debug holds every adapter).
     let out = env
         .command(testkit::daemon_bin())
@@ -638,6 +652,28 @@ fn doctor_reports_installed_and_registered_adapters() {
     let aws = line("keychain-auth-aws");
     assert!(aws.contains("not registered"), "{aws}");
     assert!(line("docker-credential-keychain-auth").contains("not registered"));
+    // And whether each tool is set up to use its adapter.
+    let uses = |needle: &str| report.lines().any(|l| l.contains(needle));
+    assert!(uses("AWS uses it for profile ci"), "{report}");
+    assert!(uses("docker uses it for ghcr.io (credHelpers)"), "{report}");
+    if testkit::tools_available(&["git"], "git") {
+        assert!(uses("git does not use it yet"), "{report}");
+        std::fs::write(
+            home.join(".gitconfig"),
+            "[credential]\n\thelper = keychain-auth\n",
+        )
+        .expect("gitconfig");
+        let again = env
+            .command(testkit::daemon_bin())
+            .arg("doctor")
+            .output()
+            .expect("doctor");
+        assert!(
+            text(&again.stdout).contains("git uses it (credential.helper)"),
+            "{}",
+            text(&again.stdout)
+        );
+    }
 }
 
 #[test]
