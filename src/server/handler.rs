@@ -406,16 +406,27 @@ pub(crate) fn decide(
         );
         return ask_or_refuse(broker, req, rec, refusal, &binary.hash, (true, true));
     }
-    // A grant with a number of uses: checked again, carried out and counted as one step (on a
-    // blocking thread, see `lane`), so two requests at once cannot both spend its last use.
-    let counted = terms.is_some_and(|t| t.uses_left.is_some());
-    let _one_at_a_time = counted.then(|| {
-        broker
-            .counted_uses
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    });
-    if counted && !still_allowed(broker, hash, program, req) {
+    if terms.is_some_and(|t| t.uses_left.is_some()) {
+        return Verdict::Done(carry_out_counted(broker, rec, req, binary, (hash, program)));
+    }
+    Verdict::Done(carry_out(broker, rec, req))
+}
+
+/// A request under a grant with a number of uses: checked again, carried out and counted as one
+/// step (on a blocking thread, see `lane`), so two requests at once cannot both spend its last
+/// use.
+fn carry_out_counted(
+    broker: &Broker,
+    rec: Record,
+    req: &Request,
+    binary: &crate::policy::BinaryPolicy,
+    (hash, program): (&BinaryHash, &Program),
+) -> Response {
+    let _one_at_a_time = broker
+        .counted_uses
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !still_allowed(broker, hash, program, req) {
         let refusal = denied(
             req,
             Reason::ServiceNotAllowed,
@@ -425,16 +436,15 @@ pub(crate) fn decide(
                 binary.path.display()
             ),
         );
-        return done(broker, rec, refusal);
+        return refuse(broker, rec, refusal);
     }
     let resp = carry_out(broker, rec, req);
-    if resp.status == Status::Success && counted {
-        let hash = binary.hash.clone();
-        if let Err(e) = crate::admin::consume_use(&broker.paths, &hash, &req.service) {
-            tracing::warn!("keychain-auth: could not count a use of a one-time grant: {e}");
-        }
+    if resp.status == Status::Success
+        && let Err(e) = crate::admin::consume_use(&broker.paths, &binary.hash, &req.service)
+    {
+        tracing::warn!("keychain-auth: could not count a use of a one-time grant: {e}");
     }
-    Verdict::Done(resp)
+    resp
 }
 
 /// Whether the policy in force now (re-read if it changed) still allows `req` to the caller:

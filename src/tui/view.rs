@@ -160,20 +160,7 @@ fn status_bar(frame: &mut Frame<'_>, area: Rect, s: &State) {
     let name = " keychain-auth ";
     // Whole segments, most important first; what does not fit is left out whole, never cut
     // mid-word. The socket path is shortened in the middle instead.
-    let mut segments: Vec<(u8, String)> = vec![];
-    if s.broker.reachable {
-        segments.push((2, format!("backend {}", s.broker.backend)));
-        segments.push((3, format!("{} conn", s.broker.connections)));
-        segments.push((4, format!("{} req", s.broker.requests)));
-    }
-    if !s.prompts.is_empty() {
-        segments.push((0, format!("{} prompt(s)", s.prompts.len())));
-    }
-    segments.push((0, format!("{} pending", s.pending.len())));
-    segments.push((1, format!("{} binaries", s.policies.len())));
-    if s.broker.reachable {
-        segments.push((5, format!("pid {}", s.broker.pid)));
-    }
+    let mut segments = status_segments(s);
     let filter = (!s.filter.is_empty()).then(|| format!(" · filter: {}", clean(&s.filter)));
     let width = usize::from(area.width);
     let socket = &s.broker.socket;
@@ -233,6 +220,26 @@ fn status_bar(frame: &mut Frame<'_>, area: Rect, s: &State) {
         spans.push(Span::styled(f, Style::new().cyan()));
     }
     frame.render_widget(Line::from(spans), area);
+}
+
+/// The status bar's counters, each with its priority (0 is never left out; the highest goes
+/// first when the bar is too narrow).
+fn status_segments(s: &State) -> Vec<(u8, String)> {
+    let mut segments: Vec<(u8, String)> = vec![];
+    if s.broker.reachable {
+        segments.push((2, format!("backend {}", s.broker.backend)));
+        segments.push((3, format!("{} conn", s.broker.connections)));
+        segments.push((4, format!("{} req", s.broker.requests)));
+    }
+    if !s.prompts.is_empty() {
+        segments.push((0, format!("{} prompt(s)", s.prompts.len())));
+    }
+    segments.push((0, format!("{} pending", s.pending.len())));
+    segments.push((1, format!("{} binaries", s.policies.len())));
+    if s.broker.reachable {
+        segments.push((5, format!("pid {}", s.broker.pid)));
+    }
+    segments
 }
 
 fn hint_bar(frame: &mut Frame<'_>, area: Rect, s: &State) {
