@@ -696,16 +696,13 @@ pub(crate) fn in_force(
     let Ok((key, store)) = crate::seal::key_and_store(keys, &paths.audit) else {
         return Some((now, false));
     };
-    match crate::seal::check(&paths.config, &now, &key, store.as_deref()) {
-        crate::seal::Integrity::Edited(_) => match crate::seal::read_copy(&paths.config, &key) {
-            Some(sealed) => {
-                crate::seal::keep_sealed_settings(&mut now, &sealed);
-                Some((now, true))
-            }
-            None => Some((now, false)),
-        },
-        crate::seal::Integrity::Sealed | crate::seal::Integrity::Unsealed => Some((now, true)),
-    }
+    let vouched = match crate::seal::check(&paths.config, &now, &key, store.as_deref()) {
+        crate::seal::Integrity::Edited(_) => {
+            crate::seal::keep_sealed_settings(&paths.config, &mut now, &key)
+        }
+        crate::seal::Integrity::Sealed | crate::seal::Integrity::Unsealed => true,
+    };
+    Some((now, vouched))
 }
 
 /// A parsed policy with a hash index, shared by the daemon's connections.
@@ -823,9 +820,7 @@ impl PolicyCache {
                 crate::seal::Integrity::Edited(d) => {
                     let held = d.held(&file);
                     let mut file = file;
-                    if let Some(sealed) = crate::seal::read_copy(&self.path, &key) {
-                        crate::seal::keep_sealed_settings(&mut file, &sealed);
-                    }
+                    crate::seal::keep_sealed_settings(&self.path, &mut file, &key);
                     Snapshot::new(file, held, Some(d.summary()))
                 }
                 _ => Snapshot::new(file, Vec::new(), None),

@@ -52,14 +52,18 @@ pub fn is_sealed(key: &Key, file: &PolicyFile) -> bool {
     }
 }
 
-/// Puts `sealed`'s top-level settings (everything but the entries and the seal) into `now`:
-/// a setting changed outside keychain-auth does not take effect until the edit is accepted.
-pub fn keep_sealed_settings(now: &mut PolicyFile, sealed: &PolicyFile) {
-    let entries = std::mem::take(&mut now.registered_binaries);
-    let seal = now.seal.take();
-    *now = sealed.clone();
-    now.registered_binaries = entries;
-    now.seal = seal;
+/// For `now`, an edit of `config` made outside keychain-auth: puts the sealed copy's top-level
+/// settings (everything but the entries and the seal) back into it, since a setting changed by
+/// hand does not take effect until the edit is accepted. False when there is no valid sealed
+/// copy to take them from (then `now` is left as it is).
+pub fn keep_sealed_settings(config: &Path, now: &mut PolicyFile, key: &Key) -> bool {
+    let Some(mut sealed) = read_copy(config, key) else {
+        return false;
+    };
+    sealed.registered_binaries = std::mem::take(&mut now.registered_binaries);
+    sealed.seal = now.seal.take();
+    *now = sealed;
+    true
 }
 
 /// `config.sealed.json` beside `config`.

@@ -634,12 +634,7 @@ fn doctor_reports_installed_and_registered_adapters() {
     )
     .expect("docker config");
     // doctor looks next to its own binary (target/debug holds every adapter).
-    let out = env
-        .command(testkit::daemon_bin())
-        .arg("doctor")
-        .output()
-        .expect("doctor");
-    let report = text(&out.stdout);
+    let report = text(&env.cli(&["doctor"]).stdout);
     let line = |name: &str| {
         report
             .lines()
@@ -663,16 +658,8 @@ fn doctor_reports_installed_and_registered_adapters() {
             "[credential]\n\thelper = keychain-auth\n",
         )
         .expect("gitconfig");
-        let again = env
-            .command(testkit::daemon_bin())
-            .arg("doctor")
-            .output()
-            .expect("doctor");
-        assert!(
-            text(&again.stdout).contains("git uses it (credential.helper)"),
-            "{}",
-            text(&again.stdout)
-        );
+        let again = text(&env.cli(&["doctor"]).stdout);
+        assert!(again.contains("git uses it (credential.helper)"), "{again}");
     }
 }
 

@@ -1085,9 +1085,6 @@ impl AuditLog {
     /// Records in the store, once the first record of a chain is written, that a chain was
     /// started with its key (see [`chain::started`]).
     fn mark_started(&self) {
-        if matches!(self.keys, KeySource::Fixed(_)) {
-            return;
-        }
         if let Some(store) = self.keys.store()
             && !chain::started(store.as_ref())
             && let Err(e) = chain::set_started(store.as_ref())
@@ -1136,8 +1133,8 @@ impl AuditLog {
         match why {
             // A fresh log, or one removed together with its state: the store tells which.
             None if pos.seq == 0 => {
+                // (A fixed key has no store: nothing to tell by.)
                 if let Some(store) = self.keys.store()
-                    && !matches!(self.keys, KeySource::Fixed(_))
                     && chain::started(store.as_ref())
                 {
                     notes.push(note(

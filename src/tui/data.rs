@@ -276,8 +276,10 @@ pub fn search_backwards(
     files.retain(|f| f.extension().is_none_or(|e| e != "gz"));
     files.reverse();
     if files.is_empty() {
-        // No log yet: the current file's absence is the answer.
-        File::open(path)?;
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("no audit log at {}", path.display()),
+        ));
     }
     let sizes: Vec<u64> = files
         .iter()

@@ -163,16 +163,16 @@ pub fn monochrome(no_color: Option<&std::ffi::OsStr>, term: Option<&str>) -> boo
         })
 }
 
-/// "log verified" / "log BROKEN (line N)", and the policy seal when an edit was made outside
-/// keychain-auth.
+/// "log verified" / "log BROKEN (line N)". (config.json's seal is checked whenever the file is
+/// read, by `data::policy_edit`.)
 fn integrity_line(paths: &Paths, progress: &mut dyn FnMut(u64)) -> String {
-    use crate::audit::{KeySource, chain, verify};
+    use crate::audit::{chain, verify};
     let store = crate::backend::select::select(paths).map(|s| s.backend);
     let key = match &store {
         Ok(s) => chain::load(s.as_ref()),
         Err(e) => Err(e.clone().into()),
     };
-    let log = match &key {
+    match &key {
         Ok(Some(k)) => {
             // Asked before the log is read: a chain marked started then has its first record
             // written already.
@@ -195,17 +195,7 @@ fn integrity_line(paths: &Paths, progress: &mut dyn FnMut(u64)) -> String {
         }
         Ok(None) => "log not chained yet".into(),
         Err(_) => "log unchecked (no key)".into(),
-    };
-    let policy = match (crate::policy::load(&paths.config), store) {
-        (Ok(file), Ok(s)) => match crate::policy::integrity(paths, &KeySource::Store(s), &file) {
-            Ok(crate::seal::Integrity::Edited(_)) => {
-                " · config EDITED outside keychain-auth: policy accept"
-            }
-            _ => "",
-        },
-        _ => "",
-    };
-    format!("{log}{policy}")
+    }
 }
 
 /// Turns terminal events into actions, by way of the keymap for the current modal or pane.

@@ -562,11 +562,16 @@ fn audit_row(r: &Record) -> Vec<Cell<'static>> {
 /// or a search's filter and progress. `shown` is the number of rows shown.
 fn audit_title(s: &State, shown: usize) -> (String, String, String) {
     let following = format!(
-        "{}{}",
+        "{}{}{}",
         if s.follow { " · following" } else { "" },
         s.integrity
             .as_deref()
-            .map_or_else(String::new, |i| format!(" · {i}"))
+            .map_or_else(String::new, |i| format!(" · {i}")),
+        if s.policy_edit.is_some() {
+            " · config EDITED outside keychain-auth: policy accept"
+        } else {
+            ""
+        },
     );
     let Some(search) = &s.search else {
         return (
@@ -869,22 +874,16 @@ fn detail_lines(r: &crate::audit::Record, width: usize) -> Vec<Line<'static>> {
     }
     if !about.is_empty() {
         for a in about {
-            let chars: Vec<char> = clean(&a).chars().collect();
-            for chunk in chars.chunks(width.max(1)) {
-                out.push(Line::styled(
-                    chunk.iter().collect::<String>(),
-                    Style::new().cyan(),
-                ));
+            for piece in wrap_chars(&clean(&a), width) {
+                out.push(Line::styled(piece, Style::new().cyan()));
             }
         }
         out.push(Line::raw(""));
     }
     let json = serde_json::to_string_pretty(r).unwrap_or_default();
     for l in json.lines() {
-        let l = display::clean_json(l);
-        let chars: Vec<char> = l.chars().collect();
-        for chunk in chars.chunks(width) {
-            out.push(Line::raw(chunk.iter().collect::<String>()));
+        for piece in wrap_chars(&display::clean_json(l), width) {
+            out.push(Line::raw(piece));
         }
     }
     out
