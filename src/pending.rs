@@ -5,7 +5,7 @@
 //! [`MAX_ENTRIES`] (the least recently seen are evicted) so a flood of callers cannot fill the disk.
 
 use crate::fsutil::{self, FileLock};
-use crate::identity::Link;
+use crate::identity::{Link, kept_argv, kept_word};
 use crate::policy::{BinaryHash, InterpreterRef, SelectorError, match_hash};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -15,10 +15,6 @@ use std::path::{Path, PathBuf};
 pub const MAX_ENTRIES: usize = 500;
 /// How long an entry lives after it was last seen.
 pub const EXPIRY_HOURS: i64 = 24;
-/// Most argv words kept, and their longest length, so one caller cannot grow the file much.
-const MAX_ARGS: usize = 32;
-const MAX_ARG_LEN: usize = 256;
-
 /// One refused binary.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingEntry {
@@ -192,23 +188,14 @@ pub fn record(path: &Path, attempt: Attempt) -> Result<bool, PendingError> {
 
 fn apply_attempt(file: &mut PendingFile, a: Attempt, now: DateTime<Utc>) -> bool {
     expire(file, now);
-    let argv: Vec<String> = a
-        .argv
-        .into_iter()
-        .take(MAX_ARGS)
-        .map(|s| shorten(&s))
-        .collect();
+    // Identity keeps argv bounded already; entries are bounded here too, whatever made them.
+    let argv = kept_argv(a.argv);
     let chain: Vec<Link> = a
         .chain
         .into_iter()
         .map(|mut l| {
-            l.argv = l
-                .argv
-                .into_iter()
-                .take(MAX_ARGS)
-                .map(|s| shorten(&s))
-                .collect();
-            l.path = shorten(&l.path);
+            l.argv = kept_argv(l.argv);
+            l.path = kept_word(&l.path);
             l
         })
         .collect();
@@ -244,17 +231,6 @@ fn apply_attempt(file: &mut PendingFile, a: Attempt, now: DateTime<Utc>) -> bool
         chain,
     });
     true
-}
-
-fn shorten(s: &str) -> String {
-    if s.len() <= MAX_ARG_LEN {
-        return s.to_string();
-    }
-    let mut end = MAX_ARG_LEN;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
 }
 
 /// The entry a `HASH` argument (full, bare hex or unique ≥ 8-digit prefix) names.
@@ -313,7 +289,7 @@ mod tests {
         assert_eq!(e.attempts, 2);
         assert_eq!(e.first_seen, t0);
         assert_eq!(e.last_seen, t0 + Duration::minutes(5));
-        assert!(e.argv[1].len() <= MAX_ARG_LEN + '…'.len_utf8());
+        assert!(e.argv[1].len() <= crate::identity::MAX_ARG_BYTES);
     }
 
     #[test]

@@ -181,9 +181,77 @@ fn a_huge_unknown_key_is_echoed_short_and_escaped_in_the_response_and_the_audit_
         .find(|r| r["reason"] == "malformed_request")
         .expect("record");
     let text = rec.to_string();
-    assert!(text.len() < 4000, "audit record of {} bytes", text.len());
+    // The caller chain holds the command lines of whatever ran this test (bounded on their own,
+    // see below): the echo is measured without it.
+    let mut echoed = rec.clone();
+    echoed.as_object_mut().expect("object").remove("chain");
+    let echoed = echoed.to_string();
+    assert!(
+        echoed.len() < 4000,
+        "audit record of {} bytes",
+        echoed.len()
+    );
+    assert_argv_bounded(&rec["chain"]);
     assert!(!text.contains(&"k".repeat(65)), "{text}");
     let m = rec["message"].as_str().expect("message");
     assert_eq!(m, msg);
     assert_no_raw_controls("audit message", m);
+}
+
+/// Every link of a caller chain keeps at most 32 words and 1,024 bytes of its command line.
+fn assert_argv_bounded(chain: &serde_json::Value) {
+    for link in chain.as_array().expect("chain") {
+        let argv: Vec<&str> = link["argv"]
+            .as_array()
+            .expect("argv")
+            .iter()
+            .map(|w| w.as_str().expect("word"))
+            .collect();
+        let bytes: usize = argv.iter().map(|w| w.len()).sum();
+        assert!(argv.len() <= 32 && bytes <= 1024, "{link}");
+    }
+}
+
+#[test]
+fn a_huge_command_line_of_a_caller_or_its_launcher_is_kept_short() {
+    let env = Sandbox::new();
+    let _d = env.start();
+    let client = env.client("tool");
+    // The launcher (sh) carries 4,000 words and one 100 KB word; the caller one 100 KB word
+    // after its request. Every record of the caller would carry both.
+    let huge = "h".repeat(100_000);
+    let words: Vec<String> = (0..4000).map(|i| format!("w{i}")).collect();
+    let out = env
+        .command("sh")
+        .arg("-c")
+        .arg(r#""$1" "$2" "$3"; exit 0"#)
+        .arg("sh")
+        .arg(&client)
+        .arg(request("read", "svc", &["k"]))
+        .arg(&huge)
+        .arg(&huge)
+        .args(&words)
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{out:?}");
+    let rec = testkit::wait_for(10, "the refusal's record", || {
+        env.audit_records()
+            .into_iter()
+            .find(|r| r["reason"] == "unregistered_binary")
+    });
+    let text = rec.to_string();
+    assert!(text.len() < 16_384, "audit record of {} bytes", text.len());
+    assert!(!text.contains(&"h".repeat(300)), "a word is cut");
+    assert_argv_bounded(&rec["chain"]);
+    let chain = rec["chain"].as_array().expect("chain");
+    assert!(
+        chain[0]["argv"][2].as_str().expect("word").ends_with('…'),
+        "{rec}"
+    );
+    let launcher = chain[1]["argv"].as_array().expect("launcher's argv");
+    assert_eq!(launcher.last().and_then(|w| w.as_str()), Some("…"), "{rec}");
+    let pending = env.pending_entries();
+    assert_eq!(pending.len(), 1);
+    assert!(pending[0].to_string().len() < 16_384);
+    assert_argv_bounded(&pending[0]["chain"]);
 }

@@ -55,7 +55,7 @@ pub(crate) fn ancestors(
             path: path.display().to_string(),
             hash,
             pid: ppid,
-            argv: parent.cmdline(),
+            argv: super::kept_argv(parent.cmdline()),
         });
         ppid = status.ppid;
         ancestor = Some(parent);

@@ -92,6 +92,50 @@ pub struct Link {
     pub argv: Vec<String>,
 }
 
+/// Most argv words kept of one process, the longest word and the most bytes in all. A process
+/// chooses its own command line (up to megabytes, and an ancestor's as well), so what is kept of
+/// it for audit records, pending entries and prompts is bounded: a long command line cannot grow
+/// every record of its callers.
+pub(crate) const MAX_ARGS: usize = 32;
+/// See [`MAX_ARGS`].
+pub(crate) const MAX_ARG_BYTES: usize = 256;
+/// See [`MAX_ARGS`].
+pub(crate) const MAX_ARGV_BYTES: usize = 1024;
+
+/// `word` cut to at most [`MAX_ARG_BYTES`] bytes, at a character boundary, the cut marked `…`.
+pub(crate) fn kept_word(word: &str) -> String {
+    if word.len() <= MAX_ARG_BYTES {
+        return word.to_string();
+    }
+    let mut end = MAX_ARG_BYTES - '…'.len_utf8();
+    while !word.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &word[..end])
+}
+
+/// `argv` as records keep it: each word through [`kept_word`], at most [`MAX_ARGS`] words and
+/// [`MAX_ARGV_BYTES`] bytes; when words are left out, the last word is `…`. Keeping what was
+/// kept changes nothing.
+pub(crate) fn kept_argv(argv: Vec<String>) -> Vec<String> {
+    let words: Vec<String> = argv.iter().map(|w| kept_word(w)).collect();
+    if words.len() <= MAX_ARGS && words.iter().map(String::len).sum::<usize>() <= MAX_ARGV_BYTES {
+        return words;
+    }
+    let marker = "…";
+    let mut kept = Vec::new();
+    let mut bytes = marker.len();
+    for w in words {
+        if kept.len() + 1 == MAX_ARGS || bytes + w.len() > MAX_ARGV_BYTES {
+            break;
+        }
+        bytes += w.len();
+        kept.push(w);
+    }
+    kept.push(marker.to_string());
+    kept
+}
+
 /// A chain for people: `name (hash, pid N) ← name (hash, pid N)`, caller first.
 pub fn describe_chain(links: &[Link]) -> String {
     links
@@ -395,7 +439,7 @@ fn read_exe(
     Some(Exe::Verified {
         path: p.clone(),
         hash,
-        argv,
+        argv: kept_argv(argv),
         file: id,
         integrity: Integrity {
             tracer: status.tracer,
@@ -530,6 +574,46 @@ pub fn identify_connector(
 mod tests {
     use super::*;
     use std::os::unix::net::UnixStream;
+
+    #[test]
+    fn a_long_command_line_is_kept_bounded_and_marked() {
+        let short: Vec<String> = ["git", "credential", "fill"].map(String::from).to_vec();
+        assert_eq!(
+            kept_argv(short.clone()),
+            short,
+            "a usual command line is kept whole"
+        );
+
+        // One huge word (a `bash -c` script), cut inside a multi-byte character.
+        let huge = vec![
+            "bash".to_string(),
+            "-c".into(),
+            format!("x{}", "é".repeat(20_000)),
+        ];
+        let kept = kept_argv(huge);
+        assert_eq!(kept.len(), 3);
+        assert!(
+            kept[2].len() <= MAX_ARG_BYTES && kept[2].ends_with('…'),
+            "{}",
+            kept[2]
+        );
+
+        // Many words: at most MAX_ARGS and MAX_ARGV_BYTES, the last one the marker.
+        let many: Vec<String> = (0..10_000).map(|i| format!("arg{i}")).collect();
+        let kept = kept_argv(many.clone());
+        assert!(kept.len() <= MAX_ARGS, "{}", kept.len());
+        assert_eq!(kept.last().map(String::as_str), Some("…"));
+        assert_eq!(kept[..kept.len() - 1], many[..kept.len() - 1]);
+        let wide: Vec<String> = (0..20).map(|_| "w".repeat(200)).collect();
+        let kept = kept_argv(wide);
+        assert!(kept.iter().map(String::len).sum::<usize>() <= MAX_ARGV_BYTES);
+        assert_eq!(kept.last().map(String::as_str), Some("…"));
+
+        // Keeping what was kept changes nothing (pending entries are bounded again).
+        for argv in [kept, kept_argv(many)] {
+            assert_eq!(kept_argv(argv.clone()), argv);
+        }
+    }
 
     #[test]
     fn identifies_own_process_over_a_socketpair() {
