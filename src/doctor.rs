@@ -457,14 +457,30 @@ fn git_config() -> String {
     }
 }
 
+/// A tool's configuration file (at most 1 MiB), empty when it is absent; a file that cannot be
+/// read (a FIFO in its place is never waited on) is what doctor reports instead.
+fn read_tool_config(file: Option<&Path>) -> Result<Vec<u8>, String> {
+    let Some(file) = file else {
+        return Ok(Vec::new());
+    };
+    match crate::fsutil::read_foreign(file, 1 << 20) {
+        Ok(bytes) => Ok(bytes.unwrap_or_default()),
+        Err(e) => Err(format!(
+            "cannot read {}: {}",
+            crate::display::path(file),
+            clean(&e.to_string())
+        )),
+    }
+}
+
 fn aws_config() -> String {
     let file = std::env::var_os("AWS_CONFIG_FILE")
         .map(std::path::PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".aws/config")));
-    let text = file
-        .as_ref()
-        .and_then(|f| std::fs::read_to_string(f).ok())
-        .unwrap_or_default();
+    let text = match read_tool_config(file.as_deref()) {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(why) => return why,
+    };
     let mut section = String::new();
     let mut profiles = Vec::new();
     for line in text.lines().map(str::trim) {
@@ -488,11 +504,10 @@ fn docker_config() -> String {
     let file = std::env::var_os("DOCKER_CONFIG")
         .map(|d| Path::new(&d).join("config.json"))
         .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".docker/config.json")));
-    let config: serde_json::Value = file
-        .as_ref()
-        .and_then(|f| std::fs::read(f).ok())
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
+    let config: serde_json::Value = match read_tool_config(file.as_deref()) {
+        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
+        Err(why) => return why,
+    };
     let store = config["credsStore"] == "keychain-auth";
     let hosts: Vec<String> = config["credHelpers"]
         .as_object()

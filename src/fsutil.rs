@@ -148,6 +148,45 @@ pub(crate) fn read_with_meta(path: &Path) -> io::Result<Option<(Vec<u8>, fs::Met
     Ok(Some((buf, meta)))
 }
 
+/// Opens `path` for reading if it is a regular file, following links (a path a person gave, a
+/// registered binary, another program's file), without ever blocking: a FIFO, device or
+/// directory in its place is an error (`InvalidInput`), never opened for a read that waits.
+pub(crate) fn open_regular_file(path: &Path) -> io::Result<File> {
+    let not_regular = || {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file (a FIFO, device or directory is never read)",
+        )
+    };
+    // A FIFO or device is refused before it is opened at all (opening a device can have side
+    // effects); the fstat below is what decides, whatever happens in between.
+    if !fs::metadata(path)?.is_file() {
+        return Err(not_regular());
+    }
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(not_regular());
+    }
+    Ok(file)
+}
+
+/// Reads at most `max` bytes of a file that belongs to another program (a tool's own
+/// configuration, such as `~/.aws/config`) through [`open_regular_file`]. `Ok(None)`: it does
+/// not exist.
+pub(crate) fn read_foreign(path: &Path, max: u64) -> io::Result<Option<Vec<u8>>> {
+    let file = match open_regular_file(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut buf = Vec::new();
+    file.take(max).read_to_end(&mut buf)?;
+    Ok(Some(buf))
+}
+
 /// Makes sure `dir` is a safe place for state: creates it (and missing parents) with mode 0700
 /// when missing; an existing directory is never chmodded but refused when another user owns it
 /// or group/others may write it. Every directory above it must be owned by us or root and not
@@ -508,6 +547,26 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("x.json")]);
+    }
+
+    #[test]
+    fn a_foreign_file_is_read_through_links_and_never_blocks() {
+        let t = tempfile::tempdir().unwrap();
+        let real = t.path().join("real");
+        fs::write(&real, b"0123456789").unwrap();
+        let link = t.path().join("link");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        assert_eq!(read_foreign(&link, 4).unwrap().unwrap(), b"0123");
+        assert_eq!(read_foreign(&t.path().join("none"), 4).unwrap(), None);
+        // A FIFO with no writer: an error at once, not a read that waits for one.
+        let fifo = t.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let e = read_foreign(&fifo, 4).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e}");
+        assert!(
+            read_foreign(t.path(), 4).is_err(),
+            "a directory is not read"
+        );
     }
 
     #[test]

@@ -664,6 +664,30 @@ fn doctor_reports_installed_and_registered_adapters() {
 }
 
 #[test]
+fn doctor_reports_a_fifo_in_place_of_a_tools_config_instead_of_waiting_on_it() {
+    let env = Sandbox::new();
+    let home = env.home();
+    for (dir, file) in [(".aws", "config"), (".docker", "config.json")] {
+        std::fs::create_dir_all(home.join(dir)).expect("dir");
+        nix::unistd::mkfifo(
+            &home.join(dir).join(file),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .expect("mkfifo");
+    }
+    // Before, doctor opened the FIFO for a blocking read and never finished.
+    let report = text(&env.cli_within(30, &["doctor"]).stdout);
+    for file in [".aws/config", ".docker/config.json"] {
+        assert!(
+            report.lines().any(|l| l.contains("cannot read")
+                && l.contains(file)
+                && l.contains("not a regular file")),
+            "{file}:\n{report}"
+        );
+    }
+}
+
+#[test]
 fn git_helper_approved_via_git_serves_git_and_not_a_direct_run() {
     if !testkit::tools_available(&["git"], "git") {
         return;

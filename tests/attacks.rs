@@ -297,6 +297,34 @@ fn approve_checks_that_the_file_at_the_path_is_the_caller() {
 }
 
 #[test]
+fn a_fifo_at_a_pending_callers_path_blocks_neither_approve_nor_doctor() {
+    let env = Sandbox::new();
+    let _d = env.start();
+    let caller = env.client("vanishing");
+    let r = env.run_client(&caller, &[&request("read", "aws", &["prod"])]);
+    expect(&r[0], "denied", Some("unregistered_binary"));
+    let hash = env.pending_entries()[0]["hash"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The caller replaces its file with a FIFO: whoever hashes the path to check it would wait
+    // for a writer that never comes (before: `approve` and the dashboard hung).
+    std::fs::remove_file(&caller).expect("rm");
+    nix::unistd::mkfifo(&caller, nix::sys::stat::Mode::from_bits_truncate(0o700)).expect("fifo");
+    let out = env.cli_within(30, &["approve", &hash, "--read", "aws"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not a regular file"), "{err}");
+    assert!(env.registered().is_empty(), "nothing was approved");
+    // A registered binary whose path became a FIFO: doctor reports instead of waiting.
+    let tool = env.registered_client("kept", &["--read", "aws"]);
+    std::fs::remove_file(&tool).expect("rm");
+    nix::unistd::mkfifo(&tool, nix::sys::stat::Mode::from_bits_truncate(0o700)).expect("fifo");
+    let out = env.cli_within(30, &["doctor"]);
+    assert!(out.status.code().is_some(), "doctor finished");
+}
+
+#[test]
 fn one_process_holding_many_connections_locks_nobody_out() {
     let (env, _d, reader) = broker_with_secret();
     let Some(holder) = compile(&env.root.join("bin/holder"), &["holder.c"], &[]) else {

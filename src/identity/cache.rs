@@ -112,9 +112,11 @@ pub fn hash_reader(mut r: impl Read) -> io::Result<BinaryHash> {
     Ok(BinaryHash::from_digest(&hasher.finalize()))
 }
 
-/// Hashes the file at `path` (used by `register`, `approve` and `upgrade`).
+/// Hashes the regular file at `path` (used by `register`, `approve` and `upgrade`, doctor and
+/// the dashboard). A FIFO or device in its place is an error at once: the path may be one a
+/// caller reported, and must not hang whoever checks it.
 pub fn hash_path(path: &std::path::Path) -> io::Result<BinaryHash> {
-    hash_reader(File::open(path)?)
+    hash_reader(crate::fsutil::open_regular_file(path)?)
 }
 
 #[cfg(test)]

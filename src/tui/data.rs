@@ -20,7 +20,7 @@ pub fn load_policies(paths: &Paths, hashes: &HashCache) -> Result<Vec<PolicyRow>
         .registered_binaries
         .into_iter()
         .map(|entry| {
-            let on_disk = match File::open(&entry.path) {
+            let on_disk = match crate::fsutil::open_regular_file(&entry.path) {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => OnDisk::Missing,
                 Err(_) => OnDisk::Unknown,
                 Ok(f) => match hashes.hash_file(&f) {
@@ -229,6 +229,34 @@ mod tests {
     }
 
     #[test]
+    fn a_registered_path_that_is_now_a_fifo_is_unknown_not_waited_on() {
+        let t = tempfile::tempdir().unwrap();
+        let paths = crate::paths::Paths {
+            socket: t.path().join("s.sock"),
+            config: t.path().join("config.json"),
+            pending: t.path().join("pending.json"),
+            audit: t.path().join("audit.log"),
+            file_store: t.path().join("keyring.json"),
+        };
+        let fifo = t.path().join("tool");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o700)).unwrap();
+        let entry = crate::policy::BinaryPolicy::new(
+            fifo,
+            crate::policy::BinaryHash::from_digest(&[7; 32]),
+        );
+        // Unsealed and without a sealed copy: served as written (a first-release config).
+        let config = serde_json::json!({"protocol_version": "1", "registered_binaries": [entry]});
+        crate::fsutil::write_atomic(&paths.config, config.to_string().as_bytes()).unwrap();
+        let rows = load_policies(&paths, &HashCache::new()).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert!(
+            matches!(rows[0].on_disk, OnDisk::Unknown),
+            "{:?}",
+            rows[0].on_disk
+        );
+    }
+
+    #[test]
     fn small_and_missing_logs() {
         let t = tempfile::tempdir().unwrap();
         let p = t.path().join("audit.log");
@@ -292,7 +320,8 @@ pub fn search_backwards(
     let mut before = 0u64;
     let last = files.len().saturating_sub(1);
     for (i, file) in files.iter().enumerate() {
-        let go_on = match File::open(file) {
+        // Never a FIFO put in a rotated file's place (the search would wait on it).
+        let go_on = match crate::audit::verify::open_regular(file) {
             Ok(f) => search_file(
                 f,
                 before,
@@ -304,7 +333,7 @@ pub fn search_backwards(
             )?,
             // Rotated away between the listing and now: nothing left to read in it.
             Err(e) if e.kind() == io::ErrorKind::NotFound && i > 0 => true,
-            Err(e) => return Err(e),
+            Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", file.display()))),
         };
         if !go_on {
             return Ok(());
@@ -515,5 +544,28 @@ mod search_tests {
         assert!(last.done);
         assert_eq!(last.records, 6);
         assert_eq!((last.bytes, last.total_bytes), (total, total));
+    }
+
+    #[test]
+    fn a_fifo_in_place_of_a_rotated_file_ends_the_search_with_an_error_not_a_wait() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let log = dir.path().join("audit.log");
+        let mut r = record("success", "needle");
+        r.id = Some("newest-hit".into());
+        std::fs::write(&log, r.to_line()).expect("log");
+        let fifo = dir.path().join("audit.log.1");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("fifo");
+        let mut ids = vec![];
+        let e = search_backwards(&log, "needle", |found, _| {
+            ids.extend(found.into_iter().filter_map(|r| r.id));
+            true
+        })
+        .expect_err("a FIFO is not searched");
+        assert_eq!(ids, ["newest-hit"], "the current file was searched first");
+        let e = e.to_string();
+        assert!(
+            e.contains("audit.log.1") && e.contains("not a regular file"),
+            "{e}"
+        );
     }
 }

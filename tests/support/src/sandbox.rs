@@ -133,6 +133,49 @@ impl Sandbox {
             .expect("run cli")
     }
 
+    /// Runs `keychain-auth ARGS` like [`Sandbox::cli`], but gives it `secs` seconds: a command
+    /// still running then is killed and the test fails saying it hung (for commands an attack
+    /// tries to block, such as a FIFO put where a file is read).
+    pub fn cli_within(&self, secs: u64, args: &[&str]) -> Output {
+        let mut child = self
+            .command(daemon_bin())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run cli");
+        // Read on threads, so a full pipe cannot stall the command while it is timed.
+        let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut bytes = Vec::new();
+                if let Some(mut p) = pipe {
+                    let _ = p.read_to_end(&mut bytes);
+                }
+                bytes
+            })
+        };
+        let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
+        let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("keychain-auth {args:?} still runs after {secs} s: it hung");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        Output {
+            status,
+            stdout: stdout.join().expect("stdout"),
+            stderr: stderr.join().expect("stderr"),
+        }
+    }
+
     /// Runs `keychain-auth ARGS`, which must succeed; returns stdout.
     pub fn cli_ok(&self, args: &[&str]) -> String {
         let out = self.cli(args);
