@@ -855,7 +855,7 @@ fn identify_file(
     use std::io::BufRead;
     let (path, hash) = hash_binary(path)?;
     let mut first = Vec::new();
-    std::fs::File::open(&path)
+    crate::fsutil::open_regular_file(&path)
         .map(std::io::BufReader::new)
         .and_then(|mut r| r.read_until(b'\n', &mut first))
         .map_err(|source| AdminError::Read {
@@ -883,7 +883,7 @@ fn identify_file(
     };
     let (interp_path, interp_hash) = hash_binary(&interp)?;
     let mut magic = [0u8; 2];
-    if std::fs::File::open(&interp_path)
+    if crate::fsutil::open_regular_file(&interp_path)
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
         .is_ok()
         && &magic == b"#!"
