@@ -849,3 +849,201 @@ fn git_clone_over_http_with_basic_auth_uses_the_helper() {
     );
     assert_secret_nowhere(&env, &password, &[&text(&out.stderr)]);
 }
+
+/// A registry that demands basic auth (`/v2/` and one manifest, `app:1`), as containers/image
+/// expects one: argv user, password, port file.
+const REGISTRY: &str = r#"
+import base64, hashlib, http.server, json, sys, os
+user, password, portfile = sys.argv[1:4]
+want = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+config = json.dumps({"architecture": "amd64", "os": "linux", "config": {},
+                     "rootfs": {"type": "layers", "diff_ids": []}}).encode()
+manifest = json.dumps({"schemaVersion": 2,
+    "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+    "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
+               "size": len(config), "digest": "sha256:" + hashlib.sha256(config).hexdigest()},
+    "layers": []}).encode()
+class H(http.server.BaseHTTPRequestHandler):
+    def reply(self, code, body, ctype="application/json"):
+        self.send_response(code)
+        self.send_header("Docker-Distribution-API-Version", "registry/2.0")
+        if code == 401:
+            self.send_header("WWW-Authenticate", 'Basic realm="registry"')
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+    def do_GET(self):
+        if self.headers.get("Authorization") != want:
+            return self.reply(401, b'{"errors":[{"code":"UNAUTHORIZED","message":"no"}]}')
+        if self.path == "/v2/":
+            return self.reply(200, b"{}")
+        if self.path == "/v2/app/manifests/1":
+            return self.reply(200, manifest, "application/vnd.docker.distribution.manifest.v2+json")
+        return self.reply(404, b'{"errors":[{"code":"NOT_FOUND","message":"no"}]}')
+    do_HEAD = do_GET
+    def log_message(self, *a):
+        pass
+s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+with open(portfile + ".tmp", "w") as f:
+    f.write(str(s.server_address[1]))
+os.rename(portfile + ".tmp", portfile)
+s.serve_forever()
+"#;
+
+#[test]
+fn skopeo_logs_in_pulls_and_logs_out_through_the_docker_helper() {
+    if !testkit::tools_available(&["skopeo", "python3"], "skopeo python3") {
+        return;
+    }
+    let env = Sandbox::new();
+    let _d = env.start();
+    let helper = env.copy_unique(DOCKER_HELPER, "docker-credential-keychain-auth");
+    let skopeo = std::fs::canonicalize(
+        text(
+            &Command::new("sh")
+                .args(["-c", "command -v skopeo"])
+                .output()
+                .expect("sh")
+                .stdout,
+        )
+        .trim(),
+    )
+    .expect("skopeo path");
+    // Served only when skopeo launched it (the container tools run helpers as children).
+    env.register(
+        &helper,
+        &[
+            "--read",
+            "docker",
+            "--write",
+            "docker",
+            "--via",
+            skopeo.to_str().expect("utf8"),
+        ],
+    );
+    let password = format!("reg-SECRET-{}", testkit::nonce());
+    let portfile = env.root.join("registry-port");
+    let server = env
+        .command("python3")
+        .args(["-c", REGISTRY, "bob", &password])
+        .arg(&portfile)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("registry");
+    let _server = KillOnDrop(server);
+    let port = testkit::wait_for(20, "the registry", || {
+        std::fs::read_to_string(&portfile).ok()
+    });
+    let registry = format!("127.0.0.1:{port}");
+    // containers-auth.json naming the helper for this registry; the helper found on PATH.
+    let authfile = env.root.join("auth.json");
+    std::fs::write(
+        &authfile,
+        serde_json::json!({"credHelpers": {&registry: "keychain-auth"}}).to_string(),
+    )
+    .expect("authfile");
+    let path = format!(
+        "{}:{}",
+        helper.parent().expect("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let auth = authfile.to_str().expect("utf8");
+    let run = |args: &[&str], input: &str| {
+        let mut c = env.command(&skopeo);
+        c.env("PATH", &path).args(args);
+        run_with_input(c, input.as_bytes())
+    };
+    let image = format!("docker://{registry}/app:1");
+    let pull = || {
+        run(
+            &[
+                "inspect",
+                "--raw",
+                "--tls-verify=false",
+                "--authfile",
+                auth,
+                &image,
+            ],
+            "",
+        )
+    };
+
+    // Nothing stored yet: the registry refuses.
+    assert!(!pull().status.success(), "served without credentials");
+    // A wrong password is refused by the registry and never stored.
+    let out = run(
+        &[
+            "login",
+            "--tls-verify=false",
+            "--authfile",
+            auth,
+            "-u",
+            "bob",
+            "--password-stdin",
+            &registry,
+        ],
+        "wrong\n",
+    );
+    assert!(!out.status.success(), "{}", text(&out.stdout));
+    assert!(
+        !env.audit_records()
+            .iter()
+            .any(|r| r["action"] == "write" && r["service"] == "docker"),
+        "a refused login wrote a credential"
+    );
+    // skopeo login checks the password with the registry, then stores it through the helper.
+    let login = run(
+        &[
+            "login",
+            "--tls-verify=false",
+            "--authfile",
+            auth,
+            "-u",
+            "bob",
+            "--password-stdin",
+            &registry,
+        ],
+        &format!("{password}\n"),
+    );
+    assert!(login.status.success(), "login: {}", text(&login.stderr));
+    assert!(
+        text(&login.stdout).contains("Login Succeeded"),
+        "{}",
+        text(&login.stdout)
+    );
+    let who = run(&["login", "--get-login", "--authfile", auth, &registry], "");
+    assert_eq!(text(&who.stdout).trim(), "bob", "{}", text(&who.stderr));
+    // The pull authenticates with what the helper read from the broker.
+    let out = pull();
+    assert!(out.status.success(), "inspect: {}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("\"schemaVersion\": 2"),
+        "{}",
+        text(&out.stdout)
+    );
+    // The same helper run without skopeo as its launcher gets nothing.
+    let (code, out) = docker(&env, &helper, "get", registry.as_bytes());
+    assert_eq!(code, Some(1));
+    assert!(
+        out.contains("launcher_not_allowed") && !out.contains(&password),
+        "{out}"
+    );
+    // logout erases it through the helper; the next pull is refused again.
+    let out = run(&["logout", "--authfile", auth, &registry], "");
+    assert!(out.status.success(), "logout: {}", text(&out.stderr));
+    assert!(!pull().status.success(), "served after logout");
+    let records = env.audit_records();
+    for action in ["write", "read", "delete"] {
+        assert!(
+            records.iter().any(|r| r["action"] == action
+                && r["service"] == "docker"
+                && r["status"] == "success"
+                && r["chain"][1]["path"] == skopeo.to_str().expect("utf8")),
+            "no {action} launched by skopeo in the audit log"
+        );
+    }
+    assert_secret_nowhere(&env, &password, &[&text(&login.stderr)]);
+}
