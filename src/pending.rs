@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 pub const MAX_ENTRIES: usize = 500;
 /// How long an entry lives after it was last seen.
 pub const EXPIRY_HOURS: i64 = 24;
+
 /// One refused binary.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingEntry {
