@@ -735,6 +735,37 @@ fn git_helper_approved_via_git_serves_git_and_not_a_direct_run() {
 }
 
 /// A dumb-HTTP git server on 127.0.0.1 that demands basic auth (`user`/`password`).
+/// The end of every test HTTP server below: serve handler `H` on a free loopback port and
+/// write the port to the file named by the last argument.
+const SERVE: &str = r#"
+s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+with open(portfile + ".tmp", "w") as f:
+    f.write(str(s.server_address[1]))
+os.rename(portfile + ".tmp", portfile)
+s.serve_forever()
+"#;
+
+/// Starts the Python HTTP server `handler` (ending in [`SERVE`]) with `args` and a port file;
+/// returns the guard that stops it and its port.
+fn http_server(env: &Sandbox, handler: &str, args: &[&str]) -> (KillOnDrop, String) {
+    let portfile = env.root.join(format!("http-port-{}", testkit::nonce()));
+    let server = env
+        .command("python3")
+        .arg("-c")
+        .arg(format!("{handler}{SERVE}"))
+        .args(args)
+        .arg(&portfile)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("http server");
+    let guard = KillOnDrop(server);
+    let port = testkit::wait_for(20, "the HTTP server", || {
+        std::fs::read_to_string(&portfile).ok()
+    });
+    (guard, port)
+}
+
 const AUTH_SERVER: &str = r#"
 import base64, http.server, sys, os
 root, user, password, portfile = sys.argv[1:5]
@@ -752,11 +783,6 @@ class H(http.server.SimpleHTTPRequestHandler):
         super().do_GET()
     def log_message(self, *a):
         pass
-s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-with open(portfile + ".tmp", "w") as f:
-    f.write(str(s.server_address[1]))
-os.rename(portfile + ".tmp", portfile)
-s.serve_forever()
 "#;
 
 #[test]
@@ -789,21 +815,8 @@ fn git_clone_over_http_with_basic_auth_uses_the_helper() {
         w = work.display(),
         s = srv.display()
     ));
-    let portfile = env.root.join("port");
-    let server = env
-        .command("python3")
-        .args(["-c", AUTH_SERVER])
-        .arg(&srv)
-        .args(["alice", &password])
-        .arg(&portfile)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("http server");
-    let _server = KillOnDrop(server);
-    let port = testkit::wait_for(20, "the HTTP server", || {
-        std::fs::read_to_string(&portfile).ok()
-    });
+    let srv_arg = srv.to_str().expect("utf8");
+    let (_server, port) = http_server(&env, AUTH_SERVER, &[srv_arg, "alice", &password]);
     let url = format!("http://127.0.0.1:{port}/repo.git");
     // Without a credential: the helper misses silently, git cannot prompt, the clone fails.
     let out = git(&env, &[h], &["clone", "-q", &url, "c1"])
@@ -885,11 +898,6 @@ class H(http.server.BaseHTTPRequestHandler):
     do_HEAD = do_GET
     def log_message(self, *a):
         pass
-s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-with open(portfile + ".tmp", "w") as f:
-    f.write(str(s.server_address[1]))
-os.rename(portfile + ".tmp", portfile)
-s.serve_forever()
 "#;
 
 #[test]
@@ -924,19 +932,7 @@ fn skopeo_logs_in_pulls_and_logs_out_through_the_docker_helper() {
         ],
     );
     let password = format!("reg-SECRET-{}", testkit::nonce());
-    let portfile = env.root.join("registry-port");
-    let server = env
-        .command("python3")
-        .args(["-c", REGISTRY, "bob", &password])
-        .arg(&portfile)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("registry");
-    let _server = KillOnDrop(server);
-    let port = testkit::wait_for(20, "the registry", || {
-        std::fs::read_to_string(&portfile).ok()
-    });
+    let (_server, port) = http_server(&env, REGISTRY, &["bob", &password]);
     let registry = format!("127.0.0.1:{port}");
     // containers-auth.json naming the helper for this registry; the helper found on PATH.
     let authfile = env.root.join("auth.json");

@@ -277,17 +277,23 @@ fn a_traced_caller_is_refused() {
     assert!(msg.contains("traced"), "{msg}");
 }
 
-#[test]
-fn approve_checks_that_the_file_at_the_path_is_the_caller() {
-    let env = Sandbox::new();
-    let _d = env.start();
-    let caller = env.client("shown-path");
+/// A client copy named `name` that asked and was refused: its path and the pending hash.
+fn pending_caller(env: &Sandbox, name: &str) -> (std::path::PathBuf, String) {
+    let caller = env.client(name);
     let r = env.run_client(&caller, &[&request("read", "aws", &["prod"])]);
     expect(&r[0], "denied", Some("unregistered_binary"));
     let hash = env.pending_entries()[0]["hash"]
         .as_str()
         .unwrap()
         .to_string();
+    (caller, hash)
+}
+
+#[test]
+fn approve_checks_that_the_file_at_the_path_is_the_caller() {
+    let env = Sandbox::new();
+    let _d = env.start();
+    let (caller, hash) = pending_caller(&env, "shown-path");
     // What a caller in another mount namespace achieves: the path it shows holds another file.
     testkit::copy_executable(Path::new("/bin/true"), &caller);
     let err = env.cli_err(&["approve", &hash, "--read", "aws"]);
@@ -300,13 +306,7 @@ fn approve_checks_that_the_file_at_the_path_is_the_caller() {
 fn a_fifo_at_a_pending_callers_path_blocks_neither_approve_nor_doctor() {
     let env = Sandbox::new();
     let _d = env.start();
-    let caller = env.client("vanishing");
-    let r = env.run_client(&caller, &[&request("read", "aws", &["prod"])]);
-    expect(&r[0], "denied", Some("unregistered_binary"));
-    let hash = env.pending_entries()[0]["hash"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (caller, hash) = pending_caller(&env, "vanishing");
     // The caller replaces its file with a FIFO: whoever hashes the path to check it would wait
     // for a writer that never comes (before: `approve` and the dashboard hung).
     std::fs::remove_file(&caller).expect("rm");
