@@ -855,7 +855,7 @@ fn identify_file(
     use std::io::BufRead;
     let (path, hash) = hash_binary(path)?;
     let mut first = Vec::new();
-    crate::fsutil::open_regular_file(&path)
+    crate::fsutil::open_regular(&path, crate::fsutil::Links::Follow)
         .map(std::io::BufReader::new)
         .and_then(|mut r| r.read_until(b'\n', &mut first))
         .map_err(|source| AdminError::Read {
@@ -883,7 +883,7 @@ fn identify_file(
     };
     let (interp_path, interp_hash) = hash_binary(&interp)?;
     let mut magic = [0u8; 2];
-    if crate::fsutil::open_regular_file(&interp_path)
+    if crate::fsutil::open_regular(&interp_path, crate::fsutil::Links::Follow)
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
         .is_ok()
         && &magic == b"#!"

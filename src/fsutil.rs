@@ -148,36 +148,49 @@ pub(crate) fn read_with_meta(path: &Path) -> io::Result<Option<(Vec<u8>, fs::Met
     Ok(Some((buf, meta)))
 }
 
-/// Opens `path` for reading if it is a regular file, following links (a path a person gave, a
-/// registered binary, another program's file), without ever blocking: a FIFO, device or
-/// directory in its place is an error (`InvalidInput`), never opened for a read that waits.
-pub(crate) fn open_regular_file(path: &Path) -> io::Result<File> {
-    let not_regular = || {
-        io::Error::new(
+/// How [`open_regular`] treats a symbolic link at the path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Links {
+    /// Follow it, as the program that owns the path would (a path a person gave, a registered
+    /// binary, another program's configuration).
+    Follow,
+    /// Refuse it (files in keychain-auth's own directories, such as rotated audit logs).
+    Refuse,
+}
+
+/// Opens `path` for reading only if it is a regular file, without ever blocking: a FIFO put in
+/// its place is opened non-blocking and refused with the devices and directories ([`regular`]).
+pub(crate) fn open_regular(path: &Path, links: Links) -> io::Result<File> {
+    let mut flags = libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC;
+    if links == Links::Refuse {
+        flags |= libc::O_NOFOLLOW;
+    }
+    regular(
+        OpenOptions::new()
+            .read(true)
+            .custom_flags(flags)
+            .open(path)?,
+    )
+}
+
+/// `file` if what was opened is a regular file; anything else (a FIFO, device or directory) is
+/// an `InvalidInput` error saying "not a regular file".
+pub(crate) fn regular(file: File) -> io::Result<File> {
+    if file.metadata()?.is_file() {
+        Ok(file)
+    } else {
+        Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            "not a regular file (a FIFO, device or directory is never read)",
-        )
-    };
-    // A FIFO or device is refused before it is opened at all (opening a device can have side
-    // effects); the fstat below is what decides, whatever happens in between.
-    if !fs::metadata(path)?.is_file() {
-        return Err(not_regular());
+            "not a regular file",
+        ))
     }
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
-        .open(path)?;
-    if !file.metadata()?.is_file() {
-        return Err(not_regular());
-    }
-    Ok(file)
 }
 
 /// Reads at most `max` bytes of a file that belongs to another program (a tool's own
-/// configuration, such as `~/.aws/config`) through [`open_regular_file`]. `Ok(None)`: it does
-/// not exist.
+/// configuration, such as `~/.aws/config`) through [`open_regular`], following links.
+/// `Ok(None)`: it does not exist.
 pub(crate) fn read_foreign(path: &Path, max: u64) -> io::Result<Option<Vec<u8>>> {
-    let file = match open_regular_file(path) {
+    let file = match open_regular(path, Links::Follow) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),

@@ -23,6 +23,20 @@ pub struct Paths {
     pub file_store: PathBuf,
 }
 
+#[cfg(test)]
+impl Paths {
+    /// Every path directly in `dir` (unit tests).
+    pub(crate) fn flat_in(dir: &Path) -> Paths {
+        Paths {
+            socket: dir.join("s.sock"),
+            config: dir.join("config.json"),
+            pending: dir.join("pending.json"),
+            audit: dir.join("audit.log"),
+            file_store: dir.join("keyring.json"),
+        }
+    }
+}
+
 /// Errors while deriving paths.
 #[derive(Debug, thiserror::Error)]
 pub enum PathsError {

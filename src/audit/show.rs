@@ -546,7 +546,7 @@ impl Printer<'_> {
                     }
                 }
             }
-            let Ok(file) = super::verify::open_regular(log) else {
+            let Ok(file) = crate::fsutil::open_regular(log, crate::fsutil::Links::Refuse) else {
                 self.out.flush()?;
                 return Ok(None);
             };
@@ -571,7 +571,7 @@ impl Printer<'_> {
     fn follow_log(&mut self, log: &Path, mut last_seq: Option<u64>) -> io::Result<()> {
         let mut buf = vec![0u8; 64 * 1024];
         let mut cur: Option<Held> = None;
-        if let Ok(mut file) = super::verify::open_regular(log) {
+        if let Ok(mut file) = crate::fsutil::open_regular(log, crate::fsutil::Links::Refuse) {
             let ino = file.metadata()?.ino();
             file.seek(SeekFrom::End(0))?;
             cur = Some(Held {

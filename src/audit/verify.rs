@@ -12,7 +12,6 @@
 use super::chain::{self, Key};
 use super::{State, read_state};
 use serde::Serialize;
-use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
@@ -93,20 +92,6 @@ pub struct Report {
     pub notices: Vec<Notice>,
 }
 
-/// Opens `path` for reading only if it is a regular file: never follows a symlink and never
-/// waits on a FIFO put in the log's place.
-pub(crate) fn open_regular(path: &Path) -> std::io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)?;
-    if !f.metadata()?.is_file() {
-        return Err(std::io::Error::other("not a regular file"));
-    }
-    Ok(f)
-}
-
 /// The seq of the first chained record of a file, if it starts with one.
 pub(super) fn first_seq(path: &Path) -> Option<u64> {
     let mut line = Vec::new();
@@ -116,7 +101,8 @@ pub(super) fn first_seq(path: &Path) -> Option<u64> {
 
 /// The lines of a log file, decompressed when its name ends in `.gz`.
 pub(crate) fn open_lines(path: &Path) -> std::io::Result<Box<dyn BufRead>> {
-    let f = open_regular(path)?;
+    // Never through a link, never waiting on a FIFO put in the log's place.
+    let f = crate::fsutil::open_regular(path, crate::fsutil::Links::Refuse)?;
     Ok(if path.extension().is_some_and(|e| e == "gz") {
         Box::new(BufReader::with_capacity(
             1 << 20,

@@ -391,16 +391,6 @@ impl Backend for PinOnWrite {
 mod tests {
     use super::*;
 
-    fn paths(dir: &std::path::Path) -> Paths {
-        Paths {
-            socket: dir.join("s.sock"),
-            config: dir.join("config.json"),
-            pending: dir.join("pending.json"),
-            audit: dir.join("audit.log"),
-            file_store: dir.join("keyring.json"),
-        }
-    }
-
     fn test_keys() -> crate::audit::KeySource {
         crate::audit::KeySource::Fixed(crate::audit::Key::from_bytes(&[5u8; 32]))
     }
@@ -416,7 +406,7 @@ mod tests {
     #[test]
     fn environment_wins_and_auto_defers_to_a_pin() {
         let t = tempfile::tempdir().unwrap();
-        let p = paths(t.path());
+        let p = Paths::flat_in(t.path());
         let r = requested_from(&p, None).unwrap();
         assert_eq!(
             (r.preference, r.origin),
@@ -456,7 +446,7 @@ mod tests {
     #[test]
     fn corrupt_config_is_reported_not_ignored() {
         let t = tempfile::tempdir().unwrap();
-        let p = paths(t.path());
+        let p = Paths::flat_in(t.path());
         std::fs::write(&p.config, b"{broken").unwrap();
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&p.config, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -558,7 +548,7 @@ mod tests {
     #[test]
     fn pin_only_replaces_auto_or_nothing() {
         let t = tempfile::tempdir().unwrap();
-        let p = paths(t.path());
+        let p = Paths::flat_in(t.path());
         assert!(crate::admin::pin_keyring(&p, &test_keys()).unwrap());
         assert_eq!(
             crate::policy::load(&p.config).unwrap().backend.as_deref(),

@@ -116,7 +116,10 @@ pub fn hash_reader(mut r: impl Read) -> io::Result<BinaryHash> {
 /// the dashboard). A FIFO or device in its place is an error at once: the path may be one a
 /// caller reported, and must not hang whoever checks it.
 pub fn hash_path(path: &std::path::Path) -> io::Result<BinaryHash> {
-    hash_reader(crate::fsutil::open_regular_file(path)?)
+    hash_reader(crate::fsutil::open_regular(
+        path,
+        crate::fsutil::Links::Follow,
+    )?)
 }
 
 #[cfg(test)]

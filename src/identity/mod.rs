@@ -531,21 +531,14 @@ fn program_of(
 /// directory, through `/proc/<pid>/cwd`); returns its canonical path and the open file.
 fn open_script(dir: &process::ProcDir, arg: &str) -> std::io::Result<(PathBuf, File)> {
     use std::os::fd::AsRawFd;
+    // Non-blocking: a FIFO at the script's path must not hold the broker (it is refused as not
+    // a regular file).
     let file = if Path::new(arg).is_absolute() {
-        // Non-blocking: a FIFO at the script's path must not hold the broker (it is refused
-        // below as not a regular file).
-        use std::os::unix::fs::OpenOptionsExt;
-        std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-            .open(arg)?
+        crate::fsutil::open_regular(Path::new(arg), crate::fsutil::Links::Follow)?
     } else {
         // Relative to the process's working directory, through its pinned `/proc` entry.
-        dir.open_file(&format!("cwd/{arg}"))?
+        crate::fsutil::regular(dir.open_file(&format!("cwd/{arg}"))?)?
     };
-    if !file.metadata()?.is_file() {
-        return Err(std::io::Error::other("not a regular file"));
-    }
     let path = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))?;
     Ok((path, file))
 }

@@ -20,15 +20,16 @@ pub fn load_policies(paths: &Paths, hashes: &HashCache) -> Result<Vec<PolicyRow>
         .registered_binaries
         .into_iter()
         .map(|entry| {
-            let on_disk = match crate::fsutil::open_regular_file(&entry.path) {
-                Err(e) if e.kind() == io::ErrorKind::NotFound => OnDisk::Missing,
-                Err(_) => OnDisk::Unknown,
-                Ok(f) => match hashes.hash_file(&f) {
-                    Ok(h) if h == entry.hash => OnDisk::Ok,
-                    Ok(h) => OnDisk::Changed(h),
+            let on_disk =
+                match crate::fsutil::open_regular(&entry.path, crate::fsutil::Links::Follow) {
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => OnDisk::Missing,
                     Err(_) => OnDisk::Unknown,
-                },
-            };
+                    Ok(f) => match hashes.hash_file(&f) {
+                        Ok(h) if h == entry.hash => OnDisk::Ok,
+                        Ok(h) => OnDisk::Changed(h),
+                        Err(_) => OnDisk::Unknown,
+                    },
+                };
             PolicyRow { entry, on_disk }
         })
         .collect())
@@ -231,13 +232,7 @@ mod tests {
     #[test]
     fn a_registered_path_that_is_now_a_fifo_is_unknown_not_waited_on() {
         let t = tempfile::tempdir().unwrap();
-        let paths = crate::paths::Paths {
-            socket: t.path().join("s.sock"),
-            config: t.path().join("config.json"),
-            pending: t.path().join("pending.json"),
-            audit: t.path().join("audit.log"),
-            file_store: t.path().join("keyring.json"),
-        };
+        let paths = crate::paths::Paths::flat_in(t.path());
         let fifo = t.path().join("tool");
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o700)).unwrap();
         let entry = crate::policy::BinaryPolicy::new(
@@ -321,7 +316,7 @@ pub fn search_backwards(
     let last = files.len().saturating_sub(1);
     for (i, file) in files.iter().enumerate() {
         // Never a FIFO put in a rotated file's place (the search would wait on it).
-        let go_on = match crate::audit::verify::open_regular(file) {
+        let go_on = match crate::fsutil::open_regular(file, crate::fsutil::Links::Refuse) {
             Ok(f) => search_file(
                 f,
                 before,
