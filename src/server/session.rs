@@ -7,7 +7,7 @@
 
 use super::Broker;
 use super::admission::Slot;
-use super::approval::{Answer, ApproverEvent, Decision};
+use super::approval::{Answer, ApproverEvent, Decision, SubscriptionLine};
 use super::ask;
 use super::conduit;
 use super::frame::{Frame, LineReader, Writer};
@@ -574,39 +574,12 @@ impl Session {
 
 /// The line an approver event is sent as.
 fn event_line(ev: &ApproverEvent) -> Vec<u8> {
-    let v = match ev {
-        ApproverEvent::Prompt(p) => {
-            let mut v = serde_json::to_value(p).unwrap_or_default();
-            if let Some(o) = v.as_object_mut() {
-                o.insert("type".into(), "PROMPT".into());
-            }
-            v
-        }
-        ApproverEvent::Resolved { id, outcome, by } => serde_json::json!({
-            "type": "RESOLVED", "prompt_id": id, "outcome": outcome, "by": by,
-        }),
-    };
-    let mut line = serde_json::to_vec(&v).unwrap_or_default();
-    line.push(b'\n');
-    line
+    SubscriptionLine::from(ev.clone()).to_line()
 }
 
 /// Applies an `ANSWER` line; the reply says whether it decided the prompt.
 fn answer_line(broker: &Broker, a: AnswerLine, by: &str) -> Vec<u8> {
-    let decision = match a.decision.as_str() {
-        "once" => Decision::Once,
-        "time" => Decision::For(Duration::from_secs(
-            a.for_s.unwrap_or(3600).clamp(1, 366 * 86_400),
-        )),
-        "always" => Decision::Always(crate::admin::Grants {
-            read: a.read.unwrap_or_default(),
-            write: a.write.unwrap_or_default(),
-            search: a.search.unwrap_or(false),
-            ..Default::default()
-        }),
-        "deny" => Decision::Deny,
-        _ => Decision::Forget,
-    };
+    let decision = Decision::from_answer(a.decision);
     let result = broker.approvals.answer(
         &a.prompt,
         Answer {
@@ -614,15 +587,11 @@ fn answer_line(broker: &Broker, a: AnswerLine, by: &str) -> Vec<u8> {
             by: by.to_string(),
         },
     );
-    let v = match result {
-        Ok(_) => serde_json::json!({"type": "ANSWERED", "prompt_id": a.prompt}),
-        Err(why) => {
-            serde_json::json!({"type": "ANSWERED", "prompt_id": a.prompt, "error": why.to_string()})
-        }
-    };
-    let mut line = serde_json::to_vec(&v).unwrap_or_default();
-    line.push(b'\n');
-    line
+    SubscriptionLine::Answered {
+        prompt_id: a.prompt,
+        error: result.err().map(|why| why.to_string()),
+    }
+    .to_line()
 }
 
 /// Audits a connection that is dropped because its peer cannot be served.
