@@ -206,6 +206,14 @@ pub enum Incoming {
     Subscribe,
     /// `{"type":"ANSWER",…}` from a subscribed approver.
     Answer(AnswerLine),
+    /// `{"type":"ADMIN","source":…,"admin":{…}}`: a policy change for the running daemon to
+    /// carry out (only keychain-auth itself may send one). The change is checked by the daemon.
+    Admin {
+        /// `cli` or `dashboard`, as the audit log records it.
+        source: String,
+        /// The change (`{"kind":"approve",…}`).
+        admin: serde_json::Value,
+    },
 }
 
 /// The raw shape of a request line, before validation.
@@ -233,6 +241,8 @@ struct RawRequest {
     expires_at_ms: Option<i64>,
     uses_left: Option<u32>,
     confirm: Option<bool>,
+    source: Option<String>,
+    admin: Option<serde_json::Value>,
 }
 
 impl RawRequest {
@@ -253,6 +263,11 @@ impl RawRequest {
             || self.decision.is_some()
             || self.for_s.is_some()
             || self.always_fields()
+    }
+
+    /// Whether any field of an admin request is present.
+    fn has_admin_fields(&self) -> bool {
+        self.source.is_some() || self.admin.is_some()
     }
 
     /// Whether any field that only an `always` answer takes is present.
@@ -534,7 +549,9 @@ enum LineError {
     AnswerFields,
     #[error("{0}")]
     AnswerField(&'static str),
-    #[error("REQUEST takes no answer fields")]
+    #[error("ADMIN takes type, id, source and admin")]
+    AdminFields,
+    #[error("REQUEST takes no answer or admin fields")]
     RequestFields,
     #[error("unknown decision {0}: expected once, time, always, deny or forget")]
     Decision(String),
@@ -586,8 +603,20 @@ fn validate(raw: RawRequest) -> Result<Incoming, LineError> {
         "STATUS" | "SUBSCRIBE" => validate_bare(&raw),
         "ANSWER" => validate_answer(raw),
         "REQUEST" => validate_request(raw),
+        "ADMIN" => validate_admin(raw),
         other => Err(LineError::Type(quote(other))),
     }
+}
+
+/// `ADMIN`: a source and a change, nothing else.
+fn validate_admin(raw: RawRequest) -> Result<Incoming, LineError> {
+    if raw.has_request_fields() || raw.has_answer_fields() {
+        return Err(LineError::AdminFields);
+    }
+    let source = raw.source.ok_or(LineError::Missing("source"))?;
+    check_text("source", &source, MAX_ID_LEN, false)?;
+    let admin = raw.admin.ok_or(LineError::Missing("admin"))?;
+    Ok(Incoming::Admin { source, admin })
 }
 
 /// `STATUS` and `SUBSCRIBE`: nothing but type and id.
@@ -597,7 +626,7 @@ fn validate_bare(raw: &RawRequest) -> Result<Incoming, LineError> {
     } else {
         ("SUBSCRIBE", Incoming::Subscribe)
     };
-    if raw.has_request_fields() || raw.has_answer_fields() {
+    if raw.has_request_fields() || raw.has_answer_fields() || raw.has_admin_fields() {
         return Err(LineError::NoFields(kind));
     }
     Ok(incoming)
@@ -605,7 +634,7 @@ fn validate_bare(raw: &RawRequest) -> Result<Incoming, LineError> {
 
 /// `ANSWER`: a prompt id, a known decision, valid service names.
 fn validate_answer(raw: RawRequest) -> Result<Incoming, LineError> {
-    if raw.has_request_fields() {
+    if raw.has_request_fields() || raw.has_admin_fields() {
         return Err(LineError::AnswerFields);
     }
     let always_fields = raw.always_fields();
@@ -658,7 +687,7 @@ fn validate_answer(raw: RawRequest) -> Result<Incoming, LineError> {
 
 /// `REQUEST`: action, service, match, attributes, targets and values, each checked.
 fn validate_request(raw: RawRequest) -> Result<Incoming, LineError> {
-    if raw.has_answer_fields() {
+    if raw.has_answer_fields() || raw.has_admin_fields() {
         return Err(LineError::RequestFields);
     }
     let action_name = raw.action.ok_or(LineError::Missing("action"))?;

@@ -193,6 +193,15 @@ impl Session {
         if matches!(parsed, Ok(Incoming::Status)) {
             return Next::Reply(handler::status_line(&self.broker));
         }
+        if let Ok(Incoming::Admin { source, admin }) = parsed {
+            if reserve {
+                return Next::Busy(format!(
+                    "the broker is serving its maximum of {} connections; try again shortly",
+                    self.broker.limits.max_connections
+                ));
+            }
+            return Next::Reply(self.admin(sender, source, admin).await);
+        }
         if reserve {
             return Next::Busy(format!(
                 "the broker is serving its maximum of {} connections; try again shortly",
@@ -539,6 +548,40 @@ impl Session {
             }
         }
         broker.approvals.detach(id);
+    }
+
+    /// Carries out an `ADMIN` request (SPEC §19) when its writer runs keychain-auth itself, on
+    /// the state this broker holds; anyone else is refused, and nothing changes.
+    async fn admin(
+        &mut self,
+        sender: &Arc<Sender>,
+        source: String,
+        admin: serde_json::Value,
+    ) -> Vec<u8> {
+        if !self.runs_keychain_auth(sender).await {
+            let _ = self.broker.audit.append(&Record::connection_denied(
+                Some(sender.pid),
+                Some(sender.uid),
+                "an admin request from a program that is not keychain-auth itself was refused"
+                    .into(),
+            ));
+            return Response::failure(
+                None,
+                Status::Denied,
+                Reason::UnregisteredBinary,
+                "only keychain-auth itself may send admin requests",
+            )
+            .to_line();
+        }
+        let b = self.broker.clone();
+        tokio::task::spawn_blocking(move || {
+            crate::admin::Op::serve(&b.world(), &source, admin).to_line()
+        })
+        .await
+        .unwrap_or_else(|_| {
+            crate::admin::AdminReply::of(Err("the admin change failed inside the daemon".into()))
+                .to_line()
+        })
     }
 
     /// Whether the writer `s` runs the broker's own executable. The writer itself, not the
