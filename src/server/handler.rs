@@ -185,6 +185,18 @@ enum Guard {
         var: String,
         hash: BinaryHash,
     },
+    /// The interpreter runs a start-up file from a place the user can write before the script.
+    #[error(
+        "{} (pid {pid}) would first run {}, {why}, which is not part of what was approved; remove it, or run the script without start-up files (python -s or -I, zsh -f)",
+        path.display(),
+        file.display()
+    )]
+    Startup {
+        path: std::path::PathBuf,
+        pid: i32,
+        file: std::path::PathBuf,
+        why: &'static str,
+    },
     /// No allowed launcher among the ancestors.
     #[error(
         "{} may only be used when launched by {allowed} and was launched by: {chain}",
@@ -198,7 +210,8 @@ enum Guard {
 }
 
 /// The injection guard (SPEC §10): a traced caller is refused, and so is one whose environment
-/// carries an injection variable its policy does not list in `allow_env`.
+/// carries an injection variable its policy does not list in `allow_env`, and one whose
+/// interpreter runs a start-up file the user can write before its script.
 fn injection_guard(pid: i32, binary: &BinaryPolicy, integrity: &Integrity) -> Result<(), Guard> {
     if integrity.tracer != 0 {
         return Err(Guard::Traced {
@@ -217,7 +230,15 @@ fn injection_guard(pid: i32, binary: &BinaryPolicy, integrity: &Integrity) -> Re
             var: var.clone(),
             hash: binary.hash.clone(),
         }),
-        None => Ok(()),
+        None => match integrity.startup.first() {
+            Some(s) => Err(Guard::Startup {
+                path: binary.path.clone(),
+                pid,
+                file: s.file.clone(),
+                why: s.why,
+            }),
+            None => Ok(()),
+        },
     }
 }
 
@@ -280,7 +301,7 @@ fn unknown_caller(policy: &Snapshot, peer: &Peer, req: &Request) -> (String, Opt
         Program::NoFile(why) => {
             return (
                 format!(
-                    "{why}; run a script file instead and approve it, or approve the interpreter itself with: keychain-auth register {} --allow-any-script (any code it runs is then served)",
+                    "{why}; run a script file (without such options) instead and approve it, or approve the interpreter itself with: keychain-auth register {} --allow-any-script (any code it runs is then served)",
                     exe_path.display()
                 ),
                 None,
