@@ -391,3 +391,96 @@ fn perl_module_and_debugger_options_are_refused() {
     let r = run(&env, &perl, &["t.pl"], &debugger, "");
     refused(&r, "injected_environment", "PERL5DB", &secret);
 }
+
+/// Compiles `sources` (under tests/attacks) into `out` with `cc`; `None` (and a SKIPPED line)
+/// when there is no C compiler, which fails the test under CI.
+fn compile(out: &Path, sources: &[&str], flags: &[&str]) -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/attacks");
+    let mut cmd = std::process::Command::new("cc");
+    cmd.args(["-O1", "-Wall", "-o"]).arg(out);
+    for s in sources {
+        cmd.arg(dir.join(s));
+    }
+    cmd.args(flags);
+    match cmd.output() {
+        Ok(o) if o.status.success() => Some(out.to_path_buf()),
+        Ok(o) => panic!("cc failed: {}", String::from_utf8_lossy(&o.stderr)),
+        Err(e) => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI needs a C compiler for the attack tests: {e}"
+            );
+            eprintln!("SKIPPED: no C compiler ({e})");
+            None
+        }
+    }
+}
+
+/// Approvers pass the caller's checks: keychain-auth itself (here: a child running the
+/// embedded broker's executable) with `LD_PRELOAD` set, or under a tracer, is refused before
+/// `SUBSCRIBE` is accepted, so it is never shown a prompt to answer; the clean one subscribes.
+#[test]
+fn an_approver_with_an_injection_variable_or_a_tracer_may_not_subscribe() {
+    let env = Sandbox::new();
+    let running = testkit::EmbeddedBroker::start(&env);
+    let bin = env.root.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let Some(lib) = compile(&bin.join("inject.so"), &["inject.c"], &["-shared", "-fPIC"]) else {
+        return;
+    };
+    let Some(tracer) = compile(&bin.join("tracer"), &["tracer.c"], &[]) else {
+        return;
+    };
+    let stranger = env.client("stranger");
+    let subscribe = br#"{"type":"SUBSCRIBE"}"#;
+
+    // The attack: keychain-auth with a preload library subscribes (to answer "always" to its
+    // own caller's prompt, headless).
+    let mut preloaded = testkit::Relay::start(
+        &env,
+        "relay",
+        None,
+        &[("LD_PRELOAD", lib.to_str().unwrap())],
+    );
+    let r = preloaded.round_trip(subscribe).unwrap();
+    let msg = expect(&r, "denied", Some("injected_environment"));
+    assert!(
+        msg.contains("LD_PRELOAD") && msg.contains("approver"),
+        "{msg}"
+    );
+    // Nobody is attached: an unknown caller is refused at once, not held for a prompt.
+    let r = &env.run_client(&stranger, &[&request("read", "aws", &["k"])])[0];
+    expect(r, "denied", Some("unregistered_binary"));
+    let audited = env
+        .audit_records()
+        .into_iter()
+        .any(|rec| rec.to_string().contains("LD_PRELOAD") && rec.to_string().contains("approver"));
+    assert!(audited, "the refused approver is audited");
+
+    // Under a tracer.
+    let mut traced = testkit::Relay::start(&env, "relay", Some(&tracer), &[]);
+    let r = traced.round_trip(subscribe).unwrap();
+    let msg = expect(&r, "denied", Some("injected_environment"));
+    assert!(msg.contains("traced"), "{msg}");
+
+    // The clean one subscribes and is shown the caller's prompt.
+    let mut clean = testkit::Relay::start(&env, "relay", None, &[]);
+    assert_eq!(clean.round_trip(subscribe).unwrap()["type"], "SUBSCRIBED");
+    let held = env.spawn_client(&stranger, &request("read", "aws", &["k"]));
+    let prompt = clean.read_line().unwrap();
+    assert_eq!(prompt["type"], "PROMPT", "{prompt}");
+    drop(clean);
+    expect(
+        &testkit::held_response(held),
+        "denied",
+        Some("unregistered_binary"),
+    );
+    running.stop();
+}
+
+/// The socket approver's side of [`testkit::Relay`]: run only as a child of the test above.
+#[test]
+#[ignore = "the child process of the approver test (testkit::Relay)"]
+fn relay() {
+    testkit::relay_main();
+}

@@ -173,22 +173,24 @@ impl Session {
         let parsed = handler::parse(line);
         if matches!(parsed, Ok(Incoming::Subscribe)) {
             // Also on a reserve slot: room is kept for the dashboard as for STATUS.
-            if self.runs_keychain_auth(sender).await {
-                return Next::Approver(format!("dashboard pid {}", sender.pid));
-            }
+            let refusal = match self.approver_check(sender).await {
+                Ok(()) => return Next::Approver(format!("dashboard pid {}", sender.pid)),
+                Err(r) => r,
+            };
             if reserve {
                 return Next::Busy(format!(
                     "the broker is serving its maximum of {} connections; try again shortly",
                     self.broker.limits.max_connections
                 ));
             }
-            let r = Response::failure(
-                None,
-                Status::Denied,
-                Reason::UnregisteredBinary,
-                "only keychain-auth itself (a connected dashboard) may subscribe as an approver",
-            );
-            return Next::Reply(r.to_line());
+            if refusal.reason == Some(Reason::InjectedEnvironment) {
+                let _ = self.broker.audit.append(&Record::connection_denied(
+                    Some(sender.pid),
+                    Some(sender.uid),
+                    refusal.message.clone().unwrap_or_default(),
+                ));
+            }
+            return Next::Reply(refusal.to_line());
         }
         if matches!(parsed, Ok(Incoming::Status)) {
             return Next::Reply(handler::status_line(&self.broker));
@@ -544,6 +546,13 @@ impl Session {
     /// Whether the writer `s` runs the broker's own executable. The writer itself, not the
     /// program a conduit is answered as: a dashboard is keychain-auth run by a shell or tmux.
     async fn runs_keychain_auth(&mut self, s: &Arc<Sender>) -> bool {
+        self.approver_check(s).await.is_ok()
+    }
+
+    /// Whether the writer `s` may act as an approver: it runs the broker's own executable and
+    /// passes the same injection guard as any caller (no tracer, no injection variable: an
+    /// approver has no `allow_env`). `Err` is the refusal.
+    async fn approver_check(&mut self, s: &Arc<Sender>) -> Result<(), Response> {
         let (b, s) = (self.broker.clone(), s.clone());
         tokio::task::spawn_blocking(move || {
             let fd = s.pidfd.as_ref().map(|f| f.as_fd());
@@ -556,20 +565,63 @@ impl Session {
                 Hashing::Allowed,
                 &[],
             );
-            match (peer, b.own_hash()) {
-                (
-                    Ok(Some(Peer {
-                        exe: Exe::Verified { hash, .. },
-                        ..
-                    })),
-                    Some(own),
-                ) => hash == *own,
-                _ => false,
-            }
+            approver_verdict(peer.ok().flatten().as_ref(), b.own_hash())
         })
         .await
-        .unwrap_or(false)
+        .unwrap_or_else(|_| Err(not_an_approver()))
     }
+}
+
+/// The refusal of a `SUBSCRIBE` or `ANSWER` from a writer that does not run keychain-auth.
+fn not_an_approver() -> Response {
+    Response::failure(
+        None,
+        Status::Denied,
+        Reason::UnregisteredBinary,
+        "only keychain-auth itself (a connected dashboard) may subscribe as an approver",
+    )
+}
+
+/// The approver check on an identified writer: keychain-auth itself (`own`), untraced, without
+/// injection variables. An approver answers for every caller, so it is held to at least what
+/// any caller is.
+fn approver_verdict(
+    peer: Option<&Peer>,
+    own: Option<&crate::policy::BinaryHash>,
+) -> Result<(), Response> {
+    let Some(Peer {
+        pid,
+        exe: Exe::Verified {
+            hash, integrity, ..
+        },
+        ..
+    }) = peer
+    else {
+        return Err(not_an_approver());
+    };
+    if Some(hash) != own {
+        return Err(not_an_approver());
+    }
+    let injected = |message: String| {
+        Err(Response::failure(
+            None,
+            Status::Denied,
+            Reason::InjectedEnvironment,
+            message,
+        ))
+    };
+    if integrity.tracer != 0 {
+        return injected(format!(
+            "{}; an approver is refused like any caller",
+            identity::traced_message(*pid, integrity.tracer)
+        ));
+    }
+    if let Some(var) = integrity.injected.first() {
+        return injected(format!(
+            "keychain-auth (pid {pid}) runs with {var} set, which can inject code into it; an approver answers for every caller and is refused with it: unset {var}"
+        ));
+    }
+    Ok(())
 }
 
 /// The line an approver event is sent as.
