@@ -484,3 +484,47 @@ fn an_approver_with_an_injection_variable_or_a_tracer_may_not_subscribe() {
 fn relay() {
     testkit::relay_main();
 }
+
+/// git: a `password_expiry_utc` that is not a number of seconds is refused, not dropped (a
+/// dropped expiry kept an expiring password forever); the password is not stored.
+#[test]
+fn a_git_store_with_an_expiry_that_is_not_seconds_is_refused() {
+    let env = Sandbox::new();
+    let _d = env.start();
+    let helper = env.copy_unique(
+        env!("CARGO_BIN_EXE_git-credential-keychain-auth"),
+        "git-credential-keychain-auth",
+    );
+    env.register(&helper, &["--read", "git", "--write", "git"]);
+    let store = |expiry: &str| {
+        let mut c = env.command(&helper);
+        c.arg("store");
+        testkit::run_with_input(
+            c,
+            format!(
+                "protocol=https\nhost=git.example.com\nusername=alice\npassword=pw-{expiry}\npassword_expiry_utc={expiry}\n\n"
+            )
+            .as_bytes(),
+        )
+    };
+    let get = || {
+        let mut c = env.command(&helper);
+        c.arg("get");
+        let out = testkit::run_with_input(c, b"protocol=https\nhost=git.example.com\n\n");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    for bad in ["tomorrow", "2030-01-01T00:00:00Z", "-5", ""] {
+        let out = store(bad);
+        assert_eq!(out.status.code(), Some(1), "{bad:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("password_expiry_utc"), "{bad:?}: {err}");
+        assert_eq!(get(), "", "{bad:?}: nothing was stored");
+    }
+    // A number of seconds in the future is stored and served with its expiry.
+    assert!(store("4102444800").status.success());
+    let got = get();
+    assert!(
+        got.contains("password=pw-4102444800\n") && got.contains("password_expiry_utc=4102444800"),
+        "{got}"
+    );
+}
