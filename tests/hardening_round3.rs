@@ -528,3 +528,42 @@ fn a_git_store_with_an_expiry_that_is_not_seconds_is_refused() {
         "{got}"
     );
 }
+
+/// Display: a caller whose path reads as `/usr/bin/git` through a Hangul filler and fraction
+/// slashes, with a look-alike space in its argv, is shown escaped by `list-pending` (text and
+/// JSON), never as those characters.
+#[test]
+fn look_alike_paths_and_argv_are_shown_escaped_by_list_pending() {
+    let env = Sandbox::new();
+    let _d = env.start();
+    let dir = env.root.join("x");
+    std::fs::create_dir_all(&dir).unwrap();
+    let fake = dir.join("\u{3164}\u{2044}usr\u{2044}bin\u{2044}git");
+    testkit::copy_executable(Path::new(testkit::client_bin()), &fake);
+    let out = env
+        .command(&fake)
+        .arg(request("read", "aws", &["k"]))
+        .arg("credential\u{00A0}fill")
+        .output()
+        .unwrap();
+    expect(
+        &testkit::first_response(&out),
+        "denied",
+        Some("unregistered_binary"),
+    );
+    let text = env.cli_ok(&["list-pending"]);
+    let json = env.cli_ok(&["list-pending", "--json"]);
+    for shown in [&text, &json] {
+        for raw in ['\u{3164}', '\u{2044}', '\u{00A0}'] {
+            assert!(!shown.contains(raw), "{raw:?} shown as itself: {shown}");
+        }
+    }
+    assert!(
+        text.contains("x/\\u{3164}\\u{2044}usr\\u{2044}bin\\u{2044}git"),
+        "{text}"
+    );
+    assert!(text.contains("credential\\u{a0}fill"), "{text}");
+    // The JSON still decodes to the real path.
+    let entries: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(entries[0]["path"], fake.to_str().unwrap());
+}

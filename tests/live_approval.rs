@@ -87,7 +87,15 @@ fn a_held_caller_is_decided_by_the_approver() {
     assert_eq!((p.action.as_str(), p.service.as_str()), ("read", "aws"));
     assert_eq!(p.targets, ["k"]);
     assert!(!p.registered);
-    assert!(!p.chain.is_empty(), "who launched it");
+    // The chain starts at the caller and goes on with its direct parent: this test process.
+    assert_eq!(p.chain[0].path, e.reader.to_str().unwrap(), "{:?}", p.chain);
+    assert_eq!(p.chain[0].pid, p.pid);
+    assert_eq!(
+        p.chain.get(1).map(|l| l.pid),
+        Some(std::process::id() as i32),
+        "{:?}",
+        p.chain
+    );
     e.answer(&p, Decision::Once);
     let r = held_response(c);
     expect(&r, "success", None);

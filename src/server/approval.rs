@@ -39,7 +39,8 @@ pub struct Prompt {
     pub pid: i32,
     /// Its command line.
     pub argv: Vec<String>,
-    /// Who launched it (caller first).
+    /// The caller chain: the caller itself first, then who launched it (parent first), as in
+    /// audit records and pending entries.
     pub chain: Vec<Link>,
     /// Whether the caller is approved at all.
     pub registered: bool,

@@ -19,13 +19,14 @@ use std::time::Duration;
 /// and service).
 pub fn prompt_for(peer: &Peer, ask: &Ask, timeout: Duration) -> (String, Prompt) {
     let req = &ask.req;
-    let (path, hash, argv, script, chain) = match &peer.exe {
+    // Caller first, then who launched it, as in audit records and pending entries.
+    let chain = super::handler::caller_chain(peer);
+    let (path, hash, argv, script) = match &peer.exe {
         Exe::Verified {
             path,
             hash,
             argv,
             program,
-            chain,
             ..
         } => (
             path.display().to_string(),
@@ -37,7 +38,6 @@ pub fn prompt_for(peer: &Peer, ask: &Ask, timeout: Duration) -> (String, Prompt)
                 }
                 _ => None,
             },
-            chain.clone(),
         ),
         Exe::Unverifiable { path, .. } => (
             path.as_ref()
@@ -46,7 +46,6 @@ pub fn prompt_for(peer: &Peer, ask: &Ask, timeout: Duration) -> (String, Prompt)
             String::new(),
             Vec::new(),
             None,
-            Vec::new(),
         ),
     };
     let key = coalesce_key(ask.subject.as_str(), req, &chain);

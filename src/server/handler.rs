@@ -242,8 +242,8 @@ fn injection_guard(pid: i32, binary: &BinaryPolicy, integrity: &Integrity) -> Re
     }
 }
 
-/// The caller chain of `peer` for records: the caller itself, then its ancestors.
-fn caller_chain(peer: &Peer) -> Vec<Link> {
+/// The caller chain of `peer` for records and prompts: the caller itself, then its ancestors.
+pub(crate) fn caller_chain(peer: &Peer) -> Vec<Link> {
     let Exe::Verified {
         path,
         hash,
