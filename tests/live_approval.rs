@@ -4,13 +4,12 @@
 //! The socket approver (SUBSCRIBE) is a child running this test binary ([`Relay`]), the same
 //! executable as the embedded broker — exactly the rule for a connected dashboard.
 
-use keychain_auth::server::approval::{Answer, ApproverEvent, Decision, Prompt};
+use keychain_auth::server::approval::{Answer, ApproverEvent, Decision, Events, Prompt};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::time::Duration;
 use testkit::EmbeddedBroker;
 use testkit::{Raw, Relay, Sandbox, expect, held_response, request};
-use tokio::sync::mpsc::UnboundedReceiver;
 
 struct Embedded {
     env: Sandbox,
@@ -48,7 +47,7 @@ impl Embedded {
         assert_eq!(adopted["prompt_timeout_s"], secs, "{adopted}");
     }
 
-    fn next_prompt(&self, rx: &mut UnboundedReceiver<ApproverEvent>) -> Prompt {
+    fn next_prompt(&self, rx: &mut Events) -> Prompt {
         self.running.rt.block_on(async {
             loop {
                 match tokio::time::timeout(Duration::from_secs(20), rx.recv()).await {

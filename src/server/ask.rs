@@ -144,6 +144,18 @@ fn unanswered(broker: &Broker, rec: Record, mut refusal: Response, why: &str) ->
     handler::refuse(broker, rec, refusal).to_line()
 }
 
+/// A request that could not be held (too many prompts waiting, `why`): its refusal, with the
+/// reason appended, audited.
+pub fn not_held(broker: &Broker, ask: Ask, why: &str) -> Vec<u8> {
+    let rec = ask.rec.with_decision("not_held", None);
+    let mut refusal = ask.refusal;
+    refusal.message = Some(format!(
+        "{} (not held for an approver: {why})",
+        refusal.message.unwrap_or_default()
+    ));
+    handler::refuse(broker, rec, refusal).to_line()
+}
+
 /// Decides a held request: `answer` is the approver's, or `None` with `why` (`timeout`,
 /// `withdrawn`, `no_answer`). Returns the response line.
 pub fn settle(

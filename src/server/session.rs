@@ -7,7 +7,7 @@
 
 use super::Broker;
 use super::admission::Slot;
-use super::approval::{Answer, ApproverEvent, Decision};
+use super::approval::{Answer, ApproverEvent, Decision, NotHeld};
 use super::ask;
 use super::conduit;
 use super::frame::{Frame, LineReader, Writer};
@@ -447,8 +447,19 @@ async fn hold(
                 .unwrap_or_else(|_| internal_error())
         }
     };
-    let Some(mut wait) = broker.approvals.ask(key, prompt) else {
-        return Some(settle(ask, String::new(), None, "no_answer").await);
+    let mut wait = match broker.approvals.ask(key, prompt) {
+        Ok(wait) => wait,
+        Err(NotHeld::NoApprover) => {
+            return Some(settle(ask, String::new(), None, "no_answer").await);
+        }
+        Err(NotHeld::TooMany(why)) => {
+            let b = broker.clone();
+            return Some(
+                tokio::task::spawn_blocking(move || ask::not_held(&b, ask, &why))
+                    .await
+                    .unwrap_or_else(|_| internal_error()),
+            );
+        }
     };
     if wait.opened {
         ask::audit_prompt(broker, &ask, &wait.id);
@@ -519,8 +530,16 @@ impl Session {
             tokio::select! {
                 () = shutdown.recv() => break,
                 ev = events.recv() => {
-                    let Some(ev) = ev else { break };
-                    ok = stream.write_all(&event_line(&ev)).await.is_ok();
+                    let Some(ev) = ev else {
+                        // Dropped for falling behind: say so, then close.
+                        let _ = tokio::time::timeout(APPROVER_WRITE, stream.write_all(DROPPED)).await;
+                        break;
+                    };
+                    // An approver that stops reading is dropped, not waited on.
+                    ok = matches!(
+                        tokio::time::timeout(APPROVER_WRITE, stream.write_all(&event_line(&ev))).await,
+                        Ok(Ok(()))
+                    );
                 }
                 frame = lines.next(stream, max) => {
                     let Ok(Frame::Line(writer)) = frame else { break };
@@ -623,6 +642,12 @@ fn approver_verdict(
     }
     Ok(())
 }
+
+/// How long one line to an approver may take to write before the approver is dropped.
+const APPROVER_WRITE: Duration = Duration::from_secs(5);
+
+/// The last line to an approver dropped for falling behind (then the connection closes).
+const DROPPED: &[u8] = b"{\"type\":\"DROPPED\",\"message\":\"this approver fell too far behind the broker's prompts and was dropped; subscribe again\"}\n";
 
 /// The line an approver event is sent as.
 fn event_line(ev: &ApproverEvent) -> Vec<u8> {

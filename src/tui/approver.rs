@@ -39,6 +39,12 @@ impl Approver {
                             return;
                         }
                     }
+                    // Detached on quitting (then nobody reads this), or dropped for falling
+                    // behind the broker's prompts.
+                    let _ = tx.send(Action::Log(
+                        true,
+                        "approver: this dashboard fell too far behind the broker's prompts and no longer receives them; restart it".into(),
+                    ));
                 });
                 Approver::Embedded {
                     broker: state.clone(),
@@ -127,6 +133,15 @@ pub fn parse_line(line: &str) -> Option<Action> {
             .and_then(|e| e.as_str())
             .map(|e| Action::Done(false, format!("the answer was not taken: {e}"))),
         "ERROR" | "error" => Some(Action::Log(true, format!("approver: {line}"))),
+        // Fell behind the broker's prompts (this dashboard was stopped or too slow): the
+        // connection closes and is subscribed again.
+        "DROPPED" => Some(Action::Log(
+            true,
+            format!(
+                "approver: {}",
+                crate::display::bounded(v.get("message")?.as_str()?, 200)
+            ),
+        )),
         _ => None,
     }
 }
