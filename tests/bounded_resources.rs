@@ -86,6 +86,79 @@ fn approvers_that_never_read_are_dropped_and_memory_stays_flat() {
     running.stop();
 }
 
+/// The daemon's resident set size in KiB.
+fn daemon_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// A caller refused in a loop (the review: 2.2 KB records at 824/s rotated the history away in
+/// about 3 minutes): its first refusals are written, the rest counted into one record written
+/// when the window passes or the broker stops. The log and the daemon's memory stay flat.
+#[test]
+fn a_refusal_flood_is_counted_not_written_line_by_line() {
+    let env = Sandbox::new();
+    let mut d = env.start();
+    let stranger = env.client("stranger");
+    let line = request("read", "aws", &["k"]);
+    let batch: Vec<&str> = vec![line.as_str(); 1000];
+    let log_size = || std::fs::metadata(env.audit()).map(|m| m.len()).unwrap_or(0);
+    let refused = |n: usize| {
+        let out = env.run_client_stdin(&stranger, &batch[..n]);
+        assert_eq!(out.len(), n);
+        assert!(
+            out.iter().all(|r| r["reason"] == "unregistered_binary"),
+            "{:?}",
+            out[0]
+        );
+    };
+    refused(20);
+    let (rss_before, log_before) = (daemon_rss_kib(d.pid()), log_size());
+    for _ in 0..2 {
+        refused(1000);
+    }
+    let (rss_after, log_after) = (daemon_rss_kib(d.pid()), log_size());
+    eprintln!(
+        "2,000 refusals: audit log +{} bytes, daemon RSS {rss_before} -> {rss_after} KiB",
+        log_after - log_before
+    );
+    assert!(
+        log_after - log_before < 16 * 1024,
+        "2,000 refusals wrote {} bytes",
+        log_after - log_before
+    );
+    assert!(
+        rss_after.saturating_sub(rss_before) < 16 * 1024,
+        "the daemon grew {rss_before} -> {rss_after} KiB"
+    );
+    let written = |env: &Sandbox| {
+        env.audit_records()
+            .into_iter()
+            .filter(|r| r["reason"] == "unregistered_binary")
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        written(&env).len(),
+        keychain_auth::server::refusals::WRITTEN as usize
+    );
+    // Stopping writes the count of what was folded; nothing is lost.
+    d.stop_with(nix::sys::signal::Signal::SIGTERM);
+    let all = written(&env);
+    let counted: Vec<&serde_json::Value> = all.iter().filter(|r| r["repeated"].is_u64()).collect();
+    assert_eq!(counted.len(), 1, "{all:?}");
+    assert_eq!(
+        counted[0]["repeated"].as_u64().unwrap() + keychain_auth::server::refusals::WRITTEN,
+        2_020
+    );
+    assert!(counted[0]["first_ts"].is_string());
+    // The log still verifies.
+    env.cli_ok(&["audit", "verify"]);
+}
+
 /// The socket approvers' side of [`Relay`]: run only as a child of the test above.
 #[test]
 #[ignore = "the child process of the approver test (testkit::Relay)"]

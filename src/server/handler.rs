@@ -110,10 +110,8 @@ pub fn respond(
             Verdict::Ask(ask) => Reply::Ask(ask),
         },
         Err(resp) => {
-            let mut rec = base_record(peer).with_id(resp.id.clone());
-            finish(&mut rec, &resp);
-            let _ = broker.audit.append(&rec);
-            Reply::Line(resp.to_line())
+            let rec = base_record(peer).with_id(resp.id.clone());
+            Reply::Line(refuse_counted(broker, rec, *resp).to_line())
         }
     }
 }
@@ -535,9 +533,18 @@ fn denied(req: &Request, reason: Reason, message: String) -> Response {
     Response::failure(req.id.clone(), Status::Denied, reason, message)
 }
 
-/// The refusal, audited.
+/// The refusal, audited as a counted refusal ([`super::refusals`]): repeats of it are folded.
 fn done(broker: &Broker, rec: Record, resp: Response) -> Verdict {
-    Verdict::Done(refuse(broker, rec, resp))
+    Verdict::Done(refuse_counted(broker, rec, resp))
+}
+
+/// Audits a refusal through the counted refusals and returns it.
+fn refuse_counted(broker: &Broker, mut rec: Record, resp: Response) -> Response {
+    finish(&mut rec, &resp);
+    for r in broker.refusals.record(rec) {
+        let _ = broker.audit.append(&r);
+    }
+    resp
 }
 
 /// Holds the request for an approver where one is attached and the caller did not opt out
