@@ -567,3 +567,30 @@ fn look_alike_paths_and_argv_are_shown_escaped_by_list_pending() {
     let entries: Value = serde_json::from_str(&json).unwrap();
     assert_eq!(entries[0]["path"], fake.to_str().unwrap());
 }
+
+/// `doctor` reports the machine's ptrace setting and what it lets your programs do to an
+/// approved program (the review: this kernel had no Yama at all).
+#[test]
+fn doctor_reports_the_ptrace_setting_and_what_it_allows() {
+    let env = Sandbox::new();
+    let report = String::from_utf8_lossy(&env.cli(&["doctor"]).stdout).into_owned();
+    let line = report
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some("ptrace"))
+        .unwrap_or_else(|| panic!("no ptrace line:\n{report}"));
+    match std::fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope") {
+        Err(_) => {
+            assert!(
+                line.starts_with("warn") && line.contains("no Yama"),
+                "{line}"
+            );
+            assert!(line.contains("rewrite its request"), "{line}");
+        }
+        Ok(v) => {
+            let v = v.trim();
+            assert!(line.contains(&format!("ptrace_scope={v}")), "{line}");
+            let expected = if matches!(v, "2" | "3") { "ok" } else { "warn" };
+            assert!(line.starts_with(expected), "{line}");
+        }
+    }
+}
