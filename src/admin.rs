@@ -30,8 +30,9 @@ pub enum AdminError {
     ReservedService(String),
     /// `--allow-env` of a variable the broker does not check.
     #[error(
-        "{0:?} is not an injection variable the broker checks (those are: {vars})",
-        vars = crate::identity::process::INJECTION_VARS.join(", ")
+        "{0:?} is not an injection variable the broker checks (those are: {vars}, and every name starting with {prefixes})",
+        vars = crate::identity::process::INJECTION_VARS.join(", "),
+        prefixes = crate::identity::process::INJECTION_PREFIXES.join(" or ")
     )]
     NotInjectionVar(String),
     /// A `--via` that is neither a path nor a full hash.
@@ -387,7 +388,7 @@ impl Grants {
             }
         }
         for v in &self.allow_env {
-            if !crate::identity::process::INJECTION_VARS.contains(&v.as_str()) {
+            if !crate::identity::process::is_injection_var(v) {
                 return Err(AdminError::NotInjectionVar(v.clone()));
             }
         }

@@ -75,7 +75,7 @@ pub fn parse(input: &[u8]) -> Result<Description, String> {
             "path" => d.path = Some(value),
             "username" => d.username = Some(value),
             "password" => d.password = Some(value),
-            "password_expiry_utc" => d.password_expiry_utc = value.parse().ok(),
+            "password_expiry_utc" => d.password_expiry_utc = Some(expiry(&value)?),
             "capability[]" => d.capabilities.push(value),
             "quit" => d.quit = matches!(value.as_str(), "1" | "true"),
             "url" => {
@@ -92,6 +92,21 @@ pub fn parse(input: &[u8]) -> Result<Description, String> {
         }
     }
     Ok(d)
+}
+
+/// A `password_expiry_utc` value: Unix seconds, digits only. Anything else is refused rather
+/// than dropped (a dropped expiry would keep an expired password forever); the error does not
+/// quote the value.
+fn expiry(value: &str) -> Result<u64, String> {
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(
+            "invalid credential input: password_expiry_utc is not a number of seconds since 1970 (UTC)"
+                .into(),
+        );
+    }
+    value
+        .parse()
+        .map_err(|_| "invalid credential input: password_expiry_utc is out of range".to_string())
 }
 
 impl Description {
@@ -263,9 +278,12 @@ impl Stored {
         {
             return None;
         }
-        let expiry = attrs
-            .get("password_expiry_utc")
-            .and_then(|e| e.parse::<u64>().ok());
+        // A stored expiry that is not a number (written by another client) is not dropped: the
+        // credential is not given out, as if expired.
+        let expiry = match attrs.get("password_expiry_utc") {
+            Some(e) => Some(expiry(e).ok()?),
+            None => None,
+        };
         Some(Stored {
             user,
             pass: item.value,
@@ -320,5 +338,32 @@ mod tests {
         assert!(parse(&[0xff, b'=', b'\n']).is_err());
         assert!(parse(b"host=h\n").unwrap().target().is_err());
         assert!(parse(b"protocol=https\n").unwrap().target().is_err());
+    }
+
+    #[test]
+    fn an_expiry_that_is_not_a_number_of_seconds_is_refused() {
+        let ok = parse(b"protocol=https\nhost=h\npassword_expiry_utc=1700000000\n").unwrap();
+        assert_eq!(ok.password_expiry_utc, Some(1_700_000_000));
+        for bad in [
+            "tomorrow",
+            "",
+            "-1",
+            "1700000000.5",
+            " 1700000000",
+            "1e9",
+            "99999999999999999999999",
+        ] {
+            let input = format!("protocol=https\nhost=h\npassword_expiry_utc={bad}\n");
+            let e = parse(input.as_bytes()).unwrap_err();
+            assert!(e.contains("password_expiry_utc"), "{bad:?}: {e}");
+            assert!(bad.is_empty() || !e.contains(bad), "not quoted: {e}");
+        }
+        let item = |e: &str| ResultItem {
+            target: "https://h".into(),
+            value: Some("pw".into()),
+            attributes: Some([("password_expiry_utc".to_string(), e.to_string())].into()),
+        };
+        assert!(Stored::for_user(item("soon"), None).is_none(), "not served");
+        assert_eq!(Stored::for_user(item("42"), None).unwrap().expiry, Some(42));
     }
 }

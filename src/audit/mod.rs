@@ -121,6 +121,13 @@ pub struct Record {
     /// The prompt a record belongs to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt: Option<String>,
+    /// Repeats of one refusal folded into this record (the server's counted refusals): how
+    /// many refusals it stands for; it is the latest of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeated: Option<u64>,
+    /// With `repeated`: when the first of them happened (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_ts: Option<String>,
     /// HMAC-SHA-256 chain value, hex (set by the writer; last member of every chained line).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac: Option<String>,

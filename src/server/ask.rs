@@ -19,13 +19,14 @@ use std::time::Duration;
 /// and service).
 pub fn prompt_for(peer: &Peer, ask: &Ask, timeout: Duration) -> (String, Prompt) {
     let req = &ask.req;
-    let (path, hash, argv, script, chain) = match &peer.exe {
+    // Caller first, then who launched it, as in audit records and pending entries.
+    let chain = super::handler::caller_chain(peer);
+    let (path, hash, argv, script) = match &peer.exe {
         Exe::Verified {
             path,
             hash,
             argv,
             program,
-            chain,
             ..
         } => (
             path.display().to_string(),
@@ -37,7 +38,6 @@ pub fn prompt_for(peer: &Peer, ask: &Ask, timeout: Duration) -> (String, Prompt)
                 }
                 _ => None,
             },
-            chain.clone(),
         ),
         Exe::Unverifiable { path, .. } => (
             path.as_ref()
@@ -46,7 +46,6 @@ pub fn prompt_for(peer: &Peer, ask: &Ask, timeout: Duration) -> (String, Prompt)
             String::new(),
             Vec::new(),
             None,
-            Vec::new(),
         ),
     };
     let key = coalesce_key(ask.subject.as_str(), req, &chain);
@@ -142,6 +141,18 @@ fn unanswered(broker: &Broker, rec: Record, mut refusal: Response, why: &str) ->
         _ => "no approver answered",
     };
     refusal.message = Some(format!("{} ({note})", refusal.message.unwrap_or_default()));
+    handler::refuse(broker, rec, refusal).to_line()
+}
+
+/// A request that could not be held (too many prompts waiting, `why`): its refusal, with the
+/// reason appended, audited.
+pub fn not_held(broker: &Broker, ask: Ask, why: &str) -> Vec<u8> {
+    let rec = ask.rec.with_decision("not_held", None);
+    let mut refusal = ask.refusal;
+    refusal.message = Some(format!(
+        "{} (not held for an approver: {why})",
+        refusal.message.unwrap_or_default()
+    ));
     handler::refuse(broker, rec, refusal).to_line()
 }
 

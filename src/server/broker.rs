@@ -68,6 +68,8 @@ pub struct Broker {
     pub admissions: Arc<Admissions>,
     /// Attached approvers and held requests (SPEC §11).
     pub approvals: approval::Approvals,
+    /// Repeated refusals being counted instead of written one by one.
+    pub refusals: super::refusals::Refusals,
     own_hash: std::sync::OnceLock<Option<crate::policy::BinaryHash>>,
     /// The audit log.
     pub audit: AuditLog,
@@ -91,6 +93,7 @@ impl Broker {
     ) -> Broker {
         Broker {
             approvals: approval::Approvals::new(),
+            refusals: super::refusals::Refusals::default(),
             own_hash: std::sync::OnceLock::new(),
             identity: identity::Context::current(),
             admissions: Admissions::new(

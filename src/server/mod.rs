@@ -15,6 +15,7 @@ pub mod handler;
 pub mod known;
 pub mod notify;
 pub mod preflight;
+pub mod refusals;
 pub mod session;
 pub mod shutdown;
 pub mod socket;
@@ -137,12 +138,16 @@ impl Server {
             () = accept_loop(&listener, &broker, &drain) => {}
             () = prune_loop(&broker) => {}
             () = flush_loop(&broker) => {}
+            () = refusals_loop(&broker) => {}
             () = stop => {}
         }
         // Stop accepting, then let the sessions finish (see `shutdown`).
         drop(listener);
         let drained = drain.drain(shutdown::DRAIN_LIMIT).await;
         socket::remove_if_ours(&broker.paths.socket, socket_id);
+        for r in broker.refusals.all() {
+            let _ = broker.audit.append(&r);
+        }
         let busy = (!drained).then(|| {
             format!(
                 "stopped with sessions still busy after {} s",
@@ -181,6 +186,21 @@ async fn prune_loop(broker: &Arc<Broker>) {
             tracing::warn!("keychain-auth: could not prune expired grants: {e}");
         }
         tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+}
+
+/// Writes the counted record of every window of repeated refusals that has passed, every few
+/// seconds ([`refusals`]).
+async fn refusals_loop(broker: &Arc<Broker>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let b = broker.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            for r in b.refusals.expired() {
+                let _ = b.audit.append(&r);
+            }
+        })
+        .await;
     }
 }
 

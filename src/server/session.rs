@@ -7,7 +7,7 @@
 
 use super::Broker;
 use super::admission::Slot;
-use super::approval::{Answer, ApproverEvent, Decision, SubscriptionLine};
+use super::approval::{Answer, ApproverEvent, Decision, NotHeld, SubscriptionLine};
 use super::ask;
 use super::conduit;
 use super::frame::{Frame, LineReader, Writer};
@@ -173,22 +173,24 @@ impl Session {
         let parsed = handler::parse(line);
         if matches!(parsed, Ok(Incoming::Subscribe)) {
             // Also on a reserve slot: room is kept for the dashboard as for STATUS.
-            if self.runs_keychain_auth(sender).await {
-                return Next::Approver(format!("dashboard pid {}", sender.pid));
-            }
+            let refusal = match self.approver_check(sender).await {
+                Ok(()) => return Next::Approver(format!("dashboard pid {}", sender.pid)),
+                Err(r) => r,
+            };
             if reserve {
                 return Next::Busy(format!(
                     "the broker is serving its maximum of {} connections; try again shortly",
                     self.broker.limits.max_connections
                 ));
             }
-            let r = Response::failure(
-                None,
-                Status::Denied,
-                Reason::UnregisteredBinary,
-                "only keychain-auth itself (a connected dashboard) may subscribe as an approver",
-            );
-            return Next::Reply(r.to_line());
+            if refusal.reason == Some(Reason::InjectedEnvironment) {
+                let _ = self.broker.audit.append(&Record::connection_denied(
+                    Some(sender.pid),
+                    Some(sender.uid),
+                    refusal.message.clone().unwrap_or_default(),
+                ));
+            }
+            return Next::Reply(refusal.to_line());
         }
         if matches!(parsed, Ok(Incoming::Status)) {
             return Next::Reply(handler::status_line(&self.broker));
@@ -454,8 +456,19 @@ async fn hold(
                 .unwrap_or_else(|_| internal_error())
         }
     };
-    let Some(mut wait) = broker.approvals.ask(key, prompt) else {
-        return Some(settle(ask, String::new(), None, "no_answer").await);
+    let mut wait = match broker.approvals.ask(key, prompt) {
+        Ok(wait) => wait,
+        Err(NotHeld::NoApprover) => {
+            return Some(settle(ask, String::new(), None, "no_answer").await);
+        }
+        Err(NotHeld::TooMany(why)) => {
+            let b = broker.clone();
+            return Some(
+                tokio::task::spawn_blocking(move || ask::not_held(&b, ask, &why))
+                    .await
+                    .unwrap_or_else(|_| internal_error()),
+            );
+        }
     };
     if wait.opened {
         ask::audit_prompt(broker, &ask, &wait.id);
@@ -526,8 +539,16 @@ impl Session {
             tokio::select! {
                 () = shutdown.recv() => break,
                 ev = events.recv() => {
-                    let Some(ev) = ev else { break };
-                    ok = stream.write_all(&event_line(&ev)).await.is_ok();
+                    let Some(ev) = ev else {
+                        // Dropped for falling behind: say so, then close.
+                        let _ = tokio::time::timeout(APPROVER_WRITE, stream.write_all(&dropped_line())).await;
+                        break;
+                    };
+                    // An approver that stops reading is dropped, not waited on.
+                    ok = matches!(
+                        tokio::time::timeout(APPROVER_WRITE, stream.write_all(&event_line(&ev))).await,
+                        Ok(Ok(()))
+                    );
                 }
                 frame = lines.next(stream, max) => {
                     let Ok(Frame::Line(writer)) = frame else { break };
@@ -587,6 +608,13 @@ impl Session {
     /// Whether the writer `s` runs the broker's own executable. The writer itself, not the
     /// program a conduit is answered as: a dashboard is keychain-auth run by a shell or tmux.
     async fn runs_keychain_auth(&mut self, s: &Arc<Sender>) -> bool {
+        self.approver_check(s).await.is_ok()
+    }
+
+    /// Whether the writer `s` may act as an approver: it runs the broker's own executable and
+    /// passes the same injection guard as any caller (no tracer, no injection variable: an
+    /// approver has no `allow_env`). `Err` is the refusal.
+    async fn approver_check(&mut self, s: &Arc<Sender>) -> Result<(), Response> {
         let (b, s) = (self.broker.clone(), s.clone());
         tokio::task::spawn_blocking(move || {
             let fd = s.pidfd.as_ref().map(|f| f.as_fd());
@@ -599,20 +627,74 @@ impl Session {
                 Hashing::Allowed,
                 &[],
             );
-            match (peer, b.own_hash()) {
-                (
-                    Ok(Some(Peer {
-                        exe: Exe::Verified { hash, .. },
-                        ..
-                    })),
-                    Some(own),
-                ) => hash == *own,
-                _ => false,
-            }
+            approver_verdict(peer.ok().flatten().as_ref(), b.own_hash())
         })
         .await
-        .unwrap_or(false)
+        .unwrap_or_else(|_| Err(not_an_approver()))
     }
+}
+
+/// The refusal of a `SUBSCRIBE` or `ANSWER` from a writer that does not run keychain-auth.
+fn not_an_approver() -> Response {
+    Response::failure(
+        None,
+        Status::Denied,
+        Reason::UnregisteredBinary,
+        "only keychain-auth itself (a connected dashboard) may subscribe as an approver",
+    )
+}
+
+/// The approver check on an identified writer: keychain-auth itself (`own`), untraced, without
+/// injection variables. An approver answers for every caller, so it is held to at least what
+/// any caller is.
+fn approver_verdict(
+    peer: Option<&Peer>,
+    own: Option<&crate::policy::BinaryHash>,
+) -> Result<(), Response> {
+    let Some(Peer {
+        pid,
+        exe: Exe::Verified {
+            hash, integrity, ..
+        },
+        ..
+    }) = peer
+    else {
+        return Err(not_an_approver());
+    };
+    if Some(hash) != own {
+        return Err(not_an_approver());
+    }
+    let injected = |message: String| {
+        Err(Response::failure(
+            None,
+            Status::Denied,
+            Reason::InjectedEnvironment,
+            message,
+        ))
+    };
+    if integrity.tracer != 0 {
+        return injected(format!(
+            "{}; an approver is refused like any caller",
+            identity::traced_message(*pid, integrity.tracer)
+        ));
+    }
+    if let Some(var) = integrity.injected.first() {
+        return injected(format!(
+            "keychain-auth (pid {pid}) runs with {var} set, which can inject code into it; an approver answers for every caller and is refused with it: unset {var}"
+        ));
+    }
+    Ok(())
+}
+
+/// How long one line to an approver may take to write before the approver is dropped.
+const APPROVER_WRITE: Duration = Duration::from_secs(5);
+
+/// The last line to an approver dropped for falling behind (then the connection closes).
+fn dropped_line() -> Vec<u8> {
+    SubscriptionLine::Dropped {
+        message: "this approver fell too far behind the broker's prompts and was dropped; subscribe again".into(),
+    }
+    .to_line()
 }
 
 /// The line an approver event is sent as.

@@ -40,6 +40,12 @@ impl Approver {
                             return;
                         }
                     }
+                    // Detached on quitting (then nobody reads this), or dropped for falling
+                    // behind the broker's prompts.
+                    let _ = tx.send(Action::Log(
+                        true,
+                        "approver: this dashboard fell too far behind the broker's prompts and no longer receives them; restart it".into(),
+                    ));
                 });
                 Approver::Embedded {
                     broker: state.clone(),
@@ -117,6 +123,12 @@ pub fn parse_line(line: &str) -> Option<Action> {
         Err(_) => Some(Action::Log(
             true,
             format!("approver: {}", crate::display::bounded(line, 200)),
+        )),
+        // Fell behind the broker's prompts (this dashboard was stopped or too slow): the
+        // connection closes and is subscribed again.
+        Ok(SubscriptionLine::Dropped { message }) => Some(Action::Log(
+            true,
+            format!("approver: {}", crate::display::bounded(&message, 200)),
         )),
     }
 }

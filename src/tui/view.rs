@@ -1214,11 +1214,11 @@ fn prompt_caller(p: &crate::server::approval::Prompt, room: usize) -> Vec<Line<'
     }
     lines.push(prompt_row("hash", display::bounded(&p.hash, room)));
     lines.push(prompt_row("pid · argv", {
-        let argv = display::join(&p.argv);
+        // Cleaned once, by `bounded` (joining cleaned words first escaped every escape twice).
         format!(
             "{} · {}",
             p.pid,
-            display::bounded(&argv, room.saturating_sub(10))
+            display::bounded(&p.argv.join(" "), room.saturating_sub(10))
         )
     }));
     if let Some(chain) = launched_by(&p.chain) {
@@ -1430,6 +1430,42 @@ mod tests {
         update(&mut s, Action::Command(Command::Escape));
         update(&mut s, Action::Command(Command::AllowAlways));
         snap("prompt_always", &s);
+    }
+
+    #[test]
+    fn a_prompt_shows_every_launcher_and_escapes_look_alike_paths() {
+        // The review's caller: `…/x/` then a Hangul filler and fraction slashes, which read as
+        // /usr/bin/git; launched by a look-alike of bash, launched by sshd (two links).
+        let mut p = super::super::test_support::prompt("p1");
+        let fake = "/home/me/x/\u{3164}\u{2044}usr\u{2044}bin\u{2044}git";
+        p.path = fake.into();
+        p.script = None;
+        p.script_hash = None;
+        p.argv = vec!["git".into(), "credential\u{00A0}fill".into()];
+        p.chain = vec![
+            super::super::test_support::link(fake, 6001, &["git"]),
+            super::super::test_support::link("/usr\u{2215}bin\u{2215}bash", 5990, &["bash"]),
+            super::super::test_support::link("/usr/sbin/sshd", 5900, &["sshd: me"]),
+        ];
+        p.message = format!("{fake} (eeeeeeeeeeee) is not approved");
+        let mut s = sample_state();
+        s.now_ms = now_ms();
+        update(
+            &mut s,
+            Action::Approver(crate::server::approval::ApproverEvent::Prompt(Box::new(p))),
+        );
+        let screen = render(&s, 120, 36);
+        for raw in ['\u{3164}', '\u{2044}', '\u{2215}', '\u{00A0}'] {
+            assert!(!screen.contains(raw), "{raw:?} shown as itself:\n{screen}");
+        }
+        for want in [
+            "/home/me/x/\\u{3164}\\u{2044}usr\\u{2044}bin\\u{2044}git",
+            "launched by /usr\\u{2215}bin\\u{2215}bash (pid 5990) ← /usr/sbin/sshd (pid 5900)",
+            "credential\\u{a0}fill",
+        ] {
+            assert!(screen.contains(want), "{want} missing:\n{screen}");
+        }
+        insta::assert_snapshot!("prompt_look_alike_120x36", screen);
     }
 
     #[test]
