@@ -127,6 +127,14 @@ pub enum Command {
         /// The target.
         target: String,
     },
+    /// Run the broker as a systemd user service (socket-activated), naming this binary.
+    Install {
+        /// Only write the unit files; do not ask systemd to enable and start the socket.
+        #[arg(long)]
+        no_enable: bool,
+    },
+    /// Stop and remove the systemd user units that `install` wrote.
+    Uninstall,
 }
 
 /// `keychain-auth policy ...`.
@@ -355,6 +363,12 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             &target,
             &mut std::io::stdout().lock(),
         )?),
+        Command::Install { no_enable } => {
+            let explicit = cli.socket.is_some()
+                || std::env::var_os("KEYCHAIN_AUTH_SOCKET").is_some_and(|s| !s.is_empty());
+            Ok(crate::install::run_install(&paths, explicit, no_enable)?)
+        }
+        Command::Uninstall => Ok(crate::install::run_uninstall(&paths)?),
         Command::Put { service, target } => Ok(crate::scripts::put(
             &paths,
             &service,
@@ -426,8 +440,25 @@ fn log_to_stderr() {
 /// Runs the daemon. Everything that can refuse the start (socket directory, a daemon already
 /// running, state directories and files, the backend) is checked before anything is printed or
 /// audited, so a refused start prints exactly one line: the reason.
-fn start(paths: Paths) -> Result<(), Failure> {
-    let notes = crate::server::preflight::check(&paths)?;
+fn start(mut paths: Paths) -> Result<(), Failure> {
+    // Socket activation (`keychain-auth install`): systemd bound the socket and passed it in.
+    let inherited = crate::server::activation::inherited_listener()?;
+    let notes = match &inherited {
+        Some((_, bound)) => {
+            if bound != &paths.socket {
+                // Callers find the broker where systemd listens; say so when it is not the
+                // path this environment would choose.
+                eprintln!(
+                    "keychain-auth: serving the socket systemd passed in, {} (this environment's socket would be {})",
+                    crate::display::path(bound),
+                    crate::display::path(&paths.socket)
+                );
+            }
+            paths.socket = bound.clone();
+            crate::server::preflight::check_activated(&paths)?
+        }
+        None => crate::server::preflight::check(&paths)?,
+    };
     // Chosen before the runtime starts: the probe blocks (briefly, bounded). No side effects.
     let selection = crate::backend::select::select(&paths)?;
     let notice = selection.notice.clone();
@@ -448,7 +479,11 @@ fn start(paths: Paths) -> Result<(), Failure> {
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     let served = runtime.block_on(async move {
         let socket = paths.socket.clone();
-        let server = Server::bind(paths, backend, Limits::default()).map_err(|e| e.to_string())?;
+        let server = match inherited {
+            Some((listener, _)) => Server::adopt(paths, backend, Limits::default(), listener),
+            None => Server::bind(paths, backend, Limits::default()),
+        }
+        .map_err(|e| e.to_string())?;
         if let Some(notice) = &notice {
             tracing::warn!("keychain-auth: {notice}");
         }
@@ -472,7 +507,16 @@ fn start(paths: Paths) -> Result<(), Failure> {
             socket.display(),
             reason
         );
-        server.run(shutdown_signal()).await;
+        // Under systemd (Type=notify): accepting from here on.
+        if let Err(e) = crate::server::activation::notify("READY=1") {
+            tracing::warn!("keychain-auth: could not tell the service manager it is ready: {e}");
+        }
+        server
+            .run(async {
+                shutdown_signal().await;
+                let _ = crate::server::activation::notify("STOPPING=1");
+            })
+            .await;
         Ok(())
     });
     // A request still stuck in blocking work (a slow keyring, a lock held by another process)

@@ -39,6 +39,7 @@
 //! | [`display`] | caller-controlled text made safe to print (escapes, bounds, EPIPE) |
 //! | [`adapters`] | git, AWS and docker credential helpers on the client SDK |
 //! | [`cli`] | the `keychain-auth` command line |
+//! | [`install`] | `install` / `uninstall`: the broker as a socket-activated systemd user service |
 //! | [`tui`] | the dashboard: live panes over the broker, approvals and edits |
 
 pub mod adapters;
@@ -60,6 +61,8 @@ pub(crate) mod exec;
 pub mod fsutil;
 #[cfg(feature = "daemon")]
 pub mod identity;
+#[cfg(feature = "daemon")]
+pub mod install;
 pub mod paths;
 #[cfg(feature = "daemon")]
 pub(crate) mod pending;
