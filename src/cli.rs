@@ -135,6 +135,17 @@ pub enum Command {
     },
     /// Stop and remove the systemd user units that `install` wrote.
     Uninstall,
+    /// Print a shell completion script (bash, zsh or fish) for keychain-auth.
+    Completions {
+        /// The shell.
+        shell: crate::manual::Shell,
+    },
+    /// Print the manual page (roff), e.g. `keychain-auth man | man -l -`.
+    Man {
+        /// Write every page (keychain-auth.1 and one per command) into DIR instead.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 /// `keychain-auth policy ...`.
@@ -369,6 +380,8 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             Ok(crate::install::run_install(&paths, explicit, no_enable)?)
         }
         Command::Uninstall => Ok(crate::install::run_uninstall(&paths)?),
+        Command::Completions { shell } => Ok(crate::manual::completions(shell)?),
+        Command::Man { dir } => Ok(crate::manual::man(dir.as_deref())?),
         Command::Put { service, target } => Ok(crate::scripts::put(
             &paths,
             &service,
