@@ -120,12 +120,16 @@ pub enum Command {
         /// The target.
         target: String,
     },
-    /// Store one secret (for scripts): the value is read from standard input, never an argument.
+    /// Store one secret (for scripts): the value is read from standard input, never an argument
+    /// (at a terminal: typed twice, not shown).
     Put {
         /// The service.
         service: String,
         /// The target.
         target: String,
+        /// Store an empty value (refused otherwise).
+        #[arg(long)]
+        allow_empty: bool,
     },
     /// Run the broker as a systemd user service (socket-activated), naming this binary.
     Install {
@@ -233,6 +237,33 @@ pub struct GrantArgs {
     /// Every use of the services named here is held for a dashboard to confirm.
     #[arg(long)]
     pub confirm: bool,
+    /// Accept service names with upper-case letters as typed (they are matched exactly).
+    #[arg(long = "any-case")]
+    pub any_case: bool,
+}
+
+impl GrantArgs {
+    /// Refuses a service name with upper-case letters unless `--any-case`: names are matched
+    /// exactly and callers ask in lower case (git, aws, docker), so `API` is almost always a
+    /// slip for `api` that would grant nothing anyone asks for. (`revoke` does not ask: it can
+    /// remove any name that is there, and refuses one that is not.)
+    fn check_case(&self) -> Result<(), String> {
+        if self.any_case {
+            return Ok(());
+        }
+        match self
+            .read
+            .iter()
+            .chain(&self.write)
+            .find(|s| s.chars().any(char::is_uppercase))
+        {
+            Some(s) => Err(format!(
+                "\"{s}\" has upper-case letters: service names are matched exactly and callers ask in lower case; use \"{}\", or --any-case to grant \"{s}\" as typed",
+                s.to_lowercase()
+            )),
+            None => Ok(()),
+        }
+    }
 }
 
 impl TryFrom<GrantArgs> for Grants {
@@ -318,6 +349,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Tui { embed, connect } => Ok(crate::tui::run(paths, tui_mode(embed, connect))?),
         Command::ListPending { json } => list_pending(&paths, json),
         Command::Approve { hash, grants } => {
+            grants.check_case()?;
             let b = admin::approve(&paths, Source::Cli, &hash, &grants.try_into()?)?;
             crate::outln!(
                 "approved {} ({})",
@@ -328,6 +360,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Register { path, grants } => {
+            grants.check_case()?;
             let b = admin::register(&paths, Source::Cli, &path, &grants.try_into()?)?;
             crate::outln!(
                 "registered {} ({})",
@@ -339,6 +372,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Upgrade { path } => upgrade(&paths, &path),
         Command::Grant { binary, grants } => {
+            grants.check_case()?;
             let b = admin::grant(&paths, Source::Cli, &binary, &grants.try_into()?)?;
             print_permissions(&b);
             Ok(())
@@ -382,12 +416,28 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Uninstall => Ok(crate::install::run_uninstall(&paths)?),
         Command::Completions { shell } => Ok(crate::manual::completions(shell)?),
         Command::Man { dir } => Ok(crate::manual::man(dir.as_deref())?),
-        Command::Put { service, target } => Ok(crate::scripts::put(
-            &paths,
-            &service,
-            &target,
-            &mut std::io::stdin().lock(),
-        )?),
+        Command::Put {
+            service,
+            target,
+            allow_empty,
+        } => Ok(put(&paths, &service, &target, allow_empty)?),
+    }
+}
+
+/// `put`: from the terminal (typed twice, echo off) when standard input is one, else from
+/// standard input.
+fn put(
+    paths: &Paths,
+    service: &str,
+    target: &str,
+    allow_empty: bool,
+) -> Result<(), crate::scripts::ScriptError> {
+    use std::io::IsTerminal;
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        crate::scripts::put_from_terminal(paths, service, target, allow_empty)
+    } else {
+        crate::scripts::put(paths, service, target, &mut stdin.lock(), allow_empty)
     }
 }
 
@@ -777,6 +827,7 @@ fn audit_show(paths: &Paths, a: AuditArgs) -> Result<(), Failure> {
         status: a.status,
         action: a.action,
     };
+    show::check_filter(&filter, &paths.audit)?;
     // Like `tail -f`: a follow without -n starts from the last 10 matching records.
     let last = a.last.or(a.follow.then_some(10));
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());

@@ -35,6 +35,88 @@ pub(crate) struct Filter {
     pub action: Option<String>,
 }
 
+/// The statuses a record can have.
+pub(crate) const STATUSES: [&str; 3] = ["success", "denied", "error"];
+
+/// The events and actions keychain-auth writes (`--action` matches either). A value not listed
+/// here is still accepted when a record of the log has it (a newer release's event).
+pub(crate) const ACTIONS: &[&str] = &[
+    // events
+    "request",
+    "prompt",
+    "connection_refused",
+    "policy_change",
+    "daemon",
+    "migrate",
+    "audit",
+    // request actions
+    "read",
+    "write",
+    "delete",
+    "search",
+    // policy changes
+    "approve",
+    "register",
+    "upgrade",
+    "grant",
+    "revoke",
+    "unregister",
+    "dismiss",
+    "accept",
+    "expire",
+    "pin_backend",
+    // the daemon
+    "start",
+    "stop",
+    "backend_fallback",
+    "backend_notice",
+    // the log's own notes
+    "log_appended",
+    "log_replaced",
+    "log_truncated",
+    "state_invalid",
+    "state_missing",
+];
+
+/// Refuses a `--status` or `--action` that no record can have (a typo would otherwise print
+/// nothing and exit 0, as if nothing had happened). An action outside [`ACTIONS`] is looked up
+/// in the current log before it is refused.
+pub(crate) fn check_filter(filter: &Filter, log: &Path) -> Result<(), String> {
+    if let Some(s) = &filter.status
+        && !STATUSES.contains(&s.as_str())
+    {
+        return Err(format!(
+            "unknown --status \"{s}\": use one of {}",
+            STATUSES.join(", ")
+        ));
+    }
+    if let Some(a) = &filter.action
+        && !ACTIONS.contains(&a.as_str())
+        && !seen_in_log(log, a)
+    {
+        return Err(format!(
+            "unknown --action \"{a}\": use an action (read, write, delete, search, approve, register, upgrade, grant, revoke, unregister, dismiss, accept, expire, …) or an event (request, prompt, policy_change, connection_refused, daemon, migrate, audit)"
+        ));
+    }
+    Ok(())
+}
+
+/// Whether a record of the current log has `value` as its action or event.
+fn seen_in_log(log: &Path, value: &str) -> bool {
+    let Ok(Some(file)) = crate::fsutil::open_state(log, crate::fsutil::Access::Read) else {
+        return false;
+    };
+    io::BufReader::new(file)
+        .lines()
+        .map_while(Result::ok)
+        .any(|line| {
+            // Cheap first: only lines that contain the word are parsed.
+            line.contains(value)
+                && serde_json::from_str::<Record>(&line)
+                    .is_ok_and(|r| r.event == value || r.action.as_deref() == Some(value))
+        })
+}
+
 impl Filter {
     /// True when `r` passes every filter given.
     pub(crate) fn matches(&self, r: &Record) -> bool {
