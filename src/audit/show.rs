@@ -131,12 +131,16 @@ impl Filter {
         }
         if let Some(b) = &self.binary {
             let hex = b.strip_prefix("sha256:").unwrap_or(b).to_ascii_lowercase();
-            let by_hash = r.hash.as_deref().is_some_and(|h| {
+            // The executable, or the script a script caller ran (by path or by its hash).
+            let by_hash = [&r.hash, &r.script_hash].into_iter().flatten().any(|h| {
                 !hex.is_empty()
                     && hex.bytes().all(|c| c.is_ascii_hexdigit())
                     && h.trim_start_matches("sha256:").starts_with(&hex)
             });
-            let by_path = r.path.as_deref().is_some_and(|p| p.contains(b.as_str()));
+            let by_path = [&r.path, &r.script]
+                .into_iter()
+                .flatten()
+                .any(|p| p.contains(b.as_str()));
             if !by_hash && !by_path {
                 return false;
             }
@@ -288,12 +292,15 @@ impl Format {
 /// The table header.
 pub(crate) const HEADER: &str = "TIME                 SEQ      EVENT           STATUS   BINARY                    SERVICE          TARGETS / DETAIL";
 
+/// The caller in the table: file name and short hash of the script for a script caller (the
+/// interpreter is in `--json`), else of the executable.
 fn short_binary(r: &Record) -> String {
-    let name = r
-        .path
-        .as_deref()
-        .map(|p| p.rsplit('/').next().unwrap_or(p).to_string());
-    let hash = r.hash.as_deref().map(|h| {
+    let (path, hash) = match &r.script {
+        Some(script) => (Some(script), r.script_hash.as_ref()),
+        None => (r.path.as_ref(), r.hash.as_ref()),
+    };
+    let name = path.map(|p| p.rsplit('/').next().unwrap_or(p).to_string());
+    let hash = hash.map(|h| {
         h.trim_start_matches("sha256:")
             .chars()
             .take(8)
@@ -767,5 +774,28 @@ mod tests {
             since: Some(parse_time("2026-05-01T12:00:01Z").unwrap()),
             ..Default::default()
         }));
+    }
+
+    #[test]
+    fn a_script_caller_is_named_and_found_by_its_script() {
+        let mut r = Record::new("request", "daemon");
+        r.path = Some("/usr/bin/python3.11".into());
+        r.hash = Some(format!("sha256:{}", "f1".repeat(32)));
+        r.script = Some("/home/me/bin/weather.py".into());
+        r.script_hash = Some(format!("sha256:{}", "5c".repeat(32)));
+        assert_eq!(short_binary(&r), "weather.py 5c5c5c5c");
+        assert!(row(&r, false).contains("weather.py 5c5c5c5c"));
+        let by = |b: &str| {
+            Filter {
+                binary: Some(b.into()),
+                ..Default::default()
+            }
+            .matches(&r)
+        };
+        assert!(by("weather"));
+        assert!(by("5c5c5c5c"));
+        // The interpreter still finds it too.
+        assert!(by("python3"));
+        assert!(!by("deploy"));
     }
 }

@@ -341,17 +341,27 @@ impl State {
             .find(|r| {
                 r.event == "request"
                     && r.status.as_deref() == Some("success")
-                    && r.hash.as_deref() == Some(hash.as_str())
+                    // A script entry's hash is the script's: its caller records carry it as
+                    // script_hash (hash is the interpreter's).
+                    && (r.script_hash.as_deref().or(r.hash.as_deref()) == Some(hash.as_str()))
             })
             .map(|r| r.ts.as_str())
     }
 }
 
-/// The text the audit filter matches: status, reason, binary, service, action, targets.
+/// The text the audit filter matches: status, reason, binary, script, service, action, targets.
 pub fn record_text(r: &Record) -> String {
     let mut parts: Vec<&str> = vec![r.event.as_str(), r.source.as_str()];
     for s in [
-        &r.status, &r.reason, &r.path, &r.hash, &r.service, &r.action, &r.message,
+        &r.status,
+        &r.reason,
+        &r.path,
+        &r.hash,
+        &r.script,
+        &r.script_hash,
+        &r.service,
+        &r.action,
+        &r.message,
     ]
     .into_iter()
     .flatten()

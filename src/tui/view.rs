@@ -544,9 +544,11 @@ fn audit_row(r: &Record) -> Vec<Cell<'static>> {
         (None, false) => r.targets.join(","),
         (None, true) => r.message.clone().unwrap_or_default(),
     };
+    // A script caller by its script (the interpreter is in the record's detail).
     let who = r
-        .path
+        .script
         .as_deref()
+        .or(r.path.as_deref())
         .map(|p| p.rsplit('/').next().unwrap_or(p).to_string())
         .unwrap_or_else(|| r.source.clone());
     vec![
@@ -1486,6 +1488,16 @@ mod tests {
         ];
         s.audit = vec![r];
         s.audit_sel = 0;
+        // The Audit pane's row names the script, not the interpreter.
+        let screen = render(&s, 120, 36);
+        let row = screen
+            .lines()
+            .find(|l| l.contains("read aws") && l.contains("prod-api-key"))
+            .unwrap_or_else(|| panic!("no audit row: {screen}"));
+        assert!(
+            row.contains("deploy.py") && !row.contains("python3.11"),
+            "{row}"
+        );
         update(&mut s, Action::Command(Command::Focus(2)));
         update(&mut s, Action::Command(Command::Enter));
         let screen = render(&s, 120, 36);
