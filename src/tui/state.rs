@@ -229,6 +229,10 @@ pub struct State {
     pub modal: Option<Modal>,
     /// A one-line message (result of the last action).
     pub message: Option<(bool, String)>,
+    /// The first screen's notice, in plain words (the embedded broker lives only as long as
+    /// this dashboard; the store is one other programs can read): shown above the hint bar,
+    /// never instead of it, until the first key or click.
+    pub notice: Option<String>,
     /// Set when the dashboard should exit.
     pub quit: bool,
     /// The terminal size, for mouse hit-testing.
@@ -288,6 +292,7 @@ impl State {
             filter: String::new(),
             modal: None,
             message: None,
+            notice: None,
             quit: false,
             size: (80, 24),
             status_in_flight: false,

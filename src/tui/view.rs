@@ -21,12 +21,16 @@ pub struct Areas {
     pub status: Rect,
     /// Pending, Audit, Policies.
     pub panes: [Rect; 3],
+    /// The first screen's notice (no height once it is gone).
+    pub notice: Rect,
     /// The hint bar.
     pub hints: Rect,
 }
 
 /// Most lines the message line grows to (a long message wraps instead of losing its end).
 const MAX_MESSAGE_LINES: usize = 4;
+/// Most lines the first screen's notice takes.
+const MAX_NOTICE_LINES: usize = 5;
 
 /// How many lines the message (or hint) line needs at `width`.
 fn message_height(s: &State, width: u16) -> u16 {
@@ -44,9 +48,16 @@ fn message_paragraph(msg: &str) -> Paragraph<'static> {
 /// Status bar on top, hint bar (or the message, wrapped) at the bottom, the three panes stacked
 /// between; the focused pane gets twice the height of the others.
 pub fn layout(area: Rect, s: &State) -> Areas {
-    let [status, body, hints] = Layout::vertical([
+    let notice_height = s.notice.as_deref().map_or(0, |n| {
+        Paragraph::new(n.to_string())
+            .wrap(Wrap { trim: true })
+            .line_count(area.width)
+            .clamp(1, MAX_NOTICE_LINES) as u16
+    });
+    let [status, body, notice, hints] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Fill(1),
+        Constraint::Length(notice_height),
         Constraint::Length(message_height(s, area.width)),
     ])
     .areas(area);
@@ -61,6 +72,7 @@ pub fn layout(area: Rect, s: &State) -> Areas {
     Areas {
         status,
         panes: [a, b, c],
+        notice,
         hints,
     }
 }
@@ -90,6 +102,14 @@ pub fn draw(frame: &mut Frame<'_>, state: &State) {
     pending(frame, areas.panes[0], state);
     audit(frame, areas.panes[1], state);
     policies(frame, areas.panes[2], state);
+    if let Some(n) = &state.notice {
+        frame.render_widget(
+            Paragraph::new(clean(n).into_owned())
+                .wrap(Wrap { trim: true })
+                .style(Style::new().yellow()),
+            areas.notice,
+        );
+    }
     hint_bar(frame, areas.hints, state);
     if let Some(m) = &state.modal {
         modal(frame, state, m);
@@ -1712,11 +1732,45 @@ mod tests {
             "{hints}"
         );
         insta::assert_snapshot!("layout_80x24", screen);
-        // A long first-run notice wraps and keeps its fix.
-        s.message = Some((false, "no Secret Service reachable (org.freedesktop.secrets is not provided on the session bus); using the file store /home/me/.local/share/keychain-auth/keyring.json. Set KEYCHAIN_AUTH_BACKEND=keyring to require the keyring".into()));
+        // The first-run notice (embedded, file store): whole, in plain words, above the hint
+        // bar, which stays.
+        s.notice = Some(crate::tui::broker::first_screen_text(Some(
+            crate::backend::BackendKind::File,
+        )));
         let screen = render(&s, 80, 24);
-        assert!(screen.contains("to require the keyring"), "{screen}");
+        let lines: Vec<&str> = screen.lines().collect();
+        assert!(screen.contains("keychain-auth install."), "{screen}");
+        assert!(
+            screen.contains("(keychain-auth doctor explains)."),
+            "{screen}"
+        );
+        assert!(!screen.contains("Secret Service") && !screen.contains("org.freedesktop"));
+        assert!(
+            lines[23].contains("q  quit"),
+            "hint bar kept: {}",
+            lines[23]
+        );
+        assert!(
+            lines[22].contains("doctor explains"),
+            "right above it: {screen}"
+        );
+        assert!(screen.contains("3 Policies"), "the panes stay: {screen}");
         insta::assert_snapshot!("notice_wraps_80x24", screen);
+        let screen = render(&s, 120, 36);
+        assert!(
+            screen.contains("(keychain-auth doctor explains)."),
+            "{screen}"
+        );
+        insta::assert_snapshot!("notice_wraps_120x36", screen);
+        // Gone at the first key; the panes take the room back.
+        update(
+            &mut s,
+            Action::Key(event::KeyEvent::new(
+                event::KeyCode::Char('j'),
+                event::KeyModifiers::NONE,
+            )),
+        );
+        assert!(s.notice.is_none());
     }
 
     #[test]

@@ -26,6 +26,10 @@ pub const MAX_AUDIT_IN_MEMORY: usize = 20_000;
 
 /// Applies `action` to `state` and returns the effects to run.
 pub fn update(state: &mut State, action: Action) -> Vec<Effect> {
+    if matches!(action, Action::Key(_) | Action::Click(..)) {
+        // The person has read the first screen.
+        state.notice = None;
+    }
     match action {
         Action::Key(k) => match key_action(state, k) {
             Some(a) => update(state, a),
