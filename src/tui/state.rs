@@ -235,6 +235,8 @@ pub struct State {
     pub notice: Option<String>,
     /// Set when the dashboard should exit.
     pub quit: bool,
+    /// Clock ticks seen (paces the look at binaries on disk).
+    pub ticks: u64,
     /// The terminal size, for mouse hit-testing.
     pub size: (u16, u16),
     /// A STATUS asked for by the clock has not been answered yet (ticks do not pile up
@@ -294,6 +296,7 @@ impl State {
             message: None,
             notice: None,
             quit: false,
+            ticks: 0,
             size: (80, 24),
             status_in_flight: false,
             mono: false,

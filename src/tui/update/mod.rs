@@ -59,6 +59,10 @@ pub fn update(state: &mut State, action: Action) -> Vec<Effect> {
         Action::ApproverLost => prompt::approver_lost(state),
         Action::PendingLoaded(entries) => results::pending_loaded(state, entries),
         Action::PoliciesLoaded(rows) => results::policies_loaded(state, rows),
+        Action::DiskChecked(now) => {
+            results::disk_checked(state, now);
+            vec![]
+        }
         Action::AuditLoaded(records, more) => results::audit_loaded(state, records, more),
         Action::SearchFound(generation, found, progress) => {
             results::search_found(state, generation, found, progress)
