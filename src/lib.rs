@@ -30,6 +30,7 @@
 //! | `pending` | pending.json: refused callers waiting for review |
 //! | [`audit`] | the JSON-lines audit log |
 //! | [`backend`] | the keychain seam and its stores |
+//! | `vault` | the broker's own encrypted store: format, key slots, records, file I/O |
 //! | `admin` | policy changes shared by the CLI and the dashboard, each audited |
 //! | `exec` | authorise a request, run it all-or-nothing against a backend |
 //! | [`server`] | the Unix-socket listener and per-connection sessions |
@@ -74,6 +75,8 @@ pub(crate) mod seal;
 pub mod server;
 #[cfg(feature = "daemon")]
 pub mod tui;
+#[cfg(feature = "daemon")]
+pub(crate) mod vault;
 
 /// The version reported by `STATUS` and `--version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
