@@ -16,6 +16,9 @@ pub struct Cli {
     /// Socket path (overrides KEYCHAIN_AUTH_SOCKET and the XDG default).
     #[arg(long, global = true, value_name = "PATH")]
     pub socket: Option<PathBuf>,
+    /// Read the vault passphrase from this open descriptor (never from an argument).
+    #[arg(long, global = true, value_name = "N")]
+    pub passphrase_fd: Option<i32>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -127,6 +130,19 @@ pub enum Command {
         /// The target.
         target: String,
     },
+    /// Create the vault (passphrase asked twice, never echoed).
+    Init {
+        /// Copy the current store's secrets into the vault.
+        #[arg(long)]
+        import: bool,
+        /// With --import: remove the plain copies afterwards.
+        #[arg(long)]
+        remove_plain: bool,
+    },
+    /// Give the vault passphrase to the running daemon.
+    Unlock,
+    /// Make the running daemon forget the vault's keys.
+    Lock,
 }
 
 /// `keychain-auth policy ...`.
@@ -294,7 +310,16 @@ pub type Failure = Box<dyn std::error::Error + Send + Sync>;
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<(), Failure> {
     let paths = Paths::from_env(cli.socket.as_deref())?;
+    if let Some(what) = widening(&cli.command) {
+        crate::vault_cli::presence(&paths, cli.passphrase_fd, what)?;
+    }
     match cli.command {
+        Command::Init {
+            import,
+            remove_plain,
+        } => crate::vault_cli::init(&paths, cli.passphrase_fd, import, remove_plain),
+        Command::Unlock => crate::vault_cli::unlock(&paths, cli.passphrase_fd),
+        Command::Lock => crate::vault_cli::lock(&paths),
         Command::Start => start(paths),
         Command::Tui { embed, connect } => Ok(crate::tui::run(paths, tui_mode(embed, connect))?),
         Command::ListPending { json } => list_pending(&paths, json),
@@ -361,6 +386,30 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             &target,
             &mut std::io::stdin().lock(),
         )?),
+    }
+}
+
+/// The commands that need the vault's key in this process, so the passphrase every time a vault
+/// exists: the widening ones (SPEC §15: approve, register, upgrade, grant, policy accept,
+/// migrate), and for now also revoke and unregister (they narrow, but config.json's seal key is
+/// the vault's; carrying them through the daemon so they need nothing is a later step) and
+/// `audit verify` (the chain's key).
+fn widening(c: &Command) -> Option<&'static str> {
+    match c {
+        Command::Approve { .. } => Some("approve"),
+        Command::Register { .. } => Some("register"),
+        Command::Upgrade { .. } => Some("upgrade"),
+        Command::Grant { .. } => Some("grant"),
+        Command::Policy { .. } => Some("policy accept"),
+        Command::Revoke { .. } => Some("revoke"),
+        Command::Unregister { .. } => Some("unregister"),
+        Command::Migrate { .. } => Some("migrate"),
+        // Not widening, but the chain's key is the vault's.
+        Command::Audit {
+            check: Some(AuditCheck::Verify { .. }),
+            ..
+        } => Some("audit verify"),
+        _ => None,
     }
 }
 
@@ -437,6 +486,7 @@ fn start(paths: Paths) -> Result<(), Failure> {
     // The pin after the first keyring write, when the selection asks for one, is done here,
     // above the store: config.json and the audit log are not the store's business.
     let backend = crate::admin::serving_backend(&paths, &selection);
+    let vault_line = crate::vault_cli::unlock_at_start(backend.as_ref())?;
     log_to_stderr();
     let reason = selection.reason.clone();
     // One thread runs every session: a request costs a few system calls and no computation
@@ -465,6 +515,9 @@ fn start(paths: Paths) -> Result<(), Failure> {
         }
         for note in &notes {
             tracing::warn!("keychain-auth: {note}");
+        }
+        if let Some(line) = &vault_line {
+            tracing::info!("keychain-auth: {line}");
         }
         tracing::info!(
             "keychain-auth {}: listening on {} ({})",

@@ -77,6 +77,8 @@ pub mod server;
 pub mod tui;
 #[cfg(feature = "daemon")]
 pub(crate) mod vault;
+#[cfg(feature = "daemon")]
+pub(crate) mod vault_cli;
 
 /// The version reported by `STATUS` and `--version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -207,6 +207,8 @@ pub enum Reason {
     NotFound,
     /// The keychain backend cannot be used right now.
     BackendUnavailable,
+    /// The store is the vault and it is locked: the message says how to unlock it.
+    VaultLocked,
     /// Anything else that went wrong inside the broker.
     InternalError,
 }
@@ -224,6 +226,7 @@ impl Reason {
             Reason::RequestTooLarge => "request_too_large",
             Reason::NotFound => "not_found",
             Reason::BackendUnavailable => "backend_unavailable",
+            Reason::VaultLocked => "vault_locked",
             Reason::InternalError => "internal_error",
         }
     }

@@ -11,6 +11,7 @@ pub(crate) mod memory;
 pub mod migrate;
 pub mod secret_service;
 pub mod select;
+pub mod vault;
 
 use crate::protocol::Attributes;
 use std::fmt;
@@ -22,6 +23,8 @@ pub enum BackendKind {
     Keyring,
     /// The JSON file store for headless machines.
     File,
+    /// The broker's own encrypted vault.
+    Vault,
 }
 
 impl BackendKind {
@@ -30,6 +33,7 @@ impl BackendKind {
         match self {
             BackendKind::Keyring => "keyring",
             BackendKind::File => "file",
+            BackendKind::Vault => "vault",
         }
     }
 }
@@ -107,6 +111,9 @@ pub enum BackendError {
     /// to do.
     #[error("{0}")]
     Unavailable(String),
+    /// The vault is locked; the message says how to unlock it.
+    #[error("{0}")]
+    Locked(String),
 }
 
 /// The keychain seam. Implementations must never log or format secret values.
@@ -140,6 +147,17 @@ pub trait Backend: Send + Sync {
     /// run off the workers.
     fn fast_reads(&self) -> bool {
         false
+    }
+
+    /// `Some(how to unlock)` when this store is a locked vault: nothing that needs a secret
+    /// (or the audit key) can be served until it is unlocked.
+    fn locked(&self) -> Option<String> {
+        None
+    }
+
+    /// The vault behind this store, when it is one (for unlock, lock and the owner's commands).
+    fn vault(&self) -> Option<&vault::VaultStore> {
+        None
     }
 
     /// Every service that holds at least one item, sorted; with [`Backend::list`] this
@@ -196,9 +214,11 @@ pub(crate) fn apply_with_rollback<B: Backend + ?Sized>(
                 }
                 return Err(match (e, failed_restores) {
                     (e, 0) => e,
-                    (BackendError::Unavailable(m), n) => BackendError::Unavailable(format!(
-                        "{m}; restoring the batch also failed for {n} item(s)"
-                    )),
+                    (BackendError::Unavailable(m) | BackendError::Locked(m), n) => {
+                        BackendError::Unavailable(format!(
+                            "{m}; restoring the batch also failed for {n} item(s)"
+                        ))
+                    }
                 });
             }
         }

@@ -18,6 +18,7 @@ pub mod preflight;
 pub mod session;
 pub mod shutdown;
 pub mod socket;
+pub mod vault_admin;
 
 pub use broker::{Broker, Limits, Stats};
 

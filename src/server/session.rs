@@ -199,6 +199,16 @@ impl Session {
                 self.broker.limits.max_connections
             ));
         }
+        if let Some(op) = super::vault_admin::parse(line) {
+            let reply = match op {
+                Err(r) => r,
+                Ok(op) if self.runs_keychain_auth(sender).await => {
+                    super::vault_admin::answer(&self.broker, op, sender.pid).await
+                }
+                Ok(_) => super::vault_admin::not_keychain_auth(),
+            };
+            return Next::Reply(reply.to_line());
+        }
         let Some(peer) = self.peer(sender).await else {
             return Next::Close;
         };

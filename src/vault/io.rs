@@ -82,7 +82,7 @@ impl VaultFile {
     }
 
     /// The file's bytes and stamp; [`FileError::Missing`] when there is none.
-    pub fn read(&self) -> Result<(Vec<u8>, FileStamp), FileError> {
+    pub(crate) fn read(&self) -> Result<(Vec<u8>, FileStamp), FileError> {
         self.check_dir()?;
         match fsutil::read_with_meta(&self.path).map_err(|e| self.io(e))? {
             Some((bytes, meta)) if meta.len() <= super::format::MAX_FILE => {
@@ -94,32 +94,36 @@ impl VaultFile {
     }
 
     /// The stamp of the file now (`None`: missing).
-    pub fn stamp(&self) -> Result<Option<FileStamp>, FileError> {
+    pub(crate) fn stamp(&self) -> Result<Option<FileStamp>, FileError> {
         FileStamp::of_path(&self.path).map_err(|e| self.io(e))
     }
 
     /// Opens the vault with `passphrase`.
-    pub fn unlock(&self, passphrase: &[u8]) -> Result<(Vault, FileStamp), FileError> {
+    pub(crate) fn unlock(&self, passphrase: &[u8]) -> Result<(Vault, FileStamp), FileError> {
         let (bytes, stamp) = self.read()?;
         let v = Vault::unlock(&bytes, passphrase).map_err(|e| self.refused(e))?;
         Ok((v, stamp))
     }
 
     /// Takes the file's lock (held across a read-modify-write).
-    pub fn lock(&self) -> Result<FileLock, FileError> {
+    pub(crate) fn lock(&self) -> Result<FileLock, FileError> {
         self.check_dir()?;
         FileLock::acquire(&self.path).map_err(|e| self.io(e))
     }
 
     fn write_locked(&self, vault: &mut Vault) -> Result<FileStamp, FileError> {
-        let bytes = vault.to_bytes().map_err(|e| self.refused(e))?;
+        let bytes = vault.next_generation_bytes().map_err(|e| self.refused(e))?;
         fsutil::write_atomic(&self.path, &bytes).map_err(|e| self.io(e))?;
         self.stamp()?
             .ok_or_else(|| self.io("vanished right after it was written"))
     }
 
     /// Creates a new vault with `passphrase` (refused when one exists).
-    pub fn create(&self, passphrase: &[u8], cost: Cost) -> Result<(Vault, FileStamp), FileError> {
+    pub(crate) fn create(
+        &self,
+        passphrase: &[u8],
+        cost: Cost,
+    ) -> Result<(Vault, FileStamp), FileError> {
         let _lock = self.lock()?;
         if self.exists() {
             return Err(FileError::Exists(self.path.clone()));
@@ -131,7 +135,11 @@ impl VaultFile {
 
     /// Brings `vault` up to date with the file when it changed since `stamp` (another process
     /// wrote it): refused when altered or rolled back. Call with the lock held to write after.
-    pub fn refresh(&self, vault: &mut Vault, stamp: &mut FileStamp) -> Result<(), FileError> {
+    pub(crate) fn refresh(
+        &self,
+        vault: &mut Vault,
+        stamp: &mut FileStamp,
+    ) -> Result<(), FileError> {
         match self.stamp()? {
             Some(now) if now == *stamp => Ok(()),
             Some(_) => {
@@ -147,7 +155,7 @@ impl VaultFile {
     /// Runs `f` on the vault under the file's lock (after [`VaultFile::refresh`]) and writes the
     /// result as the next generation. When `f` or the write fails, the vault in memory is as
     /// before and the file untouched.
-    pub fn commit<T>(
+    pub(crate) fn commit<T>(
         &self,
         vault: &mut Vault,
         stamp: &mut FileStamp,

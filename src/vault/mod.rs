@@ -191,7 +191,7 @@ impl Vault {
     }
 
     /// The file's bytes for the next generation (the generation is taken by this call).
-    pub fn to_bytes(&mut self) -> Result<Vec<u8>, VaultError> {
+    pub fn next_generation_bytes(&mut self) -> Result<Vec<u8>, VaultError> {
         self.generation += 1;
         let body = Body {
             format: format::FORMAT.into(),
@@ -212,6 +212,7 @@ impl Vault {
     }
 
     /// The generation of the file this vault was read from or last written to.
+    #[cfg(test)]
     pub fn generation(&self) -> u64 {
         self.generation
     }
@@ -219,6 +220,13 @@ impl Vault {
     /// How the key page is protected.
     pub fn protection(&self) -> locked::Protection {
         self.keys.protection()
+    }
+
+    /// The raw bytes of the audit chain's key (wiped when dropped).
+    pub fn audit_key_bytes(&self) -> zeroize::Zeroizing<[u8; 32]> {
+        let mut k = zeroize::Zeroizing::new([0u8; 32]);
+        k.copy_from_slice(&self.keys.bytes()[Sub::Audit.range()]);
+        k
     }
 
     /// The key of the audit chain and of config.json's seal.
@@ -242,7 +250,7 @@ impl Vault {
         }))
     }
 
-    /// Stores `item` at (service, target) in memory (written by the next [`Vault::to_bytes`]).
+    /// Stores `item` at (service, target) in memory (written by the next [`Vault::next_generation_bytes`]).
     pub fn set(&mut self, service: &str, target: &str, item: &Item) -> Result<(), VaultError> {
         let plain = Plain {
             service: service.into(),
@@ -296,13 +304,8 @@ impl Vault {
     }
 
     /// How many items the vault holds.
-    pub fn len(&self) -> usize {
+    pub fn count(&self) -> usize {
         self.index.values().map(BTreeMap::len).sum()
-    }
-
-    /// Whether it holds no item.
-    pub fn is_empty(&self) -> bool {
-        self.index.is_empty()
     }
 
     /// Replaces every slot with one for `passphrase` (the old passphrase no longer opens it).

@@ -1,0 +1,261 @@
+//! The vault against the real daemon: created from the file store (imported, plain copies
+//! removed), nothing readable on disk, locked after a restart, unlocked only with the
+//! passphrase, widening commands refused without it, and never torn by kill -9.
+
+use nix::sys::signal::Signal;
+use serde_json::json;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use testkit::{Sandbox, expect, nonce, run_with_input};
+
+const PASS: &str = "correct horse battery staple";
+
+fn vault_sandbox() -> Sandbox {
+    let mut env = Sandbox::new();
+    env.extra_env
+        .push(("KEYCHAIN_AUTH_VAULT_KDF".into(), "floor".into()));
+    env
+}
+
+fn pass_file(env: &Sandbox, pass: &str) -> PathBuf {
+    let p = env.root.join(format!("pass-{}", nonce()));
+    env.write_private(&p, format!("{pass}\n"));
+    p
+}
+
+fn with_pass(p: &Path) -> Vec<(String, OsString)> {
+    vec![("KEYCHAIN_AUTH_PASSPHRASE_FILE".into(), p.into())]
+}
+
+fn read(service: &str, target: &str) -> String {
+    json!({"type":"REQUEST","action":"read","service":service,"targets":[target]}).to_string()
+}
+
+fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            files_under(&p, out);
+        } else if p.is_file() {
+            out.push(p);
+        }
+    }
+}
+
+/// A sandbox with a secret written through the file store, then `init --import --remove-plain`.
+fn vault_with_secret(value: &str, target: &str) -> (Sandbox, PathBuf) {
+    let env = vault_sandbox();
+    env.register_reference_client(&["aws"]);
+    {
+        let _d = env.start();
+        let line = json!({"type":"REQUEST","action":"write","service":"aws",
+            "targets":[target],"values":[value]});
+        expect(&env.send(line), "success", None);
+    }
+    assert!(
+        std::fs::read_to_string(env.file_store())
+            .unwrap()
+            .contains(value)
+    );
+    let pass = pass_file(&env, PASS);
+    let out = env.cli_env(&with_pass(&pass), &["init", "--import", "--remove-plain"]);
+    assert!(
+        out.status.success(),
+        "init: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (env, pass)
+}
+
+#[test]
+fn the_vault_serves_with_the_passphrase_and_nothing_on_disk_gives_a_secret_away() {
+    let value = format!("AKIA{}", nonce());
+    let target = format!("prod-key-{}", nonce());
+    let (env, pass) = vault_with_secret(&value, &target);
+    let vault = env.root.join("data/keychain-auth/vault");
+    assert!(vault.exists());
+    // Positive control: started with the passphrase file, the daemon serves the imported item.
+    let mut d = env.start_env(&with_pass(&pass));
+    let r = env.send(read("aws", &target));
+    expect(&r, "success", None);
+    assert_eq!(r["results"][0]["value"], value.as_str());
+    // Written through the vault now: a second secret.
+    let value2 = format!("SECOND{}", nonce());
+    let line = json!({"type":"REQUEST","action":"write","service":"aws",
+        "targets":["second-target-name"],"values":[value2]});
+    expect(&env.send(line), "success", None);
+    d.stop_with(Signal::SIGTERM);
+    // No file under HOME / XDG holds a value or a target name in plain text (the plain copy
+    // was removed by --remove-plain; the audit log names targets, so it is checked apart).
+    let mut files = Vec::new();
+    files_under(&env.root, &mut files);
+    for f in &files {
+        let bytes = std::fs::read(f).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(!text.contains(&value), "{} holds the value", f.display());
+        assert!(!text.contains(&value2), "{} holds the value", f.display());
+        let audit = f
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("audit"))
+            || f.to_string_lossy().contains("audit-before-vault")
+            || f.to_string_lossy().contains("/daemon-");
+        if !audit && !f.to_string_lossy().contains("/pass-") {
+            assert!(
+                !text.contains(&target),
+                "{} holds the target name",
+                f.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn restarted_without_the_passphrase_it_is_locked_and_only_unlock_with_it_opens_it() {
+    let value = format!("VAL{}", nonce());
+    let (env, pass) = vault_with_secret(&value, "t1");
+    // Started the way an attacker restarting it would: no passphrase.
+    let mut d = env.start();
+    let r = env.send(read("aws", "t1"));
+    let msg = expect(&r, "denied", Some("vault_locked"));
+    assert!(msg.contains("keychain-auth unlock"), "{msg}");
+    assert!(!r.to_string().contains(&value));
+    // unlock without a terminal and without a passphrase source: refused.
+    let err = env.cli_err(&["unlock"]);
+    assert!(err.contains("passphrase"), "{err}");
+    // A wrong passphrase: refused and audited (written once the vault opens).
+    let wrong = pass_file(&env, "not it");
+    let out = env.cli_env(&with_pass(&wrong), &["unlock"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("wrong passphrase"));
+    expect(&env.send(read("aws", "t1")), "denied", Some("vault_locked"));
+    // --passphrase-fd with the right one (from a pipe on descriptor 0).
+    let mut cmd = env.command(testkit::daemon_bin());
+    cmd.args(["unlock", "--passphrase-fd", "0"]);
+    let out = run_with_input(cmd, format!("{PASS}\n").as_bytes());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = env.send(read("aws", "t1"));
+    assert_eq!(r["results"][0]["value"], value.as_str());
+    let records = env.audit_records();
+    let unlocks: Vec<&serde_json::Value> = records
+        .iter()
+        .filter(|r| r["event"] == "vault" && r["action"] == "unlock")
+        .collect();
+    assert!(
+        unlocks
+            .iter()
+            .any(|r| r["status"] == "denied" && r["reason"] == "wrong_passphrase"),
+        "{unlocks:?}"
+    );
+    assert!(unlocks.iter().any(|r| r["status"] == "success"));
+    // lock: served nobody again.
+    env.cli_ok(&["lock"]);
+    expect(&env.send(read("aws", "t1")), "denied", Some("vault_locked"));
+    // Killed with SIGKILL and restarted: locked.
+    env.cli_env(&with_pass(&pass), &["unlock"]);
+    d.stop_with(Signal::SIGKILL);
+    let _d = env.start();
+    expect(&env.send(read("aws", "t1")), "denied", Some("vault_locked"));
+    // The audit chain is verified under the vault's key (only with the passphrase).
+    let out = env.cli_env(&with_pass(&pass), &["audit", "verify"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn widening_commands_need_the_passphrase_and_work_with_it() {
+    let (env, pass) = vault_with_secret("v", "t");
+    let c = env.client("newcomer");
+    let config_before = std::fs::read(env.config()).unwrap();
+    let _d = env.start_env(&with_pass(&pass));
+    // The newcomer is refused and queued.
+    expect(
+        &env.run_client(&c, &[&read("aws", "t")])[0],
+        "denied",
+        Some("unregistered_binary"),
+    );
+    let hash = env.pending_entries()[0]["hash"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let cpath = c.to_str().unwrap();
+    // Same user, no terminal, no passphrase: every widening command is refused.
+    for args in [
+        vec!["approve", hash.as_str(), "--read", "aws"],
+        vec!["register", cpath, "--read", "aws"],
+        vec!["grant", "reference", "--read", "aws"],
+        vec!["upgrade", cpath],
+        vec!["policy", "accept", "--yes"],
+    ] {
+        let err = env.cli_err(&args);
+        assert!(err.contains("passphrase"), "{args:?}: {err}");
+    }
+    assert_eq!(std::fs::read(env.config()).unwrap(), config_before);
+    expect(
+        &env.run_client(&c, &[&read("aws", "t")])[0],
+        "denied",
+        Some("unregistered_binary"),
+    );
+    // A hand edit of config.json (no key to seal it) is not served.
+    let mut cfg: serde_json::Value = serde_json::from_slice(&config_before).unwrap();
+    cfg["registered_binaries"][0]["allowed_read_services"] = json!(["aws", "other"]);
+    cfg["registered_binaries"].as_array_mut().unwrap().push(
+        json!({"path": cpath, "hash": hash, "registered_at": "2026-01-01T00:00:00Z",
+            "allowed_read_services": ["aws"], "allowed_write_services": [], "can_search": false}),
+    );
+    env.write_private(&env.config(), serde_json::to_vec(&cfg).unwrap());
+    let r = env.run_client(&c, &[&read("aws", "t")]);
+    assert_ne!(r[0]["status"], "success", "{r:?}");
+    env.write_private(&env.config(), &config_before);
+    // Positive control: with the passphrase, approve works and the read is served.
+    let out = env.cli_env(&with_pass(&pass), &["approve", &hash, "--read", "aws"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = env.run_client(&c, &[&read("aws", "t")]);
+    expect(&r[0], "success", None);
+}
+
+#[test]
+fn kill_9_during_writes_never_leaves_a_vault_that_does_not_open() {
+    let (env, pass) = vault_with_secret("v0", "t0");
+    for round in 0..6 {
+        let mut d = env.start_env(&with_pass(&pass));
+        // A writer hammering the vault while the daemon is killed mid-stream.
+        let lines: Vec<String> = (0..40)
+            .map(|i| {
+                json!({"type":"REQUEST","action":"write","service":"aws",
+                    "targets":[format!("k{round}-{i}")],"values":[format!("v{i}")]})
+                .to_string()
+            })
+            .collect();
+        let input: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        let mut child = env
+            .command(testkit::client_bin())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().unwrap();
+            let _ = stdin.write_all(input.as_bytes());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20 + 15 * round));
+        d.stop_with(Signal::SIGKILL);
+        let _ = child.wait();
+        // The vault opens (whatever generation it reached) and still holds the first item.
+        let _d = env.start_env(&with_pass(&pass));
+        let r = env.send(read("aws", "t0"));
+        expect(&r, "success", None);
+    }
+}
