@@ -259,3 +259,239 @@ fn kill_9_during_writes_never_leaves_a_vault_that_does_not_open() {
         expect(&r, "success", None);
     }
 }
+
+/// What a same-uid process gets from another's memory: `open /proc/PID/mem`, read
+/// `/proc/PID/environ`, `ptrace(PTRACE_ATTACH)`; one word each: `ok` or the error name.
+const PEEK: &str = r#"
+import ctypes, errno, os, sys, time
+pid = int(sys.argv[1])
+out = []
+for path in ("/proc/%d/mem" % pid, "/proc/%d/environ" % pid):
+    try:
+        # The permission check is at open (reading mem at offset 0 would be EIO anyway).
+        with open(path, "rb") as f:
+            if path.endswith("environ"):
+                f.read(1)
+        out.append("ok")
+    except OSError as e:
+        out.append(errno.errorcode.get(e.errno, str(e.errno)))
+libc = ctypes.CDLL(None, use_errno=True)
+libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+if libc.ptrace(16, pid, None, None) == 0:
+    os.waitpid(pid, 0)
+    libc.ptrace(17, pid, None, None)
+    out.append("ok")
+else:
+    out.append(errno.errorcode.get(ctypes.get_errno(), "?"))
+print(" ".join(out))
+"#;
+
+#[test]
+fn the_unlocked_daemon_refuses_proc_mem_and_ptrace_to_its_own_uid() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root to run the daemon and the attacker as uid 65534 (setpriv)");
+        return;
+    }
+    const UID: u32 = 65534;
+    let env = vault_sandbox();
+    let pass = pass_file(&env, PASS);
+    // The whole tree belongs to the unprivileged user the daemon and the attacker run as.
+    let mut all = vec![env.root.clone()];
+    files_under(&env.root, &mut all);
+    for d in ["home", "config", "data", "cache", "run"] {
+        all.push(env.root.join(d));
+    }
+    for p in &all {
+        nix::unistd::chown(
+            p,
+            Some(nix::unistd::Uid::from_raw(UID)),
+            Some(nix::unistd::Gid::from_raw(UID)),
+        )
+        .unwrap();
+    }
+    let as_user = |program: &str| {
+        let mut c = env.command("setpriv");
+        c.args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--",
+            program,
+        ]);
+        c
+    };
+    let out = as_user(testkit::daemon_bin())
+        .envs(with_pass(&pass))
+        .arg("init")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "init: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut daemon = as_user(testkit::daemon_bin())
+        .envs(with_pass(&pass))
+        .arg("start")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    testkit::wait_for(30, "the daemon's socket", || {
+        env.socket.exists().then_some(())
+    });
+    // A process of the same uid that is not protected: the control, which the attacker can read.
+    let mut sleeper = as_user("/bin/sleep").arg("30").spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let peek = |pid: u32| {
+        let out = as_user("/usr/bin/python3")
+            .args(["-c", PEEK, &pid.to_string()])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let control = peek(sleeper.id());
+    let attack = peek(daemon.id());
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon.id() as i32),
+        Signal::SIGTERM,
+    );
+    let _ = daemon.wait();
+    assert_eq!(control, "ok ok ok", "the control: same uid, not protected");
+    assert_eq!(attack, "EACCES EACCES EPERM", "the unlocked daemon");
+}
+
+/// Re-chains the audit log's last record after changing one word of it, with the key given in
+/// hex, and re-seals the state file the same way: what same-user code does with a key it found.
+const RECHAIN: &str = r#"
+import hashlib, hmac, json, sys
+log, key = sys.argv[1], bytes.fromhex(sys.argv[2])
+lines = open(log, "rb").read().split(b"\n")[:-1]
+def mac_of(line):
+    at = line.rindex(b',"mac":"')
+    return line[:at], bytes.fromhex(line[at + 8:-2].decode())
+_, prev = mac_of(lines[-2])
+head, _ = mac_of(lines[-1])
+assert b'"source":"daemon"' in head
+head = head.replace(b'"source":"daemon"', b'"source":"DAEMON"', 1)
+new = hmac.new(key, prev + head + b"}", hashlib.sha256).hexdigest()
+lines[-1] = head + b',"mac":"' + new.encode() + b'"}'
+open(log, "wb").write(b"\n".join(lines) + b"\n")
+state = log[:-len("audit.log")] + "audit.state"
+raw = open(state, "rb").read()
+s = json.loads(raw)
+s["chain"] = new
+text = "keychain-auth audit state v1|%d|%s|%d|%d|%d" % (s["seq"], s["chain"], s["dev"], s["ino"], s["end"])
+s["mac"] = hmac.new(key, text.encode(), hashlib.sha256).hexdigest()
+out = json.dumps(s, separators=(",", ":")).encode()
+open(state, "wb").write(out + b" " * (len(raw) - 1 - len(out)) + b"\n")
+print("rechained")
+"#;
+
+fn plain_audit_key(env: &Sandbox) -> String {
+    let store: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(env.file_store()).unwrap()).unwrap();
+    store["items"]["keychain-auth.internal"]["audit-key"]["value"]
+        .as_str()
+        .expect("the plain store's audit key")
+        .to_string()
+}
+
+fn rechain(env: &Sandbox, key: &str) {
+    let out = env
+        .command("/usr/bin/python3")
+        .args(["-c", RECHAIN, env.audit().to_str().unwrap(), key])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("rechained"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_log_rechained_with_any_key_on_disk_is_found_once_a_vault_holds_the_key() {
+    // The control: with the plain file store, the key is on disk and the forgery verifies.
+    let plain = vault_sandbox();
+    plain.register_reference_client(&["aws"]);
+    drop(plain.start());
+    rechain(&plain, &plain_audit_key(&plain));
+    let out = plain.cli(&["audit", "verify"]);
+    assert!(
+        out.status.success(),
+        "the forgery passes with the plain store's key: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // With the vault: the only key on disk is the old plain one, and it no longer chains.
+    let (env, pass) = vault_with_secret("v", "t");
+    drop(env.start_env(&with_pass(&pass)));
+    let out = env.cli_env(&with_pass(&pass), &["audit", "verify"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    rechain(&env, &plain_audit_key(&env));
+    let out = env.cli_env(&with_pass(&pass), &["audit", "verify"]);
+    assert!(!out.status.success(), "the forgery is found");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("NOT verified"), "{err}");
+    // And without the passphrase there is no key to check (or forge) with at all.
+    let err = env.cli_err(&["audit", "verify"]);
+    assert!(err.contains("passphrase"), "{err}");
+}
+
+#[test]
+fn config_sealed_by_a_keychain_auth_that_does_not_see_the_vault_is_not_served() {
+    let (env, pass) = vault_with_secret("v", "t");
+    let _d = env.start_env(&with_pass(&pass));
+    let c = env.client("forger");
+    expect(
+        &env.run_client(&c, &[&read("aws", "t")])[0],
+        "denied",
+        Some("unregistered_binary"),
+    );
+    let hash = env.pending_entries()[0]["hash"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Same-user code runs keychain-auth itself with its data directory elsewhere, so it finds
+    // no vault and seals config.json with the plain store's key: accepted, then approved.
+    let elsewhere = env.root.join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    testkit::set_mode(&elsewhere, 0o700);
+    let away = [("XDG_DATA_HOME".to_string(), OsString::from(&elsewhere))];
+    let out = env.cli_env(&away, &["policy", "accept", "--yes"]);
+    let out2 = env.cli_env(&away, &["approve", &hash, "--read", "aws"]);
+    assert!(
+        out2.status.success(),
+        "the forger's approve wrote config.json: {} / {}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out2.stderr)
+    );
+    assert!(
+        std::fs::read_to_string(env.config())
+            .unwrap()
+            .contains(&hash)
+    );
+    // The daemon checks the seal with the vault's key: the forged entry is not served.
+    let r = env.run_client(&c, &[&read("aws", "t")]);
+    assert_ne!(r[0]["status"], "success", "{r:?}");
+    // The owner adopts it knowingly (with the passphrase): then it is served.
+    let out = env.cli_env(&with_pass(&pass), &["policy", "accept", "--yes"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    expect(
+        &env.run_client(&c, &[&read("aws", "t")])[0],
+        "success",
+        None,
+    );
+}
