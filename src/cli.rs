@@ -141,8 +141,64 @@ pub enum Command {
     },
     /// Give the vault passphrase to the running daemon.
     Unlock,
+    /// The owner's own secrets, without approving a shell (needs the vault passphrase).
+    Secret {
+        /// What to do.
+        #[command(subcommand)]
+        action: SecretAction,
+    },
+    /// AWS profiles for keychain-auth-aws.
+    Aws {
+        /// What to do.
+        #[command(subcommand)]
+        action: AwsAction,
+    },
     /// Make the running daemon forget the vault's keys.
     Lock,
+}
+
+/// `keychain-auth secret ...`.
+#[derive(Debug, Subcommand)]
+pub enum SecretAction {
+    /// Services and targets (with attributes), never values.
+    Ls {
+        /// Only this service.
+        service: Option<String>,
+    },
+    /// Print one value.
+    Get {
+        /// The service.
+        service: String,
+        /// The target.
+        target: String,
+    },
+    /// Store one value: asked twice without echo at a terminal, else standard input.
+    Put {
+        /// The service.
+        service: String,
+        /// The target.
+        target: String,
+        /// Store an empty value (refused otherwise).
+        #[arg(long)]
+        allow_empty: bool,
+    },
+    /// Remove one secret.
+    Rm {
+        /// The service.
+        service: String,
+        /// The target.
+        target: String,
+    },
+}
+
+/// `keychain-auth aws ...`.
+#[derive(Debug, Subcommand)]
+pub enum AwsAction {
+    /// Store a profile's access key pair (and optional session token) in one step.
+    Add {
+        /// The profile name (as in ~/.aws/config).
+        profile: String,
+    },
 }
 
 /// `keychain-auth policy ...`.
@@ -320,6 +376,10 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         } => crate::vault_cli::init(&paths, cli.passphrase_fd, import, remove_plain),
         Command::Unlock => crate::vault_cli::unlock(&paths, cli.passphrase_fd),
         Command::Lock => crate::vault_cli::lock(&paths),
+        Command::Secret { action } => owner(&paths, action),
+        Command::Aws {
+            action: AwsAction::Add { profile },
+        } => crate::owner::aws_add(&paths, &profile),
         Command::Start => start(paths),
         Command::Tui { embed, connect } => Ok(crate::tui::run(paths, tui_mode(embed, connect))?),
         Command::ListPending { json } => list_pending(&paths, json),
@@ -404,12 +464,28 @@ fn widening(c: &Command) -> Option<&'static str> {
         Command::Revoke { .. } => Some("revoke"),
         Command::Unregister { .. } => Some("unregister"),
         Command::Migrate { .. } => Some("migrate"),
+        Command::Secret { .. } => Some("secret"),
+        Command::Aws { .. } => Some("aws add"),
         // Not widening, but the chain's key is the vault's.
         Command::Audit {
             check: Some(AuditCheck::Verify { .. }),
             ..
         } => Some("audit verify"),
         _ => None,
+    }
+}
+
+/// `secret ls|get|put|rm`.
+fn owner(paths: &Paths, action: SecretAction) -> Result<(), Failure> {
+    match action {
+        SecretAction::Ls { service } => crate::owner::ls(paths, service.as_deref()),
+        SecretAction::Get { service, target } => crate::owner::get(paths, &service, &target),
+        SecretAction::Put {
+            service,
+            target,
+            allow_empty,
+        } => crate::owner::put(paths, &service, &target, allow_empty),
+        SecretAction::Rm { service, target } => crate::owner::rm(paths, &service, &target),
     }
 }
 

@@ -61,6 +61,8 @@ pub(crate) mod exec;
 pub mod fsutil;
 #[cfg(feature = "daemon")]
 pub mod identity;
+#[cfg(feature = "daemon")]
+pub(crate) mod owner;
 pub mod paths;
 #[cfg(feature = "daemon")]
 pub(crate) mod pending;

@@ -57,6 +57,28 @@ fn from_fd(fd: i32) -> Result<Zeroizing<String>, String> {
     Ok(strip_newline(first))
 }
 
+/// Asks on the controlling terminal with echo off (a secret value).
+pub(crate) fn ask_hidden(prompt: &str) -> Result<Zeroizing<String>, String> {
+    from_tty(prompt)
+}
+
+/// Asks on the controlling terminal with echo on (a name, an access key id).
+pub(crate) fn ask_visible(prompt: &str) -> Result<String, String> {
+    let tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")
+        .map_err(|_| "no terminal".to_string())?;
+    let mut w = &tty;
+    let _ = write!(w, "{prompt}");
+    let _ = w.flush();
+    let mut line = String::new();
+    std::io::BufReader::new(&tty)
+        .read_line(&mut line)
+        .map_err(|e| format!("the terminal: {e}"))?;
+    Ok(line.trim().to_string())
+}
+
 /// Asks on the controlling terminal with echo off.
 fn from_tty(prompt: &str) -> Result<Zeroizing<String>, String> {
     use nix::sys::termios::{LocalFlags, SetArg, tcgetattr, tcsetattr};

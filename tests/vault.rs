@@ -495,3 +495,136 @@ fn config_sealed_by_a_keychain_auth_that_does_not_see_the_vault_is_not_served() 
         None,
     );
 }
+
+fn cli_input(
+    env: &Sandbox,
+    extra: &[(String, OsString)],
+    args: &[&str],
+    input: &str,
+) -> std::process::Output {
+    let mut cmd = env.command(testkit::daemon_bin());
+    cmd.envs(extra.iter().cloned()).args(args);
+    run_with_input(cmd, input.as_bytes())
+}
+
+#[test]
+fn the_owners_commands_need_the_passphrase_and_are_audited_as_the_owner() {
+    let (env, pass) = vault_with_secret("first-value", "t");
+    let _d = env.start_env(&with_pass(&pass));
+    let p = with_pass(&pass);
+    // Same-user code without the passphrase: nothing read, nothing stored, nothing listed.
+    for args in [
+        vec!["secret", "get", "aws", "t"],
+        vec!["secret", "ls"],
+        vec!["secret", "rm", "aws", "t"],
+    ] {
+        let out = env.cli(&args);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("first-value"));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("passphrase"));
+    }
+    let out = cli_input(&env, &[], &["secret", "put", "aws", "t"], "attacker\n");
+    assert!(!out.status.success());
+    // The owner: put (standard input), get, ls (no values), rm.
+    let value = format!("owner-{}", nonce());
+    let out = cli_input(
+        &env,
+        &p,
+        &["secret", "put", "npm", "registry-token"],
+        &format!("{value}\n"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = env.cli_env(&p, &["secret", "get", "npm", "registry-token"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{value}\n"));
+    let out = env.cli_env(&p, &["secret", "get", "aws", "t"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "first-value\n");
+    let ls = String::from_utf8_lossy(&env.cli_env(&p, &["secret", "ls"]).stdout).into_owned();
+    assert!(
+        ls.contains("npm  registry-token") && ls.contains("aws  t"),
+        "{ls}"
+    );
+    assert!(!ls.contains(&value) && !ls.contains("first-value"), "{ls}");
+    // Empty values only when asked for.
+    let out = cli_input(&env, &p, &["secret", "put", "npm", "empty"], "\n");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("empty value is refused"));
+    let out = cli_input(
+        &env,
+        &p,
+        &["secret", "put", "npm", "empty", "--allow-empty"],
+        "",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The running daemon serves what the owner stored (an approved reader of npm).
+    let reader = env.client("npm-reader");
+    let out = env.cli_env(&p, &["register", reader.to_str().unwrap(), "--read", "npm"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = env.run_client(&reader, &[&read("npm", "registry-token")]);
+    assert_eq!(r[0]["results"][0]["value"], value.as_str(), "{r:?}");
+    let out = env.cli_env(&p, &["secret", "rm", "npm", "registry-token"]);
+    assert!(out.status.success());
+    expect(
+        &env.run_client(&reader, &[&read("npm", "registry-token")])[0],
+        "error",
+        Some("not_found"),
+    );
+    // aws add: the key pair and a token in one step, where keychain-auth-aws reads them.
+    let out = cli_input(
+        &env,
+        &p,
+        &["aws", "add", "prod"],
+        "AKIAOWNER\nsecretkey\ntok\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = env.cli_env(&p, &["secret", "get", "aws", "prod/secret_access_key"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "secretkey\n");
+    // Audited with source owner, values never in the log.
+    let owner: Vec<serde_json::Value> = env
+        .audit_records()
+        .into_iter()
+        .filter(|r| r["source"] == "owner")
+        .collect();
+    for action in ["read", "write", "delete", "search"] {
+        assert!(
+            owner.iter().any(|r| r["action"] == action),
+            "{action}: {owner:?}"
+        );
+    }
+    let log = std::fs::read_to_string(env.audit()).unwrap();
+    assert!(!log.contains(&value) && !log.contains("secretkey"));
+}
+
+#[test]
+fn with_the_plain_file_store_the_owners_commands_need_no_passphrase() {
+    let env = Sandbox::new();
+    let out = cli_input(&env, &[], &["secret", "put", "svc", "t"], "plain\n");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&env.cli(&["secret", "get", "svc", "t"]).stdout),
+        "plain\n"
+    );
+    assert!(
+        std::fs::read_to_string(env.file_store())
+            .unwrap()
+            .contains("plain")
+    );
+}
