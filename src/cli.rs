@@ -563,6 +563,7 @@ fn start(paths: Paths) -> Result<(), Failure> {
     // above the store: config.json and the audit log are not the store's business.
     let backend = crate::admin::serving_backend(&paths, &selection);
     let vault_line = crate::vault_cli::unlock_at_start(backend.as_ref())?;
+    let kind = backend.kind();
     log_to_stderr();
     let reason = selection.reason.clone();
     // One thread runs every session: a request costs a few system calls and no computation
@@ -594,6 +595,12 @@ fn start(paths: Paths) -> Result<(), Failure> {
         }
         if let Some(line) = &vault_line {
             tracing::info!("keychain-auth: {line}");
+        }
+        if let Some(exposed) = kind.exposure() {
+            tracing::warn!(
+                "keychain-auth: warning: {exposed}; {}",
+                crate::backend::VAULT_FIX
+            );
         }
         tracing::info!(
             "keychain-auth {}: listening on {} ({})",

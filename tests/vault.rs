@@ -628,3 +628,30 @@ fn with_the_plain_file_store_the_owners_commands_need_no_passphrase() {
             .contains("plain")
     );
 }
+
+#[test]
+fn start_and_doctor_say_plainly_whether_same_user_code_can_read_the_store() {
+    let plain = Sandbox::new();
+    let d = plain.start();
+    let err = d.stderr();
+    assert!(
+        err.contains("plain text") && err.contains("keychain-auth init"),
+        "{err}"
+    );
+    let out = plain.cli(&["doctor"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("exposure") && text.contains("any program running as you can read"),
+        "{text}"
+    );
+    drop(d);
+    let (env, pass) = vault_with_secret("v", "t");
+    let d = env.start_env(&with_pass(&pass));
+    let err = d.stderr();
+    assert!(!err.contains("plain text"), "{err}");
+    assert!(err.contains("the vault is unlocked"), "{err}");
+    let out = env.cli(&["doctor"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("exposure"), "{text}");
+    assert!(text.contains("cannot read them"), "{text}");
+}

@@ -38,6 +38,25 @@ impl BackendKind {
     }
 }
 
+impl BackendKind {
+    /// What same-user code can do with this store, said plainly (`None` for the vault).
+    pub fn exposure(self) -> Option<&'static str> {
+        match self {
+            BackendKind::File => Some(
+                "the file store keeps every secret in plain text: any program running as you can read them all, and approve itself (no passphrase guards the policy)",
+            ),
+            BackendKind::Keyring => Some(
+                "any program running as you can read every Secret Service item over D-Bus, and approve itself (no passphrase guards the policy)",
+            ),
+            BackendKind::Vault => None,
+        }
+    }
+}
+
+/// The fix offered wherever [`BackendKind::exposure`] is shown.
+pub const VAULT_FIX: &str =
+    "`keychain-auth init --import --remove-plain` moves them into an encrypted vault";
+
 impl fmt::Display for BackendKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
