@@ -147,6 +147,15 @@ pub enum Command {
         #[command(subcommand)]
         action: SecretAction,
     },
+    /// Write every secret to an age-encrypted backup (needs the vault passphrase).
+    Export {
+        /// The file to create (never overwritten).
+        #[arg(long = "age", value_name = "FILE")]
+        age: PathBuf,
+        /// Encrypt to this age recipient (age1…) instead of a passphrase asked at the terminal.
+        #[arg(long, value_name = "AGE1…")]
+        recipient: Option<String>,
+    },
     /// AWS profiles for keychain-auth-aws.
     Aws {
         /// What to do.
@@ -377,6 +386,9 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Unlock => crate::vault_cli::unlock(&paths, cli.passphrase_fd),
         Command::Lock => crate::vault_cli::lock(&paths),
         Command::Secret { action } => owner(&paths, action),
+        Command::Export { age, recipient } => {
+            crate::owner::export_age(&paths, &age, recipient.as_deref())
+        }
         Command::Aws {
             action: AwsAction::Add { profile },
         } => crate::owner::aws_add(&paths, &profile),
@@ -466,6 +478,7 @@ fn widening(c: &Command) -> Option<&'static str> {
         Command::Migrate { .. } => Some("migrate"),
         Command::Secret { .. } => Some("secret"),
         Command::Aws { .. } => Some("aws add"),
+        Command::Export { .. } => Some("export"),
         // Not widening, but the chain's key is the vault's.
         Command::Audit {
             check: Some(AuditCheck::Verify { .. }),

@@ -236,3 +236,88 @@ pub(crate) fn aws_add(paths: &Paths, profile: &str) -> Result<(), Failure> {
     );
     Ok(())
 }
+
+/// `export --age FILE [--recipient AGE1…]`: every secret (but keychain-auth's own items) as an
+/// age-encrypted JSON file in the file store's format (`{"version":1,"items":{service:{target:
+/// {"value","attributes"}}}}`), so `age -d FILE > ~/.keychain-auth/keyring.json` restores it as a
+/// file store. Encrypted to the recipient given, else to a passphrase asked twice at the
+/// terminal (age's scrypt). FILE is created 0600 and never overwritten.
+pub(crate) fn export_age(
+    paths: &Paths,
+    file: &std::path::Path,
+    recipient: Option<&str>,
+) -> Result<(), Failure> {
+    use std::str::FromStr;
+    let encryptor = match recipient {
+        Some(r) => {
+            let r = age::x25519::Recipient::from_str(r)
+                .map_err(|e| format!("--recipient {r:?} is not an age recipient (age1…): {e}"))?;
+            age::Encryptor::with_recipients(std::iter::once(&r as &dyn age::Recipient))
+                .map_err(|e| format!("age: {e}"))?
+        }
+        None => {
+            let first = crate::vault_cli::ask_hidden("Passphrase for the export: ").map_err(|_| {
+                "export --age needs --recipient AGE1… or a terminal to ask for the export's passphrase".to_string()
+            })?;
+            if *crate::vault_cli::ask_hidden("Again: ")? != *first || first.is_empty() {
+                return Err("the two passphrases differ or are empty; nothing was exported".into());
+            }
+            age::Encryptor::with_user_passphrase(age::secrecy::SecretString::from(
+                first.to_string(),
+            ))
+        }
+    };
+    let store = store(paths)?;
+    let mut items = serde_json::Map::new();
+    let mut n = 0usize;
+    for service in store.services()? {
+        if audit::chain::is_reserved_service(&service) {
+            continue;
+        }
+        let mut targets = serde_json::Map::new();
+        for e in store.list(&service, "", &Attributes::new())? {
+            if let Some(item) = store.get(&service, &e.target)? {
+                targets.insert(
+                    e.target,
+                    serde_json::json!({"value": item.value, "attributes": item.attributes}),
+                );
+                n += 1;
+            }
+        }
+        items.insert(service, serde_json::Value::Object(targets));
+    }
+    let plain = Zeroizing::new(serde_json::to_vec(
+        &serde_json::json!({"version": 1, "items": items}),
+    )?);
+    drop(items);
+    let out = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(file)
+            .map_err(|e| format!("{}: {e} (export never overwrites a file)", file.display()))?
+    };
+    let written = encryptor
+        .wrap_output(&out)
+        .and_then(|mut w| {
+            w.write_all(&plain)?;
+            w.finish()
+        })
+        .and_then(std::fs::File::sync_all);
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(file);
+        return Err(format!("{}: {e}; nothing was exported", file.display()).into());
+    }
+    let mut rec = record("export", "*", &[], "success");
+    rec.count = Some(n);
+    rec.message = Some(format!(
+        "{n} item(s) exported, age-encrypted, to {}",
+        file.display()
+    ));
+    audited(paths, &rec)?;
+    crate::outln!("exported {n} item(s) to {} (age)", file.display());
+    Ok(())
+}

@@ -655,3 +655,60 @@ fn start_and_doctor_say_plainly_whether_same_user_code_can_read_the_store() {
     assert!(!text.contains("exposure"), "{text}");
     assert!(text.contains("cannot read them"), "{text}");
 }
+
+#[test]
+fn export_age_writes_a_backup_the_age_library_decrypts_and_needs_the_passphrase() {
+    let value = format!("exported-{}", nonce());
+    let (env, pass) = vault_with_secret(&value, "backup-target");
+    let identity = age::x25519::Identity::generate();
+    let recipient = identity.to_public().to_string();
+    let file = env.root.join("backup.age");
+    let f = file.to_str().unwrap();
+    // Without the passphrase: refused, nothing written.
+    let err = env.cli_err(&["export", "--age", f, "--recipient", &recipient]);
+    assert!(err.contains("passphrase"), "{err}");
+    assert!(!file.exists());
+    // The owner.
+    let out = env.cli_env(
+        &with_pass(&pass),
+        &["export", "--age", f, "--recipient", &recipient],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let bytes = std::fs::read(&file).unwrap();
+    assert!(!String::from_utf8_lossy(&bytes).contains(&value));
+    assert!(bytes.starts_with(b"age-encryption.org/v1"));
+    // The age library opens it with the identity, and it is the file store's format.
+    let decryptor = age::Decryptor::new(&bytes[..]).unwrap();
+    let mut reader = decryptor
+        .decrypt(std::iter::once(&identity as &dyn age::Identity))
+        .unwrap();
+    let mut plain = String::new();
+    std::io::Read::read_to_string(&mut reader, &mut plain).unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&plain).unwrap();
+    assert_eq!(
+        doc["items"]["aws"]["backup-target"]["value"],
+        value.as_str()
+    );
+    assert!(doc["items"].get("keychain-auth.internal").is_none());
+    // Never over an existing file.
+    let out = env.cli_env(
+        &with_pass(&pass),
+        &["export", "--age", f, "--recipient", &recipient],
+    );
+    assert!(!out.status.success());
+    assert_eq!(std::fs::read(&file).unwrap(), bytes);
+    assert!(
+        env.audit_records()
+            .iter()
+            .any(|r| r["source"] == "owner" && r["action"] == "export" && r["count"] == 1)
+    );
+}
