@@ -150,10 +150,25 @@ pub(crate) fn presence(paths: &Paths, fd: Option<i32>, what: &str) -> Result<(),
         return Ok(());
     }
     let p = passphrase(fd, what, false)?;
-    store
-        .unlock(p.as_bytes())
-        .map_err(|e| format!("{what}: {e}; nothing was changed"))?;
+    if let Err(e) = store.unlock(p.as_bytes()) {
+        if matches!(e, crate::backend::vault::UnlockError::Wrong { .. }) {
+            report_failure(paths, what);
+        }
+        return Err(format!("{what}: {e}; nothing was changed").into());
+    }
     Ok(())
+}
+
+/// Tells a running daemon that `what` was given a wrong passphrase: it audits the attempt and
+/// answers after the growing delay, which this command waits out. Without a daemon there is no
+/// key to write the audit log with; the attempt is then only refused.
+fn report_failure(paths: &Paths, what: &str) {
+    if crate::client::status(&paths.socket, Duration::from_secs(2)).is_err() {
+        return;
+    }
+    let mut line = serde_json::json!({"type":"VAULT","op":"failed","command":what}).to_string();
+    line.push('\n');
+    let _ = admin_line(paths, line.as_bytes());
 }
 
 /// At `start`: with `KEYCHAIN_AUTH_PASSPHRASE_FILE` set, unlock now (a wrong one refuses the

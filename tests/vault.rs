@@ -712,3 +712,31 @@ fn export_age_writes_a_backup_the_age_library_decrypts_and_needs_the_passphrase(
             .any(|r| r["source"] == "owner" && r["action"] == "export" && r["count"] == 1)
     );
 }
+
+#[test]
+fn wrong_passphrases_given_to_commands_slow_down_and_are_audited() {
+    let (env, pass) = vault_with_secret("v", "t");
+    let _d = env.start_env(&with_pass(&pass));
+    let wrong = pass_file(&env, "guess");
+    let mut took = Vec::new();
+    for _ in 0..3 {
+        let t = std::time::Instant::now();
+        let out = env.cli_env(&with_pass(&wrong), &["grant", "x", "--read", "aws"]);
+        took.push(t.elapsed());
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("wrong passphrase"));
+    }
+    // The second and third wait (0.5 s, then 1 s) on top of the key derivation.
+    assert!(took[1] >= std::time::Duration::from_millis(500), "{took:?}");
+    assert!(took[2] >= std::time::Duration::from_secs(1), "{took:?}");
+    let denied: Vec<serde_json::Value> = env
+        .audit_records()
+        .into_iter()
+        .filter(|r| r["action"] == "presence" && r["reason"] == "wrong_passphrase")
+        .collect();
+    assert_eq!(denied.len(), 3, "{denied:?}");
+    assert!(denied[0]["message"].as_str().unwrap().contains("grant"));
+    // The right passphrase still works (and resets nothing it should not).
+    let out = env.cli_env(&with_pass(&pass), &["list"]);
+    assert!(out.status.success());
+}

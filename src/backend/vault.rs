@@ -135,6 +135,14 @@ impl VaultStore {
         }
     }
 
+    /// Counts a wrong passphrase given elsewhere (a command's presence check) with the unlock
+    /// failures; returns the count in a row.
+    pub fn note_failure(&self) -> u32 {
+        let mut st = self.lock_state();
+        st.failures = st.failures.saturating_add(1);
+        st.failures
+    }
+
     /// Creates the vault at this store's path and holds it unlocked.
     pub fn create(&self, passphrase: &[u8], cost: Cost) -> Result<(), FileError> {
         protect_process();

@@ -5,7 +5,12 @@
 //! {"type":"VAULT","op":"unlock","passphrase":"…"}
 //! {"type":"VAULT","op":"lock"}
 //! {"type":"VAULT","op":"status"}
+//! {"type":"VAULT","op":"failed","command":"approve"}
 //! ```
+//!
+//! `failed` is sent by a keychain-auth command that was given a wrong passphrase for the vault it
+//! opens itself (presence): the daemon audits it and answers after the same growing delay as a
+//! wrong unlock (the failures in a row are counted together).
 //!
 //! answered with `{"type":"VAULT","status":"success|denied|error","locked":bool,"message":"…"}`
 //! (and `"reason"` when not success: `wrong_passphrase`, `no_vault`, `not_keychain_auth`,
@@ -28,6 +33,8 @@ pub enum Op {
     Lock,
     /// Locked or not.
     Status,
+    /// A command was given a wrong passphrase (audited, answered after the delay).
+    Failed(String),
 }
 
 #[derive(Deserialize)]
@@ -37,6 +44,7 @@ struct Line {
     kind: String,
     op: String,
     passphrase: Option<String>,
+    command: Option<String>,
 }
 
 /// The answer line.
@@ -93,13 +101,29 @@ pub fn parse(line: &[u8]) -> Option<Result<Op, VaultReply>> {
             m.into(),
         )))
     };
+    if let ("failed", None) = (parsed.op.as_str(), &parsed.passphrase) {
+        return Some(match parsed.command {
+            Some(c) if !c.is_empty() && c.len() <= 64 && !c.chars().any(char::is_control) => {
+                Ok(Op::Failed(c))
+            }
+            _ => Err(VaultReply::new(
+                "error",
+                Some("malformed_request"),
+                true,
+                "failed needs \"command\": a short name".into(),
+            )),
+        });
+    }
+    if parsed.command.is_some() {
+        return bad("only failed carries a command");
+    }
     Some(Ok(match (parsed.op.as_str(), parsed.passphrase) {
         ("unlock", Some(p)) => Op::Unlock(Zeroizing::new(p)),
         ("unlock", None) => return bad("unlock needs \"passphrase\""),
         ("lock", None) => Op::Lock,
         ("status", None) => Op::Status,
         (_, Some(_)) => return bad("only unlock carries a passphrase"),
-        _ => return bad("op is unlock, lock or status"),
+        _ => return bad("op is unlock, lock, status or failed"),
     }))
 }
 
@@ -145,6 +169,22 @@ pub async fn answer(broker: &Arc<Broker>, op: Op, pid: i32) -> VaultReply {
         );
     };
     match op {
+        Op::Failed(command) => {
+            let attempts = store.note_failure();
+            tokio::time::sleep(crate::backend::vault::failure_delay(attempts)).await;
+            let msg = format!(
+                "wrong passphrase for `keychain-auth {command}` (attempt {attempts} in a row)"
+            );
+            let mut rec = record("presence", pid, "denied", &msg);
+            rec.reason = Some("wrong_passphrase".into());
+            audit(broker, rec);
+            VaultReply::new(
+                "denied",
+                Some("wrong_passphrase"),
+                !store.is_unlocked(),
+                msg,
+            )
+        }
         Op::Status => {
             let locked = !store.is_unlocked();
             VaultReply::new(
