@@ -740,3 +740,39 @@ fn wrong_passphrases_given_to_commands_slow_down_and_are_audited() {
     let out = env.cli_env(&with_pass(&pass), &["list"]);
     assert!(out.status.success());
 }
+
+#[test]
+fn a_passphrase_file_others_can_read_or_a_link_is_refused() {
+    let (env, pass) = vault_with_secret("v", "t");
+    let _d = env.start();
+    let open = env.root.join("open-pass");
+    std::fs::write(&open, format!("{PASS}\n")).unwrap();
+    testkit::set_mode(&open, 0o644);
+    let link = env.root.join("link-pass");
+    std::os::unix::fs::symlink(&pass, &link).unwrap();
+    for bad in [&open, &link] {
+        let out = env.cli_env(&with_pass(bad), &["unlock"]);
+        assert!(!out.status.success(), "{}", bad.display());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("KEYCHAIN_AUTH_PASSPHRASE_FILE"), "{err}");
+    }
+    expect(&env.send(read("aws", "t")), "denied", Some("vault_locked"));
+    // A start with such a file refuses to start instead of starting unlocked or locked.
+    let out = env
+        .command(testkit::daemon_bin())
+        .envs(with_pass(&open))
+        .env("KEYCHAIN_AUTH_SOCKET", env.root.join("other.sock"))
+        .arg("start")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("KEYCHAIN_AUTH_PASSPHRASE_FILE"), "{err}");
+    // The control: the 0600 file of ours unlocks.
+    let out = env.cli_env(&with_pass(&pass), &["unlock"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
