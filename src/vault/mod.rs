@@ -62,7 +62,7 @@ pub enum VaultError {
 #[derive(Clone)]
 struct Stored {
     attributes: Attributes,
-    record: format::Record,
+    record: records::Sealed,
 }
 
 /// service → target → record.
@@ -172,7 +172,8 @@ impl Vault {
         } = parsed.body;
         let mut index = Index::new();
         for record in recs {
-            let plain = records::open(keys.bytes(), &vault_id, &record)?;
+            let record = records::Sealed::decode(&record)?;
+            let plain = records::open(keys.bytes(), &vault_id, &record, true)?;
             index.entry(plain.service.clone()).or_default().insert(
                 plain.target.clone(),
                 Stored {
@@ -202,7 +203,7 @@ impl Vault {
             records: self
                 .index
                 .values()
-                .flat_map(|t| t.values().map(|s| s.record.clone()))
+                .flat_map(|t| t.values().map(|s| s.record.encode()))
                 .collect(),
         };
         let body_bytes = serde_json::to_vec(&body)
@@ -243,7 +244,7 @@ impl Vault {
         let Some(stored) = self.index.get(service).and_then(|t| t.get(target)) else {
             return Ok(None);
         };
-        let plain = records::open(self.keys.bytes(), &self.vault_id, &stored.record)?;
+        let plain = records::open(self.keys.bytes(), &self.vault_id, &stored.record, false)?;
         Ok(Some(Item {
             value: plain.value.clone(),
             attributes: plain.attributes.clone(),

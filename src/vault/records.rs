@@ -121,12 +121,41 @@ impl Drop for Plain {
 #[error("a record of the vault does not open under its key (altered, moved or from another vault)")]
 pub struct BadRecord;
 
+/// A record as held in memory: its id, and its nonce and ciphertext decoded from hex once.
+#[derive(Clone)]
+pub struct Sealed {
+    /// The record's id (hex, as in the file and the associated data).
+    pub id: String,
+    /// The nonce.
+    pub nonce: [u8; 24],
+    /// Ciphertext and tag.
+    pub ct: Vec<u8>,
+}
+
+impl Sealed {
+    /// Decodes a record of the file.
+    pub fn decode(record: &format::Record) -> Result<Sealed, BadRecord> {
+        let mut nonce = [0u8; 24];
+        hex::decode_to_slice(&record.nonce, &mut nonce).map_err(|_| BadRecord)?;
+        Ok(Sealed {
+            id: record.id.clone(),
+            nonce,
+            ct: hex::decode(&record.ct).map_err(|_| BadRecord)?,
+        })
+    }
+
+    /// The record as the file holds it.
+    pub fn encode(&self) -> format::Record {
+        format::Record {
+            id: self.id.clone(),
+            nonce: hex::encode(self.nonce),
+            ct: hex::encode(&self.ct),
+        }
+    }
+}
+
 /// Encrypts `plain` into a record.
-pub fn seal(
-    keys: &[u8],
-    vault_id: &str,
-    plain: &Plain,
-) -> Result<format::Record, super::slots::SlotError> {
+pub fn seal(keys: &[u8], vault_id: &str, plain: &Plain) -> Result<Sealed, super::slots::SlotError> {
     let id = record_id(&keys[Sub::Index.range()], &plain.service, &plain.target);
     let mut nonce = [0u8; 24];
     super::slots::random(&mut nonce)?;
@@ -149,18 +178,18 @@ pub fn seal(
             },
         )
         .map_err(|_| super::slots::SlotError::Kdf("encryption failed".into()))?;
-    Ok(format::Record {
-        id,
-        nonce: hex::encode(nonce),
-        ct: hex::encode(ct),
-    })
+    Ok(Sealed { id, nonce, ct })
 }
 
-/// Decrypts `record` and checks that it names the service and target its id stands for.
-pub fn open(keys: &[u8], vault_id: &str, record: &format::Record) -> Result<Plain, BadRecord> {
-    let mut nonce = [0u8; 24];
-    hex::decode_to_slice(&record.nonce, &mut nonce).map_err(|_| BadRecord)?;
-    let ct = hex::decode(&record.ct).map_err(|_| BadRecord)?;
+/// Decrypts `record`. With `check_id` (every record read from a file), also checks that it
+/// names the service and target its id stands for; a record already checked, or sealed here,
+/// needs only the AEAD (whose associated data binds it to that id).
+pub fn open(
+    keys: &[u8],
+    vault_id: &str,
+    record: &Sealed,
+    check_id: bool,
+) -> Result<Plain, BadRecord> {
     let cipher = XChaCha20Poly1305::new(
         keys[Sub::Records.range()]
             .try_into()
@@ -170,16 +199,17 @@ pub fn open(keys: &[u8], vault_id: &str, record: &format::Record) -> Result<Plai
     let msg = Zeroizing::new(
         cipher
             .decrypt(
-                &XNonce::from(nonce),
+                &XNonce::from(record.nonce),
                 Payload {
-                    msg: &ct,
+                    msg: &record.ct,
                     aad: &aad,
                 },
             )
             .map_err(|_| BadRecord)?,
     );
     let plain: Plain = serde_json::from_slice(&msg).map_err(|_| BadRecord)?;
-    if record_id(&keys[Sub::Index.range()], &plain.service, &plain.target) != record.id {
+    if check_id && record_id(&keys[Sub::Index.range()], &plain.service, &plain.target) != record.id
+    {
         return Err(BadRecord);
     }
     Ok(plain)
