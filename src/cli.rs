@@ -436,6 +436,11 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::List { json } => list(&paths, json),
+        Command::Migrate { .. } if paths.vault.exists() => Err(format!(
+            "a vault exists ({}): it is the store, and migrate moves only between the keyring and the file store; take secrets out with `keychain-auth export --age FILE`",
+            paths.vault.display()
+        )
+        .into()),
         Command::Migrate { to } => Ok(crate::doctor::migrate(&paths, &to)?),
         Command::Doctor => Ok(crate::doctor::doctor(&paths)?),
         Command::Audit {
@@ -462,8 +467,8 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
 }
 
 /// The commands that need the vault's key in this process, so the passphrase every time a vault
-/// exists: the widening ones (SPEC §15: approve, register, upgrade, grant, policy accept,
-/// migrate), and for now also revoke and unregister (they narrow, but config.json's seal key is
+/// exists: the widening ones (SPEC §15: approve, register, upgrade, grant, policy accept, the
+/// owner's `secret`, `aws add` and `export`), and for now also revoke and unregister (they narrow, but config.json's seal key is
 /// the vault's; carrying them through the daemon so they need nothing is a later step) and
 /// `audit verify` (the chain's key).
 fn widening(c: &Command) -> Option<&'static str> {
@@ -475,7 +480,6 @@ fn widening(c: &Command) -> Option<&'static str> {
         Command::Policy { .. } => Some("policy accept"),
         Command::Revoke { .. } => Some("revoke"),
         Command::Unregister { .. } => Some("unregister"),
-        Command::Migrate { .. } => Some("migrate"),
         Command::Secret { .. } => Some("secret"),
         Command::Aws { .. } => Some("aws add"),
         Command::Export { .. } => Some("export"),
