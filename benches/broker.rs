@@ -84,6 +84,12 @@ fn main() {
         table.print();
         return;
     }
+    // `KA_BENCH_ONLY=vault cargo bench --bench broker`: only the vault rows (14–17).
+    if std::env::var("KA_BENCH_ONLY").is_ok_and(|v| v == "vault") {
+        vault_rows(&mut table, &scale, full);
+        table.print();
+        return;
+    }
     // `KA_BENCH_ONLY=audit cargo bench --bench broker`: only the audit rows (7 and 10).
     if std::env::var("KA_BENCH_ONLY").is_ok_and(|v| v == "audit") {
         audit_rows(&mut table, &scale);
@@ -289,7 +295,158 @@ fn main() {
     // 12: held requests do not slow the others; 13: a held request reaches the screen.
     held_requests_row(&scale, &mut table);
     prompt_row(&scale, &mut table);
+    // 14–17: the vault against the file store.
+    vault_rows(&mut table, &scale, full);
     table.print();
+}
+
+/// Comparisons 14–17: the vault (created with the calibrated KDF, as `init` does for a user;
+/// the floor KDF in smoke mode) against the file store, each with its own real daemon: unlock,
+/// exact reads and writes on one persistent connection (interleaved rounds), and a vault of
+/// 10,000 secrets: its size on disk (against the file store's) and its load time (an unlock,
+/// which derives the key and opens every record).
+fn vault_rows(table: &mut Table, scale: &Scale, full: bool) {
+    use std::ffi::OsString;
+    let plain = Sandbox::new();
+    let vault = Sandbox::new();
+    let pass = vault.root.join("passphrase");
+    vault.write_private(&pass, "bench passphrase\n");
+    let mut penv = vec![(
+        "KEYCHAIN_AUTH_PASSPHRASE_FILE".to_string(),
+        OsString::from(&pass),
+    )];
+    if !full {
+        penv.push(("KEYCHAIN_AUTH_VAULT_KDF".into(), "floor".into()));
+    }
+    let ok = |env: &Sandbox, args: &[&str]| {
+        let out = env.cli_env(&penv, args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let started = Instant::now();
+    ok(&vault, &["init"]);
+    let init_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let pc = plain.client_named("small", 0);
+    let vc = vault.client_named("small", 0);
+    let reg = |env: &Sandbox, c: &Path| {
+        ok(
+            env,
+            &[
+                "register",
+                c.to_str().unwrap_or_default(),
+                "--read",
+                "bench",
+                "--write",
+                "bench",
+            ],
+        );
+    };
+    reg(&plain, &pc);
+    reg(&vault, &vc);
+    let _pd = plain.start();
+    let _vd = vault.start();
+    // 14: unlock of a running, locked daemon (the whole `keychain-auth unlock` command).
+    let mut unlock = Vec::new();
+    for _ in 0..scale.rounds.max(3) {
+        vault.cli_ok(&["lock"]);
+        let t = Instant::now();
+        ok(&vault, &["unlock"]);
+        unlock.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    let unlock_ms = median(&mut unlock);
+    table.row(
+        "14",
+        "`keychain-auth unlock` of a running daemon (Argon2id as `init` calibrated it), whole command; `init` for scale",
+        format!("{unlock_ms:.0} ms (median); init {init_ms:.0} ms"),
+        "–".into(),
+        "≈ 1 s by design",
+    );
+    let write =
+        r#"{"type":"REQUEST","action":"write","service":"bench","targets":["k"],"values":["v"]}"#;
+    let read = r#"{"type":"REQUEST","action":"read","service":"bench","targets":["k"]}"#;
+    client_run(&plain, &pc, &["--quiet", write]);
+    client_run(&vault, &vc, &["--quiet", write]);
+    // 15 and 16: reads, then writes, on one persistent connection, interleaved rounds.
+    let (reads, writes) = (
+        scale.persistent.to_string(),
+        scale.fsync_records.to_string(),
+    );
+    for (n, what, line, target) in [
+        (
+            "15",
+            "exact reads on one persistent connection",
+            read,
+            reads.as_str(),
+        ),
+        (
+            "16",
+            "writes (one target, each fsync'd) on one persistent connection",
+            write,
+            writes.as_str(),
+        ),
+    ] {
+        let (mut p, mut v) = (Vec::new(), Vec::new());
+        for _ in 0..scale.rounds {
+            p.push(stats(
+                &plain,
+                &pc,
+                &plain.socket,
+                &["--repeat", target, line],
+            ));
+            v.push(stats(
+                &vault,
+                &vc,
+                &vault.socket,
+                &["--repeat", target, line],
+            ));
+        }
+        let (pm, vm) = (median_of(&p, |s| s.p50_us), median_of(&v, |s| s.p50_us));
+        table.row(
+            n,
+            &format!("{what}: vault vs file store"),
+            format!("{vm:.1} µs vs {pm:.1} µs (p50)"),
+            format!("{:.2}×", vm / pm),
+            if n == "15" { "≤ 1.1×" } else { "reported" },
+        );
+    }
+    // 17: 10,000 secrets (1,000 in smoke mode), written in batches of 1,000 to both stores.
+    let count = if full { 10_000 } else { 1_000 };
+    for b in 0..count / 1000 {
+        let targets: Vec<String> = (0..1000).map(|i| format!("secret-{b}-{i:04}")).collect();
+        let values: Vec<String> = (0..1000)
+            .map(|i| format!("value-{b}-{i:04}-xxxxxxxxxxxxxxxx"))
+            .collect();
+        let line = serde_json::json!({"type":"REQUEST","action":"write","service":"bench",
+            "targets": targets, "values": values})
+        .to_string();
+        client_run(&plain, &pc, &["--quiet", &line]);
+        client_run(&vault, &vc, &["--quiet", &line]);
+    }
+    let size = |p: PathBuf| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    let vsize = size(vault.root.join("data/keychain-auth/vault"));
+    let psize = size(plain.file_store());
+    let mut load = Vec::new();
+    for _ in 0..scale.rounds.max(3) {
+        vault.cli_ok(&["lock"]);
+        let t = Instant::now();
+        ok(&vault, &["unlock"]);
+        load.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    let load_ms = median(&mut load);
+    table.row(
+        "17",
+        &format!("a vault of {count} secrets: size on disk vs the file store's; load (unlock) time vs the empty vault's"),
+        format!(
+            "{:.2} MB vs {:.2} MB; {load_ms:.0} ms vs {unlock_ms:.0} ms",
+            vsize as f64 / 1e6,
+            psize as f64 / 1e6
+        ),
+        format!("{:.2}× size; +{:.0} ms", vsize as f64 / psize.max(1) as f64, load_ms - unlock_ms),
+        "reported",
+    );
 }
 
 /// Comparison 13 (live approval): from an unknown caller's request to the dashboard's prompt on

@@ -340,6 +340,18 @@ pub enum Source {
 }
 
 impl Source {
+    /// The source an `ADMIN` request names (`cli` or `dashboard`).
+    pub fn parse(name: &str) -> Result<Source, String> {
+        match name {
+            "cli" => Ok(Source::Cli),
+            "dashboard" => Ok(Source::Dashboard),
+            other => Err(format!(
+                "unknown source {}: expected cli or dashboard",
+                crate::display::bounded(other, 64)
+            )),
+        }
+    }
+
     /// The audit log's name for it.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -1051,6 +1063,12 @@ pub enum Op {
         /// The difference the person saw (`None`: a config.json never sealed).
         reviewed: Option<crate::seal::Diff>,
     },
+    /// Appends a record that a keychain-auth command made (the owner's secret commands): the
+    /// running broker is the log's only writer.
+    Record {
+        /// The record, unchained.
+        record: Box<Record>,
+    },
 }
 
 /// What an [`Op`] did.
@@ -1068,6 +1086,8 @@ pub enum Done {
         /// False when config.json already matched its seal.
         adopted: bool,
     },
+    /// The record was appended.
+    Recorded,
 }
 
 /// The daemon's answer to an `ADMIN` request: `{"type":"ADMIN","ok":true,"done":{…}}` or
@@ -1112,23 +1132,20 @@ impl AdminReply {
 }
 
 impl Op {
-    /// Carries out an `ADMIN` request's change inside the broker whose world `w` is: the
-    /// source and the change are parsed strictly; anything else is refused with its reason.
-    pub fn serve(w: &World<'_>, source: &str, admin: serde_json::Value) -> AdminReply {
-        let source = match source {
-            "cli" => Source::Cli,
-            "dashboard" => Source::Dashboard,
-            other => {
-                return AdminReply::of(Err(format!(
-                    "unknown source {}: expected cli or dashboard",
-                    crate::display::bounded(other, 64)
-                )));
+    /// Whether this change can widen what a caller may do, and so needs presence (the vault
+    /// passphrase) when the broker serves a vault (SPEC §15). Narrowing never does.
+    pub fn widens(&self) -> bool {
+        match self {
+            Op::Approve { .. }
+            | Op::Register { .. }
+            | Op::Upgrade { .. }
+            | Op::Grant { .. }
+            | Op::SetGrants { .. }
+            | Op::PolicyAccept { .. } => true,
+            Op::Revoke { .. } | Op::Unregister { .. } | Op::Dismiss { .. } | Op::Record { .. } => {
+                false
             }
-        };
-        let result = serde_json::from_value::<Op>(admin)
-            .map_err(|e| format!("not an admin change: {e}"))
-            .and_then(|op| op.run(w, source).map_err(|e| e.to_string()));
-        AdminReply::of(result)
+        }
     }
 
     /// Carries the change out in `w`, recorded as coming from `source`.
@@ -1149,6 +1166,13 @@ impl Op {
             Op::PolicyAccept { reviewed } => Done::Accepted {
                 adopted: accept_edit(w, reviewed.as_ref())?,
             },
+            Op::Record { record } => {
+                let mut r = *record;
+                // The chain fields are the writer's, never the sender's.
+                (r.seq, r.prev_mac, r.mac) = (None, None, None);
+                w.audit(&r)?;
+                Done::Recorded
+            }
         })
     }
 }

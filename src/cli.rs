@@ -16,6 +16,9 @@ pub struct Cli {
     /// Socket path (overrides KEYCHAIN_AUTH_SOCKET and the XDG default).
     #[arg(long, global = true, value_name = "PATH")]
     pub socket: Option<PathBuf>,
+    /// Read the vault passphrase from this open descriptor (never from an argument).
+    #[arg(long, global = true, value_name = "N")]
+    pub passphrase_fd: Option<i32>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -149,6 +152,84 @@ pub enum Command {
         /// Write every page (keychain-auth.1 and one per command) into DIR instead.
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
+    },
+    /// Create the vault (passphrase asked twice, never echoed).
+    Init {
+        /// Copy the current store's secrets into the vault.
+        #[arg(long)]
+        import: bool,
+        /// With --import: remove the plain copies afterwards.
+        #[arg(long)]
+        remove_plain: bool,
+    },
+    /// Give the vault passphrase to the running daemon.
+    Unlock,
+    /// The owner's own secrets, without approving a shell (needs the vault passphrase).
+    Secret {
+        /// What to do.
+        #[command(subcommand)]
+        action: SecretAction,
+    },
+    /// Write every secret to an age-encrypted backup (needs the vault passphrase).
+    Export {
+        /// The file to create (never overwritten).
+        #[arg(long = "age", value_name = "FILE")]
+        age: PathBuf,
+        /// Encrypt to this age recipient (age1…) instead of a passphrase asked at the terminal.
+        #[arg(long, value_name = "AGE1…")]
+        recipient: Option<String>,
+    },
+    /// AWS profiles for keychain-auth-aws.
+    Aws {
+        /// What to do.
+        #[command(subcommand)]
+        action: AwsAction,
+    },
+    /// Make the running daemon forget the vault's keys.
+    Lock,
+}
+
+/// `keychain-auth secret ...`.
+#[derive(Debug, Subcommand)]
+pub enum SecretAction {
+    /// Services and targets (with attributes), never values.
+    Ls {
+        /// Only this service.
+        service: Option<String>,
+    },
+    /// Print one value.
+    Get {
+        /// The service.
+        service: String,
+        /// The target.
+        target: String,
+    },
+    /// Store one value: asked twice without echo at a terminal, else standard input.
+    Put {
+        /// The service.
+        service: String,
+        /// The target.
+        target: String,
+        /// Store an empty value (refused otherwise).
+        #[arg(long)]
+        allow_empty: bool,
+    },
+    /// Remove one secret.
+    Rm {
+        /// The service.
+        service: String,
+        /// The target.
+        target: String,
+    },
+}
+
+/// `keychain-auth aws ...`.
+#[derive(Debug, Subcommand)]
+pub enum AwsAction {
+    /// Store a profile's access key pair (and optional session token) in one step.
+    Add {
+        /// The profile name (as in ~/.aws/config).
+        profile: String,
     },
 }
 
@@ -344,7 +425,26 @@ pub type Failure = Box<dyn std::error::Error + Send + Sync>;
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<(), Failure> {
     let paths = Paths::from_env(cli.socket.as_deref())?;
+    let presence = match widening(&cli.command) {
+        Some(what) => crate::vault_cli::presence(&paths, cli.passphrase_fd, what)?,
+        None => None,
+    };
+    let pass = presence.as_deref().map(String::as_str);
+    let carry = |paths: &Paths, op: Op| crate::control::carry(paths, Source::Cli, op, pass);
     match cli.command {
+        Command::Init {
+            import,
+            remove_plain,
+        } => crate::vault_cli::init(&paths, cli.passphrase_fd, import, remove_plain),
+        Command::Unlock => crate::vault_cli::unlock(&paths, cli.passphrase_fd),
+        Command::Lock => crate::vault_cli::lock(&paths),
+        Command::Secret { action } => owner(&paths, action),
+        Command::Export { age, recipient } => {
+            crate::owner::export_age(&paths, &age, recipient.as_deref())
+        }
+        Command::Aws {
+            action: AwsAction::Add { profile },
+        } => crate::owner::aws_add(&paths, &profile),
         Command::Start => start(paths),
         Command::Tui { embed, connect } => Ok(crate::tui::run(paths, tui_mode(embed, connect))?),
         Command::ListPending { json } => list_pending(&paths, json),
@@ -382,7 +482,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             print_permissions(&b);
             Ok(())
         }
-        Command::Upgrade { path } => upgrade(&paths, &path),
+        Command::Upgrade { path } => upgrade(&paths, &path, pass),
         Command::Grant { binary, grants } => {
             grants.check_case()?;
             let b = self::binary(carry(
@@ -416,6 +516,11 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::List { json } => list(&paths, json),
+        Command::Migrate { .. } if paths.vault.exists() => Err(format!(
+            "a vault exists ({}): it is the store, and migrate moves only between the keyring and the file store; take secrets out with `keychain-auth export --age FILE`",
+            paths.vault.display()
+        )
+        .into()),
         Command::Migrate { to } => Ok(crate::doctor::migrate(&paths, &to)?),
         Command::Doctor => Ok(crate::doctor::doctor(&paths)?),
         Command::Audit {
@@ -425,7 +530,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Audit { check: None, show } => audit_show(&paths, show),
         Command::Policy {
             action: PolicyAction::Accept { yes },
-        } => policy_accept(&paths, yes),
+        } => policy_accept(&paths, yes, pass),
         Command::Get { service, target } => Ok(crate::scripts::get(
             &paths,
             &service,
@@ -465,16 +570,51 @@ fn put(
     }
 }
 
-/// Carries out a change from the command line: by the running broker, or here when none runs.
-fn carry(paths: &Paths, op: Op) -> Result<crate::admin::Done, crate::control::ControlError> {
-    crate::control::carry(paths, Source::Cli, op)
-}
-
 /// The entry a change of a registered binary answers with.
 fn binary(done: crate::admin::Done) -> Result<policy::BinaryPolicy, Failure> {
     match done {
         crate::admin::Done::Binary(b) => Ok(b),
         _ => Err("the broker answered the change with something else".into()),
+    }
+}
+
+/// The commands that need the vault's key in this process, so the passphrase every time a vault
+/// exists: the widening ones (SPEC §15: approve, register, upgrade, grant, policy accept, the
+/// owner's `secret`, `aws add` and `export`), and for now also revoke and unregister (they narrow, but config.json's seal key is
+/// the vault's; carrying them through the daemon so they need nothing is a later step) and
+/// `audit verify` (the chain's key).
+fn widening(c: &Command) -> Option<&'static str> {
+    match c {
+        Command::Approve { .. } => Some("approve"),
+        Command::Register { .. } => Some("register"),
+        Command::Upgrade { .. } => Some("upgrade"),
+        Command::Grant { .. } => Some("grant"),
+        Command::Policy { .. } => Some("policy accept"),
+        Command::Revoke { .. } => Some("revoke"),
+        Command::Unregister { .. } => Some("unregister"),
+        Command::Secret { .. } => Some("secret"),
+        Command::Aws { .. } => Some("aws add"),
+        Command::Export { .. } => Some("export"),
+        // Not widening, but the chain's key is the vault's.
+        Command::Audit {
+            check: Some(AuditCheck::Verify { .. }),
+            ..
+        } => Some("audit verify"),
+        _ => None,
+    }
+}
+
+/// `secret ls|get|put|rm`.
+fn owner(paths: &Paths, action: SecretAction) -> Result<(), Failure> {
+    match action {
+        SecretAction::Ls { service } => crate::owner::ls(paths, service.as_deref()),
+        SecretAction::Get { service, target } => crate::owner::get(paths, &service, &target),
+        SecretAction::Put {
+            service,
+            target,
+            allow_empty,
+        } => crate::owner::put(paths, &service, &target, allow_empty),
+        SecretAction::Rm { service, target } => crate::owner::rm(paths, &service, &target),
     }
 }
 
@@ -488,12 +628,14 @@ fn tui_mode(embed: bool, connect: bool) -> crate::tui::broker::ModeChoice {
 }
 
 /// `upgrade PATH`: moves the permissions to the binary now at `path`, and says old -> new.
-fn upgrade(paths: &Paths, path: &std::path::Path) -> Result<(), Failure> {
-    let crate::admin::Done::Upgraded(u) = carry(
+fn upgrade(paths: &Paths, path: &std::path::Path, pass: Option<&str>) -> Result<(), Failure> {
+    let crate::admin::Done::Upgraded(u) = crate::control::carry(
         paths,
+        Source::Cli,
         Op::Upgrade {
             path: path.to_path_buf(),
         },
+        pass,
     )?
     else {
         return Err("the broker answered the upgrade with something else".into());
@@ -576,6 +718,8 @@ fn start(mut paths: Paths) -> Result<(), Failure> {
     // The pin after the first keyring write, when the selection asks for one, is done here,
     // above the store: config.json and the audit log are not the store's business.
     let backend = crate::admin::serving_backend(&paths, &selection);
+    let vault_line = crate::vault_cli::unlock_at_start(backend.as_ref())?;
+    let kind = backend.kind();
     log_to_stderr();
     let reason = selection.reason.clone();
     // One thread runs every session: a request costs a few system calls and no computation
@@ -608,6 +752,15 @@ fn start(mut paths: Paths) -> Result<(), Failure> {
         }
         for note in &notes {
             tracing::warn!("keychain-auth: {note}");
+        }
+        if let Some(line) = &vault_line {
+            tracing::info!("keychain-auth: {line}");
+        }
+        if let Some(exposed) = kind.exposure() {
+            tracing::warn!(
+                "keychain-auth: warning: {exposed}; {}",
+                crate::backend::VAULT_FIX
+            );
         }
         tracing::info!(
             "keychain-auth {}: listening on {} ({})",
@@ -793,7 +946,7 @@ fn audit_verify(paths: &Paths, json: bool) -> Result<(), Failure> {
     }
 }
 
-fn policy_accept(paths: &Paths, yes: bool) -> Result<(), Failure> {
+fn policy_accept(paths: &Paths, yes: bool, pass: Option<&str>) -> Result<(), Failure> {
     use crate::seal::Integrity;
     use std::io::{BufRead, Write};
     let keys = crate::audit::KeySource::Select(Box::new(paths.clone()));
@@ -833,11 +986,13 @@ fn policy_accept(paths: &Paths, yes: bool) -> Result<(), Failure> {
             return Err("not adopted: nothing was changed".into());
         }
     }
-    let crate::admin::Done::Accepted { adopted } = carry(
+    let crate::admin::Done::Accepted { adopted } = crate::control::carry(
         paths,
+        Source::Cli,
         Op::PolicyAccept {
             reviewed: shown.clone(),
         },
+        pass,
     )?
     else {
         return Err("the broker answered the change with something else".into());

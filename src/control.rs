@@ -3,8 +3,11 @@
 //! connected dashboard send it each change as an `ADMIN` request on its socket; with no broker
 //! running, the change is carried out here, on the files, under their locks.
 //!
-//! The CLI sends a change only to a broker that runs this same keychain-auth executable: a
-//! process that bound the socket after killing the daemon is told nothing.
+//! Where the kernel lets it see the executable serving the socket (root, or a server that is
+//! not protected from its own user), the CLI sends a change only to a broker that runs this
+//! same keychain-auth executable. A user's CLI cannot see a running daemon's executable (it is
+//! not dumpable), and cannot tell it from another program of the same user that took the socket
+//! and hid itself the same way.
 
 use crate::admin::{AdminError, AdminReply, Done, Op, Source, World};
 use crate::client::{Client, ClientError};
@@ -31,8 +34,14 @@ pub enum ControlError {
 }
 
 /// Carries out `op` from `source`: by the broker running on `paths.socket` when one answers
-/// there, else here on the files.
-pub fn carry(paths: &Paths, source: Source, op: Op) -> Result<Done, ControlError> {
+/// there (with `passphrase`, the vault's, when the command was given it: the broker checks it
+/// again before a widening change), else here on the files.
+pub fn carry(
+    paths: &Paths,
+    source: Source,
+    op: Op,
+    passphrase: Option<&str>,
+) -> Result<Done, ControlError> {
     let op = absolute(op)?;
     let mut client = match Client::connect(&paths.socket, ADMIN_TIMEOUT) {
         Ok(c) => c,
@@ -47,13 +56,17 @@ pub fn carry(paths: &Paths, source: Source, op: Op) -> Result<Done, ControlError
         Err(e) => return Err(ControlError::Broker(e.to_string())),
     };
     check_same_program(&client, &paths.socket)?;
-    let line = serde_json::json!({
+    let mut line = serde_json::json!({
         "type": "ADMIN",
         "source": source,
         "admin": op,
     });
+    if let Some(p) = passphrase {
+        line["passphrase"] = p.into();
+    }
+    let line = zeroize::Zeroizing::new(line.to_string());
     let text = client
-        .round_trip(line.to_string().as_bytes())
+        .round_trip(line.as_bytes())
         .map_err(|e| ControlError::Broker(format!("the running broker did not answer: {e}")))?;
     match serde_json::from_str::<AdminReply>(&text) {
         Ok(AdminReply {
@@ -69,6 +82,20 @@ pub fn carry(paths: &Paths, source: Source, op: Op) -> Result<Done, ControlError
         // A refusal (`only keychain-auth itself …`) or an older broker's `malformed_request`.
         Err(_) => Err(ControlError::Refused(refusal_text(&text))),
     }
+}
+
+/// Appends `record` (made by this command) to the audit log: by the running broker, its only
+/// writer, when one runs; else here.
+pub fn record(paths: &Paths, record: &crate::audit::Record) -> Result<(), ControlError> {
+    carry(
+        paths,
+        Source::Cli,
+        Op::Record {
+            record: Box::new(record.clone()),
+        },
+        None,
+    )
+    .map(|_| ())
 }
 
 /// Paths in `op` made absolute here, where the command was typed.
@@ -95,6 +122,22 @@ fn check_same_program(client: &Client, socket: &Path) -> Result<(), ControlError
         .server_pid()
         .map_err(|e| ControlError::Broker(format!("cannot tell who serves the socket: {e}")))?;
     let theirs = format!("/proc/{pid}/exe");
+    // The daemon is not dumpable, so for anyone but root the kernel hides its executable: a
+    // user's CLI cannot tell it from another program that made itself not dumpable either, and
+    // goes on (README says so). What it can see, it checks.
+    match std::fs::symlink_metadata(&theirs) {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => return Ok(()),
+        Err(e) => {
+            return Err(ControlError::Broker(format!(
+                "cannot tell who serves {} (pid {pid}): {e}",
+                crate::display::path(socket)
+            )));
+        }
+    }
+    if std::fs::read_link(&theirs).is_err() {
+        return Ok(());
+    }
     let same_file = |a: &str, b: &str| {
         use std::os::unix::fs::MetadataExt;
         match (std::fs::metadata(a), std::fs::metadata(b)) {

@@ -589,6 +589,26 @@ fn docker_config() -> String {
 /// The Secret Service's state, the store a start would choose and why, whether the running
 /// daemon serves another, and items left behind in the file store.
 fn check_backend(paths: &Paths, running: Option<&str>, c: &mut Checks) {
+    if std::fs::symlink_metadata(&paths.vault).is_ok() {
+        c.add(
+            Level::Ok,
+            "backend",
+            format!(
+                "vault {} (a vault exists, so it is the store): values, target names and the audit and seal keys are encrypted; programs running as you cannot read them or approve themselves without the passphrase",
+                paths.vault.display()
+            ),
+        );
+        if let Some(r) = running
+            && r != "vault"
+        {
+            c.warn(
+                "backend",
+                format!("the running daemon serves the {r} store, not the vault"),
+                "restart the daemon (stop it, then keychain-auth start)",
+            );
+        }
+        return;
+    }
     let env = std::env::var(select::ENV).ok();
     let requested = match select::requested_from(paths, env.as_deref()) {
         Ok(r) => r,
@@ -623,6 +643,9 @@ fn check_backend(paths: &Paths, running: Option<&str>, c: &mut Checks) {
     }
     if chosen == BackendKind::Keyring {
         check_left_in_file_store(paths, &file_store, c);
+    }
+    if let Some(exposed) = chosen.exposure() {
+        c.warn("exposure", exposed, crate::backend::VAULT_FIX);
     }
 }
 

@@ -37,6 +37,14 @@ pub fn execute(backend: &dyn Backend, req: &Request) -> Outcome {
 
 /// The response for a store failure.
 pub fn backend_failure(req: &Request, e: &BackendError) -> Response {
+    if let BackendError::Locked(how) = e {
+        return Response::failure(
+            req.id.clone(),
+            Status::Denied,
+            Reason::VaultLocked,
+            how.clone(),
+        );
+    }
     Response::failure(
         req.id.clone(),
         Status::Error,

@@ -30,6 +30,7 @@
 //! | `pending` | pending.json: refused callers waiting for review |
 //! | [`audit`] | the JSON-lines audit log |
 //! | [`backend`] | the keychain seam and its stores |
+//! | `vault` | the broker's own encrypted store: format, key slots, records, file I/O |
 //! | [`admin`] | policy changes shared by the CLI and the dashboard, each audited, in a broker's held state or on the files |
 //! | `control` | a change sent to the running broker as an admin request, or made here when none runs |
 //! | `exec` | authorise a request, run it all-or-nothing against a backend |
@@ -69,6 +70,8 @@ pub mod identity;
 pub mod install;
 #[cfg(feature = "daemon")]
 pub mod manual;
+#[cfg(feature = "daemon")]
+pub(crate) mod owner;
 pub mod paths;
 #[cfg(feature = "daemon")]
 pub(crate) mod pending;
@@ -83,6 +86,10 @@ pub(crate) mod seal;
 pub mod server;
 #[cfg(feature = "daemon")]
 pub mod tui;
+#[cfg(feature = "daemon")]
+pub(crate) mod vault;
+#[cfg(feature = "daemon")]
+pub(crate) mod vault_cli;
 
 /// The version reported by `STATUS` and `--version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -21,6 +21,8 @@ pub struct Paths {
     pub audit: PathBuf,
     /// The file keychain backend (`~/.keychain-auth/keyring.json`).
     pub file_store: PathBuf,
+    /// The vault (`$XDG_DATA_HOME/keychain-auth/vault`).
+    pub vault: PathBuf,
 }
 
 #[cfg(test)]
@@ -33,6 +35,7 @@ impl Paths {
             pending: dir.join("pending.json"),
             audit: dir.join("audit.log"),
             file_store: dir.join("keyring.json"),
+            vault: dir.join("vault"),
         }
     }
 }
@@ -71,6 +74,7 @@ impl Paths {
             config: config_dir.join("config.json"),
             pending: config_dir.join("pending.json"),
             audit: data_dir.join("audit.log"),
+            vault: data_dir.join("vault"),
             file_store: home.join(".keychain-auth").join("keyring.json"),
         })
     }

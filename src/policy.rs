@@ -991,6 +991,7 @@ mod tests {
             pending: dir.join("cfg/pending.json"),
             audit: dir.join("data/audit.log"),
             file_store: dir.join("store.json"),
+            vault: dir.join("data/vault"),
         }
     }
 

@@ -213,6 +213,9 @@ pub enum Incoming {
         source: String,
         /// The change (`{"kind":"approve",…}`).
         admin: serde_json::Value,
+        /// The vault passphrase, for a change that widens access while the broker serves a
+        /// vault (presence); never logged.
+        passphrase: Option<String>,
     },
 }
 
@@ -243,6 +246,7 @@ struct RawRequest {
     confirm: Option<bool>,
     source: Option<String>,
     admin: Option<serde_json::Value>,
+    passphrase: Option<String>,
 }
 
 impl RawRequest {
@@ -267,7 +271,7 @@ impl RawRequest {
 
     /// Whether any field of an admin request is present.
     fn has_admin_fields(&self) -> bool {
-        self.source.is_some() || self.admin.is_some()
+        self.source.is_some() || self.admin.is_some() || self.passphrase.is_some()
     }
 
     /// Whether any field that only an `always` answer takes is present.
@@ -305,6 +309,8 @@ pub enum Reason {
     NotFound,
     /// The keychain backend cannot be used right now.
     BackendUnavailable,
+    /// The store is the vault and it is locked: the message says how to unlock it.
+    VaultLocked,
     /// Anything else that went wrong inside the broker.
     InternalError,
 }
@@ -322,6 +328,7 @@ impl Reason {
             Reason::RequestTooLarge => "request_too_large",
             Reason::NotFound => "not_found",
             Reason::BackendUnavailable => "backend_unavailable",
+            Reason::VaultLocked => "vault_locked",
             Reason::InternalError => "internal_error",
         }
     }
@@ -549,7 +556,7 @@ enum LineError {
     AnswerFields,
     #[error("{0}")]
     AnswerField(&'static str),
-    #[error("ADMIN takes type, id, source and admin")]
+    #[error("ADMIN takes type, id, source, admin and passphrase")]
     AdminFields,
     #[error("REQUEST takes no answer or admin fields")]
     RequestFields,
@@ -616,7 +623,11 @@ fn validate_admin(raw: RawRequest) -> Result<Incoming, LineError> {
     let source = raw.source.ok_or(LineError::Missing("source"))?;
     check_text("source", &source, MAX_ID_LEN, false)?;
     let admin = raw.admin.ok_or(LineError::Missing("admin"))?;
-    Ok(Incoming::Admin { source, admin })
+    Ok(Incoming::Admin {
+        source,
+        admin,
+        passphrase: raw.passphrase,
+    })
 }
 
 /// `STATUS` and `SUBSCRIBE`: nothing but type and id.

@@ -173,7 +173,7 @@ fn store(
 
 /// The value `put` stores: all of `input` (at most [`MAX_VALUE`] bytes, UTF-8) without one
 /// trailing newline (`\n` or `\r\n`).
-fn read_value(input: &mut dyn Read) -> Result<String, ScriptError> {
+pub(crate) fn read_value(input: &mut dyn Read) -> Result<String, ScriptError> {
     let mut buf = Vec::new();
     input
         .take(MAX_VALUE as u64 + 1)

@@ -353,7 +353,9 @@ impl Record {
     pub(crate) fn backend_notice(kind: crate::backend::BackendKind, notice: &str) -> Record {
         let action = match kind {
             crate::backend::BackendKind::File => "backend_fallback",
-            crate::backend::BackendKind::Keyring => "backend_notice",
+            crate::backend::BackendKind::Keyring | crate::backend::BackendKind::Vault => {
+                "backend_notice"
+            }
         };
         Record::daemon(action, Some(notice.into()))
     }
@@ -969,6 +971,17 @@ impl AuditLog {
         self.inner
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Forgets the key and any recent failure to get it (the vault was locked or unlocked): the
+    /// next append asks the store again.
+    pub(crate) fn reset_key(&self) {
+        let mut inner = self.lock_inner();
+        inner.key = None;
+        inner.key_failed = None;
+        KEYS.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|(p, _)| p != &self.path);
     }
 
     /// Fetches the key now (the daemon warms it at start); an error says why it cannot be had.
@@ -1609,6 +1622,22 @@ pub(crate) fn defer(log: &Path, record: Record) {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .push((log.to_path_buf(), record));
+}
+
+/// At most this many records wait for the key (a flood of refused requests while a vault is
+/// locked cannot grow the daemon's memory without bound).
+pub(crate) const DEFERRED_CAP: usize = 1_000;
+
+/// [`defer`], unless [`DEFERRED_CAP`] records already wait; returns whether it was kept.
+pub(crate) fn defer_capped(log: &Path, record: Record) -> bool {
+    let mut all = DEFERRED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if all.len() >= DEFERRED_CAP {
+        return false;
+    }
+    all.push((log.to_path_buf(), record));
+    true
 }
 
 fn take_deferred(log: &Path) -> Vec<Record> {

@@ -11,6 +11,7 @@ pub(crate) mod memory;
 pub mod migrate;
 pub mod secret_service;
 pub mod select;
+pub mod vault;
 
 use crate::protocol::Attributes;
 use std::fmt;
@@ -22,6 +23,8 @@ pub enum BackendKind {
     Keyring,
     /// The JSON file store for headless machines.
     File,
+    /// The broker's own encrypted vault.
+    Vault,
 }
 
 impl BackendKind {
@@ -30,9 +33,29 @@ impl BackendKind {
         match self {
             BackendKind::Keyring => "keyring",
             BackendKind::File => "file",
+            BackendKind::Vault => "vault",
         }
     }
 }
+
+impl BackendKind {
+    /// What same-user code can do with this store, said plainly (`None` for the vault).
+    pub fn exposure(self) -> Option<&'static str> {
+        match self {
+            BackendKind::File => Some(
+                "the file store keeps every secret in plain text: any program running as you can read them all, and approve itself (no passphrase guards the policy)",
+            ),
+            BackendKind::Keyring => Some(
+                "any program running as you can read every Secret Service item over D-Bus, and approve itself (no passphrase guards the policy)",
+            ),
+            BackendKind::Vault => None,
+        }
+    }
+}
+
+/// The fix offered wherever [`BackendKind::exposure`] is shown.
+pub const VAULT_FIX: &str =
+    "`keychain-auth init --import --remove-plain` moves them into an encrypted vault";
 
 impl fmt::Display for BackendKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -107,6 +130,9 @@ pub enum BackendError {
     /// to do.
     #[error("{0}")]
     Unavailable(String),
+    /// The vault is locked; the message says how to unlock it.
+    #[error("{0}")]
+    Locked(String),
 }
 
 /// The keychain seam. Implementations must never log or format secret values.
@@ -145,6 +171,17 @@ pub trait Backend: Send + Sync {
     /// run off the workers.
     fn fast_reads(&self) -> bool {
         false
+    }
+
+    /// `Some(how to unlock)` when this store is a locked vault: nothing that needs a secret
+    /// (or the audit key) can be served until it is unlocked.
+    fn locked(&self) -> Option<String> {
+        None
+    }
+
+    /// The vault behind this store, when it is one (for unlock, lock and the owner's commands).
+    fn vault(&self) -> Option<&vault::VaultStore> {
+        None
     }
 
     /// Every service that holds at least one item, sorted; with [`Backend::list`] this
@@ -201,9 +238,11 @@ pub(crate) fn apply_with_rollback<B: Backend + ?Sized>(
                 }
                 return Err(match (e, failed_restores) {
                     (e, 0) => e,
-                    (BackendError::Unavailable(m), n) => BackendError::Unavailable(format!(
-                        "{m}; restoring the batch also failed for {n} item(s)"
-                    )),
+                    (BackendError::Unavailable(m) | BackendError::Locked(m), n) => {
+                        BackendError::Unavailable(format!(
+                            "{m}; restoring the batch also failed for {n} item(s)"
+                        ))
+                    }
                 });
             }
         }

@@ -100,7 +100,9 @@ impl Requested {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SelectError {
     /// `KEYCHAIN_AUTH_BACKEND` names no backend.
-    #[error("{ENV}={0:?} is not a backend: use auto, keyring or file")]
+    #[error(
+        "{ENV}={0:?} is not a backend: use auto, keyring or file (or vault, once `keychain-auth init` created one)"
+    )]
     BadEnv(String),
     /// config.json's `"backend"` names no backend.
     #[error("{}: \"backend\": {value:?} is not a backend: use auto, keyring or file", .config.display())]
@@ -268,6 +270,9 @@ impl Selection {
 /// Chooses the store without side effects (nothing is printed, written or audited).
 pub(crate) fn select(paths: &Paths) -> Result<Selection, SelectError> {
     let env = std::env::var(ENV).ok();
+    if let Some(sel) = select_vault(paths, env.as_deref())? {
+        return Ok(sel);
+    }
     let requested = requested_from(paths, env.as_deref())?;
     let file_store = paths.file_store.display().to_string();
     let mut store = None;
@@ -303,6 +308,41 @@ pub(crate) fn select(paths: &Paths) -> Result<Selection, SelectError> {
         notice,
         pin,
     })
+}
+
+/// The vault, when one exists at `paths.vault` (it is then the store, whatever else is asked
+/// for: a plain store beside it would hand secrets to same-user code again) or when
+/// `KEYCHAIN_AUTH_BACKEND=vault` asks for it (refused when there is none).
+fn select_vault(paths: &Paths, env: Option<&str>) -> Result<Option<Selection>, SelectError> {
+    let store = super::vault::VaultStore::shared(&paths.vault);
+    let asked = env == Some("vault");
+    if !store.file().exists() {
+        return if asked {
+            Err(SelectError::Refused(format!(
+                "{ENV}=vault but there is no vault at {}: create one with `keychain-auth init`",
+                paths.vault.display()
+            )))
+        } else {
+            Ok(None)
+        };
+    }
+    let ignored = match env {
+        Some(e @ ("file" | "keyring" | "auto")) => {
+            format!(" ({ENV}={e} is ignored while a vault exists)")
+        }
+        _ => String::new(),
+    };
+    let why = if asked {
+        format!("chosen by {ENV}=vault")
+    } else {
+        "a vault exists, so it is the store".into()
+    };
+    Ok(Some(Selection {
+        reason: format!("vault {}: {why}{ignored}", paths.vault.display()),
+        notice: (!ignored.is_empty()).then(|| ignored.trim().trim_matches(['(', ')']).to_string()),
+        backend: store,
+        pin: false,
+    }))
 }
 
 /// Called after a successful write by a caller (not keychain-auth's own reserved items);
@@ -380,6 +420,14 @@ impl Backend for PinOnWrite {
 
     fn watch_for_changes(&self) {
         self.inner.watch_for_changes();
+    }
+
+    fn locked(&self) -> Option<String> {
+        self.inner.locked()
+    }
+
+    fn vault(&self) -> Option<&super::vault::VaultStore> {
+        self.inner.vault()
     }
 
     fn apply(&self, changes: &[Change]) -> Result<(), BackendError> {

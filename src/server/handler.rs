@@ -128,6 +128,17 @@ pub fn audit_too_large(broker: &Broker, peer: &Peer) {
     let _ = broker.audit.append(&rec);
 }
 
+/// A request while the vault is locked: refused `vault_locked` with the fix. Its record waits
+/// (in memory, capped) for the audit key, which comes back with the unlock.
+fn locked(broker: &Broker, mut rec: Record, req: &Request, how: String) -> Verdict {
+    let resp = Response::failure(req.id.clone(), Status::Denied, Reason::VaultLocked, how);
+    finish(&mut rec, &resp);
+    if broker.audit.append(&rec).is_err() {
+        crate::audit::defer_capped(broker.audit.path(), rec);
+    }
+    Verdict::Done(resp)
+}
+
 fn base_record(peer: &Peer) -> Record {
     Record::request(match &peer.exe {
         Exe::Verified {
@@ -379,6 +390,9 @@ pub(crate) fn decide(
     policy: Option<Arc<Snapshot>>,
 ) -> Verdict {
     let rec = request_record(peer, req);
+    if let Some(how) = broker.backend.locked() {
+        return locked(broker, rec, req, how);
+    }
     let (hash, integrity, program, chain) = match &peer.exe {
         Exe::Verified {
             hash,

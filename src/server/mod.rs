@@ -20,6 +20,7 @@ pub mod refusals;
 pub mod session;
 pub mod shutdown;
 pub mod socket;
+pub mod vault_admin;
 
 pub use broker::{Broker, Limits, Stats};
 

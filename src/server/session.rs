@@ -195,20 +195,36 @@ impl Session {
         if matches!(parsed, Ok(Incoming::Status)) {
             return Next::Reply(handler::status_line(&self.broker));
         }
-        if let Ok(Incoming::Admin { source, admin }) = parsed {
+        if let Ok(Incoming::Admin {
+            source,
+            admin,
+            passphrase,
+        }) = parsed
+        {
             if reserve {
                 return Next::Busy(format!(
                     "the broker is serving its maximum of {} connections; try again shortly",
                     self.broker.limits.max_connections
                 ));
             }
-            return Next::Reply(self.admin(sender, source, admin).await);
+            let passphrase = passphrase.map(zeroize::Zeroizing::new);
+            return Next::Reply(self.admin(sender, source, admin, passphrase).await);
         }
         if reserve {
             return Next::Busy(format!(
                 "the broker is serving its maximum of {} connections; try again shortly",
                 self.broker.limits.max_connections
             ));
+        }
+        if let Some(op) = super::vault_admin::parse(line) {
+            let reply = match op {
+                Err(r) => r,
+                Ok(op) if self.runs_keychain_auth(sender).await => {
+                    super::vault_admin::answer(&self.broker, op, sender.pid).await
+                }
+                Ok(_) => super::vault_admin::not_keychain_auth(),
+            };
+            return Next::Reply(reply.to_line());
         }
         let Some(peer) = self.peer(sender).await else {
             return Next::Close;
@@ -572,13 +588,17 @@ impl Session {
     }
 
     /// Carries out an `ADMIN` request (SPEC §19) when its writer runs keychain-auth itself, on
-    /// the state this broker holds; anyone else is refused, and nothing changes.
+    /// the state this broker holds; anyone else is refused, and nothing changes. While the
+    /// broker serves a vault, a change that widens access needs the vault passphrase with it
+    /// (SPEC §15): checked here, by the daemon, whatever the sending command saw.
     async fn admin(
         &mut self,
         sender: &Arc<Sender>,
         source: String,
         admin: serde_json::Value,
+        passphrase: Option<zeroize::Zeroizing<String>>,
     ) -> Vec<u8> {
+        use crate::admin::{AdminReply, Op};
         if !self.runs_keychain_auth(sender).await {
             let _ = self.broker.audit.append(&Record::connection_denied(
                 Some(sender.pid),
@@ -594,14 +614,40 @@ impl Session {
             )
             .to_line();
         }
+        let op = match serde_json::from_value::<Op>(admin) {
+            Ok(op) => op,
+            Err(e) => return AdminReply::of(Err(format!("not an admin change: {e}"))).to_line(),
+        };
+        let source = match crate::admin::Source::parse(&source) {
+            Ok(s) => s,
+            Err(e) => return AdminReply::of(Err(e)).to_line(),
+        };
         let b = self.broker.clone();
+        let pid = sender.pid;
         tokio::task::spawn_blocking(move || {
-            crate::admin::Op::serve(&b.world(), &source, admin).to_line()
+            if op.widens()
+                && let Some(store) = b.backend.vault()
+            {
+                let Some(p) = passphrase else {
+                    return AdminReply::of(Err(
+                        "this broker serves a vault: a change that widens access needs the vault passphrase, and none came with it; nothing was changed (run the command where it finds the vault, or give --passphrase-fd)"
+                            .into(),
+                    ))
+                    .to_line();
+                };
+                if let Err(e) = store.verify(p.as_bytes()) {
+                    let msg = format!("presence for an admin change: {e}");
+                    let mut rec = super::vault_admin::record("presence", pid, "denied", &msg);
+                    rec.reason = Some("wrong_passphrase".into());
+                    super::vault_admin::audit(&b, rec);
+                    return AdminReply::of(Err(format!("{e}; nothing was changed"))).to_line();
+                }
+            }
+            AdminReply::of(op.run(&b.world(), source).map_err(|e| e.to_string())).to_line()
         })
         .await
         .unwrap_or_else(|_| {
-            crate::admin::AdminReply::of(Err("the admin change failed inside the daemon".into()))
-                .to_line()
+            AdminReply::of(Err("the admin change failed inside the daemon".into())).to_line()
         })
     }
 

@@ -53,7 +53,7 @@ impl Broker {
                 op.run(&state.world(), source).map_err(|e| e.to_string())
             }
             Broker::Connected { .. } => {
-                crate::control::carry(paths, source, op).map_err(|e| e.to_string())
+                crate::control::carry(paths, source, op, None).map_err(|e| e.to_string())
             }
         }
     }
@@ -181,6 +181,9 @@ pub fn first_screen_text(store_notice: Option<crate::backend::BackendKind>) -> S
         ),
         Some(crate::backend::BackendKind::Keyring) => text.push_str(
             " The keyring does not answer yet: requests that need a secret are refused until it does (keychain-auth doctor explains).",
+        ),
+        Some(crate::backend::BackendKind::Vault) => text.push_str(
+            " The vault is locked: requests that need a secret are refused until you run keychain-auth unlock.",
         ),
         None => {}
     }

@@ -32,6 +32,7 @@ impl EmbeddedBroker {
             pending: env.pending(),
             audit: env.audit(),
             file_store: env.file_store(),
+            vault: env.audit().with_file_name("vault"),
         };
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
