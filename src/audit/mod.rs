@@ -121,6 +121,10 @@ pub struct Record {
     /// The prompt a record belongs to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt: Option<String>,
+    /// The front end a request came through when it is not the socket: `dbus` (the Secret
+    /// Service, SPEC §17).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub front: Option<String>,
     /// HMAC-SHA-256 chain value, hex (set by the writer; last member of every chained line).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac: Option<String>,
