@@ -25,7 +25,11 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the daemon in the foreground.
-    Start,
+    Start {
+        /// Also serve the Secret Service (org.freedesktop.secrets) on the session bus.
+        #[arg(long)]
+        secret_service: bool,
+    },
     /// The dashboard: connects to a running broker, else embeds one.
     Tui {
         /// Always embed a broker (fail when one already runs).
@@ -295,7 +299,7 @@ pub type Failure = Box<dyn std::error::Error + Send + Sync>;
 pub fn run(cli: Cli) -> Result<(), Failure> {
     let paths = Paths::from_env(cli.socket.as_deref())?;
     match cli.command {
-        Command::Start => start(paths),
+        Command::Start { secret_service } => start(paths, secret_service),
         Command::Tui { embed, connect } => Ok(crate::tui::run(paths, tui_mode(embed, connect))?),
         Command::ListPending { json } => list_pending(&paths, json),
         Command::Approve { hash, grants } => {
@@ -426,7 +430,7 @@ fn log_to_stderr() {
 /// Runs the daemon. Everything that can refuse the start (socket directory, a daemon already
 /// running, state directories and files, the backend) is checked before anything is printed or
 /// audited, so a refused start prints exactly one line: the reason.
-fn start(paths: Paths) -> Result<(), Failure> {
+fn start(paths: Paths, secret_service: bool) -> Result<(), Failure> {
     let notes = crate::server::preflight::check(&paths)?;
     // Chosen before the runtime starts: the probe blocks (briefly, bounded). No side effects.
     let selection = crate::backend::select::select(&paths)?;
@@ -448,7 +452,12 @@ fn start(paths: Paths) -> Result<(), Failure> {
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     let served = runtime.block_on(async move {
         let socket = paths.socket.clone();
+        let bus = secret_service_bus(&paths, &backend, secret_service).await?;
         let server = Server::bind(paths, backend, Limits::default()).map_err(|e| e.to_string())?;
+        let secrets = match bus {
+            Some(bus) => Some(bus.serve(server.broker()).await?),
+            None => None,
+        };
         if let Some(notice) = &notice {
             tracing::warn!("keychain-auth: {notice}");
         }
@@ -472,7 +481,14 @@ fn start(paths: Paths) -> Result<(), Failure> {
             socket.display(),
             reason
         );
+        if secrets.is_some() {
+            tracing::info!(
+                "keychain-auth: serving the Secret Service ({}) on the session bus",
+                crate::dbus::NAME
+            );
+        }
         server.run(shutdown_signal()).await;
+        drop(secrets);
         Ok(())
     });
     // A request still stuck in blocking work (a slow keyring, a lock held by another process)
@@ -482,6 +498,20 @@ fn start(paths: Paths) -> Result<(), Failure> {
         tracing::info!("keychain-auth: stopped");
     }
     served
+}
+
+/// The session bus to serve the Secret Service on, when `--secret-service` or config.json's
+/// `"secret_service": true` asks for it: connected, and nobody else owning the name (else the
+/// one-line refusal naming the owner).
+async fn secret_service_bus(
+    paths: &Paths,
+    backend: &std::sync::Arc<dyn crate::backend::Backend>,
+    flag: bool,
+) -> Result<Option<crate::dbus::Bus>, Failure> {
+    if !(flag || crate::dbus::configured(paths, backend)) {
+        return Ok(None);
+    }
+    Ok(Some(crate::dbus::connect().await?))
 }
 
 /// Completes on SIGINT, SIGTERM, SIGHUP (the terminal it was started from closed) or SIGQUIT:

@@ -33,6 +33,7 @@
 //! | `admin` | policy changes shared by the CLI and the dashboard, each audited |
 //! | `exec` | authorise a request, run it all-or-nothing against a backend |
 //! | [`server`] | the Unix-socket listener and per-connection sessions |
+//! | [`dbus`] | the Secret Service on the session bus, every item call a broker request |
 //! | [`client`] | the client SDK: connect (server uid checked), batch requests, typed replies |
 //! | `scripts` | `keychain-auth get` / `put` for shell scripts |
 //! | [`doctor`] | `doctor` (setup checks) and `migrate` (move secrets between stores) |
@@ -51,6 +52,8 @@ pub mod backend;
 #[cfg(feature = "daemon")]
 pub mod cli;
 pub mod client;
+#[cfg(feature = "daemon")]
+pub mod dbus;
 pub mod display;
 #[cfg(feature = "daemon")]
 pub mod doctor;
