@@ -99,6 +99,7 @@ impl CollectionObject {
         let path = self.front.item_path(&ns, &target).await;
         if let Some((id, _, _)) = self.front.item_at(path.as_str()) {
             self.front.changed(id);
+            self.front.remember(&owner, id, shown);
         }
         Ok((path, no_prompt()))
     }

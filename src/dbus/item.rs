@@ -130,10 +130,10 @@ impl ItemObject {
         Ok(no_prompt())
     }
 
-    /// Never locked from the bus.
+    /// Never locked from the bus (answered only to a caller that may see the item).
     #[zbus(property)]
-    async fn locked(&self) -> zbus::fdo::Result<bool> {
-        self.key()?;
+    async fn locked(&self, #[zbus(header)] hdr: Option<Header<'_>>) -> zbus::fdo::Result<bool> {
+        self.look(hdr).await?;
         Ok(false)
     }
 

@@ -417,6 +417,15 @@ impl Front {
         Ok(Found { ns, target, shown })
     }
 
+    /// Keeps what connection `sender` just stored as item `id`, for the property reads that
+    /// follow at once (secretstorage reads the label of the item it created): it is what that
+    /// connection itself sent, so answering it reveals nothing.
+    fn remember(&self, sender: &str, id: u64, shown: namespace::Shown) {
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.insert((sender.to_string(), id), (std::time::Instant::now(), shown));
+        }
+    }
+
     /// Forgets what `look` cached for item `id` (it changed).
     fn changed(&self, id: u64) {
         if let Ok(mut s) = self.seen.lock() {

@@ -110,6 +110,29 @@ impl Bus {
         )]
     }
 
+    /// Whether `name` has an owner on this bus (asked with `dbus-send`).
+    pub fn has_owner(&self, sandbox: &Sandbox, name: &str) -> bool {
+        let out = sandbox
+            .command("dbus-send")
+            .env("DBUS_SESSION_BUS_ADDRESS", &self.address)
+            .args([
+                "--session",
+                "--print-reply",
+                "--dest=org.freedesktop.DBus",
+                "/org/freedesktop/DBus",
+                "org.freedesktop.DBus.NameHasOwner",
+            ])
+            .arg(format!("string:{name}"))
+            .output()
+            .expect("dbus-send");
+        String::from_utf8_lossy(&out.stdout).contains("boolean true")
+    }
+
+    /// Waits (10 s at most) until `name` has an owner on this bus.
+    pub fn wait_for_owner(&self, sandbox: &Sandbox, name: &str) {
+        wait_for(10, name, || self.has_owner(sandbox, name).then_some(()));
+    }
+
     /// Stops the bus (every connection on it breaks).
     pub fn stop(&mut self) {
         stop(&mut self.child);
