@@ -511,6 +511,14 @@ async fn secret_service_bus(
     if !(flag || crate::dbus::configured(paths, backend)) {
         return Ok(None);
     }
+    if backend.kind() == crate::backend::BackendKind::Keyring {
+        // Serving the name from a store that is a client of the same name would call itself.
+        return Err(format!(
+            "the Secret Service cannot be served from the {}: it would be its own client; serve it from the file store (KEYCHAIN_AUTH_BACKEND=file, after `keychain-auth import --from secret-service`)",
+            backend.describe()
+        )
+        .into());
+    }
     Ok(Some(crate::dbus::connect().await?))
 }
 

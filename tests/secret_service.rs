@@ -519,3 +519,186 @@ fn losing_the_bus_is_noticed_and_audited() {
     // The socket still serves.
     assert!(s.daemon.status()["pid"].is_number());
 }
+
+#[test]
+fn a_held_dbus_call_is_decided_by_the_approver() {
+    use keychain_auth::server::approval::{Answer, ApproverEvent, Decision};
+    if !tools() {
+        return;
+    }
+    let mut env = Sandbox::new();
+    let bus = Bus::start(&env);
+    env.extra_env.extend(bus.env());
+    let running = testkit::EmbeddedBroker::start(&env);
+    let _secrets = running.rt.block_on(async {
+        keychain_auth::dbus::connect_at(Some(&bus.address))
+            .await
+            .expect("the bus")
+            .serve(running.broker.clone())
+            .await
+            .expect("the name")
+    });
+    let writer = env.registered_client("writer", &["--write", "myapp"]);
+    env.write_ok(&writer, "myapp", &[("tok", "held-value-3b")]);
+    let (_id, mut rx) = running.broker.approvals.attach();
+    let next_prompt = |rx: &mut tokio::sync::mpsc::UnboundedReceiver<ApproverEvent>| {
+        running.rt.block_on(async {
+            loop {
+                match tokio::time::timeout(std::time::Duration::from_secs(20), rx.recv()).await {
+                    Ok(Some(ApproverEvent::Prompt(p))) => return *p,
+                    Ok(Some(_)) => {}
+                    other => panic!("no prompt: {other:?}"),
+                }
+            }
+        })
+    };
+    let lookup = || {
+        env.command("secret-tool")
+            .args(["lookup", "service", "myapp", "target", "tok"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("secret-tool")
+    };
+    let answer = |id: &str, decision: Decision| {
+        running
+            .broker
+            .approvals
+            .answer(
+                id,
+                Answer {
+                    decision,
+                    by: "test approver".into(),
+                },
+            )
+            .expect("an open prompt");
+    };
+    // Denied: the held call gets the refusal.
+    let child = lookup();
+    let p = next_prompt(&mut rx);
+    assert_eq!(p.path, "/usr/bin/secret-tool");
+    assert_eq!((p.action.as_str(), p.service.as_str()), ("search", "myapp"));
+    answer(&p.id, Decision::Deny);
+    let out = child.wait_with_output().expect("wait");
+    assert!(
+        !out.status.success() && out.stdout.is_empty(),
+        "{}",
+        text(&out)
+    );
+    // Once: the search is served, then the read asks in turn.
+    let child = lookup();
+    let p = next_prompt(&mut rx);
+    answer(&p.id, Decision::Once);
+    let p = next_prompt(&mut rx);
+    assert_eq!((p.action.as_str(), p.service.as_str()), ("read", "myapp"));
+    answer(&p.id, Decision::Once);
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "held-value-3b",
+        "{}",
+        text(&out)
+    );
+    // Always: a grant of what the search needs (read and search myapp); served from then on.
+    let child = lookup();
+    let p = next_prompt(&mut rx);
+    answer(&p.id, Decision::Always(Default::default()));
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "held-value-3b",
+        "{}",
+        text(&out)
+    );
+    let out = lookup().wait_with_output().expect("wait");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "held-value-3b",
+        "{}",
+        text(&out)
+    );
+    let records = env.audit_records();
+    assert!(
+        records
+            .iter()
+            .any(|r| r["event"] == "prompt" && r["front"] == "dbus")
+    );
+    assert!(records.iter().any(|r| r["decision"] == "once"
+        && r["front"] == "dbus"
+        && r["status"] == "success"
+        && r["action"] == "read"));
+    env.cli_ok(&["audit", "verify"]);
+}
+
+/// The attack the pidfd pin stops: an approved script opens a bus connection, is served, forks
+/// and exits; its child keeps the connection (the bus still names the parent's pid) and asks
+/// again.
+#[test]
+fn a_connection_kept_by_a_child_after_its_opener_exited_is_refused() {
+    let Some(s) = served() else { return };
+    if !std::process::Command::new("/usr/bin/python3")
+        .args(["-c", "import secretstorage"])
+        .status()
+        .is_ok_and(|st| st.success())
+    {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "needs python3-secretstorage"
+        );
+        eprintln!("SKIPPED: needs python3-secretstorage");
+        return;
+    }
+    let writer = s.env.registered_client("writer", &["--write", "pyapp"]);
+    s.env
+        .write_ok(&writer, "pyapp", &[("tok", "fork-secret-e4")]);
+    let script = s.env.root.join("fork.py");
+    std::fs::write(
+        &script,
+        r#"#!/usr/bin/python3
+import os, time, secretstorage
+conn = secretstorage.dbus_init()
+coll = secretstorage.get_default_collection(conn)
+query = {'service': 'pyapp', 'target': 'tok'}
+print('PARENT', [i.get_secret().decode() for i in coll.search_items(query)], flush=True)
+parent = os.getpid()
+if os.fork() != 0:
+    os._exit(0)
+while os.getppid() == parent:
+    time.sleep(0.05)
+try:
+    print('CHILD', [i.get_secret().decode() for i in coll.search_items(query)], flush=True)
+except Exception as e:
+    print('REFUSED', e, flush=True)
+"#,
+    )
+    .expect("fork.py");
+    s.env.cli_ok(&[
+        "register",
+        script.to_str().expect("utf8"),
+        "--read",
+        "pyapp",
+        "--search",
+    ]);
+    // Its output ends when the child, which holds the pipe, is done.
+    let out = s
+        .env
+        .command("/usr/bin/python3")
+        .arg(&script)
+        .output()
+        .expect("fork.py");
+    let printed = text(&out);
+    assert!(
+        printed.contains("PARENT ['fork-secret-e4']"),
+        "the opener is served: {printed}"
+    );
+    assert!(printed.contains("REFUSED"), "{printed}");
+    assert!(!printed.contains("CHILD"), "{printed}");
+    assert!(
+        s.dbus_records().iter().any(|r| r["status"] == "denied"
+            && r["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("has exited"))),
+        "{:?}",
+        s.dbus_records()
+    );
+}

@@ -525,7 +525,17 @@ pub struct Bus {
 /// Connects to the session bus and checks that nobody owns the name yet (so `start` refuses
 /// before it binds the socket).
 pub async fn connect() -> Result<Bus, ClaimError> {
-    let conn = zbus::connection::Builder::session()
+    connect_at(None).await
+}
+
+/// [`connect`] to the bus at `address` (`None`: the session bus of the environment; the
+/// dashboard and tests embed a broker with a bus of their own).
+pub async fn connect_at(address: Option<&str>) -> Result<Bus, ClaimError> {
+    let builder = match address {
+        Some(a) => zbus::connection::Builder::address(a),
+        None => zbus::connection::Builder::session(),
+    };
+    let conn = builder
         .map_err(|e| ClaimError(format!("cannot reach the session bus: {e}")))?
         .build()
         .await
