@@ -702,3 +702,111 @@ except Exception as e:
         s.dbus_records()
     );
 }
+
+/// git-credential-libsecret, built from the source Debian's git ships, built once per test.
+fn build_libsecret_helper(env: &Sandbox) -> Option<std::path::PathBuf> {
+    let src = Path::new("/usr/share/doc/git/contrib/credential/libsecret");
+    let have_dev = std::process::Command::new("pkg-config")
+        .args(["--exists", "libsecret-1", "glib-2.0"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !src.join("git-credential-libsecret.c").exists()
+        || !have_dev
+        || !tools_available(
+            &["git", "gcc", "make"],
+            "git libsecret-1-dev gcc make pkg-config",
+        )
+    {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "needs git's libsecret helper source and libsecret-1-dev"
+        );
+        eprintln!("SKIPPED: needs git, libsecret-1-dev, gcc, make, pkg-config");
+        return None;
+    }
+    let dir = env.root.join("libsecret-helper");
+    std::fs::create_dir_all(&dir).expect("helper dir");
+    for f in ["Makefile", "git-credential-libsecret.c"] {
+        std::fs::copy(src.join(f), dir.join(f)).expect("copy the helper's source");
+    }
+    let out = std::process::Command::new("make")
+        .arg("-s")
+        .current_dir(&dir)
+        .output()
+        .expect("make");
+    assert!(out.status.success(), "make: {}", text(&out));
+    Some(dir.join("git-credential-libsecret"))
+}
+
+#[test]
+fn git_credential_libsecret_approves_fills_and_rejects_through_the_broker() {
+    let Some(s) = served() else { return };
+    let Some(helper) = build_libsecret_helper(&s.env) else {
+        return;
+    };
+    let helper_str = helper.to_str().expect("utf8").to_string();
+    let git = |helper: &str, op: &str, input: &str| {
+        let mut cmd = s.env.command("git");
+        cmd.env("GIT_TERMINAL_PROMPT", "0")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .args([
+                "-c",
+                &format!("credential.helper={helper}"),
+                "credential",
+                op,
+            ]);
+        run_with_input(cmd, input.as_bytes())
+    };
+    let full = "protocol=https\nhost=git.example.com\nusername=alice\npassword=git-pw-0c7e\n\n";
+    let ask = "protocol=https\nhost=git.example.com\n\n";
+    // Not approved: nothing is stored, nothing is filled.
+    git(&helper_str, "approve", full);
+    let out = git(&helper_str, "fill", ask);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(!text(&out).contains("git-pw-0c7e"));
+    let ns = "org.gnome.keyring.NetworkPassword";
+    assert!(
+        s.env
+            .pending_entries()
+            .iter()
+            .any(|e| e["path"] == helper_str.as_str() && e["last_service"] == ns),
+        "the helper is pending for {ns}"
+    );
+    s.env.cli_ok(&[
+        "register",
+        &helper_str,
+        "--read",
+        ns,
+        "--write",
+        ns,
+        "--search",
+    ]);
+    let out = git(&helper_str, "approve", full);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = git(&helper_str, "fill", ask);
+    assert!(out.status.success(), "{}", text(&out));
+    let filled = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(filled.contains("username=alice\n"), "{filled}");
+    assert!(filled.contains("password=git-pw-0c7e\n"), "{filled}");
+    // The same helper rebuilt with another hash is another program: not served.
+    let copy = s.env.copy_unique(&helper, "git-credential-libsecret-copy");
+    let out = git(copy.to_str().expect("utf8"), "fill", ask);
+    assert!(!text(&out).contains("git-pw-0c7e"), "{}", text(&out));
+    // Reject erases it.
+    let out = git(&helper_str, "reject", full);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = git(&helper_str, "fill", ask);
+    assert!(!out.status.success(), "{}", text(&out));
+    let records = s.dbus_records();
+    for action in ["write", "search", "read", "delete"] {
+        assert!(
+            records.iter().any(|r| r["action"] == action
+                && r["status"] == "success"
+                && r["path"] == helper_str.as_str()
+                && r["service"] == ns),
+            "no {action}: {records:?}"
+        );
+    }
+    s.env.cli_ok(&["audit", "verify"]);
+    s.nowhere_but_the_store("git-pw-0c7e");
+}

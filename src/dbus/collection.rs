@@ -9,7 +9,6 @@ use super::namespace::{self, Shown};
 use super::service::secret_from;
 use super::session::Secret;
 use super::{Front, SecretError, caller, no_prompt, now_s};
-use crate::identity::Exe;
 use crate::protocol::{Action, Attributes};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -122,7 +121,7 @@ impl CollectionObject {
             return Ok(Vec::new());
         };
         let who = caller::identify(&self.front, &hdr).await?;
-        let services = readable_services(&self.front, &who.peer);
+        let services = super::readable_services(&self.front, &who.peer);
         let mut paths = Vec::new();
         for ns in services {
             let resp = self
@@ -166,19 +165,4 @@ impl CollectionObject {
 
 fn bad_property(e: impl std::fmt::Display) -> SecretError {
     SecretError::InvalidArgs(format!("bad item property: {e}"))
-}
-
-/// The services `peer`'s policy lets it read and search (none for an unknown caller).
-fn readable_services(front: &Front, peer: &crate::identity::Peer) -> Vec<String> {
-    let Exe::Verified { hash, program, .. } = &peer.exe else {
-        return Vec::new();
-    };
-    let Ok(policy) = front.broker.policy.current() else {
-        return Vec::new();
-    };
-    policy
-        .lookup_caller(hash, program)
-        .filter(|b| b.can_search)
-        .map(|b| b.allowed_read_services.iter().cloned().collect())
-        .unwrap_or_default()
 }

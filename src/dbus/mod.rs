@@ -360,21 +360,45 @@ impl Front {
         .await)
     }
 
-    /// Every item of the search's namespace whose attributes contain `filter`, as `peer` may
-    /// see them (a `search` request).
+    /// Every item whose attributes contain `filter`, as the caller may see them: a `search`
+    /// request in the namespace the attributes name (`service`, else `xdg:schema`); when they
+    /// name none, one in each service the caller may read and search (`default` for a caller
+    /// with none, so an unknown caller is refused and queued for something).
     async fn search(&self, who: &Who, filter: &Attributes) -> Result<Vec<Found>, SecretError> {
-        let ns = namespace::of_attributes(filter);
-        let resp = self.ask(who, Action::Search, &ns, None, None, None).await?;
-        let results = refusal_or(resp, SecretError::AccessDenied)?;
-        Ok(results
-            .into_iter()
-            .map(|r| Found {
-                shown: namespace::shown(&ns, &r.target, &r.attributes.unwrap_or_default()),
-                ns: ns.clone(),
-                target: r.target,
-            })
-            .filter(|f| namespace::matches(&f.shown.attributes, filter))
-            .collect())
+        let named = ["service", "xdg:schema"]
+            .iter()
+            .any(|k| filter.get(*k).is_some_and(|v| !v.is_empty()));
+        let namespaces = if named {
+            vec![namespace::of_attributes(filter)]
+        } else {
+            let mine = readable_services(self, &who.peer);
+            if mine.is_empty() {
+                vec!["default".to_string()]
+            } else {
+                mine
+            }
+        };
+        let single = namespaces.len() == 1;
+        let mut found = Vec::new();
+        for ns in namespaces {
+            let resp = self.ask(who, Action::Search, &ns, None, None, None).await?;
+            let results = match refusal_or(resp, SecretError::AccessDenied) {
+                Ok(r) => r,
+                Err(e) if single => return Err(e),
+                Err(_) => continue,
+            };
+            found.extend(
+                results
+                    .into_iter()
+                    .map(|r| Found {
+                        shown: namespace::shown(&ns, &r.target, &r.attributes.unwrap_or_default()),
+                        ns: ns.clone(),
+                        target: r.target,
+                    })
+                    .filter(|f| namespace::matches(&f.shown.attributes, filter)),
+            );
+        }
+        Ok(found)
     }
 
     /// What `peer` may see of item `id` (a `search` for its target), briefly cached per
@@ -475,6 +499,21 @@ impl Front {
             .await?;
         refusal_or(resp, refused).map(|_| ())
     }
+}
+
+/// The services `peer`'s policy lets it read and search (none for an unknown caller).
+pub(crate) fn readable_services(front: &Front, peer: &crate::identity::Peer) -> Vec<String> {
+    let crate::identity::Exe::Verified { hash, program, .. } = &peer.exe else {
+        return Vec::new();
+    };
+    let Ok(policy) = front.broker.policy.current() else {
+        return Vec::new();
+    };
+    policy
+        .lookup_caller(hash, program)
+        .filter(|b| b.can_search)
+        .map(|b| b.allowed_read_services.iter().cloned().collect())
+        .unwrap_or_default()
 }
 
 /// The results of a successful response, or the refusal as `refused(message)` (a store that
