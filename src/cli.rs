@@ -117,6 +117,12 @@ pub enum Command {
         #[command(flatten)]
         show: AuditArgs,
     },
+    /// Copy another provider's items into the broker's store before switching to it.
+    Import {
+        /// Where from: `secret-service` (the Secret Service running now, e.g. gnome-keyring).
+        #[arg(long, value_name = "secret-service")]
+        from: String,
+    },
     /// Print one secret (for scripts): the value of TARGET in SERVICE, through the broker.
     Get {
         /// The service.
@@ -353,6 +359,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Policy {
             action: PolicyAction::Accept { yes },
         } => policy_accept(&paths, yes),
+        Command::Import { from } => import(&paths, &from),
         Command::Get { service, target } => Ok(crate::scripts::get(
             &paths,
             &service,
@@ -498,6 +505,26 @@ fn start(paths: Paths, secret_service: bool) -> Result<(), Failure> {
         tracing::info!("keychain-auth: stopped");
     }
     served
+}
+
+/// `import --from secret-service`: the Secret Service's items into the file store, with a
+/// summary line and the items skipped and why.
+fn import(paths: &Paths, from: &str) -> Result<(), Failure> {
+    if from != "secret-service" {
+        return Err(format!("--from {from:?}: use secret-service").into());
+    }
+    let r = crate::dbus::import::import(paths)?;
+    crate::outln!(
+        "imported {} item(s) from the Secret Service into {} ({} already there, {} skipped)",
+        r.copied,
+        crate::display::path(&paths.file_store),
+        r.already,
+        r.skipped.len()
+    );
+    for why in &r.skipped {
+        crate::outln!("  skipped: {}", clean(why));
+    }
+    Ok(())
 }
 
 /// The session bus to serve the Secret Service on, when `--secret-service` or config.json's

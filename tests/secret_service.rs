@@ -810,3 +810,92 @@ fn git_credential_libsecret_approves_fills_and_rejects_through_the_broker() {
     s.env.cli_ok(&["audit", "verify"]);
     s.nowhere_but_the_store("git-pw-0c7e");
 }
+
+#[test]
+fn import_copies_gnome_keyring_items_then_the_broker_serves_them() {
+    let Some(mut k) = testkit::KeyringSandbox::start() else {
+        return;
+    };
+    if !tools() {
+        return;
+    }
+    let out = k.secret_tool(
+        &[
+            "store",
+            "--label=Bob",
+            "service",
+            "myapp",
+            "username",
+            "bob",
+        ],
+        Some("imported-pw-1"),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let out = k.secret_tool(
+        &[
+            "store",
+            "--label=Git",
+            "xdg:schema",
+            "org.example.Net",
+            "server",
+            "h",
+        ],
+        Some("imported-pw-2"),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    k.sandbox
+        .extra_env
+        .push(("KEYCHAIN_AUTH_BACKEND".into(), "file".into()));
+    let first = k.sandbox.cli_ok(&["import", "--from", "secret-service"]);
+    assert!(first.contains("imported 2 item(s)"), "{first}");
+    let again = k.sandbox.cli_ok(&["import", "--from", "secret-service"]);
+    assert!(
+        again.contains("imported 0 item(s)") && again.contains("2 already there"),
+        "{again}"
+    );
+    // Switch: gnome-keyring stops, the broker takes the name.
+    k.keyring.take().expect("keyring").stop();
+    let daemon = k.sandbox.start_args(&["--secret-service"]);
+    k.bus.wait_for_owner(&k.sandbox, NAME);
+    k.sandbox.cli_ok(&[
+        "register",
+        "/usr/bin/secret-tool",
+        "--read",
+        "myapp",
+        "--read",
+        "org.example.Net",
+        "--search",
+    ]);
+    let out = k.secret_tool(&["lookup", "service", "myapp", "username", "bob"], None);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "imported-pw-1",
+        "{}",
+        text(&out)
+    );
+    let out = k.secret_tool(
+        &["search", "xdg:schema", "org.example.Net", "server", "h"],
+        None,
+    );
+    assert!(text(&out).contains("label = Git"), "{}", text(&out));
+    assert!(
+        text(&out).contains("secret = imported-pw-2"),
+        "{}",
+        text(&out)
+    );
+    // doctor names who owns the name now.
+    let doctor = k.sandbox.cli(&["doctor"]);
+    let shown = String::from_utf8_lossy(&doctor.stdout);
+    assert!(
+        shown.contains(&format!("{NAME} is owned by pid {}", daemon.pid())),
+        "{shown}"
+    );
+    assert!(
+        k.sandbox
+            .audit_records()
+            .iter()
+            .any(|r| r["action"] == "import" && r["count"] == 2),
+        "the import is audited"
+    );
+    k.sandbox.cli_ok(&["audit", "verify"]);
+}

@@ -16,6 +16,7 @@
 
 pub mod caller;
 pub mod collection;
+pub mod import;
 pub mod item;
 pub mod namespace;
 pub mod service;
@@ -616,6 +617,48 @@ async fn owner_of(conn: &Connection) -> Option<String> {
     Some(format!(
         "{NAME} is already owned by {pid_text} ({exe}, {owner}); {stop}, then start keychain-auth --secret-service again"
     ))
+}
+
+/// Who owns `org.freedesktop.secrets` on the session bus now, in words (for `doctor`):
+/// `Ok` with the owner's pid and executable, or that nobody does (and whether the bus would
+/// start a provider on the first call); `Err` when there is no session bus to ask.
+pub fn owner_report() -> Result<String, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(async {
+        tokio::time::timeout(Duration::from_secs(3), async {
+            let conn = zbus::connection::Builder::session()
+                .map_err(|e| format!("no session bus: {e}"))?
+                .build()
+                .await
+                .map_err(|e| format!("no session bus: {e}"))?;
+            let bus = DBusProxy::new(&conn).await.map_err(|e| e.to_string())?;
+            let name = BusName::try_from(NAME).map_err(|e| e.to_string())?;
+            let Ok(owner) = bus.get_name_owner(name).await else {
+                let activatable = bus
+                    .list_activatable_names()
+                    .await
+                    .map(|n| n.iter().any(|n| n.as_str() == NAME))
+                    .unwrap_or(false);
+                return Ok(if activatable {
+                    format!("{NAME} has no owner; the bus starts a provider for it on the first call (D-Bus activation)")
+                } else {
+                    format!("{NAME} has no owner")
+                });
+            };
+            let pid = bus
+                .get_connection_unix_process_id(BusName::from(owner.into_inner()))
+                .await
+                .map_err(|e| e.to_string())?;
+            let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
+                .map_or_else(|_| "an unknown program".into(), |p| p.display().to_string());
+            Ok(format!("{NAME} is owned by pid {pid} ({exe})"))
+        })
+        .await
+        .map_err(|_| "the session bus did not answer within 3 s".to_string())?
+    })
 }
 
 /// A served Secret Service; dropping it leaves the bus.
