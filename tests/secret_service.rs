@@ -899,3 +899,63 @@ fn import_copies_gnome_keyring_items_then_the_broker_serves_them() {
     );
     k.sandbox.cli_ok(&["audit", "verify"]);
 }
+
+#[test]
+fn the_activation_file_starts_the_broker_on_the_first_call() {
+    if !tools() {
+        return;
+    }
+    let mut env = Sandbox::new();
+    let services = env.root.join("data/dbus-1/services");
+    std::fs::create_dir_all(&services).expect("services dir");
+    let file =
+        keychain_auth::dbus::activation::activation_file(Path::new(testkit::daemon_bin()), None)
+            .expect("activation file");
+    std::fs::write(
+        services.join(keychain_auth::dbus::activation::FILE_NAME),
+        file,
+    )
+    .expect("write it");
+    let bus = Bus::start_with_services(&env, Some(&services));
+    env.extra_env.extend(bus.env());
+    env.cli_ok(&[
+        "register",
+        "/usr/bin/secret-tool",
+        "--read",
+        "myapp",
+        "--write",
+        "myapp",
+        "--search",
+    ]);
+    assert!(testkit::status(&env.socket).is_none(), "nothing runs yet");
+    let mut cmd = env.command("secret-tool");
+    cmd.args(["store", "--label=l", "service", "myapp", "username", "act"]);
+    let out = run_with_input(cmd, b"activated-pw");
+    // The bus started the broker for this call; stop it whatever happens next.
+    let status = testkit::status(&env.socket);
+    if let Some(pid) = status.as_ref().and_then(|s| s["pid"].as_i64()) {
+        let stop = scopeguard(pid as i32);
+        assert!(out.status.success(), "{}", text(&out));
+        let mut cmd = env.command("secret-tool");
+        cmd.args(["lookup", "service", "myapp", "username", "act"]);
+        let out = run_with_input(cmd, b"");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "activated-pw");
+        drop(stop);
+    } else {
+        panic!("the bus did not start the broker: {}", text(&out));
+    }
+}
+
+/// Sends SIGTERM to `pid` (a broker the bus started for a test) when dropped.
+fn scopeguard(pid: i32) -> impl Drop {
+    struct Stop(i32);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.0),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+    }
+    Stop(pid)
+}

@@ -14,6 +14,7 @@
 //! `dh-ietf1024-sha256-aes128-cbc-pkcs7`). Item paths are numbers handed out as items are
 //! found, so the object tree itself names no service or target.
 
+pub mod activation;
 pub mod caller;
 pub mod collection;
 pub mod import;

@@ -64,6 +64,15 @@ pub struct Bus {
 impl Bus {
     /// Starts `dbus-daemon` with a private configuration listening in the sandbox's root.
     pub fn start(sandbox: &Sandbox) -> Bus {
+        Bus::start_with_services(sandbox, None)
+    }
+
+    /// [`Bus::start`], with `services` as the one directory of D-Bus activation files (the
+    /// bus starts a service named there on the first call to its name).
+    pub fn start_with_services(sandbox: &Sandbox, services: Option<&std::path::Path>) -> Bus {
+        let servicedir = services
+            .map(|d| format!("  <servicedir>{}</servicedir>\n", d.display()))
+            .unwrap_or_default();
         let conf = sandbox.root.join("bus.conf");
         std::fs::write(
             &conf,
@@ -79,7 +88,7 @@ impl Bus {
     <allow eavesdrop="true"/>
     <allow own="*"/>
   </policy>
-</busconfig>
+{servicedir}</busconfig>
 "#,
                 sandbox.root.join("bus").display()
             ),
