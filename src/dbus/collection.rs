@@ -9,7 +9,7 @@ use super::namespace::{self, Shown};
 use super::service::secret_from;
 use super::session::Secret;
 use super::{Front, SecretError, caller, no_prompt, now_s};
-use crate::protocol::{Action, Attributes};
+use crate::protocol::Attributes;
 use std::collections::HashMap;
 use std::sync::Arc;
 use zbus::message::Header;
@@ -124,10 +124,7 @@ impl CollectionObject {
         let services = super::readable_services(&self.front, &who.peer);
         let mut paths = Vec::new();
         for ns in services {
-            let resp = self
-                .front
-                .ask(&who, Action::Search, &ns, None, None, None)
-                .await?;
+            let resp = self.front.search_unheld(&who, &ns).await?;
             let Ok(results) = super::refusal_or(resp, SecretError::AccessDenied) else {
                 continue;
             };

@@ -45,6 +45,8 @@ pub const SERVICE_PATH: &str = "/org/freedesktop/secrets";
 pub const COLLECTION_PATH: &str = "/org/freedesktop/secrets/collection/login";
 /// The `default` alias of it.
 pub const ALIAS_PATH: &str = "/org/freedesktop/secrets/aliases/default";
+/// Most sessions open at once (all connections together).
+pub const MAX_SESSIONS: usize = 4096;
 /// The "no prompt needed" path.
 pub const NO_PROMPT: &str = "/";
 /// The longest a D-Bus call is held for an approver: clients give up on a call after about
@@ -169,10 +171,19 @@ impl Front {
         self.next.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Opens a session for `owner`; returns its path.
-    fn add_session(&self, owner: &str, keys: session::Keys) -> OwnedObjectPath {
+    /// Opens a session for `owner`; returns its path. At most [`MAX_SESSIONS`] are open.
+    fn add_session(
+        &self,
+        owner: &str,
+        keys: session::Keys,
+    ) -> Result<OwnedObjectPath, SecretError> {
         let path = format!("{SERVICE_PATH}/session/s{}", self.next_id());
         if let Ok(mut m) = self.sessions.lock() {
+            if m.len() >= MAX_SESSIONS {
+                return Err(SecretError::Failed(format!(
+                    "{MAX_SESSIONS} sessions are open; close some (Session.Close) first"
+                )));
+            }
             m.insert(
                 path.clone(),
                 OpenSession {
@@ -181,7 +192,7 @@ impl Front {
                 },
             );
         }
-        OwnedObjectPath::try_from(path).unwrap_or_else(|_| no_prompt())
+        OwnedObjectPath::try_from(path).map_err(|e| SecretError::Failed(e.to_string()))
     }
 
     /// The keys of session `path` when `owner` opened it.
@@ -318,9 +329,30 @@ impl Front {
         values: Option<Vec<String>>,
         attributes: Option<Attributes>,
     ) -> Result<Response, SecretError> {
-        let mut line = serde_json::json!({
+        let line = serde_json::json!({
             "type": "REQUEST", "action": action.as_str(), "service": ns,
         });
+        self.ask_line(who, line, targets, values, attributes).await
+    }
+
+    /// [`Front::ask`] for a `search` that is never held for an approver (a property read).
+    async fn search_unheld(&self, who: &Who, ns: &str) -> Result<Response, SecretError> {
+        let line = serde_json::json!({
+            "type": "REQUEST", "action": "search", "service": ns, "prompt": false,
+        });
+        self.ask_line(who, line, None, None, None).await
+    }
+
+    /// Completes the request `line` and decides it (see [`Front::ask`]). A request larger than
+    /// the socket's line cap is refused as it is there (`request_too_large`, audited).
+    async fn ask_line(
+        &self,
+        who: &Who,
+        mut line: serde_json::Value,
+        targets: Option<Vec<String>>,
+        values: Option<Vec<String>>,
+        attributes: Option<Attributes>,
+    ) -> Result<Response, SecretError> {
         if let Some(o) = line.as_object_mut() {
             if let Some(t) = targets {
                 o.insert("targets".into(), t.into());
@@ -336,6 +368,13 @@ impl Front {
             }
         }
         let bytes = serde_json::to_vec(&line).map_err(|e| SecretError::Failed(e.to_string()))?;
+        let max = self.broker.limits.max_line;
+        if bytes.len() > max {
+            crate::server::handler::audit_too_large(&self.broker, &who.peer);
+            return Err(SecretError::InvalidArgs(format!(
+                "the request is larger than the broker's {max}-byte limit"
+            )));
+        }
         let req = match protocol::parse_line(&bytes) {
             Ok(Incoming::Request(r)) => r,
             Ok(_) => return Err(SecretError::InvalidArgs("not a request".into())),

@@ -73,7 +73,7 @@ impl ServiceObject {
             }
             OpenError::BadKey => SecretError::InvalidArgs("bad Diffie-Hellman public key".into()),
         })?;
-        let path = self.front.add_session(&owner, keys);
+        let path = self.front.add_session(&owner, keys)?;
         server
             .at(
                 path.as_str(),
