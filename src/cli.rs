@@ -28,7 +28,11 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the daemon in the foreground.
-    Start,
+    Start {
+        /// Also serve the Secret Service (org.freedesktop.secrets) on the session bus.
+        #[arg(long)]
+        secret_service: bool,
+    },
     /// The dashboard: connects to a running broker, else embeds one.
     Tui {
         /// Always embed a broker (fail when one already runs).
@@ -115,6 +119,12 @@ pub enum Command {
         /// What to show.
         #[command(flatten)]
         show: AuditArgs,
+    },
+    /// Copy another provider's items into the broker's store before switching to it.
+    Import {
+        /// Where from: `secret-service` (the Secret Service running now, e.g. gnome-keyring).
+        #[arg(long, value_name = "secret-service")]
+        from: String,
     },
     /// Print one secret (for scripts): the value of TARGET in SERVICE, through the broker.
     Get {
@@ -332,11 +342,13 @@ impl GrantArgs {
         if self.any_case {
             return Ok(());
         }
+        // A dotted name is a Secret Service schema (`org.gnome.keyring.NetworkPassword`), a
+        // namespace the broker's D-Bus front end serves as typed: its case is meant.
         match self
             .read
             .iter()
             .chain(&self.write)
-            .find(|s| s.chars().any(char::is_uppercase))
+            .find(|s| !s.contains('.') && s.chars().any(char::is_uppercase))
         {
             Some(s) => Err(format!(
                 "\"{s}\" has upper-case letters: service names are matched exactly and callers ask in lower case; use \"{}\", or --any-case to grant \"{s}\" as typed",
@@ -445,7 +457,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Aws {
             action: AwsAction::Add { profile },
         } => crate::owner::aws_add(&paths, &profile),
-        Command::Start => start(paths),
+        Command::Start { secret_service } => start(paths, secret_service),
         Command::Tui { embed, connect } => Ok(crate::tui::run(paths, tui_mode(embed, connect))?),
         Command::ListPending { json } => list_pending(&paths, json),
         Command::Approve { hash, grants } => {
@@ -531,6 +543,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Policy {
             action: PolicyAction::Accept { yes },
         } => policy_accept(&paths, yes, pass),
+        Command::Import { from } => import(&paths, &from),
         Command::Get { service, target } => Ok(crate::scripts::get(
             &paths,
             &service,
@@ -690,7 +703,7 @@ fn log_to_stderr() {
 /// Runs the daemon. Everything that can refuse the start (socket directory, a daemon already
 /// running, state directories and files, the backend) is checked before anything is printed or
 /// audited, so a refused start prints exactly one line: the reason.
-fn start(mut paths: Paths) -> Result<(), Failure> {
+fn start(mut paths: Paths, secret_service: bool) -> Result<(), Failure> {
     // Socket activation (`keychain-auth install`): systemd bound the socket and passed it in.
     let inherited = crate::server::activation::inherited_listener()?;
     let notes = match &inherited {
@@ -731,11 +744,16 @@ fn start(mut paths: Paths) -> Result<(), Failure> {
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     let served = runtime.block_on(async move {
         let socket = paths.socket.clone();
+        let bus = secret_service_bus(&paths, &backend, secret_service).await?;
         let server = match inherited {
             Some((listener, _)) => Server::adopt(paths, backend, Limits::default(), listener),
             None => Server::bind(paths, backend, Limits::default()),
         }
         .map_err(|e| e.to_string())?;
+        let secrets = match bus {
+            Some(bus) => Some(bus.serve(server.broker()).await?),
+            None => None,
+        };
         if let Some(notice) = &notice {
             tracing::warn!("keychain-auth: {notice}");
         }
@@ -768,6 +786,12 @@ fn start(mut paths: Paths) -> Result<(), Failure> {
             socket.display(),
             reason
         );
+        if secrets.is_some() {
+            tracing::info!(
+                "keychain-auth: serving the Secret Service ({}) on the session bus",
+                crate::dbus::NAME
+            );
+        }
         // Under systemd (Type=notify): accepting from here on.
         if let Err(e) = crate::server::activation::notify("READY=1") {
             tracing::warn!("keychain-auth: could not tell the service manager it is ready: {e}");
@@ -778,6 +802,7 @@ fn start(mut paths: Paths) -> Result<(), Failure> {
                 let _ = crate::server::activation::notify("STOPPING=1");
             })
             .await;
+        drop(secrets);
         Ok(())
     });
     // A request still stuck in blocking work (a slow keyring, a lock held by another process)
@@ -787,6 +812,48 @@ fn start(mut paths: Paths) -> Result<(), Failure> {
         tracing::info!("keychain-auth: stopped");
     }
     served
+}
+
+/// `import --from secret-service`: the Secret Service's items into the file store, with a
+/// summary line and the items skipped and why.
+fn import(paths: &Paths, from: &str) -> Result<(), Failure> {
+    if from != "secret-service" {
+        return Err(format!("--from {from:?}: use secret-service").into());
+    }
+    let r = crate::dbus::import::import(paths)?;
+    crate::outln!(
+        "imported {} item(s) from the Secret Service into {} ({} already there, {} skipped)",
+        r.copied,
+        crate::display::path(&paths.file_store),
+        r.already,
+        r.skipped.len()
+    );
+    for why in &r.skipped {
+        crate::outln!("  skipped: {}", clean(why));
+    }
+    Ok(())
+}
+
+/// The session bus to serve the Secret Service on, when `--secret-service` or config.json's
+/// `"secret_service": true` asks for it: connected, and nobody else owning the name (else the
+/// one-line refusal naming the owner).
+async fn secret_service_bus(
+    paths: &Paths,
+    backend: &std::sync::Arc<dyn crate::backend::Backend>,
+    flag: bool,
+) -> Result<Option<crate::dbus::Bus>, Failure> {
+    if !(flag || crate::dbus::configured(paths, backend)) {
+        return Ok(None);
+    }
+    if backend.kind() == crate::backend::BackendKind::Keyring {
+        // Serving the name from a store that is a client of the same name would call itself.
+        return Err(format!(
+            "the Secret Service cannot be served from the {}: it would be its own client; serve it from the file store (KEYCHAIN_AUTH_BACKEND=file, after `keychain-auth import --from secret-service`)",
+            backend.describe()
+        )
+        .into());
+    }
+    Ok(Some(crate::dbus::connect().await?))
 }
 
 /// Completes on SIGINT, SIGTERM, SIGHUP (the terminal it was started from closed) or SIGQUIT:

@@ -104,6 +104,7 @@ pub fn doctor(paths: &Paths) -> Result<(), String> {
     };
     check_backend(paths, serving, &mut c);
     check_daemon(paths, &daemon, &mut c);
+    check_secret_service_owner(&mut c);
     check_socket(&paths.socket, &mut c);
     check_adapters(paths, &mut c);
     for (what, path) in [
@@ -125,6 +126,19 @@ pub fn doctor(paths: &Paths) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// Who serves `org.freedesktop.secrets` on the session bus (gnome-keyring, this broker with
+/// `--secret-service`, or nobody).
+fn check_secret_service_owner(c: &mut Checks) {
+    match crate::dbus::owner_report() {
+        Ok(who) => c.add(Level::Info, "secret service", who),
+        Err(why) => c.add(
+            Level::Info,
+            "secret service",
+            format!("cannot tell who owns {} ({why})", crate::dbus::NAME),
+        ),
+    }
 }
 
 /// Whether a daemon answers on the socket, and what it says about itself.
@@ -872,7 +886,7 @@ pub fn migrate(paths: &Paths, to: &str) -> Result<(), String> {
 }
 
 /// Migrating under a running daemon would leave it serving the old store: refused.
-fn no_daemon_serves(paths: &Paths) -> Result<(), String> {
+pub(crate) fn no_daemon_serves(paths: &Paths) -> Result<(), String> {
     match running(&paths.socket) {
         Running::Yes(s) => Err(format!(
             "a keychain-auth daemon (pid {}) is running on {} and serving the {} store: stop it, migrate, then start it again so it serves the new store",

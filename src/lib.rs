@@ -35,6 +35,7 @@
 //! | `control` | a change sent to the running broker as an admin request, or made here when none runs |
 //! | `exec` | authorise a request, run it all-or-nothing against a backend |
 //! | [`server`] | the Unix-socket listener and per-connection sessions |
+//! | [`dbus`] | the Secret Service on the session bus, every item call a broker request |
 //! | [`client`] | the client SDK: connect (server uid checked), batch requests, typed replies |
 //! | `scripts` | `keychain-auth get` / `put` for shell scripts |
 //! | [`doctor`] | `doctor` (setup checks) and `migrate` (move secrets between stores) |
@@ -57,6 +58,8 @@ pub mod cli;
 pub mod client;
 #[cfg(feature = "daemon")]
 pub(crate) mod control;
+#[cfg(feature = "daemon")]
+pub mod dbus;
 pub mod display;
 #[cfg(feature = "daemon")]
 pub mod doctor;

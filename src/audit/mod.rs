@@ -128,6 +128,10 @@ pub struct Record {
     /// With `repeated`: when the first of them happened (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_ts: Option<String>,
+    /// The front end a request came through when it is not the socket: `dbus` (the Secret
+    /// Service, SPEC §17).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub front: Option<String>,
     /// HMAC-SHA-256 chain value, hex (set by the writer; last member of every chained line).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac: Option<String>,

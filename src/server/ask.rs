@@ -132,7 +132,7 @@ pub fn audit_prompt(broker: &Broker, ask: &Ask, prompt_id: &str) {
 
 /// A held request nobody allowed (`why`: timeout, withdrawn, stopping, no answer): its
 /// refusal, with the reason appended, audited.
-fn unanswered(broker: &Broker, rec: Record, mut refusal: Response, why: &str) -> Vec<u8> {
+fn unanswered(broker: &Broker, rec: Record, mut refusal: Response, why: &str) -> Response {
     let rec = rec.with_decision(why, None);
     let note = match why {
         "timeout" => "no approver answered in time",
@@ -141,23 +141,23 @@ fn unanswered(broker: &Broker, rec: Record, mut refusal: Response, why: &str) ->
         _ => "no approver answered",
     };
     refusal.message = Some(format!("{} ({note})", refusal.message.unwrap_or_default()));
-    handler::refuse(broker, rec, refusal).to_line()
+    handler::refuse(broker, rec, refusal)
 }
 
 /// A request that could not be held (too many prompts waiting, `why`): its refusal, with the
 /// reason appended, audited.
-pub fn not_held(broker: &Broker, ask: Ask, why: &str) -> Vec<u8> {
+pub fn not_held(broker: &Broker, ask: Ask, why: &str) -> Response {
     let rec = ask.rec.with_decision("not_held", None);
     let mut refusal = ask.refusal;
     refusal.message = Some(format!(
         "{} (not held for an approver: {why})",
         refusal.message.unwrap_or_default()
     ));
-    handler::refuse(broker, rec, refusal).to_line()
+    handler::refuse(broker, rec, refusal)
 }
 
 /// Decides a held request: `answer` is the approver's, or `None` with `why` (`timeout`,
-/// `withdrawn`, `no_answer`). Returns the response line.
+/// `withdrawn`, `no_answer`). Returns the typed response (the socket sends it as a line).
 pub fn settle(
     broker: &Broker,
     peer: &Peer,
@@ -165,7 +165,7 @@ pub fn settle(
     prompt_id: &str,
     answer: Option<Answer>,
     why: &str,
-) -> Vec<u8> {
+) -> Response {
     let Ask {
         req,
         refusal,
@@ -174,6 +174,7 @@ pub fn settle(
         confirm,
         subject,
     } = ask;
+    let front = rec.front.clone();
     let rec = rec.with_prompt(prompt_id);
     let Some(answer) = answer else {
         return unanswered(broker, rec, refusal, why);
@@ -182,7 +183,7 @@ pub fn settle(
     let refused = |rec: Record, refusal: Response, what: &str| {
         let mut r = refusal;
         r.message = Some(format!("{} {what} this request", answer.by));
-        handler::refuse(broker, rec, r).to_line()
+        handler::refuse(broker, rec, r)
     };
     let change = match (&answer.decision, confirm) {
         (Decision::Deny, _) => return refused(rec, refusal, "denied"),
@@ -194,7 +195,7 @@ pub fn settle(
         }
         // Confirmation of an allowed use: any "allow" serves this request as it stands.
         (_, true) | (Decision::Once, false) => {
-            return handler::carry_out(broker, rec, &req).to_line();
+            return handler::carry_out(broker, rec, &req);
         }
         (Decision::For(d), false) => Grants {
             terms: GrantTerms {
@@ -233,15 +234,15 @@ pub fn settle(
             "{} allowed this request, but the grant could not be saved: {e}",
             answer.by
         ));
-        return handler::refuse(broker, rec, r).to_line();
+        return handler::refuse(broker, rec, r);
     }
     // Decided again under the new policy, without holding it a second time.
     let again = Request {
         prompt: false,
         ..req
     };
-    match handler::decide(broker, peer, &again, None) {
-        Verdict::Done(resp) => resp.to_line(),
-        Verdict::Ask(a) => handler::refuse(broker, a.rec, a.refusal).to_line(),
+    match handler::decide_as(broker, peer, &again, None, front.as_deref()) {
+        Verdict::Done(resp) => resp,
+        Verdict::Ask(a) => handler::refuse(broker, a.rec, a.refusal),
     }
 }

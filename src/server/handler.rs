@@ -389,7 +389,20 @@ pub(crate) fn decide(
     req: &Request,
     policy: Option<Arc<Snapshot>>,
 ) -> Verdict {
-    let rec = request_record(peer, req);
+    decide_as(broker, peer, req, policy, None)
+}
+
+/// [`decide`] for a request that came through `front` (`Some("dbus")`; `None` is the socket):
+/// its audit records name the front end.
+pub(crate) fn decide_as(
+    broker: &Broker,
+    peer: &Peer,
+    req: &Request,
+    policy: Option<Arc<Snapshot>>,
+    front: Option<&str>,
+) -> Verdict {
+    let mut rec = request_record(peer, req);
+    rec.front = front.map(str::to_string);
     if let Some(how) = broker.backend.locked() {
         return locked(broker, rec, req, how);
     }

@@ -12,6 +12,7 @@ pub mod ask;
 mod broker;
 pub mod conduit;
 pub mod frame;
+pub mod front;
 pub mod handler;
 pub mod known;
 pub mod notify;

@@ -7,8 +7,7 @@
 
 use super::Broker;
 use super::admission::Slot;
-use super::approval::{Answer, ApproverEvent, Decision, NotHeld, SubscriptionLine};
-use super::ask;
+use super::approval::{Answer, ApproverEvent, Decision, SubscriptionLine};
 use super::conduit;
 use super::frame::{Frame, LineReader, Writer};
 use super::handler::{self, Reply};
@@ -462,58 +461,9 @@ async fn hold(
     ask: handler::Ask,
     shutdown: &mut Shutdown,
 ) -> Option<Vec<u8>> {
-    let timeout = broker.prompt_timeout();
-    let (key, prompt) = ask::prompt_for(&peer, &ask, timeout);
-    let settle = |ask, id: String, answer, why: &'static str| {
-        let (b, peer) = (broker.clone(), peer.clone());
-        async move {
-            tokio::task::spawn_blocking(move || ask::settle(&b, &peer, ask, &id, answer, why))
-                .await
-                .unwrap_or_else(|_| internal_error())
-        }
-    };
-    let mut wait = match broker.approvals.ask(key, prompt) {
-        Ok(wait) => wait,
-        Err(NotHeld::NoApprover) => {
-            return Some(settle(ask, String::new(), None, "no_answer").await);
-        }
-        Err(NotHeld::TooMany(why)) => {
-            let b = broker.clone();
-            return Some(
-                tokio::task::spawn_blocking(move || ask::not_held(&b, ask, &why))
-                    .await
-                    .unwrap_or_else(|_| internal_error()),
-            );
-        }
-    };
-    if wait.opened {
-        ask::audit_prompt(broker, &ask, &wait.id);
-    }
-    let id = wait.id.clone();
-    let (answer, why) = tokio::select! {
-        a = &mut wait.answer => (a.ok(), "no_answer"),
-        () = tokio::time::sleep(timeout) => {
-            broker.approvals.leave(&id, wait.ticket, "timeout");
-            // An answer that raced the deadline still counts.
-            (wait.answer.try_recv().ok(), "timeout")
-        }
-        () = shutdown.recv() => {
-            broker.approvals.leave(&id, wait.ticket, "stopping");
-            (wait.answer.try_recv().ok(), "stopping")
-        }
-        () = hung_up(stream) => {
-            broker.approvals.leave(&id, wait.ticket, "withdrawn");
-            let mut rec = ask.rec.clone().with_prompt(&id).with_decision("withdrawn", None);
-            rec.set_outcome(
-                Status::Denied,
-                None,
-                Some("the caller hung up while its request was held".into()),
-            );
-            let _ = broker.audit.append(&rec);
-            return None;
-        }
-    };
-    Some(settle(ask, id, answer, why).await)
+    super::front::hold(broker, peer, ask, shutdown.recv(), hung_up(stream), None)
+        .await
+        .map(|r| r.to_line())
 }
 
 /// Resolves once the peer has closed its end entirely (POLLHUP; a half-close that still waits
