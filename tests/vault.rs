@@ -776,3 +776,31 @@ fn a_passphrase_file_others_can_read_or_a_link_is_refused() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn a_brute_force_through_unlock_is_slowed_and_audited() {
+    let (env, pass) = vault_with_secret("v", "t");
+    let _d = env.start();
+    let mut took = Vec::new();
+    for i in 0..4 {
+        let guess = pass_file(&env, &format!("guess {i}"));
+        let t = std::time::Instant::now();
+        let out = env.cli_env(&with_pass(&guess), &["unlock"]);
+        took.push(t.elapsed());
+        assert!(!out.status.success());
+    }
+    // Nothing, then 0.5 s, 1 s, 2 s before each answer (on top of the KDF).
+    assert!(took[1] >= std::time::Duration::from_millis(500), "{took:?}");
+    assert!(took[2] >= std::time::Duration::from_secs(1), "{took:?}");
+    assert!(took[3] >= std::time::Duration::from_secs(2), "{took:?}");
+    expect(&env.send(read("aws", "t")), "denied", Some("vault_locked"));
+    // The attempts are in the log once the owner unlocks (the key comes with the vault).
+    let out = env.cli_env(&with_pass(&pass), &["unlock"]);
+    assert!(out.status.success());
+    let wrong = env
+        .audit_records()
+        .into_iter()
+        .filter(|r| r["action"] == "unlock" && r["reason"] == "wrong_passphrase")
+        .count();
+    assert_eq!(wrong, 4);
+}
