@@ -33,6 +33,8 @@ struct Scale {
     fsync_records: usize,
     keyring_reads: usize,
     audit_lines: usize,
+    ss_lookups: usize,
+    ss_items: usize,
 }
 
 impl Scale {
@@ -47,6 +49,8 @@ impl Scale {
             fsync_records: 300,
             keyring_reads: 300,
             audit_lines: 1_000_000,
+            ss_lookups: 40,
+            ss_items: 10_000,
         }
     }
     fn smoke() -> Scale {
@@ -60,6 +64,8 @@ impl Scale {
             fsync_records: 3,
             keyring_reads: 5,
             audit_lines: 10_000,
+            ss_lookups: 2,
+            ss_items: 100,
         }
     }
 }
@@ -87,6 +93,12 @@ fn main() {
     // `KA_BENCH_ONLY=vault cargo bench --bench broker`: only the vault rows (14–17).
     if std::env::var("KA_BENCH_ONLY").is_ok_and(|v| v == "vault") {
         vault_rows(&mut table, &scale, full);
+        table.print();
+        return;
+    }
+    // `KA_BENCH_ONLY=secret-service cargo bench --bench broker`: only rows 18 and 19.
+    if std::env::var("KA_BENCH_ONLY").is_ok_and(|v| v == "secret-service") {
+        secret_service_rows(&mut table, &scale);
         table.print();
         return;
     }
@@ -297,7 +309,174 @@ fn main() {
     prompt_row(&scale, &mut table);
     // 14–17: the vault against the file store.
     vault_rows(&mut table, &scale, full);
+    // 18 and 19: the Secret Service the broker serves, against gnome-keyring; search at scale.
+    secret_service_rows(&mut table, &scale);
     table.print();
+}
+
+/// Runs `secret-tool ARGS` in `env` and returns the wall time in ms (process start included,
+/// as a user or a credential helper pays it) and its stdout.
+fn secret_tool(env: &Sandbox, args: &[&str], stdin: &str) -> (f64, String) {
+    let t = Instant::now();
+    let mut cmd = env.command("secret-tool");
+    cmd.args(args);
+    let out = testkit::run_with_input(cmd, stdin.as_bytes());
+    let ms = t.elapsed().as_secs_f64() * 1000.0;
+    assert!(
+        out.status.success(),
+        "secret-tool {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (ms, String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Comparisons 18 and 19. 18: `secret-tool lookup` (a whole process: libsecret, a DH session,
+/// SearchItems, GetSecrets) through the broker's Secret Service (`start --secret-service`,
+/// file store, every call a decided and audited broker request) against the same through
+/// gnome-keyring, each on its own private bus, interleaved. 19: with `ss_items` items in one
+/// service, `secret-tool lookup` of one of them, and a raw `SearchItems` returning all of them
+/// (every item gets an object path).
+fn secret_service_rows(table: &mut Table, scale: &Scale) {
+    let what = "secret-tool lookup: through the broker's Secret Service vs through gnome-keyring";
+    let Some(k) = KeyringSandbox::start() else {
+        table.row(
+            "18",
+            what,
+            "skipped: gnome-keyring/dbus not installed".into(),
+            "-".into(),
+            "≤ 1.3×",
+        );
+        return;
+    };
+    let lookup = ["lookup", "service", "bench", "username", "u"];
+    secret_tool(
+        &k.sandbox,
+        &["store", "--label=b", "service", "bench", "username", "u"],
+        "v1",
+    );
+    let mut env = Sandbox::new();
+    let bus = testkit::Bus::start(&env);
+    env.extra_env.extend(bus.env());
+    let _daemon = env.start_args(&["--secret-service"]);
+    bus.wait_for_owner(&env, "org.freedesktop.secrets");
+    env.cli_ok(&[
+        "register",
+        "/usr/bin/secret-tool",
+        "--read",
+        "bench",
+        "--write",
+        "bench",
+        "--search",
+    ]);
+    secret_tool(
+        &env,
+        &["store", "--label=b", "service", "bench", "username", "u"],
+        "v1",
+    );
+    let (mut broker, mut keyring) = (Vec::new(), Vec::new());
+    for _ in 0..scale.rounds {
+        for _ in 0..scale.ss_lookups {
+            let (b, out) = secret_tool(&env, &lookup, "");
+            assert_eq!(out, "v1");
+            broker.push(b);
+            let (g, out) = secret_tool(&k.sandbox, &lookup, "");
+            assert_eq!(out, "v1");
+            keyring.push(g);
+        }
+    }
+    let (b, g) = (median(&mut broker), median(&mut keyring));
+    table.row(
+        "18",
+        what,
+        format!(
+            "{b:.1} ms vs {g:.1} ms (p50 of {}, whole process)",
+            broker.len()
+        ),
+        format!("{:.2}×", b / g),
+        "≤ 1.3×",
+    );
+    drop(k);
+
+    // 15: many items in one service, written through the socket in batches of 1,000.
+    env.register_reference_client(&["bulk"]);
+    let mut lines = Vec::new();
+    for chunk in (0..scale.ss_items).collect::<Vec<_>>().chunks(1000) {
+        let targets: Vec<String> = chunk.iter().map(|i| format!("item-{i:05}")).collect();
+        let values: Vec<String> = chunk.iter().map(|i| format!("value-{i}")).collect();
+        lines.push(
+            serde_json::json!({"type":"REQUEST","action":"write","service":"bulk",
+            "targets":targets,"values":values}),
+        );
+    }
+    // One batch per client run: the harness writes all of a run's input before it reads the
+    // answers, and ten 1,000-target answers would fill the pipe first.
+    for line in lines {
+        let r = env.send(line);
+        assert_eq!(r["status"], "success", "{r}");
+    }
+    env.cli_ok(&["grant", "/usr/bin/secret-tool", "--read", "bulk"]);
+    let mid = format!("item-{:05}", scale.ss_items / 2);
+    let one = ["lookup", "service", "bulk", "target", mid.as_str()];
+    // dbus-send, not gdbus: `gdbus call` first introspects the object, and zbus's introspection
+    // of /org/freedesktop/secrets spells out every item below it (see BENCHMARKS.md).
+    let search_all = || {
+        let t = Instant::now();
+        let out = env
+            .command("dbus-send")
+            .args([
+                "--session",
+                "--print-reply",
+                "--dest=org.freedesktop.secrets",
+            ])
+            .arg("/org/freedesktop/secrets")
+            .arg("org.freedesktop.Secret.Service.SearchItems")
+            .arg("dict:string:string:service,bulk")
+            .output()
+            .expect("dbus-send");
+        let ms = t.elapsed().as_secs_f64() * 1000.0;
+        let paths = String::from_utf8_lossy(&out.stdout)
+            .matches("/login/i")
+            .count();
+        (ms, paths)
+    };
+    env.cli_ok(&[
+        "register",
+        "/usr/bin/dbus-send",
+        "--read",
+        "bulk",
+        "--search",
+    ]);
+    let (mut lookups, mut alls, mut firsts) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..scale.rounds {
+        let (ms, paths) = search_all();
+        assert_eq!(paths, scale.ss_items, "SearchItems returns every item");
+        if round == 0 {
+            firsts.push(ms);
+        } else {
+            alls.push(ms);
+        }
+        for _ in 0..scale.ss_lookups.min(10) {
+            let (ms, out) = secret_tool(&env, &one, "");
+            assert_eq!(out, format!("value-{}", scale.ss_items / 2));
+            lookups.push(ms);
+        }
+    }
+    let all = if alls.is_empty() {
+        median(&mut firsts)
+    } else {
+        median(&mut alls)
+    };
+    table.row(
+        "19",
+        &format!("{} items in one service: secret-tool lookup of one / SearchItems returning all (dbus-send)", scale.ss_items),
+        format!(
+            "{:.1} ms / {all:.0} ms (first call, registering every item's object: {:.0} ms)",
+            median(&mut lookups),
+            median(&mut firsts)
+        ),
+        "-".into(),
+        "reported",
+    );
 }
 
 /// Comparisons 14–17: the vault (created with the calibrated KDF, as `init` does for a user;
@@ -534,9 +713,8 @@ fn prompt_row(scale: &Scale, table: &mut Table) {
 /// so this process can be the approver; the callers are real client processes.
 fn held_requests_row(scale: &Scale, table: &mut Table) {
     let env = Sandbox::new();
-    let running = testkit::EmbeddedBroker::start(&env);
-    let (broker, rt) = (&running.broker, &running.rt);
-    let (_approver, mut prompts) = broker.approvals.attach();
+    // Registered before the broker starts: the CLI sends changes only to a broker running
+    // keychain-auth itself, and this one runs inside the bench.
     let reader = env.client("reader");
     env.cli_ok(&[
         "register",
@@ -546,6 +724,9 @@ fn held_requests_row(scale: &Scale, table: &mut Table) {
         "--write",
         "bench",
     ]);
+    let running = testkit::EmbeddedBroker::start(&env);
+    let (broker, rt) = (&running.broker, &running.rt);
+    let (_approver, mut prompts) = broker.approvals.attach();
     let write =
         r#"{"type":"REQUEST","action":"write","service":"bench","targets":["k"],"values":["v"]}"#;
     let read = r#"{"type":"REQUEST","action":"read","service":"bench","targets":["k"]}"#;

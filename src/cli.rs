@@ -1,7 +1,7 @@
 //! The `keychain-auth` command line (SPEC §8). Every command exits non-zero with a one-line
 //! reason on failure.
 
-use crate::admin::{self, Grants, Source};
+use crate::admin::{Grants, Op, Source};
 use crate::display::clean;
 use crate::paths::Paths;
 use crate::server::{Limits, Server};
@@ -28,7 +28,11 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the daemon in the foreground.
-    Start,
+    Start {
+        /// Also serve the Secret Service (org.freedesktop.secrets) on the session bus.
+        #[arg(long)]
+        secret_service: bool,
+    },
     /// The dashboard: connects to a running broker, else embeds one.
     Tui {
         /// Always embed a broker (fail when one already runs).
@@ -116,6 +120,12 @@ pub enum Command {
         #[command(flatten)]
         show: AuditArgs,
     },
+    /// Copy another provider's items into the broker's store before switching to it.
+    Import {
+        /// Where from: `secret-service` (the Secret Service running now, e.g. gnome-keyring).
+        #[arg(long, value_name = "secret-service")]
+        from: String,
+    },
     /// Print one secret (for scripts): the value of TARGET in SERVICE, through the broker.
     Get {
         /// The service.
@@ -123,12 +133,35 @@ pub enum Command {
         /// The target.
         target: String,
     },
-    /// Store one secret (for scripts): the value is read from standard input, never an argument.
+    /// Store one secret (for scripts): the value is read from standard input, never an argument
+    /// (at a terminal: typed twice, not shown).
     Put {
         /// The service.
         service: String,
         /// The target.
         target: String,
+        /// Store an empty value (refused otherwise).
+        #[arg(long)]
+        allow_empty: bool,
+    },
+    /// Run the broker as a systemd user service (socket-activated), naming this binary.
+    Install {
+        /// Only write the unit files; do not ask systemd to enable and start the socket.
+        #[arg(long)]
+        no_enable: bool,
+    },
+    /// Stop and remove the systemd user units that `install` wrote.
+    Uninstall,
+    /// Print a shell completion script (bash, zsh or fish) for keychain-auth.
+    Completions {
+        /// The shell.
+        shell: crate::manual::Shell,
+    },
+    /// Print the manual page (roff), e.g. `keychain-auth man | man -l -`.
+    Man {
+        /// Write every page (keychain-auth.1 and one per command) into DIR instead.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
     },
     /// Create the vault (passphrase asked twice, never echoed).
     Init {
@@ -295,6 +328,35 @@ pub struct GrantArgs {
     /// Every use of the services named here is held for a dashboard to confirm.
     #[arg(long)]
     pub confirm: bool,
+    /// Accept service names with upper-case letters as typed (they are matched exactly).
+    #[arg(long = "any-case")]
+    pub any_case: bool,
+}
+
+impl GrantArgs {
+    /// Refuses a service name with upper-case letters unless `--any-case`: names are matched
+    /// exactly and callers ask in lower case (git, aws, docker), so `API` is almost always a
+    /// slip for `api` that would grant nothing anyone asks for. (`revoke` does not ask: it can
+    /// remove any name that is there, and refuses one that is not.)
+    fn check_case(&self) -> Result<(), String> {
+        if self.any_case {
+            return Ok(());
+        }
+        // A dotted name is a Secret Service schema (`org.gnome.keyring.NetworkPassword`), a
+        // namespace the broker's D-Bus front end serves as typed: its case is meant.
+        match self
+            .read
+            .iter()
+            .chain(&self.write)
+            .find(|s| !s.contains('.') && s.chars().any(char::is_uppercase))
+        {
+            Some(s) => Err(format!(
+                "\"{s}\" has upper-case letters: service names are matched exactly and callers ask in lower case; use \"{}\", or --any-case to grant \"{s}\" as typed",
+                s.to_lowercase()
+            )),
+            None => Ok(()),
+        }
+    }
 }
 
 impl TryFrom<GrantArgs> for Grants {
@@ -375,9 +437,12 @@ pub type Failure = Box<dyn std::error::Error + Send + Sync>;
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<(), Failure> {
     let paths = Paths::from_env(cli.socket.as_deref())?;
-    if let Some(what) = widening(&cli.command) {
-        crate::vault_cli::presence(&paths, cli.passphrase_fd, what)?;
-    }
+    let presence = match widening(&cli.command) {
+        Some(what) => crate::vault_cli::presence(&paths, cli.passphrase_fd, what)?,
+        None => None,
+    };
+    let pass = presence.as_deref().map(String::as_str);
+    let carry = |paths: &Paths, op: Op| crate::control::carry(paths, Source::Cli, op, pass);
     match cli.command {
         Command::Init {
             import,
@@ -392,11 +457,18 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Aws {
             action: AwsAction::Add { profile },
         } => crate::owner::aws_add(&paths, &profile),
-        Command::Start => start(paths),
+        Command::Start { secret_service } => start(paths, secret_service),
         Command::Tui { embed, connect } => Ok(crate::tui::run(paths, tui_mode(embed, connect))?),
         Command::ListPending { json } => list_pending(&paths, json),
         Command::Approve { hash, grants } => {
-            let b = admin::approve(&paths, Source::Cli, &hash, &grants.try_into()?)?;
+            grants.check_case()?;
+            let b = binary(carry(
+                &paths,
+                Op::Approve {
+                    selector: hash,
+                    grants: grants.try_into()?,
+                },
+            )?)?;
             crate::outln!(
                 "approved {} ({})",
                 crate::display::path(&b.path),
@@ -406,7 +478,14 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Register { path, grants } => {
-            let b = admin::register(&paths, Source::Cli, &path, &grants.try_into()?)?;
+            grants.check_case()?;
+            let b = binary(carry(
+                &paths,
+                Op::Register {
+                    path,
+                    grants: grants.try_into()?,
+                },
+            )?)?;
             crate::outln!(
                 "registered {} ({})",
                 crate::display::path(&b.path),
@@ -415,19 +494,32 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             print_permissions(&b);
             Ok(())
         }
-        Command::Upgrade { path } => upgrade(&paths, &path),
+        Command::Upgrade { path } => upgrade(&paths, &path, pass),
         Command::Grant { binary, grants } => {
-            let b = admin::grant(&paths, Source::Cli, &binary, &grants.try_into()?)?;
+            grants.check_case()?;
+            let b = self::binary(carry(
+                &paths,
+                Op::Grant {
+                    selector: binary,
+                    grants: grants.try_into()?,
+                },
+            )?)?;
             print_permissions(&b);
             Ok(())
         }
         Command::Revoke { binary, grants } => {
-            let b = admin::revoke(&paths, Source::Cli, &binary, &grants.try_into()?)?;
+            let b = self::binary(carry(
+                &paths,
+                Op::Revoke {
+                    selector: binary,
+                    grants: grants.try_into()?,
+                },
+            )?)?;
             print_permissions(&b);
             Ok(())
         }
         Command::Unregister { binary } => {
-            let b = admin::unregister(&paths, Source::Cli, &binary)?;
+            let b = self::binary(carry(&paths, Op::Unregister { selector: binary })?)?;
             crate::outln!(
                 "unregistered {} ({})",
                 crate::display::path(&b.path),
@@ -450,19 +542,52 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Audit { check: None, show } => audit_show(&paths, show),
         Command::Policy {
             action: PolicyAction::Accept { yes },
-        } => policy_accept(&paths, yes),
+        } => policy_accept(&paths, yes, pass),
+        Command::Import { from } => import(&paths, &from),
         Command::Get { service, target } => Ok(crate::scripts::get(
             &paths,
             &service,
             &target,
             &mut std::io::stdout().lock(),
         )?),
-        Command::Put { service, target } => Ok(crate::scripts::put(
-            &paths,
-            &service,
-            &target,
-            &mut std::io::stdin().lock(),
-        )?),
+        Command::Install { no_enable } => {
+            let explicit = cli.socket.is_some()
+                || std::env::var_os("KEYCHAIN_AUTH_SOCKET").is_some_and(|s| !s.is_empty());
+            Ok(crate::install::run_install(&paths, explicit, no_enable)?)
+        }
+        Command::Uninstall => Ok(crate::install::run_uninstall(&paths)?),
+        Command::Completions { shell } => Ok(crate::manual::completions(shell)?),
+        Command::Man { dir } => Ok(crate::manual::man(dir.as_deref())?),
+        Command::Put {
+            service,
+            target,
+            allow_empty,
+        } => Ok(put(&paths, &service, &target, allow_empty)?),
+    }
+}
+
+/// `put`: from the terminal (typed twice, echo off) when standard input is one, else from
+/// standard input.
+fn put(
+    paths: &Paths,
+    service: &str,
+    target: &str,
+    allow_empty: bool,
+) -> Result<(), crate::scripts::ScriptError> {
+    use std::io::IsTerminal;
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        crate::scripts::put_from_terminal(paths, service, target, allow_empty)
+    } else {
+        crate::scripts::put(paths, service, target, &mut stdin.lock(), allow_empty)
+    }
+}
+
+/// The entry a change of a registered binary answers with.
+fn binary(done: crate::admin::Done) -> Result<policy::BinaryPolicy, Failure> {
+    match done {
+        crate::admin::Done::Binary(b) => Ok(b),
+        _ => Err("the broker answered the change with something else".into()),
     }
 }
 
@@ -516,8 +641,18 @@ fn tui_mode(embed: bool, connect: bool) -> crate::tui::broker::ModeChoice {
 }
 
 /// `upgrade PATH`: moves the permissions to the binary now at `path`, and says old -> new.
-fn upgrade(paths: &Paths, path: &std::path::Path) -> Result<(), Failure> {
-    let u = admin::upgrade(paths, Source::Cli, path)?;
+fn upgrade(paths: &Paths, path: &std::path::Path, pass: Option<&str>) -> Result<(), Failure> {
+    let crate::admin::Done::Upgraded(u) = crate::control::carry(
+        paths,
+        Source::Cli,
+        Op::Upgrade {
+            path: path.to_path_buf(),
+        },
+        pass,
+    )?
+    else {
+        return Err("the broker answered the upgrade with something else".into());
+    };
     match u.old_hash {
         Some(old) => crate::outln!(
             "upgraded {}: {} -> {} (permissions kept)",
@@ -568,8 +703,25 @@ fn log_to_stderr() {
 /// Runs the daemon. Everything that can refuse the start (socket directory, a daemon already
 /// running, state directories and files, the backend) is checked before anything is printed or
 /// audited, so a refused start prints exactly one line: the reason.
-fn start(paths: Paths) -> Result<(), Failure> {
-    let notes = crate::server::preflight::check(&paths)?;
+fn start(mut paths: Paths, secret_service: bool) -> Result<(), Failure> {
+    // Socket activation (`keychain-auth install`): systemd bound the socket and passed it in.
+    let inherited = crate::server::activation::inherited_listener()?;
+    let notes = match &inherited {
+        Some((_, bound)) => {
+            if bound != &paths.socket {
+                // Callers find the broker where systemd listens; say so when it is not the
+                // path this environment would choose.
+                eprintln!(
+                    "keychain-auth: serving the socket systemd passed in, {} (this environment's socket would be {})",
+                    crate::display::path(bound),
+                    crate::display::path(&paths.socket)
+                );
+            }
+            paths.socket = bound.clone();
+            crate::server::preflight::check_activated(&paths)?
+        }
+        None => crate::server::preflight::check(&paths)?,
+    };
     // Chosen before the runtime starts: the probe blocks (briefly, bounded). No side effects.
     let selection = crate::backend::select::select(&paths)?;
     let notice = selection.notice.clone();
@@ -592,7 +744,16 @@ fn start(paths: Paths) -> Result<(), Failure> {
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     let served = runtime.block_on(async move {
         let socket = paths.socket.clone();
-        let server = Server::bind(paths, backend, Limits::default()).map_err(|e| e.to_string())?;
+        let bus = secret_service_bus(&paths, &backend, secret_service).await?;
+        let server = match inherited {
+            Some((listener, _)) => Server::adopt(paths, backend, Limits::default(), listener),
+            None => Server::bind(paths, backend, Limits::default()),
+        }
+        .map_err(|e| e.to_string())?;
+        let secrets = match bus {
+            Some(bus) => Some(bus.serve(server.broker()).await?),
+            None => None,
+        };
         if let Some(notice) = &notice {
             tracing::warn!("keychain-auth: {notice}");
         }
@@ -625,7 +786,23 @@ fn start(paths: Paths) -> Result<(), Failure> {
             socket.display(),
             reason
         );
-        server.run(shutdown_signal()).await;
+        if secrets.is_some() {
+            tracing::info!(
+                "keychain-auth: serving the Secret Service ({}) on the session bus",
+                crate::dbus::NAME
+            );
+        }
+        // Under systemd (Type=notify): accepting from here on.
+        if let Err(e) = crate::server::activation::notify("READY=1") {
+            tracing::warn!("keychain-auth: could not tell the service manager it is ready: {e}");
+        }
+        server
+            .run(async {
+                shutdown_signal().await;
+                let _ = crate::server::activation::notify("STOPPING=1");
+            })
+            .await;
+        drop(secrets);
         Ok(())
     });
     // A request still stuck in blocking work (a slow keyring, a lock held by another process)
@@ -635,6 +812,48 @@ fn start(paths: Paths) -> Result<(), Failure> {
         tracing::info!("keychain-auth: stopped");
     }
     served
+}
+
+/// `import --from secret-service`: the Secret Service's items into the file store, with a
+/// summary line and the items skipped and why.
+fn import(paths: &Paths, from: &str) -> Result<(), Failure> {
+    if from != "secret-service" {
+        return Err(format!("--from {from:?}: use secret-service").into());
+    }
+    let r = crate::dbus::import::import(paths)?;
+    crate::outln!(
+        "imported {} item(s) from the Secret Service into {} ({} already there, {} skipped)",
+        r.copied,
+        crate::display::path(&paths.file_store),
+        r.already,
+        r.skipped.len()
+    );
+    for why in &r.skipped {
+        crate::outln!("  skipped: {}", clean(why));
+    }
+    Ok(())
+}
+
+/// The session bus to serve the Secret Service on, when `--secret-service` or config.json's
+/// `"secret_service": true` asks for it: connected, and nobody else owning the name (else the
+/// one-line refusal naming the owner).
+async fn secret_service_bus(
+    paths: &Paths,
+    backend: &std::sync::Arc<dyn crate::backend::Backend>,
+    flag: bool,
+) -> Result<Option<crate::dbus::Bus>, Failure> {
+    if !(flag || crate::dbus::configured(paths, backend)) {
+        return Ok(None);
+    }
+    if backend.kind() == crate::backend::BackendKind::Keyring {
+        // Serving the name from a store that is a client of the same name would call itself.
+        return Err(format!(
+            "the Secret Service cannot be served from the {}: it would be its own client; serve it from the file store (KEYCHAIN_AUTH_BACKEND=file, after `keychain-auth import --from secret-service`)",
+            backend.describe()
+        )
+        .into());
+    }
+    Ok(Some(crate::dbus::connect().await?))
 }
 
 /// Completes on SIGINT, SIGTERM, SIGHUP (the terminal it was started from closed) or SIGQUIT:
@@ -794,7 +1013,7 @@ fn audit_verify(paths: &Paths, json: bool) -> Result<(), Failure> {
     }
 }
 
-fn policy_accept(paths: &Paths, yes: bool) -> Result<(), Failure> {
+fn policy_accept(paths: &Paths, yes: bool, pass: Option<&str>) -> Result<(), Failure> {
     use crate::seal::Integrity;
     use std::io::{BufRead, Write};
     let keys = crate::audit::KeySource::Select(Box::new(paths.clone()));
@@ -834,22 +1053,17 @@ fn policy_accept(paths: &Paths, yes: bool) -> Result<(), Failure> {
             return Err("not adopted: nothing was changed".into());
         }
     }
-    let adopted = policy::accept(paths, &keys, |now| Some(now) == shown.as_ref())
-        .map_err(|e| -> Failure {
-            match e {
-                policy::UpdateError::NotAdopted => "config.json changed again while you were reviewing it; nothing was adopted: run `keychain-auth policy accept` again".into(),
-                e => e.into(),
-            }
-        })?;
-    let rec = crate::audit::Record::policy_accepted(match &shown {
-        Some(d) => format!(
-            "adopted an edit made outside keychain-auth: {}",
-            d.summary()
-        ),
-        None => "sealed a config.json written before sealing".into(),
-    });
-    crate::audit::append_once(paths, &rec)
-        .map_err(|e| format!("the edit was adopted but the audit log could not be written: {e}"))?;
+    let crate::admin::Done::Accepted { adopted } = crate::control::carry(
+        paths,
+        Source::Cli,
+        Op::PolicyAccept {
+            reviewed: shown.clone(),
+        },
+        pass,
+    )?
+    else {
+        return Err("the broker answered the change with something else".into());
+    };
     crate::outln!(
         "{} {}",
         if adopted || shown.is_none() {
@@ -873,6 +1087,7 @@ fn audit_show(paths: &Paths, a: AuditArgs) -> Result<(), Failure> {
         status: a.status,
         action: a.action,
     };
+    show::check_filter(&filter, &paths.audit)?;
     // Like `tail -f`: a follow without -n starts from the last 10 matching records.
     let last = a.last.or(a.follow.then_some(10));
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());

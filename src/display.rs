@@ -3,7 +3,8 @@
 //! Everything a caller can choose is shown through [`clean`] (or [`path`]) before it reaches a
 //! terminal, so that escape sequences (ESC/CSI/OSC), carriage returns, BEL, C1 controls, other
 //! non-printables and bidirectional overrides are shown as visible escapes (`\x1b`, `\u{202e}`)
-//! instead of acting on the terminal. A literal backslash is shown as `\\`, so an escape in the
+//! instead of acting on the terminal, and invisible or look-alike characters (a Hangul filler,
+//! a fraction slash) as escapes instead of passing for nothing or for `/`. A literal backslash is shown as `\\`, so an escape in the
 //! output is never ambiguous with text the caller wrote. [`bounded`] also caps the length, for
 //! fragments of a caller's input echoed in errors. [`print_line`] writes to stdout and exits
 //! quietly when the reader went away (`keychain-auth list-pending | head -1`).
@@ -14,7 +15,9 @@ use std::io::Write as _;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-/// True for characters that are never printed as themselves.
+/// True for characters that are never printed as themselves: controls, bidi and other format
+/// characters, and characters that print as nothing or as something they are not
+/// ([`looks_like_something_else`]).
 fn needs_escape(c: char) -> bool {
     c.is_control() // C0, DEL, C1
         || c == '\\'
@@ -27,6 +30,53 @@ fn needs_escape(c: char) -> bool {
             | '\u{FEFF}'            // zero-width no-break space
             | '\u{FFF9}'..='\u{FFFB}' // interlinear annotations
         )
+        || looks_like_something_else(c)
+}
+
+/// Invisible characters (that print as blank or as nothing) and look-alikes of the characters
+/// that structure a path or a command line (`/`, `.`, space): shown escaped, so
+/// `…/x/\u{2044}usr\u{2044}bin\u{2044}git` cannot read as `/usr/bin/git` and a Hangul filler
+/// cannot pass for nothing. From Unicode's default-ignorable and white-space properties and the
+/// confusables of `/`, `.` and space.
+fn looks_like_something_else(c: char) -> bool {
+    matches!(c,
+        // Blank or empty when printed.
+        '\u{00A0}'                 // no-break space
+        | '\u{00AD}'               // soft hyphen
+        | '\u{034F}'               // combining grapheme joiner
+        | '\u{115F}' | '\u{1160}'   // Hangul choseong / jungseong fillers
+        | '\u{1680}'               // ogham space mark
+        | '\u{17B4}' | '\u{17B5}'   // Khmer inherent vowels
+        | '\u{180B}'..='\u{180F}'  // Mongolian selectors and vowel separator
+        | '\u{2000}'..='\u{200A}'  // en quad … hair space
+        | '\u{202F}'               // narrow no-break space
+        | '\u{205F}'               // medium mathematical space
+        | '\u{2800}'               // braille pattern blank
+        | '\u{3000}'               // ideographic space
+        | '\u{3164}'               // Hangul filler
+        | '\u{FE00}'..='\u{FE0F}'  // variation selectors
+        | '\u{FFA0}'               // halfwidth Hangul filler
+        | '\u{1BCA0}'..='\u{1BCA3}' // shorthand format controls
+        | '\u{1D173}'..='\u{1D17A}' // musical symbol formatting
+        | '\u{E0000}'..='\u{E0FFF}' // tags, variation selectors supplement
+        // Look-alikes of `/`.
+        | '\u{0338}'               // combining long solidus overlay
+        | '\u{2044}'               // fraction slash
+        | '\u{2215}'               // division slash
+        | '\u{2571}'               // box drawings light diagonal
+        | '\u{27CB}'               // mathematical rising diagonal
+        | '\u{29F8}'               // big solidus
+        | '\u{2CC6}'               // Coptic capital letter old Coptic esh
+        | '\u{3033}'               // vertical kana repeat mark upper half
+        | '\u{FF0F}'               // fullwidth solidus
+        | '\u{1735}'               // Philippine single punctuation
+        | '\u{1D23A}'              // Greek instrumental notation symbol-47
+        // Look-alikes of `.`.
+        | '\u{2024}'               // one dot leader
+        | '\u{FF0E}'               // fullwidth full stop
+        | '\u{A4F8}'               // Lisu letter tone mya ti
+        | '\u{0701}' | '\u{0702}'   // Syriac supralinear / sublinear full stop
+    )
 }
 
 fn escape_into(out: &mut String, c: char) {
@@ -95,8 +145,11 @@ pub fn json(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         if c != '\\' && c != '\n' && needs_escape(c) {
-            // Every character needs_escape accepts besides these is in the BMP.
-            let _ = write!(out, "\\u{:04x}", c as u32);
+            // UTF-16 code units: a character beyond the BMP (a tag) is a surrogate pair.
+            let mut units = [0u16; 2];
+            for u in c.encode_utf16(&mut units) {
+                let _ = write!(out, "\\u{u:04x}");
+            }
         } else {
             out.push(c);
         }
@@ -171,6 +224,46 @@ mod tests {
     }
 
     #[test]
+    fn invisible_and_look_alike_characters_are_escaped() {
+        // The review's path: fraction slashes after a Hangul filler read as /usr/bin/git.
+        let path = "/home/u/x/\u{3164}\u{2044}usr\u{2044}bin\u{2044}git";
+        assert_eq!(
+            clean(path),
+            "/home/u/x/\\u{3164}\\u{2044}usr\\u{2044}bin\\u{2044}git"
+        );
+        for c in [
+            '\u{2215}',
+            '\u{29F8}',
+            '\u{FF0F}',
+            '\u{2571}',
+            '\u{00A0}',
+            '\u{2800}',
+            '\u{115F}',
+            '\u{FFA0}',
+            '\u{FE0F}',
+            '\u{E0041}',
+            '\u{2024}',
+            '\u{FF0E}',
+            '\u{00AD}',
+            '\u{3000}',
+        ] {
+            let shown = clean(&c.to_string()).into_owned();
+            assert_eq!(shown, format!("\\u{{{:x}}}", c as u32), "{c:?}");
+        }
+        // Ordinary letters of other scripts are left alone.
+        assert_eq!(
+            clean("/home/ゆき/Документы/λ.py"),
+            "/home/ゆき/Документы/λ.py"
+        );
+        // JSON output: a tag beyond the BMP is a surrogate pair and still decodes exactly.
+        let v = serde_json::json!(["a\u{E0041}\u{2044}b"]);
+        let text = json(&serde_json::to_string(&v).expect("json"));
+        assert_eq!(text, "[\"a\\udb40\\udc41\\u2044b\"]");
+        let back: serde_json::Value = serde_json::from_str(&text).expect("still JSON");
+        assert_eq!(back, v);
+    }
+
+    #[test]
     fn backslash_is_escaped_so_output_is_unambiguous() {
         assert_eq!(clean("\\x1b"), "\\\\x1b");
         assert_ne!(clean("\\x1b"), clean("\x1b"));
@@ -178,7 +271,10 @@ mod tests {
 
     #[test]
     fn no_output_contains_a_raw_control() {
-        let all: String = (0u32..0x3000).filter_map(char::from_u32).collect();
+        let all: String = (0u32..0x3200)
+            .chain(0xE0000..0xE0100)
+            .filter_map(char::from_u32)
+            .collect();
         let out = clean(&all);
         assert!(!out.chars().any(needs_escape_except_backslash), "{out}");
     }

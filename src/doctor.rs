@@ -104,6 +104,7 @@ pub fn doctor(paths: &Paths) -> Result<(), String> {
     };
     check_backend(paths, serving, &mut c);
     check_daemon(paths, &daemon, &mut c);
+    check_secret_service_owner(&mut c);
     check_socket(&paths.socket, &mut c);
     check_adapters(paths, &mut c);
     for (what, path) in [
@@ -116,6 +117,7 @@ pub fn doctor(paths: &Paths) -> Result<(), String> {
     }
     check_pending(paths, &mut c);
     check_audit_log(paths, &mut c);
+    check_ptrace(&mut c);
     print(&c);
     let problems = c.0.iter().filter(|x| x.level == Level::Problem).count();
     if problems > 0 {
@@ -124,6 +126,19 @@ pub fn doctor(paths: &Paths) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// Who serves `org.freedesktop.secrets` on the session bus (gnome-keyring, this broker with
+/// `--secret-service`, or nobody).
+fn check_secret_service_owner(c: &mut Checks) {
+    match crate::dbus::owner_report() {
+        Ok(who) => c.add(Level::Info, "secret service", who),
+        Err(why) => c.add(
+            Level::Info,
+            "secret service",
+            format!("cannot tell who owns {} ({why})", crate::dbus::NAME),
+        ),
+    }
 }
 
 /// Whether a daemon answers on the socket, and what it says about itself.
@@ -200,6 +215,63 @@ fn check_audit_log(paths: &Paths, c: &mut Checks) {
             "audit log",
             format!("{}: {e}", paths.audit.display()),
             "make the file readable and writable by you (chmod 600)",
+        ),
+    }
+}
+
+/// Where the kernel says its Yama ptrace scope; absent when Yama is not in the kernel.
+const PTRACE_SCOPE: &str = "/proc/sys/kernel/yama/ptrace_scope";
+
+/// The fix for a ptrace scope that lets your programs rewrite an approved program.
+const PTRACE_FIX: &str = "sudo sysctl -w kernel.yama.ptrace_scope=2, and keep it in /etc/sysctl.d/ (debuggers then need root)";
+
+/// What the machine's ptrace setting lets your own programs do to an approved program.
+fn check_ptrace(c: &mut Checks) {
+    let setting = std::fs::read_to_string(PTRACE_SCOPE);
+    let (level, text, fix) = ptrace_verdict(match &setting {
+        Ok(s) => Some(s.trim()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(_) => Some("unreadable"),
+    });
+    match fix {
+        Some(fix) => c.warn("ptrace", text, fix),
+        None => c.add(level, "ptrace", text),
+    }
+}
+
+/// The level, wording and fix for a Yama `ptrace_scope` value (`None`: no Yama).
+fn ptrace_verdict(scope: Option<&str>) -> (Level, String, Option<&'static str>) {
+    const ANY: &str = "any program of yours may trace any other of your processes, read and write its memory (/proc/<pid>/mem, process_vm_writev) and take its descriptors (pidfd_getfd): it can start an approved program, rewrite its request and read the answer (the broker itself is non-dumpable and out of reach)";
+    match scope {
+        None => (
+            Level::Warn,
+            format!("the kernel has no Yama ptrace restrictions: {ANY}"),
+            Some("boot with Yama enabled (lsm=...,yama), then sudo sysctl -w kernel.yama.ptrace_scope=2"),
+        ),
+        Some("0") => (
+            Level::Warn,
+            format!("kernel.yama.ptrace_scope=0 (classic): {ANY}"),
+            Some(PTRACE_FIX),
+        ),
+        Some("1") => (
+            Level::Warn,
+            "kernel.yama.ptrace_scope=1 (restricted): a program may trace, rewrite the memory of and take descriptors from its own descendants only, so a program of yours can still start an approved program, rewrite its request and read the answer".into(),
+            Some(PTRACE_FIX),
+        ),
+        Some("2") => (
+            Level::Ok,
+            "kernel.yama.ptrace_scope=2 (admin-only): only root may trace or rewrite another process, so no program of yours can rewrite an approved one, not even its own child".into(),
+            None,
+        ),
+        Some("3") => (
+            Level::Ok,
+            "kernel.yama.ptrace_scope=3 (no attach): no process may trace or rewrite another until reboot".into(),
+            None,
+        ),
+        Some(other) => (
+            Level::Warn,
+            format!("cannot tell what the ptrace setting allows ({PTRACE_SCOPE}: {other})"),
+            Some(PTRACE_FIX),
         ),
     }
 }
@@ -814,7 +886,7 @@ pub fn migrate(paths: &Paths, to: &str) -> Result<(), String> {
 }
 
 /// Migrating under a running daemon would leave it serving the old store: refused.
-fn no_daemon_serves(paths: &Paths) -> Result<(), String> {
+pub(crate) fn no_daemon_serves(paths: &Paths) -> Result<(), String> {
     match running(&paths.socket) {
         Running::Yes(s) => Err(format!(
             "a keychain-auth daemon (pid {}) is running on {} and serving the {} store: stop it, migrate, then start it again so it serves the new store",
@@ -895,6 +967,38 @@ fn summary(r: &Report, from: &dyn Backend, into: &dyn Backend) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_ptrace_setting_is_said_with_what_it_allows() {
+        let (level, text, fix) = ptrace_verdict(None);
+        assert!(
+            level == Level::Warn && text.contains("no Yama") && fix.is_some(),
+            "{text}"
+        );
+        let (level, text, _) = ptrace_verdict(Some("0"));
+        assert!(
+            level == Level::Warn && text.contains("any program of yours"),
+            "{text}"
+        );
+        let (level, text, fix) = ptrace_verdict(Some("1"));
+        assert!(
+            level == Level::Warn && text.contains("its own descendants"),
+            "{text}"
+        );
+        assert!(fix.is_some_and(|f| f.contains("ptrace_scope=2")));
+        let (level, text, fix) = ptrace_verdict(Some("2"));
+        assert!(
+            level == Level::Ok && text.contains("only root") && fix.is_none(),
+            "{text}"
+        );
+        let (level, _, fix) = ptrace_verdict(Some("3"));
+        assert!(level == Level::Ok && fix.is_none());
+        let (level, text, _) = ptrace_verdict(Some("7"));
+        assert!(
+            level == Level::Warn && text.contains("cannot tell"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn sizes_read_well() {

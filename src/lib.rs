@@ -13,7 +13,7 @@
 //! Two layers: the core (protocol, identity, policy, pending, audit, backend, exec, server and
 //! the modules they use) returns typed errors (`thiserror` enums whose messages are the ones
 //! users see) and never prints; the app layer ([`cli`], [`doctor`], [`tui`]) words failures and
-//! owns every line of output. Modules only the crate itself uses (admin, exec, pending, policy,
+//! owns every line of output. Modules only the crate itself uses (control, exec, pending, policy,
 //! scripts, seal) are not public; the public ones expose what the binaries, the client SDK, the
 //! integration tests and the benchmarks need.
 //!
@@ -31,20 +31,24 @@
 //! | [`audit`] | the JSON-lines audit log |
 //! | [`backend`] | the keychain seam and its stores |
 //! | `vault` | the broker's own encrypted store: format, key slots, records, file I/O |
-//! | `admin` | policy changes shared by the CLI and the dashboard, each audited |
+//! | [`admin`] | policy changes shared by the CLI and the dashboard, each audited, in a broker's held state or on the files |
+//! | `control` | a change sent to the running broker as an admin request, or made here when none runs |
 //! | `exec` | authorise a request, run it all-or-nothing against a backend |
 //! | [`server`] | the Unix-socket listener and per-connection sessions |
+//! | [`dbus`] | the Secret Service on the session bus, every item call a broker request |
 //! | [`client`] | the client SDK: connect (server uid checked), batch requests, typed replies |
 //! | `scripts` | `keychain-auth get` / `put` for shell scripts |
 //! | [`doctor`] | `doctor` (setup checks) and `migrate` (move secrets between stores) |
 //! | [`display`] | caller-controlled text made safe to print (escapes, bounds, EPIPE) |
 //! | [`adapters`] | git, AWS and docker credential helpers on the client SDK |
 //! | [`cli`] | the `keychain-auth` command line |
+//! | [`manual`] | `completions` and `man`, generated from the clap definition |
+//! | [`install`] | `install` / `uninstall`: the broker as a socket-activated systemd user service |
 //! | [`tui`] | the dashboard: live panes over the broker, approvals and edits |
 
 pub mod adapters;
 #[cfg(feature = "daemon")]
-pub(crate) mod admin;
+pub mod admin;
 #[cfg(feature = "daemon")]
 pub mod audit;
 #[cfg(feature = "daemon")]
@@ -52,6 +56,10 @@ pub mod backend;
 #[cfg(feature = "daemon")]
 pub mod cli;
 pub mod client;
+#[cfg(feature = "daemon")]
+pub(crate) mod control;
+#[cfg(feature = "daemon")]
+pub mod dbus;
 pub mod display;
 #[cfg(feature = "daemon")]
 pub mod doctor;
@@ -61,6 +69,10 @@ pub(crate) mod exec;
 pub mod fsutil;
 #[cfg(feature = "daemon")]
 pub mod identity;
+#[cfg(feature = "daemon")]
+pub mod install;
+#[cfg(feature = "daemon")]
+pub mod manual;
 #[cfg(feature = "daemon")]
 pub(crate) mod owner;
 pub mod paths;

@@ -43,7 +43,7 @@ fn record(action: &str, service: &str, targets: &[&str], status: &str) -> Record
 
 /// Audits, and refuses to report success when the record cannot be written.
 fn audited(paths: &Paths, rec: &Record) -> Result<(), Failure> {
-    audit::append_once(paths, rec)
+    crate::control::record(paths, rec)
         .map_err(|e| format!("the audit log could not be written: {e}").into())
 }
 

@@ -144,10 +144,14 @@ pub(crate) fn cost() -> Result<Cost, String> {
 /// Presence for a command that widens access: when a vault exists, the passphrase opens it in
 /// this process (so config.json's seal and the audit log can be written); without a vault there
 /// is nothing to prove. Refused without the passphrase.
-pub(crate) fn presence(paths: &Paths, fd: Option<i32>, what: &str) -> Result<(), Failure> {
+pub(crate) fn presence(
+    paths: &Paths,
+    fd: Option<i32>,
+    what: &str,
+) -> Result<Option<Zeroizing<String>>, Failure> {
     let store = VaultStore::shared(&paths.vault);
     if !store.file().exists() || store.is_unlocked() {
-        return Ok(());
+        return Ok(None);
     }
     let p = passphrase(fd, what, false)?;
     if let Err(e) = store.unlock(p.as_bytes()) {
@@ -156,7 +160,8 @@ pub(crate) fn presence(paths: &Paths, fd: Option<i32>, what: &str) -> Result<(),
         }
         return Err(format!("{what}: {e}; nothing was changed").into());
     }
-    Ok(())
+    // Also the running daemon's proof: it checks it again before it makes a widening change.
+    Ok(Some(p))
 }
 
 /// Tells a running daemon that `what` was given a wrong passphrase: it audits the attempt and

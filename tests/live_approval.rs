@@ -1,16 +1,16 @@
 //! Ask, don't refuse (issue 11), the broker's half: held requests, answers, timeouts, hang-ups,
 //! several approvers, grants that end. The broker runs in this process (as the dashboard embeds
 //! it) so the test can be the approver; callers are real client processes on the real socket.
-//! The socket approver (SUBSCRIBE) is exercised from this process too, which runs the same
+//! The socket approver (SUBSCRIBE) is a child running this test binary ([`Relay`]), the same
 //! executable as the embedded broker — exactly the rule for a connected dashboard.
 
-use keychain_auth::server::approval::{Answer, ApproverEvent, Decision, Prompt};
+use keychain_auth::admin::{Grants, Op};
+use keychain_auth::server::approval::{Answer, ApproverEvent, Decision, Events, Prompt};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::time::Duration;
 use testkit::EmbeddedBroker;
-use testkit::{Raw, Sandbox, expect, held_response, request};
-use tokio::sync::mpsc::UnboundedReceiver;
+use testkit::{Raw, Relay, Sandbox, expect, held_response, request};
 
 struct Embedded {
     env: Sandbox,
@@ -22,8 +22,10 @@ struct Embedded {
 /// reader client.
 fn embedded() -> Embedded {
     let env = Sandbox::new();
-    let running = EmbeddedBroker::start(&env);
+    // Registered before the broker starts (the CLI then changes the files itself): once it
+    // runs, changes are made in it (see `EmbeddedBroker::admin`).
     let writer = env.registered_client("writer", &["--write", "aws"]);
+    let running = EmbeddedBroker::start(&env);
     env.write_ok(&writer, "aws", &[("k", "v")]);
     let reader = env.client("reader");
     Embedded {
@@ -42,13 +44,13 @@ impl Embedded {
             .expect("config.json parses");
         config["prompt_timeout_s"] = secs.into();
         std::fs::write(&path, config.to_string()).unwrap();
-        self.env.cli_ok(&["policy", "accept", "--yes"]);
+        self.running.accept_config();
         let adopted: Value =
             serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         assert_eq!(adopted["prompt_timeout_s"], secs, "{adopted}");
     }
 
-    fn next_prompt(&self, rx: &mut UnboundedReceiver<ApproverEvent>) -> Prompt {
+    fn next_prompt(&self, rx: &mut Events) -> Prompt {
         self.running.rt.block_on(async {
             loop {
                 match tokio::time::timeout(Duration::from_secs(20), rx.recv()).await {
@@ -87,7 +89,15 @@ fn a_held_caller_is_decided_by_the_approver() {
     assert_eq!((p.action.as_str(), p.service.as_str()), ("read", "aws"));
     assert_eq!(p.targets, ["k"]);
     assert!(!p.registered);
-    assert!(!p.chain.is_empty(), "who launched it");
+    // The chain starts at the caller and goes on with its direct parent: this test process.
+    assert_eq!(p.chain[0].path, e.reader.to_str().unwrap(), "{:?}", p.chain);
+    assert_eq!(p.chain[0].pid, p.pid);
+    assert_eq!(
+        p.chain.get(1).map(|l| l.pid),
+        Some(std::process::id() as i32),
+        "{:?}",
+        p.chain
+    );
     e.answer(&p, Decision::Once);
     let r = held_response(c);
     expect(&r, "success", None);
@@ -160,7 +170,13 @@ fn timeouts_opt_outs_hangups_and_other_callers() {
     let p = e.next_prompt(&mut rx);
     assert!(testkit::status(&e.env.socket).is_some());
     let approved = e.env.client("approved");
-    e.env.register(&approved, &["--read", "aws"]);
+    e.running.register(
+        &approved,
+        Grants {
+            read: vec!["aws".into()],
+            ..Grants::default()
+        },
+    );
     expect(&e.env.run_client(&approved, &[&read])[0], "success", None);
     // The caller hangs up: its prompt is withdrawn.
     let mut held = held;
@@ -232,9 +248,18 @@ fn repeats_coalesce_and_the_first_of_two_approvers_wins() {
 #[test]
 fn every_use_of_a_confirm_grant_is_asked_and_the_answer_decides() {
     let e = embedded();
-    e.env.register(&e.reader, &[]);
-    let r = e.reader.to_str().unwrap();
-    e.env.cli_ok(&["grant", r, "--read", "aws", "--confirm"]);
+    e.running.register(&e.reader, Grants::default());
+    e.running.admin(Op::Grant {
+        selector: e.reader.to_str().unwrap().into(),
+        grants: Grants {
+            read: vec!["aws".into()],
+            terms: keychain_auth::admin::GrantTerms {
+                confirm: true,
+                ..Default::default()
+            },
+            ..Grants::default()
+        },
+    });
     let (_id, mut rx) = e.running.broker.approvals.attach();
     let read = request("read", "aws", &["k"]);
     // A registered caller's use is held like an unknown caller's, and "once" serves it.
@@ -299,8 +324,8 @@ fn the_dashboard_may_subscribe_when_every_regular_slot_is_taken() {
     // A caller on a reserve slot gets nothing but STATUS...
     let r = env.run_client(&reader, &[r#"{"type":"SUBSCRIBE"}"#]);
     assert_ne!(r[0]["type"], "SUBSCRIBED", "{:?}", r[0]);
-    // ...and keychain-auth itself (this process runs the broker's executable) may subscribe.
-    let mut sub = Raw::connect(&env.socket);
+    // ...and keychain-auth itself (a process running the broker's executable) may subscribe.
+    let mut sub = Relay::start(&env, "relay", None, &[]);
     let ack = sub.round_trip(br#"{"type":"SUBSCRIBE"}"#).unwrap();
     assert_eq!(ack["type"], "SUBSCRIBED", "{ack}");
     drop(hog);
@@ -314,8 +339,8 @@ fn a_subscribed_socket_approver_answers_and_other_binaries_may_not_subscribe() {
     let r = e.env.run_client(&e.reader, &[r#"{"type":"SUBSCRIBE"}"#]);
     let msg = expect(&r[0], "denied", Some("unregistered_binary"));
     assert!(msg.contains("only keychain-auth itself"), "{msg}");
-    // This process runs the broker's own executable: it may.
-    let mut sub = Raw::connect(&e.env.socket);
+    // A process running the broker's own executable may.
+    let mut sub = Relay::start(&e.env, "relay", None, &[]);
     let ack = sub.round_trip(br#"{"type":"SUBSCRIBE"}"#).unwrap();
     assert_eq!(ack["type"], "SUBSCRIBED");
     let c = e
@@ -384,4 +409,11 @@ fn stopping_the_broker_answers_a_held_request_before_it_audits_stop() {
         last.get("message").is_none(),
         "every session ended in time: {last}"
     );
+}
+
+/// The socket approver's side of [`Relay`]: run only as a child of the tests above.
+#[test]
+#[ignore = "the child process of the socket-approver tests (testkit::Relay)"]
+fn relay() {
+    testkit::relay_main();
 }

@@ -461,11 +461,40 @@ fn config_sealed_by_a_keychain_auth_that_does_not_see_the_vault_is_not_served() 
         .unwrap()
         .to_string();
     // Same-user code runs keychain-auth itself with its data directory elsewhere, so it finds
-    // no vault and seals config.json with the plain store's key: accepted, then approved.
+    // no vault and asks for no passphrase. The running daemon makes the change, and it checks
+    // presence itself: refused, nothing changed.
     let elsewhere = env.root.join("elsewhere");
     std::fs::create_dir_all(&elsewhere).unwrap();
     testkit::set_mode(&elsewhere, 0o700);
-    let away = [("XDG_DATA_HOME".to_string(), OsString::from(&elsewhere))];
+    let blind = [("XDG_DATA_HOME".to_string(), OsString::from(&elsewhere))];
+    for args in [
+        vec!["approve", hash.as_str(), "--read", "aws"],
+        vec!["policy", "accept", "--yes"],
+    ] {
+        let out = env.cli_env(&blind, &args);
+        assert!(!out.status.success(), "{args:?} was carried out");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("needs the vault passphrase"), "{err}");
+    }
+    assert!(
+        !std::fs::read_to_string(env.config())
+            .unwrap()
+            .contains(&hash)
+    );
+    expect(
+        &env.run_client(&c, &[&read("aws", "t")])[0],
+        "denied",
+        Some("unregistered_binary"),
+    );
+    // It also hides from the daemon (another socket): it then changes config.json itself,
+    // sealed with the plain store's key: accepted, then approved.
+    let away = [
+        ("XDG_DATA_HOME".to_string(), OsString::from(&elsewhere)),
+        (
+            "KEYCHAIN_AUTH_SOCKET".to_string(),
+            OsString::from(elsewhere.join("no.sock")),
+        ),
+    ];
     let out = env.cli_env(&away, &["policy", "accept", "--yes"]);
     let out2 = env.cli_env(&away, &["approve", &hash, "--read", "aws"]);
     assert!(

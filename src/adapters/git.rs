@@ -75,7 +75,7 @@ pub fn parse(input: &[u8]) -> Result<Description, String> {
             "path" => d.path = Some(value),
             "username" => d.username = Some(value),
             "password" => d.password = Some(value),
-            "password_expiry_utc" => d.password_expiry_utc = value.parse().ok(),
+            "password_expiry_utc" => d.password_expiry_utc = Some(expiry(&value)?),
             "capability[]" => d.capabilities.push(value),
             "quit" => d.quit = matches!(value.as_str(), "1" | "true"),
             "url" => {
@@ -92,6 +92,21 @@ pub fn parse(input: &[u8]) -> Result<Description, String> {
         }
     }
     Ok(d)
+}
+
+/// A `password_expiry_utc` value: Unix seconds, digits only. Anything else is refused rather
+/// than dropped (a dropped expiry would keep an expired password forever); the error does not
+/// quote the value.
+fn expiry(value: &str) -> Result<u64, String> {
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(
+            "invalid credential input: password_expiry_utc is not a number of seconds since 1970 (UTC)"
+                .into(),
+        );
+    }
+    value
+        .parse()
+        .map_err(|_| "invalid credential input: password_expiry_utc is out of range".to_string())
 }
 
 impl Description {
@@ -123,6 +138,21 @@ fn now() -> u64 {
         .unwrap_or(0)
 }
 
+/// What `--help` prints.
+const USAGE: &str = "usage: git-credential-keychain-auth get|store|erase
+
+A git credential helper backed by the keychain-auth broker: git runs it with an action and the
+credential description on standard input. Credentials live in service `git`, target
+protocol://host (protocol://host/path with credential.useHttpPath), the username as attribute
+`username`. A miss or a refusal prints nothing on standard output and exits 0, so git asks its
+next helper; a refusal says why on standard error.
+
+Set up:  git config --global credential.helper keychain-auth
+Approve: keychain-auth register PATH-OF-THIS-HELPER --read git --write git --via \"$(command -v git)\"
+
+  -h, --help      print this help
+  -V, --version   print the version";
+
 /// Runs one helper action. Returns the exit status.
 pub fn run(
     action: Option<&str>,
@@ -131,6 +161,18 @@ pub fn run(
     err: &mut dyn Write,
     connect: &mut dyn FnMut() -> Result<Client, ClientError>,
 ) -> i32 {
+    match action {
+        // git never passes these (it passes get, store or erase): they are for a person.
+        Some("-h" | "--help") => {
+            let _ = writeln!(out, "{USAGE}");
+            return 0;
+        }
+        Some("-V" | "--version") => {
+            let _ = writeln!(out, "{NAME} (keychain-auth) {}", crate::VERSION);
+            return 0;
+        }
+        _ => {}
+    }
     let Some(action @ ("get" | "store" | "erase")) = action else {
         if action.is_none() {
             let _ = writeln!(
@@ -263,9 +305,12 @@ impl Stored {
         {
             return None;
         }
-        let expiry = attrs
-            .get("password_expiry_utc")
-            .and_then(|e| e.parse::<u64>().ok());
+        // A stored expiry that is not a number (written by another client) is not dropped: the
+        // credential is not given out, as if expired.
+        let expiry = match attrs.get("password_expiry_utc") {
+            Some(e) => Some(expiry(e).ok()?),
+            None => None,
+        };
         Some(Stored {
             user,
             pass: item.value,
@@ -320,5 +365,32 @@ mod tests {
         assert!(parse(&[0xff, b'=', b'\n']).is_err());
         assert!(parse(b"host=h\n").unwrap().target().is_err());
         assert!(parse(b"protocol=https\n").unwrap().target().is_err());
+    }
+
+    #[test]
+    fn an_expiry_that_is_not_a_number_of_seconds_is_refused() {
+        let ok = parse(b"protocol=https\nhost=h\npassword_expiry_utc=1700000000\n").unwrap();
+        assert_eq!(ok.password_expiry_utc, Some(1_700_000_000));
+        for bad in [
+            "tomorrow",
+            "",
+            "-1",
+            "1700000000.5",
+            " 1700000000",
+            "1e9",
+            "99999999999999999999999",
+        ] {
+            let input = format!("protocol=https\nhost=h\npassword_expiry_utc={bad}\n");
+            let e = parse(input.as_bytes()).unwrap_err();
+            assert!(e.contains("password_expiry_utc"), "{bad:?}: {e}");
+            assert!(bad.is_empty() || !e.contains(bad), "not quoted: {e}");
+        }
+        let item = |e: &str| ResultItem {
+            target: "https://h".into(),
+            value: Some("pw".into()),
+            attributes: Some([("password_expiry_utc".to_string(), e.to_string())].into()),
+        };
+        assert!(Stored::for_user(item("soon"), None).is_none(), "not served");
+        assert_eq!(Stored::for_user(item("42"), None).unwrap().expiry, Some(42));
     }
 }

@@ -429,6 +429,10 @@ impl Backend for PinOnWrite {
         self.inner.fast_reads()
     }
 
+    fn watch_for_changes(&self) {
+        self.inner.watch_for_changes();
+    }
+
     fn locked(&self) -> Option<String> {
         self.inner.locked()
     }

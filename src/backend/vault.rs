@@ -135,6 +135,27 @@ impl VaultStore {
         }
     }
 
+    /// Checks `passphrase` against the vault's passphrase slot without changing what is held
+    /// (presence for a change the running daemon makes). A wrong one is counted and answered
+    /// after the same growing delay as a wrong unlock.
+    pub fn verify(&self, passphrase: &[u8]) -> Result<(), UnlockError> {
+        match self.file.unlock(passphrase) {
+            Ok(_) => {
+                self.lock_state().failures = 0;
+                Ok(())
+            }
+            Err(FileError::Vault {
+                source: VaultError::WrongPassphrase,
+                ..
+            }) => {
+                let attempts = self.note_failure();
+                std::thread::sleep(failure_delay(attempts));
+                Err(UnlockError::Wrong { attempts })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Counts a wrong passphrase given elsewhere (a command's presence check) with the unlock
     /// failures; returns the count in a row.
     pub fn note_failure(&self) -> u32 {

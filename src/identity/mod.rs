@@ -13,7 +13,8 @@
 //!   re-opening a path that may since have been replaced; deleted and in-memory executables
 //!   cannot be approved;
 //! - its tracer (`TracerPid`) and the loader/interpreter injection variables of its environment
-//!   are recorded in [`Integrity`] for the policy to judge ([`process::INJECTION_VARS`]).
+//!   are recorded in [`Integrity`] for the policy to judge ([`process::INJECTION_VARS`]), with
+//!   the start-up files its interpreter runs from places the user can write ([`startup`]).
 //!
 //! Hashes are cached by the file's whole change stamp ([`cache`]), so a known binary costs a few
 //! `/proc` reads, not a hash, per identification.
@@ -23,6 +24,7 @@ pub mod chain;
 pub mod process;
 pub mod script;
 pub mod sender;
+pub mod startup;
 
 pub use cache::{HashCache, hash_path, hash_reader};
 
@@ -175,8 +177,11 @@ pub enum Program {
 pub struct Integrity {
     /// The pid tracing it (`TracerPid`), 0 when none.
     pub tracer: i32,
-    /// Injection variables set in its environment ([`process::INJECTION_VARS`]).
+    /// Injection variables set in its environment ([`process::is_injection_var`]).
     pub injected: Vec<String>,
+    /// Start-up files its interpreter runs from places the user can write, before the script
+    /// ([`startup`]).
+    pub startup: Vec<startup::Startup>,
 }
 
 /// Why a connection or a request cannot be served at all.
@@ -422,7 +427,7 @@ fn read_exe(
         Ok(None) => return None,
         Err(e) => return Some(unverifiable(format!("cannot hash {text}: {e}"))),
     };
-    let (watch, status, injected) = match dir.watch() {
+    let (watch, status, environ) = match dir.watch() {
         Ok(w) => w,
         Err(e) => {
             return Some(unverifiable(format!(
@@ -431,9 +436,17 @@ fn read_exe(
         }
     };
     let argv = dir.cmdline();
-    let program = match script::family_of(p, interpreters) {
+    let family = script::family_of(p, interpreters);
+    let program = match family {
         None => Program::Binary,
         Some(family) => program_of(&dir, pid, family, &argv, cache, hashing)?,
+    };
+    let startup = match (family, &program) {
+        (Some(family), Program::Script { .. }) => {
+            let home = std::env::var_os("HOME").map(PathBuf::from);
+            startup::startup_files(family, p, &argv, &environ, home.as_deref())
+        }
+        _ => Vec::new(),
     };
     let chain = chain::ancestors(&dir, status.ppid, ctx, cache, hashing)?;
     Some(Exe::Verified {
@@ -443,7 +456,8 @@ fn read_exe(
         file: id,
         integrity: Integrity {
             tracer: status.tracer,
-            injected,
+            injected: environ.injected,
+            startup,
         },
         program,
         chain,

@@ -9,24 +9,108 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::PathBuf;
 
-/// Loader and interpreter variables that inject code into a process (SPEC §10). A peer whose
-/// environment carries one is refused unless its policy lists the name in `allow_env`.
+/// Loader and interpreter variables that inject code into a process or make it print what it
+/// runs (SPEC §10), by exact name. A peer whose environment carries one (or a name starting
+/// with one of [`INJECTION_PREFIXES`]) is refused unless its policy lists the name in
+/// `allow_env`. Found in: glibc's list of variables it strips for set-uid programs
+/// (`unsecvars.h`: loader, iconv, locale and message-catalog paths), and the ENVIRONMENT
+/// sections of python(1), bash(1), zsh(1), perlrun(1), ruby(1), node(1) and php(1): every
+/// variable that names code or a directory of code to load, turns on a mode that runs or prints
+/// code (inspect, xtrace, a debugger), or defines shell functions.
 pub const INJECTION_VARS: &[&str] = &[
+    // The dynamic loader and glibc (unsecvars.h).
     "LD_PRELOAD",
     "LD_AUDIT",
     "LD_LIBRARY_PATH",
+    "LD_DEBUG",
+    "LD_DEBUG_OUTPUT",
+    "LD_PROFILE",
+    "LD_PROFILE_OUTPUT",
+    "LD_ORIGIN_PATH",
+    "LD_DYNAMIC_WEAK",
+    "LD_USE_LOAD_BIAS",
+    "LD_HWCAP_MASK",
+    "GCONV_PATH",
+    "GETCONF_DIR",
+    "LOCPATH",
+    "NLSPATH",
+    "MALLOC_TRACE",
+    // Python.
     "PYTHONPATH",
     "PYTHONSTARTUP",
     "PYTHONHOME",
+    "PYTHONUSERBASE",
+    "PYTHONINSPECT",
+    "PYTHONPYCACHEPREFIX",
+    "PYTHONPLATLIBDIR",
+    "PYTHONBREAKPOINT",
+    "PYTHONWARNINGS",
+    "PYTHONEXECUTABLE",
+    // Node.js.
     "NODE_OPTIONS",
     "NODE_PATH",
+    "NODE_REPL_EXTERNAL_MODULE",
+    // Perl.
     "PERL5LIB",
+    "PERLLIB",
     "PERL5OPT",
+    "PERL5DB",
+    "PERLIO",
+    // Ruby (every RUBY* name is matched by prefix, see INJECTION_PREFIXES).
     "RUBYOPT",
     "RUBYLIB",
+    "GEM_HOME",
+    "GEM_PATH",
+    // POSIX shells, bash and zsh.
     "BASH_ENV",
     "ENV",
+    "SHELLOPTS",
+    "BASHOPTS",
+    "PS4",
+    "BASH_XTRACEFD",
+    "BASH_LOADABLES_PATH",
+    "PROMPT_COMMAND",
+    "CDPATH",
+    "ZDOTDIR",
+    "FPATH",
+    // PHP.
+    "PHPRC",
+    "PHP_INI_SCAN_DIR",
 ];
+
+/// Name prefixes that are injection variables ([`INJECTION_VARS`]) whatever follows: exported
+/// bash functions (`BASH_FUNC_name%%`, which override any command a bash script runs) and
+/// Ruby's variables (`RUBYOPT`, `RUBYLIB`, `RUBYSHELL`, `RUBYGEMS_GEMDEPS`, …).
+pub const INJECTION_PREFIXES: &[&str] = &["BASH_FUNC_", "RUBY"];
+
+/// Whether `name` is an injection variable: one of [`INJECTION_VARS`] or a name starting with
+/// one of [`INJECTION_PREFIXES`].
+pub fn is_injection_var(name: &str) -> bool {
+    INJECTION_VARS.contains(&name) || INJECTION_PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
+/// Variables of a caller's environment that identity reads for what they say (not as
+/// injection): where Python's user site directory and zsh's startup files are.
+pub(crate) const READ_VARS: &[&str] = &["HOME", "PYTHONUSERBASE", "PYTHONNOUSERSITE", "ZDOTDIR"];
+
+/// What identity learns from a process's environment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Environ {
+    /// The injection variables set in it, by name, each once.
+    pub injected: Vec<String>,
+    /// The values of [`READ_VARS`] that are set (the first of each).
+    pub read: Vec<(&'static str, String)>,
+}
+
+impl Environ {
+    /// The value of one of [`READ_VARS`], when set and not empty.
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
+        self.read
+            .iter()
+            .find(|(n, v)| *n == name && !v.is_empty())
+            .map(|(_, v)| v.as_str())
+    }
+}
 
 /// A file's (device, inode).
 pub(crate) type FileId = (u64, u64);
@@ -267,8 +351,8 @@ impl ProcDir {
     }
 
     /// Reads `status` and `environ` once, keeping both open as the process's [`Watch`]; also
-    /// returns the status and the injection variables the environment carries.
-    pub(crate) fn watch(&self) -> io::Result<(Watch, Status, Vec<String>)> {
+    /// returns the status and what the environment says ([`Environ`]).
+    pub(crate) fn watch(&self) -> io::Result<(Watch, Status, Environ)> {
         let dir = ProcDir {
             dir: self.dir.try_clone()?,
         };
@@ -276,7 +360,7 @@ impl ProcDir {
         let environ_file = self.open_file("environ")?;
         let mut buf = Vec::with_capacity(4096);
         read_at_into(&environ_file, 0, &mut buf)?;
-        let injected = injection_vars_in(&buf);
+        let environ_facts = environ_in(&buf);
         let environ = (!buf.is_empty()).then_some(environ_file);
         read_at_into(&status_file, 0, &mut buf)?;
         let status = Status::parse(&buf)?;
@@ -285,22 +369,31 @@ impl ProcDir {
             status: status_file,
             environ,
         };
-        Ok((watch, status, injected))
+        Ok((watch, status, environ_facts))
     }
 }
 
-/// The injection variables ([`INJECTION_VARS`]) set in a NUL-separated environment block.
-fn injection_vars_in(environ: &[u8]) -> Vec<String> {
-    let mut found: Vec<String> = Vec::new();
+/// The injection variables ([`is_injection_var`]) set in a NUL-separated environment block, and
+/// the values of [`READ_VARS`].
+fn environ_in(environ: &[u8]) -> Environ {
+    let mut facts = Environ::default();
     for entry in environ.split(|&b| b == 0) {
-        let name = entry.split(|&b| b == b'=').next().unwrap_or_default();
-        if let Some(v) = INJECTION_VARS.iter().find(|v| v.as_bytes() == name)
-            && !found.iter().any(|f| f == v)
+        let mut parts = entry.splitn(2, |&b| b == b'=');
+        let name = parts.next().unwrap_or_default();
+        let Ok(name) = std::str::from_utf8(name) else {
+            continue;
+        };
+        if is_injection_var(name) && !facts.injected.iter().any(|f| f == name) {
+            facts.injected.push(name.to_string());
+        }
+        if let Some(known) = READ_VARS.iter().find(|v| **v == name)
+            && !facts.read.iter().any(|(n, _)| n == known)
         {
-            found.push((*v).to_string());
+            let value = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+            facts.read.push((known, value));
         }
     }
-    found
+    facts
 }
 
 /// Splits a NUL-separated `cmdline`.
@@ -339,9 +432,22 @@ mod tests {
     fn injection_variables_are_found_by_exact_name() {
         let env =
             b"HOME=/h\0LD_PRELOAD=/tmp/x.so\0LD_PRELOADX=1\0ENV=/e\0PATH=/bin\0LD_PRELOAD=2\0";
-        assert_eq!(injection_vars_in(env), vec!["LD_PRELOAD", "ENV"]);
-        assert!(injection_vars_in(b"HOME=/h\0MYENV=1\0").is_empty());
-        assert!(injection_vars_in(b"").is_empty());
+        let facts = environ_in(env);
+        assert_eq!(facts.injected, vec!["LD_PRELOAD", "ENV"]);
+        assert_eq!(facts.get("HOME"), Some("/h"));
+        assert!(environ_in(b"HOME=/h\0MYENV=1\0").injected.is_empty());
+        assert!(environ_in(b"").injected.is_empty());
+        // Prefixes: exported bash functions and every RUBY* variable, by their full names.
+        let facts = environ_in(
+            b"BASH_FUNC_sha256sum%%=() {  echo x\n}\0RUBYSHELL=/bin/sh\0PYTHONUSERBASE=/u\0",
+        );
+        assert_eq!(
+            facts.injected,
+            vec!["BASH_FUNC_sha256sum%%", "RUBYSHELL", "PYTHONUSERBASE"]
+        );
+        assert_eq!(facts.get("PYTHONUSERBASE"), Some("/u"));
+        assert!(is_injection_var("SHELLOPTS") && is_injection_var("PS4"));
+        assert!(!is_injection_var("PATH") && !is_injection_var("BASH_FUNC"));
     }
 
     #[test]

@@ -10,7 +10,8 @@
 
 use crate::admin::Grants;
 use crate::identity::Link;
-use crate::protocol::Reason;
+use crate::policy::GrantTerms;
+use crate::protocol::{AlwaysAnswer, AnswerDecision, Reason};
 use serde::Serialize;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,6 +20,25 @@ use tokio::sync::{mpsc, oneshot};
 
 /// How long a held request waits for an answer unless config.json says otherwise.
 pub const DEFAULT_PROMPT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Most events queued for one approver. An approver that falls this far behind (stopped, or
+/// not reading) is dropped: its queue is closed, and it is told when it reads again
+/// ([`Events`] ends).
+pub const APPROVER_QUEUE: usize = 256;
+
+/// Most prompts held at once for one caller (its executable or script hash): beyond, a request
+/// asking something new is refused at once instead of held.
+pub const MAX_HELD_PER_CALLER: usize = 4;
+
+/// Most prompts held at once in all. When full, a prompt from a launcher that has fewer held
+/// prompts than the busiest one takes the place of that launcher's oldest prompt (so a flood
+/// from one launcher cannot keep another caller from being shown); one from the busiest
+/// launcher is refused at once.
+pub const MAX_HELD: usize = 32;
+
+/// What an approver receives: [`ApproverEvent`]s, ending (`None`) when it is detached or was
+/// dropped for falling [`APPROVER_QUEUE`] events behind.
+pub type Events = mpsc::Receiver<ApproverEvent>;
 
 /// What an approver is shown (sent as a `PROMPT` line; the dashboard reads it back).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -39,7 +59,8 @@ pub struct Prompt {
     pub pid: i32,
     /// Its command line.
     pub argv: Vec<String>,
-    /// Who launched it (caller first).
+    /// The caller chain: the caller itself first, then who launched it (parent first), as in
+    /// audit records and pending entries.
     pub chain: Vec<Link>,
     /// Whether the caller is approved at all.
     pub registered: bool,
@@ -90,6 +111,56 @@ impl Decision {
     }
 }
 
+impl Decision {
+    /// The decision a connected approver's `ANSWER` line carries (the daemon's side of
+    /// [`crate::protocol::AnswerLine`]); a time grant is bounded to a year.
+    pub fn from_answer(d: AnswerDecision) -> Decision {
+        match d {
+            AnswerDecision::Once => Decision::Once,
+            AnswerDecision::Time { for_s } => {
+                Decision::For(Duration::from_secs(for_s.clamp(1, 366 * 86_400)))
+            }
+            AnswerDecision::Always(a) => Decision::Always(Grants {
+                read: a.read,
+                write: a.write,
+                search: a.search,
+                via: a.via,
+                terms: GrantTerms {
+                    expires_at: a
+                        .expires_at_ms
+                        .and_then(chrono::DateTime::from_timestamp_millis),
+                    uses_left: a.uses_left,
+                    confirm: a.confirm,
+                },
+                ..Grants::default()
+            }),
+            AnswerDecision::Deny => Decision::Deny,
+            AnswerDecision::Forget => Decision::Forget,
+        }
+    }
+
+    /// What a connected approver sends for this decision (the dashboard's side).
+    pub fn to_answer(&self) -> AnswerDecision {
+        match self {
+            Decision::Once => AnswerDecision::Once,
+            Decision::For(d) => AnswerDecision::Time {
+                for_s: d.as_secs().max(1),
+            },
+            Decision::Always(g) => AnswerDecision::Always(AlwaysAnswer {
+                read: g.read.clone(),
+                write: g.write.clone(),
+                search: g.search,
+                via: g.via.clone(),
+                expires_at_ms: g.terms.expires_at.map(|t| t.timestamp_millis()),
+                uses_left: g.terms.uses_left,
+                confirm: g.terms.confirm,
+            }),
+            Decision::Deny => AnswerDecision::Deny,
+            Decision::Forget => AnswerDecision::Forget,
+        }
+    }
+}
+
 /// An answer and who gave it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answer {
@@ -115,6 +186,64 @@ pub enum ApproverEvent {
     },
 }
 
+/// Every line the daemon writes on an approver's subscription after `SUBSCRIBED`: the one typed
+/// message of that direction, written by the daemon ([`SubscriptionLine::to_line`]) and read
+/// by a connected dashboard (`serde_json::from_str`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(tag = "type")]
+pub enum SubscriptionLine {
+    /// A prompt to show ([`ApproverEvent::Prompt`]).
+    #[serde(rename = "PROMPT")]
+    Prompt(Box<Prompt>),
+    /// A prompt is gone ([`ApproverEvent::Resolved`]).
+    #[serde(rename = "RESOLVED")]
+    Resolved {
+        /// The prompt.
+        prompt_id: String,
+        /// What ended it.
+        outcome: String,
+        /// Who answered.
+        by: Option<String>,
+    },
+    /// The last line to an approver dropped for falling behind (the connection then closes).
+    #[serde(rename = "DROPPED")]
+    Dropped {
+        /// What happened and what to do.
+        message: String,
+    },
+    /// The reply to this approver's own `ANSWER`: `error` says why it decided nothing.
+    #[serde(rename = "ANSWERED")]
+    Answered {
+        /// The prompt answered.
+        prompt_id: String,
+        /// Why the answer was not taken (the prompt was gone, the grant invalid, …).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+}
+
+impl SubscriptionLine {
+    /// The newline-terminated JSON line.
+    pub fn to_line(&self) -> Vec<u8> {
+        let mut line = serde_json::to_vec(self).unwrap_or_default();
+        line.push(b'\n');
+        line
+    }
+}
+
+impl From<ApproverEvent> for SubscriptionLine {
+    fn from(ev: ApproverEvent) -> SubscriptionLine {
+        match ev {
+            ApproverEvent::Prompt(p) => SubscriptionLine::Prompt(p),
+            ApproverEvent::Resolved { id, outcome, by } => SubscriptionLine::Resolved {
+                prompt_id: id,
+                outcome,
+                by,
+            },
+        }
+    }
+}
+
 struct Held {
     prompt: Prompt,
     key: String,
@@ -123,7 +252,7 @@ struct Held {
 
 #[derive(Default)]
 struct State {
-    approvers: Vec<(u64, mpsc::UnboundedSender<ApproverEvent>)>,
+    approvers: Vec<(u64, mpsc::Sender<ApproverEvent>)>,
     held: Vec<Held>,
 }
 
@@ -144,6 +273,26 @@ pub struct Waiting {
     pub answer: oneshot::Receiver<Answer>,
     /// Whether this request opened the prompt (false: it joined a repeat's prompt).
     pub opened: bool,
+}
+
+/// Why a request is not held ([`Approvals::ask`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotHeld {
+    /// No approver is attached.
+    NoApprover,
+    /// Too many prompts are held (for this caller, or in all); the text says which.
+    TooMany(String),
+}
+
+/// The caller a prompt is for: its script's hash, else its executable's.
+fn subject(p: &Prompt) -> &str {
+    p.script_hash.as_deref().unwrap_or(&p.hash)
+}
+
+/// The launcher a prompt's caller was started by (its parent's pid; its own without one): the
+/// unit of fairness between floods and other callers.
+fn launcher(p: &Prompt) -> i32 {
+    p.chain.get(1).map_or(p.pid, |l| l.pid)
 }
 
 /// An answer came for a prompt that is no longer open.
@@ -168,12 +317,12 @@ impl Approvals {
     }
 
     /// Attaches an approver; it is sent every prompt already waiting.
-    pub fn attach(&self) -> (u64, mpsc::UnboundedReceiver<ApproverEvent>) {
-        let (tx, rx) = mpsc::unbounded_channel();
+    pub fn attach(&self) -> (u64, Events) {
+        let (tx, rx) = mpsc::channel(APPROVER_QUEUE);
         let id = self.id();
         let mut st = self.lock();
         for h in &st.held {
-            let _ = tx.send(ApproverEvent::Prompt(Box::new(h.prompt.clone())));
+            let _ = tx.try_send(ApproverEvent::Prompt(Box::new(h.prompt.clone())));
         }
         st.approvers.push((id, tx));
         (id, rx)
@@ -197,37 +346,43 @@ impl Approvals {
     }
 
     /// Holds a request: joins the prompt of the same `key` (same caller, action and service)
-    /// or opens a new one. `None` when no approver is attached.
-    pub fn ask(&self, key: String, mut prompt: Prompt) -> Option<Waiting> {
+    /// or opens a new one, within [`MAX_HELD_PER_CALLER`] and [`MAX_HELD`]. `Err` says why it
+    /// is not held.
+    pub fn ask(&self, key: String, mut prompt: Prompt) -> Result<Waiting, NotHeld> {
         let ticket = self.id();
         let (tx, rx) = oneshot::channel();
         let mut st = self.lock();
         st.approvers.retain(|(_, t)| !t.is_closed());
         if st.approvers.is_empty() {
-            return None;
+            return Err(NotHeld::NoApprover);
         }
         if let Some(h) = st.held.iter_mut().find(|h| h.key == key) {
             h.waiters.push((ticket, tx));
             h.prompt.waiting = h.waiters.len();
             let (id, update) = (h.prompt.id.clone(), h.prompt.clone());
-            broadcast(&st, ApproverEvent::Prompt(Box::new(update)));
-            return Some(Waiting {
+            broadcast(&mut st, ApproverEvent::Prompt(Box::new(update)));
+            return Ok(Waiting {
                 id,
                 ticket,
                 answer: rx,
                 opened: false,
             });
         }
+        make_room(&mut st, &prompt)?;
         prompt.id = format!("p{ticket}");
         prompt.waiting = 1;
         let id = prompt.id.clone();
-        broadcast(&st, ApproverEvent::Prompt(Box::new(prompt.clone())));
+        broadcast(&mut st, ApproverEvent::Prompt(Box::new(prompt.clone())));
+        if st.approvers.is_empty() {
+            // Every approver was dropped for falling behind: nobody to ask.
+            return Err(NotHeld::NoApprover);
+        }
         st.held.push(Held {
             prompt,
             key,
             waiters: vec![(ticket, tx)],
         });
-        Some(Waiting {
+        Ok(Waiting {
             id,
             ticket,
             answer: rx,
@@ -246,7 +401,7 @@ impl Approvals {
             .ok_or_else(|| Closed(id.to_string()))?;
         let held = st.held.remove(i);
         broadcast(
-            &st,
+            &mut st,
             ApproverEvent::Resolved {
                 id: id.to_string(),
                 outcome: answer.decision.as_str().into(),
@@ -269,12 +424,12 @@ impl Approvals {
             let h = &mut st.held[i];
             h.prompt.waiting = h.waiters.len();
             let update = h.prompt.clone();
-            broadcast(&st, ApproverEvent::Prompt(Box::new(update)));
+            broadcast(&mut st, ApproverEvent::Prompt(Box::new(update)));
             return None;
         }
         let held = st.held.remove(i);
         broadcast(
-            &st,
+            &mut st,
             ApproverEvent::Resolved {
                 id: id.to_string(),
                 outcome: outcome.into(),
@@ -290,9 +445,71 @@ impl Approvals {
     }
 }
 
-fn broadcast(st: &State, ev: ApproverEvent) {
-    for (_, tx) in &st.approvers {
-        let _ = tx.send(ev.clone());
+/// Makes room for a new prompt like `new` within the caps, or says why it is not held. When the
+/// held prompts are at [`MAX_HELD`], the oldest prompt of the busiest launcher is ended
+/// (its requests get their refusal) unless `new` comes from that busiest launcher itself.
+fn make_room(st: &mut State, new: &Prompt) -> Result<(), NotHeld> {
+    let mine = st
+        .held
+        .iter()
+        .filter(|h| subject(&h.prompt) == subject(new))
+        .count();
+    if mine >= MAX_HELD_PER_CALLER {
+        return Err(NotHeld::TooMany(format!(
+            "{MAX_HELD_PER_CALLER} prompts of this caller are already waiting for an answer"
+        )));
+    }
+    if st.held.len() < MAX_HELD {
+        return Ok(());
+    }
+    let count = |pid: i32| {
+        st.held
+            .iter()
+            .filter(|h| launcher(&h.prompt) == pid)
+            .count()
+    };
+    let busiest = st
+        .held
+        .iter()
+        .map(|h| launcher(&h.prompt))
+        .max_by_key(|pid| count(*pid))
+        .unwrap_or(0);
+    if count(launcher(new)) >= count(busiest) {
+        return Err(NotHeld::TooMany(format!(
+            "{MAX_HELD} prompts are already waiting, the most of them from callers launched by the same process as this one"
+        )));
+    }
+    if let Some(i) = st.held.iter().position(|h| launcher(&h.prompt) == busiest) {
+        // Dropping its waiters' senders refuses their requests ("no answer").
+        let evicted = st.held.remove(i);
+        broadcast(
+            st,
+            ApproverEvent::Resolved {
+                id: evicted.prompt.id,
+                outcome: "evicted".into(),
+                by: None,
+            },
+        );
+    }
+    Ok(())
+}
+
+/// Sends `ev` to every approver. One whose queue is full is dropped (its sender goes, so its
+/// [`Events`] ends once drained); when none is left, every held request gets its refusal.
+fn broadcast(st: &mut State, ev: ApproverEvent) {
+    st.approvers.retain(|(id, tx)| match tx.try_send(ev.clone()) {
+        Ok(()) => true,
+        Err(mpsc::error::TrySendError::Closed(_)) => false,
+        Err(mpsc::error::TrySendError::Full(_)) => {
+            tracing::warn!(
+                "keychain-auth: approver {id} fell {APPROVER_QUEUE} events behind and was dropped"
+            );
+            false
+        }
+    });
+    if st.approvers.is_empty() {
+        // Dropping the senders ends every wait without an answer.
+        st.held.clear();
     }
 }
 
@@ -325,7 +542,7 @@ mod tests {
     #[tokio::test]
     async fn no_approver_means_no_prompt() {
         let a = Approvals::new();
-        assert!(a.ask("k".into(), prompt()).is_none());
+        assert_eq!(a.ask("k".into(), prompt()).err(), Some(NotHeld::NoApprover));
         let (id, rx) = a.attach();
         drop(rx);
         assert!(!a.attached(), "a closed approver does not count");
@@ -373,6 +590,106 @@ mod tests {
         a.detach(one);
         a.detach(_two);
         assert!(other.answer.await.is_err());
+    }
+
+    /// A prompt of caller `hash` launched by `parent`.
+    fn prompt_of(hash: &str, parent: i32) -> Prompt {
+        let link = |pid| Link {
+            path: "/bin/x".into(),
+            hash: None,
+            pid,
+            argv: vec![],
+        };
+        Prompt {
+            hash: hash.into(),
+            chain: vec![link(parent + 1), link(parent)],
+            ..prompt()
+        }
+    }
+
+    #[tokio::test]
+    async fn an_approver_that_stops_reading_is_dropped_and_its_queue_is_bounded() {
+        let a = Approvals::new();
+        let (_slow, mut slow) = a.attach();
+        let (_fast, mut fast) = a.attach();
+        let mut asked = vec![];
+        // The fast approver reads everything; the slow one reads nothing.
+        for i in 0..(APPROVER_QUEUE + 10) {
+            let w = a.ask(
+                format!("k{i}"),
+                prompt_of(&format!("h{i}"), 1000 + i as i32),
+            );
+            if let Ok(w) = w {
+                assert!(a.leave(&w.id, w.ticket, "withdrawn").is_some());
+                asked.push(w.id);
+            }
+            while fast.try_recv().is_ok() {}
+        }
+        assert_eq!(
+            asked.len(),
+            APPROVER_QUEUE + 10,
+            "the fast approver is still asked"
+        );
+        // The slow one got at most its queue's worth, then its queue was closed: it is told by
+        // its events ending.
+        let mut got = 0;
+        while let Some(_ev) = slow.recv().await {
+            got += 1;
+        }
+        assert!(got <= APPROVER_QUEUE, "{got}");
+        assert_eq!(
+            a.lock().approvers.len(),
+            1,
+            "only the fast approver is left"
+        );
+    }
+
+    #[tokio::test]
+    async fn held_prompts_are_bounded_per_caller_and_in_all_and_a_new_launcher_is_shown() {
+        let a = Approvals::new();
+        let (_id, _rx) = a.attach();
+        // One caller: at most MAX_HELD_PER_CALLER different prompts; a repeat still joins.
+        let mut mine = vec![];
+        for i in 0..MAX_HELD_PER_CALLER {
+            mine.push(a.ask(format!("same:{i}"), prompt_of("same", 7)).unwrap());
+        }
+        let r = a.ask("same:more".into(), prompt_of("same", 7));
+        assert!(
+            matches!(r, Err(NotHeld::TooMany(ref why)) if why.contains("this caller")),
+            "{:?}",
+            r.err()
+        );
+        assert!(
+            a.ask("same:0".into(), prompt_of("same", 7)).is_ok(),
+            "a repeat joins"
+        );
+        // A flood of distinct callers from one launcher fills the rest, then is refused.
+        let mut flood = vec![];
+        for i in 0..(MAX_HELD - MAX_HELD_PER_CALLER) {
+            flood.push(
+                a.ask(format!("f{i}"), prompt_of(&format!("flood{i}"), 666))
+                    .unwrap(),
+            );
+        }
+        assert_eq!(a.pending().len(), MAX_HELD);
+        let r = a.ask("f-more".into(), prompt_of("flood-more", 666));
+        assert!(
+            matches!(r, Err(NotHeld::TooMany(_))),
+            "the busiest launcher is refused"
+        );
+        // A new caller from another launcher is still held and shown, in place of the
+        // flood's oldest prompt, whose request gets its refusal.
+        let real = a.ask("real".into(), prompt_of("real-tool", 4242)).unwrap();
+        assert!(real.opened);
+        let shown = a.pending();
+        assert_eq!(shown.len(), MAX_HELD);
+        assert!(shown.iter().any(|p| p.hash == "real-tool"));
+        assert!(
+            !shown.iter().any(|p| p.hash == "flood0"),
+            "the flood's oldest made room"
+        );
+        assert!(flood.remove(0).answer.await.is_err(), "evicted: no answer");
+        assert!(shown.iter().filter(|p| p.hash == "same").count() == MAX_HELD_PER_CALLER);
     }
 
     #[tokio::test]

@@ -19,13 +19,14 @@ use std::time::Duration;
 /// and service).
 pub fn prompt_for(peer: &Peer, ask: &Ask, timeout: Duration) -> (String, Prompt) {
     let req = &ask.req;
-    let (path, hash, argv, script, chain) = match &peer.exe {
+    // Caller first, then who launched it, as in audit records and pending entries.
+    let chain = super::handler::caller_chain(peer);
+    let (path, hash, argv, script) = match &peer.exe {
         Exe::Verified {
             path,
             hash,
             argv,
             program,
-            chain,
             ..
         } => (
             path.display().to_string(),
@@ -37,7 +38,6 @@ pub fn prompt_for(peer: &Peer, ask: &Ask, timeout: Duration) -> (String, Prompt)
                 }
                 _ => None,
             },
-            chain.clone(),
         ),
         Exe::Unverifiable { path, .. } => (
             path.as_ref()
@@ -46,7 +46,6 @@ pub fn prompt_for(peer: &Peer, ask: &Ask, timeout: Duration) -> (String, Prompt)
             String::new(),
             Vec::new(),
             None,
-            Vec::new(),
         ),
     };
     let key = coalesce_key(ask.subject.as_str(), req, &chain);
@@ -133,7 +132,7 @@ pub fn audit_prompt(broker: &Broker, ask: &Ask, prompt_id: &str) {
 
 /// A held request nobody allowed (`why`: timeout, withdrawn, stopping, no answer): its
 /// refusal, with the reason appended, audited.
-fn unanswered(broker: &Broker, rec: Record, mut refusal: Response, why: &str) -> Vec<u8> {
+fn unanswered(broker: &Broker, rec: Record, mut refusal: Response, why: &str) -> Response {
     let rec = rec.with_decision(why, None);
     let note = match why {
         "timeout" => "no approver answered in time",
@@ -142,11 +141,23 @@ fn unanswered(broker: &Broker, rec: Record, mut refusal: Response, why: &str) ->
         _ => "no approver answered",
     };
     refusal.message = Some(format!("{} ({note})", refusal.message.unwrap_or_default()));
-    handler::refuse(broker, rec, refusal).to_line()
+    handler::refuse(broker, rec, refusal)
+}
+
+/// A request that could not be held (too many prompts waiting, `why`): its refusal, with the
+/// reason appended, audited.
+pub fn not_held(broker: &Broker, ask: Ask, why: &str) -> Response {
+    let rec = ask.rec.with_decision("not_held", None);
+    let mut refusal = ask.refusal;
+    refusal.message = Some(format!(
+        "{} (not held for an approver: {why})",
+        refusal.message.unwrap_or_default()
+    ));
+    handler::refuse(broker, rec, refusal)
 }
 
 /// Decides a held request: `answer` is the approver's, or `None` with `why` (`timeout`,
-/// `withdrawn`, `no_answer`). Returns the response line.
+/// `withdrawn`, `no_answer`). Returns the typed response (the socket sends it as a line).
 pub fn settle(
     broker: &Broker,
     peer: &Peer,
@@ -154,7 +165,7 @@ pub fn settle(
     prompt_id: &str,
     answer: Option<Answer>,
     why: &str,
-) -> Vec<u8> {
+) -> Response {
     let Ask {
         req,
         refusal,
@@ -163,6 +174,7 @@ pub fn settle(
         confirm,
         subject,
     } = ask;
+    let front = rec.front.clone();
     let rec = rec.with_prompt(prompt_id);
     let Some(answer) = answer else {
         return unanswered(broker, rec, refusal, why);
@@ -171,19 +183,19 @@ pub fn settle(
     let refused = |rec: Record, refusal: Response, what: &str| {
         let mut r = refusal;
         r.message = Some(format!("{} {what} this request", answer.by));
-        handler::refuse(broker, rec, r).to_line()
+        handler::refuse(broker, rec, r)
     };
     let change = match (&answer.decision, confirm) {
         (Decision::Deny, _) => return refused(rec, refusal, "denied"),
         (Decision::Forget, _) => {
             if !registered {
-                let _ = admin::dismiss(&broker.paths, Source::Dashboard, subject.as_str());
+                let _ = admin::dismiss(&broker.world(), Source::Dashboard, subject.as_str());
             }
             return refused(rec, refusal, "denied (and dismissed the caller)");
         }
         // Confirmation of an allowed use: any "allow" serves this request as it stands.
         (_, true) | (Decision::Once, false) => {
-            return handler::carry_out(broker, rec, &req).to_line();
+            return handler::carry_out(broker, rec, &req);
         }
         (Decision::For(d), false) => Grants {
             terms: GrantTerms {
@@ -200,9 +212,21 @@ pub fn settle(
         (Decision::Always(g), false) => g.clone(),
     };
     let applied = if registered {
-        admin::grant(&broker.paths, Source::Dashboard, subject.as_str(), &change).map(|_| ())
+        admin::grant(
+            &broker.world(),
+            Source::Dashboard,
+            subject.as_str(),
+            &change,
+        )
+        .map(|_| ())
     } else {
-        admin::approve(&broker.paths, Source::Dashboard, subject.as_str(), &change).map(|_| ())
+        admin::approve(
+            &broker.world(),
+            Source::Dashboard,
+            subject.as_str(),
+            &change,
+        )
+        .map(|_| ())
     };
     if let Err(e) = applied {
         let mut r = refusal;
@@ -210,15 +234,15 @@ pub fn settle(
             "{} allowed this request, but the grant could not be saved: {e}",
             answer.by
         ));
-        return handler::refuse(broker, rec, r).to_line();
+        return handler::refuse(broker, rec, r);
     }
     // Decided again under the new policy, without holding it a second time.
     let again = Request {
         prompt: false,
         ..req
     };
-    match handler::decide(broker, peer, &again, None) {
-        Verdict::Done(resp) => resp.to_line(),
-        Verdict::Ask(a) => handler::refuse(broker, a.rec, a.refusal).to_line(),
+    match handler::decide_as(broker, peer, &again, None, front.as_deref()) {
+        Verdict::Done(resp) => resp,
+        Verdict::Ask(a) => handler::refuse(broker, a.rec, a.refusal),
     }
 }

@@ -34,7 +34,10 @@ pub enum Lane {
 pub fn lane(broker: &Broker, peer: &Peer, parsed: &Parsed) -> Lane {
     let req = match parsed {
         Ok(Incoming::Request(r)) => r,
-        Ok(Incoming::Status | Incoming::Subscribe | Incoming::Answer(_)) | Err(_) => {
+        Ok(
+            Incoming::Status | Incoming::Subscribe | Incoming::Answer(_) | Incoming::Admin { .. },
+        )
+        | Err(_) => {
             return Lane::Quick(None);
         }
     };
@@ -97,10 +100,12 @@ pub fn respond(
     let req = match parsed {
         Ok(Incoming::Status) => return Reply::Line(status_line(broker)),
         Ok(Incoming::Request(req)) => Ok(req),
-        Ok(Incoming::Subscribe | Incoming::Answer(_)) => Err(Box::new(Response::malformed(
-            None,
-            "SUBSCRIBE opens an approver connection, and ANSWER is only accepted on one",
-        ))),
+        Ok(Incoming::Subscribe | Incoming::Answer(_) | Incoming::Admin { .. }) => {
+            Err(Box::new(Response::malformed(
+                None,
+                "SUBSCRIBE opens an approver connection, ANSWER is only accepted on one, and ADMIN is answered by the session",
+            )))
+        }
         Err(resp) => Err(resp),
     };
     broker.stats.requests.fetch_add(1, Ordering::Relaxed);
@@ -110,10 +115,8 @@ pub fn respond(
             Verdict::Ask(ask) => Reply::Ask(ask),
         },
         Err(resp) => {
-            let mut rec = base_record(peer).with_id(resp.id.clone());
-            finish(&mut rec, &resp);
-            let _ = broker.audit.append(&rec);
-            Reply::Line(resp.to_line())
+            let rec = base_record(peer).with_id(resp.id.clone());
+            Reply::Line(refuse_counted(broker, rec, *resp).to_line())
         }
     }
 }
@@ -196,6 +199,18 @@ enum Guard {
         var: String,
         hash: BinaryHash,
     },
+    /// The interpreter runs a start-up file from a place the user can write before the script.
+    #[error(
+        "{} (pid {pid}) would first run {}, {why}, which is not part of what was approved; remove it, or run the script without start-up files (python -s or -I, zsh -f)",
+        path.display(),
+        file.display()
+    )]
+    Startup {
+        path: std::path::PathBuf,
+        pid: i32,
+        file: std::path::PathBuf,
+        why: &'static str,
+    },
     /// No allowed launcher among the ancestors.
     #[error(
         "{} may only be used when launched by {allowed} and was launched by: {chain}",
@@ -209,7 +224,8 @@ enum Guard {
 }
 
 /// The injection guard (SPEC §10): a traced caller is refused, and so is one whose environment
-/// carries an injection variable its policy does not list in `allow_env`.
+/// carries an injection variable its policy does not list in `allow_env`, and one whose
+/// interpreter runs a start-up file the user can write before its script.
 fn injection_guard(pid: i32, binary: &BinaryPolicy, integrity: &Integrity) -> Result<(), Guard> {
     if integrity.tracer != 0 {
         return Err(Guard::Traced {
@@ -228,12 +244,20 @@ fn injection_guard(pid: i32, binary: &BinaryPolicy, integrity: &Integrity) -> Re
             var: var.clone(),
             hash: binary.hash.clone(),
         }),
-        None => Ok(()),
+        None => match integrity.startup.first() {
+            Some(s) => Err(Guard::Startup {
+                path: binary.path.clone(),
+                pid,
+                file: s.file.clone(),
+                why: s.why,
+            }),
+            None => Ok(()),
+        },
     }
 }
 
-/// The caller chain of `peer` for records: the caller itself, then its ancestors.
-fn caller_chain(peer: &Peer) -> Vec<Link> {
+/// The caller chain of `peer` for records and prompts: the caller itself, then its ancestors.
+pub(crate) fn caller_chain(peer: &Peer) -> Vec<Link> {
     let Exe::Verified {
         path,
         hash,
@@ -291,7 +315,7 @@ fn unknown_caller(policy: &Snapshot, peer: &Peer, req: &Request) -> (String, Opt
         Program::NoFile(why) => {
             return (
                 format!(
-                    "{why}; run a script file instead and approve it, or approve the interpreter itself with: keychain-auth register {} --allow-any-script (any code it runs is then served)",
+                    "{why}; run a script file (without such options) instead and approve it, or approve the interpreter itself with: keychain-auth register {} --allow-any-script (any code it runs is then served)",
                     exe_path.display()
                 ),
                 None,
@@ -365,7 +389,20 @@ pub(crate) fn decide(
     req: &Request,
     policy: Option<Arc<Snapshot>>,
 ) -> Verdict {
-    let rec = request_record(peer, req);
+    decide_as(broker, peer, req, policy, None)
+}
+
+/// [`decide`] for a request that came through `front` (`Some("dbus")`; `None` is the socket):
+/// its audit records name the front end.
+pub(crate) fn decide_as(
+    broker: &Broker,
+    peer: &Peer,
+    req: &Request,
+    policy: Option<Arc<Snapshot>>,
+    front: Option<&str>,
+) -> Verdict {
+    let mut rec = request_record(peer, req);
+    rec.front = front.map(str::to_string);
     if let Some(how) = broker.backend.locked() {
         return locked(broker, rec, req, how);
     }
@@ -454,7 +491,7 @@ fn carry_out_counted(
     }
     let resp = carry_out(broker, rec, req);
     if resp.status == Status::Success
-        && let Err(e) = crate::admin::consume_use(&broker.paths, &binary.hash, &req.service)
+        && let Err(e) = crate::admin::consume_use(&broker.world(), &binary.hash, &req.service)
     {
         tracing::warn!("keychain-auth: could not count a use of a one-time grant: {e}");
     }
@@ -528,9 +565,18 @@ fn denied(req: &Request, reason: Reason, message: String) -> Response {
     Response::failure(req.id.clone(), Status::Denied, reason, message)
 }
 
-/// The refusal, audited.
+/// The refusal, audited as a counted refusal ([`super::refusals`]): repeats of it are folded.
 fn done(broker: &Broker, rec: Record, resp: Response) -> Verdict {
-    Verdict::Done(refuse(broker, rec, resp))
+    Verdict::Done(refuse_counted(broker, rec, resp))
+}
+
+/// Audits a refusal through the counted refusals and returns it.
+fn refuse_counted(broker: &Broker, mut rec: Record, resp: Response) -> Response {
+    finish(&mut rec, &resp);
+    for r in broker.refusals.record(rec) {
+        let _ = broker.audit.append(&r);
+    }
+    resp
 }
 
 /// Holds the request for an approver where one is attached and the caller did not opt out

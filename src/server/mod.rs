@@ -5,16 +5,19 @@
 //! then answers its request lines in order through [`handler`]. The state they share is
 //! [`Broker`]. The dashboard embeds the same `Server` in-process.
 
+pub mod activation;
 pub mod admission;
 pub mod approval;
 pub mod ask;
 mod broker;
 pub mod conduit;
 pub mod frame;
+pub mod front;
 pub mod handler;
 pub mod known;
 pub mod notify;
 pub mod preflight;
+pub mod refusals;
 pub mod session;
 pub mod shutdown;
 pub mod socket;
@@ -60,10 +63,37 @@ impl Server {
     pub fn bind(
         paths: Paths,
         backend: Arc<dyn Backend>,
+        limits: Limits,
+    ) -> Result<Server, StartError> {
+        Server::listen(paths, backend, limits, None)
+    }
+
+    /// [`Server::bind`] on a socket a service manager already bound and passed in
+    /// ([`activation::inherited_listener`]): `paths.socket` is where it is bound. The socket file
+    /// belongs to the service manager: it is neither checked for a running daemon nor removed
+    /// when the server stops (the manager keeps listening and starts the daemon again on the
+    /// next connection).
+    pub fn adopt(
+        paths: Paths,
+        backend: Arc<dyn Backend>,
+        limits: Limits,
+        listener: std::os::unix::net::UnixListener,
+    ) -> Result<Server, StartError> {
+        Server::listen(paths, backend, limits, Some(listener))
+    }
+
+    fn listen(
+        paths: Paths,
+        backend: Arc<dyn Backend>,
         mut limits: Limits,
+        inherited: Option<std::os::unix::net::UnixListener>,
     ) -> Result<Server, StartError> {
         protect_process()?;
-        preflight::check(&paths)?;
+        if inherited.is_some() {
+            preflight::check_activated(&paths)?;
+        } else {
+            preflight::check(&paths)?;
+        }
         if backend.kind() == crate::backend::BackendKind::File {
             preflight::check_file_store(&paths)?;
         }
@@ -89,13 +119,26 @@ impl Server {
         {
             limits.max_line = max.max(1024);
         }
-        let (listener, socket_id) = socket::bind(&paths.socket)?;
+        let (listener, socket_id) = match inherited {
+            Some(std_listener) => (socket::adopt(std_listener)?, None),
+            None => socket::bind(&paths.socket)?,
+        };
         identity::sender::enable(std::os::fd::AsFd::as_fd(&listener)).map_err(|e| {
             StartError::Other(format!(
                 "cannot ask the kernel for per-message credentials on {}: {e}",
                 paths.socket.display()
             ))
         })?;
+        // From here on this broker is the audit log's only writer (the CLI sends it its
+        // changes): no lock round trip, no state read or write per record.
+        // Another process holding the lock now (a stopped CLI, or a hostile `flock`) does not
+        // keep the broker from starting: it then takes the lock for every record instead.
+        if let Err(e) = audit.hold() {
+            tracing::warn!(
+                "keychain-auth: warning: another process holds the audit log's lock ({e}); every record waits for it"
+            );
+        }
+        backend.watch_for_changes();
         let broker = Arc::new(Broker::new(paths, backend, audit, limits));
         Ok(Server {
             listener,
@@ -127,12 +170,17 @@ impl Server {
         tokio::select! {
             () = accept_loop(&listener, &broker, &drain) => {}
             () = prune_loop(&broker) => {}
+            () = flush_loop(&broker) => {}
+            () = refusals_loop(&broker) => {}
             () = stop => {}
         }
         // Stop accepting, then let the sessions finish (see `shutdown`).
         drop(listener);
         let drained = drain.drain(shutdown::DRAIN_LIMIT).await;
         socket::remove_if_ours(&broker.paths.socket, socket_id);
+        for r in broker.refusals.all() {
+            let _ = broker.audit.append(&r);
+        }
         let busy = (!drained).then(|| {
             format!(
                 "stopped with sessions still busy after {} s",
@@ -140,6 +188,23 @@ impl Server {
             )
         });
         let _ = broker.audit.append(&Record::daemon_stop(busy));
+        if let Err(e) = broker.audit.flush_state() {
+            tracing::warn!("keychain-auth: could not write the audit state: {e}");
+        }
+    }
+}
+
+/// How often the only writer brings `audit.state` up to date (see [`AuditLog::hold`]).
+pub const STATE_FLUSH: Duration = Duration::from_secs(1);
+
+/// Writes `audit.state` once a second when records were appended since.
+async fn flush_loop(broker: &Arc<Broker>) {
+    loop {
+        tokio::time::sleep(STATE_FLUSH).await;
+        let b = broker.clone();
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || b.audit.flush_state()).await {
+            tracing::warn!("keychain-auth: could not write the audit state: {e}");
+        }
     }
 }
 
@@ -147,12 +212,28 @@ impl Server {
 /// every request checks the end time itself).
 async fn prune_loop(broker: &Arc<Broker>) {
     loop {
-        let paths = broker.paths.clone();
-        let pruned = tokio::task::spawn_blocking(move || crate::admin::prune_expired(&paths)).await;
+        let b = broker.clone();
+        let pruned =
+            tokio::task::spawn_blocking(move || crate::admin::prune_expired(&b.world())).await;
         if let Ok(Err(e)) = pruned {
             tracing::warn!("keychain-auth: could not prune expired grants: {e}");
         }
         tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+}
+
+/// Writes the counted record of every window of repeated refusals that has passed, every few
+/// seconds ([`refusals`]).
+async fn refusals_loop(broker: &Arc<Broker>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let b = broker.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            for r in b.refusals.expired() {
+                let _ = b.audit.append(&r);
+            }
+        })
+        .await;
     }
 }
 

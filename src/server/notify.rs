@@ -14,8 +14,10 @@ pub fn new_caller(path: &str, action: &str, service: &str) {
     };
     let summary = "keychain-auth: an unknown program asked for a secret".to_string();
     let body = format!(
-        "{} asked to {action} {service:?} and was refused. Review it with `keychain-auth tui` or `keychain-auth list-pending`.",
-        crate::display::clean(path)
+        "{} asked to {} \"{}\" and was refused. Review it with `keychain-auth tui` or `keychain-auth list-pending`.",
+        crate::display::clean(path),
+        crate::display::clean(action),
+        crate::display::clean(service)
     );
     rt.spawn(async move {
         let _ = tokio::time::timeout(Duration::from_secs(2), send(summary, body)).await;

@@ -7,8 +7,7 @@
 
 use super::Broker;
 use super::admission::Slot;
-use super::approval::{Answer, ApproverEvent, Decision};
-use super::ask;
+use super::approval::{Answer, ApproverEvent, Decision, SubscriptionLine};
 use super::conduit;
 use super::frame::{Frame, LineReader, Writer};
 use super::handler::{self, Reply};
@@ -173,25 +172,42 @@ impl Session {
         let parsed = handler::parse(line);
         if matches!(parsed, Ok(Incoming::Subscribe)) {
             // Also on a reserve slot: room is kept for the dashboard as for STATUS.
-            if self.runs_keychain_auth(sender).await {
-                return Next::Approver(format!("dashboard pid {}", sender.pid));
-            }
+            let refusal = match self.approver_check(sender).await {
+                Ok(()) => return Next::Approver(format!("dashboard pid {}", sender.pid)),
+                Err(r) => r,
+            };
             if reserve {
                 return Next::Busy(format!(
                     "the broker is serving its maximum of {} connections; try again shortly",
                     self.broker.limits.max_connections
                 ));
             }
-            let r = Response::failure(
-                None,
-                Status::Denied,
-                Reason::UnregisteredBinary,
-                "only keychain-auth itself (a connected dashboard) may subscribe as an approver",
-            );
-            return Next::Reply(r.to_line());
+            if refusal.reason == Some(Reason::InjectedEnvironment) {
+                let _ = self.broker.audit.append(&Record::connection_denied(
+                    Some(sender.pid),
+                    Some(sender.uid),
+                    refusal.message.clone().unwrap_or_default(),
+                ));
+            }
+            return Next::Reply(refusal.to_line());
         }
         if matches!(parsed, Ok(Incoming::Status)) {
             return Next::Reply(handler::status_line(&self.broker));
+        }
+        if let Ok(Incoming::Admin {
+            source,
+            admin,
+            passphrase,
+        }) = parsed
+        {
+            if reserve {
+                return Next::Busy(format!(
+                    "the broker is serving its maximum of {} connections; try again shortly",
+                    self.broker.limits.max_connections
+                ));
+            }
+            let passphrase = passphrase.map(zeroize::Zeroizing::new);
+            return Next::Reply(self.admin(sender, source, admin, passphrase).await);
         }
         if reserve {
             return Next::Busy(format!(
@@ -445,47 +461,9 @@ async fn hold(
     ask: handler::Ask,
     shutdown: &mut Shutdown,
 ) -> Option<Vec<u8>> {
-    let timeout = broker.prompt_timeout();
-    let (key, prompt) = ask::prompt_for(&peer, &ask, timeout);
-    let settle = |ask, id: String, answer, why: &'static str| {
-        let (b, peer) = (broker.clone(), peer.clone());
-        async move {
-            tokio::task::spawn_blocking(move || ask::settle(&b, &peer, ask, &id, answer, why))
-                .await
-                .unwrap_or_else(|_| internal_error())
-        }
-    };
-    let Some(mut wait) = broker.approvals.ask(key, prompt) else {
-        return Some(settle(ask, String::new(), None, "no_answer").await);
-    };
-    if wait.opened {
-        ask::audit_prompt(broker, &ask, &wait.id);
-    }
-    let id = wait.id.clone();
-    let (answer, why) = tokio::select! {
-        a = &mut wait.answer => (a.ok(), "no_answer"),
-        () = tokio::time::sleep(timeout) => {
-            broker.approvals.leave(&id, wait.ticket, "timeout");
-            // An answer that raced the deadline still counts.
-            (wait.answer.try_recv().ok(), "timeout")
-        }
-        () = shutdown.recv() => {
-            broker.approvals.leave(&id, wait.ticket, "stopping");
-            (wait.answer.try_recv().ok(), "stopping")
-        }
-        () = hung_up(stream) => {
-            broker.approvals.leave(&id, wait.ticket, "withdrawn");
-            let mut rec = ask.rec.clone().with_prompt(&id).with_decision("withdrawn", None);
-            rec.set_outcome(
-                Status::Denied,
-                None,
-                Some("the caller hung up while its request was held".into()),
-            );
-            let _ = broker.audit.append(&rec);
-            return None;
-        }
-    };
-    Some(settle(ask, id, answer, why).await)
+    super::front::hold(broker, peer, ask, shutdown.recv(), hung_up(stream), None)
+        .await
+        .map(|r| r.to_line())
 }
 
 /// Resolves once the peer has closed its end entirely (POLLHUP; a half-close that still waits
@@ -527,8 +505,16 @@ impl Session {
             tokio::select! {
                 () = shutdown.recv() => break,
                 ev = events.recv() => {
-                    let Some(ev) = ev else { break };
-                    ok = stream.write_all(&event_line(&ev)).await.is_ok();
+                    let Some(ev) = ev else {
+                        // Dropped for falling behind: say so, then close.
+                        let _ = tokio::time::timeout(APPROVER_WRITE, stream.write_all(&dropped_line())).await;
+                        break;
+                    };
+                    // An approver that stops reading is dropped, not waited on.
+                    ok = matches!(
+                        tokio::time::timeout(APPROVER_WRITE, stream.write_all(&event_line(&ev))).await,
+                        Ok(Ok(()))
+                    );
                 }
                 frame = lines.next(stream, max) => {
                     let Ok(Frame::Line(writer)) = frame else { break };
@@ -551,9 +537,80 @@ impl Session {
         broker.approvals.detach(id);
     }
 
+    /// Carries out an `ADMIN` request (SPEC §19) when its writer runs keychain-auth itself, on
+    /// the state this broker holds; anyone else is refused, and nothing changes. While the
+    /// broker serves a vault, a change that widens access needs the vault passphrase with it
+    /// (SPEC §15): checked here, by the daemon, whatever the sending command saw.
+    async fn admin(
+        &mut self,
+        sender: &Arc<Sender>,
+        source: String,
+        admin: serde_json::Value,
+        passphrase: Option<zeroize::Zeroizing<String>>,
+    ) -> Vec<u8> {
+        use crate::admin::{AdminReply, Op};
+        if !self.runs_keychain_auth(sender).await {
+            let _ = self.broker.audit.append(&Record::connection_denied(
+                Some(sender.pid),
+                Some(sender.uid),
+                "an admin request from a program that is not keychain-auth itself was refused"
+                    .into(),
+            ));
+            return Response::failure(
+                None,
+                Status::Denied,
+                Reason::UnregisteredBinary,
+                "only keychain-auth itself may send admin requests",
+            )
+            .to_line();
+        }
+        let op = match serde_json::from_value::<Op>(admin) {
+            Ok(op) => op,
+            Err(e) => return AdminReply::of(Err(format!("not an admin change: {e}"))).to_line(),
+        };
+        let source = match crate::admin::Source::parse(&source) {
+            Ok(s) => s,
+            Err(e) => return AdminReply::of(Err(e)).to_line(),
+        };
+        let b = self.broker.clone();
+        let pid = sender.pid;
+        tokio::task::spawn_blocking(move || {
+            if op.widens()
+                && let Some(store) = b.backend.vault()
+            {
+                let Some(p) = passphrase else {
+                    return AdminReply::of(Err(
+                        "this broker serves a vault: a change that widens access needs the vault passphrase, and none came with it; nothing was changed (run the command where it finds the vault, or give --passphrase-fd)"
+                            .into(),
+                    ))
+                    .to_line();
+                };
+                if let Err(e) = store.verify(p.as_bytes()) {
+                    let msg = format!("presence for an admin change: {e}");
+                    let mut rec = super::vault_admin::record("presence", pid, "denied", &msg);
+                    rec.reason = Some("wrong_passphrase".into());
+                    super::vault_admin::audit(&b, rec);
+                    return AdminReply::of(Err(format!("{e}; nothing was changed"))).to_line();
+                }
+            }
+            AdminReply::of(op.run(&b.world(), source).map_err(|e| e.to_string())).to_line()
+        })
+        .await
+        .unwrap_or_else(|_| {
+            AdminReply::of(Err("the admin change failed inside the daemon".into())).to_line()
+        })
+    }
+
     /// Whether the writer `s` runs the broker's own executable. The writer itself, not the
     /// program a conduit is answered as: a dashboard is keychain-auth run by a shell or tmux.
     async fn runs_keychain_auth(&mut self, s: &Arc<Sender>) -> bool {
+        self.approver_check(s).await.is_ok()
+    }
+
+    /// Whether the writer `s` may act as an approver: it runs the broker's own executable and
+    /// passes the same injection guard as any caller (no tracer, no injection variable: an
+    /// approver has no `allow_env`). `Err` is the refusal.
+    async fn approver_check(&mut self, s: &Arc<Sender>) -> Result<(), Response> {
         let (b, s) = (self.broker.clone(), s.clone());
         tokio::task::spawn_blocking(move || {
             let fd = s.pidfd.as_ref().map(|f| f.as_fd());
@@ -566,57 +623,84 @@ impl Session {
                 Hashing::Allowed,
                 &[],
             );
-            match (peer, b.own_hash()) {
-                (
-                    Ok(Some(Peer {
-                        exe: Exe::Verified { hash, .. },
-                        ..
-                    })),
-                    Some(own),
-                ) => hash == *own,
-                _ => false,
-            }
+            approver_verdict(peer.ok().flatten().as_ref(), b.own_hash())
         })
         .await
-        .unwrap_or(false)
+        .unwrap_or_else(|_| Err(not_an_approver()))
     }
+}
+
+/// The refusal of a `SUBSCRIBE` or `ANSWER` from a writer that does not run keychain-auth.
+fn not_an_approver() -> Response {
+    Response::failure(
+        None,
+        Status::Denied,
+        Reason::UnregisteredBinary,
+        "only keychain-auth itself (a connected dashboard) may subscribe as an approver",
+    )
+}
+
+/// The approver check on an identified writer: keychain-auth itself (`own`), untraced, without
+/// injection variables. An approver answers for every caller, so it is held to at least what
+/// any caller is.
+fn approver_verdict(
+    peer: Option<&Peer>,
+    own: Option<&crate::policy::BinaryHash>,
+) -> Result<(), Response> {
+    let Some(Peer {
+        pid,
+        exe: Exe::Verified {
+            hash, integrity, ..
+        },
+        ..
+    }) = peer
+    else {
+        return Err(not_an_approver());
+    };
+    if Some(hash) != own {
+        return Err(not_an_approver());
+    }
+    let injected = |message: String| {
+        Err(Response::failure(
+            None,
+            Status::Denied,
+            Reason::InjectedEnvironment,
+            message,
+        ))
+    };
+    if integrity.tracer != 0 {
+        return injected(format!(
+            "{}; an approver is refused like any caller",
+            identity::traced_message(*pid, integrity.tracer)
+        ));
+    }
+    if let Some(var) = integrity.injected.first() {
+        return injected(format!(
+            "keychain-auth (pid {pid}) runs with {var} set, which can inject code into it; an approver answers for every caller and is refused with it: unset {var}"
+        ));
+    }
+    Ok(())
+}
+
+/// How long one line to an approver may take to write before the approver is dropped.
+const APPROVER_WRITE: Duration = Duration::from_secs(5);
+
+/// The last line to an approver dropped for falling behind (then the connection closes).
+fn dropped_line() -> Vec<u8> {
+    SubscriptionLine::Dropped {
+        message: "this approver fell too far behind the broker's prompts and was dropped; subscribe again".into(),
+    }
+    .to_line()
 }
 
 /// The line an approver event is sent as.
 fn event_line(ev: &ApproverEvent) -> Vec<u8> {
-    let v = match ev {
-        ApproverEvent::Prompt(p) => {
-            let mut v = serde_json::to_value(p).unwrap_or_default();
-            if let Some(o) = v.as_object_mut() {
-                o.insert("type".into(), "PROMPT".into());
-            }
-            v
-        }
-        ApproverEvent::Resolved { id, outcome, by } => serde_json::json!({
-            "type": "RESOLVED", "prompt_id": id, "outcome": outcome, "by": by,
-        }),
-    };
-    let mut line = serde_json::to_vec(&v).unwrap_or_default();
-    line.push(b'\n');
-    line
+    SubscriptionLine::from(ev.clone()).to_line()
 }
 
 /// Applies an `ANSWER` line; the reply says whether it decided the prompt.
 fn answer_line(broker: &Broker, a: AnswerLine, by: &str) -> Vec<u8> {
-    let decision = match a.decision.as_str() {
-        "once" => Decision::Once,
-        "time" => Decision::For(Duration::from_secs(
-            a.for_s.unwrap_or(3600).clamp(1, 366 * 86_400),
-        )),
-        "always" => Decision::Always(crate::admin::Grants {
-            read: a.read.unwrap_or_default(),
-            write: a.write.unwrap_or_default(),
-            search: a.search.unwrap_or(false),
-            ..Default::default()
-        }),
-        "deny" => Decision::Deny,
-        _ => Decision::Forget,
-    };
+    let decision = Decision::from_answer(a.decision);
     let result = broker.approvals.answer(
         &a.prompt,
         Answer {
@@ -624,15 +708,11 @@ fn answer_line(broker: &Broker, a: AnswerLine, by: &str) -> Vec<u8> {
             by: by.to_string(),
         },
     );
-    let v = match result {
-        Ok(_) => serde_json::json!({"type": "ANSWERED", "prompt_id": a.prompt}),
-        Err(why) => {
-            serde_json::json!({"type": "ANSWERED", "prompt_id": a.prompt, "error": why.to_string()})
-        }
-    };
-    let mut line = serde_json::to_vec(&v).unwrap_or_default();
-    line.push(b'\n');
-    line
+    SubscriptionLine::Answered {
+        prompt_id: a.prompt,
+        error: result.err().map(|why| why.to_string()),
+    }
+    .to_line()
 }
 
 /// Audits a connection that is dropped because its peer cannot be served.

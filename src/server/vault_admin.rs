@@ -137,7 +137,8 @@ pub fn not_keychain_auth() -> VaultReply {
     )
 }
 
-fn record(action: &str, pid: i32, status: &str, message: &str) -> Record {
+/// The record of a vault event (`"event":"vault"`) for the keychain-auth process `pid`.
+pub(super) fn record(action: &str, pid: i32, status: &str, message: &str) -> Record {
     let mut r = Record::new("vault", "cli");
     r.action = Some(action.into());
     r.pid = Some(pid);
@@ -149,7 +150,8 @@ fn record(action: &str, pid: i32, status: &str, message: &str) -> Record {
     r
 }
 
-fn audit(broker: &Broker, rec: Record) {
+/// Appends `rec`, or keeps it for when the audit key can be had again (the vault is locked).
+pub(super) fn audit(broker: &Broker, rec: Record) {
     if broker.audit.append(&rec).is_err() {
         crate::audit::defer_capped(broker.audit.path(), rec);
     }

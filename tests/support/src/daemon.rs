@@ -23,12 +23,22 @@ impl Daemon {
     /// Starts `keychain-auth start` in `sandbox` with `extra` environment, and waits until it
     /// answers STATUS (30 s at most).
     pub(crate) fn start(sandbox: &Sandbox, extra: &[(String, OsString)]) -> Daemon {
+        Daemon::start_args(sandbox, extra, &[])
+    }
+
+    /// Starts `keychain-auth start ARGS` (e.g. `--secret-service`) like [`Daemon::start`].
+    pub(crate) fn start_args(
+        sandbox: &Sandbox,
+        extra: &[(String, OsString)],
+        args: &[&str],
+    ) -> Daemon {
         let stdout = sandbox.root.join(format!("daemon-{}.out", crate::nonce()));
         let stderr = stdout.with_extension("err");
         let child = sandbox
             .command(daemon_bin())
             .envs(extra.iter().cloned())
             .arg("start")
+            .args(args)
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&stdout).expect("stdout file"))
             .stderr(std::fs::File::create(&stderr).expect("stderr file"))

@@ -64,6 +64,15 @@ pub struct Bus {
 impl Bus {
     /// Starts `dbus-daemon` with a private configuration listening in the sandbox's root.
     pub fn start(sandbox: &Sandbox) -> Bus {
+        Bus::start_with_services(sandbox, None)
+    }
+
+    /// [`Bus::start`], with `services` as the one directory of D-Bus activation files (the
+    /// bus starts a service named there on the first call to its name).
+    pub fn start_with_services(sandbox: &Sandbox, services: Option<&std::path::Path>) -> Bus {
+        let servicedir = services
+            .map(|d| format!("  <servicedir>{}</servicedir>\n", d.display()))
+            .unwrap_or_default();
         let conf = sandbox.root.join("bus.conf");
         std::fs::write(
             &conf,
@@ -79,7 +88,7 @@ impl Bus {
     <allow eavesdrop="true"/>
     <allow own="*"/>
   </policy>
-</busconfig>
+{servicedir}</busconfig>
 "#,
                 sandbox.root.join("bus").display()
             ),
@@ -108,6 +117,29 @@ impl Bus {
             "DBUS_SESSION_BUS_ADDRESS".into(),
             self.address.clone().into(),
         )]
+    }
+
+    /// Whether `name` has an owner on this bus (asked with `dbus-send`).
+    pub fn has_owner(&self, sandbox: &Sandbox, name: &str) -> bool {
+        let out = sandbox
+            .command("dbus-send")
+            .env("DBUS_SESSION_BUS_ADDRESS", &self.address)
+            .args([
+                "--session",
+                "--print-reply",
+                "--dest=org.freedesktop.DBus",
+                "/org/freedesktop/DBus",
+                "org.freedesktop.DBus.NameHasOwner",
+            ])
+            .arg(format!("string:{name}"))
+            .output()
+            .expect("dbus-send");
+        String::from_utf8_lossy(&out.stdout).contains("boolean true")
+    }
+
+    /// Waits (10 s at most) until `name` has an owner on this bus.
+    pub fn wait_for_owner(&self, sandbox: &Sandbox, name: &str) {
+        wait_for(10, name, || self.has_owner(sandbox, name).then_some(()));
     }
 
     /// Stops the bus (every connection on it breaks).

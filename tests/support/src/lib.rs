@@ -11,6 +11,8 @@
 //!   [`Dashboard`]: the real `keychain-auth tui` in a private tmux server;
 //! - the request builders [`request`] and [`write_request`], the response checks [`expect`]
 //!   and [`targets`], a raw connection [`Raw`], and the one polling helper [`wait_for`];
+//! - [`Relay`]: a connection written by a clean child running the test binary itself, as an
+//!   embedded broker's socket approver ([`relay_main`] is the child's side);
 //! - [`full_flow`]: the SPEC's whole flow, to run against any backend;
 //! - [`keyring`]: an optional layer on top of a sandbox, a private D-Bus session bus with an
 //!   unlocked gnome-keyring ([`KeyringSandbox`]).
@@ -45,6 +47,7 @@ mod dashboard;
 mod embedded;
 mod flow;
 pub mod keyring;
+mod relay;
 mod sandbox;
 
 pub use client::{
@@ -55,6 +58,7 @@ pub use dashboard::Dashboard;
 pub use embedded::EmbeddedBroker;
 pub use flow::full_flow;
 pub use keyring::{Bus, Keyring, KeyringSandbox};
+pub use relay::{Relay, relay_main};
 pub use sandbox::Sandbox;
 
 use std::io::Write;

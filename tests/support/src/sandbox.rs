@@ -206,6 +206,12 @@ impl Sandbox {
         Daemon::start(self, &[])
     }
 
+    /// Starts `keychain-auth start ARGS` (e.g. `--secret-service`) and waits until it answers
+    /// STATUS.
+    pub fn start_args(&self, args: &[&str]) -> Daemon {
+        Daemon::start_args(self, &[], args)
+    }
+
     /// Starts the daemon with `extra` environment on top of the sandbox's.
     pub fn start_env(&self, extra: &[(String, OsString)]) -> Daemon {
         Daemon::start(self, extra)
