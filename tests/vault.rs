@@ -222,6 +222,21 @@ fn widening_commands_need_the_passphrase_and_work_with_it() {
     );
     let r = env.run_client(&c, &[&read("aws", "t")]);
     expect(&r[0], "success", None);
+    // Narrowing never needs the passphrase: the running daemon carries it out with its key.
+    let out = env.cli(&["revoke", &hash, "--read", "aws"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = env.run_client(&c, &[&read("aws", "t")]);
+    expect(&r[0], "denied", Some("service_not_allowed"));
+    let out = env.cli(&["unregister", &hash]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
