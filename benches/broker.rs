@@ -148,15 +148,18 @@ fn main() {
         None,
     ); // warm the caches
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-    let placements: &[(&str, usize)] = if cores > 1 {
-        &[("one core", 0), ("two cores", 1)]
+    // The third placement is none: the scheduler's choice, as users run it.
+    let placements: &[(&str, Option<usize>)] = if cores > 1 {
+        &[("one core", Some(0)), ("two cores", Some(1)), ("unpinned", None)]
     } else {
-        &[("one core", 0)]
+        &[("one core", Some(0))]
     };
-    pin(daemon.pid(), "0");
-    pin(floor.child.id(), "0");
+    let all = format!("0-{}", cores - 1);
     for (i, (placement, client_cpu)) in placements.iter().enumerate() {
-        let cpu = Some(*client_cpu);
+        let server_cpus = if client_cpu.is_some() { "0" } else { all.as_str() };
+        pin(daemon.pid(), server_cpus);
+        pin(floor.child.id(), server_cpus);
+        let cpu = *client_cpu;
         let (mut b1, mut f1) = (Vec::new(), Vec::new());
         for _ in 0..scale.rounds {
             let n = scale.connects;
@@ -181,7 +184,7 @@ fn main() {
         }
         let (b, f) = (median_c(&b1, |s| s.p50_us), median_c(&f1, |s| s.p50_us));
         table.row(
-            &format!("1{}", ["a", "b"][i]),
+            &format!("1{}", ["a", "b", "c"][i]),
             &format!(
                 "connect+identify+read (file store), C client, {placement}: broker vs floor server"
             ),
@@ -220,7 +223,7 @@ fn main() {
             median_c(&f3, |s| s.per_second),
         );
         table.row(
-            &format!("3{}", ["a", "b"][i]),
+            &format!("3{}", ["a", "b", "c"][i]),
             &format!("exact reads on one persistent connection, C client, {placement}: broker vs floor server"),
             format!(
                 "{rps:.0}/s vs {frps:.0}/s; p50 {:.1} vs {:.1} µs",
@@ -231,8 +234,12 @@ fn main() {
             "≤ 1.5× floor time, ≥ 20,000/s",
         );
     }
-    let all = format!("0-{}", cores - 1);
     pin(daemon.pid(), &all);
+    // `KA_BENCH_ONLY=requests cargo bench --bench broker`: only rows 1 and 3.
+    if std::env::var("KA_BENCH_ONLY").is_ok_and(|v| v == "requests") {
+        table.print();
+        return;
+    }
 
     // 2: the same through the Rust reference client, 100 MB copy vs the small one.
     let n = scale.connects.to_string();

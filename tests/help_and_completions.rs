@@ -107,7 +107,7 @@ fn bash_completion_completes_the_real_commands_and_flags() {
     let got = complete("keychain-auth un", 1);
     let mut words: Vec<&str> = got.split_whitespace().collect();
     words.sort_unstable();
-    assert_eq!(words, ["uninstall", "unregister"], "{got}");
+    assert_eq!(words, ["uninstall", "unlock", "unregister"], "{got}");
     let got = complete("keychain-auth audit --st", 2);
     assert_eq!(got.trim(), "--status", "{got}");
     let got = complete("keychain-auth grant x --re", 3);

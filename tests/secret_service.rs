@@ -961,3 +961,77 @@ fn scopeguard(pid: i32) -> impl Drop {
     }
     Stop(pid)
 }
+
+#[test]
+fn a_locked_vault_answers_is_locked_until_the_person_unlocks_it() {
+    if !tools() {
+        return;
+    }
+    let mut env = Sandbox::new();
+    env.extra_env
+        .push(("KEYCHAIN_AUTH_VAULT_KDF".into(), "floor".into()));
+    let pass = env.root.join("pass");
+    env.write_private(&pass, "vault pass phrase\n");
+    let with_pass = [(
+        "KEYCHAIN_AUTH_PASSPHRASE_FILE".to_string(),
+        std::ffi::OsString::from(&pass),
+    )];
+    let out = env.cli_env(&with_pass, &["init"]);
+    assert!(out.status.success(), "init: {}", text(&out));
+    let out = env.cli_env(
+        &with_pass,
+        &[
+            "register",
+            "/usr/bin/secret-tool",
+            "--read",
+            "myapp",
+            "--write",
+            "myapp",
+            "--search",
+        ],
+    );
+    assert!(out.status.success(), "register: {}", text(&out));
+    let bus = Bus::start(&env);
+    env.extra_env.extend(bus.env());
+    // Started without the passphrase: the vault is locked.
+    let _daemon = env.start_args(&["--secret-service"]);
+    bus.wait_for_owner(&env, NAME);
+    let store = |s: &Sandbox| {
+        let mut cmd = s.command("secret-tool");
+        cmd.args(["store", "--label=l", "service", "myapp", "username", "v"]);
+        run_with_input(cmd, b"vault-pw-77")
+    };
+    let out = store(&env);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("keychain-auth unlock"),
+        "{}",
+        text(&out)
+    );
+    let locked = env
+        .command("gdbus")
+        .args(["call", "--session", "--dest", NAME])
+        .args(["--object-path", "/org/freedesktop/secrets/collection/login"])
+        .args(["--method", "org.freedesktop.DBus.Properties.Get"])
+        .args(["org.freedesktop.Secret.Collection", "Locked"])
+        .output()
+        .expect("gdbus");
+    assert!(String::from_utf8_lossy(&locked.stdout).contains("true"));
+    // The person unlocks it: served from the vault, the value nowhere on disk in plain text.
+    let out = env.cli_env(&with_pass, &["unlock"]);
+    assert!(out.status.success(), "unlock: {}", text(&out));
+    let out = store(&env);
+    assert!(out.status.success(), "{}", text(&out));
+    let mut cmd = env.command("secret-tool");
+    cmd.args(["lookup", "service", "myapp", "username", "v"]);
+    let out = run_with_input(cmd, b"");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "vault-pw-77");
+    for path in files(&env.root) {
+        let bytes = std::fs::read(&path).unwrap_or_default();
+        assert!(
+            !bytes.windows(11).any(|w| w == b"vault-pw-77"),
+            "the secret is in {}",
+            path.display()
+        );
+    }
+}

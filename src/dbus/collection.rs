@@ -141,10 +141,10 @@ impl CollectionObject {
         "Login".into()
     }
 
-    /// Never locked from the bus.
+    /// Whether the broker's store is locked (a vault waiting for `keychain-auth unlock`).
     #[zbus(property)]
     async fn locked(&self) -> bool {
-        false
+        self.front.broker.backend.locked().is_some()
     }
 
     /// Unknown (0).

@@ -130,9 +130,13 @@ impl ItemObject {
         Ok(no_prompt())
     }
 
-    /// Never locked from the bus (answered only to a caller that may see the item).
+    /// Locked while the broker's store is (a vault); otherwise answered only to a caller that
+    /// may see the item.
     #[zbus(property)]
     async fn locked(&self, #[zbus(header)] hdr: Option<Header<'_>>) -> zbus::fdo::Result<bool> {
+        if self.front.broker.backend.locked().is_some() {
+            return Ok(true);
+        }
         self.look(hdr).await?;
         Ok(false)
     }

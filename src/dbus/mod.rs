@@ -569,6 +569,7 @@ fn refusal_or(
         (_, Some(Reason::BackendUnavailable | Reason::InternalError)) => {
             Err(SecretError::Failed(message))
         }
+        (_, Some(Reason::VaultLocked)) => Err(SecretError::IsLocked(message)),
         (_, Some(Reason::MalformedRequest | Reason::RequestTooLarge)) => {
             Err(SecretError::InvalidArgs(message))
         }

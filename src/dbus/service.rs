@@ -107,12 +107,17 @@ impl ServiceObject {
         Ok((paths, Vec::new()))
     }
 
-    /// Everything here is unlocked: answers the objects it knows, no prompt.
+    /// The objects it knows, unlocked, with no prompt; `IsLocked` (how to unlock) while the
+    /// store is a locked vault.
     #[zbus(out_args("unlocked", "prompt"))]
     async fn unlock(
         &self,
         objects: Vec<OwnedObjectPath>,
     ) -> Result<(Vec<OwnedObjectPath>, OwnedObjectPath), SecretError> {
+        if let Some(how) = self.front.broker.backend.locked() {
+            // No prompt can take the passphrase over the bus: the person unlocks the vault.
+            return Err(SecretError::IsLocked(how));
+        }
         let known = objects
             .into_iter()
             .filter(|o| {
