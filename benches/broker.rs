@@ -150,13 +150,21 @@ fn main() {
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     // The third placement is none: the scheduler's choice, as users run it.
     let placements: &[(&str, Option<usize>)] = if cores > 1 {
-        &[("one core", Some(0)), ("two cores", Some(1)), ("unpinned", None)]
+        &[
+            ("one core", Some(0)),
+            ("two cores", Some(1)),
+            ("unpinned", None),
+        ]
     } else {
         &[("one core", Some(0))]
     };
     let all = format!("0-{}", cores - 1);
     for (i, (placement, client_cpu)) in placements.iter().enumerate() {
-        let server_cpus = if client_cpu.is_some() { "0" } else { all.as_str() };
+        let server_cpus = if client_cpu.is_some() {
+            "0"
+        } else {
+            all.as_str()
+        };
         pin(daemon.pid(), server_cpus);
         pin(floor.child.id(), server_cpus);
         let cpu = *client_cpu;

@@ -442,7 +442,9 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         // A narrowing change needs no passphrase: the running daemon carries it out with the
         // key it holds. Only with no daemon does this process need the key to seal config.json.
         (None, Some(what))
-            if crate::client::status(&paths.socket, std::time::Duration::from_secs(2)).is_err() =>
+            if paths.vault.exists()
+                && crate::client::status(&paths.socket, std::time::Duration::from_secs(2))
+                    .is_err() =>
         {
             crate::vault_cli::presence(&paths, cli.passphrase_fd, what)?
         }
