@@ -523,6 +523,10 @@ fn vault_rows(table: &mut Table, scale: &Scale, full: bool) {
     let started = Instant::now();
     ok(&vault, &["init"]);
     let init_ms = started.elapsed().as_secs_f64() * 1000.0;
+    // A copy of the empty vault (same key slot, same KDF cost) for row 17's load time.
+    let vault_file = vault.root.join("data/keychain-auth/vault");
+    let twin = vault.root.join("twin/vault");
+    vault.write_private(&twin, std::fs::read(&vault_file).unwrap_or_default());
     let pc = plain.client_named("small", 0);
     let vc = vault.client_named("small", 0);
     let reg = |env: &Sandbox, c: &Path| {
@@ -619,26 +623,32 @@ fn vault_rows(table: &mut Table, scale: &Scale, full: bool) {
         client_run(&plain, &pc, &["--quiet", &line]);
         client_run(&vault, &vc, &["--quiet", &line]);
     }
-    let size = |p: PathBuf| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
-    let vsize = size(vault.root.join("data/keychain-auth/vault"));
-    let psize = size(plain.file_store());
-    let mut load = Vec::new();
+    let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    let vsize = size(&vault_file);
+    let psize = size(&plain.file_store());
+    // Load: in this process, the full vault and its empty twin (same KDF cost) unlocked in
+    // turn; the difference of the medians is what the records cost (read, MAC, decrypt each).
+    use keychain_auth::backend::vault::VaultStore;
+    let (full_store, empty_store) = (VaultStore::shared(&vault_file), VaultStore::shared(&twin));
+    let (mut full_ms, mut empty_ms) = (Vec::new(), Vec::new());
     for _ in 0..scale.rounds.max(3) {
-        vault.cli_ok(&["lock"]);
-        let t = Instant::now();
-        ok(&vault, &["unlock"]);
-        load.push(t.elapsed().as_secs_f64() * 1000.0);
+        for (store, into) in [(&empty_store, &mut empty_ms), (&full_store, &mut full_ms)] {
+            let t = Instant::now();
+            store.unlock(b"bench passphrase").expect("unlock");
+            into.push(t.elapsed().as_secs_f64() * 1000.0);
+            store.lock();
+        }
     }
-    let load_ms = median(&mut load);
+    let (full_ms, empty_ms) = (median(&mut full_ms), median(&mut empty_ms));
     table.row(
         "17",
-        &format!("a vault of {count} secrets: size on disk vs the file store's; load (unlock) time vs the empty vault's"),
+        &format!("a vault of {count} secrets: size on disk vs the file store's; load (unlock in-process) vs its empty twin with the same KDF cost"),
         format!(
-            "{:.2} MB vs {:.2} MB; {load_ms:.0} ms vs {unlock_ms:.0} ms",
+            "{:.2} MB vs {:.2} MB; {full_ms:.0} ms vs {empty_ms:.0} ms",
             vsize as f64 / 1e6,
             psize as f64 / 1e6
         ),
-        format!("{:.2}× size; +{:.0} ms", vsize as f64 / psize.max(1) as f64, load_ms - unlock_ms),
+        format!("{:.2}× size; records {:.0} ms", vsize as f64 / psize.max(1) as f64, full_ms - empty_ms),
         "reported",
     );
 }

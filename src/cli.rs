@@ -437,9 +437,18 @@ pub type Failure = Box<dyn std::error::Error + Send + Sync>;
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<(), Failure> {
     let paths = Paths::from_env(cli.socket.as_deref())?;
-    let presence = match widening(&cli.command) {
-        Some(what) => crate::vault_cli::presence(&paths, cli.passphrase_fd, what)?,
-        None => None,
+    let presence = match (widening(&cli.command), narrowing(&cli.command)) {
+        (Some(what), _) => crate::vault_cli::presence(&paths, cli.passphrase_fd, what)?,
+        // A narrowing change needs no passphrase: the running daemon carries it out with the
+        // key it holds. Only with no daemon does this process need the key to seal config.json.
+        (None, Some(what))
+            if paths.vault.exists()
+                && crate::client::status(&paths.socket, std::time::Duration::from_secs(2))
+                    .is_err() =>
+        {
+            crate::vault_cli::presence(&paths, cli.passphrase_fd, what)?
+        }
+        _ => None,
     };
     let pass = presence.as_deref().map(String::as_str);
     let carry = |paths: &Paths, op: Op| crate::control::carry(paths, Source::Cli, op, pass);
@@ -591,11 +600,10 @@ fn binary(done: crate::admin::Done) -> Result<policy::BinaryPolicy, Failure> {
     }
 }
 
-/// The commands that need the vault's key in this process, so the passphrase every time a vault
-/// exists: the widening ones (SPEC §15: approve, register, upgrade, grant, policy accept, the
-/// owner's `secret`, `aws add` and `export`), and for now also revoke and unregister (they narrow, but config.json's seal key is
-/// the vault's; carrying them through the daemon so they need nothing is a later step) and
-/// `audit verify` (the chain's key).
+/// The commands that need the passphrase every time a vault exists: the widening ones (SPEC
+/// §15: approve, register, upgrade, grant, policy accept, the owner's `secret`, `aws add` and
+/// `export`; a running daemon checks it again before a widening change), and `audit verify`
+/// (the chain's key is the vault's).
 fn widening(c: &Command) -> Option<&'static str> {
     match c {
         Command::Approve { .. } => Some("approve"),
@@ -603,8 +611,6 @@ fn widening(c: &Command) -> Option<&'static str> {
         Command::Upgrade { .. } => Some("upgrade"),
         Command::Grant { .. } => Some("grant"),
         Command::Policy { .. } => Some("policy accept"),
-        Command::Revoke { .. } => Some("revoke"),
-        Command::Unregister { .. } => Some("unregister"),
         Command::Secret { .. } => Some("secret"),
         Command::Aws { .. } => Some("aws add"),
         Command::Export { .. } => Some("export"),
@@ -613,6 +619,15 @@ fn widening(c: &Command) -> Option<&'static str> {
             check: Some(AuditCheck::Verify { .. }),
             ..
         } => Some("audit verify"),
+        _ => None,
+    }
+}
+
+/// The narrowing changes (SPEC §15): never a passphrase while a daemon runs to carry them out.
+fn narrowing(c: &Command) -> Option<&'static str> {
+    match c {
+        Command::Revoke { .. } => Some("revoke"),
+        Command::Unregister { .. } => Some("unregister"),
         _ => None,
     }
 }

@@ -220,7 +220,7 @@ pub(crate) fn init(
         return Err("--remove-plain removes the plain copies after --import; give both".into());
     }
     // The current (plain) store, its key, and config.json's state under that key.
-    let old = crate::backend::select::select(paths)?.backend;
+    let old = crate::backend::select::select_plain(paths)?.backend;
     let old_key = audit::chain::load(old.as_ref())?;
     let file = crate::policy::load(&paths.config)?;
     if let Some(k) = &old_key
@@ -233,6 +233,7 @@ pub(crate) fn init(
         )
         .into());
     }
+    let (import, remove_plain) = offer_import(old.as_ref(), import, remove_plain)?;
     let p = passphrase(fd, "init", true)?;
     let cost = cost()?;
     crate::outln!("creating the vault (the key derivation is calibrated to about a second)…");
@@ -283,6 +284,40 @@ pub(crate) fn init(
     }
     crate::outln!("start the daemon and unlock it: keychain-auth start, then keychain-auth unlock");
     Ok(())
+}
+
+/// At a terminal, without `--import`, offers to import what the current store holds and then to
+/// remove the plain copies; elsewhere the flags decide.
+fn offer_import(
+    old: &dyn Backend,
+    import: bool,
+    remove_plain: bool,
+) -> Result<(bool, bool), Failure> {
+    use std::io::IsTerminal;
+    if import || !std::io::stdin().is_terminal() {
+        return Ok((import, remove_plain));
+    }
+    let n: usize = old
+        .services()
+        .unwrap_or_default()
+        .iter()
+        .filter(|s| !audit::chain::is_reserved_service(s))
+        .filter_map(|s| old.list(s, "", &Default::default()).ok())
+        .map(|v| v.len())
+        .sum();
+    if n == 0 {
+        return Ok((false, false));
+    }
+    let yes = |a: &str| matches!(a.trim(), "y" | "Y" | "yes" | "Yes" | "YES");
+    let import = yes(&ask_visible(&format!(
+        "Import the {n} secret(s) the {} holds into the vault? [y/N] ",
+        old.describe()
+    ))?);
+    let remove = import
+        && yes(&ask_visible(
+            "Then remove them from there (same-user code could still read those copies)? [y/N] ",
+        )?);
+    Ok((import, remove))
 }
 
 /// Copies every item of `from` (but keychain-auth's own) into `to`; removes them from `from`

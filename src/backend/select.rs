@@ -273,6 +273,17 @@ pub(crate) fn select(paths: &Paths) -> Result<Selection, SelectError> {
     if let Some(sel) = select_vault(paths, env.as_deref())? {
         return Ok(sel);
     }
+    select_plain_with(paths, env)
+}
+
+/// The plain store (keyring or file) the rules choose, ignoring any vault and a
+/// `KEYCHAIN_AUTH_BACKEND=vault` (for `init`, which imports from it).
+pub(crate) fn select_plain(paths: &Paths) -> Result<Selection, SelectError> {
+    let env = std::env::var(ENV).ok().filter(|e| e != "vault");
+    select_plain_with(paths, env)
+}
+
+fn select_plain_with(paths: &Paths, env: Option<String>) -> Result<Selection, SelectError> {
     let requested = requested_from(paths, env.as_deref())?;
     let file_store = paths.file_store.display().to_string();
     let mut store = None;

@@ -1,7 +1,7 @@
 //! The vault as the broker's store (`KEYCHAIN_AUTH_BACKEND=vault`, and whenever a vault exists).
 //!
 //! Locked, it answers every call with [`BackendError::Locked`] (the `vault_locked` refusal, with
-//! the fix). Unlocked, it holds the `Vault` in memory (keys in a protected page, names and
+//! the fix). Unlocked, it holds the vault in memory (keys in a protected page, names and
 //! attributes decrypted, each value decrypted only when read) and writes every change as one
 //! atomic replace of the file, so a batch is all-or-nothing by construction. A change another
 //! process wrote (the CLI holding the passphrase) is picked up by a stat before each call.
