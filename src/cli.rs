@@ -149,6 +149,10 @@ pub enum Command {
         /// Only write the unit files; do not ask systemd to enable and start the socket.
         #[arg(long)]
         no_enable: bool,
+        /// Also serve the Secret Service (org.freedesktop.secrets): the service runs
+        /// `start --secret-service`, and a D-Bus activation file points the bus at it.
+        #[arg(long)]
+        secret_service: bool,
     },
     /// Stop and remove the systemd user units that `install` wrote.
     Uninstall,
@@ -559,10 +563,18 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             &target,
             &mut std::io::stdout().lock(),
         )?),
-        Command::Install { no_enable } => {
+        Command::Install {
+            no_enable,
+            secret_service,
+        } => {
             let explicit = cli.socket.is_some()
                 || std::env::var_os("KEYCHAIN_AUTH_SOCKET").is_some_and(|s| !s.is_empty());
-            Ok(crate::install::run_install(&paths, explicit, no_enable)?)
+            Ok(crate::install::run_install(
+                &paths,
+                explicit,
+                no_enable,
+                secret_service,
+            )?)
         }
         Command::Uninstall => Ok(crate::install::run_uninstall(&paths)?),
         Command::Completions { shell } => Ok(crate::manual::completions(shell)?),

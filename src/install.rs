@@ -86,7 +86,25 @@ pub fn render(
     socket: Option<&Path>,
     env: &[(String, String)],
 ) -> Result<(String, String), InstallError> {
-    let exec = format!("ExecStart={} start", exec_word(exe)?);
+    render_with(exe, socket, env, false)
+}
+
+/// [`render`], the service also serving the Secret Service (`start --secret-service`).
+pub fn render_with(
+    exe: &Path,
+    socket: Option<&Path>,
+    env: &[(String, String)],
+    secret_service: bool,
+) -> Result<(String, String), InstallError> {
+    let exec = format!(
+        "ExecStart={} start{}",
+        exec_word(exe)?,
+        if secret_service {
+            " --secret-service"
+        } else {
+            ""
+        }
+    );
     let mut service_lines = vec![exec];
     for (k, v) in env {
         service_lines.push(format!(
@@ -196,14 +214,16 @@ pub fn current_binary() -> Result<PathBuf, InstallError> {
     Ok(exe)
 }
 
-/// Writes both units (each only when its text differs), naming `exe`.
+/// Writes both units (each only when its text differs), naming `exe`; with `secret_service` the
+/// service also serves the Secret Service.
 pub fn install(
     dir: &Path,
     exe: &Path,
     socket: Option<&Path>,
     env: &[(String, String)],
+    secret_service: bool,
 ) -> Result<Installed, InstallError> {
-    let (socket_text, service_text) = render(exe, socket, env)?;
+    let (socket_text, service_text) = render_with(exe, socket, env, secret_service)?;
     std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
     let mut changed = false;
     for (name, text) in [(SOCKET_UNIT, &socket_text), (SERVICE_UNIT, &service_text)] {
@@ -312,11 +332,22 @@ pub fn run_install(
     paths: &crate::paths::Paths,
     explicit_socket: bool,
     no_enable: bool,
+    secret_service: bool,
 ) -> Result<(), crate::cli::Failure> {
     let dir = unit_dir()?;
     let exe = current_binary()?;
     let socket = explicit_socket.then_some(paths.socket.as_path());
-    let done = install(&dir, &exe, socket, &carried_env())?;
+    let done = install(&dir, &exe, socket, &carried_env(), secret_service)?;
+    if secret_service {
+        let file = crate::dbus::activation::install_activation(&exe, Some(SERVICE_UNIT))?;
+        crate::outln!(
+            "wrote {}: the session bus asks systemd for {SERVICE_UNIT} on the first Secret Service call",
+            crate::display::path(&file)
+        );
+        crate::outln!(
+            "to keep gnome-keyring from serving secrets too: create ~/.config/autostart/gnome-keyring-secrets.desktop with the lines `[Desktop Entry]` and `Hidden=true`, then log out and in (gnome-keyring still serves SSH and PKCS#11); back: keychain-auth uninstall, and remove that file"
+        );
+    }
     crate::outln!(
         "{} {SOCKET_UNIT} and {SERVICE_UNIT} in {} (the service runs {} start)",
         if done.changed {
@@ -382,7 +413,10 @@ pub fn run_uninstall(paths: &crate::paths::Paths) -> Result<(), crate::cli::Fail
     }
     // Before the files go: systemd needs them to know what to stop and disable.
     let stopped = systemctl(&["disable", "--now", SOCKET_UNIT, SERVICE_UNIT]);
-    let removed = uninstall(&dir)?;
+    let mut removed = uninstall(&dir)?;
+    if crate::dbus::activation::remove_activation()? {
+        removed.push(crate::dbus::activation::activation_path()?);
+    }
     for file in &removed {
         crate::outln!("removed {}", crate::display::path(file));
     }

@@ -385,3 +385,58 @@ fn a_socket_passed_to_another_pid_is_not_taken() {
     assert_eq!(st["pid"], daemon.pid());
     drop(daemon);
 }
+
+/// `install --secret-service`: the service serves the Secret Service too, the session bus is
+/// pointed at it by an activation file in the user's services directory (which the bus reads
+/// before gnome-keyring's), the units still verify, and `uninstall` removes the file again.
+#[test]
+fn install_with_the_secret_service_writes_the_activation_file_and_uninstall_removes_it() {
+    let env = Sandbox::new();
+    let (fake, _log) = fake_systemctl(&env, 0);
+    let out = ok(&env.cli_env(&fake, &["install", "--secret-service", "--no-enable"]));
+    assert!(out.contains("gnome-keyring-secrets.desktop"), "{out}");
+    let bin = std::fs::canonicalize(daemon_bin()).expect("canonical binary");
+    let service = std::fs::read_to_string(unit_dir(&env).join("keychain-auth.service"))
+        .expect("service unit");
+    assert!(
+        service.contains(&format!(
+            "\nExecStart=\"{}\" start --secret-service\n",
+            bin.display()
+        )),
+        "{service}"
+    );
+    let activation = env
+        .root
+        .join("data/dbus-1/services/org.freedesktop.secrets.service");
+    let text = std::fs::read_to_string(&activation).expect("activation file");
+    assert!(text.contains("\nName=org.freedesktop.secrets\n"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "\nExec={} start --secret-service\n",
+            bin.display()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("\nSystemdService=keychain-auth.service\n"),
+        "{text}"
+    );
+    if testkit::tools_available(&["systemd-analyze"], "systemd") {
+        let out = env
+            .command("systemd-analyze")
+            .current_dir(unit_dir(&env))
+            .args([
+                "--user",
+                "verify",
+                "keychain-auth.socket",
+                "keychain-auth.service",
+            ])
+            .output()
+            .expect("systemd-analyze");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && err.trim().is_empty(), "{err}");
+    }
+    let out = ok(&env.cli_env(&fake, &["uninstall"]));
+    assert!(out.contains("org.freedesktop.secrets.service"), "{out}");
+    assert!(!activation.exists(), "the activation file was removed");
+}
