@@ -3,8 +3,9 @@
 //! An approver is a dashboard — embedded, or connected over the socket with `SUBSCRIBE` — that
 //! receives [`ApproverEvent`]s. A request that would be refused as `unregistered_binary`,
 //! `service_not_allowed` or `action_not_in_policy`, or that uses a grant marked `confirm`, is
-//! held while an approver is attached: [`Approvals::ask`] queues a prompt (repeats of the same
-//! caller asking the same thing join the prompt already shown) and the caller's session waits
+//! held while an approver is attached: [`Approvals::ask`] queues a prompt (requests of the same
+//! caller asking the same action on the same service join the prompt already shown, which then
+//! lists all their targets) and the caller's session waits
 //! for the first [`Answer`], a timeout, or its own disconnection. The first answer wins; every
 //! approver is told the prompt is resolved.
 
@@ -35,6 +36,9 @@ pub const MAX_HELD_PER_CALLER: usize = 4;
 /// from one launcher cannot keep another caller from being shown); one from the busiest
 /// launcher is refused at once.
 pub const MAX_HELD: usize = 32;
+
+/// Most targets a prompt lists (of every request waiting on it).
+pub const MAX_TARGETS_SHOWN: usize = 100;
 
 /// What an approver receives: [`ApproverEvent`]s, ending (`None`) when it is detached or was
 /// dropped for falling [`APPROVER_QUEUE`] events behind.
@@ -71,7 +75,7 @@ pub struct Prompt {
     /// `exact` or `prefix`.
     #[serde(rename = "match")]
     pub mode: String,
-    /// The targets (first 100).
+    /// The targets of every request waiting on it (first [`MAX_TARGETS_SHOWN`]).
     pub targets: Vec<String>,
     /// Why it would be refused without an answer.
     pub reason: Reason,
@@ -345,8 +349,8 @@ impl Approvals {
         !st.approvers.is_empty()
     }
 
-    /// Holds a request: joins the prompt of the same `key` (same caller, action and service)
-    /// or opens a new one, within [`MAX_HELD_PER_CALLER`] and [`MAX_HELD`]. `Err` says why it
+    /// Holds a request: joins the prompt of the same `key` (same caller, launch chain, action,
+    /// service and match mode; its targets are added to the prompt's list) or opens a new one, within [`MAX_HELD_PER_CALLER`] and [`MAX_HELD`]. `Err` says why it
     /// is not held.
     pub fn ask(&self, key: String, mut prompt: Prompt) -> Result<Waiting, NotHeld> {
         let ticket = self.id();
@@ -359,6 +363,13 @@ impl Approvals {
         if let Some(h) = st.held.iter_mut().find(|h| h.key == key) {
             h.waiters.push((ticket, tx));
             h.prompt.waiting = h.waiters.len();
+            // Another target of the same service joins the prompt: it lists every target its
+            // answer will decide (the first MAX_TARGETS_SHOWN).
+            for t in prompt.targets {
+                if h.prompt.targets.len() < MAX_TARGETS_SHOWN && !h.prompt.targets.contains(&t) {
+                    h.prompt.targets.push(t);
+                }
+            }
             let (id, update) = (h.prompt.id.clone(), h.prompt.clone());
             broadcast(&mut st, ApproverEvent::Prompt(Box::new(update)));
             return Ok(Waiting {
@@ -702,5 +713,46 @@ mod tests {
         assert_eq!(a.pending()[0].waiting, 1);
         assert!(a.leave(&w2.id, w2.ticket, "timeout").is_some());
         assert!(a.pending().is_empty());
+    }
+
+    #[tokio::test]
+    async fn other_targets_join_the_prompt_and_are_listed() {
+        let a = Approvals::new();
+        let (_id, mut rx) = a.attach();
+        let with = |t: &[&str]| Prompt {
+            targets: t.iter().map(ToString::to_string).collect(),
+            ..prompt()
+        };
+        let w1 = a
+            .ask("caller:read:aws".into(), with(&["key_id", "secret"]))
+            .unwrap();
+        let w2 = a
+            .ask("caller:read:aws".into(), with(&["session_token", "secret"]))
+            .unwrap();
+        let w3 = a
+            .ask("caller:read:aws".into(), with(&["expiration"]))
+            .unwrap();
+        assert!(w1.opened && !w2.opened && !w3.opened);
+        assert_eq!(a.pending().len(), 1);
+        let shown = &a.pending()[0];
+        assert_eq!(
+            shown.targets,
+            ["key_id", "secret", "session_token", "expiration"]
+        );
+        assert_eq!(shown.waiting, 3);
+        // The approver was shown the grown list before it could answer.
+        let mut last = None;
+        while let Ok(ApproverEvent::Prompt(p)) = rx.try_recv() {
+            last = Some(p);
+        }
+        assert_eq!(last.map(|p| p.targets.len()), Some(4));
+        let answer = Answer {
+            decision: Decision::Once,
+            by: "dashboard".into(),
+        };
+        a.answer(&w1.id, answer.clone()).unwrap();
+        for w in [w1, w2, w3] {
+            assert_eq!(w.answer.await.unwrap(), answer, "one answer decides all");
+        }
     }
 }
