@@ -159,6 +159,8 @@ pub enum Command {
     AllowFor,
     /// Prompt: always (opens the permission editor with what was asked).
     AllowAlways,
+    /// Prompt: always, reading and writing the service (opens the editor with both).
+    AllowBoth,
     /// Prompt: deny this request.
     Deny,
     /// Prompt: deny and dismiss the caller.

@@ -1555,9 +1555,21 @@ mod tests {
             "25 s, then refused",
             "1 more prompt(s) queued",
             " 2 prompt(s) ·",
-            " o  allow once",
+            " o  once",
         ] {
             assert!(screen.contains(want), "{want} missing:\n{screen}");
+        }
+        // Every answer key fits the hint bar at 80 columns.
+        let narrow = render(&s, 80, 24);
+        for key in [
+            " o  once",
+            " t  for a time",
+            " a  always",
+            " b  always r+w",
+            " n  deny",
+            " x  deny + dismiss",
+        ] {
+            assert!(narrow.contains(key), "{key} missing:\n{narrow}");
         }
         update(&mut s, Action::Command(Command::AllowFor));
         snap("prompt_for", &s);

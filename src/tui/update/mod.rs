@@ -173,6 +173,7 @@ fn command(state: &mut State, c: Command) -> Vec<Effect> {
         | Command::AllowOnce
         | Command::AllowFor
         | Command::AllowAlways
+        | Command::AllowBoth
         | Command::Deny
         | Command::Forget => vec![],
     }

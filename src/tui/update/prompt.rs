@@ -190,6 +190,18 @@ pub(super) fn command(state: &mut State, c: Command) -> Vec<Effect> {
             state.prompt_modal = Some(Modal::Editor(always_editor(p, id)));
             vec![]
         }
+        Command::AllowBoth => {
+            let mut ed = always_editor(p, id);
+            // A caller that reads a service usually writes it back (git stores what it was
+            // given): one answer for both, shown in the editor before it is saved.
+            for list in [&mut ed.read, &mut ed.write] {
+                if !list.contains(&p.service) {
+                    list.push(p.service.clone());
+                }
+            }
+            state.prompt_modal = Some(Modal::Editor(ed));
+            vec![]
+        }
         Command::Deny => answer(state, &id, Decision::Deny),
         Command::Forget => answer(state, &id, Decision::Forget),
         // Asked for during a prompt (ctrl-c): a connected dashboard quits at once (detaching
@@ -391,6 +403,38 @@ mod tests {
         }
         assert!(s.prompts.is_empty() && s.prompt_modal.is_none());
         assert_eq!(s.modal, Some(Modal::Register("/opt/half-typed".into())));
+    }
+
+    #[test]
+    fn b_offers_read_and_write_in_one_answer() {
+        for action in ["read", "write"] {
+            let (mut s, _) = with_prompts(&["p1"]);
+            s.prompts[0].action = action.into();
+            press(&mut s, 'b');
+            match &s.prompt_modal {
+                Some(Modal::Editor(ed)) => {
+                    assert_eq!(ed.goal, EditorGoal::Always("p1".into()));
+                    assert_eq!(
+                        (ed.read.clone(), ed.write.clone(), ed.search),
+                        (vec!["aws".to_string()], vec!["aws".to_string()], false),
+                        "{action}"
+                    );
+                }
+                other => panic!("{other:?}"),
+            }
+            // Saved as it stands: the answer grants both.
+            let fx = update(&mut s, Action::Command(Command::Enter));
+            match &fx[..] {
+                [Effect::Answer(id, Decision::Always(g), _)] => {
+                    assert_eq!(id, "p1");
+                    assert_eq!(
+                        (g.read.as_slice(), g.write.as_slice()),
+                        (&["aws".to_string()][..], &["aws".to_string()][..])
+                    );
+                }
+                other => panic!("{action}: {other:?}"),
+            }
+        }
     }
 
     #[test]
