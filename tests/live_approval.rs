@@ -416,6 +416,43 @@ fn the_aws_adapter_asks_once_per_profile() {
     assert_eq!(prompts, 1, "asked once");
 }
 
+/// Editing an answer (the "always" editor, the duration input) pauses the prompt's countdown:
+/// the caller is still held after its prompt timeout, and the answer then decides it.
+#[test]
+fn editing_an_answer_pauses_the_countdown() {
+    let e = embedded();
+    e.set_prompt_timeout(2);
+    let (_a, mut rx) = e.running.broker.approvals.attach();
+    let read = request("read", "aws", &["k"]);
+    // Without editing, 2 s closes the prompt.
+    let c = e.env.spawn_client(&e.reader, &read);
+    e.next_prompt(&mut rx);
+    let msg = expect(&held_response(c), "denied", Some("unregistered_binary"));
+    assert!(msg.contains("no approver answered in time"), "{msg}");
+    // Editing: the deadline moves, every approver is shown it, and the caller waits on.
+    let c = e.env.spawn_client(&e.reader, &read);
+    let p = e.next_prompt(&mut rx);
+    let paused = e.running.broker.approvals.editing(&p.id).expect("open");
+    assert!(paused.deadline_ms > p.deadline_ms + 60_000, "{paused:?}");
+    assert!(
+        paused.deadline_ms
+            <= p.deadline_ms + keychain_auth::server::approval::EDIT_HOLD.as_millis() as i64
+    );
+    let shown = e.next_prompt(&mut rx);
+    assert_eq!(
+        (shown.id.as_str(), shown.deadline_ms),
+        (p.id.as_str(), paused.deadline_ms)
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        e.running.broker.approvals.pending().len(),
+        1,
+        "still held after the 2 s timeout"
+    );
+    e.answer(&p, Decision::Once);
+    expect(&held_response(c), "success", None);
+}
+
 #[test]
 fn every_use_of_a_confirm_grant_is_asked_and_the_answer_decides() {
     let e = embedded();

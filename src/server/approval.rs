@@ -37,6 +37,10 @@ pub const MAX_HELD_PER_CALLER: usize = 4;
 /// launcher is refused at once.
 pub const MAX_HELD: usize = 32;
 
+/// How long past its own deadline a prompt may be kept open while an approver edits its answer
+/// ([`Approvals::editing`]): the countdown pauses, but not forever.
+pub const EDIT_HOLD: Duration = Duration::from_secs(300);
+
 /// Most targets a prompt lists (of every request waiting on it).
 pub const MAX_TARGETS_SHOWN: usize = 100;
 
@@ -117,9 +121,10 @@ impl Decision {
 
 impl Decision {
     /// The decision a connected approver's `ANSWER` line carries (the daemon's side of
-    /// [`crate::protocol::AnswerLine`]); a time grant is bounded to a year.
-    pub fn from_answer(d: AnswerDecision) -> Decision {
-        match d {
+    /// [`crate::protocol::AnswerLine`]); a time grant is bounded to a year. `None` for
+    /// `editing`, which decides nothing ([`Approvals::editing`]).
+    pub fn from_answer(d: AnswerDecision) -> Option<Decision> {
+        Some(match d {
             AnswerDecision::Once => Decision::Once,
             AnswerDecision::Time { for_s } => {
                 Decision::For(Duration::from_secs(for_s.clamp(1, 366 * 86_400)))
@@ -140,7 +145,8 @@ impl Decision {
             }),
             AnswerDecision::Deny => Decision::Deny,
             AnswerDecision::Forget => Decision::Forget,
-        }
+            AnswerDecision::Editing => return None,
+        })
     }
 
     /// What a connected approver sends for this decision (the dashboard's side).
@@ -250,6 +256,9 @@ impl From<ApproverEvent> for SubscriptionLine {
 
 struct Held {
     prompt: Prompt,
+    /// The latest deadline editing may push the prompt to: its first deadline plus
+    /// [`EDIT_HOLD`].
+    limit_ms: i64,
     key: String,
     waiters: Vec<(u64, oneshot::Sender<Answer>)>,
 }
@@ -389,6 +398,9 @@ impl Approvals {
             return Err(NotHeld::NoApprover);
         }
         st.held.push(Held {
+            limit_ms: prompt
+                .deadline_ms
+                .saturating_add(i64::try_from(EDIT_HOLD.as_millis()).unwrap_or(i64::MAX)),
             prompt,
             key,
             waiters: vec![(ticket, tx)],
@@ -448,6 +460,39 @@ impl Approvals {
             },
         );
         Some(held.prompt)
+    }
+
+    /// An approver is editing its answer to prompt `id`: its countdown pauses — the deadline
+    /// moves to [`EDIT_HOLD`] from now, but never past its first deadline plus [`EDIT_HOLD`] —
+    /// and every approver is shown the new deadline. `Err` when the prompt is gone.
+    pub fn editing(&self, id: &str) -> Result<Prompt, Closed> {
+        let mut st = self.lock();
+        let h = st
+            .held
+            .iter_mut()
+            .find(|h| h.prompt.id == id)
+            .ok_or_else(|| Closed(id.to_string()))?;
+        let hold = i64::try_from(EDIT_HOLD.as_millis()).unwrap_or(i64::MAX);
+        let wanted = chrono::Utc::now()
+            .timestamp_millis()
+            .saturating_add(hold)
+            .min(h.limit_ms);
+        if wanted <= h.prompt.deadline_ms {
+            return Ok(h.prompt.clone());
+        }
+        h.prompt.deadline_ms = wanted;
+        let update = h.prompt.clone();
+        broadcast(&mut st, ApproverEvent::Prompt(Box::new(update.clone())));
+        Ok(update)
+    }
+
+    /// Prompt `id`'s deadline now (Unix milliseconds); `None` when it is gone.
+    pub fn deadline_ms(&self, id: &str) -> Option<i64> {
+        self.lock()
+            .held
+            .iter()
+            .find(|h| h.prompt.id == id)
+            .map(|h| h.prompt.deadline_ms)
     }
 
     /// The prompts waiting now.
@@ -754,5 +799,39 @@ mod tests {
         for w in [w1, w2, w3] {
             assert_eq!(w.answer.await.unwrap(), answer, "one answer decides all");
         }
+    }
+
+    #[tokio::test]
+    async fn editing_pauses_the_countdown_within_a_bound() {
+        let a = Approvals::new();
+        let (_id, mut rx) = a.attach();
+        let now = chrono::Utc::now().timestamp_millis();
+        let w = a
+            .ask(
+                "k".into(),
+                Prompt {
+                    deadline_ms: now + 1_000,
+                    ..prompt()
+                },
+            )
+            .unwrap();
+        while rx.try_recv().is_ok() {}
+        let hold = i64::try_from(EDIT_HOLD.as_millis()).unwrap();
+        let p = a.editing(&w.id).unwrap();
+        // Moved to EDIT_HOLD from now, which is past the first deadline plus EDIT_HOLD by the
+        // time elapsed: the bound wins.
+        assert!(p.deadline_ms > now + 1_000, "{}", p.deadline_ms);
+        assert!(p.deadline_ms <= now + 1_000 + hold, "{}", p.deadline_ms);
+        assert_eq!(a.deadline_ms(&w.id), Some(p.deadline_ms));
+        // Every approver is shown the new deadline.
+        match rx.try_recv() {
+            Ok(ApproverEvent::Prompt(shown)) => assert_eq!(shown.deadline_ms, p.deadline_ms),
+            other => panic!("{other:?}"),
+        }
+        // Editing again never moves it past the bound.
+        let again = a.editing(&w.id).unwrap();
+        assert!(again.deadline_ms <= now + 1_000 + hold);
+        assert!(a.editing("p-none").is_err(), "a closed prompt says so");
+        assert_eq!(a.deadline_ms("p-none"), None);
     }
 }

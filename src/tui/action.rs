@@ -209,6 +209,8 @@ pub enum Effect {
     CancelSearch,
     /// Answer a prompt: its id, the decision, and the message to show once it is accepted.
     Answer(String, crate::server::approval::Decision, String),
+    /// Tell the broker an answer to this prompt is being edited (its countdown pauses).
+    Editing(String),
     /// Ring the terminal bell (a new prompt).
     Bell,
 }

@@ -1096,7 +1096,7 @@ fn overlay(frame: &mut Frame<'_>, s: &State, m: &Modal) {
 
 fn modal(frame: &mut Frame<'_>, s: &State, m: &Modal) {
     let area = frame.area();
-    let (title, lines, w): (&str, Vec<Line<'_>>, u16) = match m {
+    let (title, mut lines, w): (&str, Vec<Line<'_>>, u16) = match m {
         Modal::Help | Modal::Detail(_) | Modal::PolicyEdit => return overlay(frame, s, m),
         Modal::Filter(text) => ("Filter audit records", filter_lines(text), 70),
         Modal::Register(text) => (
@@ -1123,6 +1123,27 @@ fn modal(frame: &mut Frame<'_>, s: &State, m: &Modal) {
             (title, lines, EDITOR_WIDTH)
         }
     };
+    // An answer being edited: how long the caller still waits (the countdown is paused, within
+    // a bound), never hidden behind the dialog.
+    let answering = match m {
+        Modal::PromptFor(id, _) => Some(id),
+        Modal::Editor(ed) => match &ed.goal {
+            EditorGoal::Always(id) => Some(id),
+            _ => None,
+        },
+        _ => None,
+    };
+    if let Some(p) = answering.and_then(|id| s.prompts.iter().find(|p| p.id == *id)) {
+        let left =
+            seconds_left(p.deadline_ms, s.now_ms).map_or_else(|| "?".into(), |n| format!("{n} s"));
+        lines.push(Line::styled(
+            format!(
+                "caller waits {left} more; paused while editing, up to {} min",
+                crate::server::approval::EDIT_HOLD.as_secs() / 60
+            ),
+            Style::new().yellow(),
+        ));
+    }
     let h = (lines.len() as u16).saturating_add(2);
     let rect = centered(area, w, h);
     frame.render_widget(Clear, rect);
@@ -1573,6 +1594,12 @@ mod tests {
         }
         update(&mut s, Action::Command(Command::AllowFor));
         snap("prompt_for", &s);
+        // The countdown is not hidden behind the dialog.
+        let screen = render(&s, 80, 24);
+        assert!(
+            screen.contains("caller waits 25 s more; paused"),
+            "{screen}"
+        );
         update(&mut s, Action::Command(Command::Escape));
         update(&mut s, Action::Command(Command::AllowAlways));
         snap("prompt_always", &s);

@@ -182,16 +182,17 @@ pub(super) fn command(state: &mut State, c: Command) -> Vec<Effect> {
     let id = p.id.clone();
     match c {
         Command::AllowOnce => answer(state, &id, Decision::Once),
+        // Editing an answer pauses the prompt's countdown (within the broker's bound).
         Command::AllowFor => {
-            state.prompt_modal = Some(Modal::PromptFor(id, "1h".into()));
-            vec![]
+            state.prompt_modal = Some(Modal::PromptFor(id.clone(), "1h".into()));
+            vec![Effect::Editing(id)]
         }
         Command::AllowAlways => {
-            state.prompt_modal = Some(Modal::Editor(always_editor(p, id)));
-            vec![]
+            state.prompt_modal = Some(Modal::Editor(always_editor(p, id.clone())));
+            vec![Effect::Editing(id)]
         }
         Command::AllowBoth => {
-            let mut ed = always_editor(p, id);
+            let mut ed = always_editor(p, id.clone());
             // A caller that reads a service usually writes it back (git stores what it was
             // given): one answer for both, shown in the editor before it is saved.
             for list in [&mut ed.read, &mut ed.write] {
@@ -200,7 +201,7 @@ pub(super) fn command(state: &mut State, c: Command) -> Vec<Effect> {
                 }
             }
             state.prompt_modal = Some(Modal::Editor(ed));
-            vec![]
+            vec![Effect::Editing(id)]
         }
         Command::Deny => answer(state, &id, Decision::Deny),
         Command::Forget => answer(state, &id, Decision::Forget),
@@ -327,7 +328,8 @@ mod tests {
     #[test]
     fn t_asks_how_long_default_one_hour_and_validates() {
         let (mut s, _) = with_prompts(&["p1"]);
-        assert!(press(&mut s, 't').is_empty());
+        // Opening the input tells the broker an answer is being edited: the countdown pauses.
+        assert_eq!(press(&mut s, 't'), vec![Effect::Editing("p1".into())]);
         assert_eq!(
             s.prompt_modal,
             Some(Modal::PromptFor("p1".into(), "1h".into()))
@@ -376,7 +378,7 @@ mod tests {
         let (mut s, _) = with_prompts(&["p1"]);
         // A dialog the prompt interrupted stays underneath.
         s.modal = Some(Modal::Register("/opt/half-typed".into()));
-        press(&mut s, 'a');
+        assert_eq!(press(&mut s, 'a'), vec![Effect::Editing("p1".into())]);
         match &s.prompt_modal {
             Some(Modal::Editor(ed)) => {
                 assert_eq!(ed.goal, EditorGoal::Always("p1".into()));
@@ -410,7 +412,7 @@ mod tests {
         for action in ["read", "write"] {
             let (mut s, _) = with_prompts(&["p1"]);
             s.prompts[0].action = action.into();
-            press(&mut s, 'b');
+            assert_eq!(press(&mut s, 'b'), vec![Effect::Editing("p1".into())]);
             match &s.prompt_modal {
                 Some(Modal::Editor(ed)) => {
                     assert_eq!(ed.goal, EditorGoal::Always("p1".into()));
