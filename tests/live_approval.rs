@@ -453,6 +453,42 @@ fn editing_an_answer_pauses_the_countdown() {
     expect(&held_response(c), "success", None);
 }
 
+/// "Always" for a changed program (its path is registered with another hash) cannot be saved:
+/// the caller is refused, and the approver is told so rather than left believing it worked.
+#[test]
+fn an_always_that_cannot_be_saved_is_said_to_the_approver() {
+    let e = embedded();
+    e.running.register(
+        &e.reader,
+        Grants {
+            read: vec!["aws".into()],
+            ..Grants::default()
+        },
+    );
+    // The program at the registered path changes.
+    let other = e.env.client("other");
+    e.env.copy_unique(&other, "reader");
+    let (_a, mut rx) = e.running.broker.approvals.attach();
+    let c = e
+        .env
+        .spawn_client(&e.reader, &request("read", "aws", &["k"]));
+    let p = e.next_prompt(&mut rx);
+    e.answer(&p, Decision::Always(Grants::default()));
+    let msg = expect(&held_response(c), "denied", Some("unregistered_binary"));
+    assert!(msg.contains("could not be saved"), "{msg}");
+    let told = e.running.rt.block_on(async {
+        loop {
+            match tokio::time::timeout(Duration::from_secs(20), rx.recv()).await {
+                Ok(Some(ApproverEvent::NotSaved { id, message })) => return (id, message),
+                Ok(Some(_)) => {}
+                other => panic!("the approver was not told: {other:?}"),
+            }
+        }
+    });
+    assert_eq!(told.0, p.id);
+    assert!(told.1.contains("upgrade"), "{}", told.1);
+}
+
 #[test]
 fn every_use_of_a_confirm_grant_is_asked_and_the_answer_decides() {
     let e = embedded();

@@ -194,6 +194,14 @@ pub enum ApproverEvent {
         /// Who answered, when someone did.
         by: Option<String>,
     },
+    /// An answer that grants ("always", "for a time") was taken, but its grant could not be
+    /// saved: the caller was refused, and the approver must not believe it worked.
+    NotSaved {
+        /// The prompt answered.
+        id: String,
+        /// Why (the one-line reason the broker gave the caller).
+        message: String,
+    },
 }
 
 /// Every line the daemon writes on an approver's subscription after `SUBSCRIBED`: the one typed
@@ -219,6 +227,14 @@ pub enum SubscriptionLine {
     #[serde(rename = "DROPPED")]
     Dropped {
         /// What happened and what to do.
+        message: String,
+    },
+    /// A grant an answer asked for could not be saved ([`ApproverEvent::NotSaved`]).
+    #[serde(rename = "NOT_SAVED")]
+    NotSaved {
+        /// The prompt answered.
+        prompt_id: String,
+        /// Why.
         message: String,
     },
     /// The reply to this approver's own `ANSWER`: `error` says why it decided nothing.
@@ -249,6 +265,10 @@ impl From<ApproverEvent> for SubscriptionLine {
                 prompt_id: id,
                 outcome,
                 by,
+            },
+            ApproverEvent::NotSaved { id, message } => SubscriptionLine::NotSaved {
+                prompt_id: id,
+                message,
             },
         }
     }
@@ -493,6 +513,18 @@ impl Approvals {
             .iter()
             .find(|h| h.prompt.id == id)
             .map(|h| h.prompt.deadline_ms)
+    }
+
+    /// Tells every approver that the grant its answer to prompt `id` asked for was not saved.
+    pub fn not_saved(&self, id: &str, message: String) {
+        let mut st = self.lock();
+        broadcast(
+            &mut st,
+            ApproverEvent::NotSaved {
+                id: id.to_string(),
+                message,
+            },
+        );
     }
 
     /// The prompts waiting now.

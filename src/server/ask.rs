@@ -242,6 +242,8 @@ pub fn settle(
         }
     };
     if let Err(e) = applied {
+        // The approver is told too: its answer did not do what it meant.
+        broker.approvals.not_saved(prompt_id, e.to_string());
         let mut r = refusal;
         r.message = Some(format!(
             "{} allowed this request, but the grant could not be saved: {e}",

@@ -144,6 +144,12 @@ pub fn parse_line(line: &str) -> Option<Action> {
             outcome,
             by,
         })),
+        Ok(SubscriptionLine::NotSaved { prompt_id, message }) => {
+            Some(Action::Approver(ApproverEvent::NotSaved {
+                id: prompt_id,
+                message,
+            }))
+        }
         Ok(SubscriptionLine::Answered { error, .. }) => {
             error.map(|e| Action::Done(false, format!("the answer was not taken: {e}")))
         }
@@ -278,6 +284,24 @@ mod tests {
             }
             other => panic!("{text}: {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_not_saved_line_becomes_an_event() {
+        let line = SubscriptionLine::from(ApproverEvent::NotSaved {
+            id: "p4".into(),
+            message: "why".into(),
+        })
+        .to_line();
+        let text = std::str::from_utf8(&line).expect("utf-8");
+        assert!(text.contains(r#""type":"NOT_SAVED""#), "{text}");
+        assert_eq!(
+            parse_line(text.trim_end()),
+            Some(Action::Approver(ApproverEvent::NotSaved {
+                id: "p4".into(),
+                message: "why".into()
+            }))
+        );
     }
 
     #[test]

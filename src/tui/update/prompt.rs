@@ -25,6 +25,17 @@ pub(super) fn approver_event(state: &mut State, ev: ApproverEvent) -> Vec<Effect
     match ev {
         ApproverEvent::Prompt(p) => opened(state, *p),
         ApproverEvent::Resolved { id, outcome, by } => resolved(state, &id, &outcome, by),
+        ApproverEvent::NotSaved { id, message } => {
+            // Replaces "answered always: …": the caller was refused, and nothing was saved.
+            state.message = Some((
+                false,
+                format!(
+                    "NOT SAVED: the grant your answer to prompt {id} asked for: {}; the caller was refused",
+                    crate::display::bounded(&message, 200)
+                ),
+            ));
+            vec![]
+        }
     }
 }
 
@@ -163,7 +174,8 @@ pub(super) fn answer(state: &mut State, id: &str, decision: Decision) -> Vec<Eff
     let verb = match &decision {
         Decision::Once => "allowed once".to_string(),
         Decision::For(d) => format!("allowed for {}", crate::policy::human_duration(d.as_secs())),
-        Decision::Always(_) => "allowed always".to_string(),
+        // Not "allowed": the broker saves the grant after the answer (a failure is said then).
+        Decision::Always(_) => "answered always".to_string(),
         Decision::Deny => "denied".to_string(),
         Decision::Forget => "denied and dismissed".to_string(),
     };
@@ -496,6 +508,36 @@ mod tests {
         let (mut s, _) = with_prompts(&["p1"]);
         assert!(press(&mut s, 'q').is_empty(), "q is not an answer");
         assert!(!s.quit && s.prompts.len() == 1);
+    }
+
+    #[test]
+    fn a_grant_that_was_not_saved_is_said_as_such() {
+        let (mut s, _) = with_prompts(&["p1"]);
+        update(&mut s, Action::Command(Command::AllowAlways));
+        let fx = update(&mut s, Action::Command(Command::Enter));
+        match &fx[..] {
+            [Effect::Answer(_, Decision::Always(_), label)] => {
+                assert!(
+                    label.starts_with("answered always") && !label.contains("allowed"),
+                    "no success claimed before the broker saved it: {label}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        update(&mut s, Action::Done(true, "answered always: x".into()));
+        update(
+            &mut s,
+            Action::Approver(ApproverEvent::NotSaved {
+                id: "p1".into(),
+                message: "run keychain-auth upgrade /home/me/bin/deploy.py".into(),
+            }),
+        );
+        match &s.message {
+            Some((false, m)) => {
+                assert!(m.contains("NOT SAVED") && m.contains("upgrade"), "{m}");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
