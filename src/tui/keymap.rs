@@ -382,6 +382,15 @@ pub const KEYMAP: &[Binding] = &[
         Scope::Prompt,
         true,
     ),
+    // Shown in the prompt itself, only when the caller is a changed program.
+    b(
+        &[Char('u')],
+        "u",
+        Command::Upgrade,
+        "upgrade a changed program",
+        Scope::Prompt,
+        false,
+    ),
     b(&[Char('y')], "y", Command::Yes, "yes", Confirm, true),
     b(&[Char('n'), Esc], "n/esc", Command::No, "no", Confirm, true),
 ];

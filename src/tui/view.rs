@@ -1398,7 +1398,7 @@ fn prompt_request(
         None => "?".into(),
     };
     let queued = s.prompts.len().saturating_sub(1);
-    vec![
+    let mut lines = vec![
         prompt_row(
             "asks",
             format!(
@@ -1425,7 +1425,17 @@ fn prompt_request(
                 }
             ),
         ),
-    ]
+    ];
+    if super::update::changed_program(s, p).is_some() {
+        lines.push(Line::from(vec![
+            prompt_label("changed"),
+            Span::styled(
+                "registered with another hash: u upgrades it (grants kept)",
+                Style::new().yellow().bold(),
+            ),
+        ]));
+    }
+    lines
 }
 
 /// The help overlay: a key column and a description column, grouped by where the keys apply,
@@ -1480,6 +1490,30 @@ mod tests {
     fn snap(name: &str, state: &State) {
         insta::assert_snapshot!(format!("{name}_120x36"), render(state, 120, 36));
         insta::assert_snapshot!(format!("{name}_80x24"), render(state, 80, 24));
+    }
+
+    #[test]
+    fn a_changed_programs_prompt_says_u_upgrades_it() {
+        let mut s = sample_state();
+        s.now_ms = now_ms();
+        update(
+            &mut s,
+            Action::Approver(crate::server::approval::ApproverEvent::Prompt(Box::new(
+                super::super::test_support::prompt("p1"),
+            ))),
+        );
+        assert!(!render(&s, 120, 36).contains("u upgrades it"));
+        let mut row = s.policies[0].clone();
+        row.entry.path = "/home/me/bin/deploy.py".into();
+        s.policies.push(row);
+        snap("prompt_changed", &s);
+        for (w, h) in [(120, 36), (80, 24)] {
+            let screen = render(&s, w, h);
+            assert!(
+                screen.contains("registered with another hash: u"),
+                "{screen}"
+            );
+        }
     }
 
     #[test]

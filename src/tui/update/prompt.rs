@@ -217,12 +217,37 @@ pub(super) fn command(state: &mut State, c: Command) -> Vec<Effect> {
         }
         Command::Deny => answer(state, &id, Decision::Deny),
         Command::Forget => answer(state, &id, Decision::Forget),
+        // A changed program: its registered entry moves to the binary asking (permissions
+        // kept); the prompt stays, to be answered — then allowed by the upgraded entry.
+        Command::Upgrade => match changed_program(state, p) {
+            Some(path) => vec![Effect::Upgrade(path)],
+            None => {
+                state.message = Some((
+                    false,
+                    "u upgrades only a changed program (its path registered with another hash)"
+                        .into(),
+                ));
+                vec![]
+            }
+        },
         // Asked for during a prompt (ctrl-c): a connected dashboard quits at once (detaching
         // the approver; the broker refuses what it held); one that embeds the broker asks first,
         // in a dialog over the prompt (see `confirm::quit_checked`).
         Command::Quit => super::confirm::quit(state),
         _ => vec![],
     }
+}
+
+/// The registered path of a prompt's caller when that path is registered with another hash (a
+/// changed program, which `keychain-auth upgrade PATH` moves to the binary asking).
+pub fn changed_program(state: &State, p: &Prompt) -> Option<String> {
+    let subject = p.script_hash.as_deref().unwrap_or(&p.hash);
+    let path = who(p);
+    state
+        .policies
+        .iter()
+        .find(|r| r.entry.path == std::path::Path::new(path) && r.entry.hash.to_string() != subject)
+        .map(|_| path.to_string())
 }
 
 /// The editor for answering prompt `id` "always": preset to exactly what it asks.
@@ -538,6 +563,28 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_changed_programs_prompt_offers_upgrade() {
+        let (mut s, _) = with_prompts(&["p1"]);
+        // Not a changed program: u says why it does nothing.
+        assert!(press(&mut s, 'u').is_empty());
+        assert!(matches!(&s.message, Some((false, m)) if m.contains("changed program")));
+        // Its path registered with another hash: the prompt says so, and u upgrades it.
+        let mut row = s.policies[0].clone();
+        row.entry.path = "/home/me/bin/deploy.py".into();
+        assert_ne!(
+            Some(row.entry.hash.to_string()),
+            s.prompts[0].script_hash,
+            "another hash"
+        );
+        s.policies.push(row);
+        assert_eq!(
+            press(&mut s, 'u'),
+            vec![Effect::Upgrade("/home/me/bin/deploy.py".into())]
+        );
+        assert_eq!(s.prompts.len(), 1, "the prompt stays, to be answered");
     }
 
     #[test]
