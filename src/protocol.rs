@@ -135,6 +135,9 @@ pub enum AnswerDecision {
     Deny,
     /// `forget`: refuse it and dismiss the caller from the pending queue.
     Forget,
+    /// `editing`: no decision yet: the approver is editing its answer (the "always" editor or
+    /// the duration input is open), so the prompt's countdown is paused, within a bound.
+    Editing,
 }
 
 /// What an `always` answer grants: services, launch rules and terms, exactly as the approver
@@ -187,6 +190,7 @@ impl AnswerLine {
             }
             AnswerDecision::Deny => "deny",
             AnswerDecision::Forget => "forget",
+            AnswerDecision::Editing => "editing",
         };
         v["decision"] = word.into();
         let mut line = serde_json::to_vec(&v).unwrap_or_default();
@@ -691,6 +695,7 @@ fn validate_answer(raw: RawRequest) -> Result<Incoming, LineError> {
         }
         "deny" => AnswerDecision::Deny,
         "forget" => AnswerDecision::Forget,
+        "editing" => AnswerDecision::Editing,
         _ => return Err(LineError::Decision(quote(&word))),
     };
     Ok(Incoming::Answer(AnswerLine { prompt, decision }))

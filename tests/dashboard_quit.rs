@@ -55,7 +55,7 @@ fn quitting_the_embedded_broker_says_what_callers_lose_and_asks() {
     let stranger = env.client("stranger");
     let held = env.spawn_client(&stranger, &request("read", "s", &["k"]));
     tmux.wait_screen("the prompt", |s| {
-        s.contains("stranger") && s.contains("allow once")
+        s.contains("stranger") && s.contains("o  once")
     });
     tmux.keys(&["C-c"]);
     let screen = tmux.wait_screen("the quit question over the prompt", |s| {

@@ -10,7 +10,7 @@ use serde_json::Value;
 use std::path::PathBuf;
 use std::time::Duration;
 use testkit::EmbeddedBroker;
-use testkit::{Raw, Relay, Sandbox, expect, held_response, request};
+use testkit::{Raw, Relay, Sandbox, expect, held_response, request, write_request};
 
 struct Embedded {
     env: Sandbox,
@@ -243,6 +243,250 @@ fn repeats_coalesce_and_the_first_of_two_approvers_wins() {
     assert!(late.is_err(), "the first answer won");
     expect(&held_response(c1), "success", None);
     expect(&held_response(c2), "success", None);
+}
+
+/// One tool resolving one profile (the AWS adapter: key pair, then the session token, then the
+/// expiry) reads several targets of one service: one prompt lists them all, and one answer
+/// decides every request waiting on it.
+#[test]
+fn one_callers_reads_of_one_service_share_one_prompt() {
+    let env = Sandbox::new();
+    let writer = env.registered_client("writer", &["--write", "aws"]);
+    let running = EmbeddedBroker::start(&env);
+    env.write_ok(
+        &writer,
+        "aws",
+        &[
+            ("key_id", "AKIA"),
+            ("session_token", "tok"),
+            ("expiration", "soon"),
+        ],
+    );
+    let e = Embedded {
+        reader: env.client("reader"),
+        env,
+        running,
+    };
+    let (_a, mut rx) = e.running.broker.approvals.attach();
+    let keys = e
+        .env
+        .spawn_client(&e.reader, &request("read", "aws", &["key_id"]));
+    let first = e.next_prompt(&mut rx);
+    assert_eq!(first.targets, ["key_id"]);
+    let token = e
+        .env
+        .spawn_client(&e.reader, &request("read", "aws", &["session_token"]));
+    let p = e.next_prompt(&mut rx);
+    assert_eq!(p.id, first.id, "joined, not a second prompt");
+    assert_eq!((p.targets.len(), p.waiting), (2, 2), "{p:?}");
+    let expiry = e
+        .env
+        .spawn_client(&e.reader, &request("read", "aws", &["expiration"]));
+    let p = e.next_prompt(&mut rx);
+    assert_eq!(p.id, first.id, "joined, not a third prompt");
+    assert_eq!(p.targets, ["key_id", "session_token", "expiration"]);
+    assert_eq!(p.waiting, 3);
+    assert_eq!(e.running.broker.approvals.pending().len(), 1);
+    // One answer serves all three, each with its own target.
+    e.answer(&p, Decision::Once);
+    for (child, value) in [(keys, "AKIA"), (token, "tok"), (expiry, "soon")] {
+        let r = held_response(child);
+        expect(&r, "success", None);
+        assert_eq!(r["results"][0]["value"], value, "{r}");
+    }
+    let prompts = e
+        .env
+        .audit_records()
+        .into_iter()
+        .filter(|r| r["event"] == "prompt")
+        .count();
+    assert_eq!(prompts, 1, "one prompt was opened");
+    // A write by the same caller is another question: it never rides on a read's answer.
+    let write = write_request("aws", &["key_id"], &["x"], serde_json::json!({}));
+    let w = e.env.spawn_client(&e.reader, &write);
+    let r = e
+        .env
+        .spawn_client(&e.reader, &request("read", "aws", &["key_id"]));
+    let p1 = e.next_prompt(&mut rx);
+    let p2 = e.next_prompt(&mut rx);
+    assert_ne!(p1.id, p2.id, "read and write are asked apart");
+    let (read_p, write_p) = if p1.action == "read" {
+        (p1, p2)
+    } else {
+        (p2, p1)
+    };
+    e.answer(&read_p, Decision::Once);
+    expect(&held_response(r), "success", None);
+    e.answer(&write_p, Decision::Deny);
+    expect(&held_response(w), "denied", Some("unregistered_binary"));
+    // "Always" on a shared prompt: every waiting request is served (the first one settled
+    // approves the caller, the others find it approved), and the next reads are not asked.
+    let waiting: Vec<_> = ["key_id", "session_token", "expiration"]
+        .into_iter()
+        .map(|t| {
+            let c = e.env.spawn_client(&e.reader, &request("read", "aws", &[t]));
+            e.next_prompt(&mut rx);
+            c
+        })
+        .collect();
+    let p = e.running.broker.approvals.pending();
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(p[0].waiting, 3);
+    e.answer(&p[0], Decision::Always(Grants::default()));
+    for c in waiting {
+        expect(&held_response(c), "success", None);
+    }
+    expect(
+        &held_response(
+            e.env
+                .spawn_client(&e.reader, &request("read", "aws", &["expiration"])),
+        ),
+        "success",
+        None,
+    );
+}
+
+/// The AWS adapter resolving a profile it was never allowed to read: its key pair, session token
+/// and expiry are one prompt, and one "allow once" serves the whole profile.
+#[test]
+fn the_aws_adapter_asks_once_per_profile() {
+    let env = Sandbox::new();
+    let writer = env.registered_client("writer", &["--write", "aws"]);
+    let aws = env.copy_unique(env!("CARGO_BIN_EXE_keychain-auth-aws"), "keychain-auth-aws");
+    let running = EmbeddedBroker::start(&env);
+    env.write_ok(
+        &writer,
+        "aws",
+        &[
+            ("prod/access_key_id", "AKIA"),
+            ("prod/secret_access_key", "s3cr3t"),
+            ("prod/session_token", "tok"),
+            ("prod/expiration", "2030-01-01T00:00:00Z"),
+        ],
+    );
+    let e = Embedded {
+        reader: aws.clone(),
+        env,
+        running,
+    };
+    let (_a, mut rx) = e.running.broker.approvals.attach();
+    let child = e
+        .env
+        .command(&aws)
+        .arg("prod")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run the adapter");
+    let mut p = e.next_prompt(&mut rx);
+    while p.waiting < 3 {
+        let next = e.next_prompt(&mut rx);
+        assert_eq!(next.id, p.id, "one prompt for the profile: {next:?}");
+        p = next;
+    }
+    assert_eq!(e.running.broker.approvals.pending().len(), 1);
+    let mut targets = p.targets.clone();
+    targets.sort();
+    assert_eq!(
+        targets,
+        [
+            "prod/access_key_id",
+            "prod/expiration",
+            "prod/secret_access_key",
+            "prod/session_token"
+        ]
+    );
+    e.answer(&p, Decision::Once);
+    let out = child.wait_with_output().expect("adapter output");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: Value = serde_json::from_slice(&out.stdout).expect("credential_process JSON");
+    assert_eq!(json["AccessKeyId"], "AKIA");
+    assert_eq!(json["SessionToken"], "tok");
+    assert_eq!(json["Expiration"], "2030-01-01T00:00:00Z");
+    let prompts = e
+        .env
+        .audit_records()
+        .into_iter()
+        .filter(|r| r["event"] == "prompt")
+        .count();
+    assert_eq!(prompts, 1, "asked once");
+}
+
+/// Editing an answer (the "always" editor, the duration input) pauses the prompt's countdown:
+/// the caller is still held after its prompt timeout, and the answer then decides it.
+#[test]
+fn editing_an_answer_pauses_the_countdown() {
+    let e = embedded();
+    e.set_prompt_timeout(2);
+    let (_a, mut rx) = e.running.broker.approvals.attach();
+    let read = request("read", "aws", &["k"]);
+    // Without editing, 2 s closes the prompt.
+    let c = e.env.spawn_client(&e.reader, &read);
+    e.next_prompt(&mut rx);
+    let msg = expect(&held_response(c), "denied", Some("unregistered_binary"));
+    assert!(msg.contains("no approver answered in time"), "{msg}");
+    // Editing: the deadline moves, every approver is shown it, and the caller waits on.
+    let c = e.env.spawn_client(&e.reader, &read);
+    let p = e.next_prompt(&mut rx);
+    let paused = e.running.broker.approvals.editing(&p.id).expect("open");
+    assert!(paused.deadline_ms > p.deadline_ms + 60_000, "{paused:?}");
+    assert!(
+        paused.deadline_ms
+            <= p.deadline_ms + keychain_auth::server::approval::EDIT_HOLD.as_millis() as i64
+    );
+    let shown = e.next_prompt(&mut rx);
+    assert_eq!(
+        (shown.id.as_str(), shown.deadline_ms),
+        (p.id.as_str(), paused.deadline_ms)
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        e.running.broker.approvals.pending().len(),
+        1,
+        "still held after the 2 s timeout"
+    );
+    e.answer(&p, Decision::Once);
+    expect(&held_response(c), "success", None);
+}
+
+/// "Always" for a changed program (its path is registered with another hash) cannot be saved:
+/// the caller is refused, and the approver is told so rather than left believing it worked.
+#[test]
+fn an_always_that_cannot_be_saved_is_said_to_the_approver() {
+    let e = embedded();
+    e.running.register(
+        &e.reader,
+        Grants {
+            read: vec!["aws".into()],
+            ..Grants::default()
+        },
+    );
+    // The program at the registered path changes.
+    let other = e.env.client("other");
+    e.env.copy_unique(&other, "reader");
+    let (_a, mut rx) = e.running.broker.approvals.attach();
+    let c = e
+        .env
+        .spawn_client(&e.reader, &request("read", "aws", &["k"]));
+    let p = e.next_prompt(&mut rx);
+    e.answer(&p, Decision::Always(Grants::default()));
+    let msg = expect(&held_response(c), "denied", Some("unregistered_binary"));
+    assert!(msg.contains("could not be saved"), "{msg}");
+    let told = e.running.rt.block_on(async {
+        loop {
+            match tokio::time::timeout(Duration::from_secs(20), rx.recv()).await {
+                Ok(Some(ApproverEvent::NotSaved { id, message })) => return (id, message),
+                Ok(Some(_)) => {}
+                other => panic!("the approver was not told: {other:?}"),
+            }
+        }
+    });
+    assert_eq!(told.0, p.id);
+    assert!(told.1.contains("upgrade"), "{}", told.1);
 }
 
 #[test]

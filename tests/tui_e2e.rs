@@ -39,11 +39,11 @@ fn wait_prompt(tmux: &Dashboard, client: &str) -> String {
         s.contains("A caller is waiting")
             && s.contains(client)
             && s.contains("wants to read aws")
-            && s.contains("allow once")
+            && s.contains("o  once")
     });
     assert!(screen.contains("time left"), "{screen}");
     assert!(screen.contains("launched by"), "{screen}");
-    assert!(screen.contains("allow once"), "{screen}");
+    assert!(screen.contains("o  once"), "{screen}");
     screen
 }
 

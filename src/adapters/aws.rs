@@ -2,9 +2,10 @@
 //!
 //! The profile's credentials live in service `aws` under targets `PROFILE/access_key_id`,
 //! `PROFILE/secret_access_key` and, optionally, `PROFILE/session_token` and
-//! `PROFILE/expiration` (ISO 8601, passed through as stored). All four are asked for in one
-//! batch on one connection (the required pair in one all-or-nothing request, each optional
-//! target in its own request, all sent at once), and printed as
+//! `PROFILE/expiration` (ISO 8601, passed through as stored). All four are asked for at once,
+//! in three requests on three connections (the required pair in one all-or-nothing request,
+//! each optional target in its own), so that a caller held for an approver is asked once, and
+//! printed as
 //! `{"Version":1,"AccessKeyId":…,"SecretAccessKey":…[,"SessionToken":…][,"Expiration":…]}`.
 //!
 //! Failures exit non-zero with one line on standard error naming the reason — never a value:
@@ -92,7 +93,29 @@ pub fn run(
         let _ = writeln!(err, "{NAME}: profile {profile}: {}", one_line(&why));
         1
     };
-    let replies = match connect().and_then(|mut c| c.batch(&calls)) {
+    // One connection per request, all sent at once: a connection's requests are answered in
+    // turn, so while the first is held for an approver the others would wait behind it and be
+    // asked one after the other; on their own connections they join its prompt (one caller,
+    // one service) and one answer decides them all.
+    let mut clients = Vec::with_capacity(calls.len());
+    for _ in &calls {
+        match connect() {
+            Ok(c) => clients.push(c),
+            Err(e) => return fail(err, e.to_string()),
+        }
+    }
+    let replies: Result<Vec<_>, ClientError> = std::thread::scope(|s| {
+        let running: Vec<_> = clients
+            .into_iter()
+            .zip(&calls)
+            .map(|(mut c, call)| s.spawn(move || c.call(call)))
+            .collect();
+        running
+            .into_iter()
+            .map(|h| h.join().unwrap_or(Err(ClientError::Closed)))
+            .collect()
+    });
+    let replies = match replies {
         Ok(r) => r,
         Err(e) => return fail(err, e.to_string()),
     };

@@ -3,8 +3,9 @@
 //! An approver is a dashboard — embedded, or connected over the socket with `SUBSCRIBE` — that
 //! receives [`ApproverEvent`]s. A request that would be refused as `unregistered_binary`,
 //! `service_not_allowed` or `action_not_in_policy`, or that uses a grant marked `confirm`, is
-//! held while an approver is attached: [`Approvals::ask`] queues a prompt (repeats of the same
-//! caller asking the same thing join the prompt already shown) and the caller's session waits
+//! held while an approver is attached: [`Approvals::ask`] queues a prompt (requests of the same
+//! caller asking the same action on the same service join the prompt already shown, which then
+//! lists all their targets) and the caller's session waits
 //! for the first [`Answer`], a timeout, or its own disconnection. The first answer wins; every
 //! approver is told the prompt is resolved.
 
@@ -35,6 +36,13 @@ pub const MAX_HELD_PER_CALLER: usize = 4;
 /// from one launcher cannot keep another caller from being shown); one from the busiest
 /// launcher is refused at once.
 pub const MAX_HELD: usize = 32;
+
+/// How long past its own deadline a prompt may be kept open while an approver edits its answer
+/// ([`Approvals::editing`]): the countdown pauses, but not forever.
+pub const EDIT_HOLD: Duration = Duration::from_secs(300);
+
+/// Most targets a prompt lists (of every request waiting on it).
+pub const MAX_TARGETS_SHOWN: usize = 100;
 
 /// What an approver receives: [`ApproverEvent`]s, ending (`None`) when it is detached or was
 /// dropped for falling [`APPROVER_QUEUE`] events behind.
@@ -71,7 +79,7 @@ pub struct Prompt {
     /// `exact` or `prefix`.
     #[serde(rename = "match")]
     pub mode: String,
-    /// The targets (first 100).
+    /// The targets of every request waiting on it (first [`MAX_TARGETS_SHOWN`]).
     pub targets: Vec<String>,
     /// Why it would be refused without an answer.
     pub reason: Reason,
@@ -113,9 +121,10 @@ impl Decision {
 
 impl Decision {
     /// The decision a connected approver's `ANSWER` line carries (the daemon's side of
-    /// [`crate::protocol::AnswerLine`]); a time grant is bounded to a year.
-    pub fn from_answer(d: AnswerDecision) -> Decision {
-        match d {
+    /// [`crate::protocol::AnswerLine`]); a time grant is bounded to a year. `None` for
+    /// `editing`, which decides nothing ([`Approvals::editing`]).
+    pub fn from_answer(d: AnswerDecision) -> Option<Decision> {
+        Some(match d {
             AnswerDecision::Once => Decision::Once,
             AnswerDecision::Time { for_s } => {
                 Decision::For(Duration::from_secs(for_s.clamp(1, 366 * 86_400)))
@@ -136,7 +145,8 @@ impl Decision {
             }),
             AnswerDecision::Deny => Decision::Deny,
             AnswerDecision::Forget => Decision::Forget,
-        }
+            AnswerDecision::Editing => return None,
+        })
     }
 
     /// What a connected approver sends for this decision (the dashboard's side).
@@ -184,6 +194,14 @@ pub enum ApproverEvent {
         /// Who answered, when someone did.
         by: Option<String>,
     },
+    /// An answer that grants ("always", "for a time") was taken, but its grant could not be
+    /// saved: the caller was refused, and the approver must not believe it worked.
+    NotSaved {
+        /// The prompt answered.
+        id: String,
+        /// Why (the one-line reason the broker gave the caller).
+        message: String,
+    },
 }
 
 /// Every line the daemon writes on an approver's subscription after `SUBSCRIBED`: the one typed
@@ -209,6 +227,14 @@ pub enum SubscriptionLine {
     #[serde(rename = "DROPPED")]
     Dropped {
         /// What happened and what to do.
+        message: String,
+    },
+    /// A grant an answer asked for could not be saved ([`ApproverEvent::NotSaved`]).
+    #[serde(rename = "NOT_SAVED")]
+    NotSaved {
+        /// The prompt answered.
+        prompt_id: String,
+        /// Why.
         message: String,
     },
     /// The reply to this approver's own `ANSWER`: `error` says why it decided nothing.
@@ -240,12 +266,19 @@ impl From<ApproverEvent> for SubscriptionLine {
                 outcome,
                 by,
             },
+            ApproverEvent::NotSaved { id, message } => SubscriptionLine::NotSaved {
+                prompt_id: id,
+                message,
+            },
         }
     }
 }
 
 struct Held {
     prompt: Prompt,
+    /// The latest deadline editing may push the prompt to: its first deadline plus
+    /// [`EDIT_HOLD`].
+    limit_ms: i64,
     key: String,
     waiters: Vec<(u64, oneshot::Sender<Answer>)>,
 }
@@ -345,8 +378,8 @@ impl Approvals {
         !st.approvers.is_empty()
     }
 
-    /// Holds a request: joins the prompt of the same `key` (same caller, action and service)
-    /// or opens a new one, within [`MAX_HELD_PER_CALLER`] and [`MAX_HELD`]. `Err` says why it
+    /// Holds a request: joins the prompt of the same `key` (same caller, launch chain, action,
+    /// service and match mode; its targets are added to the prompt's list) or opens a new one, within [`MAX_HELD_PER_CALLER`] and [`MAX_HELD`]. `Err` says why it
     /// is not held.
     pub fn ask(&self, key: String, mut prompt: Prompt) -> Result<Waiting, NotHeld> {
         let ticket = self.id();
@@ -359,6 +392,13 @@ impl Approvals {
         if let Some(h) = st.held.iter_mut().find(|h| h.key == key) {
             h.waiters.push((ticket, tx));
             h.prompt.waiting = h.waiters.len();
+            // Another target of the same service joins the prompt: it lists every target its
+            // answer will decide (the first MAX_TARGETS_SHOWN).
+            for t in prompt.targets {
+                if h.prompt.targets.len() < MAX_TARGETS_SHOWN && !h.prompt.targets.contains(&t) {
+                    h.prompt.targets.push(t);
+                }
+            }
             let (id, update) = (h.prompt.id.clone(), h.prompt.clone());
             broadcast(&mut st, ApproverEvent::Prompt(Box::new(update)));
             return Ok(Waiting {
@@ -378,6 +418,9 @@ impl Approvals {
             return Err(NotHeld::NoApprover);
         }
         st.held.push(Held {
+            limit_ms: prompt
+                .deadline_ms
+                .saturating_add(i64::try_from(EDIT_HOLD.as_millis()).unwrap_or(i64::MAX)),
             prompt,
             key,
             waiters: vec![(ticket, tx)],
@@ -437,6 +480,51 @@ impl Approvals {
             },
         );
         Some(held.prompt)
+    }
+
+    /// An approver is editing its answer to prompt `id`: its countdown pauses — the deadline
+    /// moves to [`EDIT_HOLD`] from now, but never past its first deadline plus [`EDIT_HOLD`] —
+    /// and every approver is shown the new deadline. `Err` when the prompt is gone.
+    pub fn editing(&self, id: &str) -> Result<Prompt, Closed> {
+        let mut st = self.lock();
+        let h = st
+            .held
+            .iter_mut()
+            .find(|h| h.prompt.id == id)
+            .ok_or_else(|| Closed(id.to_string()))?;
+        let hold = i64::try_from(EDIT_HOLD.as_millis()).unwrap_or(i64::MAX);
+        let wanted = chrono::Utc::now()
+            .timestamp_millis()
+            .saturating_add(hold)
+            .min(h.limit_ms);
+        if wanted <= h.prompt.deadline_ms {
+            return Ok(h.prompt.clone());
+        }
+        h.prompt.deadline_ms = wanted;
+        let update = h.prompt.clone();
+        broadcast(&mut st, ApproverEvent::Prompt(Box::new(update.clone())));
+        Ok(update)
+    }
+
+    /// Prompt `id`'s deadline now (Unix milliseconds); `None` when it is gone.
+    pub fn deadline_ms(&self, id: &str) -> Option<i64> {
+        self.lock()
+            .held
+            .iter()
+            .find(|h| h.prompt.id == id)
+            .map(|h| h.prompt.deadline_ms)
+    }
+
+    /// Tells every approver that the grant its answer to prompt `id` asked for was not saved.
+    pub fn not_saved(&self, id: &str, message: String) {
+        let mut st = self.lock();
+        broadcast(
+            &mut st,
+            ApproverEvent::NotSaved {
+                id: id.to_string(),
+                message,
+            },
+        );
     }
 
     /// The prompts waiting now.
@@ -702,5 +790,80 @@ mod tests {
         assert_eq!(a.pending()[0].waiting, 1);
         assert!(a.leave(&w2.id, w2.ticket, "timeout").is_some());
         assert!(a.pending().is_empty());
+    }
+
+    #[tokio::test]
+    async fn other_targets_join_the_prompt_and_are_listed() {
+        let a = Approvals::new();
+        let (_id, mut rx) = a.attach();
+        let with = |t: &[&str]| Prompt {
+            targets: t.iter().map(ToString::to_string).collect(),
+            ..prompt()
+        };
+        let w1 = a
+            .ask("caller:read:aws".into(), with(&["key_id", "secret"]))
+            .unwrap();
+        let w2 = a
+            .ask("caller:read:aws".into(), with(&["session_token", "secret"]))
+            .unwrap();
+        let w3 = a
+            .ask("caller:read:aws".into(), with(&["expiration"]))
+            .unwrap();
+        assert!(w1.opened && !w2.opened && !w3.opened);
+        assert_eq!(a.pending().len(), 1);
+        let shown = &a.pending()[0];
+        assert_eq!(
+            shown.targets,
+            ["key_id", "secret", "session_token", "expiration"]
+        );
+        assert_eq!(shown.waiting, 3);
+        // The approver was shown the grown list before it could answer.
+        let mut last = None;
+        while let Ok(ApproverEvent::Prompt(p)) = rx.try_recv() {
+            last = Some(p);
+        }
+        assert_eq!(last.map(|p| p.targets.len()), Some(4));
+        let answer = Answer {
+            decision: Decision::Once,
+            by: "dashboard".into(),
+        };
+        a.answer(&w1.id, answer.clone()).unwrap();
+        for w in [w1, w2, w3] {
+            assert_eq!(w.answer.await.unwrap(), answer, "one answer decides all");
+        }
+    }
+
+    #[tokio::test]
+    async fn editing_pauses_the_countdown_within_a_bound() {
+        let a = Approvals::new();
+        let (_id, mut rx) = a.attach();
+        let now = chrono::Utc::now().timestamp_millis();
+        let w = a
+            .ask(
+                "k".into(),
+                Prompt {
+                    deadline_ms: now + 1_000,
+                    ..prompt()
+                },
+            )
+            .unwrap();
+        while rx.try_recv().is_ok() {}
+        let hold = i64::try_from(EDIT_HOLD.as_millis()).unwrap();
+        let p = a.editing(&w.id).unwrap();
+        // Moved to EDIT_HOLD from now, which is past the first deadline plus EDIT_HOLD by the
+        // time elapsed: the bound wins.
+        assert!(p.deadline_ms > now + 1_000, "{}", p.deadline_ms);
+        assert!(p.deadline_ms <= now + 1_000 + hold, "{}", p.deadline_ms);
+        assert_eq!(a.deadline_ms(&w.id), Some(p.deadline_ms));
+        // Every approver is shown the new deadline.
+        match rx.try_recv() {
+            Ok(ApproverEvent::Prompt(shown)) => assert_eq!(shown.deadline_ms, p.deadline_ms),
+            other => panic!("{other:?}"),
+        }
+        // Editing again never moves it past the bound.
+        let again = a.editing(&w.id).unwrap();
+        assert!(again.deadline_ms <= now + 1_000 + hold);
+        assert!(a.editing("p-none").is_err(), "a closed prompt says so");
+        assert_eq!(a.deadline_ms("p-none"), None);
     }
 }

@@ -64,7 +64,12 @@ pub fn prompt_for(peer: &Peer, ask: &Ask, timeout: Duration) -> (String, Prompt)
         action: req.action.as_str().into(),
         service: req.service.clone(),
         mode: req.mode.as_str().into(),
-        targets: req.targets.iter().take(100).cloned().collect(),
+        targets: req
+            .targets
+            .iter()
+            .take(super::approval::MAX_TARGETS_SHOWN)
+            .cloned()
+            .collect(),
         reason: ask
             .refusal
             .reason
@@ -77,17 +82,16 @@ pub fn prompt_for(peer: &Peer, ask: &Ask, timeout: Duration) -> (String, Prompt)
 }
 
 /// Requests that join one prompt: the same caller (and launch chain, by hashes) asking the same
-/// thing — action, service, match mode and targets. Anything less would let an answer given
-/// for one request carry out another (a prefix read of a whole service riding on the approval of
-/// one exact key).
+/// action on the same service with the same match mode; their targets may differ (one tool
+/// resolving a profile reads a key pair, a token and an expiry: one prompt lists them all, and
+/// one answer decides every request waiting on it). The match mode stays in the key so that a
+/// prefix read of a whole service never rides on the approval of one exact key, and the action
+/// so that a write is never carried out on the approval of a read.
 fn coalesce_key(
     subject: &str,
     req: &crate::protocol::Request,
     chain: &[crate::identity::Link],
 ) -> String {
-    let mut targets: Vec<&str> = req.targets.iter().map(String::as_str).collect();
-    targets.sort_unstable();
-    targets.dedup();
     let launchers: Vec<String> = chain
         .iter()
         .map(|l| {
@@ -101,7 +105,6 @@ fn coalesce_key(
         req.action.as_str(),
         req.service,
         req.mode.as_str(),
-        targets,
         launchers
     ])
     .to_string()
@@ -220,15 +223,27 @@ pub fn settle(
         )
         .map(|_| ())
     } else {
-        admin::approve(
+        match admin::approve(
             &broker.world(),
             Source::Dashboard,
             subject.as_str(),
             &change,
-        )
-        .map(|_| ())
+        ) {
+            // Another request waiting on the same prompt was settled first and approved the
+            // caller: this one adds its grant (the same change, or its own targets' service).
+            Err(admin::AdminError::AlreadyApproved { .. }) => admin::grant(
+                &broker.world(),
+                Source::Dashboard,
+                subject.as_str(),
+                &change,
+            )
+            .map(|_| ()),
+            other => other.map(|_| ()),
+        }
     };
     if let Err(e) = applied {
+        // The approver is told too: its answer did not do what it meant.
+        broker.approvals.not_saved(prompt_id, e.to_string());
         let mut r = refusal;
         r.message = Some(format!(
             "{} allowed this request, but the grant could not be saved: {e}",

@@ -101,7 +101,7 @@ pub async fn hold(
     let id = wait.id.clone();
     let (answer, why) = tokio::select! {
         a = &mut wait.answer => (a.ok(), "no_answer"),
-        () = tokio::time::sleep(timeout) => {
+        () = expired(broker, &id, cap) => {
             broker.approvals.leave(&id, wait.ticket, "timeout");
             // An answer that raced the deadline still counts.
             (wait.answer.try_recv().ok(), "timeout")
@@ -123,6 +123,31 @@ pub async fn hold(
         }
     };
     Some(settle(ask, id, answer, why).await)
+}
+
+/// Resolves when prompt `id`'s deadline has passed — it moves while an approver edits its
+/// answer ([`super::approval::Approvals::editing`]) — or `cap` after now when given, or at once
+/// when the prompt is gone (its answer, if any, is then waiting).
+async fn expired(broker: &Broker, id: &str, cap: Option<Duration>) {
+    let hard = cap.map(|c| tokio::time::Instant::now() + c);
+    loop {
+        let Some(deadline) = broker.approvals.deadline_ms(id) else {
+            return;
+        };
+        let left = deadline.saturating_sub(chrono::Utc::now().timestamp_millis());
+        let Ok(left) = u64::try_from(left) else {
+            return;
+        };
+        if left == 0 {
+            return;
+        }
+        let wake = tokio::time::Instant::now() + Duration::from_millis(left);
+        let wake = hard.map_or(wake, |h| wake.min(h));
+        tokio::time::sleep_until(wake).await;
+        if hard.is_some_and(|h| tokio::time::Instant::now() >= h) {
+            return;
+        }
+    }
 }
 
 fn internal_error() -> Response {

@@ -700,14 +700,20 @@ fn event_line(ev: &ApproverEvent) -> Vec<u8> {
 
 /// Applies an `ANSWER` line; the reply says whether it decided the prompt.
 fn answer_line(broker: &Broker, a: AnswerLine, by: &str) -> Vec<u8> {
-    let decision = Decision::from_answer(a.decision);
-    let result = broker.approvals.answer(
-        &a.prompt,
-        Answer {
-            decision,
-            by: by.to_string(),
-        },
-    );
+    let result = match Decision::from_answer(a.decision) {
+        Some(decision) => broker
+            .approvals
+            .answer(
+                &a.prompt,
+                Answer {
+                    decision,
+                    by: by.to_string(),
+                },
+            )
+            .map(|_| ()),
+        // Editing: the countdown pauses; the prompt stays open for the real answer.
+        None => broker.approvals.editing(&a.prompt).map(|_| ()),
+    };
     SubscriptionLine::Answered {
         prompt_id: a.prompt,
         error: result.err().map(|why| why.to_string()),

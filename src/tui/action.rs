@@ -159,6 +159,8 @@ pub enum Command {
     AllowFor,
     /// Prompt: always (opens the permission editor with what was asked).
     AllowAlways,
+    /// Prompt: always, reading and writing the service (opens the editor with both).
+    AllowBoth,
     /// Prompt: deny this request.
     Deny,
     /// Prompt: deny and dismiss the caller.
@@ -207,6 +209,8 @@ pub enum Effect {
     CancelSearch,
     /// Answer a prompt: its id, the decision, and the message to show once it is accepted.
     Answer(String, crate::server::approval::Decision, String),
+    /// Tell the broker an answer to this prompt is being edited (its countdown pauses).
+    Editing(String),
     /// Ring the terminal bell (a new prompt).
     Bell,
 }

@@ -95,6 +95,34 @@ impl Approver {
         }
     }
 
+    /// Says an answer to prompt `id` is being edited: the broker pauses its countdown (within
+    /// [`crate::server::approval::EDIT_HOLD`]) and shows every approver the new deadline.
+    pub fn editing(&self, id: &str) -> Result<(), String> {
+        match self {
+            Approver::Embedded { broker, .. } => broker
+                .approvals
+                .editing(id)
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            Approver::Connected(writer) => {
+                let mut guard = writer
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let Some(stream) = guard.as_mut() else {
+                    return Err("not connected to the broker".into());
+                };
+                let line = AnswerLine {
+                    prompt: id.to_string(),
+                    decision: crate::protocol::AnswerDecision::Editing,
+                }
+                .to_line();
+                stream
+                    .write_all(&line)
+                    .map_err(|e| format!("cannot reach the broker: {e}"))
+            }
+        }
+    }
+
     /// Detaches (embedded); a subscription ends with the process.
     pub fn stop(&self) {
         if let Approver::Embedded { broker, id } = self {
@@ -116,6 +144,12 @@ pub fn parse_line(line: &str) -> Option<Action> {
             outcome,
             by,
         })),
+        Ok(SubscriptionLine::NotSaved { prompt_id, message }) => {
+            Some(Action::Approver(ApproverEvent::NotSaved {
+                id: prompt_id,
+                message,
+            }))
+        }
         Ok(SubscriptionLine::Answered { error, .. }) => {
             error.map(|e| Action::Done(false, format!("the answer was not taken: {e}")))
         }
@@ -227,11 +261,47 @@ mod tests {
             match crate::protocol::parse_line(text.trim_end().as_bytes()) {
                 Ok(crate::protocol::Incoming::Answer(a)) => {
                     assert_eq!(a.prompt, "p3");
-                    assert_eq!(Decision::from_answer(a.decision), d, "{text}");
+                    assert_eq!(Decision::from_answer(a.decision), Some(d), "{text}");
                 }
                 other => panic!("{text}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn an_editing_line_round_trips_and_decides_nothing() {
+        let line = AnswerLine {
+            prompt: "p3".into(),
+            decision: crate::protocol::AnswerDecision::Editing,
+        }
+        .to_line();
+        let text = std::str::from_utf8(&line).expect("utf-8");
+        assert!(text.contains(r#""decision":"editing""#), "{text}");
+        match crate::protocol::parse_line(text.trim_end().as_bytes()) {
+            Ok(crate::protocol::Incoming::Answer(a)) => {
+                assert_eq!(a.decision, crate::protocol::AnswerDecision::Editing);
+                assert_eq!(Decision::from_answer(a.decision), None);
+            }
+            other => panic!("{text}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_not_saved_line_becomes_an_event() {
+        let line = SubscriptionLine::from(ApproverEvent::NotSaved {
+            id: "p4".into(),
+            message: "why".into(),
+        })
+        .to_line();
+        let text = std::str::from_utf8(&line).expect("utf-8");
+        assert!(text.contains(r#""type":"NOT_SAVED""#), "{text}");
+        assert_eq!(
+            parse_line(text.trim_end()),
+            Some(Action::Approver(ApproverEvent::NotSaved {
+                id: "p4".into(),
+                message: "why".into()
+            }))
+        );
     }
 
     #[test]

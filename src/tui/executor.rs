@@ -112,6 +112,10 @@ impl Executor<'_> {
                 Err(_) => Action::QuitChecked(1),
             },
             Effect::PreviewUpgrade(p) => preview_upgrade(paths, &p),
+            Effect::Editing(id) => match self.approver.editing(&id) {
+                Ok(()) => return None,
+                Err(e) => Action::Done(false, e),
+            },
             Effect::Answer(id, decision, label) => {
                 done(self.approver.answer(&id, decision).map(|()| label))
             }

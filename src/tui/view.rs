@@ -1096,7 +1096,7 @@ fn overlay(frame: &mut Frame<'_>, s: &State, m: &Modal) {
 
 fn modal(frame: &mut Frame<'_>, s: &State, m: &Modal) {
     let area = frame.area();
-    let (title, lines, w): (&str, Vec<Line<'_>>, u16) = match m {
+    let (title, mut lines, w): (&str, Vec<Line<'_>>, u16) = match m {
         Modal::Help | Modal::Detail(_) | Modal::PolicyEdit => return overlay(frame, s, m),
         Modal::Filter(text) => ("Filter audit records", filter_lines(text), 70),
         Modal::Register(text) => (
@@ -1123,6 +1123,27 @@ fn modal(frame: &mut Frame<'_>, s: &State, m: &Modal) {
             (title, lines, EDITOR_WIDTH)
         }
     };
+    // An answer being edited: how long the caller still waits (the countdown is paused, within
+    // a bound), never hidden behind the dialog.
+    let answering = match m {
+        Modal::PromptFor(id, _) => Some(id),
+        Modal::Editor(ed) => match &ed.goal {
+            EditorGoal::Always(id) => Some(id),
+            _ => None,
+        },
+        _ => None,
+    };
+    if let Some(p) = answering.and_then(|id| s.prompts.iter().find(|p| p.id == *id)) {
+        let left =
+            seconds_left(p.deadline_ms, s.now_ms).map_or_else(|| "?".into(), |n| format!("{n} s"));
+        lines.push(Line::styled(
+            format!(
+                "caller waits {left} more; paused while editing, up to {} min",
+                crate::server::approval::EDIT_HOLD.as_secs() / 60
+            ),
+            Style::new().yellow(),
+        ));
+    }
     let h = (lines.len() as u16).saturating_add(2);
     let rect = centered(area, w, h);
     frame.render_widget(Clear, rect);
@@ -1377,7 +1398,7 @@ fn prompt_request(
         None => "?".into(),
     };
     let queued = s.prompts.len().saturating_sub(1);
-    vec![
+    let mut lines = vec![
         prompt_row(
             "asks",
             format!(
@@ -1404,7 +1425,17 @@ fn prompt_request(
                 }
             ),
         ),
-    ]
+    ];
+    if super::update::changed_program(s, p).is_some() {
+        lines.push(Line::from(vec![
+            prompt_label("changed"),
+            Span::styled(
+                "registered with another hash: u upgrades it (grants kept)",
+                Style::new().yellow().bold(),
+            ),
+        ]));
+    }
+    lines
 }
 
 /// The help overlay: a key column and a description column, grouped by where the keys apply,
@@ -1459,6 +1490,30 @@ mod tests {
     fn snap(name: &str, state: &State) {
         insta::assert_snapshot!(format!("{name}_120x36"), render(state, 120, 36));
         insta::assert_snapshot!(format!("{name}_80x24"), render(state, 80, 24));
+    }
+
+    #[test]
+    fn a_changed_programs_prompt_says_u_upgrades_it() {
+        let mut s = sample_state();
+        s.now_ms = now_ms();
+        update(
+            &mut s,
+            Action::Approver(crate::server::approval::ApproverEvent::Prompt(Box::new(
+                super::super::test_support::prompt("p1"),
+            ))),
+        );
+        assert!(!render(&s, 120, 36).contains("u upgrades it"));
+        let mut row = s.policies[0].clone();
+        row.entry.path = "/home/me/bin/deploy.py".into();
+        s.policies.push(row);
+        snap("prompt_changed", &s);
+        for (w, h) in [(120, 36), (80, 24)] {
+            let screen = render(&s, w, h);
+            assert!(
+                screen.contains("registered with another hash: u"),
+                "{screen}"
+            );
+        }
     }
 
     #[test]
@@ -1555,12 +1610,30 @@ mod tests {
             "25 s, then refused",
             "1 more prompt(s) queued",
             " 2 prompt(s) ·",
-            " o  allow once",
+            " o  once",
         ] {
             assert!(screen.contains(want), "{want} missing:\n{screen}");
         }
+        // Every answer key fits the hint bar at 80 columns.
+        let narrow = render(&s, 80, 24);
+        for key in [
+            " o  once",
+            " t  for a time",
+            " a  always",
+            " b  always r+w",
+            " n  deny",
+            " x  deny + dismiss",
+        ] {
+            assert!(narrow.contains(key), "{key} missing:\n{narrow}");
+        }
         update(&mut s, Action::Command(Command::AllowFor));
         snap("prompt_for", &s);
+        // The countdown is not hidden behind the dialog.
+        let screen = render(&s, 80, 24);
+        assert!(
+            screen.contains("caller waits 25 s more; paused"),
+            "{screen}"
+        );
         update(&mut s, Action::Command(Command::Escape));
         update(&mut s, Action::Command(Command::AllowAlways));
         snap("prompt_always", &s);

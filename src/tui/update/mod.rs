@@ -19,7 +19,7 @@ use super::state::{Modal, Pane, State};
 use ratatui::crossterm::event::{self, KeyCode};
 
 pub use confirm::human_size;
-pub use prompt::{asked, asked_grants, pending_about, who};
+pub use prompt::{asked, asked_grants, changed_program, pending_about, who};
 
 /// Most audit records kept in memory; older ones are dropped (and can be paged in again).
 pub const MAX_AUDIT_IN_MEMORY: usize = 20_000;
@@ -173,6 +173,7 @@ fn command(state: &mut State, c: Command) -> Vec<Effect> {
         | Command::AllowOnce
         | Command::AllowFor
         | Command::AllowAlways
+        | Command::AllowBoth
         | Command::Deny
         | Command::Forget => vec![],
     }

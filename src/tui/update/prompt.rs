@@ -25,6 +25,17 @@ pub(super) fn approver_event(state: &mut State, ev: ApproverEvent) -> Vec<Effect
     match ev {
         ApproverEvent::Prompt(p) => opened(state, *p),
         ApproverEvent::Resolved { id, outcome, by } => resolved(state, &id, &outcome, by),
+        ApproverEvent::NotSaved { id, message } => {
+            // Replaces "answered always: …": the caller was refused, and nothing was saved.
+            state.message = Some((
+                false,
+                format!(
+                    "NOT SAVED: the grant your answer to prompt {id} asked for: {}; the caller was refused",
+                    crate::display::bounded(&message, 200)
+                ),
+            ));
+            vec![]
+        }
     }
 }
 
@@ -163,7 +174,8 @@ pub(super) fn answer(state: &mut State, id: &str, decision: Decision) -> Vec<Eff
     let verb = match &decision {
         Decision::Once => "allowed once".to_string(),
         Decision::For(d) => format!("allowed for {}", crate::policy::human_duration(d.as_secs())),
-        Decision::Always(_) => "allowed always".to_string(),
+        // Not "allowed": the broker saves the grant after the answer (a failure is said then).
+        Decision::Always(_) => "answered always".to_string(),
         Decision::Deny => "denied".to_string(),
         Decision::Forget => "denied and dismissed".to_string(),
     };
@@ -182,22 +194,60 @@ pub(super) fn command(state: &mut State, c: Command) -> Vec<Effect> {
     let id = p.id.clone();
     match c {
         Command::AllowOnce => answer(state, &id, Decision::Once),
+        // Editing an answer pauses the prompt's countdown (within the broker's bound).
         Command::AllowFor => {
-            state.prompt_modal = Some(Modal::PromptFor(id, "1h".into()));
-            vec![]
+            state.prompt_modal = Some(Modal::PromptFor(id.clone(), "1h".into()));
+            vec![Effect::Editing(id)]
         }
         Command::AllowAlways => {
-            state.prompt_modal = Some(Modal::Editor(always_editor(p, id)));
-            vec![]
+            state.prompt_modal = Some(Modal::Editor(always_editor(p, id.clone())));
+            vec![Effect::Editing(id)]
+        }
+        Command::AllowBoth => {
+            let mut ed = always_editor(p, id.clone());
+            // A caller that reads a service usually writes it back (git stores what it was
+            // given): one answer for both, shown in the editor before it is saved.
+            for list in [&mut ed.read, &mut ed.write] {
+                if !list.contains(&p.service) {
+                    list.push(p.service.clone());
+                }
+            }
+            state.prompt_modal = Some(Modal::Editor(ed));
+            vec![Effect::Editing(id)]
         }
         Command::Deny => answer(state, &id, Decision::Deny),
         Command::Forget => answer(state, &id, Decision::Forget),
+        // A changed program: its registered entry moves to the binary asking (permissions
+        // kept); the prompt stays, to be answered — then allowed by the upgraded entry.
+        Command::Upgrade => match changed_program(state, p) {
+            Some(path) => vec![Effect::Upgrade(path)],
+            None => {
+                state.message = Some((
+                    false,
+                    "u upgrades only a changed program (its path registered with another hash)"
+                        .into(),
+                ));
+                vec![]
+            }
+        },
         // Asked for during a prompt (ctrl-c): a connected dashboard quits at once (detaching
         // the approver; the broker refuses what it held); one that embeds the broker asks first,
         // in a dialog over the prompt (see `confirm::quit_checked`).
         Command::Quit => super::confirm::quit(state),
         _ => vec![],
     }
+}
+
+/// The registered path of a prompt's caller when that path is registered with another hash (a
+/// changed program, which `keychain-auth upgrade PATH` moves to the binary asking).
+pub fn changed_program(state: &State, p: &Prompt) -> Option<String> {
+    let subject = p.script_hash.as_deref().unwrap_or(&p.hash);
+    let path = who(p);
+    state
+        .policies
+        .iter()
+        .find(|r| r.entry.path == std::path::Path::new(path) && r.entry.hash.to_string() != subject)
+        .map(|_| path.to_string())
 }
 
 /// The editor for answering prompt `id` "always": preset to exactly what it asks.
@@ -315,7 +365,8 @@ mod tests {
     #[test]
     fn t_asks_how_long_default_one_hour_and_validates() {
         let (mut s, _) = with_prompts(&["p1"]);
-        assert!(press(&mut s, 't').is_empty());
+        // Opening the input tells the broker an answer is being edited: the countdown pauses.
+        assert_eq!(press(&mut s, 't'), vec![Effect::Editing("p1".into())]);
         assert_eq!(
             s.prompt_modal,
             Some(Modal::PromptFor("p1".into(), "1h".into()))
@@ -364,7 +415,7 @@ mod tests {
         let (mut s, _) = with_prompts(&["p1"]);
         // A dialog the prompt interrupted stays underneath.
         s.modal = Some(Modal::Register("/opt/half-typed".into()));
-        press(&mut s, 'a');
+        assert_eq!(press(&mut s, 'a'), vec![Effect::Editing("p1".into())]);
         match &s.prompt_modal {
             Some(Modal::Editor(ed)) => {
                 assert_eq!(ed.goal, EditorGoal::Always("p1".into()));
@@ -391,6 +442,38 @@ mod tests {
         }
         assert!(s.prompts.is_empty() && s.prompt_modal.is_none());
         assert_eq!(s.modal, Some(Modal::Register("/opt/half-typed".into())));
+    }
+
+    #[test]
+    fn b_offers_read_and_write_in_one_answer() {
+        for action in ["read", "write"] {
+            let (mut s, _) = with_prompts(&["p1"]);
+            s.prompts[0].action = action.into();
+            assert_eq!(press(&mut s, 'b'), vec![Effect::Editing("p1".into())]);
+            match &s.prompt_modal {
+                Some(Modal::Editor(ed)) => {
+                    assert_eq!(ed.goal, EditorGoal::Always("p1".into()));
+                    assert_eq!(
+                        (ed.read.clone(), ed.write.clone(), ed.search),
+                        (vec!["aws".to_string()], vec!["aws".to_string()], false),
+                        "{action}"
+                    );
+                }
+                other => panic!("{other:?}"),
+            }
+            // Saved as it stands: the answer grants both.
+            let fx = update(&mut s, Action::Command(Command::Enter));
+            match &fx[..] {
+                [Effect::Answer(id, Decision::Always(g), _)] => {
+                    assert_eq!(id, "p1");
+                    assert_eq!(
+                        (g.read.as_slice(), g.write.as_slice()),
+                        (&["aws".to_string()][..], &["aws".to_string()][..])
+                    );
+                }
+                other => panic!("{action}: {other:?}"),
+            }
+        }
     }
 
     #[test]
@@ -450,6 +533,58 @@ mod tests {
         let (mut s, _) = with_prompts(&["p1"]);
         assert!(press(&mut s, 'q').is_empty(), "q is not an answer");
         assert!(!s.quit && s.prompts.len() == 1);
+    }
+
+    #[test]
+    fn a_grant_that_was_not_saved_is_said_as_such() {
+        let (mut s, _) = with_prompts(&["p1"]);
+        update(&mut s, Action::Command(Command::AllowAlways));
+        let fx = update(&mut s, Action::Command(Command::Enter));
+        match &fx[..] {
+            [Effect::Answer(_, Decision::Always(_), label)] => {
+                assert!(
+                    label.starts_with("answered always") && !label.contains("allowed"),
+                    "no success claimed before the broker saved it: {label}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        update(&mut s, Action::Done(true, "answered always: x".into()));
+        update(
+            &mut s,
+            Action::Approver(ApproverEvent::NotSaved {
+                id: "p1".into(),
+                message: "run keychain-auth upgrade /home/me/bin/deploy.py".into(),
+            }),
+        );
+        match &s.message {
+            Some((false, m)) => {
+                assert!(m.contains("NOT SAVED") && m.contains("upgrade"), "{m}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_changed_programs_prompt_offers_upgrade() {
+        let (mut s, _) = with_prompts(&["p1"]);
+        // Not a changed program: u says why it does nothing.
+        assert!(press(&mut s, 'u').is_empty());
+        assert!(matches!(&s.message, Some((false, m)) if m.contains("changed program")));
+        // Its path registered with another hash: the prompt says so, and u upgrades it.
+        let mut row = s.policies[0].clone();
+        row.entry.path = "/home/me/bin/deploy.py".into();
+        assert_ne!(
+            Some(row.entry.hash.to_string()),
+            s.prompts[0].script_hash,
+            "another hash"
+        );
+        s.policies.push(row);
+        assert_eq!(
+            press(&mut s, 'u'),
+            vec![Effect::Upgrade("/home/me/bin/deploy.py".into())]
+        );
+        assert_eq!(s.prompts.len(), 1, "the prompt stays, to be answered");
     }
 
     #[test]
