@@ -1884,6 +1884,24 @@ mod tests {
     }
 
     #[test]
+    fn last_used_shows_uses_older_than_the_loaded_records() {
+        let mut s = sample_state();
+        s.audit.clear();
+        s.last_uses.insert(
+            crate::tui::test_support::hash('b').to_string(),
+            "2026-09-30T23:10:00.000Z".into(),
+        );
+        s.pane = Pane::Policies;
+        let screen = render(&s, 120, 36);
+        let deploy = screen
+            .lines()
+            .find(|l| l.contains("bbbbbbbbbbbb"))
+            .expect("deploy row");
+        assert!(deploy.contains("09-30 23:10:00"), "{deploy}");
+        snap("last_used_whole_log", &s);
+    }
+
+    #[test]
     fn layout_keeps_what_matters_at_80x24() {
         let mut s = sample_state();
         s.broker.socket =
