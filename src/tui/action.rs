@@ -79,6 +79,9 @@ pub enum Action {
     Done(bool, String),
     /// The background integrity check finished: audit chain and policy seal, one short line.
     Integrity(String),
+    /// The whole log was read for "last used": the newest successful request time per hash
+    /// (a script caller's under its script's hash).
+    LastUses(std::collections::HashMap<String, String>),
     /// config.json was read: the edit made outside keychain-auth it carries, if any.
     PolicyEdit(Option<super::state::PolicyEdit>),
     /// The live connection count, asked for when quitting an embedded broker.

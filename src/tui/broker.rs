@@ -60,7 +60,10 @@ impl Broker {
 
     /// Connects or embeds according to `choice`; the error says why neither is possible.
     pub fn open(paths: &Paths, choice: ModeChoice) -> Result<Broker, String> {
-        let running = crate::client::status(&paths.socket, Duration::from_secs(2)).is_ok();
+        // Nothing listening fails at once; a listener gets time to answer: under socket
+        // activation (`keychain-auth install`) this very question starts the broker, which
+        // then chooses its store before it answers.
+        let running = crate::client::status(&paths.socket, Duration::from_secs(10)).is_ok();
         match (choice, running) {
             (ModeChoice::Auto | ModeChoice::Connect, true) => Ok(Broker::Connected {
                 socket: paths.socket.clone(),

@@ -278,6 +278,43 @@ pub struct SearchProgress {
     pub done: bool,
 }
 
+/// The newest successful request time per caller hash (a script caller's under its script's
+/// hash, as its policy entry has it) in the whole log: the current file and the rotated ones
+/// (compressed ones are skipped). Lines are screened as text before any is parsed.
+pub fn last_uses(path: &std::path::Path) -> std::collections::HashMap<String, String> {
+    use std::io::BufRead;
+    let mut out: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    let (files, _) = crate::audit::verify::log_files(path);
+    for file in files
+        .iter()
+        .filter(|f| f.extension().is_none_or(|e| e != "gz"))
+    {
+        let Ok(f) = crate::fsutil::open_regular(file, crate::fsutil::Links::Refuse) else {
+            continue;
+        };
+        for line in io::BufReader::new(f).split(b'\n').map_while(Result::ok) {
+            let text = String::from_utf8_lossy(&line);
+            if !(text.contains("\"event\":\"request\"") && text.contains("\"status\":\"success\""))
+            {
+                continue;
+            }
+            let Ok(r) = serde_json::from_slice::<Record>(&line) else {
+                continue;
+            };
+            if r.event != "request" || r.status.as_deref() != Some("success") {
+                continue;
+            }
+            if let Some(h) = r.script_hash.or(r.hash) {
+                let newest = out.entry(h).or_default();
+                if r.ts > *newest {
+                    *newest = r.ts;
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Bytes read per step of a backwards search.
 const SEARCH_CHUNK: usize = 1 << 20;
 
@@ -517,6 +554,52 @@ mod search_tests {
         // The loaded-tail filter matches it by name too.
         s.filter = "weather.py".into();
         assert_eq!(s.audit_visible(), [0]);
+    }
+
+    #[test]
+    fn last_used_comes_from_the_whole_log() {
+        use std::io::Write;
+        let mut f = tempfile::NamedTempFile::new().expect("tmp");
+        // An old use of mycli (hash a…), then 5,000 records of others: far beyond the
+        // dashboard's first page of 2,000.
+        let mut old = record("success", "aws");
+        old.ts = "2026-10-01T08:00:00.000Z".into();
+        f.write_all(&old.to_line()).expect("write");
+        let mut denied_later = record("denied", "aws");
+        denied_later.ts = "2026-10-02T08:00:00.000Z".into();
+        f.write_all(&denied_later.to_line()).expect("write");
+        let mut script = record("success", "weather");
+        script.ts = "2026-10-03T08:00:00.000Z".into();
+        script.path = Some("/usr/bin/python3.11".into());
+        script.script = Some("/home/me/bin/weather.py".into());
+        script.script_hash = Some(crate::tui::test_support::hash('5').to_string());
+        f.write_all(&script.to_line()).expect("write");
+        for i in 0..5_000 {
+            let mut r = record("success", "k8s");
+            r.hash = Some(crate::tui::test_support::hash('b').to_string());
+            r.ts = format!("2026-11-01T08:{:02}:{:02}.000Z", i / 60 % 60, i % 60);
+            f.write_all(&r.to_line()).expect("write");
+        }
+        let index = last_uses(f.path());
+        let a = crate::tui::test_support::hash('a');
+        assert_eq!(
+            index[&a.to_string()],
+            "2026-10-01T08:00:00.000Z",
+            "a denial is no use"
+        );
+        assert_eq!(
+            index[&crate::tui::test_support::hash('5').to_string()],
+            "2026-10-03T08:00:00.000Z",
+            "a script's use counts for its script"
+        );
+        // The Policies pane: the index, or a record loaded since when newer.
+        let mut s = crate::tui::test_support::sample_state();
+        s.audit.clear();
+        assert_eq!(s.last_used(&a), None);
+        s.last_uses = index;
+        assert_eq!(s.last_used(&a), Some("2026-10-01T08:00:00.000Z"));
+        s.audit = vec![record("success", "aws")];
+        assert_eq!(s.last_used(&a), Some("2026-11-24T09:59:30.000Z"));
     }
 
     #[test]

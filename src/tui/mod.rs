@@ -48,6 +48,7 @@ pub fn run(paths: Paths, choice: ModeChoice) -> Result<(), String> {
     // File watcher: any change in the config or data directory reloads what changed.
     let _watcher = watch(&paths, tx.clone());
     spawn_integrity_check(&paths, tx.clone());
+    spawn_last_uses(&paths, tx.clone());
     let input_tx = tx.clone();
     std::thread::spawn(move || input_loop(&input_tx));
     spawn_clock(tx.clone());
@@ -98,6 +99,15 @@ fn initial_state(paths: &Paths, broker: &Broker) -> State {
     // Above the hint bar, in plain words (the backend's own notice is in the audit log).
     state.notice = broker.first_screen_notice();
     state
+}
+
+/// "Last used" from the whole log, read once in the background (the Policies pane shows what
+/// the loaded records say until it is done).
+fn spawn_last_uses(paths: &Paths, tx: mpsc::Sender<Action>) {
+    let audit = paths.audit.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(Action::LastUses(data::last_uses(&audit)));
+    });
 }
 
 /// Audit chain and policy seal, checked once in the background (a long log takes a while),

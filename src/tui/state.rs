@@ -237,6 +237,9 @@ pub struct State {
     pub quit: bool,
     /// Clock ticks seen (paces the look at binaries on disk).
     pub ticks: u64,
+    /// The newest successful request per hash in the whole log (read once in the background;
+    /// records loaded since count through `audit`).
+    pub last_uses: std::collections::HashMap<String, String>,
     /// The terminal size, for mouse hit-testing.
     pub size: (u16, u16),
     /// A STATUS asked for by the clock has not been answered yet (ticks do not pile up
@@ -297,6 +300,7 @@ impl State {
             notice: None,
             quit: false,
             ticks: 0,
+            last_uses: std::collections::HashMap::new(),
             size: (80, 24),
             status_in_flight: false,
             mono: false,
@@ -341,8 +345,17 @@ impl State {
         }
     }
 
-    /// The newest successful request time per binary hash among the loaded records.
+    /// The newest successful request time of the binary (or script) with `hash`: from the
+    /// whole log as read at start, or from a record loaded since, whichever is newer.
     pub fn last_used(&self, hash: &BinaryHash) -> Option<&str> {
+        let indexed = self.last_uses.get(&hash.to_string()).map(String::as_str);
+        let loaded = self.last_used_loaded(hash);
+        // RFC 3339 times in UTC, all written alike: they order as text.
+        indexed.max(loaded)
+    }
+
+    /// The newest successful request time per binary hash among the loaded records.
+    fn last_used_loaded(&self, hash: &BinaryHash) -> Option<&str> {
         self.audit
             .iter()
             .rev()

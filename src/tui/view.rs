@@ -408,13 +408,15 @@ fn pane_block(title: &str, n: u8, focused: bool, extra: String) -> Block<'static
 
 /// Below this width, columns marked secondary are left out.
 const NARROW: u16 = 110;
+/// Below this width, the Policies pane leaves out its registration date.
+const WIDE: u16 = 150;
 
 /// The width column `index` gets in a pane of `area` (0 when it is left out).
 fn column_width(area: Rect, columns: &[Column<'_>], index: usize) -> usize {
     let kept: Vec<(usize, Constraint)> = columns
         .iter()
         .enumerate()
-        .filter(|(_, c)| !c.2 || area.width >= NARROW)
+        .filter(|(_, c)| area.width >= c.2)
         .map(|(i, c)| (i, c.1))
         .collect();
     let inner = Block::bordered().inner(area);
@@ -426,8 +428,8 @@ fn column_width(area: Rect, columns: &[Column<'_>], index: usize) -> usize {
         .map_or(0, |k| usize::from(rects[k].width))
 }
 
-/// A table column: header, width, and whether it is dropped on narrow terminals.
-type Column<'a> = (&'a str, Constraint, bool);
+/// A table column: header, width, and the terminal width below which it is left out (0: never).
+type Column<'a> = (&'a str, Constraint, u16);
 
 #[allow(clippy::too_many_arguments)]
 fn table_in<'a>(
@@ -442,7 +444,7 @@ fn table_in<'a>(
 ) {
     let keep: Vec<bool> = columns
         .iter()
-        .map(|(_, _, secondary)| !secondary || area.width >= NARROW)
+        .map(|(_, _, min_width)| area.width >= *min_width)
         .collect();
     let header: Vec<&str> = columns
         .iter()
@@ -498,13 +500,13 @@ fn time(ts: &chrono::DateTime<chrono::Utc>) -> String {
 }
 
 const PENDING_COLUMNS: &[Column<'static>] = &[
-    ("hash", Constraint::Length(12), false),
-    ("path", Constraint::Fill(2), false),
-    ("asked", Constraint::Length(14), false),
-    ("tries", Constraint::Length(5), false),
-    ("first seen", Constraint::Length(14), true),
-    ("last seen", Constraint::Length(14), false),
-    ("launched by · argv", Constraint::Fill(1), true),
+    ("hash", Constraint::Length(12), 0),
+    ("path", Constraint::Fill(2), 0),
+    ("asked", Constraint::Length(14), 0),
+    ("tries", Constraint::Length(5), 0),
+    ("first seen", Constraint::Length(14), NARROW),
+    ("last seen", Constraint::Length(14), 0),
+    ("launched by · argv", Constraint::Fill(1), NARROW),
 ];
 
 fn pending(frame: &mut Frame<'_>, area: Rect, s: &State) {
@@ -642,11 +644,11 @@ fn audit(frame: &mut Frame<'_>, area: Rect, s: &State) {
         area,
         pane_block(&title, 2, focused, extra),
         &[
-            ("time", Constraint::Length(14), false),
-            ("status", Constraint::Length(9), false),
-            ("binary", Constraint::Length(16), false),
-            ("what", Constraint::Length(16), false),
-            ("detail", Constraint::Fill(1), false),
+            ("time", Constraint::Length(14), 0),
+            ("status", Constraint::Length(9), 0),
+            ("binary", Constraint::Length(16), 0),
+            ("what", Constraint::Length(16), 0),
+            ("detail", Constraint::Fill(1), 0),
         ],
         rows,
         s.audit_sel,
@@ -736,15 +738,16 @@ fn audit_title(s: &State, shown: usize) -> (String, String, String) {
 }
 
 const POLICY_COLUMNS: &[Column<'static>] = &[
-    ("hash", Constraint::Length(12), false),
-    ("path", Constraint::Fill(2), false),
-    ("state", Constraint::Length(17), false),
-    ("read", Constraint::Fill(1), false),
-    ("write", Constraint::Fill(1), false),
-    ("search", Constraint::Length(6), false),
-    ("terms · via", Constraint::Fill(2), true),
-    ("registered", Constraint::Length(10), true),
-    ("last used", Constraint::Length(14), true),
+    ("hash", Constraint::Length(12), 0),
+    ("path", Constraint::Fill(2), 0),
+    ("state", Constraint::Length(17), 0),
+    ("read", Constraint::Fill(1), 0),
+    ("write", Constraint::Fill(1), 0),
+    ("search", Constraint::Length(6), 0),
+    ("terms · via", Constraint::Fill(2), NARROW),
+    // Left out below WIDE, so that at 120 columns the terms and launch rules read whole.
+    ("registered", Constraint::Length(10), WIDE),
+    ("last used", Constraint::Length(14), NARROW),
 ];
 
 /// The marker of an interpreter approved to run any script (also shown without colour).
@@ -824,7 +827,7 @@ fn policy_row(s: &State, row: &PolicyRow, label: String) -> Vec<Cell<'static>> {
         Cell::from(list(&e.allowed_read_services)),
         Cell::from(list(&e.allowed_write_services)),
         Cell::from(if e.can_search { "yes" } else { "no" }),
-        Cell::from(terms_and_launchers(e, now)),
+        Cell::from(terms_and_launchers(s, e, now)),
         Cell::from(
             e.registered_at
                 .get(..10)
@@ -859,26 +862,67 @@ fn policy_state(row: &PolicyRow) -> (String, Style) {
     }
 }
 
-/// The terms column: each service's terms at `now`, then the launchers it is approved via.
-fn terms_and_launchers(e: &BinaryPolicy, now: chrono::DateTime<chrono::Utc>) -> String {
+/// The terms column, short enough to read whole in its column: each service's terms at `now`
+/// (`k8s 9m left`, `aws 1 use`, `db confirm`), then the launchers it is approved via, by name
+/// where the dashboard knows the path of that hash (`via git`), else by short hash.
+fn terms_and_launchers(s: &State, e: &BinaryPolicy, now: chrono::DateTime<chrono::Utc>) -> String {
     let mut terms: Vec<String> = e
         .service_terms
         .iter()
         .filter(|(_, t)| !t.is_empty())
-        .map(|(svc, t)| format!("{}: {}", clean(svc), t.describe(now)))
+        .map(|(svc, t)| format!("{} {}", clean(svc), short_terms(t, now)))
         .collect();
     if !e.launched_by.is_empty() {
-        let via: Vec<String> = e
-            .launched_by
-            .iter()
-            .map(|h| h.short().chars().take(8).collect())
-            .collect();
+        let via: Vec<String> = e.launched_by.iter().map(|h| launcher_name(s, h)).collect();
         terms.push(format!("via {}", via.join(",")));
     }
     if terms.is_empty() {
         "-".to_string()
     } else {
         terms.join("; ")
+    }
+}
+
+/// A grant's terms in a few words: `9m left`, `1 use`, `confirm`, `expired`.
+fn short_terms(t: &crate::policy::GrantTerms, now: chrono::DateTime<chrono::Utc>) -> String {
+    let mut parts = Vec::new();
+    if let Some(end) = t.expires_at {
+        let left = (end - now).num_seconds();
+        parts.push(if left <= 0 {
+            "expired".to_string()
+        } else {
+            format!("{} left", crate::policy::human_duration(left as u64))
+        });
+    }
+    if let Some(n) = t.uses_left {
+        parts.push(format!("{n} use{}", if n == 1 { "" } else { "s" }));
+    }
+    if t.confirm {
+        parts.push("confirm".into());
+    }
+    parts.join(" ")
+}
+
+/// A launcher's name: the file name of a path known to have this hash (a registered binary, a
+/// process in a loaded record's or a pending caller's chain), else its short hash.
+fn launcher_name(s: &State, h: &crate::policy::BinaryHash) -> String {
+    let registered = s
+        .policies
+        .iter()
+        .find(|r| &r.entry.hash == h)
+        .map(|r| display::path(&r.entry.path));
+    let seen = || {
+        s.audit
+            .iter()
+            .rev()
+            .flat_map(|r| r.chain.iter())
+            .chain(s.pending.iter().flat_map(|e| e.chain.iter()))
+            .find(|l| l.hash.as_ref() == Some(h))
+            .map(|l| clean(&l.path).into_owned())
+    };
+    match registered.or_else(seen) {
+        Some(path) => path.rsplit('/').next().unwrap_or(&path).to_string(),
+        None => h.short().chars().take(8).collect(),
     }
 }
 
@@ -1685,10 +1729,25 @@ mod tests {
         // Policies: any-script interpreter marked (also without colour), terms and launchers.
         assert!(screen.contains("/usr/bin/python3.11"), "{screen}");
         assert!(screen.contains("⚠ ANY SCRIPT ok"), "{screen}");
-        assert!(
-            screen.contains("k8s: expires in 9m; via 77777777"),
-            "{screen}"
-        );
+        // Terms in few words; a launcher nobody has seen by its short hash…
+        assert!(screen.contains("k8s 9m left; via 77777777"), "{screen}");
+        // …and one the dashboard knows a path for (registered, or in a chain) by its name.
+        let mut known = s.clone();
+        known.policies[1].entry.launched_by =
+            [crate::tui::test_support::hash('e')].into_iter().collect();
+        let screen = render(&known, 200, 36);
+        assert!(screen.contains("k8s 9m left; via python3.11"), "{screen}");
+        known.policies[1].entry.launched_by =
+            [crate::policy::BinaryHash::parse(&"9".repeat(64)).expect("hash")]
+                .into_iter()
+                .collect();
+        known.audit[0].chain = vec![crate::identity::Link {
+            hash: Some(crate::policy::BinaryHash::parse(&"9".repeat(64)).expect("hash")),
+            ..crate::tui::test_support::link("/usr/bin/git", 77, &["git"])
+        }];
+        let screen = render(&known, 200, 36);
+        assert!(screen.contains("k8s 9m left; via git"), "{screen}");
+        snap("launch_rule_by_name", &known);
         let mut t = Terminal::new(TestBackend::new(200, 36)).expect("terminal");
         t.draw(|f| draw(f, &s)).expect("draw");
         let buf = t.backend().buffer();
@@ -1990,6 +2049,24 @@ mod tests {
             }
         }
         snap("distinct_paths", &s);
+    }
+
+    #[test]
+    fn last_used_shows_uses_older_than_the_loaded_records() {
+        let mut s = sample_state();
+        s.audit.clear();
+        s.last_uses.insert(
+            crate::tui::test_support::hash('b').to_string(),
+            "2026-09-30T23:10:00.000Z".into(),
+        );
+        s.pane = Pane::Policies;
+        let screen = render(&s, 120, 36);
+        let deploy = screen
+            .lines()
+            .find(|l| l.contains("bbbbbbbbbbbb"))
+            .expect("deploy row");
+        assert!(deploy.contains("09-30 23:10:00"), "{deploy}");
+        snap("last_used_whole_log", &s);
     }
 
     #[test]

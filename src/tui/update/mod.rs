@@ -79,6 +79,10 @@ pub fn update(state: &mut State, action: Action) -> Vec<Effect> {
         Action::FileChanged(file) => results::file_changed(file),
         Action::LoadFailed(why) => results::show(state, false, why),
         Action::Log(warning, text) => results::show(state, !warning, text),
+        Action::LastUses(index) => {
+            state.last_uses = index;
+            vec![]
+        }
         Action::Integrity(text) => {
             state.integrity = Some(text);
             vec![]
