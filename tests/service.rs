@@ -47,6 +47,21 @@ fn calls(log: &Path) -> Vec<String> {
         .collect()
 }
 
+/// `systemd-analyze --user verify` of the installed units (it runs a user manager of its own,
+/// so it needs the sandbox's runtime directory).
+fn verify_units(env: &Sandbox) -> std::process::Output {
+    env.command("systemd-analyze")
+        .current_dir(unit_dir(env))
+        .args([
+            "--user",
+            "verify",
+            "keychain-auth.socket",
+            "keychain-auth.service",
+        ])
+        .output()
+        .expect("systemd-analyze")
+}
+
 fn ok(out: &std::process::Output) -> String {
     assert!(
         out.status.success(),
@@ -122,17 +137,7 @@ fn installed_units_pass_systemd_analyze_verify() {
     let env = Sandbox::new();
     ok(&env.cli(&["install", "--no-enable"]));
     // systemd-analyze runs a user manager of its own: it needs a runtime directory.
-    let out = env
-        .command("systemd-analyze")
-        .current_dir(unit_dir(&env))
-        .args([
-            "--user",
-            "verify",
-            "keychain-auth.socket",
-            "keychain-auth.service",
-        ])
-        .output()
-        .expect("systemd-analyze");
+    let out = verify_units(&env);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "verify failed: {err}");
     // Warnings (an unknown key, a bad value) leave the exit status 0: none is allowed.
@@ -147,17 +152,7 @@ fn installed_units_pass_systemd_analyze_verify() {
         text.replace(&bin.display().to_string(), "/nonexistent/keychain-auth"),
     )
     .expect("edit");
-    let out = env
-        .command("systemd-analyze")
-        .current_dir(unit_dir(&env))
-        .args([
-            "--user",
-            "verify",
-            "keychain-auth.socket",
-            "keychain-auth.service",
-        ])
-        .output()
-        .expect("systemd-analyze");
+    let out = verify_units(&env);
     assert!(
         !out.status.success(),
         "a missing ExecStart binary must fail verify"
@@ -422,17 +417,7 @@ fn install_with_the_secret_service_writes_the_activation_file_and_uninstall_remo
         "{text}"
     );
     if testkit::tools_available(&["systemd-analyze"], "systemd") {
-        let out = env
-            .command("systemd-analyze")
-            .current_dir(unit_dir(&env))
-            .args([
-                "--user",
-                "verify",
-                "keychain-auth.socket",
-                "keychain-auth.service",
-            ])
-            .output()
-            .expect("systemd-analyze");
+        let out = verify_units(&env);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success() && err.trim().is_empty(), "{err}");
     }

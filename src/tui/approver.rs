@@ -76,22 +76,7 @@ impl Approver {
                 )
                 .map(|_| ())
                 .map_err(|e| e.to_string()),
-            Approver::Connected(writer) => {
-                let mut guard = writer
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                let Some(stream) = guard.as_mut() else {
-                    return Err("not connected to the broker: the answer was not sent".into());
-                };
-                let line = AnswerLine {
-                    prompt: id.to_string(),
-                    decision: decision.to_answer(),
-                }
-                .to_line();
-                stream
-                    .write_all(&line)
-                    .map_err(|e| format!("cannot send the answer to the broker: {e}"))
-            }
+            Approver::Connected(writer) => send(writer, id, decision.to_answer()),
         }
     }
 
@@ -105,20 +90,7 @@ impl Approver {
                 .map(|_| ())
                 .map_err(|e| e.to_string()),
             Approver::Connected(writer) => {
-                let mut guard = writer
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                let Some(stream) = guard.as_mut() else {
-                    return Err("not connected to the broker".into());
-                };
-                let line = AnswerLine {
-                    prompt: id.to_string(),
-                    decision: crate::protocol::AnswerDecision::Editing,
-                }
-                .to_line();
-                stream
-                    .write_all(&line)
-                    .map_err(|e| format!("cannot reach the broker: {e}"))
+                send(writer, id, crate::protocol::AnswerDecision::Editing)
             }
         }
     }
@@ -129,6 +101,28 @@ impl Approver {
             broker.approvals.detach(*id);
         }
     }
+}
+
+/// Writes one `ANSWER` line for prompt `id` to the subscription (`Err` when it is not open).
+fn send(
+    writer: &Mutex<Option<UnixStream>>,
+    id: &str,
+    decision: crate::protocol::AnswerDecision,
+) -> Result<(), String> {
+    let mut guard = writer
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let Some(stream) = guard.as_mut() else {
+        return Err("not connected to the broker: the answer was not sent".into());
+    };
+    let line = AnswerLine {
+        prompt: id.to_string(),
+        decision,
+    }
+    .to_line();
+    stream
+        .write_all(&line)
+        .map_err(|e| format!("cannot send the answer to the broker: {e}"))
 }
 
 /// One line from the subscription, as an action (`None`: nothing to tell the reducer).
