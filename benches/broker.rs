@@ -367,9 +367,8 @@ fn prompt_row(scale: &Scale, table: &mut Table) {
 /// so this process can be the approver; the callers are real client processes.
 fn held_requests_row(scale: &Scale, table: &mut Table) {
     let env = Sandbox::new();
-    let running = testkit::EmbeddedBroker::start(&env);
-    let (broker, rt) = (&running.broker, &running.rt);
-    let (_approver, mut prompts) = broker.approvals.attach();
+    // Registered before the broker starts: the CLI sends changes only to a broker running
+    // keychain-auth itself, and this one runs inside the bench.
     let reader = env.client("reader");
     env.cli_ok(&[
         "register",
@@ -379,6 +378,9 @@ fn held_requests_row(scale: &Scale, table: &mut Table) {
         "--write",
         "bench",
     ]);
+    let running = testkit::EmbeddedBroker::start(&env);
+    let (broker, rt) = (&running.broker, &running.rt);
+    let (_approver, mut prompts) = broker.approvals.attach();
     let write =
         r#"{"type":"REQUEST","action":"write","service":"bench","targets":["k"],"values":["v"]}"#;
     let read = r#"{"type":"REQUEST","action":"read","service":"bench","targets":["k"]}"#;

@@ -12,7 +12,8 @@ use crate::backend::select::{PinOnWrite, Preference, Selection};
 use crate::identity;
 use crate::paths::Paths;
 use crate::pending::{self, PendingEntry};
-use crate::policy::{self, BinaryHash, BinaryPolicy, canonical_or_literal};
+use crate::policy::{self, BinaryHash, canonical_or_literal};
+pub use crate::policy::{BinaryPolicy, GrantTerms};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -64,6 +65,11 @@ pub enum AdminError {
     /// config.json could not be changed.
     #[error(transparent)]
     Policy(#[from] policy::UpdateError),
+    /// `policy accept`: config.json changed again after it was reviewed.
+    #[error(
+        "config.json changed again while you were reviewing it; nothing was adopted: run `keychain-auth policy accept` again"
+    )]
+    Review,
     /// pending.json could not be read or changed, or names no such caller.
     #[error(transparent)]
     Pending(#[from] pending::PendingError),
@@ -223,9 +229,91 @@ pub enum AdminError {
     },
 }
 
+/// Where an admin change is made (SPEC §19): inside a running broker, on the audit log, seal
+/// key and policy cache it holds; or, with no daemon running, by a command on the files
+/// themselves (each opened for the change, under its lock).
+pub enum World<'a> {
+    /// No broker: config.json, pending.json and the audit log are opened for each change.
+    Files(&'a Paths),
+    /// A running broker's own state (the daemon, or the dashboard's embedded broker).
+    Held {
+        /// Where its files are.
+        paths: &'a Paths,
+        /// Its audit log (the only writer while it runs).
+        audit: &'a audit::AuditLog,
+        /// Where its seal key comes from (its store).
+        keys: audit::KeySource,
+        /// Its policy, told of every change it makes.
+        policy: &'a policy::PolicyCache,
+    },
+}
+
+impl World<'_> {
+    /// Where the files are.
+    pub fn paths(&self) -> &Paths {
+        match self {
+            World::Files(paths) | World::Held { paths, .. } => paths,
+        }
+    }
+
+    /// [`policy::update`] in this world: a broker seals with its own key and reloads its cache.
+    fn update_policy<T>(
+        &self,
+        f: impl FnOnce(&mut policy::PolicyFile) -> Result<T, AdminError>,
+    ) -> Result<T, AdminError> {
+        match self {
+            World::Files(paths) => policy::update(paths, f),
+            World::Held {
+                paths,
+                keys,
+                policy,
+                ..
+            } => {
+                let out = policy::update_with(paths, keys, f);
+                policy.invalidate();
+                out
+            }
+        }
+    }
+
+    /// Where the seal key comes from in this world.
+    fn seal_keys(&self) -> audit::KeySource {
+        match self {
+            World::Files(paths) => audit::KeySource::Select(Box::new((*paths).clone())),
+            World::Held { keys, .. } => keys.clone(),
+        }
+    }
+
+    /// Appends the record of a change already made.
+    fn audit(&self, rec: &Record) -> Result<(), AdminError> {
+        let written = match self {
+            World::Files(paths) => audit::append_once(paths, rec),
+            World::Held { audit, .. } => audit.append(rec),
+        };
+        written.map_err(|source| AdminError::Unaudited {
+            path: self.paths().audit.clone(),
+            source,
+        })
+    }
+
+    /// Checks before a change that the audit log can be written, so a change is not made that
+    /// cannot then be audited.
+    fn audit_ready(&self) -> Result<(), AdminError> {
+        let ready = match self {
+            World::Files(paths) => audit::ready(paths),
+            World::Held { audit, .. } => audit.warm_key(),
+        };
+        ready.map_err(|source| AdminError::AuditNotReady {
+            path: self.paths().audit.clone(),
+            source,
+        })
+    }
+}
+
 /// Where a policy change came from, as the audit log records it (the daemon's own changes are
 /// recorded as `daemon` by their record constructors).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Source {
     /// The `keychain-auth` command line.
     Cli,
@@ -244,7 +332,8 @@ impl Source {
 }
 
 /// Permissions to add or remove.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Grants {
     /// Services to read.
     pub read: Vec<String>,
@@ -388,7 +477,7 @@ impl Grants {
 }
 
 /// The result of an upgrade.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Upgrade {
     /// The binary's entry after the upgrade.
     pub entry: BinaryPolicy,
@@ -401,18 +490,10 @@ fn change_record(source: Source, change: &str, entry: &BinaryPolicy) -> Record {
     Record::binary_change(source.as_str(), change, &entry.path, &entry.hash)
 }
 
-/// Appends the record of a change already made.
-fn audit_change(paths: &Paths, rec: &Record) -> Result<(), AdminError> {
-    audit::append_once(paths, rec).map_err(|source| AdminError::Unaudited {
-        path: paths.audit.clone(),
-        source,
-    })
-}
-
 /// Counts one successful use of a grant with `uses_left` for `service`; the grants of the
 /// service go when none is left (audited as `expire`).
-pub fn consume_use(paths: &Paths, hash: &BinaryHash, service: &str) -> Result<(), AdminError> {
-    let gone = policy::update::<_, AdminError>(paths, |p| {
+pub fn consume_use(w: &World<'_>, hash: &BinaryHash, service: &str) -> Result<(), AdminError> {
+    let gone = w.update_policy(|p| {
         let Some(b) = p.registered_binaries.iter_mut().find(|b| &b.hash == hash) else {
             return Ok(None);
         };
@@ -430,13 +511,13 @@ pub fn consume_use(paths: &Paths, hash: &BinaryHash, service: &str) -> Result<()
     })?;
     if let Some(b) = gone {
         let message = format!("the last use of {service} was consumed");
-        audit_change(paths, &Record::expired(&b.path, &b.hash, service, message))?;
+        w.audit(&Record::expired(&b.path, &b.hash, service, message))?;
     }
     Ok(())
 }
 
 /// Removes every grant whose time is up (audited as `expire`); returns how many.
-pub fn prune_expired(paths: &Paths) -> Result<usize, AdminError> {
+pub fn prune_expired(w: &World<'_>) -> Result<usize, AdminError> {
     let now = chrono::Utc::now();
     let due = |p: &policy::PolicyFile| {
         p.registered_binaries
@@ -450,12 +531,12 @@ pub fn prune_expired(paths: &Paths) -> Result<usize, AdminError> {
             .collect::<Vec<_>>()
     };
     // Cheap check first: most of the time nothing is due and the file is not rewritten.
-    match policy::load(&paths.config) {
+    match policy::load(&w.paths().config) {
         Ok(p) if due(&p).is_empty() => return Ok(0),
         Err(_) => return Ok(0),
         Ok(_) => {}
     }
-    let removed = policy::update::<_, AdminError>(paths, |p| {
+    let removed = w.update_policy(|p| {
         let list = due(p);
         let mut out = Vec::new();
         for (hash, svc) in list {
@@ -468,7 +549,7 @@ pub fn prune_expired(paths: &Paths) -> Result<usize, AdminError> {
     })?;
     for (b, svc) in &removed {
         let message = format!("the grant of {svc} ended");
-        audit_change(paths, &Record::expired(&b.path, &b.hash, svc, message))?;
+        w.audit(&Record::expired(&b.path, &b.hash, svc, message))?;
     }
     Ok(removed.len())
 }
@@ -479,33 +560,25 @@ fn drop_service(b: &mut BinaryPolicy, service: &str) {
     b.service_terms.remove(service);
 }
 
-/// Checks before a change that the audit log can be opened, so a change is not made unaudited.
-fn audit_ready(paths: &Paths) -> Result<(), AdminError> {
-    audit::ready(paths).map_err(|source| AdminError::AuditNotReady {
-        path: paths.audit.clone(),
-        source,
-    })
-}
-
 /// Approves a pending caller by hash with `grants` (zero privileges when empty).
 pub fn approve(
-    paths: &Paths,
+    w: &World<'_>,
     source: Source,
     selector: &str,
     grants: &Grants,
 ) -> Result<BinaryPolicy, AdminError> {
     let grants = &grants.resolve()?;
-    audit_ready(paths)?;
-    let queue = pending::load(&paths.pending)?;
+    w.audit_ready()?;
+    let queue = pending::load(&w.paths().pending)?;
     let entry: PendingEntry = pending::find(&queue, selector)?.clone();
     check_pending_path(&entry)?;
     if entry.interpreter.is_none()
-        && crate::identity::script::family_of(&entry.path, &interpreters(paths)).is_some()
+        && crate::identity::script::family_of(&entry.path, &interpreters(w.paths())).is_some()
         && !grants.allow_any_script
     {
         return Err(AdminError::BareInterpreter(entry.path.clone()));
     }
-    let added = policy::update::<_, AdminError>(paths, |p| {
+    let added = w.update_policy(|p| {
         if let Some(b) = p.by_hash(&entry.hash) {
             return Err(AdminError::AlreadyApproved {
                 hash: entry.hash.clone(),
@@ -524,11 +597,8 @@ pub fn approve(
         p.registered_binaries.push(b.clone());
         Ok(b)
     })?;
-    pending::remove(&paths.pending, &entry.hash)?;
-    audit_change(
-        paths,
-        &grants.record(change_record(source, "approve", &added)),
-    )?;
+    pending::remove(&w.paths().pending, &entry.hash)?;
+    w.audit(&grants.record(change_record(source, "approve", &added)))?;
     Ok(added)
 }
 
@@ -559,13 +629,13 @@ fn check_file_hash(path: &Path, hash: &BinaryHash) -> Result<(), AdminError> {
 
 /// Registers the binary at `path` (hashing it now) with `grants`.
 pub fn register(
-    paths: &Paths,
+    w: &World<'_>,
     source: Source,
     path: &Path,
     grants: &Grants,
 ) -> Result<BinaryPolicy, AdminError> {
     let grants = &grants.resolve()?;
-    let (path, hash, interpreter) = identify_file(paths, path)?;
+    let (path, hash, interpreter) = identify_file(w.paths(), path)?;
     if identity::hash_path(Path::new("/proc/self/exe"))
         .ok()
         .as_ref()
@@ -574,13 +644,13 @@ pub fn register(
         return Err(AdminError::SelfRegister(path));
     }
     if interpreter.is_none()
-        && crate::identity::script::family_of(&path, &interpreters(paths)).is_some()
+        && crate::identity::script::family_of(&path, &interpreters(w.paths())).is_some()
         && !grants.allow_any_script
     {
         return Err(AdminError::BareInterpreter(path.clone()));
     }
-    audit_ready(paths)?;
-    let added = policy::update::<_, AdminError>(paths, |p| {
+    w.audit_ready()?;
+    let added = w.update_policy(|p| {
         if let Some(b) = p.by_hash(&hash) {
             return Err(AdminError::AlreadyRegistered {
                 hash: hash.clone(),
@@ -599,19 +669,16 @@ pub fn register(
         p.registered_binaries.push(b.clone());
         Ok(b)
     })?;
-    pending::remove(&paths.pending, &hash)?;
-    audit_change(
-        paths,
-        &grants.record(change_record(source, "register", &added)),
-    )?;
+    pending::remove(&w.paths().pending, &hash)?;
+    w.audit(&grants.record(change_record(source, "register", &added)))?;
     Ok(added)
 }
 
 /// Re-hashes the binary registered at `path` and moves its permissions to the new hash.
-pub fn upgrade(paths: &Paths, source: Source, path: &Path) -> Result<Upgrade, AdminError> {
+pub fn upgrade(w: &World<'_>, source: Source, path: &Path) -> Result<Upgrade, AdminError> {
     let (path, hash) = hash_binary(path)?;
-    audit_ready(paths)?;
-    let result = policy::update::<_, AdminError>(paths, |p| {
+    w.audit_ready()?;
+    let result = w.update_policy(|p| {
         if let Some(other) = p.by_hash(&hash)
             && other.path != path
         {
@@ -647,44 +714,34 @@ pub fn upgrade(paths: &Paths, source: Source, path: &Path) -> Result<Upgrade, Ad
         })
     })?;
     if let Some(old) = &result.old_hash {
-        pending::remove(&paths.pending, &hash)?;
-        audit_change(
-            paths,
-            &change_record(source, "upgrade", &result.entry).with_old_hash(old),
-        )?;
+        pending::remove(&w.paths().pending, &hash)?;
+        w.audit(&change_record(source, "upgrade", &result.entry).with_old_hash(old))?;
     }
     Ok(result)
 }
 
 /// Adds permissions to the binary `selector` names (hash, prefix or path).
 pub fn grant(
-    paths: &Paths,
+    w: &World<'_>,
     source: Source,
     selector: &str,
     grants: &Grants,
 ) -> Result<BinaryPolicy, AdminError> {
-    change_grants(paths, source, selector, grants, "grant", Grants::add_to)
+    change_grants(w, source, selector, grants, "grant", Grants::add_to)
 }
 
 /// Removes permissions from the binary `selector` names.
 pub fn revoke(
-    paths: &Paths,
+    w: &World<'_>,
     source: Source,
     selector: &str,
     grants: &Grants,
 ) -> Result<BinaryPolicy, AdminError> {
-    change_grants(
-        paths,
-        source,
-        selector,
-        grants,
-        "revoke",
-        Grants::remove_from,
-    )
+    change_grants(w, source, selector, grants, "revoke", Grants::remove_from)
 }
 
 fn change_grants(
-    paths: &Paths,
+    w: &World<'_>,
     source: Source,
     selector: &str,
     grants: &Grants,
@@ -695,28 +752,28 @@ fn change_grants(
         return Err(AdminError::NothingNamed(change.into()));
     }
     let grants = &grants.resolve()?;
-    audit_ready(paths)?;
-    let entry = policy::update::<_, AdminError>(paths, |p| {
+    w.audit_ready()?;
+    let entry = w.update_policy(|p| {
         let i = p.resolve(selector)?;
         let b = &mut p.registered_binaries[i];
         apply(grants, b);
         Ok(b.clone())
     })?;
-    audit_change(paths, &grants.record(change_record(source, change, &entry)))?;
+    w.audit(&grants.record(change_record(source, change, &entry)))?;
     Ok(entry)
 }
 
 /// Replaces the permissions of the binary `selector` names with exactly `grants` (the
 /// dashboard's permission editor); audited as grant and/or revoke of the difference.
 pub fn set_grants(
-    paths: &Paths,
+    w: &World<'_>,
     source: Source,
     selector: &str,
     grants: &Grants,
 ) -> Result<BinaryPolicy, AdminError> {
     let grants = grants.resolve()?;
-    audit_ready(paths)?;
-    let (before, after) = policy::update::<_, AdminError>(paths, |p| {
+    w.audit_ready()?;
+    let (before, after) = w.update_policy(|p| {
         let i = p.resolve(selector)?;
         let b = &mut p.registered_binaries[i];
         let before = b.clone();
@@ -749,43 +806,253 @@ pub fn set_grants(
     let added = Grants::gained(&before, &after);
     let removed = Grants::gained(&after, &before);
     if !added.is_empty() {
-        audit_change(paths, &added.record(change_record(source, "grant", &after)))?;
+        w.audit(&added.record(change_record(source, "grant", &after)))?;
     }
     if !removed.is_empty() {
-        audit_change(
-            paths,
-            &removed.record(change_record(source, "revoke", &after)),
-        )?;
+        w.audit(&removed.record(change_record(source, "revoke", &after)))?;
     }
     Ok(after)
 }
 
 /// Removes the binary `selector` names.
 pub fn unregister(
-    paths: &Paths,
+    w: &World<'_>,
     source: Source,
     selector: &str,
 ) -> Result<BinaryPolicy, AdminError> {
-    audit_ready(paths)?;
-    let removed = policy::update::<_, AdminError>(paths, |p| {
+    w.audit_ready()?;
+    let removed = w.update_policy(|p| {
         let i = p.resolve(selector)?;
         Ok(p.registered_binaries.remove(i))
     })?;
-    audit_change(paths, &change_record(source, "unregister", &removed))?;
+    w.audit(&change_record(source, "unregister", &removed))?;
     Ok(removed)
 }
 
+/// Adopts config.json as it is now (an edit made outside keychain-auth, or a file never
+/// sealed) when its difference from the seal is still exactly `reviewed`; audited as
+/// `policy_accept`. Returns whether anything was adopted.
+pub fn accept_edit(
+    w: &World<'_>,
+    reviewed: Option<&crate::seal::Diff>,
+) -> Result<bool, AdminError> {
+    w.audit_ready()?;
+    let keys = w.seal_keys();
+    let adopted =
+        policy::accept(w.paths(), &keys, |now| Some(now) == reviewed).map_err(|e| match e {
+            policy::UpdateError::NotAdopted => AdminError::Review,
+            e => e.into(),
+        });
+    if let World::Held { policy, .. } = w {
+        policy.invalidate();
+    }
+    let adopted = adopted?;
+    let rec = Record::policy_accepted(match reviewed {
+        Some(d) => format!(
+            "adopted an edit made outside keychain-auth: {}",
+            d.summary()
+        ),
+        None => "sealed a config.json written before sealing".into(),
+    });
+    w.audit(&rec)?;
+    Ok(adopted)
+}
+
+/// Adopts config.json exactly as it is now, whatever it differs by (for a program that embeds
+/// the broker and its tests; the CLI shows the difference first and sends
+/// [`Op::PolicyAccept`] with what it showed).
+pub fn accept_as_is(w: &World<'_>) -> Result<bool, AdminError> {
+    let file = policy::load(&w.paths().config).map_err(policy::UpdateError::from)?;
+    let reviewed = match policy::integrity(w.paths(), &w.seal_keys(), &file) {
+        Ok(crate::seal::Integrity::Sealed) => return Ok(false),
+        Ok(crate::seal::Integrity::Unsealed) => None,
+        Ok(crate::seal::Integrity::Edited(d)) => Some(d),
+        Err(source) => {
+            return Err(policy::UpdateError::SealKey {
+                path: w.paths().config.clone(),
+                source,
+            }
+            .into());
+        }
+    };
+    accept_edit(w, reviewed.as_ref())
+}
+
 /// Drops a pending entry without approving it.
-pub fn dismiss(paths: &Paths, source: Source, selector: &str) -> Result<PendingEntry, AdminError> {
-    audit_ready(paths)?;
-    let entry = pending::update(&paths.pending, |q| {
+pub fn dismiss(w: &World<'_>, source: Source, selector: &str) -> Result<PendingEntry, AdminError> {
+    w.audit_ready()?;
+    let entry = pending::update(&w.paths().pending, |q| {
         let e = pending::find(q, selector)?.clone();
         q.entries.retain(|x| x.hash != e.hash);
         Ok::<_, pending::PendingError>(e)
     })??;
     let rec = Record::binary_change(source.as_str(), "dismiss", &entry.path, &entry.hash);
-    audit::append_once(paths, &rec).map_err(AdminError::Audit)?;
+    w.audit(&rec)?;
     Ok(entry)
+}
+
+/// One admin change, as the CLI and a connected dashboard send it to the running daemon (an
+/// `ADMIN` request, SPEC §19) or carry it out themselves when none runs: the same function
+/// runs it in either [`World`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Op {
+    /// [`approve`] the pending caller `selector` names.
+    Approve {
+        /// Hash, prefix or path of the pending entry.
+        selector: String,
+        /// What to grant.
+        grants: Grants,
+    },
+    /// [`register`] the binary at `path`.
+    Register {
+        /// An absolute path.
+        path: PathBuf,
+        /// What to grant.
+        grants: Grants,
+    },
+    /// [`upgrade`] the binary registered at `path`.
+    Upgrade {
+        /// An absolute path.
+        path: PathBuf,
+    },
+    /// [`grant`] more to the binary `selector` names.
+    Grant {
+        /// Hash, prefix or path of the entry.
+        selector: String,
+        /// What to add.
+        grants: Grants,
+    },
+    /// [`revoke`] from the binary `selector` names.
+    Revoke {
+        /// Hash, prefix or path of the entry.
+        selector: String,
+        /// What to remove.
+        grants: Grants,
+    },
+    /// [`set_grants`]: exactly these permissions.
+    SetGrants {
+        /// Hash, prefix or path of the entry.
+        selector: String,
+        /// The permissions it ends with.
+        grants: Grants,
+    },
+    /// [`unregister`] the binary `selector` names.
+    Unregister {
+        /// Hash, prefix or path of the entry.
+        selector: String,
+    },
+    /// [`dismiss`] the pending caller `selector` names.
+    Dismiss {
+        /// Hash, prefix or path of the pending entry.
+        selector: String,
+    },
+    /// [`accept_edit`]: adopt config.json as it is, when it still differs from its seal by
+    /// exactly what was reviewed.
+    PolicyAccept {
+        /// The difference the person saw (`None`: a config.json never sealed).
+        reviewed: Option<crate::seal::Diff>,
+    },
+}
+
+/// What an [`Op`] did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "done", rename_all = "snake_case")]
+pub enum Done {
+    /// The entry after the change (or the entry removed, for unregister).
+    Binary(BinaryPolicy),
+    /// The result of an upgrade.
+    Upgraded(Upgrade),
+    /// The pending entry dismissed.
+    Dismissed(PendingEntry),
+    /// `policy accept`: whether anything was adopted.
+    Accepted {
+        /// False when config.json already matched its seal.
+        adopted: bool,
+    },
+}
+
+/// The daemon's answer to an `ADMIN` request: `{"type":"ADMIN","ok":true,"done":{…}}` or
+/// `{"type":"ADMIN","ok":false,"error":"…"}` (the change's own one-line reason).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminReply {
+    /// Always `ADMIN`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Whether the change was made.
+    pub ok: bool,
+    /// What it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub done: Option<Done>,
+    /// Why it was not made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl AdminReply {
+    /// The reply for `result`.
+    pub fn of(result: Result<Done, String>) -> AdminReply {
+        let (ok, done, error) = match result {
+            Ok(d) => (true, Some(d), None),
+            Err(e) => (false, None, Some(e)),
+        };
+        AdminReply {
+            kind: "ADMIN".into(),
+            ok,
+            done,
+            error,
+        }
+    }
+
+    /// The newline-terminated line.
+    pub fn to_line(&self) -> Vec<u8> {
+        let mut line = serde_json::to_vec(self).unwrap_or_default();
+        line.push(b'\n');
+        line
+    }
+}
+
+impl Op {
+    /// Carries out an `ADMIN` request's change inside the broker whose world `w` is: the
+    /// source and the change are parsed strictly; anything else is refused with its reason.
+    pub fn serve(w: &World<'_>, source: &str, admin: serde_json::Value) -> AdminReply {
+        let source = match source {
+            "cli" => Source::Cli,
+            "dashboard" => Source::Dashboard,
+            other => {
+                return AdminReply::of(Err(format!(
+                    "unknown source {}: expected cli or dashboard",
+                    crate::display::bounded(other, 64)
+                )));
+            }
+        };
+        let result = serde_json::from_value::<Op>(admin)
+            .map_err(|e| format!("not an admin change: {e}"))
+            .and_then(|op| op.run(w, source).map_err(|e| e.to_string()));
+        AdminReply::of(result)
+    }
+
+    /// Carries the change out in `w`, recorded as coming from `source`.
+    pub fn run(self, w: &World<'_>, source: Source) -> Result<Done, AdminError> {
+        Ok(match self {
+            Op::Approve { selector, grants } => {
+                Done::Binary(approve(w, source, &selector, &grants)?)
+            }
+            Op::Register { path, grants } => Done::Binary(register(w, source, &path, &grants)?),
+            Op::Upgrade { path } => Done::Upgraded(upgrade(w, source, &path)?),
+            Op::Grant { selector, grants } => Done::Binary(grant(w, source, &selector, &grants)?),
+            Op::Revoke { selector, grants } => Done::Binary(revoke(w, source, &selector, &grants)?),
+            Op::SetGrants { selector, grants } => {
+                Done::Binary(set_grants(w, source, &selector, &grants)?)
+            }
+            Op::Unregister { selector } => Done::Binary(unregister(w, source, &selector)?),
+            Op::Dismiss { selector } => Done::Dismissed(dismiss(w, source, &selector)?),
+            Op::PolicyAccept { reviewed } => Done::Accepted {
+                adopted: accept_edit(w, reviewed.as_ref())?,
+            },
+        })
+    }
 }
 
 /// Records `"backend": "keyring"` in config.json unless an explicit choice is already there.
@@ -802,18 +1069,23 @@ pub fn pin_keyring(paths: &Paths, keys: &audit::KeySource) -> Result<bool, polic
 
 /// The store a server (the daemon, the dashboard's embedded broker) serves for `sel`: when the
 /// selection asks for a pin, its first successful caller write records `"backend": "keyring"`
-/// in config.json (audited as `pin_backend`; a failure is logged and tried again next write).
-pub fn serving_backend(paths: &Paths, sel: &Selection) -> Arc<dyn Backend> {
+/// in config.json (audited as `pin_backend` in the broker's next record; a failure is logged
+/// and tried again next write).
+pub(crate) fn serving_backend(paths: &Paths, sel: &Selection) -> Arc<dyn Backend> {
     if !sel.pin {
         return sel.backend.clone();
     }
     let paths = paths.clone();
+    let store = sel.backend.clone();
     let hook = Box::new(move || {
-        let keys = audit::KeySource::Select(Box::new(paths.clone()));
+        // The seal key from the store being served (no second selection), and the record
+        // written by this broker's own log, first in its next append (the write's own record
+        // follows at once): the broker is the log's only writer.
+        let keys = audit::KeySource::Store(store.clone());
         match pin_keyring(&paths, &keys) {
             Ok(changed) => {
                 if changed {
-                    let _ = audit::append_once(&paths, &Record::pin_backend());
+                    audit::defer(&paths.audit, Record::pin_backend());
                 }
                 true
             }

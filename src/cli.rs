@@ -1,7 +1,7 @@
 //! The `keychain-auth` command line (SPEC §8). Every command exits non-zero with a one-line
 //! reason on failure.
 
-use crate::admin::{self, Grants, Source};
+use crate::admin::{Grants, Op, Source};
 use crate::display::clean;
 use crate::paths::Paths;
 use crate::server::{Limits, Server};
@@ -299,7 +299,13 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Tui { embed, connect } => Ok(crate::tui::run(paths, tui_mode(embed, connect))?),
         Command::ListPending { json } => list_pending(&paths, json),
         Command::Approve { hash, grants } => {
-            let b = admin::approve(&paths, Source::Cli, &hash, &grants.try_into()?)?;
+            let b = binary(carry(
+                &paths,
+                Op::Approve {
+                    selector: hash,
+                    grants: grants.try_into()?,
+                },
+            )?)?;
             crate::outln!(
                 "approved {} ({})",
                 crate::display::path(&b.path),
@@ -309,7 +315,13 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Register { path, grants } => {
-            let b = admin::register(&paths, Source::Cli, &path, &grants.try_into()?)?;
+            let b = binary(carry(
+                &paths,
+                Op::Register {
+                    path,
+                    grants: grants.try_into()?,
+                },
+            )?)?;
             crate::outln!(
                 "registered {} ({})",
                 crate::display::path(&b.path),
@@ -320,17 +332,29 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Upgrade { path } => upgrade(&paths, &path),
         Command::Grant { binary, grants } => {
-            let b = admin::grant(&paths, Source::Cli, &binary, &grants.try_into()?)?;
+            let b = self::binary(carry(
+                &paths,
+                Op::Grant {
+                    selector: binary,
+                    grants: grants.try_into()?,
+                },
+            )?)?;
             print_permissions(&b);
             Ok(())
         }
         Command::Revoke { binary, grants } => {
-            let b = admin::revoke(&paths, Source::Cli, &binary, &grants.try_into()?)?;
+            let b = self::binary(carry(
+                &paths,
+                Op::Revoke {
+                    selector: binary,
+                    grants: grants.try_into()?,
+                },
+            )?)?;
             print_permissions(&b);
             Ok(())
         }
         Command::Unregister { binary } => {
-            let b = admin::unregister(&paths, Source::Cli, &binary)?;
+            let b = self::binary(carry(&paths, Op::Unregister { selector: binary })?)?;
             crate::outln!(
                 "unregistered {} ({})",
                 crate::display::path(&b.path),
@@ -364,6 +388,19 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
     }
 }
 
+/// Carries out a change from the command line: by the running broker, or here when none runs.
+fn carry(paths: &Paths, op: Op) -> Result<crate::admin::Done, crate::control::ControlError> {
+    crate::control::carry(paths, Source::Cli, op)
+}
+
+/// The entry a change of a registered binary answers with.
+fn binary(done: crate::admin::Done) -> Result<policy::BinaryPolicy, Failure> {
+    match done {
+        crate::admin::Done::Binary(b) => Ok(b),
+        _ => Err("the broker answered the change with something else".into()),
+    }
+}
+
 /// `tui --embed` / `--connect`, else whichever the socket calls for.
 fn tui_mode(embed: bool, connect: bool) -> crate::tui::broker::ModeChoice {
     match (embed, connect) {
@@ -375,7 +412,15 @@ fn tui_mode(embed: bool, connect: bool) -> crate::tui::broker::ModeChoice {
 
 /// `upgrade PATH`: moves the permissions to the binary now at `path`, and says old -> new.
 fn upgrade(paths: &Paths, path: &std::path::Path) -> Result<(), Failure> {
-    let u = admin::upgrade(paths, Source::Cli, path)?;
+    let crate::admin::Done::Upgraded(u) = carry(
+        paths,
+        Op::Upgrade {
+            path: path.to_path_buf(),
+        },
+    )?
+    else {
+        return Err("the broker answered the upgrade with something else".into());
+    };
     match u.old_hash {
         Some(old) => crate::outln!(
             "upgraded {}: {} -> {} (permissions kept)",
@@ -681,22 +726,15 @@ fn policy_accept(paths: &Paths, yes: bool) -> Result<(), Failure> {
             return Err("not adopted: nothing was changed".into());
         }
     }
-    let adopted = policy::accept(paths, &keys, |now| Some(now) == shown.as_ref())
-        .map_err(|e| -> Failure {
-            match e {
-                policy::UpdateError::NotAdopted => "config.json changed again while you were reviewing it; nothing was adopted: run `keychain-auth policy accept` again".into(),
-                e => e.into(),
-            }
-        })?;
-    let rec = crate::audit::Record::policy_accepted(match &shown {
-        Some(d) => format!(
-            "adopted an edit made outside keychain-auth: {}",
-            d.summary()
-        ),
-        None => "sealed a config.json written before sealing".into(),
-    });
-    crate::audit::append_once(paths, &rec)
-        .map_err(|e| format!("the edit was adopted but the audit log could not be written: {e}"))?;
+    let crate::admin::Done::Accepted { adopted } = carry(
+        paths,
+        Op::PolicyAccept {
+            reviewed: shown.clone(),
+        },
+    )?
+    else {
+        return Err("the broker answered the change with something else".into());
+    };
     crate::outln!(
         "{} {}",
         if adopted || shown.is_none() {

@@ -275,6 +275,15 @@ impl Client {
         })
     }
 
+    /// The pid of the process serving this connection (`SO_PEERCRED`: the process that
+    /// created the listening socket).
+    pub fn server_pid(&self) -> io::Result<i32> {
+        use nix::sys::socket::{getsockopt, sockopt};
+        getsockopt(self.reader.get_ref(), sockopt::PeerCredentials)
+            .map(|c| c.pid())
+            .map_err(io::Error::from)
+    }
+
     /// Connects to the default socket (`$KEYCHAIN_AUTH_SOCKET`, else the XDG default), as
     /// [`Client::connect`] does.
     pub fn connect_default(timeout: Duration) -> Result<Client, ClientError> {

@@ -445,6 +445,88 @@ pub(crate) fn remove_stale_temps(path: &Path) -> io::Result<Vec<String>> {
     Ok(removed)
 }
 
+/// A file watch (inotify, through the `notify` crate) on a few names in one directory, for a
+/// process that holds files open for long (the broker): [`NameWatch::changed`] says whether any
+/// of them may have changed since it was last asked, so nothing needs a `stat` before every
+/// request. It errs towards "changed": at the start, after lost events, and for good once the
+/// directory itself is removed or renamed (the watch is gone then).
+pub(crate) struct NameWatch {
+    changed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    broken: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    _watcher: notify::RecommendedWatcher,
+}
+
+impl std::fmt::Debug for NameWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NameWatch").finish_non_exhaustive()
+    }
+}
+
+impl NameWatch {
+    /// Watches `names` in `dir`: any event on them, or with `renames_only` only their
+    /// creation, removal and renames (the data a process writes itself is then no event).
+    /// `None` when the watch cannot be set up (no such directory, inotify limits reached).
+    pub(crate) fn new(
+        dir: &Path,
+        names: &[&std::ffi::OsStr],
+        renames_only: bool,
+    ) -> Option<NameWatch> {
+        use notify::Watcher;
+        use notify::event::{EventKind, ModifyKind};
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let changed = std::sync::Arc::new(AtomicBool::new(true));
+        let broken = std::sync::Arc::new(AtomicBool::new(false));
+        let (c, b) = (changed.clone(), broken.clone());
+        let dir_buf = dir.to_path_buf();
+        let names: Vec<std::ffi::OsString> = names.iter().map(|n| (*n).to_owned()).collect();
+        let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            let ev = match res {
+                Ok(ev) if !ev.need_rescan() => ev,
+                // Events were lost: anything may have changed.
+                _ => {
+                    c.store(true, Ordering::SeqCst);
+                    return;
+                }
+            };
+            if ev.paths.contains(&dir_buf) {
+                b.store(true, Ordering::SeqCst);
+            }
+            let kind_counts = match ev.kind {
+                EventKind::Access(_) => false,
+                EventKind::Create(_)
+                | EventKind::Remove(_)
+                | EventKind::Modify(ModifyKind::Name(_))
+                | EventKind::Any
+                | EventKind::Other => true,
+                EventKind::Modify(_) => !renames_only,
+            };
+            if kind_counts
+                && ev
+                    .paths
+                    .iter()
+                    .any(|p| p.file_name().is_some_and(|n| names.iter().any(|m| m == n)))
+            {
+                c.store(true, Ordering::SeqCst);
+            }
+        })
+        .ok()?;
+        watcher
+            .watch(dir, notify::RecursiveMode::NonRecursive)
+            .ok()?;
+        Some(NameWatch {
+            changed,
+            broken,
+            _watcher: watcher,
+        })
+    }
+
+    /// Whether a watched name may have changed since the last call (and clears that).
+    pub(crate) fn changed(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        self.changed.swap(false, Ordering::SeqCst) || self.broken.load(Ordering::SeqCst)
+    }
+}
+
 /// A cheap fingerprint of a file's identity and last change, used to notice external edits
 /// without re-reading the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -13,7 +13,7 @@
 //! Two layers: the core (protocol, identity, policy, pending, audit, backend, exec, server and
 //! the modules they use) returns typed errors (`thiserror` enums whose messages are the ones
 //! users see) and never prints; the app layer ([`cli`], [`doctor`], [`tui`]) words failures and
-//! owns every line of output. Modules only the crate itself uses (admin, exec, pending, policy,
+//! owns every line of output. Modules only the crate itself uses (control, exec, pending, policy,
 //! scripts, seal) are not public; the public ones expose what the binaries, the client SDK, the
 //! integration tests and the benchmarks need.
 //!
@@ -30,7 +30,8 @@
 //! | `pending` | pending.json: refused callers waiting for review |
 //! | [`audit`] | the JSON-lines audit log |
 //! | [`backend`] | the keychain seam and its stores |
-//! | `admin` | policy changes shared by the CLI and the dashboard, each audited |
+//! | [`admin`] | policy changes shared by the CLI and the dashboard, each audited, in a broker's held state or on the files |
+//! | `control` | a change sent to the running broker as an admin request, or made here when none runs |
 //! | `exec` | authorise a request, run it all-or-nothing against a backend |
 //! | [`server`] | the Unix-socket listener and per-connection sessions |
 //! | [`client`] | the client SDK: connect (server uid checked), batch requests, typed replies |
@@ -43,7 +44,7 @@
 
 pub mod adapters;
 #[cfg(feature = "daemon")]
-pub(crate) mod admin;
+pub mod admin;
 #[cfg(feature = "daemon")]
 pub mod audit;
 #[cfg(feature = "daemon")]
@@ -51,6 +52,8 @@ pub mod backend;
 #[cfg(feature = "daemon")]
 pub mod cli;
 pub mod client;
+#[cfg(feature = "daemon")]
+pub(crate) mod control;
 pub mod display;
 #[cfg(feature = "daemon")]
 pub mod doctor;

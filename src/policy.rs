@@ -776,6 +776,8 @@ type Cached = (
 #[derive(Debug)]
 pub struct PolicyCache {
     path: PathBuf,
+    /// In a broker: a file watch on config.json, so an unchanged file is not even `stat`ed.
+    watch: Option<crate::fsutil::NameWatch>,
     /// Where the seal key comes from and the audit log it belongs to; `None`: seal not checked.
     seal: Option<(crate::audit::KeySource, PathBuf)>,
     state: Mutex<Cached>,
@@ -787,6 +789,7 @@ impl PolicyCache {
     pub fn new(path: &Path) -> PolicyCache {
         PolicyCache {
             path: path.to_path_buf(),
+            watch: None,
             seal: None,
             state: Mutex::new((
                 None,
@@ -804,6 +807,18 @@ impl PolicyCache {
         let mut c = PolicyCache::new(&paths.config);
         c.seal = Some((keys, paths.audit.clone()));
         c
+    }
+
+    /// Notices edits of config.json with a file watch from now on (a broker, which reads it
+    /// for every request): the file is looked at again only after an event. Without a watch
+    /// (it cannot be set up) every request `stat`s it, as a one-shot reader does.
+    #[must_use]
+    pub fn watched(mut self) -> PolicyCache {
+        self.watch = match (self.path.parent(), self.path.file_name()) {
+            (Some(dir), Some(name)) => crate::fsutil::NameWatch::new(dir, &[name], false),
+            _ => None,
+        };
+        self
     }
 
     fn snapshot(&self, file: PolicyFile) -> Result<Arc<Snapshot>, PolicyError> {
@@ -828,8 +843,28 @@ impl PolicyCache {
         ))
     }
 
+    /// Forgets what was read: the next [`PolicyCache::current`] reads config.json again (the
+    /// broker calls it after each change it makes itself).
+    pub fn invalidate(&self) {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .0 = None;
+    }
+
     /// The policy in force now, or why there is none (in which case everything is denied).
     pub fn current(&self) -> Result<Arc<Snapshot>, PolicyError> {
+        if let Some(w) = &self.watch
+            && !w.changed()
+        {
+            let state = self
+                .state
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if state.0.is_some() {
+                return state.1.clone();
+            }
+        }
         let stamp = match FileStamp::of_path(&self.path) {
             Ok(s) => s,
             Err(e) => {

@@ -108,21 +108,91 @@ pub struct Request {
     pub prompt: bool,
 }
 
-/// An approver's answer to a prompt (`{"type":"ANSWER"}`, SPEC §11).
+/// An approver's answer to a prompt (`{"type":"ANSWER"}`, SPEC §11): the one typed message that
+/// a connected dashboard writes ([`AnswerLine::to_line`]) and the daemon reads back (the
+/// validation of [`parse_line`]), so both sides agree on every field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AnswerLine {
     /// The prompt answered.
     pub prompt: String,
-    /// `once`, `time`, `always`, `deny` or `forget`.
-    pub decision: String,
-    /// For `time`: how long the grant lasts, in seconds.
-    pub for_s: Option<u64>,
-    /// For `always`: the services to grant for reading (default: what was asked).
-    pub read: Option<Vec<String>>,
-    /// For `always`: the services to grant for writing.
-    pub write: Option<Vec<String>>,
-    /// For `always`: the search flag.
-    pub search: Option<bool>,
+    /// What was decided.
+    pub decision: AnswerDecision,
+}
+
+/// The decision of an [`AnswerLine`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AnswerDecision {
+    /// `once`: serve the held request only.
+    Once,
+    /// `time`: grant what was asked for `for_s` seconds.
+    Time {
+        /// How long the grant lasts, in seconds (at least 1).
+        for_s: u64,
+    },
+    /// `always`: a persistent grant of these permissions and terms.
+    Always(AlwaysAnswer),
+    /// `deny`: refuse the held request.
+    Deny,
+    /// `forget`: refuse it and dismiss the caller from the pending queue.
+    Forget,
+}
+
+/// What an `always` answer grants: services, launch rules and terms, exactly as the approver
+/// set them. All empty means "what was asked".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AlwaysAnswer {
+    /// Services to read.
+    pub read: Vec<String>,
+    /// Services to write and delete in.
+    pub write: Vec<String>,
+    /// The search flag.
+    pub search: bool,
+    /// Launchers (hashes or paths, resolved by the daemon) the caller must run under.
+    pub via: Vec<String>,
+    /// When the granted services' grants end (Unix milliseconds).
+    pub expires_at_ms: Option<i64>,
+    /// How many successful uses the granted services' grants have.
+    pub uses_left: Option<u32>,
+    /// Every use of the granted services is held for an approver.
+    pub confirm: bool,
+}
+
+impl AnswerLine {
+    /// The line a connected approver writes (newline-terminated).
+    pub fn to_line(&self) -> Vec<u8> {
+        let mut v = serde_json::json!({"type": "ANSWER", "prompt_id": self.prompt});
+        let word = match &self.decision {
+            AnswerDecision::Once => "once",
+            AnswerDecision::Time { for_s } => {
+                v["for_s"] = (*for_s).into();
+                "time"
+            }
+            AnswerDecision::Always(a) => {
+                v["read"] = a.read.clone().into();
+                v["write"] = a.write.clone().into();
+                v["search"] = a.search.into();
+                if !a.via.is_empty() {
+                    v["via"] = a.via.clone().into();
+                }
+                if let Some(ms) = a.expires_at_ms {
+                    v["expires_at_ms"] = ms.into();
+                }
+                if let Some(n) = a.uses_left {
+                    v["uses_left"] = n.into();
+                }
+                if a.confirm {
+                    v["confirm"] = true.into();
+                }
+                "always"
+            }
+            AnswerDecision::Deny => "deny",
+            AnswerDecision::Forget => "forget",
+        };
+        v["decision"] = word.into();
+        let mut line = serde_json::to_vec(&v).unwrap_or_default();
+        line.push(b'\n');
+        line
+    }
 }
 
 /// One validated line from a client.
@@ -136,6 +206,14 @@ pub enum Incoming {
     Subscribe,
     /// `{"type":"ANSWER",…}` from a subscribed approver.
     Answer(AnswerLine),
+    /// `{"type":"ADMIN","source":…,"admin":{…}}`: a policy change for the running daemon to
+    /// carry out (only keychain-auth itself may send one). The change is checked by the daemon.
+    Admin {
+        /// `cli` or `dashboard`, as the audit log records it.
+        source: String,
+        /// The change (`{"kind":"approve",…}`).
+        admin: serde_json::Value,
+    },
 }
 
 /// The raw shape of a request line, before validation.
@@ -159,6 +237,12 @@ struct RawRequest {
     read: Option<Vec<String>>,
     write: Option<Vec<String>>,
     search: Option<bool>,
+    via: Option<Vec<String>>,
+    expires_at_ms: Option<i64>,
+    uses_left: Option<u32>,
+    confirm: Option<bool>,
+    source: Option<String>,
+    admin: Option<serde_json::Value>,
 }
 
 impl RawRequest {
@@ -178,9 +262,23 @@ impl RawRequest {
         self.prompt_id.is_some()
             || self.decision.is_some()
             || self.for_s.is_some()
-            || self.read.is_some()
+            || self.always_fields()
+    }
+
+    /// Whether any field of an admin request is present.
+    fn has_admin_fields(&self) -> bool {
+        self.source.is_some() || self.admin.is_some()
+    }
+
+    /// Whether any field that only an `always` answer takes is present.
+    fn always_fields(&self) -> bool {
+        self.read.is_some()
             || self.write.is_some()
             || self.search.is_some()
+            || self.via.is_some()
+            || self.expires_at_ms.is_some()
+            || self.uses_left.is_some()
+            || self.confirm.is_some()
     }
 }
 
@@ -445,9 +543,15 @@ enum LineError {
     Missing(&'static str),
     #[error("{0} takes no fields besides type and id")]
     NoFields(&'static str),
-    #[error("ANSWER takes prompt_id, decision, for_s, read, write and search")]
+    #[error(
+        "ANSWER takes prompt_id, decision, for_s, read, write, search, via, expires_at_ms, uses_left and confirm"
+    )]
     AnswerFields,
-    #[error("REQUEST takes no answer fields")]
+    #[error("{0}")]
+    AnswerField(&'static str),
+    #[error("ADMIN takes type, id, source and admin")]
+    AdminFields,
+    #[error("REQUEST takes no answer or admin fields")]
     RequestFields,
     #[error("unknown decision {0}: expected once, time, always, deny or forget")]
     Decision(String),
@@ -499,8 +603,20 @@ fn validate(raw: RawRequest) -> Result<Incoming, LineError> {
         "STATUS" | "SUBSCRIBE" => validate_bare(&raw),
         "ANSWER" => validate_answer(raw),
         "REQUEST" => validate_request(raw),
+        "ADMIN" => validate_admin(raw),
         other => Err(LineError::Type(quote(other))),
     }
+}
+
+/// `ADMIN`: a source and a change, nothing else.
+fn validate_admin(raw: RawRequest) -> Result<Incoming, LineError> {
+    if raw.has_request_fields() || raw.has_answer_fields() {
+        return Err(LineError::AdminFields);
+    }
+    let source = raw.source.ok_or(LineError::Missing("source"))?;
+    check_text("source", &source, MAX_ID_LEN, false)?;
+    let admin = raw.admin.ok_or(LineError::Missing("admin"))?;
+    Ok(Incoming::Admin { source, admin })
 }
 
 /// `STATUS` and `SUBSCRIBE`: nothing but type and id.
@@ -510,7 +626,7 @@ fn validate_bare(raw: &RawRequest) -> Result<Incoming, LineError> {
     } else {
         ("SUBSCRIBE", Incoming::Subscribe)
     };
-    if raw.has_request_fields() || raw.has_answer_fields() {
+    if raw.has_request_fields() || raw.has_answer_fields() || raw.has_admin_fields() {
         return Err(LineError::NoFields(kind));
     }
     Ok(incoming)
@@ -518,31 +634,60 @@ fn validate_bare(raw: &RawRequest) -> Result<Incoming, LineError> {
 
 /// `ANSWER`: a prompt id, a known decision, valid service names.
 fn validate_answer(raw: RawRequest) -> Result<Incoming, LineError> {
-    if raw.has_request_fields() {
+    if raw.has_request_fields() || raw.has_admin_fields() {
         return Err(LineError::AnswerFields);
     }
+    let always_fields = raw.always_fields();
     let prompt = raw.prompt_id.ok_or(LineError::Missing("prompt_id"))?;
     check_text("prompt_id", &prompt, MAX_ID_LEN, false)?;
-    let decision = raw.decision.ok_or(LineError::Missing("decision"))?;
-    if !["once", "time", "always", "deny", "forget"].contains(&decision.as_str()) {
-        return Err(LineError::Decision(quote(&decision)));
+    let word = raw.decision.ok_or(LineError::Missing("decision"))?;
+    if raw.for_s.is_some() && word != "time" {
+        return Err(LineError::AnswerField("for_s goes only with decision time"));
     }
-    for s in raw.read.iter().chain(&raw.write).flatten() {
-        check_text("service", s, MAX_SERVICE_LEN, false)?;
+    if always_fields && word != "always" {
+        return Err(LineError::AnswerField(
+            "read, write, search, via, expires_at_ms, uses_left and confirm go only with decision always",
+        ));
     }
-    Ok(Incoming::Answer(AnswerLine {
-        prompt,
-        decision,
-        for_s: raw.for_s,
-        read: raw.read,
-        write: raw.write,
-        search: raw.search,
-    }))
+    let decision = match word.as_str() {
+        "once" => AnswerDecision::Once,
+        "time" => AnswerDecision::Time {
+            for_s: match raw.for_s {
+                Some(s) if s >= 1 => s,
+                Some(_) => return Err(LineError::AnswerField("for_s must be at least 1")),
+                None => return Err(LineError::Missing("for_s")),
+            },
+        },
+        "always" => {
+            for s in raw.read.iter().chain(&raw.write).flatten() {
+                check_text("service", s, MAX_SERVICE_LEN, false)?;
+            }
+            for v in raw.via.iter().flatten() {
+                check_text("via", v, MAX_TARGET_LEN, false)?;
+            }
+            if raw.uses_left == Some(0) {
+                return Err(LineError::AnswerField("uses_left must be at least 1"));
+            }
+            AnswerDecision::Always(AlwaysAnswer {
+                read: raw.read.unwrap_or_default(),
+                write: raw.write.unwrap_or_default(),
+                search: raw.search.unwrap_or(false),
+                via: raw.via.unwrap_or_default(),
+                expires_at_ms: raw.expires_at_ms,
+                uses_left: raw.uses_left,
+                confirm: raw.confirm.unwrap_or(false),
+            })
+        }
+        "deny" => AnswerDecision::Deny,
+        "forget" => AnswerDecision::Forget,
+        _ => return Err(LineError::Decision(quote(&word))),
+    };
+    Ok(Incoming::Answer(AnswerLine { prompt, decision }))
 }
 
 /// `REQUEST`: action, service, match, attributes, targets and values, each checked.
 fn validate_request(raw: RawRequest) -> Result<Incoming, LineError> {
-    if raw.has_answer_fields() {
+    if raw.has_answer_fields() || raw.has_admin_fields() {
         return Err(LineError::RequestFields);
     }
     let action_name = raw.action.ok_or(LineError::Missing("action"))?;
@@ -700,6 +845,41 @@ mod tests {
         assert_eq!(r.mode, MatchMode::Prefix);
     }
 
+    /// An answer says exactly one thing: an unknown word, a field of another decision or a
+    /// time without its length is refused, never guessed.
+    #[test]
+    fn answers_are_strict() {
+        for bad in [
+            r#"{"type":"ANSWER","prompt_id":"p","decision":"frobnicate"}"#,
+            r#"{"type":"ANSWER","prompt_id":"p","decision":"time"}"#,
+            r#"{"type":"ANSWER","prompt_id":"p","decision":"time","for_s":0}"#,
+            r#"{"type":"ANSWER","prompt_id":"p","decision":"once","for_s":60}"#,
+            r#"{"type":"ANSWER","prompt_id":"p","decision":"deny","read":["aws"]}"#,
+            r#"{"type":"ANSWER","prompt_id":"p","decision":"time","for_s":60,"confirm":true}"#,
+            r#"{"type":"ANSWER","prompt_id":"p","decision":"always","uses_left":0}"#,
+            r#"{"type":"ANSWER","prompt_id":"p","decision":"always","via":["a\u0007"]}"#,
+        ] {
+            malformed(bad);
+        }
+        let Incoming::Answer(a) = parse(
+            r#"{"type":"ANSWER","prompt_id":"p","decision":"always","read":["aws"],"via":["/usr/bin/git"],"expires_at_ms":5,"uses_left":2,"confirm":true}"#,
+        )
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            a.decision,
+            AnswerDecision::Always(AlwaysAnswer {
+                read: vec!["aws".into()],
+                via: vec!["/usr/bin/git".into()],
+                expires_at_ms: Some(5),
+                uses_left: Some(2),
+                confirm: true,
+                ..AlwaysAnswer::default()
+            })
+        );
+    }
+
     #[test]
     fn status_is_recognised() {
         assert_eq!(parse(r#"{"type":"STATUS"}"#).unwrap(), Incoming::Status);
@@ -785,7 +965,8 @@ mod tests {
         let key = format!("\\u001b]0;pwned\\u0007{}", "k".repeat(100_000));
         let line = format!(r#"{{"type":"REQUEST","{key}":1}}"#);
         let msg = malformed(&line);
-        assert!(msg.len() < 300, "{} bytes", msg.len());
+        // The escaped key is cut to 64 characters; the rest is our own list of field names.
+        assert!(msg.len() < 400, "{} bytes", msg.len());
         assert!(!msg.chars().any(char::is_control), "{msg}");
         assert!(
             msg.contains("unknown field \"\\x1b]0;pwned\\x07kkk"),

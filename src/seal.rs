@@ -98,7 +98,7 @@ pub fn set_marker(store: &dyn Backend) {
 }
 
 /// What changed against the sealed copy.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Diff {
     /// No valid sealed copy: nothing can be compared, the whole file is held.
     pub whole: bool,

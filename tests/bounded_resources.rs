@@ -31,7 +31,6 @@ fn approvers_that_never_read_are_dropped_and_memory_stays_flat() {
         return;
     }
     let env = Sandbox::new();
-    let running = EmbeddedBroker::start(&env);
     let dir = env.root.join("scripts");
     std::fs::create_dir_all(&dir).unwrap();
     let script = dir.join("flood.py");
@@ -42,8 +41,10 @@ fn approvers_that_never_read_are_dropped_and_memory_stays_flat() {
         )
         .as_bytes(),
     );
-    // Approved, but not for this service: every request is held for an approver.
+    // Approved, but not for this service: every request is held for an approver. Registered
+    // before the broker starts (the CLI then changes the files itself).
     env.cli_ok(&["register", script.to_str().unwrap(), "--read", "other"]);
+    let running = EmbeddedBroker::start(&env);
     let flood = |rounds: u32| {
         let out = env
             .command(&script)

@@ -453,13 +453,22 @@ fn sigterm_stops_the_daemon_while_a_request_waits_on_a_held_lock() {
 #[test]
 fn a_process_holding_the_audit_lock_stalls_the_daemon_for_seconds_not_for_good() {
     let (env, d, tool) = serving();
-    // Another process of yours takes the audit log's lock and never lets go (a stopped
-    // `keychain-auth approve`, or a hostile `flock`).
+    let state_path = env.audit().with_file_name("audit.state");
+    // While the daemon runs it holds the lock itself: another process of yours cannot take it
+    // (and so cannot stall the daemon's records).
     let state = std::fs::OpenOptions::new()
         .write(true)
-        .open(env.audit().with_file_name("audit.state"))
+        .open(&state_path)
         .expect("audit.state");
+    assert!(
+        matches!(state.try_lock(), Err(std::fs::TryLockError::WouldBlock)),
+        "the running daemon holds the audit log's lock"
+    );
+    sigterm_stops(d);
+    // Taken while no daemon runs (a stopped `keychain-auth approve`, or a hostile `flock`),
+    // and never let go: the daemon still starts, and takes the lock for every record.
     state.lock().expect("flock");
+    let d = env.start();
     let read = r#"{"type":"REQUEST","action":"read","service":"s","targets":["k"]}"#;
     // A refusal is audited on the serving thread: answered once the wait gives up.
     let stranger = env.client("stranger");

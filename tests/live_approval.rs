@@ -4,6 +4,7 @@
 //! The socket approver (SUBSCRIBE) is a child running this test binary ([`Relay`]), the same
 //! executable as the embedded broker — exactly the rule for a connected dashboard.
 
+use keychain_auth::admin::{Grants, Op};
 use keychain_auth::server::approval::{Answer, ApproverEvent, Decision, Events, Prompt};
 use serde_json::Value;
 use std::path::PathBuf;
@@ -21,8 +22,10 @@ struct Embedded {
 /// reader client.
 fn embedded() -> Embedded {
     let env = Sandbox::new();
-    let running = EmbeddedBroker::start(&env);
+    // Registered before the broker starts (the CLI then changes the files itself): once it
+    // runs, changes are made in it (see `EmbeddedBroker::admin`).
     let writer = env.registered_client("writer", &["--write", "aws"]);
+    let running = EmbeddedBroker::start(&env);
     env.write_ok(&writer, "aws", &[("k", "v")]);
     let reader = env.client("reader");
     Embedded {
@@ -41,7 +44,7 @@ impl Embedded {
             .expect("config.json parses");
         config["prompt_timeout_s"] = secs.into();
         std::fs::write(&path, config.to_string()).unwrap();
-        self.env.cli_ok(&["policy", "accept", "--yes"]);
+        self.running.accept_config();
         let adopted: Value =
             serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         assert_eq!(adopted["prompt_timeout_s"], secs, "{adopted}");
@@ -167,7 +170,13 @@ fn timeouts_opt_outs_hangups_and_other_callers() {
     let p = e.next_prompt(&mut rx);
     assert!(testkit::status(&e.env.socket).is_some());
     let approved = e.env.client("approved");
-    e.env.register(&approved, &["--read", "aws"]);
+    e.running.register(
+        &approved,
+        Grants {
+            read: vec!["aws".into()],
+            ..Grants::default()
+        },
+    );
     expect(&e.env.run_client(&approved, &[&read])[0], "success", None);
     // The caller hangs up: its prompt is withdrawn.
     let mut held = held;
@@ -239,9 +248,18 @@ fn repeats_coalesce_and_the_first_of_two_approvers_wins() {
 #[test]
 fn every_use_of_a_confirm_grant_is_asked_and_the_answer_decides() {
     let e = embedded();
-    e.env.register(&e.reader, &[]);
-    let r = e.reader.to_str().unwrap();
-    e.env.cli_ok(&["grant", r, "--read", "aws", "--confirm"]);
+    e.running.register(&e.reader, Grants::default());
+    e.running.admin(Op::Grant {
+        selector: e.reader.to_str().unwrap().into(),
+        grants: Grants {
+            read: vec!["aws".into()],
+            terms: keychain_auth::admin::GrantTerms {
+                confirm: true,
+                ..Default::default()
+            },
+            ..Grants::default()
+        },
+    });
     let (_id, mut rx) = e.running.broker.approvals.attach();
     let read = request("read", "aws", &["k"]);
     // A registered caller's use is held like an unknown caller's, and "once" serves it.

@@ -168,6 +168,61 @@ fn a_connected_dashboard_grants_for_a_time_and_always() {
     tmux.keys(&["q"]);
 }
 
+/// A connected dashboard's "always" saves exactly what the editor set: a launch rule, a time,
+/// one use and confirmation (before, the ANSWER line carried services only and the daemon saved
+/// an unrestricted permanent grant).
+#[test]
+fn a_connected_dashboards_always_keeps_launch_rules_and_terms() {
+    if !testkit::tools_available(&["tmux"], "tmux") {
+        return;
+    }
+    let env = Sandbox::new();
+    let launcher = env.client("launcher");
+    let (_daemon, tmux) = connected_dashboard(&env);
+    let read = request("read", "aws", &["prod-key"]);
+    let client = env.client("e2e-ruled");
+    let held = env.spawn_client(&client, &read);
+    wait_prompt(&tmux, "e2e-ruled");
+    tmux.keys(&["a"]);
+    tmux.wait_screen("the always editor", |s| {
+        s.contains("Always allow") && s.contains("read    aws")
+    });
+    tmux.keys(&["Tab", "Tab", "Tab"]);
+    tmux.wait_screen("the via field", |s| s.contains("▶ via"));
+    tmux.keys(&["-l", launcher.to_str().unwrap()]);
+    tmux.keys(&["Enter", "Tab"]);
+    tmux.keys(&["-l", "10m"]);
+    tmux.keys(&["Enter", "Tab", "Space", "Tab", "Space"]);
+    tmux.wait_screen("the terms set", |s| {
+        s.contains("for     10m") && s.contains("once    yes") && s.contains("confirm yes")
+    });
+    tmux.keys(&["Enter"]);
+    // Saved with the rule: the held request, not run by the launcher, is refused by it.
+    expect(&held_response(held), "denied", Some("launcher_not_allowed"));
+    let reg = env.registered();
+    let entry = reg
+        .iter()
+        .find(|e| e["path"].as_str().is_some_and(|p| p.ends_with("e2e-ruled")))
+        .unwrap_or_else(|| panic!("registered: {reg:?}"));
+    assert_eq!(entry["allowed_read_services"], serde_json::json!(["aws"]));
+    assert_eq!(
+        entry["launched_by"].as_array().map(Vec::len),
+        Some(1),
+        "{entry}"
+    );
+    let terms = &entry["service_terms"]["aws"];
+    assert_eq!(terms["uses_left"], 1, "{entry}");
+    assert_eq!(terms["confirm"], true, "{entry}");
+    let expires =
+        chrono::DateTime::parse_from_rfc3339(terms["expires_at"].as_str().expect("expires_at"))
+            .expect("an RFC 3339 time");
+    let left = expires
+        .signed_duration_since(chrono::Utc::now())
+        .num_seconds();
+    assert!((400..=600).contains(&left), "expires in {left} s: {entry}");
+    tmux.keys(&["q"]);
+}
+
 #[test]
 fn approve_an_unknown_caller_from_the_dashboard() {
     if !testkit::tools_available(&["tmux"], "tmux") {

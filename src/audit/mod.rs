@@ -885,6 +885,21 @@ struct Inner {
     /// [`KEY_RETRY`], so a hung keyring does not stall every append (some run on the async
     /// workers) for its whole timeout.
     key_failed: Option<(std::time::Instant, String)>,
+    /// Set while this process is the log's only writer (see [`AuditLog::hold`]).
+    exclusive: Option<Exclusive>,
+}
+
+/// The only writer's own account of the log: kept in memory, written to `audit.state` once a
+/// second, on rotation and on stop, instead of after every record.
+struct Exclusive {
+    /// Where the chain and the file stood after this process's last write (`None` until its
+    /// first, which takes the careful path).
+    at: Option<State>,
+    /// `audit.state` lags `at`.
+    dirty: bool,
+    /// Says when the log or the state was renamed, removed or created by anyone (a rename by
+    /// logrotate): the next append takes the careful path. Without it, every append does.
+    watch: Option<crate::fsutil::NameWatch>,
 }
 
 /// How long a failure to get the key is remembered before the store is asked again.
@@ -985,22 +1000,176 @@ impl AuditLog {
         }
     }
 
+    /// Makes this process the log's only writer while the log is open (the daemon, SPEC §19):
+    /// the lock on `audit.state` is taken now and kept, so no record needs a lock round trip,
+    /// a read of the state or a write of it. Another keychain-auth process that tries to
+    /// append meanwhile waits for the lock and fails; the CLI sends its changes to the daemon
+    /// instead. A rename, removal or creation of the log or the state by anything else
+    /// (logrotate) is noticed by a file watch; a cut or an append by another program by the
+    /// size of the file held, checked before each record.
+    pub fn hold(&self) -> io::Result<()> {
+        let mut inner = self.lock_inner();
+        let state = self.lock_state(&mut inner)?;
+        inner.state = Some(state);
+        let watch = match (
+            self.path.parent(),
+            self.path.file_name(),
+            self.state_path.file_name(),
+        ) {
+            (Some(dir), Some(log), Some(state)) => {
+                crate::fsutil::NameWatch::new(dir, &[log, state], true)
+            }
+            _ => None,
+        };
+        if watch.is_none() {
+            // Without the watch a rename is noticed only by the size check: take the careful
+            // path every time instead (correct, one lock-free stat more per record).
+            tracing::warn!(
+                "keychain-auth: cannot watch {} for renames; every record checks the file at its path",
+                self.path.display()
+            );
+        }
+        inner.exclusive = Some(Exclusive {
+            at: None,
+            dirty: false,
+            watch,
+        });
+        Ok(())
+    }
+
+    /// Writes `audit.state` when it lags what was written (the daemon calls it once a second
+    /// and when it stops).
+    pub fn flush_state(&self) -> io::Result<()> {
+        let mut inner = self.lock_inner();
+        self.write_held_state(&mut inner)
+    }
+
+    fn write_held_state(&self, inner: &mut Inner) -> io::Result<()> {
+        let Some(ex) = inner.exclusive.as_mut() else {
+            return Ok(());
+        };
+        let (Some(at), true) = (ex.at.clone(), ex.dirty) else {
+            return Ok(());
+        };
+        let Some(state_file) = inner.state.as_ref() else {
+            return Err(other("the audit state is not open".into()));
+        };
+        let bytes = state_bytes(&at)?;
+        state_file.write_all_at(&bytes, 0)?;
+        ex.dirty = false;
+        inner.last_state = Some((bytes, at));
+        Ok(())
+    }
+
     /// Appends one record, chained. An error means the record is not in the log and the caller
     /// must not grant what it describes.
     pub fn append(&self, record: &Record) -> io::Result<()> {
         let mut inner = self.lock_inner();
         let key = self.key(&mut inner)?;
-        let state = self.lock_state(&mut inner)?;
         let deferred = take_deferred(&self.path);
-        let out = self.append_locked(&mut inner, &state, &key, &deferred, record);
-        let _ = state.unlock();
-        inner.state = Some(state);
+        let out = if inner.exclusive.is_some() {
+            self.append_held(&mut inner, &key, &deferred, record)
+        } else {
+            let state = self.lock_state(&mut inner)?;
+            let out = self.append_locked(&mut inner, &state, &key, &deferred, record);
+            let _ = state.unlock();
+            inner.state = Some(state);
+            out
+        };
         if out.is_err() {
             for r in deferred {
                 defer(&self.path, r);
             }
         }
         out
+    }
+
+    /// The only writer's append: when nothing moved the log, it is still the size this
+    /// process left it at and no rotation is due, the records are sealed from the position in
+    /// memory and written with one `write` (one `fstat` before it); otherwise the state is
+    /// brought up to date and the careful path notices and records what happened.
+    fn append_held(
+        &self,
+        inner: &mut Inner,
+        key: &Key,
+        deferred: &[Record],
+        record: &Record,
+    ) -> io::Result<()> {
+        if let Some(done) = self.append_fast(inner, key, deferred, record) {
+            return done;
+        }
+        let out = self.write_held_state(inner).and_then(|()| {
+            let state = self.lock_state(inner)?;
+            let out = self.append_locked(inner, &state, key, deferred, record);
+            inner.state = Some(state);
+            out
+        });
+        // After a failure the careful path is taken again until it succeeds (a state file
+        // replaced by a link keeps every request refused until it is repaired).
+        if let Some(ex) = inner.exclusive.as_mut() {
+            ex.at = match (&out, &inner.last_state) {
+                (Ok(()), Some((_, s))) => Some(s.clone()),
+                _ => None,
+            };
+            ex.dirty = false;
+        }
+        out
+    }
+
+    /// The fast path of [`AuditLog::append_held`]; `None` when it does not apply.
+    fn append_fast(
+        &self,
+        inner: &mut Inner,
+        key: &Key,
+        deferred: &[Record],
+        record: &Record,
+    ) -> Option<io::Result<()>> {
+        let ex = inner.exclusive.as_ref()?;
+        let at = ex.at.clone()?;
+        if ex
+            .watch
+            .as_ref()
+            .is_none_or(crate::fsutil::NameWatch::changed)
+        {
+            return None;
+        }
+        let hint = deferred
+            .iter()
+            .chain(std::iter::once(record))
+            .map(|r| 512 + record_len_hint(r))
+            .sum::<u64>();
+        if at.end == 0 || (self.rotation.max_bytes > 0 && at.end + hint > self.rotation.max_bytes) {
+            return None;
+        }
+        let log = inner.log.as_ref()?;
+        match log.metadata() {
+            Ok(m) if m.size() == at.end && (m.dev(), m.ino()) == (at.dev, at.ino) => {}
+            _ => return None,
+        }
+        let pos = Pos {
+            seq: at.seq,
+            chain: at.chain_bytes(),
+        };
+        let all = deferred.iter().chain(std::iter::once(record));
+        let (out, pos) = match seal_all(key, pos, false, all) {
+            Ok(x) => x,
+            Err(e) => return Some(Err(e)),
+        };
+        let written = match (&*log).write(&out) {
+            Ok(n) => n,
+            Err(e) => return Some(Err(e)),
+        };
+        if written != out.len() {
+            return Some(Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                "short write to the audit log",
+            )));
+        }
+        let end = at.end + out.len() as u64;
+        let ex = inner.exclusive.as_mut()?;
+        ex.at = Some(State::sealed(key, pos.seq, &pos.chain, at.dev, at.ino, end));
+        ex.dirty = true;
+        Some(Ok(()))
     }
 
     /// Takes the cross-process lock on the state file, reopening it when it was replaced; the
@@ -1078,9 +1247,7 @@ impl AuditLog {
         }
         let end = size + out.len() as u64;
         let state = State::sealed(key, pos.seq, &pos.chain, dev, ino, end);
-        let mut bytes = serde_json::to_vec(&state).map_err(|e| other(e.to_string()))?;
-        bytes.resize(bytes.len().max(STATE_LEN), b' ');
-        bytes.push(b'\n');
+        let bytes = state_bytes(&state)?;
         state_file.write_all_at(&bytes, 0)?;
         inner.last_state = Some((bytes, state));
         if starts_chain {
@@ -1258,6 +1425,22 @@ impl AuditLog {
         }
         Ok(())
     }
+}
+
+impl Drop for AuditLog {
+    fn drop(&mut self) {
+        // The only writer's last position reaches `audit.state` when it closes the log.
+        let _ = self.flush_state();
+    }
+}
+
+/// The bytes of `audit.state` for `state` (padded, so a shorter state overwrites a longer one
+/// in place).
+fn state_bytes(state: &State) -> io::Result<Vec<u8>> {
+    let mut bytes = serde_json::to_vec(state).map_err(|e| other(e.to_string()))?;
+    bytes.resize(bytes.len().max(STATE_LEN), b' ');
+    bytes.push(b'\n');
+    Ok(bytes)
 }
 
 /// A break noticed while appending.

@@ -40,6 +40,8 @@ struct Cache {
 pub struct FileStore {
     path: PathBuf,
     cache: Mutex<Cache>,
+    /// In a broker: a file watch on the store, so an unchanged file is not even `stat`ed.
+    watch: std::sync::OnceLock<Option<crate::fsutil::NameWatch>>,
     /// Serialises this process's writers, so they queue here (woken at once) and only other
     /// processes contend for the file lock.
     writer: Mutex<()>,
@@ -51,6 +53,7 @@ impl FileStore {
         FileStore {
             path: path.to_path_buf(),
             cache: Mutex::new(Cache::default()),
+            watch: std::sync::OnceLock::new(),
             writer: Mutex::new(()),
         }
     }
@@ -83,8 +86,15 @@ impl FileStore {
         self.refresh(&mut cache)
     }
 
-    /// Re-reads the file when it changed since the cached copy (one `lstat` when it did not).
+    /// Re-reads the file when it changed since the cached copy (one `lstat` when it did not;
+    /// nothing at all when a file watch says it did not).
     fn refresh(&self, cache: &mut Cache) -> Result<(), BackendError> {
+        if cache.stamp.is_some()
+            && let Some(Some(w)) = self.watch.get()
+            && !w.changed()
+        {
+            return Ok(());
+        }
         let stamp = match FileStamp::of_path(&self.path) {
             Ok(Some(s)) => s,
             Ok(None) => {
@@ -157,6 +167,14 @@ impl FileStore {
 impl Backend for FileStore {
     fn kind(&self) -> BackendKind {
         BackendKind::File
+    }
+
+    fn watch_for_changes(&self) {
+        self.watch
+            .get_or_init(|| match (self.path.parent(), self.path.file_name()) {
+                (Some(dir), Some(name)) => crate::fsutil::NameWatch::new(dir, &[name], false),
+                _ => None,
+            });
     }
 
     fn describe(&self) -> String {

@@ -135,6 +135,11 @@ pub trait Backend: Send + Sync {
         filter: &Attributes,
     ) -> Result<Vec<Entry>, BackendError>;
 
+    /// Called by a broker that serves this store for as long as it runs: a store that caches a
+    /// file may watch it from now on instead of checking it before every batch. Nothing by
+    /// default.
+    fn watch_for_changes(&self) {}
+
     /// True when `get` and `list` answer from memory or the page cache, never waiting on IPC or
     /// a sync to disk, so the server may call them on its async workers. Mutations are always
     /// run off the workers.

@@ -378,6 +378,10 @@ impl Backend for PinOnWrite {
         self.inner.fast_reads()
     }
 
+    fn watch_for_changes(&self) {
+        self.inner.watch_for_changes();
+    }
+
     fn apply(&self, changes: &[Change]) -> Result<(), BackendError> {
         self.inner.apply(changes)?;
         if changes.iter().any(|c| matches!(c, Change::Set { .. })) {

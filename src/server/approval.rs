@@ -10,7 +10,8 @@
 
 use crate::admin::Grants;
 use crate::identity::Link;
-use crate::protocol::Reason;
+use crate::policy::GrantTerms;
+use crate::protocol::{AlwaysAnswer, AnswerDecision, Reason};
 use serde::Serialize;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -110,6 +111,56 @@ impl Decision {
     }
 }
 
+impl Decision {
+    /// The decision a connected approver's `ANSWER` line carries (the daemon's side of
+    /// [`crate::protocol::AnswerLine`]); a time grant is bounded to a year.
+    pub fn from_answer(d: AnswerDecision) -> Decision {
+        match d {
+            AnswerDecision::Once => Decision::Once,
+            AnswerDecision::Time { for_s } => {
+                Decision::For(Duration::from_secs(for_s.clamp(1, 366 * 86_400)))
+            }
+            AnswerDecision::Always(a) => Decision::Always(Grants {
+                read: a.read,
+                write: a.write,
+                search: a.search,
+                via: a.via,
+                terms: GrantTerms {
+                    expires_at: a
+                        .expires_at_ms
+                        .and_then(chrono::DateTime::from_timestamp_millis),
+                    uses_left: a.uses_left,
+                    confirm: a.confirm,
+                },
+                ..Grants::default()
+            }),
+            AnswerDecision::Deny => Decision::Deny,
+            AnswerDecision::Forget => Decision::Forget,
+        }
+    }
+
+    /// What a connected approver sends for this decision (the dashboard's side).
+    pub fn to_answer(&self) -> AnswerDecision {
+        match self {
+            Decision::Once => AnswerDecision::Once,
+            Decision::For(d) => AnswerDecision::Time {
+                for_s: d.as_secs().max(1),
+            },
+            Decision::Always(g) => AnswerDecision::Always(AlwaysAnswer {
+                read: g.read.clone(),
+                write: g.write.clone(),
+                search: g.search,
+                via: g.via.clone(),
+                expires_at_ms: g.terms.expires_at.map(|t| t.timestamp_millis()),
+                uses_left: g.terms.uses_left,
+                confirm: g.terms.confirm,
+            }),
+            Decision::Deny => AnswerDecision::Deny,
+            Decision::Forget => AnswerDecision::Forget,
+        }
+    }
+}
+
 /// An answer and who gave it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answer {
@@ -133,6 +184,65 @@ pub enum ApproverEvent {
         /// Who answered, when someone did.
         by: Option<String>,
     },
+}
+
+/// Every line the daemon writes on an approver's subscription after `SUBSCRIBED`: the one typed
+/// message of that direction, written by the daemon ([`SubscriptionLine::to_line`]) and read
+/// by a connected dashboard (`serde_json::from_str`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(tag = "type")]
+pub enum SubscriptionLine {
+    /// A prompt to show ([`ApproverEvent::Prompt`]).
+    #[serde(rename = "PROMPT")]
+    Prompt(Box<Prompt>),
+    /// A prompt is gone ([`ApproverEvent::Resolved`]).
+    #[serde(rename = "RESOLVED")]
+    Resolved {
+        /// The prompt.
+        prompt_id: String,
+        /// What ended it.
+        outcome: String,
+        /// Who answered.
+        by: Option<String>,
+    },
+    /// The reply to this approver's own `ANSWER`: `error` says why it decided nothing.
+    #[serde(rename = "ANSWERED")]
+    Answered {
+        /// The prompt answered.
+        prompt_id: String,
+        /// Why the answer was not taken (the prompt was gone, the grant invalid, …).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    /// This approver fell [`APPROVER_QUEUE`] events behind and was dropped; the connection
+    /// closes after this line.
+    #[serde(rename = "DROPPED")]
+    Dropped {
+        /// Why, for people.
+        message: String,
+    },
+}
+
+impl SubscriptionLine {
+    /// The newline-terminated JSON line.
+    pub fn to_line(&self) -> Vec<u8> {
+        let mut line = serde_json::to_vec(self).unwrap_or_default();
+        line.push(b'\n');
+        line
+    }
+}
+
+impl From<ApproverEvent> for SubscriptionLine {
+    fn from(ev: ApproverEvent) -> SubscriptionLine {
+        match ev {
+            ApproverEvent::Prompt(p) => SubscriptionLine::Prompt(p),
+            ApproverEvent::Resolved { id, outcome, by } => SubscriptionLine::Resolved {
+                prompt_id: id,
+                outcome,
+                by,
+            },
+        }
+    }
 }
 
 struct Held {

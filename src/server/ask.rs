@@ -188,7 +188,7 @@ pub fn settle(
         (Decision::Deny, _) => return refused(rec, refusal, "denied"),
         (Decision::Forget, _) => {
             if !registered {
-                let _ = admin::dismiss(&broker.paths, Source::Dashboard, subject.as_str());
+                let _ = admin::dismiss(&broker.world(), Source::Dashboard, subject.as_str());
             }
             return refused(rec, refusal, "denied (and dismissed the caller)");
         }
@@ -211,9 +211,21 @@ pub fn settle(
         (Decision::Always(g), false) => g.clone(),
     };
     let applied = if registered {
-        admin::grant(&broker.paths, Source::Dashboard, subject.as_str(), &change).map(|_| ())
+        admin::grant(
+            &broker.world(),
+            Source::Dashboard,
+            subject.as_str(),
+            &change,
+        )
+        .map(|_| ())
     } else {
-        admin::approve(&broker.paths, Source::Dashboard, subject.as_str(), &change).map(|_| ())
+        admin::approve(
+            &broker.world(),
+            Source::Dashboard,
+            subject.as_str(),
+            &change,
+        )
+        .map(|_| ())
     };
     if let Err(e) = applied {
         let mut r = refusal;

@@ -55,7 +55,8 @@ pub struct Broker {
     pub paths: Paths,
     /// The keychain.
     pub backend: Arc<dyn Backend>,
-    /// The policy as of the latest change on disk.
+    /// The policy as of the latest change on disk (its own changes at once, anyone else's as
+    /// soon as the file watch reports them).
     pub policy: PolicyCache,
     /// Executable hashes already computed.
     pub hashes: HashCache,
@@ -100,7 +101,7 @@ impl Broker {
                 limits.max_per_process,
                 limits.reserve,
             ),
-            policy: PolicyCache::sealed(&paths, KeySource::Store(backend.clone())),
+            policy: PolicyCache::sealed(&paths, KeySource::Store(backend.clone())).watched(),
             paths,
             backend,
             hashes: HashCache::new(),
@@ -123,6 +124,17 @@ impl Broker {
                     .ok()
             })
             .as_ref()
+    }
+
+    /// Where admin changes are made inside this broker: its own audit log, store key and
+    /// policy cache (SPEC §19), never a second copy opened from the paths.
+    pub fn world(&self) -> crate::admin::World<'_> {
+        crate::admin::World::Held {
+            paths: &self.paths,
+            audit: &self.audit,
+            keys: KeySource::Store(self.backend.clone()),
+            policy: &self.policy,
+        }
     }
 
     /// How long a held request waits for an answer (config.json `prompt_timeout_s`).

@@ -34,7 +34,10 @@ pub enum Lane {
 pub fn lane(broker: &Broker, peer: &Peer, parsed: &Parsed) -> Lane {
     let req = match parsed {
         Ok(Incoming::Request(r)) => r,
-        Ok(Incoming::Status | Incoming::Subscribe | Incoming::Answer(_)) | Err(_) => {
+        Ok(
+            Incoming::Status | Incoming::Subscribe | Incoming::Answer(_) | Incoming::Admin { .. },
+        )
+        | Err(_) => {
             return Lane::Quick(None);
         }
     };
@@ -97,10 +100,12 @@ pub fn respond(
     let req = match parsed {
         Ok(Incoming::Status) => return Reply::Line(status_line(broker)),
         Ok(Incoming::Request(req)) => Ok(req),
-        Ok(Incoming::Subscribe | Incoming::Answer(_)) => Err(Box::new(Response::malformed(
-            None,
-            "SUBSCRIBE opens an approver connection, and ANSWER is only accepted on one",
-        ))),
+        Ok(Incoming::Subscribe | Incoming::Answer(_) | Incoming::Admin { .. }) => {
+            Err(Box::new(Response::malformed(
+                None,
+                "SUBSCRIBE opens an approver connection, ANSWER is only accepted on one, and ADMIN is answered by the session",
+            )))
+        }
         Err(resp) => Err(resp),
     };
     broker.stats.requests.fetch_add(1, Ordering::Relaxed);
@@ -459,7 +464,7 @@ fn carry_out_counted(
     }
     let resp = carry_out(broker, rec, req);
     if resp.status == Status::Success
-        && let Err(e) = crate::admin::consume_use(&broker.paths, &binary.hash, &req.service)
+        && let Err(e) = crate::admin::consume_use(&broker.world(), &binary.hash, &req.service)
     {
         tracing::warn!("keychain-auth: could not count a use of a one-time grant: {e}");
     }

@@ -96,6 +96,16 @@ impl Server {
                 paths.socket.display()
             ))
         })?;
+        // From here on this broker is the audit log's only writer (the CLI sends it its
+        // changes): no lock round trip, no state read or write per record.
+        // Another process holding the lock now (a stopped CLI, or a hostile `flock`) does not
+        // keep the broker from starting: it then takes the lock for every record instead.
+        if let Err(e) = audit.hold() {
+            tracing::warn!(
+                "keychain-auth: warning: another process holds the audit log's lock ({e}); every record waits for it"
+            );
+        }
+        backend.watch_for_changes();
         let broker = Arc::new(Broker::new(paths, backend, audit, limits));
         Ok(Server {
             listener,
@@ -128,6 +138,7 @@ impl Server {
             () = accept_loop(&listener, &broker, &drain) => {}
             () = prune_loop(&broker) => {}
             () = refusals_loop(&broker) => {}
+            () = flush_loop(&broker) => {}
             () = stop => {}
         }
         // Stop accepting, then let the sessions finish (see `shutdown`).
@@ -144,6 +155,23 @@ impl Server {
             )
         });
         let _ = broker.audit.append(&Record::daemon_stop(busy));
+        if let Err(e) = broker.audit.flush_state() {
+            tracing::warn!("keychain-auth: could not write the audit state: {e}");
+        }
+    }
+}
+
+/// How often the only writer brings `audit.state` up to date (see [`AuditLog::hold`]).
+pub const STATE_FLUSH: Duration = Duration::from_secs(1);
+
+/// Writes `audit.state` once a second when records were appended since.
+async fn flush_loop(broker: &Arc<Broker>) {
+    loop {
+        tokio::time::sleep(STATE_FLUSH).await;
+        let b = broker.clone();
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || b.audit.flush_state()).await {
+            tracing::warn!("keychain-auth: could not write the audit state: {e}");
+        }
     }
 }
 
@@ -151,8 +179,9 @@ impl Server {
 /// every request checks the end time itself).
 async fn prune_loop(broker: &Arc<Broker>) {
     loop {
-        let paths = broker.paths.clone();
-        let pruned = tokio::task::spawn_blocking(move || crate::admin::prune_expired(&paths)).await;
+        let b = broker.clone();
+        let pruned =
+            tokio::task::spawn_blocking(move || crate::admin::prune_expired(&b.world())).await;
         if let Ok(Err(e)) = pruned {
             tracing::warn!("keychain-auth: could not prune expired grants: {e}");
         }

@@ -7,7 +7,7 @@
 
 use super::Broker;
 use super::admission::Slot;
-use super::approval::{Answer, ApproverEvent, Decision, NotHeld};
+use super::approval::{Answer, ApproverEvent, Decision, NotHeld, SubscriptionLine};
 use super::ask;
 use super::conduit;
 use super::frame::{Frame, LineReader, Writer};
@@ -194,6 +194,15 @@ impl Session {
         }
         if matches!(parsed, Ok(Incoming::Status)) {
             return Next::Reply(handler::status_line(&self.broker));
+        }
+        if let Ok(Incoming::Admin { source, admin }) = parsed {
+            if reserve {
+                return Next::Busy(format!(
+                    "the broker is serving its maximum of {} connections; try again shortly",
+                    self.broker.limits.max_connections
+                ));
+            }
+            return Next::Reply(self.admin(sender, source, admin).await);
         }
         if reserve {
             return Next::Busy(format!(
@@ -532,7 +541,7 @@ impl Session {
                 ev = events.recv() => {
                     let Some(ev) = ev else {
                         // Dropped for falling behind: say so, then close.
-                        let _ = tokio::time::timeout(APPROVER_WRITE, stream.write_all(DROPPED)).await;
+                        let _ = tokio::time::timeout(APPROVER_WRITE, stream.write_all(&dropped_line())).await;
                         break;
                     };
                     // An approver that stops reading is dropped, not waited on.
@@ -562,15 +571,63 @@ impl Session {
         broker.approvals.detach(id);
     }
 
+    /// Carries out an `ADMIN` request (SPEC §19) when its writer runs keychain-auth itself, on
+    /// the state this broker holds; anyone else is refused, and nothing changes.
+    async fn admin(
+        &mut self,
+        sender: &Arc<Sender>,
+        source: String,
+        admin: serde_json::Value,
+    ) -> Vec<u8> {
+        let check = self.approver_check(sender).await;
+        if let Err(refusal) = &check
+            && refusal.reason == Some(Reason::InjectedEnvironment)
+        {
+            // keychain-auth itself, but traced or with an injection variable: refused like an
+            // approver would be.
+            let _ = self.broker.audit.append(&Record::connection_denied(
+                Some(sender.pid),
+                Some(sender.uid),
+                refusal.message.clone().unwrap_or_default(),
+            ));
+            return refusal.to_line();
+        }
+        if check.is_err() {
+            let _ = self.broker.audit.append(&Record::connection_denied(
+                Some(sender.pid),
+                Some(sender.uid),
+                "an admin request from a program that is not keychain-auth itself was refused"
+                    .into(),
+            ));
+            return Response::failure(
+                None,
+                Status::Denied,
+                Reason::UnregisteredBinary,
+                "only keychain-auth itself may send admin requests",
+            )
+            .to_line();
+        }
+        let b = self.broker.clone();
+        tokio::task::spawn_blocking(move || {
+            crate::admin::Op::serve(&b.world(), &source, admin).to_line()
+        })
+        .await
+        .unwrap_or_else(|_| {
+            crate::admin::AdminReply::of(Err("the admin change failed inside the daemon".into()))
+                .to_line()
+        })
+    }
+
     /// Whether the writer `s` runs the broker's own executable. The writer itself, not the
     /// program a conduit is answered as: a dashboard is keychain-auth run by a shell or tmux.
     async fn runs_keychain_auth(&mut self, s: &Arc<Sender>) -> bool {
         self.approver_check(s).await.is_ok()
     }
 
-    /// Whether the writer `s` may act as an approver: it runs the broker's own executable and
-    /// passes the same injection guard as any caller (no tracer, no injection variable: an
-    /// approver has no `allow_env`). `Err` is the refusal.
+    /// Whether the writer `s` may act as an approver or send admin changes: it runs the
+    /// broker's own executable and passes the same injection guard as any caller (no tracer, no
+    /// injection variable: keychain-auth has no `allow_env`). `Err` is the refusal
+    /// (`injected_environment` for keychain-auth itself traced or injected).
     async fn approver_check(&mut self, s: &Arc<Sender>) -> Result<(), Response> {
         let (b, s) = (self.broker.clone(), s.clone());
         tokio::task::spawn_blocking(move || {
@@ -631,13 +688,13 @@ fn approver_verdict(
     };
     if integrity.tracer != 0 {
         return injected(format!(
-            "{}; an approver is refused like any caller",
+            "{}; keychain-auth itself is held to the checks of any caller (as an approver and for admin changes)",
             identity::traced_message(*pid, integrity.tracer)
         ));
     }
     if let Some(var) = integrity.injected.first() {
         return injected(format!(
-            "keychain-auth (pid {pid}) runs with {var} set, which can inject code into it; an approver answers for every caller and is refused with it: unset {var}"
+            "keychain-auth (pid {pid}) runs with {var} set, which can inject code into it; keychain-auth itself is held to the checks of any caller (as an approver and for admin changes): unset {var}"
         ));
     }
     Ok(())
@@ -647,43 +704,21 @@ fn approver_verdict(
 const APPROVER_WRITE: Duration = Duration::from_secs(5);
 
 /// The last line to an approver dropped for falling behind (then the connection closes).
-const DROPPED: &[u8] = b"{\"type\":\"DROPPED\",\"message\":\"this approver fell too far behind the broker's prompts and was dropped; subscribe again\"}\n";
+fn dropped_line() -> Vec<u8> {
+    SubscriptionLine::Dropped {
+        message: "this approver fell too far behind the broker's prompts and was dropped; subscribe again".into(),
+    }
+    .to_line()
+}
 
 /// The line an approver event is sent as.
 fn event_line(ev: &ApproverEvent) -> Vec<u8> {
-    let v = match ev {
-        ApproverEvent::Prompt(p) => {
-            let mut v = serde_json::to_value(p).unwrap_or_default();
-            if let Some(o) = v.as_object_mut() {
-                o.insert("type".into(), "PROMPT".into());
-            }
-            v
-        }
-        ApproverEvent::Resolved { id, outcome, by } => serde_json::json!({
-            "type": "RESOLVED", "prompt_id": id, "outcome": outcome, "by": by,
-        }),
-    };
-    let mut line = serde_json::to_vec(&v).unwrap_or_default();
-    line.push(b'\n');
-    line
+    SubscriptionLine::from(ev.clone()).to_line()
 }
 
 /// Applies an `ANSWER` line; the reply says whether it decided the prompt.
 fn answer_line(broker: &Broker, a: AnswerLine, by: &str) -> Vec<u8> {
-    let decision = match a.decision.as_str() {
-        "once" => Decision::Once,
-        "time" => Decision::For(Duration::from_secs(
-            a.for_s.unwrap_or(3600).clamp(1, 366 * 86_400),
-        )),
-        "always" => Decision::Always(crate::admin::Grants {
-            read: a.read.unwrap_or_default(),
-            write: a.write.unwrap_or_default(),
-            search: a.search.unwrap_or(false),
-            ..Default::default()
-        }),
-        "deny" => Decision::Deny,
-        _ => Decision::Forget,
-    };
+    let decision = Decision::from_answer(a.decision);
     let result = broker.approvals.answer(
         &a.prompt,
         Answer {
@@ -691,15 +726,11 @@ fn answer_line(broker: &Broker, a: AnswerLine, by: &str) -> Vec<u8> {
             by: by.to_string(),
         },
     );
-    let v = match result {
-        Ok(_) => serde_json::json!({"type": "ANSWERED", "prompt_id": a.prompt}),
-        Err(why) => {
-            serde_json::json!({"type": "ANSWERED", "prompt_id": a.prompt, "error": why.to_string()})
-        }
-    };
-    let mut line = serde_json::to_vec(&v).unwrap_or_default();
-    line.push(b'\n');
-    line
+    SubscriptionLine::Answered {
+        prompt_id: a.prompt,
+        error: result.err().map(|why| why.to_string()),
+    }
+    .to_line()
 }
 
 /// Audits a connection that is dropped because its peer cannot be served.

@@ -5,7 +5,8 @@
 
 use super::action::Action;
 use super::broker::Broker;
-use crate::server::approval::{Answer, ApproverEvent, Decision, Prompt};
+use crate::protocol::AnswerLine;
+use crate::server::approval::{Answer, ApproverEvent, Decision, SubscriptionLine};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex, mpsc};
@@ -82,9 +83,11 @@ impl Approver {
                 let Some(stream) = guard.as_mut() else {
                     return Err("not connected to the broker: the answer was not sent".into());
                 };
-                let mut line =
-                    serde_json::to_vec(&answer_json(id, &decision)).map_err(|e| e.to_string())?;
-                line.push(b'\n');
+                let line = AnswerLine {
+                    prompt: id.to_string(),
+                    decision: decision.to_answer(),
+                }
+                .to_line();
                 stream
                     .write_all(&line)
                     .map_err(|e| format!("cannot send the answer to the broker: {e}"))
@@ -100,49 +103,33 @@ impl Approver {
     }
 }
 
-/// The `ANSWER` line for a decision.
-pub fn answer_json(id: &str, decision: &Decision) -> serde_json::Value {
-    let mut v =
-        serde_json::json!({"type": "ANSWER", "prompt_id": id, "decision": decision.as_str()});
-    match decision {
-        Decision::For(d) => v["for_s"] = d.as_secs().into(),
-        Decision::Always(g) => {
-            v["read"] = g.read.clone().into();
-            v["write"] = g.write.clone().into();
-            v["search"] = g.search.into();
-        }
-        Decision::Once | Decision::Deny | Decision::Forget => {}
-    }
-    v
-}
-
 /// One line from the subscription, as an action (`None`: nothing to tell the reducer).
 pub fn parse_line(line: &str) -> Option<Action> {
-    let v: serde_json::Value = serde_json::from_str(line).ok()?;
-    match v.get("type")?.as_str()? {
-        "PROMPT" => serde_json::from_value::<Prompt>(v)
-            .ok()
-            .map(|p| Action::Approver(ApproverEvent::Prompt(Box::new(p)))),
-        "RESOLVED" => Some(Action::Approver(ApproverEvent::Resolved {
-            id: v.get("prompt_id")?.as_str()?.to_string(),
-            outcome: v.get("outcome")?.as_str()?.to_string(),
-            by: v.get("by").and_then(|b| b.as_str()).map(str::to_string),
+    match serde_json::from_str::<SubscriptionLine>(line) {
+        Ok(SubscriptionLine::Prompt(p)) => Some(Action::Approver(ApproverEvent::Prompt(p))),
+        Ok(SubscriptionLine::Resolved {
+            prompt_id,
+            outcome,
+            by,
+        }) => Some(Action::Approver(ApproverEvent::Resolved {
+            id: prompt_id,
+            outcome,
+            by,
         })),
-        "ANSWERED" => v
-            .get("error")
-            .and_then(|e| e.as_str())
-            .map(|e| Action::Done(false, format!("the answer was not taken: {e}"))),
-        "ERROR" | "error" => Some(Action::Log(true, format!("approver: {line}"))),
+        Ok(SubscriptionLine::Answered { error, .. }) => {
+            error.map(|e| Action::Done(false, format!("the answer was not taken: {e}")))
+        }
         // Fell behind the broker's prompts (this dashboard was stopped or too slow): the
         // connection closes and is subscribed again.
-        "DROPPED" => Some(Action::Log(
+        Ok(SubscriptionLine::Dropped { message }) => Some(Action::Log(
             true,
-            format!(
-                "approver: {}",
-                crate::display::bounded(v.get("message")?.as_str()?, 200)
-            ),
+            format!("approver: {}", crate::display::bounded(&message, 200)),
         )),
-        _ => None,
+        // An error line (the broker refused something of ours) or a line of a newer broker.
+        Err(_) => Some(Action::Log(
+            true,
+            format!("approver: {}", crate::display::bounded(line, 200)),
+        )),
     }
 }
 
@@ -206,19 +193,45 @@ fn subscribe_loop(
 mod tests {
     use super::*;
 
+    /// What the dashboard writes is what the daemon's validation reads back, field for field:
+    /// launch rules and terms included (a connected "always" once lost them).
     #[test]
-    fn answers_are_written_as_the_protocol_says() {
-        let v = answer_json("p3", &Decision::For(Duration::from_secs(600)));
-        assert_eq!(v["decision"], "time");
-        assert_eq!(v["for_s"], 600);
-        let g = crate::admin::Grants {
-            read: vec!["aws".into()],
-            ..Default::default()
-        };
-        let v = answer_json("p3", &Decision::Always(g));
-        assert_eq!(v["read"], serde_json::json!(["aws"]));
-        assert_eq!(v["search"], false);
-        assert_eq!(answer_json("p3", &Decision::Forget)["decision"], "forget");
+    fn answers_round_trip_through_the_daemons_validation() {
+        let expires = chrono::DateTime::from_timestamp_millis(1_900_000_000_000).expect("time");
+        let decisions = [
+            Decision::Once,
+            Decision::For(Duration::from_secs(600)),
+            Decision::Always(crate::admin::Grants {
+                read: vec!["aws".into()],
+                write: vec!["git".into()],
+                search: true,
+                via: vec!["a".repeat(64)],
+                terms: crate::policy::GrantTerms {
+                    expires_at: Some(expires),
+                    uses_left: Some(1),
+                    confirm: true,
+                },
+                ..Default::default()
+            }),
+            Decision::Always(crate::admin::Grants::default()),
+            Decision::Deny,
+            Decision::Forget,
+        ];
+        for d in decisions {
+            let line = AnswerLine {
+                prompt: "p3".into(),
+                decision: d.to_answer(),
+            }
+            .to_line();
+            let text = std::str::from_utf8(&line).expect("utf-8");
+            match crate::protocol::parse_line(text.trim_end().as_bytes()) {
+                Ok(crate::protocol::Incoming::Answer(a)) => {
+                    assert_eq!(a.prompt, "p3");
+                    assert_eq!(Decision::from_answer(a.decision), d, "{text}");
+                }
+                other => panic!("{text}: {other:?}"),
+            }
+        }
     }
 
     #[test]

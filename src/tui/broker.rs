@@ -42,6 +42,20 @@ pub enum Broker {
 }
 
 impl Broker {
+    /// Carries out an admin change from the dashboard: in the embedded broker's own state, or
+    /// sent to the connected broker as an admin request.
+    pub fn carry(&self, paths: &Paths, op: crate::admin::Op) -> Result<crate::admin::Done, String> {
+        let source = crate::admin::Source::Dashboard;
+        match self {
+            Broker::Embedded { state, .. } => {
+                op.run(&state.world(), source).map_err(|e| e.to_string())
+            }
+            Broker::Connected { .. } => {
+                crate::control::carry(paths, source, op).map_err(|e| e.to_string())
+            }
+        }
+    }
+
     /// Connects or embeds according to `choice`; the error says why neither is possible.
     pub fn open(paths: &Paths, choice: ModeChoice) -> Result<Broker, String> {
         let running = crate::client::status(&paths.socket, Duration::from_secs(2)).is_ok();

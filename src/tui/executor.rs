@@ -6,7 +6,7 @@ use super::action::{Action, Effect};
 use super::approver::Approver;
 use super::broker::Broker;
 use super::data;
-use crate::admin::{self, Source};
+use crate::admin::{Done, Grants, Op};
 use crate::identity::HashCache;
 use crate::paths::Paths;
 use std::path::Path;
@@ -55,7 +55,17 @@ struct Executor<'a> {
     current_search: Arc<AtomicU64>,
 }
 
+/// The message for an answer of the wrong kind (never sent by a broker of this version).
+fn unexpected(d: &Done) -> String {
+    format!("the broker answered with something else: {d:?}")
+}
+
 impl Executor<'_> {
+    /// An admin change, where the dashboard's broker holds its state.
+    fn carry(&self, op: Op) -> Result<Done, String> {
+        self.broker.carry(self.paths, op)
+    }
+
     /// Runs one effect: its result, or `None` when it has none to report now (a search reports
     /// from its own thread).
     fn effect(&mut self, fx: Effect) -> Option<Action> {
@@ -97,29 +107,72 @@ impl Executor<'_> {
                 done(self.approver.answer(&id, decision).map(|()| label))
             }
             Effect::Approve(h, g) => done(
-                admin::approve(paths, Source::Dashboard, h.as_str(), &g)
-                    .map(|b| format!("approved {} ({})", b.path.display(), b.hash.short())),
+                self.carry(Op::Approve {
+                    selector: h.to_string(),
+                    grants: g,
+                })
+                .and_then(|d| match d {
+                    Done::Binary(b) => Ok(format!(
+                        "approved {} ({})",
+                        b.path.display(),
+                        b.hash.short()
+                    )),
+                    other => Err(unexpected(&other)),
+                }),
             ),
             Effect::SetGrants(h, g) => done(
-                admin::set_grants(paths, Source::Dashboard, h.as_str(), &g)
-                    .map(|b| format!("saved permissions of {}", b.path.display())),
+                self.carry(Op::SetGrants {
+                    selector: h.to_string(),
+                    grants: g,
+                })
+                .and_then(|d| match d {
+                    Done::Binary(b) => Ok(format!("saved permissions of {}", b.path.display())),
+                    other => Err(unexpected(&other)),
+                }),
             ),
             Effect::Dismiss(h) => done(
-                admin::dismiss(paths, Source::Dashboard, h.as_str())
-                    .map(|e| format!("dismissed {}", e.path.display())),
+                self.carry(Op::Dismiss {
+                    selector: h.to_string(),
+                })
+                .and_then(|d| match d {
+                    Done::Dismissed(e) => Ok(format!("dismissed {}", e.path.display())),
+                    other => Err(unexpected(&other)),
+                }),
             ),
             Effect::Unregister(h) => done(
-                admin::unregister(paths, Source::Dashboard, h.as_str())
-                    .map(|b| format!("unregistered {}", b.path.display())),
+                self.carry(Op::Unregister {
+                    selector: h.to_string(),
+                })
+                .and_then(|d| match d {
+                    Done::Binary(b) => Ok(format!("unregistered {}", b.path.display())),
+                    other => Err(unexpected(&other)),
+                }),
             ),
             Effect::Register(p) => done(
-                admin::register(paths, Source::Dashboard, Path::new(&p), &Default::default())
-                    .map(|b| format!("registered {} with zero privileges", b.path.display())),
+                self.carry(Op::Register {
+                    path: p.into(),
+                    grants: Grants::default(),
+                })
+                .and_then(|d| match d {
+                    Done::Binary(b) => Ok(format!(
+                        "registered {} with zero privileges",
+                        b.path.display()
+                    )),
+                    other => Err(unexpected(&other)),
+                }),
             ),
-            Effect::Upgrade(p) => done(
-                admin::upgrade(paths, Source::Dashboard, Path::new(&p))
-                    .map(|u| format!("upgraded {} (permissions kept)", u.entry.path.display())),
-            ),
+            Effect::Upgrade(p) => {
+                done(
+                    self.carry(Op::Upgrade { path: p.into() })
+                        .and_then(|d| match d {
+                            Done::Upgraded(u) => Ok(format!(
+                                "upgraded {} (permissions kept)",
+                                u.entry.path.display()
+                            )),
+                            other => Err(unexpected(&other)),
+                        }),
+                )
+            }
         })
     }
 

@@ -2,6 +2,7 @@
 //! the approver of live approval. Callers stay real client processes on the real socket.
 
 use crate::Sandbox;
+use keychain_auth::admin::{Done, Grants, Op, Source};
 use keychain_auth::backend::file::FileStore;
 use keychain_auth::paths::Paths;
 use keychain_auth::server::{Broker, Limits, Server};
@@ -64,6 +65,30 @@ impl EmbeddedBroker {
         if let Some(served) = self.served.take() {
             self.rt.block_on(served).expect("the server task");
         }
+    }
+}
+
+impl EmbeddedBroker {
+    /// Carries out an admin change in this broker, as the CLI's admin request would (the CLI
+    /// sends changes only to a broker that runs keychain-auth's own executable, and this test
+    /// process is not one): `Source::Cli` in the audit log.
+    pub fn admin(&self, op: Op) -> Done {
+        op.run(&self.broker.world(), Source::Cli)
+            .unwrap_or_else(|e| panic!("admin change refused: {e}"))
+    }
+
+    /// Registers `client` by path with `grants` (the in-process `keychain-auth register`).
+    pub fn register(&self, client: &std::path::Path, grants: Grants) {
+        self.admin(Op::Register {
+            path: client.to_path_buf(),
+            grants,
+        });
+    }
+
+    /// Adopts config.json as it is now (the in-process `keychain-auth policy accept --yes`).
+    pub fn accept_config(&self) {
+        keychain_auth::admin::accept_as_is(&self.broker.world())
+            .unwrap_or_else(|e| panic!("policy accept refused: {e}"));
     }
 }
 
