@@ -3,7 +3,7 @@
 //! pending.json) followed by an audit record naming where it came from.
 //!
 //! The daemon's own changes live here too: grants that expire ([`prune_expired`],
-//! [`consume_use`]) and the keyring pin after the first keyring write ([`serving_backend`]),
+//! [`consume_use`]) and the keyring pin after the first keyring write (`serving_backend`),
 //! which the store selection only asks for. Failures are [`AdminError`]s.
 
 use crate::audit::{self, Record};
