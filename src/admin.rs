@@ -22,9 +22,23 @@ use std::sync::Arc;
 /// says so ([`AdminError::Unaudited`]).
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
-    /// A service name that is empty, too long or has control characters.
-    #[error("{0:?} is not a valid service name")]
-    InvalidService(String),
+    /// A service name that is empty, too long, has control characters or begins or ends with
+    /// white space.
+    #[error("\"{name}\" is not a valid service name: {why}")]
+    InvalidService {
+        /// The name as given.
+        name: String,
+        /// What is wrong with it.
+        why: &'static str,
+    },
+    /// `revoke` named something the binary does not have; nothing was changed.
+    #[error("{what} is not granted to {}; nothing was changed (see keychain-auth list)", .path.display())]
+    NotGranted {
+        /// What was named (`read "api"`, `--search`, …).
+        what: String,
+        /// The binary.
+        path: PathBuf,
+    },
     /// A reserved service (`keychain-auth.…`).
     #[error("{0:?} is reserved for keychain-auth itself (its audit key) and cannot be granted")]
     ReservedService(String),
@@ -83,7 +97,11 @@ pub enum AdminError {
     )]
     BareInterpreter(PathBuf),
     /// The pending caller's hash is approved already.
-    #[error("{} is already approved (as {})", .hash.short(), .path.display())]
+    #[error(
+        "{} is already approved (as {}); change its permissions with keychain-auth grant",
+        .hash.short(),
+        .path.display()
+    )]
     AlreadyApproved {
         /// The caller's hash.
         hash: BinaryHash,
@@ -331,6 +349,23 @@ impl Source {
     }
 }
 
+/// Why `name` cannot be a service name, or `None`: empty, longer than the protocol allows, a
+/// control character, or white space at either end (`"api "` would be a service of its own that
+/// no caller asks for).
+pub fn service_name_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        Some("it is empty")
+    } else if name.len() > crate::protocol::MAX_SERVICE_LEN {
+        Some("it is too long")
+    } else if name.chars().any(char::is_control) {
+        Some("it contains a control character")
+    } else if name.trim() != name {
+        Some("it begins or ends with white space")
+    } else {
+        None
+    }
+}
+
 /// Permissions to add or remove.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -377,11 +412,11 @@ impl Grants {
 
     fn validate(&self) -> Result<(), AdminError> {
         for s in self.read.iter().chain(&self.write) {
-            if s.is_empty()
-                || s.len() > crate::protocol::MAX_SERVICE_LEN
-                || s.chars().any(char::is_control)
-            {
-                return Err(AdminError::InvalidService(s.clone()));
+            if let Some(why) = service_name_problem(s) {
+                return Err(AdminError::InvalidService {
+                    name: s.clone(),
+                    why,
+                });
             }
             if crate::audit::chain::is_reserved_service(s) {
                 return Err(AdminError::ReservedService(s.clone()));
@@ -410,6 +445,44 @@ impl Grants {
                 b.service_terms.insert(svc.clone(), self.terms.clone());
             }
         }
+    }
+
+    /// The first thing named here that `b` does not have (for `revoke`: removing what was never
+    /// granted is a mistake, most often a typo, and is refused).
+    fn first_not_granted(&self, b: &BinaryPolicy) -> Option<String> {
+        // Raw: whoever prints the error escapes it once (see `crate::display`).
+        let quoted = |s: &str| format!("\"{s}\"");
+        if let Some(s) = self
+            .read
+            .iter()
+            .find(|s| !b.allowed_read_services.contains(*s))
+        {
+            return Some(format!("read {}", quoted(s)));
+        }
+        if let Some(s) = self
+            .write
+            .iter()
+            .find(|s| !b.allowed_write_services.contains(*s))
+        {
+            return Some(format!("write {}", quoted(s)));
+        }
+        if self.search && !b.can_search {
+            return Some("--search".into());
+        }
+        if let Some(v) = self.allow_env.iter().find(|v| !b.allow_env.contains(*v)) {
+            return Some(format!("--allow-env {}", quoted(v)));
+        }
+        if let Some(v) = self
+            .via
+            .iter()
+            .find(|v| BinaryHash::parse(v).map_or(true, |h| !b.launched_by.contains(&h)))
+        {
+            return Some(format!("--via {}", quoted(v)));
+        }
+        if self.allow_any_script && !b.allow_any_script {
+            return Some("--allow-any-script".into());
+        }
+        None
     }
 
     fn remove_from(&self, b: &mut BinaryPolicy) {
@@ -570,7 +643,24 @@ pub fn approve(
     let grants = &grants.resolve()?;
     w.audit_ready()?;
     let queue = pending::load(&w.paths().pending)?;
-    let entry: PendingEntry = pending::find(&queue, selector)?.clone();
+    let entry: PendingEntry = match pending::find(&queue, selector) {
+        Ok(e) => e.clone(),
+        Err(e @ pending::PendingError::NoEntry(_)) => {
+            // Approved a moment ago (the entry left the queue then): say so, not "no pending
+            // caller".
+            if let Ok(p) = policy::load(&w.paths().config)
+                && let Ok(i) = p.resolve(selector)
+            {
+                let b = &p.registered_binaries[i];
+                return Err(AdminError::AlreadyApproved {
+                    hash: b.hash.clone(),
+                    path: b.path.clone(),
+                });
+            }
+            return Err(e.into());
+        }
+        Err(e) => return Err(e.into()),
+    };
     check_pending_path(&entry)?;
     if entry.interpreter.is_none()
         && crate::identity::script::family_of(&entry.path, &interpreters(w.paths())).is_some()
@@ -756,6 +846,14 @@ fn change_grants(
     let entry = w.update_policy(|p| {
         let i = p.resolve(selector)?;
         let b = &mut p.registered_binaries[i];
+        if change == "revoke"
+            && let Some(what) = grants.first_not_granted(b)
+        {
+            return Err(AdminError::NotGranted {
+                what,
+                path: b.path.clone(),
+            });
+        }
         apply(grants, b);
         Ok(b.clone())
     })?;

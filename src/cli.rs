@@ -120,12 +120,35 @@ pub enum Command {
         /// The target.
         target: String,
     },
-    /// Store one secret (for scripts): the value is read from standard input, never an argument.
+    /// Store one secret (for scripts): the value is read from standard input, never an argument
+    /// (at a terminal: typed twice, not shown).
     Put {
         /// The service.
         service: String,
         /// The target.
         target: String,
+        /// Store an empty value (refused otherwise).
+        #[arg(long)]
+        allow_empty: bool,
+    },
+    /// Run the broker as a systemd user service (socket-activated), naming this binary.
+    Install {
+        /// Only write the unit files; do not ask systemd to enable and start the socket.
+        #[arg(long)]
+        no_enable: bool,
+    },
+    /// Stop and remove the systemd user units that `install` wrote.
+    Uninstall,
+    /// Print a shell completion script (bash, zsh or fish) for keychain-auth.
+    Completions {
+        /// The shell.
+        shell: crate::manual::Shell,
+    },
+    /// Print the manual page (roff), e.g. `keychain-auth man | man -l -`.
+    Man {
+        /// Write every page (keychain-auth.1 and one per command) into DIR instead.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
     },
 }
 
@@ -214,6 +237,33 @@ pub struct GrantArgs {
     /// Every use of the services named here is held for a dashboard to confirm.
     #[arg(long)]
     pub confirm: bool,
+    /// Accept service names with upper-case letters as typed (they are matched exactly).
+    #[arg(long = "any-case")]
+    pub any_case: bool,
+}
+
+impl GrantArgs {
+    /// Refuses a service name with upper-case letters unless `--any-case`: names are matched
+    /// exactly and callers ask in lower case (git, aws, docker), so `API` is almost always a
+    /// slip for `api` that would grant nothing anyone asks for. (`revoke` does not ask: it can
+    /// remove any name that is there, and refuses one that is not.)
+    fn check_case(&self) -> Result<(), String> {
+        if self.any_case {
+            return Ok(());
+        }
+        match self
+            .read
+            .iter()
+            .chain(&self.write)
+            .find(|s| s.chars().any(char::is_uppercase))
+        {
+            Some(s) => Err(format!(
+                "\"{s}\" has upper-case letters: service names are matched exactly and callers ask in lower case; use \"{}\", or --any-case to grant \"{s}\" as typed",
+                s.to_lowercase()
+            )),
+            None => Ok(()),
+        }
+    }
 }
 
 impl TryFrom<GrantArgs> for Grants {
@@ -299,6 +349,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Tui { embed, connect } => Ok(crate::tui::run(paths, tui_mode(embed, connect))?),
         Command::ListPending { json } => list_pending(&paths, json),
         Command::Approve { hash, grants } => {
+            grants.check_case()?;
             let b = binary(carry(
                 &paths,
                 Op::Approve {
@@ -315,6 +366,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Register { path, grants } => {
+            grants.check_case()?;
             let b = binary(carry(
                 &paths,
                 Op::Register {
@@ -332,6 +384,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Upgrade { path } => upgrade(&paths, &path),
         Command::Grant { binary, grants } => {
+            grants.check_case()?;
             let b = self::binary(carry(
                 &paths,
                 Op::Grant {
@@ -379,12 +432,36 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             &target,
             &mut std::io::stdout().lock(),
         )?),
-        Command::Put { service, target } => Ok(crate::scripts::put(
-            &paths,
-            &service,
-            &target,
-            &mut std::io::stdin().lock(),
-        )?),
+        Command::Install { no_enable } => {
+            let explicit = cli.socket.is_some()
+                || std::env::var_os("KEYCHAIN_AUTH_SOCKET").is_some_and(|s| !s.is_empty());
+            Ok(crate::install::run_install(&paths, explicit, no_enable)?)
+        }
+        Command::Uninstall => Ok(crate::install::run_uninstall(&paths)?),
+        Command::Completions { shell } => Ok(crate::manual::completions(shell)?),
+        Command::Man { dir } => Ok(crate::manual::man(dir.as_deref())?),
+        Command::Put {
+            service,
+            target,
+            allow_empty,
+        } => Ok(put(&paths, &service, &target, allow_empty)?),
+    }
+}
+
+/// `put`: from the terminal (typed twice, echo off) when standard input is one, else from
+/// standard input.
+fn put(
+    paths: &Paths,
+    service: &str,
+    target: &str,
+    allow_empty: bool,
+) -> Result<(), crate::scripts::ScriptError> {
+    use std::io::IsTerminal;
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        crate::scripts::put_from_terminal(paths, service, target, allow_empty)
+    } else {
+        crate::scripts::put(paths, service, target, &mut stdin.lock(), allow_empty)
     }
 }
 
@@ -471,8 +548,25 @@ fn log_to_stderr() {
 /// Runs the daemon. Everything that can refuse the start (socket directory, a daemon already
 /// running, state directories and files, the backend) is checked before anything is printed or
 /// audited, so a refused start prints exactly one line: the reason.
-fn start(paths: Paths) -> Result<(), Failure> {
-    let notes = crate::server::preflight::check(&paths)?;
+fn start(mut paths: Paths) -> Result<(), Failure> {
+    // Socket activation (`keychain-auth install`): systemd bound the socket and passed it in.
+    let inherited = crate::server::activation::inherited_listener()?;
+    let notes = match &inherited {
+        Some((_, bound)) => {
+            if bound != &paths.socket {
+                // Callers find the broker where systemd listens; say so when it is not the
+                // path this environment would choose.
+                eprintln!(
+                    "keychain-auth: serving the socket systemd passed in, {} (this environment's socket would be {})",
+                    crate::display::path(bound),
+                    crate::display::path(&paths.socket)
+                );
+            }
+            paths.socket = bound.clone();
+            crate::server::preflight::check_activated(&paths)?
+        }
+        None => crate::server::preflight::check(&paths)?,
+    };
     // Chosen before the runtime starts: the probe blocks (briefly, bounded). No side effects.
     let selection = crate::backend::select::select(&paths)?;
     let notice = selection.notice.clone();
@@ -493,7 +587,11 @@ fn start(paths: Paths) -> Result<(), Failure> {
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     let served = runtime.block_on(async move {
         let socket = paths.socket.clone();
-        let server = Server::bind(paths, backend, Limits::default()).map_err(|e| e.to_string())?;
+        let server = match inherited {
+            Some((listener, _)) => Server::adopt(paths, backend, Limits::default(), listener),
+            None => Server::bind(paths, backend, Limits::default()),
+        }
+        .map_err(|e| e.to_string())?;
         if let Some(notice) = &notice {
             tracing::warn!("keychain-auth: {notice}");
         }
@@ -517,7 +615,16 @@ fn start(paths: Paths) -> Result<(), Failure> {
             socket.display(),
             reason
         );
-        server.run(shutdown_signal()).await;
+        // Under systemd (Type=notify): accepting from here on.
+        if let Err(e) = crate::server::activation::notify("READY=1") {
+            tracing::warn!("keychain-auth: could not tell the service manager it is ready: {e}");
+        }
+        server
+            .run(async {
+                shutdown_signal().await;
+                let _ = crate::server::activation::notify("STOPPING=1");
+            })
+            .await;
         Ok(())
     });
     // A request still stuck in blocking work (a slow keyring, a lock held by another process)
@@ -758,6 +865,7 @@ fn audit_show(paths: &Paths, a: AuditArgs) -> Result<(), Failure> {
         status: a.status,
         action: a.action,
     };
+    show::check_filter(&filter, &paths.audit)?;
     // Like `tail -f`: a follow without -n starts from the last 10 matching records.
     let last = a.last.or(a.follow.then_some(10));
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());

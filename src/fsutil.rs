@@ -488,7 +488,16 @@ impl NameWatch {
                     return;
                 }
             };
-            if ev.paths.contains(&dir_buf) {
+            // The directory itself removed or renamed: the watch is gone with it. (Listing
+            // or reading the directory is an event on it too, and changes nothing.)
+            if ev.paths.contains(&dir_buf)
+                && matches!(
+                    ev.kind,
+                    EventKind::Remove(_)
+                        | EventKind::Modify(ModifyKind::Name(_))
+                        | EventKind::Other
+                )
+            {
                 b.store(true, Ordering::SeqCst);
             }
             let kind_counts = match ev.kind {
@@ -524,6 +533,72 @@ impl NameWatch {
     pub(crate) fn changed(&self) -> bool {
         use std::sync::atomic::Ordering;
         self.changed.swap(false, Ordering::SeqCst) || self.broken.load(Ordering::SeqCst)
+    }
+}
+
+/// A watch for renames, removals and creations of a few names in one directory, asked without
+/// a thread: [`RenameWatch::moved`] reads the pending events without blocking (one `read`
+/// when nothing happened). The audit log's only writer asks it before each record: exact (an
+/// event is queued by the kernel before the rename returns) and woken by nothing else (its own
+/// writes are no event).
+pub(crate) struct RenameWatch {
+    inotify: nix::sys::inotify::Inotify,
+    names: Vec<std::ffi::OsString>,
+}
+
+impl std::fmt::Debug for RenameWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RenameWatch").finish_non_exhaustive()
+    }
+}
+
+impl RenameWatch {
+    /// Watches `names` in `dir`; `None` when the watch cannot be set up.
+    pub(crate) fn new(dir: &Path, names: &[&std::ffi::OsStr]) -> Option<RenameWatch> {
+        use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+        let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).ok()?;
+        inotify
+            .add_watch(
+                dir,
+                AddWatchFlags::IN_CREATE
+                    | AddWatchFlags::IN_DELETE
+                    | AddWatchFlags::IN_MOVED_FROM
+                    | AddWatchFlags::IN_MOVED_TO
+                    | AddWatchFlags::IN_DELETE_SELF
+                    | AddWatchFlags::IN_MOVE_SELF
+                    | AddWatchFlags::IN_ONLYDIR,
+            )
+            .ok()?;
+        Some(RenameWatch {
+            inotify,
+            names: names.iter().map(|n| (*n).to_owned()).collect(),
+        })
+    }
+
+    /// Whether a watched name was created, removed or renamed since the last call, or the
+    /// directory itself went, or events were lost (then, and on any error: yes).
+    pub(crate) fn moved(&self) -> bool {
+        use nix::sys::inotify::AddWatchFlags;
+        let mut moved = false;
+        loop {
+            match self.inotify.read_events() {
+                Ok(events) if events.is_empty() => return moved,
+                Ok(events) => {
+                    for ev in events {
+                        moved |= ev.mask.intersects(
+                            AddWatchFlags::IN_Q_OVERFLOW
+                                | AddWatchFlags::IN_DELETE_SELF
+                                | AddWatchFlags::IN_MOVE_SELF
+                                | AddWatchFlags::IN_IGNORED,
+                        ) || ev.name.as_ref().is_some_and(|n| {
+                            self.names.iter().any(|m| m.as_os_str() == n.as_os_str())
+                        });
+                    }
+                }
+                Err(nix::errno::Errno::EAGAIN) => return moved,
+                Err(_) => return true,
+            }
+        }
     }
 }
 
@@ -622,6 +697,59 @@ pub(crate) fn check_private(path: &Path, meta: &fs::Metadata) -> Result<(), NotP
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Waits up to 2 s for the watch to report a change.
+    fn reports(w: &NameWatch) -> bool {
+        (0..200).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            w.changed()
+        })
+    }
+
+    #[test]
+    fn a_rename_watch_reports_renames_of_its_names_only() {
+        let t = tempfile::tempdir().unwrap();
+        let a = t.path().join("a");
+        std::fs::write(&a, "1").unwrap();
+        let w = RenameWatch::new(t.path(), &[std::ffi::OsStr::new("a")]).unwrap();
+        assert!(!w.moved());
+        std::fs::write(&a, "2").unwrap();
+        std::fs::write(t.path().join("b"), "x").unwrap();
+        let _ = std::fs::read_dir(t.path()).unwrap().count();
+        assert!(!w.moved(), "data, another name and a listing are no events");
+        std::fs::rename(&a, t.path().join("a.1")).unwrap();
+        assert!(w.moved(), "a rename, at once");
+        assert!(!w.moved(), "reported once");
+        std::fs::write(&a, "new").unwrap();
+        assert!(w.moved(), "a creation");
+        std::fs::remove_file(&a).unwrap();
+        assert!(w.moved(), "a removal");
+    }
+
+    #[test]
+    fn a_name_watch_reports_its_names_and_only_them() {
+        let t = tempfile::tempdir().unwrap();
+        let (a, b) = (t.path().join("a"), t.path().join("b"));
+        std::fs::write(&a, "1").unwrap();
+        let w = NameWatch::new(t.path(), &[std::ffi::OsStr::new("a")], false).unwrap();
+        assert!(w.changed(), "changed at the start");
+        std::fs::write(&b, "x").unwrap();
+        assert!(!reports(&w), "another name is no event");
+        std::fs::write(&a, "2").unwrap();
+        assert!(reports(&w), "a write");
+        assert!(!w.changed(), "reported once");
+        write_atomic(&a, b"3").unwrap();
+        assert!(reports(&w), "a replace");
+        // Listing the directory is no event.
+        let _ = std::fs::read_dir(t.path()).unwrap().count();
+        assert!(!reports(&w), "a listing");
+        let renames = NameWatch::new(t.path(), &[std::ffi::OsStr::new("a")], true).unwrap();
+        assert!(renames.changed());
+        std::fs::write(&a, "4").unwrap();
+        assert!(!reports(&renames), "data is no event with renames_only");
+        std::fs::rename(&a, t.path().join("a.1")).unwrap();
+        assert!(reports(&renames), "a rename");
+    }
 
     #[test]
     fn atomic_write_creates_private_file_and_dir() {

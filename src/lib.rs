@@ -40,6 +40,8 @@
 //! | [`display`] | caller-controlled text made safe to print (escapes, bounds, EPIPE) |
 //! | [`adapters`] | git, AWS and docker credential helpers on the client SDK |
 //! | [`cli`] | the `keychain-auth` command line |
+//! | [`manual`] | `completions` and `man`, generated from the clap definition |
+//! | [`install`] | `install` / `uninstall`: the broker as a socket-activated systemd user service |
 //! | [`tui`] | the dashboard: live panes over the broker, approvals and edits |
 
 pub mod adapters;
@@ -63,6 +65,10 @@ pub(crate) mod exec;
 pub mod fsutil;
 #[cfg(feature = "daemon")]
 pub mod identity;
+#[cfg(feature = "daemon")]
+pub mod install;
+#[cfg(feature = "daemon")]
+pub mod manual;
 pub mod paths;
 #[cfg(feature = "daemon")]
 pub(crate) mod pending;

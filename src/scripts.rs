@@ -4,7 +4,8 @@
 //!
 //! `get` prints the value and a newline. `put` reads the value from standard input (at most
 //! 64 KiB less the request's envelope; one trailing newline is dropped), never from an argument,
-//! which other processes could see.
+//! which other processes could see; at a terminal it asks twice with echo off. An empty value is
+//! refused unless `--allow-empty` is given.
 
 use crate::client::{Client, ClientError};
 use crate::paths::Paths;
@@ -58,6 +59,15 @@ pub enum ScriptError {
     /// Standard input is not UTF-8.
     #[error("the value on standard input is not UTF-8; nothing was stored")]
     NotUtf8,
+    /// The value is empty (and `--allow-empty` was not given).
+    #[error("the value is empty; nothing was stored (pass --allow-empty to store an empty value)")]
+    Empty,
+    /// The value typed at the terminal could not be read.
+    #[error("cannot read the value from the terminal: {0}")]
+    Terminal(std::io::Error),
+    /// The two values typed at the terminal differ.
+    #[error("the two values typed differ; nothing was stored")]
+    Mismatch,
 }
 
 fn connect(paths: &Paths) -> Result<Client, ScriptError> {
@@ -112,8 +122,50 @@ pub fn put(
     service: &str,
     target: &str,
     input: &mut dyn Read,
+    allow_empty: bool,
 ) -> Result<(), ScriptError> {
-    let value = read_value(input)?;
+    store(paths, service, target, read_value(input)?, allow_empty)
+}
+
+/// `put` at a terminal: the value is typed twice with echo off (on the controlling terminal,
+/// `/dev/tty`), and stored only when both agree.
+pub fn put_from_terminal(
+    paths: &Paths,
+    service: &str,
+    target: &str,
+    allow_empty: bool,
+) -> Result<(), ScriptError> {
+    let shown = format!(
+        "{}/{}",
+        crate::display::clean(service),
+        crate::display::clean(target)
+    );
+    let first = rpassword::prompt_password(format!("value for {shown} (not shown): "))
+        .map_err(ScriptError::Terminal)?;
+    if first.is_empty() && !allow_empty {
+        return Err(ScriptError::Empty);
+    }
+    let again =
+        rpassword::prompt_password("the same value again: ").map_err(ScriptError::Terminal)?;
+    if first != again {
+        return Err(ScriptError::Mismatch);
+    }
+    if first.len() > MAX_VALUE {
+        return Err(ScriptError::TooLarge);
+    }
+    store(paths, service, target, first, allow_empty)
+}
+
+fn store(
+    paths: &Paths,
+    service: &str,
+    target: &str,
+    value: String,
+    allow_empty: bool,
+) -> Result<(), ScriptError> {
+    if value.is_empty() && !allow_empty {
+        return Err(ScriptError::Empty);
+    }
     connect(paths)?
         .write(service, &[target], vec![value], Default::default())
         .map_err(|e| refusal(e, service, target))

@@ -42,7 +42,8 @@ fn approvers_that_never_read_are_dropped_and_memory_stays_flat() {
         .as_bytes(),
     );
     // Approved, but not for this service: every request is held for an approver. Registered
-    // before the broker starts (the CLI then changes the files itself).
+    // before the broker starts (the CLI sends changes only to a broker running keychain-auth
+    // itself, and this one runs inside the test).
     env.cli_ok(&["register", script.to_str().unwrap(), "--read", "other"]);
     let running = EmbeddedBroker::start(&env);
     let flood = |rounds: u32| {

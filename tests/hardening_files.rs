@@ -84,16 +84,25 @@ fn read_k(env: &Sandbox, tool: &Path) -> serde_json::Value {
 fn fifo_in_place_of_config_json() {
     let (env, d, tool) = serving();
     let good = swap_for_fifo(&env.config());
-    let msg = expect(&read_k(&env, &tool), "denied", Some("internal_error"));
+    // The running daemon learns of the swap from its file watch (within milliseconds).
+    let r = testkit::wait_for(5, "the swap to be noticed", || {
+        let r = read_k(&env, &tool);
+        (r["status"] != "success").then_some(r)
+    });
+    let msg = expect(&r, "denied", Some("internal_error"));
     assert!(msg.contains("FIFO") && msg.contains("config.json"), "{msg}");
     status_is_quick(&env);
     let err = env.cli_err(&["list"]);
     assert!(err.contains("FIFO"), "{err}");
     restore(&env.config(), &good);
-    expect(&read_k(&env, &tool), "success", None);
+    testkit::wait_for(5, "the restored config to be served", || {
+        (read_k(&env, &tool)["status"] == "success").then_some(())
+    });
     std::fs::remove_file(env.config()).expect("rm");
     mkfifo(&env.config());
-    expect(&read_k(&env, &tool), "denied", Some("internal_error"));
+    testkit::wait_for(5, "the second swap to be noticed", || {
+        (read_k(&env, &tool)["reason"] == "internal_error").then_some(())
+    });
     sigterm_stops(d);
     // And a start with the FIFO there is refused with one line.
     let err = env.cli_err(&["start"]);
@@ -136,6 +145,10 @@ fn fifo_in_place_of_pending_json() {
 fn fifo_in_place_of_the_file_store() {
     let (env, d, tool) = serving();
     let good = swap_for_fifo(&env.file_store());
+    // The running daemon learns of the swap from its file watch (within milliseconds).
+    testkit::wait_for(5, "the swap to be noticed", || {
+        (read_k(&env, &tool)["status"] == "error").then_some(())
+    });
     for _ in 0..3 {
         let msg = expect(&read_k(&env, &tool), "error", Some("backend_unavailable"));
         assert!(
@@ -147,12 +160,16 @@ fn fifo_in_place_of_the_file_store() {
     expect(&w[0], "error", Some("backend_unavailable"));
     status_is_quick(&env);
     restore(&env.file_store(), &good);
-    let r = read_k(&env, &tool);
-    expect(&r, "success", None);
+    let r = testkit::wait_for(5, "the restored store to be served", || {
+        let r = read_k(&env, &tool);
+        (r["status"] == "success").then_some(r)
+    });
     assert_eq!(r["results"][0]["value"], "v", "{r}");
     std::fs::remove_file(env.file_store()).expect("rm");
     mkfifo(&env.file_store());
-    expect(&read_k(&env, &tool), "error", Some("backend_unavailable"));
+    testkit::wait_for(5, "the second swap to be noticed", || {
+        (read_k(&env, &tool)["reason"] == "backend_unavailable").then_some(())
+    });
     sigterm_stops(d);
 }
 

@@ -327,6 +327,9 @@ fn the_embedded_brokers_messages_go_to_the_message_line_not_over_the_screen() {
     let env = Sandbox::new();
     let tmux = Dashboard::start(&env, &["tui", "--embed"]);
     tmux.wait_screen("the dashboard", |s| s.contains("EMBEDDED"));
+    // A key puts the first screen's notice away (it sits between the panes and the message).
+    tmux.keys(&["Escape"]);
+    tmux.wait_screen("the notice gone", |s| !s.contains("keychain-auth install"));
     // pending.json becomes a directory while the broker runs: it cannot queue a refused caller
     // and says so. (The dashboard says first that it cannot read it; the broker's warning
     // replaces that.)

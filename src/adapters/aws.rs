@@ -37,17 +37,21 @@ fn valid_profile(p: &str) -> bool {
 }
 
 /// The profile named on the command line (validated), or the exit status after printing the
-/// usage (`-h`, `--help`: 0) or why the command line is wrong (2).
+/// usage (`-h`, `--help`: 0) or the version (`-V`, `--version`: 0) or why the command line is wrong (2).
 fn profile_arg<'a>(
     args: &'a [String],
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<&'a str, i32> {
     let profile = match args {
+        [p] if p == "-V" || p == "--version" => {
+            let _ = writeln!(out, "{NAME} (keychain-auth) {}", crate::VERSION);
+            return Err(0);
+        }
         [p] if p == "-h" || p == "--help" => {
             let _ = writeln!(
                 out,
-                "usage: {NAME} PROFILE\n\nAn AWS credential_process: prints the profile's credentials (service aws, targets PROFILE/access_key_id, PROFILE/secret_access_key, optional PROFILE/session_token and PROFILE/expiration) as credential_process JSON.\nIn ~/.aws/config:  credential_process = {NAME} PROFILE"
+                "usage: {NAME} PROFILE\n\nAn AWS credential_process: prints the profile's credentials (service aws, targets PROFILE/access_key_id, PROFILE/secret_access_key, optional PROFILE/session_token and PROFILE/expiration) as credential_process JSON.\nIn ~/.aws/config:  credential_process = {NAME} PROFILE\n\n  -h, --help      print this help\n  -V, --version   print the version"
             );
             return Err(0);
         }

@@ -38,6 +38,14 @@ fn usage() -> String {
     format!("Usage: {NAME} <store|get|erase|list|version>")
 }
 
+/// What `--help` prints: the usage line and what the helper is.
+fn help() -> String {
+    format!(
+        "{}\n\nA docker-credential-helpers program backed by the keychain-auth broker (docker, podman,\nbuildah, skopeo). Credentials live in service `docker`, target the server URL, attribute\n`username`. Set up: {{\"credsStore\": \"keychain-auth\"}} in ~/.docker/config.json.\n\n  -h, --help      print this help\n  -v, --version   print the version\n",
+        usage()
+    )
+}
+
 /// Runs the helper with `args` (the arguments after the program name); returns the exit status.
 pub fn run(
     args: &[String],
@@ -56,7 +64,7 @@ pub fn run(
         "--version" | "-v" | "version" => {
             Ok(format!("{NAME} (keychain-auth) {}\n", crate::VERSION))
         }
-        "--help" | "-h" => Ok(format!("{}\n", usage())),
+        "--help" | "-h" => Ok(help()),
         "store" => store(input, connect),
         "get" => get(input, connect),
         "erase" => erase(input, connect),

@@ -138,6 +138,21 @@ fn now() -> u64 {
         .unwrap_or(0)
 }
 
+/// What `--help` prints.
+const USAGE: &str = "usage: git-credential-keychain-auth get|store|erase
+
+A git credential helper backed by the keychain-auth broker: git runs it with an action and the
+credential description on standard input. Credentials live in service `git`, target
+protocol://host (protocol://host/path with credential.useHttpPath), the username as attribute
+`username`. A miss or a refusal prints nothing on standard output and exits 0, so git asks its
+next helper; a refusal says why on standard error.
+
+Set up:  git config --global credential.helper keychain-auth
+Approve: keychain-auth register PATH-OF-THIS-HELPER --read git --write git --via \"$(command -v git)\"
+
+  -h, --help      print this help
+  -V, --version   print the version";
+
 /// Runs one helper action. Returns the exit status.
 pub fn run(
     action: Option<&str>,
@@ -146,6 +161,18 @@ pub fn run(
     err: &mut dyn Write,
     connect: &mut dyn FnMut() -> Result<Client, ClientError>,
 ) -> i32 {
+    match action {
+        // git never passes these (it passes get, store or erase): they are for a person.
+        Some("-h" | "--help") => {
+            let _ = writeln!(out, "{USAGE}");
+            return 0;
+        }
+        Some("-V" | "--version") => {
+            let _ = writeln!(out, "{NAME} (keychain-auth) {}", crate::VERSION);
+            return 0;
+        }
+        _ => {}
+    }
     let Some(action @ ("get" | "store" | "erase")) = action else {
         if action.is_none() {
             let _ = writeln!(

@@ -899,7 +899,7 @@ struct Exclusive {
     dirty: bool,
     /// Says when the log or the state was renamed, removed or created by anyone (a rename by
     /// logrotate): the next append takes the careful path. Without it, every append does.
-    watch: Option<crate::fsutil::NameWatch>,
+    watch: Option<crate::fsutil::RenameWatch>,
 }
 
 /// How long a failure to get the key is remembered before the store is asked again.
@@ -1017,7 +1017,7 @@ impl AuditLog {
             self.state_path.file_name(),
         ) {
             (Some(dir), Some(log), Some(state)) => {
-                crate::fsutil::NameWatch::new(dir, &[log, state], true)
+                crate::fsutil::RenameWatch::new(dir, &[log, state])
             }
             _ => None,
         };
@@ -1129,7 +1129,7 @@ impl AuditLog {
         if ex
             .watch
             .as_ref()
-            .is_none_or(crate::fsutil::NameWatch::changed)
+            .is_none_or(crate::fsutil::RenameWatch::moved)
         {
             return None;
         }

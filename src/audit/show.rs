@@ -35,6 +35,88 @@ pub(crate) struct Filter {
     pub action: Option<String>,
 }
 
+/// The statuses a record can have.
+pub(crate) const STATUSES: [&str; 3] = ["success", "denied", "error"];
+
+/// The events and actions keychain-auth writes (`--action` matches either). A value not listed
+/// here is still accepted when a record of the log has it (a newer release's event).
+pub(crate) const ACTIONS: &[&str] = &[
+    // events
+    "request",
+    "prompt",
+    "connection_refused",
+    "policy_change",
+    "daemon",
+    "migrate",
+    "audit",
+    // request actions
+    "read",
+    "write",
+    "delete",
+    "search",
+    // policy changes
+    "approve",
+    "register",
+    "upgrade",
+    "grant",
+    "revoke",
+    "unregister",
+    "dismiss",
+    "accept",
+    "expire",
+    "pin_backend",
+    // the daemon
+    "start",
+    "stop",
+    "backend_fallback",
+    "backend_notice",
+    // the log's own notes
+    "log_appended",
+    "log_replaced",
+    "log_truncated",
+    "state_invalid",
+    "state_missing",
+];
+
+/// Refuses a `--status` or `--action` that no record can have (a typo would otherwise print
+/// nothing and exit 0, as if nothing had happened). An action outside [`ACTIONS`] is looked up
+/// in the current log before it is refused.
+pub(crate) fn check_filter(filter: &Filter, log: &Path) -> Result<(), String> {
+    if let Some(s) = &filter.status
+        && !STATUSES.contains(&s.as_str())
+    {
+        return Err(format!(
+            "unknown --status \"{s}\": use one of {}",
+            STATUSES.join(", ")
+        ));
+    }
+    if let Some(a) = &filter.action
+        && !ACTIONS.contains(&a.as_str())
+        && !seen_in_log(log, a)
+    {
+        return Err(format!(
+            "unknown --action \"{a}\": use an action (read, write, delete, search, approve, register, upgrade, grant, revoke, unregister, dismiss, accept, expire, …) or an event (request, prompt, policy_change, connection_refused, daemon, migrate, audit)"
+        ));
+    }
+    Ok(())
+}
+
+/// Whether a record of the current log has `value` as its action or event.
+fn seen_in_log(log: &Path, value: &str) -> bool {
+    let Ok(Some(file)) = crate::fsutil::open_state(log, crate::fsutil::Access::Read) else {
+        return false;
+    };
+    io::BufReader::new(file)
+        .lines()
+        .map_while(Result::ok)
+        .any(|line| {
+            // Cheap first: only lines that contain the word are parsed.
+            line.contains(value)
+                && serde_json::from_str::<Record>(&line)
+                    .is_ok_and(|r| r.event == value || r.action.as_deref() == Some(value))
+        })
+}
+
 impl Filter {
     /// True when `r` passes every filter given.
     pub(crate) fn matches(&self, r: &Record) -> bool {
@@ -49,12 +131,16 @@ impl Filter {
         }
         if let Some(b) = &self.binary {
             let hex = b.strip_prefix("sha256:").unwrap_or(b).to_ascii_lowercase();
-            let by_hash = r.hash.as_deref().is_some_and(|h| {
+            // The executable, or the script a script caller ran (by path or by its hash).
+            let by_hash = [&r.hash, &r.script_hash].into_iter().flatten().any(|h| {
                 !hex.is_empty()
                     && hex.bytes().all(|c| c.is_ascii_hexdigit())
                     && h.trim_start_matches("sha256:").starts_with(&hex)
             });
-            let by_path = r.path.as_deref().is_some_and(|p| p.contains(b.as_str()));
+            let by_path = [&r.path, &r.script]
+                .into_iter()
+                .flatten()
+                .any(|p| p.contains(b.as_str()));
             if !by_hash && !by_path {
                 return false;
             }
@@ -206,12 +292,15 @@ impl Format {
 /// The table header.
 pub(crate) const HEADER: &str = "TIME                 SEQ      EVENT           STATUS   BINARY                    SERVICE          TARGETS / DETAIL";
 
+/// The caller in the table: file name and short hash of the script for a script caller (the
+/// interpreter is in `--json`), else of the executable.
 fn short_binary(r: &Record) -> String {
-    let name = r
-        .path
-        .as_deref()
-        .map(|p| p.rsplit('/').next().unwrap_or(p).to_string());
-    let hash = r.hash.as_deref().map(|h| {
+    let (path, hash) = match &r.script {
+        Some(script) => (Some(script), r.script_hash.as_ref()),
+        None => (r.path.as_ref(), r.hash.as_ref()),
+    };
+    let name = path.map(|p| p.rsplit('/').next().unwrap_or(p).to_string());
+    let hash = hash.map(|h| {
         h.trim_start_matches("sha256:")
             .chars()
             .take(8)
@@ -685,5 +774,28 @@ mod tests {
             since: Some(parse_time("2026-05-01T12:00:01Z").unwrap()),
             ..Default::default()
         }));
+    }
+
+    #[test]
+    fn a_script_caller_is_named_and_found_by_its_script() {
+        let mut r = Record::new("request", "daemon");
+        r.path = Some("/usr/bin/python3.11".into());
+        r.hash = Some(format!("sha256:{}", "f1".repeat(32)));
+        r.script = Some("/home/me/bin/weather.py".into());
+        r.script_hash = Some(format!("sha256:{}", "5c".repeat(32)));
+        assert_eq!(short_binary(&r), "weather.py 5c5c5c5c");
+        assert!(row(&r, false).contains("weather.py 5c5c5c5c"));
+        let by = |b: &str| {
+            Filter {
+                binary: Some(b.into()),
+                ..Default::default()
+            }
+            .matches(&r)
+        };
+        assert!(by("weather"));
+        assert!(by("5c5c5c5c"));
+        // The interpreter still finds it too.
+        assert!(by("python3"));
+        assert!(!by("deploy"));
     }
 }

@@ -89,6 +89,16 @@ impl FileStore {
     /// Re-reads the file when it changed since the cached copy (one `lstat` when it did not;
     /// nothing at all when a file watch says it did not).
     fn refresh(&self, cache: &mut Cache) -> Result<(), BackendError> {
+        let out = self.reload(cache);
+        if out.is_err() {
+            // A failure is not cached: the file is looked at again next time, watch or not.
+            cache.stamp = None;
+        }
+        out
+    }
+
+    /// [`FileStore::refresh`] before its failure rule.
+    fn reload(&self, cache: &mut Cache) -> Result<(), BackendError> {
         if cache.stamp.is_some()
             && let Some(Some(w)) = self.watch.get()
             && !w.changed()

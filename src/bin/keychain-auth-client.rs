@@ -11,7 +11,7 @@
 //! - `--reconnect`: open a new connection for every round (measures connect + identify);
 //! - `--quiet`: do not print responses;
 //! - `--stats`: print one JSON summary line of per-round latencies at the end;
-//! - `--help`: print usage.
+//! - `--help`: print usage; `--version`: print the version.
 //!
 //! Before sending anything it checks that the broker runs as the same user (or root), and
 //! refuses otherwise (see the client SDK, [`keychain_auth::client`]).
@@ -46,7 +46,8 @@ keychain-auth broker over one connection and prints each response line.
   --reconnect     open a new connection for every round
   --quiet         do not print responses
   --stats         print one JSON line of per-round latencies at the end
-  --help          print this help
+  --help, -h      print this help
+  --version, -V   print the version
 
 Exit status: 0 when every response was a success (or a STATUS), 1 when any was not,
 2 when it cannot connect or is used wrongly. Prefer standard input for writes: arguments
@@ -88,6 +89,10 @@ fn parse_args() -> Result<Options, String> {
             "--stats" => o.stats = true,
             "-h" | "--help" => {
                 print!("{USAGE}");
+                std::process::exit(0);
+            }
+            "-V" | "--version" => {
+                println!("keychain-auth-client {}", keychain_auth::VERSION);
                 std::process::exit(0);
             }
             _ => o.lines.push(a),

@@ -205,6 +205,12 @@ pub enum SubscriptionLine {
         /// Who answered.
         by: Option<String>,
     },
+    /// The last line to an approver dropped for falling behind (the connection then closes).
+    #[serde(rename = "DROPPED")]
+    Dropped {
+        /// What happened and what to do.
+        message: String,
+    },
     /// The reply to this approver's own `ANSWER`: `error` says why it decided nothing.
     #[serde(rename = "ANSWERED")]
     Answered {
@@ -213,13 +219,6 @@ pub enum SubscriptionLine {
         /// Why the answer was not taken (the prompt was gone, the grant invalid, …).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
-    },
-    /// This approver fell [`APPROVER_QUEUE`] events behind and was dropped; the connection
-    /// closes after this line.
-    #[serde(rename = "DROPPED")]
-    Dropped {
-        /// Why, for people.
-        message: String,
     },
 }
 

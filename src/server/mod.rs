@@ -5,6 +5,7 @@
 //! then answers its request lines in order through [`handler`]. The state they share is
 //! [`Broker`]. The dashboard embeds the same `Server` in-process.
 
+pub mod activation;
 pub mod admission;
 pub mod approval;
 pub mod ask;
@@ -60,10 +61,37 @@ impl Server {
     pub fn bind(
         paths: Paths,
         backend: Arc<dyn Backend>,
+        limits: Limits,
+    ) -> Result<Server, StartError> {
+        Server::listen(paths, backend, limits, None)
+    }
+
+    /// [`Server::bind`] on a socket a service manager already bound and passed in
+    /// ([`activation::inherited_listener`]): `paths.socket` is where it is bound. The socket file
+    /// belongs to the service manager: it is neither checked for a running daemon nor removed
+    /// when the server stops (the manager keeps listening and starts the daemon again on the
+    /// next connection).
+    pub fn adopt(
+        paths: Paths,
+        backend: Arc<dyn Backend>,
+        limits: Limits,
+        listener: std::os::unix::net::UnixListener,
+    ) -> Result<Server, StartError> {
+        Server::listen(paths, backend, limits, Some(listener))
+    }
+
+    fn listen(
+        paths: Paths,
+        backend: Arc<dyn Backend>,
         mut limits: Limits,
+        inherited: Option<std::os::unix::net::UnixListener>,
     ) -> Result<Server, StartError> {
         protect_process()?;
-        preflight::check(&paths)?;
+        if inherited.is_some() {
+            preflight::check_activated(&paths)?;
+        } else {
+            preflight::check(&paths)?;
+        }
         if backend.kind() == crate::backend::BackendKind::File {
             preflight::check_file_store(&paths)?;
         }
@@ -89,7 +117,10 @@ impl Server {
         {
             limits.max_line = max.max(1024);
         }
-        let (listener, socket_id) = socket::bind(&paths.socket)?;
+        let (listener, socket_id) = match inherited {
+            Some(std_listener) => (socket::adopt(std_listener)?, None),
+            None => socket::bind(&paths.socket)?,
+        };
         identity::sender::enable(std::os::fd::AsFd::as_fd(&listener)).map_err(|e| {
             StartError::Other(format!(
                 "cannot ask the kernel for per-message credentials on {}: {e}",
@@ -137,8 +168,8 @@ impl Server {
         tokio::select! {
             () = accept_loop(&listener, &broker, &drain) => {}
             () = prune_loop(&broker) => {}
-            () = refusals_loop(&broker) => {}
             () = flush_loop(&broker) => {}
+            () = refusals_loop(&broker) => {}
             () = stop => {}
         }
         // Stop accepting, then let the sessions finish (see `shutdown`).

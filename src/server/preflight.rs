@@ -14,6 +14,25 @@ use std::path::Path;
 /// (stale temp files removed). Safe to run twice.
 pub fn check(paths: &Paths) -> Result<Vec<String>, StartError> {
     super::socket::prepare(&paths.socket)?;
+    check_state(paths)
+}
+
+/// [`check`] for a socket-activated daemon: the service manager bound the socket and holds it
+/// (asking it whether a daemon already answers would start waiting on ourselves), so only its
+/// directory is checked, then everything else as in [`check`].
+pub fn check_activated(paths: &Paths) -> Result<Vec<String>, StartError> {
+    if let Some(dir) = paths.socket.parent() {
+        fsutil::ensure_private_dir(dir).map_err(|e| {
+            StartError::Other(format!(
+                "unsafe socket directory: {e} (the socket unit's DirectoryMode= must be 0700)"
+            ))
+        })?;
+    }
+    check_state(paths)
+}
+
+/// The state directories and files, and stale temp files (shared by both checks).
+fn check_state(paths: &Paths) -> Result<Vec<String>, StartError> {
     for (what, file) in [("config", &paths.config), ("data", &paths.audit)] {
         if let Some(dir) = file.parent() {
             fsutil::ensure_private_dir(dir)

@@ -86,6 +86,16 @@ pub fn bind(path: &Path) -> Result<(UnixListener, Option<(u64, u64)>), StartErro
     Ok((listener, id))
 }
 
+/// Registers a listener a service manager passed in (already bound, listening, 0600 by its
+/// unit's `SocketMode=`) with tokio.
+pub fn adopt(std_listener: std::os::unix::net::UnixListener) -> Result<UnixListener, StartError> {
+    std_listener
+        .set_nonblocking(true)
+        .map_err(|e| StartError::Other(e.to_string()))?;
+    UnixListener::from_std(std_listener)
+        .map_err(|e| StartError::Other(format!("cannot register the socket: {e}")))
+}
+
 /// Removes the socket file if it is still the one this daemon bound.
 pub fn remove_if_ours(path: &Path, id: Option<(u64, u64)>) {
     if let Ok(m) = std::fs::symlink_metadata(path)

@@ -27,6 +27,8 @@ pub enum Action {
     PendingLoaded(Vec<PendingEntry>),
     /// Fresh policies.
     PoliciesLoaded(Vec<PolicyRow>),
+    /// What is on disk at each registered path now (hash, state), from [`Effect::CheckDisk`].
+    DiskChecked(Vec<(BinaryHash, super::state::OnDisk)>),
     /// The audit tail: records (oldest first) and whether older ones exist.
     AuditLoaded(Vec<Record>, bool),
     /// Records appended since the last load.
@@ -174,6 +176,9 @@ pub enum Effect {
     LoadPending,
     /// Re-read config.json and check binaries on disk.
     LoadPolicies,
+    /// Check again what is on disk at each registered path (every few seconds: an update or a
+    /// rebuild of a binary shows as `changed` without `r`).
+    CheckDisk,
     /// Read audit records appended since the last read.
     LoadAuditNew,
     /// Read older audit records before the loaded ones.

@@ -119,16 +119,16 @@ pub fn parse_line(line: &str) -> Option<Action> {
         Ok(SubscriptionLine::Answered { error, .. }) => {
             error.map(|e| Action::Done(false, format!("the answer was not taken: {e}")))
         }
+        // An error line (the broker refused something of ours) or a line of a newer broker.
+        Err(_) => Some(Action::Log(
+            true,
+            format!("approver: {}", crate::display::bounded(line, 200)),
+        )),
         // Fell behind the broker's prompts (this dashboard was stopped or too slow): the
         // connection closes and is subscribed again.
         Ok(SubscriptionLine::Dropped { message }) => Some(Action::Log(
             true,
             format!("approver: {}", crate::display::bounded(&message, 200)),
-        )),
-        // An error line (the broker refused something of ours) or a line of a newer broker.
-        Err(_) => Some(Action::Log(
-            true,
-            format!("approver: {}", crate::display::bounded(line, 200)),
         )),
     }
 }

@@ -33,6 +33,8 @@ pub enum Broker {
         served: tokio::task::JoinHandle<()>,
         /// The backend selection's notice (fallback to the file store, locked keyring).
         notice: Option<String>,
+        /// The store chosen.
+        kind: crate::backend::BackendKind,
     },
     /// Another process, reached over the socket.
     Connected {
@@ -109,7 +111,20 @@ impl Broker {
             stop: Some(tx),
             served,
             notice,
+            kind: selection.kind(),
         })
+    }
+
+    /// The first screen's notice, in plain words: an embedded broker lives only as long as this
+    /// dashboard (and how to keep one running), and a store other programs can read, or a
+    /// keyring that does not answer, is said without the protocol's names (`doctor` has them).
+    pub fn first_screen_notice(&self) -> Option<String> {
+        match self {
+            Broker::Embedded { notice, kind, .. } => {
+                Some(first_screen_text(notice.is_some().then_some(*kind)))
+            }
+            Broker::Connected { .. } => None,
+        }
     }
 
     /// What the embedded broker's backend selection wants the user to know, if anything.
@@ -154,4 +169,20 @@ impl Broker {
             runtime.shutdown_timeout(Duration::from_secs(2));
         }
     }
+}
+
+/// The embedded dashboard's first-screen notice; `store_notice`: the store the backend selection
+/// had something to say about (a fallback to the file store, a keyring that does not answer).
+pub fn first_screen_text(store_notice: Option<crate::backend::BackendKind>) -> String {
+    let mut text = "This dashboard is running the broker: quitting it stops the broker for every program. To keep one running on its own: keychain-auth install.".to_string();
+    match store_notice {
+        Some(crate::backend::BackendKind::File) => text.push_str(
+            " No keyring answered, so secrets are kept in a file that your other programs can read (keychain-auth doctor explains).",
+        ),
+        Some(crate::backend::BackendKind::Keyring) => text.push_str(
+            " The keyring does not answer yet: requests that need a secret are refused until it does (keychain-auth doctor explains).",
+        ),
+        None => {}
+    }
+    text
 }

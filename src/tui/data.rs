@@ -496,6 +496,30 @@ mod search_tests {
     }
 
     #[test]
+    fn a_script_caller_is_found_by_its_script_name_and_last_use_counts_for_it() {
+        use std::io::Write;
+        let mut f = tempfile::NamedTempFile::new().expect("tmp");
+        let mut r = record("success", "weather");
+        r.id = Some("script-read".into());
+        r.path = Some("/usr/bin/python3.11".into());
+        r.script = Some("/home/me/bin/weather.py".into());
+        let script_hash = crate::tui::test_support::hash('5');
+        r.script_hash = Some(script_hash.to_string());
+        f.write_all(&r.to_line()).expect("write");
+        let (ids, _) = run(&f, "WEATHER.PY");
+        assert_eq!(ids, ["script-read"]);
+        let (ids, _) = run(&f, "55555555");
+        assert_eq!(ids, ["script-read"]);
+        // The Policies pane's "last used" of the script's entry (its hash is the script's).
+        let mut s = crate::tui::test_support::empty_state();
+        s.audit = vec![r];
+        assert_eq!(s.last_used(&script_hash), Some("2026-11-24T09:59:30.000Z"));
+        // The loaded-tail filter matches it by name too.
+        s.filter = "weather.py".into();
+        assert_eq!(s.audit_visible(), [0]);
+    }
+
+    #[test]
     fn stops_when_told() {
         let f = log_of(30_000, false);
         let mut calls = 0;

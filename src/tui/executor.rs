@@ -94,6 +94,15 @@ impl Executor<'_> {
                 }
                 Err(e) => Action::LoadFailed(e.clone()),
             },
+            Effect::CheckDisk => match data::load_policies(paths, &self.hashes) {
+                Ok(rows) => Action::DiskChecked(
+                    rows.into_iter()
+                        .map(|r| (r.entry.hash, r.on_disk))
+                        .collect(),
+                ),
+                // A config.json that cannot be read is said by the next load, not every tick.
+                Err(_) => return None,
+            },
             Effect::LoadAuditOlder => self.audit_older(),
             Effect::LoadAuditNew => self.audit_newer(),
             Effect::LoadStatus => self.status(),

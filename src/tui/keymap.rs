@@ -47,6 +47,8 @@ pub fn scope(state: &State) -> Scope {
         return match &state.prompt_modal {
             None => Scope::Prompt,
             Some(Modal::Editor(_)) => Scope::Editor,
+            // Quitting, asked over the prompt: y / n answer the question, not the prompt.
+            Some(Modal::Confirm { .. }) => Scope::Confirm,
             Some(_) => Scope::Input,
         };
     }

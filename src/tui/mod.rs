@@ -67,12 +67,20 @@ pub fn run(paths: Paths, choice: ModeChoice) -> Result<(), String> {
     let _ = execute!(std::io::stdout(), DisableMouseCapture);
     ratatui::restore();
     approver.stop();
+    let embedded = broker.embedded();
     broker.shutdown();
+    if embedded && result.is_ok() {
+        // Said after the screen is restored, where it stays readable.
+        eprintln!(
+            "keychain-auth: the dashboard's broker stopped; programs that ask now find none (keychain-auth install keeps one running)"
+        );
+    }
     result
 }
 
 /// The state before anything is loaded: the broker's mode and socket, colour or not, and the
-/// broker's notice (a fallback to the file store, or a locked keyring, is said, not silent).
+/// first screen's notice (an embedded broker stops with the dashboard; a fallback to the file
+/// store, or a locked keyring, is said, not silent).
 fn initial_state(paths: &Paths, broker: &Broker) -> State {
     let mut state = State::new(BrokerInfo {
         embedded: broker.embedded(),
@@ -87,7 +95,8 @@ fn initial_state(paths: &Paths, broker: &Broker) -> State {
         std::env::var_os("NO_COLOR").as_deref(),
         std::env::var("TERM").ok().as_deref(),
     );
-    state.message = broker.notice().map(|n| (false, n.to_string()));
+    // Above the hint bar, in plain words (the backend's own notice is in the audit log).
+    state.notice = broker.first_screen_notice();
     state
 }
 

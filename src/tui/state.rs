@@ -229,8 +229,14 @@ pub struct State {
     pub modal: Option<Modal>,
     /// A one-line message (result of the last action).
     pub message: Option<(bool, String)>,
+    /// The first screen's notice, in plain words (the embedded broker lives only as long as
+    /// this dashboard; the store is one other programs can read): shown above the hint bar,
+    /// never instead of it, until the first key or click.
+    pub notice: Option<String>,
     /// Set when the dashboard should exit.
     pub quit: bool,
+    /// Clock ticks seen (paces the look at binaries on disk).
+    pub ticks: u64,
     /// The terminal size, for mouse hit-testing.
     pub size: (u16, u16),
     /// A STATUS asked for by the clock has not been answered yet (ticks do not pile up
@@ -288,7 +294,9 @@ impl State {
             filter: String::new(),
             modal: None,
             message: None,
+            notice: None,
             quit: false,
+            ticks: 0,
             size: (80, 24),
             status_in_flight: false,
             mono: false,
@@ -341,17 +349,27 @@ impl State {
             .find(|r| {
                 r.event == "request"
                     && r.status.as_deref() == Some("success")
-                    && r.hash.as_deref() == Some(hash.as_str())
+                    // A script entry's hash is the script's: its caller records carry it as
+                    // script_hash (hash is the interpreter's).
+                    && (r.script_hash.as_deref().or(r.hash.as_deref()) == Some(hash.as_str()))
             })
             .map(|r| r.ts.as_str())
     }
 }
 
-/// The text the audit filter matches: status, reason, binary, service, action, targets.
+/// The text the audit filter matches: status, reason, binary, script, service, action, targets.
 pub fn record_text(r: &Record) -> String {
     let mut parts: Vec<&str> = vec![r.event.as_str(), r.source.as_str()];
     for s in [
-        &r.status, &r.reason, &r.path, &r.hash, &r.service, &r.action, &r.message,
+        &r.status,
+        &r.reason,
+        &r.path,
+        &r.hash,
+        &r.script,
+        &r.script_hash,
+        &r.service,
+        &r.action,
+        &r.message,
     ]
     .into_iter()
     .flatten()

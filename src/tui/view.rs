@@ -21,12 +21,16 @@ pub struct Areas {
     pub status: Rect,
     /// Pending, Audit, Policies.
     pub panes: [Rect; 3],
+    /// The first screen's notice (no height once it is gone).
+    pub notice: Rect,
     /// The hint bar.
     pub hints: Rect,
 }
 
 /// Most lines the message line grows to (a long message wraps instead of losing its end).
 const MAX_MESSAGE_LINES: usize = 4;
+/// Most lines the first screen's notice takes.
+const MAX_NOTICE_LINES: usize = 5;
 
 /// How many lines the message (or hint) line needs at `width`.
 fn message_height(s: &State, width: u16) -> u16 {
@@ -44,9 +48,16 @@ fn message_paragraph(msg: &str) -> Paragraph<'static> {
 /// Status bar on top, hint bar (or the message, wrapped) at the bottom, the three panes stacked
 /// between; the focused pane gets twice the height of the others.
 pub fn layout(area: Rect, s: &State) -> Areas {
-    let [status, body, hints] = Layout::vertical([
+    let notice_height = s.notice.as_deref().map_or(0, |n| {
+        Paragraph::new(n.to_string())
+            .wrap(Wrap { trim: true })
+            .line_count(area.width)
+            .clamp(1, MAX_NOTICE_LINES) as u16
+    });
+    let [status, body, notice, hints] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Fill(1),
+        Constraint::Length(notice_height),
         Constraint::Length(message_height(s, area.width)),
     ])
     .areas(area);
@@ -61,6 +72,7 @@ pub fn layout(area: Rect, s: &State) -> Areas {
     Areas {
         status,
         panes: [a, b, c],
+        notice,
         hints,
     }
 }
@@ -90,6 +102,14 @@ pub fn draw(frame: &mut Frame<'_>, state: &State) {
     pending(frame, areas.panes[0], state);
     audit(frame, areas.panes[1], state);
     policies(frame, areas.panes[2], state);
+    if let Some(n) = &state.notice {
+        frame.render_widget(
+            Paragraph::new(clean(n).into_owned())
+                .wrap(Wrap { trim: true })
+                .style(Style::new().yellow()),
+            areas.notice,
+        );
+    }
     hint_bar(frame, areas.hints, state);
     if let Some(m) = &state.modal {
         modal(frame, state, m);
@@ -144,6 +164,88 @@ pub fn shorten_middle(s: &str, width: usize) -> String {
         head.truncate(slash + 1);
     }
     format!("{head}…{}", chars[tail_start..].iter().collect::<String>())
+}
+
+/// A path cut to `width` like [`shorten_middle`] (the file name kept whole while the
+/// directories go), except that a file name that does not fit keeps its start and its end
+/// (`git-cred…ain-auth`): the start tells apart names that end alike (the helpers).
+pub fn shorten_path(s: &str, width: usize) -> String {
+    let chars: Vec<char> = s.chars().collect();
+    let tail_start = s.rfind('/').map_or(0, |i| s[..i].chars().count());
+    if chars.len() <= width || width <= 1 || chars.len() - tail_start + 1 < width {
+        return shorten_middle(s, width);
+    }
+    let name = &chars[(tail_start + 1).min(chars.len())..];
+    let keep = width - 1;
+    if name.len() <= keep {
+        return std::iter::once('…').chain(name.iter().copied()).collect();
+    }
+    let head = keep.div_ceil(2);
+    name[..head]
+        .iter()
+        .copied()
+        .chain(std::iter::once('…'))
+        .chain(name[name.len() - (keep - head)..].iter().copied())
+        .collect()
+}
+
+/// Each `(text, width)` fitted by [`shorten_path`], then made distinct: texts that differ
+/// but came out the same (two helpers named `…-keychain-auth`, two `bin/deploy` in different
+/// trees) show the part where they differ instead, cut on both sides.
+pub fn fit_distinct(items: &[(String, usize)]) -> Vec<String> {
+    let first: Vec<String> = items.iter().map(|(t, w)| shorten_path(t, *w)).collect();
+    let mut out = first.clone();
+    for i in 0..items.len() {
+        let clash: Vec<usize> = (0..items.len())
+            .filter(|&j| j != i && first[j] == first[i] && items[j].0 != items[i].0)
+            .collect();
+        if clash.is_empty() {
+            continue;
+        }
+        let mine: Vec<char> = items[i].0.chars().collect();
+        // Where it first differs from the others it clashes with.
+        let at = clash
+            .iter()
+            .map(|&j| {
+                let other: Vec<char> = items[j].0.chars().collect();
+                mine.iter()
+                    .zip(&other)
+                    .position(|(a, b)| a != b)
+                    .unwrap_or(mine.len().min(other.len()))
+            })
+            .min()
+            .unwrap_or(0);
+        out[i] = window(&mine, at, items[i].1);
+    }
+    out
+}
+
+/// At most `width` characters of `text` around index `at`, with `…` where it was cut.
+fn window(text: &[char], at: usize, width: usize) -> String {
+    if text.len() <= width {
+        return text.iter().collect();
+    }
+    if width < 3 {
+        return text.iter().take(width).collect();
+    }
+    let room = width - 2;
+    let start = at.saturating_sub(room / 2).min(text.len() - room);
+    let (start, room) = if start == 0 {
+        (0, width - 1)
+    } else if start + room >= text.len() {
+        (text.len() - (width - 1), width - 1)
+    } else {
+        (start, room)
+    };
+    let mut s = String::new();
+    if start > 0 {
+        s.push('…');
+    }
+    s.extend(&text[start..start + room]);
+    if start + room < text.len() {
+        s.push('…');
+    }
+    s
 }
 
 fn status_bar(frame: &mut Frame<'_>, area: Rect, s: &State) {
@@ -408,7 +510,25 @@ const PENDING_COLUMNS: &[Column<'static>] = &[
 fn pending(frame: &mut Frame<'_>, area: Rect, s: &State) {
     let focused = s.pane == Pane::Pending;
     let path_w = column_width(area, PENDING_COLUMNS, 1);
-    let rows = s.pending.iter().map(|e| pending_row(e, path_w)).collect();
+    let markers: Vec<_> = s
+        .pending
+        .iter()
+        .map(|e| pending_marker(e, path_w))
+        .collect();
+    let labels = fit_distinct(
+        &s.pending
+            .iter()
+            .zip(&markers)
+            .map(|(e, (room, _))| (display::path(&e.path), *room))
+            .collect::<Vec<_>>(),
+    );
+    let rows = s
+        .pending
+        .iter()
+        .zip(markers)
+        .zip(labels)
+        .map(|((e, (_, marker)), label)| pending_row(e, label, marker))
+        .collect();
     table_in(
         frame,
         area,
@@ -426,11 +546,20 @@ fn pending(frame: &mut Frame<'_>, area: Rect, s: &State) {
     );
 }
 
-/// One pending caller's cells, its path fitted to `path_w` columns.
-fn pending_row(e: &PendingEntry, path_w: usize) -> Vec<Cell<'static>> {
+/// One pending caller's cells: its path shown as `label` (fitted by [`fit_distinct`]), then
+/// its marker.
+fn pending_row(
+    e: &PendingEntry,
+    label: String,
+    marker: Option<(String, Style)>,
+) -> Vec<Cell<'static>> {
+    let mut path = vec![Span::raw(label)];
+    if let Some((m, style)) = marker {
+        path.push(Span::styled(m, style));
+    }
     vec![
         Cell::from(e.hash.short().to_string()),
-        Cell::from(pending_path(e, path_w)),
+        Cell::from(Line::from(path)),
         Cell::from(format!(
             "{} {}",
             clean(&e.last_action),
@@ -443,10 +572,9 @@ fn pending_row(e: &PendingEntry, path_w: usize) -> Vec<Cell<'static>> {
     ]
 }
 
-/// A pending caller's path, shortened in the middle, with its marker: a changed version of a
-/// registered binary, or a script and its interpreter.
-fn pending_path(e: &PendingEntry, path_w: usize) -> Line<'static> {
-    let shown = display::path(&e.path);
+/// A pending caller's marker (a changed version of a registered binary, or a script and its
+/// interpreter) and the room left for its path in `path_w` columns.
+fn pending_marker(e: &PendingEntry, path_w: usize) -> (usize, Option<(String, Style)>) {
     let (full, short, style) = match (&e.changed_from, &e.interpreter) {
         (Some(old), _) => (
             format!(" (changed version of {})", old.short()),
@@ -463,7 +591,7 @@ fn pending_path(e: &PendingEntry, path_w: usize) -> Line<'static> {
                 Style::new().cyan(),
             )
         }
-        (None, None) => return Line::raw(shorten_middle(&shown, path_w)),
+        (None, None) => return (path_w, None),
     };
     // The marker is never cut: its short form when the full one leaves the path too little
     // room.
@@ -473,10 +601,7 @@ fn pending_path(e: &PendingEntry, path_w: usize) -> Line<'static> {
         short.to_string()
     };
     let room = path_w.saturating_sub(marker.chars().count());
-    Line::from(vec![
-        Span::raw(shorten_middle(&shown, room)),
-        Span::styled(marker, style),
-    ])
+    (room, Some((marker, style)))
 }
 
 /// Who launched a pending caller (nearest first) and its arguments.
@@ -544,9 +669,11 @@ fn audit_row(r: &Record) -> Vec<Cell<'static>> {
         (None, false) => r.targets.join(","),
         (None, true) => r.message.clone().unwrap_or_default(),
     };
+    // A script caller by its script (the interpreter is in the record's detail).
     let who = r
-        .path
+        .script
         .as_deref()
+        .or(r.path.as_deref())
         .map(|p| p.rsplit('/').next().unwrap_or(p).to_string())
         .unwrap_or_else(|| r.source.clone());
     vec![
@@ -626,10 +753,17 @@ pub const ANY_SCRIPT: &str = "⚠ ANY SCRIPT ";
 fn policies(frame: &mut Frame<'_>, area: Rect, s: &State) {
     let focused = s.pane == Pane::Policies;
     let path_w = column_width(area, POLICY_COLUMNS, 1);
+    let labels = fit_distinct(
+        &s.policies
+            .iter()
+            .map(|row| (display::path(&row.entry.path), path_w))
+            .collect::<Vec<_>>(),
+    );
     let rows = s
         .policies
         .iter()
-        .map(|row| policy_row(s, row, path_w))
+        .zip(labels)
+        .map(|(row, label)| policy_row(s, row, label))
         .collect();
     table_in(
         frame,
@@ -654,8 +788,8 @@ fn policies(frame: &mut Frame<'_>, area: Rect, s: &State) {
     );
 }
 
-/// One registered binary's cells, its path fitted to `path_w` columns.
-fn policy_row(s: &State, row: &PolicyRow, path_w: usize) -> Vec<Cell<'static>> {
+/// One registered binary's cells, its path shown as `label` (fitted by [`fit_distinct`]).
+fn policy_row(s: &State, row: &PolicyRow, label: String) -> Vec<Cell<'static>> {
     let e = &row.entry;
     let list = |v: &std::collections::BTreeSet<String>| {
         if v.is_empty() {
@@ -671,7 +805,7 @@ fn policy_row(s: &State, row: &PolicyRow, path_w: usize) -> Vec<Cell<'static>> {
     } else {
         Style::new()
     };
-    let path = Line::styled(shorten_middle(&display::path(&e.path), path_w), path_style);
+    let path = Line::styled(label, path_style);
     let (state, style) = if s
         .policy_edit
         .as_ref()
@@ -1522,6 +1656,16 @@ mod tests {
         ];
         s.audit = vec![r];
         s.audit_sel = 0;
+        // The Audit pane's row names the script, not the interpreter.
+        let screen = render(&s, 120, 36);
+        let row = screen
+            .lines()
+            .find(|l| l.contains("read aws") && l.contains("prod-api-key"))
+            .unwrap_or_else(|| panic!("no audit row: {screen}"));
+        assert!(
+            row.contains("deploy.py") && !row.contains("python3.11"),
+            "{row}"
+        );
         update(&mut s, Action::Command(Command::Focus(2)));
         update(&mut s, Action::Command(Command::Enter));
         let screen = render(&s, 120, 36);
@@ -1706,10 +1850,73 @@ mod tests {
             "/home/me/…/deploy-tool"
         );
         assert_eq!(shorten_middle("/a/very-long-file-name", 10), "…file-name");
+        // In the panes, a name that does not fit keeps its start and its end.
+        assert_eq!(shorten_path("/a/very-long-file-name", 10), "very-…name");
+        assert_eq!(
+            shorten_path("/home/me/.cargo/bin/git-credential-keychain-auth", 17),
+            "git-cred…ain-auth"
+        );
+        for w in 0..40 {
+            let out = shorten_path("/home/me/projects/acme/tools/bin/deploy-tool", w);
+            assert!(out.chars().count() <= w, "{w}: {out}");
+        }
         for w in 0..40 {
             let out = shorten_middle("/home/me/projects/acme/tools/bin/deploy-tool", w);
             assert!(out.chars().count() <= w, "{w}: {out}");
         }
+    }
+
+    #[test]
+    fn entries_that_cut_alike_are_told_apart() {
+        let w = 17;
+        let items: Vec<(String, usize)> = [
+            "/home/me/.cargo/bin/git-credential-keychain-auth",
+            "/home/me/.cargo/bin/docker-credential-keychain-auth",
+            "/srv/a/release-2026-11/bin/deploy-production-tool",
+            "/srv/a/release-2026-12/bin/deploy-production-tool",
+            "/usr/bin/ls",
+        ]
+        .iter()
+        .map(|p| (p.to_string(), w))
+        .collect();
+        let out = fit_distinct(&items);
+        for (i, a) in out.iter().enumerate() {
+            assert!(a.chars().count() <= w, "{a}");
+            for b in &out[i + 1..] {
+                assert_ne!(a, b, "{out:?}");
+            }
+        }
+        assert_eq!(out[0], "git-cred…ain-auth");
+        assert_eq!(out[1], "docker-c…ain-auth");
+        assert!(out[2].contains("11") && out[3].contains("12"), "{out:?}");
+        assert_eq!(out[4], "/usr/bin/ls");
+        // At 120×36 and 80×24, in the Policies pane.
+        let mut s = sample_state();
+        for (i, (path, _)) in items.iter().take(4).enumerate() {
+            let mut row = s.policies[0].clone();
+            row.entry.path = path.into();
+            row.entry.hash = crate::tui::test_support::hash(char::from(b'1' + i as u8));
+            s.policies.push(row);
+        }
+        s.pane = Pane::Policies;
+        for (w, h) in [(120, 36), (80, 24)] {
+            let screen = render(&s, w, h);
+            let rows: Vec<&str> = screen
+                .lines()
+                .filter(|l| {
+                    l.contains("credential")
+                        || l.contains("…ain-auth")
+                        || l.contains("deploy-pro")
+                        || l.contains("…tool")
+                })
+                .collect();
+            for (i, a) in rows.iter().enumerate() {
+                for b in &rows[i + 1..] {
+                    assert_ne!(a[13..40], b[13..40], "{w}x{h}:\n{screen}");
+                }
+            }
+        }
+        snap("distinct_paths", &s);
     }
 
     #[test]
@@ -1736,11 +1943,45 @@ mod tests {
             "{hints}"
         );
         insta::assert_snapshot!("layout_80x24", screen);
-        // A long first-run notice wraps and keeps its fix.
-        s.message = Some((false, "no Secret Service reachable (org.freedesktop.secrets is not provided on the session bus); using the file store /home/me/.local/share/keychain-auth/keyring.json. Set KEYCHAIN_AUTH_BACKEND=keyring to require the keyring".into()));
+        // The first-run notice (embedded, file store): whole, in plain words, above the hint
+        // bar, which stays.
+        s.notice = Some(crate::tui::broker::first_screen_text(Some(
+            crate::backend::BackendKind::File,
+        )));
         let screen = render(&s, 80, 24);
-        assert!(screen.contains("to require the keyring"), "{screen}");
+        let lines: Vec<&str> = screen.lines().collect();
+        assert!(screen.contains("keychain-auth install."), "{screen}");
+        assert!(
+            screen.contains("(keychain-auth doctor explains)."),
+            "{screen}"
+        );
+        assert!(!screen.contains("Secret Service") && !screen.contains("org.freedesktop"));
+        assert!(
+            lines[23].contains("q  quit"),
+            "hint bar kept: {}",
+            lines[23]
+        );
+        assert!(
+            lines[22].contains("doctor explains"),
+            "right above it: {screen}"
+        );
+        assert!(screen.contains("3 Policies"), "the panes stay: {screen}");
         insta::assert_snapshot!("notice_wraps_80x24", screen);
+        let screen = render(&s, 120, 36);
+        assert!(
+            screen.contains("(keychain-auth doctor explains)."),
+            "{screen}"
+        );
+        insta::assert_snapshot!("notice_wraps_120x36", screen);
+        // Gone at the first key; the panes take the room back.
+        update(
+            &mut s,
+            Action::Key(event::KeyEvent::new(
+                event::KeyCode::Char('j'),
+                event::KeyModifiers::NONE,
+            )),
+        );
+        assert!(s.notice.is_none());
     }
 
     #[test]

@@ -118,19 +118,38 @@ pub(super) fn quit(state: &mut State) -> Vec<Effect> {
     }
 }
 
-/// The embedded broker's connection count came back: with callers connected, ask; else quit.
+/// The embedded broker's connection count came back: with callers connected or requests held
+/// for an answer, say what they lose and ask; else quit (the dashboard says on exit that the
+/// broker stopped).
 pub(super) fn quit_checked(state: &mut State, connections: u64) -> Vec<Effect> {
     state.broker.connections = connections;
-    if connections > 0 {
-        state.modal = Some(Modal::Confirm {
-            lines: vec![
-                format!("{connections} caller connection(s) are open to the embedded broker."),
-                "Quitting stops the broker. Quit?".into(),
-            ],
-            what: Confirm::Quit,
-        });
-    } else {
+    let held = state.prompts.len();
+    if connections == 0 && held == 0 {
         state.quit = true;
+        return vec![];
+    }
+    let mut lines = vec!["This dashboard runs the only broker: quitting stops it.".to_string()];
+    if connections > 0 {
+        lines.push(format!(
+            "{connections} connected caller(s) lose it now; programs that ask later find no broker."
+        ));
+    }
+    if held > 0 {
+        lines.push(format!(
+            "{held} request(s) waiting for your answer are refused."
+        ));
+    }
+    lines.push("To keep a broker running on its own: keychain-auth install".into());
+    lines.push("Quit and stop the broker?".into());
+    let question = Some(Modal::Confirm {
+        lines,
+        what: Confirm::Quit,
+    });
+    // Over the prompt when one has the keyboard, else over the panes.
+    if state.prompt_focus() {
+        state.prompt_modal = question;
+    } else {
+        state.modal = question;
     }
     vec![]
 }
@@ -251,6 +270,66 @@ mod tests {
             s.quit,
             "connected mode quits at once: the broker keeps running"
         );
+    }
+
+    #[test]
+    fn quitting_says_what_callers_lose_and_how_to_keep_a_broker() {
+        let mut s = sample_state();
+        s.broker.embedded = true;
+        update(&mut s, Action::Command(Command::Quit));
+        update(&mut s, Action::QuitChecked(3));
+        let Some(Modal::Confirm { lines, .. }) = &s.modal else {
+            panic!("asks")
+        };
+        let text = lines.join("\n");
+        assert!(text.contains("runs the only broker"), "{text}");
+        assert!(text.contains("3 connected caller(s) lose it"), "{text}");
+        assert!(text.contains("keychain-auth install"), "{text}");
+        assert!(!text.contains("waiting for your answer"), "{text}");
+    }
+
+    #[test]
+    fn quitting_with_a_held_request_asks_over_the_prompt() {
+        use crate::tui::test_support::prompt;
+        let mut s = sample_state();
+        s.broker.embedded = true;
+        s.prompts.push(prompt("p1"));
+        // ctrl-c while the prompt has the keyboard: the broker is asked, then the question
+        // shows over the prompt, even with no caller connected.
+        assert_eq!(
+            update(&mut s, Action::Command(Command::Quit)),
+            vec![Effect::CheckQuit]
+        );
+        assert!(!s.quit);
+        update(&mut s, Action::QuitChecked(0));
+        assert!(!s.quit);
+        let Some(Modal::Confirm { lines, .. }) = &s.prompt_modal else {
+            panic!("asks over the prompt: {:?}", s.prompt_modal)
+        };
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("1 request(s) waiting for your answer are refused")),
+            "{lines:?}"
+        );
+        // The keys answer the question, not the prompt: n is "no", not "deny".
+        assert_eq!(
+            crate::tui::keymap::scope(&s),
+            crate::tui::keymap::Scope::Confirm
+        );
+        // No: the prompt is still there to answer.
+        update(&mut s, Action::Command(Command::No));
+        assert!(!s.quit && s.prompt_modal.is_none() && s.prompts.len() == 1);
+        update(&mut s, Action::Command(Command::Quit));
+        update(&mut s, Action::QuitChecked(0));
+        update(&mut s, Action::Command(Command::Yes));
+        assert!(s.quit);
+        // A connected dashboard quits at once: the broker keeps running.
+        let mut s = sample_state();
+        s.broker.embedded = false;
+        s.prompts.push(prompt("p1"));
+        update(&mut s, Action::Command(Command::Quit));
+        assert!(s.quit);
     }
 
     #[test]

@@ -26,6 +26,10 @@ pub const MAX_AUDIT_IN_MEMORY: usize = 20_000;
 
 /// Applies `action` to `state` and returns the effects to run.
 pub fn update(state: &mut State, action: Action) -> Vec<Effect> {
+    if matches!(action, Action::Key(_) | Action::Click(..)) {
+        // The person has read the first screen.
+        state.notice = None;
+    }
     match action {
         Action::Key(k) => match key_action(state, k) {
             Some(a) => update(state, a),
@@ -55,6 +59,10 @@ pub fn update(state: &mut State, action: Action) -> Vec<Effect> {
         Action::ApproverLost => prompt::approver_lost(state),
         Action::PendingLoaded(entries) => results::pending_loaded(state, entries),
         Action::PoliciesLoaded(rows) => results::policies_loaded(state, rows),
+        Action::DiskChecked(now) => {
+            results::disk_checked(state, now);
+            vec![]
+        }
         Action::AuditLoaded(records, more) => results::audit_loaded(state, records, more),
         Action::SearchFound(generation, found, progress) => {
             results::search_found(state, generation, found, progress)

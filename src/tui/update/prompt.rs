@@ -192,12 +192,10 @@ pub(super) fn command(state: &mut State, c: Command) -> Vec<Effect> {
         }
         Command::Deny => answer(state, &id, Decision::Deny),
         Command::Forget => answer(state, &id, Decision::Forget),
-        Command::Quit => {
-            // Asked for during a prompt (ctrl-c): no second question hidden behind the prompt.
-            // Quitting detaches the approver, and the broker refuses what it held.
-            state.quit = true;
-            vec![]
-        }
+        // Asked for during a prompt (ctrl-c): a connected dashboard quits at once (detaching
+        // the approver; the broker refuses what it held); one that embeds the broker asks first,
+        // in a dialog over the prompt (see `confirm::quit_checked`).
+        Command::Quit => super::confirm::quit(state),
         _ => vec![],
     }
 }
@@ -436,10 +434,19 @@ mod tests {
 
     #[test]
     fn ctrl_c_during_a_prompt_quits_without_a_hidden_question() {
-        let (mut s, _) = with_prompts(&["p1"]);
         let k = event::KeyEvent::new(KeyCode::Char('c'), event::KeyModifiers::CONTROL);
+        // Connected: at once.
+        let (mut s, _) = with_prompts(&["p1"]);
+        s.broker.embedded = false;
         assert!(update(&mut s, Action::Key(k)).is_empty());
         assert!(s.quit);
+        // Embedding the only broker: asked, in a dialog over the prompt (never hidden behind
+        // it); see confirm::tests.
+        let (mut s, _) = with_prompts(&["p1"]);
+        s.broker.embedded = true;
+        assert_eq!(update(&mut s, Action::Key(k)), vec![Effect::CheckQuit]);
+        update(&mut s, Action::QuitChecked(0));
+        assert!(!s.quit && s.prompt_modal.is_some());
         let (mut s, _) = with_prompts(&["p1"]);
         assert!(press(&mut s, 'q').is_empty(), "q is not an answer");
         assert!(!s.quit && s.prompts.len() == 1);

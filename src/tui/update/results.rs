@@ -137,11 +137,34 @@ pub(super) fn status_failed(state: &mut State, why: String) -> Vec<Effect> {
 
 /// The clock ticked: ask for STATUS, unless the last question is unanswered.
 pub(super) fn tick(state: &mut State) -> Vec<Effect> {
-    if state.status_in_flight {
-        return vec![];
+    let mut fx = vec![];
+    // Binaries are not watched (they live anywhere): what is at each path is looked at again
+    // every few ticks (an open and an fstat each; hashed only when the file's stamp changed).
+    state.ticks = state.ticks.wrapping_add(1);
+    if state.ticks.is_multiple_of(DISK_CHECK_TICKS) && !state.policies.is_empty() {
+        fx.push(Effect::CheckDisk);
     }
-    state.status_in_flight = true;
-    vec![Effect::LoadStatus]
+    if !state.status_in_flight {
+        state.status_in_flight = true;
+        fx.push(Effect::LoadStatus);
+    }
+    fx
+}
+
+/// Ticks between two looks at the registered binaries on disk.
+pub(super) const DISK_CHECK_TICKS: u64 = 3;
+
+/// What is on disk now at each registered path: rows of those hashes take it (rows loaded since
+/// with other entries are left to their own load).
+pub(super) fn disk_checked(
+    state: &mut State,
+    now: Vec<(crate::policy::BinaryHash, super::super::state::OnDisk)>,
+) {
+    for (hash, on_disk) in now {
+        if let Some(row) = state.policies.iter_mut().find(|r| r.entry.hash == hash) {
+            row.on_disk = on_disk;
+        }
+    }
 }
 
 /// A watched file changed: reload what it holds.
@@ -172,7 +195,9 @@ pub(super) fn done(state: &mut State, ok: bool, msg: String) -> Vec<Effect> {
 
 #[cfg(test)]
 mod tests {
+    use super::DISK_CHECK_TICKS;
     use crate::tui::action::{Action, Command, Effect, WatchedFile};
+    use crate::tui::state::OnDisk;
     use crate::tui::test_support::*;
     use crate::tui::update::update;
 
@@ -242,6 +267,7 @@ mod tests {
     fn a_broker_that_stops_answering_shows_disconnected_and_reconnects_by_itself() {
         let mut s = sample_state();
         s.broker.embedded = false;
+        s.policies.clear(); // no binaries to look at on disk: only STATUS (tested below)
         assert_eq!(update(&mut s, Action::Tick), vec![Effect::LoadStatus]);
         assert!(
             update(&mut s, Action::Tick).is_empty(),
@@ -277,6 +303,40 @@ mod tests {
         assert_eq!(s.message, Some((true, "reconnected to the broker".into())));
         assert!(fx.contains(&Effect::LoadAuditNew) && fx.contains(&Effect::LoadPending));
         assert_eq!(update(&mut s, Action::Tick), vec![Effect::LoadStatus]);
+    }
+
+    #[test]
+    fn a_binary_changed_on_disk_shows_without_a_reload() {
+        let mut s = sample_state();
+        assert_eq!(s.policies[0].on_disk, OnDisk::Ok);
+        let mut asked = 0;
+        for _ in 0..DISK_CHECK_TICKS * 2 {
+            let fx = update(&mut s, Action::Tick);
+            asked += fx.iter().filter(|e| **e == Effect::CheckDisk).count();
+            update(
+                &mut s,
+                Action::Status {
+                    backend: "file".into(),
+                    connections: 0,
+                    requests: 0,
+                    pid: 9,
+                },
+            );
+        }
+        assert_eq!(asked, 2, "every {DISK_CHECK_TICKS} ticks");
+        let changed_to = crate::tui::test_support::hash('9');
+        let mycli = s.policies[0].entry.hash.clone();
+        update(
+            &mut s,
+            Action::DiskChecked(vec![(mycli, OnDisk::Changed(changed_to.clone()))]),
+        );
+        assert_eq!(s.policies[0].on_disk, OnDisk::Changed(changed_to));
+        // Nothing registered: nothing to look at.
+        let mut s = sample_state();
+        s.policies.clear();
+        for _ in 0..DISK_CHECK_TICKS * 2 {
+            assert!(!update(&mut s, Action::Tick).contains(&Effect::CheckDisk));
+        }
     }
 
     #[test]
