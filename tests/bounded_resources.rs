@@ -167,3 +167,108 @@ fn a_refusal_flood_is_counted_not_written_line_by_line() {
 fn relay() {
     testkit::relay_main();
 }
+
+/// Compiles tests/attacks/asker.c with `-DNONCE=n` into `out` (its own hash); `None` (and a
+/// SKIPPED line) when there is no C compiler, which fails the test under CI.
+fn asker(out: &Path, n: usize) -> Option<std::path::PathBuf> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/attacks/asker.c");
+    match std::process::Command::new("cc")
+        .args(["-O1", "-Wall", &format!("-DNONCE={n}"), "-o"])
+        .arg(out)
+        .arg(&src)
+        .output()
+    {
+        Ok(o) if o.status.success() => Some(out.to_path_buf()),
+        Ok(o) => panic!("cc failed: {}", String::from_utf8_lossy(&o.stderr)),
+        Err(e) => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI needs a C compiler: {e}"
+            );
+            eprintln!("SKIPPED: no C compiler ({e})");
+            None
+        }
+    }
+}
+
+/// Held prompts are bounded, fairly: a flood of distinct unknown callers started by one
+/// process fills the held prompts (32) and the rest are refused at once, not held; a new tool
+/// started by another process is still held and shown to the approver.
+#[test]
+fn a_flood_of_unknown_callers_cannot_keep_a_new_tool_from_being_shown() {
+    use keychain_auth::server::approval::{ApproverEvent, MAX_HELD};
+    let env = Sandbox::new();
+    let bin = env.root.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let flood = MAX_HELD + 8;
+    let mut callers = Vec::new();
+    for n in 0..=flood {
+        match asker(&bin.join(format!("asker{n}")), n) {
+            Some(p) => callers.push(p),
+            None => return,
+        }
+    }
+    let tool = callers.pop().unwrap();
+    let running = EmbeddedBroker::start(&env);
+    let (_id, mut events) = running.broker.approvals.attach();
+    let req = request("read", "aws", &["k"]);
+    // The flood, every caller started by this test process.
+    let mut children: Vec<_> = callers
+        .iter()
+        .map(|c| {
+            env.command(c)
+                .env("REQ", &req)
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    // The held prompts fill up, and those beyond the cap are answered at once: not held.
+    testkit::wait_for(30, "the held prompts to fill up", || {
+        let answered = children
+            .iter_mut()
+            .map(|c| c.try_wait().ok().flatten().is_some())
+            .filter(|&done| done)
+            .count();
+        (running.broker.approvals.pending().len() == MAX_HELD && answered == flood - MAX_HELD)
+            .then_some(())
+    });
+    // The new tool, started by another process (sh stays its parent).
+    let shown = env
+        .command("/bin/sh")
+        .arg("-c")
+        .arg(format!("{}; :", tool.display()))
+        .env("REQ", &req)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let tool_path = tool.to_str().unwrap().to_string();
+    let prompt = running.rt.block_on(async {
+        loop {
+            match tokio::time::timeout(std::time::Duration::from_secs(20), events.recv()).await {
+                Ok(Some(ApproverEvent::Prompt(p))) if p.path == tool_path => return p,
+                Ok(Some(_)) => {}
+                other => panic!("the new tool was not shown: {other:?}"),
+            }
+        }
+    });
+    assert!(prompt.chain.len() >= 2, "{:?}", prompt.chain);
+    assert_eq!(
+        running.broker.approvals.pending().len(),
+        MAX_HELD,
+        "still bounded"
+    );
+    // The refused part of the flood was told why.
+    running.broker.approvals.detach(_id);
+    let mut not_held = 0;
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        if String::from_utf8_lossy(&out.stdout).contains("not held for an approver") {
+            not_held += 1;
+        }
+    }
+    assert_eq!(not_held, flood - MAX_HELD, "refused at once, saying why");
+    let out = shown.wait_with_output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"denied\""));
+    running.stop();
+}

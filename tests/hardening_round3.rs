@@ -594,3 +594,31 @@ fn doctor_reports_the_ptrace_setting_and_what_it_allows() {
         }
     }
 }
+
+/// Admin changes sent to a running daemon pass the same checks: `keychain-auth register` run
+/// with `LD_PRELOAD` is refused by the daemon and changes nothing; run clean, it registers.
+#[test]
+fn an_admin_change_from_a_keychain_auth_with_an_injection_variable_is_refused() {
+    let env = Sandbox::new();
+    let _d = env.start();
+    let bin = env.root.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let Some(lib) = compile(&bin.join("inject.so"), &["inject.c"], &["-shared", "-fPIC"]) else {
+        return;
+    };
+    let tool = env.client("tool");
+    let preload = [("LD_PRELOAD".to_string(), lib.clone().into_os_string())];
+    let out = env.cli_env(
+        &preload,
+        &["register", tool.to_str().unwrap(), "--read", "aws"],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("LD_PRELOAD") && err.contains("admin changes"),
+        "{err}"
+    );
+    assert!(env.registered().is_empty(), "nothing was registered");
+    env.register(&tool, &["--read", "aws"]);
+    assert_eq!(env.registered().len(), 1);
+}

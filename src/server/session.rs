@@ -549,7 +549,20 @@ impl Session {
         passphrase: Option<zeroize::Zeroizing<String>>,
     ) -> Vec<u8> {
         use crate::admin::{AdminReply, Op};
-        if !self.runs_keychain_auth(sender).await {
+        let check = self.approver_check(sender).await;
+        if let Err(refusal) = &check
+            && refusal.reason == Some(Reason::InjectedEnvironment)
+        {
+            // keychain-auth itself, but traced or with an injection variable: refused like an
+            // approver would be.
+            let _ = self.broker.audit.append(&Record::connection_denied(
+                Some(sender.pid),
+                Some(sender.uid),
+                refusal.message.clone().unwrap_or_default(),
+            ));
+            return refusal.to_line();
+        }
+        if check.is_err() {
             let _ = self.broker.audit.append(&Record::connection_denied(
                 Some(sender.pid),
                 Some(sender.uid),
@@ -607,9 +620,10 @@ impl Session {
         self.approver_check(s).await.is_ok()
     }
 
-    /// Whether the writer `s` may act as an approver: it runs the broker's own executable and
-    /// passes the same injection guard as any caller (no tracer, no injection variable: an
-    /// approver has no `allow_env`). `Err` is the refusal.
+    /// Whether the writer `s` may act as an approver or send admin changes: it runs the
+    /// broker's own executable and passes the same injection guard as any caller (no tracer, no
+    /// injection variable: keychain-auth has no `allow_env`). `Err` is the refusal
+    /// (`injected_environment` for keychain-auth itself traced or injected).
     async fn approver_check(&mut self, s: &Arc<Sender>) -> Result<(), Response> {
         let (b, s) = (self.broker.clone(), s.clone());
         tokio::task::spawn_blocking(move || {
@@ -670,13 +684,13 @@ fn approver_verdict(
     };
     if integrity.tracer != 0 {
         return injected(format!(
-            "{}; an approver is refused like any caller",
+            "{}; keychain-auth itself is held to the checks of any caller (as an approver and for admin changes)",
             identity::traced_message(*pid, integrity.tracer)
         ));
     }
     if let Some(var) = integrity.injected.first() {
         return injected(format!(
-            "keychain-auth (pid {pid}) runs with {var} set, which can inject code into it; an approver answers for every caller and is refused with it: unset {var}"
+            "keychain-auth (pid {pid}) runs with {var} set, which can inject code into it; keychain-auth itself is held to the checks of any caller (as an approver and for admin changes): unset {var}"
         ));
     }
     Ok(())
