@@ -204,7 +204,7 @@ async fn recheck(front: &Arc<Front>, pin: &Arc<Pinned>) -> Arc<Peer> {
         return current;
     } else {
         match identify_pid(front, pin).await {
-            Ok(now) if same_program(&current, &now) => now,
+            Ok(now) if current.same_program(&now) => now,
             Ok(_) => refused(format!(
                 "pid {} started another program (execve) after it first called; reconnect",
                 pin.pid
@@ -216,18 +216,4 @@ async fn recheck(front: &Arc<Front>, pin: &Arc<Pinned>) -> Arc<Peer> {
         *p = next.clone();
     }
     next
-}
-
-fn same_program(a: &Peer, b: &Peer) -> bool {
-    match (&a.exe, &b.exe) {
-        (
-            Exe::Verified { hash, program, .. },
-            Exe::Verified {
-                hash: h2,
-                program: p2,
-                ..
-            },
-        ) => hash == h2 && program == p2,
-        _ => false,
-    }
 }

@@ -47,6 +47,24 @@ pub struct Peer {
     pub exe: Exe,
 }
 
+impl Peer {
+    /// Whether `self` and `other` were both verified running the same binary and the same
+    /// program (script) — a writer identified again is still the one approved before.
+    pub fn same_program(&self, other: &Peer) -> bool {
+        match (&self.exe, &other.exe) {
+            (
+                Exe::Verified { hash, program, .. },
+                Exe::Verified {
+                    hash: h2,
+                    program: p2,
+                    ..
+                },
+            ) => hash == h2 && program == p2,
+            _ => false,
+        }
+    }
+}
+
 /// The peer's executable, or why it cannot be trusted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Exe {

@@ -355,17 +355,7 @@ impl Session {
                 return None;
             }
         };
-        let same = match (&before.exe, &now.exe) {
-            (
-                Exe::Verified { hash, program, .. },
-                Exe::Verified {
-                    hash: h2,
-                    program: p2,
-                    ..
-                },
-            ) => hash == h2 && program == p2,
-            _ => false,
-        };
+        let same = before.same_program(&now);
         let peer = if same {
             Arc::new(now)
         } else {
