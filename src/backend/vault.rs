@@ -57,6 +57,9 @@ struct State {
 pub struct VaultStore {
     file: VaultFile,
     state: Mutex<State>,
+    /// Whether the vault is unlocked, for whoever waits for an unlock (a held request, a
+    /// D-Bus `Prompt`) or a lock (the dashboard's title).
+    unlocked: tokio::sync::watch::Sender<bool>,
 }
 
 /// The stores of this process, by vault path.
@@ -89,6 +92,7 @@ impl VaultStore {
         let s = Arc::new(VaultStore {
             file: VaultFile::new(path),
             state: Mutex::new(State::default()),
+            unlocked: tokio::sync::watch::Sender::new(false),
         });
         all.push((path.to_path_buf(), s.clone()));
         s
@@ -108,6 +112,12 @@ impl VaultStore {
         self.lock_state().open.is_some()
     }
 
+    /// A receiver that sees every change between locked (`false`) and unlocked (`true`): a
+    /// request held for unlock, or a D-Bus `Prompt`, waits on it with `wait_for(|u| *u)`.
+    pub fn watch_unlocked(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.unlocked.subscribe()
+    }
+
     /// Unlocks with `passphrase`. A wrong one is answered after a delay that grows with each
     /// failure in a row ([`failure_delay`]); the count resets on success.
     pub fn unlock(&self, passphrase: &[u8]) -> Result<(), UnlockError> {
@@ -117,6 +127,8 @@ impl VaultStore {
                 let mut st = self.lock_state();
                 st.open = Some(Open { vault, stamp });
                 st.failures = 0;
+                drop(st);
+                self.unlocked.send_replace(true);
                 Ok(())
             }
             Err(FileError::Vault {
@@ -169,12 +181,15 @@ impl VaultStore {
         protect_process();
         let (vault, stamp) = self.file.create(passphrase, cost)?;
         self.lock_state().open = Some(Open { vault, stamp });
+        self.unlocked.send_replace(true);
         Ok(())
     }
 
     /// Forgets the keys (the page is zeroed and unmapped). Returns whether it was unlocked.
     pub fn lock(&self) -> bool {
-        self.lock_state().open.take().is_some()
+        let was = self.lock_state().open.take().is_some();
+        self.unlocked.send_replace(false);
+        was
     }
 
     /// How the key page is protected (`None` while locked).
@@ -390,6 +405,22 @@ mod tests {
         s.unlock(b"pw").unwrap();
         let k2 = crate::audit::chain::load(s.as_ref()).unwrap().unwrap();
         assert_eq!(k1.mac(&[b"m"]), k2.mac(&[b"m"]));
+    }
+
+    #[test]
+    fn the_lock_state_is_watched() {
+        let t = tempfile::tempdir().unwrap();
+        let s = VaultStore::shared(&t.path().join("d").join("vault"));
+        let mut w = s.watch_unlocked();
+        assert!(!*w.borrow_and_update());
+        s.create(b"pw", Cost::Floor).unwrap();
+        assert!(w.has_changed().unwrap() && *w.borrow_and_update());
+        s.lock();
+        assert!(w.has_changed().unwrap() && !*w.borrow_and_update());
+        assert!(s.unlock(b"nope").is_err());
+        assert!(!w.has_changed().unwrap(), "a wrong passphrase changes nothing");
+        s.unlock(b"pw").unwrap();
+        assert!(*w.borrow_and_update());
     }
 
     #[test]
