@@ -3,8 +3,8 @@
 use super::state::PolicyRow;
 use crate::admin::Grants;
 use crate::audit::Record;
+use crate::identity::BinaryHash;
 use crate::pending::PendingEntry;
-use crate::policy::BinaryHash;
 
 /// Everything that can change the state: keyboard commands, mouse, and results of effects.
 #[derive(Debug, Clone, PartialEq)]

@@ -87,7 +87,7 @@ impl Broker {
             .enable_all()
             .build()
             .map_err(|e| format!("cannot start the embedded broker: {e}"))?;
-        let selection = crate::backend::select::select(paths).map_err(|e| e.to_string())?;
+        let selection = crate::selection::select(paths).map_err(|e| e.to_string())?;
         let notice = selection.notice.clone();
         let notice_record = notice
             .as_deref()

@@ -1,8 +1,9 @@
 //! The dashboard's state: everything the views draw, nothing they compute.
 
 use crate::audit::Record;
+use crate::identity::BinaryHash;
 use crate::pending::PendingEntry;
-use crate::policy::{BinaryHash, BinaryPolicy};
+use crate::policy::BinaryPolicy;
 use crate::server::approval::Prompt;
 
 /// The three panes.

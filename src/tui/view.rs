@@ -905,7 +905,7 @@ fn short_terms(t: &crate::policy::GrantTerms, now: chrono::DateTime<chrono::Utc>
 
 /// A launcher's name: the file name of a path known to have this hash (a registered binary, a
 /// process in a loaded record's or a pending caller's chain), else its short hash.
-fn launcher_name(s: &State, h: &crate::policy::BinaryHash) -> String {
+fn launcher_name(s: &State, h: &crate::identity::BinaryHash) -> String {
     let registered = s
         .policies
         .iter()
@@ -1738,11 +1738,11 @@ mod tests {
         let screen = render(&known, 200, 36);
         assert!(screen.contains("k8s 9m left; via python3.11"), "{screen}");
         known.policies[1].entry.launched_by =
-            [crate::policy::BinaryHash::parse(&"9".repeat(64)).expect("hash")]
+            [crate::identity::BinaryHash::parse(&"9".repeat(64)).expect("hash")]
                 .into_iter()
                 .collect();
         known.audit[0].chain = vec![crate::identity::Link {
-            hash: Some(crate::policy::BinaryHash::parse(&"9".repeat(64)).expect("hash")),
+            hash: Some(crate::identity::BinaryHash::parse(&"9".repeat(64)).expect("hash")),
             ..crate::tui::test_support::link("/usr/bin/git", 77, &["git"])
         }];
         let screen = render(&known, 200, 36);

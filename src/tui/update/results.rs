@@ -158,7 +158,7 @@ pub(super) const DISK_CHECK_TICKS: u64 = 3;
 /// with other entries are left to their own load).
 pub(super) fn disk_checked(
     state: &mut State,
-    now: Vec<(crate::policy::BinaryHash, super::super::state::OnDisk)>,
+    now: Vec<(crate::identity::BinaryHash, super::super::state::OnDisk)>,
 ) {
     for (hash, on_disk) in now {
         if let Some(row) = state.policies.iter_mut().find(|r| r.entry.hash == hash) {
