@@ -2283,6 +2283,36 @@ mod tests {
             screen.contains("deploy: k8s 9m left; via git,python3.11"),
             "{screen}"
         );
+        // A line longer than the border is cut with "…" (i shows it whole); a hostile service
+        // name is escaped there as everywhere.
+        let mut long = s.clone();
+        for i in 0..12 {
+            long.policies[1]
+                .entry
+                .allowed_read_services
+                .insert(format!("service-number-{i}"));
+        }
+        long.policies[1]
+            .entry
+            .allowed_write_services
+            .insert("evil\u{1b}[2J".into());
+        let screen = render(&long, 80, 24);
+        let bottom = screen.lines().nth(22).expect("bottom line");
+        assert!(
+            bottom.contains("deploy: read k8s,service-number-0,"),
+            "{bottom}"
+        );
+        assert!(
+            bottom.contains("… ━") && bottom.ends_with("┛\""),
+            "cut: {bottom}"
+        );
+        // 80 columns between the quotes render() puts around each line.
+        assert_eq!(bottom.chars().count(), 82, "within the border: {bottom}");
+        long.policies[1].entry.allowed_read_services.clear();
+        let screen = render(&long, 80, 24);
+        let bottom = screen.lines().nth(22).expect("bottom line");
+        assert!(!bottom.contains('\u{1b}'), "{bottom}");
+        assert!(bottom.contains("write evil"), "{bottom}");
         // i: the entry in full, launch rules by path and hash, terms with their end.
         update(&mut s, Action::Command(Command::ShowBinary));
         assert!(matches!(s.modal, Some(Modal::Binary(_))));
