@@ -140,6 +140,8 @@ pub enum Command {
     Upgrade,
     /// Show the difference of an edit of config.json made outside keychain-auth.
     ShowEdit,
+    /// Show the selected registered binary in full.
+    ShowBinary,
     /// Register a binary by path.
     Register,
     /// Unregister the selected binary.

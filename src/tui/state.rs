@@ -186,6 +186,8 @@ pub enum Modal {
     Detail(Box<Record>),
     /// The difference an edit of config.json made outside keychain-auth makes.
     PolicyEdit,
+    /// One registered binary in full (looked up by hash when drawn, so it stays current).
+    Binary(BinaryHash),
     /// The permission editor.
     Editor(Editor),
     /// A yes/no question with the facts to decide on.

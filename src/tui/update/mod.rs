@@ -167,6 +167,7 @@ fn command(state: &mut State, c: Command) -> Vec<Effect> {
         Command::Unregister => confirm::ask_unregister(state),
         Command::Upgrade => confirm::upgrade(state),
         Command::ShowEdit => viewer::open_policy_edit(state),
+        Command::ShowBinary => viewer::open_binary(state),
         Command::NextField
         | Command::PrevField
         | Command::PageDown
@@ -190,7 +191,9 @@ fn modal_command(state: &mut State, c: Command) -> Vec<Effect> {
         return vec![];
     };
     match modal {
-        Modal::Help | Modal::Detail(_) | Modal::PolicyEdit => viewer::command(state, modal, c),
+        Modal::Help | Modal::Detail(_) | Modal::PolicyEdit | Modal::Binary(_) => {
+            viewer::command(state, modal, c)
+        }
         Modal::Filter(text) => input::filter_command(state, text, c),
         Modal::Register(path) => input::register_command(state, path, c),
         Modal::PromptFor(id, text) => input::duration_command(state, id, text, c),
