@@ -50,7 +50,7 @@ pub enum Action {
     /// and its text. Shown on the message line.
     Log(bool, String),
     /// A batch of a whole-log search: its number, the matches (newest first), the progress.
-    SearchFound(u64, Vec<Record>, super::data::SearchProgress),
+    SearchFound(u64, Vec<Record>, super::state::SearchProgress),
     /// The wall clock, in Unix milliseconds (sent with each tick; prompts count down by it).
     Clock(i64),
     /// An event for the approver: a prompt opened or changed, or one was resolved.

@@ -2,7 +2,7 @@
 //! the audit log's tail — read backwards from the end in chunks, so a log of a million lines
 //! costs only the records on screen (plus paging), never the whole file.
 
-use super::state::{OnDisk, PolicyRow};
+use super::state::{OnDisk, PolicyRow, SearchProgress};
 use crate::audit::Record;
 use crate::identity::HashCache;
 use crate::paths::Paths;
@@ -263,19 +263,6 @@ mod tests {
         assert_eq!(ids(&v), [0, 1, 2]);
         assert!(!more);
     }
-}
-
-/// How far a whole-log search has got.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct SearchProgress {
-    /// Records (lines) looked at so far.
-    pub records: u64,
-    /// Bytes read so far, from the end.
-    pub bytes: u64,
-    /// The log's size when the search started.
-    pub total_bytes: u64,
-    /// True when the whole log was searched.
-    pub done: bool,
 }
 
 /// The newest successful request time per caller hash (a script caller's under its script's

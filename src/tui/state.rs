@@ -280,7 +280,7 @@ pub struct Search {
     /// The matches found so far, oldest first.
     pub matches: Vec<Record>,
     /// How far it got.
-    pub progress: super::data::SearchProgress,
+    pub progress: SearchProgress,
 }
 
 impl State {
@@ -394,4 +394,17 @@ pub fn record_text(r: &Record) -> String {
     }
     parts.extend(r.targets.iter().map(String::as_str));
     parts.join(" ")
+}
+
+/// How far a whole-log search has got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SearchProgress {
+    /// Records (lines) looked at so far.
+    pub records: u64,
+    /// Bytes read so far, from the end.
+    pub bytes: u64,
+    /// The log's size when the search started.
+    pub total_bytes: u64,
+    /// True when the whole log was searched.
+    pub done: bool,
 }

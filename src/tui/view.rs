@@ -2427,7 +2427,7 @@ mod tests {
             update(&mut s, Action::Char(c));
         }
         update(&mut s, Action::Command(Command::Enter));
-        let mut p = crate::tui::data::SearchProgress {
+        let mut p = crate::tui::state::SearchProgress {
             records: 120_345,
             bytes: 30_000_000,
             total_bytes: 250_000_000,

@@ -2,7 +2,7 @@
 //! the clock that asks for it, watched files that changed, and effects that finished.
 
 use super::super::action::{Effect, WatchedFile};
-use super::super::data::SearchProgress;
+use super::super::state::SearchProgress;
 use super::super::state::{PolicyRow, State, record_text};
 use super::MAX_AUDIT_IN_MEMORY;
 use super::panes::{clamp, follow};
