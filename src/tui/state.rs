@@ -408,3 +408,23 @@ pub struct SearchProgress {
     /// True when the whole log was searched.
     pub done: bool,
 }
+
+/// Most audit records kept in memory; older ones are dropped (and can be paged in again).
+pub const MAX_AUDIT_IN_MEMORY: usize = 20_000;
+
+/// The caller a prompt is about: its script, else its executable.
+pub fn who(p: &Prompt) -> &str {
+    p.script.as_deref().unwrap_or(&p.path)
+}
+
+/// The registered path of a prompt's caller when that path is registered with another hash (a
+/// changed program, which `keychain-auth upgrade PATH` moves to the binary asking).
+pub fn changed_program(state: &State, p: &Prompt) -> Option<String> {
+    let subject = p.script_hash.as_deref().unwrap_or(&p.hash);
+    let path = who(p);
+    state
+        .policies
+        .iter()
+        .find(|r| r.entry.path == std::path::Path::new(path) && r.entry.hash.to_string() != subject)
+        .map(|_| path.to_string())
+}

@@ -717,7 +717,7 @@ fn audit_title(s: &State, shown: usize) -> (String, String, String) {
     let matches = if shown == 1 { "match" } else { "matches" };
     let extra = if p.done {
         format!(" {shown} {matches} in {n} records{following} ")
-    } else if p.bytes == 0 || search.matches.len() >= super::update::MAX_AUDIT_IN_MEMORY {
+    } else if p.bytes == 0 || search.matches.len() >= super::state::MAX_AUDIT_IN_MEMORY {
         format!(" {shown} {matches} · searched {n} records{following} ")
     } else {
         format!(
@@ -1541,7 +1541,7 @@ fn prompt(frame: &mut Frame<'_>, s: &State, p: &crate::server::approval::Prompt)
     let mut lines = vec![
         Line::from(vec![
             Span::styled(
-                format!(" {} ", shorten_middle(&clean(super::update::who(p)), room)),
+                format!(" {} ", shorten_middle(&clean(super::state::who(p)), room)),
                 Style::new().bold(),
             ),
             Span::raw("wants to "),
@@ -1651,7 +1651,7 @@ fn prompt_request(
             ),
         ),
     ];
-    if super::update::changed_program(s, p).is_some() {
+    if super::state::changed_program(s, p).is_some() {
         lines.push(Line::from(vec![
             prompt_label("changed"),
             Span::styled(

@@ -19,10 +19,7 @@ use super::state::{Modal, Pane, State};
 use ratatui::crossterm::event::{self, KeyCode};
 
 pub use confirm::human_size;
-pub use prompt::{asked, asked_grants, changed_program, pending_about, who};
-
-/// Most audit records kept in memory; older ones are dropped (and can be paged in again).
-pub const MAX_AUDIT_IN_MEMORY: usize = 20_000;
+pub use prompt::{asked, asked_grants, pending_about};
 
 /// Applies `action` to `state` and returns the effects to run.
 pub fn update(state: &mut State, action: Action) -> Vec<Effect> {

@@ -2,9 +2,9 @@
 //! the clock that asks for it, watched files that changed, and effects that finished.
 
 use super::super::action::{Effect, WatchedFile};
+use super::super::state::MAX_AUDIT_IN_MEMORY;
 use super::super::state::SearchProgress;
 use super::super::state::{PolicyRow, State, record_text};
-use super::MAX_AUDIT_IN_MEMORY;
 use super::panes::{clamp, follow};
 use crate::audit::Record;
 use crate::pending::PendingEntry;
