@@ -80,6 +80,12 @@ pub enum AdminError {
     /// config.json could not be changed.
     #[error(transparent)]
     Policy(#[from] policy::sealed::UpdateError),
+    /// config.json's seal could not be checked for `policy accept`'s review.
+    #[error("{0}")]
+    Unreviewed(String),
+    /// The owner's call on the store failed (its message says why: locked, no such store…).
+    #[error(transparent)]
+    Store(#[from] crate::backend::BackendError),
     /// `policy accept`: config.json changed again after it was reviewed.
     #[error(
         "config.json changed again while you were reviewing it; nothing was adopted: run `keychain-auth policy accept` again"
@@ -295,6 +301,19 @@ impl World<'_> {
                 out
             }
         }
+    }
+
+    /// The store of this world: the broker's own, or the one the rules select for the files.
+    fn store(&self) -> Result<std::sync::Arc<dyn crate::backend::Backend>, AdminError> {
+        let store = match self {
+            World::Files(paths) => crate::selection::select(paths)
+                .map(|s| s.backend)
+                .map_err(|e| e.to_string()),
+            World::Held { keys, .. } => keys
+                .store()
+                .ok_or_else(|| "this broker holds no store".to_string()),
+        };
+        store.map_err(|m| AdminError::Store(crate::backend::BackendError::Unavailable(m)))
     }
 
     /// Where the seal key comes from in this world.
@@ -992,6 +1011,29 @@ pub fn accept_as_is(w: &World<'_>) -> Result<bool, AdminError> {
     accept_edit(w, reviewed.as_ref())
 }
 
+/// config.json against its seal, with the key of `w` (`policy accept`'s review).
+fn review(w: &World<'_>) -> Result<Done, AdminError> {
+    use crate::policy::seal::Integrity;
+    let paths = w.paths();
+    let file = policy::load(&paths.config).map_err(|e| AdminError::Unreviewed(e.to_string()))?;
+    let integrity = policy::sealed::integrity(paths, &w.seal_keys(), &file)
+        .map_err(|e| AdminError::Unreviewed(e.to_string()))?;
+    Ok(match integrity {
+        Integrity::Sealed => Done::Reviewed {
+            sealed: true,
+            diff: None,
+        },
+        Integrity::Unsealed => Done::Reviewed {
+            sealed: false,
+            diff: None,
+        },
+        Integrity::Edited(d) => Done::Reviewed {
+            sealed: false,
+            diff: Some(d),
+        },
+    })
+}
+
 /// Drops a pending entry without approving it.
 pub fn dismiss(w: &World<'_>, source: Source, selector: &str) -> Result<PendingEntry, AdminError> {
     w.audit_ready()?;
@@ -1067,6 +1109,15 @@ pub enum Op {
         /// The difference the person saw (`None`: a config.json never sealed).
         reviewed: Option<crate::policy::seal::Diff>,
     },
+    /// What `policy accept` shows before it asks: config.json against its seal, checked with
+    /// the key where it is (the running broker's vault). Reads only; nothing changes.
+    PolicyReview,
+    /// The owner's call on the store (`secret`, `aws add`, `export`): the running broker holds
+    /// the store and is its only writer. Audited by the command with a [`Op::Record`].
+    Owner {
+        /// The call.
+        call: crate::owner_store::OwnerCall,
+    },
     /// Appends a record that a keychain-auth command made (the owner's secret commands): the
     /// running broker is the log's only writer.
     Record {
@@ -1092,6 +1143,16 @@ pub enum Done {
     },
     /// The record was appended.
     Recorded,
+    /// What the owner's call gave back.
+    Owner(crate::owner_store::OwnerAnswer),
+    /// `policy accept`'s review: whether config.json matches its seal, else what differs
+    /// (`None`: never sealed).
+    Reviewed {
+        /// It matches its seal: nothing to accept.
+        sealed: bool,
+        /// The difference against the sealed copy.
+        diff: Option<crate::policy::seal::Diff>,
+    },
 }
 
 /// The daemon's answer to an `ADMIN` request: `{"type":"ADMIN","ok":true,"done":{…}}` or
@@ -1136,6 +1197,15 @@ impl AdminReply {
 }
 
 impl Op {
+    /// The change's name as its `"kind"` on the wire (`approve`, `grant`, `owner`, …), for
+    /// records and messages.
+    pub fn name(&self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(str::to_string))
+            .unwrap_or_else(|| "change".into())
+    }
+
     /// Whether this change can widen what a caller may do, and so needs presence (the vault
     /// passphrase) when the broker serves a vault (SPEC §15). Narrowing never does.
     pub fn widens(&self) -> bool {
@@ -1145,10 +1215,13 @@ impl Op {
             | Op::Upgrade { .. }
             | Op::Grant { .. }
             | Op::SetGrants { .. }
-            | Op::PolicyAccept { .. } => true,
-            Op::Revoke { .. } | Op::Unregister { .. } | Op::Dismiss { .. } | Op::Record { .. } => {
-                false
-            }
+            | Op::PolicyAccept { .. }
+            | Op::Owner { .. } => true,
+            Op::Revoke { .. }
+            | Op::Unregister { .. }
+            | Op::Dismiss { .. }
+            | Op::Record { .. }
+            | Op::PolicyReview => false,
         }
     }
 
@@ -1170,6 +1243,8 @@ impl Op {
             Op::PolicyAccept { reviewed } => Done::Accepted {
                 adopted: accept_edit(w, reviewed.as_ref())?,
             },
+            Op::Owner { call } => Done::Owner(call.run(w.store()?.as_ref())?),
+            Op::PolicyReview => review(w)?,
             Op::Record { record } => {
                 let mut r = *record;
                 // The chain fields are the writer's, never the sender's.

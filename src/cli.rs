@@ -463,13 +463,13 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         } => crate::vault_cli::init(&paths, cli.passphrase_fd, import, remove_plain),
         Command::Unlock => crate::vault_cli::unlock(&paths, cli.passphrase_fd),
         Command::Lock => crate::vault_cli::lock(&paths),
-        Command::Secret { action } => owner(&paths, action),
+        Command::Secret { action } => owner(&paths, pass, action),
         Command::Export { age, recipient } => {
-            crate::owner::export_age(&paths, &age, recipient.as_deref())
+            crate::owner::export_age(&paths, pass, &age, recipient.as_deref())
         }
         Command::Aws {
             action: AwsAction::Add { profile },
-        } => crate::owner::aws_add(&paths, &profile),
+        } => crate::owner::aws_add(&paths, pass, &profile),
         Command::Start { secret_service } => start(paths, secret_service),
         Command::Tui { embed, connect } => Ok(crate::tui::run(paths, tui_mode(embed, connect))?),
         Command::ListPending { json } => list_pending(&paths, json),
@@ -645,16 +645,16 @@ fn narrowing(c: &Command) -> Option<&'static str> {
 }
 
 /// `secret ls|get|put|rm`.
-fn owner(paths: &Paths, action: SecretAction) -> Result<(), Failure> {
+fn owner(paths: &Paths, pass: Option<&str>, action: SecretAction) -> Result<(), Failure> {
     match action {
-        SecretAction::Ls { service } => crate::owner::ls(paths, service.as_deref()),
-        SecretAction::Get { service, target } => crate::owner::get(paths, &service, &target),
+        SecretAction::Ls { service } => crate::owner::ls(paths, pass, service.as_deref()),
+        SecretAction::Get { service, target } => crate::owner::get(paths, pass, &service, &target),
         SecretAction::Put {
             service,
             target,
             allow_empty,
-        } => crate::owner::put(paths, &service, &target, allow_empty),
-        SecretAction::Rm { service, target } => crate::owner::rm(paths, &service, &target),
+        } => crate::owner::put(paths, pass, &service, &target, allow_empty),
+        SecretAction::Rm { service, target } => crate::owner::rm(paths, pass, &service, &target),
     }
 }
 
@@ -1041,21 +1041,22 @@ fn audit_verify(paths: &Paths, json: bool) -> Result<(), Failure> {
 }
 
 fn policy_accept(paths: &Paths, yes: bool, pass: Option<&str>) -> Result<(), Failure> {
-    use crate::policy::seal::Integrity;
     use std::io::{BufRead, Write};
-    let keys = crate::selection::key_source(paths);
-    let file = policy::load(&paths.config)?;
-    let shown = match policy::sealed::integrity(paths, &keys, &file)? {
-        Integrity::Sealed => {
-            crate::outln!(
-                "{} matches its seal: nothing to accept",
-                paths.config.display()
-            );
-            return Ok(());
-        }
-        Integrity::Unsealed => None,
-        Integrity::Edited(d) => Some(d),
+    // Reviewed where the key is: the running broker (this process never opens the vault while
+    // one runs), else here.
+    let crate::admin::Done::Reviewed { sealed, diff } =
+        crate::control::carry(paths, Source::Cli, Op::PolicyReview, None)?
+    else {
+        return Err("the broker answered the review with something else".into());
     };
+    if sealed {
+        crate::outln!(
+            "{} matches its seal: nothing to accept",
+            paths.config.display()
+        );
+        return Ok(());
+    }
+    let shown = diff;
     match &shown {
         Some(d) => crate::outln!("{}:\n{}", d.summary(), d.render().trim_end()),
         None => crate::outln!(

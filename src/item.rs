@@ -2,10 +2,11 @@
 //! the audit key's storage share, apart from the store trait itself.
 
 use crate::protocol::Attributes;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// A stored secret.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Item {
     /// The secret value.
     pub value: String,
@@ -24,7 +25,7 @@ impl fmt::Debug for Item {
 }
 
 /// A target name with its attributes, as search returns it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
     /// The target name.
     pub target: String,
@@ -33,7 +34,8 @@ pub struct Entry {
 }
 
 /// One step of a batch.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "change", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Change {
     /// Store `item` at (service, target), replacing any earlier value and attributes.
     Set {

@@ -32,6 +32,7 @@
 //! | changes | `control` | a change sent to the running broker as an admin request, or made here when none runs |
 //! | | [`admin`] | policy changes shared by the CLI and the dashboard, each audited, in the broker's held state or on the files |
 //! | | `audit_once` | a command's own audit record (key from its selected store, rotation in force) |
+//! | | [`owner_store`] | the owner's calls on the store, carried out by the running broker or here |
 //! | core | [`selection`] | which store serves: the vault, the Secret Service client or the plain file |
 //! | | `pending` | pending.json: refused callers waiting for review |
 //! | | `policy` | config.json: approved binaries and what each may do; its seal, sealed writes and the daemon's cache |
@@ -81,6 +82,8 @@ pub mod keys;
 pub mod manual;
 #[cfg(feature = "daemon")]
 pub(crate) mod owner;
+#[cfg(feature = "daemon")]
+pub mod owner_store;
 pub mod paths;
 #[cfg(feature = "daemon")]
 pub(crate) mod pending;

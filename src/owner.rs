@@ -1,22 +1,34 @@
-//! The owner's own door to the secrets: `keychain-auth secret ls|get|put|rm` and `aws add`.
+//! The owner's own door to the secrets: `keychain-auth secret ls|get|put|rm`, `aws add` and
+//! `export --age`.
 //!
 //! The person, proven by the vault passphrase (presence), manages the store directly, without
-//! approving a shell: the command opens the vault in its own (non-dumpable) process and changes
-//! it with one atomic write, which a running daemon picks up before its next request. With a
-//! plain store there is no passphrase to ask for, and the command works on that store as it is.
-//! Every command is audited with `"source":"owner"`; values never reach the log.
+//! approving a shell. Each command is one call on the store ([`crate::owner_store`]): carried out
+//! by the running daemon, which verifies the passphrase and holds the vault, or, with no daemon
+//! running, here on the vault this process opened (non-dumpable). With a plain store there is no
+//! passphrase to ask for. Every command is audited with `"source":"owner"`; values never reach
+//! the log.
 
+use crate::admin::{Done, Op, Source};
 use crate::audit::Record;
-use crate::backend::{Backend, Change, Item};
+use crate::backend::{Change, Item};
 use crate::cli::Failure;
+use crate::owner_store::{OwnerAnswer, OwnerCall};
 use crate::paths::Paths;
 use crate::protocol::{Attributes, MAX_SERVICE_LEN, MAX_TARGET_LEN};
 use std::io::{IsTerminal, Write};
-use std::sync::Arc;
 use zeroize::Zeroizing;
 
-fn store(paths: &Paths) -> Result<Arc<dyn Backend>, Failure> {
-    Ok(crate::selection::select(paths)?.backend)
+/// Carries `call` out where the store is open: by the running broker (with the passphrase it
+/// verifies), else here on the store the rules select (unlocked by presence).
+fn owner_call(paths: &Paths, pass: Option<&str>, call: OwnerCall) -> Result<OwnerAnswer, Failure> {
+    match crate::control::carry(paths, Source::Cli, Op::Owner { call }, pass)? {
+        Done::Owner(answer) => Ok(answer),
+        other => Err(format!("the broker answered {other:?} to the owner's call").into()),
+    }
+}
+
+fn unexpected(answer: OwnerAnswer) -> Failure {
+    format!("the broker gave an unexpected answer ({answer:?})").into()
 }
 
 fn check_name(what: &str, s: &str, max: usize) -> Result<(), Failure> {
@@ -48,22 +60,20 @@ fn audited(paths: &Paths, rec: &Record) -> Result<(), Failure> {
 }
 
 /// `secret ls [SERVICE]`: services and their targets with attributes; never values.
-pub(crate) fn ls(paths: &Paths, service: Option<&str>) -> Result<(), Failure> {
-    let store = store(paths)?;
-    let services = match service {
-        Some(s) => {
-            check_name("service", s, MAX_SERVICE_LEN)?;
-            vec![s.to_string()]
-        }
-        None => store.services()?,
+pub(crate) fn ls(paths: &Paths, pass: Option<&str>, service: Option<&str>) -> Result<(), Failure> {
+    if let Some(s) = service {
+        check_name("service", s, MAX_SERVICE_LEN)?;
+    }
+    let call = OwnerCall::List {
+        service: service.map(str::to_string),
+    };
+    let OwnerAnswer::Listing { services } = owner_call(paths, pass, call)? else {
+        return Err("the broker gave no listing".into());
     };
     let mut out = String::new();
     let mut n = 0;
-    for s in services
-        .iter()
-        .filter(|s| !crate::keys::is_reserved_service(s))
-    {
-        for e in store.list(s, "", &Attributes::new())? {
+    for (s, entries) in &services {
+        for e in entries {
             n += 1;
             let attrs: Vec<String> = e
                 .attributes
@@ -101,11 +111,23 @@ pub(crate) fn ls(paths: &Paths, service: Option<&str>) -> Result<(), Failure> {
 }
 
 /// `secret get SERVICE TARGET`: the value and a newline on standard output.
-pub(crate) fn get(paths: &Paths, service: &str, target: &str) -> Result<(), Failure> {
+pub(crate) fn get(
+    paths: &Paths,
+    pass: Option<&str>,
+    service: &str,
+    target: &str,
+) -> Result<(), Failure> {
     check_name("service", service, MAX_SERVICE_LEN)?;
     check_name("target", target, MAX_TARGET_LEN)?;
-    let store = store(paths)?;
-    let Some(item) = store.get(service, target)? else {
+    let call = OwnerCall::Get {
+        service: service.into(),
+        target: target.into(),
+    };
+    let item = match owner_call(paths, pass, call)? {
+        OwnerAnswer::Item { item } => item,
+        other => return Err(unexpected(other)),
+    };
+    let Some(item) = item else {
         audited(paths, &record("read", service, &[target], "error"))?;
         return Err(format!("no secret {target:?} in {service:?}").into());
     };
@@ -140,19 +162,23 @@ fn value(label: &str, allow_empty: bool) -> Result<Zeroizing<String>, Failure> {
 /// `secret put SERVICE TARGET [--allow-empty]`.
 pub(crate) fn put(
     paths: &Paths,
+    pass: Option<&str>,
     service: &str,
     target: &str,
     allow_empty: bool,
 ) -> Result<(), Failure> {
     check_name("service", service, MAX_SERVICE_LEN)?;
     check_name("target", target, MAX_TARGET_LEN)?;
-    let store = store(paths)?;
     let v = value("Value", allow_empty)?;
-    let item = Item {
-        value: v.to_string(),
-        attributes: Attributes::new(),
-    };
-    store.set(service, target, &item)?;
+    let changes = vec![Change::Set {
+        service: service.into(),
+        target: target.into(),
+        item: Item {
+            value: v.to_string(),
+            attributes: Attributes::new(),
+        },
+    }];
+    owner_call(paths, pass, OwnerCall::Apply { changes })?;
     audited(paths, &record("write", service, &[target], "success"))?;
     crate::outln!(
         "stored {} in {}",
@@ -163,11 +189,23 @@ pub(crate) fn put(
 }
 
 /// `secret rm SERVICE TARGET`.
-pub(crate) fn rm(paths: &Paths, service: &str, target: &str) -> Result<(), Failure> {
+pub(crate) fn rm(
+    paths: &Paths,
+    pass: Option<&str>,
+    service: &str,
+    target: &str,
+) -> Result<(), Failure> {
     check_name("service", service, MAX_SERVICE_LEN)?;
     check_name("target", target, MAX_TARGET_LEN)?;
-    let store = store(paths)?;
-    if !store.delete(service, target)? {
+    let call = OwnerCall::Remove {
+        service: service.into(),
+        target: target.into(),
+    };
+    let existed = match owner_call(paths, pass, call)? {
+        OwnerAnswer::Removed { existed } => existed,
+        other => return Err(unexpected(other)),
+    };
+    if !existed {
         audited(paths, &record("delete", service, &[target], "error"))?;
         return Err(format!("no secret {target:?} in {service:?}").into());
     }
@@ -183,7 +221,7 @@ pub(crate) fn rm(paths: &Paths, service: &str, target: &str) -> Result<(), Failu
 /// `aws add PROFILE`: the access key pair and an optional session token, stored in one batch
 /// where `keychain-auth-aws PROFILE` reads them. Without a terminal, standard input holds the
 /// key id, the secret key and optionally the token, one per line.
-pub(crate) fn aws_add(paths: &Paths, profile: &str) -> Result<(), Failure> {
+pub(crate) fn aws_add(paths: &Paths, pass: Option<&str>, profile: &str) -> Result<(), Failure> {
     let [key_t, secret_t, token_t, _] = crate::adapters::aws::targets(profile);
     check_name("target", &token_t, MAX_TARGET_LEN)?;
     let (key, secret, token) = if std::io::stdin().is_terminal() {
@@ -223,7 +261,7 @@ pub(crate) fn aws_add(paths: &Paths, profile: &str) -> Result<(), Failure> {
     } else {
         changes.push(set(&token_t, &token));
     }
-    store(paths)?.apply(&changes)?;
+    owner_call(paths, pass, OwnerCall::Apply { changes })?;
     let mut targets = vec![key_t.as_str(), secret_t.as_str()];
     if !token.is_empty() {
         targets.push(token_t.as_str());
@@ -244,6 +282,7 @@ pub(crate) fn aws_add(paths: &Paths, profile: &str) -> Result<(), Failure> {
 /// terminal (age's scrypt). FILE is created 0600 and never overwritten.
 pub(crate) fn export_age(
     paths: &Paths,
+    pass: Option<&str>,
     file: &std::path::Path,
     recipient: Option<&str>,
 ) -> Result<(), Failure> {
@@ -267,24 +306,21 @@ pub(crate) fn export_age(
             ))
         }
     };
-    let store = store(paths)?;
+    let OwnerAnswer::Items { items: all } = owner_call(paths, pass, OwnerCall::Dump)? else {
+        return Err("the broker gave no items".into());
+    };
+    let n = all.len();
     let mut items = serde_json::Map::new();
-    let mut n = 0usize;
-    for service in store.services()? {
-        if crate::keys::is_reserved_service(&service) {
-            continue;
+    for (service, target, item) in all {
+        let targets = items
+            .entry(service)
+            .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
+        if let Some(t) = targets.as_object_mut() {
+            t.insert(
+                target,
+                serde_json::json!({"value": item.value, "attributes": item.attributes}),
+            );
         }
-        let mut targets = serde_json::Map::new();
-        for e in store.list(&service, "", &Attributes::new())? {
-            if let Some(item) = store.get(&service, &e.target)? {
-                targets.insert(
-                    e.target,
-                    serde_json::json!({"value": item.value, "attributes": item.attributes}),
-                );
-                n += 1;
-            }
-        }
-        items.insert(service, serde_json::Value::Object(targets));
     }
     let plain = Zeroizing::new(serde_json::to_vec(
         &serde_json::json!({"version": 1, "items": items}),

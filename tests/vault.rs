@@ -307,34 +307,10 @@ fn the_unlocked_daemon_refuses_proc_mem_and_ptrace_to_its_own_uid() {
         eprintln!("skipped: needs root to run the daemon and the attacker as uid 65534 (setpriv)");
         return;
     }
-    const UID: u32 = 65534;
     let env = vault_sandbox();
     let pass = pass_file(&env, PASS);
-    // The whole tree belongs to the unprivileged user the daemon and the attacker run as.
-    let mut all = vec![env.root.clone()];
-    files_under(&env.root, &mut all);
-    for d in ["home", "config", "data", "cache", "run"] {
-        all.push(env.root.join(d));
-    }
-    for p in &all {
-        nix::unistd::chown(
-            p,
-            Some(nix::unistd::Uid::from_raw(UID)),
-            Some(nix::unistd::Gid::from_raw(UID)),
-        )
-        .unwrap();
-    }
-    let as_user = |program: &str| {
-        let mut c = env.command("setpriv");
-        c.args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--",
-            program,
-        ]);
-        c
-    };
+    give_to_nobody(&env);
+    let as_user = |program: &str| as_nobody(&env, program);
     let out = as_user(testkit::daemon_bin())
         .envs(with_pass(&pass))
         .arg("init")
@@ -378,6 +354,165 @@ fn the_unlocked_daemon_refuses_proc_mem_and_ptrace_to_its_own_uid() {
     let _ = daemon.wait();
     assert_eq!(control, "ok ok ok", "the control: same uid, not protected");
     assert_eq!(attack, "EACCES EACCES EPERM", "the unlocked daemon");
+}
+
+/// The unprivileged uid the daemon and the attacker run as where uid matters.
+const NOBODY: u32 = 65534;
+
+/// Gives the sandbox's whole tree to [`NOBODY`] (the daemon and its files are that user's).
+fn give_to_nobody(env: &Sandbox) {
+    let mut all = vec![env.root.clone()];
+    files_under(&env.root, &mut all);
+    for d in ["home", "config", "data", "cache", "run", "bin"] {
+        all.push(env.root.join(d));
+    }
+    for p in all.iter().filter(|p| p.exists()) {
+        nix::unistd::chown(
+            p,
+            Some(nix::unistd::Uid::from_raw(NOBODY)),
+            Some(nix::unistd::Gid::from_raw(NOBODY)),
+        )
+        .unwrap();
+    }
+}
+
+/// `program` run as [`NOBODY`] in the sandbox's environment.
+fn as_nobody(env: &Sandbox, program: &str) -> std::process::Command {
+    let mut c = env.command("setpriv");
+    c.args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--",
+        program,
+    ]);
+    c
+}
+
+#[test]
+fn as_an_unprivileged_user_same_uid_code_without_the_passphrase_cannot_widen_or_read() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root to run the daemon and the attacker as uid 65534 (setpriv)");
+        return;
+    }
+    let env = vault_sandbox();
+    let pass = pass_file(&env, PASS);
+    let newcomer = env.client("newcomer");
+    let backup = env.root.join("backup.age");
+    give_to_nobody(&env);
+    let ka = testkit::daemon_bin();
+    let run = |cmd: &mut std::process::Command, input: &str| {
+        run_with_input(
+            std::mem::replace(cmd, std::process::Command::new("true")),
+            input.as_bytes(),
+        )
+    };
+    let out = run(as_nobody(&env, ka).envs(with_pass(&pass)).arg("init"), "");
+    assert!(
+        out.status.success(),
+        "init: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let value = format!("nobody-{}", nonce());
+    let out = run(
+        as_nobody(&env, ka)
+            .envs(with_pass(&pass))
+            .args(["secret", "put", "aws", "t"]),
+        &format!("{value}\n"),
+    );
+    assert!(
+        out.status.success(),
+        "put: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut daemon = as_nobody(&env, ka)
+        .envs(with_pass(&pass))
+        .arg("start")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    testkit::wait_for(30, "the daemon's socket", || {
+        env.socket.exists().then_some(())
+    });
+    let read_as_newcomer = || {
+        let out = as_nobody(&env, newcomer.to_str().unwrap())
+            .arg(read("aws", "t"))
+            .output()
+            .unwrap();
+        serde_json::from_slice::<serde_json::Value>(
+            out.stdout.split(|b| *b == b'\n').next().unwrap_or_default(),
+        )
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)))
+    };
+    expect(&read_as_newcomer(), "denied", Some("unregistered_binary"));
+    let pending = run(as_nobody(&env, ka).args(["list-pending", "--json"]), "");
+    let pending: serde_json::Value = serde_json::from_slice(&pending.stdout).unwrap();
+    let hash = pending[0]["hash"].as_str().unwrap().to_string();
+    let config_before = std::fs::read(env.config()).ok();
+    // The attacker: uid 65534 like the daemon, no terminal, no passphrase.
+    let cpath = newcomer.to_str().unwrap();
+    let f = backup.to_str().unwrap();
+    let recipient = age::x25519::Identity::generate().to_public().to_string();
+    for args in [
+        vec!["approve", hash.as_str(), "--read", "aws"],
+        vec!["register", cpath, "--read", "aws"],
+        vec!["grant", cpath, "--read", "aws"],
+        vec!["policy", "accept", "--yes"],
+        vec!["secret", "get", "aws", "t"],
+        vec!["export", "--age", f, "--recipient", &recipient],
+    ] {
+        let out = run(as_nobody(&env, ka).args(&args), "");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded as same-uid code");
+        assert!(err.contains("passphrase"), "{args:?}: {err}");
+        assert!(
+            !String::from_utf8_lossy(&out.stdout).contains(&value),
+            "{args:?} printed the secret"
+        );
+    }
+    assert_eq!(
+        std::fs::read(env.config()).ok(),
+        config_before,
+        "config.json unchanged"
+    );
+    assert!(!backup.exists(), "no backup written");
+    expect(&read_as_newcomer(), "denied", Some("unregistered_binary"));
+    // The owner, same uid, with the passphrase: the approval is carried out by the daemon and
+    // the newcomer is served.
+    let out = run(
+        as_nobody(&env, ka)
+            .envs(with_pass(&pass))
+            .args(["approve", &hash, "--read", "aws"]),
+        "",
+    );
+    assert!(
+        out.status.success(),
+        "approve: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = read_as_newcomer();
+    expect(&r, "success", None);
+    assert_eq!(r["results"][0]["value"], value.as_str(), "{r}");
+    // The owner's own command, same uid, with the passphrase, while the daemon runs.
+    let out = run(
+        as_nobody(&env, ka)
+            .envs(with_pass(&pass))
+            .args(["secret", "get", "aws", "t"]),
+        "",
+    );
+    assert!(
+        out.status.success(),
+        "secret get: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), value);
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon.id() as i32),
+        Signal::SIGTERM,
+    );
+    let _ = daemon.wait();
 }
 
 /// Re-chains the audit log's last record after changing one word of it, with the key given in
@@ -482,15 +617,18 @@ fn config_sealed_by_a_keychain_auth_that_does_not_see_the_vault_is_not_served() 
     std::fs::create_dir_all(&elsewhere).unwrap();
     testkit::set_mode(&elsewhere, 0o700);
     let blind = [("XDG_DATA_HOME".to_string(), OsString::from(&elsewhere))];
-    for args in [
-        vec!["approve", hash.as_str(), "--read", "aws"],
-        vec!["policy", "accept", "--yes"],
-    ] {
-        let out = env.cli_env(&blind, &args);
-        assert!(!out.status.success(), "{args:?} was carried out");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("needs the vault passphrase"), "{err}");
-    }
+    let out = env.cli_env(&blind, &["approve", hash.as_str(), "--read", "aws"]);
+    assert!(!out.status.success(), "approve was carried out");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("needs the vault passphrase"), "{err}");
+    // policy accept is reviewed by the daemon, with the vault's key: config.json matches its
+    // seal, so there is nothing to adopt and nothing changes.
+    let out = env.cli_env(&blind, &["policy", "accept", "--yes"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("nothing to accept"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(
         !std::fs::read_to_string(env.config())
             .unwrap()

@@ -589,7 +589,7 @@ impl Session {
                     .to_line();
                 };
                 if let Err(e) = store.verify(p.as_bytes()) {
-                    let msg = format!("presence for an admin change: {e}");
+                    let msg = format!("presence for an admin change ({}): {e}", op.name());
                     let mut rec = super::vault_admin::record("presence", pid, "denied", &msg);
                     rec.reason = Some("wrong_passphrase".into());
                     super::vault_admin::audit(&b, rec);
