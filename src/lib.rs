@@ -27,7 +27,7 @@
 //! | [`identity`] | peer credentials → executable → cached SHA-256 |
 //! | `policy` | config.json: approved binaries and what each may do |
 //! | `seal` | config.json's seal: edits made outside keychain-auth are held, not served |
-//! | `pending` | pending.json: refused callers waiting for review |
+//! | `pending` | pending.json: refused callers waiting for review; a running broker holds the queue and alone writes the file |
 //! | [`audit`] | the JSON-lines audit log |
 //! | [`backend`] | the keychain seam and its stores |
 //! | `vault` | the broker's own encrypted store: format, key slots, records, file I/O |
@@ -41,7 +41,7 @@
 //! | [`doctor`] | `doctor` (setup checks) and `migrate` (move secrets between stores) |
 //! | [`display`] | caller-controlled text made safe to print (escapes, bounds, EPIPE) |
 //! | [`adapters`] | git, AWS and docker credential helpers on the client SDK |
-//! | [`cli`] | the `keychain-auth` command line |
+//! | [`cli`] | the `keychain-auth` command line: [`cli::args`] (the clap definition) and [`cli::failure`] (the error every command returns), which `install`, `manual`, `owner` and `vault_cli` import; `cli` itself parses and dispatches to them |
 //! | [`manual`] | `completions` and `man`, generated from the clap definition |
 //! | [`install`] | `install` / `uninstall`: the broker as a socket-activated systemd user service |
 //! | [`tui`] | the dashboard: live panes over the broker, approvals and edits |

@@ -8,7 +8,7 @@
 
 use crate::audit::{self, Record};
 use crate::backend::{Backend, Change, Item};
-use crate::cli::Failure;
+use crate::cli::failure::Failure;
 use crate::paths::Paths;
 use crate::protocol::{Attributes, MAX_SERVICE_LEN, MAX_TARGET_LEN};
 use std::io::{IsTerminal, Write};
