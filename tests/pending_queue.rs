@@ -49,7 +49,7 @@ fn edit_outside(env: &Sandbox, contents: &Value) {
 
 /// The daemon's file watch reports within milliseconds; this leaves it ample time.
 fn let_the_watch_report() {
-    std::thread::sleep(Duration::from_millis(700));
+    std::thread::sleep(Duration::from_millis(1000));
 }
 
 /// A refused caller is in `list-pending` (read from the file the daemon writes), counted once
