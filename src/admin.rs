@@ -270,6 +270,8 @@ pub enum World<'a> {
         keys: audit::KeySource,
         /// Its policy, told of every change it makes.
         policy: &'a policy::cache::PolicyCache,
+        /// Its pending queue, held in memory and written by it.
+        pending: &'a pending::PendingQueue,
     },
 }
 
@@ -314,6 +316,30 @@ impl World<'_> {
                 .ok_or_else(|| "this broker holds no store".to_string()),
         };
         store.map_err(|m| AdminError::Store(crate::backend::BackendError::Unavailable(m)))
+    }
+
+    /// The pending queue as it is now: read from pending.json, or a broker's held copy.
+    fn pending_queue(&self) -> Result<pending::PendingFile, pending::PendingError> {
+        match self {
+            World::Files(paths) => pending::load(&paths.pending),
+            World::Held { pending, .. } => pending.snapshot(),
+        }
+    }
+
+    /// [`pending::update`] in this world: a broker changes the queue it holds (and writes it).
+    fn update_pending<T>(
+        &self,
+        f: impl FnOnce(&mut pending::PendingFile) -> T,
+    ) -> Result<T, pending::PendingError> {
+        match self {
+            World::Files(paths) => pending::update(&paths.pending, f),
+            World::Held { pending, .. } => pending.update(f),
+        }
+    }
+
+    /// Removes the pending entry for `hash`, if there is one.
+    fn remove_pending(&self, hash: &BinaryHash) -> Result<bool, pending::PendingError> {
+        self.update_pending(|q| pending::drop_entry(q, hash))
     }
 
     /// Where the seal key comes from in this world.
@@ -676,7 +702,7 @@ pub fn approve(
 ) -> Result<BinaryPolicy, AdminError> {
     let grants = &grants.resolve()?;
     w.audit_ready()?;
-    let queue = pending::load(&w.paths().pending)?;
+    let queue = w.pending_queue()?;
     let entry: PendingEntry = match pending::find(&queue, selector) {
         Ok(e) => e.clone(),
         Err(e @ pending::PendingError::NoEntry(_)) => {
@@ -721,7 +747,7 @@ pub fn approve(
         p.registered_binaries.push(b.clone());
         Ok(b)
     })?;
-    pending::remove(&w.paths().pending, &entry.hash)?;
+    w.remove_pending(&entry.hash)?;
     w.audit(&grants.record(change_record(source, "approve", &added)))?;
     Ok(added)
 }
@@ -793,7 +819,7 @@ pub fn register(
         p.registered_binaries.push(b.clone());
         Ok(b)
     })?;
-    pending::remove(&w.paths().pending, &hash)?;
+    w.remove_pending(&hash)?;
     w.audit(&grants.record(change_record(source, "register", &added)))?;
     Ok(added)
 }
@@ -838,7 +864,7 @@ pub fn upgrade(w: &World<'_>, source: Source, path: &Path) -> Result<Upgrade, Ad
         })
     })?;
     if let Some(old) = &result.old_hash {
-        pending::remove(&w.paths().pending, &hash)?;
+        w.remove_pending(&hash)?;
         w.audit(&change_record(source, "upgrade", &result.entry).with_old_hash(old))?;
     }
     Ok(result)
@@ -1037,7 +1063,7 @@ fn review(w: &World<'_>) -> Result<Done, AdminError> {
 /// Drops a pending entry without approving it.
 pub fn dismiss(w: &World<'_>, source: Source, selector: &str) -> Result<PendingEntry, AdminError> {
     w.audit_ready()?;
-    let entry = pending::update(&w.paths().pending, |q| {
+    let entry = w.update_pending(|q| {
         let e = pending::find(q, selector)?.clone();
         q.entries.retain(|x| x.hash != e.hash);
         Ok::<_, pending::PendingError>(e)

@@ -333,7 +333,7 @@ pub fn run_install(
     explicit_socket: bool,
     no_enable: bool,
     secret_service: bool,
-) -> Result<(), crate::cli::Failure> {
+) -> Result<(), crate::cli::failure::Failure> {
     let dir = unit_dir()?;
     let exe = current_binary()?;
     let socket = explicit_socket.then_some(paths.socket.as_path());
@@ -399,7 +399,7 @@ pub fn run_install(
 
 /// `keychain-auth uninstall`: stops and disables the units (when systemd's user manager is
 /// reachable), then removes the files `install` wrote.
-pub fn run_uninstall(paths: &crate::paths::Paths) -> Result<(), crate::cli::Failure> {
+pub fn run_uninstall(paths: &crate::paths::Paths) -> Result<(), crate::cli::failure::Failure> {
     let dir = unit_dir()?;
     let present = [SOCKET_UNIT, SERVICE_UNIT]
         .iter()

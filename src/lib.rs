@@ -22,7 +22,7 @@
 //!
 //! | layer | module | the one thing it does |
 //! |---|---|---|
-//! | apps | [`cli`] | the `keychain-auth` command line |
+//! | apps | [`cli`] | the `keychain-auth` command line: [`cli::args`] (the clap definition) and [`cli::failure`] (the error every command returns), which the other apps import; `cli` itself parses and dispatches to them |
 //! | | [`tui`] | the dashboard: live panes over the broker, approvals and edits |
 //! | | [`doctor`] | `doctor` (setup checks) and `migrate` (move secrets between stores) |
 //! | | [`install`], [`manual`] | the systemd user service; completions and the man page |
@@ -34,7 +34,7 @@
 //! | | `audit_once` | a command's own audit record (key from its selected store, rotation in force) |
 //! | | [`owner_store`] | the owner's calls on the store, carried out by the running broker or here |
 //! | core | [`selection`] | which store serves: the vault, the Secret Service client or the plain file |
-//! | | `pending` | pending.json: refused callers waiting for review |
+//! | | `pending` | pending.json: refused callers waiting for review; a running broker holds the queue and alone writes the file |
 //! | | `policy` | config.json: approved binaries and what each may do; its seal, sealed writes and the daemon's cache |
 //! | | [`audit`] | the JSON-lines audit log, chained with the key from [`keys`] |
 //! | | `exec` | carry an authorised request out all-or-nothing against a store |

@@ -1,24 +1,16 @@
 //! `keychain-auth completions bash|zsh|fish` and `keychain-auth man`: generated from the same
-//! clap definition ([`crate::cli::Cli`]) that parses the command line, so they never drift from
-//! it.
+//! clap definition ([`crate::cli::args::Cli`]) that parses the command line, so they never drift
+//! from it.
 
 use clap::CommandFactory;
 use std::io::Write;
 
-/// The shells `completions` writes for.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum Shell {
-    /// bash (`source <(keychain-auth completions bash)`).
-    Bash,
-    /// zsh (a `_keychain-auth` file in a directory on `$fpath`).
-    Zsh,
-    /// fish (`~/.config/fish/completions/keychain-auth.fish`).
-    Fish,
-}
+/// The shells `completions` writes for (a value of the command line, defined with it).
+pub use crate::cli::args::Shell;
 
 /// Writes the completion script for `shell` to standard output.
 pub fn completions(shell: Shell) -> std::io::Result<()> {
-    let mut cmd = crate::cli::Cli::command();
+    let mut cmd = crate::cli::args::Cli::command();
     let mut buf = Vec::new();
     let generator = match shell {
         Shell::Bash => clap_complete::Shell::Bash,
@@ -47,7 +39,7 @@ fn fix_bash_states(script: &[u8]) -> Vec<u8> {
 /// (`keychain-auth.1` and `keychain-auth-COMMAND.1` for each command the main page lists) there
 /// and names them.
 pub fn man(dir: Option<&std::path::Path>) -> std::io::Result<()> {
-    let cmd = crate::cli::Cli::command();
+    let cmd = crate::cli::args::Cli::command();
     let Some(dir) = dir else {
         let mut buf = Vec::new();
         clap_mangen::Man::new(cmd).render(&mut buf)?;

@@ -11,7 +11,7 @@
 use crate::admin::{Done, Op, Source};
 use crate::audit::Record;
 use crate::backend::{Change, Item};
-use crate::cli::Failure;
+use crate::cli::failure::Failure;
 use crate::owner_store::{OwnerAnswer, OwnerCall};
 use crate::paths::Paths;
 use crate::protocol::{Attributes, MAX_SERVICE_LEN, MAX_TARGET_LEN};

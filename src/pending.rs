@@ -4,7 +4,7 @@
 //! One entry per hash. Entries expire 24 h after they were last seen, and the queue holds at most
 //! [`MAX_ENTRIES`] (the least recently seen are evicted) so a flood of callers cannot fill the disk.
 
-use crate::fsutil::{self, FileLock};
+use crate::fsutil::{self, FileLock, FileStamp};
 use crate::identity::BinaryHash;
 use crate::identity::{Link, kept_argv, kept_word};
 use crate::policy::{InterpreterRef, SelectorError, match_hash};
@@ -183,11 +183,6 @@ pub fn update<T>(path: &Path, f: impl FnOnce(&mut PendingFile) -> T) -> Result<T
     Ok(out)
 }
 
-/// Records a refused attempt; `true` when the caller is new to the queue.
-pub fn record(path: &Path, attempt: Attempt) -> Result<bool, PendingError> {
-    update(path, |file| apply_attempt(file, attempt, Utc::now()))
-}
-
 fn apply_attempt(file: &mut PendingFile, a: Attempt, now: DateTime<Utc>) -> bool {
     expire(file, now);
     // Identity keeps argv bounded already; entries are bounded here too, whatever made them.
@@ -248,13 +243,147 @@ pub fn find<'a>(file: &'a PendingFile, selector: &str) -> Result<&'a PendingEntr
         .ok_or_else(|| PendingError::NoEntry(selector.into()))
 }
 
-/// Removes the entry for `hash`; true when there was one.
-pub fn remove(path: &Path, hash: &BinaryHash) -> Result<bool, PendingError> {
-    update(path, |file| {
-        let before = file.entries.len();
-        file.entries.retain(|e| &e.hash != hash);
-        before != file.entries.len()
-    })
+/// Drops the entry for `hash` from `file`; true when there was one.
+pub fn drop_entry(file: &mut PendingFile, hash: &BinaryHash) -> bool {
+    let before = file.entries.len();
+    file.entries.retain(|e| &e.hash != hash);
+    before != file.entries.len()
+}
+
+/// The pending queue a running broker holds (SPEC §19): read from pending.json once, when the
+/// broker starts, then kept in memory; every change (a refusal recorded, an entry approved,
+/// dismissed or registered) is made to that copy and written to pending.json by the broker,
+/// atomically and under the file's lock, so `keychain-auth list-pending` and the dashboard
+/// read what it holds.
+///
+/// Edits of pending.json by anything else are noticed with a file watch: after an event the
+/// file's stamp is compared with the one the broker last read or wrote, and only a file that
+/// is not the broker's own is read again. Before each write the stamp is compared once more
+/// under the lock, so an edit the watch has not reported yet is not overwritten. Without a
+/// watch (it cannot be set up) the stamp is compared before every use.
+#[derive(Debug)]
+pub struct PendingQueue {
+    path: PathBuf,
+    watch: Option<crate::fsutil::NameWatch>,
+    held: std::sync::Mutex<Held>,
+}
+
+/// What a [`PendingQueue`] holds.
+#[derive(Debug, Default)]
+struct Held {
+    file: PendingFile,
+    /// The stamp of pending.json as last read or written here (`Some(None)`: it did not
+    /// exist); `None`: not read yet, or the last read failed.
+    stamp: Option<Option<FileStamp>>,
+}
+
+impl PendingQueue {
+    /// The queue of the pending.json at `path`, read now, watched from now on. A file that
+    /// cannot be read now is tried again at the next use (its error is returned then).
+    pub fn open(path: &Path) -> PendingQueue {
+        let watch = match (path.parent(), path.file_name()) {
+            (Some(dir), Some(name)) => crate::fsutil::NameWatch::new(dir, &[name], false),
+            _ => None,
+        };
+        let q = PendingQueue {
+            path: path.to_path_buf(),
+            watch,
+            held: std::sync::Mutex::new(Held::default()),
+        };
+        if let Err(e) = q.refresh(&mut q.lock(), false) {
+            tracing::warn!("keychain-auth: warning: the pending queue: {e}");
+        }
+        q
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Held> {
+        self.held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Reads pending.json again when it is not the file last read or written here: looked at
+    /// only after the watch reported an event (or with `force`, or without a watch).
+    fn refresh(&self, held: &mut Held, force: bool) -> Result<(), PendingError> {
+        // Cleared first: an event after this point is seen at the next use.
+        let event = self
+            .watch
+            .as_ref()
+            .is_none_or(crate::fsutil::NameWatch::changed);
+        if !(force || event) && held.stamp.is_some() {
+            return Ok(());
+        }
+        let stamp = FileStamp::of_path(&self.path).map_err(|source| PendingError::Read {
+            path: self.path.clone(),
+            source,
+        })?;
+        if held.stamp == Some(stamp) {
+            return Ok(());
+        }
+        held.stamp = None;
+        let (bytes, stamp) = match fsutil::read_with_meta(&self.path) {
+            Ok(Some((bytes, meta))) => (Some(bytes), Some(FileStamp::of(&meta))),
+            Ok(None) => (None, None),
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                return Err(PendingError::Unsafe(e));
+            }
+            Err(source) => {
+                return Err(PendingError::Read {
+                    path: self.path.clone(),
+                    source,
+                });
+            }
+        };
+        // A corrupt queue is replaced at the next write, as [`update`] does: it only holds
+        // refusals, which the next attempt records again.
+        held.file = parse(&self.path, bytes).unwrap_or_else(|e| {
+            tracing::warn!("keychain-auth: warning: {e}; it is replaced at the next refusal");
+            PendingFile::default()
+        });
+        held.stamp = Some(stamp);
+        Ok(())
+    }
+
+    /// The queue as it is now (expired entries dropped).
+    pub fn snapshot(&self) -> Result<PendingFile, PendingError> {
+        let mut held = self.lock();
+        self.refresh(&mut held, false)?;
+        let mut file = held.file.clone();
+        expire(&mut file, Utc::now());
+        Ok(file)
+    }
+
+    /// Runs `f` on the queue held and writes the result to pending.json (atomically, under its
+    /// lock). Nothing is kept in memory that could not be written: a failed write leaves the
+    /// queue as it was.
+    pub fn update<T>(&self, f: impl FnOnce(&mut PendingFile) -> T) -> Result<T, PendingError> {
+        let mut held = self.lock();
+        let _lock = FileLock::acquire(&self.path).map_err(|source| PendingError::Lock {
+            path: self.path.clone(),
+            source,
+        })?;
+        self.refresh(&mut held, true)?;
+        let mut file = held.file.clone();
+        expire(&mut file, Utc::now());
+        let out = f(&mut file);
+        let mut bytes = serde_json::to_vec_pretty(&file)?;
+        bytes.push(b'\n');
+        held.stamp = None;
+        fsutil::write_atomic(&self.path, &bytes).map_err(|source| PendingError::Write {
+            path: self.path.clone(),
+            source,
+        })?;
+        held.file = file;
+        // The stamp of what was just written (the lock keeps keychain-auth's other writers
+        // out); when it cannot be taken, the file is read again at the next use.
+        held.stamp = FileStamp::of_path(&self.path).ok();
+        Ok(out)
+    }
+
+    /// Records a refused attempt; `true` when the caller is new to the queue.
+    pub fn record(&self, attempt: Attempt) -> Result<bool, PendingError> {
+        self.update(|file| apply_attempt(file, attempt, Utc::now()))
+    }
 }
 
 #[cfg(test)]
@@ -323,7 +452,7 @@ mod tests {
     fn record_and_find_on_disk() {
         let t = tempfile::tempdir().unwrap();
         let p = t.path().join("pending.json");
-        record(&p, attempt(7)).unwrap();
+        update(&p, |f| apply_attempt(f, attempt(7), Utc::now())).unwrap();
         let f = load(&p).unwrap();
         let h = f.entries[0].hash.clone();
         assert_eq!(find(&f, &h.hex()[..8]).unwrap().pid, 7);
@@ -333,7 +462,76 @@ mod tests {
                 .to_string()
                 .contains("list-pending")
         );
-        assert!(remove(&p, &h).unwrap());
+        assert!(update(&p, |f| drop_entry(f, &h)).unwrap());
         assert!(load(&p).unwrap().entries.is_empty());
+    }
+
+    /// Waits until `cond` holds (a file watch reports within milliseconds), at most 5 s.
+    fn eventually(mut cond: impl FnMut() -> bool) -> bool {
+        for _ in 0..100 {
+            if cond() {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        false
+    }
+
+    #[test]
+    fn held_queue_writes_what_it_holds() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("pending.json");
+        let q = PendingQueue::open(&p);
+        assert!(q.snapshot().unwrap().entries.is_empty());
+        assert!(q.record(attempt(1)).unwrap(), "a new caller");
+        assert!(!q.record(attempt(1)).unwrap(), "the same caller again");
+        assert!(q.record(attempt(2)).unwrap());
+        // The file says what the queue holds: the CLI and the dashboard read it.
+        let on_disk = load(&p).unwrap();
+        assert_eq!(on_disk, q.snapshot().unwrap());
+        assert_eq!(on_disk.entries.len(), 2);
+        assert_eq!(on_disk.entries[0].attempts, 2);
+        let h = on_disk.entries[1].hash.clone();
+        assert!(q.update(|f| drop_entry(f, &h)).unwrap());
+        assert_eq!(load(&p).unwrap().entries.len(), 1);
+        assert_eq!(q.snapshot().unwrap().entries.len(), 1);
+    }
+
+    #[test]
+    fn held_queue_notices_an_outside_edit() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("pending.json");
+        let q = PendingQueue::open(&p);
+        q.record(attempt(1)).unwrap();
+        q.record(attempt(2)).unwrap();
+        // Another writer (a CLI that found no broker) empties the file.
+        update(&p, |f| f.entries.clear()).unwrap();
+        assert!(
+            eventually(|| q.snapshot().unwrap().entries.is_empty()),
+            "the edit was noticed"
+        );
+        // The next refusal starts from the file as edited, not from the copy held before.
+        q.record(attempt(3)).unwrap();
+        let f = load(&p).unwrap();
+        assert_eq!(f.entries.len(), 1);
+        assert_eq!(f.entries[0].pid, 3);
+    }
+
+    #[test]
+    fn held_queue_keeps_no_change_it_cannot_write() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("pending.json");
+        let q = PendingQueue::open(&p);
+        q.record(attempt(1)).unwrap();
+        // pending.json replaced by a link elsewhere: not read, not written through.
+        let target = t.path().join("elsewhere.json");
+        std::fs::write(&target, "{\"entries\":[]}").unwrap();
+        std::fs::remove_file(&p).unwrap();
+        std::os::unix::fs::symlink(&target, &p).unwrap();
+        assert!(matches!(q.record(attempt(2)), Err(PendingError::Unsafe(_))));
+        assert_eq!(
+            std::fs::read_to_string(&target).unwrap(),
+            "{\"entries\":[]}"
+        );
     }
 }

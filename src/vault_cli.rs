@@ -6,7 +6,7 @@
 use crate::audit::{self, KeySource, Record};
 use crate::backend::vault::VaultStore;
 use crate::backend::{Backend, Change};
-use crate::cli::Failure;
+use crate::cli::failure::Failure;
 use crate::paths::Paths;
 use crate::vault::slots::Cost;
 use std::io::{BufRead, Read, Write};

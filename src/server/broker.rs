@@ -58,6 +58,8 @@ pub struct Broker {
     /// The policy as of the latest change on disk (its own changes at once, anyone else's as
     /// soon as the file watch reports them).
     pub policy: PolicyCache,
+    /// The pending queue (pending.json), held here and written by this broker alone.
+    pub pending: crate::pending::PendingQueue,
     /// Executable hashes already computed.
     pub hashes: HashCache,
     /// Writers verified recently, across connections.
@@ -102,6 +104,7 @@ impl Broker {
                 limits.reserve,
             ),
             policy: PolicyCache::sealed(&paths, KeySource::Store(backend.clone())).watched(),
+            pending: crate::pending::PendingQueue::open(&paths.pending),
             paths,
             backend,
             hashes: HashCache::new(),
@@ -126,14 +129,15 @@ impl Broker {
             .as_ref()
     }
 
-    /// Where admin changes are made inside this broker: its own audit log, store key and
-    /// policy cache (SPEC §19), never a second copy opened from the paths.
+    /// Where admin changes are made inside this broker: its own audit log, store key, policy
+    /// cache and pending queue (SPEC §19), never a second copy opened from the paths.
     pub fn world(&self) -> crate::admin::World<'_> {
         crate::admin::World::Held {
             paths: &self.paths,
             audit: &self.audit,
             keys: KeySource::Store(self.backend.clone()),
             policy: &self.policy,
+            pending: &self.pending,
         }
     }
 

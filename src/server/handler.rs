@@ -7,7 +7,7 @@ use crate::audit::{Caller, Record};
 use crate::exec;
 use crate::identity::BinaryHash;
 use crate::identity::{self, Exe, Integrity, Link, Peer, Program};
-use crate::pending::{self, Attempt};
+use crate::pending::Attempt;
 use crate::policy::cache::Snapshot;
 use crate::policy::{BinaryPolicy, InterpreterRef};
 use crate::protocol::{self, Action, Incoming, Reason, Request, Response, Status};
@@ -552,7 +552,7 @@ fn unregistered(
     };
     let subject = attempt.hash.clone();
     let shown = attempt.path.display().to_string();
-    match pending::record(&broker.paths.pending, attempt) {
+    match broker.pending.record(attempt) {
         Ok(true) if !broker.approvals.attached() => {
             super::notify::new_caller(&shown, req.action.as_str(), &req.service);
         }
