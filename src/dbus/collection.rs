@@ -103,11 +103,30 @@ impl CollectionObject {
         Ok((path, no_prompt()))
     }
 
-    /// The broker's collection cannot be deleted.
-    async fn delete(&self) -> Result<OwnedObjectPath, SecretError> {
-        Err(SecretError::NotSupported(
-            "the broker's collection cannot be deleted; delete its items".into(),
-        ))
+    /// Refused: the one collection holds the items of every service, most of them outside the
+    /// caller's, so deleting it is not a request any one caller could be allowed. The refusal
+    /// is audited (`"front":"dbus"`); nothing is deleted. A client deletes items one by one
+    /// (each a broker request).
+    async fn delete(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+    ) -> Result<OwnedObjectPath, SecretError> {
+        let who = caller::identify(&self.front, &hdr).await?;
+        let why = "the broker's one collection holds every service's items and cannot be deleted; delete the items you own one by one";
+        let mut rec = crate::audit::Record::new("request", "daemon");
+        rec.action = Some("delete_collection".into());
+        rec.front = Some("dbus".into());
+        rec.pid = Some(who.peer.pid);
+        if let crate::identity::Exe::Verified { path, hash, .. } = &who.peer.exe {
+            rec.path = Some(path.display().to_string());
+            rec.hash = Some(hash.to_string());
+        }
+        rec.status = Some("denied".into());
+        rec.message = Some(why.into());
+        if self.front.broker.audit.append(&rec).is_err() {
+            crate::audit::defer_capped(self.front.broker.audit.path(), rec);
+        }
+        Err(SecretError::AccessDenied(why.into()))
     }
 
     /// What the caller may see without asking: the items of every service its policy lets it
