@@ -1291,3 +1291,176 @@ except Exception as e:
     assert!(v.collection_locked(), "a dismissed prompt unlocks nothing");
     wait_for(10, "prompts removed", || (v.prompts() == 0).then_some(()));
 }
+
+#[test]
+fn lock_over_dbus_locks_for_a_registered_caller_only_and_is_audited() {
+    if !Path::new("/usr/bin/python3").exists() {
+        eprintln!("SKIPPED: needs python3-secretstorage");
+        return;
+    }
+    // A real client: secretstorage's Collection.lock(). (Debian 12's secret-tool 0.20.5 `lock`
+    // sends the same Service.Lock but then dies of SIGSEGV after the reply; not used here.)
+    let dir = tempfile::tempdir().expect("dir");
+    let lock = dir.path().join("lock.py");
+    std::fs::write(
+        &lock,
+        "#!/usr/bin/python3\nimport secretstorage\nc = secretstorage.get_default_collection(secretstorage.dbus_init())\nc.lock()\nprint('locked', c.is_locked())\n",
+    )
+    .expect("lock.py");
+    let lock_s = lock.to_str().expect("utf8");
+    let Some(v) = vaulted(&[SECRET_TOOL_MYAPP, &[lock_s, "--read", "myapp"]]) else {
+        return;
+    };
+    v.vault("unlock");
+    assert!(!v.collection_locked());
+    // An unregistered program (its own hash): nothing is locked, the refusal is audited.
+    let gdbus = v.env.copy_unique("/usr/bin/gdbus", "gdbus");
+    let out = v
+        .env
+        .command(&gdbus)
+        .args(["call", "--session", "--dest", NAME])
+        .args(["--object-path", "/org/freedesktop/secrets"])
+        .args(["--method", "org.freedesktop.Secret.Service.Lock"])
+        .arg("['/org/freedesktop/secrets/collection/login']")
+        .output()
+        .expect("gdbus");
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(text(&out).trim(), "(@ao [], objectpath '/')");
+    assert!(!v.collection_locked(), "an unknown caller locks nothing");
+    let out = v.secret_tool(
+        &["store", "--label=l", "service", "myapp", "username", "v"],
+        "still-served-81",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+
+    // A script registered for myapp: the vault is locked, its keys gone.
+    let mut cmd = v.env.command("/usr/bin/python3");
+    cmd.arg(&lock);
+    let out = run_with_input(cmd, b"");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("locked True"), "{}", text(&out));
+    assert!(
+        v.collection_locked(),
+        "the registered caller locked the vault"
+    );
+
+    // Both audited with "front":"dbus" (the records wait for the unlock and the audit key).
+    v.vault("unlock");
+    let records = v.env.audit_records();
+    let locks: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["event"] == "vault" && r["action"] == "lock" && r["front"] == "dbus")
+        .collect();
+    let gdbus_s = gdbus.to_str().expect("utf8");
+    assert!(
+        locks
+            .iter()
+            .any(|r| r["path"] == gdbus_s && r["status"] == "denied"),
+        "{locks:?}"
+    );
+    assert!(
+        locks
+            .iter()
+            .any(|r| r["script"] == lock_s && r["status"] == "success"),
+        "{locks:?}"
+    );
+    let out = v.env.cli_env(&v.with_pass, &["audit", "verify"]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn set_alias_accepts_only_default_and_the_collection_cannot_be_deleted() {
+    let Some(s) = served() else { return };
+    s.env.cli_ok(&[
+        "register",
+        "/usr/bin/secret-tool",
+        "--read",
+        "myapp",
+        "--write",
+        "myapp",
+        "--search",
+    ]);
+    let out = s.secret_tool(
+        &["store", "--label=l", "service", "myapp", "username", "d"],
+        "kept-value-3c",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let gdbus = Path::new("/usr/bin/gdbus");
+    let service = "/org/freedesktop/secrets";
+    let collection = "/org/freedesktop/secrets/collection/login";
+    // default pointed at the one collection: accepted, changes nothing.
+    for target in [collection, "/org/freedesktop/secrets/aliases/default"] {
+        let out = s.gdbus(
+            gdbus,
+            service,
+            "org.freedesktop.Secret.Service.SetAlias",
+            &["default", target],
+        );
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    // Anything else is refused with the reason.
+    for (name, target) in [
+        ("default", "/"),
+        ("default", "/org/freedesktop/secrets/collection/other"),
+        ("work", collection),
+    ] {
+        let out = s.gdbus(
+            gdbus,
+            service,
+            "org.freedesktop.Secret.Service.SetAlias",
+            &[name, target],
+        );
+        assert!(!out.status.success(), "{name} {target}: {}", text(&out));
+        assert!(text(&out).contains("NotSupported"), "{}", text(&out));
+        assert!(text(&out).contains("one collection"), "{}", text(&out));
+    }
+    let out = s.gdbus(
+        gdbus,
+        service,
+        "org.freedesktop.Secret.Service.ReadAlias",
+        &["default"],
+    );
+    assert!(text(&out).contains(collection), "{}", text(&out));
+
+    // Deleting the collection would delete every service's items: refused, even to a caller
+    // approved for one service, and audited; nothing is deleted.
+    let py = s.env.root.join("delete.py");
+    std::fs::write(
+        &py,
+        "#!/usr/bin/python3\nimport secretstorage\nc = secretstorage.get_default_collection(secretstorage.dbus_init())\ntry:\n    c.delete()\n    print('deleted')\nexcept Exception as e:\n    print('refused', e)\n",
+    )
+    .expect("delete.py");
+    let py_s = py.to_str().expect("utf8");
+    s.env
+        .cli_ok(&["register", py_s, "--read", "myapp", "--write", "myapp"]);
+    let out = s
+        .env
+        .command("/usr/bin/python3")
+        .arg(&py)
+        .output()
+        .expect("delete.py");
+    assert!(text(&out).contains("refused"), "{}", text(&out));
+    assert!(
+        !text(&out).lines().any(|l| l == "deleted"),
+        "{}",
+        text(&out)
+    );
+    let out = s.gdbus(
+        gdbus,
+        collection,
+        "org.freedesktop.Secret.Collection.Delete",
+        &[],
+    );
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("AccessDenied"), "{}", text(&out));
+    let out = s.secret_tool(&["lookup", "service", "myapp", "username", "d"], "");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "kept-value-3c");
+    let records = s.dbus_records();
+    assert!(
+        records.iter().any(|r| r["action"] == "delete_collection"
+            && r["status"] == "denied"
+            && r["script"] == py_s),
+        "{records:?}"
+    );
+    s.env.cli_ok(&["audit", "verify"]);
+}

@@ -113,19 +113,10 @@ impl CollectionObject {
     ) -> Result<OwnedObjectPath, SecretError> {
         let who = caller::identify(&self.front, &hdr).await?;
         let why = "the broker's one collection holds every service's items and cannot be deleted; delete the items you own one by one";
-        let mut rec = crate::audit::Record::new("request", "daemon");
-        rec.action = Some("delete_collection".into());
-        rec.front = Some("dbus".into());
-        rec.pid = Some(who.peer.pid);
-        if let crate::identity::Exe::Verified { path, hash, .. } = &who.peer.exe {
-            rec.path = Some(path.display().to_string());
-            rec.hash = Some(hash.to_string());
-        }
+        let mut rec = super::caller_record(&who.peer, "request", "delete_collection");
         rec.status = Some("denied".into());
         rec.message = Some(why.into());
-        if self.front.broker.audit.append(&rec).is_err() {
-            crate::audit::defer_capped(self.front.broker.audit.path(), rec);
-        }
+        super::audit_or_defer(&self.front.broker, rec);
         Err(SecretError::AccessDenied(why.into()))
     }
 

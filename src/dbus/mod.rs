@@ -791,6 +791,41 @@ impl Front {
     }
 }
 
+/// A record of `event` / `action` by the D-Bus caller `peer` (`"front":"dbus"`), for what is
+/// not a broker request (a `Lock`, a refused `Collection.Delete`).
+pub(crate) fn caller_record(peer: &crate::identity::Peer, event: &str, action: &str) -> Record {
+    let mut r = Record::new(event, "daemon");
+    r.action = Some(action.into());
+    r.front = Some("dbus".into());
+    r.pid = Some(peer.pid);
+    match &peer.exe {
+        crate::identity::Exe::Verified {
+            path,
+            hash,
+            program,
+            ..
+        } => {
+            r.path = Some(path.display().to_string());
+            r.hash = Some(hash.to_string());
+            if let crate::identity::Program::Script { path, hash } = program {
+                r.script = Some(path.display().to_string());
+                r.script_hash = Some(hash.to_string());
+            }
+        }
+        crate::identity::Exe::Unverifiable { path, .. } => {
+            r.path = path.as_ref().map(|p| p.display().to_string());
+        }
+    }
+    r
+}
+
+/// Appends `rec`, or keeps it for when the audit key is back (the vault is locked).
+pub(crate) fn audit_or_defer(broker: &Broker, rec: Record) {
+    if broker.audit.append(&rec).is_err() {
+        crate::audit::defer_capped(broker.audit.path(), rec);
+    }
+}
+
 /// The services `peer`'s policy lets it read and search (none for an unknown caller).
 pub(crate) fn readable_services(front: &Front, peer: &crate::identity::Peer) -> Vec<String> {
     let crate::identity::Exe::Verified { hash, program, .. } = &peer.exe else {

@@ -161,12 +161,12 @@ impl ServiceObject {
             return Ok((Vec::new(), no_prompt()));
         };
         let broker = &self.front.broker;
-        let mut rec = lock_record(&who.peer);
+        let mut rec = super::caller_record(&who.peer, "vault", "lock");
         if let Err(why) = may_lock(&self.front, &who.peer) {
             rec.status = Some("denied".into());
             rec.reason = Some("unregistered_binary".into());
             rec.message = Some(why);
-            audit(broker, rec);
+            super::audit_or_defer(broker, rec);
             return Ok((Vec::new(), no_prompt()));
         }
         let was = store.lock();
@@ -181,7 +181,7 @@ impl ServiceObject {
             .into(),
         );
         // The audit key went with the vault's: the record waits for the next unlock.
-        audit(broker, rec);
+        super::audit_or_defer(broker, rec);
         let locked = objects
             .into_iter()
             .filter(|o| {
@@ -310,31 +310,6 @@ pub fn may_lock(front: &Front, peer: &crate::identity::Peer) -> Result<(), Strin
             "{} is not registered for any service; only a caller the policy knows may lock the vault over D-Bus (the person runs keychain-auth lock)",
             path.display()
         ))
-    }
-}
-
-/// The record of a D-Bus `Lock` by `peer` (`"event":"vault"`, `"front":"dbus"`).
-fn lock_record(peer: &crate::identity::Peer) -> crate::audit::Record {
-    let mut r = crate::audit::Record::new("vault", "daemon");
-    r.action = Some("lock".into());
-    r.front = Some("dbus".into());
-    r.pid = Some(peer.pid);
-    match &peer.exe {
-        crate::identity::Exe::Verified { path, hash, .. } => {
-            r.path = Some(path.display().to_string());
-            r.hash = Some(hash.to_string());
-        }
-        crate::identity::Exe::Unverifiable { path, .. } => {
-            r.path = path.as_ref().map(|p| p.display().to_string());
-        }
-    }
-    r
-}
-
-/// Appends `rec`, or keeps it for when the audit key is back (the vault is locked).
-fn audit(broker: &crate::server::Broker, rec: crate::audit::Record) {
-    if broker.audit.append(&rec).is_err() {
-        crate::audit::defer_capped(broker.audit.path(), rec);
     }
 }
 
