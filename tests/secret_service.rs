@@ -973,6 +973,12 @@ struct Vaulted {
 /// `init` a vault, run `registrations` (each the arguments after `register`) with presence,
 /// then `start --secret-service` without the passphrase: the vault is locked.
 fn vaulted(registrations: &[&[&str]]) -> Option<Vaulted> {
+    vaulted_with(registrations, &[])
+}
+
+/// [`vaulted`], with `config` keys set in config.json by hand and adopted (`policy accept`,
+/// with presence) before the start.
+fn vaulted_with(registrations: &[&[&str]], config: &[(&str, Value)]) -> Option<Vaulted> {
     if !tools() {
         return None;
     }
@@ -992,6 +998,18 @@ fn vaulted(registrations: &[&[&str]]) -> Option<Vaulted> {
         all.extend_from_slice(args);
         let out = env.cli_env(&with_pass, &all);
         assert!(out.status.success(), "register: {}", text(&out));
+    }
+    if !config.is_empty() {
+        let path = env.config();
+        let mut file: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).expect("config.json"))
+                .expect("config.json parses");
+        for (k, v) in config {
+            file[*k] = v.clone();
+        }
+        std::fs::write(&path, file.to_string()).expect("config.json");
+        let out = env.cli_env(&with_pass, &["policy", "accept", "--yes"]);
+        assert!(out.status.success(), "policy accept: {}", text(&out));
     }
     let bus = Bus::start(&env);
     env.extra_env.extend(bus.env());
@@ -1269,6 +1287,14 @@ try:
     print('still there')
 except Exception as e:
     print('gone', type(e).__name__)
+opened = 0
+try:
+    for _ in range(9):
+        svc.call('Unlock', 'ao', ['/org/freedesktop/secrets/collection/login'])
+        opened += 1
+    print('unbounded')
+except Exception as e:
+    print('bounded', opened, 'unlock prompts' in str(e))
 "#,
     )
     .expect("dismiss.py");
@@ -1285,11 +1311,49 @@ except Exception as e:
         "other 1 True",
         "completed True ao []",
         "gone ",
+        "bounded 8 True",
     ] {
         assert!(shown.contains(line), "{line:?} in {shown}");
     }
     assert!(v.collection_locked(), "a dismissed prompt unlocks nothing");
+    // The eight prompts it left unrun went with its connection.
     wait_for(10, "prompts removed", || (v.prompts() == 0).then_some(()));
+}
+
+#[test]
+fn an_unlock_prompt_nobody_answers_completes_dismissed_at_the_bound() {
+    let Some(v) = vaulted_with(
+        &[SECRET_TOOL_MYAPP],
+        &[("secret_service_unlock_timeout_s", 2.into())],
+    ) else {
+        return;
+    };
+    v.vault("unlock");
+    let out = v.secret_tool(
+        &["store", "--label=l", "service", "myapp", "username", "t"],
+        "bounded-wait-0a",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    v.vault("lock");
+    let started = std::time::Instant::now();
+    let child = v.spawn(
+        "secret-tool",
+        &["lookup", "service", "myapp", "username", "t"],
+        "",
+    );
+    wait_for(20, "a prompt", || (v.prompts() == 1).then_some(()));
+    let out = child.wait_with_output().expect("lookup");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(2),
+        "completed before the bound"
+    );
+    assert!(
+        !out.status.success() && out.stdout.is_empty(),
+        "{}",
+        text(&out)
+    );
+    wait_for(10, "prompt removed", || (v.prompts() == 0).then_some(()));
+    assert!(v.collection_locked());
 }
 
 #[test]

@@ -34,6 +34,10 @@ impl CollectionObject {
         #[zbus(header)] hdr: Header<'_>,
     ) -> Result<Vec<OwnedObjectPath>, SecretError> {
         let who = caller::identify(&self.front, &hdr).await?;
+        if let Some(how) = self.front.broker.backend.locked() {
+            // Nothing inside a locked vault can be searched; the client unlocks (a prompt).
+            return Err(SecretError::IsLocked(how));
+        }
         let filter: Attributes = attributes.into_iter().collect();
         let found = self.front.search(&who, &filter).await?;
         let mut paths = Vec::with_capacity(found.len());
