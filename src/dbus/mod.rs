@@ -11,7 +11,8 @@
 //! One file per object: [`service`] (`/org/freedesktop/secrets`), [`collection`] (the one
 //! collection, `/org/freedesktop/secrets/collection/login`, also the alias `default`),
 //! [`item`] (its items, `…/collection/login/i<N>`), [`session`] (`plain` and
-//! `dh-ietf1024-sha256-aes128-cbc-pkcs7`). Item paths are numbers handed out as items are
+//! `dh-ietf1024-sha256-aes128-cbc-pkcs7`), [`prompt`] (`/org/freedesktop/secrets/prompt/p<N>`:
+//! an unlock that waits for the person while the vault is locked). Item paths are numbers handed out as items are
 //! found, so the object tree itself names no service or target.
 
 pub mod activation;
