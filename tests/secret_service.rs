@@ -1174,6 +1174,29 @@ fn secret_tool_waits_on_a_locked_vault_and_is_served_once_the_person_unlocks_it(
         text(&out)
     );
 
+    // An unapproved program's search kept over the lock is decided for it after the unlock,
+    // like any other: refused, audited, nothing found.
+    v.vault("lock");
+    let stranger = v.env.copy_unique("/usr/bin/secret-tool", "secret-tool");
+    let stranger_s = stranger.to_str().expect("utf8");
+    let probing = v.spawn(
+        stranger_s,
+        &["lookup", "service", "myapp", "username", "v"],
+        "",
+    );
+    wait_for(20, "a prompt", || (v.prompts() == 1).then_some(()));
+    v.vault("unlock");
+    let out = probing.wait_with_output().expect("lookup");
+    assert!(out.stdout.is_empty(), "{}", text(&out));
+    assert!(!text(&out).contains("vault-pw-77"));
+    assert!(
+        v.env.audit_records().iter().any(|r| r["front"] == "dbus"
+            && r["path"] == stranger_s
+            && r["action"] == "search"
+            && r["status"] == "denied"),
+        "the kept search was decided and refused"
+    );
+
     // The lookups and the store were broker requests as secret-tool, after the unlock.
     let records: Vec<Value> = v
         .env
