@@ -6,7 +6,7 @@
 //! and the prompt waits until the person unlocks the vault — `keychain-auth unlock` or an
 //! attached dashboard — then emits `Completed(false, <the unlocked object paths>)`, sent to the
 //! connection that opened it only (as gnome-keyring does). `Dismiss` completes it
-//! `Completed(true, [])`, and so does the bound ([`super::Front::unlock_timeout`], 5 minutes
+//! `Completed(true, [])`, and so does the bound ([`super::UNLOCK_TIMEOUT`], 5 minutes
 //! unless config.json's `secret_service_unlock_timeout_s` says otherwise). A completed prompt
 //! leaves the bus; a connection holds at most [`MAX_PER_CONNECTION`] prompts, and one that
 //! leaves the bus takes its prompts with it. Only the connection that opened a prompt may run
