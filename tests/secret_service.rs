@@ -1551,3 +1551,73 @@ fn set_alias_accepts_only_default_and_the_collection_cannot_be_deleted() {
     );
     s.env.cli_ok(&["audit", "verify"]);
 }
+
+#[test]
+fn a_search_kept_over_the_lock_is_answered_by_unlock_without_a_prompt_once_unlocked() {
+    use std::io::{BufRead, Write};
+    if !Path::new("/usr/bin/python3").exists() {
+        eprintln!("SKIPPED: needs python3-secretstorage");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("dir");
+    let script = dir.path().join("kept.py");
+    std::fs::write(
+        &script,
+        r#"#!/usr/bin/python3
+import sys, secretstorage
+from secretstorage.util import DBusAddressWrapper
+conn = secretstorage.dbus_init()
+svc = DBusAddressWrapper('/org/freedesktop/secrets', 'org.freedesktop.Secret.Service', conn)
+unlocked, locked = svc.call('SearchItems', 'a{ss}', {'service': 'myapp', 'username': 'k'})
+print('searched', len(unlocked), [p.rsplit('/', 1)[1][0] for p in locked], flush=True)
+sys.stdin.readline()
+paths, prompt = svc.call('Unlock', 'ao', locked)
+print('unlock', prompt, [p.rsplit('/', 1)[1][0] for p in paths], flush=True)
+"#,
+    )
+    .expect("kept.py");
+    let script_s = script.to_str().expect("utf8");
+    let Some(v) = vaulted(&[
+        SECRET_TOOL_MYAPP,
+        &[script_s, "--read", "myapp", "--search"],
+    ]) else {
+        return;
+    };
+    v.vault("unlock");
+    let out = v.secret_tool(
+        &["store", "--label=l", "service", "myapp", "username", "k"],
+        "kept-search-9b",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    v.vault("lock");
+    let mut child = v
+        .env
+        .command("/usr/bin/python3")
+        .arg(&script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kept.py");
+    let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let first = lines.next().and_then(Result::ok).unwrap_or_default();
+    assert_eq!(
+        first, "searched 0 ['q']",
+        "one locked item stands for the search"
+    );
+    // Unlocked in between: Unlock makes the kept search now and needs no prompt.
+    v.vault("unlock");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"go\n")
+        .expect("go");
+    let second = lines.next().and_then(Result::ok).unwrap_or_default();
+    let out = child.wait_with_output().expect("kept.py");
+    assert_eq!(second, "unlock / ['i']", "{}", text(&out));
+    assert!(v.env.audit_records().iter().any(|r| r["front"] == "dbus"
+        && r["script"] == script_s
+        && r["action"] == "search"
+        && r["status"] == "success"));
+}
