@@ -962,10 +962,25 @@ fn scopeguard(pid: i32) -> impl Drop {
     Stop(pid)
 }
 
-#[test]
-fn a_locked_vault_answers_is_locked_until_the_person_unlocks_it() {
+/// A broker serving the Secret Service from a vault (started locked), and the passphrase.
+struct Vaulted {
+    _daemon: Daemon,
+    _bus: Bus,
+    env: Sandbox,
+    with_pass: [(String, std::ffi::OsString); 1],
+}
+
+/// `init` a vault, run `registrations` (each the arguments after `register`) with presence,
+/// then `start --secret-service` without the passphrase: the vault is locked.
+fn vaulted(registrations: &[&[&str]]) -> Option<Vaulted> {
+    vaulted_with(registrations, &[])
+}
+
+/// [`vaulted`], with `config` keys set in config.json by hand and adopted (`policy accept`,
+/// with presence) before the start.
+fn vaulted_with(registrations: &[&[&str]], config: &[(&str, Value)]) -> Option<Vaulted> {
     if !tools() {
-        return;
+        return None;
     }
     let mut env = Sandbox::new();
     env.extra_env
@@ -978,60 +993,631 @@ fn a_locked_vault_answers_is_locked_until_the_person_unlocks_it() {
     )];
     let out = env.cli_env(&with_pass, &["init"]);
     assert!(out.status.success(), "init: {}", text(&out));
-    let out = env.cli_env(
-        &with_pass,
-        &[
-            "register",
-            "/usr/bin/secret-tool",
-            "--read",
-            "myapp",
-            "--write",
-            "myapp",
-            "--search",
-        ],
-    );
-    assert!(out.status.success(), "register: {}", text(&out));
+    for args in registrations {
+        let mut all = vec!["register"];
+        all.extend_from_slice(args);
+        let out = env.cli_env(&with_pass, &all);
+        assert!(out.status.success(), "register: {}", text(&out));
+    }
+    if !config.is_empty() {
+        let path = env.config();
+        let mut file: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).expect("config.json"))
+                .expect("config.json parses");
+        for (k, v) in config {
+            file[*k] = v.clone();
+        }
+        std::fs::write(&path, file.to_string()).expect("config.json");
+        let out = env.cli_env(&with_pass, &["policy", "accept", "--yes"]);
+        assert!(out.status.success(), "policy accept: {}", text(&out));
+    }
     let bus = Bus::start(&env);
     env.extra_env.extend(bus.env());
-    // Started without the passphrase: the vault is locked.
-    let _daemon = env.start_args(&["--secret-service"]);
+    let daemon = env.start_args(&["--secret-service"]);
     bus.wait_for_owner(&env, NAME);
-    let store = |s: &Sandbox| {
-        let mut cmd = s.command("secret-tool");
-        cmd.args(["store", "--label=l", "service", "myapp", "username", "v"]);
-        run_with_input(cmd, b"vault-pw-77")
+    Some(Vaulted {
+        _daemon: daemon,
+        _bus: bus,
+        env,
+        with_pass,
+    })
+}
+
+impl Vaulted {
+    /// `keychain-auth unlock` (or `lock`), which must succeed.
+    fn vault(&self, op: &str) {
+        let out = self.env.cli_env(&self.with_pass, &[op]);
+        assert!(out.status.success(), "{op}: {}", text(&out));
+    }
+
+    /// `secret-tool ARGS` with `stdin`, run to its end.
+    fn secret_tool(&self, args: &[&str], stdin: &str) -> Output {
+        let mut cmd = self.env.command("secret-tool");
+        cmd.args(args);
+        run_with_input(cmd, stdin.as_bytes())
+    }
+
+    /// `PROGRAM ARGS` started with `stdin` written and closed, its output piped.
+    fn spawn(&self, program: &str, args: &[&str], stdin: &str) -> std::process::Child {
+        use std::io::Write;
+        let mut child = self
+            .env
+            .command(program)
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let mut input = child.stdin.take().expect("stdin");
+        input.write_all(stdin.as_bytes()).expect("stdin");
+        drop(input);
+        child
+    }
+
+    /// The prompt objects the broker serves now.
+    fn prompts(&self) -> usize {
+        let out = self
+            .env
+            .command("gdbus")
+            .args(["introspect", "--session", "--dest", NAME])
+            .args(["--object-path", "/org/freedesktop/secrets/prompt"])
+            .output()
+            .expect("gdbus introspect");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.trim_start().starts_with("node p"))
+            .count()
+    }
+
+    /// Whether the collection says it is locked.
+    fn collection_locked(&self) -> bool {
+        let out = self
+            .env
+            .command("gdbus")
+            .args(["call", "--session", "--dest", NAME])
+            .args(["--object-path", "/org/freedesktop/secrets/collection/login"])
+            .args(["--method", "org.freedesktop.DBus.Properties.Get"])
+            .args(["org.freedesktop.Secret.Collection", "Locked"])
+            .output()
+            .expect("gdbus");
+        let shown = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(shown.contains("true") || shown.contains("false"), "{shown}");
+        shown.contains("true")
+    }
+
+    /// Every file of the tree holds no `needle` (the vault encrypts).
+    fn nowhere_on_disk(&self, needle: &str) {
+        for path in files(&self.env.root) {
+            let bytes = std::fs::read(&path).unwrap_or_default();
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                "the secret is in {}",
+                path.display()
+            );
+        }
+    }
+}
+
+const SECRET_TOOL_MYAPP: &[&str] = &[
+    "/usr/bin/secret-tool",
+    "--read",
+    "myapp",
+    "--write",
+    "myapp",
+    "--search",
+];
+
+#[test]
+fn secret_tool_waits_on_a_locked_vault_and_is_served_once_the_person_unlocks_it() {
+    let Some(v) = vaulted(&[SECRET_TOOL_MYAPP]) else {
+        return;
     };
-    let out = store(&env);
-    assert!(!out.status.success(), "{}", text(&out));
+    assert!(v.collection_locked());
+    v.vault("unlock");
+    let out = v.secret_tool(
+        &["store", "--label=l", "service", "myapp", "username", "v"],
+        "vault-pw-77",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    v.vault("lock");
+    assert!(v.collection_locked());
+
+    // Locked: lookup (SearchItems, Unlock, Prompt) and store (CreateItem refused IsLocked,
+    // Unlock, Prompt) both wait for the person, one prompt each.
+    let lookup = v.spawn(
+        "secret-tool",
+        &["lookup", "service", "myapp", "username", "v"],
+        "",
+    );
+    let store = v.spawn(
+        "secret-tool",
+        &["store", "--label=w", "service", "myapp", "username", "w"],
+        "stored-while-locked-5e",
+    );
+    wait_for(20, "two prompts", || (v.prompts() == 2).then_some(()));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let (mut lookup, mut store) = (lookup, store);
+    assert!(lookup.try_wait().expect("wait").is_none(), "lookup waits");
+    assert!(store.try_wait().expect("wait").is_none(), "store waits");
+
+    // The person unlocks: both complete.
+    v.vault("unlock");
+    let out = lookup.wait_with_output().expect("lookup");
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "vault-pw-77");
+    let out = store.wait_with_output().expect("store");
+    assert!(out.status.success(), "{}", text(&out));
+    let out = v.secret_tool(&["lookup", "service", "myapp", "username", "w"], "");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "stored-while-locked-5e"
+    );
+    // Completed prompts leave the bus.
+    wait_for(10, "prompts removed", || (v.prompts() == 0).then_some(()));
+
+    // A lookup of something that is not there waits too, then finds nothing.
+    v.vault("lock");
+    let mut missing = v.spawn(
+        "secret-tool",
+        &["lookup", "service", "myapp", "username", "nobody"],
+        "",
+    );
+    wait_for(20, "a prompt", || (v.prompts() == 1).then_some(()));
+    assert!(missing.try_wait().expect("wait").is_none());
+    v.vault("unlock");
+    let out = missing.wait_with_output().expect("lookup");
     assert!(
-        text(&out).contains("keychain-auth unlock"),
+        !out.status.success() && out.stdout.is_empty(),
+        "{:?} {}",
+        out.status,
+        text(&out)
+    );
+
+    // An unapproved program's search kept over the lock is decided for it after the unlock,
+    // like any other: refused, audited, nothing found.
+    v.vault("lock");
+    let stranger = v.env.copy_unique("/usr/bin/secret-tool", "secret-tool");
+    let stranger_s = stranger.to_str().expect("utf8");
+    let probing = v.spawn(
+        stranger_s,
+        &["lookup", "service", "myapp", "username", "v"],
+        "",
+    );
+    wait_for(20, "a prompt", || (v.prompts() == 1).then_some(()));
+    v.vault("unlock");
+    let out = probing.wait_with_output().expect("lookup");
+    assert!(out.stdout.is_empty(), "{}", text(&out));
+    assert!(!text(&out).contains("vault-pw-77"));
+    assert!(
+        v.env.audit_records().iter().any(|r| r["front"] == "dbus"
+            && r["path"] == stranger_s
+            && r["action"] == "search"
+            && r["status"] == "denied"),
+        "the kept search was decided and refused"
+    );
+
+    // The lookups and the store were broker requests as secret-tool, after the unlock.
+    let records: Vec<Value> = v
+        .env
+        .audit_records()
+        .into_iter()
+        .filter(|r| r["front"] == "dbus" && r["path"] == "/usr/bin/secret-tool")
+        .collect();
+    assert!(
+        records
+            .iter()
+            .any(|r| r["action"] == "read" && r["status"] == "success"),
+        "{records:?}"
+    );
+    assert!(
+        records
+            .iter()
+            .filter(|r| r["action"] == "write" && r["status"] == "success")
+            .count()
+            >= 2,
+        "{records:?}"
+    );
+    let out = v.env.cli_env(&v.with_pass, &["audit", "verify"]);
+    assert!(out.status.success(), "{}", text(&out));
+    v.nowhere_on_disk("vault-pw-77");
+    v.nowhere_on_disk("stored-while-locked-5e");
+}
+
+#[test]
+fn python_keyring_unlocks_through_the_prompt_and_a_dismissed_prompt_unlocks_nothing() {
+    if !Path::new("/usr/bin/python3").exists()
+        || !std::process::Command::new("/usr/bin/python3")
+            .args(["-c", "import keyring, secretstorage"])
+            .status()
+            .is_ok_and(|st| st.success())
+    {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "this test needs python3-keyring (apt-get install python3-keyring)"
+        );
+        eprintln!("SKIPPED: needs python3-keyring (apt-get install python3-keyring)");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("dir");
+    let prelude = "#!/usr/bin/python3\nimport sys, keyring\nfrom keyring.backends import SecretService\nkeyring.set_keyring(SecretService.Keyring())\n";
+    let set = dir.path().join("set.py");
+    let get = dir.path().join("get.py");
+    std::fs::write(
+        &set,
+        format!("{prelude}keyring.set_password('pyapp', 'alice', sys.stdin.read())\n"),
+    )
+    .expect("set.py");
+    std::fs::write(
+        &get,
+        format!("{prelude}print(keyring.get_password('pyapp', 'alice'))\n"),
+    )
+    .expect("get.py");
+    let (set_s, get_s) = (set.to_str().expect("utf8"), get.to_str().expect("utf8"));
+    let Some(v) = vaulted(&[
+        &[set_s, "--write", "pyapp"],
+        &[get_s, "--read", "pyapp", "--search"],
+    ]) else {
+        return;
+    };
+    v.vault("unlock");
+    let mut cmd = v.env.command("/usr/bin/python3");
+    cmd.arg(&set);
+    let out = run_with_input(cmd, b"py-locked-secret-2d");
+    assert!(out.status.success(), "{}", text(&out));
+    v.vault("lock");
+
+    // keyring sees the collection locked, calls Unlock and runs the prompt: it waits.
+    let mut getter = v.spawn("/usr/bin/python3", &[get_s], "");
+    wait_for(20, "a prompt", || (v.prompts() == 1).then_some(()));
+    assert!(getter.try_wait().expect("wait").is_none(), "keyring waits");
+    v.vault("unlock");
+    let out = getter.wait_with_output().expect("get.py");
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "py-locked-secret-2d"
+    );
+
+    // Dismissed: Completed(true, []) to the connection that opened the prompt, which another
+    // connection can neither run nor dismiss; the prompt then leaves the bus.
+    v.vault("lock");
+    let dismiss = dir.path().join("dismiss.py");
+    std::fs::write(
+        &dismiss,
+        r#"#!/usr/bin/python3
+import subprocess, secretstorage
+from secretstorage.util import DBusAddressWrapper
+from jeepney import MatchRule, MessageType
+conn = secretstorage.dbus_init()
+svc = DBusAddressWrapper('/org/freedesktop/secrets', 'org.freedesktop.Secret.Service', conn)
+unlocked, prompt = svc.call('Unlock', 'ao', ['/org/freedesktop/secrets/aliases/default'])
+print('unlock', len(unlocked), prompt.startswith('/org/freedesktop/secrets/prompt/p'))
+other = subprocess.run(['gdbus', 'call', '--session', '--dest', 'org.freedesktop.secrets',
+                        '--object-path', prompt, '--method', 'org.freedesktop.Secret.Prompt.Dismiss'],
+                       capture_output=True, text=True)
+print('other', other.returncode, 'NoSuchObject' in other.stderr or 'UnknownObject' in other.stderr)
+p = DBusAddressWrapper(prompt, 'org.freedesktop.Secret.Prompt', conn)
+rule = MatchRule(path=prompt, interface='org.freedesktop.Secret.Prompt', member='Completed',
+                 type=MessageType.signal)
+with conn.filter(rule) as signals:
+    p.call('Prompt', 's', '')
+    p.call('Dismiss', '')
+    dismissed, result = conn.recv_until_filtered(signals, timeout=10).body
+print('completed', dismissed, result[0], list(result[1]))
+try:
+    p.call('Prompt', 's', '')
+    print('still there')
+except Exception as e:
+    print('gone', type(e).__name__)
+opened = 0
+try:
+    for _ in range(9):
+        svc.call('Unlock', 'ao', ['/org/freedesktop/secrets/collection/login'])
+        opened += 1
+    print('unbounded')
+except Exception as e:
+    print('bounded', opened, 'unlock prompts' in str(e))
+"#,
+    )
+    .expect("dismiss.py");
+    let out = v
+        .env
+        .command("/usr/bin/python3")
+        .arg(&dismiss)
+        .output()
+        .expect("dismiss.py");
+    let shown = text(&out);
+    assert!(out.status.success(), "{shown}");
+    for line in [
+        "unlock 0 True",
+        "other 1 True",
+        "completed True ao []",
+        "gone ",
+        "bounded 8 True",
+    ] {
+        assert!(shown.contains(line), "{line:?} in {shown}");
+    }
+    assert!(v.collection_locked(), "a dismissed prompt unlocks nothing");
+    // The eight prompts it left unrun went with its connection.
+    wait_for(10, "prompts removed", || (v.prompts() == 0).then_some(()));
+}
+
+#[test]
+fn an_unlock_prompt_nobody_answers_completes_dismissed_at_the_bound() {
+    let Some(v) = vaulted_with(
+        &[SECRET_TOOL_MYAPP],
+        &[("secret_service_unlock_timeout_s", 2.into())],
+    ) else {
+        return;
+    };
+    v.vault("unlock");
+    let out = v.secret_tool(
+        &["store", "--label=l", "service", "myapp", "username", "t"],
+        "bounded-wait-0a",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    v.vault("lock");
+    let started = std::time::Instant::now();
+    let child = v.spawn(
+        "secret-tool",
+        &["lookup", "service", "myapp", "username", "t"],
+        "",
+    );
+    wait_for(20, "a prompt", || (v.prompts() == 1).then_some(()));
+    let out = child.wait_with_output().expect("lookup");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(2),
+        "completed before the bound"
+    );
+    assert!(
+        !out.status.success() && out.stdout.is_empty(),
         "{}",
         text(&out)
     );
-    let locked = env
-        .command("gdbus")
+    wait_for(10, "prompt removed", || (v.prompts() == 0).then_some(()));
+    assert!(v.collection_locked());
+}
+
+#[test]
+fn lock_over_dbus_locks_for_a_registered_caller_only_and_is_audited() {
+    if !Path::new("/usr/bin/python3").exists() {
+        eprintln!("SKIPPED: needs python3-secretstorage");
+        return;
+    }
+    // A real client: secretstorage's Collection.lock(). (Debian 12's secret-tool 0.20.5 `lock`
+    // sends the same Service.Lock but then dies of SIGSEGV after the reply; not used here.)
+    let dir = tempfile::tempdir().expect("dir");
+    let lock = dir.path().join("lock.py");
+    std::fs::write(
+        &lock,
+        "#!/usr/bin/python3\nimport secretstorage\nc = secretstorage.get_default_collection(secretstorage.dbus_init())\nc.lock()\nprint('locked', c.is_locked())\n",
+    )
+    .expect("lock.py");
+    let lock_s = lock.to_str().expect("utf8");
+    let Some(v) = vaulted(&[SECRET_TOOL_MYAPP, &[lock_s, "--read", "myapp"]]) else {
+        return;
+    };
+    v.vault("unlock");
+    assert!(!v.collection_locked());
+    // An unregistered program (its own hash): nothing is locked, the refusal is audited.
+    let gdbus = v.env.copy_unique("/usr/bin/gdbus", "gdbus");
+    let out = v
+        .env
+        .command(&gdbus)
         .args(["call", "--session", "--dest", NAME])
-        .args(["--object-path", "/org/freedesktop/secrets/collection/login"])
-        .args(["--method", "org.freedesktop.DBus.Properties.Get"])
-        .args(["org.freedesktop.Secret.Collection", "Locked"])
+        .args(["--object-path", "/org/freedesktop/secrets"])
+        .args(["--method", "org.freedesktop.Secret.Service.Lock"])
+        .arg("['/org/freedesktop/secrets/collection/login']")
         .output()
         .expect("gdbus");
-    assert!(String::from_utf8_lossy(&locked.stdout).contains("true"));
-    // The person unlocks it: served from the vault, the value nowhere on disk in plain text.
-    let out = env.cli_env(&with_pass, &["unlock"]);
-    assert!(out.status.success(), "unlock: {}", text(&out));
-    let out = store(&env);
     assert!(out.status.success(), "{}", text(&out));
-    let mut cmd = env.command("secret-tool");
-    cmd.args(["lookup", "service", "myapp", "username", "v"]);
+    assert_eq!(text(&out).trim(), "(@ao [], objectpath '/')");
+    assert!(!v.collection_locked(), "an unknown caller locks nothing");
+    let out = v.secret_tool(
+        &["store", "--label=l", "service", "myapp", "username", "v"],
+        "still-served-81",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+
+    // A script registered for myapp: the vault is locked, its keys gone.
+    let mut cmd = v.env.command("/usr/bin/python3");
+    cmd.arg(&lock);
     let out = run_with_input(cmd, b"");
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "vault-pw-77");
-    for path in files(&env.root) {
-        let bytes = std::fs::read(&path).unwrap_or_default();
-        assert!(
-            !bytes.windows(11).any(|w| w == b"vault-pw-77"),
-            "the secret is in {}",
-            path.display()
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("locked True"), "{}", text(&out));
+    assert!(
+        v.collection_locked(),
+        "the registered caller locked the vault"
+    );
+
+    // Both audited with "front":"dbus" (the records wait for the unlock and the audit key).
+    v.vault("unlock");
+    let records = v.env.audit_records();
+    let locks: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["event"] == "vault" && r["action"] == "lock" && r["front"] == "dbus")
+        .collect();
+    let gdbus_s = gdbus.to_str().expect("utf8");
+    assert!(
+        locks
+            .iter()
+            .any(|r| r["path"] == gdbus_s && r["status"] == "denied"),
+        "{locks:?}"
+    );
+    assert!(
+        locks
+            .iter()
+            .any(|r| r["script"] == lock_s && r["status"] == "success"),
+        "{locks:?}"
+    );
+    let out = v.env.cli_env(&v.with_pass, &["audit", "verify"]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn set_alias_accepts_only_default_and_the_collection_cannot_be_deleted() {
+    let Some(s) = served() else { return };
+    s.env.cli_ok(&[
+        "register",
+        "/usr/bin/secret-tool",
+        "--read",
+        "myapp",
+        "--write",
+        "myapp",
+        "--search",
+    ]);
+    let out = s.secret_tool(
+        &["store", "--label=l", "service", "myapp", "username", "d"],
+        "kept-value-3c",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let gdbus = Path::new("/usr/bin/gdbus");
+    let service = "/org/freedesktop/secrets";
+    let collection = "/org/freedesktop/secrets/collection/login";
+    // default pointed at the one collection: accepted, changes nothing.
+    for target in [collection, "/org/freedesktop/secrets/aliases/default"] {
+        let out = s.gdbus(
+            gdbus,
+            service,
+            "org.freedesktop.Secret.Service.SetAlias",
+            &["default", target],
         );
+        assert!(out.status.success(), "{}", text(&out));
     }
+    // Anything else is refused with the reason.
+    for (name, target) in [
+        ("default", "/"),
+        ("default", "/org/freedesktop/secrets/collection/other"),
+        ("work", collection),
+    ] {
+        let out = s.gdbus(
+            gdbus,
+            service,
+            "org.freedesktop.Secret.Service.SetAlias",
+            &[name, target],
+        );
+        assert!(!out.status.success(), "{name} {target}: {}", text(&out));
+        assert!(text(&out).contains("NotSupported"), "{}", text(&out));
+        assert!(text(&out).contains("one collection"), "{}", text(&out));
+    }
+    let out = s.gdbus(
+        gdbus,
+        service,
+        "org.freedesktop.Secret.Service.ReadAlias",
+        &["default"],
+    );
+    assert!(text(&out).contains(collection), "{}", text(&out));
+
+    // Deleting the collection would delete every service's items: refused, even to a caller
+    // approved for one service, and audited; nothing is deleted.
+    let py = s.env.root.join("delete.py");
+    std::fs::write(
+        &py,
+        "#!/usr/bin/python3\nimport secretstorage\nc = secretstorage.get_default_collection(secretstorage.dbus_init())\ntry:\n    c.delete()\n    print('deleted')\nexcept Exception as e:\n    print('refused', e)\n",
+    )
+    .expect("delete.py");
+    let py_s = py.to_str().expect("utf8");
+    s.env
+        .cli_ok(&["register", py_s, "--read", "myapp", "--write", "myapp"]);
+    let out = s
+        .env
+        .command("/usr/bin/python3")
+        .arg(&py)
+        .output()
+        .expect("delete.py");
+    assert!(text(&out).contains("refused"), "{}", text(&out));
+    assert!(
+        !text(&out).lines().any(|l| l == "deleted"),
+        "{}",
+        text(&out)
+    );
+    let out = s.gdbus(
+        gdbus,
+        collection,
+        "org.freedesktop.Secret.Collection.Delete",
+        &[],
+    );
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("AccessDenied"), "{}", text(&out));
+    let out = s.secret_tool(&["lookup", "service", "myapp", "username", "d"], "");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "kept-value-3c");
+    let records = s.dbus_records();
+    assert!(
+        records.iter().any(|r| r["action"] == "delete_collection"
+            && r["status"] == "denied"
+            && r["script"] == py_s),
+        "{records:?}"
+    );
+    s.env.cli_ok(&["audit", "verify"]);
+}
+
+#[test]
+fn a_search_kept_over_the_lock_is_answered_by_unlock_without_a_prompt_once_unlocked() {
+    use std::io::{BufRead, Write};
+    if !Path::new("/usr/bin/python3").exists() {
+        eprintln!("SKIPPED: needs python3-secretstorage");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("dir");
+    let script = dir.path().join("kept.py");
+    std::fs::write(
+        &script,
+        r#"#!/usr/bin/python3
+import sys, secretstorage
+from secretstorage.util import DBusAddressWrapper
+conn = secretstorage.dbus_init()
+svc = DBusAddressWrapper('/org/freedesktop/secrets', 'org.freedesktop.Secret.Service', conn)
+unlocked, locked = svc.call('SearchItems', 'a{ss}', {'service': 'myapp', 'username': 'k'})
+print('searched', len(unlocked), [p.rsplit('/', 1)[1][0] for p in locked], flush=True)
+sys.stdin.readline()
+paths, prompt = svc.call('Unlock', 'ao', locked)
+print('unlock', prompt, [p.rsplit('/', 1)[1][0] for p in paths], flush=True)
+"#,
+    )
+    .expect("kept.py");
+    let script_s = script.to_str().expect("utf8");
+    let Some(v) = vaulted(&[
+        SECRET_TOOL_MYAPP,
+        &[script_s, "--read", "myapp", "--search"],
+    ]) else {
+        return;
+    };
+    v.vault("unlock");
+    let out = v.secret_tool(
+        &["store", "--label=l", "service", "myapp", "username", "k"],
+        "kept-search-9b",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    v.vault("lock");
+    let mut child = v
+        .env
+        .command("/usr/bin/python3")
+        .arg(&script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kept.py");
+    let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let first = lines.next().and_then(Result::ok).unwrap_or_default();
+    assert_eq!(
+        first, "searched 0 ['q']",
+        "one locked item stands for the search"
+    );
+    // Unlocked in between: Unlock makes the kept search now and needs no prompt.
+    v.vault("unlock");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"go\n")
+        .expect("go");
+    let second = lines.next().and_then(Result::ok).unwrap_or_default();
+    let out = child.wait_with_output().expect("kept.py");
+    assert_eq!(second, "unlock / ['i']", "{}", text(&out));
+    assert!(v.env.audit_records().iter().any(|r| r["front"] == "dbus"
+        && r["script"] == script_s
+        && r["action"] == "search"
+        && r["status"] == "success"));
 }

@@ -49,7 +49,12 @@ pub fn sender(hdr: &Header<'_>) -> Result<String, SecretError> {
 /// that cannot be verified is returned as [`Exe::Unverifiable`] (the decision path refuses and
 /// audits it); a caller of another uid, or one the bus cannot describe, is an error.
 pub async fn identify(front: &Arc<Front>, hdr: &Header<'_>) -> Result<Who, SecretError> {
-    let name = sender(hdr)?;
+    identify_name(front, sender(hdr)?).await
+}
+
+/// [`identify`] for the connection with unique bus name `name` (a prompt completing later on
+/// behalf of the connection that opened it).
+pub async fn identify_name(front: &Arc<Front>, name: String) -> Result<Who, SecretError> {
     let known = front
         .callers
         .lock()

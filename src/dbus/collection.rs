@@ -34,6 +34,10 @@ impl CollectionObject {
         #[zbus(header)] hdr: Header<'_>,
     ) -> Result<Vec<OwnedObjectPath>, SecretError> {
         let who = caller::identify(&self.front, &hdr).await?;
+        if let Some(how) = self.front.broker.backend.locked() {
+            // Nothing inside a locked vault can be searched; the client unlocks (a prompt).
+            return Err(SecretError::IsLocked(how));
+        }
         let filter: Attributes = attributes.into_iter().collect();
         let found = self.front.search(&who, &filter).await?;
         let mut paths = Vec::with_capacity(found.len());
@@ -103,11 +107,21 @@ impl CollectionObject {
         Ok((path, no_prompt()))
     }
 
-    /// The broker's collection cannot be deleted.
-    async fn delete(&self) -> Result<OwnedObjectPath, SecretError> {
-        Err(SecretError::NotSupported(
-            "the broker's collection cannot be deleted; delete its items".into(),
-        ))
+    /// Refused: the one collection holds the items of every service, most of them outside the
+    /// caller's, so deleting it is not a request any one caller could be allowed. The refusal
+    /// is audited (`"front":"dbus"`); nothing is deleted. A client deletes items one by one
+    /// (each a broker request).
+    async fn delete(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+    ) -> Result<OwnedObjectPath, SecretError> {
+        let who = caller::identify(&self.front, &hdr).await?;
+        let why = "the broker's one collection holds every service's items and cannot be deleted; delete the items you own one by one";
+        let mut rec = super::caller_record(&who.peer, "request", "delete_collection");
+        rec.status = Some("denied".into());
+        rec.message = Some(why.into());
+        super::audit_or_defer(&self.front.broker, rec);
+        Err(SecretError::AccessDenied(why.into()))
     }
 
     /// What the caller may see without asking: the items of every service its policy lets it

@@ -11,7 +11,8 @@
 //! One file per object: [`service`] (`/org/freedesktop/secrets`), [`collection`] (the one
 //! collection, `/org/freedesktop/secrets/collection/login`, also the alias `default`),
 //! [`item`] (its items, `…/collection/login/i<N>`), [`session`] (`plain` and
-//! `dh-ietf1024-sha256-aes128-cbc-pkcs7`). Item paths are numbers handed out as items are
+//! `dh-ietf1024-sha256-aes128-cbc-pkcs7`), [`prompt`] (`/org/freedesktop/secrets/prompt/p<N>`:
+//! an unlock that waits for the person while the vault is locked). Item paths are numbers handed out as items are
 //! found, so the object tree itself names no service or target.
 
 pub mod activation;
@@ -20,6 +21,7 @@ pub mod collection;
 pub mod import;
 pub mod item;
 pub mod namespace;
+pub mod prompt;
 pub mod service;
 pub mod session;
 
@@ -47,6 +49,14 @@ pub const COLLECTION_PATH: &str = "/org/freedesktop/secrets/collection/login";
 pub const ALIAS_PATH: &str = "/org/freedesktop/secrets/aliases/default";
 /// Most sessions open at once (all connections together).
 pub const MAX_SESSIONS: usize = 4096;
+/// Where searches made while the vault is locked are answered (then their number): the one
+/// "locked item" such a search returns stands for whatever matches once the vault is unlocked.
+pub const LOCKED_SEARCH_PREFIX: &str = "/org/freedesktop/secrets/collection/login/q";
+/// Most searches one connection may keep waiting for the unlock.
+pub const MAX_LOCKED_SEARCHES: usize = 64;
+/// How long an unlock prompt waits for the person unless config.json's
+/// `secret_service_unlock_timeout_s` says otherwise (1 to 3600 seconds).
+pub const UNLOCK_TIMEOUT: Duration = Duration::from_secs(300);
 /// The "no prompt needed" path.
 pub const NO_PROMPT: &str = "/";
 /// The longest a D-Bus call is held for an approver: clients give up on a call after about
@@ -104,6 +114,23 @@ struct OpenSession {
     keys: session::Keys,
 }
 
+/// An open unlock prompt ([`prompt`]): the connection that opened it and what it unlocks.
+pub(crate) struct OpenPrompt {
+    /// The unique bus name of the connection that opened it.
+    pub owner: String,
+    /// The objects it was asked to unlock.
+    pub objects: Vec<OwnedObjectPath>,
+    /// Fires `Dismiss` once `Prompt` started the wait.
+    dismiss: Option<tokio::sync::oneshot::Sender<()>>,
+    started: bool,
+}
+
+/// A search a connection made while the vault was locked, answered after the unlock.
+struct LockedSearch {
+    owner: String,
+    filter: Attributes,
+}
+
 /// The items handed out paths so far: number ↔ (namespace, target).
 #[derive(Default)]
 struct Registry {
@@ -124,6 +151,8 @@ pub struct Front {
     sessions: Mutex<HashMap<String, OpenSession>>,
     items: Mutex<Registry>,
     seen: Mutex<Seen>,
+    prompts: Mutex<HashMap<u64, OpenPrompt>>,
+    locked_searches: Mutex<HashMap<u64, LockedSearch>>,
     next: AtomicU64,
 }
 
@@ -156,6 +185,8 @@ impl Front {
             sessions: Mutex::new(HashMap::new()),
             items: Mutex::new(Registry::default()),
             seen: Mutex::new(HashMap::new()),
+            prompts: Mutex::new(HashMap::new()),
+            locked_searches: Mutex::new(HashMap::new()),
             next: AtomicU64::new(1),
         }
     }
@@ -256,6 +287,225 @@ impl Front {
         if let Ok(mut s) = self.seen.lock() {
             s.retain(|(n, _), _| n != name);
         }
+        if let Ok(mut q) = self.locked_searches.lock() {
+            q.retain(|_, l| l.owner != name);
+        }
+        // Its prompts go: a running one ends quietly (its dismissal sender is dropped here),
+        // one never started leaves the bus now.
+        let prompts: Vec<u64> = self
+            .prompts
+            .lock()
+            .map(|mut m| {
+                let ids: Vec<u64> = m
+                    .iter()
+                    .filter(|(_, p)| p.owner == name)
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in &ids {
+                    m.remove(id);
+                }
+                ids
+            })
+            .unwrap_or_default();
+        if let (Ok(conn), false) = (self.conn(), prompts.is_empty()) {
+            tokio::spawn(async move {
+                for id in prompts {
+                    let path = format!("{}{id}", prompt::PROMPT_PREFIX);
+                    let _ = conn
+                        .object_server()
+                        .remove::<prompt::PromptObject, _>(path.as_str())
+                        .await;
+                }
+            });
+        }
+    }
+
+    /// Opens an unlock prompt for connection `owner` over `objects` and serves it; at most
+    /// [`prompt::MAX_PER_CONNECTION`] per connection and [`prompt::MAX_PROMPTS`] in all.
+    async fn open_prompt(
+        self: &Arc<Self>,
+        owner: &str,
+        objects: Vec<OwnedObjectPath>,
+    ) -> Result<OwnedObjectPath, SecretError> {
+        let id = self.next_id();
+        {
+            let mut m = self
+                .prompts
+                .lock()
+                .map_err(|_| SecretError::Failed("prompt table".into()))?;
+            if m.values().filter(|p| p.owner == owner).count() >= prompt::MAX_PER_CONNECTION {
+                return Err(SecretError::Failed(format!(
+                    "this connection already holds {} unlock prompts; run or dismiss them first",
+                    prompt::MAX_PER_CONNECTION
+                )));
+            }
+            if m.len() >= prompt::MAX_PROMPTS {
+                return Err(SecretError::Failed(format!(
+                    "{} unlock prompts are open; try again once the vault is unlocked",
+                    prompt::MAX_PROMPTS
+                )));
+            }
+            m.insert(
+                id,
+                OpenPrompt {
+                    owner: owner.to_string(),
+                    objects,
+                    dismiss: None,
+                    started: false,
+                },
+            );
+        }
+        let path = prompt::path_of(id)?;
+        let obj = prompt::PromptObject {
+            front: self.clone(),
+            id,
+        };
+        let served = match self.conn() {
+            Ok(conn) => conn.object_server().at(path.as_str(), obj).await,
+            Err(e) => Err(zbus::Error::Failure(e.to_string())),
+        };
+        if let Err(e) = served {
+            self.take_prompt(id);
+            return Err(SecretError::Failed(format!("cannot serve the prompt: {e}")));
+        }
+        Ok(path)
+    }
+
+    /// The connection that opened prompt `id`.
+    fn prompt_owner(&self, id: u64) -> Option<String> {
+        self.prompts.lock().ok()?.get(&id).map(|p| p.owner.clone())
+    }
+
+    /// Marks prompt `id` started; the receiver of its dismissal, or `None` when it is gone or
+    /// already started.
+    fn start_prompt(&self, id: u64) -> Option<tokio::sync::oneshot::Receiver<()>> {
+        let mut m = self.prompts.lock().ok()?;
+        let p = m.get_mut(&id)?;
+        if p.started {
+            return None;
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        p.started = true;
+        p.dismiss = Some(tx);
+        Some(rx)
+    }
+
+    /// Dismisses running prompt `id`; `false` when it was not started (or is gone).
+    fn dismiss_prompt(&self, id: u64) -> bool {
+        let Ok(mut m) = self.prompts.lock() else {
+            return false;
+        };
+        match m.get_mut(&id) {
+            Some(p) if p.started => {
+                if let Some(tx) = p.dismiss.take() {
+                    let _ = tx.send(());
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Removes prompt `id` from the table (it is completing).
+    fn take_prompt(&self, id: u64) -> Option<OpenPrompt> {
+        self.prompts.lock().ok()?.remove(&id)
+    }
+
+    /// How long an unlock prompt waits: config.json's `secret_service_unlock_timeout_s`
+    /// (1 to 3600), else [`UNLOCK_TIMEOUT`].
+    fn unlock_timeout(&self) -> Duration {
+        self.broker
+            .policy
+            .current()
+            .ok()
+            .and_then(|p| {
+                p.file
+                    .extra
+                    .get("secret_service_unlock_timeout_s")
+                    .and_then(serde_json::Value::as_u64)
+            })
+            .map_or(UNLOCK_TIMEOUT, |s| Duration::from_secs(s.clamp(1, 3600)))
+    }
+
+    /// Keeps a search connection `owner` made while the vault was locked; its path is the one
+    /// "locked item" the search returns. At most [`MAX_LOCKED_SEARCHES`] per connection.
+    fn add_locked_search(
+        &self,
+        owner: &str,
+        filter: Attributes,
+    ) -> Result<OwnedObjectPath, SecretError> {
+        let id = self.next_id();
+        let mut m = self
+            .locked_searches
+            .lock()
+            .map_err(|_| SecretError::Failed("search table".into()))?;
+        if m.values().filter(|l| l.owner == owner).count() >= MAX_LOCKED_SEARCHES
+            || m.len() >= MAX_SESSIONS
+        {
+            return Err(SecretError::IsLocked(
+                "the vault is locked and this connection has searched enough: unlock it (keychain-auth unlock, or the dashboard)".into(),
+            ));
+        }
+        m.insert(
+            id,
+            LockedSearch {
+                owner: owner.to_string(),
+                filter,
+            },
+        );
+        OwnedObjectPath::try_from(format!("{LOCKED_SEARCH_PREFIX}{id}"))
+            .map_err(|e| SecretError::Failed(e.to_string()))
+    }
+
+    /// What `objects` are once the vault is unlocked, for connection `owner`: the collection
+    /// (and its alias) and known items as they are; a search it made while the vault was
+    /// locked is made now, as that caller (a broker request like any other), and stands for
+    /// the items it finds. Objects the broker does not know are left out.
+    async fn unlocked_paths(
+        self: &Arc<Self>,
+        owner: &str,
+        objects: Vec<OwnedObjectPath>,
+    ) -> Vec<OwnedObjectPath> {
+        let mut out: Vec<OwnedObjectPath> = Vec::new();
+        for o in objects {
+            let p = o.as_str();
+            if p == COLLECTION_PATH || p == ALIAS_PATH || self.item_at(p).is_some() {
+                if !out.contains(&o) {
+                    out.push(o);
+                }
+                continue;
+            }
+            let Some(id) = p
+                .strip_prefix(LOCKED_SEARCH_PREFIX)
+                .and_then(|n| n.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            let filter = {
+                let Ok(mut m) = self.locked_searches.lock() else {
+                    continue;
+                };
+                match m.get(&id) {
+                    Some(l) if l.owner == owner => m.remove(&id).map(|l| l.filter),
+                    _ => None,
+                }
+            };
+            let Some(filter) = filter else { continue };
+            let Ok(who) = caller::identify_name(self, owner.to_string()).await else {
+                continue;
+            };
+            // A refusal is audited by the decision path; the client finds nothing.
+            let Ok(found) = self.search(&who, &filter).await else {
+                continue;
+            };
+            for f in found {
+                let path = self.item_path(&f.ns, &f.target).await;
+                if !out.contains(&path) {
+                    out.push(path);
+                }
+            }
+        }
+        out
     }
 
     /// The path of the item (`ns`, `target`), serving an object there when it is new.
@@ -539,6 +789,41 @@ impl Front {
             )
             .await?;
         refusal_or(resp, refused).map(|_| ())
+    }
+}
+
+/// A record of `event` / `action` by the D-Bus caller `peer` (`"front":"dbus"`), for what is
+/// not a broker request (a `Lock`, a refused `Collection.Delete`).
+pub(crate) fn caller_record(peer: &crate::identity::Peer, event: &str, action: &str) -> Record {
+    let mut r = Record::new(event, "daemon");
+    r.action = Some(action.into());
+    r.front = Some("dbus".into());
+    r.pid = Some(peer.pid);
+    match &peer.exe {
+        crate::identity::Exe::Verified {
+            path,
+            hash,
+            program,
+            ..
+        } => {
+            r.path = Some(path.display().to_string());
+            r.hash = Some(hash.to_string());
+            if let crate::identity::Program::Script { path, hash } = program {
+                r.script = Some(path.display().to_string());
+                r.script_hash = Some(hash.to_string());
+            }
+        }
+        crate::identity::Exe::Unverifiable { path, .. } => {
+            r.path = path.as_ref().map(|p| p.display().to_string());
+        }
+    }
+    r
+}
+
+/// Appends `rec`, or keeps it for when the audit key is back (the vault is locked).
+pub(crate) fn audit_or_defer(broker: &Broker, rec: Record) {
+    if broker.audit.append(&rec).is_err() {
+        crate::audit::defer_capped(broker.audit.path(), rec);
     }
 }
 

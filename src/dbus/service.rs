@@ -1,12 +1,16 @@
 //! `org.freedesktop.Secret.Service` at `/org/freedesktop/secrets`.
 //!
-//! The broker serves one collection (`login`, also the alias `default`). Its store is never
-//! locked from here: the plain file store cannot be, so `Unlock` answers every object it knows
-//! as unlocked without a prompt and `Lock` locks nothing. `CreateCollection` answers the one
-//! collection (what a client asking for `default` expects).
+//! The broker serves one collection (`login`, also the alias `default`). `CreateCollection`
+//! answers the one collection (what a client asking for `default` expects).
+//!
+//! While the store is a locked vault, `SearchItems` cannot look inside it: it answers one
+//! "locked item" standing for the search, and `Unlock` answers a [`super::prompt`] that
+//! completes once the person unlocks the vault, with the items the search finds then (made as
+//! the caller, a broker request like any other). `Lock` locks the vault, for a caller that
+//! policy knows ([`may_lock`]); anyone else locks nothing.
 
 use super::session::{self, OpenError, Secret, SessionObject};
-use super::{COLLECTION_PATH, Front, SecretError, caller, no_prompt};
+use super::{ALIAS_PATH, COLLECTION_PATH, Front, SecretError, caller, no_prompt};
 use crate::protocol::Attributes;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -99,6 +103,16 @@ impl ServiceObject {
     ) -> Result<(Vec<OwnedObjectPath>, Vec<OwnedObjectPath>), SecretError> {
         let who = caller::identify(&self.front, &hdr).await?;
         let filter: Attributes = attributes.into_iter().collect();
+        if self.front.broker.backend.vault().is_some()
+            && self.front.broker.backend.locked().is_some()
+        {
+            // Nothing can be searched inside a locked vault: one locked "item" stands for the
+            // search until the client unlocks it (Unlock, then the prompt).
+            check_size(&self.front, &filter)?;
+            let owner = caller::sender(&hdr)?;
+            let placeholder = self.front.add_locked_search(&owner, filter)?;
+            return Ok((Vec::new(), vec![placeholder]));
+        }
         let found = self.front.search(&who, &filter).await?;
         let mut paths = Vec::with_capacity(found.len());
         for f in found {
@@ -107,35 +121,75 @@ impl ServiceObject {
         Ok((paths, Vec::new()))
     }
 
-    /// The objects it knows, unlocked, with no prompt; `IsLocked` (how to unlock) while the
-    /// store is a locked vault.
+    /// While the vault is locked: no object yet, and a prompt that completes once the person
+    /// unlocks it (no passphrase travels over the bus). Otherwise the objects it knows,
+    /// unlocked, with no prompt (a search made while the vault was locked is made now).
     #[zbus(out_args("unlocked", "prompt"))]
     async fn unlock(
         &self,
         objects: Vec<OwnedObjectPath>,
+        #[zbus(header)] hdr: Header<'_>,
     ) -> Result<(Vec<OwnedObjectPath>, OwnedObjectPath), SecretError> {
-        if let Some(how) = self.front.broker.backend.locked() {
-            // No prompt can take the passphrase over the bus: the person unlocks the vault.
-            return Err(SecretError::IsLocked(how));
+        let owner = caller::sender(&hdr)?;
+        if objects.len() > 4096 {
+            return Err(SecretError::InvalidArgs("too many objects".into()));
         }
-        let known = objects
-            .into_iter()
-            .filter(|o| {
-                let p = o.as_str();
-                p == COLLECTION_PATH || p == super::ALIAS_PATH || self.front.item_at(p).is_some()
-            })
-            .collect();
-        Ok((known, no_prompt()))
+        if let Some(how) = self.front.broker.backend.locked() {
+            if self.front.broker.backend.vault().is_none() {
+                return Err(SecretError::IsLocked(how));
+            }
+            let prompt = self.front.open_prompt(&owner, objects).await?;
+            return Ok((Vec::new(), prompt));
+        }
+        Ok((
+            self.front.unlocked_paths(&owner, objects).await,
+            no_prompt(),
+        ))
     }
 
-    /// The broker's store cannot be locked from the bus: nothing is locked.
+    /// Locks the vault (all of it: its keys leave the daemon's memory) for a caller that
+    /// [`may_lock`]; for anyone else, or a store that cannot be locked, nothing is locked.
+    /// Audited either way (`"front":"dbus"`).
     #[zbus(out_args("locked", "Prompt"))]
     async fn lock(
         &self,
         objects: Vec<OwnedObjectPath>,
+        #[zbus(header)] hdr: Header<'_>,
     ) -> Result<(Vec<OwnedObjectPath>, OwnedObjectPath), SecretError> {
-        let _ = objects;
-        Ok((Vec::new(), no_prompt()))
+        let who = caller::identify(&self.front, &hdr).await?;
+        let Some(store) = self.front.broker.backend.vault() else {
+            return Ok((Vec::new(), no_prompt()));
+        };
+        let broker = &self.front.broker;
+        let mut rec = super::caller_record(&who.peer, "vault", "lock");
+        if let Err(why) = may_lock(&self.front, &who.peer) {
+            rec.status = Some("denied".into());
+            rec.reason = Some("unregistered_binary".into());
+            rec.message = Some(why);
+            super::audit_or_defer(broker, rec);
+            return Ok((Vec::new(), no_prompt()));
+        }
+        let was = store.lock();
+        broker.audit.reset_key();
+        rec.status = Some("success".into());
+        rec.message = Some(
+            if was {
+                "the vault is locked (Secret Service Lock): its keys were wiped from the daemon's memory"
+            } else {
+                "the vault was already locked"
+            }
+            .into(),
+        );
+        // The audit key went with the vault's: the record waits for the next unlock.
+        super::audit_or_defer(broker, rec);
+        let locked = objects
+            .into_iter()
+            .filter(|o| {
+                let p = o.as_str();
+                p == COLLECTION_PATH || p == ALIAS_PATH || self.front.item_at(p).is_some()
+            })
+            .collect();
+        Ok((locked, no_prompt()))
     }
 
     /// The secrets of `items` that the caller may read (one `read` request per namespace);
@@ -189,12 +243,20 @@ impl ServiceObject {
         }
     }
 
-    /// Aliases are fixed.
+    /// Aliases are fixed: `default` (and `login`) pointed at the broker's one collection is
+    /// accepted and changes nothing (what a client making sure of its default sends); any
+    /// other alias, or removing `default`, is refused.
     async fn set_alias(&self, name: &str, collection: ObjectPath<'_>) -> Result<(), SecretError> {
-        let _ = (name, collection);
-        Err(SecretError::NotSupported(
-            "the broker serves one collection; its alias default cannot be changed".into(),
-        ))
+        let ours = collection.as_str() == COLLECTION_PATH || collection.as_str() == ALIAS_PATH;
+        match (name, ours) {
+            ("default" | "login", true) => Ok(()),
+            ("default" | "login", false) => Err(SecretError::NotSupported(format!(
+                "the alias {name} always names the broker's one collection ({COLLECTION_PATH}); it cannot be moved or removed"
+            ))),
+            _ => Err(SecretError::NotSupported(format!(
+                "the broker serves one collection and no alias but default; {name} cannot be set"
+            ))),
+        }
     }
 
     /// The broker serves one collection: it is the answer, with no prompt.
@@ -213,4 +275,52 @@ impl ServiceObject {
     async fn collections(&self) -> Vec<OwnedObjectPath> {
         vec![collection_path()]
     }
+}
+
+/// Whether the caller `peer` may lock the vault over D-Bus: `Ok` for a verified caller that
+/// policy knows with at least one service (registered or approved, its script included),
+/// else why not. Locking is narrowing and needs no presence, but any same-user process can call
+/// the bus: an unknown one locking the vault at will would deny every other client until the
+/// person unlocks again.
+pub fn may_lock(front: &Front, peer: &crate::identity::Peer) -> Result<(), String> {
+    let crate::identity::Exe::Verified {
+        hash,
+        program,
+        path,
+        ..
+    } = &peer.exe
+    else {
+        return Err("the caller could not be verified; it may not lock the vault".into());
+    };
+    let known = front
+        .broker
+        .policy
+        .current()
+        .ok()
+        .and_then(|p| {
+            p.lookup_caller(hash, program).map(|b| {
+                !b.allowed_read_services.is_empty() || !b.allowed_write_services.is_empty()
+            })
+        })
+        .unwrap_or(false);
+    if known {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} is not registered for any service; only a caller the policy knows may lock the vault over D-Bus (the person runs keychain-auth lock)",
+            path.display()
+        ))
+    }
+}
+
+/// A search kept for the unlock is no larger than a request may be.
+fn check_size(front: &Front, filter: &Attributes) -> Result<(), SecretError> {
+    let size: usize = filter.iter().map(|(k, v)| k.len() + v.len() + 8).sum();
+    let max = front.broker.limits.max_line;
+    if size > max {
+        return Err(SecretError::InvalidArgs(format!(
+            "the search is larger than the broker's {max}-byte limit"
+        )));
+    }
+    Ok(())
 }
