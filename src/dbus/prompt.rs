@@ -61,7 +61,7 @@ pub async fn wait(
 
 /// Runs prompt `id` to its end and completes it.
 async fn run(front: Arc<Front>, id: u64, dismiss: tokio::sync::oneshot::Receiver<()>) {
-    let outcome = match front.broker.backend.vault() {
+    let outcome = match crate::backend::vault::VaultStore::of(front.broker.backend.as_ref()) {
         Some(store) => wait(store.watch_unlocked(), dismiss, front.unlock_timeout()).await,
         // Not a vault: nothing to wait for.
         None => Outcome::Unlocked,

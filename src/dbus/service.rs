@@ -103,7 +103,7 @@ impl ServiceObject {
     ) -> Result<(Vec<OwnedObjectPath>, Vec<OwnedObjectPath>), SecretError> {
         let who = caller::identify(&self.front, &hdr).await?;
         let filter: Attributes = attributes.into_iter().collect();
-        if self.front.broker.backend.vault().is_some()
+        if crate::backend::vault::VaultStore::of(self.front.broker.backend.as_ref()).is_some()
             && self.front.broker.backend.locked().is_some()
         {
             // Nothing can be searched inside a locked vault: one locked "item" stands for the
@@ -135,7 +135,7 @@ impl ServiceObject {
             return Err(SecretError::InvalidArgs("too many objects".into()));
         }
         if let Some(how) = self.front.broker.backend.locked() {
-            if self.front.broker.backend.vault().is_none() {
+            if crate::backend::vault::VaultStore::of(self.front.broker.backend.as_ref()).is_none() {
                 return Err(SecretError::IsLocked(how));
             }
             let prompt = self.front.open_prompt(&owner, objects).await?;
@@ -157,7 +157,8 @@ impl ServiceObject {
         #[zbus(header)] hdr: Header<'_>,
     ) -> Result<(Vec<OwnedObjectPath>, OwnedObjectPath), SecretError> {
         let who = caller::identify(&self.front, &hdr).await?;
-        let Some(store) = self.front.broker.backend.vault() else {
+        let Some(store) = crate::backend::vault::VaultStore::of(self.front.broker.backend.as_ref())
+        else {
             return Ok((Vec::new(), no_prompt()));
         };
         let broker = &self.front.broker;
