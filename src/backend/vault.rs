@@ -51,6 +51,9 @@ struct Open {
 struct State {
     open: Option<Open>,
     failures: u32,
+    /// When a caller's request last needed a secret (or the vault was unlocked): the idle
+    /// time auto-lock measures.
+    last_use: Option<std::time::Instant>,
 }
 
 /// The vault store.
@@ -127,6 +130,7 @@ impl VaultStore {
                 let mut st = self.lock_state();
                 st.open = Some(Open { vault, stamp });
                 st.failures = 0;
+                st.last_use = Some(std::time::Instant::now());
                 drop(st);
                 self.unlocked.send_replace(true);
                 Ok(())
@@ -180,7 +184,10 @@ impl VaultStore {
     pub fn create(&self, passphrase: &[u8], cost: Cost) -> Result<(), FileError> {
         protect_process();
         let (vault, stamp) = self.file.create(passphrase, cost)?;
-        self.lock_state().open = Some(Open { vault, stamp });
+        let mut st = self.lock_state();
+        st.open = Some(Open { vault, stamp });
+        st.last_use = Some(std::time::Instant::now());
+        drop(st);
         self.unlocked.send_replace(true);
         Ok(())
     }
@@ -190,6 +197,30 @@ impl VaultStore {
         let was = self.lock_state().open.take().is_some();
         self.unlocked.send_replace(false);
         was
+    }
+
+    /// How long no request has needed a secret (since the last one, or since the unlock);
+    /// `None` while locked. What auto-lock measures.
+    pub fn idle(&self) -> Option<Duration> {
+        let st = self.lock_state();
+        st.open.as_ref()?;
+        Some(st.last_use.map_or(Duration::ZERO, |t| t.elapsed()))
+    }
+
+    /// Notes that a request needed a secret of `service` now (the broker's own items, the
+    /// audit key and the seal marker, are not a use: they are read by the daemon itself).
+    fn touch(&self, service: &str) {
+        if !crate::audit::chain::is_reserved_service(service) {
+            self.lock_state().last_use = Some(std::time::Instant::now());
+        }
+    }
+
+    /// The generation of the vault held (`None` while locked).
+    pub fn generation(&self) -> Option<u64> {
+        self.lock_state()
+            .open
+            .as_ref()
+            .map(|o| o.vault.generation())
     }
 
     /// How the key page is protected (`None` while locked).
@@ -286,6 +317,7 @@ impl Backend for VaultStore {
                 }))
             });
         }
+        self.touch(service);
         self.read(|v| v.get(service, target).map_err(Self::unavailable))
     }
 
@@ -303,6 +335,7 @@ impl Backend for VaultStore {
                 "the vault's audit key is derived from the vault key and cannot be deleted",
             ));
         }
+        self.touch(service);
         self.write(|v| Ok(v.delete(service, target)))
     }
 
@@ -312,10 +345,12 @@ impl Backend for VaultStore {
         prefix: &str,
         filter: &Attributes,
     ) -> Result<Vec<Entry>, BackendError> {
+        self.touch(service);
         self.read(|v| Ok(v.list(service, prefix, filter)))
     }
 
     fn services(&self) -> Result<Vec<String>, BackendError> {
+        self.touch("");
         self.read(|v| Ok(v.services()))
     }
 
@@ -330,6 +365,7 @@ impl Backend for VaultStore {
                     "the vault's audit key is derived from the vault key and cannot be stored",
                 ));
             }
+            self.touch(service);
         }
         self.write(|v| {
             for c in changes {
@@ -418,7 +454,10 @@ mod tests {
         s.lock();
         assert!(w.has_changed().unwrap() && !*w.borrow_and_update());
         assert!(s.unlock(b"nope").is_err());
-        assert!(!w.has_changed().unwrap(), "a wrong passphrase changes nothing");
+        assert!(
+            !w.has_changed().unwrap(),
+            "a wrong passphrase changes nothing"
+        );
         s.unlock(b"pw").unwrap();
         assert!(*w.borrow_and_update());
     }

@@ -213,7 +213,6 @@ impl Vault {
     }
 
     /// The generation of the file this vault was read from or last written to.
-    #[cfg(test)]
     pub fn generation(&self) -> u64 {
         self.generation
     }
