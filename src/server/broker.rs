@@ -158,6 +158,7 @@ impl Broker {
             backend: self.backend.kind().as_str().into(),
             connections: self.stats.connections.load(Ordering::Relaxed),
             requests: self.stats.requests.load(Ordering::Relaxed),
+            locked: self.backend.vault().map(|v| !v.is_unlocked()),
         }
     }
 }
