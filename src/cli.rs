@@ -177,7 +177,11 @@ pub enum Command {
         remove_plain: bool,
     },
     /// Give the vault passphrase to the running daemon.
-    Unlock,
+    Unlock {
+        /// Open a vault file older than the audit log records (you restored it on purpose).
+        #[arg(long)]
+        accept_rollback: bool,
+    },
     /// The owner's own secrets, without approving a shell (needs the vault passphrase).
     Secret {
         /// What to do.
@@ -461,7 +465,9 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             import,
             remove_plain,
         } => crate::vault_cli::init(&paths, cli.passphrase_fd, import, remove_plain),
-        Command::Unlock => crate::vault_cli::unlock(&paths, cli.passphrase_fd),
+        Command::Unlock { accept_rollback } => {
+            crate::vault_cli::unlock(&paths, cli.passphrase_fd, accept_rollback)
+        }
         Command::Lock => crate::vault_cli::lock(&paths),
         Command::Secret { action } => owner(&paths, action),
         Command::Export { age, recipient } => {

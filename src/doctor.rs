@@ -612,6 +612,13 @@ fn check_backend(paths: &Paths, running: Option<&str>, c: &mut Checks) {
                 paths.vault.display()
             ),
         );
+        if let Some(why) = crate::audit::generation::doctor_warning(&paths.vault, &paths.audit) {
+            c.warn(
+                "vault",
+                why,
+                "put the newest copy of the vault back; if you restored this one on purpose: keychain-auth unlock --accept-rollback",
+            );
+        }
         if let Some(r) = running
             && r != "vault"
         {

@@ -239,3 +239,98 @@ fn without_a_system_bus_the_daemon_says_so_once_and_serves() {
     assert_eq!(d.stderr().matches("not locked on suspend").count(), 1);
     expect(&env.send(read("t")), "success", None);
 }
+
+#[test]
+fn a_vault_put_back_older_while_the_daemon_was_stopped_is_refused_at_unlock() {
+    let first = format!("first-{}", nonce());
+    let (env, pass) = vault_with_secret(&first);
+    let vault = env.root.join("data/keychain-auth/vault");
+    // The attacker's copy, taken while the owner's secret was `first`.
+    let old = std::fs::read(&vault).unwrap();
+    let second = format!("second-{}", nonce());
+    {
+        let mut d = env.start_env(&with_pass(&pass));
+        let line = json!({"type":"REQUEST","action":"write","service":"aws",
+            "targets":["t"],"values":[second]});
+        expect(&env.send(line), "success", None);
+        d.stop_with(nix::sys::signal::Signal::SIGTERM);
+    }
+    // While no daemon runs, a program running as the user puts the old copy back.
+    env.write_private(&vault, &old);
+
+    // doctor says so without the passphrase.
+    let out = env.cli(&["doctor"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("older copy of the vault may have been put back"),
+        "{text}"
+    );
+    // A start with the passphrase file refuses to serve it, saying why.
+    let out = env
+        .command(testkit::daemon_bin())
+        .envs(with_pass(&pass))
+        .arg("start")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("older copy of the vault was put back") && err.contains("generation"),
+        "{err}"
+    );
+    // A command that opens the vault itself (no daemon) refuses it too.
+    let out = env.cli_env(&with_pass(&pass), &["secret", "get", "aws", "t"]);
+    assert!(!out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(&first));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("older copy"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Started locked, `unlock` with the right passphrase is refused vault_rollback; nothing
+    // is served.
+    let mut d = env.start();
+    let out = env.cli_env(&with_pass(&pass), &["unlock"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("older copy of the vault was put back"),
+        "{err}"
+    );
+    let r = env.send(read("t"));
+    expect(&r, "denied", Some("vault_locked"));
+    assert!(!r.to_string().contains(&first));
+    assert!(d.stderr().contains("older copy of the vault was put back"));
+    // Positive control: the owner restored it on purpose and says so (to the same daemon).
+    let out = env.cli_env(&with_pass(&pass), &["unlock", "--accept-rollback"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = env.send(read("t"));
+    assert_eq!(r["results"][0]["value"], first.as_str());
+    let accepted: Vec<Value> = env
+        .audit_records()
+        .into_iter()
+        .filter(|r| r["action"] == "unlock" && r["reason"] == "vault_rollback_accepted")
+        .collect();
+    assert_eq!(accepted.len(), 1, "{accepted:?}");
+    // The refused attempt is in the log too, now that it can be written.
+    assert!(
+        env.audit_records()
+            .iter()
+            .any(|r| r["action"] == "unlock" && r["reason"] == "vault_rollback"),
+    );
+    d.stop_with(nix::sys::signal::Signal::SIGTERM);
+    // From then on it opens as any vault, and the chain verifies.
+    let _d = env.start_env(&with_pass(&pass));
+    expect(&env.send(read("t")), "success", None);
+    let out = env.cli_env(&with_pass(&pass), &["audit", "verify"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

@@ -10,6 +10,7 @@
 //! and scripts.
 
 pub mod chain;
+pub mod generation;
 pub mod show;
 pub mod verify;
 
@@ -132,6 +133,11 @@ pub struct Record {
     /// Service, SPEC §17).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub front: Option<String>,
+    /// With the vault: its generation when the record was written (set by the writer). The
+    /// highest one in the chain is what an unlock compares the vault file against, so an older
+    /// copy put back is refused ([`generation`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vault_generation: Option<u64>,
     /// HMAC-SHA-256 chain value, hex (set by the writer; last member of every chained line).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac: Option<String>,
@@ -1078,9 +1084,33 @@ impl AuditLog {
         Ok(())
     }
 
+    /// The generation of the vault this log's key comes from, while it is unlocked in this
+    /// process (stamped on every record then).
+    fn vault_generation(&self) -> Option<u64> {
+        match &self.keys {
+            KeySource::Store(b) => b
+                .vault()
+                .and_then(crate::backend::vault::VaultStore::generation),
+            KeySource::Select(paths) => crate::backend::vault::VaultStore::existing(&paths.vault)
+                .and_then(|s| s.generation()),
+            KeySource::Fixed(_) => None,
+        }
+    }
+
     /// Appends one record, chained. An error means the record is not in the log and the caller
     /// must not grant what it describes.
     pub fn append(&self, record: &Record) -> io::Result<()> {
+        let stamped;
+        let record = match self.vault_generation() {
+            Some(g) if record.vault_generation.is_none() => {
+                stamped = Record {
+                    vault_generation: Some(g),
+                    ..record.clone()
+                };
+                &stamped
+            }
+            _ => record,
+        };
         let mut inner = self.lock_inner();
         let key = self.key(&mut inner)?;
         let deferred = take_deferred(&self.path);
