@@ -1,12 +1,14 @@
-//! The daemon locks the vault by itself, against the real daemon: after the `auto_lock` idle
-//! time (and not while requests keep needing secrets), and when logind announces a suspend on
-//! the system bus — but not when anyone else sends the same signal.
+//! The vault's lock against the real daemon: it locks by itself after the `auto_lock` idle
+//! time (and not while requests keep needing secrets) and when logind announces a suspend on
+//! the system bus — but not when anyone else sends the same signal; an older copy put back
+//! while it was stopped is refused at unlock; and the real dashboard's title says who can read
+//! the store, following the lock.
 
 use serde_json::{Value, json};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use testkit::{Bus, Sandbox, expect, nonce, wait_for};
+use testkit::{Bus, Dashboard, Sandbox, expect, nonce, wait_for};
 
 const PASS: &str = "correct horse battery staple";
 
@@ -333,4 +335,74 @@ fn a_vault_put_back_older_while_the_daemon_was_stopped_is_refused_at_unlock() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
+}
+
+/// The dashboard's first line.
+fn title(tmux: &Dashboard) -> String {
+    tmux.capture().lines().next().unwrap_or("").to_string()
+}
+
+#[test]
+fn the_dashboard_title_says_a_plain_store_is_readable_by_your_programs() {
+    if !testkit::tools_available(&["tmux"], "tmux") {
+        return;
+    }
+    let env = Sandbox::new();
+    let tmux = Dashboard::start(&env, &["tui", "--embed"]);
+    tmux.wait_screen("the warning in the title", |s| {
+        s.lines()
+            .next()
+            .is_some_and(|l| l.contains("EMBEDDED") && l.contains("readable by your programs"))
+    });
+    tmux.keys(&["q"]);
+}
+
+#[test]
+fn the_dashboard_title_follows_the_vaults_lock_live() {
+    if !testkit::tools_available(&["tmux"], "tmux") {
+        return;
+    }
+    let (env, pass) = vault_with_secret("v");
+    // Connected to a daemon started unlocked.
+    let d = env.start_env(&with_pass(&pass));
+    let tmux = Dashboard::start(&env, &["tui", "--connect"]);
+    tmux.wait_screen("vault unlocked in the title", |s| {
+        s.lines()
+            .next()
+            .is_some_and(|l| l.contains("vault unlocked"))
+    });
+    assert!(!title(&tmux).contains("readable"), "{}", title(&tmux));
+    env.cli_ok(&["lock"]);
+    tmux.wait_screen("vault locked in the title", |s| {
+        s.lines().next().is_some_and(|l| l.contains("vault locked"))
+    });
+    let out = env.cli_env(&with_pass(&pass), &["unlock"]);
+    assert!(out.status.success());
+    tmux.wait_screen("vault unlocked again", |s| {
+        s.lines()
+            .next()
+            .is_some_and(|l| l.contains("vault unlocked"))
+    });
+    tmux.keys(&["q"]);
+    drop(tmux);
+    drop(d);
+    // Embedded: it starts locked, and an unlock sent to it shows at once.
+    let tmux = Dashboard::start(&env, &["tui", "--embed"]);
+    tmux.wait_screen("vault locked in the embedded title", |s| {
+        s.lines()
+            .next()
+            .is_some_and(|l| l.contains("EMBEDDED") && l.contains("vault locked"))
+    });
+    let out = env.cli_env(&with_pass(&pass), &["unlock"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    tmux.wait_screen("vault unlocked in the embedded title", |s| {
+        s.lines()
+            .next()
+            .is_some_and(|l| l.contains("vault unlocked"))
+    });
+    tmux.keys(&["q"]);
 }
