@@ -204,6 +204,17 @@ fn a_suspend_announced_by_logind_locks_the_vault_and_the_same_signal_from_anyone
     std::thread::sleep(Duration::from_millis(500));
     expect(&env.send(read("t")), "success", None);
 
+    // With "lock_on_suspend": false (adopted with the passphrase) a suspend leaves it unlocked.
+    set_setting(&env, &pass, "lock_on_suspend", json!(false));
+    rt.block_on(prepare_for_sleep(&logind, true));
+    wait_for(20, "the suspend to be let pass", || {
+        d.stderr()
+            .contains("the vault stays unlocked")
+            .then_some(())
+    });
+    expect(&env.send(read("t")), "success", None);
+    set_setting(&env, &pass, "lock_on_suspend", json!(true));
+
     // logind announces a suspend: locked, refused vault_locked, audited with the reason.
     rt.block_on(prepare_for_sleep(&logind, true));
     wait_for(20, "the vault to lock on suspend", || {

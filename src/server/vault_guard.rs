@@ -17,6 +17,7 @@
 
 use super::Broker;
 use crate::audit::Record;
+use crate::backend::vault::VaultStore;
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
@@ -240,6 +241,11 @@ async fn watch_suspend(broker: &Arc<Broker>) -> Result<(), String> {
             setting(broker, "lock_on_suspend"),
             Some(Some(Value::Bool(false)))
         ) {
+            if broker.backend.vault().is_some_and(VaultStore::is_unlocked) {
+                tracing::info!(
+                    "keychain-auth: logind announced a suspend; the vault stays unlocked (lock_on_suspend is false)"
+                );
+            }
             continue;
         }
         lock_for(
