@@ -79,6 +79,9 @@ fn auto_lock_locks_an_idle_vault_and_not_one_in_use() {
     let _d = env.start_env(&with_pass(&pass));
     expect(&env.send(read("t")), "success", None);
     set_setting(&env, &pass, "auto_lock", json!("3s"));
+    let doctor = env.cli(&["doctor"]);
+    let text = String::from_utf8_lossy(&doctor.stdout);
+    assert!(text.contains("auto-lock after 3s"), "{text}");
     // In use: a read every half second for twice the idle time, all served.
     let until = Instant::now() + Duration::from_secs(7);
     while Instant::now() < until {
@@ -137,6 +140,13 @@ fn auto_lock_is_off_by_default() {
     expect(&env.send(read("t")), "success", None);
     assert!(lock_records(&env, "idle").is_empty());
     assert!(!d.stderr().contains("auto_lock"), "{}", d.stderr());
+    let doctor = env.cli(&["doctor"]);
+    let text = String::from_utf8_lossy(&doctor.stdout);
+    assert!(text.contains("auto-lock is off"), "{text}");
+    assert!(
+        text.contains("locked when logind announces a suspend"),
+        "{text}"
+    );
 }
 
 /// A connection to the bus at `address`, owning `name` when given.
