@@ -11,36 +11,31 @@
 //! back together with the vault.
 
 use super::Key;
-use super::chain::{chain_of, split_line};
+use super::chain::{CHAIN_SUFFIX_LEN, chain_of, split_line};
 use std::io::BufRead;
 use std::path::Path;
 
-/// How many rotated files are looked at when the current one has no stamped record.
-const ROTATED: usize = 5;
-
 /// The highest vault generation recorded by a genuine record of the log at `log` (`None`: no
-/// such record, or no log).
+/// such record, or no log): the newest of the log's files (current, then rotated, plain or
+/// compressed) that has one.
 pub fn highest(log: &Path, key: &Key) -> Option<u64> {
-    std::iter::once(log.to_path_buf())
-        .chain((1..=ROTATED).map(|n| super::rotated_path(log, n)))
-        .filter(|p| p.exists())
-        .find_map(|p| highest_in(&p, key))
+    newest_first(log).find_map(|p| highest_in(&p, key))
+}
+
+/// The log's files, the current one first, then the rotated ones from the newest.
+fn newest_first(log: &Path) -> impl Iterator<Item = std::path::PathBuf> {
+    let (files, _gaps) = super::verify::log_files(log);
+    files.into_iter().rev().filter(|p| p.exists())
 }
 
 /// What the log says without the key (`doctor`, which has no passphrase): the highest
 /// generation any record claims. Only a hint — [`highest`] is what an unlock trusts.
 pub fn claimed(log: &Path) -> Option<u64> {
-    std::iter::once(log.to_path_buf())
-        .chain((1..=ROTATED).map(|n| super::rotated_path(log, n)))
-        .filter(|p| p.exists())
-        .find_map(|p| {
-            let lines = super::verify::open_lines(&p).ok()?;
-            lines
-                .split(b'\n')
-                .map_while(Result::ok)
-                .filter_map(|l| split_line(&l).and_then(|(head, _)| stamped(head)))
-                .max()
-        })
+    newest_first(log).find_map(|p| {
+        let mut top = None;
+        each_line(&p, |l| top = top.max(claim(l)))?;
+        top
+    })
 }
 
 /// What doctor says about the vault file against the log: `Some` when the file is older than
@@ -56,24 +51,86 @@ pub fn doctor_warning(vault: &Path, log: &Path) -> Option<String> {
     })
 }
 
-fn highest_in(path: &Path, key: &Key) -> Option<u64> {
-    let lines = super::verify::open_lines(path).ok()?;
-    let mut prev: Option<[u8; 32]> = None;
-    let mut best: Option<u64> = None;
-    for line in lines.split(b'\n') {
-        let Ok(line) = line else { break };
-        let Some((head, mac)) = split_line(&line) else {
-            prev = None;
-            continue;
-        };
-        if let Some(g) = stamped(head)
-            && let Some(p) = prev_mac(head).or(prev)
-            && chain_of(key, &p, head) == mac
-        {
-            best = best.max(Some(g));
+/// Calls `f` with each line of the file (newline stripped), reading it through one buffer.
+/// `None` when it cannot be opened.
+fn each_line(path: &Path, mut f: impl FnMut(&[u8])) -> Option<()> {
+    let mut r = super::verify::open_lines(path).ok()?;
+    let mut buf = Vec::with_capacity(4096);
+    loop {
+        buf.clear();
+        match r.read_until(b'\n', &mut buf) {
+            Ok(0) | Err(_) => return Some(()),
+            Ok(_) => f(buf.strip_suffix(b"\n").unwrap_or(&buf)),
         }
-        prev = Some(mac);
     }
+}
+
+/// The generation a chained line claims, read from its end without checking anything.
+fn claim(line: &[u8]) -> Option<u64> {
+    let cut = line.len().checked_sub(CHAIN_SUFFIX_LEN)?;
+    stamped(&line[..cut])
+}
+
+/// Most rounds of "the highest claim does not hold, try the next" before every stamped line
+/// is checked in one pass (a log with that many forged claims is under attack anyway).
+const ROUNDS: usize = 4;
+
+/// The highest genuine generation in one file. A genuine log's generations only grow, so the
+/// highest claim is checked first (two cheap passes: find it, verify a line that makes it);
+/// only when forged lines claim more is it narrowed down, and after [`ROUNDS`] every stamped
+/// line is checked.
+fn highest_in(path: &Path, key: &Key) -> Option<u64> {
+    let mut below = u64::MAX;
+    for _ in 0..ROUNDS {
+        let mut top = None;
+        each_line(path, |l| {
+            if let Some(g) = claim(l).filter(|&g| g < below) {
+                top = top.max(Some(g));
+            }
+        })?;
+        let top = top?;
+        if verified_max(path, key, Some(top)) == Some(top) {
+            return Some(top);
+        }
+        below = top;
+    }
+    verified_max(path, key, None).filter(|&g| g < below)
+}
+
+/// The highest generation among the lines whose chain value holds, checking only lines that
+/// claim `only` when it is given.
+fn verified_max(path: &Path, key: &Key, only: Option<u64>) -> Option<u64> {
+    let mut prev_hex = [0u8; 64];
+    let mut have_prev = false;
+    let mut best = None;
+    each_line(path, |line| {
+        let wanted = claim(line).filter(|&g| only.is_none_or(|o| o == g) && Some(g) > best);
+        if let Some(g) = wanted
+            && let Some((head, mac)) = split_line(line)
+        {
+            let mut prev = [0u8; 32];
+            let from_line = prev_mac(head);
+            let ok = match from_line {
+                Some(p) => chain_of(key, &p, head) == mac,
+                None => {
+                    have_prev
+                        && hex::decode_to_slice(prev_hex, &mut prev).is_ok()
+                        && chain_of(key, &prev, head) == mac
+                }
+            };
+            if ok {
+                best = Some(g);
+            }
+        }
+        // The chain value of this line, as the next line's predecessor (decoded only if used).
+        match line.len().checked_sub(CHAIN_SUFFIX_LEN) {
+            Some(cut) if line[cut..].starts_with(b",\"mac\":\"") && line.ends_with(b"\"}") => {
+                prev_hex.copy_from_slice(&line[cut + 8..cut + 72]);
+                have_prev = true;
+            }
+            _ => have_prev = false,
+        }
+    })?;
     best
 }
 
@@ -135,6 +192,25 @@ mod tests {
         let edited_down = text.replace("\"vault_generation\":9", "\"vault_generation\":2");
         std::fs::write(&log, format!("{text}{old}\n{forged}\n")).unwrap();
         assert_eq!(highest(&log, &key), Some(9));
+        // Lines forged to claim more are not believed, one or many (past the rounds).
+        let high = |g: u64| {
+            old.replace(
+                "\"vault_generation\":3",
+                &format!("\"vault_generation\":{g}"),
+            )
+        };
+        std::fs::write(&log, format!("{text}{}\n", high(99))).unwrap();
+        assert_eq!(highest(&log, &key), Some(9));
+        assert_eq!(claimed(&log), Some(99), "doctor's hint reads claims");
+        let many: String = (100..110).map(|g| format!("{}\n", high(g))).collect();
+        std::fs::write(&log, format!("{text}{many}")).unwrap();
+        assert_eq!(highest(&log, &key), Some(9));
+        // Rotated away: read from the newest rotated file when the current one has none.
+        std::fs::write(&log, &text).unwrap();
+        std::fs::rename(&log, crate::audit::rotated_path(&log, 1)).unwrap();
+        std::fs::write(&log, "").unwrap();
+        assert_eq!(highest(&log, &key), Some(9));
+        std::fs::rename(crate::audit::rotated_path(&log, 1), &log).unwrap();
         // Records edited down no longer hold: the highest genuine one left counts.
         std::fs::write(&log, edited_down).unwrap();
         assert_eq!(highest(&log, &key), Some(5));
