@@ -76,8 +76,9 @@ fn lock_records(env: &Sandbox, reason: &str) -> Vec<Value> {
 fn auto_lock_locks_an_idle_vault_and_not_one_in_use() {
     let value = format!("idle-{}", nonce());
     let (env, pass) = vault_with_secret(&value);
-    let _d = env.start_env(&with_pass(&pass));
+    let d = env.start_env(&with_pass(&pass));
     expect(&env.send(read("t")), "success", None);
+    assert_eq!(d.status()["locked"], false, "{}", d.status());
     set_setting(&env, &pass, "auto_lock", json!("3s"));
     let doctor = env.cli(&["doctor"]);
     let text = String::from_utf8_lossy(&doctor.stdout);
@@ -103,6 +104,7 @@ fn auto_lock_locks_an_idle_vault_and_not_one_in_use() {
     );
     let r = env.send(read("t"));
     expect(&r, "denied", Some("vault_locked"));
+    assert_eq!(d.status()["locked"], true, "STATUS says so too");
     assert!(!r.to_string().contains(&value));
     assert!(
         r["message"]
@@ -426,4 +428,28 @@ fn the_dashboard_title_follows_the_vaults_lock_live() {
             .is_some_and(|l| l.contains("vault unlocked"))
     });
     tmux.keys(&["q"]);
+}
+
+#[test]
+fn with_the_secret_service_store_start_and_doctor_say_every_program_can_read_it() {
+    let Some(s) = testkit::KeyringSandbox::start() else {
+        return;
+    };
+    let d = s.sandbox.start();
+    assert_eq!(d.status()["backend"], "keyring");
+    assert!(d.status().get("locked").is_none(), "{}", d.status());
+    let err = d.stderr();
+    let first = err.lines().next().unwrap_or("");
+    assert!(
+        first.contains("any program running as you can read every Secret Service item")
+            && first.contains("keychain-auth init"),
+        "{err}"
+    );
+    let out = s.sandbox.cli(&["doctor"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("exposure")
+            && text.contains("any program running as you can read every Secret Service item"),
+        "{text}"
+    );
 }
