@@ -572,6 +572,47 @@ fn docker_config() -> String {
     }
 }
 
+/// When the daemon locks the vault by itself, as config.json says (read without the seal key:
+/// an edit not yet accepted is not in force, `policy accept` shows it).
+fn check_vault_locking(paths: &Paths, c: &mut Checks) {
+    use crate::server::vault_guard::{AutoLock, parse_auto_lock};
+    let file = crate::policy::load(&paths.config).ok();
+    let setting = |name: &str| file.as_ref().and_then(|f| f.extra.get(name));
+    match parse_auto_lock(setting("auto_lock")) {
+        AutoLock::Off => c.add(
+            Level::Info,
+            "vault",
+            "auto-lock is off: the vault stays unlocked until keychain-auth lock (set \"auto_lock\": \"15m\" in config.json, then keychain-auth policy accept)",
+        ),
+        AutoLock::After(d) => c.add(
+            Level::Ok,
+            "vault",
+            format!(
+                "auto-lock after {} with no request that needed a secret",
+                crate::policy::human_duration(d.as_secs())
+            ),
+        ),
+        AutoLock::Fixed(_, why) => c.warn(
+            "vault",
+            why,
+            "write auto_lock as a duration such as \"15m\", then keychain-auth policy accept",
+        ),
+    }
+    if setting("lock_on_suspend") == Some(&serde_json::Value::Bool(false)) {
+        c.add(
+            Level::Info,
+            "vault",
+            "lock_on_suspend is false: the vault stays unlocked across a suspend",
+        );
+    } else {
+        c.add(
+            Level::Ok,
+            "vault",
+            "locked when logind announces a suspend (the daemon's start-up line says whether it hears logind)",
+        );
+    }
+}
+
 /// The Secret Service's state, the store a start would choose and why, whether the running
 /// daemon serves another, and items left behind in the file store.
 fn check_backend(paths: &Paths, running: Option<&str>, c: &mut Checks) {
@@ -584,6 +625,14 @@ fn check_backend(paths: &Paths, running: Option<&str>, c: &mut Checks) {
                 paths.vault.display()
             ),
         );
+        check_vault_locking(paths, c);
+        if let Some(why) = crate::audit::generation::doctor_warning(&paths.vault, &paths.audit) {
+            c.warn(
+                "vault",
+                why,
+                "put the newest copy of the vault back; if you restored this one on purpose: keychain-auth unlock --accept-rollback",
+            );
+        }
         if let Some(r) = running
             && r != "vault"
         {

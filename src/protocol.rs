@@ -466,6 +466,9 @@ pub struct StatusInfo {
     pub connections: u64,
     /// Requests served since start.
     pub requests: u64,
+    /// With the vault: whether it is locked now (absent with a plain store).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locked: Option<bool>,
 }
 
 impl StatusInfo {

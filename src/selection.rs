@@ -453,8 +453,12 @@ impl Backend for PinOnWrite {
 /// The chain key's source for a command run on `paths`: the store these rules select, chosen
 /// only when the key is first needed.
 pub(crate) fn key_source(paths: &Paths) -> crate::audit::KeySource {
+    let vault = paths.vault.clone();
     let paths = paths.clone();
-    crate::audit::KeySource::Chosen(Arc::new(move || Ok(select(&paths)?.backend)))
+    crate::audit::KeySource::Chosen {
+        choose: Arc::new(move || Ok(select(&paths)?.backend)),
+        vault,
+    }
 }
 
 impl From<SelectError> for crate::keys::KeyError {

@@ -436,7 +436,7 @@ fn admin_line(
 }
 
 /// `keychain-auth unlock`: gives the passphrase to the running daemon.
-pub(crate) fn unlock(paths: &Paths, fd: Option<i32>) -> Result<(), Failure> {
+pub(crate) fn unlock(paths: &Paths, fd: Option<i32>, accept_rollback: bool) -> Result<(), Failure> {
     if !paths.vault.exists() {
         return Err(format!(
             "no vault at {} (create one with: keychain-auth init)",
@@ -445,9 +445,12 @@ pub(crate) fn unlock(paths: &Paths, fd: Option<i32>) -> Result<(), Failure> {
         .into());
     }
     let p = passphrase(fd, "unlock", false)?;
-    let line = Zeroizing::new(serde_json::to_vec(
-        &serde_json::json!({"type":"VAULT","op":"unlock","passphrase":p.as_str()}),
-    )?);
+    let mut request = serde_json::json!({"type":"VAULT","op":"unlock","passphrase":p.as_str()});
+    if accept_rollback {
+        request["accept_rollback"] = true.into();
+    }
+    let line = Zeroizing::new(serde_json::to_vec(&request)?);
+    drop(request);
     let mut line = line.to_vec();
     line.push(b'\n');
     let r = admin_line(paths, &line);

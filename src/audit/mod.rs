@@ -10,6 +10,7 @@
 //! and scripts.
 
 pub mod chain;
+pub mod generation;
 pub mod show;
 pub mod verify;
 
@@ -131,6 +132,11 @@ pub struct Record {
     /// Service, SPEC §17).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub front: Option<String>,
+    /// With the vault: its generation when the record was written (set by the writer). The
+    /// highest one in the chain is what an unlock compares the vault file against, so an older
+    /// copy put back is refused ([`generation`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vault_generation: Option<u64>,
     /// HMAC-SHA-256 chain value, hex (set by the writer; last member of every chained line).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac: Option<String>,
@@ -667,7 +673,13 @@ pub enum KeySource {
     Store(Arc<dyn Backend>),
     /// From the store chosen when the key is first needed (the CLI: the store selection is not
     /// the audit log's business, so the caller hands it in).
-    Chosen(ChooseStore),
+    Chosen {
+        /// Chooses the store.
+        choose: ChooseStore,
+        /// Where the vault would be: while this process holds it unlocked, its generation is
+        /// stamped on each record.
+        vault: PathBuf,
+    },
     /// A key given directly (tests and benchmarks).
     Fixed(Key),
 }
@@ -676,7 +688,7 @@ impl std::fmt::Debug for KeySource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             KeySource::Store(s) => write!(f, "Store({})", s.describe()),
-            KeySource::Chosen(_) => f.write_str("Chosen"),
+            KeySource::Chosen { .. } => f.write_str("Chosen"),
             KeySource::Fixed(_) => f.write_str("Fixed"),
         }
     }
@@ -714,7 +726,7 @@ impl KeySource {
     pub(crate) fn store(&self) -> Option<Arc<dyn Backend>> {
         match self {
             KeySource::Store(s) => Some(s.clone()),
-            KeySource::Chosen(choose) => choose().ok(),
+            KeySource::Chosen { choose, .. } => choose().ok(),
             KeySource::Fixed(_) => None,
         }
     }
@@ -723,7 +735,7 @@ impl KeySource {
         match self {
             KeySource::Fixed(k) => Ok(k.clone()),
             KeySource::Store(s) => chain::load_or_create(s.as_ref(), log),
-            KeySource::Chosen(choose) => chain::load_or_create(choose()?.as_ref(), log),
+            KeySource::Chosen { choose, .. } => chain::load_or_create(choose()?.as_ref(), log),
         }
     }
 }
@@ -1065,9 +1077,33 @@ impl AuditLog {
         Ok(())
     }
 
+    /// The generation of the vault this log's key comes from, while it is unlocked in this
+    /// process (stamped on every record then).
+    fn vault_generation(&self) -> Option<u64> {
+        match &self.keys {
+            KeySource::Store(b) => crate::backend::vault::VaultStore::of(b.as_ref())
+                .and_then(crate::backend::vault::VaultStore::generation),
+            KeySource::Chosen { vault, .. } => {
+                crate::backend::vault::VaultStore::existing(vault).and_then(|s| s.generation())
+            }
+            KeySource::Fixed(_) => None,
+        }
+    }
+
     /// Appends one record, chained. An error means the record is not in the log and the caller
     /// must not grant what it describes.
     pub fn append(&self, record: &Record) -> io::Result<()> {
+        let stamped;
+        let record = match self.vault_generation() {
+            Some(g) if record.vault_generation.is_none() => {
+                stamped = Record {
+                    vault_generation: Some(g),
+                    ..record.clone()
+                };
+                &stamped
+            }
+            _ => record,
+        };
         let mut inner = self.lock_inner();
         let key = self.key(&mut inner)?;
         let deferred = take_deferred(&self.path);

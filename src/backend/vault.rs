@@ -40,6 +40,38 @@ pub enum UnlockError {
     /// The file cannot be used.
     #[error(transparent)]
     File(#[from] FileError),
+    /// The file is older than the audit log says the vault was: a copy put back.
+    #[error(
+        "the vault file is generation {found}, older than generation {recorded} that the audit log records: an older copy of the vault was put back (a restore, or a program running as you undoing your changes); it was not unlocked. Put the newest copy back; if you restored this one on purpose, run `keychain-auth unlock --accept-rollback`"
+    )]
+    Rollback {
+        /// The file's generation.
+        found: u64,
+        /// The highest generation the audit chain vouches for.
+        recorded: u64,
+    },
+}
+
+impl UnlockError {
+    /// The refusal's reason on the wire: `wrong_passphrase`, `vault_rollback` or
+    /// `vault_unusable`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            UnlockError::Wrong { .. } => "wrong_passphrase",
+            UnlockError::Rollback { .. } => "vault_rollback",
+            UnlockError::File(_) => "vault_unusable",
+        }
+    }
+}
+
+/// What an unlock does with a vault file older than the audit log says it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rollback {
+    /// Refuse it ([`UnlockError::Rollback`]).
+    Refuse,
+    /// Open it, and take it past the recorded generation so the next unlock accepts it (the
+    /// person restored it on purpose). Returns the generation it was accepted over.
+    Accept,
 }
 
 struct Open {
@@ -51,6 +83,9 @@ struct Open {
 struct State {
     open: Option<Open>,
     failures: u32,
+    /// When a caller's request last needed a secret (or the vault was unlocked): the idle
+    /// time auto-lock measures.
+    last_use: Option<std::time::Instant>,
 }
 
 /// The vault store.
@@ -103,6 +138,16 @@ impl VaultStore {
         backend.concrete().downcast_ref()
     }
 
+    /// This process's store for the vault at `path`, if one was made.
+    pub fn existing(path: &Path) -> Option<Arc<VaultStore>> {
+        SHARED
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .find(|(p, _)| p == path)
+            .map(|(_, s)| s.clone())
+    }
+
     /// The vault file.
     pub fn file(&self) -> &VaultFile {
         &self.file
@@ -124,17 +169,56 @@ impl VaultStore {
     }
 
     /// Unlocks with `passphrase`. A wrong one is answered after a delay that grows with each
-    /// failure in a row ([`failure_delay`]); the count resets on success.
+    /// failure in a row ([`failure_delay`]); the count resets on success. A file older than
+    /// the audit log records is refused ([`UnlockError::Rollback`]).
     pub fn unlock(&self, passphrase: &[u8]) -> Result<(), UnlockError> {
+        self.unlock_with(passphrase, Rollback::Refuse).map(|_| ())
+    }
+
+    /// The audit log beside the vault (the paths put both in the same data directory).
+    fn audit_log(&self) -> PathBuf {
+        self.file.path().with_file_name("audit.log")
+    }
+
+    /// [`VaultStore::unlock`], choosing what to do with a rolled-back file. Returns the
+    /// generation an accepted rollback was taken past (`None`: no rollback).
+    pub fn unlock_with(
+        &self,
+        passphrase: &[u8],
+        rollback: Rollback,
+    ) -> Result<Option<u64>, UnlockError> {
         protect_process();
         match self.file.unlock(passphrase) {
-            Ok((vault, stamp)) => {
+            Ok((mut vault, mut stamp)) => {
+                let recorded =
+                    crate::audit::generation::highest(&self.audit_log(), &vault.audit_key())
+                        .filter(|&r| vault.generation() < r);
+                if let Some(recorded) = recorded {
+                    match rollback {
+                        // The vault (and its key page) is dropped, zeroed, here.
+                        Rollback::Refuse => {
+                            return Err(UnlockError::Rollback {
+                                found: vault.generation(),
+                                recorded,
+                            });
+                        }
+                        Rollback::Accept => {
+                            self.file
+                                .commit(&mut vault, &mut stamp, |v| {
+                                    v.raise_generation(recorded);
+                                    Ok(())
+                                })
+                                .map_err(UnlockError::File)?;
+                        }
+                    }
+                }
                 let mut st = self.lock_state();
                 st.open = Some(Open { vault, stamp });
                 st.failures = 0;
+                st.last_use = Some(std::time::Instant::now());
                 drop(st);
                 self.unlocked.send_replace(true);
-                Ok(())
+                Ok(recorded)
             }
             Err(FileError::Vault {
                 source: VaultError::WrongPassphrase,
@@ -185,7 +269,10 @@ impl VaultStore {
     pub fn create(&self, passphrase: &[u8], cost: Cost) -> Result<(), FileError> {
         protect_process();
         let (vault, stamp) = self.file.create(passphrase, cost)?;
-        self.lock_state().open = Some(Open { vault, stamp });
+        let mut st = self.lock_state();
+        st.open = Some(Open { vault, stamp });
+        st.last_use = Some(std::time::Instant::now());
+        drop(st);
         self.unlocked.send_replace(true);
         Ok(())
     }
@@ -195,6 +282,30 @@ impl VaultStore {
         let was = self.lock_state().open.take().is_some();
         self.unlocked.send_replace(false);
         was
+    }
+
+    /// How long no request has needed a secret (since the last one, or since the unlock);
+    /// `None` while locked. What auto-lock measures.
+    pub fn idle(&self) -> Option<Duration> {
+        let st = self.lock_state();
+        st.open.as_ref()?;
+        Some(st.last_use.map_or(Duration::ZERO, |t| t.elapsed()))
+    }
+
+    /// Notes that a request needed a secret of `service` now (the broker's own items, the
+    /// audit key and the seal marker, are not a use: they are read by the daemon itself).
+    fn touch(&self, service: &str) {
+        if !crate::keys::is_reserved_service(service) {
+            self.lock_state().last_use = Some(std::time::Instant::now());
+        }
+    }
+
+    /// The generation of the vault held (`None` while locked).
+    pub fn generation(&self) -> Option<u64> {
+        self.lock_state()
+            .open
+            .as_ref()
+            .map(|o| o.vault.generation())
     }
 
     /// How the key page is protected (`None` while locked).
@@ -291,6 +402,7 @@ impl Backend for VaultStore {
                 }))
             });
         }
+        self.touch(service);
         self.read(|v| v.get(service, target).map_err(Self::unavailable))
     }
 
@@ -308,6 +420,7 @@ impl Backend for VaultStore {
                 "the vault's audit key is derived from the vault key and cannot be deleted",
             ));
         }
+        self.touch(service);
         self.write(|v| Ok(v.delete(service, target)))
     }
 
@@ -317,10 +430,12 @@ impl Backend for VaultStore {
         prefix: &str,
         filter: &Attributes,
     ) -> Result<Vec<Entry>, BackendError> {
+        self.touch(service);
         self.read(|v| Ok(v.list(service, prefix, filter)))
     }
 
     fn services(&self) -> Result<Vec<String>, BackendError> {
+        self.touch("");
         self.read(|v| Ok(v.services()))
     }
 
@@ -335,6 +450,7 @@ impl Backend for VaultStore {
                     "the vault's audit key is derived from the vault key and cannot be stored",
                 ));
             }
+            self.touch(service);
         }
         self.write(|v| {
             for c in changes {

@@ -175,7 +175,11 @@ pub enum Command {
         remove_plain: bool,
     },
     /// Give the vault passphrase to the running daemon.
-    Unlock,
+    Unlock {
+        /// Open a vault file older than the audit log records (you restored it on purpose).
+        #[arg(long)]
+        accept_rollback: bool,
+    },
     /// The owner's own secrets, without approving a shell (needs the vault passphrase).
     Secret {
         /// What to do.

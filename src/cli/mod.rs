@@ -79,7 +79,9 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             import,
             remove_plain,
         } => crate::vault_cli::init(&paths, cli.passphrase_fd, import, remove_plain),
-        Command::Unlock => crate::vault_cli::unlock(&paths, cli.passphrase_fd),
+        Command::Unlock { accept_rollback } => {
+            crate::vault_cli::unlock(&paths, cli.passphrase_fd, accept_rollback)
+        }
         Command::Lock => crate::vault_cli::lock(&paths),
         Command::Secret { action } => owner(&paths, pass, action),
         Command::Export { age, recipient } => {

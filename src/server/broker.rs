@@ -162,6 +162,8 @@ impl Broker {
             backend: self.backend.kind().as_str().into(),
             connections: self.stats.connections.load(Ordering::Relaxed),
             requests: self.stats.requests.load(Ordering::Relaxed),
+            locked: crate::backend::vault::VaultStore::of(self.backend.as_ref())
+                .map(|v| !v.is_unlocked()),
         }
     }
 }

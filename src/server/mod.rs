@@ -22,6 +22,7 @@ pub mod session;
 pub mod shutdown;
 pub mod socket;
 pub mod vault_admin;
+pub mod vault_guard;
 
 pub use broker::{Broker, Limits, Stats};
 
@@ -172,6 +173,8 @@ impl Server {
             () = prune_loop(&broker) => {}
             () = flush_loop(&broker) => {}
             () = refusals_loop(&broker) => {}
+            () = vault_guard::idle_loop(&broker) => {}
+            () = vault_guard::suspend_loop(&broker) => {}
             () = stop => {}
         }
         // Stop accepting, then let the sessions finish (see `shutdown`).

@@ -3,6 +3,7 @@
 //!
 //! ```json
 //! {"type":"VAULT","op":"unlock","passphrase":"…"}
+//! {"type":"VAULT","op":"unlock","passphrase":"…","accept_rollback":true}
 //! {"type":"VAULT","op":"lock"}
 //! {"type":"VAULT","op":"status"}
 //! {"type":"VAULT","op":"failed","command":"approve"}
@@ -13,14 +14,17 @@
 //! wrong unlock (the failures in a row are counted together).
 //!
 //! answered with `{"type":"VAULT","status":"success|denied|error","locked":bool,"message":"…"}`
-//! (and `"reason"` when not success: `wrong_passphrase`, `no_vault`, `not_keychain_auth`,
-//! `malformed_request`). Only keychain-auth's own executable may send them (the session checks
+//! (and `"reason"` when not success: `wrong_passphrase`, `vault_rollback`, `vault_unusable`,
+//! `no_vault`, `not_keychain_auth`, `malformed_request`). `accept_rollback` opens a vault file
+//! older than the audit log records (the person restored it on purpose) and takes it past that
+//! generation; without it such a file is refused `vault_rollback`. Only keychain-auth's own executable may send them (the session checks
 //! the writer's hash before [`answer`] runs). Every unlock attempt and every lock is audited; a
 //! wrong passphrase is answered after a delay that grows with each failure in a row, and its
 //! record waits for the audit key until the vault is unlocked.
 
 use super::Broker;
 use crate::audit::Record;
+use crate::backend::vault::Rollback;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use zeroize::Zeroizing;
@@ -29,6 +33,8 @@ use zeroize::Zeroizing;
 pub enum Op {
     /// Unlock with this passphrase.
     Unlock(Zeroizing<String>),
+    /// Unlock with this passphrase, accepting a vault file older than the audit log records.
+    UnlockAcceptingRollback(Zeroizing<String>),
     /// Forget the keys.
     Lock,
     /// Locked or not.
@@ -45,6 +51,7 @@ struct Line {
     op: String,
     passphrase: Option<String>,
     command: Option<String>,
+    accept_rollback: Option<bool>,
 }
 
 /// The answer line.
@@ -117,7 +124,12 @@ pub fn parse(line: &[u8]) -> Option<Result<Op, VaultReply>> {
     if parsed.command.is_some() {
         return bad("only failed carries a command");
     }
+    let accept = parsed.accept_rollback == Some(true);
+    if parsed.accept_rollback.is_some() && parsed.op != "unlock" {
+        return bad("only unlock carries accept_rollback");
+    }
     Some(Ok(match (parsed.op.as_str(), parsed.passphrase) {
+        ("unlock", Some(p)) if accept => Op::UnlockAcceptingRollback(Zeroizing::new(p)),
         ("unlock", Some(p)) => Op::Unlock(Zeroizing::new(p)),
         ("unlock", None) => return bad("unlock needs \"passphrase\""),
         ("lock", None) => Op::Lock,
@@ -212,45 +224,65 @@ pub async fn answer(broker: &Arc<Broker>, op: Op, pid: i32) -> VaultReply {
             audit(broker, record("lock", pid, "success", msg));
             VaultReply::new("success", None, true, msg.into())
         }
-        Op::Unlock(passphrase) => {
-            if store.is_unlocked() {
-                return VaultReply::new(
-                    "success",
-                    None,
-                    false,
-                    "the vault is already unlocked".into(),
+        Op::Unlock(passphrase) => unlock(broker, passphrase, Rollback::Refuse, pid).await,
+        Op::UnlockAcceptingRollback(passphrase) => {
+            unlock(broker, passphrase, Rollback::Accept, pid).await
+        }
+    }
+}
+
+/// Unlocks the daemon's vault for the keychain-auth process `pid`.
+async fn unlock(
+    broker: &Arc<Broker>,
+    passphrase: Zeroizing<String>,
+    rollback: Rollback,
+    pid: i32,
+) -> VaultReply {
+    let Some(store) = crate::backend::vault::VaultStore::of(broker.backend.as_ref()) else {
+        return VaultReply::new("error", Some("no_vault"), false, "no vault".into());
+    };
+    if store.is_unlocked() {
+        return VaultReply::new(
+            "success",
+            None,
+            false,
+            "the vault is already unlocked".into(),
+        );
+    }
+    let b = broker.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        let Some(store) = crate::backend::vault::VaultStore::of(b.backend.as_ref()) else {
+            return Err(("vault_unusable", "the store is not a vault".to_string()));
+        };
+        store
+            .unlock_with(passphrase.as_bytes(), rollback)
+            .map_err(|e| (e.reason(), e.to_string()))
+    })
+    .await
+    .unwrap_or_else(|e| Err(("vault_unusable", format!("the unlock did not finish: {e}"))));
+    match out {
+        Ok(accepted) => {
+            broker.audit.reset_key();
+            let mut rec = record("unlock", pid, "success", "the vault was unlocked");
+            if let Some(recorded) = accepted {
+                let msg = format!(
+                    "the vault was unlocked from a copy older than generation {recorded} that the audit log records, accepted with --accept-rollback; it now continues past that generation"
                 );
+                tracing::warn!("keychain-auth: warning: {msg}");
+                rec.reason = Some("vault_rollback_accepted".into());
+                rec.message = Some(msg);
             }
-            let b = broker.clone();
-            let out = tokio::task::spawn_blocking(move || {
-                let Some(store) = crate::backend::vault::VaultStore::of(b.backend.as_ref()) else {
-                    return Err("the store is not a vault".to_string());
-                };
-                store
-                    .unlock(passphrase.as_bytes())
-                    .map_err(|e| e.to_string())
-            })
-            .await
-            .unwrap_or_else(|e| Err(format!("the unlock did not finish: {e}")));
-            match out {
-                Ok(()) => {
-                    broker.audit.reset_key();
-                    audit(
-                        broker,
-                        record("unlock", pid, "success", "the vault was unlocked"),
-                    );
-                    VaultReply::new("success", None, false, "the vault is unlocked".into())
-                }
-                Err(why) => {
-                    audit(broker, record("unlock", pid, "denied", &why));
-                    let reason = if why.starts_with("wrong passphrase") {
-                        "wrong_passphrase"
-                    } else {
-                        "vault_unusable"
-                    };
-                    VaultReply::new("denied", Some(reason), true, why)
-                }
+            audit(broker, rec);
+            VaultReply::new("success", None, false, "the vault is unlocked".into())
+        }
+        Err((reason, why)) => {
+            let mut rec = record("unlock", pid, "denied", &why);
+            rec.reason = Some(reason.into());
+            audit(broker, rec);
+            if reason == "vault_rollback" {
+                tracing::warn!("keychain-auth: warning: {why}");
             }
+            VaultReply::new("denied", Some(reason), true, why)
         }
     }
 }

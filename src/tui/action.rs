@@ -43,7 +43,11 @@ pub enum Action {
         requests: u64,
         /// Broker pid.
         pid: u32,
+        /// With the vault: whether it is locked.
+        locked: Option<bool>,
     },
+    /// The embedded broker's vault was locked (`true`) or unlocked (`false`) just now.
+    VaultLocked(bool),
     /// The broker did not answer STATUS: why.
     StatusFailed(String),
     /// A log event from the process (the embedded broker): whether it is a warning or worse,

@@ -138,6 +138,31 @@ impl Broker {
         }
     }
 
+    /// Sends [`Action::VaultLocked`](crate::tui::action::Action::VaultLocked) to `tx` each time
+    /// the embedded broker's vault is locked or unlocked (its
+    /// [`watch_unlocked`](crate::backend::vault::VaultStore::watch_unlocked)); nothing for a
+    /// connected broker (its STATUS says, every tick) or a plain store.
+    pub fn watch_vault(&self, tx: std::sync::mpsc::Sender<crate::tui::action::Action>) {
+        let Broker::Embedded { state, runtime, .. } = self else {
+            return;
+        };
+        let Some(store) = crate::backend::vault::VaultStore::of(state.backend.as_ref()) else {
+            return;
+        };
+        let mut rx = store.watch_unlocked();
+        runtime.spawn(async move {
+            while rx.changed().await.is_ok() {
+                let locked = !*rx.borrow_and_update();
+                if tx
+                    .send(crate::tui::action::Action::VaultLocked(locked))
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        });
+    }
+
     /// True for the in-process broker.
     pub fn embedded(&self) -> bool {
         matches!(self, Broker::Embedded { .. })

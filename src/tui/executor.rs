@@ -249,6 +249,7 @@ impl Executor<'_> {
                 connections: st.connections,
                 requests: st.requests,
                 pid: st.pid,
+                locked: st.locked,
             },
             Err(e) => Action::StatusFailed(e),
         }

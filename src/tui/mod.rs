@@ -52,6 +52,8 @@ pub fn run(paths: Paths, choice: ModeChoice) -> Result<(), String> {
     let input_tx = tx.clone();
     std::thread::spawn(move || input_loop(&input_tx));
     spawn_clock(tx.clone());
+    // The title follows the embedded vault's lock at once (a connected one: each STATUS).
+    broker.watch_vault(tx.clone());
     // The approver: prompts from the broker come in as actions from here on.
     let approver = approver::Approver::start(&broker, tx.clone());
 
@@ -91,6 +93,7 @@ fn initial_state(paths: &Paths, broker: &Broker) -> State {
         requests: 0,
         pid: 0,
         reachable: true,
+        store: None,
     });
     state.mono = monochrome(
         std::env::var_os("NO_COLOR").as_deref(),

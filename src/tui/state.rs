@@ -48,6 +48,48 @@ pub struct BrokerInfo {
     pub pid: u32,
     /// False while a connected broker does not answer (the dashboard keeps retrying).
     pub reachable: bool,
+    /// Who can read the store, for the title (`None` until the broker says).
+    pub store: Option<StoreGuard>,
+}
+
+/// What the title says about the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreGuard {
+    /// The file store or the Secret Service: any program running as the user can read it.
+    Plain,
+    /// The vault, locked.
+    Locked,
+    /// The vault, unlocked.
+    Unlocked,
+}
+
+impl StoreGuard {
+    /// The vault in the state `locked`.
+    pub fn vault(locked: bool) -> StoreGuard {
+        if locked {
+            StoreGuard::Locked
+        } else {
+            StoreGuard::Unlocked
+        }
+    }
+
+    /// From STATUS: the backend's name and, with the vault, whether it is locked.
+    pub fn of(backend: &str, locked: Option<bool>) -> Option<StoreGuard> {
+        match (backend, locked) {
+            ("file" | "keyring", _) => Some(StoreGuard::Plain),
+            ("vault", Some(l)) => Some(StoreGuard::vault(l)),
+            _ => None,
+        }
+    }
+
+    /// The title's words.
+    pub fn label(self) -> &'static str {
+        match self {
+            StoreGuard::Plain => "readable by your programs",
+            StoreGuard::Locked => "vault locked",
+            StoreGuard::Unlocked => "vault unlocked",
+        }
+    }
 }
 
 /// What is on disk at a registered binary's path.

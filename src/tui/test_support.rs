@@ -48,6 +48,7 @@ pub fn empty_state() -> State {
         requests: 0,
         pid: 4100,
         reachable: true,
+        store: None,
     })
 }
 

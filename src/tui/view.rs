@@ -260,6 +260,9 @@ fn status_bar(frame: &mut Frame<'_>, area: Rect, s: &State) {
         )
     };
     let name = " keychain-auth ";
+    // Who can read the store, right after the mode: never left out.
+    let store = store_badge(s);
+    let store_len = store.as_ref().map_or(0, |(t, _)| t.chars().count());
     // Whole segments, most important first; what does not fit is left out whole, never cut
     // mid-word. The socket path is shortened in the middle instead.
     let mut segments = status_segments(s);
@@ -278,6 +281,7 @@ fn status_bar(frame: &mut Frame<'_>, area: Rect, s: &State) {
     let fixed_with = |mode: &str| {
         name.chars().count()
             + mode.chars().count()
+            + store_len
             + filter.as_ref().map_or(0, |f| f.chars().count())
     };
     let mode = if !s.broker.embedded
@@ -304,6 +308,14 @@ fn status_bar(frame: &mut Frame<'_>, area: Rect, s: &State) {
         };
         segments.remove(drop);
     }
+    // Still too wide (the store's warning takes room): the count of binaries goes before the
+    // line is cut.
+    while fixed + text_len(&segments, 0) > width {
+        let Some(drop) = segments.iter().rposition(|(p, _)| *p >= 1) else {
+            break;
+        };
+        segments.remove(drop);
+    }
     let room = width.saturating_sub(fixed + text_len(&segments, 0));
     let mut text = String::new();
     for (_, t) in &segments {
@@ -316,12 +328,28 @@ fn status_bar(frame: &mut Frame<'_>, area: Rect, s: &State) {
     let mut spans = vec![
         Span::styled(name, Style::new().bold().reversed()),
         Span::styled(mode, mode_style),
-        Span::raw(text),
     ];
+    if let Some((t, style)) = store {
+        spans.push(Span::styled(t, style));
+    }
+    spans.push(Span::raw(text));
     if let Some(f) = filter {
         spans.push(Span::styled(f, Style::new().cyan()));
     }
     frame.render_widget(Line::from(spans), area);
+}
+
+/// The title's word on the store: a plain store is readable by every program the user runs; the
+/// vault is locked or unlocked (live). Nothing while the broker does not answer or has not said.
+fn store_badge(s: &State) -> Option<(String, Style)> {
+    use super::state::StoreGuard;
+    let g = s.broker.store.filter(|_| s.broker.reachable)?;
+    let style = match g {
+        StoreGuard::Plain => Style::new().white().on_red().bold(),
+        StoreGuard::Locked => Style::new().black().on_cyan().bold(),
+        StoreGuard::Unlocked => Style::new().black().on_green(),
+    };
+    Some((format!(" {} ", g.label()), style))
 }
 
 /// The status bar's counters, each with its priority (0 is never left out; the highest goes
@@ -2044,6 +2072,62 @@ mod tests {
         assert!(up.lines().next().is_some_and(|l| l.contains(" CONNECTED ")));
         update(&mut s, Action::StatusFailed("the broker on /run/user/1000/keychain-auth/agent.sock does not answer: connection refused".into()));
         snap("disconnected", &s);
+    }
+
+    #[test]
+    fn the_title_says_who_can_read_the_store_and_follows_the_vaults_lock() {
+        // A plain store, as STATUS reports it: the warning, whole, at 80 columns.
+        let mut s = sample_state();
+        update(
+            &mut s,
+            Action::Status {
+                backend: "file".into(),
+                connections: 1,
+                requests: 2,
+                pid: 4100,
+                locked: None,
+            },
+        );
+        let top = |s: &State, w: u16| render(s, w, 24).lines().next().unwrap_or("").to_string();
+        assert!(
+            top(&s, 80).contains(" readable by your programs "),
+            "{}",
+            top(&s, 80)
+        );
+        snap("store_plain", &s);
+        // The keyring is no better.
+        update(
+            &mut s,
+            Action::Status {
+                backend: "keyring".into(),
+                connections: 1,
+                requests: 2,
+                pid: 4100,
+                locked: None,
+            },
+        );
+        assert!(top(&s, 80).contains("readable by your programs"));
+        // The vault: locked, then unlocked live (the embedded broker's watch), no warning.
+        update(
+            &mut s,
+            Action::Status {
+                backend: "vault".into(),
+                connections: 1,
+                requests: 2,
+                pid: 4100,
+                locked: Some(true),
+            },
+        );
+        assert!(top(&s, 80).contains(" vault locked "), "{}", top(&s, 80));
+        assert!(!top(&s, 80).contains("readable"));
+        snap("store_vault_locked", &s);
+        update(&mut s, Action::VaultLocked(false));
+        assert!(top(&s, 80).contains(" vault unlocked "), "{}", top(&s, 80));
+        update(&mut s, Action::VaultLocked(true));
+        assert!(top(&s, 80).contains(" vault locked "));
+        // A broker that does not answer says nothing about a store it cannot see.
+        update(&mut s, Action::StatusFailed("gone".into()));
+        assert!(!top(&s, 80).contains("vault"), "{}", top(&s, 80));
     }
 
     #[test]

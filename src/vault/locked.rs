@@ -7,8 +7,8 @@
 //! on exit (drop).
 //!
 //! This is the only `unsafe` of the vault: mapping and unmapping a page and viewing it as a
-//! byte slice. The rest of the crate sees a safe, fixed-size `&[u8]` / `&mut [u8]`.
-#![allow(unsafe_code)]
+//! byte slice. The rest of the crate sees a safe, fixed-size `&[u8]` / `&mut [u8]`. The crate
+//! denies `unsafe_code`; each block here is allowed on its own, with why it is sound.
 
 use std::io;
 use std::ptr::NonNull;
@@ -46,8 +46,10 @@ pub struct KeyPage {
 
 // SAFETY: the page is owned exclusively by this value (no aliasing pointer escapes); access goes
 // through `&self` / `&mut self`, so the usual borrow rules serialise it.
+#[allow(unsafe_code)] // A raw pointer is not Send by default: this one is owned, so it may move.
 unsafe impl Send for KeyPage {}
 // SAFETY: as above; shared access is read-only.
+#[allow(unsafe_code)] // As above: `&KeyPage` only ever reads the page.
 unsafe impl Sync for KeyPage {}
 
 impl std::fmt::Debug for KeyPage {
@@ -60,6 +62,7 @@ impl KeyPage {
     /// A zeroed page: `memfd_secret` when the kernel has it, else `mlock`, else plain memory.
     pub fn new() -> io::Result<KeyPage> {
         // SAFETY: sysconf has no memory-safety preconditions.
+        #[allow(unsafe_code)] // The page size, from libc.
         let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
         let len = usize::try_from(page)
             .ok()
@@ -70,6 +73,7 @@ impl KeyPage {
         }
         // SAFETY: a fresh private anonymous mapping; the arguments are valid and the result is
         // checked against MAP_FAILED before use.
+        #[allow(unsafe_code)] // mmap: the page itself.
         let ptr = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
@@ -86,9 +90,13 @@ impl KeyPage {
         let ptr =
             NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap gave null"))?;
         // SAFETY: `ptr..ptr+len` is the mapping just created.
+        #[allow(unsafe_code)] // mlock: keep it out of swap.
         let locked = unsafe { libc::mlock(ptr.as_ptr().cast(), len) } == 0;
         // SAFETY: as above; advice only, failure is harmless (the process is non-dumpable too).
-        unsafe { libc::madvise(ptr.as_ptr().cast(), len, libc::MADV_DONTDUMP) };
+        #[allow(unsafe_code)] // madvise: keep it out of core dumps.
+        unsafe {
+            libc::madvise(ptr.as_ptr().cast(), len, libc::MADV_DONTDUMP)
+        };
         Ok(KeyPage {
             ptr,
             len,
@@ -104,13 +112,16 @@ impl KeyPage {
     /// `secretmem.enable`, or the memlock limit).
     fn secret(len: usize) -> Option<KeyPage> {
         // SAFETY: a raw system call with an integer flag argument; the result is checked.
+        #[allow(unsafe_code)] // memfd_secret has no libc wrapper.
         let fd = unsafe { libc::syscall(libc::SYS_memfd_secret, libc::O_CLOEXEC) };
         let fd = i32::try_from(fd).ok().filter(|&fd| fd >= 0)?;
         // SAFETY: `fd` was just returned by the kernel and is owned here alone.
+        #[allow(unsafe_code)] // Taking ownership of a raw descriptor.
         let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
         let file = std::fs::File::from(fd);
         file.set_len(len as u64).ok()?;
         // SAFETY: maps `len` bytes of the secret memfd just sized to `len`; checked below.
+        #[allow(unsafe_code)] // mmap of the secret descriptor.
         let ptr = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
@@ -141,13 +152,17 @@ impl KeyPage {
     /// The page's bytes.
     pub fn bytes(&self) -> &[u8] {
         // SAFETY: `ptr..ptr+len` is a live read-write mapping owned by `self`.
-        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+        #[allow(unsafe_code)] // The mapping seen as a slice.
+        let bytes = unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) };
+        bytes
     }
 
     /// The page's bytes, writable.
     pub fn bytes_mut(&mut self) -> &mut [u8] {
         // SAFETY: as in `bytes`, and `&mut self` guarantees exclusive access.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+        #[allow(unsafe_code)] // The mapping seen as a writable slice.
+        let bytes = unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) };
+        bytes
     }
 }
 
@@ -155,7 +170,10 @@ impl Drop for KeyPage {
     fn drop(&mut self) {
         self.bytes_mut().zeroize();
         // SAFETY: unmaps exactly the mapping created in `new`; nothing refers to it afterwards.
-        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+        #[allow(unsafe_code)] // munmap of our own page.
+        unsafe {
+            libc::munmap(self.ptr.as_ptr().cast(), self.len)
+        };
     }
 }
 

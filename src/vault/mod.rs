@@ -212,8 +212,13 @@ impl Vault {
         Ok(format::assemble(&body_bytes, &mac))
     }
 
+    /// Takes the generation to at least `recorded`, so the next write is past it (a rollback
+    /// the person accepted).
+    pub fn raise_generation(&mut self, recorded: u64) {
+        self.generation = self.generation.max(recorded);
+    }
+
     /// The generation of the file this vault was read from or last written to.
-    #[cfg(test)]
     pub fn generation(&self) -> u64 {
         self.generation
     }

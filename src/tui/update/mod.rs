@@ -70,7 +70,12 @@ pub fn update(state: &mut State, action: Action) -> Vec<Effect> {
             connections,
             requests,
             pid,
-        } => results::status(state, backend, connections, requests, pid),
+            locked,
+        } => results::status(state, backend, connections, requests, pid, locked),
+        Action::VaultLocked(locked) => {
+            state.broker.store = Some(super::state::StoreGuard::vault(locked));
+            vec![]
+        }
         Action::StatusFailed(why) => results::status_failed(state, why),
         Action::Tick => results::tick(state),
         Action::FileChanged(file) => results::file_changed(file),

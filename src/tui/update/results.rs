@@ -105,7 +105,9 @@ pub(super) fn status(
     connections: u64,
     requests: u64,
     pid: u32,
+    locked: Option<bool>,
 ) -> Vec<Effect> {
+    state.broker.store = super::super::state::StoreGuard::of(&backend, locked);
     state.broker.backend = backend;
     state.broker.connections = connections;
     state.broker.requests = requests;
@@ -245,6 +247,7 @@ mod tests {
                 connections: 4,
                 requests: 99,
                 pid: 7,
+                locked: None,
             },
         );
         assert_eq!(s.broker.backend, "keyring");
@@ -297,6 +300,7 @@ mod tests {
                 connections: 0,
                 requests: 1,
                 pid: 9,
+                locked: None,
             },
         );
         assert!(s.broker.reachable);
@@ -320,6 +324,7 @@ mod tests {
                     connections: 0,
                     requests: 0,
                     pid: 9,
+                    locked: None,
                 },
             );
         }

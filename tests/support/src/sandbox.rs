@@ -102,6 +102,12 @@ impl Sandbox {
             ("XDG_CACHE_HOME".into(), self.root.join("cache").into()),
             ("XDG_RUNTIME_DIR".into(), self.root.join("run").into()),
             ("KEYCHAIN_AUTH_SOCKET".into(), self.socket.clone().into()),
+            // No system bus unless a test gives one: a vault daemon would otherwise listen to
+            // the machine's logind for suspends.
+            (
+                "DBUS_SYSTEM_BUS_ADDRESS".into(),
+                format!("unix:path={}", self.root.join("no-system-bus").display()).into(),
+            ),
             (
                 "PATH".into(),
                 std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
