@@ -418,7 +418,10 @@ mod tests {
         s.lock();
         assert!(w.has_changed().unwrap() && !*w.borrow_and_update());
         assert!(s.unlock(b"nope").is_err());
-        assert!(!w.has_changed().unwrap(), "a wrong passphrase changes nothing");
+        assert!(
+            !w.has_changed().unwrap(),
+            "a wrong passphrase changes nothing"
+        );
         s.unlock(b"pw").unwrap();
         assert!(*w.borrow_and_update());
     }

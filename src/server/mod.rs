@@ -17,6 +17,7 @@ pub mod handler;
 pub mod known;
 pub mod notify;
 pub mod preflight;
+pub mod presence;
 pub mod refusals;
 pub mod session;
 pub mod shutdown;

@@ -88,6 +88,43 @@ pub enum Action {
     QuitChecked(u64),
     /// A watched file changed on disk.
     FileChanged(WatchedFile),
+    /// The broker serves a vault: this dashboard must prove presence before it is shown prompts
+    /// (and whether the vault is locked).
+    PresenceNeeded {
+        /// The vault is locked (the passphrase unlocks it).
+        locked: bool,
+    },
+    /// A passphrase typed in the dialog was checked.
+    Passphrase(PassOutcome),
+    /// A connected broker's reply to one of this dashboard's answers: why it decided nothing.
+    Answered {
+        /// The prompt answered.
+        id: String,
+        /// Why not taken (`None`: taken).
+        error: Option<String>,
+    },
+}
+
+/// The result of a passphrase check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PassOutcome {
+    /// Right: what was asked is done (the message says what).
+    Accepted(String),
+    /// Wrong: the dialog stays open and says so (with the attempt count).
+    Wrong(String),
+    /// Failed for another reason (the prompt is gone, the change refused): the dialog closes.
+    Failed(String),
+}
+
+impl PassOutcome {
+    /// The outcome of a check whose error text is `e`: a wrong passphrase, or another failure.
+    pub fn of_error(e: String) -> PassOutcome {
+        if e.starts_with("wrong passphrase") {
+            PassOutcome::Wrong(e)
+        } else {
+            PassOutcome::Failed(e)
+        }
+    }
 }
 
 /// The files the dashboard watches.
@@ -172,6 +209,10 @@ pub enum Command {
     PageDown,
     /// Overlay: one page up.
     PageUp,
+    /// Prove presence (type the vault passphrase): shows prompts here, unlocks a locked vault.
+    Presence,
+    /// An unlock prompt: type the passphrase to unlock the vault for the held request.
+    Unlock,
 }
 
 /// Work the reducer asks the executor to do; results come back as [`Action`]s.
@@ -216,4 +257,8 @@ pub enum Effect {
     Editing(String),
     /// Ring the terminal bell (a new prompt).
     Bell,
+    /// Prove presence with the passphrase typed (unlocks a locked vault).
+    Presence(super::state::Secret),
+    /// Run the widening effect with the passphrase typed (checked by the broker again).
+    Present(Box<Effect>, super::state::Secret),
 }

@@ -46,15 +46,41 @@ pub enum Broker {
 impl Broker {
     /// Carries out an admin change from the dashboard: in the embedded broker's own state, or
     /// sent to the connected broker as an admin request.
-    pub fn carry(&self, paths: &Paths, op: crate::admin::Op) -> Result<crate::admin::Done, String> {
+    ///
+    /// While a vault is served, a change that widens access needs `passphrase` (presence, typed
+    /// for this change): the embedded broker checks it here, a connected one when the admin
+    /// request arrives. Without it, nothing is changed.
+    pub fn carry(
+        &self,
+        paths: &Paths,
+        op: crate::admin::Op,
+        passphrase: Option<&super::state::Secret>,
+    ) -> Result<crate::admin::Done, String> {
         let source = crate::admin::Source::Dashboard;
         match self {
             Broker::Embedded { state, .. } => {
+                if op.widens() && crate::server::presence::required(state) {
+                    let Some(p) = passphrase else {
+                        return Err("this broker serves a vault: a change that widens access needs the vault passphrase; nothing was changed".into());
+                    };
+                    let pid = i32::try_from(std::process::id()).unwrap_or(0);
+                    crate::server::presence::prove(
+                        state,
+                        p.expose().as_bytes(),
+                        pid,
+                        "a change made in the embedded dashboard",
+                    )
+                    .map_err(|e| format!("{e}; nothing was changed"))?;
+                }
                 op.run(&state.world(), source).map_err(|e| e.to_string())
             }
-            Broker::Connected { .. } => {
-                crate::control::carry(paths, source, op, None).map_err(|e| e.to_string())
-            }
+            Broker::Connected { .. } => crate::control::carry(
+                paths,
+                source,
+                op,
+                passphrase.map(super::state::Secret::expose),
+            )
+            .map_err(|e| e.to_string()),
         }
     }
 

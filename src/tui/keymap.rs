@@ -23,6 +23,10 @@ pub enum Scope {
     Confirm,
     /// A live prompt from the broker (a caller is waiting).
     Prompt,
+    /// A prompt for a request held while the vault is locked.
+    Unlock,
+    /// The passphrase dialog (presence, unlock, a change that widens access).
+    Passphrase,
 }
 
 impl Scope {
@@ -36,6 +40,8 @@ impl Scope {
             Scope::Viewer => "help, record detail, policy edit",
             Scope::Confirm => "confirmation",
             Scope::Prompt => "prompt",
+            Scope::Unlock => "unlock prompt",
+            Scope::Passphrase => "passphrase",
         }
     }
 }
@@ -43,8 +49,18 @@ impl Scope {
 /// The scope keys are looked up in, and hints shown for, in this state: the open modal's, else
 /// the focused pane's. Dispatch and the hint bar both use this, so they cannot disagree.
 pub fn scope(state: &State) -> Scope {
+    if state.passphrase.is_some() {
+        return Scope::Passphrase;
+    }
     if state.prompt_focus() {
         return match &state.prompt_modal {
+            None if state
+                .prompts
+                .first()
+                .is_some_and(|p| p.reason == crate::protocol::Reason::VaultLocked) =>
+            {
+                Scope::Unlock
+            }
             None => Scope::Prompt,
             Some(Modal::Editor(_)) => Scope::Editor,
             // Quitting, asked over the prompt: y / n answer the question, not the prompt.
@@ -255,6 +271,14 @@ pub const KEYMAP: &[Binding] = &[
         Global,
         false,
     ),
+    b(
+        &[Char('P')],
+        "P",
+        Command::Presence,
+        "prove presence with the vault passphrase",
+        Global,
+        false,
+    ),
     b(&[Char('?')], "?", Command::Help, "help", Global, true),
     b(&[Char('q')], "q", Command::Quit, "quit", Global, true),
     b(
@@ -390,6 +414,38 @@ pub const KEYMAP: &[Binding] = &[
         "upgrade a changed program",
         Scope::Prompt,
         false,
+    ),
+    b(
+        &[Enter],
+        "enter",
+        Command::Unlock,
+        "unlock the vault (passphrase)",
+        Scope::Unlock,
+        true,
+    ),
+    b(
+        &[Char('n')],
+        "n",
+        Command::Deny,
+        "refuse the request",
+        Scope::Unlock,
+        true,
+    ),
+    b(
+        &[Enter],
+        "enter",
+        Command::Enter,
+        "check the passphrase",
+        Scope::Passphrase,
+        true,
+    ),
+    b(
+        &[Esc],
+        "esc",
+        Command::Escape,
+        "cancel",
+        Scope::Passphrase,
+        true,
     ),
     b(&[Char('y')], "y", Command::Yes, "yes", Confirm, true),
     b(&[Char('n'), Esc], "n/esc", Command::No, "no", Confirm, true),

@@ -200,6 +200,105 @@ pub enum Modal {
     PromptFor(String, String),
 }
 
+/// A passphrase being typed in the dashboard: never drawn, never shown by `Debug`, wiped from
+/// memory when dropped.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Secret(zeroize::Zeroizing<String>);
+
+/// Longest passphrase the dialog takes, in characters (its buffer is reserved once, so typing
+/// never leaves copies behind in freed memory).
+pub const MAX_PASSPHRASE: usize = 1024;
+
+impl Secret {
+    /// An empty passphrase with its whole buffer reserved.
+    pub fn new() -> Secret {
+        Secret(zeroize::Zeroizing::new(String::with_capacity(
+            MAX_PASSPHRASE * 4,
+        )))
+    }
+
+    /// Appends a typed character (beyond [`MAX_PASSPHRASE`], nothing).
+    pub fn push(&mut self, c: char) {
+        if self.0.chars().count() < MAX_PASSPHRASE {
+            self.0.push(c);
+        }
+    }
+
+    /// Deletes the last character.
+    pub fn pop(&mut self) {
+        self.0.pop();
+    }
+
+    /// How many characters were typed (the dialog shows one mark each).
+    pub fn chars(&self) -> usize {
+        self.0.chars().count()
+    }
+
+    /// Nothing typed.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The passphrase, for the check (the daemon's, or the embedded broker's).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<not shown>)")
+    }
+}
+
+/// The vault behind the broker, as far as the dashboard knows (`None` in [`State::vault`]: a
+/// plain store, nothing asks for a passphrase).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VaultInfo {
+    /// This dashboard proved presence (its approver is attached to the prompts).
+    pub present: bool,
+    /// The vault is locked (as last heard).
+    pub locked: bool,
+}
+
+/// What the passphrase dialog is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PassPurpose {
+    /// Presence for this dashboard: its prompts are shown and answered only after it (a locked
+    /// vault is unlocked by it too).
+    Attach,
+    /// Unlocking the vault for the request held by this prompt (its id).
+    Unlock(String),
+    /// A change that widens access, run with the passphrase once it is typed: the effect, and
+    /// what it does in words.
+    Widen(Box<super::action::Effect>, String),
+}
+
+/// The passphrase dialog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PassDialog {
+    /// What it is for.
+    pub purpose: PassPurpose,
+    /// What is typed (never drawn: one mark per character).
+    pub input: Secret,
+    /// The last check's refusal (`wrong passphrase (attempt N …)`).
+    pub error: Option<String>,
+    /// Sent for checking; the answer has not come back yet.
+    pub checking: bool,
+}
+
+impl PassDialog {
+    /// A fresh dialog for `purpose`.
+    pub fn new(purpose: PassPurpose) -> PassDialog {
+        PassDialog {
+            purpose,
+            input: Secret::new(),
+            error: None,
+            checking: false,
+        }
+    }
+}
+
 /// The whole dashboard state.
 #[derive(Debug, Clone, PartialEq)]
 pub struct State {
@@ -267,6 +366,10 @@ pub struct State {
     pub answered: Vec<String>,
     /// The wall clock at the last tick (Unix milliseconds): prompts count down by it.
     pub now_ms: i64,
+    /// The vault behind the broker (`None`: a plain store).
+    pub vault: Option<VaultInfo>,
+    /// The passphrase dialog, over everything else while open.
+    pub passphrase: Option<PassDialog>,
 }
 
 /// A search of the whole audit log for the filter text.
@@ -313,12 +416,19 @@ impl State {
             prompt_modal: None,
             answered: Vec::new(),
             now_ms: 0,
+            vault: None,
+            passphrase: None,
         }
     }
 
     /// True when the shown prompt has the keyboard (its own keys, not a dialog of it).
     pub fn prompt_focus(&self) -> bool {
         !self.prompts.is_empty()
+    }
+
+    /// Whether a change that widens access needs the passphrase typed again (a vault is served).
+    pub fn needs_presence(&self) -> bool {
+        self.vault.is_some()
     }
 
     /// Indices into `audit` of the records the filter keeps.

@@ -120,9 +120,126 @@ pub fn draw(frame: &mut Frame<'_>, state: &State) {
             modal(frame, state, m);
         }
     }
+    if let Some(d) = &state.passphrase {
+        passphrase_dialog(frame, state, d);
+    }
     if state.mono {
         monochrome(frame.buffer_mut());
     }
+}
+
+/// The passphrase dialog: what it is for, one mark per character typed (never the text), the
+/// last refusal (a wrong passphrase, with the attempt count), and its keys.
+fn passphrase_dialog(frame: &mut Frame<'_>, s: &State, d: &super::state::PassDialog) {
+    use super::state::PassPurpose;
+    let area = frame.area();
+    let w = 72.min(area.width);
+    let room = usize::from(w.saturating_sub(4));
+    let wrap = |t: &str| -> Vec<Line<'static>> {
+        wrap_words(t, room).into_iter().map(Line::raw).collect()
+    };
+    let (title, mut lines) = match &d.purpose {
+        PassPurpose::Attach => {
+            let mut l = wrap(
+                "This broker keeps secrets in a vault. Type the vault passphrase to be shown prompts here and to answer them: until then this dashboard answers nothing.",
+            );
+            if s.vault.is_some_and(|v| v.locked) {
+                l.extend(wrap("The vault is locked: the passphrase unlocks it too."));
+            }
+            ("Prove presence: the vault passphrase", l)
+        }
+        PassPurpose::Unlock(id) => {
+            let mut l = wrap("The vault is locked. A caller is waiting for a secret:");
+            if let Some(p) = s.prompts.iter().find(|p| p.id == *id) {
+                l.push(Line::from(vec![
+                    Span::styled(
+                        format!(
+                            " {} ",
+                            shorten_middle(&clean(super::update::who(p)), room.saturating_sub(24))
+                        ),
+                        Style::new().bold(),
+                    ),
+                    Span::raw("wants to "),
+                    Span::styled(
+                        format!("{} {}", clean(&p.action), clean(&p.service)),
+                        Style::new().yellow().bold(),
+                    ),
+                ]));
+            }
+            l.extend(wrap(
+                "The passphrase unlocks the vault and the request is served; esc refuses it.",
+            ));
+            ("Unlock the vault", l)
+        }
+        PassPurpose::Widen(_, what) => {
+            let mut l = wrap("This widens what a program may do:");
+            l.push(Line::styled(
+                format!(" {}", display::bounded(what, room.saturating_sub(1))),
+                Style::new().yellow().bold(),
+            ));
+            l.extend(wrap(
+                "Type the vault passphrase again: every change that widens access asks for it.",
+            ));
+            ("Passphrase for this change", l)
+        }
+    };
+    lines.push(Line::raw(""));
+    let marks = "•".repeat(d.input.chars().min(room.saturating_sub(14)));
+    lines.push(Line::from(vec![
+        Span::raw(" passphrase  "),
+        Span::styled(format!("{marks}▏"), Style::new().cyan()),
+    ]));
+    if d.checking {
+        lines.push(Line::styled(
+            " checking… (a wrong passphrase takes longer each time)",
+            Style::new().yellow(),
+        ));
+    } else if let Some(e) = &d.error {
+        for l in wrap_words(&clean(e), room) {
+            lines.push(Line::styled(l, Style::new().red().bold()));
+        }
+    }
+    lines.push(Line::raw(""));
+    lines.push(Line::raw("enter: check · esc: cancel · never shown, never logged").dark_gray());
+    let h = (lines.len() as u16).saturating_add(2);
+    let rect = centered(area, w, h);
+    frame.render_widget(Clear, rect);
+    frame.render_widget(
+        Paragraph::new(lines).block(
+            Block::bordered()
+                .border_type(BorderType::Thick)
+                .border_style(Style::new().magenta().bold())
+                .title(format!(" {title} ")),
+        ),
+        rect,
+    );
+}
+
+/// `text` cut into lines of at most `width` columns at spaces (a longer word is cut).
+fn wrap_words(text: &str, width: usize) -> Vec<String> {
+    let width = width.max(8);
+    let mut out = vec![];
+    let mut line = String::new();
+    for word in text.split(' ') {
+        let need = line.chars().count() + usize::from(!line.is_empty()) + word.chars().count();
+        if !line.is_empty() && need > width {
+            out.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+        while line.chars().count() > width {
+            let head: String = line.chars().take(width).collect();
+            let tail: String = line.chars().skip(width).collect();
+            out.push(head);
+            line = tail;
+        }
+    }
+    if !line.is_empty() {
+        out.push(line);
+    }
+    out
 }
 
 /// Drops every colour; whatever had a background colour (the selected row, badges, key caps)
@@ -332,6 +449,14 @@ fn status_segments(s: &State) -> Vec<(u8, String)> {
         segments.push((2, format!("backend {}", s.broker.backend)));
         segments.push((3, format!("{} conn", s.broker.connections)));
         segments.push((4, format!("{} req", s.broker.requests)));
+    }
+    if let Some(v) = s.vault {
+        let text = match (v.locked, v.present) {
+            (true, _) => "vault LOCKED",
+            (false, false) => "vault · no presence",
+            (false, true) => "vault · present",
+        };
+        segments.push((0, text.to_string()));
     }
     if !s.prompts.is_empty() {
         segments.push((0, format!("{} prompt(s)", s.prompts.len())));
@@ -1381,7 +1506,11 @@ fn prompt(frame: &mut Frame<'_>, s: &State, p: &crate::server::approval::Prompt)
             Block::bordered()
                 .border_type(BorderType::Thick)
                 .border_style(Style::new().yellow().bold())
-                .title(" A caller is waiting for your answer ")
+                .title(if p.reason == crate::protocol::Reason::VaultLocked {
+                    " The vault is locked: a caller is waiting "
+                } else {
+                    " A caller is waiting for your answer "
+                })
                 .title(Line::raw(format!(" prompt 1 of {} ", s.prompts.len())).right_aligned()),
         ),
         rect,
@@ -1495,6 +1624,8 @@ fn help_lines() -> Vec<Line<'static>> {
         Scope::Viewer,
         Scope::Confirm,
         Scope::Prompt,
+        Scope::Unlock,
+        Scope::Passphrase,
     ];
     let mut lines = vec![];
     for scope in groups {
@@ -1853,6 +1984,65 @@ mod tests {
             update(&mut s, Action::Char(c));
         }
         snap("register", &s);
+    }
+
+    /// The passphrase dialog for each of its purposes, and the unlock prompt (fixed clock).
+    #[test]
+    fn presence_dialogs() {
+        use crate::server::approval::ApproverEvent;
+        use crate::tui::action::PassOutcome;
+        let typed = |s: &mut State, t: &str| {
+            for c in t.chars() {
+                update(s, Action::Char(c));
+            }
+        };
+        // Attaching to a locked vault: presence (and unlock).
+        let mut s = sample_state();
+        s.now_ms = now_ms();
+        update(&mut s, Action::PresenceNeeded { locked: true });
+        typed(&mut s, "correct horse");
+        snap("presence_attach", &s);
+        // A wrong one: said, with the attempt count.
+        update(&mut s, Action::Command(Command::Enter));
+        snap("presence_checking", &s);
+        update(
+            &mut s,
+            Action::Passphrase(PassOutcome::of_error(
+                "wrong passphrase (attempt 3 since the last unlock)".into(),
+            )),
+        );
+        snap("presence_wrong", &s);
+        // A request held while the vault is locked, then its unlock dialog.
+        let mut s = sample_state();
+        s.now_ms = now_ms();
+        s.vault = Some(crate::tui::state::VaultInfo {
+            present: true,
+            locked: true,
+        });
+        let mut p = super::super::test_support::prompt("p7");
+        p.reason = crate::protocol::Reason::VaultLocked;
+        p.message = crate::backend::vault::LOCKED_FIX.into();
+        update(&mut s, Action::Approver(ApproverEvent::Prompt(Box::new(p))));
+        snap("unlock_prompt", &s);
+        update(&mut s, Action::Command(Command::Unlock));
+        typed(&mut s, "pw");
+        snap("unlock_dialog", &s);
+        // "Always" asks again.
+        let mut s = sample_state();
+        s.now_ms = now_ms();
+        s.vault = Some(crate::tui::state::VaultInfo {
+            present: true,
+            locked: false,
+        });
+        update(
+            &mut s,
+            Action::Approver(ApproverEvent::Prompt(Box::new(
+                super::super::test_support::prompt("p8"),
+            ))),
+        );
+        update(&mut s, Action::Command(Command::AllowAlways));
+        update(&mut s, Action::Command(Command::Enter));
+        snap("presence_always", &s);
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod confirm;
 mod editor;
 mod input;
 mod panes;
+mod passphrase;
 mod prompt;
 mod results;
 mod viewer;
@@ -19,13 +20,21 @@ use super::state::{Modal, Pane, State};
 use ratatui::crossterm::event::{self, KeyCode};
 
 pub use confirm::human_size;
+use passphrase::gate;
+pub use passphrase::widens;
 pub use prompt::{asked, asked_grants, changed_program, pending_about, who};
 
 /// Most audit records kept in memory; older ones are dropped (and can be paged in again).
 pub const MAX_AUDIT_IN_MEMORY: usize = 20_000;
 
-/// Applies `action` to `state` and returns the effects to run.
+/// Applies `action` to `state` and returns the effects to run. While a vault is served, an
+/// effect that widens access waits behind the passphrase dialog ([`passphrase`]).
 pub fn update(state: &mut State, action: Action) -> Vec<Effect> {
+    let fx = apply(state, action);
+    gate(state, fx)
+}
+
+fn apply(state: &mut State, action: Action) -> Vec<Effect> {
     if matches!(action, Action::Key(_) | Action::Click(..)) {
         // The person has read the first screen.
         state.notice = None;
@@ -35,8 +44,17 @@ pub fn update(state: &mut State, action: Action) -> Vec<Effect> {
             Some(a) => update(state, a),
             None => vec![],
         },
+        Action::Command(c) if state.passphrase.is_some() => passphrase::command(state, c),
         Action::Command(c) if state.prompt_focus() => prompt::command(state, c),
         Action::Command(c) => command(state, c),
+        Action::Char(c) if state.passphrase.is_some() => {
+            passphrase::type_char(state, c);
+            vec![]
+        }
+        Action::Backspace if state.passphrase.is_some() => {
+            passphrase::backspace(state);
+            vec![]
+        }
         Action::Char(c) => {
             prompt::in_prompt_modal(state, |s| input::type_char(s, c));
             vec![]
@@ -45,6 +63,9 @@ pub fn update(state: &mut State, action: Action) -> Vec<Effect> {
             prompt::in_prompt_modal(state, input::backspace);
             vec![]
         }
+        Action::PresenceNeeded { locked } => passphrase::needed(state, locked),
+        Action::Passphrase(o) => passphrase::outcome(state, o),
+        Action::Answered { id, error } => passphrase::answered(state, id, error),
         Action::Click(x, y) => panes::click(state, x, y),
         Action::Scroll(d) => panes::scroll(state, d),
         Action::Resize(w, h) => {
@@ -115,7 +136,7 @@ pub fn key_action(state: &State, key: event::KeyEvent) -> Option<Action> {
     use super::keymap::{self, Scope};
     let scope = keymap::scope(state);
     // Text scopes have only their own bindings: every other key is text.
-    let text_modal = matches!(scope, Scope::Editor | Scope::Input);
+    let text_modal = matches!(scope, Scope::Editor | Scope::Input | Scope::Passphrase);
     if let Some(c) = keymap::lookup(scope, key) {
         return Some(Action::Command(c));
     }
@@ -167,7 +188,9 @@ fn command(state: &mut State, c: Command) -> Vec<Effect> {
         Command::Unregister => confirm::ask_unregister(state),
         Command::Upgrade => confirm::upgrade(state),
         Command::ShowEdit => viewer::open_policy_edit(state),
-        Command::NextField
+        Command::Presence => passphrase::open_presence(state),
+        Command::Unlock
+        | Command::NextField
         | Command::PrevField
         | Command::PageDown
         | Command::PageUp
