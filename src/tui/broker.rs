@@ -212,7 +212,7 @@ pub fn first_screen_text(store_notice: Option<crate::backend::BackendKind>) -> S
             " The keyring does not answer yet: requests that need a secret are refused until it does (keychain-auth doctor explains).",
         ),
         Some(crate::backend::BackendKind::Vault) => text.push_str(
-            " The vault is locked: requests that need a secret are refused until you run keychain-auth unlock.",
+            " The vault is locked: the passphrase you type here unlocks it (or keychain-auth unlock); until then requests that need a secret are refused, or held while this dashboard asks.",
         ),
         None => {}
     }
