@@ -473,6 +473,90 @@ fn a_connected_dashboard_unlocks_the_vault_for_a_held_request() {
     tmux.keys(&["q"]);
 }
 
+/// The Secrets view's requests: only keychain-auth itself, and on a vault only with the
+/// passphrase, get names; a value comes only with the passphrase, and each is audited as the
+/// owner's (never the value).
+#[test]
+fn the_secrets_views_requests_need_keychain_auth_and_the_passphrase() {
+    let (env, _) = vault_env(&[]);
+    let running = vault_broker(&env);
+    let mut me = Relay::start(&env, "relay", None, &[]);
+    let r = me
+        .round_trip(
+            json!({"type":"VAULT","op":"unlock","passphrase":PASS})
+                .to_string()
+                .as_bytes(),
+        )
+        .expect("unlock");
+    assert_eq!(r["locked"], false, "{r}");
+    let ls = json!({"type":"OWNER","op":"ls","passphrase":PASS}).to_string();
+    // Another program of yours, even with the passphrase: refused.
+    let stranger = env.client("stranger");
+    let r = &env.run_client(&stranger, &[&ls])[0];
+    assert_eq!(r["ok"], false, "{r}");
+    assert!(
+        r["error"]
+            .as_str()
+            .unwrap()
+            .contains("only keychain-auth itself"),
+        "{r}"
+    );
+    assert!(r.get("services").is_none());
+    // keychain-auth itself without the passphrase, or with a wrong one: nothing.
+    for line in [
+        json!({"type":"OWNER","op":"ls"}),
+        json!({"type":"OWNER","op":"get","service":"aws","target":"prod-key"}),
+        json!({"type":"OWNER","op":"get","service":"aws","target":"prod-key","passphrase":"guess"}),
+    ] {
+        let r = me.round_trip(line.to_string().as_bytes()).expect("reply");
+        assert_eq!(r["ok"], false, "{line}: {r}");
+        assert!(
+            r.get("value").is_none() && r.get("services").is_none(),
+            "{r}"
+        );
+    }
+    // With it: names and attributes, never a value; then the value.
+    let r = me.round_trip(ls.as_bytes()).expect("reply");
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["services"][0]["service"], "aws", "{r}");
+    assert_eq!(r["services"][0]["items"][0]["target"], "prod-key", "{r}");
+    assert!(!r.to_string().contains("s3cret"), "{r}");
+    let r = me
+        .round_trip(
+            json!({"type":"OWNER","op":"get","service":"aws","target":"prod-key","passphrase":PASS})
+                .to_string()
+                .as_bytes(),
+        )
+        .expect("reply");
+    assert_eq!(
+        (r["ok"].clone(), r["value"].clone()),
+        (json!(true), json!("s3cret")),
+        "{r}"
+    );
+    let owner: Vec<Value> = env
+        .audit_records()
+        .into_iter()
+        .filter(|r| r["source"] == "owner")
+        .collect();
+    assert!(
+        owner.iter().any(|r| r["action"] == "read"
+            && r["status"] == "success"
+            && r["targets"] == json!(["prod-key"])),
+        "{owner:#?}"
+    );
+    assert!(owner.iter().any(|r| r["action"] == "search"), "{owner:#?}");
+    let log = std::fs::read_to_string(env.audit()).unwrap();
+    assert!(!log.contains("s3cret"), "a value in the log");
+    assert!(
+        vault_records(&env)
+            .iter()
+            .any(|r| r["reason"] == "wrong_passphrase"),
+        "the wrong one audited"
+    );
+    drop(me);
+    running.stop();
+}
+
 #[test]
 #[ignore = "the child process of the socket-approver tests (testkit::Relay)"]
 fn relay() {

@@ -16,6 +16,7 @@ pub mod front;
 pub mod handler;
 pub mod known;
 pub mod notify;
+pub mod owner_view;
 pub mod preflight;
 pub mod presence;
 pub mod refusals;

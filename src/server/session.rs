@@ -225,6 +225,16 @@ impl Session {
             };
             return Next::Reply(reply.to_line());
         }
+        if let Some(op) = super::owner_view::parse(line) {
+            let reply = match op {
+                Err(r) => r,
+                Ok(op) if self.runs_keychain_auth(sender).await => {
+                    super::owner_view::answer(&self.broker, op, sender.pid).await
+                }
+                Ok(_) => super::owner_view::not_keychain_auth(),
+            };
+            return Next::Reply(reply.to_line().to_vec());
+        }
         let Some(peer) = self.peer(sender).await else {
             return Next::Close;
         };

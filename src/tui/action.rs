@@ -96,6 +96,10 @@ pub enum Action {
     },
     /// A passphrase typed in the dialog was checked.
     Passphrase(PassOutcome),
+    /// The Secrets view's list: services, targets, attributes.
+    SecretsLoaded(Vec<crate::server::owner_view::OwnerService>),
+    /// A value asked for in the Secrets view: service, target, value.
+    SecretRevealed(String, String, super::state::Secret),
     /// A connected broker's reply to one of this dashboard's answers: why it decided nothing.
     Answered {
         /// The prompt answered.
@@ -213,6 +217,12 @@ pub enum Command {
     Presence,
     /// An unlock prompt: type the passphrase to unlock the vault for the held request.
     Unlock,
+    /// Open the Secrets view.
+    Secrets,
+    /// Secrets view: reveal the selected value (after presence).
+    Reveal,
+    /// Secrets view: hide the value shown.
+    Hide,
 }
 
 /// Work the reducer asks the executor to do; results come back as [`Action`]s.
@@ -259,6 +269,10 @@ pub enum Effect {
     Bell,
     /// Prove presence with the passphrase typed (unlocks a locked vault).
     Presence(super::state::Secret),
+    /// List the store's services, targets and attributes (the Secrets view).
+    SecretsList,
+    /// Read one value for the Secrets view: service, target.
+    SecretReveal(String, String),
     /// Run the widening effect with the passphrase typed (checked by the broker again).
     Present(Box<Effect>, super::state::Secret),
 }

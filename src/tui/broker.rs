@@ -84,6 +84,63 @@ impl Broker {
         }
     }
 
+    /// The Secrets view's list: every service's targets and attributes (never a value). With a
+    /// vault, `passphrase` is needed and checked (by the embedded broker here, or the daemon).
+    pub fn secrets_list(
+        &self,
+        passphrase: Option<&super::state::Secret>,
+    ) -> Result<Vec<crate::server::owner_view::OwnerService>, String> {
+        match self {
+            Broker::Embedded { state, .. } => crate::server::owner_view::list(
+                state,
+                passphrase.map(|p| p.expose().as_bytes()),
+                own_pid(),
+            ),
+            Broker::Connected { socket } => {
+                let mut line = serde_json::json!({"type": "OWNER", "op": "ls"});
+                if let Some(p) = passphrase {
+                    line["passphrase"] = p.expose().into();
+                }
+                let reply = owner_request(socket, &line)?;
+                reply
+                    .services
+                    .clone()
+                    .ok_or_else(|| "the broker sent no list".to_string())
+            }
+        }
+    }
+
+    /// One value for the Secrets view (with a vault, after `passphrase` was checked).
+    pub fn secret_get(
+        &self,
+        service: &str,
+        target: &str,
+        passphrase: Option<&super::state::Secret>,
+    ) -> Result<super::state::Secret, String> {
+        match self {
+            Broker::Embedded { state, .. } => crate::server::owner_view::get(
+                state,
+                service,
+                target,
+                passphrase.map(|p| p.expose().as_bytes()),
+                own_pid(),
+            )
+            .map(|v| super::state::Secret::of(&v)),
+            Broker::Connected { socket } => {
+                let mut line = serde_json::json!({"type": "OWNER", "op": "get", "service": service, "target": target});
+                if let Some(p) = passphrase {
+                    line["passphrase"] = p.expose().into();
+                }
+                let reply = owner_request(socket, &line)?;
+                reply
+                    .value
+                    .as_deref()
+                    .map(super::state::Secret::of)
+                    .ok_or_else(|| "the broker sent no value".to_string())
+            }
+        }
+    }
+
     /// Connects or embeds according to `choice`; the error says why neither is possible.
     pub fn open(paths: &Paths, choice: ModeChoice) -> Result<Broker, String> {
         // Nothing listening fails at once; a listener gets time to answer: under socket
@@ -217,4 +274,39 @@ pub fn first_screen_text(store_notice: Option<crate::backend::BackendKind>) -> S
         None => {}
     }
     text
+}
+
+/// This process's pid, as the audit log's vault and owner records name it.
+fn own_pid() -> i32 {
+    i32::try_from(std::process::id()).unwrap_or(0)
+}
+
+/// Sends one OWNER line to the broker on `socket` and reads its reply (`Err`: why not done).
+fn owner_request(
+    socket: &std::path::Path,
+    line: &serde_json::Value,
+) -> Result<crate::server::owner_view::OwnerReply, String> {
+    let mut client = crate::client::Client::connect(socket, Duration::from_secs(30))
+        .map_err(|e| format!("cannot reach the broker: {e}"))?;
+    let bytes = zeroize::Zeroizing::new(line.to_string());
+    let text = zeroize::Zeroizing::new(
+        client
+            .round_trip(bytes.as_bytes())
+            .map_err(|e| format!("the broker did not answer: {e}"))?,
+    );
+    let reply: crate::server::owner_view::OwnerReply =
+        serde_json::from_str(&text).map_err(|_| {
+            format!(
+                "the broker answered: {}",
+                crate::display::bounded(&text, 200)
+            )
+        })?;
+    if reply.ok {
+        Ok(reply)
+    } else {
+        Err(reply
+            .error
+            .clone()
+            .unwrap_or_else(|| "the broker refused".into()))
+    }
 }

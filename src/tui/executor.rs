@@ -117,6 +117,16 @@ impl Executor<'_> {
             }
             Effect::Presence(secret) => return self.approver.prove(&secret),
             Effect::Present(inner, secret) => return self.present(*inner, &secret),
+            Effect::SecretsList => match self.broker.secrets_list(None) {
+                Ok(list) => Action::SecretsLoaded(list),
+                Err(e) => Action::Done(false, e),
+            },
+            Effect::SecretReveal(service, target) => {
+                match self.broker.secret_get(&service, &target, None) {
+                    Ok(v) => Action::SecretRevealed(service, target, v),
+                    Err(e) => Action::Done(false, e),
+                }
+            }
             other => match self.admin(other, None) {
                 Some(r) => done(r),
                 None => return None,
@@ -132,6 +142,22 @@ impl Executor<'_> {
                 match self.approver.answer(&id, decision, Some(secret)) {
                     Ok(()) if self.approver.replies_later() => return None,
                     Ok(()) => PassOutcome::Accepted(label),
+                    Err(e) => PassOutcome::of_error(e),
+                }
+            }
+            Effect::SecretsList => match self.broker.secrets_list(Some(secret)) {
+                Ok(list) => {
+                    let _ = self.tx.send(Action::SecretsLoaded(list));
+                    PassOutcome::Accepted(String::new())
+                }
+                Err(e) => PassOutcome::of_error(e),
+            },
+            Effect::SecretReveal(service, target) => {
+                match self.broker.secret_get(&service, &target, Some(secret)) {
+                    Ok(v) => {
+                        let _ = self.tx.send(Action::SecretRevealed(service, target, v));
+                        PassOutcome::Accepted(String::new())
+                    }
                     Err(e) => PassOutcome::of_error(e),
                 }
             }

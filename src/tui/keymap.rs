@@ -27,6 +27,8 @@ pub enum Scope {
     Unlock,
     /// The passphrase dialog (presence, unlock, a change that widens access).
     Passphrase,
+    /// The Secrets view.
+    Secrets,
 }
 
 impl Scope {
@@ -42,6 +44,7 @@ impl Scope {
             Scope::Prompt => "prompt",
             Scope::Unlock => "unlock prompt",
             Scope::Passphrase => "passphrase",
+            Scope::Secrets => "Secrets view",
         }
     }
 }
@@ -67,6 +70,9 @@ pub fn scope(state: &State) -> Scope {
             Some(Modal::Confirm { .. }) => Scope::Confirm,
             Some(_) => Scope::Input,
         };
+    }
+    if state.secrets.is_some() {
+        return Scope::Secrets;
     }
     match &state.modal {
         None => Scope::Pane(state.pane),
@@ -272,6 +278,14 @@ pub const KEYMAP: &[Binding] = &[
         false,
     ),
     b(
+        &[Char('s')],
+        "s",
+        Command::Secrets,
+        "the Secrets view: services, targets, values after presence",
+        Global,
+        false,
+    ),
+    b(
         &[Char('P')],
         "P",
         Command::Presence,
@@ -445,6 +459,46 @@ pub const KEYMAP: &[Binding] = &[
         Command::Escape,
         "cancel",
         Scope::Passphrase,
+        true,
+    ),
+    b(
+        &[Char('j'), Down],
+        "j/↓",
+        Command::Down,
+        "next secret",
+        Scope::Secrets,
+        true,
+    ),
+    b(
+        &[Char('k'), Up],
+        "k/↑",
+        Command::Up,
+        "previous secret",
+        Scope::Secrets,
+        false,
+    ),
+    b(
+        &[Enter, Char('v')],
+        "enter/v",
+        Command::Reveal,
+        "reveal the value (passphrase)",
+        Scope::Secrets,
+        true,
+    ),
+    b(
+        &[Char('h')],
+        "h",
+        Command::Hide,
+        "hide the value",
+        Scope::Secrets,
+        true,
+    ),
+    b(
+        &[Esc, Char('q')],
+        "esc/q",
+        Command::Escape,
+        "close",
+        Scope::Secrets,
         true,
     ),
     b(&[Char('y')], "y", Command::Yes, "yes", Confirm, true),

@@ -299,6 +299,55 @@ impl PassDialog {
     }
 }
 
+/// A value revealed in the Secrets view, hidden again at `until_ms`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revealed {
+    /// Its service.
+    pub service: String,
+    /// Its target.
+    pub target: String,
+    /// The value (never shown by `Debug`, wiped when hidden).
+    pub value: Secret,
+    /// When it is hidden again (Unix milliseconds).
+    pub until_ms: i64,
+}
+
+/// How long a revealed value stays on screen.
+pub const REVEAL_MS: i64 = 30_000;
+
+/// The Secrets view: the store's services, their targets and attributes; values only on
+/// request, after presence.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SecretsView {
+    /// The services listed (none until loaded).
+    pub services: Vec<crate::server::owner_view::OwnerService>,
+    /// Loaded at least once.
+    pub loaded: bool,
+    /// The selected item, counted over every service's items in order.
+    pub sel: usize,
+    /// The value shown, if any.
+    pub revealed: Option<Revealed>,
+}
+
+impl SecretsView {
+    /// Every item as (service, item), in the order shown.
+    pub fn items(&self) -> Vec<(&str, &crate::server::owner_view::OwnerItem)> {
+        self.services
+            .iter()
+            .flat_map(|s| s.items.iter().map(move |i| (s.service.as_str(), i)))
+            .collect()
+    }
+}
+
+impl Secret {
+    /// A secret holding `value` (a revealed value).
+    pub fn of(value: &str) -> Secret {
+        let mut s = Secret(zeroize::Zeroizing::new(String::with_capacity(value.len())));
+        s.0.push_str(value);
+        s
+    }
+}
+
 /// The whole dashboard state.
 #[derive(Debug, Clone, PartialEq)]
 pub struct State {
@@ -370,6 +419,8 @@ pub struct State {
     pub vault: Option<VaultInfo>,
     /// The passphrase dialog, over everything else while open.
     pub passphrase: Option<PassDialog>,
+    /// The Secrets view, while open.
+    pub secrets: Option<SecretsView>,
 }
 
 /// A search of the whole audit log for the filter text.
@@ -418,6 +469,7 @@ impl State {
             now_ms: 0,
             vault: None,
             passphrase: None,
+            secrets: None,
         }
     }
 

@@ -114,6 +114,9 @@ pub fn draw(frame: &mut Frame<'_>, state: &State) {
     if let Some(m) = &state.modal {
         modal(frame, state, m);
     }
+    if let Some(v) = &state.secrets {
+        secrets_view(frame, state, v);
+    }
     if let Some(p) = state.prompts.first() {
         prompt(frame, state, p);
         if let Some(m) = &state.prompt_modal {
@@ -171,6 +174,14 @@ fn passphrase_dialog(frame: &mut Frame<'_>, s: &State, d: &super::state::PassDia
             ));
             ("Unlock the vault", l)
         }
+        PassPurpose::Widen(fx, what) if super::update::shows_secrets(fx) => {
+            let mut l = wrap("The Secrets view asks for the vault passphrase to:");
+            l.push(Line::styled(
+                format!(" {}", display::bounded(what, room.saturating_sub(1))),
+                Style::new().yellow().bold(),
+            ));
+            ("Passphrase to see your secrets", l)
+        }
         PassPurpose::Widen(_, what) => {
             let mut l = wrap("This widens what a program may do:");
             l.push(Line::styled(
@@ -210,6 +221,105 @@ fn passphrase_dialog(frame: &mut Frame<'_>, s: &State, d: &super::state::PassDia
                 .border_type(BorderType::Thick)
                 .border_style(Style::new().magenta().bold())
                 .title(format!(" {title} ")),
+        ),
+        rect,
+    );
+}
+
+/// The Secrets view: services, their targets and attributes, the selected row marked, and the
+/// one value revealed (beside its row, with the seconds until it hides). Values and names are
+/// the store's text: escaped like any caller text.
+fn secrets_view(frame: &mut Frame<'_>, s: &State, v: &super::state::SecretsView) {
+    let area = frame.area();
+    let w = area.width.saturating_sub(4).min(110);
+    let h = area.height.saturating_sub(4);
+    let rect = centered(area, w, h);
+    let room = usize::from(w.saturating_sub(4));
+    let items = v.items();
+    let mut lines: Vec<Line<'static>> = vec![];
+    let mut selected_line = 0usize;
+    if !v.loaded {
+        lines.push(Line::raw("loading…").dark_gray());
+    } else if items.is_empty() {
+        lines.push(Line::raw(
+            "No secrets in the store yet (keychain-auth secret put SERVICE TARGET adds one).",
+        ));
+    }
+    let target_w = items
+        .iter()
+        .map(|(_, i)| i.target.chars().count())
+        .max()
+        .unwrap_or(0)
+        .clamp(8, room / 2);
+    let mut n = 0usize;
+    for service in &v.services {
+        lines.push(Line::styled(
+            format!(
+                "{}  ({} item(s))",
+                shorten_middle(&clean(&service.service), room.saturating_sub(14)),
+                service.items.len()
+            ),
+            Style::new().cyan().bold(),
+        ));
+        for item in &service.items {
+            let sel = n == v.sel;
+            if sel {
+                selected_line = lines.len();
+            }
+            let attrs: Vec<String> = item
+                .attributes
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            let target = shorten_middle(&clean(&item.target), target_w);
+            let rest = display::bounded(&attrs.join(" "), room.saturating_sub(target_w + 6));
+            let style = if sel {
+                Style::new().black().on_cyan()
+            } else {
+                Style::new()
+            };
+            lines.push(Line::styled(
+                format!(
+                    "  {} {target:<target_w$}  {rest}",
+                    if sel { "▶" } else { " " }
+                ),
+                style,
+            ));
+            if let Some(r) = &v.revealed
+                && r.service == service.service
+                && r.target == item.target
+            {
+                let left = ((r.until_ms - s.now_ms).max(0) + 999) / 1000;
+                lines.push(Line::from(vec![
+                    Span::raw("      value  "),
+                    Span::styled(
+                        display::bounded(r.value.expose(), room.saturating_sub(40)),
+                        Style::new().yellow().bold(),
+                    ),
+                    Span::raw(format!("   (hidden in {left} s · h hides)")).dark_gray(),
+                ]));
+            }
+            n += 1;
+        }
+    }
+    let page = usize::from(rect.height.saturating_sub(2));
+    let first = selected_line.saturating_sub(page.saturating_sub(2));
+    let store = match s.vault {
+        Some(_) => "vault: each value after the passphrase".to_string(),
+        None => "plain store: readable by your other programs".to_string(),
+    };
+    frame.render_widget(Clear, rect);
+    frame.render_widget(
+        Paragraph::new(lines.into_iter().skip(first).take(page).collect::<Vec<_>>()).block(
+            Block::bordered()
+                .border_type(BorderType::Rounded)
+                .border_style(Style::new().cyan())
+                .title(format!(
+                    " Secrets · {} in {} service(s) ",
+                    items.len(),
+                    v.services.len()
+                ))
+                .title(Line::raw(format!(" {store} ")).right_aligned()),
         ),
         rect,
     );
@@ -1626,6 +1736,7 @@ fn help_lines() -> Vec<Line<'static>> {
         Scope::Prompt,
         Scope::Unlock,
         Scope::Passphrase,
+        Scope::Secrets,
     ];
     let mut lines = vec![];
     for scope in groups {
@@ -2043,6 +2154,39 @@ mod tests {
         update(&mut s, Action::Command(Command::AllowAlways));
         update(&mut s, Action::Command(Command::Enter));
         snap("presence_always", &s);
+    }
+
+    /// The Secrets view: the list, then one value revealed (fixed clock: 23 s left).
+    #[test]
+    fn secrets_view() {
+        let mut s = sample_state();
+        s.now_ms = now_ms();
+        s.vault = Some(crate::tui::state::VaultInfo {
+            present: true,
+            locked: false,
+        });
+        s.secrets = Some(crate::tui::state::SecretsView::default());
+        update(&mut s, Action::SecretsLoaded(sample_secrets()));
+        update(&mut s, Action::Command(Command::Down));
+        snap("secrets", &s);
+        update(
+            &mut s,
+            Action::SecretRevealed(
+                "aws".into(),
+                "prod/secret_access_key".into(),
+                crate::tui::state::Secret::of("wJalrXUtnFEMI/K7MDENG"),
+            ),
+        );
+        update(&mut s, Action::Clock(now_ms() + 7_000));
+        snap("secrets_revealed", &s);
+        // The list waits for the passphrase on a vault.
+        let mut s = sample_state();
+        s.vault = Some(crate::tui::state::VaultInfo {
+            present: true,
+            locked: false,
+        });
+        update(&mut s, Action::Command(Command::Secrets));
+        snap("secrets_passphrase", &s);
     }
 
     #[test]

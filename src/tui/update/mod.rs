@@ -13,6 +13,7 @@ mod panes;
 mod passphrase;
 mod prompt;
 mod results;
+mod secrets;
 mod viewer;
 
 use super::action::{Action, Command, Effect};
@@ -21,7 +22,7 @@ use ratatui::crossterm::event::{self, KeyCode};
 
 pub use confirm::human_size;
 use passphrase::gate;
-pub use passphrase::widens;
+pub use passphrase::{shows_secrets, widens};
 pub use prompt::{asked, asked_grants, changed_program, pending_about, who};
 
 /// Most audit records kept in memory; older ones are dropped (and can be paged in again).
@@ -46,6 +47,7 @@ fn apply(state: &mut State, action: Action) -> Vec<Effect> {
         },
         Action::Command(c) if state.passphrase.is_some() => passphrase::command(state, c),
         Action::Command(c) if state.prompt_focus() => prompt::command(state, c),
+        Action::Command(c) if state.secrets.is_some() => secrets::command(state, c),
         Action::Command(c) => command(state, c),
         Action::Char(c) if state.passphrase.is_some() => {
             passphrase::type_char(state, c);
@@ -74,6 +76,12 @@ fn apply(state: &mut State, action: Action) -> Vec<Effect> {
         }
         Action::Clock(ms) => {
             state.now_ms = ms;
+            secrets::tick(state, ms);
+            vec![]
+        }
+        Action::SecretsLoaded(list) => secrets::loaded(state, list),
+        Action::SecretRevealed(service, target, value) => {
+            secrets::revealed(state, service, target, value);
             vec![]
         }
         Action::Approver(ev) => prompt::approver_event(state, ev),
@@ -189,7 +197,10 @@ fn command(state: &mut State, c: Command) -> Vec<Effect> {
         Command::Upgrade => confirm::upgrade(state),
         Command::ShowEdit => viewer::open_policy_edit(state),
         Command::Presence => passphrase::open_presence(state),
+        Command::Secrets => secrets::open(state),
         Command::Unlock
+        | Command::Reveal
+        | Command::Hide
         | Command::NextField
         | Command::PrevField
         | Command::PageDown

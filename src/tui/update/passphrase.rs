@@ -22,6 +22,12 @@ pub fn widens(fx: &Effect) -> bool {
     }
 }
 
+/// Whether `fx` shows secrets (the Secrets view's list or a value): on a vault it needs
+/// presence too.
+pub fn shows_secrets(fx: &Effect) -> bool {
+    matches!(fx, Effect::SecretsList | Effect::SecretReveal(..))
+}
+
 /// What a widening effect does, in words, for the dialog.
 fn what(state: &State, fx: &Effect) -> String {
     let name = |h: &crate::policy::BinaryHash| {
@@ -44,6 +50,10 @@ fn what(state: &State, fx: &Effect) -> String {
         Effect::SetGrants(h, _) => format!("save the permissions of {}", name(h)),
         Effect::Register(p) => format!("register {p}"),
         Effect::Upgrade(p) => format!("upgrade {p} (its permissions move to the new binary)"),
+        Effect::SecretsList => "list your secrets (services, targets, attributes)".into(),
+        Effect::SecretReveal(service, target) => {
+            format!("reveal the value of {service} / {target}")
+        }
         Effect::Answer(id, d, _) => {
             let how = match d {
                 Decision::For(t) => {
@@ -68,10 +78,11 @@ pub(super) fn gate(state: &mut State, effects: Vec<Effect>) -> Vec<Effect> {
     }
     let mut out = Vec::with_capacity(effects.len());
     for fx in effects {
-        if widens(&fx) && state.passphrase.is_none() {
+        let asks = widens(&fx) || shows_secrets(&fx);
+        if asks && state.passphrase.is_none() {
             let text = what(state, &fx);
             state.passphrase = Some(PassDialog::new(PassPurpose::Widen(Box::new(fx), text)));
-        } else if widens(&fx) {
+        } else if asks {
             state.message = Some((
                 false,
                 "one change at a time: finish the passphrase dialog first".into(),
@@ -197,15 +208,19 @@ fn cancel(state: &mut State, d: PassDialog) -> Vec<Effect> {
         PassPurpose::Widen(fx, _) => {
             // An answer goes back to its prompt, which still waits for one.
             let what = match *fx {
-                Effect::Answer(..) => "not answered",
-                _ => "nothing was changed",
+                Effect::Answer(..) => {
+                    "not answered (a change that widens access needs the vault passphrase)"
+                }
+                Effect::SecretsList => {
+                    state.secrets = None;
+                    "the Secrets view shows nothing without the vault passphrase"
+                }
+                Effect::SecretReveal(..) => {
+                    "not revealed (a value is shown only after the vault passphrase)"
+                }
+                _ => "nothing was changed (a change that widens access needs the vault passphrase)",
             };
-            state.message = Some((
-                false,
-                format!(
-                    "cancelled: {what} (a change that widens access needs the vault passphrase)"
-                ),
-            ));
+            state.message = Some((false, format!("cancelled: {what}")));
             vec![]
         }
     }
@@ -270,7 +285,9 @@ fn accepted(state: &mut State, purpose: PassPurpose, msg: String) -> Vec<Effect>
             }
         }
     }
-    state.message = Some((true, msg));
+    if !msg.is_empty() {
+        state.message = Some((true, msg));
+    }
     vec![]
 }
 
@@ -335,16 +352,16 @@ mod tests {
         assert_eq!(s.vault.map(|v| (v.present, v.locked)), Some((false, true)));
         assert_eq!(keymap::scope(&s), Scope::Passphrase);
         // Pane keys are text here: q does not quit, j does not move.
-        typed(&mut s, "qj secret");
+        typed(&mut s, "qj hunter2");
         assert!(!s.quit);
         assert_eq!(s.pending_sel, 0);
         let d = s.passphrase.as_ref().unwrap();
-        assert_eq!(d.input.chars(), 9);
+        assert_eq!(d.input.chars(), 10);
         // Never in Debug (what a panic or a log line could show).
-        assert!(!format!("{s:?}").contains("secret"), "{s:?}");
+        assert!(!format!("{s:?}").contains("hunter2"), "{s:?}");
         let fx = enter(&mut s);
         match fx.as_slice() {
-            [Effect::Presence(p)] => assert_eq!(p.expose(), "qj secret"),
+            [Effect::Presence(p)] => assert_eq!(p.expose(), "qj hunter2"),
             other => panic!("{other:?}"),
         }
         assert!(s.passphrase.as_ref().unwrap().checking);
