@@ -557,6 +557,94 @@ fn the_secrets_views_requests_need_keychain_auth_and_the_passphrase() {
     running.stop();
 }
 
+/// Words of a screen, whatever wraps them.
+fn words(screen: &str) -> String {
+    screen.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// A fresh home: the dashboard offers a vault (passphrase twice, never shown) and runs on it;
+/// declined, it says the plain store is kept, makes no vault, and does not ask again.
+#[test]
+fn the_first_run_creates_a_vault_or_clearly_keeps_the_plain_store() {
+    if !testkit::tools_available(&["tmux"], "tmux") {
+        return;
+    }
+    let mut env = Sandbox::auto();
+    env.extra_env
+        .push(("KEYCHAIN_AUTH_VAULT_KDF".into(), "floor".into()));
+    let vault = env.audit().with_file_name("vault");
+    let tmux = Dashboard::start(&env, &["tui"]);
+    tmux.wait_screen("the first-run question", |s| {
+        s.contains("keep your secrets in a vault?") && s.contains("create a vault")
+    });
+    tmux.keys(&["y"]);
+    tmux.wait_screen("the passphrase", |s| s.contains("Vault passphrase"));
+    tmux.keys(&["-l", PASS]);
+    let screen = tmux.capture();
+    assert!(!screen.contains(PASS), "never shown:\n{screen}");
+    tmux.keys(&["Enter"]);
+    tmux.wait_screen("asked again", |s| s.contains("The same again"));
+    tmux.keys(&["-l", "a different one"]);
+    tmux.keys(&["Enter"]);
+    tmux.wait_screen("they differ", |s| s.contains("passphrases differ"));
+    assert!(!vault.exists());
+    tmux.keys(&["-l", PASS]);
+    tmux.keys(&["Enter"]);
+    tmux.wait_screen("asked again", |s| s.contains("The same again"));
+    tmux.keys(&["-l", PASS]);
+    tmux.keys(&["Enter"]);
+    tmux.wait_screen("the dashboard on its new vault", |s| {
+        s.contains("EMBEDDED") && s.contains("vault · present")
+    });
+    assert!(vault.exists());
+    tmux.keys(&["q"]);
+    wait_for(10, "the dashboard gone", || {
+        (!env.socket.exists()).then_some(())
+    });
+    // It is the store now, and it opens only with that passphrase.
+    let pass = pass_file(&env, PASS);
+    let out = env.cli_env(&with_pass(&pass), &["secret", "ls"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = env.cli_err(&["secret", "ls"]);
+    assert!(err.contains("passphrase"), "{err}");
+    let wrong = pass_file(&env, "not it");
+    let out = env.cli_env(&with_pass(&wrong), &["secret", "ls"]);
+    assert!(!out.status.success());
+
+    // Declined: the plain store, said plainly; no vault; not asked again.
+    let mut env = Sandbox::auto();
+    env.extra_env
+        .push(("KEYCHAIN_AUTH_VAULT_KDF".into(), "floor".into()));
+    let vault = env.audit().with_file_name("vault");
+    let tmux = Dashboard::start(&env, &["tui"]);
+    tmux.wait_screen("the first-run question", |s| {
+        s.contains("keep your secrets in a vault?")
+    });
+    tmux.keys(&["n"]);
+    let screen = tmux.wait_screen("the plain store said", |s| {
+        words(s).contains("You kept the plain store")
+    });
+    assert!(screen.contains("EMBEDDED"), "{screen}");
+    assert!(!screen.contains("vault ·"), "{screen}");
+    assert!(!vault.exists());
+    tmux.keys(&["q"]);
+    wait_for(10, "the dashboard gone", || {
+        (!env.socket.exists()).then_some(())
+    });
+    drop(tmux);
+    let again = Dashboard::start(&env, &["tui"]);
+    let screen = again.wait_screen("the dashboard, at once", |s| s.contains("EMBEDDED"));
+    assert!(
+        !screen.contains("keep your secrets in a vault?"),
+        "{screen}"
+    );
+    again.keys(&["q"]);
+}
+
 #[test]
 #[ignore = "the child process of the socket-approver tests (testkit::Relay)"]
 fn relay() {

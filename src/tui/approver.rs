@@ -39,8 +39,9 @@ fn own_pid() -> i32 {
 impl Approver {
     /// Attaches to `broker` and forwards its events to `tx` from a background thread. While
     /// the broker serves a vault, the embedded dashboard attaches only once presence is proven
-    /// ([`Approver::prove`]); the reducer is told to ask for it.
-    pub fn start(broker: &Broker, tx: mpsc::Sender<Action>) -> Approver {
+    /// ([`Approver::prove`]); the reducer is told to ask for it — unless `proven` (the vault was
+    /// just created here, its passphrase typed twice).
+    pub fn start(broker: &Broker, tx: mpsc::Sender<Action>, proven: bool) -> Approver {
         match broker {
             Broker::Embedded { state, .. } => {
                 let a = Approver::Embedded {
@@ -48,7 +49,7 @@ impl Approver {
                     id: Mutex::new(None),
                     tx: tx.clone(),
                 };
-                if crate::server::presence::required(state) {
+                if crate::server::presence::required(state) && !proven {
                     let _ = tx.send(Action::PresenceNeeded {
                         locked: crate::server::presence::locked(state),
                     });

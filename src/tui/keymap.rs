@@ -29,6 +29,8 @@ pub enum Scope {
     Passphrase,
     /// The Secrets view.
     Secrets,
+    /// The first run's question (a vault, or the plain store).
+    FirstRun,
 }
 
 impl Scope {
@@ -45,6 +47,7 @@ impl Scope {
             Scope::Unlock => "unlock prompt",
             Scope::Passphrase => "passphrase",
             Scope::Secrets => "Secrets view",
+            Scope::FirstRun => "first run",
         }
     }
 }
@@ -499,6 +502,22 @@ pub const KEYMAP: &[Binding] = &[
         Command::Escape,
         "close",
         Scope::Secrets,
+        true,
+    ),
+    b(
+        &[Char('y')],
+        "y",
+        Command::Yes,
+        "create a vault (passphrase twice)",
+        Scope::FirstRun,
+        true,
+    ),
+    b(
+        &[Char('n'), Esc],
+        "n/esc",
+        Command::No,
+        "keep the plain store",
+        Scope::FirstRun,
         true,
     ),
     b(&[Char('y')], "y", Command::Yes, "yes", Confirm, true),
