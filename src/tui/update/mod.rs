@@ -29,7 +29,7 @@ pub use prompt::{asked, asked_grants, changed_program, pending_about, who};
 pub const MAX_AUDIT_IN_MEMORY: usize = 20_000;
 
 /// Applies `action` to `state` and returns the effects to run. While a vault is served, an
-/// effect that widens access waits behind the passphrase dialog ([`passphrase`]).
+/// effect that widens access waits behind the passphrase dialog (`passphrase`).
 pub fn update(state: &mut State, action: Action) -> Vec<Effect> {
     let fx = apply(state, action);
     gate(state, fx)
