@@ -557,6 +557,88 @@ fn the_secrets_views_requests_need_keychain_auth_and_the_passphrase() {
     running.stop();
 }
 
+/// The embedded dashboard on a locked vault: the presence dialog unlocks it, a prompt's
+/// "always" and an approval from the Pending pane each ask for the passphrase again (a wrong
+/// one saves nothing, esc changes nothing), "deny" does not.
+#[test]
+fn an_embedded_dashboard_on_a_vault_asks_for_presence_and_for_every_widening_change() {
+    if !testkit::tools_available(&["tmux"], "tmux") {
+        return;
+    }
+    let (env, _) = vault_env(&[]);
+    let tmux = Dashboard::start(&env, &["tui", "--embed"]);
+    tmux.wait_screen("the presence dialog, locked", |s| {
+        s.contains("Prove presence") && s.contains("unlocks it too") && s.contains("EMBEDDED")
+    });
+    tmux.keys(&["-l", PASS]);
+    tmux.keys(&["Enter"]);
+    tmux.wait_screen("unlocked and present", |s| s.contains("vault · present"));
+    let read = request("read", "aws", &["prod-key"]);
+
+    // Deny: no passphrase.
+    let denied = env.client("e2e-denied");
+    let held = env.spawn_client(&denied, &read);
+    tmux.wait_screen("the prompt", |s| {
+        s.contains("e2e-denied") && s.contains("A caller is waiting")
+    });
+    tmux.keys(&["n"]);
+    expect(&held_response(held), "denied", Some("unregistered_binary"));
+
+    // Always: the passphrase again; a wrong one saves nothing.
+    let always = env.client("e2e-always");
+    let held = env.spawn_client(&always, &read);
+    tmux.wait_screen("the prompt", |s| {
+        s.contains("e2e-always") && s.contains("A caller is waiting")
+    });
+    tmux.keys(&["a"]);
+    tmux.wait_screen("the always editor", |s| s.contains("Always allow"));
+    tmux.keys(&["Enter"]);
+    tmux.wait_screen("the passphrase for this change", |s| {
+        s.contains("Passphrase for this change")
+    });
+    tmux.keys(&["-l", "wrong"]);
+    tmux.keys(&["Enter"]);
+    tmux.wait_screen("said wrong", |s| s.contains("wrong passphrase (attempt"));
+    assert!(entry_of(&env, &always).is_none());
+    tmux.keys(&["-l", PASS]);
+    tmux.keys(&["Enter"]);
+    expect(&held_response(held), "success", None);
+    assert!(entry_of(&env, &always).is_some());
+
+    // Approve from the Pending pane (the denied caller is pending): the editor, then the
+    // passphrase; esc there changes nothing.
+    tmux.wait_screen("only the denied caller pending", |s| {
+        s.contains(" 1 pending ") && s.contains("e2e-denied")
+    });
+    tmux.keys(&["1", "a"]);
+    tmux.wait_screen("the approve editor", |s| {
+        s.contains("e2e-denied") && s.contains("read")
+    });
+    tmux.keys(&["Enter", "Enter"]);
+    tmux.wait_screen("the passphrase for this change", |s| {
+        s.contains("Passphrase for this change") && s.contains("approve")
+    });
+    tmux.keys(&["Escape"]);
+    tmux.wait_screen("cancelled", |s| s.contains("nothing was changed"));
+    assert!(entry_of(&env, &denied).is_none(), "cancelled: not approved");
+    tmux.keys(&["1", "a"]);
+    tmux.wait_screen("the approve editor", |s| {
+        s.contains("e2e-denied") && s.contains("read")
+    });
+    tmux.keys(&["Enter", "Enter"]);
+    tmux.wait_screen("the passphrase for this change", |s| {
+        s.contains("Passphrase for this change")
+    });
+    tmux.keys(&["-l", PASS]);
+    tmux.keys(&["Enter"]);
+    let screen = tmux.wait_screen("approved", |s| s.contains("approved "));
+    let entry = entry_of(&env, &denied)
+        .unwrap_or_else(|| panic!("approved: {:?}\n{screen}", env.registered()));
+    assert_eq!(entry["allowed_read_services"], json!(["aws"]));
+    expect(&env.run_client(&denied, &[&read])[0], "success", None);
+    tmux.keys(&["q"]);
+}
+
 /// Words of a screen, whatever wraps them.
 fn words(screen: &str) -> String {
     screen.split_whitespace().collect::<Vec<_>>().join(" ")

@@ -96,6 +96,8 @@ pub enum Action {
     },
     /// A passphrase typed in the dialog was checked.
     Passphrase(PassOutcome),
+    /// The vault was locked (`true`) or unlocked, as the embedded broker saw it.
+    VaultLocked(bool),
     /// The Secrets view's list: services, targets, attributes.
     SecretsLoaded(Vec<crate::server::owner_view::OwnerService>),
     /// A value asked for in the Secrets view: service, target, value.

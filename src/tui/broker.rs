@@ -201,6 +201,26 @@ impl Broker {
         })
     }
 
+    /// Embedded on a vault: tells `tx` every time the vault is locked or unlocked (by
+    /// `keychain-auth lock`/`unlock`, or this dashboard), for the status bar.
+    pub fn watch_vault(&self, tx: std::sync::mpsc::Sender<super::action::Action>) {
+        let Broker::Embedded { state, runtime, .. } = self else {
+            return;
+        };
+        let Some(store) = state.backend.vault() else {
+            return;
+        };
+        let mut rx = store.watch_unlocked();
+        runtime.spawn(async move {
+            while rx.changed().await.is_ok() {
+                let locked = !*rx.borrow_and_update();
+                if tx.send(super::action::Action::VaultLocked(locked)).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+
     /// The first screen's notice, in plain words: an embedded broker lives only as long as this
     /// dashboard (and how to keep one running), and a store other programs can read, or a
     /// keyring that does not answer, is said without the protocol's names (`doctor` has them).

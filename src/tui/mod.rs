@@ -81,6 +81,7 @@ pub fn run(paths: Paths, choice: ModeChoice) -> Result<(), String> {
     spawn_clock(tx.clone());
     // The approver: prompts from the broker come in as actions from here on.
     let approver = approver::Approver::start(&broker, tx.clone(), created);
+    broker.watch_vault(tx.clone());
 
     let mut terminal = ratatui::try_init().map_err(|e| format!("cannot open the terminal: {e}"))?;
     let _ = execute!(std::io::stdout(), EnableMouseCapture);

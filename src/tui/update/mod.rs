@@ -66,6 +66,12 @@ fn apply(state: &mut State, action: Action) -> Vec<Effect> {
             vec![]
         }
         Action::PresenceNeeded { locked } => passphrase::needed(state, locked),
+        Action::VaultLocked(locked) => {
+            if let Some(v) = &mut state.vault {
+                v.locked = locked;
+            }
+            vec![]
+        }
         Action::Passphrase(o) => passphrase::outcome(state, o),
         Action::Answered { id, error } => passphrase::answered(state, id, error),
         Action::Click(x, y) => panes::click(state, x, y),

@@ -597,7 +597,7 @@ mod tests {
         s.now_ms = now_ms();
         s.vault = Some(VaultInfo {
             present: true,
-            locked: true,
+            locked: false,
         });
         let mut p = prompt("p9");
         p.reason = crate::protocol::Reason::VaultLocked;
@@ -606,6 +606,14 @@ mod tests {
             Action::Approver(ApproverEvent::Prompt(Box::new(p.clone()))),
         );
         assert_eq!(keymap::scope(&s), Scope::Unlock);
+        assert_eq!(
+            s.vault.map(|v| v.locked),
+            Some(true),
+            "an unlock prompt: locked"
+        );
+        update(&mut s, Action::VaultLocked(false));
+        assert_eq!(s.vault.map(|v| v.locked), Some(false));
+        update(&mut s, Action::VaultLocked(true));
         // Answers of an ordinary prompt do nothing here.
         assert!(update(&mut s, Action::Command(Command::AllowOnce)).is_empty());
         let fx = update(&mut s, Action::Command(Command::Unlock));

@@ -49,6 +49,12 @@ fn opened(state: &mut State, p: Prompt) -> Vec<Effect> {
         *old = p;
         return vec![];
     }
+    if p.reason == crate::protocol::Reason::VaultLocked
+        && let Some(v) = &mut state.vault
+    {
+        // A request held for unlock: the vault is locked now, whoever locked it.
+        v.locked = true;
+    }
     state.prompts.push(p);
     // The prompt's keys show in the hint bar, not an old message.
     state.message = None;
