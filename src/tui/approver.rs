@@ -125,10 +125,14 @@ impl Approver {
                 },
             )),
             Approver::Connected(writer) => {
-                let line =
-                    serde_json::json!({"type": "PRESENCE", "passphrase": passphrase.expose()});
-                let mut line = zeroize::Zeroizing::new(line.to_string().into_bytes());
-                line.push(b'\n');
+                // Built without an intermediate JSON value, so every copy is wiped.
+                let quoted = zeroize::Zeroizing::new(
+                    serde_json::to_string(passphrase.expose()).unwrap_or_default(),
+                );
+                let mut line = zeroize::Zeroizing::new(Vec::with_capacity(quoted.len() + 40));
+                line.extend_from_slice(br#"{"type":"PRESENCE","passphrase":"#);
+                line.extend_from_slice(quoted.as_bytes());
+                line.extend_from_slice(b"}\n");
                 match write_line(writer, &line) {
                     Ok(()) => None,
                     Err(e) => Some(Action::Passphrase(PassOutcome::Failed(e))),

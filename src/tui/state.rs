@@ -202,8 +202,14 @@ pub enum Modal {
 
 /// A passphrase being typed in the dashboard: never drawn, never shown by `Debug`, wiped from
 /// memory when dropped.
-#[derive(Clone, PartialEq, Eq, Default)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Secret(zeroize::Zeroizing<String>);
+
+impl Default for Secret {
+    fn default() -> Secret {
+        Secret::new()
+    }
+}
 
 /// Longest passphrase the dialog takes, in characters (its buffer is reserved once, so typing
 /// never leaves copies behind in freed memory).
