@@ -106,13 +106,13 @@ pub fn update(s: &mut FirstRun, key: KeyEvent) -> Outcome {
             Outcome::Stay
         }
         (Step::First, Some(Command::Enter)) => {
-            s.first = std::mem::replace(&mut s.input, Secret::new());
+            s.first = std::mem::take(&mut s.input);
             s.step = Step::Second;
             s.error = None;
             Outcome::Stay
         }
         (Step::Second, Some(Command::Enter)) => {
-            let again = std::mem::replace(&mut s.input, Secret::new());
+            let again = std::mem::take(&mut s.input);
             if again == s.first {
                 s.step = Step::Creating;
                 s.error = None;

@@ -168,7 +168,7 @@ pub(super) fn command(state: &mut State, c: Command) -> Vec<Effect> {
             vec![]
         }
         Command::Enter => {
-            let secret = std::mem::replace(&mut d.input, super::super::state::Secret::new());
+            let secret = std::mem::take(&mut d.input);
             d.checking = true;
             d.error = None;
             let fx = match &d.purpose {
