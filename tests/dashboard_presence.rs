@@ -32,6 +32,11 @@ fn with_pass(p: &Path) -> Vec<(String, OsString)> {
 /// A sandbox whose store is a vault holding `aws/prod-key` = `s3cret`, with `registered`
 /// approved to read aws before the vault was made (the rest are unknown).
 fn vault_env(registered: &[&str]) -> (Sandbox, Vec<PathBuf>) {
+    vault_env_with(registered, None)
+}
+
+/// [`vault_env`], with config.json's `prompt_timeout_s` set (and adopted) when given.
+fn vault_env_with(registered: &[&str], timeout: Option<u64>) -> (Sandbox, Vec<PathBuf>) {
     let mut env = Sandbox::new();
     env.extra_env
         .push(("KEYCHAIN_AUTH_VAULT_KDF".into(), "floor".into()));
@@ -39,6 +44,13 @@ fn vault_env(registered: &[&str]) -> (Sandbox, Vec<PathBuf>) {
         &env.file_store(),
         br#"{"version":1,"items":{"aws":{"prod-key":{"value":"s3cret","attributes":{}}}}}"#,
     );
+    if let Some(secs) = timeout {
+        env.write_private(
+            &env.config(),
+            json!({"protocol_version":"1","prompt_timeout_s":secs}).to_string(),
+        );
+        env.cli_ok(&["policy", "accept", "--yes"]);
+    }
     let clients = registered
         .iter()
         .map(|n| env.registered_client(n, &["--read", "aws"]))
@@ -278,7 +290,7 @@ fn a_subscription_without_presence_answers_nothing_and_widening_answers_need_the
 
 #[test]
 fn a_request_while_the_vault_is_locked_is_held_for_an_attached_dashboards_unlock() {
-    let (env, clients) = vault_env(&["reader"]);
+    let (env, clients) = vault_env_with(&["reader"], Some(3));
     let reader = &clients[0];
     let running = vault_broker(&env);
     let read = request("read", "aws", &["prod-key"]);
@@ -341,6 +353,30 @@ fn a_request_while_the_vault_is_locked_is_held_for_an_attached_dashboards_unlock
     assert!(r.get("error").is_none(), "{r}");
     let msg = expect(&held_response(held), "denied", Some("vault_locked"));
     assert!(msg.contains("keychain-auth unlock"), "{msg}");
+
+    // Nobody unlocks it in time: refused the same way when the prompt times out.
+    let t = Instant::now();
+    let held = env.spawn_client(reader, &read);
+    let prompt = loop {
+        let l = person.read_line().expect("a line");
+        if l["type"] == "PROMPT" {
+            break l;
+        }
+    };
+    assert_eq!(prompt["reason"], "vault_locked");
+    let msg = expect(&held_response(held), "denied", Some("vault_locked"));
+    assert!(msg.contains("keychain-auth unlock"), "{msg}");
+    assert!(
+        t.elapsed() >= Duration::from_secs(2),
+        "held until the timeout"
+    );
+    let resolved = loop {
+        let l = person.read_line().expect("a line");
+        if l["type"] == "RESOLVED" && l["prompt_id"] == prompt["id"] {
+            break l;
+        }
+    };
+    assert_eq!(resolved["outcome"], "timeout", "{resolved}");
 
     // With no approver attached: refused at once, as before.
     drop(person);
