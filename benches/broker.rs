@@ -10,7 +10,8 @@
 //! with `--repeat/--reconnect/--stats`) that connects like a real caller; the daemon is the real
 //! `keychain-auth start` binary with isolated HOME/XDG directories.
 
-use keychain_auth::audit::{AuditLog, Key, KeySource, Record, Rotation, verify};
+use keychain_auth::audit::{AuditLog, KeySource, Record, Rotation, verify};
+use keychain_auth::keys::Key;
 use serde_json::Value;
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -8,12 +8,13 @@
 
 use crate::audit::{self, Record};
 use crate::backend::Backend;
-use crate::backend::select::{PinOnWrite, Preference, Selection};
 use crate::identity;
+use crate::identity::BinaryHash;
 use crate::paths::Paths;
 use crate::pending::{self, PendingEntry};
-use crate::policy::{self, BinaryHash, canonical_or_literal};
+use crate::policy::{self, canonical_or_literal};
 pub use crate::policy::{BinaryPolicy, GrantTerms};
+use crate::selection::{PinOnWrite, Preference, Selection};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -78,7 +79,7 @@ pub enum AdminError {
     Audit(io::Error),
     /// config.json could not be changed.
     #[error(transparent)]
-    Policy(#[from] policy::UpdateError),
+    Policy(#[from] policy::sealed::UpdateError),
     /// `policy accept`: config.json changed again after it was reviewed.
     #[error(
         "config.json changed again while you were reviewing it; nothing was adopted: run `keychain-auth policy accept` again"
@@ -262,7 +263,7 @@ pub enum World<'a> {
         /// Where its seal key comes from (its store).
         keys: audit::KeySource,
         /// Its policy, told of every change it makes.
-        policy: &'a policy::PolicyCache,
+        policy: &'a policy::cache::PolicyCache,
     },
 }
 
@@ -274,20 +275,22 @@ impl World<'_> {
         }
     }
 
-    /// [`policy::update`] in this world: a broker seals with its own key and reloads its cache.
+    /// [`policy::sealed::update_with`] in this world: a broker seals with its own key and reloads its cache.
     fn update_policy<T>(
         &self,
         f: impl FnOnce(&mut policy::PolicyFile) -> Result<T, AdminError>,
     ) -> Result<T, AdminError> {
         match self {
-            World::Files(paths) => policy::update(paths, f),
+            World::Files(paths) => {
+                policy::sealed::update_with(paths, &crate::selection::key_source(paths), f)
+            }
             World::Held {
                 paths,
                 keys,
                 policy,
                 ..
             } => {
-                let out = policy::update_with(paths, keys, f);
+                let out = policy::sealed::update_with(paths, keys, f);
                 policy.invalidate();
                 out
             }
@@ -297,7 +300,7 @@ impl World<'_> {
     /// Where the seal key comes from in this world.
     fn seal_keys(&self) -> audit::KeySource {
         match self {
-            World::Files(paths) => audit::KeySource::Select(Box::new((*paths).clone())),
+            World::Files(paths) => crate::selection::key_source(paths),
             World::Held { keys, .. } => keys.clone(),
         }
     }
@@ -305,7 +308,7 @@ impl World<'_> {
     /// Appends the record of a change already made.
     fn audit(&self, rec: &Record) -> Result<(), AdminError> {
         let written = match self {
-            World::Files(paths) => audit::append_once(paths, rec),
+            World::Files(paths) => crate::audit_once::append_once(paths, rec),
             World::Held { audit, .. } => audit.append(rec),
         };
         written.map_err(|source| AdminError::Unaudited {
@@ -318,7 +321,7 @@ impl World<'_> {
     /// cannot then be audited.
     fn audit_ready(&self) -> Result<(), AdminError> {
         let ready = match self {
-            World::Files(paths) => audit::ready(paths),
+            World::Files(paths) => crate::audit_once::ready(paths),
             World::Held { audit, .. } => audit.warm_key(),
         };
         ready.map_err(|source| AdminError::AuditNotReady {
@@ -430,7 +433,7 @@ impl Grants {
                     why,
                 });
             }
-            if crate::audit::chain::is_reserved_service(s) {
+            if crate::keys::is_reserved_service(s) {
                 return Err(AdminError::ReservedService(s.clone()));
             }
         }
@@ -944,15 +947,16 @@ pub fn unregister(
 /// `policy_accept`. Returns whether anything was adopted.
 pub fn accept_edit(
     w: &World<'_>,
-    reviewed: Option<&crate::seal::Diff>,
+    reviewed: Option<&crate::policy::seal::Diff>,
 ) -> Result<bool, AdminError> {
     w.audit_ready()?;
     let keys = w.seal_keys();
-    let adopted =
-        policy::accept(w.paths(), &keys, |now| Some(now) == reviewed).map_err(|e| match e {
-            policy::UpdateError::NotAdopted => AdminError::Review,
+    let adopted = policy::sealed::accept(w.paths(), &keys, |now| Some(now) == reviewed).map_err(
+        |e| match e {
+            policy::sealed::UpdateError::NotAdopted => AdminError::Review,
             e => e.into(),
-        });
+        },
+    );
     if let World::Held { policy, .. } = w {
         policy.invalidate();
     }
@@ -972,13 +976,13 @@ pub fn accept_edit(
 /// the broker and its tests; the CLI shows the difference first and sends
 /// [`Op::PolicyAccept`] with what it showed).
 pub fn accept_as_is(w: &World<'_>) -> Result<bool, AdminError> {
-    let file = policy::load(&w.paths().config).map_err(policy::UpdateError::from)?;
-    let reviewed = match policy::integrity(w.paths(), &w.seal_keys(), &file) {
-        Ok(crate::seal::Integrity::Sealed) => return Ok(false),
-        Ok(crate::seal::Integrity::Unsealed) => None,
-        Ok(crate::seal::Integrity::Edited(d)) => Some(d),
+    let file = policy::load(&w.paths().config).map_err(policy::sealed::UpdateError::from)?;
+    let reviewed = match policy::sealed::integrity(w.paths(), &w.seal_keys(), &file) {
+        Ok(crate::policy::seal::Integrity::Sealed) => return Ok(false),
+        Ok(crate::policy::seal::Integrity::Unsealed) => None,
+        Ok(crate::policy::seal::Integrity::Edited(d)) => Some(d),
         Err(source) => {
-            return Err(policy::UpdateError::SealKey {
+            return Err(policy::sealed::UpdateError::SealKey {
                 path: w.paths().config.clone(),
                 source,
             }
@@ -1061,7 +1065,7 @@ pub enum Op {
     /// exactly what was reviewed.
     PolicyAccept {
         /// The difference the person saw (`None`: a config.json never sealed).
-        reviewed: Option<crate::seal::Diff>,
+        reviewed: Option<crate::policy::seal::Diff>,
     },
     /// Appends a record that a keychain-auth command made (the owner's secret commands): the
     /// running broker is the log's only writer.
@@ -1179,8 +1183,11 @@ impl Op {
 
 /// Records `"backend": "keyring"` in config.json unless an explicit choice is already there.
 /// Returns whether the file changed.
-pub fn pin_keyring(paths: &Paths, keys: &audit::KeySource) -> Result<bool, policy::UpdateError> {
-    policy::update_with(paths, keys, |p| match p.backend.as_deref() {
+pub fn pin_keyring(
+    paths: &Paths,
+    keys: &audit::KeySource,
+) -> Result<bool, policy::sealed::UpdateError> {
+    policy::sealed::update_with(paths, keys, |p| match p.backend.as_deref() {
         None | Some("" | "auto") => {
             p.backend = Some(Preference::Keyring.as_str().into());
             Ok(true)

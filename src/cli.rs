@@ -750,7 +750,7 @@ fn start(mut paths: Paths, secret_service: bool) -> Result<(), Failure> {
         None => crate::server::preflight::check(&paths)?,
     };
     // Chosen before the runtime starts: the probe blocks (briefly, bounded). No side effects.
-    let selection = crate::backend::select::select(&paths)?;
+    let selection = crate::selection::select(&paths)?;
     let notice = selection.notice.clone();
     let notice_record = notice
         .as_deref()
@@ -996,7 +996,7 @@ fn list(paths: &Paths, json: bool) -> Result<(), Failure> {
 
 fn audit_verify(paths: &Paths, json: bool) -> Result<(), Failure> {
     use crate::audit::{chain, verify};
-    let sel = crate::backend::select::select(paths)?;
+    let sel = crate::selection::select(paths)?;
     let Some(key) = chain::load(sel.backend.as_ref())? else {
         let (files, _) = verify::log_files(&paths.audit);
         if files.is_empty() {
@@ -1041,11 +1041,11 @@ fn audit_verify(paths: &Paths, json: bool) -> Result<(), Failure> {
 }
 
 fn policy_accept(paths: &Paths, yes: bool, pass: Option<&str>) -> Result<(), Failure> {
-    use crate::seal::Integrity;
+    use crate::policy::seal::Integrity;
     use std::io::{BufRead, Write};
-    let keys = crate::audit::KeySource::Select(Box::new(paths.clone()));
+    let keys = crate::selection::key_source(paths);
     let file = policy::load(&paths.config)?;
-    let shown = match policy::integrity(paths, &keys, &file)? {
+    let shown = match policy::sealed::integrity(paths, &keys, &file)? {
         Integrity::Sealed => {
             crate::outln!(
                 "{} matches its seal: nothing to accept",
@@ -1147,7 +1147,7 @@ fn policy_notes(b: &policy::BinaryPolicy) -> Vec<String> {
         let v: Vec<&str> = b
             .launched_by
             .iter()
-            .map(policy::BinaryHash::short)
+            .map(crate::identity::BinaryHash::short)
             .collect();
         notes.push(format!("only when launched by {}", v.join(", ")));
     }

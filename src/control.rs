@@ -8,6 +8,9 @@
 //! same keychain-auth executable. A user's CLI cannot see a running daemon's executable (it is
 //! not dumpable), and cannot tell it from another program of the same user that took the socket
 //! and hid itself the same way.
+//!
+//! [`running`] asks the socket who serves it (doctor, migrate and imports refuse to run under a
+//! live daemon).
 
 use crate::admin::{AdminError, AdminReply, Done, Op, Source, World};
 use crate::client::{Client, ClientError};
@@ -179,4 +182,51 @@ fn refusal_text(line: &str) -> String {
                 crate::display::bounded(line, 200)
             )
         })
+}
+
+/// How long doctor and migrate wait for a daemon's STATUS (a daemon hashes a new caller's
+/// executable once before answering, which takes a moment for a large binary).
+const STATUS_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Whether a daemon serves the socket.
+pub(crate) enum Running {
+    /// It answered STATUS.
+    Yes(crate::protocol::StatusInfo),
+    /// Something accepts connections there but did not answer STATUS.
+    Silent(String),
+    /// Nothing listens there.
+    No,
+}
+
+/// Asks the socket's server for its STATUS (see [`Running`]).
+pub(crate) fn running(socket: &Path) -> Running {
+    match crate::client::status(socket, STATUS_TIMEOUT) {
+        Ok(s) => Running::Yes(s),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            Running::No
+        }
+        Err(e) => Running::Silent(e.to_string()),
+    }
+}
+
+/// Migrating under a running daemon would leave it serving the old store: refused.
+pub(crate) fn no_daemon_serves(paths: &Paths) -> Result<(), String> {
+    match running(&paths.socket) {
+        Running::Yes(s) => Err(format!(
+            "a keychain-auth daemon (pid {}) is running on {} and serving the {} store: stop it, migrate, then start it again so it serves the new store",
+            s.pid,
+            paths.socket.display(),
+            s.backend
+        )),
+        Running::Silent(e) => Err(format!(
+            "something listens on {} but did not answer STATUS ({e}): stop the daemon, then migrate",
+            paths.socket.display()
+        )),
+        Running::No => Ok(()),
+    }
 }

@@ -9,41 +9,13 @@ use crate::audit::{self, Record};
 use crate::backend::file::FileStore;
 use crate::backend::migrate::{self, Report};
 use crate::backend::secret_service::{self, Probe, SecretServiceStore};
-use crate::backend::select::{self, Decision, Preference};
 use crate::backend::{Backend, BackendKind};
 use crate::display::clean;
 use crate::paths::Paths;
-use crate::{client, pending, policy};
+use crate::selection::{self, Decision, Preference};
+use crate::{pending, policy};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
-use std::time::Duration;
-
-/// How long doctor and migrate wait for a daemon's STATUS (a daemon hashes a new caller's
-/// executable once before answering, which takes a moment for a large binary).
-const STATUS_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Whether a daemon serves the socket.
-enum Running {
-    Yes(crate::protocol::StatusInfo),
-    /// Something accepts connections there but did not answer STATUS.
-    Silent(String),
-    No,
-}
-
-fn running(socket: &Path) -> Running {
-    match client::status(socket, STATUS_TIMEOUT) {
-        Ok(s) => Running::Yes(s),
-        Err(e)
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
-            ) =>
-        {
-            Running::No
-        }
-        Err(e) => Running::Silent(e.to_string()),
-    }
-}
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Level {
@@ -97,9 +69,9 @@ pub fn doctor(paths: &Paths) -> Result<(), String> {
     let mut c = Checks::default();
     check_config(paths, &mut c);
     check_seal(paths, &mut c);
-    let daemon = running(&paths.socket);
+    let daemon = crate::control::running(&paths.socket);
     let serving = match &daemon {
-        Running::Yes(s) => Some(s.backend.as_str()),
+        crate::control::Running::Yes(s) => Some(s.backend.as_str()),
         _ => None,
     };
     check_backend(paths, serving, &mut c);
@@ -142,9 +114,9 @@ fn check_secret_service_owner(c: &mut Checks) {
 }
 
 /// Whether a daemon answers on the socket, and what it says about itself.
-fn check_daemon(paths: &Paths, daemon: &Running, c: &mut Checks) {
+fn check_daemon(paths: &Paths, daemon: &crate::control::Running, c: &mut Checks) {
     match daemon {
-        Running::Yes(s) => c.add(
+        crate::control::Running::Yes(s) => c.add(
             Level::Ok,
             "daemon",
             format!(
@@ -156,7 +128,7 @@ fn check_daemon(paths: &Paths, daemon: &Running, c: &mut Checks) {
                 s.backend
             ),
         ),
-        Running::Silent(e) => c.problem(
+        crate::control::Running::Silent(e) => c.problem(
             "daemon",
             format!(
                 "something listens on {} but did not answer STATUS ({e})",
@@ -164,7 +136,7 @@ fn check_daemon(paths: &Paths, daemon: &Running, c: &mut Checks) {
             ),
             "check the daemon's output; restart it (stop it, then keychain-auth start)",
         ),
-        Running::No => c.problem(
+        crate::control::Running::No => c.problem(
             "daemon",
             format!("no daemon answers on {}", paths.socket.display()),
             "run: keychain-auth start",
@@ -303,8 +275,8 @@ fn human_size(n: u64) -> String {
 
 /// The audit chain, as `audit verify` checks it.
 fn check_chain(paths: &Paths, c: &mut Checks) {
-    let key = crate::backend::select::select(paths)
-        .map_err(audit::KeyError::from)
+    let key = crate::selection::select(paths)
+        .map_err(crate::keys::KeyError::from)
         .and_then(|s| audit::chain::load(s.backend.as_ref()));
     match key {
         Ok(Some(key)) => {
@@ -339,11 +311,11 @@ fn check_chain(paths: &Paths, c: &mut Checks) {
 
 /// config.json's seal: edits made outside keychain-auth, and what they changed.
 fn check_seal(paths: &Paths, c: &mut Checks) {
-    use crate::seal::Integrity;
+    use crate::policy::seal::Integrity;
     let Ok(file) = policy::load(&paths.config) else {
         return; // reported by the config check
     };
-    match policy::integrity(paths, &audit::KeySource::Select(Box::new(paths.clone())), &file) {
+    match policy::sealed::integrity(paths, &crate::selection::key_source(paths), &file) {
         Err(e) => c.problem(
             "config seal",
             format!("cannot check the seal of {}: {e}", paths.config.display()),
@@ -623,14 +595,14 @@ fn check_backend(paths: &Paths, running: Option<&str>, c: &mut Checks) {
         }
         return;
     }
-    let env = std::env::var(select::ENV).ok();
-    let requested = match select::requested_from(paths, env.as_deref()) {
+    let env = std::env::var(selection::ENV).ok();
+    let requested = match selection::requested_from(paths, env.as_deref()) {
         Ok(r) => r,
         Err(e) => {
             c.problem(
                 "backend",
                 e.to_string(),
-                format!("set {} to auto, keyring or file", select::ENV),
+                format!("set {} to auto, keyring or file", selection::ENV),
             );
             return;
         }
@@ -691,12 +663,12 @@ fn check_secret_service(probe: &Probe, preference: Preference, c: &mut Checks) {
 
 /// The store a start would choose now and why; `None` when it would refuse (a problem).
 fn check_choice(
-    requested: &select::Requested,
+    requested: &selection::Requested,
     probe: &Probe,
     file_store: &str,
     c: &mut Checks,
 ) -> Option<BackendKind> {
-    match select::decide(requested, Some(probe), file_store) {
+    match selection::decide(requested, Some(probe), file_store) {
         Decision::Keyring { reason, pin, .. } => {
             let pinned = if pin {
                 " (to be pinned in config.json by the first successful write)"
@@ -840,7 +812,7 @@ pub fn migrate(paths: &Paths, to: &str) -> Result<(), String> {
     let Some(dest @ (Preference::Keyring | Preference::File)) = Preference::parse(to) else {
         return Err(format!("--to {to:?}: use keyring or file"));
     };
-    no_daemon_serves(paths)?;
+    crate::control::no_daemon_serves(paths)?;
     let keyring = usable_keyring()?;
     let file = FileStore::new(&paths.file_store);
     let (from, into): (&dyn Backend, &dyn Backend) = match dest {
@@ -865,9 +837,9 @@ pub fn migrate(paths: &Paths, to: &str) -> Result<(), String> {
             "migration stopped: {e}; what was moved is safe, run the same command again to finish"
         ));
     }
-    policy::update(paths, |p| {
+    policy::sealed::update_with(paths, &crate::selection::key_source(paths), |p| {
         p.backend = Some(dest.as_str().into());
-        Ok::<_, policy::UpdateError>(())
+        Ok::<_, policy::sealed::UpdateError>(())
     })
     .map_err(|e| e.to_string())?;
     crate::outln!("config.json now records \"backend\": \"{}\"", dest.as_str());
@@ -883,23 +855,6 @@ pub fn migrate(paths: &Paths, to: &str) -> Result<(), String> {
         ));
     }
     Ok(())
-}
-
-/// Migrating under a running daemon would leave it serving the old store: refused.
-pub(crate) fn no_daemon_serves(paths: &Paths) -> Result<(), String> {
-    match running(&paths.socket) {
-        Running::Yes(s) => Err(format!(
-            "a keychain-auth daemon (pid {}) is running on {} and serving the {} store: stop it, migrate, then start it again so it serves the new store",
-            s.pid,
-            paths.socket.display(),
-            s.backend
-        )),
-        Running::Silent(e) => Err(format!(
-            "something listens on {} but did not answer STATUS ({e}): stop the daemon, then migrate",
-            paths.socket.display()
-        )),
-        Running::No => Ok(()),
-    }
 }
 
 /// The keyring, reachable and unlocked (either direction needs it).
@@ -933,21 +888,21 @@ fn audit_migration(
             None => summary.to_string(),
         },
     );
-    if let Err(e) = audit::append_once(paths, &rec) {
+    if let Err(e) = crate::audit_once::append_once(paths, &rec) {
         eprintln!("keychain-auth: warning: cannot write the audit log: {e}");
     }
 }
 
 /// A backend set in the environment overrides config.json: say so.
 fn warn_if_env_overrides(dest: Preference) {
-    if let Ok(v) = std::env::var(select::ENV)
+    if let Ok(v) = std::env::var(selection::ENV)
         && !v.is_empty()
         && v != dest.as_str()
         && v != "auto"
     {
         eprintln!(
             "keychain-auth: warning: {}={v} is set in your environment and overrides config.json: unset it or set it to {}",
-            select::ENV,
+            selection::ENV,
             dest.as_str()
         );
     }

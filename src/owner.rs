@@ -6,7 +6,7 @@
 //! plain store there is no passphrase to ask for, and the command works on that store as it is.
 //! Every command is audited with `"source":"owner"`; values never reach the log.
 
-use crate::audit::{self, Record};
+use crate::audit::Record;
 use crate::backend::{Backend, Change, Item};
 use crate::cli::Failure;
 use crate::paths::Paths;
@@ -16,7 +16,7 @@ use std::sync::Arc;
 use zeroize::Zeroizing;
 
 fn store(paths: &Paths) -> Result<Arc<dyn Backend>, Failure> {
-    Ok(crate::backend::select::select(paths)?.backend)
+    Ok(crate::selection::select(paths)?.backend)
 }
 
 fn check_name(what: &str, s: &str, max: usize) -> Result<(), Failure> {
@@ -25,7 +25,7 @@ fn check_name(what: &str, s: &str, max: usize) -> Result<(), Failure> {
             format!("{what} {s:?} must be 1 to {max} bytes without control characters").into(),
         );
     }
-    if what == "service" && audit::chain::is_reserved_service(s) {
+    if what == "service" && crate::keys::is_reserved_service(s) {
         return Err(format!("{s:?} is reserved for keychain-auth itself").into());
     }
     Ok(())
@@ -61,7 +61,7 @@ pub(crate) fn ls(paths: &Paths, service: Option<&str>) -> Result<(), Failure> {
     let mut n = 0;
     for s in services
         .iter()
-        .filter(|s| !audit::chain::is_reserved_service(s))
+        .filter(|s| !crate::keys::is_reserved_service(s))
     {
         for e in store.list(s, "", &Attributes::new())? {
             n += 1;
@@ -271,7 +271,7 @@ pub(crate) fn export_age(
     let mut items = serde_json::Map::new();
     let mut n = 0usize;
     for service in store.services()? {
-        if audit::chain::is_reserved_service(&service) {
+        if crate::keys::is_reserved_service(&service) {
             continue;
         }
         let mut targets = serde_json::Map::new();

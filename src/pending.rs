@@ -5,8 +5,9 @@
 //! [`MAX_ENTRIES`] (the least recently seen are evicted) so a flood of callers cannot fill the disk.
 
 use crate::fsutil::{self, FileLock};
+use crate::identity::BinaryHash;
 use crate::identity::{Link, kept_argv, kept_word};
-use crate::policy::{BinaryHash, InterpreterRef, SelectorError, match_hash};
+use crate::policy::{InterpreterRef, SelectorError, match_hash};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};

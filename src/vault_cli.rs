@@ -179,7 +179,7 @@ fn report_failure(paths: &Paths, what: &str) {
 /// At `start`: with `KEYCHAIN_AUTH_PASSPHRASE_FILE` set, unlock now (a wrong one refuses the
 /// start); without it, the daemon starts locked. Returns a line for the start-up log.
 pub(crate) fn unlock_at_start(backend: &dyn Backend) -> Result<Option<String>, Failure> {
-    let Some(store) = backend.vault() else {
+    let Some(store) = crate::backend::vault::VaultStore::of(backend) else {
         return Ok(None);
     };
     match from_env_file()? {
@@ -220,12 +220,12 @@ pub(crate) fn init(
         return Err("--remove-plain removes the plain copies after --import; give both".into());
     }
     // The current (plain) store, its key, and config.json's state under that key.
-    let old = crate::backend::select::select_plain(paths)?.backend;
+    let old = crate::selection::select_plain(paths)?.backend;
     let old_key = audit::chain::load(old.as_ref())?;
     let file = crate::policy::load(&paths.config)?;
     if let Some(k) = &old_key
-        && let crate::seal::Integrity::Edited(d) =
-            crate::policy::integrity(paths, &KeySource::Fixed(k.clone()), &file)?
+        && let crate::policy::seal::Integrity::Edited(d) =
+            crate::policy::sealed::integrity(paths, &KeySource::Fixed(k.clone()), &file)?
     {
         return Err(format!(
             "config.json was edited outside keychain-auth ({}); review it with `keychain-auth policy accept` before init",
@@ -248,7 +248,7 @@ pub(crate) fn init(
     // The old chain is closed and moved aside; the new one starts under the vault's key.
     let aside = retire_old_chain(paths, old_key)?;
     if paths.config.exists() {
-        crate::policy::accept(paths, &keys, |_| true)?;
+        crate::policy::sealed::accept(paths, &keys, |_| true)?;
     }
     let mut rec = Record::new("vault", "cli");
     rec.action = Some("init".into());
@@ -263,7 +263,7 @@ pub(crate) fn init(
             ""
         }
     ));
-    audit::append_with(paths, keys, &rec)?;
+    crate::audit_once::append_with(paths, keys, &rec)?;
     crate::outln!("vault created: {}", paths.vault.display());
     if import {
         crate::outln!(
@@ -306,7 +306,7 @@ pub(crate) fn create_fresh(paths: &Paths, passphrase: &[u8]) -> Result<(), Failu
         "vault created at {} by the dashboard's first run",
         paths.vault.display()
     ));
-    audit::append_with(paths, KeySource::Store(vault), &rec)?;
+    crate::audit_once::append_with(paths, KeySource::Store(vault), &rec)?;
     Ok(())
 }
 
@@ -325,7 +325,7 @@ fn offer_import(
         .services()
         .unwrap_or_default()
         .iter()
-        .filter(|s| !audit::chain::is_reserved_service(s))
+        .filter(|s| !crate::keys::is_reserved_service(s))
         .filter_map(|s| old.list(s, "", &Default::default()).ok())
         .map(|v| v.len())
         .sum();
@@ -349,7 +349,7 @@ fn offer_import(
 fn copy_all(from: &dyn Backend, to: &dyn Backend, remove: bool) -> Result<usize, Failure> {
     let mut n = 0;
     for service in from.services()? {
-        if audit::chain::is_reserved_service(&service) {
+        if crate::keys::is_reserved_service(&service) {
             continue;
         }
         let entries = from.list(&service, "", &Default::default())?;
@@ -383,7 +383,7 @@ fn copy_all(from: &dyn Backend, to: &dyn Backend, remove: bool) -> Result<usize,
 /// the log, its rotated files and its state into `audit-before-vault/` beside it.
 fn retire_old_chain(
     paths: &Paths,
-    old_key: Option<audit::Key>,
+    old_key: Option<crate::keys::Key>,
 ) -> Result<Option<std::path::PathBuf>, Failure> {
     let (mut files, _) = crate::audit::verify::log_files(&paths.audit);
     if files.is_empty() {
@@ -396,7 +396,7 @@ fn retire_old_chain(
             "a vault was created: this chain ends here; the log continues under the vault's key"
                 .into(),
         );
-        audit::append_with(paths, KeySource::Fixed(k), &rec)?;
+        crate::audit_once::append_with(paths, KeySource::Fixed(k), &rec)?;
     }
     let dir = paths.audit.with_file_name("audit-before-vault");
     crate::fsutil::ensure_private_dir(&dir)?;

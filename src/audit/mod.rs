@@ -15,8 +15,7 @@ pub mod verify;
 
 use crate::backend::Backend;
 use crate::fsutil;
-use crate::paths::Paths;
-pub use chain::{Key, KeyError};
+use crate::keys::{Key, KeyError};
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -268,7 +267,7 @@ impl Record {
         source: &str,
         action: &str,
         path: &Path,
-        hash: &crate::policy::BinaryHash,
+        hash: &crate::identity::BinaryHash,
     ) -> Record {
         let mut r = Record::policy_change(source, action);
         r.path = Some(path.display().to_string());
@@ -279,7 +278,7 @@ impl Record {
     /// A grant of `service` that ended (time up, last use consumed): `expire` by the daemon.
     pub(crate) fn expired(
         path: &Path,
-        hash: &crate::policy::BinaryHash,
+        hash: &crate::identity::BinaryHash,
         service: &str,
         message: String,
     ) -> Record {
@@ -290,7 +289,7 @@ impl Record {
     }
 
     /// The hash an upgraded entry had before.
-    pub(crate) fn with_old_hash(mut self, old: &crate::policy::BinaryHash) -> Record {
+    pub(crate) fn with_old_hash(mut self, old: &crate::identity::BinaryHash) -> Record {
         self.old_hash = Some(old.to_string());
         self
     }
@@ -416,7 +415,7 @@ mod record_tests {
     //! Each event constructor fills exactly the fields its event had when call sites filled
     //! them one by one: the JSON below is what those sites wrote (timestamp aside).
     use super::*;
-    use crate::policy::BinaryHash;
+    use crate::identity::BinaryHash;
     use crate::protocol::{Reason, Status};
 
     fn json(mut r: Record) -> String {
@@ -624,34 +623,22 @@ impl Default for Rotation {
 }
 
 impl Rotation {
-    /// The settings in config.json at `config`; the defaults when it has none or cannot be read.
-    pub(crate) fn of(file: &crate::policy::PolicyFile) -> Rotation {
+    /// The rotation config.json's `audit_max_bytes` and `audit_keep` ask for (the defaults for
+    /// what it leaves out). Settings not `vouched` for by the seal (edited outside
+    /// keychain-auth) keep at least the defaults' history.
+    pub(crate) fn from_settings(
+        max_bytes: Option<u64>,
+        keep: Option<usize>,
+        vouched: bool,
+    ) -> Rotation {
         let mut r = Rotation::default();
-        if let Some(m) = file.audit_max_bytes {
+        if let Some(m) = max_bytes {
             r.max_bytes = m;
         }
-        if let Some(k) = file.audit_keep {
+        if let Some(k) = keep {
             r.keep = k.max(1);
         }
-        r
-    }
-
-    /// The rotation the user approved for the log of `paths` (see [`crate::policy::in_force`]):
-    /// an edit of `audit_max_bytes`/`audit_keep` made outside keychain-auth applies only once
-    /// accepted, so a hand edit cannot rotate the history away. When the settings cannot be
-    /// vouched for, rotation keeps at least the defaults' history (never less than the file
-    /// asks for).
-    pub(crate) fn in_force(paths: &Paths, keys: &KeySource) -> Rotation {
-        Rotation::for_settings(crate::policy::in_force(paths, keys).as_ref())
-    }
-
-    /// The rotation for settings read by [`crate::policy::in_force`].
-    pub(crate) fn for_settings(settings: Option<&(crate::policy::PolicyFile, bool)>) -> Rotation {
-        match settings {
-            None => Rotation::default(),
-            Some((file, true)) => Rotation::of(file),
-            Some((file, false)) => Rotation::of(file).at_least_default(),
-        }
+        if vouched { r } else { r.at_least_default() }
     }
 
     /// Keeps at least as much history as the defaults: rotation off stays off, a smaller size
@@ -669,13 +656,18 @@ impl Rotation {
     }
 }
 
+/// Chooses the store that holds the chain key, when the key is first needed (the CLI's
+/// selection, which may probe the session bus: see `crate::selection::key_source`).
+pub type ChooseStore = Arc<dyn Fn() -> Result<Arc<dyn Backend>, KeyError> + Send + Sync>;
+
 /// Where the writer gets the chain key.
 #[derive(Clone)]
 pub enum KeySource {
     /// From this store (created there on first use).
     Store(Arc<dyn Backend>),
-    /// From the store the backend rules select for these paths (the CLI).
-    Select(Box<Paths>),
+    /// From the store chosen when the key is first needed (the CLI: the store selection is not
+    /// the audit log's business, so the caller hands it in).
+    Chosen(ChooseStore),
     /// A key given directly (tests and benchmarks).
     Fixed(Key),
 }
@@ -684,7 +676,7 @@ impl std::fmt::Debug for KeySource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             KeySource::Store(s) => write!(f, "Store({})", s.describe()),
-            KeySource::Select(_) => f.write_str("Select"),
+            KeySource::Chosen(_) => f.write_str("Chosen"),
             KeySource::Fixed(_) => f.write_str("Fixed"),
         }
     }
@@ -722,9 +714,7 @@ impl KeySource {
     pub(crate) fn store(&self) -> Option<Arc<dyn Backend>> {
         match self {
             KeySource::Store(s) => Some(s.clone()),
-            KeySource::Select(paths) => crate::backend::select::select(paths)
-                .ok()
-                .map(|s| s.backend),
+            KeySource::Chosen(choose) => choose().ok(),
             KeySource::Fixed(_) => None,
         }
     }
@@ -733,10 +723,7 @@ impl KeySource {
         match self {
             KeySource::Fixed(k) => Ok(k.clone()),
             KeySource::Store(s) => chain::load_or_create(s.as_ref(), log),
-            KeySource::Select(paths) => {
-                let sel = crate::backend::select::select(paths)?;
-                chain::load_or_create(sel.backend.as_ref(), log)
-            }
+            KeySource::Chosen(choose) => chain::load_or_create(choose()?.as_ref(), log),
         }
     }
 }
@@ -1605,17 +1592,6 @@ fn open_state(path: &Path) -> io::Result<File> {
     )
 }
 
-/// Checks that a record could be appended now (the log opens, the key can be had), so a change
-/// is not made that cannot then be audited.
-pub(crate) fn ready(paths: &Paths) -> io::Result<()> {
-    AuditLog::open(
-        &paths.audit,
-        KeySource::Select(Box::new(paths.clone())),
-        Rotation::default(),
-    )?
-    .warm_key()
-}
-
 /// Records waiting for the audit key, by log path (see [`defer`]).
 static DEFERRED: std::sync::Mutex<Vec<(PathBuf, Record)>> = std::sync::Mutex::new(Vec::new());
 
@@ -1651,18 +1627,6 @@ fn take_deferred(log: &Path) -> Vec<Record> {
     let (mine, rest): (Vec<_>, Vec<_>) = all.drain(..).partition(|(p, _)| p == log);
     *all = rest;
     mine.into_iter().map(|(_, r)| r).collect()
-}
-
-/// Appends `record` to the log of `paths` with the key from the selected store, and closes it
-/// (for one-shot CLI commands).
-pub(crate) fn append_once(paths: &Paths, record: &Record) -> io::Result<()> {
-    append_with(paths, KeySource::Select(Box::new(paths.clone())), record)
-}
-
-/// Like [`append_once`], with the key from `keys`.
-pub(crate) fn append_with(paths: &Paths, keys: KeySource, record: &Record) -> io::Result<()> {
-    let rotation = Rotation::in_force(paths, &keys);
-    AuditLog::open(&paths.audit, keys, rotation)?.append(record)
 }
 
 #[cfg(test)]

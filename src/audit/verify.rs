@@ -9,8 +9,9 @@
 //! state file remembers (truncated). Lines without `seq` before the first chained record were
 //! written by a version without the chain; they are counted, not checked.
 
-use super::chain::{self, Key};
+use super::chain;
 use super::{State, read_state};
+use crate::keys::Key;
 use serde::Serialize;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -75,7 +75,7 @@ pub(crate) fn migrate(
         .map_err(|e| fail(&report, format!("listing {}", from.describe()), e))?;
     for service in services
         .iter()
-        .filter(|s| !crate::audit::chain::is_reserved_service(s))
+        .filter(|s| !crate::keys::is_reserved_service(s))
     {
         let entries = from
             .list(service, "", &Attributes::new())
@@ -137,7 +137,7 @@ pub(crate) fn copy_reserved(
     from: &dyn Backend,
     to: &dyn Backend,
 ) -> Result<Vec<String>, MigrateError> {
-    let service = crate::audit::chain::KEY_SERVICE;
+    let service = crate::keys::KEY_SERVICE;
     let entries = from
         .list(service, "", &Attributes::new())
         .map_err(step(format!(
@@ -169,7 +169,7 @@ pub(crate) fn copy_reserved(
 
 /// Removes keychain-auth's reserved items from `from` once they are in `to` (identical).
 pub(crate) fn drop_reserved(from: &dyn Backend, to: &dyn Backend) -> Result<(), MigrateError> {
-    let service = crate::audit::chain::KEY_SERVICE;
+    let service = crate::keys::KEY_SERVICE;
     let entries = from
         .list(service, "", &Attributes::new())
         .map_err(step(format!("listing {service}")))?;

@@ -10,8 +10,10 @@ pub mod file;
 pub(crate) mod memory;
 pub mod migrate;
 pub mod secret_service;
-pub mod select;
 pub mod vault;
+
+pub(crate) use crate::item::matches_filter;
+pub use crate::item::{BackendError, Change, Entry, Item};
 
 use crate::protocol::Attributes;
 use std::fmt;
@@ -63,78 +65,6 @@ impl fmt::Display for BackendKind {
     }
 }
 
-/// A stored secret.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Item {
-    /// The secret value.
-    pub value: String,
-    /// Its attributes.
-    pub attributes: Attributes,
-}
-
-impl fmt::Debug for Item {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Never print the secret, even in a debug dump or a panic message.
-        f.debug_struct("Item")
-            .field("value", &"<redacted>")
-            .field("attributes", &self.attributes)
-            .finish()
-    }
-}
-
-/// A target name with its attributes, as search returns it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
-    /// The target name.
-    pub target: String,
-    /// Its attributes.
-    pub attributes: Attributes,
-}
-
-/// One step of a batch.
-#[derive(Clone, PartialEq, Eq)]
-pub enum Change {
-    /// Store `item` at (service, target), replacing any earlier value and attributes.
-    Set {
-        /// Service namespace.
-        service: String,
-        /// Target name.
-        target: String,
-        /// What to store.
-        item: Item,
-    },
-    /// Remove (service, target) if present.
-    Delete {
-        /// Service namespace.
-        service: String,
-        /// Target name.
-        target: String,
-    },
-}
-
-impl fmt::Debug for Change {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Change::Set {
-                service, target, ..
-            } => write!(f, "Set({service}/{target})"),
-            Change::Delete { service, target } => write!(f, "Delete({service}/{target})"),
-        }
-    }
-}
-
-/// Why a store call failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum BackendError {
-    /// The store cannot be reached or used now (locked, corrupt, no bus); the message says what
-    /// to do.
-    #[error("{0}")]
-    Unavailable(String),
-    /// The vault is locked; the message says how to unlock it.
-    #[error("{0}")]
-    Locked(String),
-}
-
 /// The keychain seam. Implementations must never log or format secret values.
 pub trait Backend: Send + Sync {
     /// Which kind of store this is.
@@ -179,9 +109,11 @@ pub trait Backend: Send + Sync {
         None
     }
 
-    /// The vault behind this store, when it is one (for unlock, lock and the owner's commands).
-    fn vault(&self) -> Option<&vault::VaultStore> {
-        None
+    /// The store itself under any wrapper, for the one caller that needs a concrete store (the
+    /// vault's unlock, lock and owner commands find it with `VaultStore::of`). Nothing in
+    /// particular by default.
+    fn concrete(&self) -> &dyn std::any::Any {
+        &()
     }
 
     /// Every service that holds at least one item, sorted; with [`Backend::list`] this
@@ -248,11 +180,4 @@ pub(crate) fn apply_with_rollback<B: Backend + ?Sized>(
         }
     }
     Ok(())
-}
-
-/// True when `attributes` contains every pair of `filter`.
-pub(crate) fn matches_filter(attributes: &Attributes, filter: &Attributes) -> bool {
-    filter
-        .iter()
-        .all(|(k, v)| attributes.get(k).is_some_and(|a| a == v))
 }

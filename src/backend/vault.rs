@@ -98,6 +98,11 @@ impl VaultStore {
         s
     }
 
+    /// The vault behind `backend`, when the store that serves is one (under any wrapper).
+    pub fn of(backend: &dyn Backend) -> Option<&VaultStore> {
+        backend.concrete().downcast_ref()
+    }
+
     /// The vault file.
     pub fn file(&self) -> &VaultFile {
         &self.file
@@ -201,7 +206,7 @@ impl VaultStore {
     }
 
     /// The audit chain's and the policy seal's key (`None` while locked).
-    pub fn audit_key(&self) -> Option<crate::audit::Key> {
+    pub fn audit_key(&self) -> Option<crate::keys::Key> {
         self.lock_state().open.as_ref().map(|o| o.vault.audit_key())
     }
 
@@ -249,7 +254,7 @@ impl VaultStore {
     }
 
     fn is_audit_key(service: &str, target: &str) -> bool {
-        service == crate::audit::chain::KEY_SERVICE && target == crate::audit::chain::KEY_TARGET
+        service == crate::keys::KEY_SERVICE && target == crate::keys::KEY_TARGET
     }
 }
 
@@ -271,8 +276,8 @@ impl Backend for VaultStore {
         (!self.is_unlocked()).then(|| LOCKED_FIX.to_string())
     }
 
-    fn vault(&self) -> Option<&VaultStore> {
-        Some(self)
+    fn concrete(&self) -> &dyn std::any::Any {
+        self
     }
 
     fn get(&self, service: &str, target: &str) -> Result<Option<Item>, BackendError> {
@@ -391,8 +396,8 @@ mod tests {
                     item: item("1"),
                 },
                 Change::Set {
-                    service: crate::audit::chain::KEY_SERVICE.into(),
-                    target: crate::audit::chain::KEY_TARGET.into(),
+                    service: crate::keys::KEY_SERVICE.into(),
+                    target: crate::keys::KEY_TARGET.into(),
                     item: item("00"),
                 },
             ])

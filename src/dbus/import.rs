@@ -146,7 +146,7 @@ fn copy(store: &dyn Backend, items: Vec<Source>, report: &mut Report) -> Result<
                 continue;
             }
         };
-        if crate::audit::chain::is_reserved_service(&ns) {
+        if crate::keys::is_reserved_service(&ns) {
             report.skipped.push(format!(
                 "an item claiming keychain-auth's own service {ns:?}"
             ));
@@ -184,7 +184,7 @@ fn copy(store: &dyn Backend, items: Vec<Source>, report: &mut Report) -> Result<
 /// `keychain-auth import --from secret-service`: into the file store (the store
 /// `start --secret-service` serves from), with the daemon stopped. Audited.
 pub fn import(paths: &Paths) -> Result<Report, String> {
-    crate::doctor::no_daemon_serves(paths)?;
+    crate::control::no_daemon_serves(paths)?;
     crate::server::preflight::check_file_store(paths).map_err(|e| e.to_string())?;
     let store = crate::backend::file::FileStore::new(&paths.file_store);
     let mut report = Report::default();
@@ -224,7 +224,7 @@ pub fn import(paths: &Paths) -> Result<Report, String> {
     let keys = crate::audit::KeySource::Store(std::sync::Arc::new(
         crate::backend::file::FileStore::new(&paths.file_store),
     ));
-    let _ = crate::audit::append_with(paths, keys, &rec);
+    let _ = crate::audit_once::append_with(paths, keys, &rec);
     result.map(|()| report)
 }
 

@@ -818,7 +818,7 @@ async fn watch(
 /// Whether config.json (as vouched for by its seal) asks for the Secret Service.
 pub fn configured(paths: &crate::paths::Paths, backend: &Arc<dyn crate::backend::Backend>) -> bool {
     let keys = crate::audit::KeySource::Store(backend.clone());
-    crate::policy::in_force(paths, &keys).is_some_and(|(p, vouched)| {
+    crate::policy::sealed::in_force(paths, &keys).is_some_and(|(p, vouched)| {
         vouched
             && p.extra
                 .get("secret_service")

@@ -5,7 +5,7 @@
 //! even within the same second, is hashed again; and a hash is only cached when that stamp held
 //! while the file was read.
 
-use crate::policy::BinaryHash;
+use super::BinaryHash;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::fs::File;

@@ -21,6 +21,7 @@
 
 pub mod cache;
 pub mod chain;
+pub mod hash;
 pub mod process;
 pub mod script;
 pub mod sender;
@@ -28,7 +29,7 @@ pub mod startup;
 
 pub use cache::{HashCache, hash_path, hash_reader};
 
-use crate::policy::BinaryHash;
+pub use hash::{BinaryHash, NotAHash};
 use nix::sys::socket::{getsockopt, sockopt};
 use process::FileId;
 use std::fs::File;

@@ -7,7 +7,7 @@ use crate::audit::{AuditLog, KeySource};
 use crate::backend::Backend;
 use crate::identity::{self, HashCache};
 use crate::paths::Paths;
-use crate::policy::PolicyCache;
+use crate::policy::cache::PolicyCache;
 use crate::protocol::StatusInfo;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -70,7 +70,7 @@ pub struct Broker {
     pub approvals: approval::Approvals,
     /// Repeated refusals being counted instead of written one by one.
     pub refusals: super::refusals::Refusals,
-    own_hash: std::sync::OnceLock<Option<crate::policy::BinaryHash>>,
+    own_hash: std::sync::OnceLock<Option<crate::identity::BinaryHash>>,
     /// The audit log.
     pub audit: AuditLog,
     /// Counters.
@@ -116,7 +116,7 @@ impl Broker {
 
     /// The hash of the broker's own executable: only keychain-auth itself may subscribe as an
     /// approver. `None` when it cannot be read (then nobody may).
-    pub fn own_hash(&self) -> Option<&crate::policy::BinaryHash> {
+    pub fn own_hash(&self) -> Option<&crate::identity::BinaryHash> {
         self.own_hash
             .get_or_init(|| {
                 std::fs::File::open("/proc/self/exe")

@@ -5,9 +5,11 @@
 use super::Broker;
 use crate::audit::{Caller, Record};
 use crate::exec;
+use crate::identity::BinaryHash;
 use crate::identity::{self, Exe, Integrity, Link, Peer, Program};
 use crate::pending::{self, Attempt};
-use crate::policy::{BinaryHash, BinaryPolicy, InterpreterRef, Snapshot};
+use crate::policy::cache::Snapshot;
+use crate::policy::{BinaryPolicy, InterpreterRef};
 use crate::protocol::{self, Action, Incoming, Reason, Request, Response, Status};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

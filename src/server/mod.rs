@@ -27,7 +27,7 @@ pub mod vault_admin;
 
 pub use broker::{Broker, Limits, Stats};
 
-use crate::audit::{AuditLog, KeySource, Record, Rotation};
+use crate::audit::{AuditLog, KeySource, Record};
 use crate::backend::Backend;
 use crate::identity;
 use crate::paths::Paths;
@@ -100,8 +100,8 @@ impl Server {
             preflight::check_file_store(&paths)?;
         }
         let keys = KeySource::Store(backend.clone());
-        let settings = crate::policy::in_force(&paths, &keys);
-        let rotation = Rotation::for_settings(settings.as_ref());
+        let settings = crate::policy::sealed::in_force(&paths, &keys);
+        let rotation = crate::policy::sealed::rotation(settings.as_ref());
         let audit = AuditLog::open(&paths.audit, keys, rotation).map_err(|e| {
             StartError::Other(format!(
                 "cannot open the audit log {}: {e}",

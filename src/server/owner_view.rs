@@ -176,7 +176,7 @@ pub fn list(
     let store = broker.backend.as_ref();
     let mut out = vec![];
     for service in store.services().map_err(|e| e.to_string())? {
-        if crate::audit::chain::is_reserved_service(&service) {
+        if crate::keys::is_reserved_service(&service) {
             continue;
         }
         let items = store
@@ -210,7 +210,7 @@ pub fn get(
         |s: &str, max: usize| s.is_empty() || s.len() > max || s.chars().any(char::is_control);
     if bad(service, MAX_SERVICE_LEN)
         || bad(target, MAX_TARGET_LEN)
-        || crate::audit::chain::is_reserved_service(service)
+        || crate::keys::is_reserved_service(service)
     {
         return Err("not a service and target of yours".into());
     }

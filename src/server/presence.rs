@@ -28,12 +28,12 @@ pub fn widens(d: &AnswerDecision) -> bool {
 
 /// Whether the broker serves a vault (then approvers must prove presence).
 pub fn required(broker: &Broker) -> bool {
-    broker.backend.vault().is_some()
+    crate::backend::vault::VaultStore::of(broker.backend.as_ref()).is_some()
 }
 
 /// Whether the vault the broker serves is locked now (`false` without a vault).
 pub fn locked(broker: &Broker) -> bool {
-    broker.backend.vault().is_some_and(|v| !v.is_unlocked())
+    crate::backend::vault::VaultStore::of(broker.backend.as_ref()).is_some_and(|v| !v.is_unlocked())
 }
 
 /// Checks `passphrase` for the keychain-auth process `pid` (`what`: "a dashboard's presence",
@@ -42,7 +42,7 @@ pub fn locked(broker: &Broker) -> bool {
 /// way. `Err` is the one-line reason (`wrong passphrase (attempt N …)`). Without a vault there
 /// is nothing to check.
 pub fn prove(broker: &Broker, passphrase: &[u8], pid: i32, what: &str) -> Result<(), String> {
-    let Some(store) = broker.backend.vault() else {
+    let Some(store) = crate::backend::vault::VaultStore::of(broker.backend.as_ref()) else {
         return Ok(());
     };
     if store.is_unlocked() {
@@ -151,7 +151,7 @@ pub async fn wait_for_unlock(
     stopping: impl Future<Output = ()>,
     gone: impl Future<Output = ()>,
 ) -> bool {
-    let Some(store) = broker.backend.vault() else {
+    let Some(store) = crate::backend::vault::VaultStore::of(broker.backend.as_ref()) else {
         return true;
     };
     if store.is_unlocked() || !req.prompt || !broker.approvals.attached() {

@@ -626,7 +626,7 @@ impl Session {
         let pid = sender.pid;
         tokio::task::spawn_blocking(move || {
             if op.widens()
-                && let Some(store) = b.backend.vault()
+                && let Some(store) = crate::backend::vault::VaultStore::of(b.backend.as_ref())
             {
                 let Some(p) = passphrase else {
                     return AdminReply::of(Err(
@@ -696,7 +696,7 @@ fn not_an_approver() -> Response {
 /// any caller is.
 fn approver_verdict(
     peer: Option<&Peer>,
-    own: Option<&crate::policy::BinaryHash>,
+    own: Option<&crate::identity::BinaryHash>,
 ) -> Result<(), Response> {
     let Some(Peer {
         pid,

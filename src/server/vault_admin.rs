@@ -159,7 +159,7 @@ pub(super) fn audit(broker: &Broker, rec: Record) {
 
 /// Carries out `op` for the process `pid` (already checked to be keychain-auth).
 pub async fn answer(broker: &Arc<Broker>, op: Op, pid: i32) -> VaultReply {
-    let Some(store) = broker.backend.vault() else {
+    let Some(store) = crate::backend::vault::VaultStore::of(broker.backend.as_ref()) else {
         return VaultReply::new(
             "error",
             Some("no_vault"),
@@ -223,7 +223,7 @@ pub async fn answer(broker: &Arc<Broker>, op: Op, pid: i32) -> VaultReply {
             }
             let b = broker.clone();
             let out = tokio::task::spawn_blocking(move || {
-                let Some(store) = b.backend.vault() else {
+                let Some(store) = crate::backend::vault::VaultStore::of(b.backend.as_ref()) else {
                     return Err("the store is not a vault".to_string());
                 };
                 store

@@ -3,8 +3,8 @@
 use super::state::PolicyRow;
 use crate::admin::Grants;
 use crate::audit::Record;
+use crate::identity::BinaryHash;
 use crate::pending::PendingEntry;
-use crate::policy::BinaryHash;
 
 /// Everything that can change the state: keyboard commands, mouse, and results of effects.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,7 +50,7 @@ pub enum Action {
     /// and its text. Shown on the message line.
     Log(bool, String),
     /// A batch of a whole-log search: its number, the matches (newest first), the progress.
-    SearchFound(u64, Vec<Record>, super::data::SearchProgress),
+    SearchFound(u64, Vec<Record>, super::state::SearchProgress),
     /// The wall clock, in Unix milliseconds (sent with each tick; prompts count down by it).
     Clock(i64),
     /// An event for the approver: a prompt opened or changed, or one was resolved.
@@ -183,6 +183,8 @@ pub enum Command {
     Upgrade,
     /// Show the difference of an edit of config.json made outside keychain-auth.
     ShowEdit,
+    /// Show the selected registered binary in full.
+    ShowBinary,
     /// Register a binary by path.
     Register,
     /// Unregister the selected binary.
@@ -277,4 +279,12 @@ pub enum Effect {
     SecretReveal(String, String),
     /// Run the widening effect with the passphrase typed (checked by the broker again).
     Present(Box<Effect>, super::state::Secret),
+}
+
+impl Effect {
+    /// Whether this effect shows secrets (the Secrets view's list or a value): on a vault it
+    /// needs presence, like a change that widens access.
+    pub fn shows_secrets(&self) -> bool {
+        matches!(self, Effect::SecretsList | Effect::SecretReveal(..))
+    }
 }

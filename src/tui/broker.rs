@@ -170,7 +170,7 @@ impl Broker {
             .enable_all()
             .build()
             .map_err(|e| format!("cannot start the embedded broker: {e}"))?;
-        let selection = crate::backend::select::select(paths).map_err(|e| e.to_string())?;
+        let selection = crate::selection::select(paths).map_err(|e| e.to_string())?;
         let notice = selection.notice.clone();
         let notice_record = notice
             .as_deref()
@@ -207,7 +207,7 @@ impl Broker {
         let Broker::Embedded { state, runtime, .. } = self else {
             return;
         };
-        let Some(store) = state.backend.vault() else {
+        let Some(store) = crate::backend::vault::VaultStore::of(state.backend.as_ref()) else {
             return;
         };
         let mut rx = store.watch_unlocked();

@@ -2,7 +2,7 @@
 //! the audit log's tail — read backwards from the end in chunks, so a log of a million lines
 //! costs only the records on screen (plus paging), never the whole file.
 
-use super::state::{OnDisk, PolicyRow};
+use super::state::{OnDisk, PolicyRow, SearchProgress};
 use crate::audit::Record;
 use crate::identity::HashCache;
 use crate::paths::Paths;
@@ -40,14 +40,14 @@ pub fn load_policies(paths: &Paths, hashes: &HashCache) -> Result<Vec<PolicyRow>
 /// integrity line says so).
 pub fn policy_edit(paths: &Paths) -> Option<super::state::PolicyEdit> {
     let file = crate::policy::load(&paths.config).ok()?;
-    let keys = crate::audit::KeySource::Select(Box::new(paths.clone()));
-    match crate::policy::integrity(paths, &keys, &file).ok()? {
-        crate::seal::Integrity::Edited(d) => Some(super::state::PolicyEdit {
+    let keys = crate::selection::key_source(paths);
+    match crate::policy::sealed::integrity(paths, &keys, &file).ok()? {
+        crate::policy::seal::Integrity::Edited(d) => Some(super::state::PolicyEdit {
             summary: d.summary(),
             lines: d.render().lines().map(str::to_string).collect(),
             held: d.held(&file),
         }),
-        crate::seal::Integrity::Sealed | crate::seal::Integrity::Unsealed => None,
+        crate::policy::seal::Integrity::Sealed | crate::policy::seal::Integrity::Unsealed => None,
     }
 }
 
@@ -237,7 +237,7 @@ mod tests {
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o700)).unwrap();
         let entry = crate::policy::BinaryPolicy::new(
             fifo,
-            crate::policy::BinaryHash::from_digest(&[7; 32]),
+            crate::identity::BinaryHash::from_digest(&[7; 32]),
         );
         // Unsealed and without a sealed copy: served as written (a first-release config).
         let config = serde_json::json!({"protocol_version": "1", "registered_binaries": [entry]});
@@ -263,19 +263,6 @@ mod tests {
         assert_eq!(ids(&v), [0, 1, 2]);
         assert!(!more);
     }
-}
-
-/// How far a whole-log search has got.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct SearchProgress {
-    /// Records (lines) looked at so far.
-    pub records: u64,
-    /// Bytes read so far, from the end.
-    pub bytes: u64,
-    /// The log's size when the search started.
-    pub total_bytes: u64,
-    /// True when the whole log was searched.
-    pub done: bool,
 }
 
 /// The newest successful request time per caller hash (a script caller's under its script's

@@ -17,7 +17,7 @@ pub enum Scope {
     Editor,
     /// A one-line text input (audit filter, register path).
     Input,
-    /// A read-only overlay (help, one audit record, an edit of config.json).
+    /// A read-only overlay (help, one audit record, an edit of config.json, one binary).
     Viewer,
     /// A yes/no confirmation.
     Confirm,
@@ -41,7 +41,7 @@ impl Scope {
             Scope::Pane(p) => p.title(),
             Scope::Editor => "permission editor",
             Scope::Input => "text input",
-            Scope::Viewer => "help, record detail, policy edit",
+            Scope::Viewer => "help, record detail, policy edit, binary",
             Scope::Confirm => "confirmation",
             Scope::Prompt => "prompt",
             Scope::Unlock => "unlock prompt",
@@ -81,7 +81,9 @@ pub fn scope(state: &State) -> Scope {
         None => Scope::Pane(state.pane),
         Some(Modal::Editor(_)) => Scope::Editor,
         Some(Modal::Filter(_) | Modal::Register(_) | Modal::PromptFor(..)) => Scope::Input,
-        Some(Modal::Help | Modal::Detail(_) | Modal::PolicyEdit) => Scope::Viewer,
+        Some(Modal::Help | Modal::Detail(_) | Modal::PolicyEdit | Modal::Binary(_)) => {
+            Scope::Viewer
+        }
         Some(Modal::Confirm { .. }) => Scope::Confirm,
     }
 }
@@ -171,6 +173,14 @@ pub const KEYMAP: &[Binding] = &[
         "e/enter",
         Command::Edit,
         "edit permissions",
+        Scope::Pane(Pane::Policies),
+        true,
+    ),
+    b(
+        &[Char('i')],
+        "i",
+        Command::ShowBinary,
+        "show the binary in full",
         Scope::Pane(Pane::Policies),
         true,
     ),

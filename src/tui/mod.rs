@@ -214,7 +214,7 @@ pub fn monochrome(no_color: Option<&std::ffi::OsStr>, term: Option<&str>) -> boo
 /// read, by `data::policy_edit`.)
 fn integrity_line(paths: &Paths, progress: &mut dyn FnMut(u64)) -> String {
     use crate::audit::{chain, verify};
-    let store = crate::backend::select::select(paths).map(|s| s.backend);
+    let store = crate::selection::select(paths).map(|s| s.backend);
     let key = match &store {
         Ok(s) => chain::load(s.as_ref()),
         Err(e) => Err(e.clone().into()),

@@ -136,9 +136,9 @@ fn save(name: &str, state: &State, w: u16, h: u16) {
 }
 
 /// A real-looking SHA-256 (of `seed`).
-fn real_hash(seed: &str) -> crate::policy::BinaryHash {
+fn real_hash(seed: &str) -> crate::identity::BinaryHash {
     use sha2::Digest;
-    crate::policy::BinaryHash::parse(&hex::encode(sha2::Sha256::digest(seed.as_bytes())))
+    crate::identity::BinaryHash::parse(&hex::encode(sha2::Sha256::digest(seed.as_bytes())))
         .expect("hash")
 }
 

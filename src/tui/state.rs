@@ -1,8 +1,9 @@
 //! The dashboard's state: everything the views draw, nothing they compute.
 
 use crate::audit::Record;
+use crate::identity::BinaryHash;
 use crate::pending::PendingEntry;
-use crate::policy::{BinaryHash, BinaryPolicy};
+use crate::policy::BinaryPolicy;
 use crate::server::approval::Prompt;
 
 /// The three panes.
@@ -185,6 +186,8 @@ pub enum Modal {
     Detail(Box<Record>),
     /// The difference an edit of config.json made outside keychain-auth makes.
     PolicyEdit,
+    /// One registered binary in full (looked up by hash when drawn, so it stays current).
+    Binary(BinaryHash),
     /// The permission editor.
     Editor(Editor),
     /// A yes/no question with the facts to decide on.
@@ -437,7 +440,7 @@ pub struct Search {
     /// The matches found so far, oldest first.
     pub matches: Vec<Record>,
     /// How far it got.
-    pub progress: super::data::SearchProgress,
+    pub progress: SearchProgress,
 }
 
 impl State {
@@ -559,4 +562,37 @@ pub fn record_text(r: &Record) -> String {
     }
     parts.extend(r.targets.iter().map(String::as_str));
     parts.join(" ")
+}
+
+/// How far a whole-log search has got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SearchProgress {
+    /// Records (lines) looked at so far.
+    pub records: u64,
+    /// Bytes read so far, from the end.
+    pub bytes: u64,
+    /// The log's size when the search started.
+    pub total_bytes: u64,
+    /// True when the whole log was searched.
+    pub done: bool,
+}
+
+/// Most audit records kept in memory; older ones are dropped (and can be paged in again).
+pub const MAX_AUDIT_IN_MEMORY: usize = 20_000;
+
+/// The caller a prompt is about: its script, else its executable.
+pub fn who(p: &Prompt) -> &str {
+    p.script.as_deref().unwrap_or(&p.path)
+}
+
+/// The registered path of a prompt's caller when that path is registered with another hash (a
+/// changed program, which `keychain-auth upgrade PATH` moves to the binary asking).
+pub fn changed_program(state: &State, p: &Prompt) -> Option<String> {
+    let subject = p.script_hash.as_deref().unwrap_or(&p.hash);
+    let path = who(p);
+    state
+        .policies
+        .iter()
+        .find(|r| r.entry.path == std::path::Path::new(path) && r.entry.hash.to_string() != subject)
+        .map(|_| path.to_string())
 }

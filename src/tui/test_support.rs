@@ -2,8 +2,9 @@
 
 use super::state::{BrokerInfo, OnDisk, PolicyRow, State};
 use crate::audit::Record;
+use crate::identity::BinaryHash;
 use crate::pending::PendingEntry;
-use crate::policy::{BinaryHash, BinaryPolicy};
+use crate::policy::BinaryPolicy;
 use chrono::{DateTime, TimeZone, Utc};
 
 /// 2026-11-24 10:00:00 UTC.

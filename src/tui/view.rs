@@ -158,7 +158,7 @@ fn passphrase_dialog(frame: &mut Frame<'_>, s: &State, d: &super::state::PassDia
                     Span::styled(
                         format!(
                             " {} ",
-                            shorten_middle(&clean(super::update::who(p)), room.saturating_sub(24))
+                            shorten_middle(&clean(super::state::who(p)), room.saturating_sub(24))
                         ),
                         Style::new().bold(),
                     ),
@@ -174,7 +174,7 @@ fn passphrase_dialog(frame: &mut Frame<'_>, s: &State, d: &super::state::PassDia
             ));
             ("Unlock the vault", l)
         }
-        PassPurpose::Widen(fx, what) if super::update::shows_secrets(fx) => {
+        PassPurpose::Widen(fx, what) if fx.shows_secrets() => {
             let mut l = wrap("The Secrets view asks for the vault passphrase to:");
             l.push(Line::styled(
                 format!(" {}", display::bounded(what, room.saturating_sub(1))),
@@ -952,7 +952,7 @@ fn audit_title(s: &State, shown: usize) -> (String, String, String) {
     let matches = if shown == 1 { "match" } else { "matches" };
     let extra = if p.done {
         format!(" {shown} {matches} in {n} records{following} ")
-    } else if p.bytes == 0 || search.matches.len() >= super::update::MAX_AUDIT_IN_MEMORY {
+    } else if p.bytes == 0 || search.matches.len() >= super::state::MAX_AUDIT_IN_MEMORY {
         format!(" {shown} {matches} · searched {n} records{following} ")
     } else {
         format!(
@@ -1003,21 +1003,25 @@ fn policies(frame: &mut Frame<'_>, area: Rect, s: &State) {
         .zip(labels)
         .map(|(row, label)| policy_row(s, row, label))
         .collect();
+    let mut block = pane_block(
+        "Policies",
+        3,
+        focused,
+        match &s.policy_edit {
+            None => format!(" {} registered ", s.policies.len()),
+            Some(_) => format!(
+                " {} registered · EDITED outside keychain-auth: D shows it ",
+                s.policies.len()
+            ),
+        },
+    );
+    if let Some(line) = policy_detail(s, area) {
+        block = block.title_bottom(Line::styled(line, Style::new().gray()));
+    }
     table_in(
         frame,
         area,
-        pane_block(
-            "Policies",
-            3,
-            focused,
-            match &s.policy_edit {
-                None => format!(" {} registered ", s.policies.len()),
-                Some(_) => format!(
-                    " {} registered · EDITED outside keychain-auth: D shows it ",
-                    s.policies.len()
-                ),
-            },
-        ),
+        block,
         POLICY_COLUMNS,
         rows,
         s.policy_sel,
@@ -1026,9 +1030,19 @@ fn policies(frame: &mut Frame<'_>, area: Rect, s: &State) {
     );
 }
 
-/// One registered binary's cells, its path shown as `label` (fitted by [`fit_distinct`]).
-fn policy_row(s: &State, row: &PolicyRow, label: String) -> Vec<Cell<'static>> {
-    let e = &row.entry;
+/// The texts of a registered binary's cells that may be left out or cut.
+struct PolicyTexts {
+    /// Services it may read (`-` for none).
+    read: String,
+    /// Services it may write.
+    write: String,
+    /// Its terms and launch rules in few words ([`terms_and_launchers`]).
+    terms: String,
+    /// Its last successful use, `MM-DD HH:MM:SS` (`-` when the log has none).
+    last_used: String,
+}
+
+fn policy_texts(s: &State, e: &BinaryPolicy) -> PolicyTexts {
     let list = |v: &std::collections::BTreeSet<String>| {
         if v.is_empty() {
             "-".to_string()
@@ -1036,6 +1050,69 @@ fn policy_row(s: &State, row: &PolicyRow, label: String) -> Vec<Cell<'static>> {
             v.iter().map(|x| clean(x)).collect::<Vec<_>>().join(",")
         }
     };
+    let now = chrono::DateTime::from_timestamp_millis(s.now_ms).unwrap_or_default();
+    PolicyTexts {
+        read: list(&e.allowed_read_services),
+        write: list(&e.allowed_write_services),
+        terms: terms_and_launchers(s, e, now),
+        last_used: s
+            .last_used(&e.hash)
+            .and_then(|t| t.get(5..19))
+            .map(|t| t.replace('T', " "))
+            .unwrap_or_else(|| "-".into()),
+    }
+}
+
+/// The Policies pane's bottom line: what the selected row does not show whole because its
+/// column is left out at this width (terms and launch rules, last use) or too narrow for it
+/// (`read`, `write`, `terms`); `i` shows the entry in full. None when the row shows it all.
+fn policy_detail(s: &State, area: Rect) -> Option<String> {
+    let row = s.policies.get(s.policy_sel)?;
+    let t = policy_texts(s, &row.entry);
+    let hidden = |index: usize, text: &str| {
+        let w = column_width(area, POLICY_COLUMNS, index);
+        w == 0 || text.chars().count() > w
+    };
+    let mut parts = vec![];
+    if hidden(3, &t.read) {
+        parts.push(format!("read {}", t.read));
+    }
+    if hidden(4, &t.write) {
+        parts.push(format!("write {}", t.write));
+    }
+    if hidden(6, &t.terms) {
+        parts.push(if t.terms == "-" {
+            "no terms, no launch rule".to_string()
+        } else {
+            t.terms
+        });
+    }
+    if hidden(8, &t.last_used) {
+        parts.push(if t.last_used == "-" {
+            "no use in the log".to_string()
+        } else {
+            format!("last used {}", t.last_used)
+        });
+    }
+    if parts.is_empty() {
+        return None;
+    }
+    let name = display::path(&row.entry.path);
+    let name = name.rsplit('/').next().unwrap_or(&name).to_string();
+    // The bottom border keeps a corner and a dash on each side.
+    let room = usize::from(area.width).saturating_sub(4);
+    let text = format!(" {name}: {} ", parts.join(" · "));
+    Some(if text.chars().count() > room {
+        let cut: String = text.chars().take(room.saturating_sub(2)).collect();
+        format!("{cut}… ")
+    } else {
+        text
+    })
+}
+
+/// One registered binary's cells, its path shown as `label` (fitted by [`fit_distinct`]).
+fn policy_row(s: &State, row: &PolicyRow, label: String) -> Vec<Cell<'static>> {
+    let e = &row.entry;
     // An interpreter that runs any script: the path in red and the marker first in
     // the state column (kept without colour).
     let path_style = if e.allow_any_script {
@@ -1054,27 +1131,22 @@ fn policy_row(s: &State, row: &PolicyRow, label: String) -> Vec<Cell<'static>> {
     } else {
         policy_state(row)
     };
-    let now = chrono::DateTime::from_timestamp_millis(s.now_ms).unwrap_or_default();
+    let t = policy_texts(s, e);
     vec![
         Cell::from(e.hash.short().to_string()),
         Cell::from(path),
         Cell::from(state).style(style),
-        Cell::from(list(&e.allowed_read_services)),
-        Cell::from(list(&e.allowed_write_services)),
+        Cell::from(t.read),
+        Cell::from(t.write),
         Cell::from(if e.can_search { "yes" } else { "no" }),
-        Cell::from(terms_and_launchers(s, e, now)),
+        Cell::from(t.terms),
         Cell::from(
             e.registered_at
                 .get(..10)
                 .unwrap_or(&e.registered_at)
                 .to_string(),
         ),
-        Cell::from(
-            s.last_used(&e.hash)
-                .and_then(|t| t.get(5..19))
-                .map(|t| t.replace('T', " "))
-                .unwrap_or_else(|| "-".into()),
-        ),
+        Cell::from(t.last_used),
     ]
 }
 
@@ -1138,9 +1210,17 @@ fn short_terms(t: &crate::policy::GrantTerms, now: chrono::DateTime<chrono::Utc>
     parts.join(" ")
 }
 
-/// A launcher's name: the file name of a path known to have this hash (a registered binary, a
-/// process in a loaded record's or a pending caller's chain), else its short hash.
-fn launcher_name(s: &State, h: &crate::policy::BinaryHash) -> String {
+/// A launcher's name: the file name of [`launcher_path`], else its short hash.
+fn launcher_name(s: &State, h: &crate::identity::BinaryHash) -> String {
+    match launcher_path(s, h) {
+        Some(path) => path.rsplit('/').next().unwrap_or(&path).to_string(),
+        None => h.short().chars().take(8).collect(),
+    }
+}
+
+/// A path known to have hash `h` (escaped): a registered binary's, else a process's in a
+/// loaded record's or a pending caller's chain.
+fn launcher_path(s: &State, h: &crate::identity::BinaryHash) -> Option<String> {
     let registered = s
         .policies
         .iter()
@@ -1155,10 +1235,107 @@ fn launcher_name(s: &State, h: &crate::policy::BinaryHash) -> String {
             .find(|l| l.hash.as_ref() == Some(h))
             .map(|l| clean(&l.path).into_owned())
     };
-    match registered.or_else(seen) {
-        Some(path) => path.rsplit('/').next().unwrap_or(&path).to_string(),
-        None => h.short().chars().take(8).collect(),
+    registered.or_else(seen)
+}
+
+/// A registered binary in full (the `i` overlay), wrapped at `width`: path, hash, what is on
+/// disk, services, every term with its date, every launch rule by path and hash, registration
+/// and last use.
+fn binary_lines(s: &State, h: &crate::identity::BinaryHash, width: usize) -> Vec<Line<'static>> {
+    let Some(row) = s.policies.iter().find(|r| &r.entry.hash == h) else {
+        return vec![Line::raw("No longer registered.")];
+    };
+    let e = &row.entry;
+    let t = policy_texts(s, e);
+    let now = chrono::DateTime::from_timestamp_millis(s.now_ms).unwrap_or_default();
+    let mut out: Vec<Line<'static>> = wrap_chars(&display::path(&e.path), width)
+        .into_iter()
+        .map(|l| Line::styled(l, Style::new().bold()))
+        .collect();
+    let mut field = |label: &str, value: String, style: Style| {
+        // The label's column, then the value wrapped under itself.
+        let pad = 12;
+        for (i, piece) in wrap_chars(&value, width.saturating_sub(pad).max(1))
+            .into_iter()
+            .enumerate()
+        {
+            let head = if i == 0 { label } else { "" };
+            out.push(Line::from(vec![
+                Span::styled(format!("{head:<pad$}"), Style::new().dark_gray()),
+                Span::styled(piece, style),
+            ]));
+        }
+    };
+    field("hash", e.hash.to_string(), Style::new());
+    let (state, style) = policy_state(row);
+    let on_disk = match &row.on_disk {
+        OnDisk::Changed(new) => {
+            format!("{state}: the file is now {new} (u in the pane upgrades the entry)")
+        }
+        _ => state,
+    };
+    field("on disk", on_disk, style);
+    if e.allow_any_script {
+        field(
+            "scripts",
+            "runs any script with these grants (--allow-any-script)".into(),
+            Style::new().red().bold(),
+        );
     }
+    field("read", t.read, Style::new());
+    field("write", t.write, Style::new());
+    field(
+        "search",
+        if e.can_search { "yes" } else { "no" }.into(),
+        Style::new(),
+    );
+    let terms: Vec<String> = e
+        .service_terms
+        .iter()
+        .filter(|(_, t)| !t.is_empty())
+        .map(|(svc, t)| {
+            let until = t
+                .expires_at
+                .map(|end| format!("until {} UTC", end.format("%Y-%m-%d %H:%M:%S")));
+            let words = short_terms(t, now);
+            match until {
+                Some(u) => format!("{}: {words} ({u})", clean(svc)),
+                None => format!("{}: {words}", clean(svc)),
+            }
+        })
+        .collect();
+    if terms.is_empty() {
+        field(
+            "terms",
+            "none (the grants last until revoked)".into(),
+            Style::new(),
+        );
+    }
+    for (i, term) in terms.into_iter().enumerate() {
+        field(if i == 0 { "terms" } else { "" }, term, Style::new());
+    }
+    if e.launched_by.is_empty() {
+        field("via", "any launcher (no launch rule)".into(), Style::new());
+    }
+    for (i, l) in e.launched_by.iter().enumerate() {
+        let text = match launcher_path(s, l) {
+            Some(path) => format!("{path} ({l})"),
+            None => format!("{l} (no path with this hash seen)"),
+        };
+        field(if i == 0 { "via" } else { "" }, text, Style::new());
+    }
+    field(
+        "registered",
+        clean(&e.registered_at).into_owned(),
+        Style::new(),
+    );
+    field(
+        "last used",
+        s.last_used(&e.hash)
+            .map_or_else(|| "no use in the log".into(), |t| clean(t).into_owned()),
+        Style::new(),
+    );
+    out
 }
 
 /// A centred rectangle of at most `w`×`h` inside `area`.
@@ -1202,6 +1379,7 @@ fn overlay_lines(s: &State, m: &Modal, width: u16) -> Vec<Line<'static>> {
     match m {
         Modal::Help => help_lines(),
         Modal::Detail(r) => detail_lines(r, usize::from(width.max(1))),
+        Modal::Binary(h) => binary_lines(s, h, usize::from(width.max(1))),
         Modal::PolicyEdit => s
             .policy_edit
             .as_ref()
@@ -1348,6 +1526,7 @@ fn overlay(frame: &mut Frame<'_>, s: &State, m: &Modal) {
     let title = match m {
         Modal::Help => "Keys",
         Modal::PolicyEdit => "config.json edited outside keychain-auth",
+        Modal::Binary(_) => "Registered binary",
         _ => "Audit record",
     };
     let position = if len > page {
@@ -1376,7 +1555,9 @@ fn overlay(frame: &mut Frame<'_>, s: &State, m: &Modal) {
 fn modal(frame: &mut Frame<'_>, s: &State, m: &Modal) {
     let area = frame.area();
     let (title, mut lines, w): (&str, Vec<Line<'_>>, u16) = match m {
-        Modal::Help | Modal::Detail(_) | Modal::PolicyEdit => return overlay(frame, s, m),
+        Modal::Help | Modal::Detail(_) | Modal::PolicyEdit | Modal::Binary(_) => {
+            return overlay(frame, s, m);
+        }
         Modal::Filter(text) => ("Filter audit records", filter_lines(text), 70),
         Modal::Register(text) => (
             "Register a binary",
@@ -1595,7 +1776,7 @@ fn prompt(frame: &mut Frame<'_>, s: &State, p: &crate::server::approval::Prompt)
     let mut lines = vec![
         Line::from(vec![
             Span::styled(
-                format!(" {} ", shorten_middle(&clean(super::update::who(p)), room)),
+                format!(" {} ", shorten_middle(&clean(super::state::who(p)), room)),
                 Style::new().bold(),
             ),
             Span::raw("wants to "),
@@ -1709,7 +1890,7 @@ fn prompt_request(
             ),
         ),
     ];
-    if super::update::changed_program(s, p).is_some() {
+    if super::state::changed_program(s, p).is_some() {
         lines.push(Line::from(vec![
             prompt_label("changed"),
             Span::styled(
@@ -1980,11 +2161,11 @@ mod tests {
         let screen = render(&known, 200, 36);
         assert!(screen.contains("k8s 9m left; via python3.11"), "{screen}");
         known.policies[1].entry.launched_by =
-            [crate::policy::BinaryHash::parse(&"9".repeat(64)).expect("hash")]
+            [crate::identity::BinaryHash::parse(&"9".repeat(64)).expect("hash")]
                 .into_iter()
                 .collect();
         known.audit[0].chain = vec![crate::identity::Link {
-            hash: Some(crate::policy::BinaryHash::parse(&"9".repeat(64)).expect("hash")),
+            hash: Some(crate::identity::BinaryHash::parse(&"9".repeat(64)).expect("hash")),
             ..crate::tui::test_support::link("/usr/bin/git", 77, &["git"])
         }];
         let screen = render(&known, 200, 36);
@@ -2386,6 +2567,109 @@ mod tests {
     }
 
     #[test]
+    fn policies_keep_terms_and_launch_rules_readable_at_80x24() {
+        let mut s = sample_state();
+        // deploy: a timed term and a launch rule whose launcher the dashboard knows by path;
+        // mycli: used; python3.11: neither term nor use.
+        let git = crate::identity::BinaryHash::parse(&"9".repeat(64)).expect("hash");
+        s.policies[1].entry.launched_by = [git.clone()].into_iter().collect();
+        s.audit[0].chain = vec![crate::identity::Link {
+            hash: Some(git),
+            ..link("/usr/bin/git", 77, &["git"])
+        }];
+        s.pane = Pane::Policies;
+        // Every row, selected in turn: what its columns leave out at 80 columns is on the
+        // pane's bottom line, and the hint bar names the key that shows the entry in full.
+        let expected = [
+            "mycli: no terms, no launch rule · last used 11-24 09:59:30",
+            "deploy: k8s 9m left; via git · no use in the log",
+            "python3.11: no terms, no launch rule · no use in the log",
+        ];
+        for (i, want) in expected.iter().enumerate() {
+            s.policy_sel = i;
+            let screen = render(&s, 80, 24);
+            let lines: Vec<&str> = screen.lines().collect();
+            assert!(lines[22].contains(want), "row {i}: {}", lines[22]);
+            assert!(
+                lines[23].contains("i  show the binary in full"),
+                "{}",
+                lines[23]
+            );
+        }
+        // Unfocused, the pane still says it for its selected row.
+        s.pane = Pane::Pending;
+        assert!(render(&s, 80, 24).contains(expected[2]), "unfocused");
+        s.pane = Pane::Policies;
+        s.policy_sel = 1;
+        snap("policies_detail", &s);
+        // At 120 columns the terms fit their column: no bottom line. Two launch rules do not:
+        // the line says them whole.
+        let screen = render(&s, 120, 36);
+        assert!(screen.contains("k8s 9m left; via git"), "{screen}");
+        assert!(!screen.contains("deploy: k8s"), "{screen}");
+        let mut two = s.clone();
+        two.policies[1]
+            .entry
+            .launched_by
+            .insert(crate::tui::test_support::hash('e'));
+        let screen = render(&two, 120, 36);
+        assert!(
+            screen.contains("deploy: k8s 9m left; via git,python3.11"),
+            "{screen}"
+        );
+        // A line longer than the border is cut with "…" (i shows it whole); a hostile service
+        // name is escaped there as everywhere.
+        let mut long = s.clone();
+        for i in 0..12 {
+            long.policies[1]
+                .entry
+                .allowed_read_services
+                .insert(format!("service-number-{i}"));
+        }
+        long.policies[1]
+            .entry
+            .allowed_write_services
+            .insert("evil\u{1b}[2J".into());
+        let screen = render(&long, 80, 24);
+        let bottom = screen.lines().nth(22).expect("bottom line");
+        assert!(
+            bottom.contains("deploy: read k8s,service-number-0,"),
+            "{bottom}"
+        );
+        assert!(
+            bottom.contains("… ━") && bottom.ends_with("┛\""),
+            "cut: {bottom}"
+        );
+        // 80 columns between the quotes render() puts around each line.
+        assert_eq!(bottom.chars().count(), 82, "within the border: {bottom}");
+        long.policies[1].entry.allowed_read_services.clear();
+        let screen = render(&long, 80, 24);
+        let bottom = screen.lines().nth(22).expect("bottom line");
+        assert!(!bottom.contains('\u{1b}'), "{bottom}");
+        assert!(bottom.contains("write evil"), "{bottom}");
+        // i: the entry in full, launch rules by path and hash, terms with their end.
+        update(&mut s, Action::Command(Command::ShowBinary));
+        assert!(matches!(s.modal, Some(Modal::Binary(_))));
+        for (w, h) in [(80, 24), (120, 36)] {
+            let screen = render(&s, w, h);
+            for want in [
+                "/usr/local/bin/deploy",
+                "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+                "changed → cccccccc: the file is now sha256:cccc",
+                "k8s: 9m left (until 2026-11-24 10:",
+                "/usr/bin/git (sha256:9999999999",
+                "registered  2026-11-21T12:30:00Z",
+                "last used   no use in the log",
+            ] {
+                assert!(screen.contains(want), "{w}x{h} lacks {want}:\n{screen}");
+            }
+        }
+        snap("binary_in_full", &s);
+        update(&mut s, Action::Command(Command::Escape));
+        assert!(s.modal.is_none());
+    }
+
+    #[test]
     fn last_used_shows_uses_older_than_the_loaded_records() {
         let mut s = sample_state();
         s.audit.clear();
@@ -2477,7 +2761,7 @@ mod tests {
             update(&mut s, Action::Char(c));
         }
         update(&mut s, Action::Command(Command::Enter));
-        let mut p = crate::tui::data::SearchProgress {
+        let mut p = crate::tui::state::SearchProgress {
             records: 120_345,
             bytes: 30_000_000,
             total_bytes: 250_000_000,

@@ -15,7 +15,7 @@ pub mod locked;
 pub mod records;
 pub mod slots;
 
-use crate::backend::{Entry, Item, matches_filter};
+use crate::item::{Entry, Item, matches_filter};
 use crate::protocol::Attributes;
 use format::{Body, FormatError, Parsed};
 use records::{DERIVED, Plain, Sub};
@@ -231,10 +231,10 @@ impl Vault {
     }
 
     /// The key of the audit chain and of config.json's seal.
-    pub fn audit_key(&self) -> crate::audit::Key {
+    pub fn audit_key(&self) -> crate::keys::Key {
         let mut k = [0u8; 32];
         k.copy_from_slice(&self.keys.bytes()[Sub::Audit.range()]);
-        let key = crate::audit::Key::from_bytes(&k);
+        let key = crate::keys::Key::from_bytes(&k);
         k.zeroize();
         key
     }

@@ -3,7 +3,7 @@
 
 use super::super::action::{Command, Effect};
 use super::super::state::{Confirm, Modal, OnDisk, State};
-use crate::policy::BinaryHash;
+use crate::identity::BinaryHash;
 
 /// A command for the question (taken out of the state): Yes does it, No or Escape closes it.
 pub(super) fn command(

@@ -195,7 +195,7 @@ mod tests {
         newer.id = Some("newer".into());
         let mut older = record("denied", "gcp");
         older.id = Some("older".into());
-        let mut p = crate::tui::data::SearchProgress {
+        let mut p = crate::tui::state::SearchProgress {
             records: 1000,
             bytes: 100,
             total_bytes: 1000,

@@ -22,11 +22,8 @@ use ratatui::crossterm::event::{self, KeyCode};
 
 pub use confirm::human_size;
 use passphrase::gate;
-pub use passphrase::{shows_secrets, widens};
-pub use prompt::{asked, asked_grants, changed_program, pending_about, who};
-
-/// Most audit records kept in memory; older ones are dropped (and can be paged in again).
-pub const MAX_AUDIT_IN_MEMORY: usize = 20_000;
+pub use passphrase::widens;
+pub use prompt::{asked, asked_grants, pending_about};
 
 /// Applies `action` to `state` and returns the effects to run. While a vault is served, an
 /// effect that widens access waits behind the passphrase dialog (`passphrase`).
@@ -202,6 +199,7 @@ fn command(state: &mut State, c: Command) -> Vec<Effect> {
         Command::Unregister => confirm::ask_unregister(state),
         Command::Upgrade => confirm::upgrade(state),
         Command::ShowEdit => viewer::open_policy_edit(state),
+        Command::ShowBinary => viewer::open_binary(state),
         Command::Presence => passphrase::open_presence(state),
         Command::Secrets => secrets::open(state),
         Command::Unlock
@@ -230,7 +228,9 @@ fn modal_command(state: &mut State, c: Command) -> Vec<Effect> {
         return vec![];
     };
     match modal {
-        Modal::Help | Modal::Detail(_) | Modal::PolicyEdit => viewer::command(state, modal, c),
+        Modal::Help | Modal::Detail(_) | Modal::PolicyEdit | Modal::Binary(_) => {
+            viewer::command(state, modal, c)
+        }
         Modal::Filter(text) => input::filter_command(state, text, c),
         Modal::Register(path) => input::register_command(state, path, c),
         Modal::PromptFor(id, text) => input::duration_command(state, id, text, c),

@@ -22,15 +22,9 @@ pub fn widens(fx: &Effect) -> bool {
     }
 }
 
-/// Whether `fx` shows secrets (the Secrets view's list or a value): on a vault it needs
-/// presence too.
-pub fn shows_secrets(fx: &Effect) -> bool {
-    matches!(fx, Effect::SecretsList | Effect::SecretReveal(..))
-}
-
 /// What a widening effect does, in words, for the dialog.
 fn what(state: &State, fx: &Effect) -> String {
-    let name = |h: &crate::policy::BinaryHash| {
+    let name = |h: &crate::identity::BinaryHash| {
         state
             .policies
             .iter()
@@ -62,7 +56,7 @@ fn what(state: &State, fx: &Effect) -> String {
                 _ => "always allow".to_string(),
             };
             match state.prompts.iter().find(|p| p.id == *id) {
-                Some(p) => format!("{how}: {} ({})", super::who(p), super::asked(p)),
+                Some(p) => format!("{how}: {} ({})", crate::tui::state::who(p), super::asked(p)),
                 None => how,
             }
         }
@@ -78,7 +72,7 @@ pub(super) fn gate(state: &mut State, effects: Vec<Effect>) -> Vec<Effect> {
     }
     let mut out = Vec::with_capacity(effects.len());
     for fx in effects {
-        let asks = widens(&fx) || shows_secrets(&fx);
+        let asks = widens(&fx) || fx.shows_secrets();
         if asks && state.passphrase.is_none() {
             let text = what(state, &fx);
             state.passphrase = Some(PassDialog::new(PassPurpose::Widen(Box::new(fx), text)));

@@ -4,7 +4,7 @@
 //! underneath.
 
 use super::super::action::{Command, Effect};
-use super::super::state::{Editor, EditorGoal, Field, Modal, State};
+use super::super::state::{Editor, EditorGoal, Field, Modal, State, changed_program, who};
 use super::super::view;
 use crate::admin::Grants;
 use crate::server::approval::{ApproverEvent, Decision, Prompt};
@@ -117,11 +117,6 @@ fn decision_name(d: &str) -> &str {
         "forget" => "deny and dismiss",
         other => other,
     }
-}
-
-/// The caller a prompt is about: its script, else its executable.
-pub fn who(p: &Prompt) -> &str {
-    p.script.as_deref().unwrap_or(&p.path)
 }
 
 /// What a prompt asks: `read aws`.
@@ -268,18 +263,6 @@ pub(super) fn command(state: &mut State, c: Command) -> Vec<Effect> {
         Command::Quit => super::confirm::quit(state),
         _ => vec![],
     }
-}
-
-/// The registered path of a prompt's caller when that path is registered with another hash (a
-/// changed program, which `keychain-auth upgrade PATH` moves to the binary asking).
-pub fn changed_program(state: &State, p: &Prompt) -> Option<String> {
-    let subject = p.script_hash.as_deref().unwrap_or(&p.hash);
-    let path = who(p);
-    state
-        .policies
-        .iter()
-        .find(|r| r.entry.path == std::path::Path::new(path) && r.entry.hash.to_string() != subject)
-        .map(|_| path.to_string())
 }
 
 /// The editor for answering prompt `id` "always": preset to exactly what it asks.

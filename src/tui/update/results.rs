@@ -2,9 +2,9 @@
 //! the clock that asks for it, watched files that changed, and effects that finished.
 
 use super::super::action::{Effect, WatchedFile};
-use super::super::data::SearchProgress;
+use super::super::state::MAX_AUDIT_IN_MEMORY;
+use super::super::state::SearchProgress;
 use super::super::state::{PolicyRow, State, record_text};
-use super::MAX_AUDIT_IN_MEMORY;
 use super::panes::{clamp, follow};
 use crate::audit::Record;
 use crate::pending::PendingEntry;
@@ -158,7 +158,7 @@ pub(super) const DISK_CHECK_TICKS: u64 = 3;
 /// with other entries are left to their own load).
 pub(super) fn disk_checked(
     state: &mut State,
-    now: Vec<(crate::policy::BinaryHash, super::super::state::OnDisk)>,
+    now: Vec<(crate::identity::BinaryHash, super::super::state::OnDisk)>,
 ) {
     for (hash, on_disk) in now {
         if let Some(row) = state.policies.iter_mut().find(|r| r.entry.hash == hash) {

@@ -1,5 +1,5 @@
-//! The read-only overlays: the help and an audit record's detail. They scroll; any other key
-//! closes them.
+//! The read-only overlays: the help, an audit record's detail, an edit of config.json and a
+//! registered binary in full. They scroll; any other key closes them.
 
 use super::super::action::{Command, Effect};
 use super::super::state::{Modal, State};
@@ -32,6 +32,15 @@ pub(super) fn open_policy_edit(state: &mut State) -> Vec<Effect> {
             true,
             "config.json matches its seal: no edit made outside keychain-auth".into(),
         ));
+    }
+    vec![]
+}
+
+/// Opens the selected registered binary in full (nothing when none is registered).
+pub(super) fn open_binary(state: &mut State) -> Vec<Effect> {
+    if let Some(row) = state.policies.get(state.policy_sel) {
+        state.modal = Some(Modal::Binary(row.entry.hash.clone()));
+        state.scroll = 0;
     }
     vec![]
 }

@@ -19,9 +19,11 @@
 //! the store records that this user's policy was sealed before (the reserved item
 //! `keychain-auth.internal/policy-sealed`), in which case it is held like any edit.
 
-use crate::audit::{Key, KeySource, chain};
+use crate::audit::{KeySource, chain};
 use crate::backend::{Backend, Item};
-use crate::policy::{BinaryHash, BinaryPolicy, PolicyFile};
+use crate::identity::BinaryHash;
+use crate::keys::Key;
+use crate::policy::{BinaryPolicy, PolicyFile};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -309,7 +311,7 @@ pub fn seal_bytes(key: &Key, file: &mut PolicyFile) -> Result<Vec<u8>, SealError
 pub fn key_and_store(
     keys: &KeySource,
     audit: &Path,
-) -> Result<(Key, Option<std::sync::Arc<dyn Backend>>), crate::audit::KeyError> {
+) -> Result<(Key, Option<std::sync::Arc<dyn Backend>>), crate::keys::KeyError> {
     let key = keys.get(audit)?;
     Ok((key, keys.store()))
 }
@@ -317,7 +319,7 @@ pub fn key_and_store(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::BinaryHash;
+    use crate::identity::BinaryHash;
 
     fn entry(c: char, read: &str) -> BinaryPolicy {
         let mut b = BinaryPolicy::new(

@@ -1,84 +1,26 @@
-//! The policy: `config.json`, the binaries the user approved and what each may do (SPEC §4).
+//! The policy: `config.json`, the binaries the user approved and what each may do (SPEC §4):
+//! its types, parsing and the rules that authorise a request. Below it nothing knows the policy
+//! (identity computes hashes, the audit log records them); above it, in this folder:
 //!
-//! Every write goes through [`update`]: an exclusive lock held for the whole read-modify-write and
-//! an atomic replace, so the CLI, the dashboard and the daemon never lose each other's edits.
-//! The daemon reads through [`PolicyCache`], which re-parses only when the file changed and turns
-//! a corrupt or unsafe file into a denial with a reason, never into access.
+//! - [`seal`]: the HMAC seal over config.json, so an edit made outside keychain-auth is held;
+//! - [`sealed`]: every write under an exclusive lock, atomic and sealed, so the CLI, the
+//!   dashboard and the daemon never lose each other's edits, and the settings in force;
+//! - [`cache`]: the daemon's view, re-parsed only when the file changed, turning a corrupt or
+//!   unsafe file into a denial with a reason, never into access.
 
-use crate::fsutil::{self, FileLock, FileStamp};
-use crate::identity::Program;
+pub mod cache;
+pub mod seal;
+pub mod sealed;
+
+use crate::fsutil;
+use crate::identity::BinaryHash;
 use crate::protocol::{Action, MatchMode, Reason, Request};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fmt;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 
 /// The protocol version written into new config files.
 pub const PROTOCOL_VERSION: &str = "1";
-
-/// A binary's SHA-256 in its text form `sha256:<64 lowercase hex>`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct BinaryHash(String);
-
-impl BinaryHash {
-    /// From raw digest bytes.
-    pub fn from_digest(digest: &[u8]) -> BinaryHash {
-        BinaryHash(format!("sha256:{}", hex::encode(digest)))
-    }
-
-    /// Parses `sha256:<hex>` or bare hex (64 digits, any case).
-    pub fn parse(s: &str) -> Result<BinaryHash, NotAHash> {
-        let hexpart = s.strip_prefix("sha256:").unwrap_or(s);
-        if hexpart.len() != 64 || !hexpart.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(NotAHash(s.to_string()));
-        }
-        Ok(BinaryHash(format!(
-            "sha256:{}",
-            hexpart.to_ascii_lowercase()
-        )))
-    }
-
-    /// The full text form.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The 64 hex digits.
-    pub fn hex(&self) -> &str {
-        &self.0["sha256:".len()..]
-    }
-
-    /// The first 12 hex digits, for display.
-    pub fn short(&self) -> &str {
-        &self.hex()[..12]
-    }
-}
-
-/// A text that is not a SHA-256 hash.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0:?} is not a SHA-256 hash (expected sha256:<64 hex digits>)")]
-pub struct NotAHash(pub String);
-
-impl TryFrom<String> for BinaryHash {
-    type Error = NotAHash;
-    fn try_from(s: String) -> Result<Self, NotAHash> {
-        BinaryHash::parse(&s)
-    }
-}
-
-impl From<BinaryHash> for String {
-    fn from(h: BinaryHash) -> String {
-        h.0
-    }
-}
-
-impl fmt::Display for BinaryHash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
 
 /// One approved binary and its permissions.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -143,7 +85,7 @@ impl BinaryPolicy {
         let short = self.hash.short();
         let path = self.path.display();
         // keychain-auth's own secrets (the audit key) are never served, whatever config.json says.
-        if crate::audit::chain::is_reserved_service(&req.service) {
+        if crate::keys::is_reserved_service(&req.service) {
             return Err((
                 Reason::ServiceNotAllowed,
                 format!(
@@ -331,7 +273,7 @@ pub struct PolicyFile {
     /// The approved binaries.
     #[serde(default)]
     pub registered_binaries: Vec<BinaryPolicy>,
-    /// HMAC over the rest of the file, written by keychain-auth (see [`crate::seal`]).
+    /// HMAC over the rest of the file, written by keychain-auth (see [`crate::policy::seal`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seal: Option<String>,
     /// Interpreter names added to the built-in list (SPEC §10).
@@ -448,49 +390,6 @@ pub enum ParseError {
     Duplicate(BinaryHash),
 }
 
-/// Why a change to config.json was not made.
-#[derive(Debug, thiserror::Error)]
-pub enum UpdateError {
-    /// The seal key cannot be had.
-    #[error("cannot seal {}: {source}", .path.display())]
-    SealKey {
-        /// config.json.
-        path: PathBuf,
-        /// Why.
-        source: crate::audit::KeyError,
-    },
-    /// The lock cannot be taken.
-    #[error("cannot lock {}: {source}", .path.display())]
-    Lock {
-        /// config.json.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The current file cannot be read.
-    #[error(transparent)]
-    Load(#[from] PolicyError),
-    /// The new content cannot be sealed.
-    #[error(transparent)]
-    Seal(#[from] crate::seal::SealError),
-    /// A file cannot be written.
-    #[error("cannot write {}: {source}", .path.display())]
-    Write {
-        /// config.json or its sealed copy.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The file was edited outside keychain-auth (the summary of the edit).
-    #[error(
-        "{0}; nothing was changed. Review it with `keychain-auth policy accept` (which shows the difference and adopts it), or undo the edit"
-    )]
-    NeedsReview(String),
-    /// `policy accept` was declined.
-    #[error("not adopted: nothing was changed")]
-    NotAdopted,
-}
-
 /// Finds the one hash among `candidates` that `selector` names (full form, bare hex, or a unique
 /// prefix of at least 8 hex digits).
 pub fn match_hash<'a>(
@@ -553,7 +452,7 @@ pub enum PolicyProblem {
     Unreadable(String),
     /// The seal key cannot be had, so its seal cannot be checked.
     #[error("its seal cannot be checked ({0}); every request is denied until it can")]
-    SealUnchecked(crate::audit::KeyError),
+    SealUnchecked(crate::keys::KeyError),
     /// Not read yet.
     #[error("not loaded yet")]
     NotLoaded,
@@ -583,309 +482,6 @@ pub fn parse(bytes: &[u8]) -> Result<PolicyFile, ParseError> {
         serde_json::from_slice(bytes).map_err(|e| ParseError::Invalid(e.to_string()))?;
     file.validate()?;
     Ok(file)
-}
-
-/// Runs `f` on the current policy under the exclusive lock and writes the result atomically,
-/// sealed (see [`crate::seal`]), when `f` succeeds. A corrupt file is never overwritten, and a
-/// file edited outside keychain-auth is not changed (so the edit is never sealed unreviewed)
-/// until `keychain-auth policy accept` adopts it.
-///
-/// `f`'s error type is the caller's, so a change can fail with its own reasons.
-pub fn update<T, E: From<UpdateError>>(
-    paths: &crate::paths::Paths,
-    f: impl FnOnce(&mut PolicyFile) -> Result<T, E>,
-) -> Result<T, E> {
-    update_with(
-        paths,
-        &crate::audit::KeySource::Select(Box::new(paths.clone())),
-        f,
-    )
-}
-
-/// [`update`] with the seal key from `keys`.
-pub fn update_with<T, E: From<UpdateError>>(
-    paths: &crate::paths::Paths,
-    keys: &crate::audit::KeySource,
-    f: impl FnOnce(&mut PolicyFile) -> Result<T, E>,
-) -> Result<T, E> {
-    write_sealed(paths, keys, |policy, integrity| {
-        if let crate::seal::Integrity::Edited(d) = integrity
-            && d.needs_review()
-        {
-            return Err(UpdateError::NeedsReview(d.summary()).into());
-        }
-        f(policy)
-    })
-}
-
-/// Adopts the current config.json as it is (an edit made outside keychain-auth) when `confirm`
-/// approves the difference shown to it; returns whether anything was adopted.
-pub fn accept(
-    paths: &crate::paths::Paths,
-    keys: &crate::audit::KeySource,
-    confirm: impl FnOnce(&crate::seal::Diff) -> bool,
-) -> Result<bool, UpdateError> {
-    write_sealed(paths, keys, |_, integrity| match integrity {
-        crate::seal::Integrity::Edited(d) => {
-            if confirm(d) {
-                Ok(true)
-            } else {
-                Err(UpdateError::NotAdopted)
-            }
-        }
-        _ => Ok(false),
-    })
-}
-
-/// The seal state of `file` (just read from `paths.config`), with the key from `keys`.
-pub fn integrity(
-    paths: &crate::paths::Paths,
-    keys: &crate::audit::KeySource,
-    file: &PolicyFile,
-) -> Result<crate::seal::Integrity, crate::audit::KeyError> {
-    let (key, store) = crate::seal::key_and_store(keys, &paths.audit)?;
-    Ok(crate::seal::check(
-        &paths.config,
-        file,
-        &key,
-        store.as_deref(),
-    ))
-}
-
-fn write_sealed<T, E: From<UpdateError>>(
-    paths: &crate::paths::Paths,
-    keys: &crate::audit::KeySource,
-    f: impl FnOnce(&mut PolicyFile, &crate::seal::Integrity) -> Result<T, E>,
-) -> Result<T, E> {
-    let path = &paths.config;
-    let (key, store) =
-        crate::seal::key_and_store(keys, &paths.audit).map_err(|source| UpdateError::SealKey {
-            path: path.clone(),
-            source,
-        })?;
-    let _lock = FileLock::acquire(path).map_err(|source| UpdateError::Lock {
-        path: path.clone(),
-        source,
-    })?;
-    let mut policy = load(path).map_err(UpdateError::from)?;
-    let integrity = crate::seal::check(path, &policy, &key, store.as_deref());
-    let out = f(&mut policy, &integrity)?;
-    let bytes = crate::seal::seal_bytes(&key, &mut policy).map_err(UpdateError::from)?;
-    for target in [path.clone(), crate::seal::copy_path(path)] {
-        fsutil::write_atomic(&target, &bytes).map_err(|source| UpdateError::Write {
-            path: target.clone(),
-            source,
-        })?;
-    }
-    if let Some(s) = &store {
-        crate::seal::set_marker(s.as_ref());
-    }
-    Ok(out)
-}
-
-/// config.json as the broker applies it, with the integrity of its settings: an edit made
-/// outside keychain-auth keeps the sealed copy's top-level settings until it is accepted. The
-/// flag is false when the settings could not be vouched for (no key, or an edit with no valid
-/// sealed copy to take them from); callers then choose the safe side. `None` when the file
-/// cannot be read.
-pub(crate) fn in_force(
-    paths: &crate::paths::Paths,
-    keys: &crate::audit::KeySource,
-) -> Option<(PolicyFile, bool)> {
-    let mut now = load(&paths.config).ok()?;
-    let Ok((key, store)) = crate::seal::key_and_store(keys, &paths.audit) else {
-        return Some((now, false));
-    };
-    let vouched = match crate::seal::check(&paths.config, &now, &key, store.as_deref()) {
-        crate::seal::Integrity::Edited(_) => {
-            crate::seal::keep_sealed_settings(&paths.config, &mut now, &key)
-        }
-        crate::seal::Integrity::Sealed | crate::seal::Integrity::Unsealed => true,
-    };
-    Some((now, vouched))
-}
-
-/// A parsed policy with a hash index, shared by the daemon's connections.
-#[derive(Debug)]
-pub struct Snapshot {
-    /// The parsed file.
-    pub file: PolicyFile,
-    index: HashMap<BinaryHash, usize>,
-    /// Entries edited outside keychain-auth, not served until accepted.
-    held: std::collections::HashSet<BinaryHash>,
-    /// What was edited outside keychain-auth, when anything was.
-    pub edited: Option<String>,
-}
-
-impl Snapshot {
-    fn new(file: PolicyFile, held: Vec<BinaryHash>, edited: Option<String>) -> Snapshot {
-        let index = file
-            .registered_binaries
-            .iter()
-            .enumerate()
-            .map(|(i, b)| (b.hash.clone(), i))
-            .collect();
-        Snapshot {
-            file,
-            index,
-            held: held.into_iter().collect(),
-            edited,
-        }
-    }
-
-    /// The entry approved for `hash`; `None` also when that entry is held (see [`Snapshot::is_held`]).
-    pub fn lookup(&self, hash: &BinaryHash) -> Option<&BinaryPolicy> {
-        if self.held.contains(hash) {
-            return None;
-        }
-        self.index
-            .get(hash)
-            .map(|&i| &self.file.registered_binaries[i])
-    }
-
-    /// True when the entry for `hash` was added or changed outside keychain-auth and is not
-    /// served until `keychain-auth policy accept`.
-    pub fn is_held(&self, hash: &BinaryHash) -> bool {
-        self.held.contains(hash)
-    }
-
-    /// The entry that serves a caller running the executable `exe` with `program` (SPEC §10):
-    /// a binary by its own hash; a script by the pair (script hash, interpreter hash); and an
-    /// interpreter running anything else only through a bare entry with `allow_any_script`.
-    pub fn lookup_caller(&self, exe: &BinaryHash, program: &Program) -> Option<&BinaryPolicy> {
-        let any_script = || self.lookup(exe).filter(|b| b.allow_any_script);
-        match program {
-            Program::Binary => self.lookup(exe).filter(|b| b.interpreter.is_none()),
-            Program::Script { hash, .. } => self
-                .lookup(hash)
-                .filter(|b| b.interpreter.as_ref().is_some_and(|i| &i.hash == exe))
-                .or_else(any_script),
-            Program::NoFile(_) => any_script(),
-        }
-    }
-}
-
-/// The stamp of the file last parsed (`Some(None)`: it did not exist) and what parsing gave.
-type Cached = (
-    Option<Option<FileStamp>>,
-    Result<Arc<Snapshot>, PolicyError>,
-);
-
-/// The daemon's view of config.json: re-read only when the file's stamp changes, so a policy
-/// edit applies to the very next request (also on open connections) without a parse per request.
-#[derive(Debug)]
-pub struct PolicyCache {
-    path: PathBuf,
-    /// In a broker: a file watch on config.json, so an unchanged file is not even `stat`ed.
-    watch: Option<crate::fsutil::NameWatch>,
-    /// Where the seal key comes from and the audit log it belongs to; `None`: seal not checked.
-    seal: Option<(crate::audit::KeySource, PathBuf)>,
-    state: Mutex<Cached>,
-}
-
-impl PolicyCache {
-    /// A cache for the config at `path`; nothing is read until [`PolicyCache::current`].
-    /// The seal is not checked: for tools and tests; the daemon uses [`PolicyCache::sealed`].
-    pub fn new(path: &Path) -> PolicyCache {
-        PolicyCache {
-            path: path.to_path_buf(),
-            watch: None,
-            seal: None,
-            state: Mutex::new((
-                None,
-                Err(PolicyError {
-                    path: path.to_path_buf(),
-                    why: PolicyProblem::NotLoaded,
-                }),
-            )),
-        }
-    }
-
-    /// A cache of `paths.config` that checks its seal with the key from `keys`: entries edited
-    /// outside keychain-auth are held (see [`crate::seal`]).
-    pub fn sealed(paths: &crate::paths::Paths, keys: crate::audit::KeySource) -> PolicyCache {
-        let mut c = PolicyCache::new(&paths.config);
-        c.seal = Some((keys, paths.audit.clone()));
-        c
-    }
-
-    /// Notices edits of config.json with a file watch from now on (a broker, which reads it
-    /// for every request): the file is looked at again only after an event. Without a watch
-    /// (it cannot be set up) every request `stat`s it, as a one-shot reader does.
-    #[must_use]
-    pub fn watched(mut self) -> PolicyCache {
-        self.watch = match (self.path.parent(), self.path.file_name()) {
-            (Some(dir), Some(name)) => crate::fsutil::NameWatch::new(dir, &[name], false),
-            _ => None,
-        };
-        self
-    }
-
-    fn snapshot(&self, file: PolicyFile) -> Result<Arc<Snapshot>, PolicyError> {
-        let Some((keys, audit)) = &self.seal else {
-            return Ok(Arc::new(Snapshot::new(file, Vec::new(), None)));
-        };
-        let key = keys.get(audit).map_err(|e| PolicyError {
-            path: self.path.clone(),
-            why: PolicyProblem::SealUnchecked(e),
-        })?;
-        let store = keys.store();
-        Ok(Arc::new(
-            match crate::seal::check(&self.path, &file, &key, store.as_deref()) {
-                crate::seal::Integrity::Edited(d) => {
-                    let held = d.held(&file);
-                    let mut file = file;
-                    crate::seal::keep_sealed_settings(&self.path, &mut file, &key);
-                    Snapshot::new(file, held, Some(d.summary()))
-                }
-                _ => Snapshot::new(file, Vec::new(), None),
-            },
-        ))
-    }
-
-    /// Forgets what was read: the next [`PolicyCache::current`] reads config.json again (the
-    /// broker calls it after each change it makes itself).
-    pub fn invalidate(&self) {
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .0 = None;
-    }
-
-    /// The policy in force now, or why there is none (in which case everything is denied).
-    pub fn current(&self) -> Result<Arc<Snapshot>, PolicyError> {
-        if let Some(w) = &self.watch
-            && !w.changed()
-        {
-            let state = self
-                .state
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if state.0.is_some() {
-                return state.1.clone();
-            }
-        }
-        let stamp = match FileStamp::of_path(&self.path) {
-            Ok(s) => s,
-            Err(e) => {
-                return Err(PolicyError {
-                    path: self.path.clone(),
-                    why: PolicyProblem::Unreadable(e.to_string()),
-                });
-            }
-        };
-        let mut state = self
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if state.0 != Some(stamp) {
-            state.1 = load(&self.path).and_then(|f| self.snapshot(f));
-            // A failure is not cached: the next request tries again (a keyring being unlocked
-            // gives the seal key back without config.json changing).
-            state.0 = state.1.is_ok().then_some(stamp);
-        }
-        state.1.clone()
-    }
 }
 
 #[cfg(test)]
@@ -982,72 +578,6 @@ mod tests {
             msg.contains("keychain-auth grant aaaaaaaaaaaa --read gcp"),
             "{msg}"
         );
-    }
-
-    fn test_paths(dir: &Path) -> crate::paths::Paths {
-        crate::paths::Paths {
-            socket: dir.join("s.sock"),
-            config: dir.join("cfg/config.json"),
-            pending: dir.join("cfg/pending.json"),
-            audit: dir.join("data/audit.log"),
-            file_store: dir.join("store.json"),
-            vault: dir.join("data/vault"),
-        }
-    }
-
-    fn keys() -> crate::audit::KeySource {
-        crate::audit::KeySource::Fixed(crate::audit::Key::from_bytes(&[6u8; 32]))
-    }
-
-    #[test]
-    fn update_and_cache_follow_changes() {
-        let t = tempfile::tempdir().unwrap();
-        let paths = test_paths(t.path());
-        let path = paths.config.clone();
-        let cache = PolicyCache::sealed(&paths, keys());
-        assert!(cache.current().unwrap().lookup(&h('a')).is_none());
-        update_with(&paths, &keys(), |p| {
-            p.registered_binaries
-                .push(BinaryPolicy::new("/bin/x".into(), h('a')));
-            p.registered_binaries
-                .push(BinaryPolicy::new("/bin/y".into(), h('b')));
-            Ok::<_, UpdateError>(())
-        })
-        .unwrap();
-        assert!(cache.current().unwrap().lookup(&h('a')).is_some());
-        // edited outside keychain-auth: the touched entry is held, the other still served
-        let mut edited = load(&path).unwrap();
-        edited.registered_binaries[0]
-            .allowed_read_services
-            .insert("prod".into());
-        std::fs::write(&path, serde_json::to_vec(&edited).unwrap()).unwrap();
-        let snap = cache.current().unwrap();
-        assert!(snap.lookup(&h('a')).is_none() && snap.is_held(&h('a')));
-        assert!(snap.lookup(&h('b')).is_some());
-        assert!(snap.edited.as_deref().unwrap().contains("1 changed"));
-        // keychain-auth's writers refuse to seal it unreviewed; accept adopts it
-        let err = update_with(&paths, &keys(), |_| Ok::<_, UpdateError>(())).unwrap_err();
-        assert!(err.to_string().contains("policy accept"), "{err}");
-        assert!(accept(&paths, &keys(), |_| false).is_err());
-        assert!(cache.current().unwrap().is_held(&h('a')));
-        assert!(accept(&paths, &keys(), |d| d.changed.len() == 1).unwrap());
-        let snap = cache.current().unwrap();
-        assert!(
-            snap.lookup(&h('a'))
-                .unwrap()
-                .allowed_read_services
-                .contains("prod")
-        );
-        // corrupt: denied with a reason, not overwritten by update
-        std::fs::write(&path, b"{oops").unwrap();
-        let err = cache.current().unwrap_err();
-        assert!(err.why.to_string().contains("not valid"), "{err}");
-        assert!(update_with(&paths, &keys(), |_| Ok::<_, UpdateError>(())).is_err());
-        assert_eq!(std::fs::read(&path).unwrap(), b"{oops");
-        // moved away: an empty policy (removing entries grants nothing), sealed by the next write
-        std::fs::remove_file(&path).unwrap();
-        update_with(&paths, &keys(), |_| Ok::<_, UpdateError>(())).unwrap();
-        assert!(cache.current().unwrap().lookup(&h('a')).is_none());
     }
 
     #[test]

@@ -20,8 +20,8 @@
 //! whether the choice should be pinned (`Selection::pin`); the layer that starts serving does
 //! that, through `PinOnWrite` and a hook of its own.
 
-use super::secret_service::{self, Probe, SecretServiceStore};
-use super::{Backend, BackendError, BackendKind, Change, Entry, Item};
+use crate::backend::secret_service::{self, Probe, SecretServiceStore};
+use crate::backend::{Backend, BackendError, BackendKind, Change, Entry, Item};
 use crate::paths::Paths;
 use crate::protocol::Attributes;
 use std::path::PathBuf;
@@ -297,7 +297,7 @@ fn select_plain_with(paths: &Paths, env: Option<String>) -> Result<Selection, Se
     let (backend, reason, notice, pin): (Arc<dyn Backend>, _, _, _) = match decision {
         Decision::Refuse(m) => return Err(SelectError::Refused(m)),
         Decision::File { reason, notice } => (
-            Arc::new(super::file::FileStore::new(&paths.file_store)),
+            Arc::new(crate::backend::file::FileStore::new(&paths.file_store)),
             reason,
             notice,
             false,
@@ -325,7 +325,7 @@ fn select_plain_with(paths: &Paths, env: Option<String>) -> Result<Selection, Se
 /// for: a plain store beside it would hand secrets to same-user code again) or when
 /// `KEYCHAIN_AUTH_BACKEND=vault` asks for it (refused when there is none).
 fn select_vault(paths: &Paths, env: Option<&str>) -> Result<Option<Selection>, SelectError> {
-    let store = super::vault::VaultStore::shared(&paths.vault);
+    let store = crate::backend::vault::VaultStore::shared(&paths.vault);
     let asked = env == Some("vault");
     if !store.file().exists() {
         return if asked {
@@ -402,7 +402,7 @@ impl Backend for PinOnWrite {
         self.inner.set(service, target, item)?;
         // keychain-auth's own key (audit chain) is not a caller's write: storing it neither
         // pins nor audits (it happens while the audit log waits for that key).
-        if !crate::audit::chain::is_reserved_service(service) {
+        if !crate::keys::is_reserved_service(service) {
             self.pin();
         }
         Ok(())
@@ -437,8 +437,8 @@ impl Backend for PinOnWrite {
         self.inner.locked()
     }
 
-    fn vault(&self) -> Option<&super::vault::VaultStore> {
-        self.inner.vault()
+    fn concrete(&self) -> &dyn std::any::Any {
+        self.inner.concrete()
     }
 
     fn apply(&self, changes: &[Change]) -> Result<(), BackendError> {
@@ -450,18 +450,31 @@ impl Backend for PinOnWrite {
     }
 }
 
+/// The chain key's source for a command run on `paths`: the store these rules select, chosen
+/// only when the key is first needed.
+pub(crate) fn key_source(paths: &Paths) -> crate::audit::KeySource {
+    let paths = paths.clone();
+    crate::audit::KeySource::Chosen(Arc::new(move || Ok(select(&paths)?.backend)))
+}
+
+impl From<SelectError> for crate::keys::KeyError {
+    fn from(e: SelectError) -> Self {
+        crate::keys::KeyError::Select(e.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn test_keys() -> crate::audit::KeySource {
-        crate::audit::KeySource::Fixed(crate::audit::Key::from_bytes(&[5u8; 32]))
+        crate::audit::KeySource::Fixed(crate::keys::Key::from_bytes(&[5u8; 32]))
     }
 
     fn write_config(p: &Paths, backend: &str) {
-        crate::policy::update_with(p, &test_keys(), |c| {
+        crate::policy::sealed::update_with(p, &test_keys(), |c| {
             c.backend = Some(backend.into());
-            Ok::<_, crate::policy::UpdateError>(())
+            Ok::<_, crate::policy::sealed::UpdateError>(())
         })
         .unwrap();
     }
@@ -633,14 +646,14 @@ mod tests {
         let seen = calls.clone();
         // The hook fails once (say config.json is locked), then records the pin.
         let hook: PinHook = Box::new(move || seen.fetch_add(1, Ordering::SeqCst) >= 1);
-        let store = PinOnWrite::new(Arc::new(super::super::memory::MemoryStore::new()), hook);
+        let store = PinOnWrite::new(Arc::new(crate::backend::memory::MemoryStore::new()), hook);
         let item = Item {
             value: "v".into(),
             attributes: Attributes::new(),
         };
         store.get("svc", "t").unwrap();
         store
-            .set(crate::audit::chain::KEY_SERVICE, "audit-key", &item)
+            .set(crate::keys::KEY_SERVICE, "audit-key", &item)
             .unwrap();
         assert_eq!(
             calls.load(Ordering::SeqCst),
