@@ -117,6 +117,44 @@ pub struct AnswerLine {
     pub prompt: String,
     /// What was decided.
     pub decision: AnswerDecision,
+    /// The vault passphrase, for an answer that widens access ("time", "always") while the
+    /// broker serves a vault (presence, SPEC §15); checked by the daemon, never logged.
+    pub passphrase: Option<Passphrase>,
+}
+
+/// A vault passphrase on the wire (an `ANSWER`'s or a `PRESENCE` line's): never shown by
+/// `Debug`, and wiped from memory when dropped (with the daemon's runtime).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Passphrase(String);
+
+impl Passphrase {
+    /// Wraps a passphrase.
+    pub fn new(p: String) -> Passphrase {
+        Passphrase(p)
+    }
+
+    /// The passphrase's bytes, for the check.
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+
+    /// The passphrase, for the line that carries it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Passphrase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Passphrase(<not shown>)")
+    }
+}
+
+impl Drop for Passphrase {
+    fn drop(&mut self) {
+        #[cfg(feature = "daemon")]
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
 }
 
 /// The decision of an [`AnswerLine`].
@@ -193,6 +231,9 @@ impl AnswerLine {
             AnswerDecision::Editing => "editing",
         };
         v["decision"] = word.into();
+        if let Some(p) = &self.passphrase {
+            v["passphrase"] = p.expose().into();
+        }
         let mut line = serde_json::to_vec(&v).unwrap_or_default();
         line.push(b'\n');
         line
@@ -210,6 +251,9 @@ pub enum Incoming {
     Subscribe,
     /// `{"type":"ANSWER",…}` from a subscribed approver.
     Answer(AnswerLine),
+    /// `{"type":"PRESENCE","passphrase":…}` from a subscribed approver while the broker serves
+    /// a vault: the person proves presence for this subscription (and unlocks a locked vault).
+    Presence(Passphrase),
     /// `{"type":"ADMIN","source":…,"admin":{…}}`: a policy change for the running daemon to
     /// carry out (only keychain-auth itself may send one). The change is checked by the daemon.
     Admin {
@@ -558,13 +602,15 @@ enum LineError {
     #[error("{0} takes no fields besides type and id")]
     NoFields(&'static str),
     #[error(
-        "ANSWER takes prompt_id, decision, for_s, read, write, search, via, expires_at_ms, uses_left and confirm"
+        "ANSWER takes prompt_id, decision, for_s, read, write, search, via, expires_at_ms, uses_left, confirm and passphrase"
     )]
     AnswerFields,
     #[error("{0}")]
     AnswerField(&'static str),
     #[error("ADMIN takes type, id, source, admin and passphrase")]
     AdminFields,
+    #[error("PRESENCE takes type, id and passphrase")]
+    PresenceFields,
     #[error("REQUEST takes no answer or admin fields")]
     RequestFields,
     #[error("unknown decision {0}: expected once, time, always, deny or forget")]
@@ -618,6 +664,7 @@ fn validate(raw: RawRequest) -> Result<Incoming, LineError> {
         "ANSWER" => validate_answer(raw),
         "REQUEST" => validate_request(raw),
         "ADMIN" => validate_admin(raw),
+        "PRESENCE" => validate_presence(raw),
         other => Err(LineError::Type(quote(other))),
     }
 }
@@ -637,6 +684,18 @@ fn validate_admin(raw: RawRequest) -> Result<Incoming, LineError> {
     })
 }
 
+/// `PRESENCE`: a passphrase, nothing else.
+fn validate_presence(mut raw: RawRequest) -> Result<Incoming, LineError> {
+    let passphrase = raw.passphrase.take();
+    if raw.has_request_fields() || raw.has_answer_fields() || raw.has_admin_fields() {
+        return Err(LineError::PresenceFields);
+    }
+    match passphrase {
+        Some(p) if !p.is_empty() => Ok(Incoming::Presence(Passphrase::new(p))),
+        _ => Err(LineError::Missing("passphrase")),
+    }
+}
+
 /// `STATUS` and `SUBSCRIBE`: nothing but type and id.
 fn validate_bare(raw: &RawRequest) -> Result<Incoming, LineError> {
     let (kind, incoming) = if raw.kind == "STATUS" {
@@ -651,7 +710,9 @@ fn validate_bare(raw: &RawRequest) -> Result<Incoming, LineError> {
 }
 
 /// `ANSWER`: a prompt id, a known decision, valid service names.
-fn validate_answer(raw: RawRequest) -> Result<Incoming, LineError> {
+fn validate_answer(mut raw: RawRequest) -> Result<Incoming, LineError> {
+    // An answer may carry the vault passphrase (presence), nothing else of an admin request.
+    let passphrase = raw.passphrase.take();
     if raw.has_request_fields() || raw.has_admin_fields() {
         return Err(LineError::AnswerFields);
     }
@@ -701,7 +762,16 @@ fn validate_answer(raw: RawRequest) -> Result<Incoming, LineError> {
         "editing" => AnswerDecision::Editing,
         _ => return Err(LineError::Decision(quote(&word))),
     };
-    Ok(Incoming::Answer(AnswerLine { prompt, decision }))
+    if passphrase.is_some() && !matches!(word.as_str(), "time" | "always") {
+        return Err(LineError::AnswerField(
+            "passphrase goes only with decision time or always",
+        ));
+    }
+    Ok(Incoming::Answer(AnswerLine {
+        prompt,
+        decision,
+        passphrase: passphrase.map(Passphrase::new),
+    }))
 }
 
 /// `REQUEST`: action, service, match, attributes, targets and values, each checked.

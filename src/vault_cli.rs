@@ -314,6 +314,30 @@ pub(crate) fn init(
     Ok(())
 }
 
+/// The dashboard's first run on a fresh home (nothing stored, no config.json, no audit log):
+/// creates the vault with `passphrase` (typed twice in the dashboard) and starts the audit chain
+/// under its key. The vault is then held unlocked in this process.
+pub(crate) fn create_fresh(paths: &Paths, passphrase: &[u8]) -> Result<(), Failure> {
+    let store = VaultStore::shared(&paths.vault);
+    if store.file().exists() {
+        return Err(format!("a vault already exists at {}", paths.vault.display()).into());
+    }
+    if passphrase.is_empty() {
+        return Err("an empty passphrase is refused".into());
+    }
+    store.create(passphrase, cost()?)?;
+    let vault: Arc<dyn Backend> = store.clone();
+    let mut rec = Record::new("vault", "dashboard");
+    rec.action = Some("init".into());
+    rec.status = Some("success".into());
+    rec.message = Some(format!(
+        "vault created at {} by the dashboard's first run",
+        paths.vault.display()
+    ));
+    crate::audit_once::append_with(paths, KeySource::Store(vault), &rec)?;
+    Ok(())
+}
+
 /// At a terminal, without `--import`, offers to import what the current store holds and then to
 /// remove the plain copies; elsewhere the flags decide.
 fn offer_import(

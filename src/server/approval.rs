@@ -237,6 +237,19 @@ pub enum SubscriptionLine {
         /// Why.
         message: String,
     },
+    /// The reply to this approver's `PRESENCE` line (while a vault is served): whether the
+    /// passphrase was right (the approver is then attached to the prompts), whether the vault is
+    /// locked now, and why not (`wrong passphrase (attempt N …)`).
+    #[serde(rename = "PRESENCE")]
+    Presence {
+        /// The passphrase was verified (and unlocked the vault when it was locked).
+        ok: bool,
+        /// Whether the vault is locked now.
+        locked: bool,
+        /// Why presence was not proven.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
     /// The reply to this approver's own `ANSWER`: `error` says why it decided nothing.
     #[serde(rename = "ANSWERED")]
     Answered {

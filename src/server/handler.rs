@@ -37,7 +37,11 @@ pub fn lane(broker: &Broker, peer: &Peer, parsed: &Parsed) -> Lane {
     let req = match parsed {
         Ok(Incoming::Request(r)) => r,
         Ok(
-            Incoming::Status | Incoming::Subscribe | Incoming::Answer(_) | Incoming::Admin { .. },
+            Incoming::Status
+            | Incoming::Subscribe
+            | Incoming::Answer(_)
+            | Incoming::Presence(_)
+            | Incoming::Admin { .. },
         )
         | Err(_) => {
             return Lane::Quick(None);
@@ -102,12 +106,15 @@ pub fn respond(
     let req = match parsed {
         Ok(Incoming::Status) => return Reply::Line(status_line(broker)),
         Ok(Incoming::Request(req)) => Ok(req),
-        Ok(Incoming::Subscribe | Incoming::Answer(_) | Incoming::Admin { .. }) => {
-            Err(Box::new(Response::malformed(
-                None,
-                "SUBSCRIBE opens an approver connection, ANSWER is only accepted on one, and ADMIN is answered by the session",
-            )))
-        }
+        Ok(
+            Incoming::Subscribe
+            | Incoming::Answer(_)
+            | Incoming::Presence(_)
+            | Incoming::Admin { .. },
+        ) => Err(Box::new(Response::malformed(
+            None,
+            "SUBSCRIBE opens an approver connection, ANSWER and PRESENCE are only accepted on one, and ADMIN is answered by the session",
+        ))),
         Err(resp) => Err(resp),
     };
     broker.stats.requests.fetch_add(1, Ordering::Relaxed);
@@ -139,6 +146,27 @@ fn locked(broker: &Broker, mut rec: Record, req: &Request, how: String) -> Verdi
         crate::audit::defer_capped(broker.audit.path(), rec);
     }
     Verdict::Done(resp)
+}
+
+/// A request that would be refused only because the vault is locked, in the form a prompt is
+/// made from ([`super::ask::prompt_for`]): held for unlock while an approver is attached
+/// ([`super::presence::wait_for_unlock`]). `None` for a caller that cannot be identified.
+pub(crate) fn locked_ask(peer: &Peer, req: &Request, how: String) -> Option<Ask> {
+    let Exe::Verified { hash, program, .. } = &peer.exe else {
+        return None;
+    };
+    let subject = match program {
+        Program::Script { hash, .. } => hash.clone(),
+        _ => hash.clone(),
+    };
+    Some(Ask {
+        req: req.clone(),
+        refusal: Response::failure(req.id.clone(), Status::Denied, Reason::VaultLocked, how),
+        rec: request_record(peer, req),
+        registered: false,
+        confirm: false,
+        subject,
+    })
 }
 
 fn base_record(peer: &Peer) -> Record {

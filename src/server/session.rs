@@ -225,9 +225,32 @@ impl Session {
             };
             return Next::Reply(reply.to_line());
         }
+        if let Some(op) = super::owner_view::parse(line) {
+            let reply = match op {
+                Err(r) => r,
+                Ok(op) if self.runs_keychain_auth(sender).await => {
+                    super::owner_view::answer(&self.broker, op, sender.pid).await
+                }
+                Ok(_) => super::owner_view::not_keychain_auth(),
+            };
+            return Next::Reply(reply.to_line().to_vec());
+        }
         let Some(peer) = self.peer(sender).await else {
             return Next::Close;
         };
+        // A request while the vault is locked waits for an attached approver to unlock it.
+        if let Ok(Incoming::Request(req)) = &parsed
+            && !super::presence::wait_for_unlock(
+                &self.broker,
+                &peer,
+                req,
+                shutdown.recv(),
+                hung_up(stream),
+            )
+            .await
+        {
+            return Next::Close;
+        }
         match answer(&self.broker, peer.clone(), parsed).await {
             Reply::Line(line) => Next::Reply(line),
             Reply::Ask(ask) => match hold(&self.broker, stream, peer, *ask, shutdown).await {
@@ -485,16 +508,16 @@ impl Session {
         shutdown: &mut Shutdown,
     ) {
         let broker = self.broker.clone();
-        let (id, mut events) = broker.approvals.attach();
+        // While a vault is served, the subscription is attached to the prompts only once the
+        // person at it proved presence (SPEC §15).
+        let mut present = !super::presence::required(&broker);
+        let mut attached = present.then(|| broker.approvals.attach());
         let max = broker.limits.max_line;
-        let mut ok = stream
-            .write_all(b"{\"type\":\"SUBSCRIBED\"}\n")
-            .await
-            .is_ok();
+        let mut ok = stream.write_all(&subscribed_line(&broker)).await.is_ok();
         while ok {
             tokio::select! {
                 () = shutdown.recv() => break,
-                ev = events.recv() => {
+                ev = next_event(&mut attached) => {
                     let Some(ev) = ev else {
                         // Dropped for falling behind: say so, then close.
                         let _ = tokio::time::timeout(APPROVER_WRITE, stream.write_all(&dropped_line())).await;
@@ -511,20 +534,44 @@ impl Session {
                     let Some(sender) = self.sender(writer) else { break };
                     let reply = match handler::parse(lines.line()) {
                         Ok(Incoming::Status) => handler::status_line(&broker),
-                        Ok(Incoming::Answer(a)) => {
+                        Ok(Incoming::Answer(mut a)) => {
                             if !self.runs_keychain_auth(&sender).await {
                                 break;
                             }
-                            answer_line(&broker, a, &label)
+                            let passphrase = a.passphrase.take();
+                            match super::presence::check_answer(&broker, present, &a.decision, passphrase, sender.pid).await {
+                                Ok(()) => answer_line(&broker, a, &label),
+                                Err(why) => SubscriptionLine::Answered {
+                                    prompt_id: a.prompt,
+                                    error: Some(why),
+                                }
+                                .to_line(),
+                            }
                         }
-                        Ok(_) => Response::malformed(None, "an approver connection takes ANSWER and STATUS lines").to_line(),
+                        Ok(Incoming::Presence(p)) => {
+                            if !self.runs_keychain_auth(&sender).await {
+                                break;
+                            }
+                            let what = format!("the presence of {label}");
+                            let result = super::presence::prove_async(&broker, p, sender.pid, what).await;
+                            if result.is_ok() {
+                                present = true;
+                                if attached.is_none() {
+                                    attached = Some(broker.approvals.attach());
+                                }
+                            }
+                            presence_line(&broker, result)
+                        }
+                        Ok(_) => Response::malformed(None, "an approver connection takes ANSWER, PRESENCE and STATUS lines").to_line(),
                         Err(resp) => resp.to_line(),
                     };
                     ok = stream.write_all(&reply).await.is_ok();
                 }
             }
         }
-        broker.approvals.detach(id);
+        if let Some((id, _)) = attached {
+            broker.approvals.detach(id);
+        }
     }
 
     /// Carries out an `ADMIN` request (SPEC §19) when its writer runs keychain-auth itself, on
@@ -684,6 +731,40 @@ fn approver_verdict(
         ));
     }
     Ok(())
+}
+
+/// The next event of an attached approver; never, for one not attached yet (presence first).
+/// `None` when the approver was dropped for falling behind.
+async fn next_event(
+    attached: &mut Option<(u64, super::approval::Events)>,
+) -> Option<ApproverEvent> {
+    match attached {
+        Some((_, events)) => events.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The first line to an approver: `SUBSCRIBED`, and while a vault is served, that presence is
+/// required before it is shown a prompt or may answer one (and whether the vault is locked).
+fn subscribed_line(broker: &Broker) -> Vec<u8> {
+    let mut v = serde_json::json!({"type": "SUBSCRIBED"});
+    if super::presence::required(broker) {
+        v["presence"] = "required".into();
+        v["locked"] = super::presence::locked(broker).into();
+    }
+    let mut line = v.to_string().into_bytes();
+    line.push(b'\n');
+    line
+}
+
+/// The reply to a `PRESENCE` line.
+fn presence_line(broker: &Broker, result: Result<(), String>) -> Vec<u8> {
+    SubscriptionLine::Presence {
+        ok: result.is_ok(),
+        locked: super::presence::locked(broker),
+        error: result.err(),
+    }
+    .to_line()
 }
 
 /// How long one line to an approver may take to write before the approver is dropped.

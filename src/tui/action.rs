@@ -92,6 +92,47 @@ pub enum Action {
     QuitChecked(u64),
     /// A watched file changed on disk.
     FileChanged(WatchedFile),
+    /// The broker serves a vault: this dashboard must prove presence before it is shown prompts
+    /// (and whether the vault is locked).
+    PresenceNeeded {
+        /// The vault is locked (the passphrase unlocks it).
+        locked: bool,
+    },
+    /// A passphrase typed in the dialog was checked.
+    Passphrase(PassOutcome),
+    /// The Secrets view's list: services, targets, attributes.
+    SecretsLoaded(Vec<crate::server::owner_view::OwnerService>),
+    /// A value asked for in the Secrets view: service, target, value.
+    SecretRevealed(String, String, super::state::Secret),
+    /// A connected broker's reply to one of this dashboard's answers: why it decided nothing.
+    Answered {
+        /// The prompt answered.
+        id: String,
+        /// Why not taken (`None`: taken).
+        error: Option<String>,
+    },
+}
+
+/// The result of a passphrase check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PassOutcome {
+    /// Right: what was asked is done (the message says what).
+    Accepted(String),
+    /// Wrong: the dialog stays open and says so (with the attempt count).
+    Wrong(String),
+    /// Failed for another reason (the prompt is gone, the change refused): the dialog closes.
+    Failed(String),
+}
+
+impl PassOutcome {
+    /// The outcome of a check whose error text is `e`: a wrong passphrase, or another failure.
+    pub fn of_error(e: String) -> PassOutcome {
+        if e.starts_with("wrong passphrase") {
+            PassOutcome::Wrong(e)
+        } else {
+            PassOutcome::Failed(e)
+        }
+    }
 }
 
 /// The files the dashboard watches.
@@ -178,6 +219,16 @@ pub enum Command {
     PageDown,
     /// Overlay: one page up.
     PageUp,
+    /// Prove presence (type the vault passphrase): shows prompts here, unlocks a locked vault.
+    Presence,
+    /// An unlock prompt: type the passphrase to unlock the vault for the held request.
+    Unlock,
+    /// Open the Secrets view.
+    Secrets,
+    /// Secrets view: reveal the selected value (after presence).
+    Reveal,
+    /// Secrets view: hide the value shown.
+    Hide,
 }
 
 /// Work the reducer asks the executor to do; results come back as [`Action`]s.
@@ -222,4 +273,20 @@ pub enum Effect {
     Editing(String),
     /// Ring the terminal bell (a new prompt).
     Bell,
+    /// Prove presence with the passphrase typed (unlocks a locked vault).
+    Presence(super::state::Secret),
+    /// List the store's services, targets and attributes (the Secrets view).
+    SecretsList,
+    /// Read one value for the Secrets view: service, target.
+    SecretReveal(String, String),
+    /// Run the widening effect with the passphrase typed (checked by the broker again).
+    Present(Box<Effect>, super::state::Secret),
+}
+
+impl Effect {
+    /// Whether this effect shows secrets (the Secrets view's list or a value): on a vault it
+    /// needs presence, like a change that widens access.
+    pub fn shows_secrets(&self) -> bool {
+        matches!(self, Effect::SecretsList | Effect::SecretReveal(..))
+    }
 }

@@ -3,9 +3,10 @@
 //! (`{"type":"SUBSCRIBE"}`, resubscribed after the broker restarts). Prompts and resolutions
 //! come back to the reducer as [`Action::Approver`]; answers go out through [`Approver::answer`].
 
-use super::action::Action;
+use super::action::{Action, PassOutcome};
 use super::broker::Broker;
-use crate::protocol::AnswerLine;
+use super::state::Secret;
+use crate::protocol::{AnswerLine, Passphrase};
 use crate::server::approval::{Answer, ApproverEvent, Decision, SubscriptionLine};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -21,36 +22,41 @@ pub enum Approver {
     Embedded {
         /// The broker's shared state.
         broker: Arc<crate::server::Broker>,
-        /// This approver's id, for detaching.
-        id: u64,
+        /// This approver's id once attached (while a vault is served: once presence is proven).
+        id: Mutex<Option<u64>>,
+        /// Where its events go.
+        tx: mpsc::Sender<Action>,
     },
     /// Subscribed over the socket: where answers are written (none while disconnected).
     Connected(Arc<Mutex<Option<UnixStream>>>),
 }
 
+/// What an embedded dashboard's process is called in the audit log's vault records.
+fn own_pid() -> i32 {
+    i32::try_from(std::process::id()).unwrap_or(0)
+}
+
 impl Approver {
-    /// Attaches to `broker` and forwards its events to `tx` from a background thread.
-    pub fn start(broker: &Broker, tx: mpsc::Sender<Action>) -> Approver {
+    /// Attaches to `broker` and forwards its events to `tx` from a background thread. While
+    /// the broker serves a vault, the embedded dashboard attaches only once presence is proven
+    /// ([`Approver::prove`]); the reducer is told to ask for it — unless `proven` (the vault was
+    /// just created here, its passphrase typed twice).
+    pub fn start(broker: &Broker, tx: mpsc::Sender<Action>, proven: bool) -> Approver {
         match broker {
             Broker::Embedded { state, .. } => {
-                let (id, mut events) = state.approvals.attach();
-                std::thread::spawn(move || {
-                    while let Some(ev) = events.blocking_recv() {
-                        if tx.send(Action::Approver(ev)).is_err() {
-                            return;
-                        }
-                    }
-                    // Detached on quitting (then nobody reads this), or dropped for falling
-                    // behind the broker's prompts.
-                    let _ = tx.send(Action::Log(
-                        true,
-                        "approver: this dashboard fell too far behind the broker's prompts and no longer receives them; restart it".into(),
-                    ));
-                });
-                Approver::Embedded {
+                let a = Approver::Embedded {
                     broker: state.clone(),
-                    id,
+                    id: Mutex::new(None),
+                    tx: tx.clone(),
+                };
+                if crate::server::presence::required(state) && !proven {
+                    let _ = tx.send(Action::PresenceNeeded {
+                        locked: crate::server::presence::locked(state),
+                    });
+                } else {
+                    a.attach();
                 }
+                a
             }
             Broker::Connected { socket } => {
                 let writer = Arc::new(Mutex::new(None));
@@ -61,23 +67,137 @@ impl Approver {
         }
     }
 
-    /// Sends an answer. Embedded: decided at once (`Err` when the prompt is already gone);
-    /// connected: written to the subscription, whose `ANSWERED` line reports a failure.
-    pub fn answer(&self, id: &str, decision: Decision) -> Result<(), String> {
-        match self {
-            Approver::Embedded { broker, .. } => broker
-                .approvals
-                .answer(
-                    id,
-                    Answer {
-                        decision,
-                        by: BY.into(),
-                    },
-                )
-                .map(|_| ())
-                .map_err(|e| e.to_string()),
-            Approver::Connected(writer) => send(writer, id, decision.to_answer()),
+    /// Embedded: attaches to the prompts (once) and forwards them from a thread.
+    fn attach(&self) {
+        let Approver::Embedded { broker, id, tx } = self else {
+            return;
+        };
+        let mut id = id.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if id.is_some() {
+            return;
         }
+        let (new, mut events) = broker.approvals.attach();
+        *id = Some(new);
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            while let Some(ev) = events.blocking_recv() {
+                if tx.send(Action::Approver(ev)).is_err() {
+                    return;
+                }
+            }
+            // Detached on quitting (then nobody reads this), or dropped for falling
+            // behind the broker's prompts.
+            let _ = tx.send(Action::Log(
+                true,
+                "approver: this dashboard fell too far behind the broker's prompts and no longer receives them; restart it".into(),
+            ));
+        });
+    }
+
+    /// Embedded: whether it is attached (presence proven, or no vault).
+    fn attached(&self) -> bool {
+        match self {
+            Approver::Embedded { id, .. } => id
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .is_some(),
+            Approver::Connected(_) => true,
+        }
+    }
+
+    /// Proves presence with `passphrase` (and unlocks a locked vault with it). Embedded: checked
+    /// here, by the broker's own code, and the result returned; connected: sent as a
+    /// `PRESENCE` line, whose reply comes back on the subscription (`None` here).
+    pub fn prove(&self, passphrase: &Secret) -> Option<Action> {
+        match self {
+            Approver::Embedded { broker, .. } => Some(Action::Passphrase(
+                match crate::server::presence::prove(
+                    broker,
+                    passphrase.expose().as_bytes(),
+                    own_pid(),
+                    "the embedded dashboard's presence",
+                ) {
+                    Ok(()) => {
+                        self.attach();
+                        PassOutcome::Accepted(String::new())
+                    }
+                    Err(e) => PassOutcome::of_error(e),
+                },
+            )),
+            Approver::Connected(writer) => {
+                // Built without an intermediate JSON value, so every copy is wiped.
+                let quoted = zeroize::Zeroizing::new(
+                    serde_json::to_string(passphrase.expose()).unwrap_or_default(),
+                );
+                let mut line = zeroize::Zeroizing::new(Vec::with_capacity(quoted.len() + 40));
+                line.extend_from_slice(br#"{"type":"PRESENCE","passphrase":"#);
+                line.extend_from_slice(quoted.as_bytes());
+                line.extend_from_slice(b"}\n");
+                match write_line(writer, &line) {
+                    Ok(()) => None,
+                    Err(e) => Some(Action::Passphrase(PassOutcome::Failed(e))),
+                }
+            }
+        }
+    }
+
+    /// Sends an answer, with the passphrase when it widens access while a vault is served.
+    /// Embedded: decided at once (`Err` when the prompt is already gone, presence was not
+    /// proven, or the passphrase is wrong or missing); connected: written to the subscription,
+    /// whose `ANSWERED` line reports a failure.
+    pub fn answer(
+        &self,
+        id: &str,
+        decision: Decision,
+        passphrase: Option<&Secret>,
+    ) -> Result<(), String> {
+        match self {
+            Approver::Embedded { broker, .. } => {
+                if crate::server::presence::required(broker) {
+                    if !self.attached() {
+                        return Err(
+                            "this dashboard has not proven presence (P): nothing was decided"
+                                .into(),
+                        );
+                    }
+                    if matches!(decision, Decision::For(_) | Decision::Always(_)) {
+                        let Some(p) = passphrase else {
+                            return Err("an answer that widens access needs the vault passphrase: nothing was decided".into());
+                        };
+                        crate::server::presence::prove(
+                            broker,
+                            p.expose().as_bytes(),
+                            own_pid(),
+                            &format!("the embedded dashboard's \"{}\" answer", decision.as_str()),
+                        )
+                        .map_err(|e| format!("{e}; nothing was decided"))?;
+                    }
+                }
+                broker
+                    .approvals
+                    .answer(
+                        id,
+                        Answer {
+                            decision,
+                            by: BY.into(),
+                        },
+                    )
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
+            Approver::Connected(writer) => send(
+                writer,
+                id,
+                decision.to_answer(),
+                passphrase.map(|p| Passphrase::new(p.expose().to_string())),
+            ),
+        }
+    }
+
+    /// Whether an answer's result comes back later on the subscription (connected) rather
+    /// than from [`Approver::answer`] itself (embedded).
+    pub fn replies_later(&self) -> bool {
+        matches!(self, Approver::Connected(_))
     }
 
     /// Says an answer to prompt `id` is being edited: the broker pauses its countdown (within
@@ -90,15 +210,17 @@ impl Approver {
                 .map(|_| ())
                 .map_err(|e| e.to_string()),
             Approver::Connected(writer) => {
-                send(writer, id, crate::protocol::AnswerDecision::Editing)
+                send(writer, id, crate::protocol::AnswerDecision::Editing, None)
             }
         }
     }
 
     /// Detaches (embedded); a subscription ends with the process.
     pub fn stop(&self) {
-        if let Approver::Embedded { broker, id } = self {
-            broker.approvals.detach(*id);
+        if let Approver::Embedded { broker, id, .. } = self
+            && let Some(id) = *id.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        {
+            broker.approvals.detach(id);
         }
     }
 }
@@ -108,21 +230,30 @@ fn send(
     writer: &Mutex<Option<UnixStream>>,
     id: &str,
     decision: crate::protocol::AnswerDecision,
+    passphrase: Option<Passphrase>,
 ) -> Result<(), String> {
+    let line = zeroize::Zeroizing::new(
+        AnswerLine {
+            prompt: id.to_string(),
+            decision,
+            passphrase,
+        }
+        .to_line(),
+    );
+    write_line(writer, &line)
+}
+
+/// Writes `line` to the subscription (`Err` when it is not open).
+fn write_line(writer: &Mutex<Option<UnixStream>>, line: &[u8]) -> Result<(), String> {
     let mut guard = writer
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let Some(stream) = guard.as_mut() else {
-        return Err("not connected to the broker: the answer was not sent".into());
+        return Err("not connected to the broker: nothing was sent".into());
     };
-    let line = AnswerLine {
-        prompt: id.to_string(),
-        decision,
-    }
-    .to_line();
     stream
-        .write_all(&line)
-        .map_err(|e| format!("cannot send the answer to the broker: {e}"))
+        .write_all(line)
+        .map_err(|e| format!("cannot write to the broker: {e}"))
 }
 
 /// One line from the subscription, as an action (`None`: nothing to tell the reducer).
@@ -144,9 +275,16 @@ pub fn parse_line(line: &str) -> Option<Action> {
                 message,
             }))
         }
-        Ok(SubscriptionLine::Answered { error, .. }) => {
-            error.map(|e| Action::Done(false, format!("the answer was not taken: {e}")))
+        Ok(SubscriptionLine::Answered { prompt_id, error }) => Some(Action::Answered {
+            id: prompt_id,
+            error,
+        }),
+        Ok(SubscriptionLine::Presence { ok: true, .. }) => {
+            Some(Action::Passphrase(PassOutcome::Accepted(String::new())))
         }
+        Ok(SubscriptionLine::Presence { error, .. }) => Some(Action::Passphrase(
+            PassOutcome::of_error(error.unwrap_or_else(|| "presence was not proven".into())),
+        )),
         // An error line (the broker refused something of ours) or a line of a newer broker.
         Err(_) => Some(Action::Log(
             true,
@@ -181,7 +319,18 @@ fn subscribe_loop(
             for line in BufReader::new(reader).lines() {
                 let Ok(line) = line else { break };
                 if !subscribed {
-                    subscribed = line.contains("\"SUBSCRIBED\"");
+                    let hello = serde_json::from_str::<serde_json::Value>(&line).ok();
+                    subscribed = hello.as_ref().is_some_and(|v| v["type"] == "SUBSCRIBED");
+                    // A vault: prompts come once the person proved presence.
+                    if let Some(v) = hello.filter(|v| v["presence"] == "required")
+                        && tx
+                            .send(Action::PresenceNeeded {
+                                locked: v["locked"] != false,
+                            })
+                            .is_err()
+                    {
+                        return;
+                    }
                     if !subscribed {
                         // Said once; asked again now and then (the broker may be replaced).
                         if !refusal_said {
@@ -249,6 +398,7 @@ mod tests {
             let line = AnswerLine {
                 prompt: "p3".into(),
                 decision: d.to_answer(),
+                passphrase: None,
             }
             .to_line();
             let text = std::str::from_utf8(&line).expect("utf-8");
@@ -262,11 +412,54 @@ mod tests {
         }
     }
 
+    /// An answer that widens access carries the passphrase, which the daemon reads back; it
+    /// never shows in `Debug` (nor in anything logged from it).
+    #[test]
+    fn a_passphrase_rides_with_a_widening_answer_and_is_never_shown() {
+        let line = AnswerLine {
+            prompt: "p3".into(),
+            decision: Decision::For(Duration::from_secs(60)).to_answer(),
+            passphrase: Some(Passphrase::new("hunter2 horse".into())),
+        };
+        assert!(!format!("{line:?}").contains("hunter2"));
+        let bytes = line.to_line();
+        let text = std::str::from_utf8(&bytes).expect("utf-8");
+        match crate::protocol::parse_line(text.trim_end().as_bytes()) {
+            Ok(crate::protocol::Incoming::Answer(a)) => {
+                assert_eq!(
+                    a.passphrase.as_ref().map(Passphrase::expose),
+                    Some("hunter2 horse")
+                );
+                assert!(!format!("{a:?}").contains("hunter2"));
+            }
+            other => panic!("{text}: {other:?}"),
+        }
+        // Only a widening answer takes one; a PRESENCE line takes nothing else.
+        for bad in [
+            r#"{"type":"ANSWER","prompt_id":"p","decision":"once","passphrase":"x"}"#,
+            r#"{"type":"ANSWER","prompt_id":"p","decision":"deny","passphrase":"x"}"#,
+            r#"{"type":"PRESENCE"}"#,
+            r#"{"type":"PRESENCE","passphrase":""}"#,
+            r#"{"type":"PRESENCE","passphrase":"x","admin":{}}"#,
+            r#"{"type":"SUBSCRIBE","passphrase":"x"}"#,
+        ] {
+            assert!(
+                crate::protocol::parse_line(bad.as_bytes()).is_err(),
+                "{bad}"
+            );
+        }
+        match crate::protocol::parse_line(br#"{"type":"PRESENCE","passphrase":"pw"}"#) {
+            Ok(crate::protocol::Incoming::Presence(p)) => assert_eq!(p.expose(), "pw"),
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn an_editing_line_round_trips_and_decides_nothing() {
         let line = AnswerLine {
             prompt: "p3".into(),
             decision: crate::protocol::AnswerDecision::Editing,
+            passphrase: None,
         }
         .to_line();
         let text = std::str::from_utf8(&line).expect("utf-8");
@@ -316,10 +509,32 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert_eq!(parse_line(r#"{"type":"ANSWERED","prompt_id":"p2"}"#), None);
-        assert!(matches!(
+        assert_eq!(
+            parse_line(r#"{"type":"ANSWERED","prompt_id":"p2"}"#),
+            Some(Action::Answered {
+                id: "p2".into(),
+                error: None
+            })
+        );
+        assert_eq!(
             parse_line(r#"{"type":"ANSWERED","prompt_id":"p2","error":"gone"}"#),
-            Some(Action::Done(false, _))
-        ));
+            Some(Action::Answered {
+                id: "p2".into(),
+                error: Some("gone".into())
+            })
+        );
+        // Presence: right, or wrong with the attempt count the broker gave.
+        assert_eq!(
+            parse_line(r#"{"type":"PRESENCE","ok":true,"locked":false}"#),
+            Some(Action::Passphrase(PassOutcome::Accepted(String::new())))
+        );
+        assert_eq!(
+            parse_line(
+                r#"{"type":"PRESENCE","ok":false,"locked":true,"error":"wrong passphrase (attempt 2 since the last unlock)"}"#
+            ),
+            Some(Action::Passphrase(PassOutcome::Wrong(
+                "wrong passphrase (attempt 2 since the last unlock)".into()
+            )))
+        );
     }
 }

@@ -46,14 +46,97 @@ pub enum Broker {
 impl Broker {
     /// Carries out an admin change from the dashboard: in the embedded broker's own state, or
     /// sent to the connected broker as an admin request.
-    pub fn carry(&self, paths: &Paths, op: crate::admin::Op) -> Result<crate::admin::Done, String> {
+    ///
+    /// While a vault is served, a change that widens access needs `passphrase` (presence, typed
+    /// for this change): the embedded broker checks it here, a connected one when the admin
+    /// request arrives. Without it, nothing is changed.
+    pub fn carry(
+        &self,
+        paths: &Paths,
+        op: crate::admin::Op,
+        passphrase: Option<&super::state::Secret>,
+    ) -> Result<crate::admin::Done, String> {
         let source = crate::admin::Source::Dashboard;
         match self {
             Broker::Embedded { state, .. } => {
+                if op.widens() && crate::server::presence::required(state) {
+                    let Some(p) = passphrase else {
+                        return Err("this broker serves a vault: a change that widens access needs the vault passphrase; nothing was changed".into());
+                    };
+                    let pid = i32::try_from(std::process::id()).unwrap_or(0);
+                    crate::server::presence::prove(
+                        state,
+                        p.expose().as_bytes(),
+                        pid,
+                        "a change made in the embedded dashboard",
+                    )
+                    .map_err(|e| format!("{e}; nothing was changed"))?;
+                }
                 op.run(&state.world(), source).map_err(|e| e.to_string())
             }
-            Broker::Connected { .. } => {
-                crate::control::carry(paths, source, op, None).map_err(|e| e.to_string())
+            Broker::Connected { .. } => crate::control::carry(
+                paths,
+                source,
+                op,
+                passphrase.map(super::state::Secret::expose),
+            )
+            .map_err(|e| e.to_string()),
+        }
+    }
+
+    /// The Secrets view's list: every service's targets and attributes (never a value). With a
+    /// vault, `passphrase` is needed and checked (by the embedded broker here, or the daemon).
+    pub fn secrets_list(
+        &self,
+        passphrase: Option<&super::state::Secret>,
+    ) -> Result<Vec<crate::server::owner_view::OwnerService>, String> {
+        match self {
+            Broker::Embedded { state, .. } => crate::server::owner_view::list(
+                state,
+                passphrase.map(|p| p.expose().as_bytes()),
+                own_pid(),
+            ),
+            Broker::Connected { socket } => {
+                let mut line = serde_json::json!({"type": "OWNER", "op": "ls"});
+                if let Some(p) = passphrase {
+                    line["passphrase"] = p.expose().into();
+                }
+                let reply = owner_request(socket, &line)?;
+                reply
+                    .services
+                    .clone()
+                    .ok_or_else(|| "the broker sent no list".to_string())
+            }
+        }
+    }
+
+    /// One value for the Secrets view (with a vault, after `passphrase` was checked).
+    pub fn secret_get(
+        &self,
+        service: &str,
+        target: &str,
+        passphrase: Option<&super::state::Secret>,
+    ) -> Result<super::state::Secret, String> {
+        match self {
+            Broker::Embedded { state, .. } => crate::server::owner_view::get(
+                state,
+                service,
+                target,
+                passphrase.map(|p| p.expose().as_bytes()),
+                own_pid(),
+            )
+            .map(|v| super::state::Secret::of(&v)),
+            Broker::Connected { socket } => {
+                let mut line = serde_json::json!({"type": "OWNER", "op": "get", "service": service, "target": target});
+                if let Some(p) = passphrase {
+                    line["passphrase"] = p.expose().into();
+                }
+                let reply = owner_request(socket, &line)?;
+                reply
+                    .value
+                    .as_deref()
+                    .map(super::state::Secret::of)
+                    .ok_or_else(|| "the broker sent no value".to_string())
             }
         }
     }
@@ -211,9 +294,44 @@ pub fn first_screen_text(store_notice: Option<crate::backend::BackendKind>) -> S
             " The keyring does not answer yet: requests that need a secret are refused until it does (keychain-auth doctor explains).",
         ),
         Some(crate::backend::BackendKind::Vault) => text.push_str(
-            " The vault is locked: requests that need a secret are refused until you run keychain-auth unlock.",
+            " The vault is locked: the passphrase you type here unlocks it (or keychain-auth unlock); until then requests that need a secret are refused, or held while this dashboard asks.",
         ),
         None => {}
     }
     text
+}
+
+/// This process's pid, as the audit log's vault and owner records name it.
+fn own_pid() -> i32 {
+    i32::try_from(std::process::id()).unwrap_or(0)
+}
+
+/// Sends one OWNER line to the broker on `socket` and reads its reply (`Err`: why not done).
+fn owner_request(
+    socket: &std::path::Path,
+    line: &serde_json::Value,
+) -> Result<crate::server::owner_view::OwnerReply, String> {
+    let mut client = crate::client::Client::connect(socket, Duration::from_secs(30))
+        .map_err(|e| format!("cannot reach the broker: {e}"))?;
+    let bytes = zeroize::Zeroizing::new(line.to_string());
+    let text = zeroize::Zeroizing::new(
+        client
+            .round_trip(bytes.as_bytes())
+            .map_err(|e| format!("the broker did not answer: {e}"))?,
+    );
+    let reply: crate::server::owner_view::OwnerReply =
+        serde_json::from_str(&text).map_err(|_| {
+            format!(
+                "the broker answered: {}",
+                crate::display::bounded(&text, 200)
+            )
+        })?;
+    if reply.ok {
+        Ok(reply)
+    } else {
+        Err(reply
+            .error
+            .clone()
+            .unwrap_or_else(|| "the broker refused".into()))
+    }
 }

@@ -2,10 +2,11 @@
 //! broker calls, admin actions, answers to prompts — on its own thread, and sends each result
 //! back as an [`Action`].
 
-use super::action::{Action, Effect};
+use super::action::{Action, Effect, PassOutcome};
 use super::approver::Approver;
 use super::broker::Broker;
 use super::data;
+use super::state::Secret;
 use crate::admin::{Done, Grants, Op};
 use crate::identity::HashCache;
 use crate::paths::Paths;
@@ -61,11 +62,6 @@ fn unexpected(d: &Done) -> String {
 }
 
 impl Executor<'_> {
-    /// An admin change, where the dashboard's broker holds its state.
-    fn carry(&self, op: Op) -> Result<Done, String> {
-        self.broker.carry(self.paths, op)
-    }
-
     /// Runs one effect: its result, or `None` when it has none to report now (a search reports
     /// from its own thread).
     fn effect(&mut self, fx: Effect) -> Option<Action> {
@@ -117,75 +113,120 @@ impl Executor<'_> {
                 Err(e) => Action::Done(false, e),
             },
             Effect::Answer(id, decision, label) => {
-                done(self.approver.answer(&id, decision).map(|()| label))
+                done(self.approver.answer(&id, decision, None).map(|()| label))
             }
-            Effect::Approve(h, g) => done(
-                self.carry(Op::Approve {
-                    selector: h.to_string(),
-                    grants: g,
-                })
-                .and_then(|d| match d {
-                    Done::Binary(b) => Ok(format!(
-                        "approved {} ({})",
-                        b.path.display(),
-                        b.hash.short()
-                    )),
-                    other => Err(unexpected(&other)),
-                }),
-            ),
-            Effect::SetGrants(h, g) => done(
-                self.carry(Op::SetGrants {
-                    selector: h.to_string(),
-                    grants: g,
-                })
-                .and_then(|d| match d {
-                    Done::Binary(b) => Ok(format!("saved permissions of {}", b.path.display())),
-                    other => Err(unexpected(&other)),
-                }),
-            ),
-            Effect::Dismiss(h) => done(
-                self.carry(Op::Dismiss {
-                    selector: h.to_string(),
-                })
-                .and_then(|d| match d {
-                    Done::Dismissed(e) => Ok(format!("dismissed {}", e.path.display())),
-                    other => Err(unexpected(&other)),
-                }),
-            ),
-            Effect::Unregister(h) => done(
-                self.carry(Op::Unregister {
-                    selector: h.to_string(),
-                })
-                .and_then(|d| match d {
-                    Done::Binary(b) => Ok(format!("unregistered {}", b.path.display())),
-                    other => Err(unexpected(&other)),
-                }),
-            ),
-            Effect::Register(p) => done(
-                self.carry(Op::Register {
-                    path: p.into(),
-                    grants: Grants::default(),
-                })
-                .and_then(|d| match d {
-                    Done::Binary(b) => Ok(format!(
-                        "registered {} with zero privileges",
-                        b.path.display()
-                    )),
-                    other => Err(unexpected(&other)),
-                }),
-            ),
-            Effect::Upgrade(p) => {
-                done(
-                    self.carry(Op::Upgrade { path: p.into() })
-                        .and_then(|d| match d {
-                            Done::Upgraded(u) => Ok(format!(
-                                "upgraded {} (permissions kept)",
-                                u.entry.path.display()
-                            )),
-                            other => Err(unexpected(&other)),
-                        }),
-                )
+            Effect::Presence(secret) => return self.approver.prove(&secret),
+            Effect::Present(inner, secret) => return self.present(*inner, &secret),
+            Effect::SecretsList => match self.broker.secrets_list(None) {
+                Ok(list) => Action::SecretsLoaded(list),
+                Err(e) => Action::Done(false, e),
+            },
+            Effect::SecretReveal(service, target) => {
+                match self.broker.secret_get(&service, &target, None) {
+                    Ok(v) => Action::SecretRevealed(service, target, v),
+                    Err(e) => Action::Done(false, e),
+                }
             }
+            other => match self.admin(other, None) {
+                Some(r) => done(r),
+                None => return None,
+            },
+        })
+    }
+
+    /// Runs a widening effect with the passphrase typed for it: the check's result goes back to
+    /// the passphrase dialog (a connected broker's reply to an answer comes on the subscription).
+    fn present(&self, fx: Effect, secret: &Secret) -> Option<Action> {
+        let outcome = match fx {
+            Effect::Answer(id, decision, label) => {
+                match self.approver.answer(&id, decision, Some(secret)) {
+                    Ok(()) if self.approver.replies_later() => return None,
+                    Ok(()) => PassOutcome::Accepted(label),
+                    Err(e) => PassOutcome::of_error(e),
+                }
+            }
+            Effect::SecretsList => match self.broker.secrets_list(Some(secret)) {
+                Ok(list) => {
+                    let _ = self.tx.send(Action::SecretsLoaded(list));
+                    PassOutcome::Accepted(String::new())
+                }
+                Err(e) => PassOutcome::of_error(e),
+            },
+            Effect::SecretReveal(service, target) => {
+                match self.broker.secret_get(&service, &target, Some(secret)) {
+                    Ok(v) => {
+                        let _ = self.tx.send(Action::SecretRevealed(service, target, v));
+                        PassOutcome::Accepted(String::new())
+                    }
+                    Err(e) => PassOutcome::of_error(e),
+                }
+            }
+            other => match self.admin(other, Some(secret))? {
+                Ok(m) => PassOutcome::Accepted(m),
+                Err(e) => PassOutcome::of_error(e),
+            },
+        };
+        Some(Action::Passphrase(outcome))
+    }
+
+    /// An admin change from the dashboard, with the passphrase when one was typed for it;
+    /// `None` for an effect that is not one.
+    fn admin(&self, fx: Effect, pass: Option<&Secret>) -> Option<Result<String, String>> {
+        let carry = |op| self.broker.carry(self.paths, op, pass);
+        Some(match fx {
+            Effect::Approve(h, g) => carry(Op::Approve {
+                selector: h.to_string(),
+                grants: g,
+            })
+            .and_then(|d| match d {
+                Done::Binary(b) => Ok(format!(
+                    "approved {} ({})",
+                    b.path.display(),
+                    b.hash.short()
+                )),
+                other => Err(unexpected(&other)),
+            }),
+            Effect::SetGrants(h, g) => carry(Op::SetGrants {
+                selector: h.to_string(),
+                grants: g,
+            })
+            .and_then(|d| match d {
+                Done::Binary(b) => Ok(format!("saved permissions of {}", b.path.display())),
+                other => Err(unexpected(&other)),
+            }),
+            Effect::Dismiss(h) => carry(Op::Dismiss {
+                selector: h.to_string(),
+            })
+            .and_then(|d| match d {
+                Done::Dismissed(e) => Ok(format!("dismissed {}", e.path.display())),
+                other => Err(unexpected(&other)),
+            }),
+            Effect::Unregister(h) => carry(Op::Unregister {
+                selector: h.to_string(),
+            })
+            .and_then(|d| match d {
+                Done::Binary(b) => Ok(format!("unregistered {}", b.path.display())),
+                other => Err(unexpected(&other)),
+            }),
+            Effect::Register(p) => carry(Op::Register {
+                path: p.into(),
+                grants: Grants::default(),
+            })
+            .and_then(|d| match d {
+                Done::Binary(b) => Ok(format!(
+                    "registered {} with zero privileges",
+                    b.path.display()
+                )),
+                other => Err(unexpected(&other)),
+            }),
+            Effect::Upgrade(p) => carry(Op::Upgrade { path: p.into() }).and_then(|d| match d {
+                Done::Upgraded(u) => Ok(format!(
+                    "upgraded {} (permissions kept)",
+                    u.entry.path.display()
+                )),
+                other => Err(unexpected(&other)),
+            }),
+            _ => return None,
         })
     }
 

@@ -23,6 +23,14 @@ pub enum Scope {
     Confirm,
     /// A live prompt from the broker (a caller is waiting).
     Prompt,
+    /// A prompt for a request held while the vault is locked.
+    Unlock,
+    /// The passphrase dialog (presence, unlock, a change that widens access).
+    Passphrase,
+    /// The Secrets view.
+    Secrets,
+    /// The first run's question (a vault, or the plain store).
+    FirstRun,
 }
 
 impl Scope {
@@ -36,6 +44,10 @@ impl Scope {
             Scope::Viewer => "help, record detail, policy edit, binary",
             Scope::Confirm => "confirmation",
             Scope::Prompt => "prompt",
+            Scope::Unlock => "unlock prompt",
+            Scope::Passphrase => "passphrase",
+            Scope::Secrets => "Secrets view",
+            Scope::FirstRun => "first run",
         }
     }
 }
@@ -43,14 +55,27 @@ impl Scope {
 /// The scope keys are looked up in, and hints shown for, in this state: the open modal's, else
 /// the focused pane's. Dispatch and the hint bar both use this, so they cannot disagree.
 pub fn scope(state: &State) -> Scope {
+    if state.passphrase.is_some() {
+        return Scope::Passphrase;
+    }
     if state.prompt_focus() {
         return match &state.prompt_modal {
+            None if state
+                .prompts
+                .first()
+                .is_some_and(|p| p.reason == crate::protocol::Reason::VaultLocked) =>
+            {
+                Scope::Unlock
+            }
             None => Scope::Prompt,
             Some(Modal::Editor(_)) => Scope::Editor,
             // Quitting, asked over the prompt: y / n answer the question, not the prompt.
             Some(Modal::Confirm { .. }) => Scope::Confirm,
             Some(_) => Scope::Input,
         };
+    }
+    if state.secrets.is_some() {
+        return Scope::Secrets;
     }
     match &state.modal {
         None => Scope::Pane(state.pane),
@@ -265,6 +290,22 @@ pub const KEYMAP: &[Binding] = &[
         Global,
         false,
     ),
+    b(
+        &[Char('s')],
+        "s",
+        Command::Secrets,
+        "the Secrets view: services, targets, values after presence",
+        Global,
+        false,
+    ),
+    b(
+        &[Char('P')],
+        "P",
+        Command::Presence,
+        "prove presence with the vault passphrase",
+        Global,
+        false,
+    ),
     b(&[Char('?')], "?", Command::Help, "help", Global, true),
     b(&[Char('q')], "q", Command::Quit, "quit", Global, true),
     b(
@@ -400,6 +441,94 @@ pub const KEYMAP: &[Binding] = &[
         "upgrade a changed program",
         Scope::Prompt,
         false,
+    ),
+    b(
+        &[Enter],
+        "enter",
+        Command::Unlock,
+        "unlock the vault (passphrase)",
+        Scope::Unlock,
+        true,
+    ),
+    b(
+        &[Char('n')],
+        "n",
+        Command::Deny,
+        "refuse the request",
+        Scope::Unlock,
+        true,
+    ),
+    b(
+        &[Enter],
+        "enter",
+        Command::Enter,
+        "check the passphrase",
+        Scope::Passphrase,
+        true,
+    ),
+    b(
+        &[Esc],
+        "esc",
+        Command::Escape,
+        "cancel",
+        Scope::Passphrase,
+        true,
+    ),
+    b(
+        &[Char('j'), Down],
+        "j/↓",
+        Command::Down,
+        "next secret",
+        Scope::Secrets,
+        true,
+    ),
+    b(
+        &[Char('k'), Up],
+        "k/↑",
+        Command::Up,
+        "previous secret",
+        Scope::Secrets,
+        false,
+    ),
+    b(
+        &[Enter, Char('v')],
+        "enter/v",
+        Command::Reveal,
+        "reveal the value (passphrase)",
+        Scope::Secrets,
+        true,
+    ),
+    b(
+        &[Char('h')],
+        "h",
+        Command::Hide,
+        "hide the value",
+        Scope::Secrets,
+        true,
+    ),
+    b(
+        &[Esc, Char('q')],
+        "esc/q",
+        Command::Escape,
+        "close",
+        Scope::Secrets,
+        true,
+    ),
+    b(
+        &[Char('y')],
+        "y",
+        Command::Yes,
+        "create a vault (passphrase twice)",
+        Scope::FirstRun,
+        true,
+    ),
+    b(
+        &[Char('n'), Esc],
+        "n/esc",
+        Command::No,
+        "keep the plain store",
+        Scope::FirstRun,
+        true,
     ),
     b(&[Char('y')], "y", Command::Yes, "yes", Confirm, true),
     b(&[Char('n'), Esc], "n/esc", Command::No, "no", Confirm, true),

@@ -11,6 +11,7 @@ pub mod approver;
 pub mod broker;
 pub mod data;
 mod executor;
+pub mod first_run;
 pub mod keymap;
 pub mod log;
 #[cfg(all(test, feature = "screenshots"))]
@@ -41,8 +42,34 @@ pub fn run(paths: Paths, choice: ModeChoice) -> Result<(), String> {
     // Before the broker starts: whatever it logs goes to the message line, never over the
     // screen.
     log::install(tx.clone());
+    // A fresh home: a vault, or clearly the plain store, before the broker starts on either.
+    let mut first = None;
+    if choice != ModeChoice::Connect
+        && first_run::fresh(&paths)
+        && crate::client::status(&paths.socket, std::time::Duration::from_secs(1)).is_err()
+    {
+        match first_run::run(&paths)? {
+            first_run::Choice::Quit => return Ok(()),
+            c => first = Some(c),
+        }
+    }
+    let created = first == Some(first_run::Choice::Created);
     let broker = Broker::open(&paths, choice)?;
     let mut state = initial_state(&paths, &broker);
+    if created {
+        // The passphrase was just typed twice: presence is proven.
+        state.vault = Some(state::VaultInfo {
+            present: true,
+            locked: false,
+        });
+        state.message = Some((
+            true,
+            "vault created: secrets added from now on are encrypted under your passphrase (keychain-auth secret put, or programs you approve)".into(),
+        ));
+    } else if first == Some(first_run::Choice::Declined) {
+        let kept = " You kept the plain store: no passphrase, and your other programs can read what it holds; keychain-auth init makes a vault later.";
+        state.notice = Some(format!("{}{kept}", state.notice.take().unwrap_or_default()));
+    }
     let (fx_tx, fx_rx) = mpsc::channel::<Effect>();
 
     // File watcher: any change in the config or data directory reloads what changed.
@@ -55,7 +82,7 @@ pub fn run(paths: Paths, choice: ModeChoice) -> Result<(), String> {
     // The title follows the embedded vault's lock at once (a connected one: each STATUS).
     broker.watch_vault(tx.clone());
     // The approver: prompts from the broker come in as actions from here on.
-    let approver = approver::Approver::start(&broker, tx.clone());
+    let approver = approver::Approver::start(&broker, tx.clone(), created);
 
     let mut terminal = ratatui::try_init().map_err(|e| format!("cannot open the terminal: {e}"))?;
     let _ = execute!(std::io::stdout(), EnableMouseCapture);

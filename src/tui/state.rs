@@ -245,6 +245,160 @@ pub enum Modal {
     PromptFor(String, String),
 }
 
+/// A passphrase being typed in the dashboard: never drawn, never shown by `Debug`, wiped from
+/// memory when dropped.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(zeroize::Zeroizing<String>);
+
+impl Default for Secret {
+    fn default() -> Secret {
+        Secret::new()
+    }
+}
+
+/// Longest passphrase the dialog takes, in characters (its buffer is reserved once, so typing
+/// never leaves copies behind in freed memory).
+pub const MAX_PASSPHRASE: usize = 1024;
+
+impl Secret {
+    /// An empty passphrase with its whole buffer reserved.
+    pub fn new() -> Secret {
+        Secret(zeroize::Zeroizing::new(String::with_capacity(
+            MAX_PASSPHRASE * 4,
+        )))
+    }
+
+    /// Appends a typed character (beyond [`MAX_PASSPHRASE`], nothing).
+    pub fn push(&mut self, c: char) {
+        if self.0.chars().count() < MAX_PASSPHRASE {
+            self.0.push(c);
+        }
+    }
+
+    /// Deletes the last character.
+    pub fn pop(&mut self) {
+        self.0.pop();
+    }
+
+    /// How many characters were typed (the dialog shows one mark each).
+    pub fn chars(&self) -> usize {
+        self.0.chars().count()
+    }
+
+    /// Nothing typed.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The passphrase, for the check (the daemon's, or the embedded broker's).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<not shown>)")
+    }
+}
+
+/// The vault behind the broker, as far as the dashboard knows (`None` in [`State::vault`]: a
+/// plain store, nothing asks for a passphrase).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VaultInfo {
+    /// This dashboard proved presence (its approver is attached to the prompts).
+    pub present: bool,
+    /// The vault is locked (as last heard).
+    pub locked: bool,
+}
+
+/// What the passphrase dialog is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PassPurpose {
+    /// Presence for this dashboard: its prompts are shown and answered only after it (a locked
+    /// vault is unlocked by it too).
+    Attach,
+    /// Unlocking the vault for the request held by this prompt (its id).
+    Unlock(String),
+    /// A change that widens access, run with the passphrase once it is typed: the effect, and
+    /// what it does in words.
+    Widen(Box<super::action::Effect>, String),
+}
+
+/// The passphrase dialog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PassDialog {
+    /// What it is for.
+    pub purpose: PassPurpose,
+    /// What is typed (never drawn: one mark per character).
+    pub input: Secret,
+    /// The last check's refusal (`wrong passphrase (attempt N …)`).
+    pub error: Option<String>,
+    /// Sent for checking; the answer has not come back yet.
+    pub checking: bool,
+}
+
+impl PassDialog {
+    /// A fresh dialog for `purpose`.
+    pub fn new(purpose: PassPurpose) -> PassDialog {
+        PassDialog {
+            purpose,
+            input: Secret::new(),
+            error: None,
+            checking: false,
+        }
+    }
+}
+
+/// A value revealed in the Secrets view, hidden again at `until_ms`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revealed {
+    /// Its service.
+    pub service: String,
+    /// Its target.
+    pub target: String,
+    /// The value (never shown by `Debug`, wiped when hidden).
+    pub value: Secret,
+    /// When it is hidden again (Unix milliseconds).
+    pub until_ms: i64,
+}
+
+/// How long a revealed value stays on screen.
+pub const REVEAL_MS: i64 = 30_000;
+
+/// The Secrets view: the store's services, their targets and attributes; values only on
+/// request, after presence.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SecretsView {
+    /// The services listed (none until loaded).
+    pub services: Vec<crate::server::owner_view::OwnerService>,
+    /// Loaded at least once.
+    pub loaded: bool,
+    /// The selected item, counted over every service's items in order.
+    pub sel: usize,
+    /// The value shown, if any.
+    pub revealed: Option<Revealed>,
+}
+
+impl SecretsView {
+    /// Every item as (service, item), in the order shown.
+    pub fn items(&self) -> Vec<(&str, &crate::server::owner_view::OwnerItem)> {
+        self.services
+            .iter()
+            .flat_map(|s| s.items.iter().map(move |i| (s.service.as_str(), i)))
+            .collect()
+    }
+}
+
+impl Secret {
+    /// A secret holding `value` (a revealed value).
+    pub fn of(value: &str) -> Secret {
+        let mut s = Secret(zeroize::Zeroizing::new(String::with_capacity(value.len())));
+        s.0.push_str(value);
+        s
+    }
+}
+
 /// The whole dashboard state.
 #[derive(Debug, Clone, PartialEq)]
 pub struct State {
@@ -312,6 +466,12 @@ pub struct State {
     pub answered: Vec<String>,
     /// The wall clock at the last tick (Unix milliseconds): prompts count down by it.
     pub now_ms: i64,
+    /// The vault behind the broker (`None`: a plain store).
+    pub vault: Option<VaultInfo>,
+    /// The passphrase dialog, over everything else while open.
+    pub passphrase: Option<PassDialog>,
+    /// The Secrets view, while open.
+    pub secrets: Option<SecretsView>,
 }
 
 /// A search of the whole audit log for the filter text.
@@ -358,12 +518,20 @@ impl State {
             prompt_modal: None,
             answered: Vec::new(),
             now_ms: 0,
+            vault: None,
+            passphrase: None,
+            secrets: None,
         }
     }
 
     /// True when the shown prompt has the keyboard (its own keys, not a dialog of it).
     pub fn prompt_focus(&self) -> bool {
         !self.prompts.is_empty()
+    }
+
+    /// Whether a change that widens access needs the passphrase typed again (a vault is served).
+    pub fn needs_presence(&self) -> bool {
+        self.vault.is_some()
     }
 
     /// Indices into `audit` of the records the filter keeps.

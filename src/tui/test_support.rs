@@ -196,3 +196,28 @@ pub fn prompt(id: &str) -> crate::server::approval::Prompt {
 pub fn now_ms() -> i64 {
     now().timestamp_millis()
 }
+
+/// Two services for the Secrets view: aws (two keys with an attribute), git (one credential).
+pub fn sample_secrets() -> Vec<crate::server::owner_view::OwnerService> {
+    use crate::server::owner_view::{OwnerItem, OwnerService};
+    let item = |t: &str, attrs: &[(&str, &str)]| OwnerItem {
+        target: t.into(),
+        attributes: attrs
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+            .collect(),
+    };
+    vec![
+        OwnerService {
+            service: "aws".into(),
+            items: vec![
+                item("prod/access_key_id", &[("environment", "production")]),
+                item("prod/secret_access_key", &[("environment", "production")]),
+            ],
+        },
+        OwnerService {
+            service: "git".into(),
+            items: vec![item("https://github.com", &[("username", "me")])],
+        },
+    ]
+}

@@ -114,15 +114,242 @@ pub fn draw(frame: &mut Frame<'_>, state: &State) {
     if let Some(m) = &state.modal {
         modal(frame, state, m);
     }
+    if let Some(v) = &state.secrets {
+        secrets_view(frame, state, v);
+    }
     if let Some(p) = state.prompts.first() {
         prompt(frame, state, p);
         if let Some(m) = &state.prompt_modal {
             modal(frame, state, m);
         }
     }
+    if let Some(d) = &state.passphrase {
+        passphrase_dialog(frame, state, d);
+    }
     if state.mono {
         monochrome(frame.buffer_mut());
     }
+}
+
+/// The passphrase dialog: what it is for, one mark per character typed (never the text), the
+/// last refusal (a wrong passphrase, with the attempt count), and its keys.
+fn passphrase_dialog(frame: &mut Frame<'_>, s: &State, d: &super::state::PassDialog) {
+    use super::state::PassPurpose;
+    let area = frame.area();
+    let w = 72.min(area.width);
+    let room = usize::from(w.saturating_sub(4));
+    let wrap = |t: &str| -> Vec<Line<'static>> {
+        wrap_words(t, room).into_iter().map(Line::raw).collect()
+    };
+    let (title, mut lines) = match &d.purpose {
+        PassPurpose::Attach => {
+            let mut l = wrap(
+                "This broker keeps secrets in a vault. Type the vault passphrase to be shown prompts here and to answer them: until then this dashboard answers nothing.",
+            );
+            if s.vault.is_some_and(|v| v.locked) {
+                l.extend(wrap("The vault is locked: the passphrase unlocks it too."));
+            }
+            ("Prove presence: the vault passphrase", l)
+        }
+        PassPurpose::Unlock(id) => {
+            let mut l = wrap("The vault is locked. A caller is waiting for a secret:");
+            if let Some(p) = s.prompts.iter().find(|p| p.id == *id) {
+                l.push(Line::from(vec![
+                    Span::styled(
+                        format!(
+                            " {} ",
+                            shorten_middle(&clean(super::state::who(p)), room.saturating_sub(24))
+                        ),
+                        Style::new().bold(),
+                    ),
+                    Span::raw("wants to "),
+                    Span::styled(
+                        format!("{} {}", clean(&p.action), clean(&p.service)),
+                        Style::new().yellow().bold(),
+                    ),
+                ]));
+            }
+            l.extend(wrap(
+                "The passphrase unlocks the vault and the request is served; esc refuses it.",
+            ));
+            ("Unlock the vault", l)
+        }
+        PassPurpose::Widen(fx, what) if fx.shows_secrets() => {
+            let mut l = wrap("The Secrets view asks for the vault passphrase to:");
+            l.push(Line::styled(
+                format!(" {}", display::bounded(what, room.saturating_sub(1))),
+                Style::new().yellow().bold(),
+            ));
+            ("Passphrase to see your secrets", l)
+        }
+        PassPurpose::Widen(_, what) => {
+            let mut l = wrap("This widens what a program may do:");
+            l.push(Line::styled(
+                format!(" {}", display::bounded(what, room.saturating_sub(1))),
+                Style::new().yellow().bold(),
+            ));
+            l.extend(wrap(
+                "Type the vault passphrase again: every change that widens access asks for it.",
+            ));
+            ("Passphrase for this change", l)
+        }
+    };
+    lines.push(Line::raw(""));
+    let marks = "•".repeat(d.input.chars().min(room.saturating_sub(14)));
+    lines.push(Line::from(vec![
+        Span::raw(" passphrase  "),
+        Span::styled(format!("{marks}▏"), Style::new().cyan()),
+    ]));
+    if d.checking {
+        lines.push(Line::styled(
+            " checking… (a wrong passphrase takes longer each time)",
+            Style::new().yellow(),
+        ));
+    } else if let Some(e) = &d.error {
+        for l in wrap_words(&clean(e), room) {
+            lines.push(Line::styled(l, Style::new().red().bold()));
+        }
+    }
+    lines.push(Line::raw(""));
+    lines.push(Line::raw("enter: check · esc: cancel · never shown, never logged").dark_gray());
+    let h = (lines.len() as u16).saturating_add(2);
+    let rect = centered(area, w, h);
+    frame.render_widget(Clear, rect);
+    frame.render_widget(
+        Paragraph::new(lines).block(
+            Block::bordered()
+                .border_type(BorderType::Thick)
+                .border_style(Style::new().magenta().bold())
+                .title(format!(" {title} ")),
+        ),
+        rect,
+    );
+}
+
+/// The Secrets view: services, their targets and attributes, the selected row marked, and the
+/// one value revealed (beside its row, with the seconds until it hides). Values and names are
+/// the store's text: escaped like any caller text.
+fn secrets_view(frame: &mut Frame<'_>, s: &State, v: &super::state::SecretsView) {
+    let area = frame.area();
+    let w = area.width.saturating_sub(4).min(110);
+    let h = area.height.saturating_sub(4);
+    let rect = centered(area, w, h);
+    let room = usize::from(w.saturating_sub(4));
+    let items = v.items();
+    let mut lines: Vec<Line<'static>> = vec![];
+    let mut selected_line = 0usize;
+    if !v.loaded {
+        lines.push(Line::raw("loading…").dark_gray());
+    } else if items.is_empty() {
+        lines.push(Line::raw(
+            "No secrets in the store yet (keychain-auth secret put SERVICE TARGET adds one).",
+        ));
+    }
+    let target_w = items
+        .iter()
+        .map(|(_, i)| i.target.chars().count())
+        .max()
+        .unwrap_or(0)
+        .clamp(8, room / 2);
+    let mut n = 0usize;
+    for service in &v.services {
+        lines.push(Line::styled(
+            format!(
+                "{}  ({} item(s))",
+                shorten_middle(&clean(&service.service), room.saturating_sub(14)),
+                service.items.len()
+            ),
+            Style::new().cyan().bold(),
+        ));
+        for item in &service.items {
+            let sel = n == v.sel;
+            if sel {
+                selected_line = lines.len();
+            }
+            let attrs: Vec<String> = item
+                .attributes
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            let target = shorten_middle(&clean(&item.target), target_w);
+            let rest = display::bounded(&attrs.join(" "), room.saturating_sub(target_w + 6));
+            let style = if sel {
+                Style::new().black().on_cyan()
+            } else {
+                Style::new()
+            };
+            lines.push(Line::styled(
+                format!(
+                    "  {} {target:<target_w$}  {rest}",
+                    if sel { "▶" } else { " " }
+                ),
+                style,
+            ));
+            if let Some(r) = &v.revealed
+                && r.service == service.service
+                && r.target == item.target
+            {
+                let left = ((r.until_ms - s.now_ms).max(0) + 999) / 1000;
+                lines.push(Line::from(vec![
+                    Span::raw("      value  "),
+                    Span::styled(
+                        display::bounded(r.value.expose(), room.saturating_sub(40)),
+                        Style::new().yellow().bold(),
+                    ),
+                    Span::raw(format!("   (hidden in {left} s · h hides)")).dark_gray(),
+                ]));
+            }
+            n += 1;
+        }
+    }
+    let page = usize::from(rect.height.saturating_sub(2));
+    let first = selected_line.saturating_sub(page.saturating_sub(2));
+    let store = match s.vault {
+        Some(_) => "vault: each value after the passphrase".to_string(),
+        None => "plain store: readable by your other programs".to_string(),
+    };
+    frame.render_widget(Clear, rect);
+    frame.render_widget(
+        Paragraph::new(lines.into_iter().skip(first).take(page).collect::<Vec<_>>()).block(
+            Block::bordered()
+                .border_type(BorderType::Rounded)
+                .border_style(Style::new().cyan())
+                .title(format!(
+                    " Secrets · {} in {} service(s) ",
+                    items.len(),
+                    v.services.len()
+                ))
+                .title(Line::raw(format!(" {store} ")).right_aligned()),
+        ),
+        rect,
+    );
+}
+
+/// `text` cut into lines of at most `width` columns at spaces (a longer word is cut).
+fn wrap_words(text: &str, width: usize) -> Vec<String> {
+    let width = width.max(8);
+    let mut out = vec![];
+    let mut line = String::new();
+    for word in text.split(' ') {
+        let need = line.chars().count() + usize::from(!line.is_empty()) + word.chars().count();
+        if !line.is_empty() && need > width {
+            out.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+        while line.chars().count() > width {
+            let head: String = line.chars().take(width).collect();
+            let tail: String = line.chars().skip(width).collect();
+            out.push(head);
+            line = tail;
+        }
+    }
+    if !line.is_empty() {
+        out.push(line);
+    }
+    out
 }
 
 /// Drops every colour; whatever had a background colour (the selected row, badges, key caps)
@@ -323,8 +550,13 @@ fn status_bar(frame: &mut Frame<'_>, area: Rect, s: &State) {
         text.push_str(t);
         text.push_str(" ·");
     }
-    text.push(' ');
-    text.push_str(&shorten_middle(socket, room));
+    // A socket path cut to a few characters says nothing: then it is left out.
+    if room >= 8.min(socket.chars().count()) {
+        text.push(' ');
+        text.push_str(&shorten_middle(socket, room));
+    } else if let Some(t) = text.strip_suffix(" ·") {
+        text = t.to_string();
+    }
     let mut spans = vec![
         Span::styled(name, Style::new().bold().reversed()),
         Span::styled(mode, mode_style),
@@ -360,6 +592,21 @@ fn status_segments(s: &State) -> Vec<(u8, String)> {
         segments.push((2, format!("backend {}", s.broker.backend)));
         segments.push((3, format!("{} conn", s.broker.connections)));
         segments.push((4, format!("{} req", s.broker.requests)));
+    }
+    if let Some(v) = s.vault {
+        // The store's badge already says locked or unlocked: then only presence is added.
+        let badge = s.broker.reachable && s.broker.store.is_some();
+        let text = match (v.locked, v.present, badge) {
+            (true, _, true) => None,
+            (true, _, false) => Some("vault LOCKED"),
+            (false, false, true) => Some("no presence"),
+            (false, true, true) => Some("present"),
+            (false, false, false) => Some("vault · no presence"),
+            (false, true, false) => Some("vault · present"),
+        };
+        if let Some(t) = text {
+            segments.push((0, t.to_string()));
+        }
     }
     if !s.prompts.is_empty() {
         segments.push((0, format!("{} prompt(s)", s.prompts.len())));
@@ -1590,7 +1837,11 @@ fn prompt(frame: &mut Frame<'_>, s: &State, p: &crate::server::approval::Prompt)
             Block::bordered()
                 .border_type(BorderType::Thick)
                 .border_style(Style::new().yellow().bold())
-                .title(" A caller is waiting for your answer ")
+                .title(if p.reason == crate::protocol::Reason::VaultLocked {
+                    " The vault is locked: a caller is waiting "
+                } else {
+                    " A caller is waiting for your answer "
+                })
                 .title(Line::raw(format!(" prompt 1 of {} ", s.prompts.len())).right_aligned()),
         ),
         rect,
@@ -1704,6 +1955,9 @@ fn help_lines() -> Vec<Line<'static>> {
         Scope::Viewer,
         Scope::Confirm,
         Scope::Prompt,
+        Scope::Unlock,
+        Scope::Passphrase,
+        Scope::Secrets,
     ];
     let mut lines = vec![];
     for scope in groups {
@@ -2062,6 +2316,98 @@ mod tests {
             update(&mut s, Action::Char(c));
         }
         snap("register", &s);
+    }
+
+    /// The passphrase dialog for each of its purposes, and the unlock prompt (fixed clock).
+    #[test]
+    fn presence_dialogs() {
+        use crate::server::approval::ApproverEvent;
+        use crate::tui::action::PassOutcome;
+        let typed = |s: &mut State, t: &str| {
+            for c in t.chars() {
+                update(s, Action::Char(c));
+            }
+        };
+        // Attaching to a locked vault: presence (and unlock).
+        let mut s = sample_state();
+        s.now_ms = now_ms();
+        update(&mut s, Action::PresenceNeeded { locked: true });
+        typed(&mut s, "correct horse");
+        snap("presence_attach", &s);
+        // A wrong one: said, with the attempt count.
+        update(&mut s, Action::Command(Command::Enter));
+        snap("presence_checking", &s);
+        update(
+            &mut s,
+            Action::Passphrase(PassOutcome::of_error(
+                "wrong passphrase (attempt 3 since the last unlock)".into(),
+            )),
+        );
+        snap("presence_wrong", &s);
+        // A request held while the vault is locked, then its unlock dialog.
+        let mut s = sample_state();
+        s.now_ms = now_ms();
+        s.vault = Some(crate::tui::state::VaultInfo {
+            present: true,
+            locked: true,
+        });
+        let mut p = super::super::test_support::prompt("p7");
+        p.reason = crate::protocol::Reason::VaultLocked;
+        p.message = crate::backend::vault::LOCKED_FIX.into();
+        update(&mut s, Action::Approver(ApproverEvent::Prompt(Box::new(p))));
+        snap("unlock_prompt", &s);
+        update(&mut s, Action::Command(Command::Unlock));
+        typed(&mut s, "pw");
+        snap("unlock_dialog", &s);
+        // "Always" asks again.
+        let mut s = sample_state();
+        s.now_ms = now_ms();
+        s.vault = Some(crate::tui::state::VaultInfo {
+            present: true,
+            locked: false,
+        });
+        update(
+            &mut s,
+            Action::Approver(ApproverEvent::Prompt(Box::new(
+                super::super::test_support::prompt("p8"),
+            ))),
+        );
+        update(&mut s, Action::Command(Command::AllowAlways));
+        update(&mut s, Action::Command(Command::Enter));
+        snap("presence_always", &s);
+    }
+
+    /// The Secrets view: the list, then one value revealed (fixed clock: 23 s left).
+    #[test]
+    fn secrets_view() {
+        let mut s = sample_state();
+        s.now_ms = now_ms();
+        s.vault = Some(crate::tui::state::VaultInfo {
+            present: true,
+            locked: false,
+        });
+        s.secrets = Some(crate::tui::state::SecretsView::default());
+        update(&mut s, Action::SecretsLoaded(sample_secrets()));
+        update(&mut s, Action::Command(Command::Down));
+        snap("secrets", &s);
+        update(
+            &mut s,
+            Action::SecretRevealed(
+                "aws".into(),
+                "prod/secret_access_key".into(),
+                crate::tui::state::Secret::of("wJalrXUtnFEMI/K7MDENG"),
+            ),
+        );
+        update(&mut s, Action::Clock(now_ms() + 7_000));
+        snap("secrets_revealed", &s);
+        // The list waits for the passphrase on a vault.
+        let mut s = sample_state();
+        s.vault = Some(crate::tui::state::VaultInfo {
+            present: true,
+            locked: false,
+        });
+        update(&mut s, Action::Command(Command::Secrets));
+        snap("secrets_passphrase", &s);
     }
 
     #[test]

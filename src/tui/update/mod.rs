@@ -10,8 +10,10 @@ mod confirm;
 mod editor;
 mod input;
 mod panes;
+mod passphrase;
 mod prompt;
 mod results;
+mod secrets;
 mod viewer;
 
 use super::action::{Action, Command, Effect};
@@ -19,10 +21,18 @@ use super::state::{Modal, Pane, State};
 use ratatui::crossterm::event::{self, KeyCode};
 
 pub use confirm::human_size;
+use passphrase::gate;
+pub use passphrase::widens;
 pub use prompt::{asked, asked_grants, pending_about};
 
-/// Applies `action` to `state` and returns the effects to run.
+/// Applies `action` to `state` and returns the effects to run. While a vault is served, an
+/// effect that widens access waits behind the passphrase dialog (`passphrase`).
 pub fn update(state: &mut State, action: Action) -> Vec<Effect> {
+    let fx = apply(state, action);
+    gate(state, fx)
+}
+
+fn apply(state: &mut State, action: Action) -> Vec<Effect> {
     if matches!(action, Action::Key(_) | Action::Click(..)) {
         // The person has read the first screen.
         state.notice = None;
@@ -32,8 +42,18 @@ pub fn update(state: &mut State, action: Action) -> Vec<Effect> {
             Some(a) => update(state, a),
             None => vec![],
         },
+        Action::Command(c) if state.passphrase.is_some() => passphrase::command(state, c),
         Action::Command(c) if state.prompt_focus() => prompt::command(state, c),
+        Action::Command(c) if state.secrets.is_some() => secrets::command(state, c),
         Action::Command(c) => command(state, c),
+        Action::Char(c) if state.passphrase.is_some() => {
+            passphrase::type_char(state, c);
+            vec![]
+        }
+        Action::Backspace if state.passphrase.is_some() => {
+            passphrase::backspace(state);
+            vec![]
+        }
         Action::Char(c) => {
             prompt::in_prompt_modal(state, |s| input::type_char(s, c));
             vec![]
@@ -42,6 +62,9 @@ pub fn update(state: &mut State, action: Action) -> Vec<Effect> {
             prompt::in_prompt_modal(state, input::backspace);
             vec![]
         }
+        Action::PresenceNeeded { locked } => passphrase::needed(state, locked),
+        Action::Passphrase(o) => passphrase::outcome(state, o),
+        Action::Answered { id, error } => passphrase::answered(state, id, error),
         Action::Click(x, y) => panes::click(state, x, y),
         Action::Scroll(d) => panes::scroll(state, d),
         Action::Resize(w, h) => {
@@ -50,6 +73,12 @@ pub fn update(state: &mut State, action: Action) -> Vec<Effect> {
         }
         Action::Clock(ms) => {
             state.now_ms = ms;
+            secrets::tick(state, ms);
+            vec![]
+        }
+        Action::SecretsLoaded(list) => secrets::loaded(state, list),
+        Action::SecretRevealed(service, target, value) => {
+            secrets::revealed(state, service, target, value);
             vec![]
         }
         Action::Approver(ev) => prompt::approver_event(state, ev),
@@ -74,6 +103,9 @@ pub fn update(state: &mut State, action: Action) -> Vec<Effect> {
         } => results::status(state, backend, connections, requests, pid, locked),
         Action::VaultLocked(locked) => {
             state.broker.store = Some(super::state::StoreGuard::vault(locked));
+            if let Some(v) = &mut state.vault {
+                v.locked = locked;
+            }
             vec![]
         }
         Action::StatusFailed(why) => results::status_failed(state, why),
@@ -117,7 +149,7 @@ pub fn key_action(state: &State, key: event::KeyEvent) -> Option<Action> {
     use super::keymap::{self, Scope};
     let scope = keymap::scope(state);
     // Text scopes have only their own bindings: every other key is text.
-    let text_modal = matches!(scope, Scope::Editor | Scope::Input);
+    let text_modal = matches!(scope, Scope::Editor | Scope::Input | Scope::Passphrase);
     if let Some(c) = keymap::lookup(scope, key) {
         return Some(Action::Command(c));
     }
@@ -170,7 +202,12 @@ fn command(state: &mut State, c: Command) -> Vec<Effect> {
         Command::Upgrade => confirm::upgrade(state),
         Command::ShowEdit => viewer::open_policy_edit(state),
         Command::ShowBinary => viewer::open_binary(state),
-        Command::NextField
+        Command::Presence => passphrase::open_presence(state),
+        Command::Secrets => secrets::open(state),
+        Command::Unlock
+        | Command::Reveal
+        | Command::Hide
+        | Command::NextField
         | Command::PrevField
         | Command::PageDown
         | Command::PageUp

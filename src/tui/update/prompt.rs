@@ -49,6 +49,12 @@ fn opened(state: &mut State, p: Prompt) -> Vec<Effect> {
         *old = p;
         return vec![];
     }
+    if p.reason == crate::protocol::Reason::VaultLocked
+        && let Some(v) = &mut state.vault
+    {
+        // A request held for unlock: the vault is locked now, whoever locked it.
+        v.locked = true;
+    }
     state.prompts.push(p);
     // The prompt's keys show in the hint bar, not an old message.
     state.message = None;
@@ -160,12 +166,30 @@ pub(super) fn answer(state: &mut State, id: &str, decision: Decision) -> Vec<Eff
     let Some(i) = state.prompts.iter().position(|p| p.id == id) else {
         return vec![];
     };
+    if state.needs_presence() && matches!(decision, Decision::For(_) | Decision::Always(_)) {
+        // The prompt stays (its countdown paused) until the broker took the passphrase.
+        let label = answer_label(&state.prompts[i], &decision);
+        let fx = Effect::Answer(id.to_string(), decision, label);
+        state.prompt_modal = None;
+        return super::gate(state, vec![fx, Effect::Editing(id.to_string())]);
+    }
     let p = state.prompts.remove(i);
+    note_answered(state, p.id.clone());
+    let label = answer_label(&p, &decision);
+    vec![Effect::Answer(p.id, decision, label)]
+}
+
+/// Remembers that this dashboard answered prompt `id` (its resolution is then not said again).
+pub(super) fn note_answered(state: &mut State, id: String) {
     // Bounded: an answer the broker refused never comes back resolved.
     if state.answered.len() >= 64 {
         state.answered.remove(0);
     }
-    state.answered.push(p.id.clone());
+    state.answered.push(id);
+}
+
+/// What the message line says once an answer is sent: `allowed once: /usr/bin/x (read aws)`.
+fn answer_label(p: &Prompt, decision: &Decision) -> String {
     let verb = match &decision {
         Decision::Once => "allowed once".to_string(),
         Decision::For(d) => format!("allowed for {}", crate::policy::human_duration(d.as_secs())),
@@ -174,8 +198,7 @@ pub(super) fn answer(state: &mut State, id: &str, decision: Decision) -> Vec<Eff
         Decision::Deny => "denied".to_string(),
         Decision::Forget => "denied and dismissed".to_string(),
     };
-    let label = format!("{verb}: {} ({})", who(&p), asked(&p));
-    vec![Effect::Answer(p.id, decision, label)]
+    format!("{verb}: {} ({})", who(p), asked(p))
 }
 
 /// Keys while a prompt is shown: its answers, or its dialog's keys.
@@ -187,6 +210,15 @@ pub(super) fn command(state: &mut State, c: Command) -> Vec<Effect> {
         return vec![];
     };
     let id = p.id.clone();
+    if p.reason == crate::protocol::Reason::VaultLocked {
+        // A request held while the vault is locked: unlock it, or refuse the request.
+        return match c {
+            Command::Unlock => super::passphrase::open_unlock(state, id),
+            Command::Deny => answer(state, &id, Decision::Deny),
+            Command::Quit => super::confirm::quit(state),
+            _ => vec![],
+        };
+    }
     match c {
         Command::AllowOnce => answer(state, &id, Decision::Once),
         // Editing an answer pauses the prompt's countdown (within the broker's bound).

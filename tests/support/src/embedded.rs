@@ -26,6 +26,34 @@ impl EmbeddedBroker {
 
     /// [`EmbeddedBroker::start`] with other connection limits.
     pub fn start_with(env: &Sandbox, limits: Limits) -> EmbeddedBroker {
+        let backend = Arc::new(FileStore::new(&env.file_store()));
+        EmbeddedBroker::start_on(env, backend, limits)
+    }
+
+    /// The paths of `env` as the broker sees them.
+    pub fn paths(env: &Sandbox) -> Paths {
+        Paths {
+            socket: env.socket.clone(),
+            config: env.config(),
+            pending: env.pending(),
+            audit: env.audit(),
+            file_store: env.file_store(),
+            vault: env.audit().with_file_name("vault"),
+        }
+    }
+
+    /// The vault of `env` (made by `keychain-auth init`), as this process's store: locked
+    /// until something unlocks it (the broker's presence check, or the test).
+    pub fn vault(env: &Sandbox) -> Arc<keychain_auth::backend::vault::VaultStore> {
+        keychain_auth::backend::vault::VaultStore::shared(&EmbeddedBroker::paths(env).vault)
+    }
+
+    /// [`EmbeddedBroker::start`] on another store (for instance [`EmbeddedBroker::vault`]).
+    pub fn start_on(
+        env: &Sandbox,
+        backend: Arc<dyn keychain_auth::backend::Backend>,
+        limits: Limits,
+    ) -> EmbeddedBroker {
         let paths = Paths {
             socket: env.socket.clone(),
             config: env.config(),
@@ -40,7 +68,6 @@ impl EmbeddedBroker {
             .build()
             .expect("runtime");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let backend = Arc::new(FileStore::new(&paths.file_store));
         let (broker, served) = rt.block_on(async {
             let server = Server::bind(paths, backend, limits).expect("bind");
             let broker = server.broker();
