@@ -608,7 +608,9 @@ fn an_embedded_dashboard_on_a_vault_asks_for_presence_and_for_every_widening_cha
     });
     tmux.keys(&["-l", PASS]);
     tmux.keys(&["Enter"]);
-    tmux.wait_screen("unlocked and present", |s| s.contains("vault · present"));
+    tmux.wait_screen("unlocked and present", |s| {
+        s.contains("vault unlocked") && s.contains(" present ·")
+    });
     let read = request("read", "aws", &["prod-key"]);
 
     // Deny: no passphrase.
@@ -712,7 +714,7 @@ fn the_first_run_creates_a_vault_or_clearly_keeps_the_plain_store() {
     tmux.keys(&["-l", PASS]);
     tmux.keys(&["Enter"]);
     tmux.wait_screen("the dashboard on its new vault", |s| {
-        s.contains("EMBEDDED") && s.contains("vault · present")
+        s.contains("EMBEDDED") && s.contains("vault unlocked") && s.contains(" present ·")
     });
     assert!(vault.exists());
     tmux.keys(&["q"]);

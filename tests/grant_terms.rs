@@ -63,12 +63,18 @@ fn a_timed_grant_ends_and_is_pruned() {
     assert!(err.contains("not a duration"), "{err}");
     let err = env.cli_err(&["grant", r, "--search", "--for", "1m"]);
     assert!(err.contains("--read or --write"), "{err}");
-    env.cli_ok(&["grant", r, "--read", "aws", "--for", "2s"]);
+    // Long enough that a loaded machine still reads within it; the wait after is measured
+    // from the grant, not from the read.
+    let term = std::time::Duration::from_secs(8);
+    env.cli_ok(&["grant", r, "--read", "aws", "--for", "8s"]);
+    let granted = std::time::Instant::now();
     let list = env.cli_ok(&["list"]);
     assert!(list.contains("aws: expires in"), "{list}");
     let read = request("read", "aws", &["k"]);
     expect(&env.run_client(&reader, &[&read])[0], "success", None);
-    std::thread::sleep(std::time::Duration::from_millis(2300));
+    std::thread::sleep(
+        (term + std::time::Duration::from_millis(300)).saturating_sub(granted.elapsed()),
+    );
     // Never served after the end, whether or not it has been pruned yet.
     expect(
         &env.run_client(&reader, &[&read])[0],

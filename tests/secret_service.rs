@@ -277,20 +277,28 @@ fn namespaces_follow_the_rule_and_other_services_are_invisible() {
     assert_eq!(w["targets"][0], "user=u");
 }
 
-#[test]
-fn python_keyring_serves_an_approved_script_only() {
-    let Some(s) = served() else { return };
-    if !Path::new("/usr/bin/python3").exists()
-        || !std::process::Command::new("/usr/bin/python3")
+/// Whether Debian's python3-keyring (with secretstorage) is installed; in CI its absence fails
+/// the test, elsewhere the test says SKIPPED.
+fn python_keyring() -> bool {
+    let ok = Path::new("/usr/bin/python3").exists()
+        && std::process::Command::new("/usr/bin/python3")
             .args(["-c", "import keyring, secretstorage"])
             .status()
-            .is_ok_and(|st| st.success())
-    {
+            .is_ok_and(|st| st.success());
+    if !ok {
         assert!(
             std::env::var_os("CI").is_none(),
             "this test needs python3-keyring (apt-get install python3-keyring)"
         );
         eprintln!("SKIPPED: needs python3-keyring (apt-get install python3-keyring)");
+    }
+    ok
+}
+
+#[test]
+fn python_keyring_serves_an_approved_script_only() {
+    let Some(s) = served() else { return };
+    if !python_keyring() {
         return;
     }
     let dir = s.env.root.join("py");
@@ -1226,17 +1234,7 @@ fn secret_tool_waits_on_a_locked_vault_and_is_served_once_the_person_unlocks_it(
 
 #[test]
 fn python_keyring_unlocks_through_the_prompt_and_a_dismissed_prompt_unlocks_nothing() {
-    if !Path::new("/usr/bin/python3").exists()
-        || !std::process::Command::new("/usr/bin/python3")
-            .args(["-c", "import keyring, secretstorage"])
-            .status()
-            .is_ok_and(|st| st.success())
-    {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "this test needs python3-keyring (apt-get install python3-keyring)"
-        );
-        eprintln!("SKIPPED: needs python3-keyring (apt-get install python3-keyring)");
+    if !python_keyring() {
         return;
     }
     let dir = tempfile::tempdir().expect("dir");

@@ -128,7 +128,7 @@ pub async fn hold(
 /// Resolves when prompt `id`'s deadline has passed — it moves while an approver edits its
 /// answer ([`super::approval::Approvals::editing`]) — or `cap` after now when given, or at once
 /// when the prompt is gone (its answer, if any, is then waiting).
-async fn expired(broker: &Broker, id: &str, cap: Option<Duration>) {
+pub(super) async fn expired(broker: &Broker, id: &str, cap: Option<Duration>) {
     let hard = cap.map(|c| tokio::time::Instant::now() + c);
     loop {
         let Some(deadline) = broker.approvals.deadline_ms(id) else {

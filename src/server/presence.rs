@@ -184,7 +184,7 @@ pub async fn wait_for_unlock(
             broker.approvals.leave(&id, wait.ticket, if r.is_ok() { "unlocked" } else { "stopping" });
             true
         }
-        () = expired(broker, &id) => {
+        () = super::front::expired(broker, &id, None) => {
             broker.approvals.leave(&id, wait.ticket, "timeout");
             true
         }
@@ -196,23 +196,5 @@ pub async fn wait_for_unlock(
             broker.approvals.leave(&id, wait.ticket, "withdrawn");
             false
         }
-    }
-}
-
-/// Resolves when prompt `id`'s deadline has passed (it moves while an approver types the
-/// passphrase: [`super::approval::Approvals::editing`]), or at once when the prompt is gone.
-async fn expired(broker: &Broker, id: &str) {
-    loop {
-        let Some(deadline) = broker.approvals.deadline_ms(id) else {
-            return;
-        };
-        let left = deadline.saturating_sub(chrono::Utc::now().timestamp_millis());
-        let Ok(left) = u64::try_from(left) else {
-            return;
-        };
-        if left == 0 {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(left)).await;
     }
 }

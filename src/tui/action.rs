@@ -1,6 +1,6 @@
 //! Inputs to the reducer ([`Action`]) and the work it asks for ([`Effect`]).
 
-use super::state::PolicyRow;
+use super::model::PolicyRow;
 use crate::admin::Grants;
 use crate::audit::Record;
 use crate::identity::BinaryHash;
@@ -28,7 +28,7 @@ pub enum Action {
     /// Fresh policies.
     PoliciesLoaded(Vec<PolicyRow>),
     /// What is on disk at each registered path now (hash, state), from [`Effect::CheckDisk`].
-    DiskChecked(Vec<(BinaryHash, super::state::OnDisk)>),
+    DiskChecked(Vec<(BinaryHash, super::model::OnDisk)>),
     /// The audit tail: records (oldest first) and whether older ones exist.
     AuditLoaded(Vec<Record>, bool),
     /// Records appended since the last load.
@@ -54,7 +54,7 @@ pub enum Action {
     /// and its text. Shown on the message line.
     Log(bool, String),
     /// A batch of a whole-log search: its number, the matches (newest first), the progress.
-    SearchFound(u64, Vec<Record>, super::state::SearchProgress),
+    SearchFound(u64, Vec<Record>, super::model::SearchProgress),
     /// The wall clock, in Unix milliseconds (sent with each tick; prompts count down by it).
     Clock(i64),
     /// An event for the approver: a prompt opened or changed, or one was resolved.
@@ -87,7 +87,7 @@ pub enum Action {
     /// (a script caller's under its script's hash).
     LastUses(std::collections::HashMap<String, String>),
     /// config.json was read: the edit made outside keychain-auth it carries, if any.
-    PolicyEdit(Option<super::state::PolicyEdit>),
+    PolicyEdit(Option<super::model::PolicyEdit>),
     /// The live connection count, asked for when quitting an embedded broker.
     QuitChecked(u64),
     /// A watched file changed on disk.
@@ -103,7 +103,7 @@ pub enum Action {
     /// The Secrets view's list: services, targets, attributes.
     SecretsLoaded(Vec<crate::server::owner_view::OwnerService>),
     /// A value asked for in the Secrets view: service, target, value.
-    SecretRevealed(String, String, super::state::Secret),
+    SecretRevealed(String, String, super::model::Secret),
     /// A connected broker's reply to one of this dashboard's answers: why it decided nothing.
     Answered {
         /// The prompt answered.
@@ -274,13 +274,13 @@ pub enum Effect {
     /// Ring the terminal bell (a new prompt).
     Bell,
     /// Prove presence with the passphrase typed (unlocks a locked vault).
-    Presence(super::state::Secret),
+    Presence(super::model::Secret),
     /// List the store's services, targets and attributes (the Secrets view).
     SecretsList,
     /// Read one value for the Secrets view: service, target.
     SecretReveal(String, String),
     /// Run the widening effect with the passphrase typed (checked by the broker again).
-    Present(Box<Effect>, super::state::Secret),
+    Present(Box<Effect>, super::model::Secret),
 }
 
 impl Effect {

@@ -14,6 +14,7 @@ mod executor;
 pub mod first_run;
 pub mod keymap;
 pub mod log;
+pub mod model;
 #[cfg(all(test, feature = "screenshots"))]
 mod screenshots;
 pub mod state;

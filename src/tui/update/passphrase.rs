@@ -119,12 +119,6 @@ pub(super) fn open_presence(state: &mut State) -> Vec<Effect> {
     vec![]
 }
 
-/// An unlock prompt's enter: the dialog, for that prompt (its countdown pauses meanwhile).
-pub(super) fn open_unlock(state: &mut State, id: String) -> Vec<Effect> {
-    state.passphrase = Some(PassDialog::new(PassPurpose::Unlock(id.clone())));
-    vec![Effect::Editing(id)]
-}
-
 /// A typed character (not while the passphrase is being checked).
 pub(super) fn type_char(state: &mut State, c: char) {
     if let Some(d) = &mut state.passphrase

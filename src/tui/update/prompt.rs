@@ -4,7 +4,9 @@
 //! underneath.
 
 use super::super::action::{Command, Effect};
-use super::super::state::{Editor, EditorGoal, Field, Modal, State, changed_program, who};
+use super::super::state::{
+    Editor, EditorGoal, Field, Modal, PassDialog, PassPurpose, State, changed_program, who,
+};
 use super::super::view;
 use crate::admin::Grants;
 use crate::server::approval::{ApproverEvent, Decision, Prompt};
@@ -198,7 +200,34 @@ fn answer_label(p: &Prompt, decision: &Decision) -> String {
         Decision::Deny => "denied".to_string(),
         Decision::Forget => "denied and dismissed".to_string(),
     };
-    format!("{verb}: {} ({})", who(p), asked(p))
+    // "always" saves what the editor holds, which may be more than was asked.
+    let what = match decision {
+        Decision::Always(g) => saved_grants(g).unwrap_or_else(|| asked(p)),
+        _ => asked(p),
+    };
+    format!("{verb}: {} ({what})", who(p))
+}
+
+/// `read api,extra · write api · search` for an "always" answer's grants (`None`: nothing).
+fn saved_grants(g: &Grants) -> Option<String> {
+    let mut parts = vec![];
+    if !g.read.is_empty() {
+        parts.push(format!("read {}", g.read.join(",")));
+    }
+    if !g.write.is_empty() {
+        parts.push(format!("write {}", g.write.join(",")));
+    }
+    if g.search {
+        parts.push("search".to_string());
+    }
+    (!parts.is_empty()).then(|| parts.join(" · "))
+}
+
+/// An unlock prompt's enter: the passphrase dialog, for that prompt (its countdown pauses
+/// meanwhile); the dialog's keys are `passphrase`'s.
+fn open_unlock(state: &mut State, id: String) -> Vec<Effect> {
+    state.passphrase = Some(PassDialog::new(PassPurpose::Unlock(id.clone())));
+    vec![Effect::Editing(id)]
 }
 
 /// Keys while a prompt is shown: its answers, or its dialog's keys.
@@ -213,7 +242,7 @@ pub(super) fn command(state: &mut State, c: Command) -> Vec<Effect> {
     if p.reason == crate::protocol::Reason::VaultLocked {
         // A request held while the vault is locked: unlock it, or refuse the request.
         return match c {
-            Command::Unlock => super::passphrase::open_unlock(state, id),
+            Command::Unlock => open_unlock(state, id),
             Command::Deny => answer(state, &id, Decision::Deny),
             Command::Quit => super::confirm::quit(state),
             _ => vec![],
@@ -300,6 +329,18 @@ mod tests {
     use crate::tui::update::update;
     use crate::tui::view;
     use ratatui::crossterm::event::{self, KeyCode};
+
+    #[test]
+    fn an_always_answer_says_what_it_saves_not_only_what_was_asked() {
+        let p = prompt("p1");
+        let mut g = asked_grants(&p);
+        g.read.push("extra".into());
+        let label = super::answer_label(&p, &Decision::Always(g));
+        assert!(label.starts_with("answered always"), "{label}");
+        assert!(label.contains(",extra"), "{label}");
+        let once = super::answer_label(&p, &Decision::Once);
+        assert!(!once.contains("extra"), "{once}");
+    }
 
     fn with_prompts(ids: &[&str]) -> (State, Vec<Vec<Effect>>) {
         let mut s = sample_state();
