@@ -1117,6 +1117,67 @@ const SECRET_TOOL_MYAPP: &[&str] = &[
 ];
 
 #[test]
+fn an_attached_dashboard_completes_a_locked_vaults_prompt_with_the_passphrase() {
+    if !tools_available(&["tmux"], "tmux") {
+        return;
+    }
+    let Some(v) = vaulted(&[SECRET_TOOL_MYAPP]) else {
+        return;
+    };
+    v.vault("unlock");
+    let out = v.secret_tool(
+        &["store", "--label=l", "service", "myapp", "username", "v"],
+        "dash-pw-41",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    // A connected dashboard proves presence, then the vault is locked again.
+    let tmux = testkit::Dashboard::start(&v.env, &["tui", "--connect"]);
+    tmux.wait_screen("the presence dialog", |s| s.contains("Prove presence"));
+    tmux.keys(&["-l", "vault pass phrase"]);
+    tmux.keys(&["Enter"]);
+    tmux.wait_screen("present", |s| s.contains(" present ·"));
+    v.vault("lock");
+    tmux.wait_screen("locked", |s| s.contains("vault locked"));
+
+    // secret-tool waits on its Prompt; the dashboard shows an unlock prompt naming it.
+    let lookup = v.spawn(
+        "secret-tool",
+        &["lookup", "service", "myapp", "username", "v"],
+        "",
+    );
+    tmux.wait_screen("the unlock prompt for secret-tool", |s| {
+        s.contains("The vault is locked: a caller is waiting") && s.contains("secret-tool")
+    });
+    tmux.keys(&["Enter"]);
+    tmux.wait_screen("the unlock dialog", |s| s.contains("Unlock the vault"));
+    tmux.keys(&["-l", "vault pass phrase"]);
+    tmux.keys(&["Enter"]);
+    let out = lookup.wait_with_output().expect("lookup");
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "dash-pw-41");
+
+    // Refused at the dashboard: the client's prompt is dismissed, nothing is read.
+    v.vault("lock");
+    let lookup = v.spawn(
+        "secret-tool",
+        &["lookup", "service", "myapp", "username", "v"],
+        "",
+    );
+    tmux.wait_screen("the unlock prompt again", |s| {
+        s.contains("The vault is locked: a caller is waiting") && s.contains("secret-tool")
+    });
+    tmux.keys(&["n"]);
+    let out = lookup.wait_with_output().expect("lookup");
+    assert!(
+        out.stdout.is_empty() && !text(&out).contains("dash-pw-41"),
+        "{}",
+        text(&out)
+    );
+    assert!(v.collection_locked(), "a refusal unlocks nothing");
+    tmux.keys(&["q"]);
+}
+
+#[test]
 fn secret_tool_waits_on_a_locked_vault_and_is_served_once_the_person_unlocks_it() {
     let Some(v) = vaulted(&[SECRET_TOOL_MYAPP]) else {
         return;

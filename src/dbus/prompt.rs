@@ -72,6 +72,55 @@ async fn run(front: Arc<Front>, id: u64, dismiss: tokio::sync::oneshot::Receiver
     complete(&front, id, outcome).await;
 }
 
+/// While prompt `id` waits, an attached dashboard is asked to unlock the vault for its caller
+/// (the same unlock prompt a socket request held for unlock gets, naming the program the bus
+/// names): the passphrase typed there completes this prompt too. A refusal there, or that
+/// prompt's own timeout, dismisses this one. Nothing when no dashboard is attached or the caller
+/// cannot be identified (`keychain-auth unlock` still completes it).
+async fn ask_attached_dashboard(
+    front: Arc<Front>,
+    id: u64,
+    owner: String,
+    done: tokio::sync::oneshot::Receiver<()>,
+) {
+    let broker = front.broker.clone();
+    let Some(store) = crate::backend::vault::VaultStore::of(broker.backend.as_ref()) else {
+        return;
+    };
+    if !broker.approvals.attached() {
+        return;
+    }
+    let Ok(who) = caller::identify_name(&front, owner).await else {
+        return;
+    };
+    // What the dashboard shows: the caller wants to search the login collection, which an
+    // unlock of the whole vault opens.
+    let req = crate::protocol::Request {
+        id: None,
+        action: crate::protocol::Action::Search,
+        service: "default".into(),
+        mode: crate::protocol::MatchMode::Prefix,
+        targets: vec![],
+        values: vec![],
+        attributes: Default::default(),
+        prompt: true,
+    };
+    let gone = async {
+        let _ = done.await;
+    };
+    let answered = crate::server::presence::wait_for_unlock(
+        &broker,
+        &who.peer,
+        &req,
+        std::future::pending(),
+        gone,
+    )
+    .await;
+    if answered && !store.is_unlocked() {
+        front.dismiss_prompt(id);
+    }
+}
+
 /// Waits (at most 5 s) until the audit log can be written: the vault's keys come back a
 /// moment before the unlock reloads the audit key, and a request that cannot be audited is not
 /// served.
@@ -151,12 +200,18 @@ impl PromptObject {
         #[zbus(header)] hdr: Header<'_>,
     ) -> Result<(), SecretError> {
         let _ = window_id;
-        self.check_owner(&hdr)?;
+        let owner = self.check_owner(&hdr)?;
         let Some(dismiss) = self.front.start_prompt(self.id) else {
             // Already running: one wait is enough.
             return Ok(());
         };
-        tokio::spawn(run(self.front.clone(), self.id, dismiss));
+        let (front, id) = (self.front.clone(), self.id);
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(ask_attached_dashboard(front.clone(), id, owner, done_rx));
+        tokio::spawn(async move {
+            run(front, id, dismiss).await;
+            let _ = done_tx.send(());
+        });
         Ok(())
     }
 
