@@ -1440,8 +1440,7 @@ fn an_unlock_prompt_nobody_answers_completes_dismissed_at_the_bound() {
 
 #[test]
 fn lock_over_dbus_locks_for_a_registered_caller_only_and_is_audited() {
-    if !Path::new("/usr/bin/python3").exists() {
-        eprintln!("SKIPPED: needs python3-secretstorage");
+    if !python_keyring() {
         return;
     }
     // A real client: secretstorage's Collection.lock(). (Debian 12's secret-tool 0.20.5 `lock`
@@ -1614,8 +1613,7 @@ fn set_alias_accepts_only_default_and_the_collection_cannot_be_deleted() {
 #[test]
 fn a_search_kept_over_the_lock_is_answered_by_unlock_without_a_prompt_once_unlocked() {
     use std::io::{BufRead, Write};
-    if !Path::new("/usr/bin/python3").exists() {
-        eprintln!("SKIPPED: needs python3-secretstorage");
+    if !python_keyring() {
         return;
     }
     let dir = tempfile::tempdir().expect("dir");
