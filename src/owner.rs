@@ -43,6 +43,12 @@ fn check_name(what: &str, s: &str, max: usize) -> Result<(), Failure> {
     Ok(())
 }
 
+/// A service and target as the owner typed them, checked before anything is asked.
+fn check_item(service: &str, target: &str) -> Result<(), Failure> {
+    check_name("service", service, MAX_SERVICE_LEN)?;
+    check_name("target", target, MAX_TARGET_LEN)
+}
+
 fn record(action: &str, service: &str, targets: &[&str], status: &str) -> Record {
     let mut r = Record::new("request", "owner");
     r.action = Some(action.into());
@@ -117,8 +123,7 @@ pub(crate) fn get(
     service: &str,
     target: &str,
 ) -> Result<(), Failure> {
-    check_name("service", service, MAX_SERVICE_LEN)?;
-    check_name("target", target, MAX_TARGET_LEN)?;
+    check_item(service, target)?;
     let call = OwnerCall::Get {
         service: service.into(),
         target: target.into(),
@@ -167,8 +172,7 @@ pub(crate) fn put(
     target: &str,
     allow_empty: bool,
 ) -> Result<(), Failure> {
-    check_name("service", service, MAX_SERVICE_LEN)?;
-    check_name("target", target, MAX_TARGET_LEN)?;
+    check_item(service, target)?;
     let v = value("Value", allow_empty)?;
     let changes = vec![Change::Set {
         service: service.into(),
@@ -195,8 +199,7 @@ pub(crate) fn rm(
     service: &str,
     target: &str,
 ) -> Result<(), Failure> {
-    check_name("service", service, MAX_SERVICE_LEN)?;
-    check_name("target", target, MAX_TARGET_LEN)?;
+    check_item(service, target)?;
     let call = OwnerCall::Remove {
         service: service.into(),
         target: target.into(),

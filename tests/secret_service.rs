@@ -18,6 +18,23 @@ struct Served {
     env: Sandbox,
 }
 
+/// secret-tool's registration in most tests: read, write and search in `myapp`.
+const SECRET_TOOL_MYAPP: &[&str] = &[
+    "/usr/bin/secret-tool",
+    "--read",
+    "myapp",
+    "--write",
+    "myapp",
+    "--search",
+];
+
+/// Registers secret-tool as [`SECRET_TOOL_MYAPP`] says.
+fn register_myapp(env: &Sandbox) {
+    let mut args = vec!["register"];
+    args.extend_from_slice(SECRET_TOOL_MYAPP);
+    env.cli_ok(&args);
+}
+
 fn tools() -> bool {
     tools_available(
         &["dbus-daemon", "dbus-send", "secret-tool", "gdbus"],
@@ -127,15 +144,7 @@ fn secret_tool_is_refused_and_pending_until_approved_then_served() {
     assert_eq!(entry["last_service"], "myapp");
 
     // Approved for myapp: store, lookup, search, clear.
-    s.env.cli_ok(&[
-        "register",
-        "/usr/bin/secret-tool",
-        "--read",
-        "myapp",
-        "--write",
-        "myapp",
-        "--search",
-    ]);
+    register_myapp(&s.env);
     let out = s.secret_tool(
         &[
             "store",
@@ -374,15 +383,7 @@ fn python_keyring_serves_an_approved_script_only() {
 fn a_raw_gdbus_call_from_an_unapproved_program_finds_and_reads_nothing() {
     let Some(s) = served() else { return };
     let secret = "raw-secret-9d21";
-    s.env.cli_ok(&[
-        "register",
-        "/usr/bin/secret-tool",
-        "--read",
-        "myapp",
-        "--write",
-        "myapp",
-        "--search",
-    ]);
+    register_myapp(&s.env);
     let out = s.secret_tool(
         &["store", "--label=l", "service", "myapp", "username", "eve"],
         secret,
@@ -928,15 +929,7 @@ fn the_activation_file_starts_the_broker_on_the_first_call() {
     .expect("write it");
     let bus = Bus::start_with_services(&env, Some(&services));
     env.extra_env.extend(bus.env());
-    env.cli_ok(&[
-        "register",
-        "/usr/bin/secret-tool",
-        "--read",
-        "myapp",
-        "--write",
-        "myapp",
-        "--search",
-    ]);
+    register_myapp(&env);
     assert!(testkit::status(&env.socket).is_none(), "nothing runs yet");
     let mut cmd = env.command("secret-tool");
     cmd.args(["store", "--label=l", "service", "myapp", "username", "act"]);
@@ -1106,15 +1099,6 @@ impl Vaulted {
         }
     }
 }
-
-const SECRET_TOOL_MYAPP: &[&str] = &[
-    "/usr/bin/secret-tool",
-    "--read",
-    "myapp",
-    "--write",
-    "myapp",
-    "--search",
-];
 
 #[test]
 fn an_attached_dashboard_completes_a_locked_vaults_prompt_with_the_passphrase() {
@@ -1516,15 +1500,7 @@ fn lock_over_dbus_locks_for_a_registered_caller_only_and_is_audited() {
 #[test]
 fn set_alias_accepts_only_default_and_the_collection_cannot_be_deleted() {
     let Some(s) = served() else { return };
-    s.env.cli_ok(&[
-        "register",
-        "/usr/bin/secret-tool",
-        "--read",
-        "myapp",
-        "--write",
-        "myapp",
-        "--search",
-    ]);
+    register_myapp(&s.env);
     let out = s.secret_tool(
         &["store", "--label=l", "service", "myapp", "username", "d"],
         "kept-value-3c",

@@ -154,20 +154,7 @@ fn passphrase_dialog(frame: &mut Frame<'_>, s: &State, d: &super::state::PassDia
         PassPurpose::Unlock(id) => {
             let mut l = wrap("The vault is locked. A caller is waiting for a secret:");
             if let Some(p) = s.prompts.iter().find(|p| p.id == *id) {
-                l.push(Line::from(vec![
-                    Span::styled(
-                        format!(
-                            " {} ",
-                            shorten_middle(&clean(super::state::who(p)), room.saturating_sub(24))
-                        ),
-                        Style::new().bold(),
-                    ),
-                    Span::raw("wants to "),
-                    Span::styled(
-                        format!("{} {}", clean(&p.action), clean(&p.service)),
-                        Style::new().yellow().bold(),
-                    ),
-                ]));
+                l.push(wants_line(p, room.saturating_sub(24)));
             }
             l.extend(wrap(
                 "The passphrase unlocks the vault and the request is served; esc refuses it.",
@@ -212,17 +199,17 @@ fn passphrase_dialog(frame: &mut Frame<'_>, s: &State, d: &super::state::PassDia
     }
     lines.push(Line::raw(""));
     lines.push(Line::raw("enter: check · esc: cancel · never shown, never logged").dark_gray());
-    let h = (lines.len() as u16).saturating_add(2);
-    let rect = centered(area, w, h);
-    frame.render_widget(Clear, rect);
-    frame.render_widget(
-        Paragraph::new(lines).block(
-            Block::bordered()
-                .border_type(BorderType::Thick)
-                .border_style(Style::new().magenta().bold())
-                .title(format!(" {title} ")),
-        ),
-        rect,
+    let lines_len = lines.len();
+    dialog(
+        frame,
+        area,
+        w,
+        Paragraph::new(lines),
+        lines_len,
+        Block::bordered()
+            .border_type(BorderType::Thick)
+            .border_style(Style::new().magenta().bold())
+            .title(format!(" {title} ")),
     );
 }
 
@@ -1644,17 +1631,17 @@ fn modal(frame: &mut Frame<'_>, s: &State, m: &Modal) {
             Style::new().yellow(),
         ));
     }
-    let h = (lines.len() as u16).saturating_add(2);
-    let rect = centered(area, w, h);
-    frame.render_widget(Clear, rect);
-    frame.render_widget(
-        Paragraph::new(lines).wrap(Wrap { trim: false }).block(
-            Block::bordered()
-                .border_type(BorderType::Rounded)
-                .border_style(Style::new().cyan())
-                .title(format!(" {title} ")),
-        ),
-        rect,
+    let n = lines.len();
+    dialog(
+        frame,
+        area,
+        w,
+        Paragraph::new(lines).wrap(Wrap { trim: false }),
+        n,
+        Block::bordered()
+            .border_type(BorderType::Rounded)
+            .border_style(Style::new().cyan())
+            .title(format!(" {title} ")),
     );
 }
 
@@ -1813,39 +1800,56 @@ fn prompt(frame: &mut Frame<'_>, s: &State, p: &crate::server::approval::Prompt)
     let area = frame.area();
     let w = 96.min(area.width);
     let room = usize::from(w.saturating_sub(16)).max(8);
-    let mut lines = vec![
-        Line::from(vec![
-            Span::styled(
-                format!(" {} ", shorten_middle(&clean(super::state::who(p)), room)),
-                Style::new().bold(),
-            ),
-            Span::raw("wants to "),
-            Span::styled(
-                format!("{} {}", clean(&p.action), clean(&p.service)),
-                Style::new().yellow().bold(),
-            ),
-        ]),
-        Line::raw(""),
-    ];
+    let mut lines = vec![wants_line(p, room), Line::raw("")];
     lines.extend(prompt_caller(p, room));
     lines.extend(prompt_request(s, p, room));
-    let h = (lines.len() as u16).saturating_add(2);
+    let n = lines.len();
+    dialog(
+        frame,
+        area,
+        w,
+        Paragraph::new(lines),
+        n,
+        Block::bordered()
+            .border_type(BorderType::Thick)
+            .border_style(Style::new().yellow().bold())
+            .title(if p.reason == crate::protocol::Reason::VaultLocked {
+                " The vault is locked: a caller is waiting "
+            } else {
+                " A caller is waiting for your answer "
+            })
+            .title(Line::raw(format!(" prompt 1 of {} ", s.prompts.len())).right_aligned()),
+    );
+}
+
+/// `PATH wants to read aws`: the first line of a prompt and of the unlock dialog.
+fn wants_line(p: &crate::server::approval::Prompt, room: usize) -> Line<'static> {
+    Line::from(vec![
+        Span::styled(
+            format!(" {} ", shorten_middle(&clean(super::state::who(p)), room)),
+            Style::new().bold(),
+        ),
+        Span::raw("wants to "),
+        Span::styled(
+            format!("{} {}", clean(&p.action), clean(&p.service)),
+            Style::new().yellow().bold(),
+        ),
+    ])
+}
+
+/// A dialog of `rows` lines (plus its border) `w` wide, centered in `area` over what is below.
+fn dialog(
+    frame: &mut Frame<'_>,
+    area: Rect,
+    w: u16,
+    body: Paragraph<'_>,
+    rows: usize,
+    block: Block<'_>,
+) {
+    let h = u16::try_from(rows).unwrap_or(u16::MAX).saturating_add(2);
     let rect = centered(area, w, h);
     frame.render_widget(Clear, rect);
-    frame.render_widget(
-        Paragraph::new(lines).block(
-            Block::bordered()
-                .border_type(BorderType::Thick)
-                .border_style(Style::new().yellow().bold())
-                .title(if p.reason == crate::protocol::Reason::VaultLocked {
-                    " The vault is locked: a caller is waiting "
-                } else {
-                    " A caller is waiting for your answer "
-                })
-                .title(Line::raw(format!(" prompt 1 of {} ", s.prompts.len())).right_aligned()),
-        ),
-        rect,
-    );
+    frame.render_widget(body.block(block), rect);
 }
 
 /// A prompt row's label column.
