@@ -987,6 +987,12 @@ impl AuditLog {
             .retain(|(p, _)| p != &self.path);
     }
 
+    /// Whether the key comes from a vault that is unlocked now.
+    fn vault_open(&self) -> bool {
+        matches!(&self.keys, KeySource::Store(b)
+            if crate::backend::vault::VaultStore::of(b.as_ref()).is_some_and(crate::backend::vault::VaultStore::is_unlocked))
+    }
+
     /// Fetches the key now (the daemon warms it at start); an error says why it cannot be had.
     pub(crate) fn warm_key(&self) -> io::Result<()> {
         let mut inner = self.lock_inner();
@@ -997,8 +1003,12 @@ impl AuditLog {
         if let Some(k) = &inner.key {
             return Ok(k.clone());
         }
+        // A failure remembered while the vault was locked does not outlive the lock: an
+        // unlocked vault gives the key from memory, so whoever waited for the unlock (a held
+        // request, a D-Bus prompt) is audited at once, before the unlock's caller resets.
         if let Some((at, why)) = &inner.key_failed
             && at.elapsed() < KEY_RETRY
+            && !self.vault_open()
         {
             return Err(other(why.clone()));
         }

@@ -66,9 +66,6 @@ async fn run(front: Arc<Front>, id: u64, dismiss: tokio::sync::oneshot::Receiver
         // Not a vault: nothing to wait for.
         None => Outcome::Unlocked,
     };
-    if outcome == Outcome::Unlocked {
-        audit_ready(&front).await;
-    }
     complete(&front, id, outcome).await;
 }
 
@@ -118,18 +115,6 @@ async fn ask_attached_dashboard(
     .await;
     if answered && !store.is_unlocked() {
         front.dismiss_prompt(id);
-    }
-}
-
-/// Waits (at most 5 s) until the audit log can be written: the vault's keys come back a
-/// moment before the unlock reloads the audit key, and a request that cannot be audited is not
-/// served.
-async fn audit_ready(front: &Front) {
-    for _ in 0..100 {
-        if front.broker.audit.warm_key().is_ok() {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
 

@@ -177,10 +177,6 @@ pub async fn wait_for_unlock(
         // locked vault, so the request is decided as it stands.
         _ = &mut wait.answer => true,
         r = unlocked.wait_for(|u| *u) => {
-            // The watch fires inside the unlock, before its caller lets the audit log fetch the
-            // key again: done here too, so this request's record is not refused for a key
-            // remembered missing.
-            broker.audit.reset_key();
             broker.approvals.leave(&id, wait.ticket, if r.is_ok() { "unlocked" } else { "stopping" });
             true
         }
