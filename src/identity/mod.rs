@@ -318,6 +318,14 @@ pub fn revalidates(peer: &Peer) -> bool {
     }
 }
 
+/// Whether a successful [`revalidate`] of `peer` also proves that the process it pinned is alive
+/// and still owns its pid: true for a verified writer whose watch sees an `execve`, since every
+/// read of that watch goes through the process's own `/proc/<pid>` entry and address space,
+/// which stop answering once it has exited (so its pidfd need not be polled as well).
+pub fn revalidation_pins(peer: &Peer) -> bool {
+    matches!(&peer.exe, Exe::Verified { watch, .. } if watch.sees_exec())
+}
+
 /// Checks, before a request of an already identified writer is served, that it still runs the
 /// executable it was identified with and that no tracer has attached since. `Err` says why not.
 pub fn revalidate(peer: &Peer) -> Result<(), Changed> {

@@ -298,6 +298,12 @@ impl Session {
     /// too many writers).
     async fn peer(&mut self, s: &Arc<Sender>) -> Option<Arc<Peer>> {
         if let Some(i) = self.known.iter().position(|k| k.pin.pid == s.pid) {
+            let verdict = identity::revalidate(&self.known[i].peer);
+            // The common case, with no poll of the pidfd: the watch's reads went through the
+            // pinned process itself, so it is alive and the pid is still its.
+            if verdict.is_ok() && identity::revalidation_pins(&self.known[i].peer) {
+                return Some(self.known[i].peer.clone());
+            }
             let pinned_alive = self.known[i]
                 .pin
                 .pidfd
@@ -305,7 +311,7 @@ impl Session {
                 .is_none_or(|fd| !identity::exited(fd.as_fd()));
             if pinned_alive {
                 let k = &mut self.known[i];
-                if let Err(why) = identity::revalidate(&k.peer) {
+                if let Err(why) = verdict {
                     // Sticky: an exec or a tracer is not forgotten on this connection.
                     k.peer = Arc::new(unverifiable(&k.peer, why.to_string()));
                     return Some(k.peer.clone());
