@@ -899,12 +899,49 @@ struct Inner {
 struct Exclusive {
     /// Where the chain and the file stood after this process's last write (`None` until its
     /// first, which takes the careful path).
-    at: Option<State>,
+    at: Option<Held>,
     /// `audit.state` lags `at`.
     dirty: bool,
     /// Says when the log or the state was renamed, removed or created by anyone (a rename by
     /// logrotate): the next append takes the careful path. Without it, every append does.
     watch: Option<crate::fsutil::RenameWatch>,
+}
+
+/// The position [`Exclusive`] keeps between writes of `audit.state`: the fields of a [`State`],
+/// raw, and the key its MAC is to be made with. Sealed into a `State` only when the state is
+/// written (once a second, on rotation, on stop), not after every record.
+#[derive(Clone)]
+struct Held {
+    seq: u64,
+    chain: [u8; 32],
+    dev: u64,
+    ino: u64,
+    end: u64,
+    key: Key,
+}
+
+impl Held {
+    fn of(state: &State, key: &Key) -> Held {
+        Held {
+            seq: state.seq,
+            chain: state.chain_bytes(),
+            dev: state.dev,
+            ino: state.ino,
+            end: state.end,
+            key: key.clone(),
+        }
+    }
+
+    fn sealed(&self) -> State {
+        State::sealed(
+            &self.key,
+            self.seq,
+            &self.chain,
+            self.dev,
+            self.ino,
+            self.end,
+        )
+    }
 }
 
 /// How long a failure to get the key is remembered before the store is asked again.
@@ -1074,7 +1111,7 @@ impl AuditLog {
         let Some(ex) = inner.exclusive.as_mut() else {
             return Ok(());
         };
-        let (Some(at), true) = (ex.at.clone(), ex.dirty) else {
+        let (Some(at), true) = (ex.at.as_ref().map(Held::sealed), ex.dirty) else {
             return Ok(());
         };
         let Some(state_file) = inner.state.as_ref() else {
@@ -1158,7 +1195,7 @@ impl AuditLog {
         // replaced by a link keeps every request refused until it is repaired).
         if let Some(ex) = inner.exclusive.as_mut() {
             ex.at = match (&out, &inner.last_state) {
-                (Ok(()), Some((_, s))) => Some(s.clone()),
+                (Ok(()), Some((_, s))) => Some(Held::of(s, key)),
                 _ => None,
             };
             ex.dirty = false;
@@ -1175,7 +1212,8 @@ impl AuditLog {
         record: &Record,
     ) -> Option<io::Result<()>> {
         let ex = inner.exclusive.as_ref()?;
-        let at = ex.at.clone()?;
+        let at = ex.at.as_ref()?;
+        let (dev, ino, end) = (at.dev, at.ino, at.end);
         if ex
             .watch
             .as_ref()
@@ -1193,12 +1231,12 @@ impl AuditLog {
         }
         let log = inner.log.as_ref()?;
         match log.metadata() {
-            Ok(m) if m.size() == at.end && (m.dev(), m.ino()) == (at.dev, at.ino) => {}
+            Ok(m) if m.size() == end && (m.dev(), m.ino()) == (dev, ino) => {}
             _ => return None,
         }
         let pos = Pos {
             seq: at.seq,
-            chain: at.chain_bytes(),
+            chain: at.chain,
         };
         let all = deferred.iter().chain(std::iter::once(record));
         let (out, pos) = match seal_all(key, pos, false, all) {
@@ -1215,9 +1253,15 @@ impl AuditLog {
                 "short write to the audit log",
             )));
         }
-        let end = at.end + out.len() as u64;
         let ex = inner.exclusive.as_mut()?;
-        ex.at = Some(State::sealed(key, pos.seq, &pos.chain, at.dev, at.ino, end));
+        ex.at = Some(Held {
+            seq: pos.seq,
+            chain: pos.chain,
+            dev,
+            ino,
+            end: end + out.len() as u64,
+            key: key.clone(),
+        });
         ex.dirty = true;
         Some(Ok(()))
     }
@@ -1504,11 +1548,8 @@ fn seal_all<'a>(
 ) -> io::Result<(Vec<u8>, Pos)> {
     let mut out = Vec::with_capacity(512);
     for (i, r) in records.enumerate() {
-        let mut r = r.clone();
-        r.seq = Some(pos.seq + 1);
-        r.prev_mac = (fresh && i == 0).then(|| hex::encode(pos.chain));
-        r.mac = None;
-        let canonical = serde_json::to_vec(&r).map_err(|e| other(e.to_string()))?;
+        let prev_mac = (fresh && i == 0).then(|| hex::encode(pos.chain));
+        let canonical = canonical(r, pos.seq + 1, prev_mac).map_err(|e| other(e.to_string()))?;
         let (line, chain) = chain::seal_line(key, &pos.chain, canonical);
         out.extend_from_slice(&line);
         pos = Pos {
@@ -1517,6 +1558,35 @@ fn seal_all<'a>(
         };
     }
     Ok((out, pos))
+}
+
+/// The canonical JSON of `r` as record `seq` of the chain (what its MAC covers): `r` with `seq`
+/// and `prev_mac` set and no `mac`. `seq` and `prev_mac` are a record's first members and `mac`
+/// its last, each left out when `None`, so for a fresh record (the usual case) they are written
+/// around its own serialisation instead of into a clone of it.
+fn canonical(r: &Record, seq: u64, prev_mac: Option<String>) -> serde_json::Result<Vec<u8>> {
+    if r.seq.is_some() || r.prev_mac.is_some() || r.mac.is_some() {
+        let mut r = r.clone();
+        r.seq = Some(seq);
+        r.prev_mac = prev_mac;
+        r.mac = None;
+        return serde_json::to_vec(&r);
+    }
+    let mut out = Vec::with_capacity(1024);
+    out.extend_from_slice(b"{\"seq\":");
+    out.extend_from_slice(seq.to_string().as_bytes());
+    out.push(b',');
+    if let Some(p) = prev_mac {
+        out.extend_from_slice(b"\"prev_mac\":");
+        serde_json::to_writer(&mut out, &p)?;
+        out.push(b',');
+    }
+    let members = out.len();
+    serde_json::to_writer(&mut out, r)?;
+    // Drop the serialisation's own opening brace: its members follow ours. A record always has
+    // members (`ts`, `event`, `source`), so the comma before it is right.
+    out.remove(members);
+    Ok(out)
 }
 
 fn note(action: &str, message: String) -> Record {
@@ -1694,6 +1764,34 @@ mod tests {
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect()
+    }
+
+    /// The clone-free canonical form is byte for byte what serialising the record with `seq`
+    /// and `prev_mac` set gives, with and without `prev_mac`, and for a record that already
+    /// carries chain members (the clone path).
+    #[test]
+    fn the_canonical_form_written_around_a_record_equals_its_serialisation_with_the_members_set() {
+        let targets = [String::from("a\"b"), String::from("c")];
+        let mut r = Record::new("request", "daemon").with_targets(targets.iter());
+        r.message = Some("line\nbreak é".into());
+        r.chain = vec![crate::identity::Link {
+            path: "/usr/bin/x".into(),
+            hash: None,
+            pid: 7,
+            argv: vec!["x".into(), "--y=\"z\"".into()],
+        }];
+        for prev in [None, Some("ab".repeat(32))] {
+            let mut set = r.clone();
+            set.seq = Some(41);
+            set.prev_mac = prev.clone();
+            let want = serde_json::to_vec(&set).unwrap();
+            assert_eq!(canonical(&r, 41, prev.clone()).unwrap(), want);
+            // A record that already has chain members set takes the clone path, same result.
+            let mut stale = r.clone();
+            stale.seq = Some(3);
+            stale.mac = Some("00".into());
+            assert_eq!(canonical(&stale, 41, prev).unwrap(), want);
+        }
     }
 
     #[test]

@@ -5,9 +5,16 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// A binary's SHA-256 in its text form `sha256:<64 lowercase hex>`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(try_from = "String")]
 pub struct BinaryHash(String);
+
+/// Written as its text, borrowed (`serde(into = "String")` would clone it for every record).
+impl Serialize for BinaryHash {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
 
 impl BinaryHash {
     /// From raw digest bytes.

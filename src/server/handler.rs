@@ -178,7 +178,7 @@ fn base_record(peer: &Peer) -> Record {
             ..
         } => Caller {
             pid: peer.pid,
-            path: Some(path.display().to_string()),
+            path: Some(path.to_string_lossy().into_owned()),
             hash: Some(hash.to_string()),
             script: match program {
                 Program::Script { path, hash } => {
@@ -300,7 +300,7 @@ pub(crate) fn caller_chain(peer: &Peer) -> Vec<Link> {
     };
     let mut links = Vec::with_capacity(chain.len() + 1);
     links.push(Link {
-        path: path.display().to_string(),
+        path: path.to_string_lossy().into_owned(),
         hash: Some(hash.clone()),
         pid: peer.pid,
         argv: argv.clone(),
