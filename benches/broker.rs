@@ -614,7 +614,12 @@ fn vault_rows(table: &mut Table, scale: &Scale, full: bool) {
     for _ in 0..scale.rounds.max(3) {
         for (store, into) in [(&empty_store, &mut empty_ms), (&full_store, &mut full_ms)] {
             let t = Instant::now();
-            store.unlock(b"bench passphrase").expect("unlock");
+            store
+                .unlock(
+                    b"bench passphrase",
+                    keychain_auth::audit::generation::highest,
+                )
+                .expect("unlock");
             into.push(t.elapsed().as_secs_f64() * 1000.0);
             store.lock();
         }

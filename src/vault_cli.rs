@@ -161,7 +161,7 @@ pub(crate) fn presence(
         // identify.
         return Ok(Some(p));
     }
-    if let Err(e) = store.unlock(p.as_bytes()) {
+    if let Err(e) = store.unlock(p.as_bytes(), crate::audit::generation::highest) {
         if matches!(e, crate::backend::vault::UnlockError::Wrong { .. }) {
             report_failure(paths, what);
         }
@@ -212,7 +212,9 @@ pub(crate) fn unlock_at_start(backend: &dyn Backend) -> Result<Option<String>, F
     };
     match from_env_file()? {
         Some(p) => {
-            store.unlock(p.as_bytes()).map_err(|e| {
+            store
+                .unlock(p.as_bytes(), crate::audit::generation::highest)
+                .map_err(|e| {
                 format!("{PASSPHRASE_FILE} does not open {}: {e}", backend.describe())
             })?;
             Ok(Some(format!(

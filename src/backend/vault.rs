@@ -64,6 +64,12 @@ impl UnlockError {
     }
 }
 
+/// Where an unlock learns the highest vault generation the audit log beside the vault (the
+/// path) records under the vault's audit key (the key); `None` when it records none. The
+/// daemon and the commands pass `audit::generation::highest`: the store sits below the audit
+/// log and does not read it itself.
+pub type Ledger = fn(&Path, &crate::keys::Key) -> Option<u64>;
+
 /// What an unlock does with a vault file older than the audit log says it was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rollback {
@@ -170,9 +176,10 @@ impl VaultStore {
 
     /// Unlocks with `passphrase`. A wrong one is answered after a delay that grows with each
     /// failure in a row ([`failure_delay`]); the count resets on success. A file older than
-    /// the audit log records is refused ([`UnlockError::Rollback`]).
-    pub fn unlock(&self, passphrase: &[u8]) -> Result<(), UnlockError> {
-        self.unlock_with(passphrase, Rollback::Refuse).map(|_| ())
+    /// `ledger` says the audit log records is refused ([`UnlockError::Rollback`]).
+    pub fn unlock(&self, passphrase: &[u8], ledger: Ledger) -> Result<(), UnlockError> {
+        self.unlock_with(passphrase, Rollback::Refuse, ledger)
+            .map(|_| ())
     }
 
     /// The audit log beside the vault (the paths put both in the same data directory).
@@ -186,13 +193,13 @@ impl VaultStore {
         &self,
         passphrase: &[u8],
         rollback: Rollback,
+        ledger: Ledger,
     ) -> Result<Option<u64>, UnlockError> {
         protect_process();
         match self.file.unlock(passphrase) {
             Ok((mut vault, mut stamp)) => {
-                let recorded =
-                    crate::audit::generation::highest(&self.audit_log(), &vault.audit_key())
-                        .filter(|&r| vault.generation() < r);
+                let recorded = ledger(&self.audit_log(), &vault.audit_key())
+                    .filter(|&r| vault.generation() < r);
                 if let Some(recorded) = recorded {
                     match rollback {
                         // The vault (and its key page) is dropped, zeroed, here.
@@ -474,6 +481,11 @@ impl Backend for VaultStore {
 mod tests {
     use super::*;
 
+    /// An audit log that records no generation (these tests are not about rollback).
+    fn no_ledger(_: &Path, _: &crate::keys::Key) -> Option<u64> {
+        None
+    }
+
     fn item(v: &str) -> Item {
         Item {
             value: v.into(),
@@ -498,10 +510,10 @@ mod tests {
             Err(BackendError::Locked(_))
         ));
         assert!(matches!(
-            s.unlock(b"nope"),
+            s.unlock(b"nope", no_ledger),
             Err(UnlockError::Wrong { attempts: 1 })
         ));
-        s.unlock(b"pw").unwrap();
+        s.unlock(b"pw", no_ledger).unwrap();
         assert_eq!(s.get("svc", "t").unwrap(), Some(item("v")));
         // A batch is one write: a reserved item in it refuses the whole batch.
         let err = s
@@ -523,7 +535,7 @@ mod tests {
         // The audit key is the derived one, the same after a relock.
         let k1 = crate::audit::chain::load(s.as_ref()).unwrap().unwrap();
         s.lock();
-        s.unlock(b"pw").unwrap();
+        s.unlock(b"pw", no_ledger).unwrap();
         let k2 = crate::audit::chain::load(s.as_ref()).unwrap().unwrap();
         assert_eq!(k1.mac(&[b"m"]), k2.mac(&[b"m"]));
     }
@@ -538,12 +550,12 @@ mod tests {
         assert!(w.has_changed().unwrap() && *w.borrow_and_update());
         s.lock();
         assert!(w.has_changed().unwrap() && !*w.borrow_and_update());
-        assert!(s.unlock(b"nope").is_err());
+        assert!(s.unlock(b"nope", no_ledger).is_err());
         assert!(
             !w.has_changed().unwrap(),
             "a wrong passphrase changes nothing"
         );
-        s.unlock(b"pw").unwrap();
+        s.unlock(b"pw", no_ledger).unwrap();
         assert!(*w.borrow_and_update());
     }
 

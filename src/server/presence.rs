@@ -64,7 +64,7 @@ pub fn prove(broker: &Broker, passphrase: &[u8], pid: i32, what: &str) -> Result
             }
         };
     }
-    match store.unlock(passphrase) {
+    match store.unlock(passphrase, crate::audit::generation::highest) {
         Ok(()) => {
             broker.audit.reset_key();
             let msg = format!("the vault was unlocked by {what}");

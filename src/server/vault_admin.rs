@@ -255,7 +255,11 @@ async fn unlock(
             return Err(("vault_unusable", "the store is not a vault".to_string()));
         };
         store
-            .unlock_with(passphrase.as_bytes(), rollback)
+            .unlock_with(
+                passphrase.as_bytes(),
+                rollback,
+                crate::audit::generation::highest,
+            )
             .map_err(|e| (e.reason(), e.to_string()))
     })
     .await
