@@ -100,8 +100,8 @@ pub struct Record {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allow_env: Vec<String>,
     /// The caller chain: the caller first, then who launched it (SPEC §10).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub chain: Vec<crate::identity::Link>,
+    #[serde(default, skip_serializing_if = "crate::identity::Chain::is_empty")]
+    pub chain: crate::identity::Chain,
     /// For an interpreter running a script: the script's path.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub script: Option<String>,
@@ -154,7 +154,7 @@ pub(crate) struct Caller {
     /// For an interpreter running a script: the script's path and hash.
     pub script: Option<(String, String)>,
     /// The caller chain: the caller first, then who launched it.
-    pub chain: Vec<crate::identity::Link>,
+    pub chain: crate::identity::Chain,
 }
 
 impl Record {
@@ -440,7 +440,7 @@ mod record_tests {
             path: Some("/usr/bin/python3".into()),
             hash: Some("sha256:aa".into()),
             script: Some(("/home/u/s.py".into(), "sha256:bb".into())),
-            chain: Vec::new(),
+            chain: Default::default(),
         };
         let line =
             r#"{"type":"REQUEST","id":"r1","action":"read","service":"aws","targets":["k1","k2"]}"#;
@@ -1779,7 +1779,8 @@ mod tests {
             hash: None,
             pid: 7,
             argv: vec!["x".into(), "--y=\"z\"".into()],
-        }];
+        }]
+        .into();
         for prev in [None, Some("ab".repeat(32))] {
             let mut set = r.clone();
             set.seq = Some(41);

@@ -146,6 +146,7 @@ fn placeholder(pid: i32) -> Peer {
             path: None,
             why: "not identified yet".into(),
         },
+        recorded: crate::identity::Recorded::default(),
     }
 }
 
@@ -196,6 +197,7 @@ async fn recheck(front: &Arc<Front>, pin: &Arc<Pinned>) -> Arc<Peer> {
             uid: current.uid,
             pid: current.pid,
             exe: Exe::Unverifiable { path, why },
+            recorded: crate::identity::Recorded::default(),
         })
     };
     let next = if pin.exited() {

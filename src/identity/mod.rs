@@ -23,6 +23,7 @@ pub mod cache;
 pub mod chain;
 pub mod hash;
 pub mod process;
+pub mod recorded;
 pub mod script;
 pub mod sender;
 pub mod startup;
@@ -32,6 +33,7 @@ pub use cache::{HashCache, hash_path, hash_reader};
 pub use hash::{BinaryHash, NotAHash};
 use nix::sys::socket::{getsockopt, sockopt};
 use process::FileId;
+pub use recorded::{Chain, Recorded};
 use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::MetadataExt;
@@ -46,6 +48,9 @@ pub struct Peer {
     pub pid: i32,
     /// What it runs.
     pub exe: Exe,
+    /// Its caller chain as its records carry it, made once ([`Peer::recorded_chain`]). A peer
+    /// built from another with a different `exe` takes a fresh one.
+    pub recorded: Recorded,
 }
 
 impl Peer {
@@ -305,7 +310,12 @@ pub fn identify(
     if pidfd.is_some_and(exited) {
         return Err(IdentityError::Exited(pid));
     }
-    Ok(Some(Peer { uid, pid, exe }))
+    Ok(Some(Peer {
+        uid,
+        pid,
+        exe,
+        recorded: Recorded::default(),
+    }))
 }
 
 /// Whether [`revalidate`] can vouch for `peer` on a later request. It cannot tell an `execve` of

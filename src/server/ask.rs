@@ -20,7 +20,7 @@ use std::time::Duration;
 pub fn prompt_for(peer: &Peer, ask: &Ask, timeout: Duration) -> (String, Prompt) {
     let req = &ask.req;
     // Caller first, then who launched it, as in audit records and pending entries.
-    let chain = super::handler::caller_chain(peer);
+    let chain = peer.caller_chain();
     let (path, hash, argv, script) = match &peer.exe {
         Exe::Verified {
             path,

@@ -37,7 +37,9 @@ pub fn resolve(
                 },
                 why,
             },
-            ..peer.clone()
+            uid: peer.uid,
+            pid: peer.pid,
+            recorded: crate::identity::Recorded::default(),
         }))
     };
     let Some(parent) = chain.first() else {

@@ -186,7 +186,7 @@ fn base_record(peer: &Peer) -> Record {
                 }
                 _ => None,
             },
-            chain: caller_chain(peer),
+            chain: peer.recorded_chain(),
         },
         Exe::Unverifiable { path, .. } => Caller {
             pid: peer.pid,
@@ -286,29 +286,6 @@ fn injection_guard(pid: i32, binary: &BinaryPolicy, integrity: &Integrity) -> Re
     }
 }
 
-/// The caller chain of `peer` for records and prompts: the caller itself, then its ancestors.
-pub(crate) fn caller_chain(peer: &Peer) -> Vec<Link> {
-    let Exe::Verified {
-        path,
-        hash,
-        argv,
-        chain,
-        ..
-    } = &peer.exe
-    else {
-        return Vec::new();
-    };
-    let mut links = Vec::with_capacity(chain.len() + 1);
-    links.push(Link {
-        path: path.to_string_lossy().into_owned(),
-        hash: Some(hash.clone()),
-        pid: peer.pid,
-        argv: argv.clone(),
-    });
-    links.extend(chain.iter().cloned());
-    links
-}
-
 /// The launch rule (SPEC §10): with `launched_by`, one of those hashes must be an ancestor.
 fn launch_rule(peer: &Peer, binary: &BinaryPolicy, chain: &[Link]) -> Result<(), Guard> {
     if binary.launched_by.is_empty()
@@ -324,7 +301,7 @@ fn launch_rule(peer: &Peer, binary: &BinaryPolicy, chain: &[Link]) -> Result<(),
     Err(Guard::Launcher {
         path: binary.path.clone(),
         allowed: allowed.join(", "),
-        chain: identity::describe_chain(&caller_chain(peer)),
+        chain: identity::describe_chain(&peer.recorded_chain()),
     })
 }
 
@@ -400,7 +377,7 @@ fn unknown_caller(policy: &Snapshot, peer: &Peer, req: &Request) -> (String, Opt
         service: req.service.clone(),
         changed_from,
         interpreter,
-        chain: caller_chain(peer),
+        chain: peer.caller_chain(),
     };
     (message, Some(attempt))
 }

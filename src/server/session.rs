@@ -447,6 +447,7 @@ fn unverifiable(peer: &Peer, why: String) -> Peer {
         uid: peer.uid,
         pid: peer.pid,
         exe: Exe::Unverifiable { path, why },
+        recorded: crate::identity::Recorded::default(),
     }
 }
 

@@ -2211,7 +2211,8 @@ mod tests {
         known.audit[0].chain = vec![crate::identity::Link {
             hash: Some(crate::identity::BinaryHash::parse(&"9".repeat(64)).expect("hash")),
             ..crate::tui::test_support::link("/usr/bin/git", 77, &["git"])
-        }];
+        }]
+        .into();
         let screen = render(&known, 200, 36);
         assert!(screen.contains("k8s 9m left; via git"), "{screen}");
         snap("launch_rule_by_name", &known);
@@ -2252,7 +2253,8 @@ mod tests {
         r.chain = vec![
             link("/usr/bin/python3.11", 6001, &["python3"]),
             link("/usr/bin/bash", 5990, &["bash"]),
-        ];
+        ]
+        .into();
         s.audit = vec![r];
         s.audit_sel = 0;
         // The Audit pane's row names the script, not the interpreter.
@@ -2676,7 +2678,8 @@ mod tests {
         s.audit[0].chain = vec![crate::identity::Link {
             hash: Some(git),
             ..link("/usr/bin/git", 77, &["git"])
-        }];
+        }]
+        .into();
         s.pane = Pane::Policies;
         // Every row, selected in turn: what its columns leave out at 80 columns is on the
         // pane's bottom line, and the hint bar names the key that shows the entry in full.
