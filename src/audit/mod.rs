@@ -899,7 +899,7 @@ struct Inner {
 struct Exclusive {
     /// Where the chain and the file stood after this process's last write (`None` until its
     /// first, which takes the careful path).
-    at: Option<Held>,
+    at: Option<At>,
     /// `audit.state` lags `at`.
     dirty: bool,
     /// Says when the log or the state was renamed, removed or created by anyone (a rename by
@@ -907,10 +907,27 @@ struct Exclusive {
     watch: Option<crate::fsutil::RenameWatch>,
 }
 
+/// Where [`Exclusive`] stands: raw while the key is here, sealed when the key is forgotten.
+enum At {
+    /// The fast path's position, sealed only when `audit.state` is written.
+    Held(Held),
+    /// Sealed at [`AuditLog::reset_key`], so that no copy of the key outlives it (a vault's
+    /// lock): the next record takes the careful path, under the key fetched again.
+    Sealed(State),
+}
+
+impl At {
+    fn sealed(&self) -> State {
+        match self {
+            At::Held(h) => h.sealed(),
+            At::Sealed(s) => s.clone(),
+        }
+    }
+}
+
 /// The position [`Exclusive`] keeps between writes of `audit.state`: the fields of a [`State`],
 /// raw, and the key its MAC is to be made with. Sealed into a `State` only when the state is
 /// written (once a second, on rotation, on stop), not after every record.
-#[derive(Clone)]
 struct Held {
     seq: u64,
     chain: [u8; 32],
@@ -1017,6 +1034,12 @@ impl AuditLog {
     /// next append asks the store again.
     pub(crate) fn reset_key(&self) {
         let mut inner = self.lock_inner();
+        // The held position keeps a copy of the key until it is sealed: seal it now.
+        if let Some(ex) = inner.exclusive.as_mut()
+            && let Some(At::Held(h)) = &ex.at
+        {
+            ex.at = Some(At::Sealed(h.sealed()));
+        }
         inner.key = None;
         inner.key_failed = None;
         KEYS.lock()
@@ -1111,7 +1134,7 @@ impl AuditLog {
         let Some(ex) = inner.exclusive.as_mut() else {
             return Ok(());
         };
-        let (Some(at), true) = (ex.at.as_ref().map(Held::sealed), ex.dirty) else {
+        let (Some(at), true) = (ex.at.as_ref().map(At::sealed), ex.dirty) else {
             return Ok(());
         };
         let Some(state_file) = inner.state.as_ref() else {
@@ -1195,7 +1218,7 @@ impl AuditLog {
         // replaced by a link keeps every request refused until it is repaired).
         if let Some(ex) = inner.exclusive.as_mut() {
             ex.at = match (&out, &inner.last_state) {
-                (Ok(()), Some((_, s))) => Some(Held::of(s, key)),
+                (Ok(()), Some((_, s))) => Some(At::Held(Held::of(s, key))),
                 _ => None,
             };
             ex.dirty = false;
@@ -1212,7 +1235,9 @@ impl AuditLog {
         record: &Record,
     ) -> Option<io::Result<()>> {
         let ex = inner.exclusive.as_ref()?;
-        let at = ex.at.as_ref()?;
+        let Some(At::Held(at)) = ex.at.as_ref() else {
+            return None;
+        };
         let (dev, ino, end) = (at.dev, at.ino, at.end);
         if ex
             .watch
@@ -1254,14 +1279,14 @@ impl AuditLog {
             )));
         }
         let ex = inner.exclusive.as_mut()?;
-        ex.at = Some(Held {
+        ex.at = Some(At::Held(Held {
             seq: pos.seq,
             chain: pos.chain,
             dev,
             ino,
             end: end + out.len() as u64,
             key: key.clone(),
-        });
+        }));
         ex.dirty = true;
         Some(Ok(()))
     }
@@ -1793,6 +1818,47 @@ mod tests {
             stale.mac = Some("00".into());
             assert_eq!(canonical(&stale, 41, prev).unwrap(), want);
         }
+    }
+
+    /// The held writer's position survives a key reset (a vault's lock) sealed, without a copy
+    /// of the key: records before and after it form one chain, and the state written on stop
+    /// matches the log.
+    #[test]
+    fn a_held_log_continues_its_chain_across_a_key_reset() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("data/audit.log");
+        let log = open(&p, Rotation::default());
+        log.hold().unwrap();
+        for _ in 0..3 {
+            log.append(&Record::new("request", "daemon")).unwrap();
+        }
+        assert!(matches!(
+            log.lock_inner()
+                .exclusive
+                .as_ref()
+                .and_then(|e| e.at.as_ref()),
+            Some(At::Held(_))
+        ));
+        log.reset_key();
+        assert!(matches!(
+            log.lock_inner()
+                .exclusive
+                .as_ref()
+                .and_then(|e| e.at.as_ref()),
+            Some(At::Sealed(_))
+        ));
+        for _ in 0..2 {
+            log.append(&Record::new("request", "daemon")).unwrap();
+        }
+        log.flush_state().unwrap();
+        let recs = lines(&p);
+        assert_eq!(
+            recs.iter().map(|r| r.seq.unwrap()).collect::<Vec<_>>(),
+            [1, 2, 3, 4, 5]
+        );
+        let r = verify::verify(&p, &key());
+        assert!(r.ok, "{:?}", r.breaks);
+        assert_eq!(r.records, 5);
     }
 
     #[test]
