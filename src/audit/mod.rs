@@ -1278,16 +1278,20 @@ impl AuditLog {
                 "short write to the audit log",
             )));
         }
-        let ex = inner.exclusive.as_mut()?;
-        ex.at = Some(At::Held(Held {
-            seq: pos.seq,
-            chain: pos.chain,
-            dev,
-            ino,
-            end: end + out.len() as u64,
-            key: key.clone(),
-        }));
-        ex.dirty = true;
+        // The record is written: from here on the answer is Ok whatever is kept.
+        if let Some(ex) = inner.exclusive.as_mut() {
+            // Moved on in place: the held key is the one just used (a new key seals the
+            // position first, and the careful path holds it again under that key).
+            match ex.at.as_mut() {
+                Some(At::Held(held)) => {
+                    held.seq = pos.seq;
+                    held.chain = pos.chain;
+                    held.end = end + out.len() as u64;
+                }
+                _ => ex.at = None,
+            }
+            ex.dirty = true;
+        }
         Some(Ok(()))
     }
 
